@@ -1,0 +1,20 @@
+"""The OpenADS domain core: entities, rules and the services that write them.
+
+No Asterisk, no Flask, no HTTP in here.
+"""
+
+from models.base import Base  # noqa: F401
+from models.housing import Account, House, HouseNote, Premise, Resident, ResidentPhone  # noqa: F401
+from models.organization import ApiToken, DispatchCentre, Membership, Organization, Role, User  # noqa: F401
+from models.outbox import DomainEvent, OutboxAttempt, OutboxMessage  # noqa: F401
+from models.ticket import (  # noqa: F401
+    Attachment,
+    Category,
+    Channel,
+    Incident,
+    Ticket,
+    TicketComment,
+    TicketCounter,
+    TicketHistory,
+    TicketStatus,
+)

@@ -1,0 +1,72 @@
+"""Engines and sessions. The same code runs on SQLite and PostgreSQL.
+
+SQLite: WAL, a busy timeout, foreign keys on, and two engines on one file — reads begin a
+deferred transaction, writes `BEGIN IMMEDIATE` so that concurrent writers queue on the busy
+timeout instead of failing with SQLITE_BUSY when upgrading a read lock (ticket numbering under
+concurrency depends on this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def _sqlite_engine(url: str, begin: str, **kw: Any) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kw)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    def __init__(self, url: str, **engine_kw: Any) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE", **engine_kw)
+            self.read_engine = _sqlite_engine(url, "BEGIN", **engine_kw)
+        else:
+            engine_kw.setdefault("pool_size", 10)
+            engine_kw.setdefault("max_overflow", 20)
+            engine_kw.setdefault("pool_pre_ping", True)
+            self.engine = create_engine(url, **engine_kw)
+            self.read_engine = self.engine
+        self.write_factory = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_factory = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A unit of work: commit on success, roll back on any error."""
+        with self.write_factory() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self.read_factory() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()

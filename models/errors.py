@@ -1,0 +1,51 @@
+"""Domain exceptions. Each carries a kebab-case `error_id` that web/ maps to an HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    error_id = "domain-error"
+    http_status = 400
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DomainError):
+    """Also raised for another organization's object: existence is not disclosed."""
+
+    error_id = "not-found"
+    http_status = 404
+
+
+class TicketNotFound(NotFound):
+    error_id = "ticket-not-found"
+
+
+class TransitionNotAllowed(DomainError):
+    error_id = "transition-not-allowed"
+    http_status = 409
+
+    def __init__(self, current: str, wanted: str, message: str | None = None) -> None:
+        super().__init__(
+            message or f"переход из статуса «{current}» в «{wanted}» не разрешён", current=current, wanted=wanted
+        )
+
+
+class ValidationFailed(DomainError):
+    error_id = "invalid-input"
+    http_status = 400
+
+
+class PermissionDenied(DomainError):
+    error_id = "forbidden"
+    http_status = 403
+
+
+class ImportFailed(DomainError):
+    error_id = "import-failed"
+    http_status = 400

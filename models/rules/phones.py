@@ -1,0 +1,49 @@
+"""Phone numbers: everything stored is E.164 (`+79161234567`)."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+
+class InvalidPhone(ValueError):
+    def __init__(self, raw: str) -> None:
+        super().__init__(f"некорректный номер телефона: {raw!r}")
+        self.raw = raw
+
+
+def to_e164(raw: str, region: str = "RU") -> str:
+    """Normalise a number as residents and operators write it ("8 (916) 123-45-67") to E.164."""
+    text = (raw or "").strip()
+    if not text:
+        raise InvalidPhone(raw)
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhone(raw) from exc
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidPhone(raw)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def try_e164(raw: str | None, region: str = "RU") -> str | None:
+    """E.164 or None: for search boxes, where a non-number simply means "not a phone query"."""
+    if not raw:
+        return None
+    digits = sum(ch.isdigit() for ch in raw)
+    if digits < 7:
+        return None
+    try:
+        return to_e164(raw, region)
+    except InvalidPhone:
+        return None
+
+
+def display(e164: str | None) -> str:
+    """`+79161234567` → `+7 916 123-45-67` for screens."""
+    if not e164:
+        return ""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

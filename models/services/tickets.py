@@ -1,0 +1,633 @@
+"""Ticket services: registration with numbering and deadlines, edits, assignment, workflow.
+
+Every change writes one append-only `TicketHistory` row and one domain event; emergency tickets
+queue an e-mail to the municipality (M1) and assignment queues one to the executor, both
+through the durable outbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from models import events
+from models.base import utcnow
+from models.errors import TicketNotFound, TransitionNotAllowed, ValidationFailed
+from models.housing import House, Premise, Resident
+from models.organization import Membership, Organization, Role, User
+from models.outbox import MessageChannel, OutboxMessage
+from models.rules.deadlines import DeadlineRule, compute_deadlines
+from models.rules.phones import InvalidPhone, to_e164
+from models.rules.ticket_states import (
+    NEEDS_EXECUTOR,
+    NEEDS_REASON,
+    REOPENABLE,
+    SETTLED,
+    STATUS_TITLES_RU,
+    can_transition,
+)
+from models.services.outbox import enqueue_message
+from models.ticket import (
+    Category,
+    Channel,
+    Incident,
+    Ticket,
+    TicketComment,
+    TicketCounter,
+    TicketHistory,
+    Visibility,
+)
+from models.ticket import TicketStatus as S
+
+MUNICIPALITY_PURPOSE = "municipality_emergency"
+MUNICIPALITY_DONE_PURPOSE = "municipality_emergency_done"
+EXECUTOR_PURPOSE = "executor_assigned"
+
+
+@dataclass
+class TicketDraft:
+    category_id: int
+    description: str
+    channel: Channel = Channel.PANEL
+    house_id: int | None = None
+    premise_id: int | None = None
+    resident_id: int | None = None
+    reporter_name: str = ""
+    reporter_phone: str | None = None
+    is_emergency: bool | None = None  # None: the category's default
+    damage_detected_at: datetime | None = None
+    planned_due_at: datetime | None = None
+    incident_id: int | None = None
+    executor_id: int | None = None
+    registered_at: datetime | None = None
+
+
+@dataclass
+class TicketChanges:
+    """Editable fields; only the ones listed in `fields` are applied."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+EDITABLE_FIELDS = (
+    "description",
+    "reporter_name",
+    "reporter_phone",
+    "house_id",
+    "premise_id",
+    "resident_id",
+    "category_id",
+    "is_emergency",
+    "damage_detected_at",
+    "planned_due_at",
+    "incident_id",
+)
+DEADLINE_FIELDS = {"category_id", "is_emergency", "damage_detected_at"}
+
+
+def tz_of(org: Organization) -> ZoneInfo:
+    return ZoneInfo(org.timezone)
+
+
+# --- lookups scoped to one organization -------------------------------------------------------
+
+
+def get_ticket(session: Session, *, org_ids: list[int] | set[int], ticket_id: int, lock: bool = False) -> Ticket:
+    stmt = select(Ticket).where(Ticket.id == ticket_id, Ticket.organization_id.in_(list(org_ids)))
+    if lock:
+        stmt = stmt.with_for_update()
+    ticket = session.scalar(stmt)
+    if ticket is None:
+        raise TicketNotFound("заявка не найдена", ticket_id=ticket_id)
+    return ticket
+
+
+def _owned(session: Session, model: Any, obj_id: int | None, org_id: int, what: str, field_name: str) -> Any:
+    if obj_id is None:
+        return None
+    obj = session.get(model, obj_id)
+    if obj is None or obj.organization_id != org_id:
+        raise ValidationFailed(f"{what} не найден(а) в этой организации", field=field_name, value=obj_id)
+    return obj
+
+
+def _category(session: Session, org_id: int, category_id: int) -> Category:
+    cat = _owned(session, Category, category_id, org_id, "категория", "category_id")
+    if cat is None or not cat.active:
+        raise ValidationFailed("неизвестная категория", field="category_id", value=category_id)
+    return cat  # type: ignore[no-any-return]
+
+
+def _executor(session: Session, org_id: int, executor_id: int) -> User:
+    user = session.scalar(
+        select(User)
+        .join(Membership, Membership.user_id == User.id)
+        .where(User.id == executor_id, Membership.organization_id == org_id, User.is_active.is_(True))
+    )
+    if user is None or user.role != Role.EXECUTOR:
+        raise ValidationFailed("исполнитель не найден в этой организации", field="executor_id", value=executor_id)
+    return user
+
+
+def _phone(raw: str | None) -> str | None:
+    if raw in (None, ""):
+        return None
+    try:
+        return to_e164(raw)
+    except InvalidPhone as exc:
+        raise ValidationFailed(str(exc), field="reporter_phone", value=raw) from exc
+
+
+# --- numbering --------------------------------------------------------------------------------
+
+
+def allocate_number(session: Session, *, organization_id: int, year: int) -> str:
+    """Next number `YYYY-NNNNNN` for the organization and year: no gaps, no duplicates.
+
+    The counter row is bumped with UPDATE ... RETURNING inside the ticket's own transaction, so
+    a concurrent creation waits for the row lock (PostgreSQL) or the write lock (SQLite), and a
+    rolled-back creation gives its number back.
+    """
+    dialect = session.get_bind().dialect.name
+    values = {"organization_id": organization_id, "year": year, "last_value": 0}
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(TicketCounter).values(values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(TicketCounter).values(values).on_conflict_do_nothing())
+    else:  # pragma: no cover - other engines are not supported
+        if session.get(TicketCounter, (organization_id, year)) is None:
+            session.execute(insert(TicketCounter).values(values))
+    seq = session.execute(
+        update(TicketCounter)
+        .where(TicketCounter.organization_id == organization_id, TicketCounter.year == year)
+        .values(last_value=TicketCounter.last_value + 1)
+        .returning(TicketCounter.last_value)
+    ).scalar_one()
+    return f"{year}-{seq:06d}"
+
+
+# --- deadlines ---------------------------------------------------------------------------------
+
+
+def deadline_rule(org: Organization, category: Category) -> DeadlineRule:
+    return DeadlineRule(
+        resolve_minutes=category.resolve_minutes or org.default_deadline_minutes,
+        localize_minutes=category.localize_minutes,
+        window_start=category.window_start,
+        window_end=category.window_end,
+        count_from_damage=category.count_from_damage,
+    )
+
+
+def _apply_deadlines(ticket: Ticket, org: Organization, category: Category) -> None:
+    d = compute_deadlines(
+        deadline_rule(org, category),
+        registered_at=ticket.registered_at,
+        tz=tz_of(org),
+        damage_detected_at=ticket.damage_detected_at,
+        is_emergency=ticket.is_emergency,
+    )
+    ticket.localize_due_at = d.localize_due_at
+    ticket.due_at = d.due_at
+    _refresh_next_due(ticket)
+
+
+def _refresh_next_due(ticket: Ticket) -> None:
+    if ticket.status in SETTLED:
+        ticket.next_due_at = None
+    elif ticket.localize_due_at is not None and ticket.localized_at is None:
+        ticket.next_due_at = ticket.localize_due_at
+    else:
+        ticket.next_due_at = ticket.due_at
+
+
+# --- history and events -------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value"):
+        return value.value
+    return value
+
+
+def _record(
+    session: Session,
+    ticket: Ticket,
+    *,
+    action: str,
+    by: User | None,
+    now: datetime,
+    from_status: S | None = None,
+    to_status: S | None = None,
+    changes: dict[str, list[Any]] | None = None,
+    reason: str = "",
+    event: str = events.TICKET_CHANGED,
+) -> None:
+    session.add(
+        TicketHistory(
+            organization_id=ticket.organization_id,
+            ticket_id=ticket.id,
+            at=now,
+            user_id=by.id if by else None,
+            action=action,
+            from_status=from_status.value if from_status else None,
+            to_status=to_status.value if to_status else None,
+            changes={k: [_jsonable(a), _jsonable(b)] for k, (a, b) in (changes or {}).items()},
+            reason=reason,
+        )
+    )
+    ticket.updated_at = now
+    events.emit(
+        session,
+        ticket.organization_id,
+        event,
+        {"ticket_id": ticket.id, "number": ticket.number, "status": ticket.status.value, "action": action},
+    )
+
+
+def _fmt_local(org: Organization, moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    return moment.astimezone(tz_of(org)).strftime("%d.%m.%Y %H:%M")
+
+
+def _address(ticket: Ticket) -> str:
+    parts = []
+    if ticket.house is not None:
+        parts.append(ticket.house.address)
+    if ticket.premise is not None:
+        parts.append(ticket.premise.label)
+    return ", ".join(parts) or "адрес не указан"
+
+
+def _notify_municipality(session: Session, org: Organization, ticket: Ticket, now: datetime) -> None:
+    """M1: tell the municipality the nature of the damage and the planned elimination time."""
+    if not org.municipality_email:
+        return
+    already = session.scalar(
+        select(OutboxMessage.id).where(
+            OutboxMessage.ticket_id == ticket.id, OutboxMessage.purpose == MUNICIPALITY_PURPOSE
+        )
+    )
+    if already:
+        return
+    session.flush()
+    body = (
+        f"{org.name} сообщает об аварийной ситуации.\n\n"
+        f"Заявка № {ticket.number} от {_fmt_local(org, ticket.registered_at)}\n"
+        f"Адрес: {_address(ticket)}\n"
+        f"Характер повреждения: {ticket.category.name}. {ticket.description}\n"
+        f"Срок локализации: {_fmt_local(org, ticket.localize_due_at)}\n"
+        f"Плановый срок устранения: {_fmt_local(org, ticket.due_at)}\n\n"
+        f"Аварийно-диспетчерская служба {org.short_name}"
+    )
+    enqueue_message(
+        session,
+        organization_id=org.id,
+        channel=MessageChannel.EMAIL,
+        purpose=MUNICIPALITY_PURPOSE,
+        recipient=org.municipality_email,
+        subject=f"Авария: {_address(ticket)} — заявка № {ticket.number}",
+        body=body,
+        ticket_id=ticket.id,
+        now=now,
+    )
+
+
+def _notify_municipality_done(session: Session, org: Organization, ticket: Ticket, now: datetime) -> None:
+    """M1 follow-up: the municipality that was told of the accident is told of its elimination."""
+    told = session.scalar(
+        select(OutboxMessage.id).where(
+            OutboxMessage.ticket_id == ticket.id, OutboxMessage.purpose == MUNICIPALITY_PURPOSE
+        )
+    )
+    if not told or not org.municipality_email:
+        return
+    enqueue_message(
+        session,
+        organization_id=org.id,
+        channel=MessageChannel.EMAIL,
+        purpose=MUNICIPALITY_DONE_PURPOSE,
+        recipient=org.municipality_email,
+        subject=f"Устранено: {_address(ticket)} — заявка № {ticket.number}",
+        body=(
+            f"Аварийная ситуация по заявке № {ticket.number} ({_address(ticket)}) устранена "
+            f"{_fmt_local(org, ticket.resolved_at)}.\n\nАварийно-диспетчерская служба {org.short_name}"
+        ),
+        ticket_id=ticket.id,
+        now=now,
+    )
+
+
+def _notify_executor(session: Session, org: Organization, ticket: Ticket, executor: User, now: datetime) -> None:
+    if not executor.email:
+        return
+    flag = "АВАРИЙНАЯ " if ticket.is_emergency else ""
+    enqueue_message(
+        session,
+        organization_id=org.id,
+        channel=MessageChannel.EMAIL,
+        purpose=EXECUTOR_PURPOSE,
+        recipient=executor.email,
+        subject=f"{flag}заявка № {ticket.number}: {ticket.category.name}",
+        body=(
+            f"Вам назначена {flag.lower()}заявка № {ticket.number}.\n"
+            f"Адрес: {_address(ticket)}\n"
+            f"Заявитель: {ticket.reporter_name or '—'} {ticket.reporter_phone or ''}\n"
+            f"Категория: {ticket.category.name}\n"
+            f"Описание: {ticket.description}\n"
+            f"Срок локализации: {_fmt_local(org, ticket.localize_due_at)}\n"
+            f"Срок выполнения: {_fmt_local(org, ticket.due_at)}\n"
+        ),
+        ticket_id=ticket.id,
+        now=now,
+    )
+
+
+# --- services ------------------------------------------------------------------------------------
+
+
+def create_ticket(
+    session: Session, *, org: Organization, draft: TicketDraft, by: User | None, now: datetime | None = None
+) -> Ticket:
+    """Register a ticket: number, deadlines, history, `ticket.created`; M1 e-mail if emergency.
+
+    Also assigns the executor when the draft names one (history `assigned`, executor e-mail).
+    """
+    now = now or utcnow()
+    description = (draft.description or "").strip()
+    if not description:
+        raise ValidationFailed("описание заявки обязательно", field="description")
+    category = _category(session, org.id, draft.category_id)
+    house = _owned(session, House, draft.house_id, org.id, "дом", "house_id")
+    premise = _owned(session, Premise, draft.premise_id, org.id, "помещение", "premise_id")
+    resident = _owned(session, Resident, draft.resident_id, org.id, "житель", "resident_id")
+    incident = _owned(session, Incident, draft.incident_id, org.id, "авария", "incident_id")
+    if premise is not None:
+        if house is None:
+            house = premise.house
+        elif premise.house_id != house.id:
+            raise ValidationFailed("помещение не относится к указанному дому", field="premise_id")
+    if resident is not None and premise is None and resident.premise is not None:
+        premise = resident.premise
+        house = house or premise.house
+    executor = _executor(session, org.id, draft.executor_id) if draft.executor_id else None
+    registered_at = draft.registered_at or now
+    if draft.damage_detected_at is not None and draft.damage_detected_at > registered_at:
+        raise ValidationFailed("время обнаружения повреждения позже регистрации", field="damage_detected_at")
+    year = registered_at.astimezone(tz_of(org)).year
+    ticket = Ticket(
+        organization_id=org.id,
+        number=allocate_number(session, organization_id=org.id, year=year),
+        channel=draft.channel,
+        registered_at=registered_at,
+        registered_by_id=by.id if by else None,
+        reporter_name=(draft.reporter_name or (resident.full_name if resident else "")).strip(),
+        reporter_phone=_phone(draft.reporter_phone),
+        resident_id=resident.id if resident else None,
+        house_id=house.id if house else None,
+        premise_id=premise.id if premise else None,
+        category_id=category.id,
+        description=description,
+        is_emergency=category.is_emergency if draft.is_emergency is None else draft.is_emergency,
+        status=S.NEW,
+        damage_detected_at=draft.damage_detected_at,
+        planned_due_at=draft.planned_due_at,
+        incident_id=incident.id if incident else None,
+        updated_at=now,
+        reopen_count=0,
+    )
+    ticket.category = category
+    ticket.house = house
+    ticket.premise = premise
+    _apply_deadlines(ticket, org, category)
+    if ticket.planned_due_at is None:
+        ticket.planned_due_at = ticket.due_at
+    session.add(ticket)
+    session.flush()
+    _record(
+        session,
+        ticket,
+        action="created",
+        by=by,
+        now=now,
+        to_status=S.NEW,
+        changes={
+            "category": [None, category.name],
+            "description": [None, description],
+            "is_emergency": [None, ticket.is_emergency],
+            "due_at": [None, ticket.due_at],
+        },
+        event=events.TICKET_CREATED,
+    )
+    if ticket.is_emergency:
+        _notify_municipality(session, org, ticket, now)
+    if executor is not None:
+        assign_ticket(session, org=org, ticket_id=ticket.id, executor_id=executor.id, by=by, now=now)
+    return ticket
+
+
+def assign_ticket(
+    session: Session, *, org: Organization, ticket_id: int, executor_id: int, by: User | None,
+    now: datetime | None = None,
+) -> Ticket:
+    """Assign (or reassign) the executor; a new ticket becomes `assigned`. Queues the executor e-mail."""
+    now = now or utcnow()
+    ticket = get_ticket(session, org_ids=[org.id], ticket_id=ticket_id, lock=True)
+    if ticket.status in SETTLED:
+        raise TransitionNotAllowed(ticket.status.value, S.ASSIGNED.value, "заявка уже завершена: сначала откройте её повторно")
+    executor = _executor(session, org.id, executor_id)
+    if ticket.executor_id == executor.id:
+        return ticket
+    old_executor = ticket.executor.full_name if ticket.executor else None
+    from_status = ticket.status
+    ticket.executor_id = executor.id
+    ticket.executor = executor
+    if ticket.status == S.NEW:
+        ticket.status = S.ASSIGNED
+    _record(
+        session,
+        ticket,
+        action="assigned",
+        by=by,
+        now=now,
+        from_status=from_status if from_status != ticket.status else None,
+        to_status=ticket.status if from_status != ticket.status else None,
+        changes={"executor": [old_executor, executor.full_name]},
+    )
+    _notify_executor(session, org, ticket, executor, now)
+    return ticket
+
+
+def transition_ticket(
+    session: Session, *, org: Organization, ticket_id: int, to: S, by: User | None, reason: str = "",
+    now: datetime | None = None,
+) -> Ticket:
+    """Move a ticket along the workflow; sets resolved/closed times; M1 follow-up when an emergency is done."""
+    now = now or utcnow()
+    ticket = get_ticket(session, org_ids=[org.id], ticket_id=ticket_id, lock=True)
+    current = ticket.status
+    if not can_transition(current, to):
+        raise TransitionNotAllowed(STATUS_TITLES_RU[current], STATUS_TITLES_RU[to])
+    reason = (reason or "").strip()
+    if to in NEEDS_REASON and not reason:
+        raise ValidationFailed("укажите причину", field="reason")
+    if to in NEEDS_EXECUTOR and ticket.executor_id is None:
+        raise ValidationFailed("сначала назначьте исполнителя", field="executor_id")
+    changes: dict[str, list[Any]] = {}
+    ticket.status = to
+    if to == S.NEW:
+        changes["executor"] = [ticket.executor.full_name if ticket.executor else None, None]
+        ticket.executor_id = None
+    if to == S.DONE:
+        ticket.resolved_at = now
+        changes["resolved_at"] = [None, now]
+        if ticket.localize_due_at is not None and ticket.localized_at is None:
+            ticket.localized_at = now
+            changes["localized_at"] = [None, now]
+    if to == S.CLOSED:
+        ticket.closed_at = now
+        ticket.closed_by_id = by.id if by else None
+        changes["closed_at"] = [None, now]
+    _refresh_next_due(ticket)
+    _record(session, ticket, action="status", by=by, now=now, from_status=current, to_status=to,
+            changes=changes, reason=reason)
+    if to == S.DONE and ticket.is_emergency:
+        _notify_municipality_done(session, org, ticket, now)
+    return ticket
+
+
+def reopen_ticket(
+    session: Session, *, org: Organization, ticket_id: int, by: User | None, reason: str,
+    now: datetime | None = None,
+) -> Ticket:
+    """Return a finished ticket to work; the reopen counter goes up; the reason is required."""
+    now = now or utcnow()
+    ticket = get_ticket(session, org_ids=[org.id], ticket_id=ticket_id, lock=True)
+    if ticket.status not in REOPENABLE:
+        raise TransitionNotAllowed(STATUS_TITLES_RU[ticket.status], "Повторно открыта")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("укажите причину повторного открытия", field="reason")
+    current = ticket.status
+    ticket.status = S.ASSIGNED if ticket.executor_id else S.NEW
+    ticket.reopen_count += 1
+    changes: dict[str, list[Any]] = {"reopen_count": [ticket.reopen_count - 1, ticket.reopen_count]}
+    for name in ("resolved_at", "closed_at"):
+        if getattr(ticket, name) is not None:
+            changes[name] = [getattr(ticket, name), None]
+            setattr(ticket, name, None)
+    ticket.closed_by_id = None
+    _refresh_next_due(ticket)
+    _record(session, ticket, action="reopened", by=by, now=now, from_status=current, to_status=ticket.status,
+            changes=changes, reason=reason)
+    return ticket
+
+
+def mark_localized(
+    session: Session, *, org: Organization, ticket_id: int, by: User | None, at: datetime | None = None,
+    now: datetime | None = None,
+) -> Ticket:
+    """D1: the executor reports the damage localised."""
+    now = now or utcnow()
+    at = at or now
+    ticket = get_ticket(session, org_ids=[org.id], ticket_id=ticket_id, lock=True)
+    if ticket.status in SETTLED:
+        raise TransitionNotAllowed(STATUS_TITLES_RU[ticket.status], "Локализована")
+    if ticket.localized_at is not None:
+        raise ValidationFailed("авария уже локализована", field="localized_at")
+    if at > now or at < ticket.registered_at:
+        raise ValidationFailed("время локализации вне допустимого интервала", field="localized_at")
+    ticket.localized_at = at
+    _refresh_next_due(ticket)
+    _record(session, ticket, action="localized", by=by, now=now, changes={"localized_at": [None, at]})
+    return ticket
+
+
+def update_ticket(
+    session: Session, *, org: Organization, ticket_id: int, changes: dict[str, Any], by: User | None,
+    reason: str = "", now: datetime | None = None,
+) -> Ticket:
+    """Edit fields; deadlines are recomputed from registration when category/emergency/damage change."""
+    now = now or utcnow()
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationFailed("эти поля нельзя изменить", fields=sorted(unknown))
+    ticket = get_ticket(session, org_ids=[org.id], ticket_id=ticket_id, lock=True)
+    if ticket.status in (S.CLOSED, S.CANCELLED, S.REJECTED):
+        raise TransitionNotAllowed(STATUS_TITLES_RU[ticket.status], "Изменена", "завершённую заявку нельзя изменить")
+    values = dict(changes)
+    if "description" in values:
+        values["description"] = (values["description"] or "").strip()
+        if not values["description"]:
+            raise ValidationFailed("описание заявки обязательно", field="description")
+    if "reporter_phone" in values:
+        values["reporter_phone"] = _phone(values["reporter_phone"])
+    if "category_id" in values:
+        ticket.category = _category(session, org.id, values["category_id"])
+    for name, model, what in (("house_id", House, "дом"), ("premise_id", Premise, "помещение"),
+                              ("resident_id", Resident, "житель"), ("incident_id", Incident, "авария")):
+        if name in values:
+            _owned(session, model, values[name], org.id, what, name)
+    premise_id = values.get("premise_id", ticket.premise_id)
+    house_id = values.get("house_id", ticket.house_id)
+    if premise_id is not None:
+        premise = session.get(Premise, premise_id)
+        if premise is not None and house_id is not None and premise.house_id != house_id:
+            raise ValidationFailed("помещение не относится к указанному дому", field="premise_id")
+    diff: dict[str, list[Any]] = {}
+    for name, value in values.items():
+        old = getattr(ticket, name)
+        if old != value:
+            diff[name] = [old, value]
+            setattr(ticket, name, value)
+    if not diff:
+        return ticket
+    session.flush()
+    session.refresh(ticket)
+    if DEADLINE_FIELDS & set(diff):
+        old_due = ticket.due_at
+        _apply_deadlines(ticket, org, ticket.category)
+        if ticket.due_at != old_due:
+            diff["due_at"] = [old_due, ticket.due_at]
+    _record(session, ticket, action="edited", by=by, now=now, changes=diff, reason=reason)
+    if "is_emergency" in diff and ticket.is_emergency:
+        _notify_municipality(session, org, ticket, now)
+    return ticket
+
+
+def add_comment(
+    session: Session, *, org: Organization, ticket_id: int, text: str, visibility: Visibility, by: User | None,
+    now: datetime | None = None,
+) -> TicketComment:
+    now = now or utcnow()
+    text = (text or "").strip()
+    if not text:
+        raise ValidationFailed("пустой комментарий", field="text")
+    ticket = get_ticket(session, org_ids=[org.id], ticket_id=ticket_id)
+    comment = TicketComment(
+        organization_id=org.id, ticket_id=ticket.id, author_id=by.id if by else None, text=text,
+        visibility=visibility, created_at=now,
+    )
+    session.add(comment)
+    _record(session, ticket, action="commented", by=by, now=now,
+            changes={"comment": [None, text], "visibility": [None, visibility.value]})
+    return comment
+
+
+def record_municipality_notified(session: Session, *, ticket_id: int, at: datetime, recipient: str) -> None:
+    """Called by the outbox worker after a successful send of the M1 e-mail."""
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None or ticket.municipality_notified_at is not None:
+        return
+    ticket.municipality_notified_at = at
+    _record(session, ticket, action="municipality_notified", by=None, now=at,
+            changes={"municipality_notified_at": [None, at], "recipient": [None, recipient]})

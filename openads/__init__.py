@@ -1,0 +1,1 @@
+"""Process glue for OpenADS: configuration, CLI, event bus, providers."""

@@ -1,0 +1,128 @@
+"""make_<entity>(session, **overrides): plain defaults, one per model."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.housing import Account, House, Premise, Resident, ResidentPhone
+from models.organization import Membership, Organization, Role, User
+from models.rules.catalog import DEFAULT_CATEGORIES
+from models.services.tickets import TicketDraft, create_ticket
+from models.ticket import Category, Channel, Incident, Ticket
+from web.auth import hash_password
+
+_seq = itertools.count(1)
+PASSWORD = "secret-pass-1"
+_HASH_CACHE: dict[str, str] = {}
+
+
+def _pw_hash(pw: str) -> str:
+    if pw not in _HASH_CACHE:
+        _HASH_CACHE[pw] = hash_password(pw)
+    return _HASH_CACHE[pw]
+
+
+def make_org(session: Session, **kw: Any) -> Organization:
+    n = next(_seq)
+    values: dict[str, Any] = dict(
+        name=f"УК «Тест-{n}»", short_name=f"Тест-{n}", timezone="Europe/Moscow",
+        municipality_email=f"edds{n}@example.org", hotline_numbers=f"+7495000{n:04d}",
+    )
+    values.update(kw)
+    org = Organization(**values)
+    session.add(org)
+    session.flush()
+    return org
+
+
+def make_categories(session: Session, org: Organization) -> dict[str, Category]:
+    out = {}
+    for spec in DEFAULT_CATEGORIES:
+        cat = Category(
+            organization_id=org.id, code=spec.code, name=spec.name, is_emergency=spec.is_emergency,
+            localize_minutes=spec.localize_minutes, resolve_minutes=spec.resolve_minutes,
+            window_start=spec.window[0] if spec.window else None, window_end=spec.window[1] if spec.window else None,
+            count_from_damage=spec.count_from_damage,
+        )
+        session.add(cat)
+        out[spec.code] = cat
+    session.flush()
+    return out
+
+
+def make_user(session: Session, orgs: list[Organization], role: Role = Role.DISPATCHER, **kw: Any) -> User:
+    n = next(_seq)
+    values: dict[str, Any] = dict(
+        login=f"user{n}", full_name=f"Иванов Иван {n}", email=f"user{n}@example.org",
+        password_hash=_pw_hash(kw.pop("password", PASSWORD)), role=role,
+    )
+    values.update(kw)
+    user = User(**values)
+    session.add(user)
+    session.flush()
+    for org in orgs:
+        session.add(Membership(user_id=user.id, organization_id=org.id))
+    session.flush()
+    session.refresh(user)
+    return user
+
+
+def make_house(session: Session, org: Organization, **kw: Any) -> House:
+    n = next(_seq)
+    values: dict[str, Any] = dict(organization_id=org.id, address=f"г. Москва, ул. Тестовая, д. {n}")
+    values.update(kw)
+    house = House(**values)
+    session.add(house)
+    session.flush()
+    return house
+
+
+def make_premise(session: Session, house: House, number: str = "1", **kw: Any) -> Premise:
+    premise = Premise(organization_id=house.organization_id, house_id=house.id, number=number, **kw)
+    session.add(premise)
+    session.flush()
+    return premise
+
+
+def make_resident(
+    session: Session, premise: Premise, phones: tuple[str, ...] = ("+79160000001",), **kw: Any
+) -> Resident:
+    n = next(_seq)
+    account = Account(organization_id=premise.organization_id, premise_id=premise.id, number=f"ЛС{n:08d}")
+    session.add(account)
+    session.flush()
+    values: dict[str, Any] = dict(full_name=f"Петров Пётр {n}", note="")
+    values.update(kw)
+    resident = Resident(organization_id=premise.organization_id, premise_id=premise.id, account_id=account.id, **values)
+    session.add(resident)
+    session.flush()
+    for phone in phones:
+        session.add(ResidentPhone(organization_id=premise.organization_id, resident_id=resident.id, phone=phone))
+    session.flush()
+    return resident
+
+
+def make_incident(session: Session, house: House, **kw: Any) -> Incident:
+    values: dict[str, Any] = dict(
+        organization_id=house.organization_id, house_id=house.id, title="Авария ХВС", utility="ХВС",
+        announcement="Авария на вводе ХВС, устранение до 18:00", started_at=utcnow(),
+    )
+    values.update(kw)
+    incident = Incident(**values)
+    session.add(incident)
+    session.flush()
+    return incident
+
+
+def make_ticket(
+    session: Session, org: Organization, category: Category, *, by: User | None = None,
+    now: datetime | None = None, **kw: Any,
+) -> Ticket:
+    values: dict[str, Any] = dict(category_id=category.id, description="Течь из-под ванны", channel=Channel.PHONE)
+    values.update(kw)
+    return create_ticket(session, org=org, draft=TicketDraft(**values), by=by, now=now)

@@ -1,0 +1,1 @@
+"""Tickets API (to be completed)."""

@@ -1,0 +1,48 @@
+"""The request's unit of work: one session, committed once after the view, rolled back on error.
+
+GET/HEAD requests use a read session (on SQLite a deferred transaction), others a write session.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, current_app, g, request
+from sqlalchemy.orm import Session
+
+from models.db import Database
+
+
+def database() -> Database:
+    return current_app.extensions["openads.db"]  # type: ignore[no-any-return]
+
+
+def session() -> Session:
+    s: Session | None = g.get("_db_session")
+    if s is None:
+        db = database()
+        factory = db.read_factory if request.method in ("GET", "HEAD") else db.write_factory
+        s = factory()
+        g._db_session = s
+    return s
+
+
+def init_app(app: Flask) -> None:
+    @app.after_request
+    def _commit(response: Response) -> Response:
+        s: Session | None = g.pop("_db_session", None)
+        if s is None:
+            return response
+        try:
+            if response.status_code < 400 and s.in_transaction():
+                s.commit()
+            else:
+                s.rollback()
+        finally:
+            s.close()
+        return response
+
+    @app.teardown_request
+    def _teardown(_exc: BaseException | None) -> None:
+        s: Session | None = g.pop("_db_session", None)
+        if s is not None:
+            s.rollback()
+            s.close()
