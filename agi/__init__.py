@@ -1,0 +1,1 @@
+"""FastAGI handlers called from the dialplan (`openads agi`): caller lookup — issue 3."""

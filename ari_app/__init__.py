@@ -1,0 +1,1 @@
+"""Asterisk ARI service (`openads ari`): inbound calls, recording, missed-call queue — issue 3."""

@@ -1,0 +1,110 @@
+"""The journal's filters from query-string arguments: one parser for the panel, the API and the export.
+
+Arguments: organization_id, house_id, status (repeatable or comma-separated), category_id, executor_id,
+emergency (1/0), overdue (1/0), registered_from, registered_to, incident_started_from/_to,
+incident_liquidated_from/_to (YYYY-MM-DD in the organization's zone — `_to` dates are inclusive —
+or ISO 8601 date-times), q (ticket number, phone or text), cursor (from `next_cursor`), limit (1..200).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from werkzeug.datastructures import MultiDict
+
+from models.errors import ValidationFailed
+from models.queries import JournalFilter
+from models.ticket import Ticket, TicketStatus
+
+DATE_FIELDS = (
+    "registered_from", "registered_to", "incident_started_from", "incident_started_to",
+    "incident_liquidated_from", "incident_liquidated_to",
+)
+INT_FIELDS = ("organization_id", "house_id", "category_id", "executor_id")
+MAX_LIMIT = 200
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValidationFailed(f"параметр {name} должен быть целым числом", field=name, value=raw) from exc
+
+
+def _bool(name: str, raw: str) -> bool | None:
+    value = raw.strip().lower()
+    if value in ("", "any"):
+        return None
+    if value in ("1", "true", "yes", "да"):
+        return True
+    if value in ("0", "false", "no", "нет"):
+        return False
+    raise ValidationFailed(f"параметр {name} должен быть 1 или 0", field=name, value=raw)
+
+
+def _moment(name: str, raw: str, tz: ZoneInfo) -> datetime:
+    raw = raw.strip()
+    try:
+        if len(raw) == 10:
+            day = date.fromisoformat(raw)
+            if name.endswith("_to"):
+                day += timedelta(days=1)  # inclusive end date
+            return datetime.combine(day, datetime.min.time(), tzinfo=tz).astimezone(UTC)
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationFailed(f"параметр {name}: неверная дата {raw!r}", field=name, value=raw) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return moment.astimezone(UTC)
+
+
+def encode_cursor(ticket: Ticket) -> str:
+    raw = f"{ticket.registered_at.isoformat()}|{ticket.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str) -> tuple[datetime, int]:
+    try:
+        padded = raw + "=" * (-len(raw) % 4)
+        at, tid = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
+        return datetime.fromisoformat(at), int(tid)
+    except Exception as exc:
+        raise ValidationFailed("неверный курсор страницы", field="cursor") from exc
+
+
+def parse_journal_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: int = 50) -> JournalFilter:
+    f = JournalFilter(limit=default_limit)
+    for name in INT_FIELDS:
+        raw = args.get(name, "").strip()
+        if raw:
+            setattr(f, name, _int(name, raw))
+    statuses: list[TicketStatus] = []
+    for raw in args.getlist("status"):
+        for part in raw.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                statuses.append(TicketStatus(part))
+            except ValueError as exc:
+                raise ValidationFailed(f"неизвестный статус {part!r}", field="status", value=part) from exc
+    f.statuses = statuses
+    f.emergency = _bool("emergency", args.get("emergency", ""))
+    f.overdue = _bool("overdue", args.get("overdue", ""))
+    for name in DATE_FIELDS:
+        raw = args.get(name, "").strip()
+        if raw:
+            setattr(f, name, _moment(name, raw, tz))
+    f.q = args.get("q", "").strip()[:200]
+    cursor = args.get("cursor", "").strip()
+    if cursor:
+        f.before = decode_cursor(cursor)
+    raw_limit = args.get("limit", "").strip()
+    if raw_limit:
+        limit = _int("limit", raw_limit)
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValidationFailed(f"limit должен быть от 1 до {MAX_LIMIT}", field="limit", value=raw_limit)
+        f.limit = limit
+    return f
