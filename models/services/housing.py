@@ -1,0 +1,69 @@
+"""Housing services: per-house notes for dispatchers and executors, residents created from a call."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.errors import ValidationFailed
+from models.housing import House, HouseNote, Premise, Resident, ResidentPhone
+from models.organization import Organization, User
+from models.rules.phones import InvalidPhone, to_e164
+
+
+def add_house_note(
+    session: Session, *, org: Organization, house_id: int, text: str, by: User | None, now: datetime | None = None
+) -> HouseNote:
+    """A hint for everyone working in the house: keys, access codes, shut-off valves."""
+    house = session.get(House, house_id)
+    if house is None or house.organization_id != org.id:
+        raise ValidationFailed("дом не найден в этой организации", field="house_id", value=house_id)
+    text = (text or "").strip()
+    if not text:
+        raise ValidationFailed("пустая заметка", field="text")
+    note = HouseNote(organization_id=org.id, house_id=house.id, text=text, created_by_id=by.id if by else None,
+                     created_at=now or utcnow())
+    session.add(note)
+    session.flush()
+    return note
+
+
+def create_resident(
+    session: Session, *, org: Organization, full_name: str, phones: list[str], premise_id: int | None = None,
+    note: str = "", email: str | None = None,
+) -> Resident:
+    """A resident with E.164 phones, e.g. from the "create resident" action on an unknown caller's card."""
+    full_name = (full_name or "").strip()
+    if not full_name:
+        raise ValidationFailed("укажите ФИО", field="full_name")
+    if premise_id is not None:
+        premise = session.get(Premise, premise_id)
+        if premise is None or premise.organization_id != org.id:
+            raise ValidationFailed("помещение не найдено в этой организации", field="premise_id", value=premise_id)
+    normalized: list[str] = []
+    for raw in phones:
+        try:
+            phone = to_e164(raw)
+        except InvalidPhone as exc:
+            raise ValidationFailed(str(exc), field="phones", value=raw) from exc
+        if phone not in normalized:
+            normalized.append(phone)
+    resident = Resident(organization_id=org.id, full_name=full_name, premise_id=premise_id, note=note.strip(),
+                        email=email or None)
+    session.add(resident)
+    session.flush()
+    for phone in normalized:
+        session.add(ResidentPhone(organization_id=org.id, resident_id=resident.id, phone=phone))
+    session.flush()
+    return resident
+
+
+def set_resident_note(session: Session, *, org: Organization, resident_id: int, note: str) -> Resident:
+    resident = session.scalar(select(Resident).where(Resident.id == resident_id, Resident.organization_id == org.id))
+    if resident is None:
+        raise ValidationFailed("житель не найден", field="resident_id", value=resident_id)
+    resident.note = (note or "").strip()
+    return resident

@@ -1,0 +1,66 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from models.errors import NotFound, ValidationFailed
+from models.outbox import DomainEvent
+from models.queries import JournalFilter, active_incidents, journal_select
+from models.services import housing, incidents
+from tests.factories import make_ticket
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def test_incident_lifecycle_and_journal_filters_by_its_periods(session, world) -> None:
+    org = session.merge(world.org_a)
+    inc = incidents.create_incident(session, org=org, house_id=world.house_a.id, title="Прорыв ХВС в подвале",
+                                    utility="ХВС", announcement="Авария ХВС, подъезд 2, устранение до 18:00",
+                                    started_at=T0, by=None, now=T0)
+    linked = make_ticket(session, org, session.merge(world.cats_a["emergency_cold_water"]), now=T0 + timedelta(minutes=5))
+    other = make_ticket(session, org, session.merge(world.cats_a["other"]), now=T0 + timedelta(minutes=6))
+    incidents.link_ticket(session, org=org, incident_id=inc.id, ticket_id=linked.id, by=None, now=T0 + timedelta(minutes=7))
+    assert [i.id for i in active_incidents(session, [org.id], world.house_a.id)] == [inc.id]
+    incidents.localize_incident(session, org=org, incident_id=inc.id, at=T0 + timedelta(minutes=25), now=T0 + timedelta(hours=1))
+    incidents.liquidate_incident(session, org=org, incident_id=inc.id, now=T0 + timedelta(hours=5))
+    assert active_incidents(session, [org.id], world.house_a.id) == []
+
+    def found(**kw):
+        return [t.id for t in session.scalars(journal_select([org.id], JournalFilter(**kw), T0 + timedelta(days=1)))]
+
+    assert found(incident_started_from=T0 - timedelta(hours=1), incident_started_to=T0 + timedelta(hours=1)) == [linked.id]
+    assert found(incident_liquidated_from=T0 + timedelta(hours=4), incident_liquidated_to=T0 + timedelta(hours=6)) == [linked.id]
+    assert found(incident_liquidated_from=T0 + timedelta(days=2)) == []
+    assert other.id in found()
+    names = session.scalars(select(DomainEvent.name).where(DomainEvent.name == "incident.changed")).all()
+    assert len(names) == 3
+
+
+def test_incident_rules(session, world) -> None:
+    org = session.merge(world.org_a)
+    with pytest.raises(ValidationFailed):
+        incidents.create_incident(session, org=org, house_id=world.house_b.id, title="x", by=None)
+    with pytest.raises(ValidationFailed):
+        incidents.create_incident(session, org=org, house_id=world.house_a.id, title=" ", by=None)
+    with pytest.raises(ValidationFailed):
+        incidents.create_incident(session, org=org, house_id=world.house_a.id, title="x", by=None,
+                                  started_at=T0 + timedelta(hours=1), now=T0)
+    inc_b = incidents.create_incident(session, org=session.merge(world.org_b), house_id=world.house_b.id, title="x", by=None)
+    with pytest.raises(NotFound):
+        incidents.liquidate_incident(session, org=org, incident_id=inc_b.id)
+
+
+def test_house_note_and_resident_created_from_unknown_caller(session, world) -> None:
+    org = session.merge(world.org_a)
+    note = housing.add_house_note(session, org=org, house_id=world.house_a.id, text="Ключи от подвала у кв. 1", by=None)
+    assert note.id and note.organization_id == org.id
+    with pytest.raises(ValidationFailed):
+        housing.add_house_note(session, org=org, house_id=world.house_b.id, text="чужой дом", by=None)
+    r = housing.create_resident(session, org=org, full_name="Новиков Николай", phones=["8 (916) 555-44-33", "+79165554433"],
+                                premise_id=world.premise_a.id)
+    session.flush()
+    assert [p.phone for p in r.phones] == ["+79165554433"]
+    with pytest.raises(ValidationFailed, match="некорректный номер"):
+        housing.create_resident(session, org=org, full_name="X", phones=["abc"])
+    with pytest.raises(ValidationFailed):
+        housing.create_resident(session, org=org, full_name="X", phones=[], premise_id=world.premise_b.id)
