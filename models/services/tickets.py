@@ -572,7 +572,9 @@ def update_ticket(
     if "reporter_phone" in values:
         values["reporter_phone"] = _phone(values["reporter_phone"])
     if "category_id" in values:
-        ticket.category = _category(session, org.id, values["category_id"])
+        # validate only: assigning the relationship here would let an autoflush (any query below) sync
+        # category_id early, hide it from the diff and skip the deadline recomputation
+        _category(session, org.id, values["category_id"])
     for name, model, what in (("house_id", House, "дом"), ("premise_id", Premise, "помещение"),
                               ("resident_id", Resident, "житель"), ("incident_id", Incident, "авария")):
         if name in values:

@@ -1,7 +1,45 @@
-"""JSON API /api/v1 with per-user bearer tokens; the OpenAPI document is served at /api/v1/openapi.json."""
+"""JSON API /api/v1 with per-user bearer tokens; the OpenAPI document is served at /api/v1/openapi.json.
 
-from flask import Blueprint
+Authentication: `Authorization: Bearer <token>`; the panel's own scripts may instead use the cookie
+session, and then every write must carry the CSRF token in `X-CSRFToken` (the blueprint is exempt
+from form CSRF because token clients cannot have one).
+"""
+
+from typing import Any
+
+from flask import Blueprint, current_app, request
+from pydantic import ValidationError as PydanticValidationError
 
 bp = Blueprint("api_v1", __name__)
 
-from web.api.v1 import tickets  # noqa: E402,F401
+
+@bp.before_request
+def _session_writes_need_csrf() -> None:
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.headers.get("Authorization"):
+        return
+    if not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return
+    from flask_wtf.csrf import validate_csrf
+    from wtforms.validators import ValidationError as CsrfError
+
+    from web.auth import current_user
+    from web.errors import error_response
+
+    if current_user() is None:
+        return  # the view answers 401
+    try:
+        validate_csrf(request.headers.get("X-CSRFToken", ""))
+    except CsrfError:
+        return error_response(400, "csrf-failed", "Сессия формы устарела: обновите страницу")  # type: ignore[no-any-return]
+
+
+@bp.errorhandler(PydanticValidationError)
+def _pydantic(exc: PydanticValidationError) -> Any:
+    from web.api.v1.common import invalid_body
+    from web.errors import error_response
+
+    err = invalid_body(exc)
+    return error_response(err.http_status, err.error_id, err.message, err.details)
+
+
+from web.api.v1 import houses, openapi, organizations, residents, tickets  # noqa: E402,F401

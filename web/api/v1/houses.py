@@ -1,0 +1,101 @@
+"""Houses: address search (paged) and the house card with premises and per-house notes."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from flask import request
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from models.errors import NotFound, ValidationFailed
+from models.housing import House
+from web.api.v1 import bp
+from web.api.v1 import common as c
+from web.auth import require_user
+from web.dbsession import session as db_session
+from web.journal_args import MAX_LIMIT
+
+
+def house_json(h: House) -> dict[str, Any]:
+    return {
+        "id": h.id, "organization_id": h.organization_id, "address": h.address, "fias_id": h.fias_id,
+        "latitude": h.latitude, "longitude": h.longitude,
+    }
+
+
+def _encode(h: House) -> str:
+    return base64.urlsafe_b64encode(json.dumps([h.address, h.id]).encode()).decode().rstrip("=")
+
+
+def _decode(raw: str) -> tuple[str, int]:
+    try:
+        address, hid = json.loads(base64.urlsafe_b64decode((raw + "=" * (-len(raw) % 4)).encode()))
+        return str(address), int(hid)
+    except Exception as exc:
+        raise ValidationFailed("неверный курсор страницы", field="cursor") from exc
+
+
+def _int_arg(name: str) -> int | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValidationFailed(f"параметр {name} должен быть целым числом", field=name, value=raw) from exc
+
+
+def houses_page(session: Session, org_ids: Iterable[int], *, q: str, organization_id: int | None,
+                after: tuple[str, int] | None, limit: int) -> list[House]:
+    """Houses of `org_ids` by address words, ordered by (address, id), rows strictly after `after`."""
+    ids = list(org_ids)
+    if organization_id is not None:
+        ids = [i for i in ids if i == organization_id]
+    if not ids:
+        return []
+    stmt = select(House).where(House.organization_id.in_(ids))
+    for word in q.split():
+        stmt = stmt.where(House.address.ilike(f"%{word}%"))
+    if after is not None:
+        address, hid = after
+        stmt = stmt.where(or_(House.address > address, and_(House.address == address, House.id > hid)))
+    return list(session.scalars(stmt.order_by(House.address, House.id).limit(limit)))
+
+
+@bp.get("/houses")
+def list_houses() -> Any:
+    user = require_user()
+    limit = _int_arg("limit")
+    limit = 50 if limit is None else limit
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed(f"limit должен быть от 1 до {MAX_LIMIT}", field="limit", value=limit)
+    cursor = request.args.get("cursor", "").strip()
+    rows = houses_page(
+        db_session(), c.user_orgs(user), q=request.args.get("q", "").strip()[:200],
+        organization_id=_int_arg("organization_id"), after=_decode(cursor) if cursor else None, limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [house_json(h) for h in rows], "next_cursor": _encode(rows[-1]) if more else None}
+
+
+@bp.get("/houses/<int:house_id>")
+def get_house(house_id: int) -> Any:
+    user = require_user()
+    house = db_session().scalar(
+        select(House).where(House.id == house_id, House.organization_id.in_(c.user_orgs(user)))
+        .options(selectinload(House.premises), selectinload(House.notes))
+    )
+    if house is None:
+        raise NotFound("дом не найден", house_id=house_id)
+    out = house_json(house)
+    out["premises"] = [
+        {"id": p.id, "number": p.number, "kind": p.kind, "entrance": p.entrance, "floor": p.floor}
+        for p in house.premises
+    ]
+    out["notes"] = [{"id": n.id, "text": n.text, "created_at": c.utc_iso(n.created_at)} for n in house.notes]
+    return out

@@ -1,0 +1,191 @@
+"""The OpenAPI 3.1 document of /api/v1, served at /api/v1/openapi.json.
+
+Every route is one entry of `OPERATIONS`; the schemas come from the pydantic models in
+`schemas.py` (a test checks that every rule of the blueprint is documented and that real
+responses match their schemas).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import jsonify
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from models.ticket import TicketStatus
+from web.api.v1 import bp
+from web.api.v1 import schemas as sc
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _q(name: str, description: str, schema: dict[str, Any] | None = None, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+INT = {"type": "integer"}
+BOOL01 = {"type": "string", "enum": ["1", "0", "true", "false", "any"]}
+DATE = {"type": "string", "description": "YYYY-MM-DD (местная дата организации) или дата-время ISO 8601"}
+PAGING = [
+    _q("cursor", "Курсор следующей страницы из next_cursor"),
+    _q("limit", "Размер страницы, 1..200 (по умолчанию 50)", {"type": "integer", "minimum": 1, "maximum": 200}),
+]
+JOURNAL_FILTERS = [
+    _q("organization_id", "Организация (из доступных пользователю)", INT),
+    _q("house_id", "Дом", INT),
+    _q("status", "Статус; можно повторять или перечислять через запятую",
+       {"type": "array", "items": {"type": "string", "enum": [s.value for s in TicketStatus]}}),
+    _q("category_id", "Категория", INT),
+    _q("executor_id", "Исполнитель", INT),
+    _q("emergency", "Только аварийные (1) или только неаварийные (0)", BOOL01),
+    _q("overdue", "Только просроченные (1) или только непросроченные (0)", BOOL01),
+    _q("registered_from", "Зарегистрирована не раньше", DATE),
+    _q("registered_to", "Зарегистрирована не позже (дата включительно)", DATE),
+    _q("incident_started_from", "Начало аварии не раньше", DATE),
+    _q("incident_started_to", "Начало аварии не позже", DATE),
+    _q("incident_liquidated_from", "Ликвидация аварии не раньше", DATE),
+    _q("incident_liquidated_to", "Ликвидация аварии не позже", DATE),
+    _q("q", "Поиск: номер заявки (2026-000123 или 123), телефон заявителя, текст описания или имя"),
+    *PAGING,
+]
+ORG_FILTER = [_q("organization_id", "Только эта организация", INT)]
+
+
+@dataclass(frozen=True)
+class Op:
+    method: str
+    path: str
+    summary: str
+    tag: str
+    response: type[BaseModel]
+    status: int = 200
+    body: type[BaseModel] | None = None
+    body_optional: bool = False
+    params: list[dict[str, Any]] = field(default_factory=list)
+    errors: tuple[int, ...] = (401,)
+    description: str = ""
+    public: bool = False
+
+
+TICKET_ID = {"name": "ticket_id", "in": "path", "required": True, "schema": INT}
+HOUSE_ID = {"name": "house_id", "in": "path", "required": True, "schema": INT}
+RESIDENT_ID = {"name": "resident_id", "in": "path", "required": True, "schema": INT}
+STAFF_ONLY = "Роли: администратор, руководитель, диспетчер."
+EXECUTOR_TOO = "Исполнитель видит и меняет только назначенные ему заявки."
+
+OPERATIONS: tuple[Op, ...] = (
+    Op("get", "/tickets", "Журнал заявок с фильтрами (новые сверху, постранично)", "tickets", sc.TicketPage,
+       params=JOURNAL_FILTERS, errors=(400, 401), description=EXECUTOR_TOO),
+    Op("post", "/tickets", "Зарегистрировать заявку", "tickets", sc.Ticket, 201, sc.TicketCreate,
+       errors=(400, 401, 403), description=STAFF_ONLY + " Номер и нормативные сроки назначаются автоматически."),
+    Op("get", "/tickets/{ticket_id}", "Карточка заявки с историей и комментариями", "tickets", sc.TicketCard,
+       params=[TICKET_ID], errors=(401, 404), description=EXECUTOR_TOO),
+    Op("patch", "/tickets/{ticket_id}", "Изменить поля заявки", "tickets", sc.Ticket, body=sc.TicketUpdate,
+       params=[TICKET_ID], errors=(400, 401, 403, 404, 409),
+       description=STAFF_ONLY + " Сроки пересчитываются при смене категории, аварийности или времени повреждения."),
+    Op("post", "/tickets/{ticket_id}/transition", "Сменить статус заявки", "tickets", sc.Ticket,
+       body=sc.TransitionRequest, params=[TICKET_ID], errors=(400, 401, 403, 404, 409),
+       description="Отмена и отклонение требуют причину. " + EXECUTOR_TOO
+       + " Исполнитель может перевести заявку только в «В работе» или «Выполнена»."),
+    Op("post", "/tickets/{ticket_id}/reopen", "Открыть заявку повторно", "tickets", sc.Ticket,
+       body=sc.ReopenRequest, params=[TICKET_ID], errors=(400, 401, 403, 404, 409),
+       description=STAFF_ONLY + " Счётчик повторных открытий увеличивается."),
+    Op("post", "/tickets/{ticket_id}/assign", "Назначить исполнителя", "tickets", sc.Ticket,
+       body=sc.AssignRequest, params=[TICKET_ID], errors=(400, 401, 403, 404, 409), description=STAFF_ONLY),
+    Op("post", "/tickets/{ticket_id}/localized", "Отметить локализацию аварии", "tickets", sc.Ticket,
+       body=sc.LocalizedRequest, body_optional=True, params=[TICKET_ID], errors=(400, 401, 404, 409),
+       description=EXECUTOR_TOO),
+    Op("post", "/tickets/{ticket_id}/comments", "Добавить комментарий", "tickets", sc.Comment, 201,
+       sc.CommentCreate, params=[TICKET_ID], errors=(400, 401, 404), description=EXECUTOR_TOO),
+    Op("get", "/houses", "Дома (поиск по адресу, постранично)", "houses", sc.HousePage,
+       params=[_q("q", "Слова адреса"), *ORG_FILTER, *PAGING], errors=(400, 401)),
+    Op("get", "/houses/{house_id}", "Карточка дома: помещения и заметки", "houses", sc.HouseCard,
+       params=[HOUSE_ID], errors=(401, 404)),
+    Op("get", "/residents", "Поиск жителя по телефону (карточка звонящего)", "residents", sc.ResidentList,
+       params=[_q("phone", "Номер в любой записи; сравнивается в E.164", required=True)], errors=(400, 401, 403),
+       description=STAFF_ONLY + " Неизвестный номер — пустой список."),
+    Op("get", "/residents/{resident_id}", "Житель", "residents", sc.Resident, params=[RESIDENT_ID],
+       errors=(401, 403, 404), description=STAFF_ONLY),
+    Op("get", "/organizations", "Организации пользователя", "directory", sc.OrganizationList),
+    Op("get", "/categories", "Категории заявок с нормативными сроками", "directory", sc.CategoryList,
+       params=ORG_FILTER, errors=(400, 401)),
+    Op("get", "/executors", "Исполнители", "directory", sc.ExecutorList, params=ORG_FILTER,
+       errors=(400, 401, 403), description=STAFF_ONLY),
+    Op("get", "/openapi.json", "Этот документ OpenAPI", "meta", sc.Error, public=True, errors=()),
+)
+
+ERROR_TEXTS = {
+    400: "Некорректный запрос: details.fields перечисляет поля с ошибками",
+    401: "Нет токена или он недействителен",
+    403: "Роль пользователя не позволяет это действие",
+    404: "Не найдено (в том числе объект другой организации)",
+    409: "Переход статуса не разрешён",
+}
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], Any]] = [(m, "validation") for m in sc.REQUEST_MODELS]
+    models += [(m, "serialization") for m in sc.RESPONSE_MODELS]
+    _, defs = models_json_schema(models, ref_template=REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        entry: dict[str, Any] = {
+            "operationId": f"{op.method}_{op.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
+            .replace(".", "_"),
+            "summary": op.summary,
+            "tags": [op.tag],
+            "parameters": op.params,
+        }
+        if op.description:
+            entry["description"] = op.description
+        if op.public:
+            entry["security"] = []
+            entry["responses"] = {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
+                "schema": {"type": "object"}}}}}
+        else:
+            entry["responses"] = {str(op.status): {"description": "Успешно", "content": {
+                "application/json": {"schema": _ref(op.response)}}}}
+        if op.body is not None:
+            entry["requestBody"] = {"required": not op.body_optional,
+                                    "content": {"application/json": {"schema": _ref(op.body)}}}
+        for status in op.errors:
+            entry["responses"][str(status)] = {"description": ERROR_TEXTS[status], "content": {
+                "application/json": {"schema": _ref(sc.Error)}}}
+        paths.setdefault(op.path, {})[op.method] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "OpenADS API",
+            "version": "1.0.0",
+            "description": (
+                "JSON API аварийно-диспетчерской службы. Авторизация: заголовок `Authorization: Bearer <токен>` "
+                "(персональный токен пользователя). Ошибки: `{\"error_id\", \"message\", \"details\"}`. "
+                "Объекты другой организации отвечают 404. Время в ответах — UTC (ISO 8601, суффикс Z); "
+                "время без смещения в запросах читается в часовом поясе организации."
+            ),
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearerAuth": []}],
+        "tags": [{"name": "tickets", "description": "Заявки"}, {"name": "houses", "description": "Дома"},
+                 {"name": "residents", "description": "Жители"},
+                 {"name": "directory", "description": "Справочники"}, {"name": "meta", "description": "Служебное"}],
+        "paths": paths,
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Any:
+    return jsonify(document())
