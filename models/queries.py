@@ -202,11 +202,12 @@ def lookup(session: Session, org_ids: Iterable[int], q: str, limit: int = 10) ->
     res: list[Resident] = []
     digits = "".join(ch for ch in q if ch.isdigit())
     if len(digits) >= 4 and len(digits) >= len(q.replace(" ", "").replace("-", "").replace("(", "").replace(")", "").replace("+", "")):
-        if digits.startswith("8") and len(digits) == 11:
-            digits = "7" + digits[1:]
+        phone_cond = ResidentPhone.phone.like(f"%{digits}%")
+        if digits.startswith("8"):  # typed with the trunk prefix: 8 916 … is +7 916 …
+            phone_cond = or_(phone_cond, ResidentPhone.phone.like(f"+7{digits[1:]}%"))
         res = list(session.scalars(
             select(Resident).join(ResidentPhone, ResidentPhone.resident_id == Resident.id)
-            .where(ResidentPhone.organization_id.in_(ids), ResidentPhone.phone.like(f"%{digits}%"))
+            .where(ResidentPhone.organization_id.in_(ids), phone_cond)
             .options(selectinload(Resident.phones), joinedload(Resident.premise).joinedload(Premise.house))
             .limit(limit)
         ).unique())

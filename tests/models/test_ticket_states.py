@@ -7,7 +7,8 @@ from models.errors import TransitionNotAllowed, ValidationFailed
 from models.outbox import DomainEvent, OutboxMessage
 from models.rules.ticket_states import ALLOWED_TRANSITIONS, can_transition
 from models.services import tickets as svc
-from models.ticket import TicketHistory, TicketStatus as S
+from models.ticket import TicketHistory
+from models.ticket import TicketStatus as S
 from tests.factories import make_ticket
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

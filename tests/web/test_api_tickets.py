@@ -152,7 +152,7 @@ def test_list_filters_by_status_emergency_overdue_and_search(client, world, disp
     assert _numbers(client.get(f"{API}/tickets?q={old.number}", headers=disp_a)) == [old.number]
     assert _numbers(client.get(f"{API}/tickets?q=8 916 123-45-67", headers=disp_a)) == [old.number]
     assert _numbers(client.get(f"{API}/tickets?q=домофон", headers=disp_a)) == [fresh.number]
-    day = past.astimezone(UTC).date().isoformat()
+    day = past.astimezone(ZoneInfo(world.org_a.timezone)).date().isoformat()  # dates are read in the org zone
     assert _numbers(client.get(f"{API}/tickets?registered_to={day}", headers=disp_a)) == [old.number]
     listed = client.get(f"{API}/tickets?overdue=1", headers=disp_a).get_json()["items"]
     assert listed[0]["overdue"] is True

@@ -4,4 +4,5 @@ from flask import Blueprint
 
 bp = Blueprint("panel", __name__, template_folder="../templates")
 
-from web.panel import views  # noqa: E402,F401
+# Route modules register themselves on `bp`; imported after it exists.
+from web.panel import exchange, incidents, views  # noqa: E402,F401

@@ -1,0 +1,111 @@
+"""Subcommands of `openads`. Each module has `register(subparsers)` setting `handler=run_...`.
+
+Handlers return an exit code; they raise `UsageError` (exit 2) for bad input and
+`CommandError` (exit 1) when the operation itself fails. `openads.cli.main` turns both into a
+Russian message on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gettext
+import re
+import sys
+from typing import Any, NoReturn
+
+
+class UsageError(Exception):
+    """Bad usage or invalid input (exit code 2)."""
+
+
+class CommandError(Exception):
+    """The operation failed (exit code 1)."""
+
+
+# argparse looks its messages up through the module-level `_` at call time; Russian texts for
+# the ones a user meets (the console script is the only argparse user in its process).
+_RU = {
+    "usage: ": "использование: ",
+    "options": "параметры",
+    "positional arguments": "аргументы",
+    "show this help message and exit": "показать эту справку и выйти",
+    "the following arguments are required: %s": "не указаны обязательные параметры: %s",
+    "unrecognized arguments: %s": "неизвестные параметры: %s",
+    "argument %(argument_name)s: %(message)s": "параметр %(argument_name)s: %(message)s",
+    "invalid choice: %(value)r (choose from %(choices)s)": "недопустимое значение %(value)r (возможные: %(choices)s)",
+    "expected one argument": "требуется значение",
+    "expected at most one argument": "допускается не более одного значения",
+    "expected at least one argument": "требуется хотя бы одно значение",
+    "invalid %(type)s value: %(value)r": "недопустимое значение %(value)r",
+    "not allowed with argument %s": "нельзя использовать вместе с %s",
+    "one of the arguments %s is required": "требуется один из параметров: %s",
+    "ambiguous option: %(option)s could match %(matches)s": "неоднозначный параметр %(option)s: %(matches)s",
+    "%(prog)s: error: %(message)s\n": "%(prog)s: ошибка: %(message)s\n",
+}
+
+
+def _ru_gettext(message: str) -> str:
+    return _RU.get(message, gettext.gettext(message))
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: ошибка: {message}\n")
+
+
+def positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"ожидается целое число, получено {raw!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"ожидается положительное число, получено {raw!r}")
+    return value
+
+
+def port_number(raw: str) -> int:
+    value = positive_int(raw)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"номер порта 1–65535, получено {raw!r}")
+    return value
+
+
+def build_parser() -> Parser:
+    argparse._ = _ru_gettext  # type: ignore[attr-defined]
+    from openads.commands import db, demo, exchange_cli, org, serve, user, work
+
+    parser = Parser(
+        prog="openads",
+        description="Открытая АДС: аварийно-диспетчерская служба УК/ТСЖ.",
+        epilog="Настройки берутся из переменных окружения (см. .env.example).",
+    )
+    sub = parser.add_subparsers(title="команды", metavar="КОМАНДА", parser_class=Parser)
+    for module in (db, org, user, serve, work, demo, exchange_cli):
+        module.register(sub)
+    return parser
+
+
+# --- helpers shared by the commands ----------------------------------------------------------------
+
+
+def settings() -> Any:
+    from openads.config import load_settings
+
+    return load_settings()
+
+
+def database(url: str) -> Any:
+    from models.db import Database
+
+    return Database(url)
+
+
+def safe_url(url: str) -> str:
+    """The database URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"//[^@/]*@", "//***@", url)

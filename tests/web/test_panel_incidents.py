@@ -1,0 +1,55 @@
+from sqlalchemy import func, select
+
+from models.ticket import Incident
+
+
+def _count(db) -> int:
+    with db.read() as s:
+        return s.scalar(select(func.count()).select_from(Incident))
+
+
+def test_dispatcher_registers_localises_and_liquidates_an_incident(db, world, login_as) -> None:
+    client = login_as(world.dispatcher_a)
+    resp = client.post("/incidents", data={
+        "organization_id": world.org_a.id, "house_id": world.house_a.id, "title": "Прорыв ХВС в подвале",
+        "utility": "ХВС", "announcement": "Авария ХВС, подъезд 2, устранение до 18:00",
+        "started_at": "2026-03-02T10:15",
+    })
+    assert resp.status_code == 302
+    with db.read() as s:
+        inc = s.scalars(select(Incident)).one()
+        assert inc.started_at.isoformat() == "2026-03-02T07:15:00+00:00"  # 10:15 Moscow time
+        inc_id = inc.id
+    page = client.get("/incidents").get_data(as_text=True)
+    assert "Прорыв ХВС в подвале" in page and "Авария ХВС, подъезд 2, устранение до 18:00" in page
+    assert "02.03.2026 10:15" in page
+    assert client.post(f"/incidents/{inc_id}/localize").status_code == 302
+    assert client.post(f"/incidents/{inc_id}/liquidate").status_code == 302
+    with db.read() as s:
+        inc = s.get(Incident, inc_id)
+        assert inc.localized_at is not None and inc.liquidated_at is not None
+
+
+def test_incidents_are_tenant_scoped(db, world, login_as) -> None:
+    client = login_as(world.dispatcher_b)
+    resp = client.post("/incidents", data={"organization_id": world.org_b.id, "house_id": world.house_b.id,
+                                           "title": "Нет отопления"})
+    assert resp.status_code == 302
+    with db.read() as s:
+        inc_id = s.scalar(select(Incident.id))
+    client = login_as(world.dispatcher_a)
+    assert "Нет отопления" not in client.get("/incidents").get_data(as_text=True)
+    assert client.post(f"/incidents/{inc_id}/liquidate").status_code == 404
+    # org A's dispatcher cannot register an incident in org B or on org B's house
+    assert client.post("/incidents", data={"organization_id": world.org_b.id, "house_id": world.house_b.id,
+                                           "title": "x"}).status_code == 404
+    assert client.post("/incidents", data={"organization_id": world.org_a.id, "house_id": world.house_b.id,
+                                           "title": "x"}).status_code == 400
+    assert _count(db) == 1
+
+
+def test_executor_cannot_register_incidents(db, world, login_as) -> None:
+    client = login_as(world.executor_a)
+    assert client.post("/incidents", data={"organization_id": world.org_a.id, "house_id": world.house_a.id,
+                                           "title": "x"}).status_code == 403
+    assert _count(db) == 0

@@ -1,0 +1,99 @@
+"""Helpers shared by the panel's views: the caller's organizations, time zones, form parsing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from werkzeug.datastructures import MultiDict
+
+from models import queries
+from models.errors import NotFound, ValidationFailed
+from models.organization import Organization, User
+from openads.config import Settings
+from web.auth import current_user, org_ids
+from web.dbsession import session as db_session
+
+# Query-string arguments of the journal filter (everything parse_journal_filter understands but paging).
+FILTER_ARGS = (
+    "organization_id", "house_id", "status", "category_id", "executor_id", "emergency", "overdue",
+    "registered_from", "registered_to", "incident_started_from", "incident_started_to",
+    "incident_liquidated_from", "incident_liquidated_to", "q",
+)
+
+
+def settings() -> Settings:
+    return current_app.config["OPENADS_SETTINGS"]  # type: ignore[no-any-return]
+
+
+def user() -> User:
+    u = current_user()
+    assert u is not None  # views are behind login_required
+    return u
+
+
+def my_orgs() -> list[Organization]:
+    return list(queries.organizations(db_session(), org_ids()))
+
+
+def org_by_id(raw: Any) -> Organization:
+    """One of the caller's organizations by id; another organization's id is "not found"."""
+    try:
+        oid = int(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed("выберите организацию", field="organization_id") from exc
+    if oid not in org_ids():
+        raise NotFound("организация не найдена", organization_id=oid)
+    org = db_session().get(Organization, oid)
+    if org is None:
+        raise NotFound("организация не найдена", organization_id=oid)
+    return org
+
+
+def filter_args(args: MultiDict[str, str]) -> MultiDict[str, str]:
+    """Only the journal filter's arguments, empty values dropped (for links, export, live rows)."""
+    out: MultiDict[str, str] = MultiDict()
+    for name in FILTER_ARGS:
+        for value in args.getlist(name):
+            if value.strip():
+                out.add(name, value.strip())
+    return out
+
+
+def filter_tz(args: MultiDict[str, str], orgs: list[Organization]) -> ZoneInfo:
+    """Dates in the filter are read in the chosen organization's zone (else the first one's)."""
+    chosen = args.get("organization_id", "")
+    for org in orgs:
+        if str(org.id) == chosen:
+            return ZoneInfo(org.timezone)
+    return ZoneInfo(orgs[0].timezone) if orgs else ZoneInfo("Europe/Moscow")
+
+
+def parse_local_datetime(raw: str | None, tz: ZoneInfo, field: str) -> datetime | None:
+    """`<input type=datetime-local>` value in the organization's zone → aware datetime (or None)."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise ValidationFailed(f"неверная дата и время: {raw!r}", field=field, value=raw) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return moment
+
+
+def optional_int(raw: Any, field: str) -> int | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    try:
+        return int(str(raw).strip())
+    except ValueError as exc:
+        raise ValidationFailed(f"поле {field}: ожидается число", field=field, value=raw) from exc
+
+
+def org_colour(org_id: int) -> int:
+    """A stable hue for the organization's badge (always shown together with its name)."""
+    return (org_id * 137 + 200) % 360

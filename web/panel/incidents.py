@@ -1,0 +1,79 @@
+"""Incidents (аварии) screen: active and recent accidents per house, create, localise, liquidate."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
+
+from models import queries
+from models.base import utcnow
+from models.organization import Role
+from models.services import incidents as svc
+from models.ticket import Incident, Ticket
+from web.auth import login_required, org_ids
+from web.dbsession import session as db_session
+from web.panel import bp
+from web.panel.common import my_orgs, org_by_id, parse_local_datetime, user
+
+STAFF = (Role.ADMIN, Role.MANAGER, Role.DISPATCHER)
+
+
+@bp.get("/incidents")
+@login_required()
+def incidents() -> Any:
+    s = db_session()
+    ids = org_ids()
+    rows = s.scalars(
+        select(Incident).where(Incident.organization_id.in_(ids))
+        .options(joinedload(Incident.house))
+        .order_by(Incident.liquidated_at.is_not(None), Incident.started_at.desc()).limit(100)
+    ).all()
+    linked: dict[int, int] = {}
+    if rows:
+        linked = dict(
+            s.execute(
+                select(Ticket.incident_id, func.count()).where(Ticket.incident_id.in_([i.id for i in rows]))
+                .group_by(Ticket.incident_id)
+            ).all()
+        )
+    orgs = my_orgs()
+    return render_template(
+        "incidents/list.html", incidents=rows, orgs=orgs, org_map={o.id: o for o in orgs},
+        houses=queries.houses(s, ids, limit=1000), linked=linked,
+    )
+
+
+@bp.post("/incidents")
+@login_required(STAFF)
+def incident_create() -> Any:
+    form = request.form
+    org = org_by_id(form.get("organization_id"))
+    tz = ZoneInfo(org.timezone)
+    incident = svc.create_incident(
+        db_session(), org=org, house_id=int(form.get("house_id") or 0), title=form.get("title", ""),
+        utility=form.get("utility", ""), announcement=form.get("announcement", ""),
+        started_at=parse_local_datetime(form.get("started_at"), tz, "started_at"),
+        expected_end_at=parse_local_datetime(form.get("expected_end_at"), tz, "expected_end_at"), by=user(),
+    )
+    flash(f"Авария зарегистрирована: {incident.title}", "ok")
+    return redirect(url_for("panel.incidents"))
+
+
+@bp.post("/incidents/<int:incident_id>/<any(localize, liquidate):action>")
+@login_required(STAFF)
+def incident_progress(incident_id: int, action: str) -> Any:
+    s = db_session()
+    incident = svc.get_incident(s, org_ids=org_ids(), incident_id=incident_id)
+    org = org_by_id(incident.organization_id)
+    at = parse_local_datetime(request.form.get("at"), ZoneInfo(org.timezone), "at") or utcnow()
+    if action == "localize":
+        svc.localize_incident(s, org=org, incident_id=incident.id, at=at)
+        flash("Авария локализована", "ok")
+    else:
+        svc.liquidate_incident(s, org=org, incident_id=incident.id, at=at)
+        flash("Авария ликвидирована", "ok")
+    return redirect(url_for("panel.incidents"))

@@ -1,0 +1,496 @@
+"""Ticket card, new-ticket form, workflow actions, comments, attachments, house notes and lookups."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import abort, flash, jsonify, redirect, render_template, request, send_file, url_for
+from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import secure_filename
+
+from models import queries
+from models.base import utcnow
+from models.errors import DomainError, NotFound, ValidationFailed
+from models.housing import House, HouseNote, Premise
+from models.organization import Organization, User
+from models.rules.deadlines import compute_deadlines
+from models.rules.phones import display as phone_display
+from models.rules.ticket_states import (
+    ALLOWED_TRANSITIONS,
+    NEEDS_REASON,
+    REOPENABLE,
+    SETTLED,
+    STATUS_TITLES_RU,
+)
+from models.services import housing
+from models.services import tickets as svc
+from models.ticket import Attachment, Category, Channel, Ticket, Visibility
+from models.ticket import TicketStatus as S
+from web.auth import login_required, org_ids
+from web.dbsession import session as db_session
+from web.filters import local_time
+from web.panel import bp
+from web.panel.common import my_orgs, optional_int, org_by_id, parse_local_datetime, settings, user
+
+TRANSITION_LABELS = {
+    S.NEW: "Снять исполнителя",
+    S.ASSIGNED: "Вернуть в «Назначена»",
+    S.IN_PROGRESS: "Принять в работу",
+    S.DONE: "Выполнена",
+    S.CLOSED: "Закрыть",
+    S.CANCELLED: "Отменить",
+    S.REJECTED: "Отклонить",
+}
+ACTION_TITLES = {
+    "created": "Зарегистрирована",
+    "assigned": "Назначен исполнитель",
+    "status": "Смена статуса",
+    "reopened": "Повторно открыта",
+    "localized": "Локализована",
+    "edited": "Изменена",
+    "commented": "Комментарий",
+    "municipality_notified": "ЕДДС уведомлена",
+}
+FIELD_TITLES = {
+    "category": "категория", "category_id": "категория", "description": "описание",
+    "is_emergency": "аварийная", "due_at": "срок устранения", "executor": "исполнитель",
+    "resolved_at": "выполнена", "closed_at": "закрыта", "localized_at": "локализована",
+    "reopen_count": "открыта повторно (раз)", "reporter_name": "заявитель", "reporter_phone": "телефон",
+    "house_id": "дом", "premise_id": "помещение", "resident_id": "житель", "damage_detected_at": "обнаружено",
+    "planned_due_at": "срок, сообщённый жителю", "incident_id": "авария", "comment": "текст",
+    "visibility": "видимость", "municipality_notified_at": "уведомлена", "recipient": "адрес",
+}
+VISIBILITY_TITLES = {Visibility.INTERNAL: "внутренний", Visibility.RESIDENT: "виден жителю"}
+CHANNEL_TITLES = {
+    Channel.PHONE: "телефон", Channel.PANEL: "панель", Channel.RESIDENT_WEB: "сайт жителя",
+    Channel.API: "API", Channel.EXTERNAL: "внешняя система",
+}
+
+
+# --- presentation helpers -----------------------------------------------------------------------
+
+
+def _value_ru(value: Any, tz: str) -> str:
+    if value is None or value == "":
+        return "—"
+    if value is True:
+        return "да"
+    if value is False:
+        return "нет"
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
+        try:
+            return local_time(datetime.fromisoformat(value), tz)
+        except ValueError:
+            return value
+    if isinstance(value, str) and value in {v.value for v in Visibility}:
+        return VISIBILITY_TITLES[Visibility(value)]
+    return str(value)
+
+
+def history_lines(ticket: Ticket) -> list[dict[str, Any]]:
+    tz = ticket.organization.timezone
+    out = []
+    for h in ticket.history:
+        what = [ACTION_TITLES.get(h.action, h.action)]
+        if h.from_status and h.to_status:
+            what.append(f"{STATUS_TITLES_RU[S(h.from_status)]} → {STATUS_TITLES_RU[S(h.to_status)]}")
+        elif h.to_status:
+            what.append(f"статус «{STATUS_TITLES_RU[S(h.to_status)]}»")
+        changes = [
+            f"{FIELD_TITLES.get(k, k)}: {_value_ru(v[0], tz)} → {_value_ru(v[1], tz)}"
+            if h.action not in ("created", "commented") else f"{FIELD_TITLES.get(k, k)}: {_value_ru(v[1], tz)}"
+            for k, v in (h.changes or {}).items()
+        ]
+        out.append({"at": h.at, "who": h.user.full_name if h.user else "система", "what": "; ".join(what),
+                    "changes": changes, "reason": h.reason})
+    return out
+
+
+def deadline_text(org: Organization, category: Category, emergency: bool, now: datetime) -> dict[str, Any]:
+    d = compute_deadlines(svc.deadline_rule(org, category), registered_at=now, tz=ZoneInfo(org.timezone),
+                          is_emergency=emergency)
+    parts = []
+    if d.localize_due_at is not None:
+        parts.append(f"локализовать до {local_time(d.localize_due_at, org.timezone, '%H:%M %d.%m')}")
+    parts.append(f"устранить до {local_time(d.due_at, org.timezone, '%H:%M %d.%m.%Y')}")
+    minutes = category.resolve_minutes or org.default_deadline_minutes
+    norm = f"{minutes // 1440} сут." if minutes % 1440 == 0 else (
+        f"{minutes // 60} ч" if minutes % 60 == 0 else f"{minutes} мин")
+    if category.window_start and category.window_end:
+        norm += f" (считается с {category.window_start:%H:%M} до {category.window_end:%H:%M})"
+    return {
+        "localize_due_at": d.localize_due_at.isoformat() if d.localize_due_at else None,
+        "due_at": d.due_at.isoformat(),
+        "norm": norm,
+        "text": "Срок: " + ", ".join(parts) + f" — норматив {norm}",
+    }
+
+
+def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: dict[str, Any] | None = None) -> Any:
+    s = db_session()
+    ids = org_ids()
+    ticket = queries.ticket_card(s, ids, ticket_id)
+    org = ticket.organization
+    now = utcnow()
+    transitions = [
+        (to, TRANSITION_LABELS[to], to in NEEDS_REASON)
+        for to in sorted(ALLOWED_TRANSITIONS[ticket.status], key=lambda x: list(S).index(x))
+        if not (to == S.ASSIGNED and ticket.executor_id is None)
+    ]
+    notes = []
+    if ticket.house_id is not None:
+        notes = list(s.scalars(select(HouseNote).where(HouseNote.house_id == ticket.house_id,
+                                                        HouseNote.organization_id == org.id)
+                               .order_by(HouseNote.id.desc())))
+    authors = {u.id: u for u in s.scalars(select(User).where(User.id.in_(
+        {c.author_id for c in ticket.comments if c.author_id} | {n.created_by_id for n in notes if n.created_by_id}
+    )))} if (ticket.comments or notes) else {}
+    premises = list(s.scalars(select(Premise).where(Premise.house_id == ticket.house_id).order_by(Premise.id))) \
+        if ticket.house_id else []
+    context = dict(
+        t=ticket, org=org, now=now, error=error, form=form or {},
+        history=history_lines(ticket),
+        transitions=transitions,
+        can_reopen=ticket.status in REOPENABLE,
+        can_localize=ticket.localize_due_at is not None and ticket.localized_at is None
+        and ticket.status not in SETTLED,
+        can_edit=ticket.status not in (S.CLOSED, S.CANCELLED, S.REJECTED),
+        can_assign=ticket.status not in SETTLED,
+        executors=[e for e in queries.executors(s, [org.id])],
+        categories=queries.categories(s, [org.id]),
+        notes=notes, authors=authors, premises=premises,
+        open_tickets=[x for x in queries.open_tickets_of(s, [org.id], premise_id=ticket.premise_id,
+                                                          house_id=ticket.house_id) if x.id != ticket.id],
+        incidents=queries.active_incidents(s, [org.id], ticket.house_id) if ticket.house_id else [],
+        visibility_titles=VISIBILITY_TITLES, channel_titles=CHANNEL_TITLES,
+        max_upload_mb=settings().max_upload_mb,
+    )
+    return render_template("ticket_card.html", **context), status
+
+
+def _owned_ticket(ticket_id: int) -> Ticket:
+    return queries.get_owned(db_session(), Ticket, org_ids(), ticket_id)  # type: ignore[no-any-return]
+
+
+def _act(ticket_id: int, action: Any, success: str) -> Any:
+    """Run one service call on an owned ticket; on a domain error show the card with the message."""
+    ticket = _owned_ticket(ticket_id)
+    try:
+        action(ticket)
+    except NotFound:
+        raise
+    except DomainError as exc:
+        db_session().rollback()
+        return _card(ticket_id, error=exc.message, status=exc.http_status, form=request.form.to_dict())
+    flash(success, "ok")
+    return redirect(url_for("panel.ticket_card", ticket_id=ticket_id))
+
+
+# --- card and actions ---------------------------------------------------------------------------
+
+
+@bp.get("/tickets/<int:ticket_id>")
+@login_required()
+def ticket_card(ticket_id: int) -> Any:
+    return _card(ticket_id)
+
+
+@bp.post("/tickets/<int:ticket_id>/transition")
+@login_required()
+def ticket_transition(ticket_id: int) -> Any:
+    raw = request.form.get("to", "")
+    try:
+        to = S(raw)
+    except ValueError:
+        to = None
+
+    def run(t: Ticket) -> None:
+        if to is None:
+            raise ValidationFailed(f"неизвестный статус {raw!r}", field="to")
+        svc.transition_ticket(db_session(), org=t.organization, ticket_id=t.id, to=to, by=user(),
+                              reason=request.form.get("reason", ""))
+
+    return _act(ticket_id, run, f"Статус изменён: {STATUS_TITLES_RU[to]}" if to else "")
+
+
+@bp.post("/tickets/<int:ticket_id>/assign")
+@login_required()
+def ticket_assign(ticket_id: int) -> Any:
+    def run(t: Ticket) -> None:
+        executor_id = optional_int(request.form.get("executor_id"), "executor_id")
+        if executor_id is None:
+            raise ValidationFailed("выберите исполнителя", field="executor_id")
+        svc.assign_ticket(db_session(), org=t.organization, ticket_id=t.id, executor_id=executor_id, by=user())
+
+    return _act(ticket_id, run, "Исполнитель назначен")
+
+
+@bp.post("/tickets/<int:ticket_id>/localize")
+@login_required()
+def ticket_localize(ticket_id: int) -> Any:
+    def run(t: Ticket) -> None:
+        at = parse_local_datetime(request.form.get("at"), ZoneInfo(t.organization.timezone), "localized_at")
+        svc.mark_localized(db_session(), org=t.organization, ticket_id=t.id, by=user(), at=at)
+
+    return _act(ticket_id, run, "Отмечено: авария локализована")
+
+
+@bp.post("/tickets/<int:ticket_id>/reopen")
+@login_required()
+def ticket_reopen(ticket_id: int) -> Any:
+    def run(t: Ticket) -> None:
+        svc.reopen_ticket(db_session(), org=t.organization, ticket_id=t.id, by=user(),
+                          reason=request.form.get("reason", ""))
+
+    return _act(ticket_id, run, "Заявка открыта повторно")
+
+
+@bp.post("/tickets/<int:ticket_id>/comments")
+@login_required()
+def ticket_comment(ticket_id: int) -> Any:
+    def run(t: Ticket) -> None:
+        svc.add_comment(db_session(), org=t.organization, ticket_id=t.id, text=request.form.get("text", ""),
+                        visibility=_visibility(request.form.get("visibility")), by=user())
+
+    return _act(ticket_id, run, "Комментарий добавлен")
+
+
+@bp.post("/tickets/<int:ticket_id>/edit")
+@login_required()
+def ticket_edit(ticket_id: int) -> Any:
+    def run(t: Ticket) -> None:
+        form = request.form
+        tz = ZoneInfo(t.organization.timezone)
+        changes: dict[str, Any] = {}
+        for name in ("description", "reporter_name", "reporter_phone"):
+            if name in form:
+                changes[name] = form.get(name, "")
+        if "category_id" in form:
+            changes["category_id"] = optional_int(form.get("category_id"), "category_id")
+        if "premise_id" in form:
+            changes["premise_id"] = optional_int(form.get("premise_id"), "premise_id")
+        if "is_emergency_shown" in form:
+            changes["is_emergency"] = bool(form.get("is_emergency"))
+        for name in ("damage_detected_at", "planned_due_at"):
+            if name in form and form.get(name, "") != local_time(getattr(t, name), t.organization.timezone,
+                                                                  "%Y-%m-%dT%H:%M"):
+                changes[name] = parse_local_datetime(form.get(name), tz, name)
+        svc.update_ticket(db_session(), org=t.organization, ticket_id=t.id, changes=changes, by=user(),
+                          reason=form.get("reason", ""))
+
+    return _act(ticket_id, run, "Изменения сохранены")
+
+
+def _visibility(raw: str | None) -> Visibility:
+    try:
+        return Visibility(raw or Visibility.INTERNAL.value)
+    except ValueError as exc:
+        raise ValidationFailed("неизвестная видимость", field="visibility", value=raw) from exc
+
+
+# --- attachments --------------------------------------------------------------------------------
+
+
+@bp.post("/tickets/<int:ticket_id>/attachments")
+@login_required()
+def ticket_attach(ticket_id: int) -> Any:
+    ticket = _owned_ticket(ticket_id)
+    limit_mb = settings().max_upload_mb
+    try:
+        upload = request.files.get("file")
+    except RequestEntityTooLarge:
+        return _card(ticket_id, error=f"Файл слишком большой: можно прикрепить не более {limit_mb} МБ",
+                     status=413)
+    if upload is None or not upload.filename:
+        return _card(ticket_id, error="Выберите файл", status=400)
+    try:
+        visibility = _visibility(request.form.get("visibility"))
+    except ValidationFailed as exc:
+        return _card(ticket_id, error=exc.message, status=400)
+    folder = settings().var_dir / "attachments" / str(ticket.organization_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = secure_filename("x" + Path(upload.filename).suffix.lower())[1:][:10]
+    stored = folder / (uuid.uuid4().hex + suffix)
+    tmp = stored.with_name(stored.name + ".part")
+    try:
+        upload.save(tmp)
+        size = tmp.stat().st_size
+        if size > limit_mb * 1024 * 1024:
+            raise RequestEntityTooLarge()
+        os.replace(tmp, stored)
+    except RequestEntityTooLarge:
+        tmp.unlink(missing_ok=True)
+        return _card(ticket_id, error=f"Файл слишком большой: можно прикрепить не более {limit_mb} МБ",
+                     status=413)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    db_session().add(Attachment(
+        organization_id=ticket.organization_id, ticket_id=ticket.id, filename=upload.filename[:255],
+        content_type=(upload.mimetype or "application/octet-stream")[:100], size=size,
+        storage_path=str(stored.relative_to(settings().var_dir)), visibility=visibility,
+        uploaded_by_id=user().id, created_at=utcnow(),
+    ))
+    flash(f"Файл «{upload.filename}» прикреплён", "ok")
+    return redirect(url_for("panel.ticket_card", ticket_id=ticket_id) + "#attachments")
+
+
+@bp.get("/attachments/<int:attachment_id>")
+@login_required()
+def attachment_download(attachment_id: int) -> Any:
+    att = queries.get_owned(db_session(), Attachment, org_ids(), attachment_id)
+    root = settings().var_dir.resolve()
+    path = (root / att.storage_path).resolve()
+    if root not in path.parents or not path.is_file():
+        abort(404)
+    resp = send_file(Path(path), mimetype=att.content_type, as_attachment=True, download_name=att.filename)
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
+# --- house notes --------------------------------------------------------------------------------
+
+
+@bp.post("/houses/<int:house_id>/notes")
+@login_required()
+def house_note_add(house_id: int) -> Any:
+    house = queries.get_owned(db_session(), House, org_ids(), house_id)
+    text = (request.form.get("text") or "").strip()
+    back = request.form.get("ticket_id", "")
+    target = url_for("panel.ticket_card", ticket_id=int(back)) if back.isdigit() else url_for("panel.index")
+    if not text:
+        flash("Пустая заметка не сохранена", "error")
+        return redirect(target)
+    housing.add_house_note(db_session(), org=org_by_id(house.organization_id), house_id=house.id,
+                           text=text[:4000], by=user())
+    flash("Заметка по дому сохранена", "ok")
+    return redirect(target + "#house-notes")
+
+
+# --- new ticket ---------------------------------------------------------------------------------
+
+
+@bp.route("/tickets/new", methods=["GET", "POST"])
+@login_required()
+def ticket_new() -> Any:
+    s = db_session()
+    orgs = my_orgs()
+    ids = [o.id for o in orgs]
+    error = None
+    form = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
+    if request.method == "POST":
+        try:
+            org = org_by_id(form.get("organization_id") or (ids[0] if len(ids) == 1 else None))
+            category_id = optional_int(form.get("category_id"), "category_id")
+            if category_id is None:
+                raise ValidationFailed("выберите категорию", field="category_id")
+            tz = ZoneInfo(org.timezone)
+            draft = svc.TicketDraft(
+                category_id=category_id,
+                description=form.get("description", ""),
+                channel=Channel.PHONE if form.get("channel", "phone") == "phone" else Channel.PANEL,
+                house_id=optional_int(form.get("house_id"), "house_id"),
+                premise_id=optional_int(form.get("premise_id"), "premise_id"),
+                resident_id=optional_int(form.get("resident_id"), "resident_id"),
+                reporter_name=form.get("reporter_name", ""),
+                reporter_phone=form.get("reporter_phone") or None,
+                is_emergency=bool(form.get("is_emergency")),
+                damage_detected_at=parse_local_datetime(form.get("damage_detected_at"), tz, "damage_detected_at"),
+                executor_id=optional_int(form.get("executor_id"), "executor_id"),
+            )
+            ticket = svc.create_ticket(s, org=org, draft=draft, by=user())
+        except NotFound:
+            s.rollback()
+            error = "организация не найдена"
+        except DomainError as exc:
+            s.rollback()
+            error = exc.message
+        else:
+            flash(readback(ticket, user()), "readback")
+            return redirect(url_for("panel.ticket_card", ticket_id=ticket.id))
+    now = utcnow()
+    org_map = {o.id: o for o in orgs}
+    cats = queries.categories(s, ids)
+    context = dict(
+        orgs=orgs, form=form, error=error,
+        categories=[(c, org_map[c.organization_id], deadline_text(org_map[c.organization_id], c, c.is_emergency, now))
+                    for c in cats],
+        executors=queries.executors(s, ids),
+        executor_orgs=queries.executor_org_ids(s, [e.id for e in queries.executors(s, ids)]),
+        premises=list(s.scalars(select(Premise).where(Premise.house_id == int(form["house_id"]),
+                                                      Premise.organization_id.in_(ids)).order_by(Premise.id)))
+        if str(form.get("house_id", "")).isdigit() else [],
+    )
+    return render_template("ticket_new.html", **context), (400 if error else 200)
+
+
+def readback(ticket: Ticket, by: User | None) -> str:
+    """ПП 354: the number, the time and the operator, to read back to the caller."""
+    tz = ticket.organization.timezone
+    who = by.full_name if by else "—"
+    return (f"Заявка № {ticket.number}, зарегистрирована {local_time(ticket.registered_at, tz, '%d.%m.%Y в %H:%M')}, "
+            f"диспетчер {who}")
+
+
+# --- JSON helpers for the forms -----------------------------------------------------------------
+
+
+@bp.get("/lookup")
+@login_required()
+def lookup() -> Any:
+    s = db_session()
+    ids = org_ids()
+    q = (request.args.get("q") or "").strip()[:100]
+    if len(q) < 2:
+        return jsonify({"residents": [], "houses": []})
+    found = queries.lookup(s, ids, q)
+    orgs = {o.id: o for o in queries.organizations(s, ids)}
+    residents = []
+    for r in found["residents"]:
+        premise = r.premise
+        house = premise.house if premise else None
+        residents.append({
+            "id": r.id, "name": r.full_name, "note": r.note or "",
+            "organization_id": r.organization_id, "organization": orgs[r.organization_id].short_name,
+            "phones": [{"e164": p.phone, "display": phone_display(p.phone)} for p in r.phones],
+            "premise_id": premise.id if premise else None, "premise": premise.label if premise else "",
+            "house_id": house.id if house else None, "address": house.address if house else "",
+            "account": r.account.number if r.account else "",
+        })
+    houses = [{"id": h.id, "address": h.address, "organization_id": h.organization_id,
+               "organization": orgs[h.organization_id].short_name} for h in found["houses"]]
+    return jsonify({"residents": residents, "houses": houses})
+
+
+@bp.get("/houses/<int:house_id>/premises")
+@login_required()
+def house_premises(house_id: int) -> Any:
+    s = db_session()
+    house = queries.get_owned(s, House, org_ids(), house_id)
+    premises = s.scalars(select(Premise).where(Premise.house_id == house.id).order_by(Premise.id)).all()
+    incidents = queries.active_incidents(s, [house.organization_id], house.id)
+    notes = s.scalars(select(HouseNote).where(HouseNote.house_id == house.id).order_by(HouseNote.id.desc())
+                      .limit(5)).all()
+    return jsonify({
+        "house": {"id": house.id, "address": house.address, "organization_id": house.organization_id},
+        "premises": [{"id": p.id, "label": p.label} for p in premises],
+        "incidents": [{"title": i.title, "announcement": i.announcement} for i in incidents],
+        "notes": [n.text for n in notes],
+    })
+
+
+@bp.get("/categories/<int:category_id>/deadline")
+@login_required()
+def category_deadline(category_id: int) -> Any:
+    s = db_session()
+    category = queries.get_owned(s, Category, org_ids(), category_id)
+    org = s.get(Organization, category.organization_id)
+    raw = request.args.get("emergency")
+    emergency = category.is_emergency if raw in (None, "") else raw in ("1", "true", "on")
+    return jsonify(deadline_text(org, category, emergency, utcnow()))

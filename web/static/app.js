@@ -1,0 +1,350 @@
+/* OpenADS panel: live journal (SSE), keyboard shortcuts, lookups on the new-ticket form. No dependencies. */
+(function () {
+  "use strict";
+
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var CSRF = csrfMeta ? csrfMeta.content : "";
+
+  function $(sel, root) { return (root || document).querySelector(sel); }
+  function $all(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
+  function debounce(fn, ms) {
+    var t = null;
+    return function () { var args = arguments; clearTimeout(t); t = setTimeout(function () { fn.apply(null, args); }, ms); };
+  }
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+  function withId(template, id) { return template.replace("/0/", "/" + id + "/").replace(/\/0$/, "/" + id); }
+
+  /* POST with the CSRF header (for fetch-based actions). */
+  window.OpenADS = {
+    post: function (url, data) {
+      return fetch(url, {
+        method: "POST", credentials: "same-origin",
+        headers: { "X-CSRFToken": CSRF, "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams(data || {}).toString()
+      });
+    }
+  };
+
+  /* ---------------- keyboard shortcuts ---------------- */
+  function typing(target) {
+    var tag = (target.tagName || "").toLowerCase();
+    return tag === "input" || tag === "textarea" || tag === "select" || target.isContentEditable;
+  }
+  function rows() { return $all("#journal-rows tr.row"); }
+  function selectRow(delta) {
+    var list = rows();
+    if (!list.length) return;
+    var cur = list.findIndex(function (r) { return r.classList.contains("selected"); });
+    var next = cur < 0 ? 0 : Math.min(list.length - 1, Math.max(0, cur + delta));
+    list.forEach(function (r) { r.classList.remove("selected"); });
+    list[next].classList.add("selected");
+    list[next].focus();
+  }
+  document.addEventListener("keydown", function (ev) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.key === "Escape" && typing(ev.target)) { ev.target.blur(); return; }
+    if (typing(ev.target)) return;
+    var nav = $("#nav-new");
+    switch (ev.key) {
+      case "n": if (nav) { ev.preventDefault(); location.href = nav.href; } break;
+      case "/":
+        ev.preventDefault();
+        if ($("#q")) { $("#q").focus(); $("#q").select(); } else { location.href = $(".brand").href + "#search"; }
+        break;
+      case "g": ev.preventDefault(); location.href = $(".brand").href; break;
+      case "j": ev.preventDefault(); selectRow(1); break;
+      case "k": ev.preventDefault(); selectRow(-1); break;
+      case "Enter":
+        var sel = $("#journal-rows tr.row.selected");
+        if (sel) { ev.preventDefault(); location.href = sel.dataset.href; }
+        break;
+      case "a": if ($("#executor")) { ev.preventDefault(); $("#executor").focus(); } break;
+      case "c": if ($("#comment-text")) { ev.preventDefault(); $("#comment-text").focus(); } break;
+    }
+  });
+
+  /* ---------------- live connection indicator ---------------- */
+  function liveState(ok) {
+    var s = $("#live-state");
+    if (!s) return;
+    s.hidden = false;
+    s.classList.toggle("off", !ok);
+    s.textContent = ok ? "● онлайн" : "● нет связи — переподключение…";
+  }
+
+  /* ---------------- journal ---------------- */
+  var table = $("#journal");
+  if (table) {
+    if (location.hash === "#search" && $("#q")) $("#q").focus();
+    var tbody = $("#journal-rows");
+    var baseTitle = document.title;
+    var fresh = 0;
+    var counter = $("#new-counter");
+    var showFresh = function () {
+      document.title = (fresh ? "(" + fresh + " нов.) " : "") + baseTitle;
+      if (counter) { counter.hidden = !fresh; counter.innerHTML = ""; counter.appendChild(el("span", "mark mark-ok", "новых: " + fresh)); }
+    };
+    var resetFresh = function () { if (document.visibilityState === "visible" && document.hasFocus()) { fresh = 0; setTimeout(showFresh, 5000); } };
+    window.addEventListener("focus", resetFresh);
+
+    tbody.addEventListener("click", function (ev) {
+      var tr = ev.target.closest("tr.row");
+      if (!tr || ev.target.closest("a")) return;
+      location.href = tr.dataset.href;
+    });
+
+    var fetchRow = function (id) {
+      var url = withId(table.dataset.rowUrl, id);
+      var q = table.dataset.rowQuery;
+      return fetch(url + (q ? "?" + q : ""), { credentials: "same-origin" }).then(function (r) {
+        if (r.status === 204) return null;
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.text();
+      });
+    };
+    var parseRow = function (html) {
+      var t = document.createElement("tbody");
+      t.innerHTML = html.trim();
+      return t.querySelector("tr");
+    };
+
+    var onCreated = function (data) {
+      if (document.getElementById("ticket-" + data.ticket_id)) return;
+      fetchRow(data.ticket_id).then(function (html) {
+        if (!html || document.getElementById("ticket-" + data.ticket_id)) return;
+        var tr = parseRow(html);
+        if (!tr) return;
+        tr.classList.add("fresh");
+        tbody.insertBefore(tr, tbody.firstChild);
+        var empty = $("#journal-empty");
+        if (empty) empty.remove();
+        fresh += 1;
+        showFresh();
+      }).catch(function () { /* the next event or a reload will catch up */ });
+    };
+    var onChanged = function (data) {
+      var old = document.getElementById("ticket-" + data.ticket_id);
+      if (!old) return;
+      fetchRow(data.ticket_id).then(function (html) {
+        var cur = document.getElementById("ticket-" + data.ticket_id);
+        if (!cur) return;
+        if (!html) { cur.remove(); return; }
+        var tr = parseRow(html);
+        if (!tr) return;
+        if (cur.classList.contains("selected")) tr.classList.add("selected");
+        tr.classList.add("fresh");
+        cur.replaceWith(tr);
+      }).catch(function () {});
+    };
+
+    if (table.dataset.live === "1" && window.EventSource) {
+      var es = new EventSource(table.dataset.stream);
+      es.onopen = function () { liveState(true); };
+      es.onerror = function () { liveState(false); };
+      es.addEventListener("ticket.created", function (ev) { onCreated(JSON.parse(ev.data)); });
+      es.addEventListener("ticket.changed", function (ev) { onChanged(JSON.parse(ev.data)); });
+      window.addEventListener("beforeunload", function () { es.close(); });
+    }
+
+    var more = $("#more");
+    if (more) {
+      more.addEventListener("click", function (ev) {
+        ev.preventDefault();
+        var href = more.getAttribute("href");
+        more.textContent = "Загрузка…";
+        fetch(href + (href.indexOf("?") < 0 ? "?" : "&") + "partial=1", { credentials: "same-origin" }).then(function (r) {
+          var next = r.headers.get("X-Next-Url");
+          return r.text().then(function (html) {
+            var t = document.createElement("tbody");
+            t.innerHTML = html;
+            $all("tr", t).forEach(function (tr) { if (!document.getElementById(tr.id)) tbody.appendChild(tr); });
+            if (next) { more.setAttribute("href", next); more.textContent = "Показать ещё"; } else { more.parentNode.remove(); }
+          });
+        }).catch(function () { more.textContent = "Ошибка загрузки — нажмите ещё раз"; });
+      });
+    }
+  }
+
+  /* ---------------- ticket card ---------------- */
+  var card = $("#card");
+  if (card && window.EventSource) {
+    var cardEs = new EventSource(card.dataset.stream);
+    cardEs.onopen = function () { liveState(true); };
+    cardEs.onerror = function () { liveState(false); };
+    cardEs.addEventListener("ticket.changed", function (ev) {
+      var data = JSON.parse(ev.data);
+      if (String(data.ticket_id) === card.dataset.id) $("#changed-banner").hidden = false;
+    });
+    window.addEventListener("beforeunload", function () { cardEs.close(); });
+  }
+  var upload = $("#upload-form");
+  if (upload) {
+    upload.addEventListener("submit", function (ev) {
+      var input = upload.querySelector('input[type="file"]');
+      var max = parseInt(upload.dataset.maxBytes, 10);
+      var err = upload.querySelector(".upload-error");
+      if (input.files.length && input.files[0].size > max) {
+        ev.preventDefault();
+        err.hidden = false;
+        err.textContent = "Файл слишком большой: не более " + Math.round(max / 1048576) + " МБ";
+      }
+    });
+  }
+
+  /* ---------------- new ticket form ---------------- */
+  var form = $("#new-ticket");
+  if (form) {
+    var orgSel = $("#organization");
+    var catSel = $("#category");
+    var catSearch = $("#category-search");
+    var hint = $("#deadline-hint");
+    var emergency = $("#is_emergency");
+    var premiseSel = $("#premise_id");
+    var results = $("#lookup-results");
+    var lookupInput = $("#lookup");
+    var active = -1;
+    var found = [];
+
+    var currentOrg = function () { return orgSel ? orgSel.value : ""; };
+    var filterCategories = function () {
+      var q = (catSearch.value || "").trim().toLowerCase();
+      var org = currentOrg();
+      $all("option", catSel).forEach(function (o) {
+        var okOrg = !org || o.dataset.org === org;
+        var okText = !q || o.textContent.toLowerCase().indexOf(q) >= 0;
+        o.hidden = !(okOrg && okText);
+        o.disabled = !okOrg;
+      });
+      $all("#executor_id option").forEach(function (o) {
+        if (!o.value) return;
+        var okOrg = !org || (o.dataset.orgs || "").split(",").indexOf(org) >= 0;
+        o.hidden = !okOrg; o.disabled = !okOrg;
+      });
+    };
+    var showDeadline = function () {
+      var opt = catSel.selectedOptions[0];
+      if (!opt) { hint.textContent = "Выберите категорию — срок появится здесь."; return; }
+      hint.textContent = opt.dataset.deadline;
+      var url = withId(form.dataset.deadline, opt.value) + "?emergency=" + (emergency.checked ? "1" : "0");
+      fetch(url, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (d) { if (d && catSel.value === opt.value) hint.textContent = d.text; }).catch(function () {});
+    };
+    catSearch.addEventListener("input", filterCategories);
+    catSearch.addEventListener("keydown", function (ev) {
+      if (ev.key === "ArrowDown" || ev.key === "Enter") {
+        ev.preventDefault();
+        var first = $all("option", catSel).find(function (o) { return !o.hidden; });
+        if (first) { catSel.value = first.value; catSel.dispatchEvent(new Event("change")); }
+        catSel.focus();
+      }
+    });
+    catSel.addEventListener("change", function () {
+      var opt = catSel.selectedOptions[0];
+      if (opt) {
+        emergency.checked = opt.dataset.emergency === "1";
+        if (orgSel && !orgSel.value) { orgSel.value = opt.dataset.org; filterCategories(); }
+      }
+      showDeadline();
+    });
+    emergency.addEventListener("change", showDeadline);
+    if (orgSel) orgSel.addEventListener("change", filterCategories);
+    filterCategories();
+    if (catSel.value) showDeadline();
+
+    var setOrg = function (orgId) {
+      if (orgSel && orgId) { orgSel.value = String(orgId); filterCategories(); }
+    };
+    var loadHouse = function (houseId, premiseId) {
+      var url = withId(form.dataset.premises, houseId);
+      return fetch(url, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (d) {
+        premiseSel.innerHTML = "";
+        premiseSel.appendChild(new Option("—", ""));
+        d.premises.forEach(function (p) { premiseSel.appendChild(new Option(p.label, p.id, false, String(p.id) === String(premiseId))); });
+        var info = $("#house-info");
+        info.innerHTML = "";
+        d.incidents.forEach(function (i) { info.appendChild(el("div", "incident-banner", "Авария в доме: " + i.title + (i.announcement ? " — " + i.announcement : ""))); });
+        d.notes.forEach(function (n) { info.appendChild(el("div", "note", "Заметка по дому: " + n)); });
+      });
+    };
+    var choose = function (item) {
+      var note = $("#resident-note");
+      if (item.kind === "resident") {
+        var r = item.data;
+        $("#resident_id").value = r.id;
+        $("#reporter_name").value = r.name;
+        if (r.phones.length) {
+          var typed = lookupInput.value.replace(/\D/g, "");
+          var match = r.phones.find(function (p) { return typed && p.e164.replace(/\D/g, "").indexOf(typed.replace(/^8/, "7")) >= 0; });
+          $("#reporter_phone").value = (match || r.phones[0]).e164;
+        }
+        if (r.house_id) { $("#house_id").value = r.house_id; $("#house_address").value = r.address; loadHouse(r.house_id, r.premise_id); }
+        note.hidden = !r.note;
+        note.textContent = r.note ? "Заметка: " + r.note : "";
+        setOrg(r.organization_id);
+      } else {
+        var h = item.data;
+        $("#resident_id").value = "";
+        $("#house_id").value = h.id;
+        $("#house_address").value = h.address;
+        note.hidden = true;
+        loadHouse(h.id, null);
+        setOrg(h.organization_id);
+      }
+      results.innerHTML = "";
+      found = [];
+      catSearch.focus();
+    };
+    var render = function () {
+      results.innerHTML = "";
+      found.forEach(function (item, i) {
+        var li = el("li", i === active ? "active" : "");
+        li.setAttribute("role", "option");
+        var badge = el("span", "org-badge", item.data.organization);
+        badge.style.setProperty("--hue", String((item.data.organization_id * 137 + 200) % 360));
+        li.appendChild(badge);
+        li.appendChild(document.createTextNode(" "));
+        if (item.kind === "resident") {
+          var r = item.data;
+          li.appendChild(el("strong", "", r.name));
+          li.appendChild(document.createTextNode(" · " + r.phones.map(function (p) { return p.display; }).join(", ")));
+          li.appendChild(el("div", "meta", (r.address || "адрес не указан") + (r.premise ? ", " + r.premise : "") + (r.account ? " · ЛС " + r.account : "")));
+          if (r.note) li.appendChild(el("div", "resident-note", r.note));
+        } else {
+          li.appendChild(el("strong", "", item.data.address));
+          li.appendChild(el("span", "muted", " · дом"));
+        }
+        li.addEventListener("click", function () { choose(item); });
+        results.appendChild(li);
+      });
+    };
+    var search = debounce(function () {
+      var q = lookupInput.value.trim();
+      if (q.length < 2) { found = []; render(); return; }
+      fetch(form.dataset.lookup + "?q=" + encodeURIComponent(q), { credentials: "same-origin" })
+        .then(function (r) { return r.json(); })
+        .then(function (d) {
+          if (lookupInput.value.trim() !== q) return;
+          found = d.residents.map(function (r) { return { kind: "resident", data: r }; })
+            .concat(d.houses.map(function (h) { return { kind: "house", data: h }; }));
+          active = found.length ? 0 : -1;
+          render();
+          if (!found.length) results.appendChild(el("li", "muted", "Ничего не найдено"));
+        }).catch(function () {});
+    }, 200);
+    lookupInput.addEventListener("input", search);
+    lookupInput.addEventListener("keydown", function (ev) {
+      if (ev.key === "ArrowDown" && found.length) { ev.preventDefault(); active = Math.min(found.length - 1, active + 1); render(); }
+      else if (ev.key === "ArrowUp" && found.length) { ev.preventDefault(); active = Math.max(0, active - 1); render(); }
+      else if (ev.key === "Enter") {
+        ev.preventDefault();
+        if (found[active]) choose(found[active]);
+        else if (/\d{5,}/.test(lookupInput.value)) { $("#reporter_phone").value = lookupInput.value.trim(); catSearch.focus(); }
+      }
+    });
+  }
+})();
