@@ -1,0 +1,162 @@
+"""`openads demo`: migrate, load the demo data into an empty database, run everything."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import replace
+from typing import Any
+
+from openads.commands import CommandError, database, positive_int, safe_url, settings
+from openads.commands.serve import check_port_free
+
+SINK_PORT = 8025
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="демо: база SQLite, демо-данные, веб-панель, отправка почты",
+        description="Создаёт базу (по умолчанию SQLite в var/), загружает демо-данные, если база пуста, "
+                    "запускает веб-панель и обработчик очереди с локальным почтовым ящиком. Остановка: Ctrl+C.",
+    )
+    p.add_argument("--no-serve", action="store_true", help="только загрузить данные и выйти")
+    p.add_argument("--seed", type=int, default=None, help="зерно генератора демо-данных")
+    p.add_argument("--tickets", type=positive_int, default=None, help="сколько заявок создать (по умолчанию 4000)")
+    p.set_defaults(handler=run_demo, long_running=True)
+
+
+def print_logins(rows: list[tuple[str, str, str, str]]) -> None:
+    from openads.demo import DEMO_PASSWORD
+
+    roles = {"admin": "администратор", "manager": "руководитель", "dispatcher": "диспетчер",
+             "executor": "исполнитель"}
+    print(f"\nВход (пароль у всех: «{DEMO_PASSWORD}»):")
+    print(f"  {'логин':<10} {'роль':<14} {'организации':<42} ФИО")
+    for login, name, role, orgs in rows:
+        print(f"  {login:<10} {roles.get(role, role):<14} {orgs:<42} {name}")
+
+
+def _free_port(host: str, preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, preferred))
+            return preferred
+        except OSError:
+            sock.bind((host, 0))
+            return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, child: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise CommandError(f"веб-сервер завершился при запуске (код {child.returncode})")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise CommandError(f"веб-сервер не ответил за {timeout:.0f} с: {url}")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from models.migrate import upgrade
+    from openads import demo
+
+    app_settings = settings()
+    url = app_settings.database_url
+    print(f"База данных: {safe_url(url)}", flush=True)
+    upgrade(url)
+    db = database(url)
+    try:
+        kwargs: dict[str, Any] = {}
+        if args.seed is not None:
+            kwargs["seed"] = args.seed
+        if args.tickets is not None:
+            kwargs["tickets"] = args.tickets
+        summary = demo.load_demo(db, say=lambda m: print(m, flush=True), **kwargs)
+        if summary is None:
+            print("В базе уже есть данные — демо-данные не загружаются.")
+        else:
+            print(
+                f"Демо-данные загружены за {summary.seconds:.1f} с: организаций {summary.organizations}, "
+                f"домов {summary.houses}, помещений {summary.premises}, жителей {summary.residents} "
+                f"(телефонов {summary.phones}), сотрудников {summary.users}, заявок {summary.tickets}, "
+                f"аварий {summary.incidents}.",
+                flush=True,
+            )
+        logins = demo.logins_table(db)
+        if args.no_serve:
+            print_logins(logins)
+            return 0
+        return _serve(app_settings, db, logins)
+    finally:
+        db.dispose()
+
+
+def _serve(app_settings: Any, db: Any, logins: list[tuple[str, str, str, str]]) -> int:
+    from openads import bus as bus_mod
+    from openads import demo, worker
+    from openads.commands.serve import web_workers
+    from openads.config import SmtpSettings
+
+    host, port = app_settings.web_host, app_settings.web_port
+    web_workers()  # validate before starting anything
+    check_port_free(host, port)
+
+    sink = None
+    smtp = app_settings.smtp
+    if not os.environ.get("SMTP_HOST"):
+        sink = demo.MailSink(app_settings.var_dir / "demo-mail", port=_free_port("127.0.0.1", SINK_PORT),
+                             echo=lambda m: print(m, flush=True))
+        sink.start()
+        smtp = SmtpSettings(host="127.0.0.1", port=sink.port, sender="ods@ods-central.example", timeout=5)
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    child = subprocess.Popen([sys.executable, "-m", "openads.cli", "web", "--host", host, "--port", str(port)])
+    worker_thread = None
+    try:
+        _wait_http(f"http://{host}:{port}/status", child)
+        bus_mod.install(bus_mod.Bus(app_settings.redis_url))
+        senders = worker.default_senders(replace(app_settings, smtp=smtp))
+        worker_thread = threading.Thread(target=worker.run, args=(db, senders, stop), name="outbox-worker",
+                                         daemon=True)
+        worker_thread.start()
+        print_logins(logins)
+        print(f"\nOpenADS работает: {app_settings.base_url}")
+        if sink:
+            print(f"Письма принимает локальный почтовый ящик 127.0.0.1:{sink.port}, копии: "
+                  f"{app_settings.var_dir / 'demo-mail'}")
+        print("Остановка: Ctrl+C\n", flush=True)
+        while not stop.is_set() and child.poll() is None:
+            stop.wait(0.5)
+        if child.poll() is not None and not stop.is_set():
+            raise CommandError(f"веб-сервер неожиданно завершился (код {child.returncode})")
+    finally:
+        stop.set()
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if worker_thread is not None:
+            worker_thread.join(15)
+        if sink is not None:
+            sink.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("Демо остановлено.")
+    return 0

@@ -1,0 +1,50 @@
+"""`openads worker`: delivers the outbox (e-mail) with retries and prunes old domain events."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import Any
+
+from openads.commands import database, settings
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("worker", help="отправка уведомлений из очереди (e-mail) и очистка старых событий")
+    p.add_argument("--once", action="store_true", help="один проход и выход (для cron и проверок)")
+    p.set_defaults(handler=run_worker, long_running=True)
+
+
+def install_stop_signals(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT finish the current message, then the loop exits."""
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from openads import bus as bus_mod
+    from openads import worker
+
+    app_settings = settings()
+    bus_mod.install(bus_mod.Bus(app_settings.redis_url))  # wake the panels after our commits
+    db = database(app_settings.database_url)
+    senders = worker.default_senders(app_settings)
+    try:
+        if args.once:
+            tried = worker.deliver_due(db, senders)
+            pruned = worker.prune_events(db)
+            print(f"Отправлено попыток: {tried}; удалено старых событий: {pruned}")
+            return 0
+        stop = threading.Event()
+        install_stop_signals(stop)
+        print(f"Обработчик очереди запущен (SMTP {app_settings.smtp.host}:{app_settings.smtp.port}); "
+              "остановка: Ctrl+C или SIGTERM", flush=True)
+        worker.run(db, senders, stop)
+    finally:
+        db.dispose()
+    return 0

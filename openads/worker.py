@@ -1,0 +1,224 @@
+"""`openads worker`: delivers the durable outbox and prunes old domain events.
+
+Delivery of one message is two short transactions around the network call, so no database
+lock is held while an SMTP server thinks:
+
+1. claim: the oldest due pending message is leased (its `next_attempt_at` moves `LEASE` ahead).
+   On PostgreSQL the row is picked `FOR UPDATE SKIP LOCKED`, so concurrent workers claim
+   different rows; on SQLite the write transaction (`BEGIN IMMEDIATE`) serialises the claims.
+2. send through the channel's `Sender`;
+3. record: an `OutboxAttempt` row (time, ok, detail) for every try. Success → `sent` (and, for the
+   municipality e-mail, the ticket's `municipality_notified_at` + history + event). Failure →
+   `attempts + 1`, `last_error`, retry after `retry_delay(attempts)`; at `max_attempts` the
+   message becomes `failed` and an `outbox.failed` domain event tells the panels. Nothing is
+   dropped silently. A worker that dies between 1 and 3 leaves the lease to expire: the message
+   is retried (at-least-once; a duplicate is possible only then).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+
+from models import events
+from models.base import utcnow
+from models.db import Database
+from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxAttempt, OutboxMessage
+from models.services.outbox import retry_delay
+from models.services.tickets import MUNICIPALITY_PURPOSE, record_municipality_notified
+from models.ticket import Ticket
+from openads.config import Settings
+from openads.mailer import ProviderError, Sender, SmtpMailer
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+EVENT_RETENTION = timedelta(days=2)
+POLL_SECONDS = 1.0
+PRUNE_EVERY = timedelta(minutes=10)
+PRUNE_BATCH = 5000
+
+_warned_channels: set[str] = set()
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    organization_id: int
+    channel: MessageChannel
+    purpose: str
+    recipient: str
+    subject: str
+    body: str
+    ticket_id: int | None
+
+
+def default_senders(settings: Settings) -> dict[MessageChannel, Sender]:
+    """The senders configured for this deployment (only e-mail so far)."""
+    return {MessageChannel.EMAIL: SmtpMailer(settings.smtp)}
+
+
+def _warn_unconfigured(db: Database, channels: list[MessageChannel], now: datetime) -> None:
+    with db.read() as s:
+        stmt = select(OutboxMessage.channel).where(
+            OutboxMessage.status == MessageStatus.PENDING, OutboxMessage.next_attempt_at <= now
+        )
+        if channels:
+            stmt = stmt.where(OutboxMessage.channel.not_in(channels))
+        waiting = set(s.scalars(stmt.distinct()))
+    for channel in sorted(waiting - _warned_channels):
+        _warned_channels.add(channel)
+        log.warning("outbox: no sender configured for channel %r; its messages stay pending", str(channel))
+
+
+def _claim(db: Database, channels: list[MessageChannel], now: datetime) -> _Claimed | None:
+    with db.write() as s:
+        stmt = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status == MessageStatus.PENDING,
+                OutboxMessage.next_attempt_at <= now,
+                OutboxMessage.channel.in_(channels),
+            )
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(1)
+        )
+        if not db.is_sqlite:
+            stmt = stmt.with_for_update(skip_locked=True)
+        message = s.scalar(stmt)
+        if message is None:
+            return None
+        message.next_attempt_at = now + LEASE
+        return _Claimed(
+            id=message.id,
+            organization_id=message.organization_id,
+            channel=message.channel,
+            purpose=message.purpose,
+            recipient=message.recipient,
+            subject=message.subject,
+            body=message.body,
+            ticket_id=message.ticket_id,
+        )
+
+
+def _record(db: Database, claimed: _Claimed, *, ok: bool, detail: str, at: datetime) -> None:
+    with db.write() as s:
+        message = s.get(OutboxMessage, claimed.id, with_for_update=not db.is_sqlite)
+        if message is None:  # deleted with its organization meanwhile
+            return
+        s.add(OutboxAttempt(message_id=message.id, at=at, ok=ok, detail=detail[:2000]))
+        message.attempts += 1
+        if ok:
+            message.status = MessageStatus.SENT
+            message.sent_at = at
+            message.last_error = ""
+            if message.purpose == MUNICIPALITY_PURPOSE and message.ticket_id is not None:
+                record_municipality_notified(s, ticket_id=message.ticket_id, at=at, recipient=message.recipient)
+            return
+        message.last_error = detail
+        if message.attempts >= message.max_attempts:
+            message.status = MessageStatus.FAILED
+            number = s.scalar(select(Ticket.number).where(Ticket.id == message.ticket_id)) if message.ticket_id else None
+            events.emit(
+                s,
+                message.organization_id,
+                events.OUTBOX_FAILED,
+                {
+                    "message_id": message.id,
+                    "channel": message.channel.value,
+                    "purpose": message.purpose,
+                    "recipient": message.recipient,
+                    "ticket_id": message.ticket_id,
+                    "number": number,
+                    "attempts": message.attempts,
+                    "error": detail,
+                },
+            )
+            log.error("outbox: message %s to %s failed for good: %s", message.id, message.recipient, detail)
+        else:
+            message.next_attempt_at = at + retry_delay(message.attempts)
+
+
+def deliver_due(
+    db: Database,
+    senders: Mapping[MessageChannel, Sender],
+    now: datetime | None = None,
+    *,
+    limit: int = 100,
+) -> int:
+    """Try every due pending message once (at most `limit`); returns how many were tried.
+
+    `now` fixes the clock (tests); by default each step reads the real time.
+    """
+    clock: Callable[[], datetime] = (lambda: now) if now is not None else utcnow
+    channels = list(senders)
+    _warn_unconfigured(db, channels, clock())
+    if not channels:
+        return 0
+    tried = 0
+    while tried < limit:
+        claimed = _claim(db, channels, clock())
+        if claimed is None:
+            break
+        tried += 1
+        try:
+            provider_id = senders[claimed.channel].send(claimed.recipient, claimed.subject, claimed.body)
+        except ProviderError as exc:
+            log.warning("outbox: message %s to %s not sent: %s", claimed.id, claimed.recipient, exc)
+            _record(db, claimed, ok=False, detail=str(exc), at=clock())
+        except Exception as exc:  # a sender bug must not lose the message either
+            log.exception("outbox: sender crashed on message %s", claimed.id)
+            _record(db, claimed, ok=False, detail=f"internal: {exc!r}", at=clock())
+        else:
+            _record(db, claimed, ok=True, detail=f"sent, id {provider_id}", at=clock())
+    return tried
+
+
+def prune_events(db: Database, now: datetime | None = None, keep: timedelta = EVENT_RETENTION) -> int:
+    """Delete domain events older than `keep` (panels only replay recent ones), in small batches."""
+    cutoff = (now or utcnow()) - keep
+    removed = 0
+    while True:
+        with db.write() as s:
+            ids = list(s.scalars(select(DomainEvent.id).where(DomainEvent.created_at < cutoff).limit(PRUNE_BATCH)))
+            if not ids:
+                return removed
+            s.execute(delete(DomainEvent).where(DomainEvent.id.in_(ids)))
+        removed += len(ids)
+
+
+def run(
+    db: Database,
+    senders: Mapping[MessageChannel, Sender],
+    stop: threading.Event,
+    *,
+    poll_seconds: float = POLL_SECONDS,
+) -> None:
+    """The worker loop until `stop` is set: deliver, prune now and then, sleep `poll_seconds`.
+
+    A failing round (database restarting, ...) is logged and retried after a pause.
+    """
+    last_prune: datetime | None = None
+    log.info("worker started; channels: %s", ", ".join(c.value for c in senders) or "none")
+    while not stop.is_set():
+        busy = False
+        try:
+            busy = deliver_due(db, senders) > 0
+            moment = utcnow()
+            if last_prune is None or moment - last_prune >= PRUNE_EVERY:
+                pruned = prune_events(db, moment)
+                if pruned:
+                    log.info("pruned %d old events", pruned)
+                last_prune = moment
+        except Exception:
+            log.exception("worker round failed; retrying")
+            stop.wait(min(poll_seconds * 5, 10))
+            continue
+        if not busy:
+            stop.wait(poll_seconds)
+    log.info("worker stopped")
