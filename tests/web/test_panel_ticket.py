@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,14 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
+from models.base import utcnow
 from models.housing import HouseNote
-from models.outbox import OutboxMessage
+from models.outbox import MessageChannel, OutboxMessage
 from models.ticket import Attachment, Ticket, TicketComment, TicketHistory, TicketStatus
+from openads import worker
+from openads.mailer import FakeMailer, ProviderError
 from tests import factories as f
+from tests import factories as fac
 from web import create_app
 
 
@@ -237,3 +242,22 @@ def test_lookup_and_deadline(db: Any, world: Any, login_as: Any) -> None:
     assert d["norm"] == "2 ч" and "устранить до" in d["text"]
     d = client.get(f"/categories/{world.cats_a['emergency_cold_water'].id}/deadline?emergency=1").get_json()
     assert d["localize_due_at"] and "локализовать до" in d["text"]
+
+
+def test_card_shows_every_municipality_sending_attempt_with_its_result(db, world, login_as) -> None:
+    t0 = utcnow()
+    with db.write() as s:
+        ticket = fac.make_ticket(s, world.org_a, world.cats_a["emergency_cold_water"], now=t0,
+                                 house_id=world.house_a.id, description="Прорыв стояка ХВС")
+        ticket_id = ticket.id
+    mailer = FakeMailer()
+    mailer.fail_with = ProviderError("451", "временная ошибка сервера")
+    assert worker.deliver_due(db, {MessageChannel.EMAIL: mailer}, now=t0) == 1
+    client = login_as(world.dispatcher_a)
+    page = client.get(f"/tickets/{ticket_id}").get_data(as_text=True)
+    assert "ОМСУ/ЕДДС: авария" in page and world.org_a.municipality_email in page
+    assert "в очереди, следующая попытка" in page and "ошибка" in page and "временная ошибка сервера" in page
+    mailer.fail_with = None
+    assert worker.deliver_due(db, {MessageChannel.EMAIL: mailer}, now=t0 + timedelta(minutes=5)) == 1
+    page = client.get(f"/tickets/{ticket_id}").get_data(as_text=True)
+    assert "отправлено" in page and "успешно" in page

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from flask import abort, flash, jsonify, redirect, render_template, request, send_file, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
@@ -19,6 +20,7 @@ from models.base import utcnow
 from models.errors import DomainError, NotFound, ValidationFailed
 from models.housing import House, HouseNote, Premise
 from models.organization import Organization, User
+from models.outbox import OutboxMessage
 from models.rules.deadlines import compute_deadlines
 from models.rules.phones import display as phone_display
 from models.rules.ticket_states import (
@@ -132,6 +134,13 @@ def deadline_text(org: Organization, category: Category, emergency: bool, now: d
     }
 
 
+MESSAGE_PURPOSES = {
+    svc.MUNICIPALITY_PURPOSE: "ОМСУ/ЕДДС: авария",
+    svc.MUNICIPALITY_DONE_PURPOSE: "ОМСУ/ЕДДС: авария устранена",
+    svc.EXECUTOR_PURPOSE: "Исполнителю: назначение",
+}
+
+
 def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: dict[str, Any] | None = None) -> Any:
     s = db_session()
     ids = org_ids()
@@ -170,6 +179,10 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         incidents=queries.active_incidents(s, [org.id], ticket.house_id) if ticket.house_id else [],
         visibility_titles=VISIBILITY_TITLES, channel_titles=CHANNEL_TITLES,
         max_upload_mb=settings().max_upload_mb,
+        messages=list(s.scalars(select(OutboxMessage).where(OutboxMessage.ticket_id == ticket.id,
+                                                            OutboxMessage.organization_id == org.id)
+                                .options(selectinload(OutboxMessage.attempt_log)).order_by(OutboxMessage.id))),
+        message_purposes=MESSAGE_PURPOSES,
     )
     return render_template("ticket_card.html", **context), status
 
