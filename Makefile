@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy models
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

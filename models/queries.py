@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from models.errors import NotFound
@@ -48,7 +48,7 @@ class JournalFilter:
     limit: int = 50
 
 
-def journal_select(org_ids: Iterable[int], f: JournalFilter, now: datetime) -> Select[tuple[Ticket]]:
+def journal_select(org_ids: Iterable[int], f: JournalFilter, now: datetime) -> Select[Ticket]:
     """The journal's filters as one SELECT, newest first. Scoped to `org_ids`, never wider."""
     ids = _ids(org_ids)
     if f.organization_id is not None:
@@ -202,7 +202,7 @@ def lookup(session: Session, org_ids: Iterable[int], q: str, limit: int = 10) ->
     res: list[Resident] = []
     digits = "".join(ch for ch in q if ch.isdigit())
     if len(digits) >= 4 and len(digits) >= len(q.replace(" ", "").replace("-", "").replace("(", "").replace(")", "").replace("+", "")):
-        phone_cond = ResidentPhone.phone.like(f"%{digits}%")
+        phone_cond: ColumnElement[bool] = ResidentPhone.phone.like(f"%{digits}%")
         if digits.startswith("8"):  # typed with the trunk prefix: 8 916 … is +7 916 …
             phone_cond = or_(phone_cond, ResidentPhone.phone.like(f"+7{digits[1:]}%"))
         res = list(session.scalars(

@@ -266,13 +266,13 @@ def _csv_rows(source: str | Path | IO[bytes]) -> HousingRows:
     binary, owned = _open_binary(source)
     try:
         if not hasattr(binary, "peek"):
-            binary = io.BufferedReader(binary)  # type: ignore[arg-type]
-        sample = binary.peek(64 * 1024)[: 64 * 1024]  # type: ignore[attr-defined]
+            binary = io.BufferedReader(binary)  # type: ignore[type-var]
+        sample = binary.peek(64 * 1024)[: 64 * 1024]
         if b"\x00" in sample[:4096]:
             raise ImportFailed("файл не похож на текстовый CSV (двоичные данные); сохраните его как CSV или XLSX")
         encoding = _detect_encoding(sample)
         first_line = sample.decode(encoding, errors="replace").splitlines()[0] if sample else ""
-        text = io.TextIOWrapper(binary, encoding=encoding, newline="")  # type: ignore[type-var]
+        text = io.TextIOWrapper(binary, encoding=encoding, newline="")
     except BaseException:
         if owned:
             binary.close()
@@ -747,7 +747,7 @@ class _Importer:
             if not self.dry:
                 if rec.id is None or premise.id is None:
                     obj = rec.obj if rec.obj is not None else self.s.get(Account, rec.id)
-                    self._link_premise(obj, premise)  # type: ignore[arg-type]
+                    self._link_premise(obj, premise)
                 else:
                     self.s.execute(update(Account).where(Account.id == rec.id).values(premise_id=premise.id))
             rec.premise, rec.premise_id = premise, premise.id
@@ -802,11 +802,12 @@ class _Importer:
         ):
             # the resident is now known under this personal account
             if not self.dry:
-                obj = rec.obj if rec.obj is not None else self.s.get(Resident, rec.id)
+                resident = rec.obj if rec.obj is not None else self.s.get(Resident, rec.id)
+                assert resident is not None
                 if account.obj is not None:
-                    obj.account = account.obj  # type: ignore[union-attr]
+                    resident.account = account.obj
                 else:
-                    obj.account_id = account.id  # type: ignore[union-attr]
+                    resident.account_id = account.id
             rec.account, rec.account_id = account, account.id
             self.res_by_account[(id(account), name_key)] = rec
             changes.setdefault("account_id", account.id)
