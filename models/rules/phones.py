@@ -42,6 +42,9 @@ def display(e164: str | None) -> str:
     """`+79161234567` → `+7 916 123-45-67` for screens."""
     if not e164:
         return ""
+    if len(e164) == 12 and e164.startswith("+79") and e164[1:].isdigit():
+        # Russian mobiles (most callers): the text phonenumbers gives, without its ~70 µs parse.
+        return f"+7 {e164[2:5]} {e164[5:8]}-{e164[8:10]}-{e164[10:]}"
     try:
         parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:

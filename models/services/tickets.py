@@ -150,19 +150,26 @@ def _phone(raw: str | None) -> str | None:
 def allocate_number(session: Session, *, organization_id: int, year: int) -> str:
     """Next number `YYYY-NNNNNN` for the organization and year: no gaps, no duplicates.
 
-    The counter row is bumped with UPDATE ... RETURNING inside the ticket's own transaction, so
-    a concurrent creation waits for the row lock (PostgreSQL) or the write lock (SQLite), and a
-    rolled-back creation gives its number back.
+    The counter row is created or bumped by one upsert ... RETURNING inside the ticket's own
+    transaction, so a concurrent creation waits for the row lock (PostgreSQL) or the write lock
+    (SQLite), and a rolled-back creation gives its number back. One statement, not two: the row
+    lock is held until commit, so every round trip after it limits the creation rate.
     """
     dialect = session.get_bind().dialect.name
-    values = {"organization_id": organization_id, "year": year, "last_value": 0}
-    if dialect == "postgresql":
-        session.execute(postgresql.insert(TicketCounter).values(values).on_conflict_do_nothing())
-    elif dialect == "sqlite":
-        session.execute(sqlite.insert(TicketCounter).values(values).on_conflict_do_nothing())
-    else:  # pragma: no cover - other engines are not supported
-        if session.get(TicketCounter, (organization_id, year)) is None:
-            session.execute(insert(TicketCounter).values(values))
+    if dialect in ("postgresql", "sqlite"):
+        upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TicketCounter).values(
+            organization_id=organization_id, year=year, last_value=1
+        )
+        seq = session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[TicketCounter.organization_id, TicketCounter.year],
+                set_={"last_value": TicketCounter.last_value + 1},
+            ).returning(TicketCounter.last_value)
+        ).scalar_one()
+        return f"{year}-{seq:06d}"
+    # Other engines are not supported; kept as the plain, portable two-statement form.
+    if session.get(TicketCounter, (organization_id, year)) is None:  # pragma: no cover
+        session.execute(insert(TicketCounter).values(organization_id=organization_id, year=year, last_value=0))
     seq = session.execute(
         update(TicketCounter)
         .where(TicketCounter.organization_id == organization_id, TicketCounter.year == year)
@@ -386,7 +393,7 @@ def create_ticket(
     year = registered_at.astimezone(tz_of(org)).year
     ticket = Ticket(
         organization_id=org.id,
-        number=allocate_number(session, organization_id=org.id, year=year),
+        number="",  # allocated last, see below
         channel=draft.channel,
         registered_at=registered_at,
         registered_by_id=by.id if by else None,
@@ -411,6 +418,9 @@ def create_ticket(
     _apply_deadlines(ticket, org, category)
     if ticket.planned_due_at is None:
         ticket.planned_due_at = ticket.due_at
+    # Numbered last, right before the INSERT: the counter row stays locked until the commit, so
+    # all work done after this line serialises concurrent registrations of the organization.
+    ticket.number = allocate_number(session, organization_id=org.id, year=year)
     session.add(ticket)
     session.flush()
     _record(

@@ -1,0 +1,72 @@
+"""`make bench`: journal page latency, export of 100 000 rows and API ticket creation rate.
+
+Figures go to stdout as `bench: <name> = <value> <unit> (target <op> <value>)`; diagnostics to
+stderr. A missed target is only reported (exit 0); anything that crashes exits non-zero.
+
+Environment: BENCH_TICKETS (default 1 000 000), BENCH_SKIP_PG=1 (SQLite only), BENCH_PG_URL
+(server, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres), BENCH_ONLY
+(comma-separated subset of journal,export,api),
+BENCH_ENGINES (default sqlite,postgresql), BENCH_JOURNAL_ROUNDS, BENCH_API_REQUESTS,
+BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "var" / "bench"
+# The bench's own var dir (secret key, logs), before anything loads the settings.
+os.environ.setdefault("OPENADS_VAR_DIR", str(OUT / "run"))
+
+
+def main() -> int:
+    from bench import api, export, journal
+    from bench.common import figure, note, read_facts
+    from bench.data import BENCH_LOGIN, DEFAULT_TICKETS, prepare
+
+    n = int(os.environ.get("BENCH_TICKETS", DEFAULT_TICKETS))
+    engines = [e.strip() for e in os.environ.get("BENCH_ENGINES", "sqlite,postgresql").split(",") if e.strip()]
+    if os.environ.get("BENCH_SKIP_PG", "") in ("1", "true", "yes"):
+        engines = [e for e in engines if e != "postgresql"]
+    only = {p.strip() for p in os.environ.get("BENCH_ONLY", "journal,export,api").split(",") if p.strip()}
+    OUT.mkdir(parents=True, exist_ok=True)
+    failed = False
+    started = time.perf_counter()
+    note(f"{os.cpu_count()} CPUs, load average {os.getloadavg()} (other processes skew every figure)")
+    for engine in engines:
+        try:
+            url, seconds = prepare(engine, n)
+            if seconds is None:
+                note(f"{engine}: reusing the loaded database ({n} tickets)")
+            else:
+                figure(f"load_{n}_tickets_{engine}", seconds, "s")
+            facts = read_facts(url, n, BENCH_LOGIN)
+        except Exception:
+            traceback.print_exc()
+            failed = True
+            continue
+        for part in ("journal", "export", "api"):
+            if part not in only:
+                continue
+            try:
+                if part == "journal":
+                    journal.run(url, engine, facts)
+                elif part == "export":
+                    export.run(url, engine, n, OUT)
+                else:
+                    api.run(url, engine, facts, OUT)
+            except Exception:
+                traceback.print_exc()
+                note(f"{part} on {engine} crashed")
+                failed = True
+    note(f"done in {time.perf_counter() - started:.0f} s; load average {os.getloadavg()}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Shared helpers of the bench: figure lines, percentiles, the facts the filters need."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import create_engine, func, select
+
+from models.organization import Membership, Role, User
+from models.ticket import Category, Ticket
+
+BENCH_ORG = 1
+
+
+def figure(name: str, value: float, unit: str, target: str | None = None, digits: int = 1) -> None:
+    text = f"bench: {name} = {value:.{digits}f} {unit}"
+    if target:
+        text += f" (target {target})"
+    print(text, flush=True)
+
+
+def note(text: str) -> None:
+    """Diagnostics (not figures) go to stderr."""
+    print(f"bench: # {text}", file=sys.stderr, flush=True)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    k = max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))
+    return ordered[k]
+
+
+@dataclass
+class Facts:
+    """Ids and values of the bench organization used to build realistic filters and requests."""
+
+    user_id: int
+    last_registered_at: datetime
+    categories: list[int] = field(default_factory=list)
+    emergency_categories: list[int] = field(default_factory=list)
+    houses: list[int] = field(default_factory=list)
+    premises: dict[int, list[int]] = field(default_factory=dict)
+    executors: list[int] = field(default_factory=list)
+    numbers: list[str] = field(default_factory=list)
+    phones: list[str] = field(default_factory=list)
+
+
+def read_facts(url: str, n_tickets: int, login: str) -> Facts:
+    from models.housing import Premise
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            t = Ticket.__table__
+            user_id = conn.scalar(select(User.id).where(User.login == login))
+            last = conn.scalar(select(func.max(t.c.registered_at)).where(t.c.id <= n_tickets))
+            facts = Facts(user_id=int(user_id or 0), last_registered_at=last)
+            for cid, emerg in conn.execute(
+                select(Category.id, Category.is_emergency).where(Category.organization_id == BENCH_ORG)
+                .order_by(Category.id)
+            ):
+                (facts.emergency_categories if emerg else facts.categories).append(cid)
+            for pid, hid in conn.execute(
+                select(Premise.id, Premise.house_id).where(Premise.organization_id == BENCH_ORG).order_by(Premise.id)
+            ):
+                facts.premises.setdefault(hid, []).append(pid)
+            facts.houses = sorted(facts.premises)
+            facts.executors = list(conn.scalars(
+                select(User.id).join(Membership, Membership.user_id == User.id)
+                .where(Membership.organization_id == BENCH_ORG, User.role == Role.EXECUTOR).order_by(User.id)
+            ))
+            # Numbers and phones spread over the whole history (every 997th ticket of the org).
+            facts.numbers = list(conn.scalars(
+                select(t.c.number).where(t.c.organization_id == BENCH_ORG, t.c.id <= n_tickets, t.c.id % 997 == 0)
+                .limit(200)
+            ))
+            facts.phones = list(conn.scalars(
+                select(t.c.reporter_phone).where(t.c.organization_id == BENCH_ORG, t.c.id <= n_tickets,
+                                                 t.c.id % 991 == 0, t.c.reporter_phone.is_not(None)).limit(200)
+            ))
+    finally:
+        engine.dispose()
+    return facts
+
+
+def day(moment: datetime, days: int = 0) -> str:
+    return (moment + timedelta(days=days)).strftime("%Y-%m-%d")
+
+
+def journal_queries(facts: Facts, rounds: int) -> list[tuple[str, dict[str, Any]]]:
+    """`rounds` x ~11 realistic filter combinations of a dispatcher's day, with rotating values."""
+    end = facts.last_registered_at
+    out: list[tuple[str, dict[str, Any]]] = []
+    for r in range(rounds):
+        def pick(seq: Sequence[Any], r: int = r) -> Any:
+            return seq[(r * 7919) % len(seq)]
+
+        out += [
+            ("none", {}),
+            ("open_statuses", {"status": "new,assigned,in_progress"}),
+            ("emergency", {"emergency": "1"}),
+            ("overdue", {"overdue": "1"}),
+            ("category", {"category_id": pick(facts.categories)}),
+            ("house", {"house_id": pick(facts.houses)}),
+            ("executor", {"executor_id": pick(facts.executors)}),
+            ("last_week", {"registered_from": day(end, -7 - r % 30), "registered_to": day(end, -r % 30)}),
+            ("q_number", {"q": pick(facts.numbers)}),
+            ("q_phone", {"q": pick(facts.phones)}),
+            ("combined", {"status": "new,assigned,in_progress,done", "category_id": pick(facts.categories),
+                          "registered_from": day(end, -60 - r), "registered_to": day(end, -r)}),
+        ]
+    return out
