@@ -25,6 +25,19 @@ def session() -> Session:
     return s
 
 
+def commit_now() -> None:
+    """Commit the request's unit of work before the response is built.
+
+    For registrations only: the ticket-number counter row stays locked until commit, so building
+    the JSON or HTML answer inside the transaction would serialise every other registration of the
+    organization behind it. The view then renders from the committed objects; after_request finds
+    nothing left to commit.
+    """
+    s: Session | None = g.get("_db_session")
+    if s is not None and s.in_transaction():
+        s.commit()
+
+
 def init_app(app: Flask) -> None:
     @app.after_request
     def _commit(response: Response) -> Response:

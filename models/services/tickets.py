@@ -7,6 +7,7 @@ through the durable outbox.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -236,12 +237,13 @@ def _record(
     to_status: S | None = None,
     changes: dict[str, list[Any]] | None = None,
     reason: str = "",
-    event: str = events.TICKET_CHANGED,
+    event: str | None = events.TICKET_CHANGED,
 ) -> None:
+    """One append-only history row and (unless `event` is None) one domain event for the change."""
     session.add(
         TicketHistory(
             organization_id=ticket.organization_id,
-            ticket_id=ticket.id,
+            ticket=ticket,  # not ticket_id: a new ticket and its first row go out in one flush
             at=now,
             user_id=by.id if by else None,
             action=action,
@@ -252,6 +254,11 @@ def _record(
         )
     )
     ticket.updated_at = now
+    if event is not None:
+        _emit(session, ticket, event, action)
+
+
+def _emit(session: Session, ticket: Ticket, event: str, action: str) -> None:
     events.emit(
         session,
         ticket.organization_id,
@@ -393,7 +400,7 @@ def create_ticket(
     year = registered_at.astimezone(tz_of(org)).year
     ticket = Ticket(
         organization_id=org.id,
-        number="",  # allocated last, see below
+        number="",  # provisional, then allocated last: see below
         channel=draft.channel,
         registered_at=registered_at,
         registered_by_id=by.id if by else None,
@@ -418,11 +425,11 @@ def create_ticket(
     _apply_deadlines(ticket, org, category)
     if ticket.planned_due_at is None:
         ticket.planned_due_at = ticket.due_at
-    # Numbered last, right before the INSERT: the counter row stays locked until the commit, so
-    # all work done after this line serialises concurrent registrations of the organization.
-    ticket.number = allocate_number(session, organization_id=org.id, year=year)
+    # The ticket and its history row are written under a provisional number first; the real
+    # number is taken last (see allocate_number: the counter row stays locked until commit, so
+    # whatever runs after it serialises the organization's concurrent registrations).
+    ticket.number = "~" + uuid.uuid4().hex[:16]
     session.add(ticket)
-    session.flush()
     _record(
         session,
         ticket,
@@ -436,8 +443,11 @@ def create_ticket(
             "is_emergency": [None, ticket.is_emergency],
             "due_at": [None, ticket.due_at],
         },
-        event=events.TICKET_CREATED,
+        event=None,
     )
+    session.flush()
+    ticket.number = allocate_number(session, organization_id=org.id, year=year)
+    _emit(session, ticket, events.TICKET_CREATED, "created")
     if ticket.is_emergency:
         _notify_municipality(session, org, ticket, now)
     if executor is not None:

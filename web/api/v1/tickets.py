@@ -34,6 +34,7 @@ from web.api.v1.schemas import (
     TransitionRequest,
 )
 from web.auth import require_user
+from web.dbsession import commit_now
 from web.dbsession import session as db_session
 from web.journal_args import encode_cursor, parse_journal_filter
 
@@ -193,6 +194,7 @@ def create_ticket() -> Any:
         executor_id=body.executor_id,
     )
     ticket = svc.create_ticket(db_session(), org=org, draft=draft, by=user, now=c.now())
+    commit_now()  # releases the organization's number counter before the answer is built
     return _respond(ticket, 201)
 
 
