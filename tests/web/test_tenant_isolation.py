@@ -1,0 +1,78 @@
+"""Every route that takes an object id answers 404 for another organization's object and writes
+nothing — a net under the per-resource tests, so that a new route cannot forget the tenant check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from models.base import Base
+from models.ticket import Attachment
+from tests import factories as f
+
+ID_KINDS = ("ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id")
+
+
+def _objects(db, world, org_name: str) -> dict[str, int]:
+    org = getattr(world, org_name)
+    cats = world.cats_a if org_name == "org_a" else world.cats_b
+    house = world.house_a if org_name == "org_a" else world.house_b
+    resident = world.resident_a if org_name == "org_a" else world.resident_b
+    with db.write() as s:
+        ticket = f.make_ticket(s, s.merge(org), s.merge(cats["other"]), house_id=house.id)
+        attachment = Attachment(organization_id=org.id, ticket_id=ticket.id, filename="act.pdf",
+                                content_type="application/pdf", size=3, storage_path="/nonexistent/act.pdf")
+        s.add(attachment)
+        incident = f.make_incident(s, s.merge(house))
+        s.flush()
+        return {"ticket_id": ticket.id, "house_id": house.id, "resident_id": resident.id,
+                "attachment_id": attachment.id, "category_id": cats["other"].id, "incident_id": incident.id}
+
+
+def _id_routes(app) -> list[tuple[str, str, str]]:
+    out = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static" or not rule.arguments:
+            continue
+        names = [a for a in rule.arguments if a.endswith("_id")]
+        assert names and set(names) <= set(ID_KINDS), f"{rule.rule}: add its id kind to this test"
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            out.append((method, rule.rule, names[0]))
+    return out
+
+
+def _url(rule: str, name: str, value: int) -> str:
+    url = rule.replace(f"<int:{name}>", str(value))
+    return url.replace("<any(localize, liquidate):action>", "liquidate")
+
+
+def _row_counts(db) -> dict[str, int]:
+    with db.read() as s:
+        return {t.name: s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
+
+
+def _call(client, method: str, url: str, headers: dict[str, str]) -> Any:
+    if url.startswith("/api/"):
+        return client.open(url, method=method, json={}, headers=headers)
+    return client.open(url, method=method, data={}, headers=headers)
+
+
+@pytest.mark.parametrize("via", ["panel", "api"])
+def test_every_id_route_hides_another_organizations_objects(app, db, world, login_as, token_for, via) -> None:
+    mine = _objects(db, world, "org_a")
+    theirs = _objects(db, world, "org_b")
+    client = login_as(world.dispatcher_a)
+    headers = token_for(world.dispatcher_a) if via == "api" else {}
+    routes = [r for r in _id_routes(app) if r[1].startswith("/api/") == (via == "api")]
+    assert len(routes) >= (9 if via == "api" else 14)
+    before = _row_counts(db)
+    for method, rule, name in routes:
+        resp = _call(client, method, _url(rule, name, theirs[name]), headers)
+        assert resp.status_code == 404, f"{method} {rule} with another organization's {name}: {resp.status_code}"
+    assert _row_counts(db) == before, "a refused request wrote something"
+    for method, rule, name in routes:
+        if method == "GET" and name != "attachment_id":  # the attachment's file does not exist on disk
+            resp = _call(client, method, _url(rule, name, mine[name]), headers)
+            assert resp.status_code == 200, f"{method} {rule} with the own {name}: {resp.status_code}"
