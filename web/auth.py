@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, abort, g, redirect, request, session, url_for
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Select, select
+from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from models.base import utcnow
 from models.errors import DomainError, PermissionDenied
-from models.organization import ApiToken, Role, User
+from models.organization import ApiToken, Membership, Role, User
 from web.dbsession import session as db_session
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,10 +47,15 @@ def new_token() -> str:
     return "oads_" + secrets.token_urlsafe(32)
 
 
-def _load_user(user_id: int) -> User | None:
-    return db_session().scalar(
-        select(User).where(User.id == user_id, User.is_active.is_(True)).options(selectinload(User.memberships))
+def _active_user() -> Select[tuple[User]]:
+    """Active users with their memberships and organizations, in one query (every request needs them)."""
+    return select(User).where(User.is_active.is_(True)).options(
+        joinedload(User.memberships).joinedload(Membership.organization)
     )
+
+
+def _load_user(user_id: int) -> User | None:
+    return db_session().execute(_active_user().where(User.id == user_id)).unique().scalar_one_or_none()
 
 
 def login_user(user: User) -> None:
@@ -70,11 +75,10 @@ def current_user() -> User | None:
     user = None
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        token = db_session().scalar(
-            select(ApiToken).where(ApiToken.token_sha256 == hash_token(header[7:].strip()), ApiToken.revoked.is_(False))
-        )
-        if token is not None:
-            user = _load_user(token.user_id)
+        user = db_session().execute(
+            _active_user().join(ApiToken, ApiToken.user_id == User.id)
+            .where(ApiToken.token_sha256 == hash_token(header[7:].strip()), ApiToken.revoked.is_(False))
+        ).unique().scalar_one_or_none()
     elif "uid" in session:
         now = int(time.time())
         if now - int(session.get("seen", 0)) > IDLE_SECONDS:

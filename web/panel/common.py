@@ -35,7 +35,11 @@ def user() -> User:
 
 
 def my_orgs() -> list[Organization]:
-    return list(queries.organizations(db_session(), org_ids()))
+    """The caller's organizations by name (loaded with the user: no query of their own)."""
+    u = current_user()
+    if u is None or not u.memberships:
+        return list(queries.organizations(db_session(), org_ids()))  # none: "нет доступных организаций"
+    return sorted((m.organization for m in u.memberships), key=lambda o: o.name)
 
 
 def org_by_id(raw: Any) -> Organization:

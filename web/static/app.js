@@ -170,6 +170,78 @@
     }
   }
 
+  /* ---------------- journal filter: house by address (never a drop-down of every house) ---------------- */
+  var houseSearch = $("#house-search");
+  if (houseSearch) {
+    var houseId = $("#house-id");
+    var houseList = $("#house-results");
+    var houseOrgs = JSON.parse(houseSearch.dataset.orgs || "{}");
+    var houseFound = [];
+    var houseActive = -1;
+    var chosenLabel = houseSearch.value;
+    var houseLabel = function (h) { return h.address + (houseOrgs[h.organization_id] ? " · " + houseOrgs[h.organization_id] : ""); };
+    var houseClose = function () { houseList.hidden = true; houseSearch.setAttribute("aria-expanded", "false"); };
+    var houseRender = function () {
+      houseList.innerHTML = "";
+      houseFound.forEach(function (h, i) {
+        var li = el("li", i === houseActive ? "active" : "");
+        li.setAttribute("role", "option");
+        if (houseOrgs[h.organization_id]) {
+          var badge = el("span", "org-badge", houseOrgs[h.organization_id]);
+          badge.style.setProperty("--hue", String((h.organization_id * 137 + 200) % 360));
+          li.appendChild(badge);
+          li.appendChild(document.createTextNode(" "));
+        }
+        li.appendChild(document.createTextNode(h.address));
+        li.addEventListener("mousedown", function (ev) { ev.preventDefault(); houseChoose(h); });
+        houseList.appendChild(li);
+      });
+      if (!houseFound.length) houseList.appendChild(el("li", "muted", "Дом не найден"));
+      houseList.hidden = false;
+      houseSearch.setAttribute("aria-expanded", "true");
+    };
+    var houseChoose = function (h) {
+      chosenLabel = houseLabel(h);
+      houseSearch.value = chosenLabel;
+      houseId.value = h.id;
+      houseSearch.setCustomValidity("");
+      houseClose();
+    };
+    var houseQuery = debounce(function () {
+      var q = houseSearch.value.trim();
+      if (q.length < 2) { houseFound = []; houseClose(); return; }
+      var org = $("#filter-org");
+      var url = houseSearch.dataset.url + "?limit=15&q=" + encodeURIComponent(q) + (org && org.value ? "&organization_id=" + org.value : "");
+      fetch(url, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : { items: [] }; }).then(function (d) {
+        if (houseSearch.value.trim() !== q) return;
+        houseFound = d.items || [];
+        houseActive = houseFound.length ? 0 : -1;
+        houseRender();
+      }).catch(function () {});
+    }, 200);
+    houseSearch.addEventListener("input", function () {
+      houseSearch.setCustomValidity("");
+      if (houseSearch.value !== chosenLabel) houseId.value = "";
+      if (!houseSearch.value.trim()) { chosenLabel = ""; houseId.value = ""; }
+      houseQuery();
+    });
+    houseSearch.addEventListener("keydown", function (ev) {
+      var open = !houseList.hidden && houseFound.length;
+      if (ev.key === "ArrowDown" && open) { ev.preventDefault(); houseActive = Math.min(houseFound.length - 1, houseActive + 1); houseRender(); }
+      else if (ev.key === "ArrowUp" && open) { ev.preventDefault(); houseActive = Math.max(0, houseActive - 1); houseRender(); }
+      else if (ev.key === "Enter" && open && houseFound[houseActive]) { ev.preventDefault(); houseChoose(houseFound[houseActive]); }
+      else if (ev.key === "Escape" && !houseList.hidden) { houseClose(); }
+    });
+    houseSearch.addEventListener("blur", houseClose);
+    houseSearch.form.addEventListener("submit", function (ev) {
+      if (houseSearch.value.trim() && !houseId.value) {
+        ev.preventDefault();
+        houseSearch.setCustomValidity("Выберите дом из списка или очистите поле");
+        houseSearch.reportValidity();
+      }
+    });
+  }
+
   /* ---------------- ticket card ---------------- */
   var card = $("#card");
   if (card && window.EventSource) {
