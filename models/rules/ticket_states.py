@@ -22,6 +22,10 @@ NEEDS_EXECUTOR: frozenset[S] = frozenset({S.ASSIGNED, S.IN_PROGRESS, S.DONE})
 SETTLED: frozenset[S] = frozenset({S.DONE, S.CLOSED, S.CANCELLED, S.REJECTED})
 OPEN: frozenset[S] = frozenset(set(S) - SETTLED)
 
+# An executor sees only the tickets assigned to them and may only take one into work or report it
+# done (plus localisation, comments and photos); everything else is the dispatchers' job.
+EXECUTOR_TARGETS: frozenset[S] = frozenset({S.IN_PROGRESS, S.DONE})
+
 STATUS_TITLES_RU: dict[S, str] = {
     S.NEW: "Новая",
     S.ASSIGNED: "Назначена",

@@ -261,3 +261,26 @@ def test_card_shows_every_municipality_sending_attempt_with_its_result(db, world
     assert worker.deliver_due(db, {MessageChannel.EMAIL: mailer}, now=t0 + timedelta(minutes=5)) == 1
     page = client.get(f"/tickets/{ticket_id}").get_data(as_text=True)
     assert "отправлено" in page and "успешно" in page
+
+
+def test_executor_sees_and_moves_only_their_own_tickets(db, world, login_as) -> None:
+    with db.write() as s:
+        mine = fac.make_ticket(s, world.org_a, world.cats_a["sewer_blockage"], executor_id=world.executor_a.id)
+        other = fac.make_ticket(s, world.org_a, world.cats_a["other"], description="Чужая заявка")
+        mine_id, mine_no, other_id, other_no = mine.id, mine.number, other.id, other.number
+    client = login_as(world.executor_a)
+    journal = client.get("/?f=1").get_data(as_text=True)
+    assert mine_no in journal and other_no not in journal
+    assert client.get(f"/tickets/{other_id}").status_code == 404
+    assert client.get(f"/tickets/{other_id}/row").status_code == 404
+    assert client.post(f"/tickets/{other_id}/transition", data={"to": "in_progress"}).status_code == 404
+    card = client.get(f"/tickets/{mine_id}").get_data(as_text=True)
+    assert "Назначить" not in card and "Отменить" not in card
+    assert client.post(f"/tickets/{mine_id}/transition", data={"to": "cancelled", "reason": "x"}).status_code == 403
+    assert client.post(f"/tickets/{mine_id}/assign", data={"executor_id": world.executor_a.id}).status_code == 403
+    assert client.get("/tickets/new").status_code == 403
+    assert client.post(f"/tickets/{mine_id}/transition", data={"to": "in_progress"}).status_code == 302
+    assert client.post(f"/tickets/{mine_id}/transition", data={"to": "done"}).status_code == 302
+    with db.read() as s:
+        assert s.get(Ticket, mine_id).status == TicketStatus.DONE
+        assert s.get(Ticket, other_id).status == TicketStatus.NEW

@@ -11,10 +11,14 @@ from werkzeug.datastructures import MultiDict
 
 from models import queries
 from models.errors import NotFound, ValidationFailed
-from models.organization import Organization, User
+from models.organization import Organization, Role, User
+from models.queries import JournalFilter
+from models.ticket import Ticket
 from openads.config import Settings
 from web.auth import current_user, org_ids
 from web.dbsession import session as db_session
+
+STAFF = (Role.ADMIN, Role.MANAGER, Role.DISPATCHER)
 
 # Query-string arguments of the journal filter (everything parse_journal_filter understands but paging).
 FILTER_ARGS = (
@@ -101,3 +105,21 @@ def optional_int(raw: Any, field: str) -> int | None:
 def org_colour(org_id: int) -> int:
     """A stable hue for the organization's badge (always shown together with its name)."""
     return (org_id * 137 + 200) % 360
+
+
+def is_executor() -> bool:
+    return user().role == Role.EXECUTOR
+
+
+def scope_journal(f: JournalFilter) -> JournalFilter:
+    """An executor's journal is the list of tickets assigned to them."""
+    if is_executor():
+        f.executor_id = user().id if f.executor_id in (None, user().id) else -1
+    return f
+
+
+def check_visible(ticket: Ticket) -> Ticket:
+    """404 for an executor looking at a ticket that is not theirs (as for another organization's)."""
+    if is_executor() and ticket.executor_id != user().id:
+        raise NotFound("заявка не найдена", ticket_id=ticket.id)
+    return ticket

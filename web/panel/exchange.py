@@ -20,7 +20,7 @@ from web.dbsession import database
 from web.dbsession import session as db_session
 from web.journal_args import parse_journal_filter
 from web.panel import bp
-from web.panel.common import filter_args, filter_tz, my_orgs, org_by_id, settings, user
+from web.panel.common import filter_args, filter_tz, my_orgs, org_by_id, scope_journal, settings, user
 
 IMPORT_ROLES = (Role.ADMIN, Role.MANAGER)
 ALLOWED_SUFFIXES = (".csv", ".xlsx")
@@ -36,7 +36,7 @@ def export_journal() -> Any:
     if not ids:
         raise NotFound("нет доступных организаций")
     args = filter_args(request.args)
-    f = parse_journal_filter(args, filter_tz(args, orgs))
+    f = scope_journal(parse_journal_filter(args, filter_tz(args, orgs)))
     if f.organization_id is not None and f.organization_id not in ids:
         raise NotFound("организация не найдена", organization_id=f.organization_id)
     now = utcnow()

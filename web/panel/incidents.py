@@ -11,15 +11,12 @@ from sqlalchemy.orm import joinedload
 
 from models import queries
 from models.base import utcnow
-from models.organization import Role
 from models.services import incidents as svc
 from models.ticket import Incident, Ticket
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.panel import bp
-from web.panel.common import my_orgs, org_by_id, parse_local_datetime, user
-
-STAFF = (Role.ADMIN, Role.MANAGER, Role.DISPATCHER)
+from web.panel.common import STAFF, my_orgs, org_by_id, parse_local_datetime, user
 
 
 @bp.get("/incidents")

@@ -17,7 +17,7 @@ from werkzeug.utils import secure_filename
 
 from models import queries
 from models.base import utcnow
-from models.errors import DomainError, NotFound, ValidationFailed
+from models.errors import DomainError, NotFound, PermissionDenied, ValidationFailed
 from models.housing import House, HouseNote, Premise
 from models.organization import Organization, User
 from models.outbox import OutboxMessage
@@ -25,6 +25,7 @@ from models.rules.deadlines import compute_deadlines
 from models.rules.phones import display as phone_display
 from models.rules.ticket_states import (
     ALLOWED_TRANSITIONS,
+    EXECUTOR_TARGETS,
     NEEDS_REASON,
     REOPENABLE,
     SETTLED,
@@ -38,7 +39,17 @@ from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.filters import local_time
 from web.panel import bp
-from web.panel.common import my_orgs, optional_int, org_by_id, parse_local_datetime, settings, user
+from web.panel.common import (
+    STAFF,
+    check_visible,
+    is_executor,
+    my_orgs,
+    optional_int,
+    org_by_id,
+    parse_local_datetime,
+    settings,
+    user,
+)
 
 TRANSITION_LABELS = {
     S.NEW: "Снять исполнителя",
@@ -144,13 +155,15 @@ MESSAGE_PURPOSES = {
 def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: dict[str, Any] | None = None) -> Any:
     s = db_session()
     ids = org_ids()
-    ticket = queries.ticket_card(s, ids, ticket_id)
+    ticket = check_visible(queries.ticket_card(s, ids, ticket_id))
+    executor_view = is_executor()
     org = ticket.organization
     now = utcnow()
     transitions = [
         (to, TRANSITION_LABELS[to], to in NEEDS_REASON)
         for to in sorted(ALLOWED_TRANSITIONS[ticket.status], key=lambda x: list(S).index(x))
         if not (to == S.ASSIGNED and ticket.executor_id is None)
+        and not (executor_view and to not in EXECUTOR_TARGETS)
     ]
     notes = []
     if ticket.house_id is not None:
@@ -166,11 +179,11 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         t=ticket, org=org, now=now, error=error, form=form or {},
         history=history_lines(ticket),
         transitions=transitions,
-        can_reopen=ticket.status in REOPENABLE,
+        can_reopen=ticket.status in REOPENABLE and not executor_view,
         can_localize=ticket.localize_due_at is not None and ticket.localized_at is None
         and ticket.status not in SETTLED,
-        can_edit=ticket.status not in (S.CLOSED, S.CANCELLED, S.REJECTED),
-        can_assign=ticket.status not in SETTLED,
+        can_edit=ticket.status not in (S.CLOSED, S.CANCELLED, S.REJECTED) and not executor_view,
+        can_assign=ticket.status not in SETTLED and not executor_view,
         executors=[e for e in queries.executors(s, [org.id])],
         categories=queries.categories(s, [org.id]),
         notes=notes, authors=authors, premises=premises,
@@ -188,7 +201,12 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
 
 
 def _owned_ticket(ticket_id: int) -> Ticket:
-    return queries.get_owned(db_session(), Ticket, org_ids(), ticket_id)  # type: ignore[no-any-return]
+    return check_visible(queries.get_owned(db_session(), Ticket, org_ids(), ticket_id))
+
+
+def _dispatchers_only() -> None:
+    if is_executor():
+        raise PermissionDenied("это действие выполняет диспетчер")
 
 
 def _act(ticket_id: int, action: Any, success: str) -> Any:
@@ -226,6 +244,8 @@ def ticket_transition(ticket_id: int) -> Any:
     def run(t: Ticket) -> None:
         if to is None:
             raise ValidationFailed(f"неизвестный статус {raw!r}", field="to")
+        if is_executor() and to not in EXECUTOR_TARGETS:
+            raise PermissionDenied("исполнитель может только взять заявку в работу или отметить выполнение")
         svc.transition_ticket(db_session(), org=t.organization, ticket_id=t.id, to=to, by=user(),
                               reason=request.form.get("reason", ""))
 
@@ -236,6 +256,7 @@ def ticket_transition(ticket_id: int) -> Any:
 @login_required()
 def ticket_assign(ticket_id: int) -> Any:
     def run(t: Ticket) -> None:
+        _dispatchers_only()
         executor_id = optional_int(request.form.get("executor_id"), "executor_id")
         if executor_id is None:
             raise ValidationFailed("выберите исполнителя", field="executor_id")
@@ -258,6 +279,7 @@ def ticket_localize(ticket_id: int) -> Any:
 @login_required()
 def ticket_reopen(ticket_id: int) -> Any:
     def run(t: Ticket) -> None:
+        _dispatchers_only()
         svc.reopen_ticket(db_session(), org=t.organization, ticket_id=t.id, by=user(),
                           reason=request.form.get("reason", ""))
 
@@ -278,6 +300,7 @@ def ticket_comment(ticket_id: int) -> Any:
 @login_required()
 def ticket_edit(ticket_id: int) -> Any:
     def run(t: Ticket) -> None:
+        _dispatchers_only()
         form = request.form
         tz = ZoneInfo(t.organization.timezone)
         changes: dict[str, Any] = {}
@@ -390,7 +413,7 @@ def house_note_add(house_id: int) -> Any:
 
 
 @bp.route("/tickets/new", methods=["GET", "POST"])
-@login_required()
+@login_required(STAFF)
 def ticket_new() -> Any:
     s = db_session()
     orgs = my_orgs()

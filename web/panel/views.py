@@ -25,7 +25,15 @@ from web.dbsession import session as db_session
 from web.filters import Deadline, deadline_parts, dm, hm, zone
 from web.journal_args import encode_cursor, parse_journal_filter
 from web.panel import bp
-from web.panel.common import FILTER_ARGS, filter_args, filter_tz, my_orgs, org_colour
+from web.panel.common import (
+    FILTER_ARGS,
+    check_visible,
+    filter_args,
+    filter_tz,
+    my_orgs,
+    org_colour,
+    scope_journal,
+)
 
 JOURNAL_SESSION_KEY = "journal_args"
 PAGE_SIZE = 50
@@ -253,7 +261,7 @@ def index() -> Any:
     rows: list[JournalRow] = []
     next_url = None
     try:
-        f = parse_journal_filter(request.args, tz, default_limit=PAGE_SIZE)
+        f = scope_journal(parse_journal_filter(request.args, tz, default_limit=PAGE_SIZE))
     except ValidationFailed as exc:
         error = exc.message
     else:
@@ -297,10 +305,10 @@ def ticket_row(ticket_id: int) -> Any:
     """One journal row (for live updates). 204 when the ticket does not match the given filter."""
     s = db_session()
     ids = org_ids()
-    queries.get_owned(s, Ticket, ids, ticket_id)  # another organization's ticket: 404
+    check_visible(queries.get_owned(s, Ticket, ids, ticket_id))  # another organization's ticket: 404
     orgs = my_orgs()
     now = utcnow()
-    f = parse_journal_filter(filter_args(request.args), filter_tz(request.args, orgs))
+    f = scope_journal(parse_journal_filter(filter_args(request.args), filter_tz(request.args, orgs)))
     f.before = None
     stmt = queries.journal_select(ids, f, now).where(Ticket.id == ticket_id).limit(1)
     _, rows = journal_rows(stmt, orgs, now)

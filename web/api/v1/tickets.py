@@ -18,9 +18,9 @@ from sqlalchemy.orm import joinedload
 from models.errors import TicketNotFound, ValidationFailed
 from models.organization import Organization, Role, User
 from models.queries import journal_select, ticket_card
-from models.rules.ticket_states import STATUS_TITLES_RU
+from models.rules.ticket_states import EXECUTOR_TARGETS, STATUS_TITLES_RU
 from models.services import tickets as svc
-from models.ticket import Attachment, Ticket, TicketComment, TicketHistory, TicketStatus
+from models.ticket import Attachment, Ticket, TicketComment, TicketHistory
 from web.api.v1 import bp
 from web.api.v1 import common as c
 from web.api.v1.schemas import (
@@ -39,7 +39,6 @@ from web.dbsession import session as db_session
 from web.journal_args import encode_cursor, parse_journal_filter
 
 # What an executor may do to a ticket assigned to them.
-EXECUTOR_TARGETS = frozenset({TicketStatus.IN_PROGRESS, TicketStatus.DONE})
 
 
 # --- JSON shapes -------------------------------------------------------------------------------------
