@@ -14,13 +14,19 @@ from models.organization import Organization, User
 from models.rules.phones import InvalidPhone, to_e164
 
 
+def owned_house(session: Session, *, org: Organization, house_id: int) -> House:
+    """The organization's house, or a clear validation error (also for another organization's house)."""
+    house = session.get(House, house_id)
+    if house is None or house.organization_id != org.id:
+        raise ValidationFailed("дом не найден в этой организации", field="house_id", value=house_id)
+    return house
+
+
 def add_house_note(
     session: Session, *, org: Organization, house_id: int, text: str, by: User | None, now: datetime | None = None
 ) -> HouseNote:
     """A hint for everyone working in the house: keys, access codes, shut-off valves."""
-    house = session.get(House, house_id)
-    if house is None or house.organization_id != org.id:
-        raise ValidationFailed("дом не найден в этой организации", field="house_id", value=house_id)
+    house = owned_house(session, org=org, house_id=house_id)
     text = (text or "").strip()
     if not text:
         raise ValidationFailed("пустая заметка", field="text")

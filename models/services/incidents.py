@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from models import events
 from models.base import utcnow
 from models.errors import NotFound, ValidationFailed
-from models.housing import House
 from models.organization import Organization, User
+from models.services.housing import owned_house
 from models.services.tickets import update_ticket
 from models.ticket import Incident
 
@@ -37,9 +37,7 @@ def create_incident(
     now: datetime | None = None,
 ) -> Incident:
     now = now or utcnow()
-    house = session.get(House, house_id)
-    if house is None or house.organization_id != org.id:
-        raise ValidationFailed("дом не найден в этой организации", field="house_id", value=house_id)
+    house = owned_house(session, org=org, house_id=house_id)
     title = (title or "").strip()
     if not title:
         raise ValidationFailed("укажите, что случилось", field="title")
@@ -56,17 +54,27 @@ def create_incident(
     return incident
 
 
-def localize_incident(
-    session: Session, *, org: Organization, incident_id: int, at: datetime | None = None, now: datetime | None = None
+def _stamp(
+    session: Session, *, org: Organization, incident_id: int, field: str, what: str, at: datetime | None,
+    now: datetime | None,
 ) -> Incident:
+    """Set `localized_at` or `liquidated_at` once, inside [start, now]."""
     now = now or utcnow()
     incident = get_incident(session, org_ids=[org.id], incident_id=incident_id)
     at = at or now
-    if incident.localized_at is not None:
-        raise ValidationFailed("авария уже локализована", field="localized_at")
+    if getattr(incident, field) is not None:
+        raise ValidationFailed(f"авария уже {what}", field=field)
     if at < incident.started_at or at > now:
-        raise ValidationFailed("время локализации вне допустимого интервала", field="localized_at")
-    incident.localized_at = at
+        raise ValidationFailed("время вне допустимого интервала: от начала аварии до текущего момента", field=field)
+    setattr(incident, field, at)
+    return incident
+
+
+def localize_incident(
+    session: Session, *, org: Organization, incident_id: int, at: datetime | None = None, now: datetime | None = None
+) -> Incident:
+    incident = _stamp(session, org=org, incident_id=incident_id, field="localized_at", what="локализована",
+                      at=at, now=now)
     _emit(session, incident, "localized")
     return incident
 
@@ -74,16 +82,11 @@ def localize_incident(
 def liquidate_incident(
     session: Session, *, org: Organization, incident_id: int, at: datetime | None = None, now: datetime | None = None
 ) -> Incident:
-    now = now or utcnow()
-    incident = get_incident(session, org_ids=[org.id], incident_id=incident_id)
-    at = at or now
-    if incident.liquidated_at is not None:
-        raise ValidationFailed("авария уже ликвидирована", field="liquidated_at")
-    if at < incident.started_at or at > now:
-        raise ValidationFailed("время ликвидации вне допустимого интервала", field="liquidated_at")
-    incident.liquidated_at = at
+    """Liquidation also closes localisation when it was never marked."""
+    incident = _stamp(session, org=org, incident_id=incident_id, field="liquidated_at", what="ликвидирована",
+                      at=at, now=now)
     if incident.localized_at is None:
-        incident.localized_at = at
+        incident.localized_at = incident.liquidated_at
     _emit(session, incident, "liquidated")
     return incident
 
