@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import functools
 import re
+import sqlite3
 import stat
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Connection, Integer, String, TypeDecorator, cast, func, select, type_coerce
+from sqlalchemy import BigInteger, Connection, Integer, String, bindparam, cast, func, select, type_coerce
 from stream_zip import ZIP_32, stream_zip
 
 from models.db import Database
@@ -31,7 +33,13 @@ from models.rules.phones import display
 from models.rules.ticket_states import STATUS_TITLES_RU
 from models.ticket import Category, Channel, Ticket
 
-BATCH_SIZE = 2000
+_deflate: ModuleType
+try:
+    from isal import isal_zlib as _deflate
+except ImportError:  # isal has wheels for the usual platforms; zlib writes the same format, slower
+    _deflate = zlib
+
+BATCH_SIZE = 5000
 CHUNK_BYTES = 64 * 1024
 SHEET_NAME = "Журнал"
 MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -243,55 +251,48 @@ def _sheet_head(columns: Sequence[tuple[str, int, str]]) -> str:
 def _epoch(column: Any, is_sqlite: bool) -> Any:
     """Seconds since 1970 of a naive-UTC timestamp column, as an integer (NULL stays NULL)."""
     if is_sqlite:
+        if sqlite3.sqlite_version_info >= (3, 38, 0):
+            return func.unixepoch(column)  # the same integer, a little cheaper to compute
         return cast(func.strftime("%s", column), Integer)
     return cast(func.floor(func.extract("epoch", column)), BigInteger)
-
-
-class _Raw(TypeDecorator[Any]):
-    """The driver's value as is: SQLite gives text, PostgreSQL a naive datetime."""
-
-    impl = String
-    cache_ok = True
-
-
-def _as_utc(raw: str | datetime) -> datetime:
-    moment = datetime.fromisoformat(raw) if isinstance(raw, str) else raw
-    return moment.replace(tzinfo=UTC)
 
 
 def _select_columns(is_sqlite: bool) -> tuple[Any, ...]:
     e = functools.partial(_epoch, is_sqlite=is_sqlite)
     return (
         Ticket.id,  # 0
-        type_coerce(Ticket.registered_at, _Raw()),  # 1: keyset, raw (no per-row conversion)
-        Ticket.organization_id,  # 2
-        Ticket.number,  # 3
-        e(Ticket.registered_at),  # 4
-        type_coerce(Ticket.channel, String),  # 5
-        Ticket.house_id,  # 6
-        Ticket.premise_id,  # 7
-        Ticket.reporter_name,  # 8
-        Ticket.reporter_phone,  # 9
-        Ticket.category_id,  # 10
-        Ticket.description,  # 11
-        Ticket.is_emergency,  # 12
-        type_coerce(Ticket.status, String),  # 13
-        Ticket.registered_by_id,  # 14
-        Ticket.executor_id,  # 15
-        e(Ticket.localize_due_at),  # 16
-        e(Ticket.due_at),  # 17
-        e(Ticket.localized_at),  # 18
-        e(Ticket.resolved_at),  # 19
-        e(Ticket.closed_at),  # 20
-        e(Ticket.next_due_at),  # 21
-        e(Ticket.municipality_notified_at),  # 22
-        Ticket.rating,  # 23
+        Ticket.organization_id,  # 1
+        Ticket.number,  # 2
+        e(Ticket.registered_at),  # 3
+        type_coerce(Ticket.channel, String),  # 4
+        Ticket.house_id,  # 5
+        Ticket.premise_id,  # 6
+        Ticket.reporter_name,  # 7
+        Ticket.reporter_phone,  # 8
+        Ticket.category_id,  # 9
+        Ticket.description,  # 10
+        Ticket.is_emergency,  # 11
+        type_coerce(Ticket.status, String),  # 12
+        Ticket.registered_by_id,  # 13
+        Ticket.executor_id,  # 14
+        e(Ticket.localize_due_at),  # 15
+        e(Ticket.due_at),  # 16
+        e(Ticket.localized_at),  # 17
+        e(Ticket.resolved_at),  # 18
+        e(Ticket.closed_at),  # 19
+        e(Ticket.next_due_at),  # 20
+        e(Ticket.municipality_notified_at),  # 21
+        Ticket.rating,  # 22
     )
 
 
 def _batches(db: Database, org_ids: Sequence[int], f: JournalFilter, now: datetime,
              lookups: _Lookups) -> Iterator[Sequence[Any]]:
-    """Rows of the filtered journal, newest first, `BATCH_SIZE` at a time, one read session each."""
+    """Rows of the filtered journal, newest first, `BATCH_SIZE` at a time, one read session each.
+
+    Rows are the driver's plain tuples: nothing in the selected columns needs SQLAlchemy's
+    result processing, and skipping its Row objects saves a third of the fetch time.
+    """
     f = replace(f, before=None)
     columns = _select_columns(db.is_sqlite)
     while True:
@@ -307,15 +308,22 @@ def _batches(db: Database, org_ids: Sequence[int], f: JournalFilter, now: dateti
             stmt = stmt.where(Ticket.registered_at <= f.before[0])
         with db.read() as session:
             conn = session.connection()
-            rows = conn.execute(stmt).all()
+            result = conn.execute(stmt)
+            rows: Sequence[Any] = result.cursor.fetchall()
+            result.close()
             lookups.load(conn, rows)
-        if not rows:
+            full = len(rows) == BATCH_SIZE
+            if full:  # the keyset: the exact stored moment of the batch's last row
+                last_id = rows[-1][0]
+                last_at = conn.execute(select(Ticket.registered_at).where(Ticket.id == last_id)).scalar_one()
+        if rows:
+            yield rows
+        if not full:
             return
-        yield rows
-        if len(rows) < BATCH_SIZE:
-            return
-        last = rows[-1]
-        f = replace(f, before=(_as_utc(last[1]), last[0]))
+        # The keyset bound implies `registered_to`; dropping the latter matters: with both,
+        # SQLite's planner bounds the index range by `registered_to` and every batch rescans
+        # the rows already exported (quadratic in the export's size).
+        f = replace(f, before=(last_at, last_id), registered_to=None)
 
 
 class _Lookups:
@@ -329,29 +337,38 @@ class _Lookups:
         self.users: dict[int | None, str] = {None: _EMPTY}
 
     @staticmethod
-    def _missing(rows: Sequence[Any], index: int, cache: dict[int | None, str]) -> list[int]:
-        return list({r[index] for r in rows} - cache.keys())
+    def _missing(ids: Iterable[int | None], cache: dict[int | None, str]) -> list[int]:
+        return [i for i in set(ids) - cache.keys() if i is not None]
+
+    @staticmethod
+    def _among(column: Any, ids: list[int]) -> Any:
+        # Integers rendered into the SQL: thousands of bound parameters per batch cost more to
+        # bind (psycopg splits the query text in Python) than to print.
+        return column.in_(bindparam("ids", ids, expanding=True, literal_execute=True))
 
     def load(self, conn: Connection, rows: Sequence[Any]) -> None:
         if not rows:
             return
-        ids = self._missing(rows, 6, self.houses)
+        columns = list(zip(*rows, strict=True))
+        ids = self._missing(columns[5], self.houses)
         if ids:
-            for hid, address in conn.execute(select(House.id, House.address).where(House.id.in_(ids))):
+            for hid, address in conn.execute(select(House.id, House.address).where(self._among(House.id, ids))):
                 self.houses[hid] = self.s(address)
-        ids = self._missing(rows, 7, self.premises)
+        ids = self._missing(columns[6], self.premises)
         if ids:
             for pid, kind, number in conn.execute(
-                select(Premise.id, Premise.kind, Premise.number).where(Premise.id.in_(ids))
+                select(Premise.id, Premise.kind, Premise.number).where(self._among(Premise.id, ids))
             ):
                 self.premises[pid] = self.s(f"{kind} {number}")
-        ids = self._missing(rows, 10, self.categories)
+        ids = self._missing(columns[9], self.categories)
         if ids:
-            for cid, name in conn.execute(select(Category.id, Category.name).where(Category.id.in_(ids))):
+            for cid, name in conn.execute(
+                select(Category.id, Category.name).where(self._among(Category.id, ids))
+            ):
                 self.categories[cid] = self.s(name)
-        ids = list(({r[14] for r in rows} | {r[15] for r in rows}) - self.users.keys())
+        ids = self._missing(columns[13] + columns[14], self.users)
         if ids:
-            for uid, full_name in conn.execute(select(User.id, User.full_name).where(User.id.in_(ids))):
+            for uid, full_name in conn.execute(select(User.id, User.full_name).where(self._among(User.id, ids))):
                 self.users[uid] = self.s(full_name)
 
 
@@ -373,9 +390,20 @@ def _exported_orgs(db: Database, org_ids: Sequence[int], f: JournalFilter) -> di
 _EPOCH_OFFSET_DAYS = 25569  # 1970-01-01 as an Excel (1900 system) serial
 
 
+def _utcoffset(tz: ZoneInfo, ts: int) -> int:
+    delta = datetime.fromtimestamp(ts, tz).utcoffset()
+    return int(delta.total_seconds()) if delta is not None else 0
+
+
 def _date_cells(tz: ZoneInfo) -> Callable[[int | None], str]:
-    """Epoch seconds (UTC) → a date cell in `tz`; the zone's offset cached per hour."""
-    offsets: dict[int, int] = {}
+    """Epoch seconds (UTC) → a date cell with the wall-clock time in `tz`.
+
+    The zone's offset is cached per UTC hour. An hour whose first and last second differ in
+    offset holds a transition that is not on the hour (Lord Howe's half-hour DST, historical
+    zones): it is cached as None and its values are resolved second by second. No zone changes
+    its offset twice within an hour.
+    """
+    offsets: dict[int, int | None] = {}
 
     def cell(ts: int | None) -> str:
         if ts is None:
@@ -383,8 +411,11 @@ def _date_cells(tz: ZoneInfo) -> Callable[[int | None], str]:
         hour = ts // 3600
         offset = offsets.get(hour)
         if offset is None:
-            delta = datetime.fromtimestamp(hour * 3600, tz).utcoffset()
-            offset = offsets[hour] = int(delta.total_seconds()) if delta is not None else 0
+            if hour not in offsets:
+                first = _utcoffset(tz, hour * 3600)
+                offset = offsets[hour] = first if _utcoffset(tz, hour * 3600 + 3599) == first else None
+            if offset is None:
+                offset = _utcoffset(tz, ts)
         return _DATE_OPEN + repr((ts + offset) / 86400 + _EPOCH_OFFSET_DAYS) + _NUM_CLOSE
 
     return cell
@@ -406,19 +437,20 @@ def _rows_xml(
     """The sheet's data rows as UTF-8 chunks of about `CHUNK_BYTES`."""
     dates = {oid: _date_cells(ZoneInfo(tz)) for oid, (_name, tz) in orgs.items()}
     shared = lookups.s
-    org_cells = {oid: shared(name) for oid, (name, _tz) in orgs.items()} if multi_org else {}
+    org_cells = {oid: shared(name) if multi_org else "" for oid, (name, _tz) in orgs.items()}
     channel_cells = {ch.value: shared(title) for ch, title in CHANNEL_TITLES_RU.items()}
     status_cells = {st.value: shared(title) for st, title in STATUS_TITLES_RU.items()}
     yes, no = shared("да"), shared("нет")
     reporter_cells: dict[str, str] = {}
     houses, premises, categories, users = lookups.houses, lookups.premises, lookups.categories, lookups.users
     now_ts = int(now.timestamp())
+    needs_escape = _NEEDS_ESCAPE.search
     n = counter[0] + 1  # the header is row 1
     parts: list[str] = []
     size = 0
     for rows in batches:
         for (
-            _tid, _reg, org_id, number, registered, channel, house_id, premise_id, reporter, phone, category_id,
+            _tid, org_id, number, registered, channel, house_id, premise_id, reporter, phone, category_id,
             description, emergency, status, registrar_id, executor_id, localize_due, due, localized, resolved,
             closed, next_due, notified, rating,
         ) in rows:
@@ -429,16 +461,29 @@ def _rows_xml(
                 rep = _s(reporter.strip())
                 if len(reporter_cells) < 10000:
                     reporter_cells[reporter] = rep
+            if not phone:
+                phone_cell = _EMPTY
+            elif len(phone) == 12 and phone.startswith("+7") and phone[1:].isdigit():
+                phone_cell = f"{_STR_OPEN}+7 {phone[2:5]} {phone[5:8]}-{phone[8:10]}-{phone[10:12]}{_STR_CLOSE}"
+            else:
+                phone_cell = _s(display(phone))
+            text = description.strip()
+            if not text:
+                description_cell = _EMPTY
+            elif needs_escape(text) is None:
+                description_cell = f"{_STR_OPEN}{text}{_STR_CLOSE}"
+            else:
+                description_cell = f"{_STR_OPEN}{xml_text(text)}{_STR_CLOSE}"
             late = (
                 (next_due is not None and next_due < now_ts)
                 or (localize_due is not None and localized is not None and localized > localize_due)
                 or (resolved is not None and due is not None and resolved > due)
             )
             row = (
-                f'<row r="{n}">{org_cells.get(org_id, "")}<c t="inlineStr"><is><t>{number}</t></is></c>'
+                f'<row r="{n}">{org_cells[org_id]}<c t="inlineStr"><is><t>{number}</t></is></c>'
                 f"{d(registered)}{channel_cells.get(channel, _EMPTY)}{houses.get(house_id, _EMPTY)}"
-                f"{premises.get(premise_id, _EMPTY)}{rep}{_phone_cell(phone)}"
-                f"{categories.get(category_id, _EMPTY)}{_s(description.strip())}{yes if emergency else no}"
+                f"{premises.get(premise_id, _EMPTY)}{rep}{phone_cell}"
+                f"{categories.get(category_id, _EMPTY)}{description_cell}{yes if emergency else no}"
                 f"{status_cells.get(status, _EMPTY)}{users.get(registrar_id, _EMPTY)}"
                 f"{users.get(executor_id, _EMPTY)}{_EMPTY if localize_due is None else d(localize_due)}{d(due)}"
                 f"{_EMPTY if localized is None else d(localized)}{_EMPTY if resolved is None else d(resolved)}"
@@ -457,18 +502,10 @@ def _rows_xml(
         yield "".join(parts).encode()
 
 
-def _phone_cell(phone: str | None) -> str:
-    if not phone:
-        return _EMPTY
-    if len(phone) == 12 and phone.startswith("+7") and phone[1:].isdigit():
-        return f'<c t="inlineStr"><is><t>+7 {phone[2:5]} {phone[5:8]}-{phone[8:10]}-{phone[10:12]}</t></is></c>'
-    return _s(display(phone))
-
-
-
 def _fast_deflate() -> Any:
-    # Level 1: the sheet is very repetitive, so it still compresses ~10x, several times faster than 9.
-    return zlib.compressobj(wbits=-zlib.MAX_WBITS, level=1)
+    # Level 1: the sheet is very repetitive, so it still compresses ~7x. ISA-L's deflate is ~3.5x
+    # faster than zlib's at level 1 (0.12 s against 0.45 s for 100 000 rows) and even smaller.
+    return _deflate.compressobj(level=1, wbits=-15)
 
 
 def _journal_zip(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,48 @@ def test_export_journal_cmd_writes_file_and_ignores_paging(db: Database, world: 
     assert "Выгружено заявок: 1" in capsys.readouterr().out
     rows = _sheet(out.read_bytes())
     assert [r[JOURNAL_COLUMNS.index("Описание")] for r in rows[1:]] == ["Течь <стояка> & запах"]
+
+
+@pytest.mark.parametrize(("zone", "moments"), [
+    # Berlin switches to summer time at 01:00 UTC on the hour; Lord Howe moves by half an hour at
+    # 15:30 UTC, inside a UTC hour (the per-hour offset cache must resolve that hour per second).
+    ("Europe/Berlin", [datetime(2026, 3, 29, 0, 59, 59, tzinfo=UTC), datetime(2026, 3, 29, 1, 0, 0, tzinfo=UTC),
+                       datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 10, 25, 1, 30, tzinfo=UTC)]),
+    ("Australia/Lord_Howe", [datetime(2026, 10, 3, 15, 10, tzinfo=UTC), datetime(2026, 10, 3, 15, 29, 59, tzinfo=UTC),
+                             datetime(2026, 10, 3, 15, 30, tzinfo=UTC), datetime(2026, 10, 3, 15, 50, tzinfo=UTC)]),
+])
+def test_times_stay_exact_across_dst_transitions(db: Database, world: Any, zone: str,
+                                                 moments: list[datetime]) -> None:
+    tz = export.ZoneInfo(zone)
+    offsets = {m.astimezone(tz).utcoffset() for m in moments}
+    assert len(offsets) == 2  # the moments really straddle a transition
+    cat = next(iter(world.cats_a.values()))
+    with db.write() as s:
+        s.get(type(world.org_a), world.org_a.id).timezone = zone
+        for m in moments:
+            f.make_ticket(s, world.org_a, cat, now=m, registered_at=m, description=m.isoformat())
+    body = _export(db, [world.org_a.id], now=datetime(2026, 12, 1, tzinfo=UTC))
+    got = {r["Описание"]: r["Дата и время регистрации"] for r in body}
+    assert got == {m.isoformat(): m.astimezone(tz).replace(tzinfo=None) for m in moments}
+
+
+def test_keyset_batches_respect_the_period(db: Database, world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # After the first batch the keyset replaces `registered_to` as the upper bound: nothing
+    # newer than the period may slip in, nothing inside it may be lost.
+    monkeypatch.setattr(export, "BATCH_SIZE", 2)
+    cat = next(iter(world.cats_a.values()))
+    with db.write() as s:
+        made = {i: f.make_ticket(s, world.org_a, cat, now=NOW, registered_at=NOW - timedelta(hours=i),
+                                 description=f"заявка {i}").number for i in range(9)}
+    period = JournalFilter(registered_from=NOW - timedelta(hours=6, minutes=30),
+                           registered_to=NOW - timedelta(hours=1, minutes=30))
+    body = _export(db, [world.org_a.id], period)
+    assert [r["№ заявки"] for r in body] == [made[i] for i in range(2, 7)]
+
+
+def test_zlib_writes_the_same_workbook_when_isal_is_missing(db: Database, world: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    _tickets(db, world)
+    with_isal = _export(db, [world.org_a.id])
+    monkeypatch.setattr(export, "_deflate", zlib)
+    assert _export(db, [world.org_a.id]) == with_isal
