@@ -122,9 +122,9 @@ class Ticket(OrgOwned, Base):
         Index("tickets__idx__org_executor_registered", "organization_id", "executor_id", "registered_at"),
         Index("tickets__idx__org_next_due", "organization_id", "next_due_at"),
         # Pending tickets are a few percent of the journal: the overdue filter walks this small
-        # partial index newest first instead of the whole organization's history.
+        # partial index newest first and tests next_due_at in the index, without heap reads.
         Index(
-            "tickets__idx__org_pending_registered", "organization_id", "registered_at",
+            "tickets__idx__org_pending_registered", "organization_id", "registered_at", "next_due_at",
             postgresql_where=text("next_due_at IS NOT NULL"), sqlite_where=text("next_due_at IS NOT NULL"),
         ),
         Index("tickets__idx__org_phone", "organization_id", "reporter_phone"),
