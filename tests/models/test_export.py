@@ -19,17 +19,9 @@ from models.queries import JournalFilter
 from models.services.tickets import mark_localized
 from models.ticket import Channel, TicketStatus
 from tests import factories as f
+from tests.sheets import sheet_rows as _sheet
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-def _sheet(data: bytes) -> list[tuple[Any, ...]]:
-    wb = load_workbook(io.BytesIO(data))
-    ws = wb.active
-    assert ws is not None
-    rows = [tuple(r) for r in ws.iter_rows(values_only=True)]
-    wb.close()
-    return rows
 
 
 def _export(db: Database, org_ids: list[int], flt: JournalFilter | None = None, now: datetime = NOW) -> list[dict[str, Any]]:

@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from models.export import JOURNAL_COLUMNS, JOURNAL_COLUMNS_MULTI_ORG
 from models.housing import House, Resident
 from tests import factories as f
+from tests.sheets import sheet_rows as _sheet
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = (
@@ -21,15 +21,6 @@ CSV = (
     "г. Москва, ул. Новая, д. 1;2;77002;Новикова Нина;не телефон\n"
     "г. Москва, ул. Новая, д. 2;;;;\n"
 )
-
-
-def _sheet(data: bytes) -> list[tuple[Any, ...]]:
-    wb = load_workbook(io.BytesIO(data))
-    ws = wb.active
-    assert ws is not None
-    rows = [tuple(r) for r in ws.iter_rows(values_only=True)]
-    wb.close()
-    return rows
 
 
 def _tickets(db: Any, world: Any) -> tuple[str, str]:
