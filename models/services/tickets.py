@@ -8,7 +8,7 @@ through the durable outbox.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -67,13 +67,6 @@ class TicketDraft:
     incident_id: int | None = None
     executor_id: int | None = None
     registered_at: datetime | None = None
-
-
-@dataclass
-class TicketChanges:
-    """Editable fields; only the ones listed in `fields` are applied."""
-
-    values: dict[str, Any] = field(default_factory=dict)
 
 
 EDITABLE_FIELDS = (
