@@ -24,6 +24,15 @@ OUT = ROOT / "var" / "bench"
 os.environ.setdefault("OPENADS_VAR_DIR", str(OUT / "run"))
 
 
+def _loop_ms() -> float:
+    """A calibration figure: on a shared VM the same code runs several times slower at times."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(1_000_000):
+        total += i
+    return (time.perf_counter() - started) * 1000
+
+
 def main() -> int:
     from bench import api, export, journal
     from bench.common import figure, note, read_facts
@@ -38,6 +47,7 @@ def main() -> int:
     failed = False
     started = time.perf_counter()
     note(f"{os.cpu_count()} CPUs, load average {os.getloadavg()} (other processes skew every figure)")
+    note(f"machine speed: a 1M-iteration Python loop takes {_loop_ms():.0f} ms (about 40 ms on a quiet machine here)")
     for engine in engines:
         try:
             url, seconds = prepare(engine, n)
