@@ -7,12 +7,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from models.errors import NotFound
 from models.housing import House, Premise, Resident, ResidentPhone
 from models.organization import Membership, Organization, Role, User
+from models.outbox import DomainEvent
 from models.rules.phones import try_e164
 from models.rules.ticket_states import OPEN
 from models.ticket import Category, Incident, Ticket, TicketStatus
@@ -239,7 +240,17 @@ def active_incidents(session: Session, org_ids: Iterable[int], house_id: int | N
     return session.scalars(stmt.options(joinedload(Incident.house)).order_by(Incident.started_at.desc())).all()
 
 
-def count_overdue(session: Session, org_ids: Iterable[int], now: datetime) -> int:
-    return session.scalar(
-        select(func.count()).select_from(Ticket).where(Ticket.organization_id.in_(_ids(org_ids)), Ticket.next_due_at < now)
-    ) or 0
+def _overdue_count(ids: list[int], now: datetime) -> ScalarSelect[int]:
+    return (
+        select(func.count()).select_from(Ticket).where(Ticket.organization_id.in_(ids), Ticket.next_due_at < now)
+        .scalar_subquery()
+    )
+
+
+def journal_counters(session: Session, org_ids: Iterable[int], now: datetime) -> tuple[int, int]:
+    """The journal header in one round trip: overdue tickets, and the newest event id the live
+    stream must continue after."""
+    ids = _ids(org_ids)
+    last_event = select(func.max(DomainEvent.id)).where(DomainEvent.organization_id.in_(ids)).scalar_subquery()
+    overdue, last_id = session.execute(select(_overdue_count(ids, now), last_event)).one()
+    return int(overdue or 0), int(last_id or 0)

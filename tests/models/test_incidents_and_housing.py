@@ -64,3 +64,17 @@ def test_house_note_and_resident_created_from_unknown_caller(session, world) -> 
         housing.create_resident(session, org=org, full_name="X", phones=["abc"])
     with pytest.raises(ValidationFailed):
         housing.create_resident(session, org=org, full_name="X", phones=[], premise_id=world.premise_b.id)
+
+
+def test_journal_counters_count_overdue_and_last_event_of_own_organizations_only(session, world) -> None:
+    from models.queries import journal_counters
+
+    org_a, org_b = session.merge(world.org_a), session.merge(world.org_b)
+    make_ticket(session, org_a, session.merge(world.cats_a["sewer_blockage"]), now=T0)  # due T0 + 2 h
+    make_ticket(session, org_a, session.merge(world.cats_a["other"]), now=T0)  # due in days
+    make_ticket(session, org_b, session.merge(world.cats_b["sewer_blockage"]), now=T0)
+    session.flush()
+    last_a = max(e.id for e in session.scalars(select(DomainEvent).where(DomainEvent.organization_id == org_a.id)))
+    assert journal_counters(session, [org_a.id], T0 + timedelta(hours=3)) == (1, last_a)
+    assert journal_counters(session, [org_a.id], T0 + timedelta(hours=1)) == (0, last_a)
+    assert journal_counters(session, [org_a.id, org_b.id], T0 + timedelta(hours=3))[0] == 2

@@ -283,8 +283,7 @@ def index() -> Any:
             resp.headers["X-Next-Url"] = next_url
         return resp
 
-    from web.sse import current_max_id
-
+    overdue_count, last_event_id = queries.journal_counters(s, ids, now)
     context = dict(
         rows=rows,
         error=error,
@@ -292,8 +291,8 @@ def index() -> Any:
         cursor=cursor,
         live_query=urlencode(list(args.items(multi=True))),
         export_args=url_args(args),
-        overdue_count=queries.count_overdue(s, ids, now),
-        last_event_id=current_max_id(s, ids),
+        overdue_count=overdue_count,
+        last_event_id=last_event_id,
         **_filter_form(args, orgs, ids),
     )
     return render_template("journal.html", **context), 400 if error else 200
