@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.housing import Account, House, Premise, Resident, ResidentPhone
 from models.organization import Membership, Organization, Role, User
-from models.rules.catalog import DEFAULT_CATEGORIES
+from models.services.catalog import seed_default_categories
 from models.services.tickets import TicketDraft, create_ticket
 from models.ticket import Category, Channel, Incident, Ticket
 from web.auth import hash_password
@@ -41,18 +41,7 @@ def make_org(session: Session, **kw: Any) -> Organization:
 
 
 def make_categories(session: Session, org: Organization) -> dict[str, Category]:
-    out = {}
-    for spec in DEFAULT_CATEGORIES:
-        cat = Category(
-            organization_id=org.id, code=spec.code, name=spec.name, is_emergency=spec.is_emergency,
-            localize_minutes=spec.localize_minutes, resolve_minutes=spec.resolve_minutes,
-            window_start=spec.window[0] if spec.window else None, window_end=spec.window[1] if spec.window else None,
-            count_from_damage=spec.count_from_damage,
-        )
-        session.add(cat)
-        out[spec.code] = cat
-    session.flush()
-    return out
+    return seed_default_categories(session, org)
 
 
 def make_user(session: Session, orgs: list[Organization], role: Role = Role.DISPATCHER, **kw: Any) -> User:

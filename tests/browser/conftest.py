@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
+from tests import factories as f
 from tests.conftest import until
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -120,3 +122,14 @@ def screenshots_dir(tmp_path: Path) -> Path:
     path = Path(os.environ.get("OPENADS_SCREENSHOTS") or tmp_path / "screens")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def browser_login(context: Any, base: str, login: str) -> Any:
+    """A new page of `context`, logged in through the real form."""
+    page = context.new_page()
+    page.goto(base + "/login")
+    page.fill('input[name="login"]', login)
+    page.fill('input[name="password"]', f.PASSWORD)
+    page.click('button[type="submit"]')
+    page.wait_for_url(re.compile(r".*/(\?.*)?$"))
+    return page

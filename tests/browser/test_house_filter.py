@@ -10,21 +10,12 @@ import pytest
 
 from models.base import utcnow
 from tests import factories as f
+from tests.browser.conftest import browser_login as _login
 
 pytestmark = pytest.mark.browser
 
 BLOCKED = "Выберите дом из списка или очистите поле"
 SUBMIT = '#filters button[type="submit"]'
-
-
-def _login(context: Any, base: str, login: str) -> Any:
-    page = context.new_page()
-    page.goto(base + "/login")
-    page.fill('input[name="login"]', login)
-    page.fill('input[name="password"]', f.PASSWORD)
-    page.click('button[type="submit"]')
-    page.wait_for_url(re.compile(r".*/(\?.*)?$"))
-    return page
 
 
 def test_house_filter_picks_blocks_and_clears(live_server: Any, chromium: Any, db: Any, world: Any) -> None:

@@ -10,18 +10,9 @@ import pytest
 
 from models.organization import Role
 from tests import factories as f
+from tests.browser.conftest import browser_login as _login
 
 pytestmark = pytest.mark.browser
-
-
-def _login(context: Any, base: str, login: str) -> Any:
-    page = context.new_page()
-    page.goto(base + "/login")
-    page.fill('input[name="login"]', login)
-    page.fill('input[name="password"]', f.PASSWORD)
-    page.click('button[type="submit"]')
-    page.wait_for_url(re.compile(r".*/(\?.*)?$"))
-    return page
 
 
 def test_new_ticket_appears_in_other_dispatchers_journal(
