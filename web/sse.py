@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.db import Database
+from models.organization import Role
 from models.outbox import DomainEvent
 from openads.bus import Bus
 from web.auth import current_user
@@ -62,8 +63,10 @@ def format_event(event_id: int, name: str, data: dict[str, Any]) -> str:
 
 def event_stream(
     db: Database, bus: Bus, org_ids: list[int], last_id: int, *,
-    heartbeat: float = HEARTBEAT_SECONDS, max_seconds: float = MAX_STREAM_SECONDS,
+    heartbeat: float = HEARTBEAT_SECONDS, max_seconds: float = MAX_STREAM_SECONDS, executor_id: int | None = None,
 ) -> Iterator[str]:
+    """Events after `last_id`. For an executor (`executor_id`) only the ticket events of tickets
+    that are or were theirs: the others' numbers and statuses are none of their business."""
     sub = bus.subscriber(org_ids)
     sent: set[int] = set()
     high = last_id
@@ -92,6 +95,9 @@ def event_stream(
                     continue
                 sent.add(event_id)
                 high = max(high, event_id)
+                if executor_id is not None and name.startswith("ticket.") and \
+                        executor_id not in (payload or {}).get("executor_ids", ()):
+                    continue
                 out.append(format_event(high, name, {"event_id": event_id, "organization_id": org_id,
                                                      **(payload or {})}))
             if out:
@@ -124,6 +130,7 @@ def events_stream() -> Any:
         db, bus, org_ids, start,
         heartbeat=float(current_app.config.get("OPENADS_SSE_HEARTBEAT", HEARTBEAT_SECONDS)),
         max_seconds=float(current_app.config.get("OPENADS_SSE_MAX_SECONDS", MAX_STREAM_SECONDS)),
+        executor_id=user.id if user.role == Role.EXECUTOR else None,
     )
     return Response(
         stream,

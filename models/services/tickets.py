@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -252,11 +252,16 @@ def _record(
 
 
 def _emit(session: Session, ticket: Ticket, event: str, action: str) -> None:
+    """`executor_ids`: the executor now and, when this change took the ticket from someone, the
+    previous one, so an executor's live list hears of exactly the tickets that are or were theirs."""
+    before = inspect(ticket).attrs.executor_id.history.deleted
+    concerned = {i for i in (*before, ticket.executor_id) if i is not None}
     events.emit(
         session,
         ticket.organization_id,
         event,
-        {"ticket_id": ticket.id, "number": ticket.number, "status": ticket.status.value, "action": action},
+        {"ticket_id": ticket.id, "number": ticket.number, "status": ticket.status.value, "action": action,
+         "executor_ids": sorted(concerned)},
     )
 
 

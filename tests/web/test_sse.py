@@ -126,3 +126,32 @@ def test_heartbeat_and_end_of_stream(app: Any, db: Any, world: Any, login_as: An
     resp.close()
     assert chunks[0].startswith("retry: ")
     assert ": ping\n\n" in chunks
+
+
+def test_executor_hears_only_of_tickets_that_are_or_were_theirs(db: Any, world: Any, login_as: Any) -> None:
+    from models.organization import Role
+    from models.services import tickets as svc
+
+    with db.write() as s:
+        other_executor = f.make_user(s, [world.org_a], Role.EXECUTOR)
+    client = login_as(world.executor_a)
+    resp = _open(client)
+    try:
+        stream = _events(resp)
+        with db.write() as s:
+            f.make_ticket(s, world.org_a, world.cats_a["roof_leak"], description="не его")
+            mine = f.make_ticket(s, world.org_a, world.cats_a["sewer_blockage"], executor_id=world.executor_a.id)
+        _, name, data = _next_event(stream)  # registered unassigned, then assigned: the assignment is news
+        assert (name, data["ticket_id"], data["action"]) == ("ticket.changed", mine.id, "assigned")
+        with db.write() as s:
+            svc.assign_ticket(s, org=s.merge(world.org_a), ticket_id=mine.id, executor_id=other_executor.id, by=None)
+            svc.add_comment(s, org=s.merge(world.org_a), ticket_id=mine.id, text="уже не его",
+                            visibility=svc.Visibility.INTERNAL, by=None)
+            later = f.make_ticket(s, world.org_a, world.cats_a["other"], executor_id=world.executor_a.id)
+        _, name, data = _next_event(stream)  # taken away from them: they hear it, so the row can go
+        assert (data["ticket_id"], data["action"], data["executor_ids"]) == (
+            mine.id, "assigned", sorted([world.executor_a.id, other_executor.id]))
+        _, name, data = _next_event(stream)  # the comment on the no-longer-theirs ticket is skipped
+        assert (name, data["ticket_id"], data["action"]) == ("ticket.changed", later.id, "assigned")
+    finally:
+        resp.close()
