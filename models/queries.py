@@ -106,17 +106,6 @@ def _search_condition(q: str):  # type: ignore[no-untyped-def]
     return or_(Ticket.description.ilike(pattern), Ticket.reporter_name.ilike(pattern))
 
 
-def journal_page(session: Session, org_ids: Iterable[int], f: JournalFilter, now: datetime) -> list[Ticket]:
-    stmt = journal_select(org_ids, f, now).limit(f.limit).options(
-        joinedload(Ticket.house),
-        joinedload(Ticket.premise),
-        joinedload(Ticket.category),
-        joinedload(Ticket.executor),
-        joinedload(Ticket.organization),
-    )
-    return list(session.scalars(stmt).unique())
-
-
 def ticket_card(session: Session, org_ids: Iterable[int], ticket_id: int) -> Ticket:
     ticket = session.scalar(
         select(Ticket)

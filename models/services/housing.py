@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -64,12 +63,4 @@ def create_resident(
     for phone in normalized:
         session.add(ResidentPhone(organization_id=org.id, resident_id=resident.id, phone=phone))
     session.flush()
-    return resident
-
-
-def set_resident_note(session: Session, *, org: Organization, resident_id: int, note: str) -> Resident:
-    resident = session.scalar(select(Resident).where(Resident.id == resident_id, Resident.organization_id == org.id))
-    if resident is None:
-        raise ValidationFailed("житель не найден", field="resident_id", value=resident_id)
-    resident.note = (note or "").strip()
     return resident
