@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import DateTime, ForeignKey, Integer, MetaData, TypeDecorator
+from sqlalchemy import DateTime, ForeignKey, Integer, MetaData, Table, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
@@ -56,3 +57,8 @@ class OrgOwned:
         return mapped_column(
             Integer, ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False, index=True
         )
+
+
+def table_of(model: type[Base]) -> Table:
+    """The mapped class's Table, typed as such (for Core statements on hot write paths)."""
+    return cast(Table, model.__table__)

@@ -8,20 +8,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from models.base import table_of
 from models.outbox import DomainEvent
 
 TICKET_CREATED = "ticket.created"
 TICKET_CHANGED = "ticket.changed"
 INCIDENT_CHANGED = "incident.changed"
 OUTBOX_FAILED = "outbox.failed"
+CALL_RINGING = "call.ringing"
+CALL_ANSWERED = "call.answered"
+CALL_ENDED = "call.ended"
+MISSED_CALL_CREATED = "missed_call.created"
+MISSED_CALL_UPDATED = "missed_call.updated"
+MISSED_CALL_CLOSED = "missed_call.closed"
 
-ALL_EVENTS = (TICKET_CREATED, TICKET_CHANGED, INCIDENT_CHANGED, OUTBOX_FAILED)
+_INSERT = insert(table_of(DomainEvent))
+
+ALL_EVENTS = (
+    TICKET_CREATED, TICKET_CHANGED, INCIDENT_CHANGED, OUTBOX_FAILED,
+    CALL_RINGING, CALL_ANSWERED, CALL_ENDED, MISSED_CALL_CREATED, MISSED_CALL_UPDATED, MISSED_CALL_CLOSED,
+)
 
 
-def emit(session: Session, organization_id: int | None, name: str, payload: dict[str, Any]) -> DomainEvent:
-    event = DomainEvent(organization_id=organization_id, name=name, payload=payload)
-    session.add(event)
+def emit(session: Session, organization_id: int | None, name: str, payload: dict[str, Any]) -> None:
+    """Write the event row now (a Core INSERT in the session's transaction, no ORM flush)."""
+    session.connection().execute(_INSERT, {"organization_id": organization_id, "name": name, "payload": payload})
     session.info.setdefault("woken_orgs", set()).add(organization_id)
-    return event

@@ -13,12 +13,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, inspect, select, update
+from sqlalchemy import bindparam, insert, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import events
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.errors import TicketNotFound, TransitionNotAllowed, ValidationFailed
 from models.housing import House, Premise, Resident
 from models.organization import Membership, Organization, Role, User
@@ -49,6 +50,31 @@ from models.ticket import TicketStatus as S
 MUNICIPALITY_PURPOSE = "municipality_emergency"
 MUNICIPALITY_DONE_PURPOSE = "municipality_emergency_done"
 EXECUTOR_PURPOSE = "executor_assigned"
+
+_TICKETS = table_of(Ticket)
+# Registration's statements, built once (see create_ticket). Attribute keys equal column names.
+_TICKET_DEFAULTED_KEYS = tuple(c.key for c in _TICKETS.c if c.default is not None or c.server_default is not None
+                               if not c.primary_key)
+_TICKET_PLAIN_KEYS = tuple(c.key for c in _TICKETS.c if c.key not in _TICKET_DEFAULTED_KEYS and not c.primary_key)
+_TICKET_INSERT = insert(_TICKETS).returning(_TICKETS.c.id, *(_TICKETS.c[k] for k in _TICKET_DEFAULTED_KEYS))
+_HISTORY_INSERT = insert(table_of(TicketHistory))
+
+
+def _counter_upsert(dialect_insert: Any) -> Any:
+    counters = table_of(TicketCounter)
+    return (
+        dialect_insert(counters)
+        .values(organization_id=bindparam("organization_id"), year=bindparam("year"), last_value=1)
+        .on_conflict_do_update(
+            index_elements=[counters.c.organization_id, counters.c.year],
+            set_={"last_value": counters.c.last_value + 1},
+        )
+        .returning(counters.c.last_value)
+    )
+
+
+_COUNTER_UPSERT = {"postgresql": _counter_upsert(postgresql.insert), "sqlite": _counter_upsert(sqlite.insert)}
+_NUMBER_UPDATE = update(_TICKETS).where(_TICKETS.c.id == bindparam("ticket_id")).values(number=bindparam("number"))
 
 
 @dataclass
@@ -151,14 +177,8 @@ def allocate_number(session: Session, *, organization_id: int, year: int) -> str
     """
     dialect = session.get_bind().dialect.name
     if dialect in ("postgresql", "sqlite"):
-        upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TicketCounter).values(
-            organization_id=organization_id, year=year, last_value=1
-        )
-        seq = session.execute(
-            upsert.on_conflict_do_update(
-                index_elements=[TicketCounter.organization_id, TicketCounter.year],
-                set_={"last_value": TicketCounter.last_value + 1},
-            ).returning(TicketCounter.last_value)
+        seq = session.connection().execute(
+            _COUNTER_UPSERT[dialect], {"organization_id": organization_id, "year": year}
         ).scalar_one()
         return f"{year}-{seq:06d}"
     # Other engines are not supported; kept as the plain, portable two-statement form.
@@ -219,6 +239,29 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _history_values(
+    ticket: Ticket,
+    *,
+    action: str,
+    by: User | None,
+    now: datetime,
+    from_status: S | None,
+    to_status: S | None,
+    changes: dict[str, list[Any]] | None,
+    reason: str,
+) -> dict[str, Any]:
+    return {
+        "organization_id": ticket.organization_id,
+        "at": now,
+        "user_id": by.id if by else None,
+        "action": action,
+        "from_status": from_status.value if from_status else None,
+        "to_status": to_status.value if to_status else None,
+        "changes": {k: [_jsonable(a), _jsonable(b)] for k, (a, b) in (changes or {}).items()},
+        "reason": reason,
+    }
+
+
 def _record(
     session: Session,
     ticket: Ticket,
@@ -233,22 +276,52 @@ def _record(
     event: str | None = events.TICKET_CHANGED,
 ) -> None:
     """One append-only history row and (unless `event` is None) one domain event for the change."""
-    session.add(
-        TicketHistory(
-            organization_id=ticket.organization_id,
-            ticket=ticket,  # not ticket_id: a new ticket and its first row go out in one flush
-            at=now,
-            user_id=by.id if by else None,
-            action=action,
-            from_status=from_status.value if from_status else None,
-            to_status=to_status.value if to_status else None,
-            changes={k: [_jsonable(a), _jsonable(b)] for k, (a, b) in (changes or {}).items()},
-            reason=reason,
-        )
+    values = _history_values(
+        ticket, action=action, by=by, now=now, from_status=from_status, to_status=to_status, changes=changes,
+        reason=reason,
     )
+    session.add(TicketHistory(ticket=ticket, **values))
     ticket.updated_at = now
     if event is not None:
         _emit(session, ticket, event, action)
+
+
+def _insert_history(
+    session: Session,
+    ticket: Ticket,
+    *,
+    action: str,
+    by: User | None,
+    now: datetime,
+    to_status: S,
+    changes: dict[str, list[Any]],
+) -> None:
+    """The first history row of a ticket inserted by `_insert_persistent` (Core, no flush)."""
+    values = _history_values(
+        ticket, action=action, by=by, now=now, from_status=None, to_status=to_status, changes=changes, reason=""
+    )
+    values["ticket_id"] = ticket.id
+    session.connection().execute(_HISTORY_INSERT, values)
+
+
+def _insert_persistent(session: Session, ticket: Ticket) -> None:
+    """INSERT a new ticket with Core and attach it to the session as a persistent object.
+
+    Every column goes into the INSERT (None where the object has no value and the column no
+    default); columns with a default the object left unset come back by RETURNING. The object
+    then becomes persistent with that state loaded: no flush, no reload. Relationships set on it
+    beforehand (category, house, premise) stay loaded.
+    """
+    state = inspect(ticket)
+    values = {key: state.dict.get(key) for key in _TICKET_PLAIN_KEYS}
+    values.update((key, state.dict[key]) for key in _TICKET_DEFAULTED_KEYS if key in state.dict)
+    row = session.connection().execute(_TICKET_INSERT, values).one()
+    ticket.id = row[0]
+    make_transient_to_detached(ticket)
+    for key, value in zip(_TICKET_DEFAULTED_KEYS, row[1:], strict=True):
+        if key not in values:
+            set_committed_value(ticket, key, value)
+    session.add(ticket)
 
 
 def _emit(session: Session, ticket: Ticket, event: str, action: str) -> None:
@@ -423,12 +496,16 @@ def create_ticket(
     _apply_deadlines(ticket, org, category)
     if ticket.planned_due_at is None:
         ticket.planned_due_at = ticket.due_at
+    # Registration is the hottest write of the product (a burst of calls during an outage), so the
+    # rows go out as three Core INSERTs instead of an ORM flush (a third of the request's CPU), and the
+    # ticket is then attached to the session as an already persistent object.
+    #
     # The ticket and its history row are written under a provisional number first; the real
     # number is taken last (see allocate_number: the counter row stays locked until commit, so
     # whatever runs after it serialises the organization's concurrent registrations).
     ticket.number = "~" + uuid.uuid4().hex[:16]
-    session.add(ticket)
-    _record(
+    _insert_persistent(session, ticket)
+    _insert_history(
         session,
         ticket,
         action="created",
@@ -441,10 +518,10 @@ def create_ticket(
             "is_emergency": [None, ticket.is_emergency],
             "due_at": [None, ticket.due_at],
         },
-        event=None,
     )
-    session.flush()
-    ticket.number = allocate_number(session, organization_id=org.id, year=year)
+    number = allocate_number(session, organization_id=org.id, year=year)
+    session.connection().execute(_NUMBER_UPDATE, {"ticket_id": ticket.id, "number": number})
+    set_committed_value(ticket, "number", number)
     _emit(session, ticket, events.TICKET_CREATED, "created")
     if ticket.is_emergency:
         _notify_municipality(session, org, ticket, now)
