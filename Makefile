@@ -20,12 +20,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy models
+	$(BIN)/mypy models ari_app
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy models
+	$(BIN)/mypy models ari_app
 
 migrate-check: $(STAMP)
 	$(BIN)/python -m bench.migrate_check

@@ -54,6 +54,15 @@ def _bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _ari_url() -> str | None:
+    raw = (os.environ.get("ARI_URL") or "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("http://", "https://")):
+        raise ConfigError(f"ARI_URL must start with http:// or https://, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str = "localhost"
@@ -79,6 +88,18 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     base_url: str = "http://127.0.0.1:8080"
+    # FastAGI server (`openads agi`) and the AMI connection (dispatchers' presence, Cdr events).
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_user: str = "openads"
+    ami_secret: str | None = None
+    # Asterisk ARI (`openads ari`). ari_url None = not configured (demo runs the emulator).
+    ari_url: str | None = None
+    ari_user: str = "openads"
+    ari_password: str = ""
+    ari_app: str = "openads"
 
 
 def load_settings() -> Settings:
@@ -112,4 +133,14 @@ def load_settings() -> Settings:
         web_host=host,
         web_port=port,
         base_url=os.environ.get("OPENADS_BASE_URL", f"http://{host}:{port}"),
+        agi_host=os.environ.get("AGI_HOST", "127.0.0.1"),
+        agi_port=_int("AGI_PORT", 4573),
+        ami_host=os.environ.get("AMI_HOST", "127.0.0.1"),
+        ami_port=_int("AMI_PORT", 5038),
+        ami_user=os.environ.get("AMI_USER", "openads"),
+        ami_secret=os.environ.get("AMI_SECRET") or None,
+        ari_url=_ari_url(),
+        ari_user=os.environ.get("ARI_USER") or "openads",
+        ari_password=os.environ.get("ARI_PASSWORD", ""),
+        ari_app=os.environ.get("ARI_APP") or "openads",
     )

@@ -1,0 +1,240 @@
+"""The ARI event WebSocket: connect, read, reconnect with backoff, report health.
+
+`ws(s)://HOST/ari/events?app=NAME&api_key=USER:PASS` registers the Stasis application while the
+socket is open (a `Stasis(NAME,...)` in the dialplan fails while it is closed, which is what the
+dialplan fallback relies on). Asterisk does not replay events missed during a gap (traces
+websocket_reconnect_mid_call: the bridge playback's events from the gap never arrived), so every
+(re)connect calls the `on_connected` hook *before* the first event is read: the app re-reads
+GET /channels and /bridges there and re-attaches its sessions (STYLE.md §3, calld `ari_.py` `run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from ari_app.client import rest_base_url
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str | bytes], Awaitable[None]]
+ConnectedHook = Callable[[], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def events_url(ari_url: str, app: str, user: str, password: str) -> str:
+    """ARI_URL (http or https, with or without /ari) → the events WebSocket URL."""
+    parts = urlsplit(rest_base_url(ari_url))
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None:
+        raise ValueError(f"ARI_URL must start with http:// or https://, got {ari_url!r}")
+    query = f"app={quote(app, safe='')}&api_key={quote(user, safe='')}:{quote(password, safe='')}"
+    return urlunsplit((scheme, parts.netloc, parts.path + "/events", query, ""))
+
+
+def redact(url: str) -> str:
+    """The URL for logs, without the password."""
+    head, sep, tail = url.partition("api_key=")
+    if not sep:
+        return url
+    user, _, rest = tail.partition(":")
+    _, amp, after = rest.partition("&")
+    return f"{head}api_key={user}:***{amp}{after}"
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with ± `jitter` (a fraction): initial, initial*factor, ... capped at `maximum`.
+
+    The jitter spreads reconnects of several processes after an Asterisk restart.
+    """
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    rng: Callable[[], float] = random.random
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        base = min(self.maximum, self.initial * self.factor ** self.attempt)
+        self.attempt += 1
+        return max(0.0, base * (1 - self.jitter + 2 * self.jitter * self.rng()))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, InvalidStatus):
+        return f"handshake rejected: HTTP {exc.response.status_code}"
+    if isinstance(exc, ConnectionClosed):
+        return f"connection lost: {exc}"
+    if isinstance(exc, WebSocketException | OSError | TimeoutError):
+        return f"{type(exc).__name__}: {exc}"
+    return repr(exc)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ConnectionStatus:
+    """Health of the event connection, for `/status`."""
+
+    connected: bool = False
+    since: datetime | None = None  # when `connected` last changed
+    connects: int = 0  # successful connections, the first one included
+    reconnects: int = 0  # successful connections after the first
+    failures: int = 0  # failed connection attempts
+    events: int = 0  # messages received
+    last_event_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "connected": self.connected,
+            "since": iso(self.since),
+            "connects": self.connects,
+            "reconnects": self.reconnects,
+            "failures": self.failures,
+            "events": self.events,
+            "last_event_at": iso(self.last_event_at),
+            "last_error": self.last_error,
+            "last_error_at": iso(self.last_error_at),
+        }
+
+
+class AriConnection:
+    """Keeps the event WebSocket open until `stop()`.
+
+    `on_message` gets every text frame as received (the dispatcher validates it); `on_connected`
+    runs after each successful handshake, before reading (reconcile). An exception in either is
+    logged and recorded in `status.last_error`; it does not drop the connection.
+    `sleep` is injectable for tests; by default the backoff wait ends early on `stop()`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_message: MessageHandler,
+        on_connected: ConnectedHook | None = None,
+        backoff: Backoff | None = None,
+        open_timeout: float = 10.0,
+        ping_interval: float | None = 20.0,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self.url = url
+        self.on_message = on_message
+        self.on_connected = on_connected
+        self.backoff = backoff or Backoff()
+        self.open_timeout = open_timeout
+        self.ping_interval = ping_interval
+        self.status = ConnectionStatus()
+        self._sleep = sleep
+        self._stopping = asyncio.Event()
+        self._ws: Any = None
+
+    @classmethod
+    def for_app(cls, ari_url: str, user: str, password: str, app: str, **kwargs: Any) -> AriConnection:
+        return cls(events_url(ari_url, app, user, password), **kwargs)
+
+    async def stop(self) -> None:
+        """Close the socket and make `run()` return (no reconnect)."""
+        self._stopping.set()
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+
+    async def run(self) -> None:
+        """Connect and read until `stop()`; reconnect with backoff on any failure."""
+        while not self._stopping.is_set():
+            try:
+                await self._run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # refused, handshake rejected, timeout, dropped
+                self._note_error(_describe(exc), failure=not self.status.connected)
+            finally:
+                self._set_disconnected()
+            if self._stopping.is_set():
+                break
+            delay = self.backoff.next_delay()
+            log.info("ARI events: reconnecting in %.2f s", delay)
+            await self._wait(delay)
+        log.info("ARI events: stopped")
+
+    async def _run_once(self) -> None:
+        log.info("ARI events: connecting to %s", redact(self.url))
+        async with connect(
+            self.url, open_timeout=self.open_timeout, ping_interval=self.ping_interval, max_size=None
+        ) as ws:
+            self._ws = ws
+            if self._stopping.is_set():
+                return
+            self.backoff.reset()
+            self._set_connected()
+            if self.on_connected is not None:
+                try:
+                    await self.on_connected()
+                except Exception as exc:
+                    log.exception("ARI events: on_connected hook failed")
+                    self._note_error(f"on_connected hook failed: {exc!r}", failure=False)
+            async for message in ws:
+                self.status.events += 1
+                self.status.last_event_at = _now()
+                try:
+                    await self.on_message(message)
+                except Exception as exc:
+                    log.exception("ARI events: message handler failed")
+                    self._note_error(f"message handler failed: {exc!r}", failure=False)
+        # The server closed the socket cleanly (Asterisk stopping, app replaced).
+        if not self._stopping.is_set():
+            self._note_error("connection closed by server", failure=False)
+
+    def _set_connected(self) -> None:
+        status = self.status
+        status.connected = True
+        status.since = _now()
+        status.connects += 1
+        if status.connects > 1:
+            status.reconnects += 1
+        log.info("ARI events: connected (connection %d)", status.connects)
+
+    def _set_disconnected(self) -> None:
+        self._ws = None
+        if self.status.connected:
+            self.status.connected = False
+            self.status.since = _now()
+            log.warning("ARI events: disconnected")
+
+    def _note_error(self, text: str, *, failure: bool) -> None:
+        if failure:
+            self.status.failures += 1
+        self.status.last_error = text
+        self.status.last_error_at = _now()
+        log.warning("ARI events: %s", text)
+
+    async def _wait(self, delay: float) -> None:
+        if self._sleep is not None:
+            await self._sleep(delay)
+            return
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        except TimeoutError:
+            pass
