@@ -115,3 +115,35 @@ def make_ticket(
     values: dict[str, Any] = dict(category_id=category.id, description="Течь из-под ванны", channel=Channel.PHONE)
     values.update(kw)
     return create_ticket(session, org=org, draft=TicketDraft(**values), by=by, now=now)
+
+
+def make_inbound_call(
+    session: Session, org: Organization, caller: str | None = "+79160000001", *, at: datetime | None = None,
+    channel_id: str | None = None, did: str | None = None,
+) -> Any:
+    """An inbound call registered as the ARI app does it (StasisStart on the organization's hotline)."""
+    from models.services.calls import register_inbound_call
+
+    return register_inbound_call(
+        session, did=did or org.hotlines[0], caller=caller, channel_id=channel_id or f"chan-{next(_seq)}",
+        started_at=at, now=at,
+    )
+
+
+def make_missed_call(
+    session: Session, org: Organization, caller: str = "+79160000001", *, at: datetime | None = None,
+    channel_id: str | None = None, waited_seconds: int = 120,
+) -> Any:
+    """An inbound call nobody answered within the wait limit: returns the (new or merged) queue item."""
+    from datetime import timedelta
+
+    from models.call import CallOutcome
+    from models.missed_call import MissedCall, MissedCallCall
+    from models.services.calls import end_call
+
+    at = at or utcnow()
+    call = make_inbound_call(session, org, caller, at=at, channel_id=channel_id)
+    end_call(session, org_id=org.id, call_id=call.id, outcome=CallOutcome.MISSED_TIMEOUT,
+             at=at + timedelta(seconds=waited_seconds))
+    link = session.get(MissedCallCall, call.id)
+    return session.get(MissedCall, link.missed_call_id) if link else None

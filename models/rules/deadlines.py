@@ -13,6 +13,10 @@ from zoneinfo import ZoneInfo
 
 EMERGENCY_LOCALIZE_MINUTES = 30
 MISSED_CALL_CALLBACK_MINUTES = 10
+# T1: a call must be answered within 5 minutes of reaching the АДС; the queue wait limit is a
+# per-organization setting that may not exceed it.
+MAX_WAIT_LIMIT_SECONDS = 300
+DEFAULT_WAIT_LIMIT_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -94,3 +98,15 @@ def compute_deadlines(
 def missed_call_deadline(arrived_at: datetime) -> datetime:
     """T2: a missed call must be called back within 10 minutes of its arrival."""
     return arrived_at + timedelta(minutes=MISSED_CALL_CALLBACK_MINUTES)
+
+
+def wait_deadline(arrived_at: datetime, wait_limit_seconds: int) -> datetime:
+    """T1: when a caller still waiting in the queue becomes a missed call."""
+    if not 1 <= wait_limit_seconds <= MAX_WAIT_LIMIT_SECONDS:
+        raise ValueError(f"wait limit must be 1..{MAX_WAIT_LIMIT_SECONDS} s, got {wait_limit_seconds}")
+    return arrived_at + timedelta(seconds=wait_limit_seconds)
+
+
+def reached_in_time(deadline_at: datetime, reached_at: datetime | None) -> bool:
+    """T2 evidence: the resident was reached (a connected call) no later than the deadline."""
+    return reached_at is not None and reached_at <= deadline_at

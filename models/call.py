@@ -1,0 +1,191 @@
+"""Calls (every inbound and outbound call), their links to tickets, legal hold, telephony settings.
+
+A call row is the durable truth the ARI app rebuilds its state from: it carries the Asterisk
+channel id (unique, so a replayed StasisStart or a CDR reconciled after an outage never makes a
+second row), the arrival, answer and end times (ПП 416 T1) and the wait deadline.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, OrgOwned, UTCDateTime, utcnow
+from models.housing import Resident
+from models.organization import Organization, User
+from models.recording import Recording, RecordingKind
+from models.rules.deadlines import DEFAULT_WAIT_LIMIT_SECONDS, MAX_WAIT_LIMIT_SECONDS
+from models.ticket import Ticket
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+
+
+class CallDirection(enum.StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class CallKind(enum.StrEnum):
+    INBOUND = "inbound"  # a resident called the hotline (through the ARI app)
+    CALLBACK = "callback"  # a dispatcher clicked a missed-call item
+    AUTO_CALLBACK = "auto_callback"  # the system called back when a dispatcher was free
+    ROBOT = "robot"  # notifications, rating calls
+    FALLBACK = "fallback"  # the ARI app was down: dialplan rang dispatchers, reconciled from CDR
+
+
+class CallOutcome(enum.StrEnum):
+    ANSWERED = "answered"
+    MISSED_TIMEOUT = "missed_timeout"  # nobody answered within the wait limit
+    ABANDONED = "abandoned"  # the caller hung up while waiting
+    VOICEMAIL = "voicemail"  # not answered, the caller left a voice message
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    FAILED = "failed"
+
+
+# Outcomes of an inbound call that put the caller into the missed-call queue (T2).
+MISSED_OUTCOMES: frozenset[CallOutcome] = frozenset(set(CallOutcome) - {CallOutcome.ANSWERED})
+
+CALL_OUTCOME_TITLES_RU: dict[CallOutcome, str] = {
+    CallOutcome.ANSWERED: "Отвечен",
+    CallOutcome.MISSED_TIMEOUT: "Пропущен (время ожидания)",
+    CallOutcome.ABANDONED: "Абонент положил трубку",
+    CallOutcome.VOICEMAIL: "Голосовое сообщение",
+    CallOutcome.NO_ANSWER: "Нет ответа",
+    CallOutcome.BUSY: "Занято",
+    CallOutcome.FAILED: "Ошибка",
+}
+
+
+class RingStrategy(enum.StrEnum):
+    RINGALL = "ringall"
+    ROUND_ROBIN = "round_robin"
+    LEAST_RECENT = "least_recent"
+
+
+class Call(OrgOwned, Base):
+    """One call, inbound or outbound. `phone` is the resident's side: the caller of an inbound
+    call, the number dialled by an outbound one. Recordings point here (`recordings.call_id`)."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("calls__idx__org_started", "organization_id", "started_at"),
+        Index("calls__idx__org_phone_started", "organization_id", "phone", "started_at"),
+        Index("calls__idx__linkedid", "linkedid"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    direction: Mapped[CallDirection] = mapped_column(_enum(CallDirection))
+    kind: Mapped[CallKind] = mapped_column(_enum(CallKind))
+    did: Mapped[str | None] = mapped_column(String(16))  # the hotline number dialled (E.164)
+    phone: Mapped[str | None] = mapped_column(String(16))  # E.164; NULL: anonymous / unparsable
+    phone_raw: Mapped[str] = mapped_column(String(64), default="")  # CallerID as Asterisk gave it
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id", ondelete="SET NULL"))
+    # Asterisk's uniqueid of the resident's channel (= the ARI channel id): idempotency key.
+    channel_id: Mapped[str] = mapped_column(String(64), unique=True)
+    linkedid: Mapped[str | None] = mapped_column(String(64))
+    dispatcher_channel_id: Mapped[str | None] = mapped_column(String(64))
+    dispatcher_endpoint: Mapped[str | None] = mapped_column(String(80))  # "PJSIP/disp1"
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)  # arrival at the АДС (T1/T2 count from here)
+    wait_deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # started + wait limit
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    initiated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # outbound: who clicked
+    outcome: Mapped[CallOutcome | None] = mapped_column(_enum(CallOutcome))  # NULL while in progress
+    wait_seconds: Mapped[int | None] = mapped_column(Integer)
+    is_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    organization: Mapped[Organization] = relationship()
+    resident: Mapped[Resident | None] = relationship()
+    answered_by: Mapped[User | None] = relationship(foreign_keys=[answered_by_id])
+    initiated_by: Mapped[User | None] = relationship(foreign_keys=[initiated_by_id])
+    recordings: Mapped[list[Recording]] = relationship(
+        order_by="Recording.id", viewonly=True,
+        primaryjoin="Call.id == foreign(Recording.call_id)",
+    )
+    tickets: Mapped[list[Ticket]] = relationship(
+        secondary="call_tickets", order_by="Ticket.id", viewonly=True,
+    )
+
+    @property
+    def in_progress(self) -> bool:
+        return self.ended_at is None
+
+    @property
+    def recording(self) -> Recording | None:
+        """The conversation recording (not a voice message), if any."""
+        for rec in self.recordings:
+            if rec.kind == RecordingKind.CONVERSATION:
+                return rec
+        return None
+
+
+class CallTicket(OrgOwned, Base):
+    """A call linked to a ticket (many-to-many): the ticket made from the call, or a callback about it."""
+
+    __tablename__ = "call_tickets"
+
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True, index=True)
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    linked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class TicketLegalHold(OrgOwned, Base):
+    """A ticket under legal hold (court, inspection): recordings of its calls are never purged.
+
+    A table of its own so the tickets table stays as it is; one row per held ticket."""
+
+    __tablename__ = "ticket_legal_holds"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    set_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class TelephonySettings(Base):
+    """Per-organization telephony settings; an organization without a row uses the defaults."""
+
+    __tablename__ = "telephony_settings"
+    __table_args__ = (
+        CheckConstraint(f"wait_limit_seconds BETWEEN 1 AND {MAX_WAIT_LIMIT_SECONDS}", name="wait_limit"),
+        CheckConstraint("recording_retention_days >= 1", name="retention_days"),
+    )
+
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    # T1: the caller waits at most this long in the queue before the call counts as missed (≤ 5 min).
+    wait_limit_seconds: Mapped[int] = mapped_column(Integer, default=DEFAULT_WAIT_LIMIT_SECONDS)
+    auto_callback: Mapped[bool] = mapped_column(Boolean, default=False)
+    recording_retention_days: Mapped[int] = mapped_column(Integer, default=90)
+    # Endpoints rung for this organization's calls, e.g. ["PJSIP/disp1", "PJSIP/disp2"].
+    dispatcher_endpoints: Mapped[list[str]] = mapped_column(JSON, default=list)
+    ring_strategy: Mapped[RingStrategy] = mapped_column(_enum(RingStrategy), default=RingStrategy.RINGALL)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+def default_telephony_settings(organization_id: int) -> TelephonySettings:
+    """The defaults as a transient row (not added to any session)."""
+    return TelephonySettings(
+        organization_id=organization_id, wait_limit_seconds=DEFAULT_WAIT_LIMIT_SECONDS, auto_callback=False,
+        recording_retention_days=90, dispatcher_endpoints=[], ring_strategy=RingStrategy.RINGALL,
+    )

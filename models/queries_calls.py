@@ -1,0 +1,447 @@
+"""Telephony reads: the caller card, the missed-call queue, the calls journal, the compliance figure.
+
+Every function takes the organization(s) the caller may see; an empty list is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.orm import Session, joinedload, selectinload
+
+from models.call import MISSED_OUTCOMES, Call, CallDirection, CallKind, CallOutcome, TelephonySettings
+from models.errors import NotFound
+from models.housing import Account, House, Premise, Resident, ResidentPhone
+from models.missed_call import CallbackAttempt, CloseReason, MissedCall, MissedCallStatus
+from models.organization import Organization
+from models.rules.phones import try_e164
+from models.rules.ticket_states import OPEN
+from models.ticket import Category, Incident, Ticket
+
+
+def _ids(org_ids: Iterable[int]) -> list[int]:
+    ids = list(org_ids)
+    if not ids:
+        raise NotFound("нет доступных организаций")
+    return ids
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# --- caller card ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardResident:
+    id: int
+    full_name: str
+    note: str
+    premise_id: int | None
+    premise_label: str
+    house_id: int | None
+    address: str
+    account_number: str | None
+
+
+@dataclass(frozen=True)
+class CardTicket:
+    id: int
+    number: str
+    status: str
+    category: str
+    description: str
+    registered_at: datetime
+    due_at: datetime | None
+    is_emergency: bool
+    house_id: int | None
+    premise_id: int | None
+
+
+@dataclass(frozen=True)
+class CardIncident:
+    id: int
+    house_id: int | None
+    title: str
+    utility: str
+    announcement: str
+    started_at: datetime
+    expected_end_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CallerCard:
+    """What a dispatcher sees before answering. An unknown number: no residents (offer "create resident")."""
+
+    organization_id: int
+    phone: str | None
+    residents: list[CardResident] = field(default_factory=list)
+    tickets: list[CardTicket] = field(default_factory=list)
+    incidents: list[CardIncident] = field(default_factory=list)
+
+    @property
+    def known(self) -> bool:
+        return bool(self.residents)
+
+    def as_payload(self) -> dict[str, Any]:
+        """JSON-ready, for the `call.ringing` event (the panel shows the card without a second request)."""
+        return {
+            "phone": self.phone,
+            "residents": [
+                {"id": r.id, "full_name": r.full_name, "note": r.note, "premise_id": r.premise_id,
+                 "premise": r.premise_label, "house_id": r.house_id, "address": r.address, "account": r.account_number}
+                for r in self.residents
+            ],
+            "tickets": [
+                {"id": t.id, "number": t.number, "status": t.status, "category": t.category,
+                 "description": t.description, "registered_at": _iso(t.registered_at), "due_at": _iso(t.due_at),
+                 "is_emergency": t.is_emergency, "house_id": t.house_id, "premise_id": t.premise_id}
+                for t in self.tickets
+            ],
+            "incidents": [
+                {"id": i.id, "house_id": i.house_id, "title": i.title, "utility": i.utility,
+                 "announcement": i.announcement, "started_at": _iso(i.started_at),
+                 "expected_end_at": _iso(i.expected_end_at)}
+                for i in self.incidents
+            ],
+        }
+
+
+CARD_RESIDENTS_LIMIT = 20
+CARD_TICKETS_LIMIT = 10
+CARD_INCIDENTS_LIMIT = 5
+DESCRIPTION_PREVIEW = 200
+
+
+def caller_card(session: Session, *, org_id: int, phone: str | None, tickets_limit: int = CARD_TICKETS_LIMIT) -> CallerCard:
+    """Residents with this phone in this organization, open tickets of their houses (their own
+    premises first) or filed from this phone, and active incidents in those houses.
+
+    Two queries, both on indexes: `resident_phones (organization_id, phone)`, then one UNION ALL of
+    tickets by `(organization_id, house_id, …)` / `(organization_id, reporter_phone)` and incidents.
+    """
+    e164 = try_e164(phone) if phone else None
+    if e164 is None:
+        return CallerCard(organization_id=org_id, phone=None)
+    rows = session.execute(
+        select(
+            Resident.id, Resident.full_name, Resident.note, Premise.id, Premise.kind, Premise.number, House.id,
+            House.address, Account.number,
+        )
+        .select_from(ResidentPhone)
+        .join(Resident, Resident.id == ResidentPhone.resident_id)
+        .outerjoin(Premise, Premise.id == Resident.premise_id)
+        .outerjoin(House, House.id == Premise.house_id)
+        .outerjoin(Account, Account.id == Resident.account_id)
+        .where(ResidentPhone.organization_id == org_id, ResidentPhone.phone == e164)
+        .order_by(Resident.id)
+        .limit(CARD_RESIDENTS_LIMIT)
+    ).all()
+    residents = [
+        CardResident(
+            id=rid, full_name=name, note=note or "", premise_id=pid,
+            premise_label=f"{pkind} {pnum}" if pid is not None else "", house_id=hid, address=address or "",
+            account_number=account,
+        )
+        for rid, name, note, pid, pkind, pnum, hid, address, account in rows
+    ]
+    house_ids = sorted({r.house_id for r in residents if r.house_id is not None})
+    premise_ids = sorted({r.premise_id for r in residents if r.premise_id is not None})
+
+    ticket_cond = Ticket.reporter_phone == e164
+    if house_ids:
+        ticket_cond = or_(Ticket.house_id.in_(house_ids), ticket_cond)
+    own_premise = (
+        case((Ticket.premise_id.in_(premise_ids), 0), else_=1) if premise_ids else literal(1)
+    )
+    tickets_q = (
+        select(
+            literal("ticket").label("kind"), Ticket.id.label("id"), Ticket.number.label("title"),
+            type_coerce(Ticket.status, String).label("status"), Category.name.label("text"),
+            Ticket.description.label("description"), Ticket.registered_at.label("at"),
+            Ticket.due_at.label("due"), Ticket.is_emergency.label("flag"), Ticket.house_id.label("house_id"),
+            Ticket.premise_id.label("premise_id"),
+        )
+        .join(Category, Category.id == Ticket.category_id)
+        .where(Ticket.organization_id == org_id, Ticket.status.in_(OPEN), ticket_cond)
+        .order_by(own_premise, Ticket.registered_at.desc(), Ticket.id.desc())
+        .limit(tickets_limit)
+        .subquery()
+    )
+    parts = [select(tickets_q)]
+    if house_ids:
+        incidents_q = (
+            select(
+                literal("incident").label("kind"), Incident.id.label("id"), Incident.title.label("title"),
+                Incident.utility.label("status"), Incident.announcement.label("text"),
+                literal("").label("description"), Incident.started_at.label("at"),
+                Incident.expected_end_at.label("due"), type_coerce(false(), Boolean).label("flag"),
+                Incident.house_id.label("house_id"), cast(null(), Integer).label("premise_id"),
+            )
+            .where(Incident.organization_id == org_id, Incident.house_id.in_(house_ids),
+                   Incident.liquidated_at.is_(None))
+            .order_by(Incident.started_at.desc(), Incident.id.desc())
+            .limit(CARD_INCIDENTS_LIMIT)
+            .subquery()
+        )
+        parts.append(select(incidents_q))
+    stmt = union_all(*parts) if len(parts) > 1 else parts[0]
+    tickets: list[CardTicket] = []
+    incidents: list[CardIncident] = []
+    for kind, oid, title, status, text, description, at, due, flag, hid, pid in session.execute(stmt):
+        if kind == "ticket":
+            tickets.append(CardTicket(
+                id=oid, number=title, status=status, category=text, description=(description or "")[:DESCRIPTION_PREVIEW],
+                registered_at=at, due_at=due, is_emergency=bool(flag), house_id=hid, premise_id=pid,
+            ))
+        else:
+            incidents.append(CardIncident(
+                id=oid, house_id=hid, title=title, utility=status or "", announcement=text or "", started_at=at,
+                expected_end_at=due,
+            ))
+    premise_set = set(premise_ids)
+    tickets.sort(key=lambda t: (t.premise_id not in premise_set, -t.registered_at.timestamp(), -t.id))
+    incidents.sort(key=lambda i: (-i.started_at.timestamp(), -i.id))
+    return CallerCard(organization_id=org_id, phone=e164, residents=residents, tickets=tickets, incidents=incidents)
+
+
+# --- the missed-call queue -----------------------------------------------------------------------
+
+
+def missed_queue(session: Session, *, org_ids: Iterable[int], limit: int = 500) -> Sequence[MissedCall]:
+    """Open missed-call items, the most urgent first (deadline, then arrival)."""
+    return session.scalars(
+        select(MissedCall)
+        .where(MissedCall.organization_id.in_(_ids(org_ids)), MissedCall.status == MissedCallStatus.OPEN)
+        .options(
+            joinedload(MissedCall.organization), joinedload(MissedCall.resident),
+            joinedload(MissedCall.voice_message), selectinload(MissedCall.attempts),
+        )
+        .order_by(MissedCall.deadline_at, MissedCall.id)
+        .limit(limit)
+    ).unique().all()
+
+
+def missed_count(session: Session, *, org_ids: Iterable[int]) -> int:
+    """Waiting missed calls (the browser tab title)."""
+    return int(session.scalar(
+        select(func.count()).select_from(MissedCall)
+        .where(MissedCall.organization_id.in_(_ids(org_ids)), MissedCall.status == MissedCallStatus.OPEN)
+    ) or 0)
+
+
+def missed_call_card(session: Session, *, org_ids: Iterable[int], missed_call_id: int) -> MissedCall:
+    item = session.scalar(
+        select(MissedCall)
+        .where(MissedCall.id == missed_call_id, MissedCall.organization_id.in_(_ids(org_ids)))
+        .options(joinedload(MissedCall.resident), joinedload(MissedCall.voice_message),
+                 selectinload(MissedCall.attempts).joinedload(CallbackAttempt.dispatcher))
+    )
+    if item is None:
+        raise NotFound("пропущенный звонок не найден", missed_call_id=missed_call_id)
+    return item
+
+
+def auto_callback_candidates(session: Session, *, org_ids: Iterable[int], limit: int = 10) -> Sequence[MissedCall]:
+    """Open items of organizations with auto-callback on and no callback in progress, most urgent first."""
+    busy = exists().where(CallbackAttempt.missed_call_id == MissedCall.id, CallbackAttempt.ended_at.is_(None))
+    return session.scalars(
+        select(MissedCall)
+        .join(TelephonySettings, TelephonySettings.organization_id == MissedCall.organization_id)
+        .where(MissedCall.organization_id.in_(_ids(org_ids)), MissedCall.status == MissedCallStatus.OPEN,
+               TelephonySettings.auto_callback.is_(True), ~busy)
+        .order_by(MissedCall.deadline_at, MissedCall.id)
+        .limit(limit)
+    ).all()
+
+
+# --- the calls journal ---------------------------------------------------------------------------
+
+
+@dataclass
+class CallFilter:
+    organization_id: int | None = None
+    direction: CallDirection | None = None
+    kinds: list[CallKind] = field(default_factory=list)
+    outcomes: list[CallOutcome] = field(default_factory=list)
+    missed: bool | None = None  # True: every not-answered inbound outcome
+    phone: str | None = None
+    answered_by_id: int | None = None
+    started_from: datetime | None = None
+    started_to: datetime | None = None
+    in_progress: bool | None = None
+    # keyset pagination: rows strictly older than (started_at, id)
+    before: tuple[datetime, int] | None = None
+    limit: int = 50
+
+
+def calls_journal(session: Session, *, org_ids: Iterable[int], f: CallFilter | None = None) -> Sequence[Call]:
+    """Every inbound and outbound call, newest first, with who answered, recordings and linked tickets."""
+    f = f or CallFilter()
+    ids = _ids(org_ids)
+    if f.organization_id is not None:
+        ids = [i for i in ids if i == f.organization_id] or [-1]
+    conds = [Call.organization_id.in_(ids) if len(ids) > 1 else Call.organization_id == ids[0]]
+    if f.direction is not None:
+        conds.append(Call.direction == f.direction)
+    if f.kinds:
+        conds.append(Call.kind.in_(f.kinds))
+    if f.outcomes:
+        conds.append(Call.outcome.in_(f.outcomes))
+    if f.missed is True:
+        conds.append(and_(Call.direction == CallDirection.INBOUND, Call.outcome.in_(MISSED_OUTCOMES)))
+    elif f.missed is False:
+        conds.append(or_(Call.outcome.is_(None), Call.outcome.not_in(MISSED_OUTCOMES),
+                         Call.direction != CallDirection.INBOUND))
+    if f.phone:
+        e164 = try_e164(f.phone)
+        conds.append(Call.phone == e164 if e164 else false())
+    if f.answered_by_id is not None:
+        conds.append(Call.answered_by_id == f.answered_by_id)
+    if f.started_from is not None:
+        conds.append(Call.started_at >= f.started_from)
+    if f.started_to is not None:
+        conds.append(Call.started_at < f.started_to)
+    if f.in_progress is True:
+        conds.append(Call.ended_at.is_(None))
+    elif f.in_progress is False:
+        conds.append(Call.ended_at.is_not(None))
+    if f.before is not None:
+        at, cid = f.before
+        conds.append(or_(Call.started_at < at, and_(Call.started_at == at, Call.id < cid)))
+    return session.scalars(
+        select(Call).where(*conds)
+        .options(
+            joinedload(Call.organization), joinedload(Call.answered_by), joinedload(Call.resident),
+            selectinload(Call.recordings), selectinload(Call.tickets),
+        )
+        .order_by(Call.started_at.desc(), Call.id.desc())
+        .limit(max(1, min(f.limit, 500)))
+    ).unique().all()
+
+
+def call_card(session: Session, *, org_ids: Iterable[int], call_id: int) -> Call:
+    call = session.scalar(
+        select(Call).where(Call.id == call_id, Call.organization_id.in_(_ids(org_ids)))
+        .options(joinedload(Call.organization), joinedload(Call.answered_by), joinedload(Call.resident),
+                 selectinload(Call.recordings), selectinload(Call.tickets))
+    )
+    if call is None:
+        raise NotFound("звонок не найден", call_id=call_id)
+    return call
+
+
+def active_calls(session: Session, *, org_ids: Iterable[int]) -> Sequence[Call]:
+    """Calls in progress (the live call strip), oldest first."""
+    return session.scalars(
+        select(Call).where(Call.organization_id.in_(_ids(org_ids)), Call.ended_at.is_(None))
+        .order_by(Call.started_at, Call.id)
+    ).all()
+
+
+# --- compliance (ПП 416 T2) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComplianceDay:
+    """One organization, one local day (by the first missed call's arrival).
+
+    `reached_in_time`: a callback the resident answered, or a later call of theirs that was
+    answered, no later than the 10-minute deadline; `share` = reached_in_time / missed.
+    Unanswered attempts never count (the regulation's open point): they are shown as `attempts`.
+    """
+
+    organization_id: int
+    day: date
+    missed: int
+    callback_in_time: int
+    recall_in_time: int
+    attempts: int
+
+    @property
+    def reached_in_time(self) -> int:
+        return self.callback_in_time + self.recall_in_time
+
+    @property
+    def share(self) -> float | None:
+        return self.reached_in_time / self.missed if self.missed else None
+
+
+def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz)
+
+
+def callback_compliance(
+    session: Session, *, org_ids: Iterable[int], day_from: date, day_to: date, tz: ZoneInfo | None = None,
+) -> list[ComplianceDay]:
+    """Per organization and local day in [day_from, day_to]: missed items and how many were reached
+    within 10 minutes. Days are the organization's own (or `tz` for all when given). Every day of
+    the range is listed, with zeros when nothing was missed."""
+    ids = sorted(set(_ids(org_ids)))
+    if day_to < day_from:
+        return []
+    zones: dict[int, ZoneInfo] = {
+        oid: tz or ZoneInfo(name)
+        for oid, name in session.execute(select(Organization.id, Organization.timezone).where(Organization.id.in_(ids)))
+    }
+    if not zones:
+        return []
+    windows = {oid: (_local_midnight(day_from, z), _local_midnight(day_to + timedelta(days=1), z)) for oid, z in zones.items()}
+    lo = min(w[0] for w in windows.values())
+    hi = max(w[1] for w in windows.values())
+    callback_ok = exists().where(
+        CallbackAttempt.missed_call_id == MissedCall.id, CallbackAttempt.resident_answered.is_(True),
+        CallbackAttempt.resident_answered_at <= MissedCall.deadline_at,
+    )
+    attempts = (
+        select(func.count()).select_from(CallbackAttempt).where(CallbackAttempt.missed_call_id == MissedCall.id)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(MissedCall.organization_id, MissedCall.first_call_at, MissedCall.deadline_at, MissedCall.close_reason,
+               MissedCall.closed_at, callback_ok, attempts)
+        .where(MissedCall.organization_id.in_(list(zones)), MissedCall.first_call_at >= lo, MissedCall.first_call_at < hi)
+    ).all()
+    counts: dict[tuple[int, date], list[int]] = {}
+    ndays = (day_to - day_from).days + 1
+    for oid in zones:
+        for i in range(ndays):
+            counts[(oid, day_from + timedelta(days=i))] = [0, 0, 0, 0]
+    for oid, first_at, deadline_at, reason, closed_at, cb_ok, n_attempts in rows:
+        day = first_at.astimezone(zones[oid]).date()
+        bucket = counts.get((oid, day))
+        if bucket is None:
+            continue
+        bucket[0] += 1
+        if cb_ok:
+            bucket[1] += 1
+        elif reason == CloseReason.CALLED_AGAIN_ANSWERED and closed_at is not None and closed_at <= deadline_at:
+            bucket[2] += 1
+        bucket[3] += int(n_attempts or 0)
+    return [
+        ComplianceDay(organization_id=oid, day=day, missed=c[0], callback_in_time=c[1], recall_in_time=c[2],
+                      attempts=c[3])
+        for (oid, day), c in sorted(counts.items())
+    ]

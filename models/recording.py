@@ -1,0 +1,88 @@
+"""Call recordings and voice messages (files under the recordings directory) and their access log.
+
+Recordings are personal data (152-ФЗ): every play or download is logged with user, time and
+address; the retention job deletes the file but keeps the row with `deleted_at` and the reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from pathlib import PurePosixPath
+
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, OrgOwned, UTCDateTime, utcnow
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+
+
+class RecordingKind(enum.StrEnum):
+    CONVERSATION = "conversation"  # the whole call (MixMonitor / ARI snoop record)
+    VOICEMAIL = "voicemail"  # a voice message left instead of waiting (T3)
+
+
+class RecordingAction(enum.StrEnum):
+    PLAY = "play"
+    DOWNLOAD = "download"
+
+
+class Recording(OrgOwned, Base):
+    """A sound file, `path` relative to the recordings directory (`<org>/<yyyy>/<mm>/<call>.wav`)."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        # One conversation and one voice message per call: attaching again is idempotent.
+        UniqueConstraint("call_id", "kind"),
+        # The retention job walks the live recordings of one organization, oldest first.
+        Index(
+            "recordings__idx__org_live_created", "organization_id", "created_at",
+            postgresql_where=text("deleted_at IS NULL"), sqlite_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    kind: Mapped[RecordingKind] = mapped_column(_enum(RecordingKind), default=RecordingKind.CONVERSATION)
+    path: Mapped[str] = mapped_column(String(300), unique=True)
+    format: Mapped[str] = mapped_column(String(10), default="wav")
+    duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_reason: Mapped[str | None] = mapped_column(String(200))
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+class RecordingAccess(OrgOwned, Base):
+    """Who played or downloaded a recording, when, from where (append-only)."""
+
+    __tablename__ = "recording_access"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[RecordingAction] = mapped_column(_enum(RecordingAction))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(45))
+
+
+def recording_relpath(
+    organization_id: int, call_id: int, started_at: datetime, kind: RecordingKind = RecordingKind.CONVERSATION,
+    fmt: str = "wav",
+) -> str:
+    """`<org_id>/<yyyy>/<mm>/<call_id>.wav` (a voice message: `<call_id>.voicemail.wav`), by the call's UTC month."""
+    suffix = "" if kind == RecordingKind.CONVERSATION else f".{kind.value}"
+    return f"{organization_id}/{started_at:%Y}/{started_at:%m}/{call_id}{suffix}.{fmt}"
+
+
+def is_safe_relpath(path: str) -> bool:
+    """A relative POSIX path that stays inside the recordings directory."""
+    p = PurePosixPath(path)
+    return bool(path) and not p.is_absolute() and "\\" not in path and all(part not in ("", ".", "..") for part in p.parts)

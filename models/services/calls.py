@@ -1,0 +1,732 @@
+"""Call services: register, answer, end and miss calls; recordings, legal hold, retention; fallback.
+
+The ARI app, the AGI server, the CDR reconciler and the web panel all call these functions; none
+of them commits. Idempotency keys are Asterisk's: the channel id (= uniqueid) of the resident's
+channel, so a replayed StasisStart or a CDR row of a call the app already saw never makes a
+second call row.
+
+Events: `call.ringing`, `call.answered`, `call.ended`, `missed_call.created`,
+`missed_call.updated`, `missed_call.closed` (see docs/events.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import events
+from models.base import utcnow
+from models.call import (
+    MISSED_OUTCOMES,
+    Call,
+    CallDirection,
+    CallKind,
+    CallOutcome,
+    CallTicket,
+    RingStrategy,
+    TelephonySettings,
+    TicketLegalHold,
+    default_telephony_settings,
+)
+from models.errors import DomainError, NotFound, TicketNotFound, ValidationFailed
+from models.missed_call import CloseReason, MissedCall, MissedCallCall, MissedCallStatus
+from models.organization import Membership, Organization, User
+from models.queries_calls import CallerCard, caller_card
+from models.recording import Recording, RecordingAccess, RecordingAction, RecordingKind, is_safe_relpath
+from models.rules.deadlines import MAX_WAIT_LIMIT_SECONDS, missed_call_deadline, wait_deadline
+from models.rules.phones import try_e164
+from models.ticket import Ticket
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RETENTION_DAYS = 90
+MAX_RETENTION_DAYS = 3650
+ENDPOINT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*/\S{1,70}$")  # PJSIP/disp1, SIP/100, Local/100@dispatchers
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+class CallNotFound(NotFound):
+    error_id = "call-not-found"
+
+
+class UnknownDid(NotFound):
+    error_id = "did-unknown"
+
+
+class MissedCallNotFound(NotFound):
+    error_id = "missed-call-not-found"
+
+
+class RecordingNotFound(NotFound):
+    error_id = "recording-not-found"
+
+
+class CallStateConflict(DomainError):
+    error_id = "call-state-conflict"
+    http_status = 409
+
+
+class MissedCallClosed(DomainError):
+    error_id = "missed-call-closed"
+    http_status = 409
+
+
+class RecordingDeleted(DomainError):
+    error_id = "recording-deleted"
+    http_status = 410
+
+
+# --- lookups -------------------------------------------------------------------------------------
+
+
+def organization_for_did(session: Session, did: str | None) -> Organization:
+    """The organization whose hotline numbers (`Organization.hotline_numbers`) contain this DID.
+
+    Trunks send DIDs as 74951234567, 84951234567 or +74951234567: all normalise to E.164.
+    """
+    e164 = try_e164(did)
+    if e164 is None:
+        raise UnknownDid("номер горячей линии не настроен", did=did)
+    candidates = session.scalars(select(Organization).where(Organization.hotline_numbers.contains(e164))).all()
+    matches = [org for org in candidates if e164 in org.hotlines]
+    if not matches:
+        raise UnknownDid("номер горячей линии не настроен", did=did)
+    if len(matches) > 1:
+        raise ValidationFailed("номер горячей линии указан у нескольких организаций", did=e164,
+                               organization_ids=sorted(o.id for o in matches))
+    return matches[0]
+
+
+def get_call(session: Session, *, org_ids: list[int] | set[int], call_id: int, lock: bool = False) -> Call:
+    stmt = select(Call).where(Call.id == call_id, Call.organization_id.in_(list(org_ids)))
+    if lock:
+        stmt = stmt.with_for_update()
+    call = session.scalar(stmt)
+    if call is None:
+        raise CallNotFound("звонок не найден", call_id=call_id)
+    return call
+
+
+def call_by_channel(session: Session, channel_id: str) -> Call | None:
+    """The call of an Asterisk channel (any organization): the ARI app's re-attach after a reconnect."""
+    return session.scalar(select(Call).where(Call.channel_id == channel_id))
+
+
+def get_missed_call(session: Session, *, org_ids: list[int] | set[int], missed_call_id: int,
+                    lock: bool = False) -> MissedCall:
+    stmt = select(MissedCall).where(MissedCall.id == missed_call_id, MissedCall.organization_id.in_(list(org_ids)))
+    if lock:
+        stmt = stmt.with_for_update()
+    item = session.scalar(stmt)
+    if item is None:
+        raise MissedCallNotFound("пропущенный звонок не найден", missed_call_id=missed_call_id)
+    return item
+
+
+def telephony_settings(session: Session, org_id: int) -> TelephonySettings:
+    """The organization's settings, or the defaults (a transient row) when none were saved."""
+    return session.get(TelephonySettings, org_id) or default_telephony_settings(org_id)
+
+
+def _check_member(session: Session, org_id: int, user: User | None) -> None:
+    if user is None:
+        return
+    member = session.scalar(
+        select(Membership.id).where(Membership.user_id == user.id, Membership.organization_id == org_id)
+    )
+    if member is None:
+        raise ValidationFailed("пользователь не работает в этой организации", user_id=user.id)
+
+
+def _payload(call: Call, **extra: Any) -> dict[str, Any]:
+    return {"call_id": call.id, "direction": call.direction.value, "kind": call.kind.value, "phone": call.phone,
+            "did": call.did, **extra}
+
+
+def _item_payload(item: MissedCall, action: str, **extra: Any) -> dict[str, Any]:
+    return {"missed_call_id": item.id, "phone": item.phone, "status": item.status.value,
+            "deadline_at": item.deadline_at.isoformat(), "calls_count": item.calls_count,
+            "voice_message_id": item.voice_message_id, "action": action, **extra}
+
+
+def _seconds(start: datetime, end: datetime) -> int:
+    return max(0, int((end - start).total_seconds()))
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def update_telephony_settings(
+    session: Session, *, org: Organization, by: User | None, wait_limit_seconds: int | None = None,
+    auto_callback: bool | None = None, recording_retention_days: int | None = None,
+    dispatcher_endpoints: list[str] | None = None, ring_strategy: str | None = None, now: datetime | None = None,
+) -> TelephonySettings:
+    """Change the given settings; the wait limit may not exceed 5 minutes (ПП 416 T1)."""
+    row = session.get(TelephonySettings, org.id)
+    if row is None:
+        row = default_telephony_settings(org.id)
+        session.add(row)
+    if wait_limit_seconds is not None:
+        if isinstance(wait_limit_seconds, bool) or not 1 <= int(wait_limit_seconds) <= MAX_WAIT_LIMIT_SECONDS:
+            raise ValidationFailed(
+                f"время ожидания ответа — от 1 до {MAX_WAIT_LIMIT_SECONDS} секунд (не более 5 минут)",
+                field="wait_limit_seconds", value=wait_limit_seconds,
+            )
+        row.wait_limit_seconds = int(wait_limit_seconds)
+    if auto_callback is not None:
+        row.auto_callback = bool(auto_callback)
+    if recording_retention_days is not None:
+        if isinstance(recording_retention_days, bool) or not 1 <= int(recording_retention_days) <= MAX_RETENTION_DAYS:
+            raise ValidationFailed(f"срок хранения записей — от 1 до {MAX_RETENTION_DAYS} дней",
+                                   field="recording_retention_days", value=recording_retention_days)
+        row.recording_retention_days = int(recording_retention_days)
+    if dispatcher_endpoints is not None:
+        cleaned: list[str] = []
+        for raw in dispatcher_endpoints:
+            endpoint = (raw or "").strip()
+            if not ENDPOINT_RE.match(endpoint):
+                raise ValidationFailed("телефон диспетчера указывается как PJSIP/имя", field="dispatcher_endpoints",
+                                       value=raw)
+            if endpoint not in cleaned:
+                cleaned.append(endpoint)
+        row.dispatcher_endpoints = cleaned
+    if ring_strategy is not None:
+        try:
+            row.ring_strategy = RingStrategy(ring_strategy)
+        except ValueError:
+            raise ValidationFailed("неизвестная стратегия вызова диспетчеров", field="ring_strategy",
+                                   value=ring_strategy) from None
+    row.updated_at = now or utcnow()
+    row.updated_by_id = by.id if by else None
+    session.flush()
+    return row
+
+
+# --- inbound calls -------------------------------------------------------------------------------
+
+
+def register_inbound_call(
+    session: Session, *, did: str, caller: str | None, channel_id: str, linkedid: str | None = None,
+    started_at: datetime | None = None, now: datetime | None = None,
+) -> Call:
+    """A call arrived on a hotline (StasisStart). Idempotent on `channel_id`: a replayed event returns
+    the existing call and emits nothing.
+
+    Finds the organization by DID (UnknownDid otherwise), the residents by the caller's number
+    (`resident_id` is set when exactly one matches), fixes the wait deadline from the organization's
+    wait limit, and emits `call.ringing` with the caller card, so every panel of the organization
+    shows it before anyone answers.
+    """
+    existing = call_by_channel(session, channel_id)
+    if existing is not None:
+        return existing
+    org = organization_for_did(session, did)
+    started_at = started_at or now or utcnow()
+    phone = try_e164(caller)
+    card = caller_card(session, org_id=org.id, phone=phone)
+    settings = telephony_settings(session, org.id)
+    call = Call(
+        organization_id=org.id, direction=CallDirection.INBOUND, kind=CallKind.INBOUND, did=try_e164(did),
+        phone=phone, phone_raw=(caller or "")[:64], channel_id=channel_id, linkedid=linkedid,
+        started_at=started_at, wait_deadline_at=wait_deadline(started_at, settings.wait_limit_seconds),
+        resident_id=card.residents[0].id if len(card.residents) == 1 else None, is_fallback=False,
+    )
+    winner = _insert_call(session, call)
+    if winner is not call:
+        return winner
+    events.emit(session, org.id, events.CALL_RINGING,
+                _payload(call, wait_deadline_at=call.wait_deadline_at.isoformat() if call.wait_deadline_at else None,
+                         card=card.as_payload()))
+    return call
+
+
+def _insert_call(session: Session, call: Call) -> Call:
+    """Insert, or return the row a concurrent registration of the same channel wrote first."""
+    try:
+        with session.begin_nested():
+            session.add(call)
+            session.flush()
+    except IntegrityError:
+        existing = call_by_channel(session, call.channel_id)
+        if existing is None:
+            raise
+        return existing
+    return call
+
+
+def mark_call_answered(
+    session: Session, *, org_id: int, call_id: int, by: User | None, endpoint: str | None = None,
+    dispatcher_channel_id: str | None = None, at: datetime | None = None,
+) -> Call:
+    """A dispatcher answered an inbound call, or the resident answered an outbound one.
+    Idempotent for the same answer.
+
+    Stores the answer time and the wait; an answered inbound call from a number with an open
+    missed-call item closes that item (`called_again_answered`); an answered callback settles
+    its attempt and closes its item (`resident_answered`). Emits `call.answered`
+    (and `missed_call.closed`).
+    """
+    call = get_call(session, org_ids=[org_id], call_id=call_id, lock=True)
+    if call.answered_at is not None:
+        if call.answered_by_id == (by.id if by else None) and (endpoint is None or endpoint == call.dispatcher_endpoint):
+            return call
+        raise CallStateConflict("звонок уже принят", call_id=call.id, answered_by_id=call.answered_by_id)
+    if call.ended_at is not None or call.outcome is not None:
+        raise CallStateConflict("звонок уже завершён или пропущен", call_id=call.id,
+                                outcome=call.outcome.value if call.outcome else None)
+    _check_member(session, org_id, by)
+    at = at or utcnow()
+    call.answered_at = at
+    call.answered_by_id = by.id if by else None
+    call.dispatcher_endpoint = endpoint or call.dispatcher_endpoint
+    call.dispatcher_channel_id = dispatcher_channel_id or call.dispatcher_channel_id
+    call.wait_seconds = _seconds(call.started_at, at)
+    events.emit(session, org_id, events.CALL_ANSWERED,
+                _payload(call, answered_by_id=call.answered_by_id, endpoint=call.dispatcher_endpoint,
+                         wait_seconds=call.wait_seconds))
+    if call.direction == CallDirection.INBOUND:
+        _close_by_recall(session, call)
+    elif call.kind in (CallKind.CALLBACK, CallKind.AUTO_CALLBACK):
+        from models.services.callbacks import callback_call_answered
+
+        callback_call_answered(session, call)
+    return call
+
+
+def _close_by_recall(session: Session, call: Call) -> None:
+    if call.phone is None or call.answered_at is None:
+        return
+    item = session.scalar(
+        select(MissedCall).where(
+            MissedCall.organization_id == call.organization_id, MissedCall.phone == call.phone,
+            MissedCall.status == MissedCallStatus.OPEN, MissedCall.first_call_at <= call.answered_at,
+        ).with_for_update()
+    )
+    if item is not None:
+        close_item(session, item, reason=CloseReason.CALLED_AGAIN_ANSWERED, at=call.answered_at,
+                   by_id=call.answered_by_id, closing_call_id=call.id)
+
+
+def close_item(
+    session: Session, item: MissedCall, *, reason: CloseReason, at: datetime, by_id: int | None,
+    closing_call_id: int | None = None, note: str = "",
+) -> MissedCall:
+    """Close an open item (internal to the telephony services). Emits `missed_call.closed`."""
+    item.status = MissedCallStatus.CLOSED
+    item.closed_at = at
+    item.close_reason = reason
+    item.close_note = note
+    item.closed_by_id = by_id
+    item.closing_call_id = closing_call_id
+    session.flush()
+    events.emit(session, item.organization_id, events.MISSED_CALL_CLOSED,
+                _item_payload(item, "closed", reason=reason.value, closed_by_id=by_id,
+                              in_time=at <= item.deadline_at))
+    return item
+
+
+def end_call(
+    session: Session, *, org_id: int, call_id: int, outcome: CallOutcome | None = None, at: datetime | None = None,
+) -> Call:
+    """Someone hung up. Idempotent: a call already ended is returned as is.
+
+    The outcome defaults to `answered` for an answered call, `abandoned` for an inbound call
+    nobody answered, `no_answer` for an outbound one; an outcome set earlier (a miss, a voice
+    message) is kept. An unanswered inbound call goes to the missed-call queue. A callback call
+    whose attempt has no result yet records it as failed. Emits `call.ended` (and the queue's events).
+    """
+    call = get_call(session, org_ids=[org_id], call_id=call_id, lock=True)
+    if call.ended_at is not None:
+        return call
+    at = at or utcnow()
+    if call.answered_at is not None:
+        final = CallOutcome.ANSWERED
+    elif call.outcome is not None:
+        final = call.outcome
+    else:
+        final = outcome or (CallOutcome.ABANDONED if call.direction == CallDirection.INBOUND else CallOutcome.NO_ANSWER)
+        if final == CallOutcome.ANSWERED:
+            raise CallStateConflict("звонок не был принят", call_id=call.id)
+    call.ended_at = at
+    if call.direction == CallDirection.INBOUND and final in MISSED_OUTCOMES:
+        _mark_missed(session, call, final, at)
+    else:
+        call.outcome = final
+    if call.kind in (CallKind.CALLBACK, CallKind.AUTO_CALLBACK):
+        from models.services.callbacks import finish_attempt_of_call
+
+        finish_attempt_of_call(session, call, at)
+    events.emit(session, org_id, events.CALL_ENDED,
+                _payload(call, outcome=call.outcome.value if call.outcome else None,
+                         duration_seconds=_seconds(call.started_at, at), is_fallback=call.is_fallback))
+    return call
+
+
+def mark_call_missed(
+    session: Session, *, org_id: int, call_id: int, outcome: CallOutcome = CallOutcome.MISSED_TIMEOUT,
+    at: datetime | None = None,
+) -> MissedCall | None:
+    """Nobody answered within the wait limit (or the caller gave up): the call joins the queue.
+
+    Creates an item with `deadline = call start + 10 min`, or merges into the open item of the same
+    number (count +1, the deadline stays that of the earliest call). Idempotent per call. The call
+    itself may still be up (the caller is offered to leave a voice message). An anonymous caller
+    cannot be called back: no item, None. Emits `missed_call.created` or `missed_call.updated`.
+    """
+    if outcome not in MISSED_OUTCOMES:
+        raise ValidationFailed("исход не означает пропущенный звонок", field="outcome", value=str(outcome))
+    call = get_call(session, org_ids=[org_id], call_id=call_id, lock=True)
+    if call.direction != CallDirection.INBOUND:
+        raise CallStateConflict("в очередь пропущенных попадают только входящие звонки", call_id=call.id)
+    if call.answered_at is not None:
+        raise CallStateConflict("звонок уже принят", call_id=call.id)
+    return _mark_missed(session, call, outcome, at or utcnow())
+
+
+def _mark_missed(session: Session, call: Call, outcome: CallOutcome, at: datetime) -> MissedCall | None:
+    linked = session.scalar(
+        select(MissedCall).join(MissedCallCall, MissedCallCall.missed_call_id == MissedCall.id)
+        .where(MissedCallCall.call_id == call.id)
+    )
+    if call.outcome is None or (outcome == CallOutcome.VOICEMAIL and call.outcome in MISSED_OUTCOMES):
+        call.outcome = outcome
+    if call.wait_seconds is None:
+        call.wait_seconds = _seconds(call.started_at, at)
+    if linked is not None:
+        return linked
+    if call.phone is None:
+        logger.warning("missed call %s (channel %s) has no callable number: not queued", call.id, call.channel_id)
+        return None
+    return _merge_into_queue(session, call)
+
+
+def _open_item(session: Session, org_id: int, phone: str) -> MissedCall | None:
+    return session.scalar(
+        select(MissedCall).where(MissedCall.organization_id == org_id, MissedCall.phone == phone,
+                                 MissedCall.status == MissedCallStatus.OPEN).with_for_update()
+    )
+
+
+def _merge_into_queue(session: Session, call: Call) -> MissedCall:
+    assert call.phone is not None
+    item = _open_item(session, call.organization_id, call.phone)
+    if item is None:
+        item = MissedCall(
+            organization_id=call.organization_id, phone=call.phone, resident_id=call.resident_id,
+            first_call_id=call.id, first_call_at=call.started_at, last_call_at=call.started_at, calls_count=1,
+            deadline_at=missed_call_deadline(call.started_at), status=MissedCallStatus.OPEN, close_note="",
+        )
+        try:
+            # The partial unique index (one open item per number) turns a concurrent miss from the
+            # same caller into an IntegrityError here; we then merge into the item that won.
+            with session.begin_nested():
+                session.add(item)
+                session.flush()
+                session.add(MissedCallCall(organization_id=call.organization_id, call_id=call.id,
+                                           missed_call_id=item.id))
+                session.flush()
+        except IntegrityError:
+            winner = _open_item(session, call.organization_id, call.phone)
+            if winner is None:
+                raise
+            return _merge(session, winner, call)
+        events.emit(session, item.organization_id, events.MISSED_CALL_CREATED, _item_payload(item, "created"))
+        return item
+    return _merge(session, item, call)
+
+
+def _merge(session: Session, item: MissedCall, call: Call) -> MissedCall:
+    item.calls_count += 1
+    if call.started_at < item.first_call_at:  # reconciled out of order: the earliest call sets the deadline
+        item.first_call_id = call.id
+        item.first_call_at = call.started_at
+        item.deadline_at = missed_call_deadline(call.started_at)
+    item.last_call_at = max(item.last_call_at, call.started_at)
+    if item.resident_id is None:
+        item.resident_id = call.resident_id
+    session.add(MissedCallCall(organization_id=call.organization_id, call_id=call.id, missed_call_id=item.id))
+    session.flush()
+    events.emit(session, item.organization_id, events.MISSED_CALL_UPDATED, _item_payload(item, "merged"))
+    return item
+
+
+# --- recordings ----------------------------------------------------------------------------------
+
+
+def _attach(
+    session: Session, call: Call, *, kind: RecordingKind, path: str, fmt: str, duration_seconds: int | None,
+    size_bytes: int | None, at: datetime,
+) -> Recording:
+    if not is_safe_relpath(path):
+        raise ValidationFailed("путь записи должен быть относительным, внутри каталога записей", field="path",
+                               value=path)
+    rec = session.scalar(select(Recording).where(Recording.call_id == call.id, Recording.kind == kind))
+    if rec is not None:
+        if rec.path != path:
+            raise ValidationFailed("у звонка уже есть запись с другим путём", field="path", value=path,
+                                   existing=rec.path)
+        rec.duration_seconds = duration_seconds if duration_seconds is not None else rec.duration_seconds
+        rec.size_bytes = size_bytes if size_bytes is not None else rec.size_bytes
+        return rec
+    rec = Recording(organization_id=call.organization_id, call_id=call.id, kind=kind, path=path, format=fmt,
+                    duration_seconds=duration_seconds, size_bytes=size_bytes, created_at=at)
+    session.add(rec)
+    session.flush()
+    return rec
+
+
+def attach_recording(
+    session: Session, *, org_id: int, call_id: int, path: str, fmt: str = "wav", duration_seconds: int | None = None,
+    size_bytes: int | None = None, at: datetime | None = None,
+) -> Recording:
+    """The conversation recording of a call (path relative to the recordings directory, see
+    `models.recording.recording_relpath`). Idempotent per call; no event."""
+    call = get_call(session, org_ids=[org_id], call_id=call_id)
+    return _attach(session, call, kind=RecordingKind.CONVERSATION, path=path, fmt=fmt,
+                   duration_seconds=duration_seconds, size_bytes=size_bytes, at=at or utcnow())
+
+
+def attach_voice_message(
+    session: Session, *, org_id: int, call_id: int, path: str, fmt: str = "wav", duration_seconds: int | None = None,
+    size_bytes: int | None = None, at: datetime | None = None,
+) -> Recording:
+    """The caller left a voice message (T3): stored, shown on the queue item with the same
+    10-minute deadline. Marks the call missed (`voicemail`) if it was not yet. Emits
+    `missed_call.created`/`missed_call.updated`."""
+    at = at or utcnow()
+    call = get_call(session, org_ids=[org_id], call_id=call_id, lock=True)
+    if call.direction != CallDirection.INBOUND or call.answered_at is not None:
+        raise CallStateConflict("голосовое сообщение бывает только у непринятого входящего звонка", call_id=call.id)
+    rec = _attach(session, call, kind=RecordingKind.VOICEMAIL, path=path, fmt=fmt,
+                  duration_seconds=duration_seconds, size_bytes=size_bytes, at=at)
+    item = _mark_missed(session, call, CallOutcome.VOICEMAIL, at)
+    if item is not None and item.is_open and item.voice_message_id != rec.id:
+        item.voice_message_id = rec.id
+        session.flush()
+        events.emit(session, item.organization_id, events.MISSED_CALL_UPDATED, _item_payload(item, "voice_message"))
+    return rec
+
+
+def log_recording_access(
+    session: Session, *, org_ids: list[int] | set[int], recording_id: int, action: RecordingAction | str, by: User,
+    ip: str | None = None, now: datetime | None = None,
+) -> Recording:
+    """Log a play or download (152-ФЗ) and return the recording to serve. Another organization's
+    recording is not found; a purged one is gone (410)."""
+    rec = session.scalar(
+        select(Recording).where(Recording.id == recording_id, Recording.organization_id.in_(list(org_ids)))
+    )
+    if rec is None:
+        raise RecordingNotFound("запись не найдена", recording_id=recording_id)
+    if rec.deleted_at is not None:
+        raise RecordingDeleted("запись удалена по сроку хранения", recording_id=recording_id,
+                               deleted_at=rec.deleted_at.isoformat())
+    try:
+        act = RecordingAction(action)
+    except ValueError:
+        raise ValidationFailed("неизвестное действие с записью", field="action", value=str(action)) from None
+    session.add(RecordingAccess(organization_id=rec.organization_id, recording_id=rec.id, user_id=by.id, action=act,
+                                at=now or utcnow(), ip=ip[:45] if ip else None))
+    session.flush()
+    return rec
+
+
+def recording_file(recordings_dir: Path, rec: Recording) -> Path:
+    """The file of a recording; refuses a path that would leave the recordings directory."""
+    root = recordings_dir.resolve()
+    target = (root / rec.path).resolve()
+    if not is_safe_relpath(rec.path) or not target.is_relative_to(root):
+        raise ValidationFailed("путь записи вне каталога записей", recording_id=rec.id)
+    return target
+
+
+# --- tickets and legal hold ----------------------------------------------------------------------
+
+
+def _ticket(session: Session, org_id: int, ticket_id: int) -> Ticket:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None or ticket.organization_id != org_id:
+        raise TicketNotFound("заявка не найдена", ticket_id=ticket_id)
+    return ticket
+
+
+def link_call_to_ticket(
+    session: Session, *, org_id: int, call_id: int, ticket_id: int, by: User | None, now: datetime | None = None,
+) -> CallTicket:
+    """Link a call (and so its recording) to a ticket of the same organization. Idempotent; no event."""
+    call = get_call(session, org_ids=[org_id], call_id=call_id)
+    ticket = _ticket(session, org_id, ticket_id)
+    link = session.get(CallTicket, (call.id, ticket.id))
+    if link is None:
+        link = CallTicket(organization_id=org_id, call_id=call.id, ticket_id=ticket.id, linked_at=now or utcnow(),
+                          linked_by_id=by.id if by else None)
+        session.add(link)
+        session.flush()
+    return link
+
+
+def set_legal_hold(
+    session: Session, *, org_id: int, ticket_id: int, reason: str, by: User | None, now: datetime | None = None,
+) -> TicketLegalHold:
+    """Keep every recording of the ticket's calls past the retention term (court, inspection)."""
+    ticket = _ticket(session, org_id, ticket_id)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("укажите основание для запрета удаления записей", field="reason")
+    hold = session.get(TicketLegalHold, ticket.id)
+    if hold is None:
+        hold = TicketLegalHold(organization_id=org_id, ticket_id=ticket.id, reason=reason, set_at=now or utcnow(),
+                               set_by_id=by.id if by else None)
+        session.add(hold)
+    else:
+        hold.reason = reason
+    session.flush()
+    return hold
+
+
+def release_legal_hold(session: Session, *, org_id: int, ticket_id: int, by: User | None) -> None:
+    ticket = _ticket(session, org_id, ticket_id)
+    hold = session.get(TicketLegalHold, ticket.id)
+    if hold is not None:
+        logger.info("legal hold released: ticket %s by user %s", ticket.id, by.id if by else None)
+        session.delete(hold)
+        session.flush()
+
+
+def purge_expired_recordings(
+    session: Session, *, now: datetime, recordings_dir: Path, batch: int = 1000,
+) -> list[Recording]:
+    """The retention job: delete the files of recordings older than each organization's retention
+    (default 90 days), except recordings of calls linked to a ticket under legal hold.
+
+    The row stays with `deleted_at` and `deleted_reason` (the deletion log), and each deletion is
+    also logged. Files go first: if the transaction then fails, the next run finds the files
+    missing and still marks the rows.
+    """
+    retention = dict(session.execute(
+        select(TelephonySettings.organization_id, TelephonySettings.recording_retention_days)
+    ).all())
+    held = exists().where(
+        CallTicket.call_id == Recording.call_id, TicketLegalHold.ticket_id == CallTicket.ticket_id,
+    )
+    purged: list[Recording] = []
+    for org_id in session.scalars(select(Organization.id).order_by(Organization.id)):
+        days = int(retention.get(org_id, DEFAULT_RETENTION_DAYS))
+        cutoff = now - timedelta(days=days)
+        recs = session.scalars(
+            select(Recording)
+            .where(Recording.organization_id == org_id, Recording.deleted_at.is_(None), Recording.created_at < cutoff,
+                   ~held)
+            .order_by(Recording.created_at, Recording.id)
+            .limit(batch)
+        ).all()
+        for rec in recs:
+            reason = f"срок хранения {days} дн."
+            try:
+                recording_file(recordings_dir, rec).unlink()
+            except FileNotFoundError:
+                reason += "; файл уже отсутствовал"
+            except ValidationFailed:
+                reason += "; путь вне каталога, файл не тронут"
+            rec.deleted_at = now
+            rec.deleted_reason = reason
+            logger.info("recording purged: id=%s org=%s call=%s path=%s (%s)", rec.id, org_id, rec.call_id,
+                        rec.path, reason)
+            purged.append(rec)
+    session.flush()
+    return purged
+
+
+# --- fallback: calls the dialplan handled while the ARI app was down ------------------------------
+
+CDR_DISPOSITIONS = {
+    "ANSWERED": CallOutcome.ANSWERED,
+    "NO ANSWER": CallOutcome.NO_ANSWER,
+    "BUSY": CallOutcome.BUSY,
+    "FAILED": CallOutcome.FAILED,
+    "CONGESTION": CallOutcome.FAILED,
+}
+
+
+def record_fallback_call(
+    session: Session, *, did: str, src: str | None, uniqueid: str, start: datetime, end: datetime,
+    disposition: str, linkedid: str | None = None, answer: datetime | None = None,
+    dispatcher_endpoint: str | None = None, recording_path: str | None = None,
+    voicemail_path: str | None = None,
+) -> Call:
+    """A call reconciled from Asterisk's CDR (or AMI `Cdr` events) after an outage.
+
+    Idempotent on `uniqueid` (and `linkedid`): a call the app already completed is returned as is;
+    a call the app registered but never finished (it died mid-call) is completed from the CDR.
+    An unanswered call joins the missed-call queue as if it had been seen live; an answered one
+    closes the caller's open item. The reconciler should pass one CDR per call (the resident's
+    leg, ANSWERED if any dispatcher leg answered). Emits `call.ended` and the queue's events.
+    """
+    call = call_by_channel(session, uniqueid)
+    if call is None and linkedid:
+        call = session.scalar(
+            select(Call).where(Call.linkedid == linkedid, Call.direction == CallDirection.INBOUND).order_by(Call.id)
+        )
+    if call is not None and call.ended_at is not None:
+        return call
+    outcome = CDR_DISPOSITIONS.get((disposition or "").strip().upper())
+    if outcome is None:
+        raise ValidationFailed("неизвестный исход звонка в CDR", field="disposition", value=disposition)
+    if outcome == CallOutcome.ANSWERED and answer is None:
+        answer = start
+    if outcome != CallOutcome.ANSWERED:
+        answer = None
+        if voicemail_path:
+            outcome = CallOutcome.VOICEMAIL
+    if call is None:
+        org = organization_for_did(session, did)
+        phone = try_e164(src)
+        card: CallerCard = caller_card(session, org_id=org.id, phone=phone)
+        new = Call(
+            organization_id=org.id, direction=CallDirection.INBOUND, kind=CallKind.FALLBACK, did=try_e164(did),
+            phone=phone, phone_raw=(src or "")[:64], channel_id=uniqueid, linkedid=linkedid, started_at=start,
+            resident_id=card.residents[0].id if len(card.residents) == 1 else None, is_fallback=True,
+        )
+        call = _insert_call(session, new)
+        if call is not new and call.ended_at is not None:
+            return call
+    call.is_fallback = True
+    if answer is not None and call.answered_at is None:
+        call.answered_at = answer
+        call.dispatcher_endpoint = dispatcher_endpoint or call.dispatcher_endpoint
+        call.wait_seconds = _seconds(call.started_at, answer)
+        _close_by_recall(session, call)
+    if recording_path:
+        _attach(session, call, kind=RecordingKind.CONVERSATION, path=recording_path, fmt=_fmt(recording_path),
+                duration_seconds=_seconds(answer, end) if answer else None, size_bytes=None, at=end)
+    call.ended_at = end
+    if call.answered_at is not None:
+        call.outcome = CallOutcome.ANSWERED
+    else:
+        item = _mark_missed(session, call, outcome, end)
+        if voicemail_path:
+            rec = _attach(session, call, kind=RecordingKind.VOICEMAIL, path=voicemail_path, fmt=_fmt(voicemail_path),
+                          duration_seconds=None, size_bytes=None, at=end)
+            if item is not None and item.is_open:
+                item.voice_message_id = rec.id
+                session.flush()
+                events.emit(session, item.organization_id, events.MISSED_CALL_UPDATED,
+                            _item_payload(item, "voice_message"))
+    events.emit(session, call.organization_id, events.CALL_ENDED,
+                _payload(call, outcome=call.outcome.value if call.outcome else None,
+                         duration_seconds=_seconds(call.started_at, end), is_fallback=True))
+    return call
+
+
+def _fmt(path: str) -> str:
+    suffix = Path(path).suffix.lstrip(".").lower()
+    return suffix[:10] or "wav"
