@@ -1,0 +1,1 @@
+"""FastAGI routes: one module per script, registered explicitly in `agi.server.ROUTES`."""

@@ -1,0 +1,288 @@
+"""Static checks of the dialplan templates: no dangling Goto, unknown variable or undocumented
+placeholder reaches a telecom admin. No Asterisk needed: a small parser of extensions.conf."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from openads import channel_vars as cv
+
+ROOT = Path(__file__).resolve().parents[2]
+DIALPLAN = ROOT / "dialplan"
+EXTENSIONS = DIALPLAN / "extensions.conf"
+NOT_CONTEXTS = {"general", "globals"}
+JUMPS = ("Goto", "GotoIf", "Gosub", "GosubIf", "Dial", "Stasis")
+
+
+@dataclass
+class Line:
+    context: str
+    exten: str
+    label: str | None
+    app: str
+    lineno: int
+
+
+@dataclass
+class Dialplan:
+    contexts: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # context -> exten -> labels
+    lines: list[Line] = field(default_factory=list)
+    globals: dict[str, str] = field(default_factory=dict)
+    comments_before: dict[str, str] = field(default_factory=dict)
+
+
+def split_top(text: str, sep: str) -> list[str]:
+    """Split on `sep` outside (), [], {} (so ${EXTEN:1} and $[a:b] stay whole)."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == sep and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return parts
+
+
+def parse(path: Path) -> Dialplan:
+    dp = Dialplan()
+    context, exten, comment = "", "", ""
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        stripped = raw.strip()
+        if stripped.startswith(";"):
+            comment += stripped + "\n"
+            continue
+        body = split_top(raw, ";")[0].strip()
+        if not body:
+            continue
+        if m := re.fullmatch(r"\[([^\]]+)\]", body):
+            context = m.group(1)
+            dp.comments_before[context] = comment
+            dp.contexts.setdefault(context, {})
+            comment = ""
+            continue
+        comment = ""
+        if context == "globals":
+            name, _, value = body.partition("=")
+            dp.globals[name.strip()] = value.strip()
+            continue
+        if context in NOT_CONTEXTS:
+            continue
+        m = re.fullmatch(r"(exten|same)\s*=>\s*(.*)", body)
+        assert m, f"line {lineno}: not a dialplan line: {raw!r}"
+        fields = split_top(m.group(2), ",")
+        if m.group(1) == "exten":
+            exten = fields.pop(0).strip()
+        prio = fields.pop(0).strip()
+        app = ",".join(fields).strip()
+        label_m = re.fullmatch(r"[n\d]+(?:\((\w+)\))?", prio)
+        assert label_m, f"line {lineno}: bad priority {prio!r}"
+        dp.contexts[context].setdefault(exten, set())
+        if label_m.group(1):
+            dp.contexts[context][exten].add(label_m.group(1))
+        dp.lines.append(Line(context, exten, label_m.group(1), app, lineno))
+    return dp
+
+
+def calls(app: str) -> list[tuple[str, str]]:
+    """Every (application, arguments) in a priority, including those nested in ExecIf(...)."""
+    found = []
+    for m in re.finditer(r"\b(" + "|".join(JUMPS) + r")\(", app):
+        depth, i = 1, m.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(app[i], 0)
+            i += 1
+        found.append((m.group(1), app[m.end(): i - 1]))
+    return found
+
+
+def pattern_matches(pattern: str, exten: str) -> bool:
+    if not pattern.startswith("_"):
+        return pattern == exten
+    rx = ""
+    chars = iter(pattern[1:])
+    for ch in chars:
+        if ch == "[":
+            rx += "[" + "".join(iter(lambda: next(chars), "]")) + "]"
+        else:
+            rx += {"X": "[0-9]", "Z": "[1-9]", "N": "[2-9]", ".": ".+", "!": ".*"}.get(ch, re.escape(ch))
+    return re.fullmatch(rx, exten) is not None
+
+
+def has_exten(dp: Dialplan, context: str, exten: str) -> bool:
+    if exten in dp.contexts[context]:  # the extension itself (a label jump within it)
+        return True
+    if "${" in exten:  # computed: any pattern extension may take it
+        return any(e.startswith("_") for e in dp.contexts[context])
+    return any(pattern_matches(e, exten) for e in dp.contexts[context])
+
+
+def destinations(dp: Dialplan, line: Line) -> list[tuple[str, str, str | None]]:
+    """(context, exten, label) targets of one priority's Goto/GotoIf/Gosub."""
+    out: list[tuple[str, str, str | None]] = []
+    for app, args in calls(line.app):
+        if app not in ("Goto", "GotoIf", "Gosub", "GosubIf"):
+            continue
+        targets = [args]
+        if app.endswith("If"):
+            _cond, _, rest = args.partition("?")
+            targets = [t for t in split_top(rest, ":") if t]
+        for target in targets:
+            parts = [p.strip() for p in split_top(target, ",")]
+            if len(parts) == 3:
+                ctx, exten, prio = parts
+            elif len(parts) == 2:
+                ctx, (exten, prio) = line.context, parts
+            else:
+                ctx, exten, prio = line.context, line.exten, parts[0]
+            out.append((ctx, exten, None if prio.isdigit() else prio))
+    return out
+
+
+@pytest.fixture(scope="module")
+def dp() -> Dialplan:
+    return parse(EXTENSIONS)
+
+
+def test_the_expected_contexts_exist(dp: Dialplan) -> None:
+    assert set(dp.contexts) - NOT_CONTEXTS == {
+        "openads-from-trunk", "openads-lookup", "openads-fallback", "openads-dispatchers",
+        "openads-outbound", "openads-test",
+    }
+
+
+def test_every_goto_and_gosub_leads_to_an_existing_context_extension_and_label(dp: Dialplan) -> None:
+    checked = 0
+    for line in dp.lines:
+        for ctx, exten, label in destinations(dp, line):
+            where = f"line {line.lineno}: {line.app}"
+            assert ctx in dp.contexts, f"{where}: no context [{ctx}]"
+            assert has_exten(dp, ctx, exten), f"{where}: no extension {exten} in [{ctx}]"
+            if label is not None and "${" not in exten:
+                labels = set().union(*(v for e, v in dp.contexts[ctx].items() if e == exten or pattern_matches(e, exten)))
+                assert label in labels, f"{where}: no label {label} in [{ctx}] {exten}"
+            checked += 1
+    assert checked >= 15
+
+
+def test_every_dial_to_a_local_channel_uses_an_existing_context(dp: Dialplan) -> None:
+    dial_strings = [args for line in dp.lines for app, args in calls(line.app) if app == "Dial"]
+    dial_strings += list(dp.globals.values())
+    assert dial_strings
+    for dial in dial_strings:
+        for ctx in re.findall(r"Local/[^@,&]+@([\w-]+)", dial):
+            assert ctx in dp.contexts, f"Dial({dial}): no context [{ctx}]"
+
+
+def test_stasis_enters_the_openads_app_with_a_known_flow(dp: Dialplan) -> None:
+    stasis = [args for line in dp.lines for app, args in calls(line.app) if app == "Stasis"]
+    assert stasis == ["openads,inbound,${OPENADS_DID}"]
+
+
+def test_stasis_failure_falls_back_to_ringing_dispatchers(dp: Dialplan) -> None:
+    trunk = [line.app for line in dp.lines if line.context == "openads-from-trunk" and line.exten == "_X."]
+    after = trunk[[i for i, app in enumerate(trunk) if app.startswith("Stasis(")][0] + 1:]
+    assert "Goto(openads-fallback,s,1)" in after
+    fallback = [line.app for line in dp.lines if line.context == "openads-fallback"]
+    assert "Gosub(openads-lookup,s,1)" in fallback
+    assert "MixMonitor(${OPENADS_RECORDING})" in fallback
+    assert "Dial(${OPENADS_DISPATCHERS},${OPENADS_RING_TIMEOUT},m(openads))" in fallback
+    assert "VoiceMail(${OPENADS_VOICEMAIL_BOX},s)" in fallback
+    assert fallback.index("MixMonitor(${OPENADS_RECORDING})") < fallback.index(
+        "Dial(${OPENADS_DISPATCHERS},${OPENADS_RING_TIMEOUT},m(openads))") < fallback.index(
+        "VoiceMail(${OPENADS_VOICEMAIL_BOX},s)")
+
+
+def test_lookup_calls_the_fastagi_route_and_defaults_to_failed(dp: Dialplan) -> None:
+    lookup = [line.app for line in dp.lines if line.context == "openads-lookup"]
+    assert "AGI(agi://${OPENADS_AGI_HOST}:${OPENADS_AGI_PORT}/lookup_caller,${OPENADS_DID})" in lookup
+    assert any("Set(OPENADS_AGI_STATUS=FAILED)" in app and "AGISTATUS" in app for app in lookup)
+    assert lookup[-1] == "Return()"
+    from agi.server import ROUTES
+
+    for line in dp.lines:
+        for route in re.findall(r"AGI\(agi://[^/]+/(\w+)", line.app):
+            assert route in ROUTES, f"line {line.lineno}: no FastAGI route {route}"
+
+
+def test_every_openads_variable_is_declared_in_channel_vars(dp: Dialplan) -> None:
+    text = EXTENSIONS.read_text(encoding="utf-8")
+    used = set(re.findall(r"\$\{(OPENADS_\w+)", text))
+    used |= set(re.findall(r"Set\(_{0,2}(OPENADS_\w+)=", text))
+    used |= {name for name in dp.globals}
+    assert used - set(cv.ALL) == set()
+    assert {n for n in dp.globals} == {n for n, v in cv.ALL.items() if v.kind == "global"}
+    assert "OPENADS_AGI_STATUS" in used and "OPENADS_DID" in used
+
+
+def test_agi_status_values_used_in_the_dialplan_are_real(dp: Dialplan) -> None:
+    text = EXTENSIONS.read_text(encoding="utf-8")
+    values = set(re.findall(r'"\$\{OPENADS_AGI_STATUS\}" [!=]+ "(\w+)"', text))
+    assert values and values <= {s.value for s in cv.AgiStatus}
+
+
+def test_every_context_starts_with_a_comment_on_how_it_is_entered_and_what_it_expects(dp: Dialplan) -> None:
+    for context in set(dp.contexts) - NOT_CONTEXTS:
+        comment = dp.comments_before[context]
+        assert "Entered:" in comment and "Expects:" in comment, f"[{context}] lacks its header comment"
+
+
+def test_prompts_played_by_the_dialplan_are_listed_for_recording(dp: Dialplan) -> None:
+    listed = (DIALPLAN / "sounds" / "README.md").read_text(encoding="utf-8")
+    prompts = {p for line in dp.lines for p in re.findall(r"Playback\(openads/([\w-]+)\)", line.app)}
+    assert prompts == {"fallback-greeting", "fallback-voicemail", "test-call", "test-agi-ok", "test-agi-failed"}
+    for prompt in prompts:
+        assert f"`{prompt}`" in listed
+
+
+def test_cdr_manager_mappings_are_read_by_the_cdr_parser() -> None:
+    conf = (DIALPLAN / "cdr_manager.conf").read_text(encoding="utf-8")
+    headers = re.findall(r"^\s*\w+\s*=>\s*(\w+)", conf, re.M)
+    parser = (ROOT / "ari_app" / "presence.py").read_text(encoding="utf-8")
+    assert headers
+    for header in headers:
+        assert f'"{header}"' in parser, header
+    cdr_vars = set(re.findall(r"CDR\((\w+)\)", EXTENSIONS.read_text(encoding="utf-8"))) - {"userfield"}
+    mapped = set(re.findall(r"^\s*(\w+)\s*=>", conf, re.M))
+    assert cdr_vars <= mapped
+
+
+def test_every_placeholder_in_the_config_templates_is_documented() -> None:
+    docs = (ROOT / "docs" / "telephony.md").read_text(encoding="utf-8")
+    files = [p for p in DIALPLAN.rglob("*.conf") if p.name != "extensions.conf"]
+    placeholders = {m for p in files for m in re.findall(r"\$\{([A-Z0-9_]+)\}", p.read_text(encoding="utf-8"))}
+    assert {"ARI_PASSWORD", "AMI_SECRET", "TRUNK_LOGIN", "TRUNK_PASSWORD", "TRUNK_HOST"} <= placeholders
+    for name in placeholders:
+        assert f"${{{name}}}" in docs, f"${{{name}}} is not explained in docs/telephony.md"
+    for name, var in cv.ALL.items():
+        if var.kind == "global":
+            assert name in docs, f"{name} is not explained in docs/telephony.md"
+
+
+def test_every_provider_defines_the_trunk_endpoint_the_dialplan_dials() -> None:
+    dp_trunk = parse(EXTENSIONS).globals["OPENADS_TRUNK"]
+    providers = sorted((DIALPLAN / "providers").glob("*.conf"))
+    assert len(providers) >= 2
+    pjsip = (DIALPLAN / "pjsip.conf").read_text(encoding="utf-8")
+    for provider in providers:
+        text = provider.read_text(encoding="utf-8")
+        assert re.search(rf"^\[{dp_trunk}\]\(openads-trunk-endpoint\)", text, re.M), provider.name
+        assert f"#include providers/{provider.name}" in pjsip, provider.name
+        for template in re.findall(r"^\[[\w-]+\]\(([\w-]+)\)", text, re.M):
+            assert f"[{template}](!)" in pjsip, f"{provider.name}: no template {template} in pjsip.conf"
+
+
+def test_pattern_matching_helper() -> None:
+    assert pattern_matches("_X.", "74951234567")
+    assert not pattern_matches("_X.", "s")
+    assert pattern_matches("_+X.", "+74951234567")
+    assert pattern_matches("_1XX", "101") and not pattern_matches("_1XX", "1011")
+    assert pattern_matches("_8XXXXXXXXXX", "84951234567")
