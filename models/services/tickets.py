@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, inspect, select, update
+from sqlalchemy import String, and_, bindparam, cast, false, func, insert, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -64,7 +64,7 @@ def _counter_upsert(dialect_insert: Any) -> Any:
     counters = table_of(TicketCounter)
     return (
         dialect_insert(counters)
-        .values(organization_id=bindparam("organization_id"), year=bindparam("year"), last_value=1)
+        .values(organization_id=bindparam("b_org"), year=bindparam("b_year"), last_value=1)
         .on_conflict_do_update(
             index_elements=[counters.c.organization_id, counters.c.year],
             set_={"last_value": counters.c.last_value + 1},
@@ -73,8 +73,19 @@ def _counter_upsert(dialect_insert: Any) -> Any:
     )
 
 
-_COUNTER_UPSERT = {"postgresql": _counter_upsert(postgresql.insert), "sqlite": _counter_upsert(sqlite.insert)}
-_NUMBER_UPDATE = update(_TICKETS).where(_TICKETS.c.id == bindparam("ticket_id")).values(number=bindparam("number"))
+def _number_ticket_pg() -> Any:
+    bump = _counter_upsert(postgresql.insert).cte("bump")
+    seq = select(bump.c.last_value).scalar_subquery()
+    number = bindparam("prefix", type_=String) + func.lpad(cast(seq, String), 6, "0")
+    return (
+        update(_TICKETS).where(_TICKETS.c.id == bindparam("ticket_id")).values(number=number)
+        .returning(_TICKETS.c.number)
+    )
+
+
+_COUNTER_UPSERT_SQLITE = _counter_upsert(sqlite.insert)
+_NUMBER_TICKET_PG = _number_ticket_pg()
+_NUMBER_UPDATE = update(_TICKETS).where(_TICKETS.c.id == bindparam("ticket_id")).values(number=bindparam("b_number"))
 
 
 @dataclass
@@ -144,6 +155,36 @@ def _category(session: Session, org_id: int, category_id: int) -> Category:
     return cat  # type: ignore[no-any-return]
 
 
+def _registration_references(
+    session: Session, org_id: int, draft: TicketDraft
+) -> tuple[Category, House | None, Premise | None]:
+    """Category, house and premise of a new ticket in one query (each checked to be the organization's).
+
+    A registration's three lookups are one round trip; when anything is missing, the per-object
+    lookups name the field that is wrong.
+    """
+    house_on = and_(House.id == draft.house_id, House.organization_id == org_id)
+    premise_on = and_(Premise.id == draft.premise_id, Premise.organization_id == org_id)
+    row = session.execute(
+        select(Category, House, Premise)
+        .select_from(Category)
+        .outerjoin(House, house_on if draft.house_id is not None else false())
+        .outerjoin(Premise, premise_on if draft.premise_id is not None else false())
+        .where(Category.id == draft.category_id, Category.organization_id == org_id, Category.active.is_(True))
+    ).one_or_none()
+    if (
+        row is None
+        or (draft.house_id is not None and row[1] is None)
+        or (draft.premise_id is not None and row[2] is None)
+    ):
+        return (
+            _category(session, org_id, draft.category_id),
+            _owned(session, House, draft.house_id, org_id, "дом", "house_id"),
+            _owned(session, Premise, draft.premise_id, org_id, "помещение", "premise_id"),
+        )
+    return row[0], row[1], row[2]
+
+
 def _executor(session: Session, org_id: int, executor_id: int) -> User:
     user = session.scalar(
         select(User)
@@ -167,30 +208,26 @@ def _phone(raw: str | None) -> str | None:
 # --- numbering --------------------------------------------------------------------------------
 
 
-def allocate_number(session: Session, *, organization_id: int, year: int) -> str:
-    """Next number `YYYY-NNNNNN` for the organization and year: no gaps, no duplicates.
+def number_ticket(session: Session, ticket: Ticket, *, year: int) -> str:
+    """Give a just-inserted ticket its number `YYYY-NNNNNN`: next in its organization and year, no
+    gaps, no duplicates.
 
-    The counter row is created or bumped by one upsert ... RETURNING inside the ticket's own
-    transaction, so a concurrent creation waits for the row lock (PostgreSQL) or the write lock
-    (SQLite), and a rolled-back creation gives its number back. One statement, not two: the row
-    lock is held until commit, so every round trip after it limits the creation rate.
+    The counter row is created or bumped by an upsert inside the ticket's own transaction, so a
+    concurrent registration waits for the row lock (PostgreSQL) or the write lock (SQLite), and a
+    rolled-back one gives its number back. The lock is held until commit, so every round trip after
+    the upsert limits the organization's registration rate: on PostgreSQL the upsert and the
+    ticket's UPDATE are one statement (a data-modifying CTE).
     """
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        seq = session.connection().execute(
-            _COUNTER_UPSERT[dialect], {"organization_id": organization_id, "year": year}
-        ).scalar_one()
-        return f"{year}-{seq:06d}"
-    # Other engines are not supported; kept as the plain, portable two-statement form.
-    if session.get(TicketCounter, (organization_id, year)) is None:  # pragma: no cover
-        session.execute(insert(TicketCounter).values(organization_id=organization_id, year=year, last_value=0))
-    seq = session.execute(
-        update(TicketCounter)
-        .where(TicketCounter.organization_id == organization_id, TicketCounter.year == year)
-        .values(last_value=TicketCounter.last_value + 1)
-        .returning(TicketCounter.last_value)
-    ).scalar_one()
-    return f"{year}-{seq:06d}"
+    params = {"b_org": ticket.organization_id, "b_year": year, "prefix": f"{year}-", "ticket_id": ticket.id}
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        number = conn.execute(_NUMBER_TICKET_PG, params).scalar_one()
+    else:
+        seq = conn.execute(_COUNTER_UPSERT_SQLITE, params).scalar_one()
+        number = f"{year}-{seq:06d}"
+        conn.execute(_NUMBER_UPDATE, {"ticket_id": ticket.id, "b_number": number})
+    set_committed_value(ticket, "number", number)
+    return str(number)
 
 
 # --- deadlines ---------------------------------------------------------------------------------
@@ -315,9 +352,12 @@ def _insert_persistent(session: Session, ticket: Ticket) -> None:
     state = inspect(ticket)
     values = {key: state.dict.get(key) for key in _TICKET_PLAIN_KEYS}
     values.update((key, state.dict[key]) for key in _TICKET_DEFAULTED_KEYS if key in state.dict)
+    unset = [key for key in _TICKET_PLAIN_KEYS if key not in state.dict]
     row = session.connection().execute(_TICKET_INSERT, values).one()
     ticket.id = row[0]
-    make_transient_to_detached(ticket)
+    make_transient_to_detached(ticket)  # marks the attributes the object never had as expired...
+    for key in unset:  # ...so they are set here, or reading one would SELECT the row back
+        set_committed_value(ticket, key, None)
     for key, value in zip(_TICKET_DEFAULTED_KEYS, row[1:], strict=True):
         if key not in values:
             set_committed_value(ticket, key, value)
@@ -451,9 +491,7 @@ def create_ticket(
     description = (draft.description or "").strip()
     if not description:
         raise ValidationFailed("описание заявки обязательно", field="description")
-    category = _category(session, org.id, draft.category_id)
-    house = _owned(session, House, draft.house_id, org.id, "дом", "house_id")
-    premise = _owned(session, Premise, draft.premise_id, org.id, "помещение", "premise_id")
+    category, house, premise = _registration_references(session, org.id, draft)
     resident = _owned(session, Resident, draft.resident_id, org.id, "житель", "resident_id")
     incident = _owned(session, Incident, draft.incident_id, org.id, "авария", "incident_id")
     if premise is not None:
@@ -501,7 +539,7 @@ def create_ticket(
     # ticket is then attached to the session as an already persistent object.
     #
     # The ticket and its history row are written under a provisional number first; the real
-    # number is taken last (see allocate_number: the counter row stays locked until commit, so
+    # number is taken last (see number_ticket: the counter row stays locked until commit, so
     # whatever runs after it serialises the organization's concurrent registrations).
     ticket.number = "~" + uuid.uuid4().hex[:16]
     _insert_persistent(session, ticket)
@@ -519,9 +557,7 @@ def create_ticket(
             "due_at": [None, ticket.due_at],
         },
     )
-    number = allocate_number(session, organization_id=org.id, year=year)
-    session.connection().execute(_NUMBER_UPDATE, {"ticket_id": ticket.id, "number": number})
-    set_committed_value(ticket, "number", number)
+    number_ticket(session, ticket, year=year)
     _emit(session, ticket, events.TICKET_CREATED, "created")
     if ticket.is_emergency:
         _notify_municipality(session, org, ticket, now)
