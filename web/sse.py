@@ -38,6 +38,8 @@ RETRY_MS = 2000
 LOOKBACK_IDS = 200
 LOOKBACK_SECONDS = 30
 BATCH = 500
+# Events that carry residents' personal data (phones, names, caller cards): staff streams only.
+PERSONAL_PREFIXES = ("call.", "missed_call.")
 
 
 def current_max_id(session: Session, org_ids: list[int]) -> int:
@@ -66,7 +68,8 @@ def event_stream(
     heartbeat: float = HEARTBEAT_SECONDS, max_seconds: float = MAX_STREAM_SECONDS, executor_id: int | None = None,
 ) -> Iterator[str]:
     """Events after `last_id`. For an executor (`executor_id`) only the ticket events of tickets
-    that are or were theirs: the others' numbers and statuses are none of their business."""
+    that are or were theirs: the others' numbers and statuses are none of their business; and no
+    call or missed-call events at all (residents' personal data)."""
     sub = bus.subscriber(org_ids)
     sent: set[int] = set()
     high = last_id
@@ -98,6 +101,8 @@ def event_stream(
                 if executor_id is not None and name.startswith("ticket.") and \
                         executor_id not in (payload or {}).get("executor_ids", ()):
                     continue
+                if executor_id is not None and name.startswith(PERSONAL_PREFIXES):
+                    continue  # callers' phones, names and caller cards: never to executors
                 out.append(format_event(high, name, {"event_id": event_id, "organization_id": org_id,
                                                      **(payload or {})}))
             if out:

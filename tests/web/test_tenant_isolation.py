@@ -9,13 +9,15 @@ import pytest
 from sqlalchemy import func, select
 
 from models.base import Base
+from models.services import calls as calls_svc
 from models.ticket import Attachment
 from tests import factories as f
 
-ID_KINDS = ("ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id")
+ID_KINDS = ("ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id", "call_id",
+            "missed_call_id", "recording_id")
 
 
-def _objects(db, world, org_name: str) -> dict[str, int]:
+def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
     org = getattr(world, org_name)
     cats = world.cats_a if org_name == "org_a" else world.cats_b
     house = world.house_a if org_name == "org_a" else world.house_b
@@ -26,9 +28,16 @@ def _objects(db, world, org_name: str) -> dict[str, int]:
                                 content_type="application/pdf", size=3, storage_path="/nonexistent/act.pdf")
         s.add(attachment)
         incident = f.make_incident(s, s.merge(house))
+        call = f.make_inbound_call(s, s.merge(org), "+79160000077")  # still ringing
+        missed = f.make_missed_call(s, s.merge(org), "+79160000088")
+        path = f"{org.id}/{missed.first_call_id}.wav"
+        (recordings_dir / str(org.id)).mkdir(parents=True, exist_ok=True)
+        (recordings_dir / path).write_bytes(b"RIFF0000WAVE")
+        recording = calls_svc.attach_recording(s, org_id=org.id, call_id=missed.first_call_id, path=path)
         s.flush()
         return {"ticket_id": ticket.id, "house_id": house.id, "resident_id": resident.id,
-                "attachment_id": attachment.id, "category_id": cats["other"].id, "incident_id": incident.id}
+                "attachment_id": attachment.id, "category_id": cats["other"].id, "incident_id": incident.id,
+                "call_id": call.id, "missed_call_id": missed.id, "recording_id": recording.id}
 
 
 def _id_routes(app) -> list[tuple[str, str, str]]:
@@ -55,14 +64,15 @@ def _row_counts(db) -> dict[str, int]:
 
 def _call(client, method: str, url: str, headers: dict[str, str]) -> Any:
     if url.startswith("/api/"):
-        return client.open(url, method=method, json={}, headers=headers)
-    return client.open(url, method=method, data={}, headers=headers)
+        return client.open(url, method=method, json={}, headers=headers, buffered=True)
+    return client.open(url, method=method, data={}, headers=headers, buffered=True)
 
 
 @pytest.mark.parametrize("via", ["panel", "api"])
-def test_every_id_route_hides_another_organizations_objects(app, db, world, login_as, token_for, via) -> None:
-    mine = _objects(db, world, "org_a")
-    theirs = _objects(db, world, "org_b")
+def test_every_id_route_hides_another_organizations_objects(app, db, world, login_as, token_for, via,
+                                                            settings) -> None:
+    mine = _objects(db, world, "org_a", settings.recordings_dir)
+    theirs = _objects(db, world, "org_b", settings.recordings_dir)
     client = login_as(world.dispatcher_a)
     headers = token_for(world.dispatcher_a) if via == "api" else {}
     routes = [r for r in _id_routes(app) if r[1].startswith("/api/") == (via == "api")]

@@ -441,6 +441,10 @@ def ticket_new() -> Any:
                 executor_id=optional_int(form.get("executor_id"), "executor_id"),
             )
             ticket = svc.create_ticket(s, org=org, draft=draft, by=user())
+            if form.get("call_id"):  # registered from a caller card: link the call and its recording
+                from web.panel.calls import link_ticket_to_call
+
+                link_ticket_to_call(s, org=org, call_id=form["call_id"], ticket=ticket, by=user())
         except NotFound:
             s.rollback()
             error = "организация не найдена"

@@ -24,7 +24,7 @@ from web.auth import current_user, login_required, login_user, logout_user, org_
 from web.dbsession import session as db_session
 from web.filters import Deadline, deadline_parts, dm, hm, zone
 from web.journal_args import encode_cursor, parse_journal_filter
-from web.panel import bp
+from web.panel import bp, console
 from web.panel.common import (
     FILTER_ARGS,
     check_visible,
@@ -295,6 +295,9 @@ def index() -> Any:
         last_event_id=last_event_id,
         **_filter_form(args, orgs, ids),
     )
+    if console.applies():  # staff: the journal is the centre of the dispatcher's console
+        context.update(console.console_context(s, orgs, now))
+        return render_template("console.html", **context), 400 if error else 200
     return render_template("journal.html", **context), 400 if error else 200
 
 

@@ -44,6 +44,7 @@
     list.forEach(function (r) { r.classList.remove("selected"); });
     list[next].classList.add("selected");
     list[next].focus();
+    document.dispatchEvent(new CustomEvent("openads:row-selected", { detail: list[next] }));
   }
   document.addEventListener("keydown", function (ev) {
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
@@ -77,16 +78,33 @@
     s.textContent = ok ? "● онлайн" : "● нет связи — переподключение…";
   }
 
+  /* One event stream per page, shared by the journal and the console (browsers allow few connections). */
+  var sharedStream = null;
+  window.OpenADS.stream = function (url) {
+    if (sharedStream || !window.EventSource) return sharedStream;
+    sharedStream = new EventSource(url);
+    sharedStream.onopen = function () { liveState(true); };
+    sharedStream.onerror = function () { liveState(false); };
+    window.addEventListener("beforeunload", function () { sharedStream.close(); });
+    return sharedStream;
+  };
+  /* The tab title: "(2 нов.) (3 пропущ.) Пульт диспетчера — …"; each part is set by its owner. */
+  var titleParts = { fresh: "", missed: "" };
+  var titleBase = document.title.replace(/^(\(\d+ [^)]*\) )+/, "");
+  window.OpenADS.setTitle = function (part, text) {
+    titleParts[part] = text;
+    document.title = titleParts.fresh + titleParts.missed + titleBase;
+  };
+
   /* ---------------- journal ---------------- */
   var table = $("#journal");
   if (table) {
     if (location.hash === "#search" && $("#q")) $("#q").focus();
     var tbody = $("#journal-rows");
-    var baseTitle = document.title;
     var fresh = 0;
     var counter = $("#new-counter");
     var showFresh = function () {
-      document.title = (fresh ? "(" + fresh + " нов.) " : "") + baseTitle;
+      window.OpenADS.setTitle("fresh", fresh ? "(" + fresh + " нов.) " : "");
       if (counter) { counter.hidden = !fresh; counter.innerHTML = ""; counter.appendChild(el("span", "mark mark-ok", "новых: " + fresh)); }
     };
     var resetFresh = function () { if (document.visibilityState === "visible" && document.hasFocus()) { fresh = 0; setTimeout(showFresh, 5000); } };
@@ -95,6 +113,12 @@
     tbody.addEventListener("click", function (ev) {
       var tr = ev.target.closest("tr.row");
       if (!tr || ev.target.closest("a")) return;
+      if ($("#console")) {  /* the console: a click selects, the card opens in the right zone; Enter opens the page */
+        rows().forEach(function (r) { r.classList.remove("selected"); });
+        tr.classList.add("selected");
+        document.dispatchEvent(new CustomEvent("openads:row-selected", { detail: tr }));
+        return;
+      }
       location.href = tr.dataset.href;
     });
 
@@ -143,12 +167,9 @@
     };
 
     if (table.dataset.live === "1" && window.EventSource) {
-      var es = new EventSource(table.dataset.stream);
-      es.onopen = function () { liveState(true); };
-      es.onerror = function () { liveState(false); };
+      var es = window.OpenADS.stream(table.dataset.stream);
       es.addEventListener("ticket.created", function (ev) { onCreated(JSON.parse(ev.data)); });
       es.addEventListener("ticket.changed", function (ev) { onChanged(JSON.parse(ev.data)); });
-      window.addEventListener("beforeunload", function () { es.close(); });
     }
 
     var more = $("#more");

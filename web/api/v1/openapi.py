@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from models.ticket import TicketStatus
 from web.api.v1 import bp
+from web.api.v1 import calls as calls_api
 from web.api.v1 import schemas as sc
 
 REF = "#/components/schemas/{model}"
@@ -78,6 +79,20 @@ class Op:
 TICKET_ID = {"name": "ticket_id", "in": "path", "required": True, "schema": INT}
 HOUSE_ID = {"name": "house_id", "in": "path", "required": True, "schema": INT}
 RESIDENT_ID = {"name": "resident_id", "in": "path", "required": True, "schema": INT}
+CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": INT}
+MISSED_CALL_ID = {"name": "missed_call_id", "in": "path", "required": True, "schema": INT}
+CALL_FILTERS = [
+    _q("organization_id", "Организация (из доступных пользователю)", INT),
+    _q("from", "Начало звонка не раньше", DATE),
+    _q("to", "Начало звонка не позже (дата включительно)", DATE),
+    _q("direction", "Направление", {"type": "string", "enum": ["inbound", "outbound"]}),
+    _q("outcome", "Исход; можно повторять или перечислять через запятую; missed — все пропущенные входящие",
+       {"type": "array", "items": {"type": "string", "enum": ["missed", "answered", "missed_timeout", "abandoned",
+                                                              "voicemail", "no_answer", "busy", "failed"]}}),
+    _q("phone", "Номер жителя в любой записи"),
+    *PAGING,
+]
+LOCAL_DAY = {"type": "string", "format": "date", "description": "YYYY-MM-DD, местный день организации"}
 STAFF_ONLY = "Роли: администратор, руководитель, диспетчер."
 EXECUTOR_TOO = "Исполнитель видит и меняет только назначенные ему заявки."
 
@@ -119,6 +134,23 @@ OPERATIONS: tuple[Op, ...] = (
        params=ORG_FILTER, errors=(400, 401)),
     Op("get", "/executors", "Исполнители", "directory", sc.ExecutorList, params=ORG_FILTER,
        errors=(400, 401, 403), description=STAFF_ONLY),
+    Op("get", "/calls", "Журнал звонков (новые сверху, постранично)", "calls", calls_api.CallPage,
+       params=CALL_FILTERS, errors=(400, 401, 403), description=STAFF_ONLY),
+    Op("get", "/calls/{call_id}", "Звонок: записи и связанные заявки", "calls", calls_api.Call, params=[CALL_ID],
+       errors=(401, 403, 404), description=STAFF_ONLY + " Прослушивание и скачивание записей — в панели, с журналом доступа."),
+    Op("get", "/calls/compliance", "Доля пропущенных звонков с перезвоном в течение 10 минут, по дням",
+       "calls", calls_api.ComplianceList,
+       params=[_q("organization_id", "Только эта организация", INT), _q("from", "Первый день (по умолчанию 6 дней назад)",
+                                                                       LOCAL_DAY),
+               _q("to", "Последний день включительно (по умолчанию сегодня)", LOCAL_DAY)],
+       errors=(400, 401, 403, 404),
+       description=STAFF_ONLY + " День — местный день каждой организации по времени первого звонка; "
+       "засчитываются обратный вызов, на который житель ответил, и повторный звонок жителя, принятый диспетчером."),
+    Op("get", "/missed-calls", "Очередь пропущенных звонков (срочные сверху)", "calls", calls_api.MissedCallList,
+       params=ORG_FILTER, errors=(401, 403), description=STAFF_ONLY),
+    Op("post", "/missed-calls/{missed_call_id}/close", "Закрыть пропущенный звонок с причиной", "calls",
+       calls_api.MissedCall, body=calls_api.MissedCallCloseRequest, params=[MISSED_CALL_ID],
+       errors=(400, 401, 403, 404, 409), description=STAFF_ONLY + " Причина обязательна."),
     Op("get", "/openapi.json", "Этот документ OpenAPI", "meta", sc.Error, public=True, errors=()),
 )
 
@@ -127,14 +159,15 @@ ERROR_TEXTS = {
     401: "Нет токена или он недействителен",
     403: "Роль пользователя не позволяет это действие",
     404: "Не найдено (в том числе объект другой организации)",
-    409: "Переход статуса не разрешён",
+    409: "Конфликт состояния: переход статуса не разрешён или объект уже закрыт",
 }
 
 
 @functools.cache
 def document() -> dict[str, Any]:
-    models: list[tuple[type[BaseModel], Any]] = [(m, "validation") for m in sc.REQUEST_MODELS]
-    models += [(m, "serialization") for m in sc.RESPONSE_MODELS]
+    models: list[tuple[type[BaseModel], Any]] = [
+        (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS)]
+    models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
@@ -176,7 +209,7 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearerAuth": []}],
         "tags": [{"name": "tickets", "description": "Заявки"}, {"name": "houses", "description": "Дома"},
-                 {"name": "residents", "description": "Жители"},
+                 {"name": "residents", "description": "Жители"}, {"name": "calls", "description": "Звонки"},
                  {"name": "directory", "description": "Справочники"}, {"name": "meta", "description": "Служебное"}],
         "paths": paths,
         "components": {

@@ -1,0 +1,234 @@
+"""Calls API: the calls journal, one call, the missed-call queue, closing an item with a reason, and
+the 10-minute callback compliance per organization and local day (ПП 416). Staff only: calls carry
+residents' personal data."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import request
+from pydantic import BaseModel, Field
+
+from models import queries_calls as qc
+from models.call import Call as CallRow
+from models.call import CallDirection, CallKind, CallOutcome
+from models.errors import ValidationFailed
+from models.missed_call import CloseReason, MissedCallStatus
+from models.missed_call import MissedCall as MissedRow
+from models.services import callbacks as cb_svc
+from models.services import calls as calls_svc
+from web.api.v1 import bp
+from web.api.v1 import common as c
+from web.api.v1.schemas import Body, Out, UserRef
+from web.dbsession import session as db_session
+from web.panel.calls import calls_page, compliance_period, compliance_rows, parse_call_filter
+
+# --- schemas -----------------------------------------------------------------------------------
+
+
+class MissedCallCloseRequest(Body):
+    reason: str = Field(min_length=1, max_length=2000, description="Почему закрыт без обратного вызова")
+
+
+class RecordingOut(Out):
+    id: int
+    kind: str = Field(description="conversation — разговор, voicemail — голосовое сообщение")
+    format: str
+    duration_seconds: int | None
+    created_at: datetime
+    deleted: bool
+    play_url: str | None = Field(description="Прослушивание в панели (каждый доступ записывается в журнал)")
+    download_url: str | None
+
+
+class TicketLink(Out):
+    id: int
+    number: str
+
+
+class Call(Out):
+    id: int
+    organization_id: int
+    direction: CallDirection
+    kind: CallKind
+    did: str | None
+    phone: str | None = Field(description="Номер жителя в E.164; null — номер скрыт")
+    resident_id: int | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    wait_seconds: int | None
+    answered_by: UserRef | None
+    dispatcher_endpoint: str | None
+    outcome: CallOutcome | None = Field(description="null — звонок идёт")
+    is_fallback: bool
+    recordings: list[RecordingOut]
+    tickets: list[TicketLink]
+
+
+class CallPage(Out):
+    items: list[Call]
+    next_cursor: str | None
+
+
+class CallbackAttemptOut(Out):
+    id: int
+    call_id: int
+    dispatcher_id: int | None
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: CallOutcome | None
+    resident_answered: bool
+
+
+class MissedCall(Out):
+    id: int
+    organization_id: int
+    phone: str
+    resident_id: int | None
+    first_call_at: datetime
+    last_call_at: datetime
+    calls_count: int = Field(description="Повторные звонки с того же номера объединяются")
+    deadline_at: datetime = Field(description="Первый звонок + 10 минут")
+    overdue: bool
+    status: MissedCallStatus
+    voice_message_id: int | None
+    closed_at: datetime | None
+    close_reason: CloseReason | None
+    close_note: str
+    attempts: list[CallbackAttemptOut]
+
+
+class MissedCallList(Out):
+    items: list[MissedCall]
+
+
+class ComplianceDay(Out):
+    organization_id: int
+    day: date = Field(description="Местный день организации (по первому звонку)")
+    missed: int
+    callback_in_time: int = Field(description="Житель ответил на обратный вызов не позже 10 минут")
+    recall_in_time: int = Field(description="Житель сам перезвонил и был принят не позже 10 минут")
+    reached_in_time: int
+    attempts: int
+    share: float | None = Field(description="reached_in_time / missed; null, если пропущенных не было")
+
+
+class ComplianceList(Out):
+    items: list[ComplianceDay]
+
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (MissedCallCloseRequest,)
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (Call, CallPage, MissedCall, MissedCallList, ComplianceList)
+
+
+# --- serialisation -----------------------------------------------------------------------------
+
+
+def call_json(call: CallRow) -> dict[str, Any]:
+    return {
+        "id": call.id, "organization_id": call.organization_id, "direction": call.direction.value,
+        "kind": call.kind.value, "did": call.did, "phone": call.phone, "resident_id": call.resident_id,
+        "started_at": c.utc_iso(call.started_at), "answered_at": c.utc_iso(call.answered_at),
+        "ended_at": c.utc_iso(call.ended_at), "wait_seconds": call.wait_seconds,
+        "answered_by": {"id": call.answered_by.id, "full_name": call.answered_by.full_name} if call.answered_by else None,
+        "dispatcher_endpoint": call.dispatcher_endpoint,
+        "outcome": call.outcome.value if call.outcome else None, "is_fallback": call.is_fallback,
+        "recordings": [
+            {"id": r.id, "kind": r.kind.value, "format": r.format, "duration_seconds": r.duration_seconds,
+             "created_at": c.utc_iso(r.created_at), "deleted": r.deleted,
+             "play_url": None if r.deleted else f"/recordings/{r.id}",
+             "download_url": None if r.deleted else f"/recordings/{r.id}/download"}
+            for r in call.recordings
+        ],
+        "tickets": [{"id": t.id, "number": t.number} for t in call.tickets],
+    }
+
+
+def missed_json(item: MissedRow) -> dict[str, Any]:
+    now = c.now()
+    return {
+        "id": item.id, "organization_id": item.organization_id, "phone": item.phone, "resident_id": item.resident_id,
+        "first_call_at": c.utc_iso(item.first_call_at), "last_call_at": c.utc_iso(item.last_call_at),
+        "calls_count": item.calls_count, "deadline_at": c.utc_iso(item.deadline_at),
+        "overdue": item.is_overdue(now), "status": item.status.value, "voice_message_id": item.voice_message_id,
+        "closed_at": c.utc_iso(item.closed_at), "close_reason": item.close_reason.value if item.close_reason else None,
+        "close_note": item.close_note or "",
+        "attempts": [
+            {"id": a.id, "call_id": a.call_id, "dispatcher_id": a.dispatcher_id, "started_at": c.utc_iso(a.started_at),
+             "ended_at": c.utc_iso(a.ended_at), "outcome": a.outcome.value if a.outcome else None,
+             "resident_answered": a.resident_answered}
+            for a in item.attempts
+        ],
+    }
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+def _zone(ids: list[int], raw_org: str) -> ZoneInfo:
+    """The zone dates are read in: the named organization's if it is the caller's, else the first one's."""
+    oid = int(raw_org) if raw_org.strip().isdigit() and int(raw_org) in ids else ids[0]
+    return ZoneInfo(c.organization(oid).timezone)
+
+
+@bp.get("/calls")
+def list_calls() -> Any:
+    """Newest first; dates without a time are local days of the chosen (or the first) organization."""
+    user = c.staff()
+    ids = c.user_orgs(user)
+    f = parse_call_filter(request.args, _zone(ids, request.args.get("organization_id", "")))
+    rows, cursor = calls_page(db_session(), ids, f)
+    return {"items": [call_json(x) for x in rows], "next_cursor": cursor}
+
+
+@bp.get("/calls/<int:call_id>")
+def get_call(call_id: int) -> Any:
+    user = c.staff()
+    return call_json(qc.call_card(db_session(), org_ids=c.user_orgs(user), call_id=call_id))
+
+
+@bp.get("/missed-calls")
+def list_missed_calls() -> Any:
+    """The open queue, the most urgent first."""
+    user = c.staff()
+    ids = c.user_orgs(user)
+    raw = request.args.get("organization_id", "").strip()
+    if raw:
+        oid = int(raw) if raw.isdigit() else -1
+        ids = [i for i in ids if i == oid] or [-1]
+    items = qc.missed_queue(db_session(), org_ids=ids)
+    return {"items": [missed_json(x) for x in items]}
+
+
+@bp.post("/missed-calls/<int:missed_call_id>/close")
+def close_missed_call(missed_call_id: int) -> Any:
+    user = c.staff()
+    s = db_session()
+    item = calls_svc.get_missed_call(s, org_ids=c.user_orgs(user), missed_call_id=missed_call_id)
+    body = c.parse_body(MissedCallCloseRequest)
+    cb_svc.close_missed_call(s, org_id=item.organization_id, missed_call_id=item.id, reason=body.reason, by=user,
+                             now=c.now())
+    return missed_json(qc.missed_call_card(s, org_ids=[item.organization_id], missed_call_id=item.id))
+
+
+@bp.get("/calls/compliance")
+def calls_compliance() -> Any:
+    user = c.staff()
+    ids = c.user_orgs(user)
+    raw = request.args.get("organization_id", "").strip()
+    organization_id = None
+    if raw:
+        if not raw.isdigit():
+            raise ValidationFailed("organization_id должен быть целым числом", field="organization_id", value=raw)
+        organization_id = int(raw)
+    day_from, day_to = compliance_period(request.args, _zone(ids, raw), c.now())
+    days = compliance_rows(db_session(), ids, organization_id, day_from, day_to)
+    return {"items": [
+        {"organization_id": d.organization_id, "day": d.day.isoformat(), "missed": d.missed,
+         "callback_in_time": d.callback_in_time, "recall_in_time": d.recall_in_time,
+         "reached_in_time": d.reached_in_time, "attempts": d.attempts, "share": d.share}
+        for d in days
+    ]}

@@ -1,0 +1,532 @@
+"""Telephony screens: calls journal, call card, recordings (every play and download logged),
+missed-call queue and its actions (callback, close with a reason), the 10-minute compliance page,
+and "create resident" from an unknown caller's card.
+
+Executors never see calls (residents' personal data): every route here is for staff only.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
+
+from models import queries_calls as qc
+from models.base import utcnow
+from models.call import CALL_OUTCOME_TITLES_RU, Call, CallDirection, CallKind, CallOutcome
+from models.errors import DomainError, NotFound, ValidationFailed
+from models.housing import Premise
+from models.missed_call import CLOSE_REASON_TITLES_RU, CallbackAttempt, MissedCall, MissedCallCall
+from models.organization import Organization, Role, User
+from models.queries_calls import CallerCard, CallFilter
+from models.recording import RecordingAction
+from models.rules.phones import display as phone_display
+from models.rules.phones import try_e164
+from models.services import callbacks as cb_svc
+from models.services import calls as calls_svc
+from models.services import housing
+from models.ticket import Ticket
+from web.auth import login_required, org_ids
+from web.dbsession import database
+from web.dbsession import session as db_session
+from web.panel import bp
+from web.panel.common import STAFF, my_orgs, optional_int, org_by_id, settings, user
+
+MANAGERS = (Role.ADMIN, Role.MANAGER)
+PAGE_SIZE = 50
+SOON_SECONDS = 120  # a missed call's countdown turns red two minutes before its deadline
+COMPLIANCE_DEFAULT_DAYS = 7
+COMPLIANCE_MAX_DAYS = 92
+
+DIRECTION_TITLES = {CallDirection.INBOUND: "входящий", CallDirection.OUTBOUND: "исходящий"}
+KIND_TITLES = {
+    CallKind.INBOUND: "звонок жителя", CallKind.CALLBACK: "обратный вызов", CallKind.AUTO_CALLBACK: "автоперезвон",
+    CallKind.ROBOT: "робот", CallKind.FALLBACK: "резервная схема",
+}
+OUTCOME_CLASS = {CallOutcome.ANSWERED: "ok", CallOutcome.VOICEMAIL: "warn"}
+
+
+# --- the web side of the domain services --------------------------------------------------------
+
+
+def request_callback(session: Session, *, org_id: int, missed_call_id: int, by: User) -> CallbackAttempt:
+    """The "Перезвонить" button. There is no separate "callback request" service: `start_callback`
+    already writes what the ARI app needs — the outbound call row (kind `callback`, its channel id
+    chosen for ARI `originate ?channelId=`) and the attempt — and emits `call.ringing` with
+    `missed_call_id` and `attempt_id`; the ARI app places the call when it sees that event.
+    Refused (409) for a closed item or while another callback of it is in progress."""
+    return cb_svc.start_callback(session, org_id=org_id, missed_call_id=missed_call_id, by=by)
+
+
+def link_ticket_to_call(session: Session, *, org: Organization, call_id: Any, ticket: Ticket, by: User) -> None:
+    """A ticket registered from a caller card: link the call (and so its recording) to it."""
+    cid = optional_int(call_id, "call_id")
+    if cid is None:
+        return
+    try:
+        calls_svc.link_call_to_ticket(session, org_id=org.id, call_id=cid, ticket_id=ticket.id, by=by)
+    except NotFound as exc:
+        raise ValidationFailed("звонок не найден в организации заявки", field="call_id", value=cid) from exc
+
+
+# --- presentation ------------------------------------------------------------------------------
+
+
+def _zone(org: Organization) -> ZoneInfo:
+    return ZoneInfo(org.timezone)
+
+
+def mmss(seconds: float) -> str:
+    s = int(abs(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+@dataclass(frozen=True)
+class Countdown:
+    """A missed call's countdown as the server renders it (the browser then ticks it every second)."""
+
+    css: str  # "cd-ok", "cd-soon", "cd-overdue"
+    text: str  # "7:12", "1:05", "+3:20"
+    label: str  # "осталось", "меньше 2 минут", "просрочен"
+
+
+def countdown(deadline_at: datetime, now: datetime) -> Countdown:
+    left = (deadline_at - now).total_seconds()
+    if left < 0:
+        return Countdown("cd-overdue", "+" + mmss(left), "ПРОСРОЧЕН")
+    if left < SOON_SECONDS:
+        return Countdown("cd-soon", mmss(left), "меньше 2 минут")
+    return Countdown("cd-ok", mmss(left), "осталось")
+
+
+def ticket_prefill(call: Call, card: CallerCard, resident_id: int | None = None) -> dict[str, Any]:
+    """Arguments of the new-ticket form opened from a caller card (`call_id` links the call on save)."""
+    args: dict[str, Any] = {"organization_id": call.organization_id, "call_id": call.id, "channel": "phone"}
+    if call.phone:
+        args["reporter_phone"] = call.phone
+    for r in card.residents:
+        if r.id == resident_id:
+            args.update(resident_id=r.id, reporter_name=r.full_name)
+            if r.house_id is not None:
+                args.update(house_id=r.house_id, house_address=r.address)
+            if r.premise_id is not None:
+                args["premise_id"] = r.premise_id
+    return args
+
+
+def ticket_url(call: Call, card: CallerCard, resident_id: int | None = None) -> str:
+    return url_for("panel.ticket_new", **ticket_prefill(call, card, resident_id))
+
+
+def card_context(session: Session, call: Call) -> dict[str, Any]:
+    """The caller card of a call, with its "create ticket" links (one per matched resident)."""
+    card = qc.caller_card(session, org_id=call.organization_id, phone=call.phone)
+    return {
+        "card": card,
+        "ticket_links": {r.id: ticket_url(call, card, r.id) for r in card.residents},
+        "ticket_link": ticket_url(call, card, card.residents[0].id if len(card.residents) == 1 else None),
+    }
+
+
+@bp.app_template_filter("call_phone")
+def call_phone(phone: str | None) -> str:
+    return phone_display(phone) if phone else "номер скрыт"
+
+
+@bp.app_template_filter("utc_iso")
+def utc_iso(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else ""
+
+
+@bp.app_template_filter("times_ru")
+def times_ru(n: int) -> str:
+    """3 → "3 раза", 5 → "5 раз"."""
+    return f"{n} раза" if n % 10 in (2, 3, 4) and n % 100 not in (12, 13, 14) else f"{n} раз"
+
+
+@bp.app_context_processor
+def _call_titles() -> dict[str, Any]:
+    return {"outcome_titles": CALL_OUTCOME_TITLES_RU, "kind_titles": KIND_TITLES,
+            "direction_titles": DIRECTION_TITLES, "close_reason_titles": CLOSE_REASON_TITLES_RU,
+            "outcome_class": OUTCOME_CLASS}
+
+
+# --- filters and keyset paging -----------------------------------------------------------------
+
+
+def encode_call_cursor(call: Call) -> str:
+    raw = f"{call.started_at.isoformat()}|{call.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_call_cursor(raw: str) -> tuple[datetime, int]:
+    try:
+        at, cid = base64.urlsafe_b64decode((raw + "=" * (-len(raw) % 4)).encode()).decode().split("|")
+        return datetime.fromisoformat(at), int(cid)
+    except Exception as exc:
+        raise ValidationFailed("неверный курсор страницы", field="cursor") from exc
+
+
+def parse_moment(name: str, raw: str, tz: ZoneInfo) -> datetime | None:
+    """YYYY-MM-DD in the organization's zone (`*_to` dates inclusive) or an ISO 8601 date-time."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        if len(raw) == 10:
+            day = date.fromisoformat(raw)
+            if name.endswith("to"):
+                day += timedelta(days=1)
+            return datetime.combine(day, datetime.min.time(), tzinfo=tz).astimezone(UTC)
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationFailed(f"параметр {name}: неверная дата {raw!r}", field=name, value=raw) from exc
+    return (moment if moment.tzinfo else moment.replace(tzinfo=tz)).astimezone(UTC)
+
+
+CALL_FILTER_ARGS = ("organization_id", "from", "to", "direction", "outcome", "phone")
+
+
+def parse_call_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: int = PAGE_SIZE) -> CallFilter:
+    """The calls journal's filter (panel and API): organization_id, from, to, direction, outcome
+    (repeatable; `missed` = every unanswered inbound outcome), phone, cursor, limit (1..200)."""
+    f = CallFilter(limit=default_limit)
+    f.organization_id = optional_int(args.get("organization_id"), "organization_id")
+    f.started_from = parse_moment("from", args.get("from", ""), tz)
+    f.started_to = parse_moment("to", args.get("to", ""), tz)
+    raw = args.get("direction", "").strip()
+    if raw:
+        try:
+            f.direction = CallDirection(raw)
+        except ValueError as exc:
+            raise ValidationFailed(f"неизвестное направление {raw!r}", field="direction", value=raw) from exc
+    for value in args.getlist("outcome"):
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            if part == "missed":
+                f.missed = True
+                continue
+            try:
+                f.outcomes.append(CallOutcome(part))
+            except ValueError as exc:
+                raise ValidationFailed(f"неизвестный исход {part!r}", field="outcome", value=part) from exc
+    phone = args.get("phone", "").strip()
+    if phone:
+        if try_e164(phone) is None:
+            raise ValidationFailed("некорректный номер телефона", field="phone", value=phone)
+        f.phone = phone
+    cursor = args.get("cursor", "").strip()
+    if cursor:
+        f.before = decode_call_cursor(cursor)
+    raw_limit = args.get("limit", "").strip()
+    if raw_limit:
+        limit = optional_int(raw_limit, "limit")
+        if limit is None or not 1 <= limit <= 200:
+            raise ValidationFailed("limit должен быть от 1 до 200", field="limit", value=raw_limit)
+        f.limit = limit
+    return f
+
+
+def calls_page(session: Session, ids: list[int], f: CallFilter) -> tuple[list[Call], str | None]:
+    """One keyset page of the calls journal and the cursor of the next one (None: the last page)."""
+    limit = f.limit
+    f.limit = limit + 1
+    found = list(qc.calls_journal(session, org_ids=ids, f=f))
+    f.limit = limit
+    if len(found) > limit:
+        return found[:limit], encode_call_cursor(found[limit - 1])
+    return found, None
+
+
+def _tz_for(args: MultiDict[str, str], orgs: list[Organization]) -> ZoneInfo:
+    chosen = args.get("organization_id", "")
+    for org in orgs:
+        if str(org.id) == chosen:
+            return _zone(org)
+    return _zone(orgs[0]) if orgs else ZoneInfo("Europe/Moscow")
+
+
+# --- calls journal and call card ---------------------------------------------------------------
+
+
+@bp.get("/calls")
+@login_required(STAFF)
+def calls_journal() -> Any:
+    orgs = my_orgs()
+    ids = [o.id for o in orgs]
+    args = MultiDict([(k, v.strip()) for k in CALL_FILTER_ARGS for v in request.args.getlist(k) if v.strip()])
+    error = None
+    rows: list[Call] = []
+    next_url = None
+    try:
+        f = parse_call_filter(request.args, _tz_for(args, orgs))
+        rows, cursor = calls_page(db_session(), ids, f)
+    except ValidationFailed as exc:
+        error = exc.message
+    else:
+        if cursor:
+            next_url = url_for("panel.calls_journal") + "?" + urlencode([*args.items(multi=True), ("cursor", cursor)])
+    context = dict(
+        rows=rows, error=error, next_url=next_url, v={k: args.get(k, "") for k in CALL_FILTER_ARGS},
+        outcomes=args.getlist("outcome"), orgs=orgs, org_map={o.id: o for o in orgs},
+        first_page_url=url_for("panel.calls_journal") + "?" + urlencode(list(args.items(multi=True)))
+        if request.args.get("cursor") else None,
+    )
+    return render_template("calls/journal.html", **context), 400 if error else 200
+
+
+@bp.get("/calls/<int:call_id>")
+@login_required(STAFF)
+def call_card(call_id: int) -> Any:
+    """The call (right zone of the console with `?partial=1`, or a page of its own)."""
+    s = db_session()
+    call = qc.call_card(s, org_ids=org_ids(), call_id=call_id)
+    missed = s.scalar(select(MissedCall).where(MissedCall.first_call_id == call.id))
+    return render_template("calls/call_card.html", call=call, partial=request.args.get("partial") == "1",
+                           missed=missed, now=utcnow(), **card_context(s, call))
+
+
+# --- recordings --------------------------------------------------------------------------------
+
+
+def _serve_recording(recording_id: int, action: RecordingAction) -> Any:
+    """Log the access (152-ФЗ: user, time, address) and stream the file with Range support.
+
+    The log row is committed before the first byte goes out, in its own write transaction (the
+    request's GET session is a read one); another organization's recording is "not found" and
+    a missing file rolls the log row back."""
+    root = settings().recordings_dir
+    with database().write() as ws:
+        rec = calls_svc.log_recording_access(ws, org_ids=org_ids(), recording_id=recording_id, action=action,
+                                             by=user(), ip=request.remote_addr)
+        try:
+            path = calls_svc.recording_file(root, rec)
+        except ValidationFailed:
+            abort(404)
+        if not path.is_file():
+            abort(404)
+        mimetype = "audio/wav" if rec.format == "wav" else f"audio/{rec.format}"
+        name = f"zapis-{rec.call_id or rec.id}-{rec.kind.value}.{rec.format}"
+    resp = send_file(path, mimetype=mimetype, conditional=True, as_attachment=action == RecordingAction.DOWNLOAD,
+                     download_name=name, max_age=0)
+    resp.headers["Cache-Control"] = "private, no-store"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
+@bp.get("/recordings/<int:recording_id>")
+@login_required(STAFF)
+def recording_play(recording_id: int) -> Any:
+    return _serve_recording(recording_id, RecordingAction.PLAY)
+
+
+@bp.get("/recordings/<int:recording_id>/download")
+@login_required(STAFF)
+def recording_download(recording_id: int) -> Any:
+    return _serve_recording(recording_id, RecordingAction.DOWNLOAD)
+
+
+# --- missed-call queue -------------------------------------------------------------------------
+
+
+def _back(default: str) -> str:
+    target = request.form.get("next") or request.args.get("next") or ""
+    return target if target.startswith("/") and not target.startswith("//") else default
+
+
+@bp.get("/missed-calls")
+@login_required(STAFF)
+def missed_calls() -> Any:
+    s = db_session()
+    items = qc.missed_queue(s, org_ids=org_ids())
+    now = utcnow()
+    return render_template("calls/missed.html", items=items, now=now, countdown=countdown,
+                           server_now=now.replace(tzinfo=UTC).isoformat(), org_map={o.id: o for o in my_orgs()},
+                           back=url_for("panel.missed_calls"))
+
+
+def _missed_card(missed_call_id: int, *, error: str | None = None, status: int = 200) -> Any:
+    s = db_session()
+    item = qc.missed_call_card(s, org_ids=org_ids(), missed_call_id=missed_call_id)
+    calls = list(s.scalars(
+        select(Call).join(MissedCallCall, MissedCallCall.call_id == Call.id)
+        .where(MissedCallCall.missed_call_id == item.id).order_by(Call.started_at)
+    ))
+    card = qc.caller_card(s, org_id=item.organization_id, phone=item.phone)
+    return render_template(
+        "calls/missed_card.html", item=item, calls=calls, card=card, now=utcnow(), countdown=countdown,
+        partial=request.args.get("partial") == "1", error=error, reason=request.form.get("reason", ""),
+        running=any(a.ended_at is None for a in item.attempts),
+    ), status
+
+
+@bp.get("/missed-calls/<int:missed_call_id>")
+@login_required(STAFF)
+def missed_call_card(missed_call_id: int) -> Any:
+    return _missed_card(missed_call_id)
+
+
+@bp.post("/missed-calls/<int:missed_call_id>/callback")
+@login_required(STAFF)
+def missed_call_callback(missed_call_id: int) -> Any:
+    s = db_session()
+    item = calls_svc.get_missed_call(s, org_ids=org_ids(), missed_call_id=missed_call_id)
+    try:
+        request_callback(s, org_id=item.organization_id, missed_call_id=item.id, by=user())
+    except NotFound:
+        raise
+    except DomainError as exc:
+        s.rollback()
+        return _missed_card(missed_call_id, error=exc.message, status=exc.http_status)
+    flash(f"Обратный вызов на {call_phone(item.phone)} запрошен: ответьте на своём телефоне", "ok")
+    return redirect(_back(url_for("panel.index")))
+
+
+@bp.post("/missed-calls/<int:missed_call_id>/close")
+@login_required(STAFF)
+def missed_call_close(missed_call_id: int) -> Any:
+    s = db_session()
+    item = calls_svc.get_missed_call(s, org_ids=org_ids(), missed_call_id=missed_call_id)
+    try:
+        cb_svc.close_missed_call(s, org_id=item.organization_id, missed_call_id=item.id,
+                                 reason=request.form.get("reason", ""), by=user())
+    except NotFound:
+        raise
+    except DomainError as exc:
+        s.rollback()
+        return _missed_card(missed_call_id, error=exc.message, status=exc.http_status)
+    flash(f"Пропущенный звонок {call_phone(item.phone)} закрыт", "ok")
+    return redirect(_back(url_for("panel.index")))
+
+
+# --- "create resident" from an unknown caller's card --------------------------------------------
+
+
+@bp.route("/calls/<int:call_id>/resident", methods=["GET", "POST"])
+@login_required(STAFF)
+def call_resident_new(call_id: int) -> Any:
+    s = db_session()
+    call = calls_svc.get_call(s, org_ids=org_ids(), call_id=call_id)
+    org = org_by_id(call.organization_id)
+    form = request.form.to_dict() if request.method == "POST" else {}
+    error = None
+    if request.method == "POST":
+        try:
+            premise_id = None
+            house_id = optional_int(form.get("house_id"), "house_id")
+            number = (form.get("premise") or "").strip()
+            if house_id is not None:
+                housing.owned_house(s, org=org, house_id=house_id)
+                if number:
+                    premise_id = s.scalar(select(Premise.id).where(
+                        Premise.house_id == house_id, Premise.organization_id == org.id, Premise.number == number))
+                    if premise_id is None:
+                        raise ValidationFailed(f"в этом доме нет помещения «{number}»", field="premise")
+            if not call.phone:
+                raise ValidationFailed("номер звонящего скрыт: жителя создайте в справочнике", field="phone")
+            resident = housing.create_resident(s, org=org, full_name=form.get("full_name", ""), phones=[call.phone],
+                                               premise_id=premise_id, note=form.get("note", "")[:2000])
+        except DomainError as exc:
+            s.rollback()
+            error = exc.message
+        else:
+            card = qc.caller_card(s, org_id=org.id, phone=call.phone)
+            flash(f"Житель «{resident.full_name}» создан: номер {call_phone(call.phone)} теперь узнаётся", "ok")
+            return redirect(ticket_url(call, card, resident.id))
+    return render_template("calls/resident_new.html", call=call, org=org, form=form, error=error), \
+        400 if error else 200
+
+
+# --- compliance (ПП 416: missed calls called back within 10 minutes) ----------------------------
+
+
+@dataclass(frozen=True)
+class ComplianceRow:
+    org: Organization
+    day: date
+    missed: int
+    reached: int
+    callback_in_time: int
+    recall_in_time: int
+    attempts: int
+    share: float | None
+
+    @property
+    def percent(self) -> str:
+        return "—" if self.share is None else f"{self.share * 100:.0f} %"
+
+    @property
+    def css(self) -> str:
+        if self.share is None:
+            return "none"
+        return "ok" if self.share >= 1 else "warn" if self.share >= 0.9 else "bad"
+
+
+def compliance_period(args: MultiDict[str, str], tz: ZoneInfo, now: datetime) -> tuple[date, date]:
+    """`from`/`to` local dates (inclusive); by default the last seven days up to today."""
+    today = now.replace(tzinfo=UTC).astimezone(tz).date()
+    try:
+        day_to = date.fromisoformat(args["to"]) if args.get("to") else today
+        day_from = date.fromisoformat(args["from"]) if args.get("from") else day_to - timedelta(
+            days=COMPLIANCE_DEFAULT_DAYS - 1)
+    except ValueError as exc:
+        raise ValidationFailed("даты периода: ГГГГ-ММ-ДД", field="from") from exc
+    if day_to < day_from:
+        raise ValidationFailed("начало периода позже конца", field="from")
+    if (day_to - day_from).days >= COMPLIANCE_MAX_DAYS:
+        raise ValidationFailed(f"период не длиннее {COMPLIANCE_MAX_DAYS} дней", field="to")
+    return day_from, day_to
+
+
+def compliance_rows(session: Session, ids: list[int], organization_id: int | None, day_from: date,
+                    day_to: date) -> list[qc.ComplianceDay]:
+    if organization_id is not None:
+        if organization_id not in ids:
+            raise NotFound("организация не найдена", organization_id=organization_id)
+        ids = [organization_id]
+    return qc.callback_compliance(session, org_ids=ids, day_from=day_from, day_to=day_to)
+
+
+@bp.get("/calls/compliance")
+@login_required(MANAGERS)
+def calls_compliance() -> Any:
+    orgs = my_orgs()
+    org_map = {o.id: o for o in orgs}
+    args = request.args
+    error = None
+    rows: list[ComplianceRow] = []
+    totals: dict[int, ComplianceRow] = {}
+    tz = _tz_for(args, orgs)
+    day_from, day_to = date.today(), date.today()
+    try:
+        day_from, day_to = compliance_period(args, tz, utcnow())
+        days = compliance_rows(db_session(), list(org_map), optional_int(args.get("organization_id"),
+                                                                          "organization_id"), day_from, day_to)
+    except ValidationFailed as exc:
+        error = exc.message
+        days = []
+    for d in days:
+        rows.append(ComplianceRow(org_map[d.organization_id], d.day, d.missed, d.reached_in_time, d.callback_in_time,
+                                  d.recall_in_time, d.attempts, d.share))
+    for oid in sorted({r.org.id for r in rows}):
+        mine = [r for r in rows if r.org.id == oid]
+        missed = sum(r.missed for r in mine)
+        reached = sum(r.reached for r in mine)
+        totals[oid] = ComplianceRow(org_map[oid], day_to, missed, reached, sum(r.callback_in_time for r in mine),
+                                    sum(r.recall_in_time for r in mine), sum(r.attempts for r in mine),
+                                    reached / missed if missed else None)
+    return render_template(
+        "calls/compliance.html", rows=rows, totals=totals, orgs=orgs, error=error,
+        v={"organization_id": args.get("organization_id", ""), "from": day_from.isoformat(),
+           "to": day_to.isoformat()},
+    ), 400 if error else 200
+
