@@ -1,0 +1,232 @@
+"""The ARI service (`openads ari`): event connection + dispatcher + flows + reconcile + scheduler.
+
+    settings (openads.config + the ARI_* extras below) ─▶ AriApp
+      AriConnection (events WebSocket, backoff) ─on_message─▶ Dispatcher ─▶ per-call sessions (flows/)
+                     └─on_connected─▶ reconcile (GET /channels, /bridges)
+      Scheduler: wait limits, panel callbacks, auto-callback;   AmiPresence (optional): free dispatchers, Cdr
+
+Extra environment variables (read here, documented in docs/telephony.md by its owner):
+ARI_OUTBOUND_ENDPOINT (default `PJSIP/{number}@{trunk}`; `Local/{number}@openads-outbound` goes
+through the dialplan), ARI_TRUNK (default `trunk`), ARI_RING_TIMEOUT (30 s), ARI_MOH_CLASS
+(`openads`), ARI_VOICEMAIL_SECONDS (120), ARI_VOICEMAIL_SILENCE (5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ari_app.client import AriClient, AriError, AriNotFound
+from ari_app.connection import AriConnection, Backoff
+from ari_app.db import Db
+from ari_app.dispatcher import FLOWS, Dispatcher, Event, Session
+from ari_app.flows import callback as callback_flow
+from ari_app.flows import inbound as inbound_flow
+from ari_app.flows.base import AppContext, CallFlow, FlowConfig, PresenceSource, synthetic
+from ari_app.flows.callback import CallbackPlan, prepare_callback
+from ari_app.media import OutboundDial, new_channel_id
+from ari_app.reconcile import ReconcileReport, reconcile
+from ari_app.scheduler import Scheduler
+from models.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AriSettings:
+    url: str
+    user: str
+    password: str
+    app: str
+    flow: FlowConfig
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        from openads.config import ConfigError
+
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def ari_settings(settings: Any, env: Mapping[str, str] | None = None) -> AriSettings:
+    """From `openads.config.Settings` plus the ARI_* extras."""
+    from openads.config import ConfigError
+
+    env = os.environ if env is None else env
+    if not settings.ari_url:
+        raise ConfigError("ARI_URL is not set (e.g. http://127.0.0.1:8088)")
+    flow = FlowConfig(
+        recordings_dir=Path(settings.recordings_dir),
+        outbound=OutboundDial(template=env.get("ARI_OUTBOUND_ENDPOINT") or "PJSIP/{number}@{trunk}",
+                              trunk=env.get("ARI_TRUNK") or "trunk"),
+        moh_class=env.get("ARI_MOH_CLASS") or "openads",
+        ring_timeout=_env_int(env, "ARI_RING_TIMEOUT", 30),
+        voicemail_max_seconds=_env_int(env, "ARI_VOICEMAIL_SECONDS", 120),
+        voicemail_max_silence=_env_int(env, "ARI_VOICEMAIL_SILENCE", 5),
+    )
+    return AriSettings(url=settings.ari_url, user=settings.ari_user, password=settings.ari_password,
+                       app=settings.ari_app, flow=flow)
+
+
+class AriApp:
+    def __init__(
+        self,
+        settings: AriSettings,
+        database: Database,
+        *,
+        presence: PresenceSource | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff: Backoff | None = None,
+        scheduler_poll: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.app_name = settings.app
+        self.ari = AriClient(settings.url, settings.user, settings.password, settings.app, transport=transport)
+        self.db = Db(database)
+        self.scheduler = Scheduler(self, poll_seconds=scheduler_poll)
+        self.ctx = AppContext(ari=self.ari, db=self.db, config=settings.flow, presence=presence,
+                              wake_scheduler=self.scheduler.wake)
+        flows = {inbound_flow.FLOW_NAME: FLOWS[inbound_flow.FLOW_NAME],
+                 callback_flow.FLOW_NAME: FLOWS[callback_flow.FLOW_NAME]}
+        self.dispatcher = Dispatcher(flows, app=settings.app, context=self.ctx,
+                                     on_handler_error=self._on_handler_error, on_unroutable=self._on_unroutable)
+        self.connection = AriConnection.for_app(settings.url, settings.user, settings.password, settings.app,
+                                                on_message=self.dispatcher.feed, on_connected=self._on_connected,
+                                                backoff=backoff or Backoff(initial=0.5, maximum=10.0))
+        self.last_reconcile: ReconcileReport | None = None
+        self.reconciles = 0
+        self.connected = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        """Start the event connection and the scheduler in the background."""
+        self._tasks.append(asyncio.create_task(self.connection.run(), name="ari-events"))
+        self._tasks.append(asyncio.create_task(self.scheduler.run(), name="ari-scheduler"))
+
+    async def run(self) -> None:
+        await self.start()
+        await asyncio.gather(*self._tasks)
+
+    async def stop(self) -> None:
+        """Stop reading events and the scheduler. Calls stay in Asterisk (reconcile picks them up)."""
+        await self.connection.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.dispatcher.close()
+        await self.ari.aclose()
+        self.db.close()
+
+    async def _on_connected(self) -> None:
+        self.connected.clear()
+        try:
+            self.last_reconcile = await reconcile(self)
+            self.reconciles += 1
+        finally:
+            self.connected.set()
+            self.scheduler.wake()
+
+    # -- failure policy --
+
+    async def _on_handler_error(self, session: Session, event: Event, exc: Exception) -> None:
+        flow = session.flow
+        if isinstance(flow, CallFlow):
+            await flow.on_error(event, exc)
+            return
+        await self._to_dialplan(session.id)
+
+    async def _on_unroutable(self, event: Event) -> None:
+        """StasisStart nobody takes: a leg of ours whose call is over is hung up; anything else goes
+        back to the dialplan, never left in silence."""
+        channel_id = event.channel_id or ""
+        args = event.args
+        if args and args[0] in (inbound_flow.DISPATCHER_ARG, callback_flow.FLOW_NAME):
+            log.info("channel %s: leg of a finished call (%s): hanging up", channel_id, ",".join(args))
+            try:
+                await self.ari.hangup(channel_id)
+            except AriError:
+                pass
+            return
+        await self._to_dialplan(channel_id)
+
+    async def _to_dialplan(self, channel_id: str) -> None:
+        try:
+            await self.ari.continue_in_dialplan(channel_id)
+            log.warning("channel %s handed to the dialplan fallback", channel_id)
+        except AriNotFound:
+            log.info("channel %s: gone", channel_id)
+        except AriError as exc:
+            log.error("channel %s: continueInDialplan failed: %s", channel_id, exc)
+
+    # -- callbacks --
+
+    async def start_callback(
+        self, org_id: int, missed_call_id: int, by_user_id: int | None, endpoint: str,
+        *, resident_channel: str | None = None,
+    ) -> CallbackPlan | None:
+        """Call a resident back about a missed-call item. `by_user_id` None = auto-callback (the
+        resident is dialled first and hears the intro). Returns None when it could not start."""
+        from models.errors import DomainError
+
+        resident = resident_channel or new_channel_id()
+        dispatcher_leg = new_channel_id()
+        try:
+            plan = await self.db.write(lambda s: prepare_callback(
+                s, org_id=org_id, missed_call_id=missed_call_id, by_user_id=by_user_id, endpoint=endpoint,
+                resident_channel=resident, dispatcher_channel=dispatcher_leg))
+        except DomainError as exc:
+            log.info("callback of missed call %s not started: %s", missed_call_id, exc)
+            return None
+        self.scheduler.note_launched(plan.call.id)
+        first = plan.resident_channel if plan.auto else plan.dispatcher_channel
+        session = self.dispatcher.start_session(callback_flow.FLOW_NAME, first)
+        synthetic(session, "CallbackBegin", plan=plan)
+        return plan
+
+    async def dial_callback(self, org_id: int, missed_call_id: int, by_user_id: int | None, endpoint: str, *,
+                            resident_channel: str) -> CallbackPlan | None:
+        """A callback the panel wrote (`start_callback` in the web process): dial it."""
+        return await self.start_callback(org_id, missed_call_id, by_user_id, endpoint,
+                                         resident_channel=resident_channel)
+
+    def busy_endpoints(self) -> set[str]:
+        """Dispatcher endpoints our own sessions are ringing or talking on (presence may lag)."""
+        busy: set[str] = set()
+        for session in self.dispatcher.sessions:
+            flow = session.flow
+            if isinstance(flow, inbound_flow.InboundCall):
+                busy.update(flow.legs.values())
+                if flow.dispatcher_endpoint and not flow.finished:
+                    busy.add(flow.dispatcher_endpoint)
+            elif isinstance(flow, callback_flow.CallbackCall) and flow.plan is not None:
+                busy.add(flow.plan.dispatcher_endpoint)
+        return busy
+
+    # -- health --
+
+    def status(self) -> dict[str, Any]:
+        """For `/status` and `openads ari --status`."""
+        presence = self.ctx.presence
+        return {
+            "app": self.app_name,
+            "connection": self.connection.status.as_dict(),
+            "sessions": len(self.dispatcher.sessions),
+            "dispatcher": dict(self.dispatcher.stats),
+            "reconciles": self.reconciles,
+            "last_reconcile": self.last_reconcile.as_dict() if self.last_reconcile else None,
+            "scheduler": self.scheduler.as_dict(),
+            "presence": None if presence is None else {"connected": presence.connected},
+        }

@@ -1,0 +1,195 @@
+"""What every call flow shares: the app context, the state machine, tolerant ARI steps, recordings.
+
+A flow is a `CallFlow` subclass with an `Enum` of states and a `TRANSITIONS` table
+(state → the states it may move to). `self.to(new)` checks the table and logs every transition
+with the channel id (calld's `@transition`); a move the table does not allow raises, which the
+dispatcher turns into the failure policy (log with the channel id, then `on_error`).
+
+Synthetic events: the app talks to a session through its queue, so everything about one call
+runs in order in the session's task — `synthetic(session, "CallbackBegin")` arrives at
+`on_callback_begin`, `WaitLimitReached` (the scheduler) at `on_wait_limit_reached`,
+`Reattach` (reconcile) at `on_reattach`. Their raw payload has `"synthetic": true`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from ari_app.client import AriClient, AriError, AriNotFound
+from ari_app.db import Db
+from ari_app.dispatcher import Event, Flow, Session
+from ari_app.media import OutboundDial
+
+log = logging.getLogger(__name__)
+
+
+class PresenceSource(Protocol):
+    """Who is free right now (ari_app.presence.AmiPresence fits)."""
+
+    connected: bool
+
+    def free(self, endpoints: Iterable[str]) -> list[str]: ...
+
+
+@dataclass
+class FlowConfig:
+    recordings_dir: Path
+    outbound: OutboundDial = field(default_factory=OutboundDial)
+    moh_class: str = "openads"
+    ring_timeout: int = 30  # seconds each originate to a phone rings
+    callback_ring_timeout: int = 40
+    voicemail_max_seconds: int = 120
+    voicemail_max_silence: int = 5
+    recording_format: str = "wav"
+    lang: str = "ru"
+    recording_fetch_attempts: int = 20  # the file may need a moment after `stop` on a real Asterisk
+    recording_fetch_delay: float = 0.1
+
+
+@dataclass
+class AppContext:
+    """The app's dependencies, shared by every session (`session.context`)."""
+
+    ari: AriClient
+    db: Db
+    config: FlowConfig
+    presence: PresenceSource | None = None
+    queue_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    # Called when a flow changes what the scheduler should wait for (a new wait deadline).
+    wake_scheduler: Callable[[], None] = lambda: None
+
+    def queue_lock(self, org_id: int) -> asyncio.Lock:
+        return self.queue_locks.setdefault(org_id, asyncio.Lock())
+
+
+class TransitionNotAllowed(RuntimeError):
+    pass
+
+
+def synthetic(session: Session, type_: str, **fields: Any) -> None:
+    """Queue an app-made event for one session (handled in order with Asterisk's events)."""
+    raw: dict[str, Any] = {"type": type_, "application": session.dispatcher.app or "", "timestamp": "",
+                           "synthetic": True, **fields}
+    session.put(Event(type=type_, application=raw["application"], timestamp="", raw=raw,
+                      channel_id=session.id))
+
+
+def cause_of(event: Event) -> int:
+    cause = event.raw.get("cause")
+    return cause if isinstance(cause, int) else 0
+
+
+class CallFlow(Flow):
+    """Base of the OpenADS flows."""
+
+    State: ClassVar[type[enum.Enum]]
+    TRANSITIONS: ClassVar[Mapping[Any, frozenset[Any]]]
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
+        ctx = session.context
+        assert isinstance(ctx, AppContext), "the dispatcher's context must be an AppContext"
+        self.ctx: AppContext = ctx
+        self.ari: AriClient = ctx.ari
+        self.db: Db = ctx.db
+        self.config: FlowConfig = ctx.config
+        self.state: Any = self.initial_state()
+        self.history: list[Any] = [self.state]
+        self._playback_waiters: dict[str, Callable[[Event], Awaitable[None]]] = {}
+
+    def initial_state(self) -> Any:
+        return next(iter(self.State))
+
+    def to(self, new: Any, why: str = "") -> None:
+        if new == self.state:
+            return
+        if new not in self.TRANSITIONS.get(self.state, frozenset()):
+            raise TransitionNotAllowed(f"{self.name}: {self.state.name} → {new.name} not allowed")
+        log.info("flow %s channel %s: %s → %s%s", self.name, self.session.id, self.state.name, new.name,
+                 f" ({why})" if why else "")
+        self.state = new
+        self.history.append(new)
+
+    # -- tolerant ARI steps --
+
+    async def quietly(self, what: str, step: Awaitable[Any]) -> bool:
+        """Run a clean-up step; 404/409 (already gone, not playing) are expected and only logged."""
+        try:
+            await step
+        except AriNotFound:
+            log.debug("flow %s channel %s: %s: already gone", self.name, self.session.id, what)
+            return False
+        except AriError as exc:
+            log.info("flow %s channel %s: %s failed: %s", self.name, self.session.id, what, exc)
+            return False
+        return True
+
+    async def hangup(self, channel_id: str) -> None:
+        await self.quietly(f"hangup {channel_id}", self.ari.hangup(channel_id))
+
+    async def play(self, channel_id: str, media: str, then: Callable[[Event], Awaitable[None]]) -> str:
+        """Play on a channel; `then(event)` runs at its PlaybackFinished (done or failed)."""
+        from ari_app.media import new_playback_id
+
+        playback_id = new_playback_id()
+        self.session.claim_playback(playback_id)  # before the call: PlaybackStarted may come first
+        self._playback_waiters[playback_id] = then
+        try:
+            await self.ari.play(channel_id, media, playback_id=playback_id, lang=self.config.lang)
+        except BaseException:
+            self._playback_waiters.pop(playback_id, None)
+            self.session.release_playback(playback_id)
+            raise
+        return playback_id
+
+    async def on_playback_finished(self, event: Event) -> None:
+        waiter = self._playback_waiters.pop(event.playback_id or "", None)
+        if waiter is not None:
+            await waiter(event)
+
+    async def fetch_recording(self, name: str, relpath: str) -> tuple[int, int] | None:
+        """Download the stored recording `name` to `<recordings dir>/<relpath>`, delete Asterisk's
+        copy; returns (size in bytes, duration in whole seconds) or None when there is none."""
+        data: bytes | None = None
+        for attempt in range(self.config.recording_fetch_attempts):
+            try:
+                data = await self.ari.get_stored_recording_file(name)
+                break
+            except AriNotFound:
+                if attempt + 1 < self.config.recording_fetch_attempts:
+                    await asyncio.sleep(self.config.recording_fetch_delay)
+        if data is None:
+            log.warning("flow %s channel %s: recording %s not found in Asterisk", self.name, self.session.id, name)
+            return None
+        target = self.config.recordings_dir / relpath
+        await asyncio.to_thread(_write_file, target, data)
+        await self.quietly(f"delete stored recording {name}", self.ari.delete_stored_recording(name))
+        duration = max(0, (len(data) - 44) // 16000) if self.config.recording_format == "wav" else 0
+        log.info("flow %s channel %s: recording %s saved to %s (%d bytes)", self.name, self.session.id, name,
+                 target, len(data))
+        return len(data), duration
+
+    async def on_error(self, event: Event, exc: Exception) -> None:
+        """The failure policy (the app's `on_handler_error` calls it)."""
+        return None
+
+
+def _write_file(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(target.suffix + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+
+
+def relpath_for(org_id: int, call_id: int, started_at: datetime, *, voicemail: bool = False, fmt: str = "wav") -> str:
+    from models.recording import RecordingKind, recording_relpath
+
+    kind = RecordingKind.VOICEMAIL if voicemail else RecordingKind.CONVERSATION
+    return recording_relpath(org_id, call_id, started_at, kind, fmt)

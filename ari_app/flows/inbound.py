@@ -1,0 +1,519 @@
+"""`InboundCall`: a resident calls the hotline — `Stasis(openads,inbound,<DID>)`.
+
+    NEW ─register, answer─▶ ANNOUNCING (active incident in the house) ─▶ GREETING ─▶ QUEUED
+    QUEUED: holding bridge `openads-queue-<org>` with music on hold, dispatchers' phones ring
+    QUEUED ─first dispatcher answers─▶ CONNECTED (mixing bridge `openads-call-<call>`, recorded)
+    QUEUED ─wait limit (scheduler)─▶ VOICEMAIL_OFFER ─▶ VOICEMAIL_RECORDING (`#` or silence ends it)
+    any ─caller or dispatcher hangs up─▶ ENDED;  any but CONNECTED ─handler failure─▶ FALLBACK
+    (`continueInDialplan`: the dialplan rings the dispatchers itself, the CDR reconcile completes the call)
+
+The conversation is recorded on the mixing bridge once a dispatcher is connected (what the traces
+show working: a bridge recording captures both sides; a channel recording only one). The file is
+fetched from Asterisk and stored at `<recordings>/<org>/<yyyy>/<mm>/<call>.wav` (ari_app/media.py).
+The durable truth is the call row: every step that matters is a `models.services` call.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ari_app.client import AriError, AriNotFound, Bridge, Channel
+from ari_app.db import CallInfo, RingPlan, call_info, ring_plan
+from ari_app.dispatcher import FLOWS, Event, Session
+from ari_app.flows.base import CallFlow, cause_of, relpath_for
+from ari_app.media import (
+    PROMPT_GREETING,
+    PROMPT_INCIDENT,
+    PROMPT_VOICEMAIL_OFFER,
+    PROMPT_VOICEMAIL_THANKS,
+    call_bridge_id,
+    caller_id,
+    conversation_recording_name,
+    endpoint_of_channel_name,
+    new_channel_id,
+    queue_bridge_id,
+    voicemail_recording_name,
+)
+from openads import channel_vars as cv
+
+log = logging.getLogger(__name__)
+
+FLOW_NAME = "inbound"
+DISPATCHER_ARG = "dispatcher"  # appArgs of the legs we originate to dispatchers' phones
+NO_ANSWER_CAUSE = 19  # ChannelDestroyed of a leg whose ring timeout ran out (traces)
+
+
+class InboundState(enum.Enum):
+    NEW = "new"
+    ANNOUNCING = "announcing"
+    GREETING = "greeting"
+    QUEUED = "queued"
+    CONNECTED = "connected"
+    VOICEMAIL_OFFER = "voicemail_offer"
+    VOICEMAIL_RECORDING = "voicemail_recording"
+    FALLBACK = "fallback"
+    ENDED = "ended"
+
+
+S = InboundState
+_ANY_LIVE = frozenset({S.FALLBACK, S.ENDED})
+TRANSITIONS: dict[InboundState, frozenset[InboundState]] = {
+    S.NEW: frozenset({S.ANNOUNCING, S.GREETING, S.QUEUED, S.CONNECTED}) | _ANY_LIVE,
+    S.ANNOUNCING: frozenset({S.GREETING, S.VOICEMAIL_OFFER}) | _ANY_LIVE,
+    S.GREETING: frozenset({S.QUEUED, S.VOICEMAIL_OFFER}) | _ANY_LIVE,
+    S.QUEUED: frozenset({S.CONNECTED, S.VOICEMAIL_OFFER}) | _ANY_LIVE,
+    S.CONNECTED: frozenset({S.ENDED}),
+    S.VOICEMAIL_OFFER: frozenset({S.VOICEMAIL_RECORDING}) | _ANY_LIVE,
+    S.VOICEMAIL_RECORDING: _ANY_LIVE,
+    S.FALLBACK: frozenset({S.ENDED}),
+    S.ENDED: frozenset(),
+}
+WAITING = frozenset({S.ANNOUNCING, S.GREETING, S.QUEUED})
+
+
+@dataclass(frozen=True)
+class Registered:
+    call: CallInfo
+    plan: RingPlan
+    has_incident: bool
+    display_name: str
+
+
+def _register(session: Any, did: str, caller: str, channel_id: str) -> Registered:
+    from models.queries_calls import caller_card
+    from models.services.calls import register_inbound_call
+
+    call = register_inbound_call(session, did=did, caller=caller, channel_id=channel_id)
+    card = caller_card(session, org_id=call.organization_id, phone=call.phone)
+    name = ""
+    if len(card.residents) == 1:
+        r = card.residents[0]
+        surname = r.full_name.split(" ")[0] if r.full_name else ""
+        label = r.premise_label.replace(". ", ".")  # "кв. 30" → "кв.30": phones have narrow screens
+        name = f"{surname} {label}".strip()
+    return Registered(call_info(call), ring_plan(session, call.organization_id), bool(card.incidents), name)
+
+
+class InboundCall(CallFlow):
+    name: ClassVar[str] = FLOW_NAME
+    State = InboundState
+    TRANSITIONS = TRANSITIONS
+    _rotation: ClassVar[dict[int, int]] = {}  # round robin position per organization
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
+        self.call: CallInfo | None = None
+        self.plan: RingPlan | None = None
+        self.display_name = ""
+        self.caller_number = ""  # as the trunk sent it (shown on the dispatchers' phones)
+        self.legs: dict[str, str] = {}  # ringing leg channel id → endpoint
+        self.pending: list[str] = []  # endpoints still to ring (one-at-a-time strategies)
+        self.dispatcher_channel: str | None = None
+        self.dispatcher_endpoint: str | None = None
+        self.bridge_id: str | None = None
+        self.recording: str | None = None
+        self.voicemail: str | None = None
+        self.voicemail_saved = False
+        self.finished = False
+
+    @property
+    def caller(self) -> str:
+        return self.session.id
+
+    # -- arrival --
+
+    async def on_stasis_start(self, event: Event) -> None:
+        if event.channel_id != self.caller:
+            await self._dispatcher_answered(event)
+            return
+        if self.call is not None:  # replayed
+            return
+        did = self.session.args[0] if self.session.args else ""
+        channel = event.channel or Channel(id=self.caller)
+        from models.services.calls import UnknownDid
+
+        try:
+            reg = await self.db.write(lambda s: _register(s, did, channel.caller.number, self.caller))
+        except UnknownDid:
+            log.warning("inbound call on channel %s: DID %r is no organization's hotline: to the dialplan",
+                        self.caller, did)
+            await self._fallback("unknown DID")
+            return
+        self.call, self.plan, self.display_name = reg.call, reg.plan, reg.display_name
+        self.caller_number = channel.caller.number
+        self.ctx.wake_scheduler()  # a new wait deadline
+        await self.ari.set_channel_var(self.caller, cv.CALL_ID, str(reg.call.id))
+        await self.ari.set_channel_var(self.caller, cv.FLOW, FLOW_NAME)
+        await self.ari.answer(self.caller)
+        if reg.has_incident:
+            self.to(S.ANNOUNCING, "active incident in the house")
+            await self.play(self.caller, PROMPT_INCIDENT, self._after_incident)
+        else:
+            await self._greet()
+
+    async def _after_incident(self, _event: Event) -> None:
+        if self.state == S.ANNOUNCING:
+            await self._greet()
+
+    async def _greet(self) -> None:
+        self.to(S.GREETING)
+        await self.play(self.caller, PROMPT_GREETING, self._after_greeting)
+
+    async def _after_greeting(self, _event: Event) -> None:
+        if self.state == S.GREETING:
+            await self.enter_queue()
+
+    # -- the queue --
+
+    async def enter_queue(self) -> None:
+        assert self.call is not None and self.plan is not None
+        self.to(S.QUEUED)
+        bridge_id = queue_bridge_id(self.call.organization_id)
+        async with self.ctx.queue_lock(self.call.organization_id):
+            try:
+                await self.ari.get_bridge(bridge_id)
+            except AriNotFound:
+                try:
+                    await self.ari.create_bridge(type="holding", bridge_id=bridge_id, name=bridge_id)
+                except AriError as exc:  # created meanwhile by another process
+                    log.info("queue bridge %s: create: %s", bridge_id, exc)
+            await self.ari.add_channel(bridge_id, self.caller)
+            # MOH leaves with the last channel of the bridge, so (re)start it for every caller.
+            await self.ari.start_bridge_moh(bridge_id, moh_class=self.config.moh_class)
+        await self._ring_round()
+
+    def _targets(self) -> list[str]:
+        assert self.plan is not None and self.call is not None
+        endpoints = list(self.plan.endpoints)
+        presence = self.ctx.presence
+        if presence is not None and presence.connected:
+            free = presence.free(endpoints)
+            if free:
+                endpoints = free
+            else:
+                log.info("call %s: no dispatcher is free: ringing all %d", self.call.id, len(endpoints))
+        if self.plan.strategy != "ringall" and endpoints:
+            # round_robin (least_recent is served the same way for now): rotate the start per organization.
+            pos = self._rotation.get(self.call.organization_id, 0) % len(endpoints)
+            self._rotation[self.call.organization_id] = pos + 1
+            endpoints = endpoints[pos:] + endpoints[:pos]
+        return endpoints
+
+    async def _ring_round(self) -> None:
+        assert self.plan is not None
+        targets = self._targets()
+        if not targets:
+            log.warning("call %s: the organization has no dispatcher phones configured; waiting for the limit",
+                        self.call.id if self.call else None)
+            return
+        if self.plan.strategy == "ringall":
+            started = [await self._ring(endpoint) for endpoint in targets]
+            if not any(started):
+                log.warning("call %s: no dispatcher phone could be rung", self.call.id if self.call else None)
+        else:
+            self.pending = targets
+            await self._ring_next()
+
+    async def _ring_next(self) -> None:
+        while self.pending and self.state == S.QUEUED:
+            if await self._ring(self.pending.pop(0)):
+                return
+
+    async def _ring(self, endpoint: str) -> bool:
+        assert self.call is not None
+        leg = new_channel_id()
+        self.session.claim_channel(leg, originated=True)
+        self.legs[leg] = endpoint
+        try:
+            await self.ari.originate(
+                endpoint, app_args=f"{DISPATCHER_ARG},{self.call.id}", channel_id=leg,
+                caller_id=caller_id(self.caller_number or self.call.phone, self.display_name), timeout=self.config.ring_timeout,
+                variables={cv.CALL_ID: str(self.call.id), cv.FLOW: FLOW_NAME},
+            )
+        except AriError as exc:
+            log.warning("call %s: originate to %s failed: %s", self.call.id, endpoint, exc)
+            self.legs.pop(leg, None)
+            self.session.release_channel(leg)
+            return False
+        return True
+
+    async def _stop_ringing(self) -> None:
+        legs, self.legs, self.pending = list(self.legs), {}, []
+        for leg in legs:
+            await self.hangup(leg)
+
+    # -- connected --
+
+    async def _dispatcher_answered(self, event: Event) -> None:
+        leg = event.channel_id or ""
+        endpoint = self.legs.pop(leg, None)
+        if endpoint is None or self.state != S.QUEUED or self.call is None:
+            log.info("call %s: late answer on %s (state %s): hanging it up", self.call and self.call.id, leg,
+                     self.state.name)
+            await self.hangup(leg)
+            return
+        self.to(S.CONNECTED, f"answered by {endpoint}")
+        self.dispatcher_channel, self.dispatcher_endpoint = leg, endpoint
+        await self._stop_ringing()
+        bridge_id = call_bridge_id(self.call.id)
+        self.session.claim_bridge(bridge_id)
+        self.bridge_id = bridge_id
+        await self.ari.create_bridge(type="mixing", bridge_id=bridge_id, name=bridge_id)
+        await self.ari.add_channel(bridge_id, self.caller)  # moves the caller out of the queue
+        await self.ari.add_channel(bridge_id, leg)
+        call_id, org_id = self.call.id, self.call.organization_id
+
+        def answered(s: Any) -> CallInfo:
+            from models.services.calls import mark_call_answered
+
+            return call_info(mark_call_answered(s, org_id=org_id, call_id=call_id, by=None, endpoint=endpoint,
+                                                dispatcher_channel_id=leg))
+
+        self.call = await self.db.write(answered)
+        await self._start_recording()
+
+    async def _start_recording(self) -> None:
+        """A recording that cannot start never breaks the conversation: logged, the call goes on."""
+        assert self.call is not None and self.bridge_id is not None
+        name = conversation_recording_name(self.call.id)
+        self.session.claim_recording(name)
+        try:
+            await self.ari.record_bridge(self.bridge_id, name, format=self.config.recording_format,
+                                         if_exists="overwrite")
+        except AriError as exc:
+            log.error("call %s: the conversation is NOT recorded: %s", self.call.id, exc)
+            self.session.release_recording(name)
+            return
+        self.recording = name
+
+    async def _finish_connected(self, who: str, gone: str | None = None) -> None:
+        if self.finished or self.call is None:
+            return
+        self.finished = True
+        self.to(S.ENDED, f"{who} hung up")
+        if self.recording:
+            await self.quietly("stop recording", self.ari.stop_live_recording(self.recording))
+        for channel in (self.caller, self.dispatcher_channel):
+            if channel and channel != gone and channel in self.session.live_channel_ids:
+                await self.hangup(channel)
+        await self._end_call()
+        if self.recording:
+            await self._attach_recording(self.recording)
+        if self.bridge_id:
+            await self.quietly("destroy bridge", self.ari.destroy_bridge(self.bridge_id))
+
+    async def _attach_recording(self, name: str) -> None:
+        assert self.call is not None
+        relpath = relpath_for(self.call.organization_id, self.call.id, self.call.started_at,
+                              fmt=self.config.recording_format)
+        saved = await self.fetch_recording(name, relpath)
+        if saved is None:
+            return
+        size, duration = saved
+        org_id, call_id, fmt = self.call.organization_id, self.call.id, self.config.recording_format
+
+        def attach(s: Any) -> None:
+            from models.services.calls import attach_recording
+
+            attach_recording(s, org_id=org_id, call_id=call_id, path=relpath, fmt=fmt, duration_seconds=duration,
+                             size_bytes=size)
+
+        await self.db.write(attach)
+
+    async def _end_call(self, outcome: str | None = None) -> None:
+        if self.call is None:
+            return
+        org_id, call_id = self.call.organization_id, self.call.id
+
+        def end(s: Any) -> CallInfo:
+            from models.call import CallOutcome
+            from models.services.calls import end_call
+
+            return call_info(end_call(s, org_id=org_id, call_id=call_id,
+                                      outcome=CallOutcome(outcome) if outcome else None))
+
+        self.call = await self.db.write(end)
+
+    # -- hangups --
+
+    async def on_stasis_end(self, event: Event) -> None:
+        if event.channel_id == self.caller:
+            await self._caller_gone()
+        elif event.channel_id is not None and event.channel_id == self.dispatcher_channel:
+            await self._finish_connected("dispatcher", gone=event.channel_id)
+
+    async def on_channel_destroyed(self, event: Event) -> None:
+        channel = event.channel_id
+        if channel == self.caller:  # only synthetic (reconcile): an inbound channel gets no ChannelDestroyed
+            await self._caller_gone()
+        elif channel is not None and channel == self.dispatcher_channel:
+            await self._finish_connected("dispatcher", gone=channel)
+        elif channel in self.legs:
+            self.legs.pop(channel)
+            log.info("call %s: %s did not answer (cause %s)", self.call and self.call.id, channel, cause_of(event))
+            if self.state != S.QUEUED or self.legs:
+                return
+            if self.pending:
+                await self._ring_next()
+            elif cause_of(event) == NO_ANSWER_CAUSE:
+                await self._ring_round()  # nobody picked up in time: ring again until the wait limit
+
+    async def _caller_gone(self) -> None:
+        if self.state == S.CONNECTED:
+            await self._finish_connected("caller", gone=self.caller)
+            return
+        if self.state in (S.ENDED, S.FALLBACK) or self.finished:
+            return
+        self.finished = True
+        await self._stop_ringing()
+        if self.state == S.VOICEMAIL_RECORDING:
+            await self._save_voicemail()
+        was = self.state
+        self.to(S.ENDED, "caller hung up")
+        from models.call import CallOutcome
+
+        await self._end_call(CallOutcome.ABANDONED.value if was in WAITING or was == S.NEW else None)
+
+    # -- wait limit and voice message --
+
+    async def on_wait_limit_reached(self, _event: Event) -> None:
+        if self.state not in WAITING or self.call is None:
+            return
+        self.to(S.VOICEMAIL_OFFER, "wait limit reached")
+        await self._stop_ringing()
+        org_id, call_id = self.call.organization_id, self.call.id
+
+        def missed(s: Any) -> None:
+            from models.services.calls import mark_call_missed
+
+            mark_call_missed(s, org_id=org_id, call_id=call_id)
+
+        await self.db.write(missed)
+        await self.quietly("leave the queue",
+                           self.ari.remove_channel(queue_bridge_id(org_id), self.caller))
+        await self.play(self.caller, PROMPT_VOICEMAIL_OFFER, self._start_voicemail)
+
+    async def _start_voicemail(self, _event: Event) -> None:
+        if self.state != S.VOICEMAIL_OFFER or self.call is None:
+            return
+        self.to(S.VOICEMAIL_RECORDING)
+        name = voicemail_recording_name(self.call.id)
+        self.session.claim_recording(name)
+        self.voicemail = name
+        await self.ari.record(
+            self.caller, name, format=self.config.recording_format,
+            max_duration_seconds=self.config.voicemail_max_seconds,
+            max_silence_seconds=self.config.voicemail_max_silence, if_exists="overwrite", beep=True,
+            terminate_on="#",
+        )
+
+    async def on_recording_finished(self, event: Event) -> None:
+        if event.recording_name != self.voicemail or self.state != S.VOICEMAIL_RECORDING:
+            return
+        await self._save_voicemail()
+        await self.play(self.caller, PROMPT_VOICEMAIL_THANKS, self._after_thanks)
+
+    async def _after_thanks(self, _event: Event) -> None:
+        await self.hangup(self.caller)
+
+    async def _save_voicemail(self) -> None:
+        if self.voicemail_saved or self.voicemail is None or self.call is None:
+            return
+        self.voicemail_saved = True
+        relpath = relpath_for(self.call.organization_id, self.call.id, self.call.started_at, voicemail=True,
+                              fmt=self.config.recording_format)
+        saved = await self.fetch_recording(self.voicemail, relpath)
+        if saved is None or saved[0] <= 44:  # nothing but a WAV header: no message
+            return
+        size, duration = saved
+        org_id, call_id, fmt = self.call.organization_id, self.call.id, self.config.recording_format
+
+        def attach(s: Any) -> None:
+            from models.services.calls import attach_voice_message
+
+            attach_voice_message(s, org_id=org_id, call_id=call_id, path=relpath, fmt=fmt,
+                                 duration_seconds=duration, size_bytes=size)
+
+        await self.db.write(attach)
+
+    # -- failures, reconnects --
+
+    async def _fallback(self, why: str) -> None:
+        self.to(S.FALLBACK, why)
+        await self._stop_ringing()
+        try:
+            await self.ari.continue_in_dialplan(self.caller)
+        except AriNotFound:
+            log.info("channel %s: gone before the dialplan fallback", self.caller)
+        except AriError as exc:
+            log.error("channel %s: dialplan fallback failed (%s): hanging up", self.caller, exc)
+            await self.hangup(self.caller)
+
+    async def on_error(self, event: Event, exc: Exception) -> None:
+        if self.state in (S.ENDED, S.FALLBACK) or self.finished:
+            return
+        if self.state == S.CONNECTED:
+            log.error("call on channel %s: error while connected (%s); the conversation goes on", self.caller, exc)
+            return
+        if isinstance(exc, AriNotFound) and "/channels/" + self.caller in exc.path:
+            log.info("channel %s: gone (404): treated as a hangup", self.caller)
+            await self._caller_gone()
+            return
+        await self._fallback(f"handler failed: {exc!r}")
+
+    async def on_reattach(self, event: Event) -> None:
+        """Reconcile after the app restarted: the caller is in Stasis with our OPENADS_CALL_ID."""
+        call_id = int(event.raw["call_id"])
+        bridges = [Bridge.model_validate(b) for b in event.raw.get("bridges", [])]
+        from models.services.calls import call_by_channel
+
+        def load(s: Any) -> tuple[CallInfo, RingPlan] | None:
+            call = call_by_channel(s, self.caller)
+            if call is None or call.id != call_id:
+                return None
+            return call_info(call), ring_plan(s, call.organization_id)
+
+        loaded = await self.db.read(load)
+        if loaded is None or loaded[0].ended_at is not None:
+            log.warning("channel %s: call %s unknown or ended: to the dialplan", self.caller, call_id)
+            await self._fallback("reattach of an unknown call")
+            return
+        self.call, self.plan = loaded
+        mixing = next((b for b in bridges if b.id == call_bridge_id(call_id)), None)
+        if self.call.answered_at is not None and mixing is not None:
+            others = [c for c in mixing.channels if c != self.caller]
+            self.to(S.CONNECTED, "re-attached")
+            self.bridge_id = mixing.id
+            self.session.claim_bridge(mixing.id)
+            self.recording = conversation_recording_name(call_id)
+            self.session.claim_recording(self.recording)
+            if others:
+                self.dispatcher_channel = others[0]
+                self.session.claim_channel(others[0], originated=True)
+                self.dispatcher_endpoint = self.call.dispatcher_endpoint
+            else:
+                await self._finish_connected("dispatcher (gone while disconnected)")
+            return
+        await self.enter_queue()
+
+    async def on_reconciled(self, event: Event) -> None:
+        """After a reconnect of the same process: legs that answered while events were lost."""
+        channels = {c["id"]: Channel.model_validate(c) for c in event.raw.get("channels", [])}
+        for leg in list(self.legs):
+            ch = channels.get(leg)
+            if ch is not None and ch.state == "Up" and ch.dialplan is not None and ch.dialplan.app_name == "Stasis":
+                raw = {"type": "StasisStart", "application": event.application, "timestamp": "",
+                       "args": [DISPATCHER_ARG], "channel": ch.model_dump(), "synthetic": True}
+                await self._dispatcher_answered(Event(type="StasisStart", application=event.application,
+                                                      timestamp="", raw=raw, channel_id=leg))
+                break
+
+
+def endpoint_from_channel(channel: Channel) -> str | None:
+    return endpoint_of_channel_name(channel.name)
+
+
+FLOWS[FLOW_NAME] = InboundCall

@@ -1,0 +1,93 @@
+"""Dial strings, ids, prompt names and recording names of the ARI app, in one place.
+
+Recordings: Asterisk writes a recording into *its own* recording directory
+(`<astspooldir>/recording/<name>.<format>`), possibly on another host, and ARI never returns a
+file path (traces README). So the app records under a flat name it chooses
+(`openads-call-<call_id>`, `openads-vm-<call_id>`), downloads the file with
+`GET /recordings/stored/{name}/file` when the recording is finished, writes it to
+`<recordings dir>/<org_id>/<yyyy>/<mm>/<call_id>.wav` (`models.recording.recording_relpath`), and
+then deletes the stored copy (`DELETE /recordings/stored/{name}`). One code path works for a
+local and a remote Asterisk, and a name never contains a path (ARI path segments).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from models.rules.phones import try_e164
+
+# Prompts (dialplan/sounds/README.md: our own prompts live in `<sounds>/ru/openads/<name>.wav`).
+# TODO(tts): the incident announcement is a fixed prompt for now; the incident's own text
+# (`Incident.announcement`) needs TTS to be spoken.
+PROMPT_INCIDENT = "sound:openads/incident"
+PROMPT_GREETING = "sound:openads/greeting"
+PROMPT_VOICEMAIL_OFFER = "sound:openads/voicemail-offer"
+PROMPT_VOICEMAIL_THANKS = "sound:openads/voicemail-thanks"
+PROMPT_CALLBACK_INTRO = "sound:openads/callback-intro"  # "Вы звонили в аварийно-диспетчерскую службу, ..."
+
+DEFAULT_OUTBOUND_ENDPOINT = "PJSIP/{number}@{trunk}"
+DEFAULT_TRUNK = "trunk"
+
+
+def queue_bridge_id(org_id: int) -> str:
+    """The organization's holding bridge: deterministic, so reconcile finds it after a restart."""
+    return f"openads-queue-{org_id}"
+
+
+def call_bridge_id(call_id: int) -> str:
+    """The mixing bridge of one conversation."""
+    return f"openads-call-{call_id}"
+
+
+def conversation_recording_name(call_id: int) -> str:
+    return f"openads-call-{call_id}"
+
+
+def voicemail_recording_name(call_id: int) -> str:
+    return f"openads-vm-{call_id}"
+
+
+def new_channel_id() -> str:
+    """An id for an originated leg, chosen before the originate so it can be claimed first."""
+    return f"openads-{uuid.uuid4().hex}"
+
+
+def new_playback_id() -> str:
+    return f"openads-pb-{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class OutboundDial:
+    """How a resident is reached through the operator's trunk.
+
+    `template` takes `{number}` (digits, 7XXXXXXXXXX), `{e164}` (+7XXXXXXXXXX) and `{trunk}`:
+    `PJSIP/{number}@{trunk}` dials the trunk endpoint directly; `Local/{number}@openads-outbound`
+    goes through the dialplan's outbound context (dialplan/extensions.conf).
+    """
+
+    template: str = DEFAULT_OUTBOUND_ENDPOINT
+    trunk: str = DEFAULT_TRUNK
+
+    def endpoint(self, phone: str) -> str:
+        e164 = try_e164(phone)
+        if e164 is None:
+            raise ValueError(f"not a callable phone number: {phone!r}")
+        return self.template.format(number=e164.lstrip("+"), e164=e164, trunk=self.trunk)
+
+
+def caller_id(number: str | None, name: str = "") -> str | None:
+    """ARI's `callerId` parameter: `"Name" <number>`, or the number alone."""
+    if not number:
+        return None
+    clean = name.replace('"', "").strip()
+    return f'"{clean}" <{number}>' if clean else number
+
+
+def endpoint_of_channel_name(name: str) -> str | None:
+    """`PJSIP/disp1-0000002a` → `PJSIP/disp1` (the endpoint as settings and presence name it)."""
+    tech, sep, rest = name.partition("/")
+    if not sep or not rest:
+        return None
+    resource = rest.rsplit("-", 1)[0] if "-" in rest else rest
+    return f"{tech}/{resource}"

@@ -1,0 +1,66 @@
+"""`openads ari`: the ARI service (inbound calls, queue, recordings, callbacks) against Asterisk."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+from typing import Any
+
+from openads.commands import database, settings
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("ari", help="запустить ARI-приложение Asterisk (входящие, очередь, записи, перезвон)")
+    p.add_argument("--status-every", type=float, default=60.0, metavar="СЕК",
+                   help="печатать состояние (как /status) каждые N секунд; 0 — не печатать")
+    p.set_defaults(handler=run_ari, long_running=True)
+
+
+async def _serve(app_settings: Any, status_every: float) -> None:
+    from ari_app.app import AriApp, ari_settings
+    from ari_app.presence import AmiPresence
+    from openads import bus as bus_mod
+
+    bus_mod.install(bus_mod.Bus(app_settings.redis_url))  # wake the panels after our commits
+    config = ari_settings(app_settings)
+    db = database(app_settings.database_url)
+    presence = None
+    if app_settings.ami_secret:
+        presence = AmiPresence.from_settings(app_settings)
+    app = AriApp(config, db, presence=presence)
+    if presence is not None:
+        from ari_app.reconcile import record_cdr
+
+        presence.on_cdr = lambda record: record_cdr(app, record)
+        await presence.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await app.start()
+    print(f"ARI: {config.url} app={config.app}", flush=True)
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=status_every if status_every > 0 else None)
+            except TimeoutError:
+                print(json.dumps(app.status(), ensure_ascii=False), flush=True)
+    finally:
+        await app.stop()
+        if presence is not None:
+            await presence.close()
+        db.dispose()
+
+
+def run_ari(args: argparse.Namespace) -> int:
+    app_settings = settings()
+    asyncio.run(_serve(app_settings, args.status_every))
+    return 0

@@ -1,0 +1,139 @@
+"""The ARI app against the emulator: shared set-up for the scenario tests, and app-level checks.
+
+Scenario tests run their own event loop (`asyncio.run`); the emulator runs in its thread.
+Nothing sleeps: every wait polls a condition with a deadline (`until`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ari_app.app import AriApp, AriSettings, ari_settings
+from ari_app.connection import Backoff
+from ari_app.flows.base import FlowConfig
+from models.db import Database
+from tests.ari_app.helpers import until
+from tests.emulator.ari.scenario import AriEmulator
+
+PROMPTS = ("openads/greeting", "openads/incident", "openads/voicemail-offer", "openads/voicemail-thanks",
+           "openads/callback-intro")
+
+
+class FakePresence:
+    """AMI presence stand-in: the endpoints in `free_set` are free."""
+
+    def __init__(self, free: Iterable[str] = (), connected: bool = True) -> None:
+        self.free_set = set(free)
+        self.connected = connected
+
+    def free(self, endpoints: Iterable[str]) -> list[str]:
+        return [e for e in endpoints if e in self.free_set]
+
+
+def short_prompts(emu: AriEmulator, seconds: float = 0.05) -> None:
+    """Our prompts last `seconds` in the emulator (the default is 1 s of real time each)."""
+    emu._run(lambda: emu.asterisk.sound_seconds.update({p: seconds for p in PROMPTS}))
+
+
+@asynccontextmanager
+async def running_app(
+    emu: AriEmulator, db: Database, recordings: Path, *, presence: Any = None, poll: float = 0.05,
+    **flow: Any,
+) -> AsyncIterator[AriApp]:
+    config = FlowConfig(recordings_dir=recordings, recording_fetch_delay=0.01, **flow)
+    settings = AriSettings(url=emu.url, user="openads", password="openads", app="openads", flow=config)
+    app = AriApp(settings, db, presence=presence, backoff=Backoff(initial=0.01, maximum=0.05, jitter=0),
+                 scheduler_poll=poll)
+    await app.start()
+    await until(lambda: app.connection.status.connected and app.connected.is_set(), message="app connected")
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+def configure(db: Database, org: Any, *, endpoints: list[str], wait: int = 120, auto_callback: bool = False,
+              strategy: str = "ringall") -> None:
+    from models.services.calls import update_telephony_settings
+
+    with db.write() as s:
+        from models.organization import Organization
+
+        update_telephony_settings(s, org=s.get(Organization, org.id), by=None, dispatcher_endpoints=endpoints,
+                                  wait_limit_seconds=wait, auto_callback=auto_callback, ring_strategy=strategy)
+
+
+def did(org: Any) -> str:
+    """The organization's hotline as the trunk sends it (no plus)."""
+    return str(org.hotlines[0]).lstrip("+")
+
+
+def routes(emu: AriEmulator, since: int = 0, skip: Callable[[Any], bool] | None = None) -> list[str]:
+    """The app's ARI requests as `METHOD route` (events WebSocket connects left out)."""
+    out = []
+    for r in emu.requests()[since:]:
+        if r.path.startswith("/events") or (skip and skip(r)):
+            continue
+        out.append(r.route or f"{r.method} {r.path}")
+    return out
+
+
+def read(db: Database, fn: Callable[[Any], Any]) -> Any:
+    with db.read() as s:
+        result = fn(s)
+        s.expunge_all()  # keep the loaded columns readable after the read transaction ends
+        return result
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# --- app-level checks ------------------------------------------------------------------------------
+
+
+def test_settings_come_from_openads_config_and_ari_extras(settings: Any, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from openads.config import ConfigError
+
+    with pytest.raises(ConfigError):
+        ari_settings(replace(settings, ari_url=None), env={})
+    cfg = ari_settings(replace(settings, ari_url="http://pbx:8088", ari_user="u", ari_password="p", ari_app="ads"),
+                       env={"ARI_OUTBOUND_ENDPOINT": "Local/{number}@openads-outbound", "ARI_RING_TIMEOUT": "20"})
+    assert (cfg.url, cfg.user, cfg.password, cfg.app) == ("http://pbx:8088", "u", "p", "ads")
+    assert cfg.flow.ring_timeout == 20
+    assert cfg.flow.recordings_dir == settings.recordings_dir
+    assert cfg.flow.outbound.endpoint("+79161234567") == "Local/79161234567@openads-outbound"
+    with pytest.raises(ConfigError):
+        ari_settings(replace(settings, ari_url="http://pbx:8088"), env={"ARI_RING_TIMEOUT": "soon"})
+
+
+def test_status_reports_connection_reconcile_and_sessions(ari_emulator: AriEmulator, db: Database,
+                                                          tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_app(ari_emulator, db, tmp_path / "rec") as app:
+            status = app.status()
+            assert status["app"] == "openads"
+            assert status["connection"]["connected"] is True
+            assert status["reconciles"] == 1
+            assert status["last_reconcile"] == {"channels": 0, "bridges": 0, "gone": [], "reattached": [],
+                                                "hung_up": [], "ended_calls": []}
+            assert status["sessions"] == 0
+
+    run(main())
+    # Connecting costs exactly the two snapshot reads.
+    assert routes(ari_emulator) == ["GET /channels", "GET /bridges"]
+
+
+def test_openads_ari_command_is_registered() -> None:
+    from openads.commands import build_parser
+
+    args = build_parser().parse_args(["ari", "--status-every", "5"])
+    assert args.status_every == 5.0 and args.long_running is True

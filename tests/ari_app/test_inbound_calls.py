@@ -1,0 +1,210 @@
+"""Inbound calls against the ARI emulator: answered and recorded, abandoned, voice message, concurrency."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from models.call import Call, CallOutcome
+from models.db import Database
+from models.missed_call import MissedCall, MissedCallStatus
+from models.recording import Recording, RecordingKind
+from tests.ari_app.helpers import until
+from tests.ari_app.test_app_support import configure, did, read, routes, run, running_app, short_prompts
+from tests.emulator.ari.scenario import AriEmulator
+
+
+def _call(db: Database) -> Call | None:
+    return read(db, lambda s: s.scalar(select(Call).order_by(Call.id.desc())))
+
+
+def _recordings(db: Database, call_id: int) -> list[Recording]:
+    return read(db, lambda s: list(s.scalars(select(Recording).where(Recording.call_id == call_id)
+                                             .order_by(Recording.id))))
+
+
+def _items(db: Database) -> list[MissedCall]:
+    return read(db, lambda s: list(s.scalars(select(MissedCall).order_by(MissedCall.id))))
+
+
+def test_answered_call_is_bridged_recorded_and_completed(ari_emulator: AriEmulator, db: Database, world: Any,
+                                                         tmp_path: Path) -> None:
+    emu, org = ari_emulator, world.org_a
+    configure(db, org, endpoints=["PJSIP/disp1"])
+    emu.set_answer_mode("disp1", "manual")
+    short_prompts(emu)
+    recordings = tmp_path / "recordings"
+
+    async def main() -> None:
+        async with running_app(emu, db, recordings):
+            caller = emu.incoming_call(did(org), "79161234567")
+            await until(lambda: bool(emu.requests(route="POST /channels")), message="dispatcher rung")
+            emu.answer("disp1")
+            await until(lambda: (c := _call(db)) is not None and c.answered_at is not None, message="answered")
+            emu.hangup(caller)
+            await until(lambda: (c := _call(db)) is not None and c.ended_at is not None
+                        and bool(_recordings(db, c.id)), message="ended with its recording")
+            await until(lambda: bool(emu.requests(route="DELETE /bridges/{bridgeId}")), message="bridge destroyed")
+
+    run(main())
+    call = _call(db)
+    assert call is not None
+    assert (call.organization_id, call.did, call.phone, call.resident_id) == (
+        org.id, org.hotlines[0], "+79161234567", world.resident_a.id)
+    assert (call.outcome, call.dispatcher_endpoint, call.answered_by_id) == (CallOutcome.ANSWERED, "PJSIP/disp1", None)
+    assert call.channel_id == caller_id(emu)
+    assert call.started_at <= call.answered_at <= call.ended_at  # type: ignore[operator]
+    [rec] = _recordings(db, call.id)
+    path = f"{org.id}/{call.started_at:%Y}/{call.started_at:%m}/{call.id}.wav"
+    assert (rec.kind, rec.path, rec.format) == (RecordingKind.CONVERSATION, path, "wav")
+    file = recordings / path
+    assert file.read_bytes()[:4] == b"RIFF" and rec.size_bytes == file.stat().st_size > 44
+    assert _items(db) == []
+    # Exactly the ARI conversation of the traces (scenario 1), with our ids.
+    leg = emu.requests(route="POST /channels")[0]
+    assert leg.query["endpoint"] == "PJSIP/disp1" and leg.query["appArgs"] == f"dispatcher,{call.id}"
+    assert leg.body == {"variables": {"OPENADS_CALL_ID": str(call.id), "OPENADS_FLOW": "inbound"}}
+    assert leg.query["callerId"] == '"Леонидов кв.30" <79161234567>'
+    assert routes(emu, skip=lambda r: r.method == "GET" and r.path in ("/channels", "/bridges")) == [
+        "POST /channels/{channelId}/variable", "POST /channels/{channelId}/variable",
+        "POST /channels/{channelId}/answer",
+        "POST /channels/{channelId}/play",
+        "GET /bridges/{bridgeId}", "POST /bridges", "POST /bridges/{bridgeId}/addChannel",
+        "POST /bridges/{bridgeId}/moh",
+        "POST /channels",
+        "POST /bridges", "POST /bridges/{bridgeId}/addChannel", "POST /bridges/{bridgeId}/addChannel",
+        "POST /bridges/{bridgeId}/record",
+        "POST /recordings/live/{recordingName}/stop",
+        "DELETE /channels/{channelId}",
+        "GET /recordings/stored/{recordingName}/file", "DELETE /recordings/stored/{recordingName}",
+        "DELETE /bridges/{bridgeId}",
+    ]
+    assert [r.path for r in emu.requests(method="POST", route="POST /bridges")] == ["/bridges", "/bridges"]
+    assert [r.query["bridgeId"] for r in emu.requests(route="POST /bridges")] == [
+        f"openads-queue-{org.id}", f"openads-call-{call.id}"]
+    assert emu.snapshot()["stored_recordings"] == []  # fetched, then deleted from Asterisk
+
+
+def caller_id(emu: AriEmulator) -> str:
+    return str(emu.requests(route="POST /channels/{channelId}/answer")[0].path.split("/")[2])
+
+
+def test_caller_hangs_up_while_waiting_becomes_a_missed_call(ari_emulator: AriEmulator, db: Database, world: Any,
+                                                             tmp_path: Path) -> None:
+    emu, org = ari_emulator, world.org_a
+    configure(db, org, endpoints=["PJSIP/disp1", "PJSIP/disp2"])
+    emu.set_answer_mode("disp1", "manual")
+    emu.set_answer_mode("disp2", "manual")
+    short_prompts(emu)
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec"):
+            caller = emu.incoming_call(did(org), "79161234567")
+            await until(lambda: len(emu.requests(route="POST /channels")) == 2, message="both rung")
+            emu.hangup(caller)
+            await until(lambda: (c := _call(db)) is not None and c.ended_at is not None, message="ended")
+            await until(lambda: len(emu.requests(route="DELETE /channels/{channelId}")) == 2,
+                        message="ringing legs hung up")
+
+    run(main())
+    call = _call(db)
+    assert call is not None and (call.outcome, call.answered_at) == (CallOutcome.ABANDONED, None)
+    [item] = _items(db)
+    assert (item.phone, item.status, item.calls_count, item.first_call_id) == (
+        "+79161234567", MissedCallStatus.OPEN, 1, call.id)
+    assert item.deadline_at == call.started_at + timedelta(minutes=10)
+    originated = {r.query["channelId"] for r in emu.requests(route="POST /channels")}
+    assert {r.path.split("/")[2] for r in emu.requests(route="DELETE /channels/{channelId}")} == originated
+    assert not [c for c in emu.snapshot()["channels"]]  # nothing left ringing
+
+
+def test_wait_limit_offers_a_voice_message_stored_on_the_item(ari_emulator: AriEmulator, db: Database,
+                                                              world: Any, tmp_path: Path) -> None:
+    emu, org = ari_emulator, world.org_a
+    configure(db, org, endpoints=["PJSIP/disp1"], wait=1)
+    emu.set_answer_mode("disp1", "manual")
+    short_prompts(emu)
+    recordings = tmp_path / "rec"
+
+    async def main() -> None:
+        async with running_app(emu, db, recordings, voicemail_max_seconds=30, voicemail_max_silence=3):
+            caller = emu.incoming_call(did(org), "79161234567")
+            await until(lambda: bool(emu.requests(route="POST /channels/{channelId}/record")), timeout=10,
+                        message="voice message recording")
+            emu.say(caller, "течёт крыша")
+            emu.press(caller, "#")
+            await until(lambda: (c := _call(db)) is not None and c.ended_at is not None, timeout=10,
+                        message="ended")
+
+    run(main())
+    call = _call(db)
+    assert call is not None and (call.outcome, call.answered_at) == (CallOutcome.VOICEMAIL, None)
+    [item] = _items(db)
+    [rec] = _recordings(db, call.id)
+    assert (rec.kind, rec.path) == (RecordingKind.VOICEMAIL,
+                                    f"{org.id}/{call.started_at:%Y}/{call.started_at:%m}/{call.id}.voicemail.wav")
+    assert (recordings / rec.path).stat().st_size == rec.size_bytes
+    assert (item.voice_message_id, item.status, item.deadline_at) == (
+        rec.id, MissedCallStatus.OPEN, call.started_at + timedelta(minutes=10))
+    [record] = emu.requests(route="POST /channels/{channelId}/record")
+    assert record.query == {"name": f"openads-vm-{call.id}", "format": "wav", "maxDurationSeconds": "30",
+                            "maxSilenceSeconds": "3", "ifExists": "overwrite", "beep": "true", "terminateOn": "#"}
+    # The ringing dispatcher leg was hung up at the limit; the caller heard the offer, then thanks.
+    assert [r.query["media"] for r in emu.requests(route="POST /channels/{channelId}/play")] == [
+        "sound:openads/greeting", "sound:openads/voicemail-offer", "sound:openads/voicemail-thanks"]
+
+
+def test_unknown_did_goes_to_the_dialplan_and_writes_nothing(ari_emulator: AriEmulator, db: Database, world: Any,
+                                                             tmp_path: Path) -> None:
+    emu = ari_emulator
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec"):
+            emu.incoming_call("74950000000", "79161234567")
+            await until(lambda: bool(emu.requests(route="POST /channels/{channelId}/continue")), message="fallback")
+
+    run(main())
+    assert _call(db) is None
+    assert routes(emu, skip=lambda r: r.method == "GET") == ["POST /channels/{channelId}/continue"]
+
+
+def test_twenty_concurrent_calls_each_answered_and_recorded(ari_emulator: AriEmulator, db: Database, world: Any,
+                                                            tmp_path: Path) -> None:
+    emu, org = ari_emulator, world.org_a
+    endpoints = [f"d{i:02d}" for i in range(20)]
+    for name in endpoints:
+        emu.add_endpoint(name, f"Диспетчер {name}", name, auto_answer=False)
+    short_prompts(emu)
+    recordings = tmp_path / "rec"
+
+    def ended() -> list[Call]:
+        return read(db, lambda s: list(s.scalars(select(Call).where(Call.ended_at.is_not(None)))))
+
+    async def main() -> None:
+        async with running_app(emu, db, recordings):
+            # One dispatcher per call: each organization's call rings its own phone.
+            callers = []
+            for i, name in enumerate(endpoints):
+                configure(db, org, endpoints=[f"PJSIP/{name}"])
+                callers.append(emu.incoming_call(did(org), f"7916000{i:04d}"))
+                await until(lambda n=i: len(emu.requests(route="POST /channels")) == n + 1, timeout=10)
+            for name in endpoints:
+                emu.answer(name)
+            await until(lambda: len(read(db, lambda s: list(s.scalars(
+                select(Call).where(Call.answered_at.is_not(None)))))) == 20, timeout=20, message="all answered")
+            for caller in callers:
+                emu.hangup(caller)
+            await until(lambda: len(ended()) == 20, timeout=20, message="all ended")
+            await until(lambda: len(read(db, lambda s: list(s.scalars(select(Recording))))) == 20, timeout=20)
+
+    run(main())
+    calls = ended()
+    assert {c.outcome for c in calls} == {CallOutcome.ANSWERED}
+    assert sorted(c.dispatcher_endpoint or "" for c in calls) == sorted(f"PJSIP/{n}" for n in endpoints)
+    recs = read(db, lambda s: list(s.scalars(select(Recording))))
+    assert sorted(r.call_id for r in recs) == sorted(c.id for c in calls)
+    assert all((recordings / r.path).exists() for r in recs)
+    assert _items(db) == []
