@@ -13,17 +13,32 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, bindparam, cast, false, func, insert, inspect, select, update
+from sqlalchemy import (
+    JSON,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    cast,
+    false,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.schema import ColumnDefault
 
 from models import events
 from models.base import table_of, utcnow
 from models.errors import TicketNotFound, TransitionNotAllowed, ValidationFailed
 from models.housing import House, Premise, Resident
 from models.organization import Membership, Organization, Role, User
-from models.outbox import MessageChannel, OutboxMessage
+from models.outbox import DomainEvent, MessageChannel, OutboxMessage
 from models.rules.deadlines import DeadlineRule, compute_deadlines
 from models.rules.phones import InvalidPhone, to_e164
 from models.rules.ticket_states import (
@@ -52,12 +67,11 @@ MUNICIPALITY_DONE_PURPOSE = "municipality_emergency_done"
 EXECUTOR_PURPOSE = "executor_assigned"
 
 _TICKETS = table_of(Ticket)
+_HISTORY = table_of(TicketHistory)
+_EVENTS = table_of(DomainEvent)
 # Registration's statements, built once (see create_ticket). Attribute keys equal column names.
-_TICKET_DEFAULTED_KEYS = tuple(c.key for c in _TICKETS.c if c.default is not None or c.server_default is not None
-                               if not c.primary_key)
-_TICKET_PLAIN_KEYS = tuple(c.key for c in _TICKETS.c if c.key not in _TICKET_DEFAULTED_KEYS and not c.primary_key)
-_TICKET_INSERT = insert(_TICKETS).returning(_TICKETS.c.id, *(_TICKETS.c[k] for k in _TICKET_DEFAULTED_KEYS))
-_HISTORY_INSERT = insert(table_of(TicketHistory))
+_TICKET_KEYS = tuple(c.key for c in _TICKETS.c if not c.primary_key)
+_HISTORY_KEYS = tuple(c.key for c in _HISTORY.c if not c.primary_key and c.key != "ticket_id")
 
 
 def _counter_upsert(dialect_insert: Any) -> Any:
@@ -73,18 +87,48 @@ def _counter_upsert(dialect_insert: Any) -> Any:
     )
 
 
-def _number_ticket_pg() -> Any:
+def _typed(prefix: str, table: Table, keys: tuple[str, ...]) -> list[Any]:
+    return [bindparam(f"{prefix}{k}", type_=table.c[k].type) for k in keys]
+
+
+def _registration_pg() -> Any:
+    """A whole registration as one statement: bump the counter, insert the ticket under its number,
+    its first history row and its `ticket.created` event (data-modifying CTEs).
+
+    The counter row lock is taken first and held until commit, so everything the organization's
+    concurrent registrations wait for is this one statement and the COMMIT. The event payload is
+    built in Python and completed with the new id and number in SQL.
+    """
     bump = _counter_upsert(postgresql.insert).cte("bump")
-    seq = select(bump.c.last_value).scalar_subquery()
-    number = bindparam("prefix", type_=String) + func.lpad(cast(seq, String), 6, "0")
-    return (
-        update(_TICKETS).where(_TICKETS.c.id == bindparam("ticket_id")).values(number=number)
-        .returning(_TICKETS.c.number)
+    number = bindparam("prefix", type_=String) + func.lpad(cast(bump.c.last_value, String), 6, "0")
+    ticket_keys = tuple(k for k in _TICKET_KEYS if k != "number")
+    new = (
+        insert(_TICKETS)
+        .from_select(["number", *ticket_keys], select(number, *_typed("t_", _TICKETS, ticket_keys)).select_from(bump),
+                     include_defaults=False)
+        .returning(_TICKETS.c.id, _TICKETS.c.number)
+        .cte("new_ticket")
     )
+    history = insert(_HISTORY).from_select(
+        ["ticket_id", *_HISTORY_KEYS], select(new.c.id, *_typed("h_", _HISTORY, _HISTORY_KEYS)).select_from(new),
+        include_defaults=False,
+    ).cte("new_history")
+    payload = cast(bindparam("e_payload", type_=postgresql.JSONB), postgresql.JSONB).op("||")(
+        func.jsonb_build_object("ticket_id", new.c.id, "number", new.c.number)
+    )
+    event = insert(_EVENTS).from_select(
+        ["organization_id", "name", "payload", "created_at"],
+        select(bindparam("e_org", type_=Integer), bindparam("e_name", type_=String), cast(payload, JSON),
+               bindparam("e_at", type_=_EVENTS.c.created_at.type)).select_from(new),
+        include_defaults=False,
+    ).cte("new_event")
+    return select(new.c.id, new.c.number).add_cte(history, event)
 
 
+_REGISTRATION_PG = _registration_pg()
+_TICKET_INSERT = insert(_TICKETS).returning(_TICKETS.c.id)
+_HISTORY_INSERT = insert(_HISTORY)
 _COUNTER_UPSERT_SQLITE = _counter_upsert(sqlite.insert)
-_NUMBER_TICKET_PG = _number_ticket_pg()
 _NUMBER_UPDATE = update(_TICKETS).where(_TICKETS.c.id == bindparam("ticket_id")).values(number=bindparam("b_number"))
 
 
@@ -208,26 +252,60 @@ def _phone(raw: str | None) -> str | None:
 # --- numbering --------------------------------------------------------------------------------
 
 
-def number_ticket(session: Session, ticket: Ticket, *, year: int) -> str:
-    """Give a just-inserted ticket its number `YYYY-NNNNNN`: next in its organization and year, no
-    gaps, no duplicates.
+def _write_registration(session: Session, ticket: Ticket, history: dict[str, Any], *, year: int, now: datetime) -> None:
+    """Write a new ticket, its first history row and `ticket.created`, numbered `YYYY-NNNNNN`: the
+    next in its organization and year, no gaps, no duplicates. Then attach the ticket to the
+    session as a persistent object (no ORM flush, no reload).
 
-    The counter row is created or bumped by an upsert inside the ticket's own transaction, so a
+    The counter row is created or bumped by an upsert in the ticket's own transaction, so a
     concurrent registration waits for the row lock (PostgreSQL) or the write lock (SQLite), and a
     rolled-back one gives its number back. The lock is held until commit, so every round trip after
-    the upsert limits the organization's registration rate: on PostgreSQL the upsert and the
-    ticket's UPDATE are one statement (a data-modifying CTE).
+    the upsert limits the organization's registration rate: PostgreSQL does it all in one statement
+    (`_registration_pg`); SQLite (in-process, no round trips) takes the number last.
     """
-    params = {"b_org": ticket.organization_id, "b_year": year, "prefix": f"{year}-", "ticket_id": ticket.id}
+    values = _ticket_values(ticket)
+    payload = _event_payload(ticket, "created", concerned=[])
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        number = conn.execute(_NUMBER_TICKET_PG, params).scalar_one()
+        params: dict[str, Any] = {f"t_{k}": values[k] for k in _TICKET_KEYS if k != "number"}
+        params.update((f"h_{k}", v) for k, v in history.items())
+        params.update(b_org=ticket.organization_id, b_year=year, prefix=f"{year}-", e_org=ticket.organization_id,
+                      e_name=events.TICKET_CREATED, e_payload=payload, e_at=now)
+        ticket_id, number = conn.execute(_REGISTRATION_PG, params).one()
     else:
-        seq = conn.execute(_COUNTER_UPSERT_SQLITE, params).scalar_one()
+        values["number"] = "~" + uuid.uuid4().hex[:16]  # provisional: the number is taken last
+        ticket_id = conn.execute(_TICKET_INSERT, values).scalar_one()
+        conn.execute(_HISTORY_INSERT, {"ticket_id": ticket_id, **history})
+        seq = conn.execute(_COUNTER_UPSERT_SQLITE, {"b_org": ticket.organization_id, "b_year": year}).scalar_one()
         number = f"{year}-{seq:06d}"
-        conn.execute(_NUMBER_UPDATE, {"ticket_id": ticket.id, "b_number": number})
+        conn.execute(_NUMBER_UPDATE, {"ticket_id": ticket_id, "b_number": number})
+        events.emit(session, ticket.organization_id, events.TICKET_CREATED,
+                    {**payload, "ticket_id": ticket_id, "number": number})
+    session.info.setdefault("woken_orgs", set()).add(ticket.organization_id)
+    state = inspect(ticket)
+    unset = [k for k in _TICKET_KEYS if k not in state.dict and k != "number"]
+    ticket.id = ticket_id
+    make_transient_to_detached(ticket)  # marks the attributes the object never had as expired...
+    for key in unset:  # ...so they are set here, or reading one would SELECT the row back
+        set_committed_value(ticket, key, values[key])
     set_committed_value(ticket, "number", number)
-    return str(number)
+    session.add(ticket)
+
+
+def _ticket_values(ticket: Ticket) -> dict[str, Any]:
+    """Every column of a new ticket: the object's value, else the column's default, else None."""
+    state = inspect(ticket)
+    values = {}
+    for key in _TICKET_KEYS:
+        if key in state.dict:
+            values[key] = state.dict[key]
+        else:
+            default = _TICKETS.c[key].default
+            if not isinstance(default, ColumnDefault):
+                values[key] = None
+            else:
+                values[key] = default.arg(None) if default.is_callable else default.arg
+    return values
 
 
 # --- deadlines ---------------------------------------------------------------------------------
@@ -323,59 +401,17 @@ def _record(
         _emit(session, ticket, event, action)
 
 
-def _insert_history(
-    session: Session,
-    ticket: Ticket,
-    *,
-    action: str,
-    by: User | None,
-    now: datetime,
-    to_status: S,
-    changes: dict[str, list[Any]],
-) -> None:
-    """The first history row of a ticket inserted by `_insert_persistent` (Core, no flush)."""
-    values = _history_values(
-        ticket, action=action, by=by, now=now, from_status=None, to_status=to_status, changes=changes, reason=""
-    )
-    values["ticket_id"] = ticket.id
-    session.connection().execute(_HISTORY_INSERT, values)
-
-
-def _insert_persistent(session: Session, ticket: Ticket) -> None:
-    """INSERT a new ticket with Core and attach it to the session as a persistent object.
-
-    Every column goes into the INSERT (None where the object has no value and the column no
-    default); columns with a default the object left unset come back by RETURNING. The object
-    then becomes persistent with that state loaded: no flush, no reload. Relationships set on it
-    beforehand (category, house, premise) stay loaded.
-    """
-    state = inspect(ticket)
-    values = {key: state.dict.get(key) for key in _TICKET_PLAIN_KEYS}
-    values.update((key, state.dict[key]) for key in _TICKET_DEFAULTED_KEYS if key in state.dict)
-    unset = [key for key in _TICKET_PLAIN_KEYS if key not in state.dict]
-    row = session.connection().execute(_TICKET_INSERT, values).one()
-    ticket.id = row[0]
-    make_transient_to_detached(ticket)  # marks the attributes the object never had as expired...
-    for key in unset:  # ...so they are set here, or reading one would SELECT the row back
-        set_committed_value(ticket, key, None)
-    for key, value in zip(_TICKET_DEFAULTED_KEYS, row[1:], strict=True):
-        if key not in values:
-            set_committed_value(ticket, key, value)
-    session.add(ticket)
+def _event_payload(ticket: Ticket, action: str, *, concerned: list[int]) -> dict[str, Any]:
+    return {"ticket_id": ticket.id, "number": ticket.number, "status": ticket.status.value, "action": action,
+            "executor_ids": concerned}
 
 
 def _emit(session: Session, ticket: Ticket, event: str, action: str) -> None:
     """`executor_ids`: the executor now and, when this change took the ticket from someone, the
     previous one, so an executor's live list hears of exactly the tickets that are or were theirs."""
     before = inspect(ticket).attrs.executor_id.history.deleted
-    concerned = {i for i in (*before, ticket.executor_id) if i is not None}
-    events.emit(
-        session,
-        ticket.organization_id,
-        event,
-        {"ticket_id": ticket.id, "number": ticket.number, "status": ticket.status.value, "action": action,
-         "executor_ids": sorted(concerned)},
-    )
+    concerned = sorted({i for i in (*before, ticket.executor_id) if i is not None})
+    events.emit(session, ticket.organization_id, event, _event_payload(ticket, action, concerned=concerned))
 
 
 def _fmt_local(org: Organization, moment: datetime | None) -> str:
@@ -534,21 +570,14 @@ def create_ticket(
     _apply_deadlines(ticket, org, category)
     if ticket.planned_due_at is None:
         ticket.planned_due_at = ticket.due_at
-    # Registration is the hottest write of the product (a burst of calls during an outage), so the
-    # rows go out as three Core INSERTs instead of an ORM flush (a third of the request's CPU), and the
-    # ticket is then attached to the session as an already persistent object.
-    #
-    # The ticket and its history row are written under a provisional number first; the real
-    # number is taken last (see number_ticket: the counter row stays locked until commit, so
-    # whatever runs after it serialises the organization's concurrent registrations).
-    ticket.number = "~" + uuid.uuid4().hex[:16]
-    _insert_persistent(session, ticket)
-    _insert_history(
-        session,
+    # Registration is the hottest write of the product (a burst of calls during an outage): its rows
+    # go out as Core statements (one on PostgreSQL) instead of an ORM flush, see _write_registration.
+    history = _history_values(
         ticket,
         action="created",
         by=by,
         now=now,
+        from_status=None,
         to_status=S.NEW,
         changes={
             "category": [None, category.name],
@@ -556,9 +585,9 @@ def create_ticket(
             "is_emergency": [None, ticket.is_emergency],
             "due_at": [None, ticket.due_at],
         },
+        reason="",
     )
-    number_ticket(session, ticket, year=year)
-    _emit(session, ticket, events.TICKET_CREATED, "created")
+    _write_registration(session, ticket, history, year=year, now=now)
     if ticket.is_emergency:
         _notify_municipality(session, org, ticket, now)
     if executor is not None:
