@@ -65,6 +65,10 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The gateway's id of the sent message and its last delivery report (SMS: ports.DeliveryStatus).
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    delivery_status: Mapped[str | None] = mapped_column(String(20))
+    delivery_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     attempt_log: Mapped[list[OutboxAttempt]] = relationship(order_by="OutboxAttempt.id", viewonly=True)
 

@@ -16,16 +16,12 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Protocol
 
+from models.ports import ProviderError
 from openads.config import SmtpSettings
 
-
-class ProviderError(Exception):
-    """A sending failed; `code` is the provider's own (SMTP reply code, `connect`, `tls`, ...)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+# One ProviderError for every provider (e-mail, SMS, speech) lives in models.ports; re-exported
+# here so `from openads.mailer import ProviderError` keeps working.
+__all__ = ["FakeMailer", "ProviderError", "Sender", "SentMail", "SmtpMailer", "build_email", "make_mailer"]
 
 
 class Sender(Protocol):
@@ -75,13 +71,13 @@ class SmtpMailer:
                 client.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()), (550, b"recipient refused"))
-            raise ProviderError(str(code), _text(text)) from exc
+            raise ProviderError("smtp", str(code), _text(text), retryable=code < 500) from exc
         except smtplib.SMTPResponseException as exc:
-            raise ProviderError(str(exc.smtp_code), _text(exc.smtp_error)) from exc
+            raise ProviderError("smtp", str(exc.smtp_code), _text(exc.smtp_error), retryable=exc.smtp_code < 500) from exc
         except ssl.SSLError as exc:
-            raise ProviderError("tls", str(exc)) from exc
+            raise ProviderError("smtp", "tls", str(exc)) from exc
         except (smtplib.SMTPException, OSError) as exc:
-            raise ProviderError("connect", f"{s.host}:{s.port}: {exc}") from exc
+            raise ProviderError("smtp", "connect", f"{s.host}:{s.port}: {exc}") from exc
         return str(msg["Message-ID"])
 
 

@@ -147,3 +147,38 @@ def make_missed_call(
              at=at + timedelta(seconds=waited_seconds))
     link = session.get(MissedCallCall, call.id)
     return session.get(MissedCall, link.missed_call_id) if link else None
+
+
+def make_done_ticket(
+    session: Session, org: Organization, category: Category, *, executor: User, now: datetime | None = None,
+    **kw: Any,
+) -> Ticket:
+    """A ticket registered, assigned to `executor` and reported done at `now`."""
+    from models.services.tickets import transition_ticket
+    from models.ticket import TicketStatus
+
+    now = now or utcnow()
+    ticket = make_ticket(session, org, category, now=now, executor_id=executor.id, **kw)
+    return transition_ticket(session, org=org, ticket_id=ticket.id, to=TicketStatus.DONE, by=None, now=now)
+
+
+def make_robot_settings(session: Session, org: Organization, **kw: Any) -> Any:
+    from models.notification import default_robot_settings
+
+    settings = default_robot_settings(org.id)
+    for key, value in kw.items():
+        setattr(settings, key, value)
+    session.add(settings)
+    session.flush()
+    return settings
+
+
+def make_contact_preference(session: Session, resident: Resident, **kw: Any) -> Any:
+    from models.notification import ResidentContactPreference
+
+    values: dict[str, Any] = dict(preferred_channel=None, opt_out=False, no_robot_calls=False, email=None)
+    values.update(kw)
+    pref = ResidentContactPreference(organization_id=resident.organization_id, resident_id=resident.id, **values)
+    session.add(pref)
+    session.flush()
+    return pref

@@ -24,7 +24,10 @@ def enqueue_message(
     body: str,
     ticket_id: int | None = None,
     now: datetime | None = None,
+    not_before: datetime | None = None,
 ) -> OutboxMessage:
+    """Queue one message; the worker sends it at `not_before` (quiet hours) or at once."""
+    now = now or utcnow()
     message = OutboxMessage(
         organization_id=organization_id,
         channel=channel,
@@ -33,8 +36,8 @@ def enqueue_message(
         subject=subject,
         body=body,
         ticket_id=ticket_id,
-        next_attempt_at=now or utcnow(),
-        created_at=now or utcnow(),
+        next_attempt_at=max(not_before, now) if not_before is not None else now,
+        created_at=now,
     )
     session.add(message)
     return message

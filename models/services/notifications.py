@@ -1,0 +1,176 @@
+"""Resident notifications on ticket events (issue 4, ПП 416 D6, ПП 354 Q1): registered (number and
+planned time), executor assigned, done (with an invitation to rate), closed.
+
+Every notification is an outbox message (channel SMS, EMAIL or VOICE) written in the caller's
+transaction; `openads worker` sends it with retries. Channel choice, per resident:
+the preferred channel when its address is known (SMS: a mobile number; e-mail: an address;
+voice: any number and no refusal of robot calls); otherwise SMS to a mobile, else e-mail, else
+nothing. `opt_out` or channel `none`: nothing. SMS and voice wait for the end of the
+organization's quiet hours (default 21:00–09:00 local) through `not_before`; e-mail does not
+ring anyone and goes at once.
+
+`on_ticket_event` is the one hook the ticket services call after a change: it queues the
+notification and, on done or closed, schedules the rating call.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.housing import Resident
+from models.notification import ContactChannel, ResidentContactPreference, RobotSettings
+from models.organization import Organization
+from models.outbox import MessageChannel, MessageStatus, OutboxMessage
+from models.rules import robot as rules
+from models.rules.phones import display
+from models.services import ratings
+from models.services.outbox import enqueue_message
+from models.ticket import Ticket, TicketStatus
+
+
+class NotificationEvent(enum.StrEnum):
+    REGISTERED = "registered"
+    ASSIGNED = "assigned"
+    DONE = "done"
+    CLOSED = "closed"
+
+
+PURPOSES: dict[NotificationEvent, str] = {e: f"resident_{e.value}" for e in NotificationEvent}
+SUBJECTS_RU: dict[NotificationEvent, str] = {
+    NotificationEvent.REGISTERED: "Заявка № {number} зарегистрирована",
+    NotificationEvent.ASSIGNED: "Заявка № {number}: назначен исполнитель",
+    NotificationEvent.DONE: "Заявка № {number} выполнена — оцените работу",
+    NotificationEvent.CLOSED: "Заявка № {number} закрыта",
+}
+_QUIET_CHANNELS = (MessageChannel.SMS, MessageChannel.VOICE)
+
+
+def is_mobile(e164: str | None) -> bool:
+    """A number that can receive SMS (mobile, or a number the numbering plan cannot tell apart)."""
+    if not e164:
+        return False
+    try:
+        kind = phonenumbers.number_type(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return False
+    return kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+
+
+def choose_channel(
+    *, phone: str | None, email: str | None, preference: ResidentContactPreference | None
+) -> tuple[MessageChannel, str] | None:
+    """(channel, recipient) for a resident, or None when they get nothing (rules in the module doc)."""
+    if preference is not None:
+        if preference.opt_out or preference.preferred_channel == ContactChannel.NONE:
+            return None
+        wanted = preference.preferred_channel
+        if wanted == ContactChannel.SMS and is_mobile(phone):
+            return MessageChannel.SMS, phone or ""
+        if wanted == ContactChannel.EMAIL and email:
+            return MessageChannel.EMAIL, email
+        if wanted == ContactChannel.VOICE and phone and not preference.no_robot_calls:
+            return MessageChannel.VOICE, phone
+    if phone and is_mobile(phone):
+        return MessageChannel.SMS, phone
+    if email:
+        return MessageChannel.EMAIL, email
+    return None
+
+
+def _fmt_local(tz: ZoneInfo, moment: datetime | None) -> str:
+    return moment.astimezone(tz).strftime("%d.%m.%Y %H:%M") if moment is not None else "—"
+
+
+def notification_values(org: Organization, ticket: Ticket) -> dict[str, str]:
+    """The placeholders of the templates, formatted for residents (local time, short names)."""
+    tz = ZoneInfo(org.timezone)
+    return {
+        "company": org.name,
+        "number": ticket.number,
+        "deadline": _fmt_local(tz, ticket.planned_due_at or ticket.due_at),
+        "registered_at": _fmt_local(tz, ticket.registered_at),
+        "executor": ticket.executor.short_name if ticket.executor is not None else "—",
+        "hotline": display(org.hotlines[0]) if org.hotlines else "—",
+    }
+
+
+def render_notification(settings: RobotSettings, org: Organization, ticket: Ticket, event: NotificationEvent,
+                        channel: MessageChannel) -> tuple[str, str]:
+    """(subject, body) of one notification. A voice message reads «номер» for «№»."""
+    values = notification_values(org, ticket)
+    body = rules.render_template(settings.template_for(event.value), values)
+    if channel == MessageChannel.VOICE:
+        body = body.replace("№", "номер")
+    subject = f"{org.name}: " + SUBJECTS_RU[event].format(number=ticket.number)
+    return subject, body
+
+
+def notify_resident(
+    session: Session, *, ticket: Ticket, event: NotificationEvent, now: datetime
+) -> OutboxMessage | None:
+    """Queue the resident's notification of `event`; returns the message, or None when nothing is sent.
+
+    Nothing is sent when notifications are off for the organization, the resident opted out or
+    has no usable address, or the same text is already waiting for this ticket. Side effect: one
+    `outbox_messages` row (no domain event: the card shows it through the outbox).
+    """
+    org: Organization = ticket.organization
+    settings = ratings.robot_settings(session, org.id)
+    if not settings.notifications_enabled:
+        return None
+    resident: Resident | None = ticket.resident if ticket.resident_id is not None else None
+    preference = (
+        session.scalar(select(ResidentContactPreference).where(ResidentContactPreference.resident_id == resident.id))
+        if resident is not None else None
+    )
+    email = (preference.email if preference is not None and preference.email else None) or (
+        resident.email if resident is not None else None
+    )
+    choice = choose_channel(phone=ratings.resident_phone(session, ticket), email=email, preference=preference)
+    if choice is None:
+        return None
+    channel, recipient = choice
+    subject, body = render_notification(settings, org, ticket, event, channel)
+    purpose = PURPOSES[event]
+    duplicate = session.scalar(
+        select(OutboxMessage.id).where(
+            OutboxMessage.ticket_id == ticket.id, OutboxMessage.purpose == purpose,
+            OutboxMessage.status == MessageStatus.PENDING, OutboxMessage.body == body,
+        ).limit(1)
+    )
+    if duplicate is not None:
+        return None
+    not_before = (
+        rules.after_quiet_hours(now, settings.quiet_hours, ZoneInfo(org.timezone)) if channel in _QUIET_CHANNELS
+        else None
+    )
+    return enqueue_message(
+        session, organization_id=org.id, channel=channel, purpose=purpose, recipient=recipient,
+        subject=subject if channel == MessageChannel.EMAIL else "", body=body, ticket_id=ticket.id, now=now,
+        not_before=not_before,
+    )
+
+
+_STATUS_EVENTS = {TicketStatus.DONE: NotificationEvent.DONE, TicketStatus.CLOSED: NotificationEvent.CLOSED}
+
+
+def on_ticket_event(session: Session, *, ticket: Ticket, action: str, now: datetime) -> None:
+    """The ticket services' hook, called after a change is recorded, in the same transaction.
+
+    `action` is the `ticket.changed`/`ticket.created` action: `created` → registered,
+    `assigned` → assigned, `status` to done/closed → done/closed plus the rating call
+    (`ratings.schedule_rating_call`, idempotent). Other actions do nothing.
+    """
+    if action == "created":
+        notify_resident(session, ticket=ticket, event=NotificationEvent.REGISTERED, now=now)
+    elif action == "assigned":
+        notify_resident(session, ticket=ticket, event=NotificationEvent.ASSIGNED, now=now)
+    elif action == "status" and ticket.status in _STATUS_EVENTS:
+        notify_resident(session, ticket=ticket, event=_STATUS_EVENTS[ticket.status], now=now)
+        ratings.schedule_rating_call(session, ticket=ticket, now=now)
