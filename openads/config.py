@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,152 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class SmsSettings:
+    """SMS gateway (`openads/providers/sms/`). provider "" = not configured (SMS stay pending)."""
+
+    provider: str = ""  # smsru | smsc | fake
+    sender: str = ""  # approved sender name (alpha-name); "" = the gateway's default
+    timeout: float = 10.0
+    smsru_api_id: str = ""
+    smsru_url: str = "https://sms.ru"
+    smsc_login: str = ""
+    smsc_password: str = ""
+    smsc_api_key: str = ""
+    smsc_url: str = "https://smsc.ru"
+
+
+@dataclass(frozen=True)
+class SpeechSettings:
+    """Speech providers (`openads/providers/speech/`): TTS for prompts, STT for the rating answer."""
+
+    provider: str = "espeak"  # yandex | espeak | fake
+    speechkit_api_key: str = ""
+    speechkit_iam_token: str = ""
+    speechkit_folder_id: str = ""
+    speechkit_voice: str = "alena"
+    speechkit_stt_url: str = "https://stt.api.cloud.yandex.net"
+    speechkit_tts_url: str = "https://tts.api.cloud.yandex.net"
+    timeout: float = 10.0
+    espeak_voice: str = "ru"
+    prompts_dir: Path = ROOT / "var" / "prompts"
+
+
+SMS_PROVIDER_NAMES = ("smsru", "smsc", "fake")
+SPEECH_PROVIDER_NAMES = ("yandex", "espeak", "fake")
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _sms_settings() -> SmsSettings:
+    provider = (os.environ.get("SMS_PROVIDER") or "").strip().lower()
+    if provider and provider not in SMS_PROVIDER_NAMES:
+        raise ConfigError(f"SMS_PROVIDER must be one of {', '.join(SMS_PROVIDER_NAMES)}, got {provider!r}")
+    settings = SmsSettings(
+        provider=provider,
+        sender=os.environ.get("SMS_SENDER", ""),
+        timeout=_float("SMS_TIMEOUT", 10.0),
+        smsru_api_id=os.environ.get("SMSRU_API_ID", ""),
+        smsru_url=(os.environ.get("SMSRU_URL") or "https://sms.ru").rstrip("/"),
+        smsc_login=os.environ.get("SMSC_LOGIN", ""),
+        smsc_password=os.environ.get("SMSC_PASSWORD", ""),
+        smsc_api_key=os.environ.get("SMSC_API_KEY", ""),
+        smsc_url=(os.environ.get("SMSC_URL") or "https://smsc.ru").rstrip("/"),
+    )
+    if provider == "smsru" and not settings.smsru_api_id:
+        raise ConfigError("SMS_PROVIDER=smsru needs SMSRU_API_ID")
+    if provider == "smsc" and not (settings.smsc_api_key or (settings.smsc_login and settings.smsc_password)):
+        raise ConfigError("SMS_PROVIDER=smsc needs SMSC_LOGIN and SMSC_PASSWORD (or SMSC_API_KEY)")
+    return settings
+
+
+def _speech_settings(var_dir: Path) -> SpeechSettings:
+    api_key = os.environ.get("SPEECHKIT_API_KEY", "")
+    iam_token = os.environ.get("SPEECHKIT_IAM_TOKEN", "")
+    # Not set: SpeechKit when it has credentials, else espeak-ng (offline TTS, keypad-only rating).
+    provider = (os.environ.get("SPEECH_PROVIDER") or ("yandex" if api_key or iam_token else "espeak")).strip().lower()
+    if provider not in SPEECH_PROVIDER_NAMES:
+        raise ConfigError(f"SPEECH_PROVIDER must be one of {', '.join(SPEECH_PROVIDER_NAMES)}, got {provider!r}")
+    folder_id = os.environ.get("SPEECHKIT_FOLDER_ID", "")
+    if provider == "yandex":
+        if not (api_key or iam_token):
+            raise ConfigError("SPEECH_PROVIDER=yandex needs SPEECHKIT_API_KEY (or SPEECHKIT_IAM_TOKEN)")
+        if iam_token and not api_key and not folder_id:
+            raise ConfigError("SPEECHKIT_IAM_TOKEN needs SPEECHKIT_FOLDER_ID")
+    return SpeechSettings(
+        provider=provider,
+        speechkit_api_key=api_key,
+        speechkit_iam_token=iam_token,
+        speechkit_folder_id=folder_id,
+        speechkit_voice=os.environ.get("SPEECHKIT_VOICE") or "alena",
+        speechkit_stt_url=(os.environ.get("SPEECHKIT_STT_URL") or "https://stt.api.cloud.yandex.net").rstrip("/"),
+        speechkit_tts_url=(os.environ.get("SPEECHKIT_TTS_URL") or "https://tts.api.cloud.yandex.net").rstrip("/"),
+        timeout=_float("SPEECHKIT_TIMEOUT", 10.0),
+        espeak_voice=os.environ.get("ESPEAK_VOICE") or "ru",
+        prompts_dir=Path(os.environ.get("OPENADS_PROMPTS_DIR") or var_dir / "prompts"),
+    )
+
+
+@dataclass(frozen=True)
+class AriCallSettings:
+    """How the ARI app places and holds calls (`openads ari`); every value has an ARI_* variable."""
+
+    # Dial string of a resident's number for callbacks: {number} (digits, no plus) and {trunk}.
+    outbound_endpoint: str = "PJSIP/{number}@{trunk}"
+    trunk: str = "trunk"  # the pjsip.conf endpoint of the operator's trunk
+    ring_timeout: int = 30  # seconds a dispatcher's phone rings per attempt
+    moh_class: str = "openads"  # musiconhold.conf class of the queue
+    voicemail_seconds: int = 120  # longest voice message
+    voicemail_silence: int = 5  # silence that ends a voice message
+
+
+def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def ari_call_settings(env: Mapping[str, str] | None = None) -> AriCallSettings:
+    """The ARI_* call variables (from `env`, default os.environ), validated."""
+    env = os.environ if env is None else env
+    template = (env.get("ARI_OUTBOUND_ENDPOINT") or "").strip() or AriCallSettings.outbound_endpoint
+    if "{number}" not in template or "/" not in template:
+        raise ConfigError(f"ARI_OUTBOUND_ENDPOINT must be a dial string with {{number}}, e.g. "
+                          f"PJSIP/{{number}}@{{trunk}}, got {template!r}")
+    try:
+        template.format(number="79160000000", trunk="trunk")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"ARI_OUTBOUND_ENDPOINT may use only {{number}} and {{trunk}}, got {template!r}") from exc
+    trunk = (env.get("ARI_TRUNK") or "").strip() or AriCallSettings.trunk
+    moh = (env.get("ARI_MOH_CLASS") or "").strip() or AriCallSettings.moh_class
+    for name, value in (("ARI_TRUNK", trunk), ("ARI_MOH_CLASS", moh)):
+        if any(ch.isspace() or ch in ",;()" for ch in value):
+            raise ConfigError(f"{name} must be one word (a pjsip.conf / musiconhold.conf name), got {value!r}")
+    return AriCallSettings(
+        outbound_endpoint=template,
+        trunk=trunk,
+        ring_timeout=_bounded_int(env, "ARI_RING_TIMEOUT", 30, 5, 300),
+        moh_class=moh,
+        voicemail_seconds=_bounded_int(env, "ARI_VOICEMAIL_SECONDS", 120, 10, 600),
+        voicemail_silence=_bounded_int(env, "ARI_VOICEMAIL_SILENCE", 5, 1, 60),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     redis_url: str | None
@@ -100,6 +247,12 @@ class Settings:
     ari_user: str = "openads"
     ari_password: str = ""
     ari_app: str = "openads"
+    ari_calls: AriCallSettings = field(default_factory=AriCallSettings)
+    # `openads demo` sets OPENADS_DEMO=1: the call simulator page is served (never in production).
+    demo: bool = False
+    # Resident notifications by SMS and the voice robot's speech (issue 4).
+    sms: SmsSettings = field(default_factory=SmsSettings)
+    speech: SpeechSettings = field(default_factory=SpeechSettings)
 
 
 def load_settings() -> Settings:
@@ -143,4 +296,8 @@ def load_settings() -> Settings:
         ari_user=os.environ.get("ARI_USER") or "openads",
         ari_password=os.environ.get("ARI_PASSWORD", ""),
         ari_app=os.environ.get("ARI_APP") or "openads",
+        ari_calls=ari_call_settings(),
+        demo=_bool("OPENADS_DEMO", False),
+        sms=_sms_settings(),
+        speech=_speech_settings(var_dir),
     )

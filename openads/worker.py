@@ -23,17 +23,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 
 from models import events
 from models.base import utcnow
 from models.db import Database
 from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxAttempt, OutboxMessage
+from models.ports import ProviderError as PortProviderError
+from models.ports import ProviderMessageId, SmsSender
 from models.services.outbox import retry_delay
 from models.services.tickets import MUNICIPALITY_PURPOSE, record_municipality_notified
 from models.ticket import Ticket
 from openads.config import Settings
 from openads.mailer import ProviderError, Sender, SmtpMailer
+from openads.providers.registry import make_sms_sender
+from openads.providers.sms.common import SmsChannel
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,10 @@ EVENT_RETENTION = timedelta(days=2)
 POLL_SECONDS = 1.0
 PRUNE_EVERY = timedelta(minutes=10)
 PRUNE_BATCH = 5000
+# SMS delivery reports: ask the gateway every few minutes during the first day after sending.
+DELIVERY_CHECK_EVERY = timedelta(minutes=2)
+DELIVERY_CHECK_FOR = timedelta(days=1)
+DELIVERY_FINAL = ("delivered", "failed")
 
 _warned_channels: set[str] = set()
 
@@ -59,8 +67,12 @@ class _Claimed:
 
 
 def default_senders(settings: Settings) -> dict[MessageChannel, Sender]:
-    """The senders configured for this deployment (only e-mail so far)."""
-    return {MessageChannel.EMAIL: SmtpMailer(settings.smtp)}
+    """The senders configured for this deployment: e-mail, and SMS when SMS_PROVIDER is set."""
+    senders: dict[MessageChannel, Sender] = {MessageChannel.EMAIL: SmtpMailer(settings.smtp)}
+    sms = make_sms_sender(settings.sms)
+    if sms is not None:
+        senders[MessageChannel.SMS] = SmsChannel(sms)
+    return senders
 
 
 def _warn_unconfigured(db: Database, channels: list[MessageChannel], now: datetime) -> None:
@@ -106,7 +118,10 @@ def _claim(db: Database, channels: list[MessageChannel], now: datetime) -> _Clai
         )
 
 
-def _record(db: Database, claimed: _Claimed, *, ok: bool, detail: str, at: datetime) -> None:
+def _record(
+    db: Database, claimed: _Claimed, *, ok: bool, detail: str, at: datetime, final: bool = False,
+    provider_id: str | None = None,
+) -> None:
     with db.write() as s:
         message = s.get(OutboxMessage, claimed.id, with_for_update=not db.is_sqlite)
         if message is None:  # deleted with its organization meanwhile
@@ -117,11 +132,13 @@ def _record(db: Database, claimed: _Claimed, *, ok: bool, detail: str, at: datet
             message.status = MessageStatus.SENT
             message.sent_at = at
             message.last_error = ""
+            if provider_id is not None:
+                message.provider_message_id = provider_id[:100]
             if message.purpose == MUNICIPALITY_PURPOSE and message.ticket_id is not None:
                 record_municipality_notified(s, ticket_id=message.ticket_id, at=at, recipient=message.recipient)
             return
         message.last_error = detail
-        if message.attempts >= message.max_attempts:
+        if message.attempts >= message.max_attempts or final:
             message.status = MessageStatus.FAILED
             number = s.scalar(select(Ticket.number).where(Ticket.id == message.ticket_id)) if message.ticket_id else None
             events.emit(
@@ -168,15 +185,58 @@ def deliver_due(
         tried += 1
         try:
             provider_id = senders[claimed.channel].send(claimed.recipient, claimed.subject, claimed.body)
-        except ProviderError as exc:
+        except (ProviderError, PortProviderError) as exc:
             log.warning("outbox: message %s to %s not sent: %s", claimed.id, claimed.recipient, exc)
-            _record(db, claimed, ok=False, detail=str(exc), at=clock())
+            # A permanent refusal (bad number, wrong key) fails now instead of retrying for hours.
+            final = getattr(exc, "retryable", True) is False
+            _record(db, claimed, ok=False, detail=str(exc), at=clock(), final=final)
         except Exception as exc:  # a sender bug must not lose the message either
             log.exception("outbox: sender crashed on message %s", claimed.id)
             _record(db, claimed, ok=False, detail=f"internal: {exc!r}", at=clock())
         else:
-            _record(db, claimed, ok=True, detail=f"sent, id {provider_id}", at=clock())
+            _record(db, claimed, ok=True, detail=f"sent, id {provider_id}", at=clock(), provider_id=str(provider_id))
     return tried
+
+
+def check_sms_delivery(db: Database, sms: SmsSender, now: datetime | None = None, *, limit: int = 50) -> int:
+    """Ask the SMS gateway for the delivery status of recently sent SMS; store it on the message.
+
+    Only messages sent within `DELIVERY_CHECK_FOR`, not yet delivered/failed, and not asked within
+    `DELIVERY_CHECK_EVERY` are asked (at most `limit`). A gateway error is logged and the message
+    is asked again later. Returns how many were asked.
+    """
+    now = now or utcnow()
+    with db.read() as s:
+        rows = s.execute(
+            select(OutboxMessage.id, OutboxMessage.provider_message_id)
+            .where(
+                OutboxMessage.channel == MessageChannel.SMS,
+                OutboxMessage.status == MessageStatus.SENT,
+                OutboxMessage.provider_message_id.is_not(None),
+                OutboxMessage.sent_at >= now - DELIVERY_CHECK_FOR,
+                or_(OutboxMessage.delivery_status.is_(None), OutboxMessage.delivery_status.not_in(DELIVERY_FINAL)),
+                or_(
+                    OutboxMessage.delivery_checked_at.is_(None),
+                    OutboxMessage.delivery_checked_at <= now - DELIVERY_CHECK_EVERY,
+                ),
+            )
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        ).all()
+    for message_id, provider_id in rows:
+        try:
+            status: str | None = sms.status(ProviderMessageId(str(provider_id))).value
+        except PortProviderError as exc:
+            log.warning("outbox: delivery status of SMS %s (%s) unavailable: %s", message_id, provider_id, exc)
+            status = None
+        with db.write() as s:
+            message = s.get(OutboxMessage, message_id)
+            if message is None:
+                continue
+            message.delivery_checked_at = now
+            if status is not None:
+                message.delivery_status = status
+    return len(rows)
 
 
 def prune_events(db: Database, now: datetime | None = None, keep: timedelta = EVENT_RETENTION) -> int:
@@ -204,6 +264,9 @@ def run(
     A failing round (database restarting, ...) is logged and retried after a pause.
     """
     last_prune: datetime | None = None
+    last_delivery_check: datetime | None = None
+    sms_channel = senders.get(MessageChannel.SMS)
+    sms = sms_channel.sms if isinstance(sms_channel, SmsChannel) else None
     log.info("worker started; channels: %s", ", ".join(c.value for c in senders) or "none")
     while not stop.is_set():
         busy = False
@@ -215,6 +278,9 @@ def run(
                 if pruned:
                     log.info("pruned %d old events", pruned)
                 last_prune = moment
+            if sms is not None and (last_delivery_check is None or moment - last_delivery_check >= timedelta(seconds=30)):
+                check_sms_delivery(db, sms, moment)
+                last_delivery_check = moment
         except Exception:
             log.exception("worker round failed; retrying")
             stop.wait(min(poll_seconds * 5, 10))

@@ -1,0 +1,1 @@
+"""SMS gateways: SMS.ru, SMSC.ru, fake; and the outbox channel adapter."""
