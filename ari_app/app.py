@@ -1,21 +1,19 @@
 """The ARI service (`openads ari`): event connection + dispatcher + flows + reconcile + scheduler.
 
-    settings (openads.config + the ARI_* extras below) ─▶ AriApp
+    settings (openads.config: ARI_* and `ari_calls`) ─▶ AriApp
       AriConnection (events WebSocket, backoff) ─on_message─▶ Dispatcher ─▶ per-call sessions (flows/)
                      └─on_connected─▶ reconcile (GET /channels, /bridges)
       Scheduler: wait limits, panel callbacks, auto-callback;   AmiPresence (optional): free dispatchers, Cdr
 
-Extra environment variables (read here, documented in docs/telephony.md by its owner):
-ARI_OUTBOUND_ENDPOINT (default `PJSIP/{number}@{trunk}`; `Local/{number}@openads-outbound` goes
-through the dialplan), ARI_TRUNK (default `trunk`), ARI_RING_TIMEOUT (30 s), ARI_MOH_CLASS
-(`openads`), ARI_VOICEMAIL_SECONDS (120), ARI_VOICEMAIL_SILENCE (5).
+The call settings (ARI_OUTBOUND_ENDPOINT, ARI_TRUNK, ARI_RING_TIMEOUT, ARI_MOH_CLASS,
+ARI_VOICEMAIL_SECONDS, ARI_VOICEMAIL_SILENCE) are read and validated by `openads.config`
+(`Settings.ari_calls`) and documented in `.env.example`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,31 +46,21 @@ class AriSettings:
     flow: FlowConfig
 
 
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "")
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        from openads.config import ConfigError
-
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-
-
 def ari_settings(settings: Any, env: Mapping[str, str] | None = None) -> AriSettings:
-    """From `openads.config.Settings` plus the ARI_* extras."""
-    from openads.config import ConfigError
+    """From `openads.config.Settings` (`ari_url` ... and `ari_calls`). `env` given: the ARI_* call
+    variables are read from it instead (the same validation, `openads.config.ari_call_settings`)."""
+    from openads.config import AriCallSettings, ConfigError, ari_call_settings
 
-    env = os.environ if env is None else env
     if not settings.ari_url:
         raise ConfigError("ARI_URL is not set (e.g. http://127.0.0.1:8088)")
+    calls: AriCallSettings = ari_call_settings(env) if env is not None else settings.ari_calls
     flow = FlowConfig(
         recordings_dir=Path(settings.recordings_dir),
-        outbound=OutboundDial(template=env.get("ARI_OUTBOUND_ENDPOINT") or "PJSIP/{number}@{trunk}",
-                              trunk=env.get("ARI_TRUNK") or "trunk"),
-        moh_class=env.get("ARI_MOH_CLASS") or "openads",
-        ring_timeout=_env_int(env, "ARI_RING_TIMEOUT", 30),
-        voicemail_max_seconds=_env_int(env, "ARI_VOICEMAIL_SECONDS", 120),
-        voicemail_max_silence=_env_int(env, "ARI_VOICEMAIL_SILENCE", 5),
+        outbound=OutboundDial(template=calls.outbound_endpoint, trunk=calls.trunk),
+        moh_class=calls.moh_class,
+        ring_timeout=calls.ring_timeout,
+        voicemail_max_seconds=calls.voicemail_seconds,
+        voicemail_max_silence=calls.voicemail_silence,
     )
     return AriSettings(url=settings.ari_url, user=settings.ari_user, password=settings.ari_password,
                        app=settings.ari_app, flow=flow)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ari_app.client import AriError, AriNotFound, Bridge, Channel
@@ -145,29 +145,18 @@ def _args(channel: Channel) -> list[str]:
 
 
 def _calls_by_channel(session: Any, channel_ids: list[str]) -> dict[str, int]:
-    from sqlalchemy import select
+    from models.queries_calls import calls_by_channel_all_orgs
 
-    from models.call import Call
-
-    if not channel_ids:
-        return {}
-    rows = session.execute(select(Call.channel_id, Call.id).where(Call.channel_id.in_(channel_ids))).all()
-    return {channel_id: call_id for channel_id, call_id in rows}
+    return calls_by_channel_all_orgs(session, channel_ids)
 
 
 def _end_vanished(session: Any, alive: set[str], cutoff: Any) -> list[int]:
-    from sqlalchemy import select
-
     from models.call import CallKind
-    from models.organization import Organization
-    from models.queries_calls import active_calls
+    from models.queries_calls import active_calls_all_orgs
     from models.services.calls import end_call
 
-    org_ids = list(session.scalars(select(Organization.id)))
-    if not org_ids:
-        return []
     ended: list[int] = []
-    for call in active_calls(session, org_ids=org_ids):
+    for call in active_calls_all_orgs(session):
         if call.is_fallback or call.channel_id in alive:
             continue
         if call.dispatcher_channel_id and call.dispatcher_channel_id in alive:
@@ -191,20 +180,59 @@ def fallback_relpath(user_field: str) -> str | None:
     return "fallback/" + user_field.split(marker, 1)[1]
 
 
+# The fallback answers the caller itself (Answer() before MixMonitor), so the CDR's Disposition is
+# ANSWERED even when no dispatcher picked up: what happened to the caller is the Dial()'s
+# DIALSTATUS, which the dialplan copies into CDR(openads_dialstatus) (dialplan/extensions.conf).
+DIALSTATUS_DISPOSITIONS = {
+    "ANSWER": "ANSWERED",
+    "BUSY": "BUSY",
+    "NOANSWER": "NO ANSWER",
+    "CANCEL": "NO ANSWER",  # the caller hung up while the dispatchers' phones rang
+    "CHANUNAVAIL": "FAILED",
+    "CONGESTION": "FAILED",
+}
+
+
+def fallback_disposition(record: CdrRecord) -> str:
+    """ANSWERED only when a dispatcher answered the fallback's Dial(); a caller who hung up before
+    the Dial() (during the greeting) is not answered either."""
+    if record.dial_status:
+        return DIALSTATUS_DISPOSITIONS.get(record.dial_status.upper(), "NO ANSWER")
+    return "NO ANSWER" if record.disposition == "ANSWERED" else record.disposition
+
+
+def dispatcher_endpoint(channel: str) -> str | None:
+    """`PJSIP/101-0000001a` → `PJSIP/101` (the dispatcher's phone that answered)."""
+    if "/" not in channel:
+        return None
+    return channel.rsplit("-", 1)[0] if "-" in channel.split("/", 1)[1] else channel
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 async def record_cdr(app: AriApp, record: CdrRecord) -> int | None:
-    """One Cdr event of a call the dialplan fallback handled → the call row (id), else None."""
+    """One Cdr event of a call the dialplan fallback handled → the call row (id), else None.
+
+    Idempotent (the resident's uniqueid is the call's key): a repeated Cdr returns the same call."""
     if not record.fallback or record.start is None or record.end is None:
         return None
     did = record.did or record.destination
-    start, end = record.start, record.end
+    # CdrRecord times are naive UTC (ari_app/presence.py); the models take aware datetimes.
+    start, end = _aware(record.start), _aware(record.end)
+    answer = _aware(record.answer) if record.answer is not None else None
+    disposition = fallback_disposition(record)
+    answered = disposition == "ANSWERED"
+    endpoint = dispatcher_endpoint(record.destination_channel) if answered else None
 
     def write(s: Any) -> int:
         from models.services.calls import record_fallback_call
 
         call = record_fallback_call(
             s, did=did, src=record.source, uniqueid=record.unique_id, linkedid=record.linked_id,
-            start=start, end=end, answer=record.answer, disposition=record.disposition,
-            recording_path=fallback_relpath(record.user_field),
+            start=start, end=end, answer=(answer or start) if answered else None, disposition=disposition,
+            dispatcher_endpoint=endpoint, recording_path=fallback_relpath(record.user_field),
         )
         return call.id
 

@@ -8,8 +8,14 @@ Each pass:
   that no session dials yet are dialled.
 - auto-callback (per-organization switch): open items of those organizations, most urgent first,
   are called back when one of the organization's dispatchers is free (AMI presence).
-It then sleeps until the next wait deadline, at most `poll_seconds` (callbacks from the panel
-and free dispatchers are not deadlines), or until `wake()` (a new call registered a deadline).
+- missed-call deadlines (ПП 416 T2, first in each pass and also while ARI is disconnected: it only
+  needs the DB): open items whose 10-minute deadline passed are stamped and announced with
+  `missed_call.overdue` (`notify_overdue_missed_calls`), once per item, so panels learn of it at
+  that moment. The stamp is in the DB, so a restart announces what passed while it was down.
+It then sleeps until the next wait or missed-call deadline, at most `poll_seconds` (callbacks
+from the panel and free dispatchers are not deadlines), or until `wake()` (a new deadline).
+Every read here spans all organizations (one ARI app serves them all): the explicit
+`*_all_orgs` queries of `models.queries_calls`.
 """
 
 from __future__ import annotations
@@ -25,76 +31,51 @@ from ari_app.flows.base import synthetic
 
 if TYPE_CHECKING:
     from ari_app.app import AriApp
+    from models.queries_calls import AutoCallbackCandidate, PendingCallback, WaitingCall
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class _Waiting:
-    call_id: int
-    channel_id: str
-    deadline: datetime
+OVERDUE_BATCH = 500  # items announced per transaction; the next pass follows at once when full
 
 
 @dataclass(frozen=True)
-class _Pending:
-    call_id: int
-    org_id: int
-    missed_call_id: int
-    user_id: int | None
-    endpoint: str | None
-    channel_id: str
+class _Overdue:
+    notified: list[int]
+    next_deadline: datetime | None
 
 
-def _waiting(session: Any, limit: int = 200) -> list[_Waiting]:
-    from sqlalchemy import select
+def _next_overdue(session: Any) -> datetime | None:
+    from models.queries_calls import next_overdue_deadline_all_orgs
 
-    from models.call import Call, CallDirection
-
-    rows = session.execute(
-        select(Call.id, Call.channel_id, Call.wait_deadline_at)
-        .where(Call.direction == CallDirection.INBOUND, Call.ended_at.is_(None), Call.answered_at.is_(None),
-               Call.outcome.is_(None), Call.wait_deadline_at.is_not(None), Call.is_fallback.is_(False))
-        .order_by(Call.wait_deadline_at)
-        .limit(limit)
-    ).all()
-    return [_Waiting(call_id, channel_id, deadline) for call_id, channel_id, deadline in rows]
+    return next_overdue_deadline_all_orgs(session)
 
 
-def _pending_callbacks(session: Any, since: datetime) -> list[_Pending]:
-    from sqlalchemy import select
+def _overdue_pass(session: Any) -> _Overdue:
+    """Announce what is due now (the time taken in the worker thread, not when the pass began)."""
+    from models.base import utcnow
+    from models.queries_calls import next_overdue_deadline_all_orgs
+    from models.services.calls import notify_overdue_missed_calls
 
-    from models.call import Call, CallKind
-    from models.missed_call import CallbackAttempt
-
-    rows = session.execute(
-        select(Call.id, Call.organization_id, CallbackAttempt.missed_call_id, CallbackAttempt.dispatcher_id,
-               Call.dispatcher_endpoint, Call.channel_id)
-        .join(CallbackAttempt, CallbackAttempt.call_id == Call.id)
-        .where(Call.kind == CallKind.CALLBACK, Call.ended_at.is_(None), Call.answered_at.is_(None),
-               CallbackAttempt.ended_at.is_(None), Call.started_at >= since)
-        .order_by(Call.id)
-    ).all()
-    return [_Pending(*row) for row in rows]
+    notified = notify_overdue_missed_calls(session, now=utcnow(), limit=OVERDUE_BATCH)
+    return _Overdue(notified, next_overdue_deadline_all_orgs(session))
 
 
-def _auto_candidates(session: Any) -> list[tuple[int, int, tuple[str, ...]]]:
-    """(org_id, missed_call_id, the org's dispatcher endpoints) of items to call back automatically."""
-    from sqlalchemy import select
+def _waiting(session: Any) -> list[WaitingCall]:
+    from models.queries_calls import waiting_calls_all_orgs
 
-    from models.call import TelephonySettings
-    from models.queries_calls import auto_callback_candidates
+    return waiting_calls_all_orgs(session, limit=200)
 
-    org_ids = list(session.scalars(select(TelephonySettings.organization_id)
-                                   .where(TelephonySettings.auto_callback.is_(True))))
-    if not org_ids:
-        return []
-    endpoints = dict(session.execute(
-        select(TelephonySettings.organization_id, TelephonySettings.dispatcher_endpoints)
-        .where(TelephonySettings.organization_id.in_(org_ids))
-    ).all())
-    return [(item.organization_id, item.id, tuple(endpoints.get(item.organization_id) or ()))
-            for item in auto_callback_candidates(session, org_ids=org_ids, limit=20)]
+
+def _pending_callbacks(session: Any, since: datetime) -> list[PendingCallback]:
+    from models.queries_calls import pending_callbacks_all_orgs
+
+    return pending_callbacks_all_orgs(session, since=since)
+
+
+def _auto_candidates(session: Any) -> list[AutoCallbackCandidate]:
+    from models.queries_calls import auto_callback_candidates_all_orgs
+
+    return auto_callback_candidates_all_orgs(session, limit=20)
 
 
 class Scheduler:
@@ -142,12 +123,12 @@ class Scheduler:
         now = utcnow()
         self.passes += 1
         self.last_pass_at = now
-        next_in = self.poll_seconds
+        next_in = min(self.poll_seconds, await self._overdue())
         if not app.connection.status.connected:
             return next_in
         for waiting in await app.db.read(_waiting):
-            if waiting.deadline > now:
-                next_in = min(next_in, (waiting.deadline - now).total_seconds())
+            if waiting.wait_deadline_at > now:
+                next_in = min(next_in, (waiting.wait_deadline_at - now).total_seconds())
                 break
             if waiting.call_id in self._delivered:
                 continue
@@ -162,10 +143,26 @@ class Scheduler:
             if pending.call_id in self._launched or pending.endpoint is None:
                 continue
             self._launched.add(pending.call_id)
-            await app.dial_callback(pending.org_id, pending.missed_call_id, pending.user_id, pending.endpoint,
-                                    resident_channel=pending.channel_id)
+            await app.dial_callback(pending.organization_id, pending.missed_call_id, pending.dispatcher_id,
+                                    pending.endpoint, resident_channel=pending.channel_id)
         await self._auto_callbacks()
         return next_in
+
+    async def _overdue(self) -> float:
+        """Announce the missed-call items whose deadline passed; seconds until the next deadline.
+        A plain read when nothing is due, so an idle pass takes no write lock."""
+        from models.base import utcnow
+
+        app = self.app
+        due = await app.db.read(_next_overdue)
+        if due is None or due > utcnow():
+            return self.poll_seconds if due is None else (due - utcnow()).total_seconds()
+        result = await app.db.write(_overdue_pass)
+        if result.notified:
+            log.info("%d missed call(s) passed their deadline: %s", len(result.notified), result.notified[:20])
+        if len(result.notified) >= OVERDUE_BATCH or result.next_deadline is None:
+            return 0.0 if result.notified else self.poll_seconds
+        return max(0.0, (result.next_deadline - utcnow()).total_seconds())
 
     async def _auto_callbacks(self) -> None:
         app = self.app
@@ -177,7 +174,8 @@ class Scheduler:
             return
         busy = app.busy_endpoints()
         clock = time.monotonic()
-        for org_id, item_id, endpoints in candidates:
+        for candidate in candidates:
+            org_id, item_id, endpoints = candidate.organization_id, candidate.missed_call_id, candidate.endpoints
             if clock - self._auto_tried.get(item_id, -1e9) < self.auto_retry_seconds:
                 continue
             free = [e for e in presence.free(endpoints) if e not in busy]

@@ -1,13 +1,14 @@
-"""`make bench`: journal page latency, export of 100 000 rows and API ticket creation rate.
+"""`make bench`: journal page latency, export of 100 000 rows, API ticket creation rate, telephony.
 
 Figures go to stdout as `bench: <name> = <value> <unit> (target <op> <value>)`; diagnostics to
 stderr. A missed target is only reported (exit 0); anything that crashes exits non-zero.
 
 Environment: BENCH_TICKETS (default 1 000 000), BENCH_SKIP_PG=1 (SQLite only), BENCH_PG_URL
 (server, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres), BENCH_ONLY
-(comma-separated subset of journal,export,api),
+(comma-separated subset of journal,export,api,telephony),
 BENCH_ENGINES (default sqlite,postgresql), BENCH_JOURNAL_ROUNDS, BENCH_API_REQUESTS,
-BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS.
+BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS; telephony (bench/telephony.py): BENCH_RESIDENTS, BENCH_CALLS,
+BENCH_CALL_RATE, BENCH_MISSED, BENCH_MISSED_SPREAD, BENCH_REDIS_URL.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _loop_ms() -> float:
 
 
 def main() -> int:
-    from bench import api, export, journal
+    from bench import api, export, journal, telephony
     from bench.common import figure, note, read_facts
     from bench.data import BENCH_LOGIN, DEFAULT_TICKETS, prepare
 
@@ -42,7 +43,7 @@ def main() -> int:
     engines = [e.strip() for e in os.environ.get("BENCH_ENGINES", "sqlite,postgresql").split(",") if e.strip()]
     if os.environ.get("BENCH_SKIP_PG", "") in ("1", "true", "yes"):
         engines = [e for e in engines if e != "postgresql"]
-    only = {p.strip() for p in os.environ.get("BENCH_ONLY", "journal,export,api").split(",") if p.strip()}
+    only = {p.strip() for p in os.environ.get("BENCH_ONLY", "journal,export,api,telephony").split(",") if p.strip()}
     OUT.mkdir(parents=True, exist_ok=True)
     failed = False
     started = time.perf_counter()
@@ -60,7 +61,7 @@ def main() -> int:
             traceback.print_exc()
             failed = True
             continue
-        for part in ("journal", "export", "api"):
+        for part in ("journal", "export", "api", "telephony"):
             if part not in only:
                 continue
             try:
@@ -68,8 +69,10 @@ def main() -> int:
                     journal.run(url, engine, facts)
                 elif part == "export":
                     export.run(url, engine, n, OUT)
-                else:
+                elif part == "api":
                     api.run(url, engine, facts, OUT)
+                else:
+                    telephony.run(url, engine, OUT)
             except Exception:
                 traceback.print_exc()
                 note(f"{part} on {engine} crashed")

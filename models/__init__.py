@@ -4,7 +4,7 @@ No Asterisk, no Flask, no HTTP in here.
 """
 
 from models.base import Base  # noqa: F401
-from models.call import Call, CallTicket, TelephonySettings, TicketLegalHold  # noqa: F401
+from models.call import Call, CallTicket, DispatcherPhone, TelephonySettings, TicketLegalHold  # noqa: F401
 from models.housing import Account, House, HouseNote, Premise, Resident, ResidentPhone  # noqa: F401
 from models.missed_call import CallbackAttempt, MissedCall, MissedCallCall  # noqa: F401
 from models.notification import ContactChannel, ResidentContactPreference, RobotSettings  # noqa: F401

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -181,6 +182,20 @@ class TelephonySettings(Base):
     ring_strategy: Mapped[RingStrategy] = mapped_column(_enum(RingStrategy), default=RingStrategy.RINGALL)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class DispatcherPhone(OrgOwned, Base):
+    """Whose phone an endpoint is in an organization ("PJSIP/disp1" → a dispatcher), so a call
+    answered on it records who answered (`calls.answered_by_id`) and a callback clicked by a user
+    rings that user's own phone. A table of its own: `telephony_settings.dispatcher_endpoints`
+    stays the plain list of endpoints to ring."""
+
+    __tablename__ = "dispatcher_phones"
+    __table_args__ = (UniqueConstraint("organization_id", "endpoint"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(80))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
 
 
 def default_telephony_settings(organization_id: int) -> TelephonySettings:

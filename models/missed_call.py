@@ -58,6 +58,12 @@ class MissedCall(OrgOwned, Base):
         ),
         # Compliance reports by arrival day.
         Index("missed_calls__idx__org_first_call", "organization_id", "first_call_at"),
+        # The ARI app's scheduler: the next open item whose deadline passing was not yet announced.
+        Index(
+            "missed_calls__idx__open_unnotified_deadline", "deadline_at",
+            postgresql_where=text("status = 'open' AND overdue_notified_at IS NULL"),
+            sqlite_where=text("status = 'open' AND overdue_notified_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -75,6 +81,8 @@ class MissedCall(OrgOwned, Base):
     close_note: Mapped[str] = mapped_column(Text, default="")
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     closing_call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))  # the call that reached them
+    # When `missed_call.overdue` was emitted for this item (its deadline passed while it was open).
+    overdue_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     organization: Mapped[Organization] = relationship()
     resident: Mapped[Resident | None] = relationship()

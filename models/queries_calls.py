@@ -361,6 +361,109 @@ def active_calls(session: Session, *, org_ids: Iterable[int]) -> Sequence[Call]:
     ).all()
 
 
+# --- all organizations (the ARI app's scheduler and reconcile; never a panel) --------------------
+#
+# STYLE.md §2: a query helper takes the organizations it may see; these few read every
+# organization on purpose (one ARI app serves them all) and say so in their names.
+
+
+@dataclass(frozen=True)
+class WaitingCall:
+    """An inbound call still waiting in the queue (T1), with its wait deadline."""
+
+    call_id: int
+    organization_id: int
+    channel_id: str
+    wait_deadline_at: datetime
+
+
+@dataclass(frozen=True)
+class PendingCallback:
+    """A callback call written by `start_callback` that is neither answered nor over."""
+
+    call_id: int
+    organization_id: int
+    missed_call_id: int
+    dispatcher_id: int | None
+    endpoint: str | None
+    channel_id: str
+
+
+@dataclass(frozen=True)
+class AutoCallbackCandidate:
+    organization_id: int
+    missed_call_id: int
+    endpoints: tuple[str, ...]  # the organization's dispatcher endpoints
+
+
+def waiting_calls_all_orgs(session: Session, *, limit: int = 200) -> list[WaitingCall]:
+    """Inbound calls of every organization still waiting for a dispatcher (not answered, not over,
+    not handed to the dialplan fallback), the earliest wait deadline first."""
+    rows = session.execute(
+        select(Call.id, Call.organization_id, Call.channel_id, Call.wait_deadline_at)
+        .where(Call.direction == CallDirection.INBOUND, Call.ended_at.is_(None), Call.answered_at.is_(None),
+               Call.outcome.is_(None), Call.wait_deadline_at.is_not(None), Call.is_fallback.is_(False))
+        .order_by(Call.wait_deadline_at, Call.id)
+        .limit(limit)
+    ).all()
+    return [WaitingCall(cid, oid, channel, deadline) for cid, oid, channel, deadline in rows if deadline is not None]
+
+
+def pending_callbacks_all_orgs(session: Session, *, since: datetime) -> list[PendingCallback]:
+    """Callback calls of every organization started since `since` whose attempt is still open and
+    which nobody answered yet (the panel wrote them; the ARI app dials them)."""
+    rows = session.execute(
+        select(Call.id, Call.organization_id, CallbackAttempt.missed_call_id, CallbackAttempt.dispatcher_id,
+               Call.dispatcher_endpoint, Call.channel_id)
+        .join(CallbackAttempt, CallbackAttempt.call_id == Call.id)
+        .where(Call.kind == CallKind.CALLBACK, Call.ended_at.is_(None), Call.answered_at.is_(None),
+               CallbackAttempt.ended_at.is_(None), Call.started_at >= since)
+        .order_by(Call.id)
+    ).all()
+    return [PendingCallback(*row) for row in rows]
+
+
+def auto_callback_candidates_all_orgs(session: Session, *, limit: int = 20) -> list[AutoCallbackCandidate]:
+    """Open items to call back automatically, across the organizations that switched it on, most
+    urgent first, with each organization's dispatcher endpoints."""
+    settings = dict(session.execute(
+        select(TelephonySettings.organization_id, TelephonySettings.dispatcher_endpoints)
+        .where(TelephonySettings.auto_callback.is_(True))
+    ).all())
+    if not settings:
+        return []
+    return [
+        AutoCallbackCandidate(item.organization_id, item.id, tuple(settings.get(item.organization_id) or ()))
+        for item in auto_callback_candidates(session, org_ids=list(settings), limit=limit)
+    ]
+
+
+def calls_by_channel_all_orgs(session: Session, channel_ids: Iterable[str]) -> dict[str, int]:
+    """Call ids of these Asterisk channels, whatever their organization (channel ids are unique)."""
+    ids = list(channel_ids)
+    if not ids:
+        return {}
+    rows = session.execute(select(Call.channel_id, Call.id).where(Call.channel_id.in_(ids))).all()
+    return {channel_id: call_id for channel_id, call_id in rows}
+
+
+def active_calls_all_orgs(session: Session) -> Sequence[Call]:
+    """Calls in progress in every organization, oldest first (reconcile after a reconnect)."""
+    return session.scalars(
+        select(Call).where(Call.ended_at.is_(None)).order_by(Call.started_at, Call.id)
+    ).all()
+
+
+def next_overdue_deadline_all_orgs(session: Session) -> datetime | None:
+    """The earliest deadline of an open missed-call item whose passing nobody was told of yet."""
+    return session.scalar(
+        select(MissedCall.deadline_at)
+        .where(MissedCall.status == MissedCallStatus.OPEN, MissedCall.overdue_notified_at.is_(None))
+        .order_by(MissedCall.deadline_at)
+        .limit(1)
+    )
+
+
 # --- compliance (ПП 416 T2) ----------------------------------------------------------------------
 
 

@@ -981,3 +981,105 @@ def logins_table(db: Database) -> list[tuple[str, str, str, str]]:
             orgs = ", ".join(org_names[m.organization_id] for m in user.memberships)
             rows.append((user.login, user.full_name, user.role.value, orgs))
         return rows
+
+
+# --- telephony: the demo's Asterisk is the ARI emulator -------------------------------------------
+
+DEMO_WAIT_LIMIT_SECONDS = 60  # a missed call (and the voice-message offer) comes after one minute
+DEMO_DISPATCHER_PHONES = ("disp1", "disp2", "disp3", "disp4")  # PJSIP endpoint = the dispatcher's login
+
+
+@dataclass(frozen=True)
+class DemoPhone:
+    endpoint: str  # "PJSIP/disp1"
+    login: str
+    full_name: str
+
+
+@dataclass(frozen=True)
+class DemoHotline:
+    org_id: int
+    org_name: str
+    hotlines: tuple[str, ...]
+    phones: tuple[DemoPhone, ...]
+
+
+def configure_demo_telephony(db: Database) -> list[DemoHotline]:
+    """Ring the demo dispatchers' phones (PJSIP/disp1..disp4, each the phone of the user with that
+    login) for their organization's hotline calls. Idempotent: an organization whose ring list was
+    already set is left as it is (someone may have changed it)."""
+    from models.call import DispatcherPhone
+    from models.services import calls as call_services
+
+    out: list[DemoHotline] = []
+    with db.write() as s:
+        for org in s.scalars(select(Organization).order_by(Organization.id)):
+            users = s.execute(
+                select(User.login, User.id).join(Membership, Membership.user_id == User.id)
+                .where(Membership.organization_id == org.id, User.login.in_(DEMO_DISPATCHER_PHONES))
+                .order_by(User.login)
+            ).all()
+            settings = call_services.telephony_settings(s, org.id)
+            if users and not settings.dispatcher_endpoints:
+                call_services.update_telephony_settings(
+                    s, org=org, by=None, dispatcher_endpoints=[f"PJSIP/{login}" for login, _ in users],
+                    wait_limit_seconds=DEMO_WAIT_LIMIT_SECONDS)
+                for login, user_id in users:
+                    call_services.assign_dispatcher_phone(s, org=org, endpoint=f"PJSIP/{login}", user_id=user_id,
+                                                          by=None)
+            phones = s.execute(
+                select(DispatcherPhone.endpoint, User.login, User.full_name)
+                .join(User, User.id == DispatcherPhone.user_id)
+                .where(DispatcherPhone.organization_id == org.id).order_by(DispatcherPhone.endpoint)
+            ).all()
+            if org.hotlines:
+                out.append(DemoHotline(org.id, org.short_name, tuple(org.hotlines),
+                                       tuple(DemoPhone(*row) for row in phones)))
+    return out
+
+
+def run_ari_emulator(argv: list[str] | None = None) -> None:
+    """The demo's Asterisk: the ARI emulator (`tests/emulator/ari`, run from the repository root),
+    with the demo dispatchers' phones disp1..disp4, all answered by hand from the call simulator.
+
+    `python -c "from openads.demo import run_ari_emulator; run_ari_emulator()" --port 8088 ...`
+    (`openads demo` starts it so). Stops on SIGINT/SIGTERM."""
+    import argparse
+    import asyncio
+    import logging
+    import os
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(prog="openads-demo-asterisk")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8088)
+    parser.add_argument("--user", default="openads")
+    parser.add_argument("--password", default=None, help="default: $OPENADS_DEMO_ARI_PASSWORD (kept out of `ps`)")
+    parser.add_argument("--recordings-dir", required=True)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    password = args.password or os.environ.get("OPENADS_DEMO_ARI_PASSWORD") or ""
+    if not password:
+        parser.error("--password or OPENADS_DEMO_ARI_PASSWORD is required")
+    logging.basicConfig(level=logging.WARNING, format="[эмулятор ARI] %(levelname)s %(message)s")
+    from tests.emulator.ari.scenario import AriEmulator  # the repository root must be on sys.path
+
+    async def main() -> None:
+        emu = AriEmulator(user=args.user, password=password, host=args.host, port=args.port,
+                          recordings_dir=args.recordings_dir, strict=True)
+        for i, login in enumerate(DEMO_DISPATCHER_PHONES, start=1):
+            if f"PJSIP/{login}" not in emu.asterisk.endpoints:
+                emu.asterisk.add_endpoint(login, f"Dispatcher {i}", f"20{i}")
+            emu.asterisk.endpoints[f"PJSIP/{login}"].auto_answer = False  # the simulator answers
+        await emu.start_async()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"[эмулятор ARI] {emu.ari_url}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await emu.stop_async()
+
+    asyncio.run(main())

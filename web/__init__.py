@@ -52,6 +52,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None, **o
     csrf.exempt(api_bp)  # the API authenticates by token, not cookie
     app.register_blueprint(panel_bp)
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    if settings.demo:  # `openads demo`: the call simulator driving the ARI emulator; never otherwise
+        from web.panel.simulator import bp as simulator_bp
+
+        app.register_blueprint(simulator_bp)
 
     @app.get("/status")
     def status() -> dict[str, Any]:

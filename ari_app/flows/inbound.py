@@ -267,9 +267,11 @@ class InboundCall(CallFlow):
         call_id, org_id = self.call.id, self.call.organization_id
 
         def answered(s: Any) -> CallInfo:
-            from models.services.calls import mark_call_answered
+            from models.services.calls import dispatcher_of_endpoint, mark_call_answered
 
-            return call_info(mark_call_answered(s, org_id=org_id, call_id=call_id, by=None, endpoint=endpoint,
+            # Who answered: the user whose phone this endpoint is (telephony settings); None if unassigned.
+            by = dispatcher_of_endpoint(s, org_id=org_id, endpoint=endpoint)
+            return call_info(mark_call_answered(s, org_id=org_id, call_id=call_id, by=by, endpoint=endpoint,
                                                 dispatcher_channel_id=leg))
 
         self.call = await self.db.write(answered)

@@ -30,6 +30,7 @@ from models.services.calls import (
     _payload,
     call_by_channel,
     close_item,
+    dispatcher_of_endpoint,
     end_call,
     get_missed_call,
 )
@@ -123,7 +124,8 @@ def record_callback_result(
     if resident_answered:
         if call.answered_at is None:
             call.answered_at = at
-            call.answered_by_id = attempt.dispatcher_id
+            # The auto-callback has nobody who clicked: the user whose phone was rung answered it.
+            call.answered_by_id = attempt.dispatcher_id or _user_of_endpoint(session, org_id, call.dispatcher_endpoint)
             call.wait_seconds = max(0, int((at - call.started_at).total_seconds()))
             events.emit(session, org_id, events.CALL_ANSWERED,
                         _payload(call, answered_by_id=call.answered_by_id, endpoint=call.dispatcher_endpoint,
@@ -157,6 +159,11 @@ def _settle_answered(session: Session, attempt: CallbackAttempt, item: MissedCal
         close_item(session, item, reason=CloseReason.RESIDENT_ANSWERED, at=at, by_id=attempt.dispatcher_id,
                    closing_call_id=call.id)
     session.flush()
+
+
+def _user_of_endpoint(session: Session, org_id: int, endpoint: str | None) -> int | None:
+    user = dispatcher_of_endpoint(session, org_id=org_id, endpoint=endpoint)
+    return user.id if user is not None else None
 
 
 def callback_call_answered(session: Session, call: Call) -> None:

@@ -6,7 +6,7 @@ channel, so a replayed StasisStart or a CDR row of a call the app already saw ne
 second call row.
 
 Events: `call.ringing`, `call.answered`, `call.ended`, `missed_call.created`,
-`missed_call.updated`, `missed_call.closed` (see docs/events.md).
+`missed_call.updated`, `missed_call.closed`, `missed_call.overdue` (see docs/events.md).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from models.call import (
     CallKind,
     CallOutcome,
     CallTicket,
+    DispatcherPhone,
     RingStrategy,
     TelephonySettings,
     TicketLegalHold,
@@ -211,6 +212,56 @@ def update_telephony_settings(
     return row
 
 
+def assign_dispatcher_phone(
+    session: Session, *, org: Organization, endpoint: str, user_id: int | None, by: User | None,
+) -> DispatcherPhone | None:
+    """Say whose phone `endpoint` is in the organization (`user_id` None: nobody's any more).
+
+    The user must work in the organization. Emits nothing (a setting, like the ring list)."""
+    endpoint = (endpoint or "").strip()
+    if not ENDPOINT_RE.match(endpoint):
+        raise ValidationFailed("телефон диспетчера указывается как PJSIP/имя", field="endpoint", value=endpoint)
+    row = session.scalar(select(DispatcherPhone).where(DispatcherPhone.organization_id == org.id,
+                                                       DispatcherPhone.endpoint == endpoint))
+    if user_id is None:
+        if row is not None:
+            session.delete(row)
+            session.flush()
+        return None
+    user = session.get(User, user_id)
+    if user is None:
+        raise ValidationFailed("пользователь не найден", field="user_id", value=user_id)
+    _check_member(session, org.id, user)
+    if row is None:
+        row = DispatcherPhone(organization_id=org.id, endpoint=endpoint, user_id=user.id)
+        session.add(row)
+    else:
+        row.user_id = user.id
+    session.flush()
+    return row
+
+
+def dispatcher_of_endpoint(session: Session, *, org_id: int, endpoint: str | None) -> User | None:
+    """The user whose phone `endpoint` is in the organization (None: not assigned, or the user no
+    longer works there — an answer is never refused over a stale assignment)."""
+    if not endpoint:
+        return None
+    return session.scalar(
+        select(User).join(DispatcherPhone, DispatcherPhone.user_id == User.id)
+        .join(Membership, (Membership.user_id == User.id) & (Membership.organization_id == org_id))
+        .where(DispatcherPhone.organization_id == org_id, DispatcherPhone.endpoint == endpoint)
+    )
+
+
+def endpoint_of_user(session: Session, *, org_id: int, user_id: int) -> str | None:
+    """The user's phone in the organization (the first assigned), for the callbacks they click."""
+    return session.scalar(
+        select(DispatcherPhone.endpoint)
+        .where(DispatcherPhone.organization_id == org_id, DispatcherPhone.user_id == user_id)
+        .order_by(DispatcherPhone.id).limit(1)
+    )
+
+
 # --- inbound calls -------------------------------------------------------------------------------
 
 
@@ -332,6 +383,29 @@ def close_item(
                 _item_payload(item, "closed", reason=reason.value, closed_by_id=by_id,
                               in_time=at <= item.deadline_at))
     return item
+
+
+def notify_overdue_missed_calls(session: Session, *, now: datetime | None = None, limit: int = 500) -> list[int]:
+    """ПП 416 T2: the 10-minute deadline of open items passed. Each such item, of any organization
+    (the ARI app's scheduler calls this at every deadline), is stamped `overdue_notified_at` and
+    `missed_call.overdue` is emitted once, so panels and reports learn of it at that moment rather
+    than from a browser's countdown. Idempotent: a stamped item is never announced again; rows a
+    concurrent pass holds are skipped (PostgreSQL). Returns the ids announced, earliest deadline first."""
+    now = now or utcnow()
+    items = session.scalars(
+        select(MissedCall)
+        .where(MissedCall.status == MissedCallStatus.OPEN, MissedCall.overdue_notified_at.is_(None),
+               MissedCall.deadline_at <= now)
+        .order_by(MissedCall.deadline_at, MissedCall.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for item in items:
+        item.overdue_notified_at = now
+        events.emit(session, item.organization_id, events.MISSED_CALL_OVERDUE,
+                    _item_payload(item, "overdue", notified_at=now.isoformat()))
+    session.flush()
+    return [item.id for item in items]
 
 
 def end_call(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -12,20 +13,24 @@ import threading
 import time
 import urllib.request
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from openads.commands import CommandError, database, positive_int, safe_url, settings
 from openads.commands.serve import check_port_free
 
 SINK_PORT = 8025
+EMULATOR_PORT = 8088
+ROOT = Path(__file__).resolve().parent.parent.parent  # the repository root (tests/emulator lives there)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
-        help="демо: база SQLite, демо-данные, веб-панель, отправка почты",
+        help="демо: база SQLite, демо-данные, веб-панель, почта, телефония на эмуляторе Asterisk",
         description="Создаёт базу (по умолчанию SQLite в var/), загружает демо-данные, если база пуста, "
-                    "запускает веб-панель и обработчик очереди с локальным почтовым ящиком. Остановка: Ctrl+C.",
+                    "запускает веб-панель, обработчик очереди с локальным почтовым ящиком и ARI-приложение; без "
+                    "ARI_URL — вместе с эмулятором Asterisk и симулятором звонков в панели. Остановка: Ctrl+C.",
     )
     p.add_argument("--no-serve", action="store_true", help="только загрузить данные и выйти")
     p.add_argument("--seed", type=int, default=None, help="зерно генератора демо-данных")
@@ -52,6 +57,12 @@ def _free_port(host: str, preferred: int) -> int:
         except OSError:
             sock.bind((host, 0))
             return int(sock.getsockname()[1])
+
+
+def _any_free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def _wait_http(url: str, child: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -104,6 +115,62 @@ def run_demo(args: argparse.Namespace) -> int:
         db.dispose()
 
 
+def _wait_emulator(base_url: str, child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise CommandError(f"эмулятор ARI завершился при запуске (код {child.returncode}); он запускается "
+                               f"из каталога проекта ({ROOT}) — каталог tests/ должен быть на месте")
+        try:
+            with urllib.request.urlopen(f"{base_url}/_emulator/state", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise CommandError(f"эмулятор ARI не ответил за {timeout:.0f} с: {base_url}")
+
+
+def start_demo_asterisk(var_dir: Any, host: str = "127.0.0.1",
+                        port: int = EMULATOR_PORT) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """The ARI emulator as the demo's Asterisk, in its own process (cwd = the repository root, since
+    `tests/` is not an installed package). Returns the process and the ARI_* variables for it."""
+    port = _free_port(host, port) if port else _any_free_port(host)
+    password = secrets.token_urlsafe(16)
+    recordings = Path(var_dir) / "demo-asterisk"
+    recordings.mkdir(parents=True, exist_ok=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from openads.demo import run_ari_emulator; run_ari_emulator()",
+         "--host", host, "--port", str(port), "--user", "openads", "--recordings-dir", str(recordings)],
+        cwd=ROOT, env=dict(os.environ, OPENADS_DEMO_ARI_PASSWORD=password),
+    )
+    url = f"http://{host}:{port}"
+    try:
+        _wait_emulator(url, child)
+    except BaseException:
+        _stop_child(child)
+        raise
+    return child, {"ARI_URL": url, "ARI_USER": "openads", "ARI_PASSWORD": password}
+
+
+def _stop_child(child: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
+    if child is None or child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def print_telephony(hotlines: list[Any]) -> None:
+    print("\nТелефония (эмулятор Asterisk, «Симулятор звонков» в панели):")
+    for h in hotlines:
+        phones = ", ".join(f"{p.endpoint} — {p.login}" for p in h.phones) or "телефоны диспетчеров не настроены"
+        print(f"  {h.org_name}: горячая линия {', '.join(h.hotlines)}; {phones}")
+
+
 def _serve(app_settings: Any, db: Any, logins: list[tuple[str, str, str, str]]) -> int:
     from openads import bus as bus_mod
     from openads import demo, worker
@@ -113,6 +180,7 @@ def _serve(app_settings: Any, db: Any, logins: list[tuple[str, str, str, str]]) 
     host, port = app_settings.web_host, app_settings.web_port
     web_workers()  # validate before starting anything
     check_port_free(host, port)
+    hotlines = demo.configure_demo_telephony(db)
 
     sink = None
     smtp = app_settings.smtp
@@ -124,9 +192,18 @@ def _serve(app_settings: Any, db: Any, logins: list[tuple[str, str, str, str]]) 
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    child = subprocess.Popen([sys.executable, "-m", "openads.cli", "web", "--host", host, "--port", str(port)])
+    # Without ARI_URL the demo's Asterisk is the ARI emulator; `openads ari` (the real app) runs
+    # against it or against the Asterisk of ARI_URL. OPENADS_DEMO=1 serves the call simulator page.
+    env = dict(os.environ, OPENADS_DEMO="1")
+    emulator = ari = child = None
     worker_thread = None
     try:
+        if not app_settings.ari_url:
+            emulator, ari_env = start_demo_asterisk(app_settings.var_dir)
+            env.update(ari_env)
+        ari = subprocess.Popen([sys.executable, "-m", "openads.cli", "ari", "--status-every", "0"], env=env)
+        child = subprocess.Popen([sys.executable, "-m", "openads.cli", "web", "--host", host, "--port", str(port)],
+                                 env=env)
         _wait_http(f"http://{host}:{port}/status", child)
         bus_mod.install(bus_mod.Bus(app_settings.redis_url))
         senders = worker.default_senders(replace(app_settings, smtp=smtp))
@@ -134,24 +211,24 @@ def _serve(app_settings: Any, db: Any, logins: list[tuple[str, str, str, str]]) 
                                          daemon=True)
         worker_thread.start()
         print_logins(logins)
+        print_telephony(hotlines)
         print(f"\nOpenADS работает: {app_settings.base_url}")
+        if emulator is not None:
+            print(f"Симулятор звонков: {app_settings.base_url}/simulator/ (эмулятор ARI: {env['ARI_URL']})")
         if sink:
             print(f"Письма принимает локальный почтовый ящик 127.0.0.1:{sink.port}, копии: "
                   f"{app_settings.var_dir / 'demo-mail'}")
         print("Остановка: Ctrl+C\n", flush=True)
-        while not stop.is_set() and child.poll() is None:
+        processes = {"веб-сервер": child, "ARI-приложение": ari, "эмулятор ARI": emulator}
+        while not stop.is_set() and all(p is None or p.poll() is None for p in processes.values()):
             stop.wait(0.5)
-        if child.poll() is not None and not stop.is_set():
-            raise CommandError(f"веб-сервер неожиданно завершился (код {child.returncode})")
+        if not stop.is_set():
+            name, dead = next((n, p) for n, p in processes.items() if p is not None and p.poll() is not None)
+            raise CommandError(f"{name} неожиданно завершился (код {dead.returncode})")
     finally:
         stop.set()
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        for process in (child, ari, emulator):  # the web first, Asterisk last
+            _stop_child(process)
         if worker_thread is not None:
             worker_thread.join(15)
         if sink is not None:

@@ -169,6 +169,8 @@ def test_manual_close_needs_a_reason(db, world, login_as) -> None:
 def test_callback_button_records_the_request_for_the_ari_app(db, world, login_as) -> None:
     with db.write() as s:
         item = f.make_missed_call(s, s.merge(world.org_a), "+79165550000")
+        calls_svc.assign_dispatcher_phone(s, org=s.merge(world.org_a), endpoint="PJSIP/disp1",
+                                          user_id=world.dispatcher_a.id, by=None)
     client = login_as(world.dispatcher_a)
     resp = client.post(f"/missed-calls/{item.id}/callback", data={"next": "/missed-calls"})
     assert resp.status_code == 302 and resp.headers["Location"] == "/missed-calls"
@@ -176,7 +178,8 @@ def test_callback_button_records_the_request_for_the_ari_app(db, world, login_as
         attempt = s.scalars(select(CallbackAttempt)).one()
         call = s.get(Call, attempt.call_id)
         assert (attempt.missed_call_id, attempt.dispatcher_id, attempt.outcome) == (item.id, world.dispatcher_a.id, None)
-        assert (call.kind, call.phone, call.initiated_by_id) == (CallKind.CALLBACK, "+79165550000", world.dispatcher_a.id)
+        assert (call.kind, call.phone, call.initiated_by_id, call.dispatcher_endpoint) == (
+            CallKind.CALLBACK, "+79165550000", world.dispatcher_a.id, "PJSIP/disp1")
         ringing = s.scalars(select(DomainEvent).where(DomainEvent.name == "call.ringing")
                             .order_by(DomainEvent.id.desc())).first()
         assert ringing.payload["call_id"] == call.id and ringing.payload["missed_call_id"] == item.id

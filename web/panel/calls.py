@@ -62,8 +62,16 @@ def request_callback(session: Session, *, org_id: int, missed_call_id: int, by: 
     already writes what the ARI app needs — the outbound call row (kind `callback`, its channel id
     chosen for ARI `originate ?channelId=`) and the attempt — and emits `call.ringing` with
     `missed_call_id` and `attempt_id`; the ARI app places the call when it sees that event.
-    Refused (409) for a closed item or while another callback of it is in progress."""
-    return cb_svc.start_callback(session, org_id=org_id, missed_call_id=missed_call_id, by=by)
+    Refused (409) for a closed item or while another callback of it is in progress.
+
+    The callback rings the clicking dispatcher's own phone first: their endpoint in this
+    organization (`assign_dispatcher_phone`) goes on the call row, where the ARI app's scheduler
+    reads it. A user with no phone there is refused (400): the call would have nowhere to ring."""
+    endpoint = calls_svc.endpoint_of_user(session, org_id=org_id, user_id=by.id)
+    if endpoint is None:
+        raise ValidationFailed("ваш телефон не указан в настройках телефонии организации — обратный вызов "
+                               "некуда направить; обратитесь к администратору", field="endpoint", user_id=by.id)
+    return cb_svc.start_callback(session, org_id=org_id, missed_call_id=missed_call_id, by=by, endpoint=endpoint)
 
 
 def link_ticket_to_call(session: Session, *, org: Organization, call_id: Any, ticket: Ticket, by: User) -> None:

@@ -1,0 +1,128 @@
+"""The demo's telephony end to end: the ARI emulator as `openads demo` starts it (its own process),
+`openads ari` (its own process) against it and the test database, and the call simulator page
+driving the emulator — a resident's call rings, a dispatcher answers, the caller hangs up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from models.call import Call, CallOutcome
+from models.db import Database
+from models.organization import Role
+from models.outbox import DomainEvent
+from openads.commands.demo import _stop_child, start_demo_asterisk
+from openads.config import Settings
+from openads.demo import configure_demo_telephony
+from tests import factories as f
+from tests.conftest import login
+
+CALLER = "+79161234567"
+
+
+def until(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {message}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def demo_asterisk(tmp_path: Path) -> Iterator[dict[str, str]]:
+    emulator, env = start_demo_asterisk(tmp_path / "var", port=0)
+    try:
+        yield env
+    finally:
+        _stop_child(emulator)
+
+
+@pytest.fixture
+def ari_process(demo_asterisk: dict[str, str], database_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = dict(os.environ, **demo_asterisk, DATABASE_URL=database_url, OPENADS_VAR_DIR=str(tmp_path / "var"),
+               OPENADS_RECORDINGS_DIR=str(tmp_path / "recordings"), OPENADS_LOG_LEVEL="WARNING")
+    env.pop("AMI_SECRET", None)
+    child = subprocess.Popen([sys.executable, "-m", "openads.cli", "ari", "--status-every", "0"], env=env)
+    try:
+        yield child
+    finally:
+        _stop_child(child)  # before the tables are cleaned: it holds database connections
+
+
+def _calls(db: Database) -> list[Call]:
+    with db.read() as s:
+        calls = list(s.scalars(select(Call).order_by(Call.id)))
+        s.expunge_all()
+        return calls
+
+
+def _emulator_channels(env: dict[str, str]) -> list[dict[str, Any]]:
+    channels: list[dict[str, Any]] = httpx.get(f"{env['ARI_URL']}/_emulator/state", timeout=5).json()["channels"]
+    return channels
+
+
+def test_simulated_call_rings_is_answered_as_a_dispatcher_and_hung_up(
+        db: Database, world: Any, settings: Settings, demo_asterisk: dict[str, str],
+        ari_process: subprocess.Popen[bytes]) -> None:
+    from web import create_app
+
+    with db.write() as s:  # demo-like: the dispatcher whose login names the phone PJSIP/disp1
+        disp1 = f.make_user(s, [s.merge(world.org_a)], Role.DISPATCHER, login="disp1", full_name="Орлова Нина")
+    [hotline] = [h for h in configure_demo_telephony(db) if h.org_id == world.org_a.id]
+    assert [(p.endpoint, p.login) for p in hotline.phones] == [("PJSIP/disp1", "disp1")]
+    until(lambda: any(ws["apps"] == ["openads"] for ws in
+                      httpx.get(f"{demo_asterisk['ARI_URL']}/_emulator/state", timeout=5).json()["websockets"]),
+          message="openads ari connected to the emulator")
+
+    app = create_app(replace(settings, demo=True, ari_url=demo_asterisk["ARI_URL"]), db, TESTING=True,
+                     WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    assert login(client, disp1).status_code == 302
+    page = client.get("/simulator/")
+    assert page.status_code == 200 and "Симулятор звонков" in page.get_data(as_text=True)
+
+    json = {"Accept": "application/json"}
+    resp = client.post("/simulator/call", data={"hotline": hotline.hotlines[0], "caller": CALLER}, headers=json)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    caller_channel = resp.get_json()["result"]["id"]
+
+    [call] = until(lambda: _calls(db), message="call row")
+    assert (call.organization_id, call.phone, call.channel_id, call.answered_at) == (
+        world.org_a.id, CALLER, caller_channel, None)
+    with db.read() as s:
+        ringing = s.scalars(select(DomainEvent).where(DomainEvent.name == "call.ringing")).one()
+        assert (ringing.organization_id, ringing.payload["call_id"], ringing.payload["phone"]) == (
+            world.org_a.id, call.id, CALLER)
+
+    # The app rings disp1 after the greeting; the simulator lists it with "ответить как диспетчер disp1".
+    leg = until(lambda: next((c for c in _emulator_channels(demo_asterisk) if c["name"].startswith("PJSIP/disp1-")),
+                             None), message="disp1 rings")
+    listed = until(lambda: "Ответить как диспетчер disp1" in (
+        html := client.get("/simulator/?part=channels").get_data(as_text=True)) and html, message="listed")
+    assert f'data-channel="{leg["id"]}"' in listed
+    assert client.post(f"/simulator/channels/{leg['id']}/answer", headers=json).status_code == 200
+    answered = until(lambda: (c := _calls(db)[0]).answered_at is not None and c, message="answered")
+    assert (answered.dispatcher_endpoint, answered.answered_by_id) == ("PJSIP/disp1", disp1.id)
+
+    assert client.post(f"/simulator/channels/{caller_channel}/hangup", headers=json).status_code == 200
+    ended = until(lambda: (c := _calls(db)[0]).ended_at is not None and c, message="ended")
+    assert ended.outcome == CallOutcome.ANSWERED
+    until(lambda: not _emulator_channels(demo_asterisk), message="both legs gone")
+    assert ari_process.poll() is None
+
+
+def test_simulator_is_not_served_outside_demo_mode(client: Any, world: Any, login_as: Any) -> None:
+    assert login_as(world.dispatcher_a).get("/simulator/").status_code == 404

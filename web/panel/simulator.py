@@ -1,0 +1,214 @@
+"""The call simulator of the demo (`openads demo` without ARI_URL; registered only when OPENADS_DEMO=1).
+
+The demo's Asterisk is the ARI emulator (`tests/emulator/ari`); this page drives it through its
+`/_emulator/...` HTTP controls, as a resident's phone and the dispatchers' phones would: a call
+from any number to an organization's hotline, "answer as dispatcher N", hang up, press keys.
+Everything else — the call row, the caller card on the console, the queue, recordings, missed
+calls, callbacks — is done by the real ARI app (`openads ari`) reacting to the emulator's events.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+
+from models.call import DispatcherPhone
+from models.errors import DomainError, ValidationFailed
+from models.housing import ResidentPhone
+from models.organization import Organization, User
+from models.rules.phones import display as phone_display
+from models.rules.phones import try_e164
+from web.auth import login_required, org_ids
+from web.dbsession import session as db_session
+from web.panel.common import STAFF, my_orgs, settings
+
+bp = Blueprint("simulator", __name__, template_folder="../templates", url_prefix="/simulator")
+
+CONTROL_TIMEOUT = 5.0
+DIGITS = set("0123456789*#")
+
+
+class EmulatorUnavailable(DomainError):
+    error_id = "ari-emulator-unavailable"
+    http_status = 503
+
+
+@dataclass(frozen=True)
+class SimChannel:
+    id: str
+    who: str
+    number: str
+    state: str
+    state_title: str
+    answerable: bool
+    answer_label: str
+    up: bool
+
+
+STATE_TITLES = {"Ring": "звонит на линию", "Ringing": "звонит телефон", "Down": "набор", "Up": "разговор"}
+
+
+def emulator_base() -> str:
+    """The emulator's address (ARI_URL without `/ari`)."""
+    url = (settings().ari_url or "").rstrip("/")
+    if not url:
+        raise EmulatorUnavailable("ARI_URL не задан: симулятор работает с эмулятором ARI из `openads demo`")
+    return url[: -len("/ari")] if url.endswith("/ari") else url
+
+
+def control(action: str, body: dict[str, Any] | None = None) -> Any:
+    """One `/_emulator/<action>` call (GET without a body); its 400 `{"message"}` → ValidationFailed."""
+    url = f"{emulator_base()}/_emulator/{action}"
+    try:
+        resp = httpx.request("GET" if body is None else "POST", url, json=body, timeout=CONTROL_TIMEOUT)
+    except httpx.HTTPError as exc:
+        raise EmulatorUnavailable(f"эмулятор ARI не отвечает ({url}): {exc}") from exc
+    if resp.status_code == 400:
+        raise ValidationFailed(f"эмулятор: {resp.json().get('message', resp.text)}")
+    if resp.status_code != 200:
+        raise EmulatorUnavailable(f"эмулятор ARI ответил {resp.status_code} на {action}: это не эмулятор?")
+    return resp.json()
+
+
+def _phones() -> dict[str, tuple[str, str]]:
+    """Endpoint resource ("disp1") → (login, full name) of the dispatchers of the caller's organizations."""
+    rows = db_session().execute(
+        select(DispatcherPhone.endpoint, User.login, User.full_name).join(User, User.id == DispatcherPhone.user_id)
+        .where(DispatcherPhone.organization_id.in_(org_ids())).order_by(DispatcherPhone.endpoint)
+    ).all()
+    return {endpoint.split("/", 1)[-1]: (login, name) for endpoint, login, name in rows}
+
+
+def _channels(state: dict[str, Any], phones: dict[str, tuple[str, str]]) -> list[SimChannel]:
+    out = []
+    for ch in state.get("channels", []):
+        name = str(ch.get("name", ""))
+        resource = name.split("/", 1)[-1].rsplit("-", 1)[0]
+        caller = (ch.get("caller") or {}).get("number", "")
+        connected = (ch.get("connected") or {}).get("number", "")
+        if resource in phones:
+            login, full_name = phones[resource]
+            who, number = f"Диспетчер {login} ({full_name})", f"PJSIP/{resource}"
+            label = f"Ответить как диспетчер {login}"
+        elif resource.startswith("disp"):
+            who, number, label = f"Телефон {resource}", f"PJSIP/{resource}", "Ответить"
+        else:
+            # An inbound call sits on its DID; a leg the app originated (a callback) on "s".
+            incoming = (ch.get("dialplan") or {}).get("exten") not in ("s", "")
+            who = "Житель" if incoming else "Житель (обратный вызов)"
+            number = caller if incoming else (connected or caller)
+            label = "Ответить (житель)"
+        state_name = str(ch.get("state", ""))
+        out.append(SimChannel(
+            id=str(ch["id"]), who=who, number=phone_display(try_e164(number)) if try_e164(number) else number,
+            state=state_name, state_title=STATE_TITLES.get(state_name, state_name),
+            answerable=state_name in ("Down", "Ringing") and not ch.get("in_stasis", False), answer_label=label,
+            up=state_name == "Up",
+        ))
+    return out
+
+
+def _hotlines() -> list[tuple[Organization, str]]:
+    return [(org, number) for org in my_orgs() for number in org.hotlines]
+
+
+def _random_resident_phone(org_id: int) -> str | None:
+    return db_session().scalar(
+        select(ResidentPhone.phone).where(ResidentPhone.organization_id == org_id).order_by(func.random()).limit(1)
+    )
+
+
+def _done(message: str, result: Any = None) -> Any:
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"message": message, "result": result})
+    flash(message, "ok")
+    return redirect(url_for("simulator.index"))
+
+
+def _failed(exc: DomainError) -> Any:
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"error_id": exc.error_id, "message": exc.message}), exc.http_status
+    flash(exc.message, "error")
+    return redirect(url_for("simulator.index"))
+
+
+@bp.get("/")
+@login_required(STAFF)
+def index() -> Any:
+    phones = _phones()
+    error = None
+    channels: list[SimChannel] = []
+    try:
+        channels = _channels(control("state"), phones)
+    except DomainError as exc:
+        error = exc.message
+    template = "simulator_channels.html" if request.args.get("part") == "channels" else "simulator.html"
+    return render_template(template, hotlines=_hotlines(), channels=channels, phones=phones, error=error)
+
+
+@bp.post("/call")
+@login_required(STAFF)
+def call() -> Any:
+    """A resident's call to a hotline of one of the caller's organizations, from any number
+    (empty: a random resident of that organization; `unknown`: a number nobody has)."""
+    try:
+        hotline = try_e164(request.form.get("hotline"))
+        match = [(org, n) for org, n in _hotlines() if n == hotline]
+        if hotline is None or not match:
+            raise ValidationFailed("выберите горячую линию своей организации", field="hotline")
+        org = match[0][0]
+        raw = (request.form.get("caller") or "").strip()
+        if request.form.get("unknown"):
+            caller: str | None = f"+7999{random.randrange(10**7):07d}"
+        elif raw:
+            caller = try_e164(raw)
+            if caller is None:
+                raise ValidationFailed("номер звонящего: например +7 916 123-45-67", field="caller", value=raw)
+        else:
+            caller = _random_resident_phone(org.id)
+            if caller is None:
+                raise ValidationFailed("в организации нет жителей с телефонами: укажите номер", field="caller")
+        did = hotline.lstrip("+")  # as a Russian trunk sends it
+        channel = control("incoming_call", {"did": did, "caller": caller.lstrip("+"), "args": ["inbound", did]})
+    except DomainError as exc:
+        return _failed(exc)
+    return _done(f"Звонок с {phone_display(caller)} на горячую линию {org.short_name} ({phone_display(hotline)})",
+                 channel)
+
+
+@bp.post("/channels/<channel_id>/answer")
+@login_required(STAFF)
+def answer(channel_id: str) -> Any:
+    try:
+        result = control("answer", {"channel": channel_id})
+    except DomainError as exc:
+        return _failed(exc)
+    return _done("Трубка снята", result)
+
+
+@bp.post("/channels/<channel_id>/hangup")
+@login_required(STAFF)
+def hangup(channel_id: str) -> Any:
+    try:
+        result = control("hangup", {"channel": channel_id})
+    except DomainError as exc:
+        return _failed(exc)
+    return _done("Трубка положена", result)
+
+
+@bp.post("/channels/<channel_id>/press")
+@login_required(STAFF)
+def press(channel_id: str) -> Any:
+    digits = (request.form.get("digits") or "").strip()
+    try:
+        if not digits or len(digits) > 20 or not set(digits) <= DIGITS:
+            raise ValidationFailed("клавиши: цифры, * и #", field="digits", value=digits)
+        result = control("press", {"channel": channel_id, "digits": digits})
+    except DomainError as exc:
+        return _failed(exc)
+    return _done(f"Нажато: {digits}", result)
