@@ -29,12 +29,16 @@ def test_console_is_the_dispatchers_home_with_journal_calls_and_queue(db, world,
     assert resp.status_code == 200
     assert "<title>(2 пропущ.) Пульт диспетчера" in html
     assert 'id="journal"' in html and "Нет света в подъезде" in html  # the centre is the journal itself
-    strip = html.split('id="call-strip"')[1].split("</ul>")[0]
+    assert 'data-zone="/console/zone"' in html and 'class="call-item' not in html  # the zone comes after the page
+    zone = client.get("/console/zone")
+    assert zone.status_code == 200
+    html = zone.get_data(as_text=True)
+    strip = html.split('id="zone-strip"')[1].split("</ul>")[0]
     assert f'id="call-{ringing.id}"' in strip
     assert "Леонидов Леонид Леонидович" in strip and "ключи у старшей по дому" in strip
     assert "Авария ХВС" in strip and "устранение до 18:00" in strip
     assert "Альфа" in strip  # the company badge
-    queue = html.split('id="missed-queue"')[1].split("</ul>")[0]
+    queue = html.split('id="zone-missed"')[1].split("</ul>")[0]
     phones = re.findall(r'data-phone="([^"]+)"', queue)
     assert phones == ["+7 916 555-00-00", "+7 916 555-11-11"]  # by deadline; org_b's item is not shown
     first, second = queue.split('class="missed-item')[1:3]

@@ -38,22 +38,39 @@ def strip_item(session: Session, call: Call) -> dict[str, Any]:
 
 
 def console_context(session: Session, orgs: list[Organization], now: datetime) -> dict[str, Any]:
-    """What the left zone shows on load (later kept live by the event stream)."""
+    """The console's shell around the journal: one COUNT for the tab title, nothing else.
+
+    The left zone's lists (calls with their caller cards, the missed-call queue) come from
+    `/console/zone` right after the page loads, so the journal (what the dispatcher filters and
+    pages through) never waits for them, however many calls are in progress.
+    """
     ids = [o.id for o in orgs]
-    if not ids:
-        return {"console": True, "strip": [], "missed": [], "missed_count": 0, "org_map": {}}
-    items = list(qc.missed_queue(session, org_ids=ids, limit=QUEUE_LIMIT))
     return {
         "console": True,
-        "strip": [strip_item(session, c) for c in qc.active_calls(session, org_ids=ids)],
+        "missed_count": qc.missed_count(session, org_ids=ids) if ids else 0,
+        "server_now": now.replace(tzinfo=UTC).isoformat(),
+    }
+
+
+def zone_context(session: Session, orgs: list[Organization], now: datetime) -> dict[str, Any]:
+    """What the left zone shows on load (later kept live by the event stream)."""
+    ids = [o.id for o in orgs]
+    items = list(qc.missed_queue(session, org_ids=ids, limit=QUEUE_LIMIT)) if ids else []
+    return {
+        "strip": [strip_item(session, c) for c in qc.active_calls(session, org_ids=ids)] if ids else [],
         "missed": items,
-        "missed_count": len(items) if len(items) < QUEUE_LIMIT else qc.missed_count(session, org_ids=ids),
         "org_map": {o.id: o for o in orgs},
         "countdown": countdown,
         "now": now,
         "soon_seconds": SOON_SECONDS,
-        "server_now": now.replace(tzinfo=UTC).isoformat(),
     }
+
+
+@bp.get("/console/zone")
+@login_required(STAFF)
+def console_zone() -> Any:
+    """The left zone's calls and missed-call queue, fetched by the console after the page loads."""
+    return render_template("calls/_console_zone.html", **zone_context(db_session(), my_orgs(), utcnow()))
 
 
 @bp.get("/calls/<int:call_id>/strip")

@@ -117,7 +117,8 @@
     if (strip && $("#strip-empty")) $("#strip-empty").hidden = $all(".call-item", strip).length > 0;
     if (window.OpenADS && window.OpenADS.setTitle) window.OpenADS.setTitle("missed", n ? "(" + n + " пропущ.) " : "");
   }
-  recount();
+  var zoneUrl = consoleEl && consoleEl.dataset.zone;
+  if (!zoneUrl) recount();  /* the console counts once its zone has arrived (loadZone) */
 
   /* ---------------- the right zone ---------------- */
   var shown = null;  /* {kind, id} of the card in the right zone */
@@ -240,6 +241,29 @@
     }).catch(function () {});
   }
 
+  /* ---------------- the left zone, loaded after the page ---------------- */
+  /* Items a live event put in or took out while the zone was on its way win over the zone's copy. */
+  var gone = {};
+  function loadZone() {
+    var loading = $("#zone-loading");
+    get(zoneUrl).then(function (html) {
+      var box = document.createElement("div");
+      box.innerHTML = html || "";
+      if (strip) $all("#zone-strip > .call-item", box).forEach(function (li) {
+        if (!gone[li.id] && !document.getElementById(li.id)) strip.appendChild(li);
+      });
+      $all("#zone-missed > .missed-item", box).forEach(function (li) {
+        if (gone[li.id] || document.getElementById(li.id)) return;
+        li.dataset.state = paint(li, Date.parse(li.dataset.deadline) - now());
+        placeMissed(li);
+      });
+      if (loading) loading.remove();
+      recount();
+    }).catch(function () {
+      if (loading) loading.textContent = "Не удалось загрузить звонки — обновите страницу.";
+    });
+  }
+
   var streamUrl = (consoleEl && consoleEl.dataset.stream) || queue.dataset.stream;
   var es = window.OpenADS && window.OpenADS.stream ? window.OpenADS.stream(streamUrl) : null;
   if (es) {
@@ -247,6 +271,7 @@
     on("call.ringing", function (d) { refreshCall(d.call_id); });
     on("call.answered", function (d) { refreshCall(d.call_id); });
     on("call.ended", function (d) {
+      gone["call-" + d.call_id] = true;
       var cur = document.getElementById("call-" + d.call_id);
       if (cur) cur.remove();
       recount();
@@ -255,12 +280,15 @@
     on("missed_call.created", function (d) { refreshMissed(d.missed_call_id, true); });
     on("missed_call.updated", function (d) { refreshMissed(d.missed_call_id, false); });
     on("missed_call.closed", function (d) {
+      gone["missed-" + d.missed_call_id] = true;
       var cur = document.getElementById("missed-" + d.missed_call_id);
       if (cur) cur.remove();
       recount();
       reloadDetailIf("missed", d.missed_call_id);
     });
   }
+
+  if (zoneUrl) loadZone();
 
   /* ---------------- console shortcuts ---------------- */
   function typing(target) {
