@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, abort, g, redirect, request, session, url_for
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -54,8 +54,15 @@ def _active_user() -> Select[tuple[User]]:
     )
 
 
+# Built once: every request runs one of these, and a statement object reused keeps its cache key.
+_USER_BY_ID = _active_user().where(User.id == bindparam("user_id"))
+_USER_BY_TOKEN = _active_user().join(ApiToken, ApiToken.user_id == User.id).where(
+    ApiToken.token_sha256 == bindparam("token_sha256"), ApiToken.revoked.is_(False)
+)
+
+
 def _load_user(user_id: int) -> User | None:
-    return db_session().execute(_active_user().where(User.id == user_id)).unique().scalar_one_or_none()
+    return db_session().execute(_USER_BY_ID, {"user_id": user_id}).unique().scalar_one_or_none()
 
 
 def login_user(user: User) -> None:
@@ -76,8 +83,7 @@ def current_user() -> User | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         user = db_session().execute(
-            _active_user().join(ApiToken, ApiToken.user_id == User.id)
-            .where(ApiToken.token_sha256 == hash_token(header[7:].strip()), ApiToken.revoked.is_(False))
+            _USER_BY_TOKEN, {"token_sha256": hash_token(header[7:].strip())}
         ).unique().scalar_one_or_none()
     elif "uid" in session:
         now = int(time.time())

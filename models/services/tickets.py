@@ -199,6 +199,23 @@ def _category(session: Session, org_id: int, category_id: int) -> Category:
     return cat  # type: ignore[no-any-return]
 
 
+def _references_select(with_house: bool, with_premise: bool) -> Any:
+    org: Any = bindparam("org_id")
+    house_on = and_(House.id == bindparam("house_id"), House.organization_id == org) if with_house else false()
+    premise_on = and_(Premise.id == bindparam("premise_id"), Premise.organization_id == org) if with_premise else false()
+    return (
+        select(Category, House, Premise)
+        .select_from(Category)
+        .outerjoin(House, house_on)
+        .outerjoin(Premise, premise_on)
+        .where(Category.id == bindparam("category_id"), Category.organization_id == org, Category.active.is_(True))
+    )
+
+
+# Built once per shape (house given or not, premise given or not): a reused statement keeps its cache key.
+_REFERENCES = {(h, p): _references_select(h, p) for h in (False, True) for p in (False, True)}
+
+
 def _registration_references(
     session: Session, org_id: int, draft: TicketDraft
 ) -> tuple[Category, House | None, Premise | None]:
@@ -207,20 +224,14 @@ def _registration_references(
     A registration's three lookups are one round trip; when anything is missing, the per-object
     lookups name the field that is wrong.
     """
-    house_on = and_(House.id == draft.house_id, House.organization_id == org_id)
-    premise_on = and_(Premise.id == draft.premise_id, Premise.organization_id == org_id)
-    row = session.execute(
-        select(Category, House, Premise)
-        .select_from(Category)
-        .outerjoin(House, house_on if draft.house_id is not None else false())
-        .outerjoin(Premise, premise_on if draft.premise_id is not None else false())
-        .where(Category.id == draft.category_id, Category.organization_id == org_id, Category.active.is_(True))
-    ).one_or_none()
-    if (
-        row is None
-        or (draft.house_id is not None and row[1] is None)
-        or (draft.premise_id is not None and row[2] is None)
-    ):
+    with_house, with_premise = draft.house_id is not None, draft.premise_id is not None
+    params: dict[str, int | None] = {"org_id": org_id, "category_id": draft.category_id}
+    if with_house:
+        params["house_id"] = draft.house_id
+    if with_premise:
+        params["premise_id"] = draft.premise_id
+    row = session.execute(_REFERENCES[with_house, with_premise], params).one_or_none()
+    if row is None or (with_house and row[1] is None) or (with_premise and row[2] is None):
         return (
             _category(session, org_id, draft.category_id),
             _owned(session, House, draft.house_id, org_id, "дом", "house_id"),
