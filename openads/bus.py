@@ -70,17 +70,24 @@ class Bus:
     def subscriber(self, org_ids: Iterable[int]) -> Subscription:
         return Subscription(self, list(org_ids))
 
+    def subscriber_all(self) -> Subscription:
+        """A listener for every organization's wake-ups (the worker's event consumer)."""
+        return Subscription(self, [], pattern="openads:org:*:events")
+
 
 class Subscription:
     """A long-lived listener for one stream (keeps one Redis subscription open)."""
 
-    def __init__(self, bus: Bus, org_ids: list[int]) -> None:
+    def __init__(self, bus: Bus, org_ids: list[int], pattern: str | None = None) -> None:
         self.bus = bus
         self.pubsub: Any = None
         if bus._redis is not None:
             try:
                 self.pubsub = bus._redis.pubsub(ignore_subscribe_messages=True)
-                self.pubsub.subscribe(*[channel_name(o) for o in org_ids], channel_name(None))
+                if pattern is not None:
+                    self.pubsub.psubscribe(pattern)
+                else:
+                    self.pubsub.subscribe(*[channel_name(o) for o in org_ids], channel_name(None))
             except Exception:
                 log.warning("redis subscribe failed; falling back to polling", exc_info=True)
                 self.pubsub = None

@@ -21,6 +21,9 @@ def _setup_logging(long_running: bool) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level > logging.DEBUG:
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # One INFO line per HTTP request (the ARI app makes several per call): only with DEBUG.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,6 @@
-"""`openads worker`: delivers the durable outbox and prunes old domain events.
+"""`openads worker`: delivers the durable outbox, runs the consumers of the `events` table
+(residents' notifications and rating calls from ticket events, `openads/consumers.py`, decision
+0008) and prunes old domain events, never above the slowest consumer's cursor.
 
 Delivery of one message is two short transactions around the network call, so no database
 lock is held while an SMTP server thinks:
@@ -19,11 +21,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 
 from models import events
 from models.base import utcnow
@@ -34,6 +37,8 @@ from models.ports import ProviderMessageId, SmsSender
 from models.services.outbox import retry_delay
 from models.services.tickets import MUNICIPALITY_PURPOSE, record_municipality_notified
 from models.ticket import Ticket
+from openads import consumers
+from openads.bus import Bus, Subscription
 from openads.config import Settings
 from openads.mailer import ProviderError, Sender, SmtpMailer
 from openads.providers.registry import make_sms_sender
@@ -44,6 +49,8 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 EVENT_RETENTION = timedelta(days=2)
 POLL_SECONDS = 1.0
+# Without a bus the consumer looks for new events this often (the bus wakes it at once).
+CONSUMER_POLL_SECONDS = 0.25
 PRUNE_EVERY = timedelta(minutes=10)
 PRUNE_BATCH = 5000
 # SMS delivery reports: ask the gateway every few minutes during the first day after sending.
@@ -240,12 +247,27 @@ def check_sms_delivery(db: Database, sms: SmsSender, now: datetime | None = None
 
 
 def prune_events(db: Database, now: datetime | None = None, keep: timedelta = EVENT_RETENTION) -> int:
-    """Delete domain events older than `keep` (panels only replay recent ones), in small batches."""
+    """Delete domain events older than `keep` (panels only replay recent ones), in small batches.
+
+    Never an event a consumer has not handled yet: only ids at or below the slowest cursor go.
+    Old events held back that way are logged as an error (a consumer stopped or lagging).
+    """
     cutoff = (now or utcnow()) - keep
+    with db.read() as s:
+        floor = consumers.prune_floor(s)
+        if floor is not None:
+            held = s.scalar(select(func.count(DomainEvent.id)).where(
+                DomainEvent.created_at < cutoff, DomainEvent.id > floor))
+            if held:
+                log.error("event pruning held back: %d events older than %s not yet handled by every consumer "
+                          "(slowest cursor at event %d); is a consumer stuck?", held, keep, floor)
     removed = 0
     while True:
         with db.write() as s:
-            ids = list(s.scalars(select(DomainEvent.id).where(DomainEvent.created_at < cutoff).limit(PRUNE_BATCH)))
+            stmt = select(DomainEvent.id).where(DomainEvent.created_at < cutoff)
+            if floor is not None:
+                stmt = stmt.where(DomainEvent.id <= floor)
+            ids = list(s.scalars(stmt.limit(PRUNE_BATCH)))
             if not ids:
                 return removed
             s.execute(delete(DomainEvent).where(DomainEvent.id.in_(ids)))
@@ -258,20 +280,42 @@ def run(
     stop: threading.Event,
     *,
     poll_seconds: float = POLL_SECONDS,
+    bus: Bus | None = None,
 ) -> None:
-    """The worker loop until `stop` is set: deliver, prune now and then, sleep `poll_seconds`.
+    """The worker loop until `stop` is set: consume new events, deliver, prune now and then.
 
-    A failing round (database restarting, ...) is logged and retried after a pause.
+    Idle, it waits for a wake-up on `bus` (every commit that wrote events publishes one), else
+    polls for new events every `CONSUMER_POLL_SECONDS`; the outbox is scanned every
+    `poll_seconds` and at once after the consumer queued messages. A failing round (database
+    restarting, ...) is logged and retried after a pause.
     """
-    last_prune: datetime | None = None
-    last_delivery_check: datetime | None = None
     sms_channel = senders.get(MessageChannel.SMS)
     sms = sms_channel.sms if isinstance(sms_channel, SmsChannel) else None
+    subscription = bus.subscriber_all() if bus is not None else None
     log.info("worker started; channels: %s", ", ".join(c.value for c in senders) or "none")
+    try:
+        _loop(db, senders, stop, poll_seconds, subscription, sms)
+    finally:
+        if subscription is not None:
+            subscription.close()
+    log.info("worker stopped")
+
+
+def _loop(
+    db: Database, senders: Mapping[MessageChannel, Sender], stop: threading.Event, poll_seconds: float,
+    subscription: Subscription | None, sms: SmsSender | None,
+) -> None:
+    last_prune: datetime | None = None
+    last_delivery_check: datetime | None = None
+    last_delivery = 0.0
     while not stop.is_set():
         busy = False
         try:
-            busy = deliver_due(db, senders) > 0
+            consumed = consumers.consume_ticket_events(db)
+            if consumed.handled or time.monotonic() - last_delivery >= poll_seconds:
+                last_delivery = time.monotonic()
+                busy = deliver_due(db, senders) > 0
+            busy = busy or consumed.more
             moment = utcnow()
             if last_prune is None or moment - last_prune >= PRUNE_EVERY:
                 pruned = prune_events(db, moment)
@@ -285,6 +329,9 @@ def run(
             log.exception("worker round failed; retrying")
             stop.wait(min(poll_seconds * 5, 10))
             continue
-        if not busy:
-            stop.wait(poll_seconds)
-    log.info("worker stopped")
+        if busy:
+            continue
+        if subscription is not None:
+            subscription.wait(min(poll_seconds, 1.0))
+        else:
+            stop.wait(min(poll_seconds, CONSUMER_POLL_SECONDS))

@@ -31,11 +31,16 @@ def run_worker(args: argparse.Namespace) -> int:
     from openads import worker
 
     app_settings = settings()
-    bus_mod.install(bus_mod.Bus(app_settings.redis_url))  # wake the panels after our commits
+    bus = bus_mod.Bus(app_settings.redis_url)
+    bus_mod.install(bus)  # wake the panels after our commits
     db = database(app_settings.database_url)
     senders = worker.default_senders(app_settings)
     try:
         if args.once:
+            from openads import consumers
+
+            while consumers.consume_ticket_events(db).more:
+                pass
             tried = worker.deliver_due(db, senders)
             pruned = worker.prune_events(db)
             print(f"Отправлено попыток: {tried}; удалено старых событий: {pruned}")
@@ -44,7 +49,7 @@ def run_worker(args: argparse.Namespace) -> int:
         install_stop_signals(stop)
         print(f"Обработчик очереди запущен (SMTP {app_settings.smtp.host}:{app_settings.smtp.port}); "
               "остановка: Ctrl+C или SIGTERM", flush=True)
-        worker.run(db, senders, stop)
+        worker.run(db, senders, stop, bus=bus)
     finally:
         db.dispose()
     return 0

@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from models.base import Base
+from models.base import Base, utcnow
+from models.rating import RatingAttempt, RatingCall, RatingCallStatus
 from models.services import calls as calls_svc
 from models.ticket import Attachment
 from tests import factories as f
 
 ID_KINDS = ("ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id", "call_id",
-            "missed_call_id", "recording_id")
+            "missed_call_id", "recording_id", "attempt_id")
 
 
 def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
@@ -34,10 +35,22 @@ def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
         (recordings_dir / str(org.id)).mkdir(parents=True, exist_ok=True)
         (recordings_dir / path).write_bytes(b"RIFF0000WAVE")
         recording = calls_svc.attach_recording(s, org_id=org.id, call_id=missed.first_call_id, path=path)
+        done = f.make_done_ticket(s, s.merge(org), s.merge(cats["other"]), resident_id=resident.id,
+                                  executor=s.merge(world.executor_a if org_name == "org_a" else world.executor_b))
+        rating_call = RatingCall(organization_id=org.id, ticket_id=done.id, phone="+79161234567", planned_at=utcnow(),
+                                 status=RatingCallStatus.FAILED, attempts=1)
+        s.add(rating_call)
+        s.flush()
+        answer = f"{org.id}/rating-{done.id}-1.wav"
+        (recordings_dir / answer).write_bytes(b"RIFF0000WAVE")
+        attempt = RatingAttempt(organization_id=org.id, rating_call_id=rating_call.id, ticket_id=done.id, number=1,
+                                started_at=utcnow(), audio_path=answer)
+        s.add(attempt)
         s.flush()
         return {"ticket_id": ticket.id, "house_id": house.id, "resident_id": resident.id,
                 "attachment_id": attachment.id, "category_id": cats["other"].id, "incident_id": incident.id,
-                "call_id": call.id, "missed_call_id": missed.id, "recording_id": recording.id}
+                "call_id": call.id, "missed_call_id": missed.id, "recording_id": recording.id,
+                "attempt_id": attempt.id}
 
 
 def _id_routes(app) -> list[tuple[str, str, str]]:

@@ -39,6 +39,7 @@ from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.filters import local_time
 from web.panel import bp
+from web.panel import ratings as ratings_panel
 from web.panel.common import (
     STAFF,
     check_visible,
@@ -149,6 +150,10 @@ MESSAGE_PURPOSES = {
     svc.MUNICIPALITY_PURPOSE: "ОМСУ/ЕДДС: авария",
     svc.MUNICIPALITY_DONE_PURPOSE: "ОМСУ/ЕДДС: авария устранена",
     svc.EXECUTOR_PURPOSE: "Исполнителю: назначение",
+    "resident_registered": "Жителю: заявка зарегистрирована",
+    "resident_assigned": "Жителю: назначен исполнитель",
+    "resident_done": "Жителю: выполнена, приглашение оценить",
+    "resident_closed": "Жителю: заявка закрыта",
 }
 
 
@@ -196,6 +201,7 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
                                                             OutboxMessage.organization_id == org.id)
                                 .options(selectinload(OutboxMessage.attempt_log)).order_by(OutboxMessage.id))),
         message_purposes=MESSAGE_PURPOSES,
+        **ratings_panel.card_context(s, ticket),
     )
     return render_template("ticket_card.html", **context), status
 

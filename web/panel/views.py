@@ -105,6 +105,7 @@ class JournalRow:
     executor: str
     deadline: Deadline
     notified: str
+    rating: int | None = None  # 1–2: needs the manager's attention
 
 
 class _Ticket(NamedTuple):
@@ -131,6 +132,7 @@ class _Ticket(NamedTuple):
     premise: str | None
     category: str | None
     executor: str | None
+    rating: int | None
 
     is_overdue = Ticket.is_overdue
     was_late = Ticket.was_late
@@ -154,6 +156,7 @@ _ROW_COLUMNS = (
     _name_of(Premise.kind + " " + Premise.number, Premise.id, Ticket.premise_id),
     _name_of(Category.name, Category.id, Ticket.category_id),
     _name_of(User.full_name, User.id, Ticket.executor_id),
+    Ticket.rating,
 )
 DESCRIPTION_CHARS = 90
 
@@ -203,6 +206,7 @@ def journal_rows(
             executor=t.executor or "—",
             deadline=deadline_parts(t, now, tz),  # type: ignore[arg-type]
             notified=f"{hm(notified)} {dm(notified)}" if notified else "",
+            rating=t.rating,
         ))
     return found, rows
 

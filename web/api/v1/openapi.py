@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 from models.ticket import TicketStatus
 from web.api.v1 import bp
 from web.api.v1 import calls as calls_api
+from web.api.v1 import ratings as ratings_api
 from web.api.v1 import schemas as sc
 
 REF = "#/components/schemas/{model}"
@@ -151,6 +152,14 @@ OPERATIONS: tuple[Op, ...] = (
     Op("post", "/missed-calls/{missed_call_id}/close", "Закрыть пропущенный звонок с причиной", "calls",
        calls_api.MissedCall, body=calls_api.MissedCallCloseRequest, params=[MISSED_CALL_ID],
        errors=(400, 401, 403, 404, 409), description=STAFF_ONLY + " Причина обязательна."),
+    Op("get", "/ratings/executors", "Средняя оценка жителей по исполнителям за период", "ratings",
+       ratings_api.ExecutorRatingList,
+       params=[_q("organization_id", "Только эта организация", INT),
+               _q("from", "Первый день (по умолчанию 29 дней назад)", LOCAL_DAY),
+               _q("to", "Последний день включительно (по умолчанию сегодня)", LOCAL_DAY)],
+       errors=(400, 401, 403, 404),
+       description="Роли: администратор, руководитель. Оценки считаются по исполнителю на момент оценки; "
+       "день — местный день выбранной организации (без organization_id — первой из доступных)."),
     Op("get", "/openapi.json", "Этот документ OpenAPI", "meta", sc.Error, public=True, errors=()),
 )
 
@@ -167,7 +176,8 @@ ERROR_TEXTS = {
 def document() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS)]
-    models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS)]
+    models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
+                                              *ratings_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
@@ -210,6 +220,7 @@ def document() -> dict[str, Any]:
         "security": [{"bearerAuth": []}],
         "tags": [{"name": "tickets", "description": "Заявки"}, {"name": "houses", "description": "Дома"},
                  {"name": "residents", "description": "Жители"}, {"name": "calls", "description": "Звонки"},
+                 {"name": "ratings", "description": "Оценки жителей"},
                  {"name": "directory", "description": "Справочники"}, {"name": "meta", "description": "Служебное"}],
         "paths": paths,
         "components": {

@@ -119,6 +119,13 @@ class CategoryRef(Ref):
     name: str
 
 
+class RatingRef(Out):
+    value: int = Field(description="Оценка жителя от 1 до 5")
+    source: str | None = Field(description="speech — голосом роботу, dtmf — с клавиатуры, dispatcher — со слов жителя")
+    rated_at: datetime | None
+    flagged: bool = Field(description="Оценка 1–2: требует внимания руководителя")
+
+
 class Ticket(Out):
     id: int
     number: str = Field(description="Номер заявки, уникальный в организации: 2026-000123")
@@ -148,7 +155,7 @@ class Ticket(Out):
     overdue: bool = Field(description="Просрочена: ближайший срок уже прошёл")
     reopen_count: int
     municipality_notified_at: datetime | None
-    rating: int | None
+    rating: RatingRef | None
 
 
 class HistoryEntry(Out):

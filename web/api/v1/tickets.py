@@ -18,6 +18,7 @@ from sqlalchemy.orm import joinedload
 from models.errors import TicketNotFound, ValidationFailed
 from models.organization import Organization, Role, User
 from models.queries import journal_select, ticket_card
+from models.rating import TicketRating
 from models.rules.ticket_states import EXECUTOR_TARGETS, STATUS_TITLES_RU
 from models.services import tickets as svc
 from models.ticket import Attachment, Ticket, TicketComment, TicketHistory
@@ -48,7 +49,28 @@ def _user_ref(user: User | None) -> dict[str, Any] | None:
     return {"id": user.id, "full_name": user.full_name} if user else None
 
 
-def ticket_json(t: Ticket, now: datetime) -> dict[str, Any]:
+def ratings_of(tickets: list[Ticket]) -> dict[int, TicketRating]:
+    """The rating rows of the rated tickets among `tickets`: one query for a page, none when
+    nothing on it is rated (the ticket's own `rating` column says which are)."""
+    rated = [t.id for t in tickets if t.rating is not None]
+    if not rated:
+        return {}
+    return {r.ticket_id: r for r in db_session().scalars(select(TicketRating).where(TicketRating.ticket_id.in_(rated)))}
+
+
+def rating_json(t: Ticket, row: TicketRating | None) -> dict[str, Any] | None:
+    if t.rating is None:
+        return None
+    if row is None:  # a rating written before the rating details existed
+        return {"value": t.rating, "source": None, "rated_at": None, "flagged": t.rating <= 2}
+    return {"value": row.value, "source": row.source.value, "rated_at": c.utc_iso(row.rated_at),
+            "flagged": row.flagged_for_manager}
+
+
+def ticket_json(t: Ticket, now: datetime, ratings: dict[int, TicketRating] | None = None) -> dict[str, Any]:
+    """`ratings`: the page's rating rows (`ratings_of`); looked up here when not given."""
+    if ratings is None:
+        ratings = ratings_of([t])
     return {
         "id": t.id,
         "number": t.number,
@@ -78,7 +100,7 @@ def ticket_json(t: Ticket, now: datetime) -> dict[str, Any]:
         "overdue": t.is_overdue(now),
         "reopen_count": t.reopen_count,
         "municipality_notified_at": c.utc_iso(t.municipality_notified_at),
-        "rating": t.rating,
+        "rating": rating_json(t, ratings.get(t.id)),
     }
 
 
@@ -165,8 +187,9 @@ def list_tickets() -> Any:
     rows = list(s.scalars(stmt).unique())
     more = len(rows) > f.limit
     rows = rows[: f.limit]
+    ratings = ratings_of(rows)
     return {
-        "items": [ticket_json(t, now) for t in rows],
+        "items": [ticket_json(t, now, ratings) for t in rows],
         "next_cursor": encode_cursor(rows[-1]) if more and rows else None,
     }
 

@@ -1,0 +1,128 @@
+"""Per-organization robot and notification settings, per-resident contact preferences: the only
+code that writes them (the panel's settings page and the resident's contact form call it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.errors import NotFound, ValidationFailed
+from models.housing import Resident
+from models.notification import (
+    ContactChannel,
+    ResidentContactPreference,
+    RobotSettings,
+    default_robot_settings,
+)
+from models.organization import Organization, User
+from models.rules import robot as rules
+
+MAX_TEMPLATE = 1000
+
+
+@dataclass(frozen=True)
+class RobotSettingsDraft:
+    rating_calls_enabled: bool
+    call_window_start: time
+    call_window_end: time
+    max_attempts: int
+    retry_interval_minutes: int
+    rating_prompt: str
+    voice: str | None
+    notifications_enabled: bool
+    quiet_start: time
+    quiet_end: time
+    templates: dict[str, str]  # registered, assigned, done, closed
+
+
+def _template(text: str, field: str, allowed: tuple[str, ...]) -> str:
+    text = text.strip()
+    if not text:
+        raise ValidationFailed("текст не может быть пустым", field=field)
+    if len(text) > MAX_TEMPLATE:
+        raise ValidationFailed(f"не длиннее {MAX_TEMPLATE} символов", field=field)
+    try:
+        rules.validate_template(text, allowed)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), field=field) from None
+    return text
+
+
+def update_robot_settings(
+    session: Session, *, org: Organization, draft: RobotSettingsDraft, by: User | None, now: datetime | None = None
+) -> RobotSettings:
+    """Validate and store the organization's settings (created on first save). No event: they
+    take effect for the next notification and the next planned call."""
+    window = rules.LocalWindow(draft.call_window_start, draft.call_window_end)
+    try:
+        rules.validate_call_window(window)
+    except rules.InvalidWindow as exc:
+        raise ValidationFailed(str(exc), field="call_window_start") from None
+    if not 1 <= draft.max_attempts <= 10:
+        raise ValidationFailed("попыток — от 1 до 10", field="max_attempts")
+    if not 1 <= draft.retry_interval_minutes <= 24 * 60:
+        raise ValidationFailed("интервал — от 1 минуты до суток", field="retry_interval_minutes")
+    if draft.quiet_start == draft.quiet_end:
+        raise ValidationFailed("начало и конец тихих часов совпадают", field="quiet_start")
+    if set(draft.templates) != set(rules.NOTIFICATION_EVENTS):
+        raise ValidationFailed("нужны все шаблоны уведомлений", field="templates")
+    prompt = _template(draft.rating_prompt, "rating_prompt", rules.PROMPT_PLACEHOLDERS)
+    templates = {e: _template(draft.templates[e], f"template_{e}", rules.TEMPLATE_PLACEHOLDERS)
+                 for e in rules.NOTIFICATION_EVENTS}
+    row = session.get(RobotSettings, org.id)
+    if row is None:
+        row = default_robot_settings(org.id)
+        session.add(row)
+    row.rating_calls_enabled = draft.rating_calls_enabled
+    row.call_window_start, row.call_window_end = draft.call_window_start, draft.call_window_end
+    row.max_attempts = draft.max_attempts
+    row.retry_interval_minutes = draft.retry_interval_minutes
+    row.rating_prompt = prompt
+    row.voice = (draft.voice or "").strip()[:40] or None
+    row.notifications_enabled = draft.notifications_enabled
+    row.quiet_start, row.quiet_end = draft.quiet_start, draft.quiet_end
+    for event, text in templates.items():
+        setattr(row, f"template_{event}", text)
+    row.updated_at = now or utcnow()
+    row.updated_by_id = by.id if by is not None else None
+    session.flush()
+    return row
+
+
+def contact_preference(
+    session: Session, *, org_ids: list[int] | set[int], resident_id: int
+) -> tuple[Resident, ResidentContactPreference | None]:
+    resident = session.scalar(
+        select(Resident).where(Resident.id == resident_id, Resident.organization_id.in_(list(org_ids)))
+    )
+    if resident is None:
+        raise NotFound("житель не найден", resident_id=resident_id)
+    pref = session.scalar(select(ResidentContactPreference).where(ResidentContactPreference.resident_id == resident.id))
+    return resident, pref
+
+
+def set_contact_preference(
+    session: Session, *, org_ids: list[int] | set[int], resident_id: int, preferred_channel: ContactChannel | None,
+    opt_out: bool, no_robot_calls: bool, email: str | None, now: datetime | None = None,
+) -> ResidentContactPreference:
+    """Store how a resident wants to be told about their tickets (one row per resident)."""
+    resident, pref = contact_preference(session, org_ids=org_ids, resident_id=resident_id)
+    email = (email or "").strip() or None
+    if email is not None and ("@" not in email or len(email) > 254 or " " in email):
+        raise ValidationFailed("неверный адрес e-mail", field="email", value=email)
+    if preferred_channel == ContactChannel.EMAIL and email is None and not resident.email:
+        raise ValidationFailed("для уведомлений по e-mail укажите адрес", field="email")
+    if pref is None:
+        pref = ResidentContactPreference(organization_id=resident.organization_id, resident_id=resident.id)
+        session.add(pref)
+    pref.preferred_channel = preferred_channel
+    pref.opt_out = opt_out
+    pref.no_robot_calls = no_robot_calls
+    pref.email = email
+    pref.updated_at = now or utcnow()
+    session.flush()
+    return pref
