@@ -4,6 +4,7 @@
       AriConnection (events WebSocket, backoff) ─on_message─▶ Dispatcher ─▶ per-call sessions (flows/)
                      └─on_connected─▶ reconcile (GET /channels, /bridges)
       Scheduler: wait limits, panel callbacks, auto-callback;   AmiPresence (optional): free dispatchers, Cdr
+      Robot (ari_app/robot.py, when speech is configured): rating calls and VOICE notifications
 
 The call settings (ARI_OUTBOUND_ENDPOINT, ARI_TRUNK, ARI_RING_TIMEOUT, ARI_MOH_CLASS,
 ARI_VOICEMAIL_SECONDS, ARI_VOICEMAIL_SILENCE) are read and validated by `openads.config`
@@ -27,10 +28,12 @@ from ari_app.db import Db
 from ari_app.dispatcher import FLOWS, Dispatcher, Event, Session
 from ari_app.flows import callback as callback_flow
 from ari_app.flows import inbound as inbound_flow
+from ari_app.flows import robot as robot_flow
 from ari_app.flows.base import AppContext, CallFlow, FlowConfig, PresenceSource, synthetic
 from ari_app.flows.callback import CallbackPlan, prepare_callback
 from ari_app.media import OutboundDial, new_channel_id
 from ari_app.reconcile import ReconcileReport, reconcile
+from ari_app.robot import Robot, build_robot_speech
 from ari_app.scheduler import Scheduler
 from models.db import Database
 
@@ -44,6 +47,7 @@ class AriSettings:
     password: str
     app: str
     flow: FlowConfig
+    speech: Any = None  # openads.config.SpeechSettings: the robot runs when set
 
 
 def ari_settings(settings: Any, env: Mapping[str, str] | None = None) -> AriSettings:
@@ -63,7 +67,7 @@ def ari_settings(settings: Any, env: Mapping[str, str] | None = None) -> AriSett
         voicemail_max_silence=calls.voicemail_silence,
     )
     return AriSettings(url=settings.ari_url, user=settings.ari_user, password=settings.ari_password,
-                       app=settings.ari_app, flow=flow)
+                       app=settings.ari_app, flow=flow, speech=getattr(settings, "speech", None))
 
 
 class AriApp:
@@ -76,16 +80,20 @@ class AriApp:
         transport: httpx.AsyncBaseTransport | None = None,
         backoff: Backoff | None = None,
         scheduler_poll: float = 1.0,
+        robot_speech: robot_flow.RobotSpeech | None = None,
     ) -> None:
         self.settings = settings
         self.app_name = settings.app
         self.ari = AriClient(settings.url, settings.user, settings.password, settings.app, transport=transport)
         self.db = Db(database)
+        self.ari.gate = self.db.arrivals_settled  # new calls' caller cards before other calls' ARI steps
         self.scheduler = Scheduler(self, poll_seconds=scheduler_poll)
         self.ctx = AppContext(ari=self.ari, db=self.db, config=settings.flow, presence=presence,
                               wake_scheduler=self.scheduler.wake)
         flows = {inbound_flow.FLOW_NAME: FLOWS[inbound_flow.FLOW_NAME],
-                 callback_flow.FLOW_NAME: FLOWS[callback_flow.FLOW_NAME]}
+                 callback_flow.FLOW_NAME: FLOWS[callback_flow.FLOW_NAME],
+                 robot_flow.FLOW_NAME: FLOWS[robot_flow.FLOW_NAME],
+                 robot_flow.VOICE_FLOW_NAME: FLOWS[robot_flow.VOICE_FLOW_NAME]}
         self.dispatcher = Dispatcher(flows, app=settings.app, context=self.ctx,
                                      on_handler_error=self._on_handler_error, on_unroutable=self._on_unroutable)
         self.connection = AriConnection.for_app(settings.url, settings.user, settings.password, settings.app,
@@ -95,6 +103,12 @@ class AriApp:
         self.reconciles = 0
         self.connected = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        if robot_speech is None and settings.speech is not None:
+            robot_speech = build_robot_speech(settings.speech)
+        self.robot: Robot | None = None if robot_speech is None else Robot(
+            db=self.db, dispatcher=self.dispatcher, speech=robot_speech,
+            is_ready=lambda: self.connection.status.connected and self.connected.is_set(),
+            config=robot_flow.RobotConfig(ring_timeout=settings.flow.ring_timeout))
 
     # -- lifecycle --
 
@@ -102,6 +116,8 @@ class AriApp:
         """Start the event connection and the scheduler in the background."""
         self._tasks.append(asyncio.create_task(self.connection.run(), name="ari-events"))
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="ari-scheduler"))
+        if self.robot is not None:
+            self._tasks.append(asyncio.create_task(self.robot.run(), name="ari-robot"))
 
     async def run(self) -> None:
         await self.start()
@@ -126,6 +142,8 @@ class AriApp:
         finally:
             self.connected.set()
             self.scheduler.wake()
+            if self.robot is not None:
+                self.robot.wake()
 
     # -- failure policy --
 
@@ -217,4 +235,5 @@ class AriApp:
             "last_reconcile": self.last_reconcile.as_dict() if self.last_reconcile else None,
             "scheduler": self.scheduler.as_dict(),
             "presence": None if presence is None else {"connected": presence.connected},
+            "robot": None if self.robot is None else self.robot.as_dict(),
         }

@@ -60,10 +60,11 @@ def _overdue_pass(session: Any) -> _Overdue:
     return _Overdue(notified, next_overdue_deadline_all_orgs(session))
 
 
-def _waiting(session: Any) -> list[WaitingCall]:
+def _waiting(session: Any, now: datetime) -> list[WaitingCall]:
+    """The calls whose wait limit passed, and the next one to pass (not every waiting call)."""
     from models.queries_calls import waiting_calls_all_orgs
 
-    return waiting_calls_all_orgs(session, limit=200)
+    return waiting_calls_all_orgs(session, limit=200, due_by=now)
 
 
 def _pending_callbacks(session: Any, since: datetime) -> list[PendingCallback]:
@@ -92,15 +93,30 @@ class Scheduler:
         self.passes = 0
         self.last_pass_at: datetime | None = None
         self.last_error: str | None = None
+        self._next_pass_at: datetime | None = None  # None while a pass runs
 
-    def wake(self) -> None:
+    def wake(self, at: datetime | None = None) -> None:
+        """Run a pass now. With `at` (a new deadline, naive UTC) only when it falls before the pass
+        already planned: a burst of calls with a 5-minute wait limit costs no pass each."""
+        planned = self._next_pass_at
+        if at is not None and planned is not None and at >= planned:
+            return
         self._wake.set()
 
     def note_launched(self, call_id: int) -> None:
         self._launched.add(call_id)
 
     async def run(self) -> None:
+        from models.base import utcnow
+
+        task = asyncio.current_task()
         while True:
+            # Python 3.11's wait_for returns the result instead of raising when the cancel comes just
+            # as the wake-up completes: `stop()` would then wait for this loop forever.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            self._wake.clear()  # before the pass: a wake during it means one more pass
+            self._next_pass_at = None
             try:
                 delay = await self.run_once()
             except asyncio.CancelledError:
@@ -109,7 +125,7 @@ class Scheduler:
                 log.exception("scheduler pass failed")
                 self.last_error = repr(exc)
                 delay = self.poll_seconds
-            self._wake.clear()
+            self._next_pass_at = utcnow() + timedelta(seconds=max(0.0, delay))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, delay))
             except TimeoutError:
@@ -126,7 +142,7 @@ class Scheduler:
         next_in = min(self.poll_seconds, await self._overdue())
         if not app.connection.status.connected:
             return next_in
-        for waiting in await app.db.read(_waiting):
+        for waiting in await app.db.read(lambda s: _waiting(s, now)):
             if waiting.wait_deadline_at > now:
                 next_in = min(next_in, (waiting.wait_deadline_at - now).total_seconds())
                 break

@@ -35,7 +35,7 @@ def _loop_ms() -> float:
 
 
 def main() -> int:
-    from bench import api, export, journal, telephony
+    from bench import api, export, journal, robot, telephony
     from bench.common import figure, note, read_facts
     from bench.data import BENCH_LOGIN, DEFAULT_TICKETS, prepare
 
@@ -43,7 +43,7 @@ def main() -> int:
     engines = [e.strip() for e in os.environ.get("BENCH_ENGINES", "sqlite,postgresql").split(",") if e.strip()]
     if os.environ.get("BENCH_SKIP_PG", "") in ("1", "true", "yes"):
         engines = [e for e in engines if e != "postgresql"]
-    only = {p.strip() for p in os.environ.get("BENCH_ONLY", "journal,export,api,telephony").split(",") if p.strip()}
+    only = {p.strip() for p in os.environ.get("BENCH_ONLY", "journal,export,api,telephony,robot").split(",") if p.strip()}
     OUT.mkdir(parents=True, exist_ok=True)
     failed = False
     started = time.perf_counter()
@@ -61,7 +61,7 @@ def main() -> int:
             traceback.print_exc()
             failed = True
             continue
-        for part in ("journal", "export", "api", "telephony"):
+        for part in ("journal", "export", "api", "telephony", "robot"):
             if part not in only:
                 continue
             try:
@@ -71,6 +71,8 @@ def main() -> int:
                     export.run(url, engine, n, OUT)
                 elif part == "api":
                     api.run(url, engine, facts, OUT)
+                elif part == "robot":  # bench/robot.py: 50 concurrent robot calls (BENCH_ROBOT_CALLS)
+                    robot.run(url, engine, OUT)
                 else:
                     telephony.run(url, engine, OUT)
             except Exception:

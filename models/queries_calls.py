@@ -13,9 +13,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Boolean,
+    Executable,
     Integer,
     String,
     and_,
+    bindparam,
     case,
     cast,
     exists,
@@ -135,17 +137,8 @@ CARD_INCIDENTS_LIMIT = 5
 DESCRIPTION_PREVIEW = 200
 
 
-def caller_card(session: Session, *, org_id: int, phone: str | None, tickets_limit: int = CARD_TICKETS_LIMIT) -> CallerCard:
-    """Residents with this phone in this organization, open tickets of their houses (their own
-    premises first) or filed from this phone, and active incidents in those houses.
-
-    Two queries, both on indexes: `resident_phones (organization_id, phone)`, then one UNION ALL of
-    tickets by `(organization_id, house_id, …)` / `(organization_id, reporter_phone)` and incidents.
-    """
-    e164 = try_e164(phone) if phone else None
-    if e164 is None:
-        return CallerCard(organization_id=org_id, phone=None)
-    rows = session.execute(
+def _card_residents_stmt() -> Executable:
+    return (
         select(
             Resident.id, Resident.full_name, Resident.note, Premise.id, Premise.kind, Premise.number, House.id,
             House.address, Account.number,
@@ -155,26 +148,19 @@ def caller_card(session: Session, *, org_id: int, phone: str | None, tickets_lim
         .outerjoin(Premise, Premise.id == Resident.premise_id)
         .outerjoin(House, House.id == Premise.house_id)
         .outerjoin(Account, Account.id == Resident.account_id)
-        .where(ResidentPhone.organization_id == org_id, ResidentPhone.phone == e164)
+        .where(ResidentPhone.organization_id == bindparam("org_id"), ResidentPhone.phone == bindparam("phone"))
         .order_by(Resident.id)
         .limit(CARD_RESIDENTS_LIMIT)
-    ).all()
-    residents = [
-        CardResident(
-            id=rid, full_name=name, note=note or "", premise_id=pid,
-            premise_label=f"{pkind} {pnum}" if pid is not None else "", house_id=hid, address=address or "",
-            account_number=account,
-        )
-        for rid, name, note, pid, pkind, pnum, hid, address, account in rows
-    ]
-    house_ids = sorted({r.house_id for r in residents if r.house_id is not None})
-    premise_ids = sorted({r.premise_id for r in residents if r.premise_id is not None})
+    )
 
-    ticket_cond = Ticket.reporter_phone == e164
-    if house_ids:
-        ticket_cond = or_(Ticket.house_id.in_(house_ids), ticket_cond)
+
+def _card_items_stmt(tickets_limit: int, by_house: bool, by_premise: bool) -> Executable:
+    ticket_cond = Ticket.reporter_phone == bindparam("phone")
+    if by_house:
+        ticket_cond = or_(Ticket.house_id.in_(bindparam("house_ids", expanding=True)), ticket_cond)
     own_premise = (
-        case((Ticket.premise_id.in_(premise_ids), 0), else_=1) if premise_ids else literal(1)
+        case((Ticket.premise_id.in_(bindparam("premise_ids", expanding=True)), 0), else_=1) if by_premise
+        else literal(1)
     )
     tickets_q = (
         select(
@@ -185,32 +171,78 @@ def caller_card(session: Session, *, org_id: int, phone: str | None, tickets_lim
             Ticket.premise_id.label("premise_id"),
         )
         .join(Category, Category.id == Ticket.category_id)
-        .where(Ticket.organization_id == org_id, Ticket.status.in_(OPEN), ticket_cond)
+        .where(Ticket.organization_id == bindparam("org_id"), Ticket.status.in_(sorted(OPEN)), ticket_cond)
         .order_by(own_premise, Ticket.registered_at.desc(), Ticket.id.desc())
         .limit(tickets_limit)
         .subquery()
     )
-    parts = [select(tickets_q)]
-    if house_ids:
-        incidents_q = (
-            select(
-                literal("incident").label("kind"), Incident.id.label("id"), Incident.title.label("title"),
-                Incident.utility.label("status"), Incident.announcement.label("text"),
-                literal("").label("description"), Incident.started_at.label("at"),
-                Incident.expected_end_at.label("due"), type_coerce(false(), Boolean).label("flag"),
-                Incident.house_id.label("house_id"), cast(null(), Integer).label("premise_id"),
-            )
-            .where(Incident.organization_id == org_id, Incident.house_id.in_(house_ids),
-                   Incident.liquidated_at.is_(None))
-            .order_by(Incident.started_at.desc(), Incident.id.desc())
-            .limit(CARD_INCIDENTS_LIMIT)
-            .subquery()
+    if not by_house:
+        return select(tickets_q)
+    incidents_q = (
+        select(
+            literal("incident").label("kind"), Incident.id.label("id"), Incident.title.label("title"),
+            Incident.utility.label("status"), Incident.announcement.label("text"),
+            literal("").label("description"), Incident.started_at.label("at"),
+            Incident.expected_end_at.label("due"), type_coerce(false(), Boolean).label("flag"),
+            Incident.house_id.label("house_id"), cast(null(), Integer).label("premise_id"),
         )
-        parts.append(select(incidents_q))
-    stmt = union_all(*parts) if len(parts) > 1 else parts[0]
+        .where(Incident.organization_id == bindparam("org_id"), Incident.house_id.in_(bindparam("house_ids", expanding=True)),
+               Incident.liquidated_at.is_(None))
+        .order_by(Incident.started_at.desc(), Incident.id.desc())
+        .limit(CARD_INCIDENTS_LIMIT)
+        .subquery()
+    )
+    return union_all(select(tickets_q), select(incidents_q))
+
+
+# The card's statements are built once (per shape) with bound parameters: building and hashing a
+# statement of this size costs more CPU than running it, and every call arriving reads a card.
+_CARD_STMTS: dict[tuple[Any, ...], Executable] = {}
+
+
+def _card_stmt(*key: Any) -> Executable:
+    stmt = _CARD_STMTS.get(key)
+    if stmt is None:
+        stmt = _CARD_STMTS[key] = _card_residents_stmt() if key == ("residents",) else _card_items_stmt(*key[1:])
+    return stmt
+
+
+def caller_card(session: Session, *, org_id: int, phone: str | None, tickets_limit: int = CARD_TICKETS_LIMIT) -> CallerCard:
+    """Residents with this phone in this organization, open tickets of their houses (their own
+    premises first) or filed from this phone, and active incidents in those houses.
+
+    Two queries, both on indexes: `resident_phones (organization_id, phone)`, then one UNION ALL of
+    tickets by `(organization_id, house_id, status)` / `(organization_id, reporter_phone)` and incidents.
+    """
+    e164 = try_e164(phone) if phone else None
+    if e164 is None:
+        return CallerCard(organization_id=org_id, phone=None)
+    # Core execution on the session's connection: the ORM layer of `session.execute` would double
+    # the CPU of these two small reads (they return plain rows anyway). Pending changes are flushed
+    # first, as `session.execute` would do.
+    if session.autoflush:
+        session.flush()
+    conn = session.connection()
+    rows = conn.execute(_card_stmt("residents"), {"org_id": org_id, "phone": e164}).all()
+    residents = [
+        CardResident(
+            id=rid, full_name=name, note=note or "", premise_id=pid,
+            premise_label=f"{pkind} {pnum}" if pid is not None else "", house_id=hid, address=address or "",
+            account_number=account,
+        )
+        for rid, name, note, pid, pkind, pnum, hid, address, account in rows
+    ]
+    house_ids = sorted({r.house_id for r in residents if r.house_id is not None})
+    premise_ids = sorted({r.premise_id for r in residents if r.premise_id is not None})
+    params: dict[str, Any] = {"org_id": org_id, "phone": e164}
+    if house_ids:
+        params["house_ids"] = house_ids
+    if premise_ids:
+        params["premise_ids"] = premise_ids
+    stmt = _card_stmt("items", tickets_limit, bool(house_ids), bool(premise_ids))
     tickets: list[CardTicket] = []
     incidents: list[CardIncident] = []
-    for kind, oid, title, status, text, description, at, due, flag, hid, pid in session.execute(stmt):
+    for kind, oid, title, status, text, description, at, due, flag, hid, pid in conn.execute(stmt, params):
         if kind == "ticket":
             tickets.append(CardTicket(
                 id=oid, number=title, status=status, category=text, description=(description or "")[:DESCRIPTION_PREVIEW],
@@ -396,16 +428,22 @@ class AutoCallbackCandidate:
     endpoints: tuple[str, ...]  # the organization's dispatcher endpoints
 
 
-def waiting_calls_all_orgs(session: Session, *, limit: int = 200) -> list[WaitingCall]:
+def waiting_calls_all_orgs(session: Session, *, limit: int = 200, due_by: datetime | None = None) -> list[WaitingCall]:
     """Inbound calls of every organization still waiting for a dispatcher (not answered, not over,
-    not handed to the dialplan fallback), the earliest wait deadline first."""
-    rows = session.execute(
+    not handed to the dialplan fallback), the earliest wait deadline first. `due_by`: only those
+    whose wait deadline is at or before it, plus the first one after it (when is the next due)."""
+    stmt = (
         select(Call.id, Call.organization_id, Call.channel_id, Call.wait_deadline_at)
         .where(Call.direction == CallDirection.INBOUND, Call.ended_at.is_(None), Call.answered_at.is_(None),
                Call.outcome.is_(None), Call.wait_deadline_at.is_not(None), Call.is_fallback.is_(False))
         .order_by(Call.wait_deadline_at, Call.id)
-        .limit(limit)
-    ).all()
+    )
+    if due_by is not None:
+        due = session.execute(stmt.where(Call.wait_deadline_at <= due_by).limit(limit)).all()
+        later = session.execute(stmt.where(Call.wait_deadline_at > due_by).limit(1)).all() if len(due) < limit else []
+        rows = [*due, *later]
+    else:
+        rows = list(session.execute(stmt.limit(limit)).all())
     return [WaitingCall(cid, oid, channel, deadline) for cid, oid, channel, deadline in rows if deadline is not None]
 
 

@@ -118,6 +118,8 @@ class Ticket(OrgOwned, Base):
         Index("tickets__idx__org_registered", "organization_id", "registered_at"),
         Index("tickets__idx__org_status_registered", "organization_id", "status", "registered_at"),
         Index("tickets__idx__org_house_registered", "organization_id", "house_id", "registered_at"),
+        # The caller card: open tickets of the caller's house (models.queries_calls.caller_card).
+        Index("tickets__idx__org_house_status", "organization_id", "house_id", "status"),
         Index("tickets__idx__org_category_registered", "organization_id", "category_id", "registered_at"),
         Index("tickets__idx__org_executor_registered", "organization_id", "executor_id", "registered_at"),
         Index("tickets__idx__org_next_due", "organization_id", "next_due_at"),

@@ -95,7 +95,9 @@ class Subscription:
     def wait(self, timeout: float = POLL_SECONDS) -> None:
         if self.pubsub is not None:
             try:
-                self.pubsub.get_message(timeout=timeout)
+                message = self.pubsub.get_message(timeout=timeout)
+                while message is not None:  # wake-ups queued meanwhile: the one read that follows covers them
+                    message = self.pubsub.get_message(timeout=0.0)
                 return
             except Exception:
                 log.warning("redis connection lost; polling", exc_info=True)

@@ -79,8 +79,10 @@ def event_stream(
         while time.monotonic() - started < max_seconds:
             recent = utcnow() - timedelta(seconds=LOOKBACK_SECONDS)
             with db.read() as s:
-                rows = s.execute(
-                    select(DomainEvent.id, DomainEvent.organization_id, DomainEvent.name, DomainEvent.payload)
+                # Ids first: the look-back finds mostly rows already sent, whose payloads (caller
+                # cards) need not be read and decoded again at every wake-up.
+                ids = s.scalars(
+                    select(DomainEvent.id)
                     .where(
                         DomainEvent.organization_id.in_(org_ids),
                         DomainEvent.id > last_id,
@@ -92,6 +94,12 @@ def event_stream(
                     .order_by(DomainEvent.id)
                     .limit(BATCH)
                 ).all()
+                fresh = [i for i in ids if i not in sent]
+                rows = s.execute(
+                    select(DomainEvent.id, DomainEvent.organization_id, DomainEvent.name, DomainEvent.payload)
+                    .where(DomainEvent.id.in_(fresh))
+                    .order_by(DomainEvent.id)
+                ).all() if fresh else []
             out = []
             for event_id, org_id, name, payload in rows:
                 if event_id in sent:
@@ -109,7 +117,7 @@ def event_stream(
                 sent = {i for i in sent if i > high - LOOKBACK_IDS}
                 last_beat = time.monotonic()
                 yield "".join(out)
-                if len(rows) >= BATCH:
+                if len(ids) >= BATCH:
                     continue
             if time.monotonic() - last_beat >= heartbeat:
                 last_beat = time.monotonic()

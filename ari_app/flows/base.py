@@ -62,8 +62,9 @@ class AppContext:
     config: FlowConfig
     presence: PresenceSource | None = None
     queue_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
-    # Called when a flow changes what the scheduler should wait for (a new wait deadline).
-    wake_scheduler: Callable[[], None] = lambda: None
+    # Called when a flow changes what the scheduler should wait for (a new wait deadline, given as
+    # naive UTC when known: the scheduler then skips the pass if one is planned before it).
+    wake_scheduler: Callable[..., None] = lambda at=None: None
 
     def queue_lock(self, org_id: int) -> asyncio.Lock:
         return self.queue_locks.setdefault(org_id, asyncio.Lock())

@@ -77,24 +77,47 @@ WAITING = frozenset({S.ANNOUNCING, S.GREETING, S.QUEUED})
 @dataclass(frozen=True)
 class Registered:
     call: CallInfo
-    plan: RingPlan
     has_incident: bool
     display_name: str
 
 
 def _register(session: Any, did: str, caller: str, channel_id: str) -> Registered:
-    from models.queries_calls import caller_card
-    from models.services.calls import register_inbound_call
+    from models.services.calls import register_inbound_call_with_card
 
-    call = register_inbound_call(session, did=did, caller=caller, channel_id=channel_id)
-    card = caller_card(session, org_id=call.organization_id, phone=call.phone)
+    call, card = register_inbound_call_with_card(session, did=did, caller=caller, channel_id=channel_id)
     name = ""
     if len(card.residents) == 1:
         r = card.residents[0]
         surname = r.full_name.split(" ")[0] if r.full_name else ""
         label = r.premise_label.replace(". ", ".")  # "кв. 30" → "кв.30": phones have narrow screens
         name = f"{surname} {label}".strip()
-    return Registered(call_info(call), ring_plan(session, call.organization_id), bool(card.incidents), name)
+    return Registered(call_info(call), bool(card.incidents), name)
+
+
+def warm_up(session: Any) -> bool:
+    """Register a call from a resident of some organization and undo it (a savepoint rolled back):
+    the first real caller after a start then finds the statements compiled and the pages cached
+    instead of paying for it while a burst of calls queues behind its card. False when there is
+    no organization with a hotline and a resident's phone to try it with."""
+    from sqlalchemy import select
+
+    from models.housing import ResidentPhone
+    from models.organization import Organization
+
+    for org in session.scalars(select(Organization).where(Organization.hotline_numbers != "").limit(20)):
+        if not org.hotlines:
+            continue
+        phone = session.scalar(select(ResidentPhone.phone).where(ResidentPhone.organization_id == org.id).limit(1))
+        savepoint = session.begin_nested()
+        try:
+            for caller in (phone, "+70000000000"):  # a resident (with a house) and an unknown number
+                if caller:
+                    _register(session, org.hotlines[0], caller, f"openads-warm-up-{caller}")
+        finally:
+            savepoint.rollback()
+            session.info.pop("woken_orgs", None)  # nothing was committed: wake nobody
+        return True
+    return False
 
 
 class InboundCall(CallFlow):
@@ -136,15 +159,20 @@ class InboundCall(CallFlow):
         from models.services.calls import UnknownDid
 
         try:
-            reg = await self.db.write(lambda s: _register(s, did, channel.caller.number, self.caller))
+            # The arrivals' lane: the commit sends the caller card; nothing else of any call waits before it.
+            reg = await self.db.write(lambda s: _register(s, did, channel.caller.number, self.caller), arrival=True)
         except UnknownDid:
             log.warning("inbound call on channel %s: DID %r is no organization's hotline: to the dialplan",
                         self.caller, did)
             await self._fallback("unknown DID")
             return
-        self.call, self.plan, self.display_name = reg.call, reg.plan, reg.display_name
+        self.call, self.display_name = reg.call, reg.display_name
         self.caller_number = channel.caller.number
-        self.ctx.wake_scheduler()  # a new wait deadline
+        self.ctx.wake_scheduler(reg.call.wait_deadline_at)  # a new wait deadline
+        # Whom to ring is read after the card is out, once the arrivals have settled (ari_app/db.py).
+        await self.db.arrivals_settled()
+        org_id = reg.call.organization_id
+        self.plan = await self.db.read(lambda s: ring_plan(s, org_id))
         await self.ari.set_channel_var(self.caller, cv.CALL_ID, str(reg.call.id))
         await self.ari.set_channel_var(self.caller, cv.FLOW, FLOW_NAME)
         await self.ari.answer(self.caller)

@@ -277,9 +277,18 @@ def register_inbound_call(
     wait limit, and emits `call.ringing` with the caller card, so every panel of the organization
     shows it before anyone answers.
     """
-    existing = call_by_channel(session, channel_id)
-    if existing is not None:
-        return existing
+    return register_inbound_call_with_card(session, did=did, caller=caller, channel_id=channel_id, linkedid=linkedid,
+                                           started_at=started_at, now=now)[0]
+
+
+def register_inbound_call_with_card(
+    session: Session, *, did: str, caller: str | None, channel_id: str, linkedid: str | None = None,
+    started_at: datetime | None = None, now: datetime | None = None,
+) -> tuple[Call, CallerCard]:
+    """`register_inbound_call`, also returning the caller card it put in `call.ringing` (the ARI
+    app names the caller on the dispatchers' phones from it without reading it a second time).
+    A replayed event's card is read again. (A replay is found by the unique channel id at the
+    insert, not by a read before it: arrivals are many, replays rare.)"""
     org = organization_for_did(session, did)
     started_at = started_at or now or utcnow()
     phone = try_e164(caller)
@@ -293,11 +302,11 @@ def register_inbound_call(
     )
     winner = _insert_call(session, call)
     if winner is not call:
-        return winner
+        return winner, caller_card(session, org_id=winner.organization_id, phone=winner.phone)
     events.emit(session, org.id, events.CALL_RINGING,
                 _payload(call, wait_deadline_at=call.wait_deadline_at.isoformat() if call.wait_deadline_at else None,
                          card=card.as_payload()))
-    return call
+    return call, card
 
 
 def _insert_call(session: Session, call: Call) -> Call:
