@@ -132,35 +132,16 @@ def record_voice_result(session: Session, *, message_id: int, ok: bool, detail: 
     retry interval (30 min), or failed for good after `VOICE_MAX_ATTEMPTS` (event `outbox.failed`)."""
     from sqlalchemy import select
 
-    from models import events
-    from models.outbox import MessageStatus, OutboxAttempt, OutboxMessage
+    from models.outbox import MessageStatus, OutboxMessage
+    from models.services.outbox import record_attempt
     from models.services.ratings import robot_settings
-    from models.ticket import Ticket
 
     message = session.scalar(select(OutboxMessage).where(OutboxMessage.id == message_id).with_for_update())
     if message is None or message.status != MessageStatus.PENDING:
         return
-    session.add(OutboxAttempt(message_id=message.id, at=now, ok=ok, detail=detail[:2000]))
-    message.attempts += 1
-    if ok:
-        message.status = MessageStatus.SENT
-        message.sent_at = now
-        message.last_error = ""
-        return
-    message.last_error = detail
-    if message.attempts >= min(message.max_attempts, VOICE_MAX_ATTEMPTS):
-        message.status = MessageStatus.FAILED
-        number = session.scalar(select(Ticket.number).where(Ticket.id == message.ticket_id)) \
-            if message.ticket_id else None
-        events.emit(session, message.organization_id, events.OUTBOX_FAILED, {
-            "message_id": message.id, "channel": message.channel.value, "purpose": message.purpose,
-            "recipient": message.recipient, "ticket_id": message.ticket_id, "number": number,
-            "attempts": message.attempts, "error": detail,
-        })
-        log.error("robot: voice message %s to %s failed for good: %s", message.id, message.recipient, detail)
-        return
     interval = robot_settings(session, message.organization_id).retry_interval_minutes
-    message.next_attempt_at = now + timedelta(minutes=interval)
+    record_attempt(session, message, ok=ok, detail=detail, at=now, retry_at=now + timedelta(minutes=interval),
+                   final=message.attempts + 1 >= VOICE_MAX_ATTEMPTS)
 
 
 # --- the loop ---------------------------------------------------------------------------------------

@@ -28,15 +28,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, or_, select
 
-from models import events
 from models.base import utcnow
 from models.db import Database
-from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxAttempt, OutboxMessage
+from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxMessage
 from models.ports import ProviderError as PortProviderError
 from models.ports import ProviderMessageId, SmsSender
-from models.services.outbox import retry_delay
+from models.services.outbox import record_attempt
 from models.services.tickets import MUNICIPALITY_PURPOSE, record_municipality_notified
-from models.ticket import Ticket
 from openads import consumers
 from openads.bus import Bus, Subscription
 from openads.config import Settings
@@ -133,39 +131,9 @@ def _record(
         message = s.get(OutboxMessage, claimed.id, with_for_update=not db.is_sqlite)
         if message is None:  # deleted with its organization meanwhile
             return
-        s.add(OutboxAttempt(message_id=message.id, at=at, ok=ok, detail=detail[:2000]))
-        message.attempts += 1
-        if ok:
-            message.status = MessageStatus.SENT
-            message.sent_at = at
-            message.last_error = ""
-            if provider_id is not None:
-                message.provider_message_id = provider_id[:100]
-            if message.purpose == MUNICIPALITY_PURPOSE and message.ticket_id is not None:
-                record_municipality_notified(s, ticket_id=message.ticket_id, at=at, recipient=message.recipient)
-            return
-        message.last_error = detail
-        if message.attempts >= message.max_attempts or final:
-            message.status = MessageStatus.FAILED
-            number = s.scalar(select(Ticket.number).where(Ticket.id == message.ticket_id)) if message.ticket_id else None
-            events.emit(
-                s,
-                message.organization_id,
-                events.OUTBOX_FAILED,
-                {
-                    "message_id": message.id,
-                    "channel": message.channel.value,
-                    "purpose": message.purpose,
-                    "recipient": message.recipient,
-                    "ticket_id": message.ticket_id,
-                    "number": number,
-                    "attempts": message.attempts,
-                    "error": detail,
-                },
-            )
-            log.error("outbox: message %s to %s failed for good: %s", message.id, message.recipient, detail)
-        else:
-            message.next_attempt_at = at + retry_delay(message.attempts)
+        record_attempt(s, message, ok=ok, detail=detail, at=at, final=final, provider_id=provider_id)
+        if ok and message.purpose == MUNICIPALITY_PURPOSE and message.ticket_id is not None:
+            record_municipality_notified(s, ticket_id=message.ticket_id, at=at, recipient=message.recipient)
 
 
 def deliver_due(

@@ -150,6 +150,21 @@ class CallFlow(Flow):
             raise
         return playback_id
 
+    async def record_conversation(self, bridge_id: str, call_id: int) -> str | None:
+        """Start recording a bridge's conversation; returns the recording name, or None when it could
+        not start: that is logged and never breaks the conversation, which goes on unrecorded."""
+        from ari_app.media import conversation_recording_name
+
+        name = conversation_recording_name(call_id)
+        self.session.claim_recording(name)
+        try:
+            await self.ari.record_bridge(bridge_id, name, format=self.config.recording_format, if_exists="overwrite")
+        except AriError as exc:
+            log.error("flow %s call %s: the conversation is NOT recorded: %s", self.name, call_id, exc)
+            self.session.release_recording(name)
+            return None
+        return name
+
     async def on_playback_finished(self, event: Event) -> None:
         waiter = self._playback_waiters.pop(event.playback_id or "", None)
         if waiter is not None:

@@ -29,7 +29,6 @@ from ari_app.media import (
     PROMPT_CALLBACK_INTRO,
     call_bridge_id,
     caller_id,
-    conversation_recording_name,
 )
 from openads import channel_vars as cv
 
@@ -205,16 +204,7 @@ class CallbackCall(CallFlow):
 
         await self.db.write(answered)
         self.settled = True
-        name = conversation_recording_name(self.call.id)
-        self.session.claim_recording(name)
-        try:
-            await self.ari.record_bridge(self.bridge_id, name, format=self.config.recording_format,
-                                         if_exists="overwrite")
-        except AriError as exc:
-            log.error("callback %s: the conversation is NOT recorded: %s", self.call.id, exc)
-            self.session.release_recording(name)
-            return
-        self.recording = name
+        self.recording = await self.record_conversation(self.bridge_id, self.call.id)
 
     # -- hangups --
 

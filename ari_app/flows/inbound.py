@@ -308,16 +308,7 @@ class InboundCall(CallFlow):
     async def _start_recording(self) -> None:
         """A recording that cannot start never breaks the conversation: logged, the call goes on."""
         assert self.call is not None and self.bridge_id is not None
-        name = conversation_recording_name(self.call.id)
-        self.session.claim_recording(name)
-        try:
-            await self.ari.record_bridge(self.bridge_id, name, format=self.config.recording_format,
-                                         if_exists="overwrite")
-        except AriError as exc:
-            log.error("call %s: the conversation is NOT recorded: %s", self.call.id, exc)
-            self.session.release_recording(name)
-            return
-        self.recording = name
+        self.recording = await self.record_conversation(self.bridge_id, self.call.id)
 
     async def _finish_connected(self, who: str, gone: str | None = None) -> None:
         if self.finished or self.call is None:

@@ -305,3 +305,28 @@ def test_the_running_worker_wakes_on_the_bus_and_queues_the_notification(
     assert not thread.is_alive()
     assert resident_messages(db, ticket_id) == [(ticket_id, MessageChannel.SMS, "resident_registered",
                                                  "+79161234567")]
+
+
+def test_a_resident_who_prefers_email_gets_the_registration_mail_through_a_real_smtp_server(
+    db: Database, world: World, smtp_server
+) -> None:
+    from models.notification import ContactChannel
+    from tests.ops.test_worker import senders_for
+
+    with db.write() as s:
+        f.make_contact_preference(s, s.merge(world.resident_a), preferred_channel=ContactChannel.EMAIL,
+                                  email="leonid@example.ru")
+    ticket_id, number = register(db, world)
+    consume_all(db)
+    assert resident_messages(db) == [(ticket_id, MessageChannel.EMAIL, "resident_registered", "leonid@example.ru")]
+
+    smtp_server.start()
+    assert worker.deliver_due(db, senders_for(smtp_server), now=NOON) == 1
+
+    (mail,) = smtp_server.received
+    assert mail.rcpt_tos == ["leonid@example.ru"]
+    assert f"заявка № {number} зарегистрирована" in mail.body
+    assert "Плановый срок выполнения: 03.03.2026 18:00" in mail.body  # the organization's local time
+    with db.read() as s:
+        message = s.scalars(select(OutboxMessage).where(OutboxMessage.ticket_id == ticket_id)).one()
+        assert (message.status, message.attempts, message.sent_at) == (MessageStatus.SENT, 1, NOON)
