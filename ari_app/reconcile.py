@@ -151,7 +151,7 @@ def _calls_by_channel(session: Any, channel_ids: list[str]) -> dict[str, int]:
 
 
 def _end_vanished(session: Any, alive: set[str], cutoff: Any) -> list[int]:
-    from models.call import CallKind
+    from models.call import ROBOT_KINDS, CallKind
     from models.queries_calls import active_calls_all_orgs
     from models.services.calls import end_call
 
@@ -161,7 +161,9 @@ def _end_vanished(session: Any, alive: set[str], cutoff: Any) -> list[int]:
             continue
         if call.dispatcher_channel_id and call.dispatcher_channel_id in alive:
             continue
-        if call.kind in (CallKind.CALLBACK, CallKind.AUTO_CALLBACK) and call.started_at > cutoff:
+        # Outbound calls are written just before their originate: no channel yet is not "gone".
+        if (call.kind in (CallKind.CALLBACK, CallKind.AUTO_CALLBACK) or call.kind in ROBOT_KINDS) \
+                and call.started_at > cutoff:
             continue
         end_call(session, org_id=call.organization_id, call_id=call.id)
         ended.append(call.id)

@@ -45,8 +45,16 @@ class CallKind(enum.StrEnum):
     INBOUND = "inbound"  # a resident called the hotline (through the ARI app)
     CALLBACK = "callback"  # a dispatcher clicked a missed-call item
     AUTO_CALLBACK = "auto_callback"  # the system called back when a dispatcher was free
-    ROBOT = "robot"  # notifications, rating calls
+    ROBOT = "robot"  # the voice robot's rating call after an executed ticket (issue 4)
     FALLBACK = "fallback"  # the ARI app was down: dialplan rang dispatchers, reconciled from CDR
+    # The voice robot reads a notification (a VOICE outbox message). The column is a non-native
+    # enum string without a CHECK constraint, so a new value needs no migration.
+    VOICE_NOTIFICATION = "voice_notification"
+
+
+# Outbound calls the voice robot places (`services.calls.register_outbound_call`): no dispatcher
+# is on them, so panels list them in the journal only, not among the live calls.
+ROBOT_KINDS: frozenset[CallKind] = frozenset({CallKind.ROBOT, CallKind.VOICE_NOTIFICATION})
 
 
 class CallOutcome(enum.StrEnum):

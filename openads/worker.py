@@ -85,8 +85,9 @@ def _warn_unconfigured(db: Database, channels: list[MessageChannel], now: dateti
         stmt = select(OutboxMessage.channel).where(
             OutboxMessage.status == MessageStatus.PENDING, OutboxMessage.next_attempt_at <= now
         )
-        if channels:
-            stmt = stmt.where(OutboxMessage.channel.not_in(channels))
+        # VOICE messages are never the worker's: the voice robot of `openads ari` places those calls
+        # (ari_app/robot.py `claim_voice_messages`), so their waiting is no missing configuration.
+        stmt = stmt.where(OutboxMessage.channel.not_in([*channels, MessageChannel.VOICE]))
         waiting = set(s.scalars(stmt.distinct()))
     for channel in sorted(waiting - _warned_channels):
         _warned_channels.add(channel)

@@ -27,6 +27,12 @@ while reconcile hangs up the orphan channel (`OPENADS_FLOW=robot`).
 VoiceMessageCall (one try of a VOICE outbox message): DIALING ─answered─▶ SPEAKING (the text,
 TTS) ─played─▶ ENDED; not answered → FAILED. The result goes to `deps.voice_result` (the loop
 writes the outbox attempt).
+
+The calls journal: each robot call is a `calls` row (`JournalCall`): registered before the
+originate (kind `robot` for a rating call, `voice_notification` for a notification), answered
+when the resident picks up, ended when the session ends with `answered`, `no_answer`, `busy` or
+`failed`; a rating call's kept answer is its recording and its attempt points at the row
+(`rating_attempts.call_id`).
 """
 
 from __future__ import annotations
@@ -154,6 +160,72 @@ class VoicePlan:
     media: str
 
 
+class JournalCall:
+    """The `calls` row of one robot call (services in `models.services.calls`). A write that
+    fails is logged and never breaks the call: the journal is evidence, not the call's logic."""
+
+    def __init__(self, flow: CallFlow, kind: str) -> None:
+        self.flow = flow
+        self.kind = kind
+        self.id: int | None = None
+        self.org_id: int | None = None
+        self.ended = False
+
+    async def register(self, *, org_id: int, phone: str, channel_id: str, caller_id: str | None,
+                       at: datetime) -> None:
+        kind = self.kind
+
+        def write(s: Any) -> int:
+            from models.services.calls import register_outbound_call
+
+            return register_outbound_call(s, org_id=org_id, kind=kind, phone=phone, channel_id=channel_id,
+                                          caller_id=caller_id, started_at=at).id
+
+        try:
+            self.id = await self.flow.db.write(write)
+            self.org_id = org_id
+        except Exception:
+            log.exception("robot: channel %s: the call is not in the journal", channel_id)
+
+    async def answered(self, at: datetime) -> None:
+        call_id, org_id = self.id, self.org_id
+        if call_id is None or org_id is None:
+            return
+
+        def write(s: Any) -> None:
+            from models.services.calls import mark_call_answered
+
+            mark_call_answered(s, org_id=org_id, call_id=call_id, by=None, at=at)
+
+        try:
+            await self.flow.db.write(write)
+        except Exception:
+            log.exception("robot: call %s: answer not written to the journal", call_id)
+
+    async def end(self, *, outcome: str, at: datetime, recording: str | None = None,
+                  size_bytes: int | None = None, duration_seconds: int | None = None) -> None:
+        """`outcome` (no_answer, busy, failed) counts only when nobody answered."""
+        call_id, org_id = self.id, self.org_id
+        if call_id is None or org_id is None or self.ended:
+            return
+        self.ended = True
+
+        def write(s: Any) -> None:
+            from models.call import CallOutcome
+            from models.services.calls import attach_recording, end_call
+
+            if recording:
+                attach_recording(s, org_id=org_id, call_id=call_id, path=recording,
+                                 fmt=recording.rsplit(".", 1)[-1], duration_seconds=duration_seconds,
+                                 size_bytes=size_bytes, at=at)
+            end_call(s, org_id=org_id, call_id=call_id, outcome=CallOutcome(outcome), at=at)
+
+        try:
+            await self.flow.db.write(write)
+        except Exception:
+            log.exception("robot: call %s: end not written to the journal", call_id)
+
+
 def outcome_of_cause(cause: int) -> str:
     """A leg that never answered: busy, no_answer or failed (RatingAttemptOutcome values)."""
     if cause in _BUSY_CAUSES:
@@ -228,6 +300,11 @@ class RatingCall(CallFlow):
         self.answered_at: datetime | None = None
         self.settled = False
         self.hung_up = False
+        self.audio_saved: tuple[int, int] | None = None  # (bytes, seconds) of the kept answer
+        self.fail_outcome: str | None = None
+        from models.call import CallKind
+
+        self.journal = JournalCall(self, CallKind.ROBOT.value)
 
     # -- start --
 
@@ -236,6 +313,8 @@ class RatingCall(CallFlow):
         assert isinstance(plan, RatingPlan) and isinstance(deps, RobotDeps)
         self.plan, self.deps = plan, deps
         self.to(R.DIALING, f"attempt {plan.attempt_number} of ticket {plan.ticket_number}")
+        await self.journal.register(org_id=plan.organization_id, phone=plan.phone, channel_id=plan.channel_id,
+                                    caller_id=plan.caller_id, at=deps.clock())
         self.session.claim_channel(plan.channel_id, originated=True)
         variables = {cv.FLOW: FLOW_NAME}
         if plan.caller_id:
@@ -264,7 +343,9 @@ class RatingCall(CallFlow):
         assert self.deps is not None
         self.answered_at = self.deps.clock()
         self.to(R.PROMPT, "answered")
-        if not await self._play(self.plan.prompt_media, self._after_prompt):
+        played = await self._play(self.plan.prompt_media, self._after_prompt)
+        await self.journal.answered(self.answered_at)
+        if not played:
             await self._hangup_now()
 
     async def _after_prompt(self, _event: Event) -> None:
@@ -341,6 +422,7 @@ class RatingCall(CallFlow):
         if saved is None:
             return None
         self.audio_path = relpath
+        self.audio_saved = saved
         path = self.config.recordings_dir / relpath
         return await asyncio.to_thread(path.read_bytes)
 
@@ -485,6 +567,7 @@ class RatingCall(CallFlow):
             self.to(R.ENDED, why)
 
     async def _fail(self, outcome: str, why: str) -> None:
+        self.fail_outcome = outcome
         self.to(R.FAILED, why)
         await self._settle(outcome, error=why)
         self.session.finish()
@@ -500,14 +583,14 @@ class RatingCall(CallFlow):
         source = RatingSource(self.source) if self.source else None
         transcript = " / ".join(a for a in self.answers if a)
         errors = "; ".join(e for e in (self.speech_error, error) if e)
-        dtmf, audio, now = self.dtmf, self.audio_path, self.deps.clock()
+        dtmf, audio, now, call_id = self.dtmf, self.audio_path, self.deps.clock(), self.journal.id
 
         def write(s: Any) -> None:
             from models.services.ratings import record_rating_attempt
 
             record_rating_attempt(s, attempt_id=attempt_id, outcome=RatingAttemptOutcome(outcome), now=now,
                                   value=value, source=source, transcript=transcript, dtmf=dtmf,
-                                  audio_path=audio, error=errors)
+                                  audio_path=audio, error=errors, call_id=call_id)
 
         await self.db.write(write)
         log.info("robot: attempt %s closed: %s%s", attempt_id, outcome, f", rating {value}" if value else "")
@@ -550,6 +633,10 @@ class RatingCall(CallFlow):
             outcome = "failed" if self.answered_at is None else (
                 "speech_error" if self.speech_error else "not_understood")
             await self._settle(outcome, error="житель положил трубку" if self.hung_up else "звонок прервался")
+        if self.plan is not None and self.deps is not None:
+            size, seconds = self.audio_saved or (None, None)
+            await self.journal.end(outcome=self.fail_outcome or "failed", at=self.deps.clock(),
+                                   recording=self.audio_path, size_bytes=size, duration_seconds=seconds)
 
 
 # --- voice notifications ---------------------------------------------------------------------------
@@ -586,12 +673,18 @@ class VoiceMessageCall(CallFlow):
         self.plan: VoicePlan | None = None
         self.deps: RobotDeps | None = None
         self.reported = False
+        self.fail_outcome: str | None = None
+        from models.call import CallKind
+
+        self.journal = JournalCall(self, CallKind.VOICE_NOTIFICATION.value)
 
     async def on_voice_begin(self, event: Event) -> None:
         plan, deps = event.raw["plan"], event.raw["deps"]
         assert isinstance(plan, VoicePlan) and isinstance(deps, RobotDeps)
         self.plan, self.deps = plan, deps
         self.to(V.DIALING, f"message {plan.message_id}")
+        await self.journal.register(org_id=plan.organization_id, phone=plan.phone, channel_id=plan.channel_id,
+                                    caller_id=plan.caller_id, at=deps.clock())
         self.session.claim_channel(plan.channel_id, originated=True)
         variables = {cv.FLOW: FLOW_NAME}
         if plan.caller_id:
@@ -605,6 +698,7 @@ class VoiceMessageCall(CallFlow):
         except (AriError, ValueError) as exc:
             log.warning("robot: voice message %s: originate failed: %s", plan.message_id, exc)
             self.session.release_channel(plan.channel_id)
+            self.fail_outcome = "failed"
             self.to(V.FAILED, "originate failed")
             await self._report(False, f"вызов не начат: {exc}")
             self.session.finish()
@@ -613,12 +707,15 @@ class VoiceMessageCall(CallFlow):
         if self.plan is None or event.channel_id != self.plan.channel_id or self.state != V.DIALING:
             return
         self.to(V.SPEAKING, "answered")
+        answered_at = self.deps.clock() if self.deps is not None else None
         try:
             await self.play(self.plan.channel_id, self.plan.media, self._after_message)
         except AriError as exc:
             log.warning("robot: voice message %s: play failed: %s", self.plan.message_id, exc)
             await self._report(False, f"сообщение не воспроизведено: {exc.message}")
             await self.hangup(self.plan.channel_id)
+        if answered_at is not None:
+            await self.journal.answered(answered_at)
 
     async def _after_message(self, event: Event) -> None:
         if self.plan is None or self.state != V.SPEAKING:
@@ -635,6 +732,7 @@ class VoiceMessageCall(CallFlow):
             return
         if self.state == V.DIALING:
             cause = cause_of(event)
+            self.fail_outcome = outcome_of_cause(cause)
             self.to(V.FAILED, f"cause {cause}")
             titles = {"busy": "занято", "no_answer": "нет ответа", "failed": "ошибка вызова"}
             await self._report(False, f"{titles[outcome_of_cause(cause)]} (cause {cause})")
@@ -659,6 +757,8 @@ class VoiceMessageCall(CallFlow):
     async def on_session_end(self) -> None:
         if self.plan is not None and not self.reported:
             await self._report(self.state == V.SPEAKING, "звонок прервался")
+        if self.deps is not None:
+            await self.journal.end(outcome=self.fail_outcome or "failed", at=self.deps.clock())
 
 
 FLOWS[FLOW_NAME] = RatingCall

@@ -221,6 +221,20 @@ def test_messages_of_a_channel_without_sender_stay_pending_and_are_logged_once(
     assert message.status == MessageStatus.PENDING and message.attempts == 0
 
 
+def test_voice_messages_wait_for_the_ari_robot_without_a_missing_sender_warning(
+    db: Database, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker._warned_channels.clear()
+    with db.write() as s:
+        enqueue_message(s, organization_id=world.org_a.id, channel=MessageChannel.VOICE, purpose="test",
+                        recipient="+79161234567", subject="", body="Текст")
+    with caplog.at_level(logging.WARNING, logger="openads.worker"):
+        assert worker.deliver_due(db, {}) == 0
+    assert [r.getMessage() for r in caplog.records if "no sender configured" in r.getMessage()] == []
+    (message,) = messages(db)
+    assert message.status == MessageStatus.PENDING and message.attempts == 0
+
+
 def test_prune_events_deletes_only_events_older_than_two_days(db: Database, world: World) -> None:
     now = utcnow()
     with db.write() as s:

@@ -49,7 +49,8 @@ COMPLIANCE_MAX_DAYS = 92
 DIRECTION_TITLES = {CallDirection.INBOUND: "входящий", CallDirection.OUTBOUND: "исходящий"}
 KIND_TITLES = {
     CallKind.INBOUND: "звонок жителя", CallKind.CALLBACK: "обратный вызов", CallKind.AUTO_CALLBACK: "автоперезвон",
-    CallKind.ROBOT: "робот", CallKind.FALLBACK: "резервная схема",
+    CallKind.ROBOT: "робот: оценка заявки", CallKind.FALLBACK: "резервная схема",
+    CallKind.VOICE_NOTIFICATION: "робот: голосовое уведомление",
 }
 OUTCOME_CLASS = {CallOutcome.ANSWERED: "ok", CallOutcome.VOICEMAIL: "warn"}
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from models import queries_calls as qc
 from models.base import utcnow
-from models.call import Call
+from models.call import ROBOT_KINDS, Call
 from models.organization import Organization
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
@@ -57,7 +57,9 @@ def zone_context(session: Session, orgs: list[Organization], now: datetime) -> d
     ids = [o.id for o in orgs]
     items = list(qc.missed_queue(session, org_ids=ids, limit=QUEUE_LIMIT)) if ids else []
     return {
-        "strip": [strip_item(session, c) for c in qc.active_calls(session, org_ids=ids)] if ids else [],
+        # The voice robot's calls have no dispatcher on them: the journal lists them, the strip does not.
+        "strip": [strip_item(session, c) for c in qc.active_calls(session, org_ids=ids)
+                  if c.kind not in ROBOT_KINDS] if ids else [],
         "missed": items,
         "org_map": {o.id: o for o in orgs},
         "countdown": countdown,
