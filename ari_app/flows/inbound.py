@@ -81,10 +81,28 @@ class Registered:
     display_name: str
 
 
-def _register(session: Any, did: str, caller: str, channel_id: str) -> Registered:
-    from models.services.calls import register_inbound_call_with_card
+HOTLINE_ORGS = "ari_hotline_orgs"  # session.info: DID → (organization, its telephony settings)
 
-    call, card = register_inbound_call_with_card(session, did=did, caller=caller, channel_id=channel_id)
+
+def _register(session: Any, did: str, caller: str, channel_id: str) -> Registered:
+    """Register the call (its commit sends the caller card). The arrivals' lane writes several
+    calls in one transaction (ari_app/db.py): the organization of a DID and its settings are read
+    once per transaction, not once per call (every statement is a round trip on PostgreSQL). They
+    are held in `session.info`: the session's identity map keeps only weak references, so
+    `session.get` would otherwise read them again for each call."""
+    from models.rules.phones import try_e164
+    from models.services.calls import (
+        organization_for_did,
+        register_inbound_call_with_card,
+        telephony_settings,
+    )
+
+    known: dict[str, tuple[Any, Any]] = session.info.setdefault(HOTLINE_ORGS, {})
+    org = known[did][0] if did in known else None
+    if org is None or try_e164(did) not in org.hotlines:  # (hotlines changed meanwhile: look it up again)
+        org = organization_for_did(session, did)
+        known[did] = (org, telephony_settings(session, org.id))  # the settings row stays in the identity map
+    call, card = register_inbound_call_with_card(session, did=did, caller=caller, channel_id=channel_id, org=org)
     name = ""
     if len(card.residents) == 1:
         r = card.residents[0]
@@ -112,7 +130,8 @@ def warm_up(session: Any) -> bool:
         try:
             for caller in (phone, "+70000000000"):  # a resident (with a house) and an unknown number
                 if caller:
-                    _register(session, org.hotlines[0], caller, f"openads-warm-up-{caller}")
+                    # (one channel per session: warm-ups on several connections at once do not wait on each other)
+                    _register(session, org.hotlines[0], caller, f"openads-warm-up-{id(session):x}-{caller}")
         finally:
             savepoint.rollback()
             session.info.pop("woken_orgs", None)  # nothing was committed: wake nobody

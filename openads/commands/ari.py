@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 import signal
+import sys
 from typing import Any
 
 from openads.commands import database, settings
@@ -67,16 +68,28 @@ async def _serve(app_settings: Any, status_every: float) -> None:
 
 
 async def _warm_up(app: Any) -> None:
-    """One registration done and undone before the first call (ari_app.flows.inbound.warm_up)."""
+    """One registration done and undone before the first call (ari_app.flows.inbound.warm_up); on
+    PostgreSQL on as many connections at once as the arrivals' lane has threads: a new backend's
+    first statements pay for its catalog caches, which a burst of calls should not."""
+    from ari_app.db import ARRIVAL_WORKERS_PG
     from ari_app.flows.inbound import warm_up
 
-    try:
-        await app.db.write(warm_up)
-    except Exception:  # only a warm-up: the calls will tell what is wrong
-        log.warning("ARI warm-up failed", exc_info=True)
+    connections = 1 if app.db.database.is_sqlite else ARRIVAL_WORKERS_PG
+    results = await asyncio.gather(*(app.db.write(warm_up) for _ in range(connections)), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):  # only a warm-up: the calls will tell what is wrong
+            log.warning("ARI warm-up failed", exc_info=result)
+            break
+
+
+# The database threads (ari_app/db.py) make many short round trips to PostgreSQL; after each one a
+# thread waits for the GIL held by the busy event loop, up to the switch interval (5 ms by default)
+# per round trip: a burst of arrivals then queues behind that convoy. 1 ms keeps those waits short.
+GIL_SWITCH_INTERVAL = 0.001
 
 
 def run_ari(args: argparse.Namespace) -> int:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     app_settings = settings()
     asyncio.run(_serve(app_settings, args.status_every))
     return 0
