@@ -217,6 +217,22 @@ def rest_base_url(ari_url: str) -> str:
     return url if url.endswith("/ari") else url + "/ari"
 
 
+
+def _record_params(
+    name: str, format: str, max_duration_seconds: int | None, max_silence_seconds: int | None,
+    if_exists: str | None, beep: bool | None, terminate_on: str | None,
+) -> dict[str, Any]:
+    """The query of a channel's and a bridge's `record`: both take the same parameters."""
+    return {
+        "name": name,
+        "format": format,
+        "maxDurationSeconds": max_duration_seconds,
+        "maxSilenceSeconds": max_silence_seconds,
+        "ifExists": if_exists,
+        "beep": beep,
+        "terminateOn": terminate_on,
+    }
+
 def _seg(value: str) -> str:
     """One path segment, percent-encoded (recording names are chosen by us, ids by Asterisk)."""
     return quote(value, safe="")
@@ -404,15 +420,7 @@ class AriClient:
         """`POST /channels/{channelId}/record` (record) → 201 LiveRecording.
         `if_exists`: fail (Asterisk's default, 409 when the name exists) | overwrite | append;
         `terminate_on`: none | any | * | #."""
-        params = {
-            "name": name,
-            "format": format,
-            "maxDurationSeconds": max_duration_seconds,
-            "maxSilenceSeconds": max_silence_seconds,
-            "ifExists": if_exists,
-            "beep": beep,
-            "terminateOn": terminate_on,
-        }
+        params = _record_params(name, format, max_duration_seconds, max_silence_seconds, if_exists, beep, terminate_on)
         return await self._one(LiveRecording, "POST", f"/channels/{_seg(channel_id)}/record", params)
 
     async def get_channel_var(self, channel_id: str, variable: str) -> str:
@@ -539,15 +547,7 @@ class AriClient:
         terminate_on: str | None = None,
     ) -> LiveRecording:
         """`POST /bridges/{bridgeId}/record` (record) → 201 LiveRecording."""
-        params = {
-            "name": name,
-            "format": format,
-            "maxDurationSeconds": max_duration_seconds,
-            "maxSilenceSeconds": max_silence_seconds,
-            "ifExists": if_exists,
-            "beep": beep,
-            "terminateOn": terminate_on,
-        }
+        params = _record_params(name, format, max_duration_seconds, max_silence_seconds, if_exists, beep, terminate_on)
         return await self._one(LiveRecording, "POST", f"/bridges/{_seg(bridge_id)}/record", params)
 
     # -- playbacks --

@@ -241,6 +241,29 @@ def answer_relpath(org_id: int, ticket_id: int, attempt_number: int, at: datetim
     return f"{org_id}/{at:%Y}/{at:%m}/rating-{ticket_id}-{attempt_number}{suffix}.wav"
 
 
+async def dial_resident(
+    flow: CallFlow, journal: JournalCall, plan: RatingPlan | VoicePlan, deps: RobotDeps, app_args: str
+) -> AriError | ValueError | None:
+    """Both robot calls start alike: the call goes into the journal, its channel is claimed before
+    the originate (StasisStart may come first), the resident is dialled through the trunk with the
+    hotline as caller ID. Returns the error when the originate failed (the channel is released)."""
+    await journal.register(org_id=plan.organization_id, phone=plan.phone, channel_id=plan.channel_id,
+                           caller_id=plan.caller_id, at=deps.clock())
+    flow.session.claim_channel(plan.channel_id, originated=True)
+    variables = {cv.FLOW: FLOW_NAME}
+    if plan.caller_id:
+        variables[cv.OUTBOUND_CALLERID] = plan.caller_id
+    try:
+        await flow.ari.originate(
+            flow.config.outbound.endpoint(plan.phone), app_args=app_args, channel_id=plan.channel_id,
+            caller_id=plan.caller_id, timeout=deps.config.ring_timeout, variables=variables,
+        )
+    except (AriError, ValueError) as exc:
+        flow.session.release_channel(plan.channel_id)
+        return exc
+    return None
+
+
 class RatingState(enum.Enum):
     NEW = "new"
     DIALING = "dialing"
@@ -313,21 +336,9 @@ class RatingCall(CallFlow):
         assert isinstance(plan, RatingPlan) and isinstance(deps, RobotDeps)
         self.plan, self.deps = plan, deps
         self.to(R.DIALING, f"attempt {plan.attempt_number} of ticket {plan.ticket_number}")
-        await self.journal.register(org_id=plan.organization_id, phone=plan.phone, channel_id=plan.channel_id,
-                                    caller_id=plan.caller_id, at=deps.clock())
-        self.session.claim_channel(plan.channel_id, originated=True)
-        variables = {cv.FLOW: FLOW_NAME}
-        if plan.caller_id:
-            variables[cv.OUTBOUND_CALLERID] = plan.caller_id
-        try:
-            endpoint = self.config.outbound.endpoint(plan.phone)
-            await self.ari.originate(
-                endpoint, app_args=f"{FLOW_NAME},rating,{plan.attempt_id}", channel_id=plan.channel_id,
-                caller_id=plan.caller_id, timeout=deps.config.ring_timeout, variables=variables,
-            )
-        except (AriError, ValueError) as exc:
+        exc = await dial_resident(self, self.journal, plan, deps, f"{FLOW_NAME},rating,{plan.attempt_id}")
+        if exc is not None:
             log.warning("robot: attempt %s: originate to %s failed: %s", plan.attempt_id, plan.phone, exc)
-            self.session.release_channel(plan.channel_id)
             await self._fail("failed", f"вызов не начат: {exc}")
 
     async def on_stasis_start(self, event: Event) -> None:
@@ -683,21 +694,9 @@ class VoiceMessageCall(CallFlow):
         assert isinstance(plan, VoicePlan) and isinstance(deps, RobotDeps)
         self.plan, self.deps = plan, deps
         self.to(V.DIALING, f"message {plan.message_id}")
-        await self.journal.register(org_id=plan.organization_id, phone=plan.phone, channel_id=plan.channel_id,
-                                    caller_id=plan.caller_id, at=deps.clock())
-        self.session.claim_channel(plan.channel_id, originated=True)
-        variables = {cv.FLOW: FLOW_NAME}
-        if plan.caller_id:
-            variables[cv.OUTBOUND_CALLERID] = plan.caller_id
-        try:
-            await self.ari.originate(
-                self.config.outbound.endpoint(plan.phone), app_args=f"{FLOW_NAME},voice,{plan.message_id}",
-                channel_id=plan.channel_id, caller_id=plan.caller_id, timeout=deps.config.ring_timeout,
-                variables=variables,
-            )
-        except (AriError, ValueError) as exc:
+        exc = await dial_resident(self, self.journal, plan, deps, f"{FLOW_NAME},voice,{plan.message_id}")
+        if exc is not None:
             log.warning("robot: voice message %s: originate failed: %s", plan.message_id, exc)
-            self.session.release_channel(plan.channel_id)
             self.fail_outcome = "failed"
             self.to(V.FAILED, "originate failed")
             await self._report(False, f"вызов не начат: {exc}")
