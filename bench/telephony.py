@@ -161,17 +161,26 @@ TELEPHONY_TABLES = ("recording_access", "callback_attempts", "missed_call_calls"
                     "recordings", "calls")
 
 
+def clear_telephony(url: str) -> None:
+    """Forget the bench's calls, missed-call items and their events (before a run and after it)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for table in TELEPHONY_TABLES:
+                conn.execute(text(f"DELETE FROM {table}"))
+            conn.execute(text("DELETE FROM events WHERE name LIKE 'call.%' OR name LIKE 'missed_call.%'"))
+    finally:
+        engine.dispose()
+
+
 def reset_telephony(engine: Engine) -> None:
-    """Forget the calls of earlier runs; set the bench dispatcher's password and the queue settings
-    (nobody is rung, wait limit 5 min: every call stays up for the whole part)."""
+    """Set the bench dispatcher's password and the queue settings (nobody is rung, wait limit
+    5 min: every call stays up for the whole part)."""
     from models.call import TelephonySettings
     from models.organization import User
     from web.auth import hash_password
 
     with engine.begin() as conn:
-        for table in TELEPHONY_TABLES:
-            conn.execute(text(f"DELETE FROM {table}"))
-        conn.execute(text("DELETE FROM events WHERE name LIKE 'call.%' OR name LIKE 'missed_call.%'"))
         conn.execute(update(User).where(User.login == BENCH_LOGIN).values(password_hash=hash_password(BENCH_PASSWORD)))
         conn.execute(delete(TelephonySettings).where(TelephonySettings.organization_id == BENCH_ORG))
         conn.execute(insert(TelephonySettings).values(
@@ -256,17 +265,25 @@ class Procs:
         return pids
 
     def stop(self) -> None:
+        """Stop each process with its children (its own process group: gunicorn's workers too)."""
         for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+            _signal_group(p, signal.SIGTERM)
         for p in self.procs:
             try:
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(10)
+            _signal_group(p, signal.SIGKILL)  # whatever of the group outlived its leader
         for f in self.logs:
             f.close()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # started with start_new_session: the group id is the leader's pid
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class Panel:
@@ -352,6 +369,7 @@ def run(url: str, engine_name: str, out_dir: Path) -> None:
     loaded = ensure_residents(url, RESIDENTS)
     if loaded is not None:
         figure(f"load_{RESIDENTS}_residents_{engine_name}", loaded, "s")
+    clear_telephony(url)
     engine = create_engine(url)
     try:
         reset_telephony(engine)
@@ -419,6 +437,7 @@ def run(url: str, engine_name: str, out_dir: Path) -> None:
             panel.close()
         procs.stop()
         emu.stop()
+        clear_telephony(url)
 
 
 def _warm_up(emu: Any, did: str, panel: Panel) -> None:

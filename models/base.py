@@ -1,13 +1,23 @@
-"""Declarative base, constraint naming convention, UTC datetime type, OrgOwned mixin."""
+"""Declarative base, constraint naming convention, UTC datetime type, OrgOwned mixin, and the
+helpers of the hot write paths that insert rows with Core statements instead of an ORM flush."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import DateTime, ForeignKey, Integer, MetaData, Table, TypeDecorator
+from sqlalchemy import DateTime, ForeignKey, Integer, MetaData, Table, TypeDecorator, inspect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    declared_attr,
+    make_transient_to_detached,
+    mapped_column,
+)
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.schema import ColumnDefault
 
 NAMING_CONVENTION = {
     "ix": "%(table_name)s__idx__%(column_0_N_name)s",
@@ -62,3 +72,38 @@ class OrgOwned:
 def table_of(model: type[Base]) -> Table:
     """The mapped class's Table, typed as such (for Core statements on hot write paths)."""
     return cast(Table, model.__table__)
+
+
+def insert_values(obj: Base, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Every column in `keys` of a new object, for a Core INSERT: the object's value, else the
+    column's Python default, else None."""
+    table = table_of(type(obj))
+    given = inspect(obj).dict
+    values = {}
+    for key in keys:
+        if key in given:
+            values[key] = given[key]
+        else:
+            default = table.c[key].default
+            if not isinstance(default, ColumnDefault):
+                values[key] = None
+            else:
+                values[key] = default.arg(None) if default.is_callable else default.arg
+    return values
+
+
+def attach_inserted(session: Session, obj: Base, values: dict[str, Any], **written: Any) -> None:
+    """Make `obj`, whose row a Core INSERT just wrote from `values` (`insert_values`), persistent
+    in `session` as if flushed: no ORM flush, no reload. `written`: what the database chose (the
+    primary key, a number, ...)."""
+    given = inspect(obj).dict
+    unset = [k for k in values if k not in given and k not in written]
+    primary = {c.key for c in table_of(type(obj)).primary_key.columns}
+    for key in primary & written.keys():
+        setattr(obj, key, written[key])
+    make_transient_to_detached(obj)  # marks the attributes the object never had as expired...
+    for key in unset:  # ...so they are set here, or reading one would SELECT the row back
+        set_committed_value(obj, key, values[key])
+    for key in written.keys() - primary:
+        set_committed_value(obj, key, written[key])
+    session.add(obj)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ari_app.client import AriError, AriNotFound, Bridge, Channel
@@ -81,35 +81,23 @@ class Registered:
     display_name: str
 
 
-HOTLINE_ORGS = "ari_hotline_orgs"  # session.info: DID → (organization, its telephony settings)
+def register_arrivals(session: Any, arrivals: list[Any]) -> list[Registered]:
+    """Register calls arriving together (`models.services.calls.InboundArrival`s) in one
+    transaction, the arrivals' lane's batch (ari_app/db.py): its commit sends their caller cards.
+    Each result also names the caller for the dispatchers' phones ("Леонидов кв.30") when exactly
+    one resident has the number, and says whether the house has an active incident."""
+    from models.services.calls import register_inbound_calls
 
-
-def _register(session: Any, did: str, caller: str, channel_id: str) -> Registered:
-    """Register the call (its commit sends the caller card). The arrivals' lane writes several
-    calls in one transaction (ari_app/db.py): the organization of a DID and its settings are read
-    once per transaction, not once per call (every statement is a round trip on PostgreSQL). They
-    are held in `session.info`: the session's identity map keeps only weak references, so
-    `session.get` would otherwise read them again for each call."""
-    from models.rules.phones import try_e164
-    from models.services.calls import (
-        organization_for_did,
-        register_inbound_call_with_card,
-        telephony_settings,
-    )
-
-    known: dict[str, tuple[Any, Any]] = session.info.setdefault(HOTLINE_ORGS, {})
-    org = known[did][0] if did in known else None
-    if org is None or try_e164(did) not in org.hotlines:  # (hotlines changed meanwhile: look it up again)
-        org = organization_for_did(session, did)
-        known[did] = (org, telephony_settings(session, org.id))  # the settings row stays in the identity map
-    call, card = register_inbound_call_with_card(session, did=did, caller=caller, channel_id=channel_id, org=org)
-    name = ""
-    if len(card.residents) == 1:
-        r = card.residents[0]
-        surname = r.full_name.split(" ")[0] if r.full_name else ""
-        label = r.premise_label.replace(". ", ".")  # "кв. 30" → "кв.30": phones have narrow screens
-        name = f"{surname} {label}".strip()
-    return Registered(call_info(call), bool(card.incidents), name)
+    registered = []
+    for call, card in register_inbound_calls(session, arrivals):
+        name = ""
+        if len(card.residents) == 1:
+            r = card.residents[0]
+            surname = r.full_name.split(" ")[0] if r.full_name else ""
+            label = r.premise_label.replace(". ", ".")  # "кв. 30" → "кв.30": phones have narrow screens
+            name = f"{surname} {label}".strip()
+        registered.append(Registered(call_info(call), bool(card.incidents), name))
+    return registered
 
 
 def warm_up(session: Any) -> bool:
@@ -121,6 +109,7 @@ def warm_up(session: Any) -> bool:
 
     from models.housing import ResidentPhone
     from models.organization import Organization
+    from models.services.calls import InboundArrival
 
     for org in session.scalars(select(Organization).where(Organization.hotline_numbers != "").limit(20)):
         if not org.hotlines:
@@ -128,10 +117,13 @@ def warm_up(session: Any) -> bool:
         phone = session.scalar(select(ResidentPhone.phone).where(ResidentPhone.organization_id == org.id).limit(1))
         savepoint = session.begin_nested()
         try:
-            for caller in (phone, "+70000000000"):  # a resident (with a house) and an unknown number
-                if caller:
-                    # (one channel per session: warm-ups on several connections at once do not wait on each other)
-                    _register(session, org.hotlines[0], caller, f"openads-warm-up-{id(session):x}-{caller}")
+            # A resident (with a house) and an unknown number, alone and together (both shapes of
+            # statements); one channel per session: warm-ups on several connections do not wait on each other.
+            callers = [c for c in (phone, "+70000000000") if c]
+            arrivals = [InboundArrival(did=org.hotlines[0], caller=c, channel_id=f"openads-warm-up-{id(session):x}-{c}")
+                        for c in callers]
+            register_arrivals(session, arrivals[:1])
+            register_arrivals(session, [replace(a, channel_id=a.channel_id + "-g") for a in arrivals])
         finally:
             savepoint.rollback()
             session.info.pop("woken_orgs", None)  # nothing was committed: wake nobody
@@ -175,11 +167,12 @@ class InboundCall(CallFlow):
             return
         did = self.session.args[0] if self.session.args else ""
         channel = event.channel or Channel(id=self.caller)
-        from models.services.calls import UnknownDid
+        from models.services.calls import InboundArrival, UnknownDid
 
         try:
             # The arrivals' lane: the commit sends the caller card; nothing else of any call waits before it.
-            reg = await self.db.write(lambda s: _register(s, did, channel.caller.number, self.caller), arrival=True)
+            reg = await self.db.arrive(register_arrivals, InboundArrival(did=did, caller=channel.caller.number,
+                                                                         channel_id=self.caller))
         except UnknownDid:
             log.warning("inbound call on channel %s: DID %r is no organization's hotline: to the dialplan",
                         self.caller, did)

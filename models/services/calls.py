@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exists, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import events
-from models.base import utcnow
+from models.base import attach_inserted, insert_values, table_of, utcnow
 from models.call import (
     MISSED_OUTCOMES,
     ROBOT_KINDS,
@@ -41,7 +44,7 @@ from models.errors import DomainError, NotFound, TicketNotFound, ValidationFaile
 from models.housing import ResidentPhone
 from models.missed_call import CloseReason, MissedCall, MissedCallCall, MissedCallStatus
 from models.organization import Membership, Organization, User
-from models.queries_calls import CallerCard, caller_card
+from models.queries_calls import CallerCard, caller_card, caller_cards
 from models.recording import Recording, RecordingAccess, RecordingAction, RecordingKind, is_safe_relpath
 from models.rules.deadlines import MAX_WAIT_LIMIT_SECONDS, missed_call_deadline, wait_deadline
 from models.rules.phones import try_e164
@@ -96,17 +99,28 @@ def organization_for_did(session: Session, did: str | None) -> Organization:
 
     Trunks send DIDs as 74951234567, 84951234567 or +74951234567: all normalise to E.164.
     """
+    return hotline_of(session, did)[0]
+
+
+def hotline_of(session: Session, did: str | None) -> tuple[Organization, TelephonySettings]:
+    """`organization_for_did` with the organization's telephony settings (`telephony_settings`),
+    in one query: a call's registration needs both."""
     e164 = try_e164(did)
     if e164 is None:
         raise UnknownDid("номер горячей линии не настроен", did=did)
-    candidates = session.scalars(select(Organization).where(Organization.hotline_numbers.contains(e164))).all()
-    matches = [org for org in candidates if e164 in org.hotlines]
+    candidates = session.execute(
+        select(Organization, TelephonySettings)
+        .outerjoin(TelephonySettings, TelephonySettings.organization_id == Organization.id)
+        .where(Organization.hotline_numbers.contains(e164))
+    ).all()
+    matches = [(org, settings) for org, settings in candidates if e164 in org.hotlines]
     if not matches:
         raise UnknownDid("номер горячей линии не настроен", did=did)
     if len(matches) > 1:
         raise ValidationFailed("номер горячей линии указан у нескольких организаций", did=e164,
-                               organization_ids=sorted(o.id for o in matches))
-    return matches[0]
+                               organization_ids=sorted(o.id for o, _ in matches))
+    org, settings = matches[0]
+    return org, settings or default_telephony_settings(org.id)
 
 
 def get_call(session: Session, *, org_ids: list[int] | set[int], call_id: int, lock: bool = False) -> Call:
@@ -285,46 +299,114 @@ def register_inbound_call(
 
 def register_inbound_call_with_card(
     session: Session, *, did: str, caller: str | None, channel_id: str, linkedid: str | None = None,
-    started_at: datetime | None = None, now: datetime | None = None, org: Organization | None = None,
+    started_at: datetime | None = None, now: datetime | None = None,
 ) -> tuple[Call, CallerCard]:
-    """`register_inbound_call`, also returning the caller card it put in `call.ringing` (the ARI
-    app names the caller on the dispatchers' phones from it without reading it a second time).
-    A replayed event's card is read again. (A replay is found by the unique channel id at the
-    insert, not by a read before it: arrivals are many, replays rare.) `org`: the organization
-    of this DID when the caller already knows it (the ARI app's grouped registrations look it up
-    once per transaction: one round trip less per call on PostgreSQL)."""
-    org = org or organization_for_did(session, did)
-    started_at = started_at or now or utcnow()
-    phone = try_e164(caller)
-    card = caller_card(session, org_id=org.id, phone=phone)
-    settings = telephony_settings(session, org.id)
-    call = Call(
-        organization_id=org.id, direction=CallDirection.INBOUND, kind=CallKind.INBOUND, did=try_e164(did),
-        phone=phone, phone_raw=(caller or "")[:64], channel_id=channel_id, linkedid=linkedid,
-        started_at=started_at, wait_deadline_at=wait_deadline(started_at, settings.wait_limit_seconds),
-        resident_id=card.residents[0].id if len(card.residents) == 1 else None, is_fallback=False,
-    )
-    winner = _insert_call(session, call)
-    if winner is not call:
-        return winner, caller_card(session, org_id=winner.organization_id, phone=winner.phone)
-    events.emit(session, org.id, events.CALL_RINGING,
-                _payload(call, wait_deadline_at=call.wait_deadline_at.isoformat() if call.wait_deadline_at else None,
-                         card=card.as_payload()))
-    return call, card
+    """`register_inbound_call`, also returning the caller card it put in `call.ringing`. A
+    replayed event's card is read again."""
+    arrival = InboundArrival(did=did, caller=caller, channel_id=channel_id, linkedid=linkedid, started_at=started_at)
+    return register_inbound_calls(session, [arrival], now=now)[0]
+
+
+@dataclass(frozen=True)
+class InboundArrival:
+    """A call arriving on a hotline (StasisStart), as `register_inbound_calls` takes it."""
+
+    did: str
+    caller: str | None
+    channel_id: str
+    linkedid: str | None = None
+    started_at: datetime | None = None
+
+
+def register_inbound_calls(
+    session: Session, arrivals: Sequence[InboundArrival], *, now: datetime | None = None,
+) -> list[tuple[Call, CallerCard]]:
+    """`register_inbound_call` of calls arriving together, in one transaction (the ARI app's
+    arrivals' lane), each with its caller card, in order. The statements do not grow with the
+    group: the organization and settings once per DID, the cards in two reads per organization
+    (`caller_cards`), the calls in one INSERT, their `call.ringing` events in one more, so on
+    PostgreSQL a burst of calls costs a few round trips per group instead of several per call.
+
+    A replay (a channel already registered, or twice in the group) is found by the unique channel
+    id at the insert, not by a read before it (arrivals are many, replays rare): it returns the
+    existing call with its card read again, and emits nothing. UnknownDid for a DID that is no
+    hotline (nothing of the group is written then).
+    """
+    now = now or utcnow()
+    orgs: dict[str, tuple[Organization, TelephonySettings]] = {}
+    for a in arrivals:
+        if a.did not in orgs:
+            orgs[a.did] = hotline_of(session, a.did)
+    cards: list[CallerCard] = []
+    by_org: dict[int, list[int]] = {}
+    for k, a in enumerate(arrivals):
+        by_org.setdefault(orgs[a.did][0].id, []).append(k)
+    card_of: dict[int, CallerCard] = {}
+    for org_id, idxs in by_org.items():
+        card_of.update(zip(idxs, caller_cards(session, org_id=org_id, phones=[arrivals[k].caller for k in idxs]),
+                           strict=True))
+    cards = [card_of[k] for k in range(len(arrivals))]
+    calls = []
+    for a, card in zip(arrivals, cards, strict=True):
+        org, settings = orgs[a.did]
+        started_at = a.started_at or now
+        calls.append(Call(
+            organization_id=org.id, direction=CallDirection.INBOUND, kind=CallKind.INBOUND, did=try_e164(a.did),
+            phone=card.phone, phone_raw=(a.caller or "")[:64], channel_id=a.channel_id, linkedid=a.linkedid,
+            started_at=started_at, wait_deadline_at=wait_deadline(started_at, settings.wait_limit_seconds),
+            resident_id=card.residents[0].id if len(card.residents) == 1 else None, is_fallback=False,
+        ))
+    winners = _insert_calls(session, calls)
+    registered, ringing = [], []
+    for call, winner, card in zip(calls, winners, cards, strict=True):
+        if winner is not call:
+            registered.append((winner, caller_card(session, org_id=winner.organization_id, phone=winner.phone)))
+            continue
+        registered.append((call, card))
+        ringing.append((call.organization_id, events.CALL_RINGING, _payload(
+            call, wait_deadline_at=call.wait_deadline_at.isoformat() if call.wait_deadline_at else None,
+            card=card.as_payload())))
+    events.emit_many(session, ringing)
+    return registered
+
+
+_CALLS = table_of(Call)
+_CALL_KEYS = tuple(c.key for c in _CALLS.c if not c.primary_key)
+_CALL_INSERTS = {
+    name: dialect.insert(_CALLS).on_conflict_do_nothing(index_elements=[_CALLS.c.channel_id])
+    .returning(_CALLS.c.id, _CALLS.c.channel_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+def _insert_calls(session: Session, calls: list[Call]) -> list[Call]:
+    """Insert new calls in one statement; for each, the call itself (now persistent in the
+    session) or, when its channel is taken, the row registered first (by an earlier or a
+    concurrent registration, or by an earlier call of the same list)."""
+    if not calls:
+        return []
+    rows = [insert_values(call, _CALL_KEYS) for call in calls]
+    conn = session.connection()
+    stmt = _CALL_INSERTS[conn.dialect.name]
+    result = conn.execute(stmt, rows if len(rows) > 1 else rows[0])
+    ids = dict((channel, call_id) for call_id, channel in result)
+    winners = []
+    for call, values in zip(calls, rows, strict=True):
+        call_id = ids.pop(call.channel_id, None)
+        if call_id is not None:
+            attach_inserted(session, call, values, id=call_id)
+            winners.append(call)
+            continue
+        existing = call_by_channel(session, call.channel_id)
+        if existing is None:  # (the row that took the channel was deleted meanwhile)
+            raise CallStateConflict("канал звонка занят", channel_id=call.channel_id)
+        winners.append(existing)
+    return winners
 
 
 def _insert_call(session: Session, call: Call) -> Call:
-    """Insert, or return the row a concurrent registration of the same channel wrote first."""
-    try:
-        with session.begin_nested():
-            session.add(call)
-            session.flush()
-    except IntegrityError:
-        existing = call_by_channel(session, call.channel_id)
-        if existing is None:
-            raise
-        return existing
-    return call
+    """Insert, or return the row registered first on this channel (`_insert_calls`)."""
+    return _insert_calls(session, [call])[0]
 
 
 # --- outbound calls of the voice robot ----------------------------------------------------------

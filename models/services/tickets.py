@@ -29,12 +29,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.schema import ColumnDefault
+from sqlalchemy.orm import Session
 
 from models import events
-from models.base import table_of, utcnow
+from models.base import attach_inserted, insert_values, table_of, utcnow
 from models.errors import TicketNotFound, TransitionNotAllowed, ValidationFailed
 from models.housing import House, Premise, Resident
 from models.organization import Membership, Organization, Role, User
@@ -293,30 +291,12 @@ def _write_registration(session: Session, ticket: Ticket, history: dict[str, Any
         events.emit(session, ticket.organization_id, events.TICKET_CREATED,
                     {**payload, "ticket_id": ticket_id, "number": number})
     session.info.setdefault("woken_orgs", set()).add(ticket.organization_id)
-    state = inspect(ticket)
-    unset = [k for k in _TICKET_KEYS if k not in state.dict and k != "number"]
-    ticket.id = ticket_id
-    make_transient_to_detached(ticket)  # marks the attributes the object never had as expired...
-    for key in unset:  # ...so they are set here, or reading one would SELECT the row back
-        set_committed_value(ticket, key, values[key])
-    set_committed_value(ticket, "number", number)
-    session.add(ticket)
+    attach_inserted(session, ticket, values, id=ticket_id, number=number)
 
 
 def _ticket_values(ticket: Ticket) -> dict[str, Any]:
     """Every column of a new ticket: the object's value, else the column's default, else None."""
-    state = inspect(ticket)
-    values = {}
-    for key in _TICKET_KEYS:
-        if key in state.dict:
-            values[key] = state.dict[key]
-        else:
-            default = _TICKETS.c[key].default
-            if not isinstance(default, ColumnDefault):
-                values[key] = None
-            else:
-                values[key] = default.arg(None) if default.is_callable else default.arg
-    return values
+    return insert_values(ticket, _TICKET_KEYS)
 
 
 # --- deadlines ---------------------------------------------------------------------------------

@@ -68,13 +68,13 @@ async def _serve(app_settings: Any, status_every: float) -> None:
 
 
 async def _warm_up(app: Any) -> None:
-    """One registration done and undone before the first call (ari_app.flows.inbound.warm_up); on
-    PostgreSQL on as many connections at once as the arrivals' lane has threads: a new backend's
-    first statements pay for its catalog caches, which a burst of calls should not."""
-    from ari_app.db import ARRIVAL_WORKERS_PG
+    """One registration done and undone before the first call (ari_app.flows.inbound.warm_up), on
+    as many connections at once as the arrivals' lane has threads: a new PostgreSQL backend's first
+    statements pay for its catalog caches, which a burst of calls should not."""
+    from ari_app.db import ARRIVAL_WORKERS
     from ari_app.flows.inbound import warm_up
 
-    connections = 1 if app.db.database.is_sqlite else ARRIVAL_WORKERS_PG
+    connections = ARRIVAL_WORKERS
     results = await asyncio.gather(*(app.db.write(warm_up) for _ in range(connections)), return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):  # only a warm-up: the calls will tell what is wrong

@@ -14,14 +14,23 @@ from sqlalchemy import func, select
 
 from ari_app.client import AriClient
 from ari_app.db import Db
-from ari_app.flows.inbound import _register, warm_up
+from ari_app.flows.inbound import register_arrivals, warm_up
 from ari_app.scheduler import Scheduler
 from models.base import utcnow
 from models.call import Call
 from models.db import Database
 from models.outbox import DomainEvent
-from models.services.calls import UnknownDid
+from models.services.calls import InboundArrival, UnknownDid
 from tests.ari_app.test_app_support import did, read
+
+
+def _hold(release: threading.Event) -> Any:
+    """A batch that keeps the lane busy until released (the others queue behind it meanwhile)."""
+    return lambda _s, items: [release.wait(5) for _ in items]
+
+
+def _arrival(did_: str, caller: str, channel: str) -> InboundArrival:
+    return InboundArrival(did=did_, caller=caller, channel_id=channel)
 
 
 def _counts(db: Database) -> tuple[int, int]:
@@ -33,16 +42,14 @@ def test_when_calls_arrive_together_then_each_is_registered_with_its_card_and_fe
         db: Database, world: Any) -> None:
     lane = Db(db, arrival_workers=1)
     release = threading.Event()
-    hold_lane = lambda s: release.wait(5)  # noqa: E731 - keeps the lane busy while the others queue
 
     async def main() -> list[Any]:
-        first = asyncio.ensure_future(lane.write(hold_lane, arrival=True))
+        first = asyncio.ensure_future(lane.arrive(_hold(release), None))
         await asyncio.sleep(0)  # the lane thread takes the first one alone
-        calls = [asyncio.ensure_future(lane.write(
-            lambda s, k=k: _register(s, did(world.org_a), f"+7916000000{k}", f"lane-{k}"), arrival=True))
-            for k in range(5)]
-        calls.append(asyncio.ensure_future(lane.write(
-            lambda s: _register(s, did(world.org_a), "+79161234567", "lane-known"), arrival=True)))
+        calls = [asyncio.ensure_future(lane.arrive(
+            register_arrivals, _arrival(did(world.org_a), f"+7916000000{k}", f"lane-{k}"))) for k in range(5)]
+        calls.append(asyncio.ensure_future(lane.arrive(
+            register_arrivals, _arrival(did(world.org_a), "+79161234567", "lane-known"))))
         release.set()
         await first
         return await asyncio.gather(*calls)
@@ -66,15 +73,12 @@ def test_when_one_arrival_of_a_group_fails_then_only_it_fails_and_the_others_are
     release = threading.Event()
 
     async def main() -> list[Any]:
-        first = asyncio.ensure_future(lane.write(lambda s: release.wait(5), arrival=True))
+        first = asyncio.ensure_future(lane.arrive(_hold(release), None))
         await asyncio.sleep(0)
         futures = [
-            asyncio.ensure_future(lane.write(lambda s: _register(s, did(world.org_a), "+79160000001", "ok-1"),
-                                             arrival=True)),
-            asyncio.ensure_future(lane.write(lambda s: _register(s, "+78120000000", "+79160000002", "bad"),
-                                             arrival=True)),
-            asyncio.ensure_future(lane.write(lambda s: _register(s, did(world.org_b), "+79160000003", "ok-2"),
-                                             arrival=True)),
+            asyncio.ensure_future(lane.arrive(register_arrivals, _arrival(did(world.org_a), "+79160000001", "ok-1"))),
+            asyncio.ensure_future(lane.arrive(register_arrivals, _arrival("+78120000000", "+79160000002", "bad"))),
+            asyncio.ensure_future(lane.arrive(register_arrivals, _arrival(did(world.org_b), "+79160000003", "ok-2"))),
         ]
         release.set()
         await first
@@ -102,11 +106,12 @@ def test_when_arrivals_are_in_flight_then_ari_requests_wait_until_they_settle(db
         ari = AriClient("http://pbx:8088", "u", "p", "openads", transport=httpx.MockTransport(handler))
         ari.gate = lane.arrivals_settled
 
-        def registration(_s: Any) -> None:
+        def registration(_s: Any, items: list[Any]) -> list[None]:
             release.wait(5)
             order.append("registered")
+            return [None for _ in items]
 
-        arrival = asyncio.ensure_future(lane.write(registration, arrival=True))
+        arrival = asyncio.ensure_future(lane.arrive(registration, None))
         await asyncio.sleep(0)
         answer = asyncio.ensure_future(ari.answer("ch-1"))
         await asyncio.sleep(0.05)

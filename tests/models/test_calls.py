@@ -8,7 +8,7 @@ from models.call import Call, CallDirection, CallKind, CallOutcome, CallTicket, 
 from models.errors import NotFound, TicketNotFound, ValidationFailed
 from models.missed_call import CloseReason, MissedCall, MissedCallStatus
 from models.outbox import DomainEvent
-from models.queries_calls import CallFilter, call_card, caller_card, calls_journal
+from models.queries_calls import CallFilter, call_card, caller_card, caller_cards, calls_journal
 from models.recording import Recording, RecordingKind
 from models.services import calls
 from models.ticket import TicketStatus
@@ -192,6 +192,80 @@ def test_caller_card_shows_residents_open_tickets_of_their_house_and_active_inci
     assert caller_card(session, org_id=world.org_b.id, phone="+79161234567").residents == []
     assert caller_card(session, org_id=world.org_b.id, phone="+79161234567").tickets == []
     assert caller_card(session, org_id=org.id, phone=None).phone is None
+
+
+def test_caller_cards_of_calls_arriving_together_are_each_phones_own_card(session, world) -> None:
+    """The grouped read (one LATERAL statement per part on PostgreSQL) gives, phone by phone, what
+    `caller_card` gives alone: residents, their own premise's tickets first, the house's incidents."""
+    org = session.merge(world.org_a)
+    cats = {k: session.merge(v) for k, v in world.cats_a.items()}
+    second_house = f.make_house(session, org)
+    flat_7, flat_8 = f.make_premise(session, second_house, "7"), f.make_premise(session, second_house, "8")
+    f.make_resident(session, flat_7, ("+79163330001",), full_name="Петров Пётр Петрович")
+    f.make_resident(session, flat_8, ("+79163330001",), full_name="Петрова Полина Петровна")  # a shared number
+    f.make_resident(session, flat_8, ("+79163330002",), full_name="Сидоров Сидор Сидорович")
+    for k, (house, premise) in enumerate([(world.house_a, world.premise_a), (second_house, flat_7),
+                                          (second_house, flat_8), (second_house, None)]):
+        f.make_ticket(session, org, cats["other"], house_id=house.id, premise_id=premise.id if premise else None,
+                      now=T0 - timedelta(hours=k + 1))
+    f.make_ticket(session, org, cats["other"], reporter_phone="+79990001111", now=T0)  # an unknown number's own
+    f.make_incident(session, second_house, started_at=T0 - timedelta(hours=2), announcement="Нет ХВС")
+    f.make_incident(session, world.house_a, started_at=T0 - timedelta(hours=1), announcement="Отключение света")
+    session.flush()
+    phones = ["+79163330001", "+7 916 123-45-67", None, "+79990001111", "anonymous", "+79163330002",
+              "+79163330001", "+79995550000"]
+
+    cards = caller_cards(session, org_id=org.id, phones=phones)
+
+    assert cards == [caller_card(session, org_id=org.id, phone=p) for p in phones]
+    assert [len(c.residents) for c in cards] == [2, 1, 0, 0, 0, 1, 2, 0]
+    shared = cards[0]
+    assert [t.premise_id for t in shared.tickets][:2] == [flat_7.id, flat_8.id]  # their own flats first
+    assert [i.announcement for i in shared.incidents] == ["Нет ХВС"]
+    assert [i.announcement for i in cards[1].incidents] == ["Отключение света"]
+    assert len(cards[3].tickets) == 1 and cards[3].residents == []
+    assert caller_cards(session, org_id=world.org_b.id, phones=["+79163330001"])[0].residents == []
+
+
+def test_calls_arriving_together_are_registered_in_order_and_a_replay_in_the_group_emits_once(session, world) -> None:
+    org_a, org_b = session.merge(world.org_a), session.merge(world.org_b)
+    earlier = calls.register_inbound_call(session, did=org_a.hotlines[0], caller="+79160000009", channel_id="g.0",
+                                          started_at=T0)
+    arrivals = [
+        calls.InboundArrival(did=org_a.hotlines[0], caller="+79161234567", channel_id="g.1", started_at=T0),
+        calls.InboundArrival(did=org_b.hotlines[0], caller="+79160000002", channel_id="g.2", started_at=T0),
+        calls.InboundArrival(did=org_a.hotlines[0], caller="+79161234567", channel_id="g.1", started_at=T0),
+        calls.InboundArrival(did=org_a.hotlines[0], caller="+79160000009", channel_id="g.0", started_at=T0),
+        calls.InboundArrival(did=org_a.hotlines[0], caller=None, channel_id="g.3", started_at=T0),
+    ]
+
+    registered = calls.register_inbound_calls(session, arrivals)
+
+    got = [(c.channel_id, c.organization_id, c.resident_id, card.phone) for c, card in registered]
+    assert got == [("g.1", org_a.id, world.resident_a.id, "+79161234567"), ("g.2", org_b.id, None, "+79160000002"),
+                   ("g.1", org_a.id, world.resident_a.id, "+79161234567"), ("g.0", org_a.id, None, "+79160000009"),
+                   ("g.3", org_a.id, None, None)]
+    assert registered[0][0] is registered[2][0] and registered[3][0].id == earlier.id
+    assert registered[0][1].residents[0].id == world.resident_a.id
+    rows = session.execute(select(Call.channel_id, Call.organization_id).order_by(Call.id)).all()
+    assert rows == [("g.0", org_a.id), ("g.1", org_a.id), ("g.2", org_b.id), ("g.3", org_a.id)]
+    ringing = _events(session, "call.ringing")
+    assert [e["call_id"] for e in ringing] == [earlier.id, registered[0][0].id, registered[1][0].id,
+                                               registered[4][0].id]
+    assert ringing[1]["card"]["residents"][0]["full_name"] == "Леонидов Леонид Леонидович"
+    # the calls are persistent objects of the session, read without another query
+    assert registered[1][0] in session and registered[1][0].wait_deadline_at == T0 + timedelta(seconds=120)
+
+
+def test_a_group_with_a_did_that_is_no_hotline_writes_nothing(session, world) -> None:
+    org = session.merge(world.org_a)
+    with pytest.raises(calls.UnknownDid):
+        calls.register_inbound_calls(session, [
+            calls.InboundArrival(did=org.hotlines[0], caller="+79161234567", channel_id="u.1"),
+            calls.InboundArrival(did="+78120000000", caller="+79161234567", channel_id="u.2"),
+        ])
+    assert session.scalars(select(Call.channel_id)).all() == []
+    assert _events(session, "call.ringing") == []
 
 
 def test_calls_journal_is_scoped_filtered_and_paged(session, world) -> None:
