@@ -104,6 +104,11 @@ class CallFlow(Flow):
         self.state: Any = self.initial_state()
         self.history: list[Any] = [self.state]
         self._playback_waiters: dict[str, Callable[[Event], Awaitable[None]]] = {}
+        # Channels of this session that are hanging up (ChannelHangupRequest): Asterisk sends it
+        # before the failed PlaybackFinished and the StasisEnd of the hangup, so a playback's `then`
+        # can tell "the prompt ended" from "the caller hung up during it" and not start the next
+        # step on a channel that is going away (Asterisk may answer that step 400, 404, 409 or 422).
+        self.hanging_up: set[str] = set()
 
     def initial_state(self) -> Any:
         return next(iter(self.State))
@@ -164,6 +169,14 @@ class CallFlow(Flow):
             self.session.release_recording(name)
             return None
         return name
+
+    async def on_channel_hangup_request(self, event: Event) -> None:
+        if event.channel_id:
+            self.hanging_up.add(event.channel_id)
+
+    def gone(self, channel_id: str | None) -> bool:
+        """The channel is hanging up (see `hanging_up`)."""
+        return channel_id is not None and channel_id in self.hanging_up
 
     async def on_playback_finished(self, event: Event) -> None:
         waiter = self._playback_waiters.pop(event.playback_id or "", None)
