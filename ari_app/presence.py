@@ -1,18 +1,23 @@
-"""AMI (panoramisk): dispatchers' phone states and Asterisk's Cdr events.
+"""AMI (panoramisk): dispatchers' phone states, Asterisk's Cdr events and the fallback's UserEvent.
 
-Presence: each endpoint (`PJSIP/101`) is free, ringing, busy or offline. The state comes from
+Presence: each endpoint (`PJSIP/201`) is free, ringing, busy or offline. The state comes from
 `DeviceStateChange` (Asterisk's device state of the endpoint, the best source), `ContactStatus`
 (a PJSIP phone registered or vanished) and `PeerStatus`; after every (re)login the full picture
-is re-read with the `PJSIPShowEndpoints` and `DeviceStateList` actions, because AMI does not
-replay what happened while we were away. Changes are published to a callback (the panel and the
-ringing strategy use them); `snapshot()` gives the whole map.
+is re-read with the `DeviceStateList` action, because AMI does not replay what happened while we
+were away. Changes are published to a callback (the panel and the ringing strategy use them);
+`snapshot()` gives the whole map.
 
-Cdr: with `cdr_manager` loaded (dialplan/cdr_manager.conf) Asterisk sends one `Cdr` event per
-finished call leg. They are parsed into `CdrRecord` and handed to a callback: the ARI app uses
-them to reconcile calls that the dialplan fallback handled while the app was down (issue 3, item 8).
+Cdr: with `cdr_manager` loaded (dialplan/cdr_manager.conf) Asterisk sends one `Cdr` event per CDR
+when a channel is gone: a fallback call has one per dispatcher's phone its Dial() rang, all with
+the caller's UniqueID. The fallback's hangup handler also sends `UserEvent` `OpenadsFallbackEnd`
+(dialplan/extensions.conf [openads-fallback-end]) with how the call ended. Both are parsed
+(`CdrRecord`, `FallbackEnd`) and handed to the `on_cdr` callback: the ARI app groups them per
+UniqueID to reconcile calls that the dialplan fallback handled while the app was down
+(ari_app/reconcile.py, issue 3, item 8).
 
-AMI needs only read classes for this (manager.conf: `read = call,reporting,cdr,system`,
-`write = reporting` for the two list actions); see dialplan/manager.conf.
+AMI permissions (dialplan/manager.conf): `read = call,system,reporting,cdr,user` for the events,
+`write = reporting` for the one action sent, DeviceStateList (registered call|reporting).
+PJSIPShowEndpoints is not used: it needs `system`, which would also allow Reload and Shutdown.
 """
 
 from __future__ import annotations
@@ -51,18 +56,6 @@ DEVICE_STATES: dict[str, Presence] = {
     # A PJSIP endpoint is UNKNOWN when it has no contact Asterisk could qualify: do not ring it.
     "UNKNOWN": Presence.OFFLINE,
 }
-# ... and in PJSIPShowEndpoints' EndpointList events (ast_devstate_str).
-ENDPOINT_LIST_STATES: dict[str, Presence] = {
-    "Not in use": Presence.FREE,
-    "In use": Presence.BUSY,
-    "Busy": Presence.BUSY,
-    "On Hold": Presence.BUSY,
-    "Ringing": Presence.RINGING,
-    "Ring+Inuse": Presence.BUSY,
-    "Unavailable": Presence.OFFLINE,
-    "Invalid": Presence.OFFLINE,
-    "Unknown": Presence.OFFLINE,
-}
 CONTACT_UP = {"Created", "Reachable", "Updated"}
 CONTACT_DOWN = {"Removed", "Unreachable"}
 PEER_UP = {"Registered", "Reachable"}
@@ -72,7 +65,7 @@ TECHNOLOGIES = ("PJSIP", "SIP")
 
 @dataclass(frozen=True)
 class PresenceChange:
-    endpoint: str  # "PJSIP/101", as ARI names endpoints and Dial() dials them
+    endpoint: str  # "PJSIP/201", as ARI names endpoints and Dial() dials them
     state: Presence
     previous: Presence | None
     source: str  # the AMI event or action that caused it
@@ -86,7 +79,7 @@ def _get(event: Mapping[str, Any], key: str) -> str:
 
 
 def endpoint_of_device(device: str) -> str | None:
-    """"PJSIP/101" → "PJSIP/101"; "Custom:night", "Queue:x", "Local/..." → None."""
+    """"PJSIP/201" → "PJSIP/201"; "Custom:night", "Queue:x", "Local/..." → None."""
     tech, sep, resource = device.partition("/")
     if not sep or not resource or tech.upper() not in TECHNOLOGIES:
         return None
@@ -159,19 +152,12 @@ class PresenceTracker:
                 return self.set(endpoint, Presence.FREE, name)
         return None
 
-    def resync(self, endpoint_list: Iterable[Mapping[str, Any]],
-               device_states: Iterable[Mapping[str, Any]]) -> list[PresenceChange]:
-        """The full picture after a (re)login: `EndpointList` events of PJSIPShowEndpoints, then
-        `DeviceStateChange` events of DeviceStateList. Tracked endpoints not reported are offline."""
+    def resync(self, device_states: Iterable[Mapping[str, Any]]) -> list[PresenceChange]:
+        """The full picture after a (re)login: the `DeviceStateChange` events of DeviceStateList.
+        Tracked endpoints not reported are offline. The contacts seen before are forgotten (they
+        may have changed while we were away); ContactStatus events fill them in again, and the
+        device state (UNAVAILABLE when a phone has no contact left) stays the main source."""
         fresh: dict[str, Presence] = {}
-        contacts: dict[str, set[str]] = {}
-        for ev in endpoint_list:
-            endpoint = endpoint_of_device("PJSIP/" + _get(ev, "ObjectName"))
-            if not self.tracked(endpoint):
-                continue
-            assert endpoint is not None
-            fresh[endpoint] = ENDPOINT_LIST_STATES.get(_get(ev, "DeviceState"), Presence.OFFLINE)
-            contacts[endpoint] = {c.partition("/")[2] for c in _get(ev, "Contacts").split(",") if c.strip()}
         for ev in device_states:
             endpoint = endpoint_of_device(_get(ev, "Device"))
             state = state_of_device(_get(ev, "State"))
@@ -179,7 +165,7 @@ class PresenceTracker:
                 assert endpoint is not None
                 fresh[endpoint] = state
         every = set(self._states) | set(fresh) | (self.endpoints or set())
-        self._contacts = contacts
+        self._contacts = {}
         changes = [self.set(e, fresh.get(e, Presence.OFFLINE), "resync") for e in sorted(every)]
         return [c for c in changes if c is not None]
 
@@ -209,8 +195,13 @@ class CdrRecord:
     did: str
     org_id: int | None
     fallback: bool
+    # Set by dialplans before the OpenadsFallbackEnd hangup handler (the current one no longer sets
+    # them: they never reached the CDRs that mattered); read for such installations.
     dial_status: str  # DIALSTATUS of the fallback's Dial (ANSWER, NOANSWER, BUSY, ...)
     voicemail: str  # VMSTATUS when the fallback took a voice message (SUCCESS, USEREXIT, FAILED)
+    # When a dispatcher picked up the fallback's Dial() ([openads-fallback-answered], naive UTC):
+    # the fallback answers the caller itself before dialling, so AnswerTime does not say it.
+    answered_at: datetime | None = None
     raw: dict[str, str] = field(repr=False, default_factory=dict)
 
     @property
@@ -230,6 +221,14 @@ def _cdr_time(value: str, asterisk_tz: tzinfo | None) -> datetime | None:
     return aware.astimezone(UTC).replace(tzinfo=None)
 
 
+def _epoch(value: str) -> datetime | None:
+    """`${EPOCH}` (seconds, UTC) → naive UTC; None when empty or not a number."""
+    try:
+        return datetime.fromtimestamp(int(value), UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def _int_or(value: str, default: int | None) -> int | None:
     try:
         return int(value)
@@ -238,8 +237,9 @@ def _int_or(value: str, default: int | None) -> int | None:
 
 
 def parse_cdr(event: Mapping[str, Any], asterisk_tz: tzinfo | None = None) -> CdrRecord:
-    """The standard Cdr fields plus the [mappings] of dialplan/cdr_manager.conf
-    (LinkedID, OpenadsDid, OpenadsOrgId, OpenadsFallback, OpenadsDialStatus, OpenadsVoicemail)."""
+    """The standard Cdr fields plus the [mappings] of dialplan/cdr_manager.conf (LinkedID, OpenadsDid,
+    OpenadsOrgId, OpenadsFallback, OpenadsAnsweredAt; OpenadsDialStatus and OpenadsVoicemail of
+    older dialplans)."""
     return CdrRecord(
         unique_id=_get(event, "UniqueID"),
         linked_id=_get(event, "LinkedID") or _get(event, "UniqueID"),
@@ -261,14 +261,53 @@ def parse_cdr(event: Mapping[str, Any], asterisk_tz: tzinfo | None = None) -> Cd
         fallback=_get(event, "OpenadsFallback") == "1",
         dial_status=_get(event, "OpenadsDialStatus"),
         voicemail=_get(event, "OpenadsVoicemail"),
+        answered_at=_epoch(_get(event, "OpenadsAnsweredAt")),
         raw={str(k): _get(event, str(k)) for k in event},
+    )
+
+
+FALLBACK_END = "OpenadsFallbackEnd"
+
+
+@dataclass(frozen=True)
+class FallbackEnd:
+    """The `UserEvent` `OpenadsFallbackEnd` that the fallback's hangup handler sends when the
+    caller's channel hangs up (dialplan/extensions.conf [openads-fallback-end])."""
+
+    unique_id: str  # the caller's channel: the UniqueID of the call's Cdr events
+    linked_id: str
+    dial_status: str  # DIALSTATUS: ANSWER, NOANSWER, CANCEL, BUSY, CHANUNAVAIL, CONGESTION; "" = no Dial
+    answered_by: str  # DIALEDPEERNAME: the dispatcher's channel that answered ("PJSIP/201-0000001a")
+    vm_status: str  # VMSTATUS of VoiceMail() (SUCCESS, USEREXIT, FAILED; "" when never reached)
+    vm_file: str  # VM_MESSAGEFILE: the saved voice message without its extension; "" = none
+    recording: str  # OPENADS_RECORDING: the MixMonitor file
+
+    @property
+    def answered(self) -> bool:
+        return self.dial_status.upper() == "ANSWER"
+
+
+def parse_fallback_end(event: Mapping[str, Any]) -> FallbackEnd | None:
+    """A `UserEvent` → `FallbackEnd` if it is ours, else None. Header names as the dialplan writes
+    them; AMI adds the channel's own `Uniqueid`/`Linkedid` before them, which say the same."""
+    if _get(event, "UserEvent") != FALLBACK_END:
+        return None
+    unique_id = _get(event, "UniqueID") or _get(event, "Uniqueid")
+    return FallbackEnd(
+        unique_id=unique_id,
+        linked_id=_get(event, "LinkedID") or _get(event, "Linkedid") or unique_id,
+        dial_status=_get(event, "DialStatus").upper(),
+        answered_by=_get(event, "AnsweredBy"),
+        vm_status=_get(event, "VMStatus").upper(),
+        vm_file=_get(event, "VMFile"),
+        recording=_get(event, "Recording"),
     )
 
 
 # --- the AMI connection ------------------------------------------------------------------------
 
 OnChange = Callable[[PresenceChange], Awaitable[None] | None]
-OnCdr = Callable[[CdrRecord], Awaitable[None] | None]
+OnCdr = Callable[[CdrRecord | FallbackEnd], Awaitable[Any] | None]
 
 
 class _Manager(Manager):  # type: ignore[misc]
@@ -344,6 +383,7 @@ class AmiPresence:
         manager.register_event("ContactStatus", self._on_event)
         manager.register_event("PeerStatus", self._on_event)
         manager.register_event("Cdr", self._on_cdr_event)
+        manager.register_event("UserEvent", self._on_user_event)
         self.manager = manager
         manager.connect()
 
@@ -390,6 +430,19 @@ class AmiPresence:
         if self.on_cdr is not None:
             self._call(self.on_cdr, record)
 
+    def _on_user_event(self, _manager: Any, event: Any) -> None:
+        try:
+            end = parse_fallback_end(event)
+        except Exception:
+            log.exception("AMI: unreadable UserEvent %r", event)
+            return
+        if end is None:
+            return
+        log.info("AMI %s uniqueid=%s dialstatus=%s answered_by=%s vmfile=%s", FALLBACK_END, end.unique_id,
+                 end.dial_status, end.answered_by, end.vm_file)
+        if self.on_cdr is not None:
+            self._call(self.on_cdr, end)
+
     # internals --------------------------------------------------------------------------------------
 
     async def _action(self, action: dict[str, str]) -> Any:
@@ -398,12 +451,11 @@ class AmiPresence:
 
     async def _resync(self) -> None:
         try:
-            endpoints = _events(await self._action({"Action": "PJSIPShowEndpoints"}), "EndpointList")
             devices = _events(await self._action({"Action": "DeviceStateList"}), "DeviceStateChange")
         except Exception:
             log.exception("AMI: could not read endpoint states; events will still update them")
             return
-        for change in self.tracker.resync(endpoints, devices):
+        for change in self.tracker.resync(devices):
             self._publish(change)
         log.info("AMI presence: %s", ", ".join(f"{e}={s}" for e, s in sorted(self.snapshot().items())) or "no endpoints")
         self.synced.set()

@@ -19,14 +19,23 @@ connect, before the first event is read (`AriConnection.on_connected`):
    their channel in Asterisk and are left to the Cdr reconcile. Callback rows younger than
    `pending_grace` are not touched: the scheduler may still be about to dial them.
 
-Cdr (issue item 8): with the AMI connection, each `Cdr` event of a call the dialplan fallback
-handled (`OpenadsFallback=1`) is written with `record_fallback_call` (idempotent on uniqueid), so
-calls, misses and recordings from an outage appear in the journal and the queue.
+Cdr (issue item 8): with the AMI connection, the calls the dialplan fallback handled are written
+with `record_fallback_call` (idempotent on uniqueid), so calls, misses, recordings and voice
+messages from an outage appear in the journal and the queue. A real Asterisk sends, when the
+caller's channel is gone, one `Cdr` event per dispatcher's phone the fallback's Dial() rang (plus
+one for the voice-message part), all with the caller's UniqueID and `OpenadsFallback=1`, and just
+before them the hangup handler's `UserEvent` `OpenadsFallbackEnd`. `FallbackCdrs` groups them per
+UniqueID and writes the call once the group has been quiet for `settle` seconds: the outcome from
+OpenadsFallbackEnd (answered by AnsweredBy, the voice message VMFile), the times from all the Cdr
+events (earliest start, latest end, OpenadsAnsweredAt). Without the UserEvent (a dialplan older
+than the hangup handler) the Cdr events alone decide: answered if a dialled leg is ANSWERED.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -38,7 +47,7 @@ from openads import channel_vars as cv
 
 if TYPE_CHECKING:
     from ari_app.app import AriApp
-    from ari_app.presence import CdrRecord
+    from ari_app.presence import CdrRecord, FallbackEnd
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +191,18 @@ def fallback_relpath(user_field: str) -> str | None:
     return "fallback/" + user_field.split(marker, 1)[1]
 
 
-# The fallback answers the caller itself (Answer() before MixMonitor), so the CDR's Disposition is
-# ANSWERED even when no dispatcher picked up: what happened to the caller is the Dial()'s
-# DIALSTATUS, which the dialplan copies into CDR(openads_dialstatus) (dialplan/extensions.conf).
+def voicemail_relpath(vm_file: str) -> str | None:
+    """VM_MESSAGEFILE (`/var/spool/asterisk/voicemail/openads/100/INBOX/msg0000`, no extension;
+    voicemail.conf `format = wav`) → `voicemail/openads/100/INBOX/msg0000.wav`, relative to the
+    recordings directory. docs/telephony.md makes Asterisk's voicemail/openads directory a link to
+    `<recordings>/voicemail/openads`, so the panel plays the file where app_voicemail left it."""
+    marker = "/voicemail/"
+    if marker not in vm_file:
+        return None
+    return "voicemail/" + vm_file.split(marker, 1)[1] + ".wav"
+
+
+# What DIALSTATUS means for a call nobody answered (the dispatchers' phones did not pick up).
 DIALSTATUS_DISPOSITIONS = {
     "ANSWER": "ANSWERED",
     "BUSY": "BUSY",
@@ -195,16 +213,8 @@ DIALSTATUS_DISPOSITIONS = {
 }
 
 
-def fallback_disposition(record: CdrRecord) -> str:
-    """ANSWERED only when a dispatcher answered the fallback's Dial(); a caller who hung up before
-    the Dial() (during the greeting) is not answered either."""
-    if record.dial_status:
-        return DIALSTATUS_DISPOSITIONS.get(record.dial_status.upper(), "NO ANSWER")
-    return "NO ANSWER" if record.disposition == "ANSWERED" else record.disposition
-
-
 def dispatcher_endpoint(channel: str) -> str | None:
-    """`PJSIP/101-0000001a` → `PJSIP/101` (the dispatcher's phone that answered)."""
+    """`PJSIP/201-0000001a` → `PJSIP/201` (the dispatcher's phone that answered)."""
     if "/" not in channel:
         return None
     return channel.rsplit("-", 1)[0] if "-" in channel.split("/", 1)[1] else channel
@@ -214,32 +224,190 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-async def record_cdr(app: AriApp, record: CdrRecord) -> int | None:
-    """One Cdr event of a call the dialplan fallback handled → the call row (id), else None.
+@dataclass
+class FallbackCall:
+    """What the Cdr events and the OpenadsFallbackEnd of one fallback call (one UniqueID) say."""
 
-    Idempotent (the resident's uniqueid is the call's key): a repeated Cdr returns the same call."""
-    if not record.fallback or record.start is None or record.end is None:
-        return None
-    did = record.did or record.destination
-    # CdrRecord times are naive UTC (ari_app/presence.py); the models take aware datetimes.
-    start, end = _aware(record.start), _aware(record.end)
-    answer = _aware(record.answer) if record.answer is not None else None
-    disposition = fallback_disposition(record)
-    answered = disposition == "ANSWERED"
-    endpoint = dispatcher_endpoint(record.destination_channel) if answered else None
+    unique_id: str
+    cdrs: list[CdrRecord] = field(default_factory=list)
+    end: FallbackEnd | None = None
+    first_seen: float = 0.0  # loop time of the group's first event
 
-    def write(s: Any) -> int:
-        from models.services.calls import record_fallback_call
+    def dialled_legs(self) -> list[CdrRecord]:
+        """The Cdr events of the Dial() to the dispatchers: those with a dispatcher's channel. The
+        others (before the Dial, the voice message, the hangup handler) are ANSWERED whatever
+        happened, because the fallback answers the caller itself."""
+        return [c for c in self.cdrs if c.destination_channel]
 
-        call = record_fallback_call(
-            s, did=did, src=record.source, uniqueid=record.unique_id, linkedid=record.linked_id,
-            start=start, end=end, answer=(answer or start) if answered else None, disposition=disposition,
-            dispatcher_endpoint=endpoint, recording_path=fallback_relpath(record.user_field),
-        )
-        return call.id
+    def answered_leg(self) -> CdrRecord | None:
+        legs = self.dialled_legs()
+        if self.end is not None:
+            if not self.end.answered:
+                return None
+            return next((c for c in legs if c.destination_channel == self.end.answered_by), None) or next(
+                (c for c in legs if c.disposition == "ANSWERED"), None)
+        return next((c for c in legs if c.disposition == "ANSWERED"), None)
 
-    try:
-        return await app.db.write(write)
-    except Exception:
-        log.exception("Cdr of uniqueid %s could not be recorded", record.unique_id)
-        return None
+    @property
+    def answered(self) -> bool:
+        if self.end is not None:
+            return self.end.answered
+        return self.answered_leg() is not None  # an older dialplan: ANSWERED in a dialled leg
+
+    def disposition(self) -> str:
+        if self.answered:
+            return "ANSWERED"
+        if self.end is not None:
+            return DIALSTATUS_DISPOSITIONS.get(self.end.dial_status, "NO ANSWER")
+        legs = {c.disposition for c in self.dialled_legs()}
+        if not legs or "NO ANSWER" in legs:
+            return "NO ANSWER"
+        return "BUSY" if "BUSY" in legs else "FAILED"
+
+    def answering_endpoint(self) -> str | None:
+        if not self.answered:
+            return None
+        if self.end is not None and self.end.answered_by:
+            return dispatcher_endpoint(self.end.answered_by)
+        leg = self.answered_leg()
+        return dispatcher_endpoint(leg.destination_channel) if leg is not None else None
+
+    def answer_time(self) -> datetime | None:
+        """When a dispatcher picked up: OpenadsAnsweredAt ([openads-fallback-answered]); else the
+        answered leg's AnswerTime (with the current dialplan only as late as the Dial's start)."""
+        if not self.answered:
+            return None
+        marks = [c.answered_at for c in self.cdrs if c.answered_at is not None]
+        if marks:
+            return max(marks)
+        leg = self.answered_leg()
+        return leg.answer if leg is not None else None
+
+    def voicemail_path(self) -> str | None:
+        if self.answered or self.end is None or not self.end.vm_file:
+            return None
+        return voicemail_relpath(self.end.vm_file)
+
+    def recording_path(self) -> str | None:
+        sources = ([self.end.recording] if self.end is not None else []) + [c.user_field for c in self.cdrs]
+        return next((path for path in map(fallback_relpath, sources) if path), None)
+
+
+class FallbackCdrs:
+    """Groups the Cdr events and the OpenadsFallbackEnd of each fallback call by UniqueID and
+    writes the call when its group has been quiet for `settle` seconds (Asterisk sends them all
+    within moments of the caller's hangup; the UserEvent comes first, so a group holding only it
+    waits up to `max_wait` for its Cdr events). `feed` returns the call's id (the same for every
+    event of a group), or None for an event that is not a fallback call's or a group that cannot
+    be written (no Cdr event: no times)."""
+
+    def __init__(self, app: AriApp, *, settle: float = 3.0, max_wait: float = 30.0) -> None:
+        self.app = app
+        self.settle = settle
+        self.max_wait = max_wait
+        self._groups: dict[str, FallbackCall] = {}
+        self._waiters: dict[str, asyncio.Future[int | None]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending(self) -> list[str]:
+        return sorted(self._groups)
+
+    async def feed(self, item: CdrRecord | FallbackEnd) -> int | None:
+        from ari_app.presence import CdrRecord
+
+        if isinstance(item, CdrRecord) and not item.fallback:
+            return None
+        key = item.unique_id
+        if not key:
+            return None
+        loop = asyncio.get_running_loop()
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = FallbackCall(key, first_seen=loop.time())
+            self._waiters[key] = loop.create_future()
+        if isinstance(item, CdrRecord):
+            group.cdrs.append(item)
+        else:
+            group.end = item
+        waiter = self._waiters[key]
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._timers[key] = loop.call_later(self.settle, self._settled, key)
+        return await asyncio.shield(waiter)
+
+    def _settled(self, key: str) -> None:
+        loop = asyncio.get_running_loop()
+        group = self._groups[key]
+        if not group.cdrs and loop.time() - group.first_seen < self.max_wait:
+            self._timers[key] = loop.call_later(self.settle, self._settled, key)  # Cdr events late
+            return
+        task = loop.create_task(self._flush(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, key: str) -> None:
+        group = self._groups.pop(key)
+        waiter = self._waiters.pop(key)
+        self._timers.pop(key, None)
+        try:
+            result = await self._write(group)
+        except Exception:
+            log.exception("fallback call uniqueid %s could not be recorded", key)
+            result = None
+        if not waiter.done():
+            waiter.set_result(result)
+
+    async def _write(self, group: FallbackCall) -> int | None:
+        cdrs = group.cdrs
+        starts = [c.start for c in cdrs if c.start is not None]
+        ends = [c.end for c in cdrs if c.end is not None]
+        if not starts or not ends:
+            log.warning("fallback call uniqueid %s: no Cdr event with its times (cdr_manager loaded?); "
+                        "not recorded", group.unique_id)
+            return None
+        first = min(cdrs, key=lambda c: c.start or datetime.max)
+        did = next((c.did for c in cdrs if c.did), "") or first.destination
+        linked_id = group.end.linked_id if group.end is not None else first.linked_id
+        # CdrRecord times are naive UTC (ari_app/presence.py); the models take aware datetimes.
+        start, end = _aware(min(starts)), _aware(max(ends))
+        answer = group.answer_time()
+        disposition = group.disposition()
+        answered = disposition == "ANSWERED"
+        endpoint = group.answering_endpoint()
+        recording, voicemail = group.recording_path(), group.voicemail_path()
+        log.info("fallback call uniqueid %s: %d Cdr, end event %s → %s by %s, voicemail %s", group.unique_id,
+                 len(cdrs), group.end is not None, disposition, endpoint, voicemail)
+
+        def write(s: Any) -> int:
+            from models.services.calls import record_fallback_call
+
+            call = record_fallback_call(
+                s, did=did, src=first.source, uniqueid=group.unique_id, linkedid=linked_id or None,
+                start=start, end=end, answer=(_aware(answer) if answer else start) if answered else None,
+                disposition=disposition, dispatcher_endpoint=endpoint, recording_path=recording,
+                voicemail_path=voicemail,
+            )
+            return call.id
+
+        return await self.app.db.write(write)
+
+
+_RECONCILERS: weakref.WeakKeyDictionary[AriApp, FallbackCdrs] = weakref.WeakKeyDictionary()
+
+
+def fallback_cdrs(app: AriApp, **kwargs: Any) -> FallbackCdrs:
+    """The app's `FallbackCdrs` (made on first use; `kwargs` only then)."""
+    reconciler = _RECONCILERS.get(app)
+    if reconciler is None:
+        reconciler = _RECONCILERS[app] = FallbackCdrs(app, **kwargs)
+    return reconciler
+
+
+async def record_cdr(app: AriApp, record: CdrRecord | FallbackEnd) -> int | None:
+    """One AMI Cdr event or OpenadsFallbackEnd (AmiPresence.on_cdr) → the fallback call's id once
+    its group is written, else None. Idempotent (the resident's uniqueid is the call's key): a
+    replayed group returns the same call."""
+    return await fallback_cdrs(app).feed(record)

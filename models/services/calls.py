@@ -878,13 +878,19 @@ def record_fallback_call(
     dispatcher_endpoint: str | None = None, recording_path: str | None = None,
     voicemail_path: str | None = None,
 ) -> Call:
-    """A call reconciled from Asterisk's CDR (or AMI `Cdr` events) after an outage.
+    """A call the dialplan fallback handled, reconciled from Asterisk after an outage.
+
+    One call per invocation: Asterisk writes a CDR per dialled dispatcher's phone (all with the
+    caller's uniqueid), so the caller (ari_app/reconcile.py `FallbackCdrs`) merges them with the
+    hangup handler's OpenadsFallbackEnd first: `start`/`end` span the whole call, `disposition` is
+    ANSWERED only if a dispatcher answered (then `answer` is when, `dispatcher_endpoint` who), and
+    `voicemail_path` is the voice message left instead (outcome `voicemail`, linked to the
+    missed-call item). Paths are relative to the recordings directory.
 
     Idempotent on `uniqueid` (and `linkedid`): a call the app already completed is returned as is;
     a call the app registered but never finished (it died mid-call) is completed from the CDR.
     An unanswered call joins the missed-call queue as if it had been seen live; an answered one
-    closes the caller's open item. The reconciler should pass one CDR per call (the resident's
-    leg, ANSWERED if any dispatcher leg answered). Emits `call.ended` and the queue's events.
+    closes the caller's open item. Emits `call.ended` and the queue's events.
     """
     call = call_by_channel(session, uniqueid)
     if call is None and linkedid:

@@ -5,35 +5,60 @@ of panoramisk's own test streams (panoramisk/testing.py, tests/fixtures/*.yaml).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ari_app.presence import (
     AmiPresence,
     CdrRecord,
+    FallbackEnd,
     Presence,
     PresenceChange,
     PresenceTracker,
     endpoint_of_device,
     parse_cdr,
+    parse_fallback_end,
 )
 
 EOL = "\r\n"
 TIMEOUT = 5.0
 
 
+MANAGER_CONF = Path(__file__).resolve().parents[2] / "dialplan" / "manager.conf"
+# The write class each action needs (ast_manager_register_xml in Asterisk's sources; 0 = none):
+# DeviceStateList is registered EVENT_FLAG_CALL | EVENT_FLAG_REPORTING (res_manager_devicestate.c),
+# PJSIPShowEndpoints EVENT_FLAG_SYSTEM (res_pjsip/pjsip_configuration.c).
+ACTION_CLASSES: dict[str, set[str]] = {
+    "login": set(), "logoff": set(), "ping": set(), "challenge": set(),
+    "devicestatelist": {"call", "reporting"},
+    "pjsipshowendpoints": {"system"},
+    "pjsipshowcontacts": {"system"},
+    "command": {"command"},
+}
+
+
+def manager_conf_write_classes() -> set[str]:
+    """The `write =` classes of the openads user in dialplan/manager.conf."""
+    [line] = re.findall(r"^\s*write\s*=\s*(.+)$", MANAGER_CONF.read_text(encoding="utf-8"), re.M)
+    return {c.strip() for c in line.split(";")[0].split(",") if c.strip()}
+
+
 class FakeAmi:
-    """A minimal Asterisk Manager Interface: enough for panoramisk and AmiPresence."""
+    """A minimal Asterisk Manager Interface: enough for panoramisk and AmiPresence. Like Asterisk,
+    it refuses ("Permission denied") an action whose class the user's `write =` in
+    dialplan/manager.conf does not grant."""
 
     def __init__(self, username: str = "openads", secret: str = "s3cret") -> None:
         self.username, self.secret = username, secret
-        # What PJSIPShowEndpoints and DeviceStateList report; tests change it between connections.
-        self.endpoints: dict[str, tuple[str, str]] = {}  # name -> (DeviceState text, Contacts)
-        self.devices: dict[str, str] = {}  # "PJSIP/101" -> "NOT_INUSE"
+        # What DeviceStateList reports; tests change it between connections.
+        self.devices: dict[str, str] = {}  # "PJSIP/201" -> "NOT_INUSE"
         self.actions: list[dict[str, str]] = []
-        self.denied: set[str] = set()  # actions the manager.conf user may not run (lower case)
+        self.write = manager_conf_write_classes()
+        self.denied: set[str] = set()  # actions refused, lower case (filled as they are)
         self.writers: list[asyncio.StreamWriter] = []
         self.logins = 0
         self.server: asyncio.Server | None = None
@@ -91,20 +116,11 @@ class FakeAmi:
                     else:
                         writer.write(self._block({"Response": "Error", "ActionID": aid,
                                                   "Message": "Authentication failed"}))
-                elif not authed or name in self.denied:
+                elif not authed or (ACTION_CLASSES.get(name, {"system"}) and
+                                    not ACTION_CLASSES.get(name, {"system"}) & self.write):
+                    self.denied.add(name)
                     writer.write(self._block({"Response": "Error", "ActionID": aid,
                                               "Message": "Permission denied"}))
-                elif name == "pjsipshowendpoints":
-                    writer.write(self._block({"Response": "Success", "ActionID": aid, "EventList": "start",
-                                              "Message": "Following are Events for each Endpoint"}))
-                    for obj, (state, contacts) in self.endpoints.items():
-                        writer.write(self._block({
-                            "Event": "EndpointList", "ActionID": aid, "ObjectType": "endpoint",
-                            "ObjectName": obj, "Transport": "transport-udp", "Aor": obj, "Auths": obj,
-                            "OutboundAuths": "", "Contacts": contacts, "DeviceState": state, "ActiveChannels": "",
-                        }))
-                    writer.write(self._block({"Event": "EndpointListComplete", "ActionID": aid,
-                                              "EventList": "Complete", "ListItems": str(len(self.endpoints))}))
                 elif name == "devicestatelist":
                     writer.write(self._block({"Response": "Success", "ActionID": aid, "EventList": "start",
                                               "Message": "Device State Changes will follow"}))
@@ -164,56 +180,55 @@ def run_with_ami(scenario: Callable[[FakeAmi, AmiPresence, asyncio.Queue[Any]], 
 
 
 def three_dispatchers(ami: FakeAmi) -> None:
-    ami.endpoints = {
-        "101": ("Not in use", "101/sip:101@192.0.2.11:5060,"),
-        "102": ("In use", "102/sip:102@192.0.2.12:5060,"),
-        "103": ("Unavailable", ""),
-        "trunk-operator": ("Not in use", ""),
-    }
-    ami.devices = {"PJSIP/101": "NOT_INUSE", "PJSIP/102": "INUSE", "PJSIP/103": "UNAVAILABLE",
-                   "Custom:night": "INUSE"}
+    ami.devices = {"PJSIP/201": "NOT_INUSE", "PJSIP/202": "INUSE", "PJSIP/203": "UNAVAILABLE",
+                   "PJSIP/trunk-operator": "NOT_INUSE", "Custom:night": "INUSE"}
 
 
-DISPATCHERS = ["PJSIP/101", "PJSIP/102", "PJSIP/103", "PJSIP/104"]
+DISPATCHERS = ["PJSIP/201", "PJSIP/202", "PJSIP/203", "PJSIP/204"]
 
 
 def test_when_logged_in_then_the_snapshot_comes_from_the_list_actions() -> None:
     async def scenario(ami: FakeAmi, presence: AmiPresence, queue: asyncio.Queue[Any]) -> None:
         await asyncio.wait_for(presence.synced.wait(), TIMEOUT)
         assert presence.snapshot() == {
-            "PJSIP/101": Presence.FREE,
-            "PJSIP/102": Presence.BUSY,
-            "PJSIP/103": Presence.OFFLINE,
-            "PJSIP/104": Presence.OFFLINE,  # configured but unknown to Asterisk
+            "PJSIP/201": Presence.FREE,
+            "PJSIP/202": Presence.BUSY,
+            "PJSIP/203": Presence.OFFLINE,
+            "PJSIP/204": Presence.OFFLINE,  # configured but unknown to Asterisk
         }
         changes = [queue.get_nowait() for _ in range(queue.qsize())]
         assert changes == [
-            PresenceChange("PJSIP/101", Presence.FREE, None, "resync"),
-            PresenceChange("PJSIP/102", Presence.BUSY, None, "resync"),
-            PresenceChange("PJSIP/103", Presence.OFFLINE, None, "resync"),
-            PresenceChange("PJSIP/104", Presence.OFFLINE, None, "resync"),
+            PresenceChange("PJSIP/201", Presence.FREE, None, "resync"),
+            PresenceChange("PJSIP/202", Presence.BUSY, None, "resync"),
+            PresenceChange("PJSIP/203", Presence.OFFLINE, None, "resync"),
+            PresenceChange("PJSIP/204", Presence.OFFLINE, None, "resync"),
         ]
-        assert [a["Action"] for a in ami.actions] == ["Login", "PJSIPShowEndpoints", "DeviceStateList"]
+        assert [a["Action"] for a in ami.actions] == ["Login", "DeviceStateList"]
         assert ami.actions[0]["Username"] == "openads" and ami.actions[0]["Secret"] == "s3cret"
         assert presence.connected is True
-        assert presence.free(["PJSIP/103", "PJSIP/102", "PJSIP/101"]) == ["PJSIP/101"]
+        assert presence.free(["PJSIP/203", "PJSIP/202", "PJSIP/201"]) == ["PJSIP/201"]
 
     run_with_ami(scenario, endpoints=DISPATCHERS, setup=three_dispatchers)
 
 
-def test_when_pjsipshowendpoints_is_not_permitted_then_device_states_suffice() -> None:
-    # dialplan/manager.conf gives the openads user write=reporting only: PJSIPShowEndpoints
-    # (class system) answers "Permission denied", DeviceStateList (call/reporting) works.
-    def setup(ami: FakeAmi) -> None:
-        three_dispatchers(ami)
-        ami.denied = {"pjsipshowendpoints"}
+def test_presence_sends_only_actions_that_the_manager_conf_user_may_run() -> None:
+    # dialplan/manager.conf gives the openads user write=reporting only (no "system", which would
+    # also allow Reload/Shutdown): PJSIPShowEndpoints would answer "Permission denied" on every
+    # resync; DeviceStateList (call|reporting) is enough.
+    assert manager_conf_write_classes() == {"reporting"}
 
     async def scenario(ami: FakeAmi, presence: AmiPresence, queue: asyncio.Queue[Any]) -> None:
         await asyncio.wait_for(presence.synced.wait(), TIMEOUT)
-        assert presence.snapshot() == {"PJSIP/101": Presence.FREE, "PJSIP/102": Presence.BUSY,
-                                       "PJSIP/103": Presence.OFFLINE, "PJSIP/104": Presence.OFFLINE}
+        await ami.drop()  # and again after a reconnect
+        await until(lambda: ami.logins == 2 and presence.synced.is_set())
+        assert presence.snapshot() == {"PJSIP/201": Presence.FREE, "PJSIP/202": Presence.BUSY,
+                                       "PJSIP/203": Presence.OFFLINE, "PJSIP/204": Presence.OFFLINE}
+        sent = {a["Action"].lower() for a in ami.actions}
+        assert "devicestatelist" in sent
+        assert sent <= set(ACTION_CLASSES), sent - set(ACTION_CLASSES)
+        assert ami.denied == set()
 
-    run_with_ami(scenario, endpoints=DISPATCHERS, setup=setup)
+    run_with_ami(scenario, endpoints=DISPATCHERS, setup=three_dispatchers)
 
 
 def test_when_a_phone_rings_is_answered_and_hangs_up_then_each_change_is_published() -> None:
@@ -221,31 +236,31 @@ def test_when_a_phone_rings_is_answered_and_hangs_up_then_each_change_is_publish
         await asyncio.wait_for(presence.synced.wait(), TIMEOUT)
         while not queue.empty():
             queue.get_nowait()
-        await ami.push(Event="DeviceStateChange", Privilege="call,all", Device="PJSIP/101", State="RINGING")
-        assert await next_item(queue) == PresenceChange("PJSIP/101", Presence.RINGING, Presence.FREE,
+        await ami.push(Event="DeviceStateChange", Privilege="call,all", Device="PJSIP/201", State="RINGING")
+        assert await next_item(queue) == PresenceChange("PJSIP/201", Presence.RINGING, Presence.FREE,
                                                         "DeviceStateChange")
-        await ami.push(Event="DeviceStateChange", Privilege="call,all", Device="PJSIP/101", State="INUSE")
-        assert await next_item(queue) == PresenceChange("PJSIP/101", Presence.BUSY, Presence.RINGING,
+        await ami.push(Event="DeviceStateChange", Privilege="call,all", Device="PJSIP/201", State="INUSE")
+        assert await next_item(queue) == PresenceChange("PJSIP/201", Presence.BUSY, Presence.RINGING,
                                                         "DeviceStateChange")
         # Untracked devices and a repeated state publish nothing.
         await ami.push(Event="DeviceStateChange", Device="PJSIP/trunk-operator", State="INUSE")
-        await ami.push(Event="DeviceStateChange", Device="PJSIP/101", State="INUSE")
-        await ami.push(Event="DeviceStateChange", Device="PJSIP/101", State="NOT_INUSE")
-        assert await next_item(queue) == PresenceChange("PJSIP/101", Presence.FREE, Presence.BUSY,
+        await ami.push(Event="DeviceStateChange", Device="PJSIP/201", State="INUSE")
+        await ami.push(Event="DeviceStateChange", Device="PJSIP/201", State="NOT_INUSE")
+        assert await next_item(queue) == PresenceChange("PJSIP/201", Presence.FREE, Presence.BUSY,
                                                         "DeviceStateChange")
-        # Phone 103 registers, then 101 loses its only contact.
-        await ami.push(Event="ContactStatus", URI="sip:103@192.0.2.13:5060", ContactStatus="Created",
-                       AOR="103", EndpointName="103")
-        assert await next_item(queue) == PresenceChange("PJSIP/103", Presence.FREE, Presence.OFFLINE,
+        # Phone 203 registers, then 201 loses its only contact.
+        await ami.push(Event="ContactStatus", URI="sip:203@192.0.2.13:5060", ContactStatus="Created",
+                       AOR="203", EndpointName="203")
+        assert await next_item(queue) == PresenceChange("PJSIP/203", Presence.FREE, Presence.OFFLINE,
                                                         "ContactStatus")
-        await ami.push(Event="ContactStatus", URI="sip:101@192.0.2.11:5060", ContactStatus="Unreachable",
-                       AOR="101", EndpointName="101")
-        assert await next_item(queue) == PresenceChange("PJSIP/101", Presence.OFFLINE, Presence.FREE,
+        await ami.push(Event="ContactStatus", URI="sip:201@192.0.2.11:5060", ContactStatus="Unreachable",
+                       AOR="201", EndpointName="201")
+        assert await next_item(queue) == PresenceChange("PJSIP/201", Presence.OFFLINE, Presence.FREE,
                                                         "ContactStatus")
-        await ami.push(Event="PeerStatus", ChannelType="PJSIP", Peer="PJSIP/102", PeerStatus="Unreachable")
-        assert await next_item(queue) == PresenceChange("PJSIP/102", Presence.OFFLINE, Presence.BUSY, "PeerStatus")
-        assert presence.snapshot() == {"PJSIP/101": Presence.OFFLINE, "PJSIP/102": Presence.OFFLINE,
-                                       "PJSIP/103": Presence.FREE, "PJSIP/104": Presence.OFFLINE}
+        await ami.push(Event="PeerStatus", ChannelType="PJSIP", Peer="PJSIP/202", PeerStatus="Unreachable")
+        assert await next_item(queue) == PresenceChange("PJSIP/202", Presence.OFFLINE, Presence.BUSY, "PeerStatus")
+        assert presence.snapshot() == {"PJSIP/201": Presence.OFFLINE, "PJSIP/202": Presence.OFFLINE,
+                                       "PJSIP/203": Presence.FREE, "PJSIP/204": Presence.OFFLINE}
         assert queue.empty()
 
     run_with_ami(scenario, endpoints=DISPATCHERS, setup=three_dispatchers)
@@ -256,28 +271,26 @@ def test_when_the_connection_drops_then_it_reconnects_and_rereads_the_states() -
         await asyncio.wait_for(presence.synced.wait(), TIMEOUT)
         while not queue.empty():
             queue.get_nowait()
-        # While we are away, 101 picks up a call and 102 hangs up: no events reach us.
-        ami.endpoints["101"] = ("In use", "101/sip:101@192.0.2.11:5060,")
-        ami.devices["PJSIP/101"] = "INUSE"
-        ami.endpoints["102"] = ("Not in use", "102/sip:102@192.0.2.12:5060,")
-        ami.devices["PJSIP/102"] = "NOT_INUSE"
+        # While we are away, 201 picks up a call and 202 hangs up: no events reach us.
+        ami.devices["PJSIP/201"] = "INUSE"
+        ami.devices["PJSIP/202"] = "NOT_INUSE"
         await ami.drop()
         await until(lambda: not presence.connected)
-        assert presence.snapshot()["PJSIP/101"] == Presence.FREE  # last known, until resynced
+        assert presence.snapshot()["PJSIP/201"] == Presence.FREE  # last known, until resynced
 
         await until(lambda: ami.logins == 2 and presence.synced.is_set())
         got = {await next_item(queue), await next_item(queue)}
-        assert got == {PresenceChange("PJSIP/101", Presence.BUSY, Presence.FREE, "resync"),
-                       PresenceChange("PJSIP/102", Presence.FREE, Presence.BUSY, "resync")}
+        assert got == {PresenceChange("PJSIP/201", Presence.BUSY, Presence.FREE, "resync"),
+                       PresenceChange("PJSIP/202", Presence.FREE, Presence.BUSY, "resync")}
         assert presence.connected is True
-        assert [a["Action"] for a in ami.actions] == ["Login", "PJSIPShowEndpoints", "DeviceStateList"] * 2
+        assert [a["Action"] for a in ami.actions] == ["Login", "DeviceStateList"] * 2
 
         # Events flow again on the new connection.
-        await ami.push(Event="DeviceStateChange", Device="PJSIP/102", State="RINGING")
-        assert await next_item(queue) == PresenceChange("PJSIP/102", Presence.RINGING, Presence.FREE,
+        await ami.push(Event="DeviceStateChange", Device="PJSIP/202", State="RINGING")
+        assert await next_item(queue) == PresenceChange("PJSIP/202", Presence.RINGING, Presence.FREE,
                                                         "DeviceStateChange")
 
-    run_with_ami(scenario, endpoints=["PJSIP/101", "PJSIP/102"], setup=three_dispatchers)
+    run_with_ami(scenario, endpoints=["PJSIP/201", "PJSIP/202"], setup=three_dispatchers)
 
 
 def test_when_the_secret_is_wrong_then_no_presence_and_no_crash() -> None:
@@ -303,8 +316,8 @@ def test_when_cdr_event_arrives_then_the_callback_gets_the_record() -> None:
         await ami.push(
             Event="Cdr", Privilege="cdr,all", AccountCode="", Source="79161234567", Destination="74950000001",
             DestinationContext="openads-from-trunk", CallerID='"" <79161234567>',
-            Channel="PJSIP/trunk-operator-00000011", DestinationChannel="PJSIP/101-00000012",
-            LastApplication="Dial", LastData="PJSIP/101&PJSIP/102,60,tT", StartTime="2026-11-25 14:03:07",
+            Channel="PJSIP/trunk-operator-00000011", DestinationChannel="PJSIP/201-00000012",
+            LastApplication="Dial", LastData="PJSIP/201&PJSIP/202,60,tT", StartTime="2026-11-25 14:03:07",
             AnswerTime="2026-11-25 14:03:15", EndTime="2026-11-25 14:05:00", Duration="113",
             BillableSeconds="105", Disposition="ANSWERED", AMAFlags="DOCUMENTATION",
             UniqueID="1764068587.17", UserField="/var/lib/openads/recordings/fallback/2026/11/1764068587.17.wav",
@@ -322,7 +335,7 @@ def test_when_cdr_event_arrives_then_the_callback_gets_the_record() -> None:
         assert record.user_field == "/var/lib/openads/recordings/fallback/2026/11/1764068587.17.wav"
         assert (record.did, record.org_id, record.fallback) == ("74950000001", 3, True)
         assert (record.dial_status, record.voicemail) == ("ANSWER", "")
-        assert record.destination_channel == "PJSIP/101-00000012"
+        assert record.destination_channel == "PJSIP/201-00000012"
 
     run_with_ami(scenario, endpoints=DISPATCHERS, setup=three_dispatchers)
 
@@ -341,27 +354,28 @@ def test_device_states_map_to_four_presence_values() -> None:
         tracker.apply({"Event": "DeviceStateChange", "Device": f"PJSIP/{200 + i}", "State": state})
         assert tracker.state(f"PJSIP/{200 + i}") == presence, state
     assert tracker.apply({"Event": "DeviceStateChange", "Device": "PJSIP/300", "State": "WHATEVER"}) is None
-    assert tracker.apply({"Event": "Newchannel", "Channel": "PJSIP/101-00000001"}) is None
+    assert tracker.apply({"Event": "Newchannel", "Channel": "PJSIP/201-00000001"}) is None
 
 
 def test_endpoint_names() -> None:
-    assert endpoint_of_device("PJSIP/101") == "PJSIP/101"
-    assert endpoint_of_device("pjsip/101") == "PJSIP/101"
+    assert endpoint_of_device("PJSIP/201") == "PJSIP/201"
+    assert endpoint_of_device("pjsip/201") == "PJSIP/201"
     assert endpoint_of_device("Custom:night") is None
     assert endpoint_of_device("Local/100@openads-dispatchers") is None
     assert endpoint_of_device("PJSIP/") is None
 
 
 def test_a_phone_with_two_contacts_stays_online_until_both_are_gone() -> None:
-    tracker = PresenceTracker(["PJSIP/101"])
-    tracker.resync([{"Event": "EndpointList", "ObjectName": "101", "DeviceState": "Not in use",
-                     "Contacts": "101/sip:101@192.0.2.11:5060,101/sip:101@192.0.2.99:5060,"}], [])
-    assert tracker.apply({"Event": "ContactStatus", "EndpointName": "101", "URI": "sip:101@192.0.2.99:5060",
+    tracker = PresenceTracker(["PJSIP/201"])
+    tracker.resync([{"Event": "DeviceStateChange", "Device": "PJSIP/201", "State": "UNAVAILABLE"}])
+    for uri in ("sip:201@192.0.2.11:5060", "sip:201@192.0.2.99:5060"):
+        tracker.apply({"Event": "ContactStatus", "EndpointName": "201", "URI": uri, "ContactStatus": "Created"})
+    assert tracker.apply({"Event": "ContactStatus", "EndpointName": "201", "URI": "sip:201@192.0.2.99:5060",
                           "ContactStatus": "Removed"}) is None
-    assert tracker.state("PJSIP/101") == Presence.FREE
-    change = tracker.apply({"Event": "ContactStatus", "EndpointName": "101", "URI": "sip:101@192.0.2.11:5060",
+    assert tracker.state("PJSIP/201") == Presence.FREE
+    change = tracker.apply({"Event": "ContactStatus", "EndpointName": "201", "URI": "sip:201@192.0.2.11:5060",
                             "ContactStatus": "Removed"})
-    assert change == PresenceChange("PJSIP/101", Presence.OFFLINE, Presence.FREE, "ContactStatus")
+    assert change == PresenceChange("PJSIP/201", Presence.OFFLINE, Presence.FREE, "ContactStatus")
 
 
 def test_cdr_without_answer_and_without_our_fields() -> None:
@@ -372,3 +386,50 @@ def test_cdr_without_answer_and_without_our_fields() -> None:
     assert record.answer is None and record.answered is False
     assert record.start == datetime(2026, 11, 25, 9, 3, 7)
     assert (record.linked_id, record.org_id, record.did, record.fallback) == ("1.2", None, "", False)
+
+
+def test_when_the_fallback_hangup_handler_reports_then_the_callback_gets_a_fallback_end() -> None:
+    """dialplan/extensions.conf [openads-fallback-end]: UserEvent(OpenadsFallbackEnd,...) on the
+    caller's channel; AMI puts the channel's own headers (Uniqueid, Linkedid...) before ours."""
+    async def scenario(ami: FakeAmi, presence: AmiPresence, queue: asyncio.Queue[Any]) -> None:
+        await asyncio.wait_for(presence.synced.wait(), TIMEOUT)
+        while not queue.empty():
+            queue.get_nowait()
+        channel = dict(Privilege="user,all", Channel="PJSIP/trunk-operator-00000011", ChannelState="6",
+                       ChannelStateDesc="Up", CallerIDNum="79161234567", Context="openads-fallback-end",
+                       Exten="s", Priority="1", Uniqueid="1764068587.17", Linkedid="1764068587.17")
+        # Someone else's UserEvent: not ours, nothing reaches the callback.
+        await ami.push(Event="UserEvent", **channel, UserEvent="SomethingElse", Foo="bar")
+        await ami.push(Event="UserEvent", **channel, UserEvent="OpenadsFallbackEnd", DialStatus="NOANSWER",
+                       AnsweredBy="", VMStatus="SUCCESS",
+                       VMFile="/var/spool/asterisk/voicemail/openads/100/INBOX/msg0003",
+                       Recording="/var/lib/openads/recordings/fallback/2026/11/1764068587.17.wav")
+        end = await next_item(queue)
+        assert end == FallbackEnd(
+            unique_id="1764068587.17", linked_id="1764068587.17", dial_status="NOANSWER", answered_by="",
+            vm_status="SUCCESS", vm_file="/var/spool/asterisk/voicemail/openads/100/INBOX/msg0003",
+            recording="/var/lib/openads/recordings/fallback/2026/11/1764068587.17.wav")
+        assert end.answered is False
+        assert queue.empty()
+
+    run_with_ami(scenario, endpoints=DISPATCHERS, setup=three_dispatchers)
+
+
+def test_fallback_end_parsing() -> None:
+    end = parse_fallback_end({"Event": "UserEvent", "UserEvent": "OpenadsFallbackEnd", "UniqueID": "1.5",
+                              "LinkedID": "1.5", "DialStatus": "answer", "AnsweredBy": "PJSIP/202-0000001a",
+                              "VMStatus": "", "VMFile": "", "Recording": ""})
+    assert end is not None and end.answered and end.answered_by == "PJSIP/202-0000001a"
+    assert parse_fallback_end({"Event": "UserEvent", "UserEvent": "Other", "UniqueID": "1.5"}) is None
+    # Only the channel's own headers (a hand-written UserEvent without ours): still keyed right.
+    end = parse_fallback_end({"Event": "UserEvent", "UserEvent": "OpenadsFallbackEnd", "Uniqueid": "1.6",
+                              "Linkedid": "1.1"})
+    assert end is not None and (end.unique_id, end.linked_id, end.dial_status) == ("1.6", "1.1", "")
+
+
+def test_cdr_answered_at_is_the_epoch_the_answered_hook_set() -> None:
+    record = parse_cdr({"Event": "Cdr", "UniqueID": "1.2", "OpenadsFallback": "1",
+                        "OpenadsAnsweredAt": "1795604595", "StartTime": "2026-11-25 14:03:07"},
+                       ZoneInfo("Europe/Moscow"))
+    assert record.answered_at == datetime(2026, 11, 25, 11, 3, 15)  # UTC, whatever the server's zone
+    assert parse_cdr({"Event": "Cdr", "UniqueID": "1.2", "OpenadsAnsweredAt": ""}).answered_at is None

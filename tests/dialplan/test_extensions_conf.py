@@ -126,8 +126,22 @@ def has_exten(dp: Dialplan, context: str, exten: str) -> bool:
 
 
 def destinations(dp: Dialplan, line: Line) -> list[tuple[str, str, str | None]]:
-    """(context, exten, label) targets of one priority's Goto/GotoIf/Gosub."""
+    """(context, exten, label) targets of one priority's Goto/GotoIf/Gosub, of a hangup handler it
+    pushes (`Set(CHANNEL(hangup_handler_push)=context,exten,priority)`) and of the subroutines its
+    Dial() runs on the called channel (options U(context) and b(context^exten^priority))."""
     out: list[tuple[str, str, str | None]] = []
+    if m := re.search(r"CHANNEL\(hangup_handler_(?:push|wipe)\)=([^)]+)\)$", line.app):
+        ctx, exten, prio = [p.strip() for p in split_top(m.group(1), ",")]
+        out.append((ctx, exten, None if prio.isdigit() else prio))
+    for app, args in calls(line.app):
+        if app == "Dial":
+            options = split_top(args, ",")[2] if len(split_top(args, ",")) > 2 else ""
+            for _opt, sub in re.findall(r"\b([Ub])\(([^)]*)\)", options):
+                parts = sub.split("^")
+                if len(parts) >= 3:
+                    out.append((parts[0], parts[1], None if parts[2].isdigit() else parts[2]))
+                else:
+                    out.append((parts[0], "s", None))
     for app, args in calls(line.app):
         if app not in ("Goto", "GotoIf", "Gosub", "GosubIf"):
             continue
@@ -154,8 +168,8 @@ def dp() -> Dialplan:
 
 def test_the_expected_contexts_exist(dp: Dialplan) -> None:
     assert set(dp.contexts) - NOT_CONTEXTS == {
-        "openads-from-trunk", "openads-lookup", "openads-fallback", "openads-dispatchers",
-        "openads-outbound", "openads-test",
+        "openads-from-trunk", "openads-lookup", "openads-fallback", "openads-fallback-answered",
+        "openads-fallback-end", "openads-dispatchers", "openads-outbound", "openads-test",
     }
 
 
@@ -187,6 +201,9 @@ def test_stasis_enters_the_openads_app_with_a_known_flow(dp: Dialplan) -> None:
     assert stasis == ["openads,inbound,${OPENADS_DID}"]
 
 
+FALLBACK_DIAL = "Dial(${OPENADS_DISPATCHERS},${OPENADS_RING_TIMEOUT},m(openads)U(openads-fallback-answered))"
+
+
 def test_stasis_failure_falls_back_to_ringing_dispatchers(dp: Dialplan) -> None:
     trunk = [line.app for line in dp.lines if line.context == "openads-from-trunk" and line.exten == "_X."]
     after = trunk[[i for i, app in enumerate(trunk) if app.startswith("Stasis(")][0] + 1:]
@@ -194,11 +211,106 @@ def test_stasis_failure_falls_back_to_ringing_dispatchers(dp: Dialplan) -> None:
     fallback = [line.app for line in dp.lines if line.context == "openads-fallback"]
     assert "Gosub(openads-lookup,s,1)" in fallback
     assert "MixMonitor(${OPENADS_RECORDING})" in fallback
-    assert "Dial(${OPENADS_DISPATCHERS},${OPENADS_RING_TIMEOUT},m(openads))" in fallback
+    assert FALLBACK_DIAL in fallback
     assert "VoiceMail(${OPENADS_VOICEMAIL_BOX},s)" in fallback
-    assert fallback.index("MixMonitor(${OPENADS_RECORDING})") < fallback.index(
-        "Dial(${OPENADS_DISPATCHERS},${OPENADS_RING_TIMEOUT},m(openads))") < fallback.index(
+    assert fallback.index("MixMonitor(${OPENADS_RECORDING})") < fallback.index(FALLBACK_DIAL) < fallback.index(
         "VoiceMail(${OPENADS_VOICEMAIL_BOX},s)")
+
+
+def test_the_fallback_reports_how_each_call_ended_from_a_hangup_handler(dp: Dialplan) -> None:
+    """A Dial() without the g option hangs the caller up after a conversation, and a caller who
+    speaks a voice message hangs up: lines after Dial()/VoiceMail() never run for those calls. The
+    outcome therefore leaves in a hangup handler, pushed before Answer() (so it runs whoever hangs
+    up, whenever), and nothing after the Dial() pretends to record it."""
+    fallback = [line.app for line in dp.lines if line.context == "openads-fallback"]
+    push = "Set(CHANNEL(hangup_handler_push)=openads-fallback-end,s,1)"
+    assert push in fallback
+    assert fallback.index(push) < fallback.index("Answer()") < fallback.index(FALLBACK_DIAL)
+    after_dial = fallback[fallback.index(FALLBACK_DIAL) + 1:]
+    assert not any("CDR(" in app or "ANSWER" in app for app in after_dial), after_dial
+
+    handler = [line.app for line in dp.lines if line.context == "openads-fallback-end"]
+    assert handler[-1] == "Return()"  # a hangup handler runs as a Gosub
+    [event] = [args for app in handler for name, args in [app.split("(", 1)] if name == "UserEvent"]
+    name, *fields = split_top(event[:-1], ",")
+    headers = dict(f.split(": ", 1) for f in fields)
+    assert name == "OpenadsFallbackEnd"
+    assert headers == {
+        "UniqueID": "${UNIQUEID}", "LinkedID": "${CHANNEL(linkedid)}", "DialStatus": "${DIALSTATUS}",
+        "AnsweredBy": "${DIALEDPEERNAME}", "VMStatus": "${VMSTATUS}", "VMFile": "${VM_MESSAGEFILE}",
+        "Recording": "${OPENADS_RECORDING}",
+    }
+    # The ARI app reads exactly these headers (ari_app/presence.py parse_fallback_end).
+    from ari_app.presence import FALLBACK_END, parse_fallback_end
+
+    assert name == FALLBACK_END
+    end = parse_fallback_end({"Event": "UserEvent", "UserEvent": name, **{h: f"<{h}>" for h in headers}})
+    assert end is not None
+    assert (end.unique_id, end.linked_id, end.dial_status, end.answered_by, end.vm_status, end.vm_file,
+            end.recording) == ("<UniqueID>", "<LinkedID>", "<DIALSTATUS>", "<AnsweredBy>", "<VMSTATUS>",
+                               "<VMFile>", "<Recording>")
+
+    # The moment a dispatcher picks up: set on the caller's CDRs by the Dial's U() subroutine.
+    answered = [line.app for line in dp.lines if line.context == "openads-fallback-answered"]
+    assert answered == ["NoOp(OpenADS fallback answered by ${CHANNEL} for uniqueid ${CHANNEL(linkedid)})",
+                        "Set(MASTER_CHANNEL(CDR(openads_answered_at))=${EPOCH})", "Return()"]
+    assert [line.exten for line in dp.lines if line.context in ("openads-fallback-answered",
+                                                                  "openads-fallback-end")] == ["s"] * 5
+
+
+def test_the_ami_user_receives_the_fallback_user_event() -> None:
+    conf = (DIALPLAN / "manager.conf").read_text(encoding="utf-8")
+    [read_line] = re.findall(r"^\s*read\s*=\s*(.+)$", conf, re.M)
+    assert {c.strip() for c in read_line.split(",")} >= {"call", "system", "reporting", "cdr", "user"}
+    [event_filter] = re.findall(r"^\s*eventfilter\s*=\s*(.+)$", conf, re.M)
+    for event in ("UserEvent", "Cdr", "DeviceStateChange", "ContactStatus", "PeerStatus", "FullyBooted"):
+        assert re.search(event_filter.strip(), f"Event: {event}"), event
+
+
+EMERGENCY = ("101", "102", "103", "104", "112")
+
+
+def routes_of(dp: Dialplan, context: str, exten: str) -> list[str]:
+    """Priority 1 of every extension of `context` that matches `exten` (exact or pattern)."""
+    first = {}
+    for line in dp.lines:
+        if line.context == context:
+            first.setdefault(line.exten, line.app)
+    return [app for e, app in first.items() if pattern_matches(e, exten)]
+
+
+def test_dispatchers_reach_emergency_numbers_through_the_trunk_and_phones_are_not_numbered_like_them(
+    dp: Dialplan,
+) -> None:
+    for number in EMERGENCY:
+        routes = routes_of(dp, "openads-dispatchers", number)
+        assert routes and set(routes) == {"Goto(openads-outbound,${EXTEN},1)"}, (number, routes)
+        assert any(pattern_matches(e, number) for e in dp.contexts["openads-outbound"])
+    phones = re.findall(r"PJSIP/(\w+)", dp.globals["OPENADS_DISPATCHERS"])
+    pjsip = (DIALPLAN / "pjsip.conf").read_text(encoding="utf-8")
+    assert phones
+    for phone in phones:
+        assert phone not in EMERGENCY and not phone.startswith("1"), phone
+        assert re.search(rf"^\[{phone}\]\(openads-dispatcher-phone\)", pjsip, re.M), phone
+        # A dispatcher dials a colleague by the same number.
+        assert routes_of(dp, "openads-dispatchers", phone)[0].startswith("NoOp(OpenADS internal call")
+    for section in re.findall(r"^\[(\w+)\]\(openads-dispatcher-phone\)", pjsip, re.M):
+        assert section not in EMERGENCY and not section.startswith("1"), section
+
+
+def test_outbound_caller_id_is_sent_as_digits_only(dp: Dialplan) -> None:
+    outbound = [line.app for line in dp.lines if line.context == "openads-outbound"]
+    [cid] = [app for app in outbound if app.startswith("Set(CALLERID(num)=")]
+    assert cid.startswith("Set(CALLERID(num)=${FILTER(0123456789,")
+    assert "OPENADS_OUTBOUND_CALLERID" in cid and "OPENADS_DEFAULT_CALLERID" in cid
+    assert dp.globals["OPENADS_DEFAULT_CALLERID"].isdigit()
+
+
+def test_comments_say_how_the_ari_app_dials_out() -> None:
+    text = EXTENSIONS.read_text(encoding="utf-8")
+    assert "PJSIP/<number>@trunk-operator" in text
+    assert "Local/<number>@openads-outbound/n" in text
+    assert "Local/<number>@openads-outbound ->" not in text
 
 
 def test_lookup_calls_the_fastagi_route_and_defaults_to_failed(dp: Dialplan) -> None:
@@ -285,4 +397,5 @@ def test_pattern_matching_helper() -> None:
     assert not pattern_matches("_X.", "s")
     assert pattern_matches("_+X.", "+74951234567")
     assert pattern_matches("_1XX", "101") and not pattern_matches("_1XX", "1011")
+    assert pattern_matches("_2XX", "201") and not pattern_matches("_2XX", "112")
     assert pattern_matches("_8XXXXXXXXXX", "84951234567")
