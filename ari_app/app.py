@@ -95,7 +95,8 @@ class AriApp:
                  robot_flow.FLOW_NAME: FLOWS[robot_flow.FLOW_NAME],
                  robot_flow.VOICE_FLOW_NAME: FLOWS[robot_flow.VOICE_FLOW_NAME]}
         self.dispatcher = Dispatcher(flows, app=settings.app, context=self.ctx,
-                                     on_handler_error=self._on_handler_error, on_unroutable=self._on_unroutable)
+                                     on_handler_error=self._on_handler_error, on_unroutable=self._on_unroutable,
+                                     on_application_replaced=self._on_application_replaced)
         self.connection = AriConnection.for_app(settings.url, settings.user, settings.password, settings.app,
                                                 on_message=self.dispatcher.feed, on_connected=self._on_connected,
                                                 backoff=backoff or Backoff(initial=0.5, maximum=10.0))
@@ -144,6 +145,15 @@ class AriApp:
             self.scheduler.wake()
             if self.robot is not None:
                 self.robot.wake()
+
+    async def _on_application_replaced(self, event: Event) -> None:
+        """Another `openads ari` connected with our application name: it owns the calls now (its
+        reconcile adopted them). Stop for good rather than take the application back: see
+        ari_app/connection.py. The sessions stop without ending their calls (as at shutdown); the
+        scheduler and the robot stay idle, since they wait for a connected, reconciled app."""
+        self.connected.clear()
+        self.connection.replaced(f"another WebSocket connected with app={event.application}")
+        await self.dispatcher.close()
 
     # -- failure policy --
 
@@ -228,6 +238,8 @@ class AriApp:
         presence = self.ctx.presence
         return {
             "app": self.app_name,
+            # False while the events WebSocket is down, or for good once another process took the app.
+            "healthy": self.connection.status.healthy,
             "connection": self.connection.status.as_dict(),
             "sessions": len(self.dispatcher.sessions),
             "dispatcher": dict(self.dispatcher.stats),

@@ -9,6 +9,14 @@ Decision and reasons: docs/decisions/0006-ari-client.md.
 Errors: any non-2xx answer is an `AriError` (subclass by status: `AriNotFound` 404 — on a channel it
 means the caller has gone —, `AriConflict` 409, `AriInvalid` 400/422, `AriServerError` 5xx);
 a transport failure (refused, timeout, DNS) is `AriUnavailable`.
+
+Keep-alive: Asterisk's HTTP server closes a connection idle for `session_keep_alive` (http.conf,
+15000 ms by default), so idle pooled connections are dropped after `KEEPALIVE_SECONDS` (10 s), before
+Asterisk does. A request that still races the server's close on a reused connection fails before any
+answer (`RemoteProtocolError` "Server disconnected", `ReadError`/`WriteError` on the dead socket): an
+idempotent one (GET, DELETE) is sent once more on a fresh connection (`RETRY_METHODS`). A POST is never
+sent twice (an originate or a record could happen twice); it fails as `AriUnavailable`. A DELETE retried
+after Asterisk did carry out the first one answers 404, which the callers already read as "gone".
 """
 
 from __future__ import annotations
@@ -33,7 +41,16 @@ DEFAULT_TIMEOUT = 10.0
 # queued requests (a pool of 100 connections costs milliseconds per request); a few keep-alive
 # connections carry any load a local Asterisk answers in about a millisecond.
 DEFAULT_MAX_CONNECTIONS = 6
-KEEPALIVE_SECONDS = 60.0
+# Shorter than Asterisk's http.conf `session_keep_alive` (15 s by default): we drop an idle connection
+# before the server closes it under us.
+KEEPALIVE_SECONDS = 10.0
+# Methods sent once more when the connection broke before an answer came (see the module docstring).
+RETRY_METHODS = frozenset({"GET", "DELETE"})
+# Failures of a connection that was already open (a kept-alive one the server closed): no answer came.
+# A ConnectError is not among them: a fresh connection was refused, and at once again it would be too.
+STALE_CONNECTION_ERRORS: tuple[type[httpx.TransportError], ...] = (
+    httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
+)
 
 
 # --- typed results -------------------------------------------------------------------------------
@@ -305,9 +322,16 @@ class AriClient:
         if self.gate is not None:
             await self.gate()
         started = time.monotonic()
+        query = _query(params or {})
         try:
             async with self._slots:
-                response = await self._http.request(method, path, params=_query(params or {}), json=body)
+                try:
+                    response = await self._http.request(method, path, params=query, json=body)
+                except STALE_CONNECTION_ERRORS as exc:
+                    if method not in RETRY_METHODS:
+                        raise
+                    log.info("ARI %s %s: connection broke (%r); sending it again", method, path, exc)
+                    response = await self._http.request(method, path, params=query, json=body)
         except httpx.TransportError as exc:
             log.warning("ARI %s %s unreachable: %r", method, path, exc)
             raise AriUnavailable(method, path, repr(exc)) from exc

@@ -6,6 +6,15 @@ dialplan fallback relies on). Asterisk does not replay events missed during a ga
 websocket_reconnect_mid_call: the bridge playback's events from the gap never arrived), so every
 (re)connect calls the `on_connected` hook *before* the first event is read: the app re-reads
 GET /channels and /bridges there and re-attaches its sessions (STYLE.md §3, calld `ari_.py` `run`).
+
+One application, one WebSocket: when another process connects with the same app name, Asterisk sends
+the older socket `ApplicationReplaced` and no more events (it leaves the socket open). The app then
+calls `replaced()`: the connection is closed, reported unhealthy and **not** reopened. Reconnecting
+would take the application back from the newer process, which would take it back in turn: the two
+would keep stealing each other's calls mid-conversation, each missing the other's events. The newest
+process owns the application (a deploy that starts the new service before stopping the old one hands
+over cleanly); the replaced one stays up only to show why it is idle (`status.replaced`, the error in
+the log and the status line) until the operator stops it or restarts it to take the application back.
 """
 
 from __future__ import annotations
@@ -101,13 +110,20 @@ class ConnectionStatus:
     last_event_at: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
+    replaced: bool = False  # another WebSocket took the application: not reconnecting (module docstring)
+
+    @property
+    def healthy(self) -> bool:
+        return self.connected and not self.replaced
 
     def as_dict(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
             return value.isoformat() if value else None
 
         return {
+            "healthy": self.healthy,
             "connected": self.connected,
+            "replaced": self.replaced,
             "since": iso(self.since),
             "connects": self.connects,
             "reconnects": self.reconnects,
@@ -161,8 +177,20 @@ class AriConnection:
         if ws is not None:
             await ws.close()
 
+    def replaced(self, reason: str) -> None:
+        """Another WebSocket took the application (ApplicationReplaced): stop reading after the current
+        message, close the socket and do not reconnect (module docstring). Logged as an error."""
+        if self.status.replaced:
+            return
+        self.status.replaced = True
+        self.status.last_error = f"application replaced: {reason}; not reconnecting"
+        self.status.last_error_at = _now()
+        log.error("ARI events: %s: another `openads ari` (or another ARI client) connected with the same "
+                  "application name and now gets its calls; this process stays idle until restarted", reason)
+        self._stopping.set()
+
     async def run(self) -> None:
-        """Connect and read until `stop()`; reconnect with backoff on any failure."""
+        """Connect and read until `stop()` or `replaced()`; reconnect with backoff on any other failure."""
         while not self._stopping.is_set():
             try:
                 await self._run_once()
@@ -203,7 +231,9 @@ class AriConnection:
                 except Exception as exc:
                     log.exception("ARI events: message handler failed")
                     self._note_error(f"message handler failed: {exc!r}", failure=False)
-        # The server closed the socket cleanly (Asterisk stopping, app replaced).
+                if self.status.replaced:
+                    return  # leaving `connect` closes the socket
+        # The server closed the socket cleanly (Asterisk stopping).
         if not self._stopping.is_set():
             self._note_error("connection closed by server", failure=False)
 

@@ -20,6 +20,10 @@ types (debug), exact duplicates within a bounded window, and events about ids no
 A handler exception is logged with the channel id and reported to `on_handler_error` (the app
 sends the channel to `continueInDialplan` so the caller is not left in silence); the session and
 all other sessions go on.
+
+`ApplicationReplaced` (another WebSocket connected with our application name; Asterisk sends no more
+events here) is counted in `stats["replaced"]` and handed to `on_application_replaced` (the app closes
+the event connection for good: ari_app/connection.py says why).
 """
 
 from __future__ import annotations
@@ -438,7 +442,8 @@ class Dispatcher:
     Hooks (all optional, all async):
     - `on_handler_error(session, event, exc)`: a flow handler raised (send the channel to the dialplan);
     - `on_unroutable(event)`: StasisStart whose args name no flow (the channel would sit in silence);
-    - `on_other_event(event)`: known events that belong to no session (endpoint/device state, ...).
+    - `on_other_event(event)`: known events that belong to no session (endpoint/device state, ...);
+    - `on_application_replaced(event)`: another WebSocket took the application.
     `context` is handed to every session (the app's dependencies: ARI client, DB helper).
     """
 
@@ -451,6 +456,7 @@ class Dispatcher:
         on_handler_error: HandlerErrorHook | None = None,
         on_unroutable: EventHook | None = None,
         on_other_event: EventHook | None = None,
+        on_application_replaced: EventHook | None = None,
         dedup_window: int = 2048,
         slow_handler_seconds: float = 1.0,
     ) -> None:
@@ -460,6 +466,7 @@ class Dispatcher:
         self.on_handler_error = on_handler_error
         self.on_unroutable = on_unroutable
         self.on_other_event = on_other_event
+        self.on_application_replaced = on_application_replaced
         self.slow_handler_seconds = slow_handler_seconds
         self.stats: Counter[str] = Counter()
         self._window = _Window(dedup_window)
@@ -503,6 +510,11 @@ class Dispatcher:
         if self._window.check_and_add(dedup_key(event.raw)):
             self.stats["duplicates"] += 1
             log.debug("ARI event skipped, duplicate: %s", event)
+            return
+        if event.type == "ApplicationReplaced":
+            self.stats["replaced"] += 1
+            log.error("ARI application %r replaced by another WebSocket: no more events come here", event.application)
+            await self._call_hook(self.on_application_replaced, event)
             return
         session = self._route(event)
         if session is None and event.type == "StasisStart" and event.channel_id is not None:

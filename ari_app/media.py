@@ -27,7 +27,9 @@ PROMPT_VOICEMAIL_THANKS = "sound:openads/voicemail-thanks"
 PROMPT_CALLBACK_INTRO = "sound:openads/callback-intro"  # "Вы звонили в аварийно-диспетчерскую службу, ..."
 
 DEFAULT_OUTBOUND_ENDPOINT = "PJSIP/{number}@{trunk}"
-DEFAULT_TRUNK = "trunk"
+# The operator trunk's pjsip.conf endpoint: every dialplan/providers/*.conf names it so, and
+# dialplan/extensions.conf dials it as ${OPENADS_TRUNK}.
+DEFAULT_TRUNK = "trunk-operator"
 
 
 def queue_bridge_id(org_id: int) -> str:

@@ -176,7 +176,8 @@ class AriCallSettings:
 
     # Dial string of a resident's number for callbacks: {number} (digits, no plus) and {trunk}.
     outbound_endpoint: str = "PJSIP/{number}@{trunk}"
-    trunk: str = "trunk"  # the pjsip.conf endpoint of the operator's trunk
+    # The pjsip.conf endpoint of the operator's trunk (as dialplan/providers/*.conf name it).
+    trunk: str = "trunk-operator"
     ring_timeout: int = 30  # seconds a dispatcher's phone rings per attempt
     moh_class: str = "openads"  # musiconhold.conf class of the queue
     voicemail_seconds: int = 120  # longest voice message
@@ -204,7 +205,7 @@ def ari_call_settings(env: Mapping[str, str] | None = None) -> AriCallSettings:
         raise ConfigError(f"ARI_OUTBOUND_ENDPOINT must be a dial string with {{number}}, e.g. "
                           f"PJSIP/{{number}}@{{trunk}}, got {template!r}")
     try:
-        template.format(number="79160000000", trunk="trunk")
+        template.format(number="79160000000", trunk="trunk-operator")
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError(f"ARI_OUTBOUND_ENDPOINT may use only {{number}} and {{trunk}}, got {template!r}") from exc
     trunk = (env.get("ARI_TRUNK") or "").strip() or AriCallSettings.trunk

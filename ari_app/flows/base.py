@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from ari_app.client import AriClient, AriError, AriNotFound
+from ari_app.client import AriClient, AriError, AriNotFound, AriUnavailable
 from ari_app.db import Db
 from ari_app.dispatcher import Event, Flow, Session
 from ari_app.media import OutboundDial
@@ -51,6 +51,12 @@ class FlowConfig:
     lang: str = "ru"
     recording_fetch_attempts: int = 20  # the file may need a moment after `stop` on a real Asterisk
     recording_fetch_delay: float = 0.1
+    # `stop` is asynchronous on Asterisk: the file is complete (WAV header written) only once the
+    # live recording is gone or done; wait at most this long for that before downloading.
+    recording_settle_seconds: float = 2.0
+    recording_settle_poll: float = 0.05
+    # Every dispatcher phone busy, declining or unreachable: ring them all again after this delay.
+    ring_retry_delay: float = 5.0
 
 
 @dataclass
@@ -109,6 +115,13 @@ class CallFlow(Flow):
         # can tell "the prompt ended" from "the caller hung up during it" and not start the next
         # step on a channel that is going away (Asterisk may answer that step 400, 404, 409 or 422).
         self.hanging_up: set[str] = set()
+        # Recordings whose RecordingFinished/RecordingFailed this flow has seen: their file is complete.
+        self.recordings_done: set[str] = set()
+
+    async def handle(self, event: Event) -> None:
+        if event.type in ("RecordingFinished", "RecordingFailed") and event.recording_name:
+            self.recordings_done.add(event.recording_name)
+        await super().handle(event)
 
     def initial_state(self) -> Any:
         return next(iter(self.State))
@@ -162,6 +175,7 @@ class CallFlow(Flow):
 
         name = conversation_recording_name(call_id)
         self.session.claim_recording(name)
+        self.recordings_done.discard(name)
         try:
             await self.ari.record_bridge(bridge_id, name, format=self.config.recording_format, if_exists="overwrite")
         except AriError as exc:
@@ -186,6 +200,7 @@ class CallFlow(Flow):
     async def fetch_recording(self, name: str, relpath: str) -> tuple[int, int] | None:
         """Download the stored recording `name` to `<recordings dir>/<relpath>`, delete Asterisk's
         copy; returns (size in bytes, duration in whole seconds) or None when there is none."""
+        await self._recording_settled(name)
         data: bytes | None = None
         for attempt in range(self.config.recording_fetch_attempts):
             try:
@@ -204,6 +219,35 @@ class CallFlow(Flow):
         log.info("flow %s channel %s: recording %s saved to %s (%d bytes)", self.name, self.session.id, name,
                  target, len(data))
         return len(data), duration
+
+    async def _recording_settled(self, name: str) -> None:
+        """Wait (bounded) until Asterisk has closed the file of a recording we stopped.
+
+        `POST /recordings/live/{name}/stop` answers 204 at once, the Recorder channel closes the
+        file (and writes the WAV sizes) a moment later, and `GET /recordings/stored/{name}/file`
+        serves the unfinished file meanwhile. The live recording is 404 or `done`/`failed`/
+        `canceled` once it is closed. Tolerant: any other answer, or the time running out, only
+        means the download goes ahead as it is."""
+        if name in self.recordings_done:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.recording_settle_seconds
+        while True:
+            try:
+                live = await self.ari.get_live_recording(name)
+            except AriNotFound:
+                return
+            except (AriError, AriUnavailable) as exc:
+                log.info("flow %s channel %s: recording %s: live state unknown (%s)", self.name, self.session.id,
+                         name, exc)
+                return
+            if live.state in ("done", "failed", "canceled"):
+                return
+            if loop.time() >= deadline:
+                log.warning("flow %s channel %s: recording %s still %r after %.1f s: fetching it anyway",
+                            self.name, self.session.id, name, live.state, self.config.recording_settle_seconds)
+                return
+            await asyncio.sleep(self.config.recording_settle_poll)
 
     async def on_error(self, event: Event, exc: Exception) -> None:
         """The failure policy (the app's `on_handler_error` calls it)."""

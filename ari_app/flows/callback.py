@@ -2,13 +2,19 @@
 
 Manual (a dispatcher clicked the item):
     NEW ─originate the dispatcher's phone─▶ DIALING_DISPATCHER ─answered─▶ DIALING_RESIDENT
-    (the dispatcher waits in the mixing bridge while the resident's number rings through the trunk)
+    (the dispatcher waits in the mixing bridge, hearing ringback, while the resident's number
+    rings through the trunk)
     ─resident answered─▶ CONNECTED (recorded; `record_callback_result(answered)` closes the item)
 Automatic (the organization's switch; the scheduler found a free dispatcher):
     NEW ─originate the resident─▶ DIALING_RESIDENT ─answered─▶ INTRO ("Вы звонили в аварийно-
-    диспетчерскую службу, соединяем с диспетчером") ─▶ DIALING_DISPATCHER ─answered─▶ CONNECTED
+    диспетчерскую службу, соединяем с диспетчером") ─▶ DIALING_DISPATCHER (the resident waits in
+    the mixing bridge, hearing ringback) ─answered─▶ CONNECTED
 No answer, busy, an originate failure: the attempt is logged as failed and the item stays open.
 The item closes only when the resident is connected to a dispatcher.
+
+Ringback is a bridge playback of `tone:ring;tonezone=ru` (Asterisk plays a tone until it is
+stopped), stopped with `DELETE /playbacks/{id}` when the other side answers; a ringback that
+cannot start is logged and the wait goes on in silence.
 
 The session's first channel is the first leg originated; its `channel_id` for the resident is the
 call row's `channel_id` (chosen by `start_callback`), so reconcile finds the call after a restart.
@@ -29,12 +35,16 @@ from ari_app.media import (
     PROMPT_CALLBACK_INTRO,
     call_bridge_id,
     caller_id,
+    new_playback_id,
 )
 from openads import channel_vars as cv
 
 log = logging.getLogger(__name__)
 
 FLOW_NAME = "callback"
+# The ringback a waiting leg hears (indications.conf.sample `[ru]`: ring = 425/1000,0/4000; a `tone:`
+# playback lasts until it is stopped). Without an `[ru]` zone Asterisk falls back to its default zone.
+RINGBACK = "tone:ring;tonezone=ru"
 
 
 class CallbackState(enum.Enum):
@@ -88,6 +98,7 @@ class CallbackCall(CallFlow):
         self.call: CallInfo | None = None
         self.bridge_id: str | None = None
         self.recording: str | None = None
+        self.ringback: str | None = None  # the playback id of the ringback in the bridge
         self.dispatcher_up = False
         self.resident_up = False
         self.settled = False
@@ -142,6 +153,12 @@ class CallbackCall(CallFlow):
 
     async def on_stasis_start(self, event: Event) -> None:
         if self.plan is None:
+            # A callback leg whose call this process does not know (the app restarted while it
+            # rang): nobody would ever talk to it, so it is not left in Stasis in silence.
+            log.info("callback: channel %s is not a call of ours: hanging up", event.channel_id)
+            if event.channel_id:
+                await self.hangup(event.channel_id)
+            self.session.finish()
             return
         if event.channel_id == self.plan.dispatcher_channel:
             await self._dispatcher_answered()
@@ -162,12 +179,14 @@ class CallbackCall(CallFlow):
         self.dispatcher_up = True
         if self.state == S.DIALING_DISPATCHER and not self.plan.auto:
             self.to(S.DIALING_RESIDENT, "dispatcher answered")
-            await self.ari.add_channel(await self._bridge(), self.plan.dispatcher_channel)
+            bridge = await self._bridge()
+            await self.ari.add_channel(bridge, self.plan.dispatcher_channel)
+            await self._start_ringback(bridge)
             await self._dial_resident()
         elif self.state == S.DIALING_DISPATCHER and self.plan.auto:
-            bridge = await self._bridge()
-            await self.ari.add_channel(bridge, self.plan.resident_channel)
-            await self.ari.add_channel(bridge, self.plan.dispatcher_channel)
+            # The resident waits in the bridge since the intro (`_after_intro`).
+            await self._stop_ringback()
+            await self.ari.add_channel(await self._bridge(), self.plan.dispatcher_channel)
             await self._connected()
         else:
             await self.hangup(self.plan.dispatcher_channel)
@@ -183,14 +202,43 @@ class CallbackCall(CallFlow):
             await self.ari.answer(self.plan.resident_channel)
             await self.play(self.plan.resident_channel, PROMPT_CALLBACK_INTRO, self._after_intro)
             return
+        await self._stop_ringback()
         await self.ari.add_channel(await self._bridge(), self.plan.resident_channel)
         await self._connected()
 
     async def _after_intro(self, _event: Event) -> None:
-        if self.state != S.INTRO:
-            return
+        assert self.plan is not None
+        if self.state != S.INTRO or self.gone(self.plan.resident_channel):
+            return  # hung up during the intro: its ChannelDestroyed fails the attempt
         self.to(S.DIALING_DISPATCHER, "intro played")
+        bridge = await self._bridge()
+        await self.ari.add_channel(bridge, self.plan.resident_channel)
+        await self._start_ringback(bridge)
         await self._dial_dispatcher()
+
+    # -- ringback --
+
+    async def _start_ringback(self, bridge_id: str) -> None:
+        """Ringback to whoever waits in the bridge; never breaks the callback."""
+        playback_id = new_playback_id()
+        self.session.claim_playback(playback_id)  # before the call: PlaybackStarted may come first
+        try:
+            await self.ari.play_bridge(bridge_id, RINGBACK, playback_id=playback_id)
+        except AriError as exc:
+            log.warning("callback %s: no ringback: %s", self.session.id, exc)
+            self.session.release_playback(playback_id)
+            return
+        self.ringback = playback_id
+
+    async def _stop_ringback(self) -> None:
+        playback_id, self.ringback = self.ringback, None
+        if playback_id is not None:
+            await self.quietly("stop ringback", self.ari.stop_playback(playback_id))
+
+    async def on_playback_finished(self, event: Event) -> None:
+        if event.playback_id is not None and event.playback_id == self.ringback:
+            self.ringback = None
+        await super().on_playback_finished(event)
 
     async def _connected(self) -> None:
         assert self.plan is not None and self.call is not None and self.bridge_id is not None

@@ -3,6 +3,7 @@
     NEW ─register, answer─▶ ANNOUNCING (active incident in the house) ─▶ GREETING ─▶ QUEUED
     QUEUED: holding bridge `openads-queue-<org>` with music on hold, dispatchers' phones ring
     QUEUED ─first dispatcher answers─▶ CONNECTED (mixing bridge `openads-call-<call>`, recorded)
+    QUEUED, no phone ringing any more (busy, declined, unreachable) ─after `ring_retry_delay`─▶ ring again
     QUEUED ─wait limit (scheduler)─▶ VOICEMAIL_OFFER ─▶ VOICEMAIL_RECORDING (`#` or silence ends it)
     any ─caller or dispatcher hangs up─▶ ENDED;  any but CONNECTED ─handler failure─▶ FALLBACK
     (`continueInDialplan`: the dialplan rings the dispatchers itself, the CDR reconcile completes the call)
@@ -15,15 +16,16 @@ The durable truth is the call row: every step that matters is a `models.services
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from ari_app.client import AriError, AriNotFound, Bridge, Channel
+from ari_app.client import AriConflict, AriError, AriInvalid, AriNotFound, Bridge, Channel
 from ari_app.db import CallInfo, RingPlan, call_info, ring_plan
 from ari_app.dispatcher import FLOWS, Event, Session
-from ari_app.flows.base import CallFlow, cause_of, relpath_for
+from ari_app.flows.base import CallFlow, cause_of, relpath_for, synthetic
 from ari_app.media import (
     PROMPT_GREETING,
     PROMPT_INCIDENT,
@@ -152,6 +154,7 @@ class InboundCall(CallFlow):
         self.voicemail: str | None = None
         self.voicemail_saved = False
         self.finished = False
+        self._ring_again: asyncio.TimerHandle | None = None  # a planned `RingAgain` (see `_plan_ring_round`)
 
     @property
     def caller(self) -> str:
@@ -195,7 +198,9 @@ class InboundCall(CallFlow):
             await self._greet()
 
     async def _after_incident(self, _event: Event) -> None:
-        if self.state == S.ANNOUNCING:
+        # A hangup during the prompt also ends it (PlaybackFinished `failed` after ChannelHangupRequest):
+        # the StasisEnd that follows ends the call.
+        if self.state == S.ANNOUNCING and not self.gone(self.caller):
             await self._greet()
 
     async def _greet(self) -> None:
@@ -203,7 +208,7 @@ class InboundCall(CallFlow):
         await self.play(self.caller, PROMPT_GREETING, self._after_greeting)
 
     async def _after_greeting(self, _event: Event) -> None:
-        if self.state == S.GREETING:
+        if self.state == S.GREETING and not self.gone(self.caller):
             await self.enter_queue()
 
     # -- the queue --
@@ -214,15 +219,19 @@ class InboundCall(CallFlow):
         bridge_id = queue_bridge_id(self.call.organization_id)
         async with self.ctx.queue_lock(self.call.organization_id):
             try:
-                await self.ari.get_bridge(bridge_id)
+                bridge = await self.ari.get_bridge(bridge_id)
+                # MOH leaves with the last channel of the bridge (traces README) and plays while anyone
+                # waits; starting it again would restart the music for everyone in the queue.
+                start_moh = not [c for c in bridge.channels if c != self.caller]
             except AriNotFound:
+                start_moh = True
                 try:
                     await self.ari.create_bridge(type="holding", bridge_id=bridge_id, name=bridge_id)
                 except AriError as exc:  # created meanwhile by another process
                     log.info("queue bridge %s: create: %s", bridge_id, exc)
             await self.ari.add_channel(bridge_id, self.caller)
-            # MOH leaves with the last channel of the bridge, so (re)start it for every caller.
-            await self.ari.start_bridge_moh(bridge_id, moh_class=self.config.moh_class)
+            if start_moh:
+                await self.ari.start_bridge_moh(bridge_id, moh_class=self.config.moh_class)
         await self._ring_round()
 
     def _targets(self) -> list[str]:
@@ -253,6 +262,7 @@ class InboundCall(CallFlow):
             started = [await self._ring(endpoint) for endpoint in targets]
             if not any(started):
                 log.warning("call %s: no dispatcher phone could be rung", self.call.id if self.call else None)
+                self._plan_ring_round("no phone could be rung")
         else:
             self.pending = targets
             await self._ring_next()
@@ -261,6 +271,35 @@ class InboundCall(CallFlow):
         while self.pending and self.state == S.QUEUED:
             if await self._ring(self.pending.pop(0)):
                 return
+        if not self.legs:
+            self._plan_ring_round("no phone could be rung")
+
+    def _plan_ring_round(self, why: str) -> None:
+        """Nobody is ringing while the caller waits: ring again after `ring_retry_delay` (a dispatcher
+        may have hung up the other call or re-registered). Through a synthetic `RingAgain`, so that
+        it runs in order with the call's events; one planned at a time."""
+        if self.state != S.QUEUED or self._ring_again is not None:
+            return
+        delay = self.config.ring_retry_delay
+        log.info("call %s: no dispatcher phone is ringing (%s): ringing again in %.2f s",
+                 self.call and self.call.id, why, delay)
+        session = self.session
+
+        def ring_again() -> None:
+            if not session.closed:
+                synthetic(session, "RingAgain")
+
+        self._ring_again = asyncio.get_running_loop().call_later(delay, ring_again)
+
+    async def on_ring_again(self, _event: Event) -> None:
+        self._ring_again = None
+        if self.state == S.QUEUED and not self.legs and not self.pending:
+            await self._ring_round()
+
+    async def on_session_end(self) -> None:
+        if self._ring_again is not None:
+            self._ring_again.cancel()
+            self._ring_again = None
 
     async def _ring(self, endpoint: str) -> bool:
         assert self.call is not None
@@ -301,7 +340,12 @@ class InboundCall(CallFlow):
         bridge_id = call_bridge_id(self.call.id)
         self.session.claim_bridge(bridge_id)
         self.bridge_id = bridge_id
-        await self.ari.create_bridge(type="mixing", bridge_id=bridge_id, name=bridge_id)
+        try:
+            await self.ari.create_bridge(type="mixing", bridge_id=bridge_id, name=bridge_id)
+        except AriConflict as exc:
+            # Left from before a restart (created, then the app went down before the answer was
+            # written): the same call's bridge, reused.
+            log.info("call %s: bridge %s already exists (%s): reusing it", self.call.id, bridge_id, exc)
         await self.ari.add_channel(bridge_id, self.caller)  # moves the caller out of the queue
         await self.ari.add_channel(bridge_id, leg)
         call_id, org_id = self.call.id, self.call.organization_id
@@ -393,6 +437,8 @@ class InboundCall(CallFlow):
                 await self._ring_next()
             elif cause_of(event) == NO_ANSWER_CAUSE:
                 await self._ring_round()  # nobody picked up in time: ring again until the wait limit
+            else:  # busy (17), declined (21), ...: ring again a little later
+                self._plan_ring_round(f"cause {cause_of(event)}")
 
     async def _caller_gone(self) -> None:
         if self.state == S.CONNECTED:
@@ -400,12 +446,16 @@ class InboundCall(CallFlow):
             return
         if self.state in (S.ENDED, S.FALLBACK) or self.finished:
             return
+        await self._abandoned(self.state)
+
+    async def _abandoned(self, was: InboundState, why: str = "caller hung up") -> None:
+        """The caller is gone before a dispatcher answered (`was`: the state then): a waiting caller's
+        call ends abandoned and joins the missed calls; a voice message keeps what was recorded."""
         self.finished = True
         await self._stop_ringing()
-        if self.state == S.VOICEMAIL_RECORDING:
+        if was == S.VOICEMAIL_RECORDING:
             await self._save_voicemail()
-        was = self.state
-        self.to(S.ENDED, "caller hung up")
+        self.to(S.ENDED, why)
         from models.call import CallOutcome
 
         await self._end_call(CallOutcome.ABANDONED.value if was in WAITING or was == S.NEW else None)
@@ -430,7 +480,7 @@ class InboundCall(CallFlow):
         await self.play(self.caller, PROMPT_VOICEMAIL_OFFER, self._start_voicemail)
 
     async def _start_voicemail(self, _event: Event) -> None:
-        if self.state != S.VOICEMAIL_OFFER or self.call is None:
+        if self.state != S.VOICEMAIL_OFFER or self.call is None or self.gone(self.caller):
             return
         self.to(S.VOICEMAIL_RECORDING)
         name = voicemail_recording_name(self.call.id)
@@ -447,7 +497,17 @@ class InboundCall(CallFlow):
         if event.recording_name != self.voicemail or self.state != S.VOICEMAIL_RECORDING:
             return
         await self._save_voicemail()
+        if self.gone(self.caller):  # hung up while recording: the StasisEnd that follows ends the call
+            return
         await self.play(self.caller, PROMPT_VOICEMAIL_THANKS, self._after_thanks)
+
+    async def on_recording_failed(self, event: Event) -> None:
+        """The voice message could not be recorded on (disk, permissions): keep what exists, thank
+        the caller and hang up rather than leave them in silence."""
+        if event.recording_name == self.voicemail and self.state == S.VOICEMAIL_RECORDING:
+            log.error("call %s: voice message recording %s failed: %s", self.call and self.call.id,
+                      event.recording_name, (event.recording.cause if event.recording else None) or "no cause")
+        await self.on_recording_finished(event)
 
     async def _after_thanks(self, _event: Event) -> None:
         await self.hangup(self.caller)
@@ -475,15 +535,25 @@ class InboundCall(CallFlow):
     # -- failures, reconnects --
 
     async def _fallback(self, why: str) -> None:
+        was = self.state
         self.to(S.FALLBACK, why)
         await self._stop_ringing()
         try:
             await self.ari.continue_in_dialplan(self.caller)
+            return
         except AriNotFound:
             log.info("channel %s: gone before the dialplan fallback", self.caller)
+            why = "caller gone before the dialplan fallback"
         except AriError as exc:
-            log.error("channel %s: dialplan fallback failed (%s): hanging up", self.caller, exc)
-            await self.hangup(self.caller)
+            if self.gone(self.caller):
+                log.info("channel %s: hanging up, no dialplan fallback (%s)", self.caller, exc)
+                why = "caller hung up before the dialplan fallback"
+            else:
+                log.error("channel %s: dialplan fallback failed (%s): hanging up", self.caller, exc)
+                await self.hangup(self.caller)
+                why = "dialplan fallback failed"
+        # The caller will not reach the dialplan (which would complete the call): end it here.
+        await self._abandoned(was, why)
 
     async def on_error(self, event: Event, exc: Exception) -> None:
         if self.state in (S.ENDED, S.FALLBACK) or self.finished:
@@ -493,6 +563,12 @@ class InboundCall(CallFlow):
             return
         if isinstance(exc, AriNotFound) and "/channels/" + self.caller in exc.path:
             log.info("channel %s: gone (404): treated as a hangup", self.caller)
+            await self._caller_gone()
+            return
+        if isinstance(exc, (AriNotFound, AriInvalid, AriConflict)) and self.gone(self.caller):
+            # A step on a caller that is hanging up: Asterisk answers 400 "Channel not found",
+            # 409/422 "Channel not in Stasis application"... The hangup it is, not a failure.
+            log.info("channel %s: hanging up (%s): treated as a hangup", self.caller, exc)
             await self._caller_gone()
             return
         await self._fallback(f"handler failed: {exc!r}")

@@ -16,6 +16,10 @@ RatingCall (one attempt of a `rating_calls` row, claimed with `claim_due_rating_
     KEYPAD_PROMPT ─played─▶ KEYPAD_WAIT (a recording serves as Asterisk's timer)
     KEYPAD_WAIT ─nothing pressed─▶ GOODBYE ─played─▶ ENDED (attempt not_understood / speech_error)
 
+A hangup during a prompt or the keypad wait (ChannelHangupRequest comes before the failed
+PlaybackFinished or the RecordingFinished) closes the attempt as the resident hanging up there:
+nothing more (a recording, the keypad wait, a goodbye) is started on a channel that is going away.
+
 Keypad 1–5 is taken from PROMPT on, at any moment, and wins over speech: a digit stops the
 playing prompt (or the answer's recording, whose audio is still kept) and goes to CONFIRMING.
 The attempt is closed once (`record_rating_attempt`, which stores the rating or plans the
@@ -25,8 +29,9 @@ attempt's lease expires and `claim_due_rating_calls` closes it as failed and pla
 while reconcile hangs up the orphan channel (`OPENADS_FLOW=robot`).
 
 VoiceMessageCall (one try of a VOICE outbox message): DIALING ─answered─▶ SPEAKING (the text,
-TTS) ─played─▶ ENDED; not answered → FAILED. The result goes to `deps.voice_result` (the loop
-writes the outbox attempt).
+TTS) ─played─▶ ENDED; not answered → FAILED. A resident who answered and hung up during the
+message has received it (delivered, not called again). The result goes to `deps.voice_result`
+(the loop writes the outbox attempt).
 
 The calls journal: each robot call is a `calls` row (`JournalCall`): registered before the
 originate (kind `robot` for a rating call, `voice_notification` for a notification), answered
@@ -61,6 +66,8 @@ ASK_AGAIN_TEXT = ("Извините, я не расслышала. Пожалу�
 KEYPAD_TEXT = "Пожалуйста, нажмите на телефоне цифру от одного до пяти."
 GOODBYE_TEXT = "Оценка не получена. Спасибо, до свидания!"
 KEYS = frozenset("12345")
+HUNG_UP = "житель положил трубку"
+HUNG_UP_DURING_MESSAGE = "житель положил трубку во время сообщения"
 
 # ChannelDestroyed causes of a leg that never answered → the attempt's outcome (as callback.py).
 _BUSY_CAUSES = {17}
@@ -360,7 +367,7 @@ class RatingCall(CallFlow):
             await self._hangup_now()
 
     async def _after_prompt(self, _event: Event) -> None:
-        if self.state != R.PROMPT:
+        if self.state != R.PROMPT or await self._left_during_prompt():
             return
         assert self.deps is not None
         if self.deps.speech.recognizer is None:
@@ -405,9 +412,12 @@ class RatingCall(CallFlow):
                 await self.quietly(f"delete {name}", self.ari.delete_stored_recording(name))
             return
         self.recording = None
-        if self.state == R.KEYPAD_WAIT:  # nothing pressed in time
+        if self.state == R.KEYPAD_WAIT:  # nothing pressed in time, or the resident hung up
             await self.quietly(f"delete {name}", self.ari.delete_stored_recording(name))
-            await self._goodbye()
+            if self._left():
+                await self._gone("hung up during the keypad wait")
+            else:
+                await self._goodbye()
             return
         if self.state not in (R.LISTENING, R.RECOGNISING):
             return
@@ -465,11 +475,13 @@ class RatingCall(CallFlow):
     async def _ask_again(self, why: str) -> None:
         self.to(R.ASKING_AGAIN, why)
         if not await self._say(ASK_AGAIN_TEXT, self._after_ask_again):
-            if not self.hung_up:
+            if self._left():
+                await self._gone("hung up")
+            else:
                 await self._listen()
 
     async def _after_ask_again(self, _event: Event) -> None:
-        if self.state == R.ASKING_AGAIN:
+        if self.state == R.ASKING_AGAIN and not await self._left_during_prompt():
             await self._listen()
 
     # -- keypad --
@@ -477,11 +489,13 @@ class RatingCall(CallFlow):
     async def _keypad_prompt(self, why: str) -> None:
         self.to(R.KEYPAD_PROMPT, why)
         if not await self._say(KEYPAD_TEXT, self._after_keypad_prompt):
-            if not self.hung_up:
+            if self._left():
+                await self._gone("hung up")
+            else:
                 await self._keypad_wait()
 
     async def _after_keypad_prompt(self, _event: Event) -> None:
-        if self.state == R.KEYPAD_PROMPT:
+        if self.state == R.KEYPAD_PROMPT and not await self._left_during_prompt():
             await self._keypad_wait()
 
     async def _keypad_wait(self) -> None:
@@ -550,7 +564,7 @@ class RatingCall(CallFlow):
     async def _hangup_now(self) -> None:
         if self.state not in (R.ENDED, R.FAILED):
             self.to(R.ENDED, "hangup")
-        if self.plan is not None and self.plan.channel_id in self.session.live_channel_ids and not self.hung_up:
+        if self.plan is not None and self.plan.channel_id in self.session.live_channel_ids and not self._left():
             await self.hangup(self.plan.channel_id)
 
     async def on_stasis_end(self, event: Event) -> None:
@@ -566,6 +580,19 @@ class RatingCall(CallFlow):
             return
         await self._gone("channel destroyed")
 
+    def _left(self) -> bool:
+        """The resident's leg is gone (StasisEnd, ChannelDestroyed) or going (ChannelHangupRequest)."""
+        return self.hung_up or (self.plan is not None and self.gone(self.plan.channel_id))
+
+    async def _left_during_prompt(self) -> bool:
+        """At a prompt's PlaybackFinished: when the resident hung up during it, the attempt ends
+        here as a hangup. The next step (a recording, the keypad wait) is never started: Asterisk
+        may answer it 409 while the channel is torn down, which would read as a speech error."""
+        if not self._left():
+            return False
+        await self._gone("hung up during a prompt")
+        return True
+
     async def _gone(self, why: str) -> None:
         """The resident's leg is gone after the answer."""
         self.hung_up = True
@@ -573,7 +600,7 @@ class RatingCall(CallFlow):
             return  # its RecordingFinished may still hold a rating; else on_session_end settles
         if not self.settled:
             await self._settle("speech_error" if self.speech_error else "not_understood",
-                               error="житель положил трубку")
+                               error=HUNG_UP)
         if self.state not in (R.ENDED, R.FAILED):
             self.to(R.ENDED, why)
 
@@ -621,7 +648,7 @@ class RatingCall(CallFlow):
 
     async def _say(self, text: str, then: Callable[[Event], Awaitable[None]]) -> bool:
         """Play `text` (TTS through the cache); False when it cannot be played."""
-        if self.hung_up or self.plan is None or self.deps is None:
+        if self._left() or self.plan is None or self.deps is None:
             return False
         try:
             media = await self.deps.speech.sound(text, self.plan.voice)
@@ -643,7 +670,7 @@ class RatingCall(CallFlow):
             # Reconcile found the channel gone while the events were lost.
             outcome = "failed" if self.answered_at is None else (
                 "speech_error" if self.speech_error else "not_understood")
-            await self._settle(outcome, error="житель положил трубку" if self.hung_up else "звонок прервался")
+            await self._settle(outcome, error=HUNG_UP if self.hung_up else "звонок прервался")
         if self.plan is not None and self.deps is not None:
             size, seconds = self.audio_saved or (None, None)
             await self.journal.end(outcome=self.fail_outcome or "failed", at=self.deps.clock(),
@@ -721,9 +748,16 @@ class VoiceMessageCall(CallFlow):
             return
         playback = event.raw.get("playback")
         ok = isinstance(playback, dict) and playback.get("state") == "done"
+        if not ok and self.gone(self.plan.channel_id):
+            # The resident answered and hung up during the message (ChannelHangupRequest comes
+            # before the failed PlaybackFinished): it counts as delivered, a repeat call would not
+            # be welcome.
+            self.to(V.ENDED, "hung up during the message")
+            await self._report(True, HUNG_UP_DURING_MESSAGE)
+            return
         self.to(V.ENDED, "message played" if ok else "playback failed")
-        # Not played to the end (the resident hung up, the file is missing): tried again later.
-        await self._report(ok, "прослушано полностью" if ok else "сообщение прервано или не воспроизведено")
+        # Not played on a line that is still up (the file is missing or unreadable): tried again later.
+        await self._report(ok, "прослушано полностью" if ok else "сообщение не воспроизведено")
         await self.hangup(self.plan.channel_id)
 
     async def on_channel_destroyed(self, event: Event) -> None:
@@ -735,11 +769,6 @@ class VoiceMessageCall(CallFlow):
             self.to(V.FAILED, f"cause {cause}")
             titles = {"busy": "занято", "no_answer": "нет ответа", "failed": "ошибка вызова"}
             await self._report(False, f"{titles[outcome_of_cause(cause)]} (cause {cause})")
-            return
-        if self.state == V.SPEAKING:
-            self.to(V.ENDED, "hangup")
-            # Answered: the resident heard (part of) it; a repeat call would not be welcome.
-            await self._report(True, "житель положил трубку во время сообщения")
 
     async def _report(self, ok: bool, detail: str) -> None:
         if self.reported or self.plan is None or self.deps is None:

@@ -199,6 +199,28 @@ def test_events_of_other_applications_are_skipped() -> None:
     run(body)
 
 
+def test_application_replaced_goes_to_its_own_hook_and_is_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    replaced: list[Event] = []
+    others: list[Event] = []
+
+    async def on_application_replaced(event: Event) -> None:
+        replaced.append(event)
+
+    async def on_other_event(event: Event) -> None:
+        others.append(event)
+
+    async def body(d: Dispatcher, seen: list[Any]) -> None:
+        await d.feed(ev("ApplicationReplaced"))  # events.json: no properties beyond the Message's
+        await d.feed(json.dumps({**json.loads(ev("ApplicationReplaced")), "application": "other"}))
+        await d.drain()
+        assert d.stats["replaced"] == 1 and d.stats["foreign"] == 1
+
+    with caplog.at_level(logging.ERROR, logger="ari_app.dispatcher"):
+        run(body, on_application_replaced=on_application_replaced, on_other_event=on_other_event)
+    assert [e.type for e in replaced] == ["ApplicationReplaced"] and others == []
+    assert any("replaced" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+
 class Blocking(Recording):
     """Call A's first digit waits for the test to release it."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ def test_answered_call_is_bridged_recorded_and_completed(ari_emulator: AriEmulat
             await until(lambda: bool(emu.requests(route="POST /channels")), message="dispatcher rung")
             emu.answer("disp1")
             await until(lambda: (c := _call(db)) is not None and c.answered_at is not None, message="answered")
+            await until(lambda: bool(emu.snapshot()["live_recordings"]), message="recording")
+            await asyncio.sleep(0.1)  # a conversation of some audio frames: the file holds more than its header
             emu.hangup(caller)
             await until(lambda: (c := _call(db)) is not None and c.ended_at is not None
                         and bool(_recordings(db, c.id)), message="ended with its recording")
@@ -68,7 +71,10 @@ def test_answered_call_is_bridged_recorded_and_completed(ari_emulator: AriEmulat
     assert leg.query["endpoint"] == "PJSIP/disp1" and leg.query["appArgs"] == f"dispatcher,{call.id}"
     assert leg.body == {"variables": {"OPENADS_CALL_ID": str(call.id), "OPENADS_FLOW": "inbound"}}
     assert leg.query["callerId"] == '"Леонидов кв.30" <79161234567>'
-    assert routes(emu, skip=lambda r: r.method == "GET" and r.path in ("/channels", "/bridges")) == [
+    seq = routes(emu, skip=lambda r: r.method == "GET" and r.path in ("/channels", "/bridges"))
+    live = "GET /recordings/live/{recordingName}"  # polled after the stop until it is over (404)
+    assert emu.requests(route=live)[-1].status == 404
+    assert [r for i, r in enumerate(seq) if not (r == live and seq[i - 1] == live)] == [
         "POST /channels/{channelId}/variable", "POST /channels/{channelId}/variable",
         "POST /channels/{channelId}/answer",
         "POST /channels/{channelId}/play",
@@ -79,6 +85,7 @@ def test_answered_call_is_bridged_recorded_and_completed(ari_emulator: AriEmulat
         "POST /bridges/{bridgeId}/record",
         "POST /recordings/live/{recordingName}/stop",
         "DELETE /channels/{channelId}",
+        "GET /recordings/live/{recordingName}",  # the file is complete once the recording is over
         "GET /recordings/stored/{recordingName}/file", "DELETE /recordings/stored/{recordingName}",
         "DELETE /bridges/{bridgeId}",
     ]

@@ -24,6 +24,7 @@ from ari_app.app import AriApp, AriSettings
 from ari_app.connection import Backoff
 from ari_app.flows.base import FlowConfig
 from ari_app.flows.robot import ASK_AGAIN_TEXT, GOODBYE_TEXT, KEYPAD_TEXT, RobotSpeech
+from ari_app.media import DEFAULT_TRUNK
 from models.db import Database
 from models.ports import ProviderError, Recognition
 from models.rating import (
@@ -215,7 +216,7 @@ def test_answered_and_speech_five_gives_rating_5_with_transcript_audio_and_confi
     assert (kit.recordings / relpath).read_bytes()[:4] == b"RIFF"
     org = world.org_a
     [leg] = originates(emu)
-    assert leg.query == {"endpoint": f"PJSIP/{RESIDENT}@trunk", "app": "openads",
+    assert leg.query == {"endpoint": f"PJSIP/{RESIDENT}@{DEFAULT_TRUNK}", "app": "openads",
                          "appArgs": f"robot,rating,{attempt.id}", "callerId": org.hotlines[0], "timeout": "30",
                          "channelId": leg.query["channelId"]}
     assert leg.body == {"variables": {"OPENADS_FLOW": "robot", "OPENADS_OUTBOUND_CALLERID": org.hotlines[0]}}
@@ -453,7 +454,7 @@ def test_the_window_is_each_organizations_local_time(
 
     run(main())
     [leg] = originates(emu)
-    assert leg.query["endpoint"] == f"PJSIP/{RESIDENT}@trunk"
+    assert leg.query["endpoint"] == f"PJSIP/{RESIDENT}@{DEFAULT_TRUNK}"
     [attempt] = attempts(db)
     assert attempt.ticket_id == moscow_ticket
     assert rating_call(db, moscow_call).status == RatingCallStatus.IN_PROGRESS

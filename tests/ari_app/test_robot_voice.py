@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from ari_app.media import DEFAULT_TRUNK
 from models import events
 from models.db import Database
 from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxAttempt, OutboxMessage
@@ -68,7 +69,7 @@ def test_a_voice_notification_is_read_to_the_resident_and_marked_sent(
     assert (message.attempts, message.sent_at, message.last_error) == (1, NOON_MSK, "")
     assert _attempts(db, message_id) == [(True, "прослушано полностью", NOON_MSK)]
     [leg] = originates(emu)
-    assert leg.query["endpoint"] == f"PJSIP/{RESIDENT}@trunk"
+    assert leg.query["endpoint"] == f"PJSIP/{RESIDENT}@{DEFAULT_TRUNK}"
     assert leg.query["appArgs"] == f"robot,voice,{message_id}"
     assert leg.query["callerId"] == world.org_a.hotlines[0]
     [play] = emu.requests(route="POST /channels/{channelId}/play")

@@ -51,7 +51,7 @@ def originate_answered(ast, endpoint="PJSIP/disp1"):
 
 def test_inbound_call_enters_stasis_ringing_with_args_and_answer_makes_it_up(ast, sent):
     ch = ast.incoming_call("74951112233", "79161234567", app="openads")
-    assert (ch.state, ch.in_stasis, ch.name.startswith("PJSIP/trunk-")) == ("Ring", True, True)
+    assert (ch.state, ch.in_stasis, ch.name.startswith("PJSIP/trunk-operator-")) == ("Ring", True, True)
     assert sent[0]["type"] == "StasisStart"
     assert sent[0]["args"] == ["inbound", "74951112233"]
     assert sent[0]["channel"]["dialplan"] == {"context": "from-trunk", "exten": "74951112233", "priority": 2,
@@ -75,7 +75,7 @@ def test_channel_ids_and_names_are_shaped_like_asterisk(ast):
     ch = ast.incoming_call("1", "2", app="openads")
     epoch, seq = ch.id.split(".")
     assert epoch == str(int(ast.clock.now())) and seq.isdigit()
-    assert ch.name.split("-")[0] == "PJSIP/trunk" and len(ch.name.split("-")[1]) == 8
+    assert ch.name.rsplit("-", 1)[0] == "PJSIP/trunk-operator" and len(ch.name.rsplit("-", 1)[1]) == 8
 
 
 def test_originate_rings_then_answer_gives_stasis_start_with_app_args(ast, sent):
@@ -280,9 +280,10 @@ def test_variables_set_emit_varset_and_unknown_variable_is_404(ast, sent):
 
 
 def test_calls_through_the_trunk_ring_until_the_remote_number_answers(ast, sent):
-    ch = ast.originate("PJSIP/79161234567@trunk", app="openads", app_args="callback,5")
+    ch = ast.originate("PJSIP/79161234567@trunk-operator", app="openads", app_args="callback,5")
     ast.clock.advance(0)
-    assert (ch.state, ch.name.startswith("PJSIP/trunk-"), ch.dialstring) == ("Ringing", True, "79161234567@trunk")
+    assert (ch.state, ch.name.startswith("PJSIP/trunk-operator-"), ch.dialstring) == (
+        "Ringing", True, "79161234567@trunk-operator")
     ast.phone_answer("79161234567")
     assert sent[-1]["type"] == "StasisStart" and sent[-1]["args"] == ["callback", "5"]
 

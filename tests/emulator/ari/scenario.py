@@ -28,7 +28,7 @@ from aiohttp import web
 
 from . import rest
 from .spec import AriSpec, load_spec
-from .state import Asterisk, Channel, FakeClock, RealClock
+from .state import RECORD_STOP_DELAY, TRUNK_ENDPOINT, Asterisk, Channel, FakeClock, RealClock
 from .ws import EventHub
 
 T = TypeVar("T")
@@ -68,6 +68,7 @@ class AriEmulator:
         strict: bool = True,
         spec: AriSpec | None = None,
         dtmf_delay: float = 0.19,
+        record_stop_delay: float = RECORD_STOP_DELAY,
     ) -> None:
         self.user, self.password, self.host, self.port = user, password, host, port
         self.strict = strict
@@ -78,13 +79,15 @@ class AriEmulator:
         self.request_log: list[LoggedRequest] = []
         self.known_apps: set[str] = set()
         self._fail_rules: list[FailRule] = []
-        self.hub = EventHub(self.spec.validate_event, self.violation)
+        self.hub = EventHub(self.spec.validate_event, self.violation, now=self.clock.now,
+                            on_event=lambda event: self.asterisk.history.append(event))
         self.asterisk = Asterisk(
             clock=self.clock,
             recordings_dir=recordings_dir,
             sink=self.hub.publish,
             app_active=self.hub.active,
             dtmf_delay=dtmf_delay,
+            record_stop_delay=record_stop_delay,
         )
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -215,7 +218,7 @@ class AriEmulator:
         app: str = "openads",
         args: tuple[str, ...] | list[str] | None = None,
         *,
-        endpoint: str = "trunk",
+        endpoint: str = TRUNK_ENDPOINT,
         caller_name: str | None = None,
         exten: str | None = None,
     ) -> Channel:
@@ -373,7 +376,7 @@ class AriEmulator:
             args = data.get("args")
             ch = a.incoming_call(
                 str(data["did"]), str(data["caller"]), app=data.get("app", "openads"),
-                args=list(args) if args else None, endpoint=data.get("endpoint", "trunk"),
+                args=list(args) if args else None, endpoint=data.get("endpoint", TRUNK_ENDPOINT),
                 caller_name=data.get("caller_name"),
             )
             result: Any = ch.snapshot()

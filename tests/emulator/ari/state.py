@@ -59,6 +59,11 @@ HANGUP_REASONS = {
     "answered_elsewhere": 26,
 }
 BRIDGE_TYPES = {"mixing", "holding", "dtmf_events", "proxy_media", "video_sfu", "video_single", "sdp_label"}
+# The operator trunk's pjsip endpoint, as every dialplan/providers/*.conf template names it.
+TRUNK_ENDPOINT = "trunk-operator"
+# Tone indications of indications.conf (every country zone defines these); `tone:<name>[;tonezone=<zone>]`.
+TONE_NAMES = {"dial", "busy", "ring", "congestion", "callwaiting", "dialrecall", "record", "info", "stutter"}
+RECORD_STOP_DELAY = 0.02  # POST /recordings/live/{name}/stop → RecordingFinished (one 20 ms frame at most)
 RECORDING_FORMATS = {"wav", "gsm", "ulaw", "alaw", "sln", "g722", "g729", "wav16", "ogg", "wav49"}
 # Prompt lengths (seconds) seen in the traces; other sounds last DEFAULT_SOUND_SECONDS.
 SOUND_SECONDS = {"hello-world": 1.0, "demo-congrats": 31.0, "vm-rec-name": 3.7, "beep": 0.3}
@@ -279,6 +284,7 @@ class LiveRecording:
     hidden: str | None = None
     paused_at: float | None = None
     paused_total: float = 0.0
+    stopped_at: float | None = None  # stop requested: the audio ends here, RecordingFinished comes later
     transcript: list[str] = field(default_factory=list)
 
     def snapshot(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -299,15 +305,21 @@ class StoredRecording:
     path: Path
     duration: float
     transcript: str = ""
+    live: LiveRecording | None = None  # still being recorded: the file on disk is partial
 
     def snapshot(self) -> dict[str, Any]:
         return {"name": self.name, "format": self.format}
 
 
 # ---- audio files ----------------------------------------------------------------------------------
-def write_audio(path: Path, fmt: str, seconds: float, transcript: str = "", append: bool = False) -> None:
+def write_audio(
+    path: Path, fmt: str, seconds: float, transcript: str = "", append: bool = False, unfinished: bool = False
+) -> None:
     """A real small recording: 8 kHz mono 16-bit; WAV gets a RIFF header and, when the caller `say()`s
-    something, an INFO/ICMT chunk with the transcript (ASR fakes read it with `read_transcript`)."""
+    something, an INFO/ICMT chunk with the transcript (ASR fakes read it with `read_transcript`).
+
+    `unfinished`: the file as it is on disk while Asterisk still records it: format_wav writes the
+    header with RIFF and data sizes 0 when it opens the file and fills them in only in `wav_close`."""
     period = [int(3000 * math.sin(2 * math.pi * i / 20)) for i in range(20)]  # 400 Hz tone, as the phones send
     samples = int(8000 * max(seconds, 0.0))
     one = struct.pack(f"<{len(period)}h", *period)
@@ -328,9 +340,11 @@ def write_audio(path: Path, fmt: str, seconds: float, transcript: str = "", appe
             text += b"\x00"
         icmt = b"ICMT" + struct.pack("<I", len(text)) + text
         info = b"LIST" + struct.pack("<I", 4 + len(icmt)) + b"INFO" + icmt
-    header = b"RIFF" + struct.pack("<I", 36 + len(pcm) + len(info)) + b"WAVE"
+    if unfinished:
+        info = b""
+    header = b"RIFF" + struct.pack("<I", 0 if unfinished else 36 + len(pcm) + len(info)) + b"WAVE"
     fmt_chunk = b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
-    data = b"data" + struct.pack("<I", len(pcm)) + pcm
+    data = b"data" + struct.pack("<I", 0 if unfinished else len(pcm)) + pcm
     path.write_bytes(header + fmt_chunk + data + info)
 
 
@@ -370,6 +384,7 @@ class Asterisk:
         app_active: Callable[[str], bool] | None = None,
         dtmf_delay: float = 0.19,
         answer_delay: float = 0.0,
+        record_stop_delay: float = RECORD_STOP_DELAY,
     ) -> None:
         self.clock = clock or FakeClock()
         self.recordings_dir = Path(recordings_dir)
@@ -377,6 +392,7 @@ class Asterisk:
         self.app_active: Callable[[str], bool] = app_active or (lambda app: True)
         self.dtmf_delay = dtmf_delay
         self.answer_delay = answer_delay
+        self.record_stop_delay = record_stop_delay
         self.endpoints: dict[str, Endpoint] = {}
         self.channels: dict[str, Channel] = {}
         self.bridges: dict[str, Bridge] = {}
@@ -399,7 +415,7 @@ class Asterisk:
         self.add_endpoint("disp1", "Dispatcher 1", "201")
         self.add_endpoint("disp2", "Dispatcher 2", "202")
         self.add_endpoint("resident", "Resident", "79161234567", auto_answer=False)
-        self.add_endpoint("trunk", "", "", trunk=True, context="from-trunk")
+        self.add_endpoint(TRUNK_ENDPOINT, "", "", trunk=True, context="from-trunk")
 
     def add_endpoint(
         self,
@@ -518,7 +534,7 @@ class Asterisk:
         *,
         app: str = "openads",
         args: tuple[str, ...] | list[str] | None = None,
-        endpoint: str = "trunk",
+        endpoint: str = TRUNK_ENDPOINT,
         caller_name: str | None = None,
         exten: str | None = None,
     ) -> Channel:
@@ -700,7 +716,9 @@ class Asterisk:
     def set_variable(self, channel_id: str, variable: str | None, value: str) -> None:
         if not variable:
             raise AriError(400, "Variable name is required")
-        ch = self.channel(channel_id)
+        # Asterisk looks the channel's Stasis control up (find_control): 409 outside Stasis, unlike
+        # GET, which reads the channel itself and works on any channel.
+        ch = self.stasis_channel(channel_id)
         self._varset(ch, variable, value)
 
     def get_variable(self, channel_id: str, variable: str | None) -> str:
@@ -844,19 +862,21 @@ class Asterisk:
         ch.speech.append(text)
         targets = {f"channel:{ch.id}"} | ({f"bridge:{ch.bridge_id}"} if ch.bridge_id else set())
         for rec in self.live.values():
-            if rec.target_uri in targets:
+            if rec.target_uri in targets and rec.stopped_at is None:
                 rec.transcript.append(text)
         return ch
 
     # ---- bridges ---------------------------------------------------------------------------------
     def create_bridge(self, type_: str | None, name: str | None, bridge_id: str | None) -> Bridge:
-        types = {t.strip() for t in (type_ or "mixing").split(",") if t.strip()}
-        if not types <= BRIDGE_TYPES:
-            raise AriError(500, f"Unable to create bridge. Possible duplicate bridge id '{bridge_id or '(null)'}'")
+        # As stasis_app_bridge_create: unknown words are ignored; "mixing" and "holding" give the
+        # capabilities ("video_sfu" forces mixing); none of them, or holding with mixing, fails with 500.
+        types = {t.strip() for t in (type_ or "mixing").split(",") if t.strip()} & BRIDGE_TYPES
+        if "video_sfu" in types:
+            types = (types - {"holding"}) | {"mixing"}
         if bridge_id and bridge_id in self.bridges:
             raise AriError(409, f"Bridge with id '{bridge_id}' already exists")
-        if "mixing" not in types and "holding" not in types:
-            types.add("mixing")
+        if not types & {"mixing", "holding"} or {"mixing", "holding"} <= types:
+            raise AriError(500, f"Unable to create bridge. Possible duplicate bridge id '{bridge_id or '(null)'}'")
         b = Bridge(bridge_id or str(uuid.uuid4()), name or "", types, self.now())
         b.technology = self._technology(b)
         self.bridges[b.id] = b
@@ -884,6 +904,12 @@ class Asterisk:
             if not ch.in_stasis:
                 raise AriError(422, "Channel not in Stasis application")
             chans.append(ch)
+        for ch in chans:
+            # A channel recording adds a rule to the channel's control until the recorder lets go of it
+            # (stasis_app_control_record ... record_file): the stop is asynchronous, so the rule
+            # outlives the 204 of POST /recordings/live/{name}/stop until RecordingFinished.
+            if any(r.target_uri == f"channel:{ch.id}" for r in self.live.values()):
+                raise AriError(409, f"Channel {ch.id} currently recording")
         for ch in chans:
             if ch.bridge_id == b.id:
                 continue
@@ -1021,7 +1047,10 @@ class Asterisk:
         return self._bridge_app(b) if b else None
 
     def _media_seconds(self, media: str) -> float | None:
-        """Seconds of audio, or None when the scheme is unknown (Asterisk never finishes such a playback)."""
+        """Seconds of audio; -1 when it fails (PlaybackFinished "failed"); `math.inf` for a tone, which
+        plays until DELETE /playbacks/{id}; None when Asterisk skips the media without a final update
+        (res_stasis_playback `play_on_channel`: an unknown scheme, a missing recording, a number that is
+        not one), so that such a playback is started and never finished."""
         scheme, _, rest = media.partition(":")
         if scheme == "sound":
             if rest in self.missing_sounds or rest.startswith("no-such"):
@@ -1029,8 +1058,16 @@ class Asterisk:
             return self.sound_seconds.get(rest, DEFAULT_SOUND_SECONDS)
         if scheme == "recording":
             rec = self.stored.get(rest)
-            return rec.duration if rec else -1.0
-        if scheme in ("tone", "digits", "number", "characters"):
+            return rec.duration if rec and rec.path.exists() else None
+        if scheme == "tone":
+            return math.inf if _tone_ok(rest) else -1.0
+        if scheme == "number":
+            try:
+                int(rest)
+            except ValueError:
+                return None
+            return DEFAULT_SOUND_SECONDS
+        if scheme in ("digits", "characters"):
             return DEFAULT_SOUND_SECONDS
         return None
 
@@ -1059,6 +1096,8 @@ class Asterisk:
                 self._finish_playback(pb, "failed")
                 return
             total += seconds
+            if math.isinf(total):
+                return  # a tone: it plays until the playback is stopped
         pb.timer = self.clock.call_later(total, lambda: self._finish_playback(pb, "done"))
 
     def _finish_playback(self, pb: Playback, state: str) -> None:
@@ -1118,8 +1157,8 @@ class Asterisk:
             raise AriError(500, "Error parsing request")
         if not fmt or fmt not in RECORDING_FORMATS:
             raise AriError(422, "specified format is unknown on this system")
-        if name in self.live:
-            raise AriError(409, "Recording with that name already in progress")
+        if name in self.live:  # EEXIST, answered with the same text as ifExists=fail
+            raise AriError(409, f"Recording '{name}' already exists and can not be overwritten")
         if if_exists == "fail" and name in self.stored:
             raise AriError(409, f"Recording '{name}' already exists and can not be overwritten")
         rec = LiveRecording(name, fmt, target_uri, self.now(), beep, max_duration, max_silence, terminate_on, if_exists)
@@ -1133,15 +1172,49 @@ class Asterisk:
         self.clock.call_later(0, lambda: self._start_recording(rec))
         return rec
 
+    def _rec_path(self, rec: LiveRecording) -> Path:
+        return self.recordings_dir / f"{rec.name}.{rec.format}"
+
     def _start_recording(self, rec: LiveRecording) -> None:
         if self.live.get(rec.name) is not rec or rec.state != "queued":
             return
+        kind, _, ident = rec.target_uri.partition(":")
+        ch = self.channels.get(ident) if kind == "channel" else None
+        if ch is not None and ch.bridge_id:
+            # res_stasis_recording `record_file`: the 201 was already sent; the recording fails when the
+            # channel's control runs it (the api-docs list a 409 for this, but Asterisk never sends it).
+            self._fail_recording(rec, "Cannot record channel while in bridge")
+            return
         rec.state = "recording"
         rec.started_at = self.now()
+        # The file exists from the start, with an unfinished header (GET /recordings/stored/{name}/file
+        # serves it as it is); ifExists=append keeps the old file until the recorder closes it.
+        path = self._rec_path(rec)
+        old = self.stored.get(rec.name)
+        if rec.if_exists != "append" or not path.exists():
+            write_audio(path, rec.format, 0.0, unfinished=True)
+            old = None
+        self.stored[rec.name] = StoredRecording(rec.name, rec.format, path, old.duration if old else 0.0,
+                                                old.transcript if old else "", live=rec)
         self.emit(self._target_app(rec.target_uri), "RecordingStarted", recording=rec.snapshot())
         if rec.max_duration:
             lead = BEEP_SECONDS if rec.beep else 0.0
             rec.timer = self.clock.call_later(rec.max_duration + lead, lambda: self._finish_recording(rec, "done"))
+
+    def _fail_recording(self, rec: LiveRecording, cause: str) -> None:
+        del self.live[rec.name]
+        rec.state = "failed"
+        self.emit(self._target_app(rec.target_uri), "RecordingFailed", recording=rec.snapshot({"cause": cause}))
+
+    def _recorded_seconds(self, rec: LiveRecording) -> float:
+        if rec.paused_at is not None:
+            end = rec.paused_at
+        elif rec.stopped_at is not None:
+            end = rec.stopped_at
+        else:
+            end = self.now()
+        seconds = max(end - rec.started_at - rec.paused_total - (BEEP_SECONDS if rec.beep else 0.0), 0.0)
+        return min(seconds, float(rec.max_duration)) if rec.max_duration else seconds
 
     def _finish_recording(self, rec: LiveRecording, state: str) -> None:
         if self.live.get(rec.name) is not rec:
@@ -1149,10 +1222,7 @@ class Asterisk:
         if rec.timer is not None:
             rec.timer.cancel()
         del self.live[rec.name]
-        end = rec.paused_at if rec.paused_at is not None else self.now()
-        seconds = max(end - rec.started_at - rec.paused_total - (BEEP_SECONDS if rec.beep else 0.0), 0.0)
-        if rec.max_duration:
-            seconds = min(seconds, float(rec.max_duration))
+        seconds = self._recorded_seconds(rec)
         kind, _, ident = rec.target_uri.partition(":")
         app = self._target_app(rec.target_uri)
         if rec.hidden and ident in self.bridges:
@@ -1160,7 +1230,7 @@ class Asterisk:
             b.hidden.remove(rec.hidden)
             self._update_bridgepeers(b)
             self._retech(b)
-        path = self.recordings_dir / f"{rec.name}.{rec.format}"
+        path = self._rec_path(rec)
         was_started = rec.state != "queued"
         rec.state = state
         if state == "canceled":
@@ -1183,7 +1253,20 @@ class Asterisk:
         return rec
 
     def stop_recording(self, name: str) -> None:
-        self._finish_recording(self.live_recording(name), "done")
+        """POST /recordings/live/{name}/stop → 204 at once. Asterisk only queues a stop to the recorder;
+        the file is closed (its header written) and RecordingFinished sent when the recorder handles it,
+        `record_stop_delay` later. Until then the recording stays live (GET /recordings/live/{name}
+        shows it) and the stored file is the partial one."""
+        rec = self.live_recording(name)
+        if rec.state == "queued":
+            self._finish_recording(rec, "done")
+            return
+        if rec.stopped_at is not None:
+            return
+        rec.stopped_at = self.now()
+        if rec.timer is not None:
+            rec.timer.cancel()
+        rec.timer = self.clock.call_later(self.record_stop_delay, lambda: self._finish_recording(rec, "done"))
 
     def cancel_recording(self, name: str) -> None:
         self._finish_recording(self.live_recording(name), "canceled")
@@ -1197,9 +1280,15 @@ class Asterisk:
             rec.paused_at, rec.state = None, "recording"
 
     def stored_recording(self, name: str) -> StoredRecording:
+        """A stored recording is any file in the recording directory (Asterisk stats `<name>.*`), the
+        one still being recorded included: that one is served as it is on disk, partial, with the
+        unfinished header (risk: fetching before RecordingFinished)."""
         rec = self.stored.get(name)
         if rec is None or not rec.path.exists():
             raise AriError(404, "Recording not found")
+        live = rec.live
+        if live is not None and self.live.get(name) is live and live.if_exists != "append":
+            write_audio(rec.path, rec.format, self._recorded_seconds(live), unfinished=True)
         return rec
 
     def delete_stored(self, name: str) -> None:
@@ -1239,11 +1328,25 @@ class Asterisk:
         for rec in self.live.values():
             if rec.timer is not None:
                 rec.timer.cancel()
+        for stored in self.stored.values():
+            stored.live = None  # a recording cut short stays on disk with its unfinished header
         self.channels.clear()
         self.bridges.clear()
         self.playbacks.clear()
         self.live.clear()
         self._queues.clear()
+
+
+def _tone_ok(uri: str) -> bool:
+    """`tone:` media as ast_control_tone parses it: an indication name or a raw tone list (`425/1000,0/4000`),
+    optionally `;tonezone=<country>`."""
+    indication, _, option = uri.partition(";")
+    if option and not option.startswith("tonezone="):  # parse_tone_uri: "Unexpected Tone URI component"
+        return False
+    if indication in TONE_NAMES:
+        return True
+    parts = [p.lstrip("!") for p in indication.split(",") if p]
+    return bool(parts) and all(p.split("/")[0].replace("+", "").replace("*", "").isdigit() for p in parts)
 
 
 def _qos_value(name: str) -> str:

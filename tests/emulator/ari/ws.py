@@ -3,17 +3,24 @@
 As in Asterisk: no greeting on connect, events of a gap are lost (not replayed), and an app without any
 connection is inactive, so `Stasis(app)` fails for new calls until it reconnects. Each connection has its
 own queue and writer task, so events go out in the order the state emitted them.
+
+An application belongs to one WebSocket at a time: when a newer one connects with the same app, the
+older one gets `ApplicationReplaced` and nothing more for that app, but Asterisk leaves it open
+(res/ari/ari_websockets.c removes the app from the session's list; stasis `app_update`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from .state import ASTERISK_ID, iso
 
 
 @dataclass
@@ -25,9 +32,18 @@ class Connection:
 
 
 class EventHub:
-    def __init__(self, validate: Callable[[dict[str, Any]], list[str]], on_violation: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        validate: Callable[[dict[str, Any]], list[str]],
+        on_violation: Callable[[str], None],
+        *,
+        now: Callable[[], float] | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.validate = validate
         self.on_violation = on_violation
+        self.now = now or time.time
+        self.on_event = on_event  # events the hub makes itself (ApplicationReplaced), for the history
         self.connections: list[Connection] = []
         self.dropped: list[dict[str, Any]] = []  # events emitted while their app had no connection
 
@@ -60,6 +76,8 @@ class EventHub:
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
         conn = Connection(apps, ws)
+        for app in apps:
+            self._replace(app)
         self.connections.append(conn)
         writer = asyncio.ensure_future(self._writer(conn))
         try:
@@ -72,6 +90,18 @@ class EventHub:
             conn.queue.put_nowait(None)
             await writer
         return ws
+
+    def _replace(self, app: str) -> None:
+        """A new WebSocket takes `app`: the connections that had it are told and lose it."""
+        for old in [c for c in self.connections if app in c.apps]:
+            old.apps = [a for a in old.apps if a != app]
+            event = {"type": "ApplicationReplaced", "timestamp": iso(self.now()), "asterisk_id": ASTERISK_ID,
+                     "application": app}
+            for problem in self.validate(event):
+                self.on_violation(f"event ApplicationReplaced: {problem}")
+            if self.on_event is not None:
+                self.on_event(event)
+            old.queue.put_nowait(json.dumps(event, ensure_ascii=False))
 
     async def _writer(self, conn: Connection) -> None:
         while True:
