@@ -77,6 +77,12 @@ class OutboundDial:
             raise ValueError(f"not a callable phone number: {phone!r}")
         return self.template.format(number=e164.lstrip("+"), e164=e164, trunk=self.trunk)
 
+    def caller_id(self, hotline: str | None) -> str | None:
+        """The hotline as the trunk presents it: digits only (7XXXXXXXXXX), as Russian operators
+        expect it; the direct PJSIP dial does not pass the dialplan's FILTER()."""
+        digits = "".join(ch for ch in hotline or "" if ch.isdigit())
+        return digits or None
+
 
 def caller_id(number: str | None, name: str = "") -> str | None:
     """ARI's `callerId` parameter: `"Name" <number>`, or the number alone."""

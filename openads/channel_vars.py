@@ -99,7 +99,7 @@ ALL: dict[str, ChannelVar] = {
         ChannelVar(TRUNK, "global", "telecom admin, [globals]",
                    "Name of the operator's pjsip endpoint (dialplan/providers/<operator>.conf), e.g. trunk-operator."),
         ChannelVar(DISPATCHERS, "global", "telecom admin, [globals]",
-                   "Dial string of dispatchers' phones rung by the fallback, e.g. PJSIP/101&PJSIP/102."),
+                   "Dial string of dispatchers' phones rung by the fallback, e.g. PJSIP/201&PJSIP/202 (2XX: 101-104 and 112 are emergency numbers)."),
         ChannelVar(RING_TIMEOUT, "global", "telecom admin, [globals]",
                    "Seconds the fallback rings dispatchers before offering voicemail (at most 300, ПП 416)."),
         ChannelVar(RECORDINGS_DIR, "global", "telecom admin, [globals]",

@@ -141,7 +141,7 @@ class CallbackCall(CallFlow):
         try:
             await self.ari.originate(
                 self.config.outbound.endpoint(self.call.phone), app_args=f"{FLOW_NAME},{self.call.id}",
-                channel_id=self.plan.resident_channel, caller_id=self.plan.hotline,
+                channel_id=self.plan.resident_channel, caller_id=self.config.outbound.caller_id(self.plan.hotline),
                 timeout=self.config.callback_ring_timeout, variables=variables,
             )
         except AriError as exc:

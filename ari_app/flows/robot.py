@@ -263,7 +263,8 @@ async def dial_resident(
     try:
         await flow.ari.originate(
             flow.config.outbound.endpoint(plan.phone), app_args=app_args, channel_id=plan.channel_id,
-            caller_id=plan.caller_id, timeout=deps.config.ring_timeout, variables=variables,
+            caller_id=flow.config.outbound.caller_id(plan.caller_id), timeout=deps.config.ring_timeout,
+            variables=variables,
         )
     except (AriError, ValueError) as exc:
         flow.session.release_channel(plan.channel_id)

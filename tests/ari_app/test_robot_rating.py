@@ -217,7 +217,7 @@ def test_answered_and_speech_five_gives_rating_5_with_transcript_audio_and_confi
     org = world.org_a
     [leg] = originates(emu)
     assert leg.query == {"endpoint": f"PJSIP/{RESIDENT}@{DEFAULT_TRUNK}", "app": "openads",
-                         "appArgs": f"robot,rating,{attempt.id}", "callerId": org.hotlines[0], "timeout": "30",
+                         "appArgs": f"robot,rating,{attempt.id}", "callerId": org.hotlines[0].lstrip("+"), "timeout": "30",
                          "channelId": leg.query["channelId"]}
     assert leg.body == {"variables": {"OPENADS_FLOW": "robot", "OPENADS_OUTBOUND_CALLERID": org.hotlines[0]}}
     prompt, confirmation = emu.requests(route="POST /channels/{channelId}/play")

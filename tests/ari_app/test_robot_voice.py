@@ -71,7 +71,7 @@ def test_a_voice_notification_is_read_to_the_resident_and_marked_sent(
     [leg] = originates(emu)
     assert leg.query["endpoint"] == f"PJSIP/{RESIDENT}@{DEFAULT_TRUNK}"
     assert leg.query["appArgs"] == f"robot,voice,{message_id}"
-    assert leg.query["callerId"] == world.org_a.hotlines[0]
+    assert leg.query["callerId"] == world.org_a.hotlines[0].lstrip("+")
     [play] = emu.requests(route="POST /channels/{channelId}/play")
     assert play.query["media"] == kit.media(TEXT)
     assert routes(emu, skip=lambda r: r.method == "GET") == [
