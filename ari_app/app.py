@@ -6,9 +6,13 @@
       Scheduler: wait limits, panel callbacks, auto-callback;   AmiPresence (optional): free dispatchers, Cdr
       Robot (ari_app/robot.py, when speech is configured): rating calls and VOICE notifications
 
-The call settings (ARI_OUTBOUND_ENDPOINT, ARI_TRUNK, ARI_RING_TIMEOUT, ARI_MOH_CLASS,
-ARI_VOICEMAIL_SECONDS, ARI_VOICEMAIL_SILENCE) are read and validated by `openads.config`
-(`Settings.ari_calls`) and documented in `.env.example`.
+The call settings (ARI_OUTBOUND_ENDPOINT, ARI_TRUNK, ARI_RING_TIMEOUT, ARI_RING_RETRY_SECONDS,
+ARI_MOH_CLASS, ARI_VOICEMAIL_SECONDS, ARI_VOICEMAIL_SILENCE) are read and validated by
+`openads.config` (`Settings.ari_calls`) and documented in `.env.example`.
+
+Asterisk's CDR table (ASTERISK_CDR_URL, `Settings.asterisk_cdr`): read at start and every
+ASTERISK_CDR_POLL_SECONDS by `CdrSource` (ari_app/cdr_source.py), with or without the ARI
+connection, so the calls the dialplan fallback handled while the app was down reach the journal.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from ari_app.cdr_source import CdrSource
 from ari_app.client import AriClient, AriError, AriNotFound
 from ari_app.connection import AriConnection, Backoff
 from ari_app.db import Db
@@ -48,6 +53,7 @@ class AriSettings:
     app: str
     flow: FlowConfig
     speech: Any = None  # openads.config.SpeechSettings: the robot runs when set
+    cdr: Any = None  # openads.config.AsteriskCdrSettings: Asterisk's CDR table is read when its url is set
 
 
 def ari_settings(settings: Any, env: Mapping[str, str] | None = None) -> AriSettings:
@@ -65,9 +71,11 @@ def ari_settings(settings: Any, env: Mapping[str, str] | None = None) -> AriSett
         ring_timeout=calls.ring_timeout,
         voicemail_max_seconds=calls.voicemail_seconds,
         voicemail_max_silence=calls.voicemail_silence,
+        ring_retry_delay=calls.ring_retry_seconds,
     )
     return AriSettings(url=settings.ari_url, user=settings.ari_user, password=settings.ari_password,
-                       app=settings.ari_app, flow=flow, speech=getattr(settings, "speech", None))
+                       app=settings.ari_app, flow=flow, speech=getattr(settings, "speech", None),
+                       cdr=getattr(settings, "asterisk_cdr", None))
 
 
 class AriApp:
@@ -81,6 +89,7 @@ class AriApp:
         backoff: Backoff | None = None,
         scheduler_poll: float = 1.0,
         robot_speech: robot_flow.RobotSpeech | None = None,
+        cdr_source: CdrSource | None = None,
     ) -> None:
         self.settings = settings
         self.app_name = settings.app
@@ -110,6 +119,10 @@ class AriApp:
             db=self.db, dispatcher=self.dispatcher, speech=robot_speech,
             is_ready=lambda: self.connection.status.connected and self.connected.is_set(),
             config=robot_flow.RobotConfig(ring_timeout=settings.flow.ring_timeout))
+        cdr = settings.cdr
+        if cdr_source is None and cdr is not None and cdr.url:
+            cdr_source = CdrSource(self, cdr.url, cdr.table, poll_seconds=cdr.poll_seconds)
+        self.cdr_source: CdrSource | None = cdr_source
 
     # -- lifecycle --
 
@@ -119,6 +132,8 @@ class AriApp:
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="ari-scheduler"))
         if self.robot is not None:
             self._tasks.append(asyncio.create_task(self.robot.run(), name="ari-robot"))
+        if self.cdr_source is not None:  # needs no ARI connection: the first read is right away
+            self._tasks.append(asyncio.create_task(self.cdr_source.run(), name="ari-cdr-source"))
 
     async def run(self) -> None:
         await self.start()
@@ -248,4 +263,5 @@ class AriApp:
             "scheduler": self.scheduler.as_dict(),
             "presence": None if presence is None else {"connected": presence.connected},
             "robot": None if self.robot is None else self.robot.as_dict(),
+            "cdr_source": None if self.cdr_source is None else self.cdr_source.as_dict(),
         }

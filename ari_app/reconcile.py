@@ -29,6 +29,11 @@ UniqueID and writes the call once the group has been quiet for `settle` seconds:
 OpenadsFallbackEnd (answered by AnsweredBy, the voice message VMFile), the times from all the Cdr
 events (earliest start, latest end, OpenadsAnsweredAt). Without the UserEvent (a dialplan older
 than the hangup handler) the Cdr events alone decide: answered if a dialled leg is ANSWERED.
+AMI events only reach a running app: the calls that ended while it was down come from Asterisk's
+CDR table (ari_app/cdr_source.py), whose rows go through the same `FallbackCall` (`record`).
+
+Bridges: `channels` may list the hidden Announcer channel (MOH, bridge playback) while it leaves;
+`conversation_channels` counts only the parties GET /channels knows by a real name.
 """
 
 from __future__ import annotations
@@ -87,7 +92,8 @@ async def reconcile(app: AriApp, *, pending_grace: timedelta = timedelta(seconds
     bridges = await app.ari.list_bridges()
     report.channels, report.bridges = len(channels), len(bridges)
     by_id = {c.id: c for c in channels}
-    bridge_dump = [b.model_dump() for b in bridges]
+    # The sessions see only the bridges' real channels (an Announcer playing MOH is no dispatcher).
+    bridge_dump = [{**b.model_dump(), "channels": conversation_channels(b, by_id)} for b in bridges]
 
     # 2. running sessions
     for session in dispatcher.sessions:
@@ -120,11 +126,12 @@ async def reconcile(app: AriApp, *, pending_grace: timedelta = timedelta(seconds
         keep.add(channel.id)
         mixing = bridge_by_id.get(call_bridge_id(int(call_id)))
         if mixing is not None:
-            keep.update(mixing.channels)
+            keep.update(conversation_channels(mixing, by_id))
     for channel, flow, _call_id in tagged:
         if channel.id in keep:
             continue
-        if flow == "callback" and any(channel.id in b.channels and len(b.channels) > 1 for b in bridges):
+        if flow == "callback" and any(channel.id in b.channels and len(conversation_channels(b, by_id)) > 1
+                                      for b in bridges):
             log.warning("reconcile: callback channel %s is in a conversation; not re-attached", channel.id)
             keep.add(channel.id)
             continue
@@ -144,6 +151,18 @@ async def reconcile(app: AriApp, *, pending_grace: timedelta = timedelta(seconds
                     report.ended_calls)
     log.info("reconcile: %s", report.as_dict())
     return report
+
+
+HELPER_CHANNELS = ("Announcer/", "Recorder/")
+
+
+def conversation_channels(bridge: Bridge, by_id: dict[str, Channel]) -> list[str]:
+    """The bridge's channels that are parties to a call. A real Asterisk lists in `channels` the
+    hidden Announcer channel that plays MOH or a bridge playback (traces: ChannelLeftBridge of
+    inbound_caller_abandons_in_queue still lists it), which GET /channels does not return: only
+    channels GET /channels knows, and not by an Announcer/Recorder name, count."""
+    return [c for c in bridge.channels
+            if c in by_id and not by_id[c].name.startswith(HELPER_CHANNELS)]
 
 
 def _args(channel: Channel) -> list[str]:
@@ -359,6 +378,12 @@ class FallbackCdrs:
             result = None
         if not waiter.done():
             waiter.set_result(result)
+
+    async def record(self, group: FallbackCall) -> int | None:
+        """Write a group that is already complete (ari_app/cdr_source.py reads a whole call's rows
+        from Asterisk's CDR table at once: no settling). Exceptions propagate, so the caller can
+        tell a database failure (read the rows again later) from a call that cannot be written."""
+        return await self._write(group)
 
     async def _write(self, group: FallbackCall) -> int | None:
         cdrs = group.cdrs

@@ -4,6 +4,10 @@ A consumer (`openads worker`'s notification consumer) reads the domain events af
 and moves the cursor in the same transaction as the rows its handlers write, so a crash
 re-processes the batch instead of losing or doubling it. The worker prunes old events only
 below the slowest cursor.
+
+The table also keeps read positions in tables other than `events` (`FOREIGN_CURSORS`: the
+ARI app's position in Asterisk's CDR table, ari_app.cdr_source): those are not event ids and
+never hold back the pruning.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from sqlalchemy import JSON, BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
+
+ASTERISK_CDR = "asterisk_cdr"  # ari_app.cdr_source: the last CDR row id read
+FOREIGN_CURSORS = frozenset({ASTERISK_CDR})
 
 
 class EventCursor(Base):

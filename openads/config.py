@@ -6,6 +6,7 @@ Every variable is documented in `.env.example`.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -182,6 +183,8 @@ class AriCallSettings:
     moh_class: str = "openads"  # musiconhold.conf class of the queue
     voicemail_seconds: int = 120  # longest voice message
     voicemail_silence: int = 5  # silence that ends a voice message
+    # Every dispatcher's phone busy, declining or unreachable: ring them all again after this long.
+    ring_retry_seconds: float = 5.0
 
 
 def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -220,7 +223,37 @@ def ari_call_settings(env: Mapping[str, str] | None = None) -> AriCallSettings:
         moh_class=moh,
         voicemail_seconds=_bounded_int(env, "ARI_VOICEMAIL_SECONDS", 120, 10, 600),
         voicemail_silence=_bounded_int(env, "ARI_VOICEMAIL_SILENCE", 5, 1, 60),
+        ring_retry_seconds=float(_bounded_int(env, "ARI_RING_RETRY_SECONDS", 5, 1, 300)),
     )
+
+
+@dataclass(frozen=True)
+class AsteriskCdrSettings:
+    """Asterisk's own CDR table (cdr_sqlite3_custom, or cdr_pgsql / cdr_adaptive_odbc into
+    PostgreSQL): Asterisk writes it even while `openads ari` is down, so the calls the dialplan
+    fallback handled then reach the journal (ari_app/cdr_source.py). url None = not read."""
+
+    url: str | None = None  # SQLAlchemy URL: sqlite:////var/log/asterisk/master.db, postgresql://...
+    table: str = "openads_cdr"
+    poll_seconds: int = 60
+
+
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def asterisk_cdr_settings(env: Mapping[str, str] | None = None) -> AsteriskCdrSettings:
+    """ASTERISK_CDR_URL, ASTERISK_CDR_TABLE, ASTERISK_CDR_POLL_SECONDS (from `env`, default
+    os.environ), validated."""
+    env = os.environ if env is None else env
+    url = (env.get("ASTERISK_CDR_URL") or "").strip() or None
+    if url is not None and "://" not in url:
+        raise ConfigError(f"ASTERISK_CDR_URL must be a database URL such as sqlite:////var/log/asterisk/master.db "
+                          f"or postgresql://..., got {url!r}")
+    table = (env.get("ASTERISK_CDR_TABLE") or "").strip() or AsteriskCdrSettings.table
+    if not _TABLE_NAME.match(table):
+        raise ConfigError(f"ASTERISK_CDR_TABLE must be a table name (letters, digits, _; schema.table), got {table!r}")
+    return AsteriskCdrSettings(url=url, table=table,
+                               poll_seconds=_bounded_int(env, "ASTERISK_CDR_POLL_SECONDS", 60, 5, 3600))
 
 
 @dataclass(frozen=True)
@@ -249,6 +282,7 @@ class Settings:
     ari_password: str = ""
     ari_app: str = "openads"
     ari_calls: AriCallSettings = field(default_factory=AriCallSettings)
+    asterisk_cdr: AsteriskCdrSettings = field(default_factory=AsteriskCdrSettings)
     # `openads demo` sets OPENADS_DEMO=1: the call simulator page is served (never in production).
     demo: bool = False
     # Resident notifications by SMS and the voice robot's speech (issue 4).
@@ -298,6 +332,7 @@ def load_settings() -> Settings:
         ari_password=os.environ.get("ARI_PASSWORD", ""),
         ari_app=os.environ.get("ARI_APP") or "openads",
         ari_calls=ari_call_settings(),
+        asterisk_cdr=asterisk_cdr_settings(),
         demo=_bool("OPENADS_DEMO", False),
         sms=_sms_settings(),
         speech=_speech_settings(var_dir),

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from models import events
 from models.base import utcnow
 from models.db import Database
-from models.event_cursor import EventCursor
+from models.event_cursor import FOREIGN_CURSORS, EventCursor
 from models.outbox import DomainEvent
 from models.services.notifications import on_ticket_event
 from models.ticket import Ticket
@@ -195,9 +195,10 @@ def consume_ticket_events(
 
 
 def prune_floor(session: Session) -> int | None:
-    """The highest event id every consumer is done with (None: no consumer yet)."""
+    """The highest event id every consumer is done with (None: no consumer yet). Positions in
+    other tables (`FOREIGN_CURSORS`) do not count."""
     floors: list[int] = []
-    for cursor in session.scalars(select(EventCursor)):
+    for cursor in session.scalars(select(EventCursor).where(EventCursor.name.not_in(FOREIGN_CURSORS))):
         floor = cursor.last_event_id
         if cursor.gaps:
             floor = min(floor, min(int(k) for k in cursor.gaps) - 1)

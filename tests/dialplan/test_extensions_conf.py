@@ -254,8 +254,29 @@ def test_the_fallback_reports_how_each_call_ended_from_a_hangup_handler(dp: Dial
     answered = [line.app for line in dp.lines if line.context == "openads-fallback-answered"]
     assert answered == ["NoOp(OpenADS fallback answered by ${CHANNEL} for uniqueid ${CHANNEL(linkedid)})",
                         "Set(MASTER_CHANNEL(CDR(openads_answered_at))=${EPOCH})", "Return()"]
-    assert [line.exten for line in dp.lines if line.context in ("openads-fallback-answered",
-                                                                  "openads-fallback-end")] == ["s"] * 5
+    assert {line.exten for line in dp.lines if line.context in ("openads-fallback-answered",
+                                                                  "openads-fallback-end")} == {"s"}
+
+
+def test_the_hangup_handler_leaves_the_outcome_in_cdr_variables_before_its_event(dp: Dialplan) -> None:
+    """For master.db (cdr_sqlite3_custom), which Asterisk writes while `openads ari` is down: the
+    same values as the UserEvent, on the caller's last CDR (cdr.conf endbeforehexten=no)."""
+    handler = [line.app for line in dp.lines if line.context == "openads-fallback-end"]
+    sets = {m.group(1): m.group(2) for app in handler if (m := re.fullmatch(r"Set\(CDR\((\w+)\)=(.*)\)", app))}
+    assert sets == {
+        "openads_dialstatus": "${DIALSTATUS}", "openads_answered_by": "${DIALEDPEERNAME}",
+        "openads_vmstatus": "${VMSTATUS}", "openads_vmfile": "${VM_MESSAGEFILE}",
+        "openads_recording": "${OPENADS_RECORDING}", "openads_did": "${OPENADS_DID}",
+    }
+    assert max(i for i, app in enumerate(handler) if app.startswith("Set(CDR(")) < next(
+        i for i, app in enumerate(handler) if app.startswith("UserEvent("))
+    # Those are exactly the columns ari_app/cdr_source.py takes as "the hangup handler's record".
+    from ari_app.cdr_source import END_COLUMNS
+
+    assert set(END_COLUMNS) <= set(sets)
+    cdr_conf = (DIALPLAN / "cdr.conf").read_text(encoding="utf-8")
+    assert re.search(r"^endbeforehexten\s*=\s*no\s*$", cdr_conf, re.M)
+    assert not re.search(r"^endbeforehexten\s*=\s*yes", cdr_conf, re.M)
 
 
 def test_the_ami_user_receives_the_fallback_user_event() -> None:
@@ -362,9 +383,44 @@ def test_cdr_manager_mappings_are_read_by_the_cdr_parser() -> None:
     assert headers
     for header in headers:
         assert f'"{header}"' in parser, header
+    # What the hangup handler sets reaches the AMI path in its UserEvent, not in Cdr events.
     cdr_vars = set(re.findall(r"CDR\((\w+)\)", EXTENSIONS.read_text(encoding="utf-8"))) - {"userfield"}
+    handler_only = set(re.findall(r"CDR\((\w+)\)", _context_text("openads-fallback-end"))) - set(
+        re.findall(r"CDR\((\w+)\)", EXTENSIONS.read_text(encoding="utf-8").replace(
+            _context_text("openads-fallback-end"), "")))
     mapped = set(re.findall(r"^\s*(\w+)\s*=>", conf, re.M))
-    assert cdr_vars <= mapped
+    assert cdr_vars - handler_only <= mapped
+
+
+def _context_text(name: str) -> str:
+    text = EXTENSIONS.read_text(encoding="utf-8")
+    start = text.index(f"\n[{name}]\n")
+    end = text.find("\n[", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def _sqlite_custom() -> tuple[str, list[str], list[str]]:
+    conf = (DIALPLAN / "cdr_sqlite3_custom.conf").read_text(encoding="utf-8")
+    options = dict(re.findall(r"^(\w+)\s*=>\s*(.+)$", conf, re.M))
+    columns = [c.strip() for c in options["columns"].split(",")]
+    values = re.findall(r"'([^']*)'", options["values"])
+    return options["table"], columns, values
+
+
+def test_master_db_gets_every_cdr_variable_of_the_dialplan_under_its_own_name() -> None:
+    """cdr_sqlite3_custom.conf: one value per column, each `${CDR(<column>)}`, so the table (and a
+    PostgreSQL one for cdr_pgsql, which matches columns to CDR variables by name) reads the same;
+    every CDR variable the dialplan sets and the columns ari_app/cdr_source.py needs are there."""
+    table, columns, values = _sqlite_custom()
+    assert table == "openads_cdr"
+    assert values == [f"${{CDR({c})}}" for c in columns]
+    cdr_vars = set(re.findall(r"CDR\((\w+)\)", EXTENSIONS.read_text(encoding="utf-8")))
+    assert cdr_vars <= set(columns)
+    from ari_app.cdr_source import END_COLUMNS, REQUIRED
+
+    assert (set(REQUIRED) - {"acctid"}) | set(END_COLUMNS) <= set(columns)  # acctid: the module's own key
+    assert {"linkedid", "src", "dst", "channel", "dstchannel", "answer", "disposition", "lastapp",
+            "lastdata"} <= set(columns)
 
 
 def test_every_placeholder_in_the_config_templates_is_documented() -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, insert, select, update
 from models import events
 from models.base import table_of
 from models.db import Database
-from models.event_cursor import EventCursor
+from models.event_cursor import ASTERISK_CDR, EventCursor
 from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxMessage
 from models.rating import RatingCall, RatingCallStatus
 from models.services.tickets import assign_ticket, transition_ticket
@@ -275,6 +275,8 @@ def test_pruning_never_removes_events_the_consumer_has_not_handled_and_says_so(
     assert any("event pruning held back: 2 events" in r.getMessage() for r in caplog.records)
 
     consume_all(db)
+    with db.write() as s:  # a position in Asterisk's CDR table (ari_app.cdr_source), not an event id
+        s.add(EventCursor(name=ASTERISK_CDR, last_event_id=0, gaps={}, updated_at=old))
     assert worker.prune_events(db, NOON) == 2
 
 

@@ -6,7 +6,8 @@ emulator's event loop); `rest.py` and the scenario driver call in. Events go out
 (the WebSocket hub), timers through an injectable clock.
 
 Simplifications (documented in ../ari/README.md): no media, no SIP; hidden Announcer/Recorder channels
-are modelled only as bridge participants; BRIDGEPEER/BRIDGEPVTCALLID/RTPAUDIOQOS* variables are emitted
+are modelled only as bridge participants (never in GET /channels; the MOH announcer's id is listed in
+the bridge's `channels` only in the ChannelLeftBridge of the last real channel, as on a real Asterisk); BRIDGEPEER/BRIDGEPVTCALLID/RTPAUDIOQOS* variables are emitted
 once per change, not with Asterisk's exact repetitions.
 """
 
@@ -229,6 +230,12 @@ class Bridge:
     apps: set[str] = field(default_factory=set)
     moh_class: str | None = None
     moh_channel: str | None = None
+    moh_channel_id: str | None = None
+    # Announcer channels that `channels` lists. ARI hides internal channels from a bridge's
+    # `channels` only while their snapshot exists (res_stasis.c channel_id_sanitizer), so the MOH
+    # announcer shows up as it goes: in the ChannelLeftBridge of the last real channel (trace
+    # inbound_caller_abandons_in_queue line 30: channels ["<the announcer's id>"]).
+    announcers: list[str] = field(default_factory=list)
 
     @property
     def bridge_type(self) -> str:
@@ -242,7 +249,7 @@ class Bridge:
             "bridge_class": "stasis",
             "creator": "Stasis",
             "name": self.name,
-            "channels": list(self.channels),
+            "channels": list(self.channels) + list(self.announcers),
             "creationtime": iso(self.creationtime),
             "video_mode": "talker",
         }
@@ -944,7 +951,7 @@ class Asterisk:
         if ch.app:
             b.apps.add(ch.app)
         if b.moh_class and b.moh_channel is None:
-            b.moh_channel = f"Announcer/ARI_MOH-{next(self._helper_seq):08x};2"
+            self._start_moh_announcer(b)
         self._emit_ch(ch, "ChannelEnteredBridge", bridge=b.snapshot())
         self._update_bridgepeers(b)
         if b.bridge_type == "mixing" and len(b.channels) == 2:
@@ -964,10 +971,12 @@ class Asterisk:
             self._varset(ch, "BRIDGEPEER", "")
         b.channels.remove(ch.id)
         ch.bridge_id = None
-        if not b.channels:
-            b.moh_channel = None  # the hidden MOH announcer leaves with the last real channel
-            b.moh_class = None
+        if not b.channels and b.moh_channel_id:
+            b.announcers.append(b.moh_channel_id)  # leaving with the last real channel: listed
         self._emit_ch(ch, "ChannelLeftBridge", bridge=b.snapshot())
+        if not b.channels:
+            self._stop_moh_announcer(b)  # the hidden MOH announcer leaves with the last real channel
+            b.moh_class = None
         self._update_bridgepeers(b)
         if alive and ch.app:
             # A channel moved or removed alive unsubscribes the app from the old bridge (no BridgeDestroyed
@@ -1007,14 +1016,25 @@ class Asterisk:
         b = self.bridge(bridge_id)
         b.moh_class = moh_class or "default"
         if b.channels and b.moh_channel is None:
-            b.moh_channel = f"Announcer/ARI_MOH-{next(self._helper_seq):08x};2"
+            self._start_moh_announcer(b)
 
     def bridge_stop_moh(self, bridge_id: str) -> None:
         b = self.bridge(bridge_id)
         if not b.moh_class:
             raise AriError(409, "Bridge isn't playing music")
         b.moh_class = None
+        self._stop_moh_announcer(b)
+
+    def _start_moh_announcer(self, b: Bridge) -> None:
+        b.moh_channel = f"Announcer/ARI_MOH-{next(self._helper_seq):08x};2"
+        self._new_channel_id()  # the announcer's ;1 half: it takes a uniqueid too
+        b.moh_channel_id = self._new_channel_id()
+
+    def _stop_moh_announcer(self, b: Bridge) -> None:
+        if b.moh_channel_id in b.announcers:
+            b.announcers.remove(b.moh_channel_id)
         b.moh_channel = None
+        b.moh_channel_id = None
 
     def _bridge_app(self, b: Bridge) -> str | None:
         return sorted(b.apps)[0] if b.apps else None
