@@ -77,8 +77,10 @@ def _report(name: str, engine: str, times: list[float], per_kind: dict[str, list
         figure(f"{name}_errors_{engine}", errors, "count", "= 0", digits=0)
     detail = ", ".join(f"{k} {percentile(v, 50):.1f}/{percentile(v, 95):.1f}" for k, v in per_kind.items())
     note(f"{name}_{engine} p50/p95 ms by filter ({len(times)} requests): {detail}")
+    where = "the database's work included (SQLite runs in the process)" if engine == "sqlite" else \
+        "the PostgreSQL server's own work excluded"
     note(f"{name}_{engine}: CPU of the bench process per request p50 {percentile(cpu, 50):.1f} ms "
-         f"(all of it on SQLite; PostgreSQL's own work excluded); load average {os.getloadavg()[0]:.2f}")
+         f"({where}); load average {os.getloadavg()[0]:.2f}")
 
 
 def panel_available(app: Any) -> bool:
