@@ -115,6 +115,7 @@ class AriApp:
         self._tasks: list[asyncio.Task[Any]] = []
         if robot_speech is None and settings.speech is not None:
             robot_speech = build_robot_speech(settings.speech)
+        self.ctx.speech = robot_speech  # also speaks incident announcements to inbound callers
         self.robot: Robot | None = None if robot_speech is None else Robot(
             db=self.db, dispatcher=self.dispatcher, speech=robot_speech,
             is_ready=lambda: self.connection.status.connected and self.connected.is_set(),

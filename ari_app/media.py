@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from models.rules.phones import try_e164
 
 # Prompts (dialplan/sounds/README.md: our own prompts live in `<sounds>/ru/openads/<name>.wav`).
-# TODO(tts): the incident announcement is a fixed prompt for now; the incident's own text
-# (`Incident.announcement`) needs TTS to be spoken.
+# The incident's own text (`Incident.announcement`) is spoken through TTS when speech is
+# configured (ari_app.flows.inbound); this recorded prompt says "there is an accident in your
+# house, we know and are working on it" when it is not, or when TTS fails.
 PROMPT_INCIDENT = "sound:openads/incident"
 PROMPT_GREETING = "sound:openads/greeting"
 PROMPT_VOICEMAIL_OFFER = "sound:openads/voicemail-offer"

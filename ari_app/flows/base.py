@@ -47,6 +47,7 @@ class FlowConfig:
     callback_ring_timeout: int = 40
     voicemail_max_seconds: int = 120
     voicemail_max_silence: int = 5
+    announcement_tts_timeout: float = 2.0  # the caller waits in silence meanwhile: then the recorded prompt
     recording_format: str = "wav"
     lang: str = "ru"
     recording_fetch_attempts: int = 20  # the file may need a moment after `stop` on a real Asterisk
@@ -68,6 +69,10 @@ class AppContext:
     config: FlowConfig
     presence: PresenceSource | None = None
     queue_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    # TTS for texts known only at run time (the incident announcement; the robot's own prompts):
+    # `await speech.sound(text)` → "sound:<path>" (ari_app.flows.robot.RobotSpeech). None: no TTS
+    # configured, the flows play their recorded prompts.
+    speech: Any = None
     # Called when a flow changes what the scheduler should wait for (a new wait deadline, given as
     # naive UTC when known: the scheduler then skips the pass if one is planned before it).
     wake_scheduler: Callable[..., None] = lambda at=None: None

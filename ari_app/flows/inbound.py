@@ -79,7 +79,7 @@ WAITING = frozenset({S.ANNOUNCING, S.GREETING, S.QUEUED})
 @dataclass(frozen=True)
 class Registered:
     call: CallInfo
-    has_incident: bool
+    incident: str | None  # what to announce of the house's newest active incident; None: no incident
     display_name: str
 
 
@@ -98,8 +98,17 @@ def register_arrivals(session: Any, arrivals: list[Any]) -> list[Registered]:
             surname = r.full_name.split(" ")[0] if r.full_name else ""
             label = r.premise_label.replace(". ", ".")  # "кв. 30" → "кв.30": phones have narrow screens
             name = f"{surname} {label}".strip()
-        registered.append(Registered(call_info(call), bool(card.incidents), name))
+        registered.append(Registered(call_info(call), _announcement(card), name))
     return registered
+
+
+def _announcement(card: Any) -> str | None:
+    """The text spoken to a caller whose house has an active incident (the newest one): its
+    announcement as the dispatcher wrote it, else its title; "" when there is neither."""
+    if not card.incidents:
+        return None
+    incident = card.incidents[0]
+    return (incident.announcement or incident.title or "").strip()
 
 
 def warm_up(session: Any) -> bool:
@@ -182,6 +191,8 @@ class InboundCall(CallFlow):
             await self._fallback("unknown DID")
             return
         self.call, self.display_name = reg.call, reg.display_name
+        # The incident's text is synthesised while the caller is answered (a cached text at once).
+        incident_media = None if reg.incident is None else asyncio.ensure_future(self._incident_media(reg.incident))
         self.caller_number = channel.caller.number
         self.ctx.wake_scheduler(reg.call.wait_deadline_at)  # a new wait deadline
         # Whom to ring is read after the card is out, once the arrivals have settled (ari_app/db.py).
@@ -191,11 +202,25 @@ class InboundCall(CallFlow):
         await self.ari.set_channel_var(self.caller, cv.CALL_ID, str(reg.call.id))
         await self.ari.set_channel_var(self.caller, cv.FLOW, FLOW_NAME)
         await self.ari.answer(self.caller)
-        if reg.has_incident:
+        if reg.incident is not None:
             self.to(S.ANNOUNCING, "active incident in the house")
-            await self.play(self.caller, PROMPT_INCIDENT, self._after_incident)
+            assert incident_media is not None
+            await self.play(self.caller, await incident_media, self._after_incident)
         else:
             await self._greet()
+
+    async def _incident_media(self, text: str) -> str:
+        """The incident's own text through TTS (cached: every caller from the house hears the same
+        text), or the recorded prompt when there is no TTS, no text, or it fails or takes too long."""
+        speech = self.ctx.speech
+        if speech is None or not text:
+            return PROMPT_INCIDENT
+        try:
+            return str(await asyncio.wait_for(speech.sound(text), self.config.announcement_tts_timeout))
+        except Exception as exc:  # noqa: BLE001 - any TTS failure: the caller still hears the recorded prompt
+            log.warning("call %s: the incident announcement is not synthesised (%r): recorded prompt instead",
+                        self.caller, exc)
+            return PROMPT_INCIDENT
 
     async def _after_incident(self, _event: Event) -> None:
         # A hangup during the prompt also ends it (PlaybackFinished `failed` after ChannelHangupRequest):

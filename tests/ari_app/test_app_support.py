@@ -44,12 +44,12 @@ def short_prompts(emu: AriEmulator, seconds: float = 0.05) -> None:
 @asynccontextmanager
 async def running_app(
     emu: AriEmulator, db: Database, recordings: Path, *, presence: Any = None, poll: float = 0.05,
-    **flow: Any,
+    speech: Any = None, **flow: Any,
 ) -> AsyncIterator[AriApp]:
     config = FlowConfig(recordings_dir=recordings, recording_fetch_delay=0.01, **flow)
     settings = AriSettings(url=emu.url, user="openads", password="openads", app="openads", flow=config)
     app = AriApp(settings, db, presence=presence, backoff=Backoff(initial=0.01, maximum=0.05, jitter=0),
-                 scheduler_poll=poll)
+                 scheduler_poll=poll, robot_speech=speech)
     await app.start()
     await until(lambda: app.connection.status.connected and app.connected.is_set(), message="app connected")
     try:
