@@ -5,21 +5,27 @@ while this process holds the AMI connection. Asterisk writes every CDR into a ta
 OpenADS does (docs/telephony.md, "Сверка после остановки"):
 
 - `cdr_sqlite3_custom` (dialplan/cdr_sqlite3_custom.conf) into /var/log/asterisk/master.db, table
-  `openads_cdr`: `ASTERISK_CDR_URL=sqlite:////var/log/asterisk/master.db`, opened read-only;
-- or, for an Asterisk on another machine, `cdr_pgsql` / `cdr_adaptive_odbc` into a table with the
-  same columns in OpenADS's PostgreSQL: `ASTERISK_CDR_URL=postgresql://...`.
+  `openads_cdr` keyed by `AcctId`, every value text ('' when empty):
+  `ASTERISK_CDR_URL=sqlite:////var/log/asterisk/master.db`, opened read-only;
+- or, for an Asterisk on another machine, `cdr_adaptive_odbc` (dialplan/cdr_adaptive_odbc.conf; or
+  `cdr_pgsql`) into `asterisk.openads_cdr` in OpenADS's PostgreSQL, the same columns keyed by `id`
+  (bigserial), typed: start/answer/end `timestamp`, duration/billsec `integer`, an empty CDR
+  variable NULL (docs/telephony.md): `ASTERISK_CDR_URL=postgresql://...` (read with psycopg),
+  `ASTERISK_CDR_TABLE=asterisk.openads_cdr`.
 
-`CdrSource` reads the rows after its cursor (`event_cursors` row `asterisk_cdr`: the highest
-`acctid` done) at start and every `poll_seconds`, keeps those with `openads_fallback` set, groups
-them per `uniqueid` (one row per dispatcher's phone the fallback's Dial() rang, plus the rest of the
-caller's channel; the caller's last record carries what the hangup handler [openads-fallback-end]
-set: openads_dialstatus, openads_answered_by, openads_vmfile, openads_recording) and writes each
-call through the same path as the AMI events (`FallbackCdrs.record` → `record_fallback_call`,
-idempotent on uniqueid: a call the AMI path already wrote is left as it is).
+`CdrSource` reads the rows after its cursor (`event_cursors` row `asterisk_cdr`: the highest key
+done; the key is the column `acctid` or else `id`, in any letter case) at start and every
+`poll_seconds`, keeps those with `openads_fallback` set, groups them per `uniqueid` (one row per
+dispatcher's phone the fallback's Dial() rang, plus the rest of the caller's channel; the caller's
+last record carries what the hangup handler [openads-fallback-end] set: openads_dialstatus,
+openads_answered_by, openads_vmfile, openads_recording) and writes each call through the same
+path as the AMI events (`FallbackCdrs.record` → `record_fallback_call`, idempotent on uniqueid: a
+call the AMI path already wrote is left as it is).
 
 Times in the table are Asterisk's wall clock ("2026-11-25 14:03:07", as `${CDR(start)}` formats
-them), read in this host's time zone like the AMI Cdr events; datetime columns (PostgreSQL) and
-epoch seconds are taken as they are. A table Asterisk cannot be read from (no file yet, no
+them; a PostgreSQL `timestamp` comes back as the same naive datetime), read in this host's time
+zone like the AMI Cdr events; an aware datetime (`timestamptz`) and epoch seconds are taken as they
+are. NULL reads as ''. A table Asterisk cannot be read from (no file yet, no
 permission, database down) is logged once per change and tried again next time; a row that makes
 no sense is logged and skipped. Nothing here stops the app.
 """
@@ -47,7 +53,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CURSOR = ASTERISK_CDR  # its models.event_cursor.EventCursor row (not an event id: FOREIGN_CURSORS)
-REQUIRED = ("acctid", "uniqueid", "start", "end", "openads_fallback")
+KEYS = ("acctid", "id")  # the row number: cdr_sqlite3_custom's AcctId; a PostgreSQL table's own
+REQUIRED = ("acctid", "uniqueid", "start", "end", "openads_fallback")  # acctid: one of KEYS
 # Set only by the hangup handler [openads-fallback-end]: the row holding any is the caller's last.
 END_COLUMNS = ("openads_dialstatus", "openads_answered_by", "openads_vmfile", "openads_recording")
 
@@ -64,6 +71,16 @@ def read_only_url(url: str) -> URL:
         return parsed
     database = parsed.database if parsed.database.startswith("file:") else f"file:{parsed.database}"
     return parsed.set(database=database, query={**parsed.query, "mode": "ro", "uri": "true"})
+
+
+def source_url(url: str) -> URL:
+    """The URL the table is opened with: sqlite read-only (`read_only_url`); postgres:// and
+    postgresql:// without a driver → psycopg (3), the driver OpenADS installs (SQLAlchemy's default
+    for them is psycopg2, which is not there), as DATABASE_URL is read."""
+    parsed = read_only_url(url)
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
 
 
 def _text(row: Mapping[str, Any], name: str) -> str:
@@ -280,22 +297,34 @@ class CdrSource:
         return make_url(self.url).render_as_string(hide_password=True)
 
     def _read(self, cursor: int) -> tuple[int | None, list[dict[str, Any]]]:
-        """In a thread: the highest acctid and the next batch of rows (column names lower-case)."""
+        """In a thread: the highest key and the next batch of rows (column names lower-case, the key
+        column as `acctid`)."""
         if self._engine is None:
-            self._engine = create_engine(read_only_url(self.url), poolclass=NullPool)
+            self._engine = create_engine(source_url(self.url), poolclass=NullPool)
         with self._engine.connect() as conn:
-            max_id = conn.execute(text(f"SELECT max(acctid) FROM {self.table}")).scalar()  # noqa: S608
+            key, columns = self._columns(conn)
+            max_id = conn.execute(text(f"SELECT max({key}) FROM {self.table}")).scalar()  # noqa: S608
             if max_id is None or int(max_id) < cursor:
                 return (None if max_id is None else int(max_id)), []
             result = conn.execute(
-                text(f"SELECT * FROM {self.table} WHERE acctid > :after ORDER BY acctid LIMIT :limit"),  # noqa: S608
+                text(f"SELECT * FROM {self.table} WHERE {key} > :after ORDER BY {key} LIMIT :limit"),  # noqa: S608
                 {"after": cursor, "limit": self.batch})
-            columns = [c.lower() for c in result.keys()]
-            missing = [c for c in REQUIRED if c not in columns]
-            if missing:
-                raise LookupError(f"table {self.table} has no column(s) {', '.join(missing)}")
             rows = [dict(zip(columns, row, strict=True)) for row in result]
         return int(max_id), rows
+
+    def _columns(self, conn: Any) -> tuple[str, list[str]]:
+        """The key column as SQL (quoted if its name needs it: a PostgreSQL column made as "AcctId")
+        and the names rows are read under: lower-case, the key as `acctid`."""
+        names = list(conn.execute(text(f"SELECT * FROM {self.table} WHERE 1 = 0")).keys())  # noqa: S608
+        lower = [n.lower() for n in names]
+        key = next((k for k in KEYS if k in lower), "")
+        missing = [c for c in REQUIRED if c != "acctid" and c not in lower]
+        if not key:
+            missing.insert(0, " or ".join(KEYS))
+        if missing:
+            raise LookupError(f"table {self.table} has no column(s) {', '.join(missing)}")
+        quoted = conn.dialect.identifier_preparer.quote(names[lower.index(key)])
+        return quoted, ["acctid" if n == key else n for n in lower]
 
     async def _handle(self, rows: list[dict[str, Any]], cursor: int, full: bool, report: PollReport) -> int:
         """Write the fallback calls of `rows`; returns the new cursor (below a call that must be

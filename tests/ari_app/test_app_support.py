@@ -13,14 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from ari_app.app import AriApp, AriSettings, ari_settings
 from ari_app.connection import Backoff
 from ari_app.flows.base import FlowConfig
+from models.call import Call
 from models.db import Database
+from models.missed_call import MissedCall
+from models.recording import Recording
 from tests.ari_app.helpers import until
 from tests.emulator.ari.scenario import AriEmulator
 
+CALLER = "79161234567"  # world.resident_a's phone, as the trunk sends it
 PROMPTS = ("openads/greeting", "openads/incident", "openads/voicemail-offer", "openads/voicemail-thanks",
            "openads/callback-intro")
 
@@ -69,6 +74,16 @@ def configure(db: Database, org: Any, *, endpoints: list[str], wait: int = 120, 
                                   wait_limit_seconds=wait, auto_callback=auto_callback, ring_strategy=strategy)
 
 
+def setup_inbound(emu: AriEmulator, db: Database, org: Any, *endpoints: str, **telephony: Any) -> None:
+    """The organization's calls ring `endpoints` (PJSIP/disp1 by default), phones that answer only
+    when told (`emu.answer`); our prompts are short. `telephony`: the rest of `configure`."""
+    endpoints = endpoints or ("PJSIP/disp1",)
+    configure(db, org, endpoints=list(endpoints), **telephony)
+    for endpoint in endpoints:
+        emu.set_answer_mode(endpoint.removeprefix("PJSIP/"), "manual")
+    short_prompts(emu)
+
+
 def did(org: Any) -> str:
     """The organization's hotline as the trunk sends it (no plus)."""
     return str(org.hotlines[0]).lstrip("+")
@@ -89,6 +104,46 @@ def read(db: Database, fn: Callable[[Any], Any]) -> Any:
         result = fn(s)
         s.expunge_all()  # keep the loaded columns readable after the read transaction ends
         return result
+
+
+def last_call(db: Database) -> Call | None:
+    return read(db, lambda s: s.scalar(select(Call).order_by(Call.id.desc())))
+
+
+def call_answered(db: Database) -> bool:
+    return (c := last_call(db)) is not None and c.answered_at is not None
+
+
+def call_ended(db: Database) -> bool:
+    return (c := last_call(db)) is not None and c.ended_at is not None
+
+
+def missed_items(db: Database) -> list[MissedCall]:
+    return read(db, lambda s: list(s.scalars(select(MissedCall).order_by(MissedCall.id))))
+
+
+def call_recordings(db: Database, call_id: int) -> list[Recording]:
+    return read(db, lambda s: list(s.scalars(select(Recording).where(Recording.call_id == call_id)
+                                             .order_by(Recording.id))))
+
+
+def call_recorded(db: Database) -> bool:
+    return (c := last_call(db)) is not None and bool(call_recordings(db, c.id))
+
+
+def played(emu: AriEmulator) -> list[str]:
+    """The media of every prompt played to a channel, in order."""
+    return [r.query["media"] for r in emu.requests(route="POST /channels/{channelId}/play")]
+
+
+async def answered_and_recording(emu: AriEmulator, org: Any, dispatcher: str = "disp1") -> Any:
+    """A resident calls the hotline, `dispatcher` answers once rung, the conversation is being
+    recorded: the caller's channel."""
+    caller = emu.incoming_call(did(org), CALLER)
+    await until(lambda: bool(emu.requests(route="POST /channels")), message="dispatcher rung")
+    emu.answer(dispatcher)
+    await until(lambda: bool(emu.snapshot()["live_recordings"]), message="recording")
+    return caller
 
 
 def run(coro: Any) -> Any:

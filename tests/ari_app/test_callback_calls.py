@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ari_app.app import AriApp
+from ari_app.flows.callback import CallbackPlan
 from ari_app.media import DEFAULT_TRUNK
 from models.call import Call, CallKind, CallOutcome
 from models.db import Database
@@ -16,13 +18,12 @@ from models.recording import Recording, RecordingKind
 from tests.ari_app.helpers import until
 from tests.ari_app.test_app_support import (
     FakePresence,
-    configure,
     did,
     read,
     routes,
     run,
     running_app,
-    short_prompts,
+    setup_inbound,
 )
 from tests.emulator.ari.scenario import AriEmulator
 
@@ -41,6 +42,11 @@ def _outbound(db: Database) -> list[Call]:
     return read(db, lambda s: list(s.scalars(select(Call).where(Call.kind != CallKind.INBOUND).order_by(Call.id))))
 
 
+def _resident_dialled(emu: AriEmulator) -> bool:
+    return any(r.query.get("endpoint") == f"PJSIP/{RESIDENT}@{DEFAULT_TRUNK}"
+               for r in emu.requests(route="POST /channels"))
+
+
 async def _abandoned_call(emu: AriEmulator, db: Database, org: Any, phones: int = 1) -> MissedCall:
     """A resident calls, nobody answers, the resident hangs up: one open item."""
     caller = emu.incoming_call(did(org), RESIDENT)
@@ -51,23 +57,36 @@ async def _abandoned_call(emu: AriEmulator, db: Database, org: Any, phones: int 
     return _item(db)
 
 
+async def _missed_then_disp1_picks_up(emu: AriEmulator, db: Database, org: Any) -> MissedCall:
+    """disp1 does not answer the resident's call (one open item); from then on it picks up at once,
+    as the phone of the dispatcher who calls back."""
+    item = await _abandoned_call(emu, db, org)
+    emu.set_answer_mode("disp1", "auto")
+    return item
+
+
+async def _called_back(app: AriApp, emu: AriEmulator, db: Database, org: Any, dispatcher: Any) -> CallbackPlan:
+    """disp1 does not answer the resident's call; `dispatcher` calls the item back from disp1, which
+    picks up at once: the callback's plan."""
+    item = await _missed_then_disp1_picks_up(emu, db, org)
+    plan = await app.start_callback(org.id, item.id, dispatcher.id, "PJSIP/disp1")
+    assert plan is not None
+    return plan
+
+
 def test_missed_call_called_back_resident_answers_item_closed(ari_emulator: AriEmulator, db: Database,
                                                                world: Any, tmp_path: Path) -> None:
     emu, org = ari_emulator, world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1"])
-    short_prompts(emu)
+    setup_inbound(emu, db, org)
     recordings = tmp_path / "rec"
 
     async def main() -> None:
         async with running_app(emu, db, recordings) as app:
-            emu.set_answer_mode("disp1", "manual")
-            item = await _abandoned_call(emu, db, org)
-            emu.set_answer_mode("disp1", "auto")
+            item = await _missed_then_disp1_picks_up(emu, db, org)
             start = len(emu.requests())
             plan = await app.start_callback(org.id, item.id, world.dispatcher_a.id, "PJSIP/disp1")
             assert plan is not None and plan.auto is False
-            await until(lambda: any(r.query.get("endpoint") == f"PJSIP/{RESIDENT}@{DEFAULT_TRUNK}"
-                                    for r in emu.requests(route="POST /channels")), message="resident dialled")
+            await until(lambda: _resident_dialled(emu), message="resident dialled")
             emu.answer(RESIDENT)
             await until(lambda: _item(db).status == MissedCallStatus.CLOSED, message="item closed")
             emu.hangup(RESIDENT)
@@ -114,21 +133,17 @@ def test_missed_call_called_back_resident_answers_item_closed(ari_emulator: AriE
 def test_callback_unanswered_logs_the_attempt_and_keeps_the_item_open(ari_emulator: AriEmulator, db: Database,
                                                                       world: Any, tmp_path: Path) -> None:
     emu, org = ari_emulator, world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1"])
-    short_prompts(emu)
+    setup_inbound(emu, db, org)
 
     async def main() -> None:
         async with running_app(emu, db, tmp_path / "rec") as app:
-            emu.set_answer_mode("disp1", "manual")
-            item = await _abandoned_call(emu, db, org)
-            emu.set_answer_mode("disp1", "auto")
-            await app.start_callback(org.id, item.id, world.dispatcher_a.id, "PJSIP/disp1")
+            await _called_back(app, emu, db, org, world.dispatcher_a)
             await until(lambda: len(emu.requests(route="POST /channels")) == 3, message="resident dialled")
             emu.reject(RESIDENT)  # busy
             await until(lambda: (a := _attempts(db)) != [] and a[0].ended_at is not None, message="attempt failed")
             await until(lambda: not emu.snapshot()["channels"], message="dispatcher hung up")
             # A second attempt: the resident's phone is unreachable (originate fails with 500).
-            await app.start_callback(org.id, item.id, world.dispatcher_a.id, "PJSIP/disp1")
+            await app.start_callback(org.id, _item(db).id, world.dispatcher_a.id, "PJSIP/disp1")
             emu.fail_next("POST /channels", 500, {"error": "Allocation failed"}, times=1)
             await until(lambda: len(_attempts(db)) == 2 and _attempts(db)[1].ended_at is not None,
                         message="second attempt failed")
@@ -149,14 +164,11 @@ def test_callback_asked_for_by_the_panel_is_dialled_by_the_scheduler(ari_emulato
     from models.services.callbacks import start_callback
 
     emu, org = ari_emulator, world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1"])
-    short_prompts(emu)
+    setup_inbound(emu, db, org)
 
     async def main() -> None:
         async with running_app(emu, db, tmp_path / "rec"):
-            emu.set_answer_mode("disp1", "manual")
-            item = await _abandoned_call(emu, db, org)
-            emu.set_answer_mode("disp1", "auto")
+            item = await _missed_then_disp1_picks_up(emu, db, org)
             with db.write() as s:  # what the panel does in the web process
                 start_callback(s, org_id=org.id, missed_call_id=item.id, by=s.get(User, world.dispatcher_a.id),
                                endpoint="PJSIP/disp1")
@@ -176,20 +188,16 @@ def test_callback_asked_for_by_the_panel_is_dialled_by_the_scheduler(ari_emulato
 def test_auto_callback_calls_the_resident_first_then_a_free_dispatcher(ari_emulator: AriEmulator, db: Database,
                                                                        world: Any, tmp_path: Path) -> None:
     emu, org = ari_emulator, world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1", "PJSIP/disp2"], auto_callback=True)
-    short_prompts(emu)
+    setup_inbound(emu, db, org, "PJSIP/disp1", "PJSIP/disp2", auto_callback=True)
     presence = FakePresence(free=[], connected=True)
 
     async def main() -> None:
         async with running_app(emu, db, tmp_path / "rec", presence=presence):
-            emu.set_answer_mode("disp1", "manual")
-            emu.set_answer_mode("disp2", "manual")
             item = await _abandoned_call(emu, db, org, phones=2)  # nobody free: both ring
             assert _attempts(db) == []  # nobody free: nothing happens
             emu.set_answer_mode("disp2", "auto")
             presence.free_set = {"PJSIP/disp2"}
-            await until(lambda: any(r.query.get("endpoint") == f"PJSIP/{RESIDENT}@{DEFAULT_TRUNK}"
-                                    for r in emu.requests(route="POST /channels")), message="resident dialled")
+            await until(lambda: _resident_dialled(emu), message="resident dialled")
             emu.answer(RESIDENT)
             await until(lambda: _item(db).status == MissedCallStatus.CLOSED, message="connected, closed")
             emu.hangup(RESIDENT)

@@ -8,12 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from ari_app.flows.callback import RINGBACK
-from ari_app.media import DEFAULT_TRUNK, call_bridge_id
+from ari_app.media import call_bridge_id
 from models.db import Database
 from models.missed_call import MissedCallStatus
 from tests.ari_app.helpers import until
-from tests.ari_app.test_app_support import FakePresence, configure, run, running_app, short_prompts
-from tests.ari_app.test_callback_calls import RESIDENT, _abandoned_call, _item, _outbound
+from tests.ari_app.test_app_support import FakePresence, configure, run, running_app, setup_inbound
+from tests.ari_app.test_callback_calls import (
+    RESIDENT,
+    _abandoned_call,
+    _called_back,
+    _item,
+    _outbound,
+    _resident_dialled,
+)
 from tests.emulator.ari.scenario import AriEmulator, LoggedRequest
 
 
@@ -32,19 +39,13 @@ def _ringback(emu: AriEmulator, bridge_id: str) -> tuple[str, list[dict[str, Any
 def test_manual_callback_the_dispatcher_hears_ringback_until_the_resident_answers(
         ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path) -> None:
     emu, org = ari_emulator, world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1"])
-    short_prompts(emu)
+    setup_inbound(emu, db, org)
 
     async def main() -> None:
         async with running_app(emu, db, tmp_path / "rec") as app:
-            emu.set_answer_mode("disp1", "manual")
-            item = await _abandoned_call(emu, db, org)
-            emu.set_answer_mode("disp1", "auto")
-            plan = await app.start_callback(org.id, item.id, world.dispatcher_a.id, "PJSIP/disp1")
-            assert plan is not None
+            plan = await _called_back(app, emu, db, org, world.dispatcher_a)
             bridge = call_bridge_id(plan.call.id)
-            await until(lambda: any(r.query.get("endpoint") == f"PJSIP/{RESIDENT}@{DEFAULT_TRUNK}"
-                                    for r in emu.requests(route="POST /channels")), message="resident dialled")
+            await until(lambda: _resident_dialled(emu), message="resident dialled")
             # The resident's phone rings: the dispatcher, alone in the bridge, hears ringback.
             playback_id, playing = _ringback(emu, bridge)
             assert [(p["id"], p["target_uri"], p["state"]) for p in playing] == [
@@ -68,19 +69,15 @@ def test_manual_callback_the_dispatcher_hears_ringback_until_the_resident_answer
 def test_auto_callback_the_resident_hears_ringback_after_the_intro_until_the_dispatcher_answers(
         ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path) -> None:
     emu, org = ari_emulator, world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1", "PJSIP/disp2"], auto_callback=True)
-    short_prompts(emu)
+    setup_inbound(emu, db, org, "PJSIP/disp1", "PJSIP/disp2", auto_callback=True)
     presence = FakePresence(free=[], connected=True)
 
     async def main() -> None:
         async with running_app(emu, db, tmp_path / "rec", presence=presence):
-            emu.set_answer_mode("disp1", "manual")
-            emu.set_answer_mode("disp2", "manual")
             await _abandoned_call(emu, db, org, phones=2)
             start = len(emu.requests())
             presence.free_set = {"PJSIP/disp2"}
-            await until(lambda: any(r.query.get("endpoint") == f"PJSIP/{RESIDENT}@{DEFAULT_TRUNK}"
-                                    for r in emu.requests(route="POST /channels")), message="resident dialled")
+            await until(lambda: _resident_dialled(emu), message="resident dialled")
             emu.answer(RESIDENT)
             await until(lambda: emu.requests(route="POST /channels")[-1].query["endpoint"] == "PJSIP/disp2",
                         message="dispatcher dialled after the intro")

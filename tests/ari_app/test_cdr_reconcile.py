@@ -90,48 +90,57 @@ def fallback_end(unique_id: str, recordings: Path, *, dial_status: str, answered
     )
 
 
+def dialled(dest: str, *, start: str, answer: str, end: str, disposition: str = "NO ANSWER",
+            answered_at: str = "") -> dict[str, str]:
+    """A CDR of a dispatcher's phone the Dial rang (the `cdr` arguments but the call's own)."""
+    return dict(dest=dest, start=start, answer=answer, end=end, disposition=disposition, answered_at=answered_at)
+
+
+def after_dial(*, start: str, end: str, answer: str = "", answered_at: str = "") -> dict[str, str]:
+    """The CDR of what the caller's channel did after the Dial (voice message, hangup handler):
+    ANSWERED, no DestinationChannel; answered when it starts unless `answer` says otherwise."""
+    return dict(start=start, answer=answer or start, end=end, disposition="ANSWERED", app="UserEvent",
+                data="OpenadsFallbackEnd,...", answered_at=answered_at)
+
+
+def fallback_call(uid: str, caller: str, hotline: str, rec: Path, end: dict[str, str],
+                  *cdrs: dict[str, str]) -> list[dict[str, str]]:
+    """One fallback call's AMI events: the hangup handler's UserEvent `end`, then a Cdr event per CDR."""
+    return [end, *(cdr(uid, caller, hotline, rec, **c) for c in cdrs)]
+
+
 def answered_call(uid: str, caller: str, hotline: str, rec: Path) -> list[dict[str, str]]:
     """Greeting from 14:03:08, Dial at 14:03:14, phone 202 picks up at 14:03:25 (201 and 203 are
     cancelled), the dispatcher hangs up at 14:05:00: the hangup handler's CDR comes last."""
-    return [
-        fallback_end(uid, rec, dial_status="ANSWER", answered_by="PJSIP/202-00000013"),
-        cdr(uid, caller, hotline, rec, start="14:03:07", answer="14:03:08", end="14:03:25", disposition="NO ANSWER",
-            dest="PJSIP/201-00000012"),
-        cdr(uid, caller, hotline, rec, start="14:03:14", answer="14:03:14", end="14:05:00", disposition="ANSWERED",
-            dest="PJSIP/202-00000013", answered_at="14:03:25"),
-        cdr(uid, caller, hotline, rec, start="14:03:14", answer="14:03:14", end="14:03:25", disposition="NO ANSWER",
-            dest="PJSIP/203-00000014", answered_at="14:03:25"),
-        cdr(uid, caller, hotline, rec, start="14:05:00", answer="14:05:00", end="14:05:00", disposition="ANSWERED",
-            app="UserEvent", data="OpenadsFallbackEnd,...", answered_at="14:03:25"),
-    ]
+    return fallback_call(
+        uid, caller, hotline, rec, fallback_end(uid, rec, dial_status="ANSWER", answered_by="PJSIP/202-00000013"),
+        dialled("PJSIP/201-00000012", start="14:03:07", answer="14:03:08", end="14:03:25"),
+        dialled("PJSIP/202-00000013", start="14:03:14", answer="14:03:14", end="14:05:00", disposition="ANSWERED",
+                answered_at="14:03:25"),
+        dialled("PJSIP/203-00000014", start="14:03:14", answer="14:03:14", end="14:03:25", answered_at="14:03:25"),
+        after_dial(start="14:05:00", end="14:05:00", answered_at="14:03:25"),
+    )
 
 
 def voicemail_call(uid: str, caller: str, hotline: str, rec: Path, msg: str) -> list[dict[str, str]]:
     """Nobody answers in 120 s (NOANSWER), the caller speaks a message and hangs up at 14:06:10."""
-    return [
-        fallback_end(uid, rec, dial_status="NOANSWER", vm_status="", vm_file=f"{SPOOL}/{msg}"),
-        cdr(uid, caller, hotline, rec, start="14:03:50", answer="14:03:51", end="14:05:57", disposition="NO ANSWER",
-            dest="PJSIP/201-00000015"),
-        cdr(uid, caller, hotline, rec, start="14:03:57", answer="14:03:57", end="14:05:57", disposition="NO ANSWER",
-            dest="PJSIP/202-00000016"),
-        cdr(uid, caller, hotline, rec, start="14:03:57", answer="14:03:57", end="14:05:57", disposition="NO ANSWER",
-            dest="PJSIP/203-00000017"),
-        cdr(uid, caller, hotline, rec, start="14:05:57", answer="14:05:57", end="14:06:10", disposition="ANSWERED",
-            app="UserEvent", data="OpenadsFallbackEnd,..."),
-    ]
+    return fallback_call(
+        uid, caller, hotline, rec, fallback_end(uid, rec, dial_status="NOANSWER", vm_file=f"{SPOOL}/{msg}"),
+        dialled("PJSIP/201-00000015", start="14:03:50", answer="14:03:51", end="14:05:57"),
+        dialled("PJSIP/202-00000016", start="14:03:57", answer="14:03:57", end="14:05:57"),
+        dialled("PJSIP/203-00000017", start="14:03:57", answer="14:03:57", end="14:05:57"),
+        after_dial(start="14:05:57", end="14:06:10"),
+    )
 
 
 def abandoned_call(uid: str, caller: str, hotline: str, rec: Path) -> list[dict[str, str]]:
     """The caller hangs up at 14:04:30 while the phones ring (CANCEL)."""
-    return [
-        fallback_end(uid, rec, dial_status="CANCEL"),
-        cdr(uid, caller, hotline, rec, start="14:04:00", answer="14:04:01", end="14:04:30", disposition="NO ANSWER",
-            dest="PJSIP/201-00000018"),
-        cdr(uid, caller, hotline, rec, start="14:04:07", answer="14:04:07", end="14:04:30", disposition="NO ANSWER",
-            dest="PJSIP/202-00000019"),
-        cdr(uid, caller, hotline, rec, start="14:04:30", answer="14:04:30", end="14:04:30", disposition="ANSWERED",
-            app="UserEvent", data="OpenadsFallbackEnd,..."),
-    ]
+    return fallback_call(
+        uid, caller, hotline, rec, fallback_end(uid, rec, dial_status="CANCEL"),
+        dialled("PJSIP/201-00000018", start="14:04:00", answer="14:04:01", end="14:04:30"),
+        dialled("PJSIP/202-00000019", start="14:04:07", answer="14:04:07", end="14:04:30"),
+        after_dial(start="14:04:30", end="14:04:30"),
+    )
 
 
 def _app(emu: AriEmulator, db: Database, recordings: Path) -> AriApp:
@@ -311,11 +320,9 @@ def test_a_caller_who_hung_up_during_the_fallback_greeting_is_a_missed_call(
     emu, org = ari_emulator, world.org_a
     [channel] = _down_calls(emu, org, ["79161234567"])
     app = _app(emu, db, tmp_path)
-    events = [
-        fallback_end(channel.id, tmp_path, dial_status=""),
-        cdr(channel.id, "79161234567", did(org), tmp_path, start="14:03:07", answer="14:03:08", end="14:03:12",
-            disposition="ANSWERED", app="UserEvent", data="OpenadsFallbackEnd,..."),
-    ]
+    events = fallback_call(channel.id, "79161234567", did(org), tmp_path,
+                           fallback_end(channel.id, tmp_path, dial_status=""),
+                           after_dial(start="14:03:07", answer="14:03:08", end="14:03:12"))
     [call_id, same] = _feed_directly(app, _parsed(events))
     assert call_id == same
     call = read(db, lambda s: s.get(Call, call_id))

@@ -1,30 +1,43 @@
 """Issue item 8 after an outage: calls that the dialplan fallback handled while `openads ari` was
 stopped reach the journal and the queue from the table Asterisk writes itself (cdr_sqlite3_custom,
-ari_app/cdr_source.py), not only from AMI events (which only a running app hears).
+or cdr_adaptive_odbc into PostgreSQL; ari_app/cdr_source.py), not only from AMI events (which only
+a running app hears).
 
-The table is made the way cdr_sqlite3_custom makes it from dialplan/cdr_sqlite3_custom.conf
-(`CREATE TABLE openads_cdr (AcctId INTEGER PRIMARY KEY, <columns>)`, every value inserted as text,
-`${CDR(start)}` as the server's wall clock), and filled as a real Asterisk 20/22 fills it for
-[openads-fallback]: one record per dispatcher's phone the Dial() rang, all with the caller's
-uniqueid and the variables set before the Dial; the caller's last record (after the Dial: the
-voice message, the hangup handler) also carries what [openads-fallback-end] set.
+The outage tests run on both tables (fixture `cdr_table`):
+- master.db as cdr_sqlite3_custom makes it from dialplan/cdr_sqlite3_custom.conf
+  (`CREATE TABLE openads_cdr (AcctId INTEGER PRIMARY KEY, <columns>)`, every value inserted as text,
+  empty ones as '', `${CDR(start)}` as the server's wall clock);
+- the PostgreSQL table of docs/telephony.md (its CREATE TABLE, in a scratch schema) as
+  cdr_adaptive_odbc fills it with dialplan/cdr_adaptive_odbc.conf: typed values (timestamp, integer),
+  an empty CDR variable left out of the INSERT (NULL), `id` from the table's bigserial, only the
+  records the config's filter lets through.
+Both are filled as a real Asterisk 20/22 fills them for [openads-fallback]: one record per
+dispatcher's phone the Dial() rang, all with the caller's uniqueid and the variables set before the
+Dial; the caller's last record (after the Dial: the voice message, the hangup handler) also carries
+what [openads-fallback-end] set.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sqlite3
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from ari_app.app import AriApp, AriSettings, ari_settings
-from ari_app.cdr_source import CURSOR, CdrSource, cdr_time, read_only_url
+from ari_app.cdr_source import CURSOR, CdrSource, cdr_time, read_only_url, source_url
 from ari_app.connection import Backoff
 from ari_app.flows.base import FlowConfig
 from models import queries_calls as qc
@@ -56,6 +69,7 @@ class MasterDb:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.url = f"sqlite:///{path}"
         self.table, self.columns = _conf()
         with sqlite3.connect(path) as conn:
             conn.execute(f"CREATE TABLE {self.table} (AcctId INTEGER PRIMARY KEY, {','.join(self.columns)})")
@@ -70,6 +84,129 @@ class MasterDb:
     def max_id(self) -> int:
         with sqlite3.connect(self.path) as conn:
             return int(conn.execute(f"SELECT max(AcctId) FROM {self.table}").fetchone()[0])
+
+    def count(self) -> int:
+        with sqlite3.connect(self.path) as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
+
+    def delete_all(self) -> None:
+        with sqlite3.connect(self.path) as conn:
+            conn.execute(f"DELETE FROM {self.table}")
+
+
+DOCS = (ROOT / "docs" / "telephony.md").read_text(encoding="utf-8")
+DOCUMENTED_TABLE = "asterisk.openads_cdr"
+
+
+def _odbc_conf() -> dict[str, str]:
+    """dialplan/cdr_adaptive_odbc.conf's one section: option -> value (filters as "filter <var>")."""
+    conf = (ROOT / "dialplan" / "cdr_adaptive_odbc.conf").read_text(encoding="utf-8")
+    return {k.strip(): v.strip() for k, v in re.findall(r"^([a-z_ ]+?)\s*=>?\s*(\S+)\s*$", conf, re.M)}
+
+
+def _pg_url() -> tuple[str, bool]:
+    """Where to make the PostgreSQL table: DATABASE_URL's server in CI's PostgreSQL leg (it must be
+    there), else the local one (the variant is skipped when it is not running). Given as an admin
+    writes ASTERISK_CDR_URL: postgresql://..., no driver named."""
+    env = os.environ.get("DATABASE_URL", "")
+    if env.startswith(("postgres://", "postgresql")):
+        return "postgresql://" + env.split("://", 1)[1], True
+    return "postgresql://postgres@127.0.0.1:5432/postgres", False
+
+
+def _pg_engine(url: str, **kwargs: Any) -> Any:
+    """The test's own connection (psycopg named here, not by the code under test)."""
+    return create_engine("postgresql+psycopg://" + url.split("://", 1)[1], poolclass=NullPool, **kwargs)
+
+
+class PgCdrTable:
+    """The PostgreSQL table of docs/telephony.md (its CREATE TABLE, in `schema`) as cdr_adaptive_odbc
+    fills it with dialplan/cdr_adaptive_odbc.conf: a record the filter rejects is not written; every
+    column gets the CDR variable of its name; an empty one is left out of the INSERT (NULL; id: its
+    bigserial); start/answer/end go in as timestamps ({ ts '...' } of the server's
+    wall clock; one that does not parse is left out, "not a valid timestamp"), duration/billsec as
+    integers, the rest as text; names quoted (quoted_identifiers)."""
+
+    TIMES = ("start", "answer", "end")
+    INTEGERS = ("duration", "billsec")
+
+    def __init__(self, url: str, schema: str) -> None:
+        self.url = url
+        self.engine = _pg_engine(url)
+        self.schema = schema
+        self.table = f"{schema}.openads_cdr"
+        conf = _odbc_conf()
+        assert f"{conf['schema']}.{conf['table']}" == DOCUMENTED_TABLE
+        self.filters = {k.split()[1]: v for k, v in conf.items() if k.startswith("filter ")}
+        [create] = re.findall(rf"^CREATE TABLE {re.escape(DOCUMENTED_TABLE)} \(.*?\);$", DOCS, re.M | re.S)
+        with self.engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            conn.execute(text(create.replace(DOCUMENTED_TABLE, self.table)))
+            self.columns = [r[0] for r in conn.execute(text(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = :s "
+                "AND table_name = 'openads_cdr' ORDER BY ordinal_position"), {"s": schema})]
+
+    def _value(self, column: str, raw: str) -> Any:
+        if column in self.TIMES:
+            try:
+                return datetime.strptime(raw, "%Y-%m-%d %H:%M:%S")
+            except ValueError:
+                return None
+        return int(raw) if column in self.INTEGERS else raw
+
+    def insert(self, records: list[dict[str, str]]) -> None:
+        with self.engine.begin() as conn:
+            for record in records:
+                if any(str(record.get(var, "")) != value for var, value in self.filters.items()):
+                    continue
+                values = {c: self._value(c, str(record[c])) for c in self.columns if str(record.get(c, ""))}
+                values = {c: v for c, v in values.items() if v is not None}
+                names = ", ".join(f'"{c}"' for c in values)
+                marks = ", ".join(f":{c}" for c in values)
+                conn.execute(text(f'INSERT INTO "{self.schema}"."openads_cdr" ({names}) VALUES ({marks})'), values)
+
+    def max_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT max(id) FROM {self.table}")).scalar_one())
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT count(*) FROM {self.table}")).scalar_one())
+
+    def delete_all(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text(f"DELETE FROM {self.table}"))
+
+    def drop(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        self.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def cdr_table(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MasterDb | PgCdrTable]:
+    """Asterisk's CDR table: master.db, or the PostgreSQL table in a schema of its own (dropped after)."""
+    if request.param == "sqlite":
+        yield MasterDb(tmp_path / "master.db")
+        return
+    url, required = _pg_url()
+    probe = _pg_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with probe.connect():
+            pass
+    except OperationalError as exc:
+        if required:
+            raise
+        where = make_url(url).render_as_string(hide_password=True)
+        pytest.skip(f"PostgreSQL at {where} is not reachable ({str(exc).splitlines()[0]}): "
+                    f"the cdr_adaptive_odbc table variant needs it")
+    finally:
+        probe.dispose()
+    table = PgCdrTable(url, f"openads_cdr_test_{os.getpid()}_{uuid.uuid4().hex[:6]}")
+    try:
+        yield table
+    finally:
+        table.drop()
 
 
 def _at(hms: str) -> datetime:
@@ -161,8 +298,8 @@ def _count(db: Database, model: Any) -> int:
     return read(db, lambda s: s.scalar(select(func.count()).select_from(model)))
 
 
-def test_calls_that_ended_while_the_app_was_down_are_read_from_master_db_at_start(
-    ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path,
+def test_calls_that_ended_while_the_app_was_down_are_read_from_the_cdr_table_at_start(
+    ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, cdr_table: MasterDb | PgCdrTable,
 ) -> None:
     emu, org = ari_emulator, world.org_a
     rec = tmp_path / "recordings"
@@ -170,11 +307,10 @@ def test_calls_that_ended_while_the_app_was_down_are_read_from_master_db_at_star
     for channel in (talk_ch, vm_ch):
         _touch(rec / "fallback" / "2026" / "11" / f"{channel.id}.wav")
     _touch(rec / "voicemail" / "openads" / "100" / "INBOX" / "msg0003.wav")
-    master = MasterDb(tmp_path / "master.db")
     hotline = did(org)
-    master.insert([ordinary("1795638000.1"), *answered(talk_ch.id, "79161234567", hotline, rec),
-                   *voicemail(vm_ch.id, "79035556677", hotline, rec, "msg0003")])
-    cdr = AsteriskCdrSettings(url=f"sqlite:///{master.path}", table="openads_cdr", poll_seconds=3600)
+    cdr_table.insert([ordinary("1795638000.1"), *answered(talk_ch.id, "79161234567", hotline, rec),
+                      *voicemail(vm_ch.id, "79035556677", hotline, rec, "msg0003")])
+    cdr = AsteriskCdrSettings(url=cdr_table.url, table=cdr_table.table, poll_seconds=3600)
 
     async def main() -> Any:
         # `openads ari` starts: the table is read at once (the poll interval is an hour).
@@ -190,10 +326,11 @@ def test_calls_that_ended_while_the_app_was_down_are_read_from_master_db_at_star
             await app.stop()
 
     first, again, status = asyncio.run(main())
-    assert first.error is None and first.rows == 8 and len(first.calls) == 2 and first.skipped == 0
+    assert first.error is None and len(first.calls) == 2 and first.skipped == 0
+    assert first.rows == cdr_table.count() == (8 if isinstance(cdr_table, MasterDb) else 7)  # the filter
     assert (again.rows, again.calls) == (0, [])
     assert status["readable"] is True and status["polls"] == 2
-    assert read(db, lambda s: s.get(EventCursor, CURSOR).last_event_id) == master.max_id()
+    assert read(db, lambda s: s.get(EventCursor, CURSOR).last_event_id) == cdr_table.max_id()
 
     journal = {c.channel_id: c for c in read(db, lambda s: list(qc.calls_journal(s, org_ids=[org.id])))}
     assert set(journal) == {talk_ch.id, vm_ch.id}  # not the dispatchers' own call
@@ -226,9 +363,10 @@ def test_calls_that_ended_while_the_app_was_down_are_read_from_master_db_at_star
     assert (_count(db, Call), _count(db, MissedCall)) == (2, 1)
 
 
-def _source(emu: AriEmulator, db: Database, tmp_path: Path, url: str) -> tuple[AriApp, CdrSource]:
+def _source(emu: AriEmulator, db: Database, tmp_path: Path, url: str,
+            table: str = "openads_cdr") -> tuple[AriApp, CdrSource]:
     app = AriApp(_settings(emu, tmp_path), db)
-    return app, CdrSource(app, url, poll_seconds=0.01)
+    return app, CdrSource(app, url, table, poll_seconds=0.01)
 
 
 def _polls(app: AriApp, source: CdrSource, before_each: list[Any]) -> list[Any]:
@@ -287,65 +425,94 @@ def test_the_missing_file_is_never_created_by_the_reader(
     url = read_only_url(f"sqlite:///{path}")
     assert (url.database, dict(url.query)) == (f"file:{path}", {"mode": "ro", "uri": "true"})
     assert read_only_url("postgresql://u:p@db/openads").database == "openads"  # left as it is
+    # psycopg (3) is the PostgreSQL driver installed: a URL without one must not ask for psycopg2.
+    for given in ("postgresql://u:p@db/openads", "postgres://u:p@db/openads"):
+        assert source_url(given).drivername == "postgresql+psycopg"
+    assert source_url("postgresql+psycopg://u:p@db/openads").drivername == "postgresql+psycopg"
+    assert source_url(f"sqlite:///{path}") == url
 
 
 def test_a_malformed_row_is_skipped_and_the_other_calls_are_written(
     ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    cdr_table: MasterDb | PgCdrTable,
 ) -> None:
     emu, org = ari_emulator, world.org_a
     bad_ch, good_ch = _down_calls(emu, org, ["79161234567", "79035556677"])
-    master = MasterDb(tmp_path / "master.db")
     bad = answered(bad_ch.id, "79161234567", did(org), tmp_path)
-    bad[1]["end"] = "вчера"  # the answered leg: without it the call would be taken as missed
+    # The answered leg (without it the call would be taken as missed): text in master.db; in
+    # PostgreSQL no time at all (cdr_adaptive_odbc leaves out a value it cannot parse).
+    bad[1]["end"] = "вчера"
     bad = bad[:2]  # and the call's rows stop there
-    master.insert(bad + voicemail(good_ch.id, "79035556677", did(org), tmp_path, "msg0001"))
-    app, source = _source(emu, db, tmp_path, f"sqlite:///{master.path}")
+    cdr_table.insert(bad + voicemail(good_ch.id, "79035556677", did(org), tmp_path, "msg0001"))
+    app, source = _source(emu, db, tmp_path, cdr_table.url, cdr_table.table)
     caplog.set_level(logging.WARNING, logger="ari_app.cdr_source")
     [report] = _polls(app, source, [None])
-    assert report.skipped == 1 and len(report.calls) == 2 and report.cursor == master.max_id()
-    assert any("skipped" in r.getMessage() and "not a time" in r.getMessage() for r in caplog.records)
+    assert report.skipped == 1 and len(report.calls) == 2 and report.cursor == cdr_table.max_id()
+    why = "not a time" if isinstance(cdr_table, MasterDb) else "no start or end time"
+    assert any("skipped" in r.getMessage() and why in r.getMessage() for r in caplog.records)
     calls = read(db, lambda s: {c.channel_id: c.outcome for c in s.scalars(select(Call))})
     assert calls == {bad_ch.id: CallOutcome.NO_ANSWER, good_ch.id: CallOutcome.VOICEMAIL}
 
 
 def test_a_call_whose_records_are_still_being_written_is_read_on_the_next_poll(
-    ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path,
+    ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, cdr_table: MasterDb | PgCdrTable,
 ) -> None:
     """Asterisk inserts a call's records one by one, the hangup handler's last: a call at the end of
     the table without it waits one poll (then it is taken as it is)."""
     emu, org = ari_emulator, world.org_a
     [channel] = _down_calls(emu, org, ["79161234567"])
-    master = MasterDb(tmp_path / "master.db")
     rows = answered(channel.id, "79161234567", did(org), tmp_path)
-    master.insert(rows[:2])
-    app, source = _source(emu, db, tmp_path, f"sqlite:///{master.path}")
-    first, second = _polls(app, source, [None, lambda: master.insert(rows[2:])])
+    cdr_table.insert(rows[:2])
+    app, source = _source(emu, db, tmp_path, cdr_table.url, cdr_table.table)
+    first, second = _polls(app, source, [None, lambda: cdr_table.insert(rows[2:])])
     assert (first.calls, first.deferred, first.cursor) == ([], channel.id, 0)
-    assert len(second.calls) == 1 and second.cursor == master.max_id()
+    assert len(second.calls) == 1 and second.cursor == cdr_table.max_id()
     call = read(db, lambda s: s.scalar(select(Call)))
     assert (call.outcome, call.dispatcher_endpoint, call.ended_at) == (
         CallOutcome.ANSWERED, "PJSIP/202", _at("14:05:00"))
 
 
 def test_an_emptied_table_is_read_from_the_start_again(
-    ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path,
+    ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, cdr_table: MasterDb | PgCdrTable,
 ) -> None:
-    """SQLite gives ids from 1 again once every row is deleted (a cleanup job): the cursor would
-    otherwise skip the new calls."""
+    """A cleanup job deletes every row: SQLite gives ids from 1 again (the cursor would otherwise
+    skip the new calls), PostgreSQL's bigserial goes on; either way the new calls are read."""
     emu, org = ari_emulator, world.org_a
     old_ch, new_ch = _down_calls(emu, org, ["79161234567", "79035556677"])
-    master = MasterDb(tmp_path / "master.db")
-    master.insert(answered(old_ch.id, "79161234567", did(org), tmp_path) + [ordinary(f"1.{i}") for i in range(5)])
+    cdr_table.insert(answered(old_ch.id, "79161234567", did(org), tmp_path) + [ordinary(f"1.{i}") for i in range(5)])
 
     def cleanup() -> None:
-        with sqlite3.connect(master.path) as conn:
-            conn.execute("DELETE FROM openads_cdr")
-        master.insert(voicemail(new_ch.id, "79035556677", did(org), tmp_path, "msg0002"))
+        cdr_table.delete_all()
+        cdr_table.insert(voicemail(new_ch.id, "79035556677", did(org), tmp_path, "msg0002"))
 
-    app, source = _source(emu, db, tmp_path, f"sqlite:///{master.path}")
+    app, source = _source(emu, db, tmp_path, cdr_table.url, cdr_table.table)
     first, second = _polls(app, source, [None, cleanup])
-    assert len(first.calls) == 1 and len(second.calls) == 1 and second.cursor == 3
+    assert len(first.calls) == 1 and len(second.calls) == 1 and second.cursor == cdr_table.max_id()
+    assert second.cursor == (3 if isinstance(cdr_table, MasterDb) else 7)
     assert _count(db, Call) == 2
+
+
+def test_the_documented_postgresql_route_is_consistent() -> None:
+    """What a real Asterisk needs to fill the table the PostgreSQL variant above reads (no Asterisk
+    here: cdr_adaptive_odbc.c / res_odbc.c, and psqlODBC's answers checked by hand): "end" is a
+    reserved word, so unquoted every INSERT fails; times stay the server's wall clock (no
+    usegmtime); res_odbc's connection is the DSN of odbc.ini with the driver odbc-postgresql
+    registers; a backslash is no escape in PostgreSQL; every placeholder is filled by the docs."""
+    conf = _odbc_conf()
+    assert conf["quoted_identifiers"] == '"' and '"end" timestamp' in DOCS
+    assert "usegmtime" not in conf and f"ASTERISK_CDR_TABLE={DOCUMENTED_TABLE}" in DOCS
+    res_odbc = (ROOT / "dialplan" / "res_odbc.conf").read_text(encoding="utf-8")
+    odbc_ini = (ROOT / "dialplan" / "odbc.ini").read_text(encoding="utf-8")
+    section = dict(re.findall(r"^([\w-]+)\s*=>\s*(.+?)\s*$", res_odbc, re.M))
+    assert re.search(rf"^\[{re.escape(conf['connection'])}\]$", res_odbc, re.M)
+    assert (section["backslash_is_escape"], section["max_connections"], section["username"]) == (
+        "no", "1", "asterisk_cdr")
+    assert re.search(rf"^\[{re.escape(section['dsn'])}\]$", odbc_ini, re.M)
+    assert re.search(r"^Driver = PostgreSQL ANSI$", odbc_ini, re.M)
+    for name in re.findall(r"\$\{(\w+)\}", res_odbc + odbc_ini):
+        assert re.search(rf"^envsubst '[^']*\$\{{{name}\}}", DOCS, re.M), name
+    assert "GRANT INSERT ON asterisk.openads_cdr TO asterisk_cdr;" in DOCS
+    assert "GRANT USAGE ON SEQUENCE asterisk.openads_cdr_id_seq TO asterisk_cdr;" in DOCS
 
 
 def test_cdr_times_in_every_form_a_backend_writes() -> None:

@@ -13,7 +13,7 @@ from models.db import Database
 from models.queries_calls import CallerCard, CardIncident
 from tests import factories as f
 from tests.ari_app.helpers import until
-from tests.ari_app.test_app_support import configure, did, run, running_app, short_prompts
+from tests.ari_app.test_app_support import CALLER, did, played, run, running_app, setup_inbound
 from tests.emulator.ari.scenario import AriEmulator
 
 ANNOUNCEMENT = "Авария на вводе холодной воды, устранение до 18:00"
@@ -37,27 +37,21 @@ class StubSpeech:
         raise NotImplementedError
 
 
-def _played(emu: AriEmulator) -> list[str]:
-    return [r.query["media"] for r in emu.requests(route="POST /channels/{channelId}/play")]
-
-
 def _call_with_incident(emu: AriEmulator, db: Database, world: Any, tmp_path: Path, speech: StubSpeech,
                         **flow: Any) -> list[str]:
     org = world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1"])
+    setup_inbound(emu, db, org)
     with db.write() as s:
         f.make_incident(s, s.merge(world.house_a), announcement=ANNOUNCEMENT)
-    emu.set_answer_mode("disp1", "manual")
-    short_prompts(emu)
 
     async def main() -> None:
         async with running_app(emu, db, tmp_path / "rec", speech=speech, **flow):
-            emu.incoming_call(did(org), "79161234567")
+            emu.incoming_call(did(org), CALLER)
             await until(lambda: bool(emu.requests(route="POST /bridges/{bridgeId}/addChannel")),
                         message="caller queued after the announcement and the greeting")
 
     run(main())
-    return _played(emu)
+    return played(emu)
 
 
 def test_the_incident_text_is_spoken_through_tts(ari_emulator: AriEmulator, db: Database, world: Any,

@@ -11,61 +11,60 @@ from sqlalchemy import select
 
 from models.call import Call, CallOutcome
 from models.db import Database
-from models.missed_call import MissedCall, MissedCallStatus
+from models.missed_call import MissedCallStatus
 from models.recording import Recording, RecordingKind
 from tests.ari_app.helpers import until
-from tests.ari_app.test_app_support import configure, did, read, routes, run, running_app, short_prompts
+from tests.ari_app.test_app_support import (
+    CALLER,
+    answered_and_recording,
+    call_answered,
+    call_ended,
+    call_recorded,
+    call_recordings,
+    configure,
+    did,
+    last_call,
+    missed_items,
+    played,
+    read,
+    routes,
+    run,
+    running_app,
+    setup_inbound,
+    short_prompts,
+)
 from tests.emulator.ari.scenario import AriEmulator
-
-
-def _call(db: Database) -> Call | None:
-    return read(db, lambda s: s.scalar(select(Call).order_by(Call.id.desc())))
-
-
-def _recordings(db: Database, call_id: int) -> list[Recording]:
-    return read(db, lambda s: list(s.scalars(select(Recording).where(Recording.call_id == call_id)
-                                             .order_by(Recording.id))))
-
-
-def _items(db: Database) -> list[MissedCall]:
-    return read(db, lambda s: list(s.scalars(select(MissedCall).order_by(MissedCall.id))))
 
 
 def test_answered_call_is_bridged_recorded_and_completed(ari_emulator: AriEmulator, db: Database, world: Any,
                                                          tmp_path: Path) -> None:
     emu, org = ari_emulator, world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1"])
-    emu.set_answer_mode("disp1", "manual")
-    short_prompts(emu)
+    setup_inbound(emu, db, org)
     recordings = tmp_path / "recordings"
 
     async def main() -> None:
         async with running_app(emu, db, recordings):
-            caller = emu.incoming_call(did(org), "79161234567")
-            await until(lambda: bool(emu.requests(route="POST /channels")), message="dispatcher rung")
-            emu.answer("disp1")
-            await until(lambda: (c := _call(db)) is not None and c.answered_at is not None, message="answered")
-            await until(lambda: bool(emu.snapshot()["live_recordings"]), message="recording")
+            caller = await answered_and_recording(emu, org)
+            await until(lambda: call_answered(db), message="answered")
             await asyncio.sleep(0.1)  # a conversation of some audio frames: the file holds more than its header
             emu.hangup(caller)
-            await until(lambda: (c := _call(db)) is not None and c.ended_at is not None
-                        and bool(_recordings(db, c.id)), message="ended with its recording")
+            await until(lambda: call_ended(db) and call_recorded(db), message="ended with its recording")
             await until(lambda: bool(emu.requests(route="DELETE /bridges/{bridgeId}")), message="bridge destroyed")
 
     run(main())
-    call = _call(db)
+    call = last_call(db)
     assert call is not None
     assert (call.organization_id, call.did, call.phone, call.resident_id) == (
         org.id, org.hotlines[0], "+79161234567", world.resident_a.id)
     assert (call.outcome, call.dispatcher_endpoint, call.answered_by_id) == (CallOutcome.ANSWERED, "PJSIP/disp1", None)
     assert call.channel_id == caller_id(emu)
     assert call.started_at <= call.answered_at <= call.ended_at  # type: ignore[operator]
-    [rec] = _recordings(db, call.id)
+    [rec] = call_recordings(db, call.id)
     path = f"{org.id}/{call.started_at:%Y}/{call.started_at:%m}/{call.id}.wav"
     assert (rec.kind, rec.path, rec.format) == (RecordingKind.CONVERSATION, path, "wav")
     file = recordings / path
     assert file.read_bytes()[:4] == b"RIFF" and rec.size_bytes == file.stat().st_size > 44
-    assert _items(db) == []
+    assert missed_items(db) == []
     # Exactly the ARI conversation of the traces (scenario 1), with our ids.
     leg = emu.requests(route="POST /channels")[0]
     assert leg.query["endpoint"] == "PJSIP/disp1" and leg.query["appArgs"] == f"dispatcher,{call.id}"
@@ -102,24 +101,21 @@ def caller_id(emu: AriEmulator) -> str:
 def test_caller_hangs_up_while_waiting_becomes_a_missed_call(ari_emulator: AriEmulator, db: Database, world: Any,
                                                              tmp_path: Path) -> None:
     emu, org = ari_emulator, world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1", "PJSIP/disp2"])
-    emu.set_answer_mode("disp1", "manual")
-    emu.set_answer_mode("disp2", "manual")
-    short_prompts(emu)
+    setup_inbound(emu, db, org, "PJSIP/disp1", "PJSIP/disp2")
 
     async def main() -> None:
         async with running_app(emu, db, tmp_path / "rec"):
-            caller = emu.incoming_call(did(org), "79161234567")
+            caller = emu.incoming_call(did(org), CALLER)
             await until(lambda: len(emu.requests(route="POST /channels")) == 2, message="both rung")
             emu.hangup(caller)
-            await until(lambda: (c := _call(db)) is not None and c.ended_at is not None, message="ended")
+            await until(lambda: call_ended(db), message="ended")
             await until(lambda: len(emu.requests(route="DELETE /channels/{channelId}")) == 2,
                         message="ringing legs hung up")
 
     run(main())
-    call = _call(db)
+    call = last_call(db)
     assert call is not None and (call.outcome, call.answered_at) == (CallOutcome.ABANDONED, None)
-    [item] = _items(db)
+    [item] = missed_items(db)
     assert (item.phone, item.status, item.calls_count, item.first_call_id) == (
         "+79161234567", MissedCallStatus.OPEN, 1, call.id)
     assert item.deadline_at == call.started_at + timedelta(minutes=10)
@@ -131,26 +127,23 @@ def test_caller_hangs_up_while_waiting_becomes_a_missed_call(ari_emulator: AriEm
 def test_wait_limit_offers_a_voice_message_stored_on_the_item(ari_emulator: AriEmulator, db: Database,
                                                               world: Any, tmp_path: Path) -> None:
     emu, org = ari_emulator, world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1"], wait=1)
-    emu.set_answer_mode("disp1", "manual")
-    short_prompts(emu)
+    setup_inbound(emu, db, org, wait=1)
     recordings = tmp_path / "rec"
 
     async def main() -> None:
         async with running_app(emu, db, recordings, voicemail_max_seconds=30, voicemail_max_silence=3):
-            caller = emu.incoming_call(did(org), "79161234567")
+            caller = emu.incoming_call(did(org), CALLER)
             await until(lambda: bool(emu.requests(route="POST /channels/{channelId}/record")), timeout=10,
                         message="voice message recording")
             emu.say(caller, "течёт крыша")
             emu.press(caller, "#")
-            await until(lambda: (c := _call(db)) is not None and c.ended_at is not None, timeout=10,
-                        message="ended")
+            await until(lambda: call_ended(db), timeout=10, message="ended")
 
     run(main())
-    call = _call(db)
+    call = last_call(db)
     assert call is not None and (call.outcome, call.answered_at) == (CallOutcome.VOICEMAIL, None)
-    [item] = _items(db)
-    [rec] = _recordings(db, call.id)
+    [item] = missed_items(db)
+    [rec] = call_recordings(db, call.id)
     assert (rec.kind, rec.path) == (RecordingKind.VOICEMAIL,
                                     f"{org.id}/{call.started_at:%Y}/{call.started_at:%m}/{call.id}.voicemail.wav")
     assert (recordings / rec.path).stat().st_size == rec.size_bytes
@@ -160,8 +153,8 @@ def test_wait_limit_offers_a_voice_message_stored_on_the_item(ari_emulator: AriE
     assert record.query == {"name": f"openads-vm-{call.id}", "format": "wav", "maxDurationSeconds": "30",
                             "maxSilenceSeconds": "3", "ifExists": "overwrite", "beep": "true", "terminateOn": "#"}
     # The ringing dispatcher leg was hung up at the limit; the caller heard the offer, then thanks.
-    assert [r.query["media"] for r in emu.requests(route="POST /channels/{channelId}/play")] == [
-        "sound:openads/greeting", "sound:openads/voicemail-offer", "sound:openads/voicemail-thanks"]
+    assert played(emu) == ["sound:openads/greeting", "sound:openads/voicemail-offer",
+                           "sound:openads/voicemail-thanks"]
 
 
 def test_unknown_did_goes_to_the_dialplan_and_writes_nothing(ari_emulator: AriEmulator, db: Database, world: Any,
@@ -174,7 +167,7 @@ def test_unknown_did_goes_to_the_dialplan_and_writes_nothing(ari_emulator: AriEm
             await until(lambda: bool(emu.requests(route="POST /channels/{channelId}/continue")), message="fallback")
 
     run(main())
-    assert _call(db) is None
+    assert last_call(db) is None
     assert routes(emu, skip=lambda r: r.method == "GET") == ["POST /channels/{channelId}/continue"]
 
 
@@ -214,4 +207,4 @@ def test_twenty_concurrent_calls_each_answered_and_recorded(ari_emulator: AriEmu
     recs = read(db, lambda s: list(s.scalars(select(Recording))))
     assert sorted(r.call_id for r in recs) == sorted(c.id for c in calls)
     assert all((recordings / r.path).exists() for r in recs)
-    assert _items(db) == []
+    assert missed_items(db) == []

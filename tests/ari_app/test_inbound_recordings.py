@@ -6,26 +6,28 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
-from models.call import Call, CallOutcome
+from models.call import CallOutcome
 from models.db import Database
-from models.missed_call import MissedCall
-from models.recording import Recording, RecordingKind
+from models.recording import RecordingKind
 from tests.ari_app.helpers import until
-from tests.ari_app.test_app_support import configure, did, read, run, running_app, short_prompts
+from tests.ari_app.test_app_support import (
+    CALLER,
+    answered_and_recording,
+    call_ended,
+    call_recorded,
+    call_recordings,
+    did,
+    last_call,
+    missed_items,
+    played,
+    run,
+    running_app,
+    setup_inbound,
+)
 from tests.emulator.ari.scenario import AriEmulator
 from tests.emulator.ari.state import StoredRecording, write_audio
 
 STOP_DELAY = 0.3  # how long the emulated Recorder channel takes to close the file after `stop`
-
-
-def _call(db: Database) -> Call | None:
-    return read(db, lambda s: s.scalar(select(Call).order_by(Call.id.desc())))
-
-
-def _recordings(db: Database, call_id: int) -> list[Recording]:
-    return read(db, lambda s: list(s.scalars(select(Recording).where(Recording.call_id == call_id))))
 
 
 def _asynchronous_stop(emu: AriEmulator) -> None:
@@ -47,26 +49,21 @@ def _asynchronous_stop(emu: AriEmulator) -> None:
 def test_the_conversation_is_fetched_once_asterisk_has_closed_the_file(ari_emulator: AriEmulator, db: Database,
                                                                       world: Any, tmp_path: Path) -> None:
     emu, org = ari_emulator, world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1"])
-    emu.set_answer_mode("disp1", "manual")
-    short_prompts(emu)
+    setup_inbound(emu, db, org)
     _asynchronous_stop(emu)
     recordings = tmp_path / "rec"
 
     async def main() -> None:
         async with running_app(emu, db, recordings, recording_settle_poll=0.02):
-            caller = emu.incoming_call(did(org), "79161234567")
-            await until(lambda: bool(emu.requests(route="POST /channels")), message="dispatcher rung")
-            emu.answer("disp1")
-            await until(lambda: bool(emu.snapshot()["live_recordings"]), message="recording")
+            caller = await answered_and_recording(emu, org)
             await asyncio.sleep(0.1)  # some audio
             emu.hangup(caller)
-            await until(lambda: (c := _call(db)) is not None and bool(_recordings(db, c.id)), message="recorded")
+            await until(lambda: call_recorded(db), message="recorded")
 
     run(main())
-    call = _call(db)
+    call = last_call(db)
     assert call is not None
-    [rec] = _recordings(db, call.id)
+    [rec] = call_recordings(db, call.id)
     data = (recordings / rec.path).read_bytes()
     # The complete file: its audio (0.1 s and more at 8 kHz, 16 bit), not the header of the unfinished one.
     assert rec.size_bytes == len(data) >= 44 + 1600
@@ -83,20 +80,14 @@ def test_the_recording_is_fetched_anyway_when_the_live_state_cannot_be_read(ari_
                                                                            db: Database, world: Any,
                                                                            tmp_path: Path) -> None:
     emu, org = ari_emulator, world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1"])
-    emu.set_answer_mode("disp1", "manual")
-    short_prompts(emu)
+    setup_inbound(emu, db, org)
     emu.fail_next("GET /recordings/live/{recordingName}", 500, {"message": "Internal Server Error"})
-    recordings = tmp_path / "rec"
 
     async def main() -> None:
-        async with running_app(emu, db, recordings):
-            caller = emu.incoming_call(did(org), "79161234567")
-            await until(lambda: bool(emu.requests(route="POST /channels")), message="dispatcher rung")
-            emu.answer("disp1")
-            await until(lambda: bool(emu.snapshot()["live_recordings"]), message="recording")
+        async with running_app(emu, db, tmp_path / "rec"):
+            caller = await answered_and_recording(emu, org)
             emu.hangup(caller)
-            await until(lambda: (c := _call(db)) is not None and bool(_recordings(db, c.id)), message="recorded")
+            await until(lambda: call_recorded(db), message="recorded")
 
     run(main())
     assert [r.status for r in emu.requests(route="GET /recordings/live/{recordingName}")] == [500]
@@ -106,9 +97,7 @@ def test_a_failed_voice_message_keeps_what_was_recorded_and_thanks_the_caller(
     ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path,
 ) -> None:
     emu, org = ari_emulator, world.org_a
-    configure(db, org, endpoints=["PJSIP/disp1"], wait=1)
-    emu.set_answer_mode("disp1", "manual")
-    short_prompts(emu)
+    setup_inbound(emu, db, org, wait=1)
     recordings = tmp_path / "rec"
     a = emu.asterisk
 
@@ -125,20 +114,19 @@ def test_a_failed_voice_message_keeps_what_was_recorded_and_thanks_the_caller(
 
     async def main() -> None:
         async with running_app(emu, db, recordings):
-            caller = emu.incoming_call(did(org), "79161234567")
+            caller = emu.incoming_call(did(org), CALLER)
             await until(lambda: bool(emu.events("RecordingStarted")), timeout=10, message="voice message recording")
             name = emu.requests(route="POST /channels/{channelId}/record")[0].query["name"]
             emu._run(fail, name)
             await until(lambda: bool(emu.requests(path=f"/channels/{caller.id}", method="DELETE")),
                         message="thanked and hung up")
-            await until(lambda: (c := _call(db)) is not None and c.ended_at is not None, message="ended")
+            await until(lambda: call_ended(db), message="ended")
 
     run(main())
-    call = _call(db)
+    call = last_call(db)
     assert call is not None and (call.outcome, call.answered_at) == (CallOutcome.VOICEMAIL, None)
-    [rec] = _recordings(db, call.id)
+    [rec] = call_recordings(db, call.id)
     assert rec.kind == RecordingKind.VOICEMAIL and (recordings / rec.path).stat().st_size == rec.size_bytes > 44
-    [item] = read(db, lambda s: list(s.scalars(select(MissedCall))))
+    [item] = missed_items(db)
     assert item.voice_message_id == rec.id
-    assert [r.query["media"] for r in emu.requests(route="POST /channels/{channelId}/play")][-1] == (
-        "sound:openads/voicemail-thanks")
+    assert played(emu)[-1] == "sound:openads/voicemail-thanks"

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ari_app.app import AriApp
 from ari_app.flows.robot import HUNG_UP, HUNG_UP_DURING_MESSAGE
 from models.db import Database
 from models.outbox import MessageStatus
@@ -23,6 +24,7 @@ from tests.ari_app.test_robot_rating import (
     NOON_MSK,
     PROMPT_SECONDS,
     RESIDENT,
+    Kit,
     answered_and_prompted,
     attempts,
     done_ticket,
@@ -32,23 +34,29 @@ from tests.ari_app.test_robot_rating import (
     robot_app,
     wait_requests,
 )
-from tests.ari_app.test_robot_voice import _attempts, _enqueue, _message
+from tests.ari_app.test_robot_voice import _attempts, _message, _message_being_read, _voice_kit
 
 NOT_IN_STASIS = {"message": "Channel not in Stasis application"}
 
 
+async def _resident_hangs_up(app: AriApp, kit: Kit, after: float) -> None:
+    """`after` seconds into the current step the resident hangs up: the rating attempt is closed and
+    the session is over."""
+    kit.emu.advance(after)
+    kit.emu.hangup(RESIDENT)
+    await until(lambda: (a := attempts(kit.db)) != [] and a[0].ended_at is not None, message="attempt closed")
+    await until(lambda: not app.dispatcher.sessions, message="session over")
+
+
 def test_a_resident_who_hangs_up_during_the_voice_message_has_received_it_and_is_not_called_again(
         make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path) -> None:
-    kit = make_kit(make_ari_emulator, db, tmp_path)
+    kit, message_id = _voice_kit(make_ari_emulator, db, world, tmp_path)
     emu = kit.emu
-    message_id = _enqueue(db, world)
 
     async def main() -> None:
         async with robot_app(kit) as app:
             assert app.robot is not None
-            await wait_requests(emu, "POST /channels", 1, "resident dialled")
-            emu.answer(RESIDENT)
-            await wait_requests(emu, "POST /channels/{channelId}/play", 1, "message read")
+            await _message_being_read(kit)
             emu.advance(0.3)  # part of the message
             emu.hangup(RESIDENT)
             await until(lambda: _message(db, message_id).attempts == 1, message="attempt recorded")
@@ -78,10 +86,7 @@ def test_a_hangup_during_the_rating_prompt_is_recorded_as_the_resident_hanging_u
             # What a real Asterisk may answer a step on a channel that is being torn down.
             emu.fail_next("POST /channels/{channelId}/record", 409, NOT_IN_STASIS, times=2)
             emu.fail_next("POST /channels/{channelId}/play", 409, NOT_IN_STASIS, times=2)
-            emu.advance(0.3)
-            emu.hangup(RESIDENT)
-            await until(lambda: (a := attempts(db)) != [] and a[0].ended_at is not None, message="attempt closed")
-            await until(lambda: not app.dispatcher.sessions, message="session over")
+            await _resident_hangs_up(app, kit, after=0.3)
 
     run(main())
     [attempt] = attempts(db)
@@ -106,10 +111,8 @@ def test_a_hangup_during_the_keypad_wait_is_recorded_as_the_resident_hanging_up_
             await wait_requests(emu, "POST /channels/{channelId}/play", 2, "keypad prompt")
             emu.advance(PROMPT_SECONDS)
             await wait_requests(emu, "POST /channels/{channelId}/record", 1, "keypad wait")
-            emu.advance(1.0)
-            emu.hangup(RESIDENT)  # its RecordingFinished comes after the ChannelHangupRequest
-            await until(lambda: (a := attempts(db)) != [] and a[0].ended_at is not None, message="attempt closed")
-            await until(lambda: not app.dispatcher.sessions, message="session over")
+            # A hangup in the keypad wait: its RecordingFinished comes after the ChannelHangupRequest.
+            await _resident_hangs_up(app, kit, after=1.0)
 
     run(main())
     [attempt] = attempts(db)

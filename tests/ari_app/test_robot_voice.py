@@ -21,6 +21,7 @@ from tests.ari_app.test_robot_rating import (
     NOON_MSK,
     PROMPT_SECONDS,
     RESIDENT,
+    Kit,
     make_kit,
     originates,
     robot_app,
@@ -39,6 +40,12 @@ def _enqueue(db: Database, world: Any, now: datetime = NOON_MSK) -> int:
         return message.id
 
 
+def _voice_kit(make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path,
+               now: datetime = NOON_MSK) -> tuple[Kit, int]:
+    """The robot's kit at `now`, with one voice message to resident_a queued then: (kit, message id)."""
+    return make_kit(make_ari_emulator, db, tmp_path, now=now), _enqueue(db, world, now)
+
+
 def _message(db: Database, message_id: int) -> OutboxMessage:
     return read(db, lambda s: s.get(OutboxMessage, message_id))
 
@@ -49,17 +56,21 @@ def _attempts(db: Database, message_id: int) -> list[tuple[bool, str, datetime]]
     return [(a.ok, a.detail, a.at) for a in rows]
 
 
+async def _message_being_read(kit: Kit) -> None:
+    """The resident answers the robot's first call and the message starts."""
+    await wait_requests(kit.emu, "POST /channels", 1, "resident dialled")
+    kit.emu.answer(RESIDENT)
+    await wait_requests(kit.emu, "POST /channels/{channelId}/play", 1, "message read")
+
+
 def test_a_voice_notification_is_read_to_the_resident_and_marked_sent(
         make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path) -> None:
-    kit = make_kit(make_ari_emulator, db, tmp_path)
+    kit, message_id = _voice_kit(make_ari_emulator, db, world, tmp_path)
     emu = kit.emu
-    message_id = _enqueue(db, world)
 
     async def main() -> None:
         async with robot_app(kit):
-            await wait_requests(emu, "POST /channels", 1, "resident dialled")
-            emu.answer(RESIDENT)
-            await wait_requests(emu, "POST /channels/{channelId}/play", 1, "message read")
+            await _message_being_read(kit)
             emu.advance(PROMPT_SECONDS)
             await until(lambda: _message(db, message_id).status == MessageStatus.SENT, message="sent")
             await until(lambda: not emu.snapshot()["channels"], message="hung up")
@@ -80,9 +91,8 @@ def test_a_voice_notification_is_read_to_the_resident_and_marked_sent(
 
 def test_a_busy_resident_is_tried_again_30_minutes_later_then_the_message_fails_after_three_calls(
         make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path) -> None:
-    kit = make_kit(make_ari_emulator, db, tmp_path)
+    kit, message_id = _voice_kit(make_ari_emulator, db, world, tmp_path)
     emu = kit.emu
-    message_id = _enqueue(db, world)
 
     async def main() -> None:
         async with robot_app(kit) as app:
@@ -112,8 +122,7 @@ def test_no_voice_call_in_the_quiet_hours_the_message_waits_until_they_end(
         make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path) -> None:
     msk = ZoneInfo("Europe/Moscow")
     late = datetime(2026, 3, 2, 22, 30, tzinfo=msk).astimezone(UTC)
-    kit = make_kit(make_ari_emulator, db, tmp_path, now=late)
-    message_id = _enqueue(db, world, late)
+    kit, message_id = _voice_kit(make_ari_emulator, db, world, tmp_path, now=late)
 
     async def main() -> None:
         async with robot_app(kit) as app:
