@@ -37,6 +37,10 @@ def test_the_replaced_app_reports_it_stops_its_sessions_and_does_not_take_the_ap
             async with running_app(emu, db, tmp_path / "rec-new") as new:
                 await until(lambda: old.connection.status.replaced, message="old app told it was replaced")
                 await until(lambda: not old.connection.status.connected, message="old socket closed")
+                # (its sessions are stopped and the emulator drops the old socket a moment later)
+                await until(lambda: old.dispatcher.sessions == [], message="the old app's sessions stopped")
+                await until(lambda: [len(c.apps) for c in emu.hub.connections] == [1],
+                            message="only the new app's socket is left")
                 status = old.status()
                 assert (status["healthy"], status["connection"]["healthy"], status["connection"]["replaced"]) == (
                     False, False, True)
