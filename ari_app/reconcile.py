@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from ari_app.client import AriError, AriNotFound, Bridge, Channel
 from ari_app.flows.base import synthetic
-from ari_app.media import call_bridge_id
+from ari_app.media import call_bridge_id, endpoint_of_channel_name
 from openads import channel_vars as cv
 
 if TYPE_CHECKING:
@@ -232,13 +232,6 @@ DIALSTATUS_DISPOSITIONS = {
 }
 
 
-def dispatcher_endpoint(channel: str) -> str | None:
-    """`PJSIP/201-0000001a` → `PJSIP/201` (the dispatcher's phone that answered)."""
-    if "/" not in channel:
-        return None
-    return channel.rsplit("-", 1)[0] if "-" in channel.split("/", 1)[1] else channel
-
-
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
@@ -287,9 +280,9 @@ class FallbackCall:
         if not self.answered:
             return None
         if self.end is not None and self.end.answered_by:
-            return dispatcher_endpoint(self.end.answered_by)
+            return endpoint_of_channel_name(self.end.answered_by)  # DIALEDPEERNAME: PJSIP/201-0000001a
         leg = self.answered_leg()
-        return dispatcher_endpoint(leg.destination_channel) if leg is not None else None
+        return endpoint_of_channel_name(leg.destination_channel) if leg is not None else None
 
     def answer_time(self) -> datetime | None:
         """When a dispatcher picked up: OpenadsAnsweredAt ([openads-fallback-answered]); else the

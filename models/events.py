@@ -38,8 +38,7 @@ ALL_EVENTS = (
 
 def emit(session: Session, organization_id: int | None, name: str, payload: dict[str, Any]) -> None:
     """Write the event row now (a Core INSERT in the session's transaction, no ORM flush)."""
-    session.connection().execute(_INSERT, {"organization_id": organization_id, "name": name, "payload": payload})
-    session.info.setdefault("woken_orgs", set()).add(organization_id)
+    emit_many(session, [(organization_id, name, payload)])
 
 
 def emit_many(session: Session, rows: Sequence[tuple[int | None, str, dict[str, Any]]]) -> None:

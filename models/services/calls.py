@@ -337,7 +337,6 @@ def register_inbound_calls(
     for a in arrivals:
         if a.did not in orgs:
             orgs[a.did] = hotline_of(session, a.did)
-    cards: list[CallerCard] = []
     by_org: dict[int, list[int]] = {}
     for k, a in enumerate(arrivals):
         by_org.setdefault(orgs[a.did][0].id, []).append(k)

@@ -272,7 +272,7 @@ def _write_registration(session: Session, ticket: Ticket, history: dict[str, Any
     the upsert limits the organization's registration rate: PostgreSQL does it all in one statement
     (`_registration_pg`); SQLite (in-process, no round trips) takes the number last.
     """
-    values = _ticket_values(ticket)
+    values = insert_values(ticket, _TICKET_KEYS)
     payload = _event_payload(ticket, "created", concerned=[])
     conn = session.connection()
     if conn.dialect.name == "postgresql":
@@ -292,11 +292,6 @@ def _write_registration(session: Session, ticket: Ticket, history: dict[str, Any
                     {**payload, "ticket_id": ticket_id, "number": number})
     session.info.setdefault("woken_orgs", set()).add(ticket.organization_id)
     attach_inserted(session, ticket, values, id=ticket_id, number=number)
-
-
-def _ticket_values(ticket: Ticket) -> dict[str, Any]:
-    """Every column of a new ticket: the object's value, else the column's default, else None."""
-    return insert_values(ticket, _TICKET_KEYS)
 
 
 # --- deadlines ---------------------------------------------------------------------------------
