@@ -130,6 +130,15 @@ def _done(message: str, result: Any = None) -> Any:
     return redirect(url_for("simulator.index"))
 
 
+def _control(action: str, params: dict[str, Any], message: str) -> Any:
+    """One step of the emulator's control API, answered as the page or JSON expects."""
+    try:
+        result = control(action, params)
+    except DomainError as exc:
+        return _failed(exc)
+    return _done(message, result)
+
+
 def _failed(exc: DomainError) -> Any:
     if request.accept_mimetypes.best == "application/json":
         return jsonify({"error_id": exc.error_id, "message": exc.message}), exc.http_status
@@ -184,31 +193,19 @@ def call() -> Any:
 @bp.post("/channels/<channel_id>/answer")
 @login_required(STAFF)
 def answer(channel_id: str) -> Any:
-    try:
-        result = control("answer", {"channel": channel_id})
-    except DomainError as exc:
-        return _failed(exc)
-    return _done("Трубка снята", result)
+    return _control("answer", {"channel": channel_id}, "Трубка снята")
 
 
 @bp.post("/channels/<channel_id>/hangup")
 @login_required(STAFF)
 def hangup(channel_id: str) -> Any:
-    try:
-        result = control("hangup", {"channel": channel_id})
-    except DomainError as exc:
-        return _failed(exc)
-    return _done("Трубка положена", result)
+    return _control("hangup", {"channel": channel_id}, "Трубка положена")
 
 
 @bp.post("/channels/<channel_id>/press")
 @login_required(STAFF)
 def press(channel_id: str) -> Any:
     digits = (request.form.get("digits") or "").strip()
-    try:
-        if not digits or len(digits) > 20 or not set(digits) <= DIGITS:
-            raise ValidationFailed("клавиши: цифры, * и #", field="digits", value=digits)
-        result = control("press", {"channel": channel_id, "digits": digits})
-    except DomainError as exc:
-        return _failed(exc)
-    return _done(f"Нажато: {digits}", result)
+    if not digits or len(digits) > 20 or not set(digits) <= DIGITS:
+        return _failed(ValidationFailed("клавиши: цифры, * и #", field="digits", value=digits))
+    return _control("press", {"channel": channel_id, "digits": digits}, f"Нажато: {digits}")
