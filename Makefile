@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench migrate-check clean
+.PHONY: install demo test test-pbx pbx pbx-stop lint bench migrate-check clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,19 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy models ari_app
 	$(BIN)/python -m pytest -q
+
+# The real Asterisk for tests (pbx/build.sh builds it once into ~/.cache/openads-pbx).
+pbx:
+	pbx/run.sh start
+
+pbx-stop:
+	pbx/run.sh stop
+
+# Call flows against the real Asterisk with SIP phones (baresip) and openads ari/agi/worker/web.
+test-pbx: $(STAMP)
+	pbx/deps.sh
+	pbx/run.sh start
+	OPENADS_PBX_TESTS=1 $(BIN)/python -m pytest -q -p no:randomly tests/pbx
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,100 @@
+"""Fixtures of the real-PBX scenarios (`make test-pbx`): the test PBX of pbx/run.sh with the
+project's dialplan, OpenADS's four processes, and baresip phones for dispatchers and residents."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.pbx.phones import Phone, free_port
+from tests.pbx.stack import DISPATCHERS, RESIDENTS, ROOT, Stack, fresh_database_url, pbx_env, seed, wait_until
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    subprocess.run([str(ROOT / "pbx" / "run.sh"), "start"], check=True)
+    env = pbx_env()
+    home = Path(env["OPENADS_PBX_HOME"]) / "openads"
+    home.mkdir(parents=True, exist_ok=True)
+    st = Stack(pbx=env, home=home, database_url=fresh_database_url(home), web_port=free_port())
+    st.openads("db", "upgrade")
+    st.ids = seed(st.db)
+    st.start_all()
+    try:
+        yield st
+    finally:
+        st.stop_all()
+        st.db.dispose()
+
+
+class Phones:
+    """Phones of one test; all stopped at its end."""
+
+    def __init__(self, stack: Stack, home: Path) -> None:
+        self.stack, self.home, self.all = stack, home, []
+        self.sip = stack.pbx["OPENADS_PBX_SIP"]
+
+    def _start(self, phone: Phone) -> Phone:
+        self.all.append(phone)
+        return phone.start()
+
+    def dispatcher(self, ext: str, answermode: str = "manual") -> Phone:
+        pw = self.stack.pbx[f"DISPATCHER_{ext}_PASSWORD"]
+        phone = self._start(Phone(f"d{ext}", self.home, "127.0.0.1:0",
+                                  [f"<sip:{ext}@{self.sip}>;auth_pass={pw};regint=60;answermode={answermode}"]))
+        phone.wait_registered()
+        wait_until(f"Asterisk sees {ext} reachable", lambda: any(
+            f" {ext}/sip:" in line and "Avail" in line for line in self.stack.cli("pjsip show contacts").splitlines()), 10)
+        return phone
+
+    def resident(self, number: str, source: Path | None = None) -> Phone:
+        """A resident's phone calling through the operator (127.0.0.2: Asterisk takes it for the trunk)."""
+        return self._start(Phone(f"r{number.lstrip('+')}", self.home, "127.0.0.2:0",
+                                 [f"<sip:{number.lstrip('+')}@127.0.0.2>;regint=0;answermode=manual"], source=source))
+
+    def operator(self, answermode: str = "manual", source: Path | None = None) -> Phone:
+        """The operator's side of the trunk: Asterisk's PJSIP/<number>@trunk-operator rings here, as the
+        resident <number> (one account per test resident)."""
+        accounts = [f"<sip:{phone.lstrip('+')}@127.0.0.2>;regint=0;answermode={answermode}" for phone, _, _ in RESIDENTS]
+        return self._start(Phone("operator", self.home, self.stack.pbx["OPENADS_PBX_TRUNK"], accounts, source=source))
+
+    def hotline_uri(self) -> str:
+        return f"sip:{self.stack.pbx['OPENADS_PBX_DID']}@{self.sip}"
+
+    def stop(self) -> None:
+        for phone in self.all:
+            phone.stop()
+
+
+@pytest.fixture
+def phones(stack: Stack, tmp_path: Path) -> Iterator[Phones]:
+    ph = Phones(stack, tmp_path / "phones")
+    try:
+        yield ph
+    finally:
+        ph.stop()
+        # Nothing of this test may ring on in the next one.
+        for ch in stack.channels():
+            stack.ari("DELETE", f"/channels/{ch['id']}")
+        wait_until("no channels left on Asterisk", lambda: not stack.channels(), 10)
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`speech_wav("текст")`: Russian speech by espeak-ng, 8 kHz mono 16-bit, for a phone to play."""
+    out = tmp_path_factory.mktemp("speech")
+
+    def make(words: str) -> Path:
+        raw, wav = out / f"{abs(hash(words))}-raw.wav", out / f"{abs(hash(words))}.wav"
+        if not wav.exists():
+            subprocess.run(["espeak-ng", "-v", "ru", "-s", "140", "-w", str(raw), words], check=True)
+            subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(wav)], check=True)
+        return wav
+
+    return make
+
+
+__all__ = ["DISPATCHERS", "Phones"]

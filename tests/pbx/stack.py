@@ -1,0 +1,220 @@
+"""OpenADS against the real test PBX (pbx/run.sh): a fresh database with one organization, its
+dispatchers and residents; `openads ari`, `openads agi`, `openads worker` and `openads web` as
+real processes; helpers to read Asterisk's own view (CLI, ARI) and the journal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+
+from models.db import Database
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+HOTLINE = "+74950000000"
+DISPATCHERS = {"201": ("disp201", "Орлова Анна Петровна"), "202": ("disp202", "Смирнов Олег Игоревич"),
+               "203": ("disp203", "Кузнецова Вера Андреевна")}
+# (phone, full name, flat): residents of the test house.
+RESIDENTS = [("+74951110001", "Яковлева Зоя Павловна", "70"), ("+74951110002", "Леонидов Леонид Ильич", "30"),
+             ("+74951110003", "Петрова Мария Ивановна", "12"), ("+74951110004", "Сидоров Павел Олегович", "5")]
+WAIT_LIMIT_SECONDS = 25  # the organization's wait limit before voicemail (the tests keep calls short)
+
+
+def pbx_env() -> dict[str, str]:
+    out = subprocess.run([str(ROOT / "pbx" / "run.sh"), "env"], check=True, capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def wait_until(what: str, check: Callable[[], T | None], timeout: float = 10.0, every: float = 0.1) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def fresh_database_url(home: Path) -> str:
+    """SQLite in the PBX home, or a new database `openads_pbx` beside DATABASE_URL's PostgreSQL."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        path = home / "openads.sqlite3"
+        for p in (path, path.with_suffix(".sqlite3-wal"), path.with_suffix(".sqlite3-shm")):
+            p.unlink(missing_ok=True)
+        return f"sqlite:///{path}"
+    admin = make_url(url)
+    engine = create_engine(admin.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS openads_pbx WITH (FORCE)"))
+        conn.execute(text("CREATE DATABASE openads_pbx"))
+    engine.dispose()
+    return admin.set(database="openads_pbx").render_as_string(hide_password=False)
+
+
+@dataclass
+class Stack:
+    pbx: dict[str, str]
+    home: Path
+    database_url: str
+    web_port: int
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ids: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.db = Database(self.database_url)
+        self.logs = self.home / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    # --- environment of the openads processes ----------------------------------------------------
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ARI_", "AMI_", "AGI_", "SPEECH"))}
+        keep = ("ARI_URL", "ARI_USER", "ARI_PASSWORD", "ARI_APP", "AMI_HOST", "AMI_PORT", "AMI_USER", "AMI_SECRET",
+                "AGI_HOST", "AGI_PORT", "OPENADS_RECORDINGS_DIR", "ASTERISK_CDR_URL")
+        env.update({k: self.pbx[k] for k in keep})
+        env.update(DATABASE_URL=self.database_url, OPENADS_VAR_DIR=str(self.home / "var"),
+                   OPENADS_WEB_PORT=str(self.web_port), OPENADS_PROMPTS_DIR=str(self.home / "prompts"),
+                   ASTERISK_CDR_POLL_SECONDS="5", ARI_RING_RETRY_SECONDS="3", PYTHONUNBUFFERED="1",
+                   SECRET_KEY="pbx-tests-secret-key-0123456789abcdef")
+        env.update(extra)
+        return env
+
+    def openads(self, *args: str, check: bool = True, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "openads.cli", *args], env=self.env(**extra), cwd=ROOT,
+                              capture_output=True, text=True, check=check)
+
+    # --- processes -------------------------------------------------------------------------------
+    def start(self, name: str, *args: str, ready: str | None = None, timeout: float = 30, **extra: str) -> None:
+        """`openads <args>` in the background, its output in logs/<name>.log; waits for `ready` there."""
+        self.stop(name)
+        log_path = self.logs / f"{name}.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        log = open(log_path, "ab")  # noqa: SIM115
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "openads.cli", *args], env=self.env(**extra),
+                                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        if ready:
+            def seen() -> bool:
+                proc = self.procs[name]
+                if proc.poll() is not None:
+                    raise AssertionError(f"openads {name} exited: {self.log(name, offset)[-3000:]}")
+                return ready in self.log(name, offset)
+            wait_until(f"openads {name}: {ready!r}", seen, timeout)
+
+    def log(self, name: str, offset: int = 0) -> str:
+        path = self.logs / f"{name}.log"
+        if not path.exists():
+            return ""
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.get(name)
+        if proc and proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            proc.wait(10)
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+    def start_ari(self, timeout: float = 30) -> None:
+        self.start("ari", "ari", "--status-every", "0", ready="ARI: ", timeout=timeout)
+        wait_until("openads on Asterisk's ARI WebSocket", self.ari_app_connected, 10)
+
+    def start_all(self) -> None:
+        self.start("agi", "agi", ready="FastAGI:")
+        self.start("web", "web", ready="Listening at", timeout=30)
+        self.start("worker", "worker")
+        self.start_ari()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    # --- Asterisk's own view ---------------------------------------------------------------------
+    def cli(self, command: str) -> str:
+        return subprocess.run([str(ROOT / "pbx" / "run.sh"), "cli", command], check=True, capture_output=True,
+                              text=True).stdout
+
+    def ari(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.pbx['ARI_URL']}/ari{path}",
+                             auth=(self.pbx["ARI_USER"], self.pbx["ARI_PASSWORD"]), timeout=5, **kw)
+
+    def channels(self) -> list[dict[str, Any]]:
+        return list(self.ari("GET", "/channels").json())
+
+    def ari_app_connected(self) -> bool:
+        """Asterisk has a live WebSocket of app `openads`. `ari show apps` is no proof: it still
+        lists an app whose socket has gone while channels refer to it."""
+        return any(" openads" in line and " Up " in line
+                   for line in self.cli("ari show websocket sessions").splitlines())
+
+    # --- the journal -----------------------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        with self.db.read() as s:
+            yield s
+
+    def rows(self, statement: Any) -> list[Any]:
+        """Rows of `statement`, read in a fresh transaction (detached)."""
+        with self.db.read() as s:
+            rows = list(s.scalars(statement))
+            s.expunge_all()
+            return rows
+
+    def calls(self) -> list[Any]:
+        from models.call import Call
+
+        with self.db.read() as s:
+            rows = list(s.scalars(select(Call).order_by(Call.id)))
+            s.expunge_all()
+            return rows
+
+
+def seed(db: Database) -> dict[str, Any]:
+    """The test organization: hotline HOTLINE, dispatchers 201-203 (phones PJSIP/201-203, all rung),
+    a house with the RESIDENTS; returns their ids."""
+    from models.organization import Role
+    from models.services import calls as call_services
+    from tests import factories as f
+
+    with db.write() as s:
+        org = f.make_org(s, name="УК «Проверка АТС»", short_name="Проверка АТС", hotline_numbers=HOTLINE)
+        f.make_categories(s, org)
+        users = {}
+        for ext, (login, name) in DISPATCHERS.items():
+            users[ext] = f.make_user(s, [org], Role.DISPATCHER, login=login, full_name=name)
+        call_services.update_telephony_settings(
+            s, org=org, by=None, dispatcher_endpoints=[f"PJSIP/{ext}" for ext in DISPATCHERS],
+            wait_limit_seconds=WAIT_LIMIT_SECONDS)
+        for ext, user in users.items():
+            call_services.assign_dispatcher_phone(s, org=org, endpoint=f"PJSIP/{ext}", user_id=user.id, by=None)
+        house = f.make_house(s, org, address="г. Москва, ул. Тестовая, д. 1")
+        residents = {}
+        for phone, name, flat in RESIDENTS:
+            premise = f.make_premise(s, house, number=flat)
+            residents[phone] = f.make_resident(s, premise, phones=(phone,), full_name=name).id
+        return {"org": org.id, "users": {ext: u.id for ext, u in users.items()}, "house": house.id,
+                "residents": residents}
