@@ -93,6 +93,16 @@ def test_originate_rings_then_answer_gives_stasis_start_with_app_args(ast, sent)
     assert [e["variable"] for e in sent if e["type"] == "ChannelVarset"] == ["STASISSTATUS"]
 
 
+@pytest.mark.parametrize(("caller_id", "caller"), [
+    ('"Перезвон" <79161234567>', {"name": "Перезвон", "number": "79161234567"}),
+    ("Перезвон <79161234567>", {"name": "Перезвон", "number": "79161234567"}),
+    ("79161234567", {"name": "Dispatcher 1", "number": "79161234567"}),  # the endpoint's name is kept
+])
+def test_originate_caller_id_is_split_into_name_and_number_as_asterisk_does(ast, caller_id, caller):
+    ch = ast.originate("PJSIP/disp1", app="openads", caller_id=caller_id)
+    assert (ch.caller, ch.connected) == (caller, {"name": "", "number": "79161234567"})
+
+
 def test_originate_not_answered_times_out_with_cause_19(ast, sent):
     ast.endpoint("disp2").auto_answer = False
     ch = ast.originate("PJSIP/disp2", app="openads", timeout=5)

@@ -42,15 +42,20 @@ class EmulatorUnavailable(DomainError):
 class SimChannel:
     id: str
     who: str
-    number: str
+    number: str  # the number of the phone this channel is
+    call: str  # the other side as this phone sees it: the number it dials, or the caller ID it shows
     state: str
     state_title: str
     answerable: bool
     answer_label: str
     up: bool
+    resident: bool  # a resident's phone: the simulator can speak for it
 
 
 STATE_TITLES = {"Ring": "звонит на линию", "Ringing": "звонит телефон", "Down": "набор", "Up": "разговор"}
+# The app's legs to a resident, by their Stasis arguments (`Stasis(openads,<flow>,...)`).
+OUTGOING_RESIDENT_CALLS = {"callback": "обратный вызов", "robot,rating": "робот: оценка заявки",
+                           "robot,voice": "робот: сообщение"}
 
 
 def emulator_base() -> str:
@@ -84,13 +89,39 @@ def _phones() -> dict[str, tuple[str, str]]:
     return {endpoint.split("/", 1)[-1]: (login, name) for endpoint, login, name in rows}
 
 
-def _channels(state: dict[str, Any], phones: dict[str, tuple[str, str]]) -> list[SimChannel]:
+def _shown(raw: str, hotlines: dict[str, str]) -> str:
+    """A number as a phone shows it, naming the hotline it is (the trunk sends digits only)."""
+    e164 = try_e164(raw)
+    if e164 is None:
+        return raw
+    org = hotlines.get(e164)
+    return f"{phone_display(e164)} (горячая линия {org})" if org else phone_display(e164)
+
+
+def _resident_call(app_args: str) -> str:
+    for prefix, title in OUTGOING_RESIDENT_CALLS.items():
+        if app_args == prefix or app_args.startswith(f"{prefix},"):
+            return title
+    return "вызов от АДС"
+
+
+def _channels(state: dict[str, Any], phones: dict[str, tuple[str, str]],
+              hotlines: dict[str, str]) -> list[SimChannel]:
+    """The emulator's channels as the phones see them. A leg the app originated (a callback, the robot)
+    carries the hotline as its caller (and connected) number, as on Asterisk: the phone that rings is
+    the endpoint, or for the trunk the number dialled through it (`remote_number`)."""
     out = []
     for ch in state.get("channels", []):
         name = str(ch.get("name", ""))
         resource = name.split("/", 1)[-1].rsplit("-", 1)[0]
         caller = (ch.get("caller") or {}).get("number", "")
-        connected = (ch.get("connected") or {}).get("number", "")
+        outgoing = bool(ch.get("outgoing"))
+        if outgoing:
+            call = f"входящий с {_shown(caller, hotlines)}" if caller else "входящий, номер скрыт"
+        else:
+            exten = str((ch.get("dialplan") or {}).get("exten", ""))
+            call = f"звонит на {_shown(exten, hotlines)}"
+        resident = False
         if resource in phones:
             login, full_name = phones[resource]
             who, number = f"Диспетчер {login} ({full_name})", f"PJSIP/{resource}"
@@ -98,17 +129,19 @@ def _channels(state: dict[str, Any], phones: dict[str, tuple[str, str]]) -> list
         elif resource.startswith("disp"):
             who, number, label = f"Телефон {resource}", f"PJSIP/{resource}", "Ответить"
         else:
-            # An inbound call sits on its DID; a leg the app originated (a callback) on "s".
-            incoming = (ch.get("dialplan") or {}).get("exten") not in ("s", "")
-            who = "Житель" if incoming else "Житель (обратный вызов)"
-            number = caller if incoming else (connected or caller)
+            resident = True
+            if outgoing:
+                who = f"Житель ({_resident_call(str(ch.get('app_args', '')))})"
+                number = _shown(str(ch.get("remote_number", "")), {}) or name
+            else:
+                who, number = "Житель", _shown(caller, {})
             label = "Ответить (житель)"
         state_name = str(ch.get("state", ""))
         out.append(SimChannel(
-            id=str(ch["id"]), who=who, number=phone_display(try_e164(number)) if try_e164(number) else number,
+            id=str(ch["id"]), who=who, number=number, call=call,
             state=state_name, state_title=STATE_TITLES.get(state_name, state_name),
             answerable=state_name in ("Down", "Ringing") and not ch.get("in_stasis", False), answer_label=label,
-            up=state_name == "Up",
+            up=state_name == "Up", resident=resident,
         ))
     return out
 
@@ -153,7 +186,8 @@ def index() -> Any:
     error = None
     channels: list[SimChannel] = []
     try:
-        channels = _channels(control("state"), phones)
+        hotlines = {number: org.short_name for org, number in _hotlines()}
+        channels = _channels(control("state"), phones, hotlines)
     except DomainError as exc:
         error = exc.message
     template = "simulator_channels.html" if request.args.get("part") == "channels" else "simulator.html"

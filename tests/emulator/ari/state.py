@@ -628,14 +628,17 @@ class Asterisk:
         # Unregistered or unknown endpoint, unknown technology: the channel cannot be allocated.
         if ep is None or not ep.online or (via and not ep.trunk):
             raise AriError(500, "Allocation failed", key="error")
-        cid_number = caller_id if caller_id is not None else ep.callerid_number
+        cid_name, cid_number = ep.callerid_name, ep.callerid_number
+        if caller_id is not None:
+            parsed_name, cid_number = parse_caller_id(caller_id)
+            cid_name = parsed_name or cid_name
         ch = Channel(
             id=channel_id or self._new_channel_id(),
             name=self._new_name(ep.resource),
             endpoint=ep,
             state="Down",
             protocol_id=str(uuid.uuid4()),
-            caller={"name": ep.callerid_name, "number": cid_number},
+            caller={"name": cid_name, "number": cid_number},
             connected={"name": "", "number": cid_number},
             dialplan={"context": ep.context, "exten": "s", "priority": 1, "app_name": "AppDial2",
                       "app_data": "(Outgoing Line)"},
@@ -1355,6 +1358,16 @@ class Asterisk:
         self.playbacks.clear()
         self.live.clear()
         self._queues.clear()
+
+
+def parse_caller_id(text: str) -> tuple[str, str]:
+    """ARI originate's `callerId` as ast_callerid_parse splits it: `"Name" <number>` → (name, number);
+    a bare number → ("", number), and the endpoint's caller name is kept."""
+    text = text.strip()
+    if "<" in text and text.endswith(">"):
+        name, _, number = text[:-1].rpartition("<")
+        return name.strip().strip('"').strip(), number.strip()
+    return "", text
 
 
 def _tone_ok(uri: str) -> bool:
