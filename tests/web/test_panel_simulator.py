@@ -4,6 +4,7 @@ hand here, through the emulator's ARI, as `openads ari` makes them)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -13,8 +14,12 @@ import pytest
 from models.db import Database
 from models.rules.phones import display
 from openads.config import Settings
+from openads.providers.speech.audio import read_wav
+from openads.providers.speech.espeak import EspeakNg
+from openads.providers.speech.fake import FakeSpeech
 from tests.conftest import login
 from tests.emulator.ari.scenario import AriEmulator
+from tests.emulator.replay import WsClient
 
 RESIDENT = "+79161234567"
 
@@ -95,3 +100,75 @@ def test_a_manual_callback_rings_the_dispatchers_phone_showing_the_resident(
 
     who, number, call, _ = row_cells(sim.get("/simulator/?part=channels").get_data(as_text=True), channel)[:4]
     assert (who, number, call) == ("Телефон disp1", "PJSIP/disp1", f"входящий с {display(RESIDENT)}")
+
+
+@pytest.fixture
+def app_socket(ari_emulator: AriEmulator) -> Iterator[WsClient]:
+    """The app's events WebSocket (a channel enters Stasis only while the app is connected)."""
+    client = WsClient(ari_emulator.ws_url("openads"))
+    ari_emulator.wait_for(lambda: ari_emulator.hub.active("openads"))
+    yield client
+    client.close()
+
+
+def answered_rating_call(emu: AriEmulator, hotline: str) -> str:
+    """The robot's call, answered by the resident, its answer being recorded (as RatingCall records it)."""
+    channel = originate(emu, f"PJSIP/{RESIDENT.lstrip('+')}@trunk-operator", hotline.lstrip("+"), "robot,rating,12")
+    emu.wait_for(lambda: emu.channel(channel).state == "Ringing")
+    emu.answer(channel)
+    emu.wait_for(lambda: emu.channel(channel).in_stasis)
+    resp = httpx.post(f"{emu.ari_url}/channels/{channel}/record", auth=("openads", "openads"), timeout=5, params={
+        "name": "openads-rating-12-1", "format": "wav", "maxDurationSeconds": 5, "terminateOn": "#"})
+    assert resp.status_code == 201, resp.text
+    emu.wait_for(lambda: emu.asterisk.listening(channel) == ["openads-rating-12-1"])
+    return channel
+
+
+def test_say_speaks_for_the_resident_into_the_robots_recording_and_the_demo_recognizer_hears_it(
+        sim: Any, ari_emulator: AriEmulator, app_socket: WsClient, world: Any) -> None:
+    channel = answered_rating_call(ari_emulator, world.org_a.hotlines[0])
+    assert 'action="/simulator/channels/' + channel + '/say"' in sim.get("/simulator/?part=channels").get_data(
+        as_text=True)
+
+    resp = sim.post(f"/simulator/channels/{channel}/say", data={"words": "  оценка   четыре "},
+                    headers={"Accept": "application/json"})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()["message"] == "Сказано: «оценка четыре»"
+    assert resp.get_json()["result"]["recordings"] == ["openads-rating-12-1"]
+
+    ari_emulator.press(channel, "#")
+    stored = ari_emulator.wait_for(lambda: ari_emulator.asterisk.stored.get("openads-rating-12-1") if
+                                   "openads-rating-12-1" not in ari_emulator.asterisk.live else None)
+    audio = stored.path.read_bytes()
+    assert FakeSpeech().recognize(audio, sample_rate_hz=8000).text == "оценка четыре"
+    if EspeakNg.available():  # the words themselves, synthesised, instead of the emulator's tone
+        pcm = read_wav(audio).data
+        assert pcm != bytes(len(pcm)) and pcm[:200] != tone_pcm()[:200]
+
+
+def test_say_when_nobody_records_tells_so_and_empty_words_are_refused(
+        sim: Any, ari_emulator: AriEmulator, world: Any) -> None:
+    channel = ari_emulator.incoming_call(world.org_a.hotlines[0].lstrip("+"), RESIDENT.lstrip("+")).id
+    json = {"Accept": "application/json"}
+
+    resp = sim.post(f"/simulator/channels/{channel}/say", data={"words": "алло"}, headers=json)
+    assert resp.status_code == 200
+    assert resp.get_json()["message"] == ("Сказано «алло», но сейчас никто не слушает: робот записывает ответ "
+                                          "после сигнала")
+    resp = sim.post(f"/simulator/channels/{channel}/say", data={"words": "  "}, headers=json)
+    assert (resp.status_code, resp.get_json()["error_id"]) == (400, "invalid-input")
+    resp = sim.post("/simulator/channels/no-such/say", data={"words": "алло"}, headers=json)
+    assert resp.status_code == 400 and "no live channel" in resp.get_json()["message"]
+
+
+def tone_pcm() -> bytes:
+    """What the emulator records when nothing is said (its 400 Hz tone)."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.emulator.ari.state import write_audio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tone.wav"
+        write_audio(path, "wav", 0.1)
+        return read_wav(path.read_bytes()).data

@@ -5,10 +5,16 @@ The demo's Asterisk is the ARI emulator (`tests/emulator/ari`); this page drives
 from any number to an organization's hotline, "answer as dispatcher N", hang up, press keys.
 Everything else — the call row, the caller card on the console, the queue, recordings, missed
 calls, callbacks — is done by the real ARI app (`openads ari`) reacting to the emulator's events.
+
+"Say" speaks for a resident (a rating to the robot, a voice message): the words are synthesised
+with espeak-ng when it is installed and go into the emulator's recordings of the channel as audio
+and as text; the demo's recognizer (`SPEECH_RECOGNIZER=fake`, set by `openads demo`) reads the text.
 """
 
 from __future__ import annotations
 
+import base64
+import logging
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -21,16 +27,21 @@ from models.call import DispatcherPhone
 from models.errors import DomainError, ValidationFailed
 from models.housing import ResidentPhone
 from models.organization import Organization, User
+from models.ports import ProviderError
 from models.rules.phones import display as phone_display
 from models.rules.phones import try_e164
+from openads.providers.speech.espeak import EspeakNg
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.panel.common import STAFF, my_orgs, settings
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("simulator", __name__, template_folder="../templates", url_prefix="/simulator")
 
 CONTROL_TIMEOUT = 5.0
 DIGITS = set("0123456789*#")
+MAX_WORDS = 200  # characters a resident says at once
 
 
 class EmulatorUnavailable(DomainError):
@@ -243,3 +254,35 @@ def press(channel_id: str) -> Any:
     if not digits or len(digits) > 20 or not set(digits) <= DIGITS:
         return _failed(ValidationFailed("клавиши: цифры, * и #", field="digits", value=digits))
     return _control("press", {"channel": channel_id, "digits": digits}, f"Нажато: {digits}")
+
+
+def _spoken(words: str) -> str | None:
+    """The words as a resident's voice: a base64 WAV 8 kHz mono (espeak-ng, offline, whatever
+    SPEECH_PROVIDER the robot speaks with), or None without espeak-ng: the text alone is sent."""
+    if not EspeakNg.available():
+        return None
+    try:
+        return base64.b64encode(EspeakNg(settings().speech).synthesize(words)).decode("ascii")
+    except ProviderError as exc:
+        log.warning("simulator: the words are sent as text only, espeak-ng failed: %r", exc)
+        return None
+
+
+@bp.post("/channels/<channel_id>/say")
+@login_required(STAFF)
+def say(channel_id: str) -> Any:
+    """The resident speaks on the line (e.g. «четыре» when the robot asks for a rating)."""
+    words = " ".join((request.form.get("words") or "").split())
+    if not words or len(words) > MAX_WORDS:
+        return _failed(ValidationFailed(f"что сказать: от 1 до {MAX_WORDS} символов", field="words", value=words))
+    body: dict[str, Any] = {"channel": channel_id, "text": words}
+    audio = _spoken(words)
+    if audio is not None:
+        body["audio"] = audio
+    try:
+        result = control("say", body)
+    except DomainError as exc:
+        return _failed(exc)
+    if result.get("recordings"):
+        return _done(f"Сказано: «{words}»", result)
+    return _done(f"Сказано «{words}», но сейчас никто не слушает: робот записывает ответ после сигнала", result)

@@ -16,6 +16,7 @@ available over HTTP at `/_emulator/<action>` when it runs as `python -m tests.em
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import time
@@ -242,8 +243,9 @@ class AriEmulator:
     def press(self, channel: Any, digits: str) -> Channel:
         return self._run(self.asterisk.press, channel, digits)
 
-    def say(self, channel: Any, text: str) -> Channel:
-        return self._run(self.asterisk.say, channel, text)
+    def say(self, channel: Any, text: str, audio: bytes | None = None) -> Channel:
+        """The phone speaks: `text` for ASR fakes; `audio` (WAV 8 kHz mono 16-bit) into the recordings."""
+        return self._run(self.asterisk.say, channel, text, audio)
 
     def hangup(self, channel: Any) -> Channel:
         """The phone hangs up (BYE); a ringing outgoing leg declines."""
@@ -391,7 +393,9 @@ class AriEmulator:
         elif action == "press":
             result = a.press(chan(), str(data["digits"])).snapshot()
         elif action == "say":
-            result = a.say(chan(), str(data["text"])).snapshot()
+            audio = base64.b64decode(data["audio"], validate=True) if data.get("audio") else None
+            ch = a.say(chan(), str(data["text"]), audio)
+            result = dict(ch.snapshot(), recordings=a.listening(ch))
         elif action == "hangup":
             result = a.phone_hangup(chan()).snapshot()
         elif action == "answer_mode":
