@@ -4,7 +4,7 @@ Everything real except Asterisk and the speech provider: the ARI emulator (tests
 clock) and the ARI app (`AriApp` with its robot claim loop) run in this process, on a scratch
 database of the engine (SQLite file / PostgreSQL database `openads_bench_robot`, recreated each
 run, so the bench organization's data is untouched). Every resident answers at once, says «пять»
-and ends the answer with `#`; the fake recogniser (fed the emulator's transcript) hears it.
+and ends the answer with `#`; the fake recogniser reads it from the recording (the emulator keeps the words in the WAV).
 All calls are claimed in one round and run concurrently.
 
 Figures: errors (target 0: calls without a stored rating 5, handler errors, claim-loop errors,
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import struct
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,24 +61,6 @@ def _thread_cpu(native_id: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class _Ears:
-    """The fake recogniser, fed the text the emulator's `say()` put into the WAV (INFO/ICMT)."""
-
-    def __init__(self) -> None:
-        from openads.providers.speech.fake import FakeSpeech
-
-        self.fake = FakeSpeech()
-
-    def recognize(self, audio: bytes, *, sample_rate_hz: int, language: str = "ru-RU") -> Any:
-        from openads.providers.speech.fake import utterance
-
-        idx = audio.rfind(b"ICMT")
-        if idx >= 0:
-            (size,) = struct.unpack("<I", audio[idx + 4: idx + 8])
-            audio = utterance(audio[idx + 8: idx + 8 + size].rstrip(b"\0").decode("utf-8"))
-        return self.fake.recognize(audio, sample_rate_hz=sample_rate_hz, language=language)
-
-
 def _seed(db: Any, phones: list[str]) -> None:
     from models.services import ratings
     from tests import factories as f
@@ -116,7 +97,7 @@ def run(url: str, engine_name: str, out_dir: Path) -> None:
     for phone in phones:
         emu.set_answer_mode(phone.lstrip("+"), "auto")
     cache = PromptCache(FakeSpeech(), run_dir / "prompts", provider="fake")
-    speech = RobotSpeech(prompts=cache, recognizer=_Ears())
+    speech = RobotSpeech(prompts=cache, recognizer=FakeSpeech())
     config = FlowConfig(recordings_dir=run_dir / "recordings", recording_fetch_delay=0.01)
     settings = AriSettings(url=emu.url, user="openads", password="bench-ari", app="openads", flow=config)
     emu_thread = getattr(emu, "_thread", None)

@@ -97,6 +97,9 @@ class SpeechSettings:
     """Speech providers (`openads/providers/speech/`): TTS for prompts, STT for the rating answer."""
 
     provider: str = "espeak"  # yandex | espeak | fake
+    # STT other than the provider's: "" = the provider's own (none for espeak), yandex | fake. The demo
+    # sets fake: its Asterisk (the ARI emulator) keeps the resident's words in the recordings.
+    recognizer: str = ""
     speechkit_api_key: str = ""
     speechkit_iam_token: str = ""
     speechkit_folder_id: str = ""
@@ -110,6 +113,7 @@ class SpeechSettings:
 
 SMS_PROVIDER_NAMES = ("smsru", "smsc", "fake")
 SPEECH_PROVIDER_NAMES = ("yandex", "espeak", "fake")
+SPEECH_RECOGNIZER_NAMES = ("yandex", "fake")
 
 
 def _float(name: str, default: float) -> float:
@@ -151,14 +155,18 @@ def _speech_settings(var_dir: Path) -> SpeechSettings:
     provider = (os.environ.get("SPEECH_PROVIDER") or ("yandex" if api_key or iam_token else "espeak")).strip().lower()
     if provider not in SPEECH_PROVIDER_NAMES:
         raise ConfigError(f"SPEECH_PROVIDER must be one of {', '.join(SPEECH_PROVIDER_NAMES)}, got {provider!r}")
+    recognizer = (os.environ.get("SPEECH_RECOGNIZER") or "").strip().lower()
+    if recognizer and recognizer not in SPEECH_RECOGNIZER_NAMES:
+        raise ConfigError(f"SPEECH_RECOGNIZER must be one of {', '.join(SPEECH_RECOGNIZER_NAMES)}, got {recognizer!r}")
     folder_id = os.environ.get("SPEECHKIT_FOLDER_ID", "")
-    if provider == "yandex":
-        if not (api_key or iam_token):
-            raise ConfigError("SPEECH_PROVIDER=yandex needs SPEECHKIT_API_KEY (or SPEECHKIT_IAM_TOKEN)")
-        if iam_token and not api_key and not folder_id:
-            raise ConfigError("SPEECHKIT_IAM_TOKEN needs SPEECHKIT_FOLDER_ID")
+    for name, value in (("SPEECH_PROVIDER", provider), ("SPEECH_RECOGNIZER", recognizer)):
+        if value == "yandex" and not (api_key or iam_token):
+            raise ConfigError(f"{name}=yandex needs SPEECHKIT_API_KEY (or SPEECHKIT_IAM_TOKEN)")
+    if "yandex" in (provider, recognizer) and iam_token and not api_key and not folder_id:
+        raise ConfigError("SPEECHKIT_IAM_TOKEN needs SPEECHKIT_FOLDER_ID")
     return SpeechSettings(
         provider=provider,
+        recognizer=recognizer,
         speechkit_api_key=api_key,
         speechkit_iam_token=iam_token,
         speechkit_folder_id=folder_id,

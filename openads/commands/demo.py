@@ -134,7 +134,10 @@ def _wait_emulator(base_url: str, child: subprocess.Popen[bytes], timeout: float
 def start_demo_asterisk(var_dir: Any, host: str = "127.0.0.1",
                         port: int = EMULATOR_PORT) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     """The ARI emulator as the demo's Asterisk, in its own process (cwd = the repository root, since
-    `tests/` is not an installed package). Returns the process and the ARI_* variables for it."""
+    `tests/` is not an installed package). Returns the process and the variables of the apps that use
+    it: ARI_*, and SPEECH_RECOGNIZER=fake unless set (the emulator records no voice; it keeps the words
+    the call simulator says for the resident in the recording, and the fake recognizer reads them, so
+    the robot's ratings can be spoken)."""
     port = _free_port(host, port) if port else _any_free_port(host)
     password = secrets.token_urlsafe(16)
     recordings = Path(var_dir) / "demo-asterisk"
@@ -150,7 +153,8 @@ def start_demo_asterisk(var_dir: Any, host: str = "127.0.0.1",
     except BaseException:
         _stop_child(child)
         raise
-    return child, {"ARI_URL": url, "ARI_USER": "openads", "ARI_PASSWORD": password}
+    return child, {"ARI_URL": url, "ARI_USER": "openads", "ARI_PASSWORD": password,
+                   "SPEECH_RECOGNIZER": os.environ.get("SPEECH_RECOGNIZER") or "fake"}
 
 
 def _stop_child(child: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:

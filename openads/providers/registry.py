@@ -2,8 +2,8 @@
 
 - `make_sms_sender(settings)` → an SmsSender, or None when SMS is not configured.
 - `make_synthesizer(settings)` → a SpeechSynthesizer (SpeechKit, espeak-ng or fake).
-- `make_recognizer(settings)` → a SpeechRecognizer, or None: without SpeechKit the robot asks
-  for the rating by keypad only (issue 4).
+- `make_recognizer(settings)` → a SpeechRecognizer (SPEECH_RECOGNIZER, else the provider's own),
+  or None: without SpeechKit the robot asks for the rating by keypad only (issue 4).
 - `make_prompt_cache(settings)` → the TTS prompt cache over the configured synthesizer.
 """
 
@@ -58,7 +58,7 @@ def make_synthesizer(settings: SpeechSettings) -> SpeechSynthesizer:
 
 
 def make_recognizer(settings: SpeechSettings) -> SpeechRecognizer | None:
-    factory = RECOGNIZERS.get(settings.provider)
+    factory = RECOGNIZERS.get(settings.recognizer or settings.provider)
     return factory(settings) if factory else None
 
 

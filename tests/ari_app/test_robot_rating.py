@@ -8,10 +8,9 @@ checked against it. The fake recogniser hears what the emulator's `say()` put in
 
 from __future__ import annotations
 
-import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from ari_app.flows.base import FlowConfig
 from ari_app.flows.robot import ASK_AGAIN_TEXT, GOODBYE_TEXT, KEYPAD_TEXT, RobotSpeech
 from ari_app.media import DEFAULT_TRUNK
 from models.db import Database
-from models.ports import ProviderError, Recognition
+from models.ports import ProviderError
 from models.rating import (
     RatingAttempt,
     RatingAttemptOutcome,
@@ -38,7 +37,7 @@ from models.rating import (
 from models.services import ratings
 from models.ticket import Ticket
 from openads.providers.speech.cache import PromptCache
-from openads.providers.speech.fake import FakeSpeech, utterance
+from openads.providers.speech.fake import FakeSpeech
 from tests import factories as f
 from tests.ari_app.helpers import until
 from tests.ari_app.test_app_support import read, routes, run
@@ -67,34 +66,13 @@ class MovableClock:
         return self.now
 
 
-def _icmt(audio: bytes) -> str | None:
-    """The text the emulator's `say()` attached to a WAV (INFO/ICMT chunk)."""
-    idx = audio.rfind(b"ICMT")
-    if idx < 0:
-        return None
-    (size,) = struct.unpack("<I", audio[idx + 4: idx + 8])
-    return audio[idx + 8: idx + 8 + size].rstrip(b"\0").decode("utf-8")
-
-
-@dataclass
-class EmulatorEars:
-    """The fake recogniser, fed what the resident said into the emulator's recording."""
-
-    fake: FakeSpeech = field(default_factory=FakeSpeech)
-
-    def recognize(self, audio: bytes, *, sample_rate_hz: int, language: str = "ru-RU") -> Recognition:
-        said = _icmt(audio)
-        heard = utterance(said) if said is not None else audio
-        return self.fake.recognize(heard, sample_rate_hz=sample_rate_hz, language=language)
-
-
 @dataclass
 class Kit:
     emu: AriEmulator
     db: Database
     clock: MovableClock
     tts: FakeSpeech
-    ears: EmulatorEars | None
+    ears: FakeSpeech | None  # hears what the emulator's `say()` put into the recording
     cache: PromptCache
     recordings: Path
 
@@ -109,7 +87,7 @@ def make_kit(make_ari_emulator: Callable[..., AriEmulator], db: Database, tmp_pa
              now: datetime = NOON_MSK, recognizer: bool = True) -> Kit:
     emu = make_ari_emulator(clock=FakeClock())
     tts = FakeSpeech()
-    return Kit(emu=emu, db=db, clock=MovableClock(now), tts=tts, ears=EmulatorEars() if recognizer else None,
+    return Kit(emu=emu, db=db, clock=MovableClock(now), tts=tts, ears=FakeSpeech() if recognizer else None,
                cache=PromptCache(tts, tmp_path / "prompts", provider="fake"), recordings=tmp_path / "rec")
 
 
@@ -235,7 +213,7 @@ def test_answered_and_speech_five_gives_rating_5_with_transcript_audio_and_confi
     # Each text was synthesised once (the prompt cache), the answer recognised once.
     assert kit.tts.calls == [("synthesize", prompt_text(db, ticket_id)),
                              ("synthesize", "Спасибо, ваша оценка — пять. До свидания!")]
-    assert kit.ears is not None and kit.ears.fake.calls == [("recognize", "пять")]
+    assert kit.ears is not None and kit.ears.calls == [("recognize", "пять")]
 
 
 def test_keypad_3_during_the_prompt_wins_stops_the_prompt_and_rates_3(
@@ -266,7 +244,7 @@ def test_keypad_3_during_the_prompt_wins_stops_the_prompt_and_rates_3(
         "POST /channels", "POST /channels/{channelId}/play", "DELETE /playbacks/{playbackId}",
         "POST /channels/{channelId}/play", "DELETE /channels/{channelId}",
     ]
-    assert kit.ears is not None and kit.ears.fake.calls == []  # nothing recorded, nothing to recognise
+    assert kit.ears is not None and kit.ears.calls == []  # nothing recorded, nothing to recognise
 
 
 def test_silence_twice_then_keypad_prompt_then_nothing_fails_the_attempt_and_retries_30_min_later(
@@ -373,7 +351,7 @@ def test_speechkit_500_on_the_answer_falls_back_to_the_keypad_and_the_rating_is_
     kit = make_kit(make_ari_emulator, db, tmp_path)
     emu = kit.emu
     assert kit.ears is not None
-    kit.ears.fake.fail_with = ProviderError("speechkit", "500", "INTERNAL: try later", retryable=True)
+    kit.ears.fail_with = ProviderError("speechkit", "500", "INTERNAL: try later", retryable=True)
     ticket_id, _call_id = done_ticket(db, world)
 
     async def main() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 import wave
 
 import pytest
 
+from openads.providers.speech.audio import pcm_to_wav
 from tests.emulator.ari import Asterisk, FakeClock, load_spec, read_transcript
 from tests.emulator.ari.state import AriError
 
@@ -91,6 +93,16 @@ def test_originate_rings_then_answer_gives_stasis_start_with_app_args(ast, sent)
     assert sent[-1]["args"] == ["dialed", "1.2"]
     assert ast.get_variable(ch.id, "OPENADS_CALL_ID") == "7"  # set silently: no ChannelVarset for it
     assert [e["variable"] for e in sent if e["type"] == "ChannelVarset"] == ["STASISSTATUS"]
+
+
+@pytest.mark.parametrize(("caller_id", "caller"), [
+    ('"Перезвон" <79161234567>', {"name": "Перезвон", "number": "79161234567"}),
+    ("Перезвон <79161234567>", {"name": "Перезвон", "number": "79161234567"}),
+    ("79161234567", {"name": "Dispatcher 1", "number": "79161234567"}),  # the endpoint's name is kept
+])
+def test_originate_caller_id_is_split_into_name_and_number_as_asterisk_does(ast, caller_id, caller):
+    ch = ast.originate("PJSIP/disp1", app="openads", caller_id=caller_id)
+    assert (ch.caller, ch.connected) == (caller, {"name": "", "number": "79161234567"})
 
 
 def test_originate_not_answered_times_out_with_cause_19(ast, sent):
@@ -233,6 +245,33 @@ def test_channel_recording_stops_on_terminate_digit_and_writes_a_wav_with_the_tr
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
         assert 2.5 <= w.getnframes() / 8000 <= 2.7
     assert read_transcript(path) == "течёт крыша"
+
+
+def test_said_audio_is_in_the_recording_from_the_second_it_was_said_and_cut_at_its_end(ast, sent):
+    ch = answered_inbound(ast)
+    ast.record(f"channel:{ch.id}", name="answer", fmt="wav", max_duration=5, beep=False, terminate_on="#")
+    ast.clock.advance(0)
+    assert ast.listening(ch) == ["answer"]
+    ast.clock.advance(1.0)
+    words = struct.pack("<4000h", *([1234] * 4000))  # 0.5 s
+    ast.say(ch, "четыре", pcm_to_wav(words, 8000))
+    ast.clock.advance(1.25)
+    ast.press(ch, "#")  # stops the recording at 2.25 s + the digit's 0.19 s: the words are cut there
+    ast.clock.advance(0.2)
+    path = ast.stored["answer"].path
+    with wave.open(str(path)) as w:
+        frames = struct.unpack(f"<{w.getnframes()}h", w.readframes(w.getnframes()))
+    assert len(frames) == int(8000 * 2.44)
+    assert set(frames[:8000]) == {0} and set(frames[8000:12000]) == {1234} and set(frames[12000:]) == {0}
+    assert read_transcript(path) == "четыре"
+    assert ast.listening(ch) == []
+
+
+@pytest.mark.parametrize("audio", [b"not a wav", pcm_to_wav(b"\0\0" * 100, 16000)])
+def test_said_audio_must_be_a_wav_8khz_mono_16bit(ast, audio):
+    ch = answered_inbound(ast)
+    with pytest.raises(ValueError, match="audio"):
+        ast.say(ch, "четыре", audio)
 
 
 def test_recording_ends_at_max_duration_and_name_conflicts(ast, sent):

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,23 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from models.base import utcnow
 from models.call import Call, CallOutcome
 from models.db import Database
 from models.organization import Role
 from models.outbox import DomainEvent
+from models.rating import RatingSource, TicketRating
+from models.services import ratings
 from openads.commands.demo import _stop_child, start_demo_asterisk
 from openads.config import Settings
 from openads.demo import configure_demo_telephony
+from openads.providers.speech.espeak import EspeakNg
 from tests import factories as f
 from tests.conftest import login
 
-CALLER = "+79161234567"
+CALLER = "+79161234567"  # world.resident_a's phone
+JSON = {"Accept": "application/json"}
+needs_espeak = pytest.mark.skipif(not EspeakNg.available(), reason="espeak-ng not installed (apt-get install espeak-ng)")
 
 
 def until(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "") -> Any:
@@ -121,6 +128,105 @@ def test_simulated_call_rings_is_answered_as_a_dispatcher_and_hung_up(
     ended = until(lambda: (c := _calls(db)[0]).ended_at is not None and c, message="ended")
     assert ended.outcome == CallOutcome.ANSWERED
     until(lambda: not _emulator_channels(demo_asterisk), message="both legs gone")
+    assert ari_process.poll() is None
+
+
+# --- the robot's rating call, answered in the simulator -------------------------------------------
+
+
+def _simulator(settings: Settings, db: Database, env: dict[str, str], user: Any) -> Any:
+    from web import create_app
+
+    app = create_app(replace(settings, demo=True, ari_url=env["ARI_URL"]), db, TESTING=True, WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    assert login(client, user).status_code == 302
+    return client
+
+
+def _rating_call_due(db: Database, world: Any) -> int:
+    """resident_a's ticket done, its rating call due now, at any hour (the ARI process runs on the wall
+    clock). Returns the ticket id."""
+    now = utcnow()
+    with db.write() as s:
+        org = s.merge(world.org_a)
+        f.make_robot_settings(s, org, call_window_start=dt_time(0, 0), call_window_end=dt_time(23, 59, 59))
+        ticket = f.make_done_ticket(s, org, world.cats_a["other"], executor=s.merge(world.executor_a), now=now,
+                                    resident_id=world.resident_a.id)
+        call = ratings.schedule_rating_call(s, ticket=ticket, now=now)
+        assert call is not None
+        call.planned_at = now
+        return ticket.id
+
+
+def _state(env: dict[str, str]) -> dict[str, Any]:
+    state: dict[str, Any] = httpx.get(f"{env['ARI_URL']}/_emulator/state", timeout=5).json()
+    return state
+
+
+def _answer_the_robot(client: Any, env: dict[str, str]) -> str:
+    """The robot rings resident_a; the simulator answers for them. Returns the channel id."""
+    leg = until(lambda: next((c for c in _state(env)["channels"] if c["remote_number"] == CALLER.lstrip("+")), None),
+                timeout=20, message="the robot dials the resident")
+    listed = client.get("/simulator/?part=channels").get_data(as_text=True)
+    assert f'data-channel="{leg["id"]}"' in listed and "Житель (робот: оценка заявки)" in listed
+    assert client.post(f"/simulator/channels/{leg['id']}/answer", headers=JSON).status_code == 200
+    return str(leg["id"])
+
+
+def _listening(env: dict[str, str], suffix: str) -> None:
+    until(lambda: any(r["name"].startswith("openads-rating-") and r["name"].endswith(suffix)
+                      for r in _state(env)["live_recordings"]), message=f"the robot records {suffix}")
+
+
+def _say_and_end(client: Any, channel: str, words: str) -> None:
+    resp = client.post(f"/simulator/channels/{channel}/say", data={"words": words}, headers=JSON)
+    assert resp.status_code == 200 and resp.get_json()["message"] == f"Сказано: «{words}»", resp.get_data(as_text=True)
+    assert client.post(f"/simulator/channels/{channel}/press", data={"digits": "#"}, headers=JSON).status_code == 200
+
+
+def _rating(db: Database, ticket_id: int) -> TicketRating | None:
+    with db.read() as s:
+        rating = s.scalar(select(TicketRating).where(TicketRating.ticket_id == ticket_id))
+        s.expunge_all()
+        return rating
+
+
+@needs_espeak  # the demo's robot speaks its prompts with espeak-ng (no SpeechKit key)
+def test_the_robots_rating_call_is_answered_by_voice_in_the_simulator_and_rated_4(
+        db: Database, world: Any, settings: Settings, demo_asterisk: dict[str, str],
+        ari_process: subprocess.Popen[bytes]) -> None:
+    assert demo_asterisk["SPEECH_RECOGNIZER"] == "fake"
+    ticket_id = _rating_call_due(db, world)
+    client = _simulator(settings, db, demo_asterisk, world.dispatcher_a)
+
+    channel = _answer_the_robot(client, demo_asterisk)
+    _listening(demo_asterisk, "-1")
+    _say_and_end(client, channel, "четыре")
+
+    rating = until(lambda: _rating(db, ticket_id), timeout=15, message="rating stored")
+    assert (rating.value, rating.source, rating.transcript) == (4, RatingSource.SPEECH, "четыре")
+    until(lambda: not _state(demo_asterisk)["channels"], message="the robot thanks and hangs up")
+    assert ari_process.poll() is None
+
+
+@needs_espeak
+def test_words_the_robot_cannot_understand_get_asked_again_then_the_keypad_rates(
+        db: Database, world: Any, settings: Settings, demo_asterisk: dict[str, str],
+        ari_process: subprocess.Popen[bytes]) -> None:
+    ticket_id = _rating_call_due(db, world)
+    client = _simulator(settings, db, demo_asterisk, world.dispatcher_a)
+
+    channel = _answer_the_robot(client, demo_asterisk)
+    _listening(demo_asterisk, "-1")
+    _say_and_end(client, channel, "не знаю")
+    _listening(demo_asterisk, "-2")  # «Извините, я не расслышала...», then a second answer
+    _say_and_end(client, channel, "как-нибудь потом")
+    _listening(demo_asterisk, "-keys")  # «Пожалуйста, нажмите на телефоне цифру...»
+    assert _rating(db, ticket_id) is None
+    assert client.post(f"/simulator/channels/{channel}/press", data={"digits": "3"}, headers=JSON).status_code == 200
+
+    rating = until(lambda: _rating(db, ticket_id), timeout=15, message="rating stored")
+    assert (rating.value, rating.source, rating.transcript) == (3, RatingSource.DTMF, "не знаю / как-нибудь потом")
     assert ari_process.poll() is None
 
 

@@ -16,7 +16,7 @@ from openads.providers.speech.fake import FakeSpeech
 from openads.providers.speech.yandex import SpeechKit
 
 VARS = ("SMS_PROVIDER", "SMSRU_API_ID", "SMSC_LOGIN", "SMSC_PASSWORD", "SMSC_API_KEY", "SPEECH_PROVIDER",
-        "SPEECHKIT_API_KEY", "SPEECHKIT_IAM_TOKEN", "SPEECHKIT_FOLDER_ID", "OPENADS_PROMPTS_DIR")
+        "SPEECH_RECOGNIZER", "SPEECHKIT_API_KEY", "SPEECHKIT_IAM_TOKEN", "SPEECHKIT_FOLDER_ID", "OPENADS_PROMPTS_DIR")
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +58,8 @@ def test_sms_provider_is_picked_by_env(monkeypatch: pytest.MonkeyPatch, env: dic
         ({"SPEECH_PROVIDER": "yandex"}, "SPEECH_PROVIDER=yandex needs SPEECHKIT_API_KEY"),
         ({"SPEECHKIT_IAM_TOKEN": "t1"}, "SPEECHKIT_IAM_TOKEN needs SPEECHKIT_FOLDER_ID"),
         ({"SPEECH_PROVIDER": "rhvoice"}, "SPEECH_PROVIDER must be one of yandex, espeak, fake"),
+        ({"SPEECH_RECOGNIZER": "espeak"}, "SPEECH_RECOGNIZER must be one of yandex, fake"),
+        ({"SPEECH_RECOGNIZER": "yandex"}, "SPEECH_RECOGNIZER=yandex needs SPEECHKIT_API_KEY"),
     ],
 )
 def test_bad_provider_configuration_fails_fast(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:
@@ -81,4 +83,12 @@ def test_fake_speech_for_tests_and_demo(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("SPEECH_PROVIDER", "fake")
     speech = load_settings().speech
     assert isinstance(make_synthesizer(speech), FakeSpeech)
+    assert isinstance(make_recognizer(speech), FakeSpeech)
+
+
+def test_espeak_tts_with_the_fake_recognizer_as_the_demo_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPEECH_RECOGNIZER", "fake")
+    speech = load_settings().speech
+    assert (speech.provider, speech.recognizer) == ("espeak", "fake")
+    assert isinstance(make_synthesizer(speech), EspeakNg)
     assert isinstance(make_recognizer(speech), FakeSpeech)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from models.ports import ProviderError, Recognition, SpeechRecognizer, SpeechSynthesizer
-from openads.providers.speech.audio import Pcm, pcm_to_wav, read_wav, resample
+from openads.providers.speech.audio import Pcm, pcm_to_wav, read_wav, resample, wav_comment
 from openads.providers.speech.cache import PromptCache, prompt_key, sound_uri
 from openads.providers.speech.espeak import EspeakNg
 from openads.providers.speech.fake import FakeSpeech, utterance
@@ -92,6 +92,20 @@ def test_fake_speech_is_deterministic_and_hears_what_the_emulator_says() -> None
     fake.fail_with = ProviderError("speechkit", "500", "internal", retryable=True)
     with pytest.raises(ProviderError):
         fake.recognize(utterance("пять"), sample_rate_hz=8000)
+
+
+def test_fake_speech_hears_the_words_the_emulators_phone_said_into_a_recording(tmp_path: Path) -> None:
+    """The demo's recognizer: the ARI emulator records no voice, it keeps the words in the WAV."""
+    from tests.emulator.ari.state import write_audio
+
+    said, silent = tmp_path / "said.wav", tmp_path / "silent.wav"
+    write_audio(said, "wav", 1.5, "оценка четыре")
+    write_audio(silent, "wav", 1.5)
+
+    fake = FakeSpeech()
+    assert fake.recognize(said.read_bytes(), sample_rate_hz=8000) == Recognition("оценка четыре", 0.9)
+    assert fake.recognize(silent.read_bytes(), sample_rate_hz=8000) == Recognition("")
+    assert wav_comment(said.read_bytes()) == "оценка четыре" and wav_comment(b"not a wav") == ""
 
 
 # --- prompt cache ------------------------------------------------------------------------------

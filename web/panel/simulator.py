@@ -5,10 +5,16 @@ The demo's Asterisk is the ARI emulator (`tests/emulator/ari`); this page drives
 from any number to an organization's hotline, "answer as dispatcher N", hang up, press keys.
 Everything else — the call row, the caller card on the console, the queue, recordings, missed
 calls, callbacks — is done by the real ARI app (`openads ari`) reacting to the emulator's events.
+
+"Say" speaks for a resident (a rating to the robot, a voice message): the words are synthesised
+with espeak-ng when it is installed and go into the emulator's recordings of the channel as audio
+and as text; the demo's recognizer (`SPEECH_RECOGNIZER=fake`, set by `openads demo`) reads the text.
 """
 
 from __future__ import annotations
 
+import base64
+import logging
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -21,16 +27,21 @@ from models.call import DispatcherPhone
 from models.errors import DomainError, ValidationFailed
 from models.housing import ResidentPhone
 from models.organization import Organization, User
+from models.ports import ProviderError
 from models.rules.phones import display as phone_display
 from models.rules.phones import try_e164
+from openads.providers.speech.espeak import EspeakNg
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.panel.common import STAFF, my_orgs, settings
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("simulator", __name__, template_folder="../templates", url_prefix="/simulator")
 
 CONTROL_TIMEOUT = 5.0
 DIGITS = set("0123456789*#")
+MAX_WORDS = 200  # characters a resident says at once
 
 
 class EmulatorUnavailable(DomainError):
@@ -42,15 +53,20 @@ class EmulatorUnavailable(DomainError):
 class SimChannel:
     id: str
     who: str
-    number: str
+    number: str  # the number of the phone this channel is
+    call: str  # the other side as this phone sees it: the number it dials, or the caller ID it shows
     state: str
     state_title: str
     answerable: bool
     answer_label: str
     up: bool
+    resident: bool  # a resident's phone: the simulator can speak for it
 
 
 STATE_TITLES = {"Ring": "звонит на линию", "Ringing": "звонит телефон", "Down": "набор", "Up": "разговор"}
+# The app's legs to a resident, by their Stasis arguments (`Stasis(openads,<flow>,...)`).
+OUTGOING_RESIDENT_CALLS = {"callback": "обратный вызов", "robot,rating": "робот: оценка заявки",
+                           "robot,voice": "робот: сообщение"}
 
 
 def emulator_base() -> str:
@@ -84,13 +100,39 @@ def _phones() -> dict[str, tuple[str, str]]:
     return {endpoint.split("/", 1)[-1]: (login, name) for endpoint, login, name in rows}
 
 
-def _channels(state: dict[str, Any], phones: dict[str, tuple[str, str]]) -> list[SimChannel]:
+def _shown(raw: str, hotlines: dict[str, str]) -> str:
+    """A number as a phone shows it, naming the hotline it is (the trunk sends digits only)."""
+    e164 = try_e164(raw)
+    if e164 is None:
+        return raw
+    org = hotlines.get(e164)
+    return f"{phone_display(e164)} (горячая линия {org})" if org else phone_display(e164)
+
+
+def _resident_call(app_args: str) -> str:
+    for prefix, title in OUTGOING_RESIDENT_CALLS.items():
+        if app_args == prefix or app_args.startswith(f"{prefix},"):
+            return title
+    return "вызов от АДС"
+
+
+def _channels(state: dict[str, Any], phones: dict[str, tuple[str, str]],
+              hotlines: dict[str, str]) -> list[SimChannel]:
+    """The emulator's channels as the phones see them. A leg the app originated (a callback, the robot)
+    carries the hotline as its caller (and connected) number, as on Asterisk: the phone that rings is
+    the endpoint, or for the trunk the number dialled through it (`remote_number`)."""
     out = []
     for ch in state.get("channels", []):
         name = str(ch.get("name", ""))
         resource = name.split("/", 1)[-1].rsplit("-", 1)[0]
         caller = (ch.get("caller") or {}).get("number", "")
-        connected = (ch.get("connected") or {}).get("number", "")
+        outgoing = bool(ch.get("outgoing"))
+        if outgoing:
+            call = f"входящий с {_shown(caller, hotlines)}" if caller else "входящий, номер скрыт"
+        else:
+            exten = str((ch.get("dialplan") or {}).get("exten", ""))
+            call = f"звонит на {_shown(exten, hotlines)}"
+        resident = False
         if resource in phones:
             login, full_name = phones[resource]
             who, number = f"Диспетчер {login} ({full_name})", f"PJSIP/{resource}"
@@ -98,17 +140,19 @@ def _channels(state: dict[str, Any], phones: dict[str, tuple[str, str]]) -> list
         elif resource.startswith("disp"):
             who, number, label = f"Телефон {resource}", f"PJSIP/{resource}", "Ответить"
         else:
-            # An inbound call sits on its DID; a leg the app originated (a callback) on "s".
-            incoming = (ch.get("dialplan") or {}).get("exten") not in ("s", "")
-            who = "Житель" if incoming else "Житель (обратный вызов)"
-            number = caller if incoming else (connected or caller)
+            resident = True
+            if outgoing:
+                who = f"Житель ({_resident_call(str(ch.get('app_args', '')))})"
+                number = _shown(str(ch.get("remote_number", "")), {}) or name
+            else:
+                who, number = "Житель", _shown(caller, {})
             label = "Ответить (житель)"
         state_name = str(ch.get("state", ""))
         out.append(SimChannel(
-            id=str(ch["id"]), who=who, number=phone_display(try_e164(number)) if try_e164(number) else number,
+            id=str(ch["id"]), who=who, number=number, call=call,
             state=state_name, state_title=STATE_TITLES.get(state_name, state_name),
             answerable=state_name in ("Down", "Ringing") and not ch.get("in_stasis", False), answer_label=label,
-            up=state_name == "Up",
+            up=state_name == "Up", resident=resident,
         ))
     return out
 
@@ -153,7 +197,8 @@ def index() -> Any:
     error = None
     channels: list[SimChannel] = []
     try:
-        channels = _channels(control("state"), phones)
+        hotlines = {number: org.short_name for org, number in _hotlines()}
+        channels = _channels(control("state"), phones, hotlines)
     except DomainError as exc:
         error = exc.message
     template = "simulator_channels.html" if request.args.get("part") == "channels" else "simulator.html"
@@ -209,3 +254,35 @@ def press(channel_id: str) -> Any:
     if not digits or len(digits) > 20 or not set(digits) <= DIGITS:
         return _failed(ValidationFailed("клавиши: цифры, * и #", field="digits", value=digits))
     return _control("press", {"channel": channel_id, "digits": digits}, f"Нажато: {digits}")
+
+
+def _spoken(words: str) -> str | None:
+    """The words as a resident's voice: a base64 WAV 8 kHz mono (espeak-ng, offline, whatever
+    SPEECH_PROVIDER the robot speaks with), or None without espeak-ng: the text alone is sent."""
+    if not EspeakNg.available():
+        return None
+    try:
+        return base64.b64encode(EspeakNg(settings().speech).synthesize(words)).decode("ascii")
+    except ProviderError as exc:
+        log.warning("simulator: the words are sent as text only, espeak-ng failed: %r", exc)
+        return None
+
+
+@bp.post("/channels/<channel_id>/say")
+@login_required(STAFF)
+def say(channel_id: str) -> Any:
+    """The resident speaks on the line (e.g. «четыре» when the robot asks for a rating)."""
+    words = " ".join((request.form.get("words") or "").split())
+    if not words or len(words) > MAX_WORDS:
+        return _failed(ValidationFailed(f"что сказать: от 1 до {MAX_WORDS} символов", field="words", value=words))
+    body: dict[str, Any] = {"channel": channel_id, "text": words}
+    audio = _spoken(words)
+    if audio is not None:
+        body["audio"] = audio
+    try:
+        result = control("say", body)
+    except DomainError as exc:
+        return _failed(exc)
+    if result.get("recordings"):
+        return _done(f"Сказано: «{words}»", result)
+    return _done(f"Сказано «{words}», но сейчас никто не слушает: робот записывает ответ после сигнала", result)

@@ -80,6 +80,29 @@ def read_wav(data: bytes) -> Pcm:
     raise AudioFormatError("no data chunk")
 
 
+def wav_comment(data: bytes) -> str:
+    """The text of a WAV's `LIST`/`INFO` `ICMT` (comment) chunk, "" when it has none.
+
+    The ARI emulator (the demo's Asterisk) writes what the resident "said" there, since it records
+    no real voice that a recogniser could hear (tests/emulator/ari/README.md, `say`)."""
+    if not is_wav(data):
+        return ""
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id = data[pos : pos + 4]
+        (size,) = struct.unpack_from("<I", data, pos + 4)
+        body, end = pos + 8, min(pos + 8 + size, len(data))
+        if chunk_id == b"LIST" and data[body : body + 4] == b"INFO":
+            sub = body + 4
+            while sub + 8 <= end:
+                (sub_size,) = struct.unpack_from("<I", data, sub + 4)
+                if data[sub : sub + 4] == b"ICMT":
+                    return data[sub + 8 : min(sub + 8 + sub_size, end)].rstrip(b"\0").decode("utf-8", "replace")
+                sub += 8 + sub_size + (sub_size & 1)
+        pos = body + size + (size & 1)
+    return ""
+
+
 def to_mono(pcm: Pcm) -> Pcm:
     if pcm.channels == 1:
         return pcm

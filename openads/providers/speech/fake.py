@@ -2,9 +2,10 @@
 
 - `synthesize(text)` returns a valid WAV (8 kHz mono s16le): a quiet tone whose length grows
   with the text (20 ms per character, at least 200 ms), the same bytes for the same text.
-- `recognize(audio)` looks the audio up in `answers` (exact bytes → text); otherwise, audio made
-  by `utterance(text)` (the emulator's `say(channel, text)`) is read back as its text; anything
-  else is silence (`Recognition("")`).
+- `recognize(audio)` looks the audio up in `answers` (exact bytes → text); otherwise it hears the
+  words of a recording made by the ARI emulator while its phone `say()`s them (the WAV's INFO/ICMT
+  comment: the demo's Asterisk, driven by the call simulator) or of audio made by `utterance(text)`;
+  anything else is silence (`Recognition("")`).
 - `fail_with` makes the next calls raise (SpeechKit 500 in robot tests); `calls` logs them.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from models.ports import PROMPT_SAMPLE_RATE_HZ, ProviderError, Recognition
 from openads.config import SpeechSettings
-from openads.providers.speech.audio import AudioFormatError, is_wav, pcm_to_wav, read_wav
+from openads.providers.speech.audio import AudioFormatError, is_wav, pcm_to_wav, read_wav, wav_comment
 
 MARKER = b"OPENADS-FAKE-SAY:"
 
@@ -65,6 +66,9 @@ class FakeSpeech:
 def _said(audio: bytes) -> str:
     data = audio
     if is_wav(audio):
+        comment = wav_comment(audio)
+        if comment:
+            return comment
         try:
             data = read_wav(audio).data
         except AudioFormatError:

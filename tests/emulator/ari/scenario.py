@@ -16,6 +16,7 @@ available over HTTP at `/_emulator/<action>` when it runs as `python -m tests.em
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import time
@@ -242,8 +243,9 @@ class AriEmulator:
     def press(self, channel: Any, digits: str) -> Channel:
         return self._run(self.asterisk.press, channel, digits)
 
-    def say(self, channel: Any, text: str) -> Channel:
-        return self._run(self.asterisk.say, channel, text)
+    def say(self, channel: Any, text: str, audio: bytes | None = None) -> Channel:
+        """The phone speaks: `text` for ASR fakes; `audio` (WAV 8 kHz mono 16-bit) into the recordings."""
+        return self._run(self.asterisk.say, channel, text, audio)
 
     def hangup(self, channel: Any) -> Channel:
         """The phone hangs up (BYE); a ringing outgoing leg declines."""
@@ -345,7 +347,10 @@ class AriEmulator:
     def snapshot(self) -> dict[str, Any]:
         a = self.asterisk
         return {
-            "channels": [dict(c.snapshot(), in_stasis=c.in_stasis) for c in a.channels.values() if not c.hungup],
+            # Beyond ARI's snapshot: what a phone would know (the call simulator shows it): whether the
+            # channel was originated, the number dialled through the trunk, and the Stasis arguments.
+            "channels": [dict(c.snapshot(), in_stasis=c.in_stasis, outgoing=c.outgoing, remote_number=c.remote_number,
+                              app_args=c.stasis_args) for c in a.channels.values() if not c.hungup],
             "bridges": [b.snapshot() for b in a.bridges.values()],
             "endpoints": [a.endpoint_snapshot(e) for e in a.endpoints.values()],
             "playbacks": [p.snapshot() for p in a.playbacks.values()],
@@ -388,7 +393,9 @@ class AriEmulator:
         elif action == "press":
             result = a.press(chan(), str(data["digits"])).snapshot()
         elif action == "say":
-            result = a.say(chan(), str(data["text"])).snapshot()
+            audio = base64.b64decode(data["audio"], validate=True) if data.get("audio") else None
+            ch = a.say(chan(), str(data["text"]), audio)
+            result = dict(ch.snapshot(), recordings=a.listening(ch))
         elif action == "hangup":
             result = a.phone_hangup(chan()).snapshot()
         elif action == "answer_mode":

@@ -14,11 +14,13 @@ once per change, not with Asterisk's exact repetitions.
 from __future__ import annotations
 
 import heapq
+import io
 import itertools
 import math
 import struct
 import time
 import uuid
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -293,6 +295,7 @@ class LiveRecording:
     paused_total: float = 0.0
     stopped_at: float | None = None  # stop requested: the audio ends here, RecordingFinished comes later
     transcript: list[str] = field(default_factory=list)
+    voice: list[tuple[float, bytes]] = field(default_factory=list)  # (second of the audio, PCM) said
 
     def snapshot(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -320,17 +323,29 @@ class StoredRecording:
 
 # ---- audio files ----------------------------------------------------------------------------------
 def write_audio(
-    path: Path, fmt: str, seconds: float, transcript: str = "", append: bool = False, unfinished: bool = False
+    path: Path, fmt: str, seconds: float, transcript: str = "", append: bool = False, unfinished: bool = False,
+    voice: list[tuple[float, bytes]] | None = None,
 ) -> None:
     """A real small recording: 8 kHz mono 16-bit; WAV gets a RIFF header and, when the caller `say()`s
     something, an INFO/ICMT chunk with the transcript (ASR fakes read it with `read_transcript`).
 
+    The audio is a 400 Hz tone; with `voice` ((second, PCM) pairs the phone said), silence with each
+    PCM at its second, cut at the end of the recording as a recorder cuts a speaker off.
+
     `unfinished`: the file as it is on disk while Asterisk still records it: format_wav writes the
     header with RIFF and data sizes 0 when it opens the file and fills them in only in `wav_close`."""
-    period = [int(3000 * math.sin(2 * math.pi * i / 20)) for i in range(20)]  # 400 Hz tone, as the phones send
     samples = int(8000 * max(seconds, 0.0))
-    one = struct.pack(f"<{len(period)}h", *period)
-    pcm = (one * (samples // len(period) + 1))[: samples * 2]
+    if voice:
+        audio = bytearray(samples * 2)
+        for at, said in voice:
+            start = int(8000 * max(at, 0.0)) * 2
+            part = said[: max(len(audio) - start, 0)]
+            audio[start : start + len(part)] = part
+        pcm = bytes(audio)
+    else:
+        period = [int(3000 * math.sin(2 * math.pi * i / 20)) for i in range(20)]  # 400 Hz tone, as the phones send
+        one = struct.pack(f"<{len(period)}h", *period)
+        pcm = (one * (samples // len(period) + 1))[: samples * 2]
     path.parent.mkdir(parents=True, exist_ok=True)
     if append and path.exists():
         old = path.read_bytes()
@@ -358,6 +373,18 @@ def write_audio(
 def _strip_info(pcm: bytes) -> bytes:
     idx = pcm.rfind(b"LIST")
     return pcm[:idx] if idx >= 0 and pcm[idx + 8 : idx + 12] == b"INFO" else pcm
+
+
+def voice_pcm(wav: bytes) -> bytes:
+    """The samples of speech the phone says (`say(..., audio=)`): a WAV 8 kHz mono 16-bit PCM, as
+    the phones' codec gives it to the recorder; anything else is refused (ValueError)."""
+    try:
+        with wave.open(io.BytesIO(wav)) as w:
+            if (w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getcomptype()) != (8000, 1, 2, "NONE"):
+                raise ValueError("audio must be a WAV 8 kHz mono 16-bit PCM")
+            return w.readframes(w.getnframes())
+    except (wave.Error, EOFError) as exc:
+        raise ValueError(f"audio is not a WAV file: {exc}") from exc
 
 
 def read_transcript(path: Path) -> str:
@@ -628,14 +655,17 @@ class Asterisk:
         # Unregistered or unknown endpoint, unknown technology: the channel cannot be allocated.
         if ep is None or not ep.online or (via and not ep.trunk):
             raise AriError(500, "Allocation failed", key="error")
-        cid_number = caller_id if caller_id is not None else ep.callerid_number
+        cid_name, cid_number = ep.callerid_name, ep.callerid_number
+        if caller_id is not None:
+            parsed_name, cid_number = parse_caller_id(caller_id)
+            cid_name = parsed_name or cid_name
         ch = Channel(
             id=channel_id or self._new_channel_id(),
             name=self._new_name(ep.resource),
             endpoint=ep,
             state="Down",
             protocol_id=str(uuid.uuid4()),
-            caller={"name": ep.callerid_name, "number": cid_number},
+            caller={"name": cid_name, "number": cid_number},
             connected={"name": "", "number": cid_number},
             dialplan={"context": ep.context, "exten": "s", "priority": 1, "app_name": "AppDial2",
                       "app_data": "(Outgoing Line)"},
@@ -863,15 +893,27 @@ class Asterisk:
             if rec.terminate_on == "any" or (rec.terminate_on not in ("none", "") and digit in rec.terminate_on):
                 self._finish_recording(rec, "done")
 
-    def say(self, target: Any, text: str) -> Channel:
-        """Speech from the phone: attached to any recording of the channel (or of its bridge)."""
+    def say(self, target: Any, text: str, audio: bytes | None = None) -> Channel:
+        """Speech from the phone: attached to any recording of the channel (or of its bridge). The text
+        goes into the recording's transcript; `audio` (a WAV 8 kHz mono 16-bit, e.g. the words
+        synthesised) into its audio from this moment on."""
         ch = self.find_channel(target)
+        pcm = voice_pcm(audio) if audio else None
         ch.speech.append(text)
-        targets = {f"channel:{ch.id}"} | ({f"bridge:{ch.bridge_id}"} if ch.bridge_id else set())
-        for rec in self.live.values():
-            if rec.target_uri in targets and rec.stopped_at is None:
-                rec.transcript.append(text)
+        for rec in self._hearing(ch):
+            rec.transcript.append(text)
+            if pcm:
+                rec.voice.append((self._recorded_seconds(rec), pcm))
         return ch
+
+    def listening(self, target: Any) -> list[str]:
+        """Names of the live recordings that would hear the phone of `target` speak now."""
+        return [rec.name for rec in self._hearing(self.find_channel(target))]
+
+    def _hearing(self, ch: Channel) -> list[LiveRecording]:
+        targets = {f"channel:{ch.id}"} | ({f"bridge:{ch.bridge_id}"} if ch.bridge_id else set())
+        return [rec for rec in self.live.values()
+                if rec.target_uri in targets and rec.stopped_at is None]
 
     # ---- bridges ---------------------------------------------------------------------------------
     def create_bridge(self, type_: str | None, name: str | None, bridge_id: str | None) -> Bridge:
@@ -1258,7 +1300,7 @@ class Asterisk:
             self.stored.pop(rec.name, None)
         else:
             text = " ".join(rec.transcript)
-            write_audio(path, rec.format, seconds, text, append=rec.if_exists == "append")
+            write_audio(path, rec.format, seconds, text, append=rec.if_exists == "append", voice=rec.voice)
             self.stored[rec.name] = StoredRecording(rec.name, rec.format, path, audio_seconds(path, rec.format), text)
         extra: dict[str, Any] = {"duration": int(seconds)}
         if rec.max_silence:
@@ -1355,6 +1397,16 @@ class Asterisk:
         self.playbacks.clear()
         self.live.clear()
         self._queues.clear()
+
+
+def parse_caller_id(text: str) -> tuple[str, str]:
+    """ARI originate's `callerId` as ast_callerid_parse splits it: `"Name" <number>` → (name, number);
+    a bare number → ("", number), and the endpoint's caller name is kept."""
+    text = text.strip()
+    if "<" in text and text.endswith(">"):
+        name, _, number = text[:-1].rpartition("<")
+        return name.strip().strip('"').strip(), number.strip()
+    return "", text
 
 
 def _tone_ok(uri: str) -> bool:
