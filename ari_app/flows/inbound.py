@@ -39,6 +39,8 @@ from ari_app.media import (
     queue_bridge_id,
     voicemail_recording_name,
 )
+from models.rules.caller_name import caller_name
+from models.services.calls import call_by_channel, register_inbound_calls
 from openads import channel_vars as cv
 
 log = logging.getLogger(__name__)
@@ -86,20 +88,11 @@ class Registered:
 def register_arrivals(session: Any, arrivals: list[Any]) -> list[Registered]:
     """Register calls arriving together (`models.services.calls.InboundArrival`s) in one
     transaction, the arrivals' lane's batch (ari_app/db.py): its commit sends their caller cards.
-    Each result also names the caller for the dispatchers' phones ("Леонидов кв.30") when exactly
-    one resident has the number, and says whether the house has an active incident."""
-    from models.services.calls import register_inbound_calls
-
-    registered = []
-    for call, card in register_inbound_calls(session, arrivals):
-        name = ""
-        if len(card.residents) == 1:
-            r = card.residents[0]
-            surname = r.full_name.split(" ")[0] if r.full_name else ""
-            label = r.premise_label.replace(". ", ".")  # "кв. 30" → "кв.30": phones have narrow screens
-            name = f"{surname} {label}".strip()
-        registered.append(Registered(call_info(call), _announcement(card), name))
-    return registered
+    Each result also names the caller for the dispatchers' phones ("Леонидов кв.30",
+    models.rules.caller_name, as the fallback's AGI does), and says whether the house has an
+    active incident."""
+    return [Registered(call_info(call), _announcement(card), caller_name(card.residents))
+            for call, card in register_inbound_calls(session, arrivals)]
 
 
 def _announcement(card: Any) -> str | None:
@@ -602,7 +595,6 @@ class InboundCall(CallFlow):
         """Reconcile after the app restarted: the caller is in Stasis with our OPENADS_CALL_ID."""
         call_id = int(event.raw["call_id"])
         bridges = [Bridge.model_validate(b) for b in event.raw.get("bridges", [])]
-        from models.services.calls import call_by_channel
 
         def load(s: Any) -> tuple[CallInfo, RingPlan] | None:
             call = call_by_channel(s, self.caller)
