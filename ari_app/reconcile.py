@@ -12,7 +12,8 @@ connect, before the first event is read (`AriConnection.on_connected`):
    `OPENADS_CALL_ID` variables (openads/channel_vars.py) say what they are. An inbound caller is
    re-attached to a new `InboundCall` session (`Reattach`: connected if its mixing bridge
    `openads-call-<call>` still holds a dispatcher, otherwise back to the queue
-   `openads-queue-<org>`). A leftover leg of ours that nothing re-attached (a dispatcher's phone
+   `openads-queue-<org>`, its phones rung again with the caller's number from the channel and the
+   name from the call's caller card). A leftover leg of ours that nothing re-attached (a dispatcher's phone
    still ringing for a caller who is gone) is hung up.
 4. Calls the DB thinks are live whose channel Asterisk no longer has are ended (`end_call`: an
    unanswered inbound call becomes a missed call). Calls handed to the dialplan fallback keep
@@ -121,7 +122,7 @@ async def reconcile(app: AriApp, *, pending_grace: timedelta = timedelta(seconds
         if str(callers[channel.id]) != call_id:
             continue
         session = dispatcher.start_session("inbound", channel.id, args=_args(channel))
-        synthetic(session, "Reattach", call_id=call_id, bridges=bridge_dump)
+        synthetic(session, "Reattach", call_id=call_id, caller=channel.caller.number, bridges=bridge_dump)
         report.reattached.append(channel.id)
         keep.add(channel.id)
         mixing = bridge_by_id.get(call_bridge_id(int(call_id)))

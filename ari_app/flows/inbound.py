@@ -39,6 +39,7 @@ from ari_app.media import (
     queue_bridge_id,
     voicemail_recording_name,
 )
+from models.queries_calls import caller_card
 from models.rules.caller_name import caller_name
 from models.services.calls import call_by_channel, register_inbound_calls
 from openads import channel_vars as cv
@@ -592,22 +593,26 @@ class InboundCall(CallFlow):
         await self._fallback(f"handler failed: {exc!r}")
 
     async def on_reattach(self, event: Event) -> None:
-        """Reconcile after the app restarted: the caller is in Stasis with our OPENADS_CALL_ID."""
+        """Reconcile after the app restarted: the caller is in Stasis with our OPENADS_CALL_ID.
+        Nothing of the old process survives: the caller's name for the phones that will ring again
+        is read from the call's caller card, the number from the channel (`caller` of the event)."""
         call_id = int(event.raw["call_id"])
         bridges = [Bridge.model_validate(b) for b in event.raw.get("bridges", [])]
 
-        def load(s: Any) -> tuple[CallInfo, RingPlan] | None:
+        def load(s: Any) -> tuple[CallInfo, RingPlan, str] | None:
             call = call_by_channel(s, self.caller)
             if call is None or call.id != call_id:
                 return None
-            return call_info(call), ring_plan(s, call.organization_id)
+            card = caller_card(s, org_id=call.organization_id, phone=call.phone)
+            return call_info(call), ring_plan(s, call.organization_id), caller_name(card.residents)
 
         loaded = await self.db.read(load)
         if loaded is None or loaded[0].ended_at is not None:
             log.warning("channel %s: call %s unknown or ended: to the dialplan", self.caller, call_id)
             await self._fallback("reattach of an unknown call")
             return
-        self.call, self.plan = loaded
+        self.call, self.plan, self.display_name = loaded
+        self.caller_number = str(event.raw.get("caller") or "")
         mixing = next((b for b in bridges if b.id == call_bridge_id(call_id)), None)
         if self.call.answered_at is not None and mixing is not None:
             others = [c for c in mixing.channels if c != self.caller]

@@ -1,5 +1,5 @@
 """Issue 9 C4: the dispatchers' phones show one name for a caller, whoever rings them: the ARI app
-and the fallback's AGI
+(first ring, ring again, ring after an `openads ari` restart) and the fallback's AGI
 `lookup_caller` both use models.rules.caller_name ("Фамилия кв.70", as the caller card)."""
 
 from __future__ import annotations
@@ -98,3 +98,26 @@ def test_an_unknown_number_is_shown_without_a_name_by_both(ari_emulator: AriEmul
 
     assert _ari_name(emu, db, org, "79990001122", tmp_path) == ""
     assert _agi_name(db, org, "79990001122") is None  # the network's name stays
+
+
+def test_after_a_restart_the_phones_rung_again_show_the_callers_name(ari_emulator: AriEmulator, db: Database,
+                                                                    world: Any, tmp_path: Path) -> None:
+    emu, org = ari_emulator, world.org_a
+    setup_inbound(emu, db, org)
+    first_ring = '"Леонидов кв.30" <79161234567>'
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec"):
+            caller = emu.incoming_call(did(org), RESIDENT)
+            await until(lambda: bool(_legs(emu)), message="a phone rings")
+            assert _legs(emu)[0].query["callerId"] == first_ring
+        # The app is gone while the phone rings; the new one knows the call only from Asterisk and the DB.
+        async with running_app(emu, db, tmp_path / "rec", ring_retry_delay=0.05) as app2:
+            assert app2.last_reconcile is not None and app2.last_reconcile.reattached == [caller.id]
+            await until(lambda: len(_legs(emu)) == 2, message="rung again after the re-attach")
+            emu.reject("disp1")  # busy: the re-attached call rings again a moment later
+            await until(lambda: len(_legs(emu)) == 3, message="rung again after busy")
+            emu.hangup(caller)
+
+    run(main())
+    assert [leg.query["callerId"] for leg in _legs(emu)] == [first_ring] * 3
