@@ -882,9 +882,10 @@ def record_fallback_call(
     One call per invocation: Asterisk writes a CDR per dialled dispatcher's phone (all with the
     caller's uniqueid), so the caller (ari_app/reconcile.py `FallbackCdrs`) merges them with the
     hangup handler's OpenadsFallbackEnd first: `start`/`end` span the whole call, `disposition` is
-    ANSWERED only if a dispatcher answered (then `answer` is when, `dispatcher_endpoint` who), and
-    `voicemail_path` is the voice message left instead (outcome `voicemail`, linked to the
-    missed-call item). Paths are relative to the recordings directory.
+    ANSWERED only if a dispatcher answered (then `answer` is when, `dispatcher_endpoint` on which
+    phone: the user whose phone it is, `dispatcher_of_endpoint`, is `answered_by`; an endpoint that
+    is nobody's leaves it empty), and `voicemail_path` is the voice message left instead (outcome
+    `voicemail`, linked to the missed-call item). Paths are relative to the recordings directory.
 
     Idempotent on `uniqueid` (and `linkedid`): a call the app already completed is returned as is;
     a call the app registered but never finished (it died mid-call) is completed from the CDR.
@@ -923,6 +924,8 @@ def record_fallback_call(
     if answer is not None and call.answered_at is None:
         call.answered_at = answer
         call.dispatcher_endpoint = dispatcher_endpoint or call.dispatcher_endpoint
+        by = dispatcher_of_endpoint(session, org_id=call.organization_id, endpoint=call.dispatcher_endpoint)
+        call.answered_by_id = by.id if by is not None else call.answered_by_id
         call.wait_seconds = _seconds(call.started_at, answer)
         _close_by_recall(session, call)
     if recording_path:

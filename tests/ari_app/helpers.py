@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
+
+from models.db import Database
+from models.organization import Organization
+from models.services.calls import assign_dispatcher_phone
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0, message: str = "") -> None:
@@ -14,3 +19,9 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0, message: st
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s {message}".strip())
         await asyncio.sleep(0.005)
+
+
+def assign_phone(db: Database, org: Any, endpoint: str, user_id: int | None) -> None:
+    """`endpoint` ("PJSIP/202") is the phone of user `user_id` in `org` (the telephony settings)."""
+    with db.write() as s:
+        assign_dispatcher_phone(s, org=s.get(Organization, org.id), endpoint=endpoint, user_id=user_id, by=None)

@@ -37,7 +37,7 @@ from models.missed_call import MissedCall, MissedCallStatus
 from models.outbox import DomainEvent
 from models.recording import Recording, RecordingKind
 from models.services.calls import recording_file
-from tests.ari_app.helpers import until
+from tests.ari_app.helpers import assign_phone, until
 from tests.ari_app.test_app_support import did, read
 from tests.ari_app.test_presence import FakeAmi
 from tests.emulator.ari.scenario import AriEmulator
@@ -179,6 +179,7 @@ def test_when_the_app_was_down_then_fallback_calls_reach_the_journal_the_queue_a
         _touch(recordings / "fallback" / "2026" / "11" / f"{channel.id}.wav")
     # docs/telephony.md: Asterisk's voicemail/openads directory is a link into the recordings one.
     _touch(recordings / "voicemail" / "openads" / "100" / "INBOX" / "msg0007.wav")
+    assign_phone(db, org, "PJSIP/202", world.dispatcher_a.id)  # 201 and 203 are nobody's
     app = _app(emu, db, recordings)
     results: list[int | None] = []
 
@@ -230,6 +231,7 @@ def test_when_the_app_was_down_then_fallback_calls_reach_the_journal_the_queue_a
         CallKind.FALLBACK, True, "+79161234567", org.hotlines[0], CallOutcome.ANSWERED)
     assert (talk.started_at, talk.answered_at, talk.ended_at) == (_utc("14:03:07"), _utc("14:03:25"), _utc("14:05:00"))
     assert (talk.resident_id, talk.dispatcher_endpoint, talk.wait_seconds) == (world.resident_a.id, "PJSIP/202", 18)
+    assert talk.answered_by_id == world.dispatcher_a.id  # the user whose phone PJSIP/202 is
 
     assert (vm.outcome, vm.answered_at, vm.dispatcher_endpoint, vm.started_at, vm.ended_at) == (
         CallOutcome.VOICEMAIL, None, None, _utc("14:03:50"), _utc("14:06:10"))

@@ -47,7 +47,7 @@ from models.event_cursor import EventCursor
 from models.missed_call import MissedCall, MissedCallStatus
 from models.recording import Recording, RecordingKind
 from openads.config import AsteriskCdrSettings, ConfigError, ari_call_settings, asterisk_cdr_settings
-from tests.ari_app.helpers import until
+from tests.ari_app.helpers import assign_phone, until
 from tests.ari_app.test_app_support import did, read
 from tests.emulator.ari.scenario import AriEmulator
 
@@ -307,6 +307,7 @@ def test_calls_that_ended_while_the_app_was_down_are_read_from_the_cdr_table_at_
     for channel in (talk_ch, vm_ch):
         _touch(rec / "fallback" / "2026" / "11" / f"{channel.id}.wav")
     _touch(rec / "voicemail" / "openads" / "100" / "INBOX" / "msg0003.wav")
+    assign_phone(db, org, "PJSIP/202", world.dispatcher_a.id)
     hotline = did(org)
     cdr_table.insert([ordinary("1795638000.1"), *answered(talk_ch.id, "79161234567", hotline, rec),
                       *voicemail(vm_ch.id, "79035556677", hotline, rec, "msg0003")])
@@ -335,8 +336,8 @@ def test_calls_that_ended_while_the_app_was_down_are_read_from_the_cdr_table_at_
     journal = {c.channel_id: c for c in read(db, lambda s: list(qc.calls_journal(s, org_ids=[org.id])))}
     assert set(journal) == {talk_ch.id, vm_ch.id}  # not the dispatchers' own call
     talk, vm = journal[talk_ch.id], journal[vm_ch.id]
-    assert (talk.is_fallback, talk.outcome, talk.dispatcher_endpoint, talk.phone) == (
-        True, CallOutcome.ANSWERED, "PJSIP/202", "+79161234567")
+    assert (talk.is_fallback, talk.outcome, talk.dispatcher_endpoint, talk.phone, talk.answered_by_id) == (
+        True, CallOutcome.ANSWERED, "PJSIP/202", "+79161234567", world.dispatcher_a.id)
     assert (talk.started_at, talk.answered_at, talk.ended_at) == (_at("14:03:07"), _at("14:03:25"), _at("14:05:00"))
     assert (vm.outcome, vm.answered_at, vm.started_at, vm.ended_at) == (
         CallOutcome.VOICEMAIL, None, _at("14:03:50"), _at("14:06:10"))
