@@ -13,7 +13,9 @@ local and a remote Asterisk, and a name never contains a path (ARI path segments
 from __future__ import annotations
 
 import uuid
+import wave
 from dataclasses import dataclass
+from pathlib import Path
 
 from models.rules.phones import try_e164
 
@@ -100,3 +102,16 @@ def endpoint_of_channel_name(name: str) -> str | None:
         return None
     resource = rest.rsplit("-", 1)[0] if "-" in rest else rest
     return f"{tech}/{resource}"
+
+
+def wav_seconds(path: Path) -> float | None:
+    """The length of a WAV file from its own header (frames / rate), or None when it is missing or
+    is no PCM WAV Python's `wave` reads (a file cut short, another format such as WAV49). The
+    dialplan fallback's MixMonitor file starts when the fallback answers the caller, so its length
+    is the recording's, not the conversation's the CDR counts (issue 9 C3: 27.8 s stored as 8 s)."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            rate, frames = w.getframerate(), w.getnframes()
+    except (OSError, EOFError, wave.Error):
+        return None
+    return frames / rate if rate > 0 else None

@@ -12,7 +12,8 @@ connect, before the first event is read (`AriConnection.on_connected`):
    `OPENADS_CALL_ID` variables (openads/channel_vars.py) say what they are. An inbound caller is
    re-attached to a new `InboundCall` session (`Reattach`: connected if its mixing bridge
    `openads-call-<call>` still holds a dispatcher, otherwise back to the queue
-   `openads-queue-<org>`). A leftover leg of ours that nothing re-attached (a dispatcher's phone
+   `openads-queue-<org>`, its phones rung again with the caller's number from the channel and the
+   name from the call's caller card). A leftover leg of ours that nothing re-attached (a dispatcher's phone
    still ringing for a caller who is gone) is hung up.
 4. Calls the DB thinks are live whose channel Asterisk no longer has are ended (`end_call`: an
    unanswered inbound call becomes a missed call). Calls handed to the dialplan fallback keep
@@ -27,7 +28,8 @@ one for the voice-message part), all with the caller's UniqueID and `OpenadsFall
 before them the hangup handler's `UserEvent` `OpenadsFallbackEnd`. `FallbackCdrs` groups them per
 UniqueID and writes the call once the group has been quiet for `settle` seconds: the outcome from
 OpenadsFallbackEnd (answered by AnsweredBy, the voice message VMFile), the times from all the Cdr
-events (earliest start, latest end, OpenadsAnsweredAt). Without the UserEvent (a dialplan older
+events (earliest start, latest end, OpenadsAnsweredAt), the lengths of the recording and the voice
+message from their WAV files (the answered leg's billsec when the recording cannot be read). Without the UserEvent (a dialplan older
 than the hangup handler) the Cdr events alone decide: answered if a dialled leg is ANSWERED.
 AMI events only reach a running app: the calls that ended while it was down come from Asterisk's
 CDR table (ari_app/cdr_source.py), whose rows go through the same `FallbackCall` (`record`).
@@ -43,11 +45,13 @@ import logging
 import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ari_app.client import AriError, AriNotFound, Bridge, Channel
 from ari_app.flows.base import synthetic
-from ari_app.media import call_bridge_id, endpoint_of_channel_name
+from ari_app.media import call_bridge_id, endpoint_of_channel_name, wav_seconds
+from models.recording import is_safe_relpath
 from openads import channel_vars as cv
 
 if TYPE_CHECKING:
@@ -121,7 +125,7 @@ async def reconcile(app: AriApp, *, pending_grace: timedelta = timedelta(seconds
         if str(callers[channel.id]) != call_id:
             continue
         session = dispatcher.start_session("inbound", channel.id, args=_args(channel))
-        synthetic(session, "Reattach", call_id=call_id, bridges=bridge_dump)
+        synthetic(session, "Reattach", call_id=call_id, caller=channel.caller.number, bridges=bridge_dump)
         report.reattached.append(channel.id)
         keep.add(channel.id)
         mixing = bridge_by_id.get(call_bridge_id(int(call_id)))
@@ -396,6 +400,7 @@ class FallbackCdrs:
         answered = disposition == "ANSWERED"
         endpoint = group.answering_endpoint()
         recording, voicemail = group.recording_path(), group.voicemail_path()
+        recording_seconds, voicemail_seconds = await asyncio.to_thread(self._lengths, group, recording, voicemail)
         log.info("fallback call uniqueid %s: %d Cdr, end event %s → %s by %s, voicemail %s", group.unique_id,
                  len(cdrs), group.end is not None, disposition, endpoint, voicemail)
 
@@ -406,11 +411,37 @@ class FallbackCdrs:
                 s, did=did, src=first.source, uniqueid=group.unique_id, linkedid=linked_id or None,
                 start=start, end=end, answer=(_aware(answer) if answer else start) if answered else None,
                 disposition=disposition, dispatcher_endpoint=endpoint, recording_path=recording,
-                voicemail_path=voicemail,
+                voicemail_path=voicemail, recording_seconds=recording_seconds, voicemail_seconds=voicemail_seconds,
             )
             return call.id
 
         return await self.app.db.write(write)
+
+    def _lengths(self, group: FallbackCall, recording: str | None,
+                 voicemail: str | None) -> tuple[int | None, int | None]:
+        """The recording's and the voice message's lengths in seconds, from the files themselves
+        (blocking: run in a thread). An unreadable recording falls back to the answered leg's CDR
+        billsec (None without one: `record_fallback_call` counts from the answer), logged."""
+        root = self.app.settings.flow.recordings_dir
+        recording_seconds = _file_seconds(root, recording)
+        if recording is not None and recording_seconds is None:
+            leg = group.answered_leg()
+            recording_seconds = leg.billable_seconds if leg is not None and leg.billable_seconds > 0 else None
+            log.warning("fallback call uniqueid %s: recording %s is missing or no readable WAV under %s; "
+                        "its length from the CDR: %s s", group.unique_id, recording, root, recording_seconds)
+        voicemail_seconds = _file_seconds(root, voicemail)
+        if voicemail is not None and voicemail_seconds is None:
+            log.warning("fallback call uniqueid %s: voice message %s is missing or no readable WAV under %s; "
+                        "no length", group.unique_id, voicemail, root)
+        return recording_seconds, voicemail_seconds
+
+
+def _file_seconds(root: Path, relpath: str | None) -> int | None:
+    """A recording's length in whole seconds (rounded) from its WAV file under `root`."""
+    if relpath is None or not is_safe_relpath(relpath):
+        return None
+    seconds = wav_seconds(root / relpath)
+    return round(seconds) if seconds is not None else None
 
 
 _RECONCILERS: weakref.WeakKeyDictionary[AriApp, FallbackCdrs] = weakref.WeakKeyDictionary()

@@ -181,6 +181,7 @@ def residents_by_phone(session: Session, org_ids: Iterable[int], phone: str, lim
         .where(ResidentPhone.organization_id.in_(_ids(org_ids)), ResidentPhone.phone == e164)
         .options(selectinload(Resident.phones), joinedload(Resident.premise).joinedload(Premise.house),
                  joinedload(Resident.account))
+        .order_by(Resident.id)  # the caller card's order: the same residents named on every phone
         .limit(limit)
     ).unique().all()
 

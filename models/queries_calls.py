@@ -76,6 +76,8 @@ class CardResident:
     house_id: int | None
     address: str
     account_number: str | None
+    premise_kind: str = ""  # the label's parts, for the name on the phones (models.rules.caller_name)
+    premise_number: str = ""
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ def _card_residents(rows: Iterable[Sequence[Any]]) -> list[CardResident]:
         CardResident(
             id=rid, full_name=name, note=note or "", premise_id=pid,
             premise_label=f"{pkind} {pnum}" if pid is not None else "", house_id=hid, address=address or "",
-            account_number=account,
+            account_number=account, premise_kind=pkind or "", premise_number=pnum or "",
         )
         for rid, name, note, pid, pkind, pnum, hid, address, account in rows
     ]

@@ -5,7 +5,8 @@ Reads the caller's number (`agi_callerid`) and the dialled hotline number (argum
 `agi_extension`), finds the organization by its hotline number and the resident(s) by phone
 within that organization, and sets on the channel:
 
-- `CALLERID(name)`: a short label for the dispatchers' phone screens, e.g. "Леонид кв.30";
+- `CALLERID(name)`: the caller's name for the dispatchers' phone screens, e.g. "Леонидов кв.30"
+  (models.rules.caller_name: the same text the ARI app shows when it rings them);
 - `OPENADS_ORG_ID`, `OPENADS_CALLER`, and when found `OPENADS_RESIDENT_IDS`, `OPENADS_RESIDENT_ID`,
   `OPENADS_PREMISE_ID`, `OPENADS_HOUSE_ID` (see openads/channel_vars.py);
 - `OPENADS_AGI_STATUS`: OK, UNKNOWN (number not in the residents list: the name is left as
@@ -17,7 +18,6 @@ Reads only; writes nothing to the DB.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from models.errors import ValidationFailed
 from models.housing import Resident
 from models.queries import residents_by_phone
+from models.rules.caller_name import caller_name
 from models.rules.phones import try_e164
 from models.services.calls import UnknownDid, organization_for_did
 from openads import channel_vars as cv
@@ -33,14 +34,13 @@ from openads import channel_vars as cv
 if TYPE_CHECKING:
     from agi.server import AgiCall
 
-MAX_LABEL = 40  # phone screens show ~20-40 characters; Asterisk itself has no small limit
-
 
 @dataclass(frozen=True)
 class ResidentInfo:
     id: int
-    first_name: str
-    premise_label: str
+    full_name: str
+    premise_kind: str
+    premise_number: str
     premise_id: int | None
     house_id: int | None
 
@@ -63,46 +63,13 @@ class CallerMatch:
         return ids.pop() if len(ids) == 1 else None
 
 
-def first_name(full_name: str) -> str:
-    """"Леонидов Леонид Леонидович" → "Леонид" (surname first, as in the residents register)."""
-    parts = full_name.split()
-    if not parts:
-        return ""
-    return parts[1] if len(parts) >= 2 else parts[0]
-
-
-def premise_label(kind: str, number: str) -> str:
-    """Compact: "кв." + "30" → "кв.30"; a kind without a dot keeps a space ("офис 2")."""
-    kind = (kind or "").strip()
-    if not kind:
-        return number
-    return f"{kind}{number}" if kind.endswith(".") else f"{kind} {number}"
-
-
-def caller_label(residents: Sequence[ResidentInfo], limit: int = MAX_LABEL) -> str:
-    """"Леонид кв.30"; two residents of one flat: "Леонид, Анна кв.30"; of different flats:
-    "Леонид кв.30, Анна кв.7"; too long: the first one and "+N"; never over `limit`."""
-    if not residents:
-        return ""
-    groups: dict[str, list[str]] = {}
-    for r in residents:
-        groups.setdefault(r.premise_label, []).append(r.first_name)
-    parts = [" ".join(p for p in (", ".join(n for n in names if n), label) if p) for label, names in groups.items()]
-    text = ", ".join(parts)
-    if len(text) > limit and len(residents) > 1:
-        first = residents[0]
-        text = " ".join(p for p in (first.first_name, first.premise_label, f"+{len(residents) - 1}") if p)
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
-
-
 def _info(resident: Resident) -> ResidentInfo:
     premise = resident.premise
     return ResidentInfo(
         id=resident.id,
-        first_name=first_name(resident.full_name),
-        premise_label=premise_label(premise.kind, premise.number) if premise else "",
+        full_name=resident.full_name,
+        premise_kind=premise.kind if premise else "",
+        premise_number=premise.number if premise else "",
         premise_id=premise.id if premise else None,
         house_id=premise.house_id if premise else None,
     )
@@ -142,5 +109,5 @@ async def lookup_caller(call: AgiCall) -> None:
         await call.set_variable(cv.RESIDENT_ID, match.residents[0].id if len(match.residents) == 1 else "")
         await call.set_variable(cv.PREMISE_ID, match.premise_id or "")
         await call.set_variable(cv.HOUSE_ID, match.house_id or "")
-        await call.set_variable("CALLERID(name)", caller_label(match.residents))
+        await call.set_variable("CALLERID(name)", caller_name(match.residents))
     await call.set_variable(cv.AGI_STATUS, match.status)

@@ -39,6 +39,9 @@ from ari_app.media import (
     queue_bridge_id,
     voicemail_recording_name,
 )
+from models.queries_calls import caller_card
+from models.rules.caller_name import caller_name
+from models.services.calls import call_by_channel, register_inbound_calls
 from openads import channel_vars as cv
 
 log = logging.getLogger(__name__)
@@ -86,20 +89,11 @@ class Registered:
 def register_arrivals(session: Any, arrivals: list[Any]) -> list[Registered]:
     """Register calls arriving together (`models.services.calls.InboundArrival`s) in one
     transaction, the arrivals' lane's batch (ari_app/db.py): its commit sends their caller cards.
-    Each result also names the caller for the dispatchers' phones ("Леонидов кв.30") when exactly
-    one resident has the number, and says whether the house has an active incident."""
-    from models.services.calls import register_inbound_calls
-
-    registered = []
-    for call, card in register_inbound_calls(session, arrivals):
-        name = ""
-        if len(card.residents) == 1:
-            r = card.residents[0]
-            surname = r.full_name.split(" ")[0] if r.full_name else ""
-            label = r.premise_label.replace(". ", ".")  # "кв. 30" → "кв.30": phones have narrow screens
-            name = f"{surname} {label}".strip()
-        registered.append(Registered(call_info(call), _announcement(card), name))
-    return registered
+    Each result also names the caller for the dispatchers' phones ("Леонидов кв.30",
+    models.rules.caller_name, as the fallback's AGI does), and says whether the house has an
+    active incident."""
+    return [Registered(call_info(call), _announcement(card), caller_name(card.residents))
+            for call, card in register_inbound_calls(session, arrivals)]
 
 
 def _announcement(card: Any) -> str | None:
@@ -599,23 +593,26 @@ class InboundCall(CallFlow):
         await self._fallback(f"handler failed: {exc!r}")
 
     async def on_reattach(self, event: Event) -> None:
-        """Reconcile after the app restarted: the caller is in Stasis with our OPENADS_CALL_ID."""
+        """Reconcile after the app restarted: the caller is in Stasis with our OPENADS_CALL_ID.
+        Nothing of the old process survives: the caller's name for the phones that will ring again
+        is read from the call's caller card, the number from the channel (`caller` of the event)."""
         call_id = int(event.raw["call_id"])
         bridges = [Bridge.model_validate(b) for b in event.raw.get("bridges", [])]
-        from models.services.calls import call_by_channel
 
-        def load(s: Any) -> tuple[CallInfo, RingPlan] | None:
+        def load(s: Any) -> tuple[CallInfo, RingPlan, str] | None:
             call = call_by_channel(s, self.caller)
             if call is None or call.id != call_id:
                 return None
-            return call_info(call), ring_plan(s, call.organization_id)
+            card = caller_card(s, org_id=call.organization_id, phone=call.phone)
+            return call_info(call), ring_plan(s, call.organization_id), caller_name(card.residents)
 
         loaded = await self.db.read(load)
         if loaded is None or loaded[0].ended_at is not None:
             log.warning("channel %s: call %s unknown or ended: to the dialplan", self.caller, call_id)
             await self._fallback("reattach of an unknown call")
             return
-        self.call, self.plan = loaded
+        self.call, self.plan, self.display_name = loaded
+        self.caller_number = str(event.raw.get("caller") or "")
         mixing = next((b for b in bridges if b.id == call_bridge_id(call_id)), None)
         if self.call.answered_at is not None and mixing is not None:
             others = [c for c in mixing.channels if c != self.caller]

@@ -875,16 +875,19 @@ def record_fallback_call(
     session: Session, *, did: str, src: str | None, uniqueid: str, start: datetime, end: datetime,
     disposition: str, linkedid: str | None = None, answer: datetime | None = None,
     dispatcher_endpoint: str | None = None, recording_path: str | None = None,
-    voicemail_path: str | None = None,
+    voicemail_path: str | None = None, recording_seconds: int | None = None, voicemail_seconds: int | None = None,
 ) -> Call:
     """A call the dialplan fallback handled, reconciled from Asterisk after an outage.
 
     One call per invocation: Asterisk writes a CDR per dialled dispatcher's phone (all with the
     caller's uniqueid), so the caller (ari_app/reconcile.py `FallbackCdrs`) merges them with the
     hangup handler's OpenadsFallbackEnd first: `start`/`end` span the whole call, `disposition` is
-    ANSWERED only if a dispatcher answered (then `answer` is when, `dispatcher_endpoint` who), and
-    `voicemail_path` is the voice message left instead (outcome `voicemail`, linked to the
-    missed-call item). Paths are relative to the recordings directory.
+    ANSWERED only if a dispatcher answered (then `answer` is when, `dispatcher_endpoint` on which
+    phone: the user whose phone it is, `dispatcher_of_endpoint`, is `answered_by`; an endpoint that
+    is nobody's leaves it empty), and `voicemail_path` is the voice message left instead (outcome
+    `voicemail`, linked to the missed-call item). Paths are relative to the recordings directory;
+    `recording_seconds` and `voicemail_seconds` are the files' lengths as the caller read them
+    (without it, a conversation counts from the answer to the end, a voice message has none).
 
     Idempotent on `uniqueid` (and `linkedid`): a call the app already completed is returned as is;
     a call the app registered but never finished (it died mid-call) is completed from the CDR.
@@ -923,11 +926,15 @@ def record_fallback_call(
     if answer is not None and call.answered_at is None:
         call.answered_at = answer
         call.dispatcher_endpoint = dispatcher_endpoint or call.dispatcher_endpoint
+        by = dispatcher_of_endpoint(session, org_id=call.organization_id, endpoint=call.dispatcher_endpoint)
+        call.answered_by_id = by.id if by is not None else call.answered_by_id
         call.wait_seconds = _seconds(call.started_at, answer)
         _close_by_recall(session, call)
     if recording_path:
+        if recording_seconds is None and answer is not None:
+            recording_seconds = _seconds(answer, end)
         _attach(session, call, kind=RecordingKind.CONVERSATION, path=recording_path, fmt=_fmt(recording_path),
-                duration_seconds=_seconds(answer, end) if answer else None, size_bytes=None, at=end)
+                duration_seconds=recording_seconds, size_bytes=None, at=end)
     call.ended_at = end
     if call.answered_at is not None:
         call.outcome = CallOutcome.ANSWERED
@@ -935,7 +942,7 @@ def record_fallback_call(
         item = _mark_missed(session, call, outcome, end)
         if voicemail_path:
             rec = _attach(session, call, kind=RecordingKind.VOICEMAIL, path=voicemail_path, fmt=_fmt(voicemail_path),
-                          duration_seconds=None, size_bytes=None, at=end)
+                          duration_seconds=voicemail_seconds, size_bytes=None, at=end)
             if item is not None and item.is_open:
                 item.voice_message_id = rec.id
                 session.flush()

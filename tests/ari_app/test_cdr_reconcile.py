@@ -19,15 +19,18 @@ sends for dialplan/extensions.conf [openads-fallback] when the caller's channel 
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import func, select
 
 from ari_app.app import AriApp, AriSettings
 from ari_app.flows.base import FlowConfig
+from ari_app.media import wav_seconds
 from ari_app.presence import AmiPresence, CdrRecord, FallbackEnd, parse_cdr, parse_fallback_end
 from ari_app.reconcile import fallback_cdrs, record_cdr, voicemail_relpath
 from models import queries_calls as qc
@@ -37,7 +40,7 @@ from models.missed_call import MissedCall, MissedCallStatus
 from models.outbox import DomainEvent
 from models.recording import Recording, RecordingKind
 from models.services.calls import recording_file
-from tests.ari_app.helpers import until
+from tests.ari_app.helpers import assign_phone, until, write_silence
 from tests.ari_app.test_app_support import did, read
 from tests.ari_app.test_presence import FakeAmi
 from tests.emulator.ari.scenario import AriEmulator
@@ -179,6 +182,7 @@ def test_when_the_app_was_down_then_fallback_calls_reach_the_journal_the_queue_a
         _touch(recordings / "fallback" / "2026" / "11" / f"{channel.id}.wav")
     # docs/telephony.md: Asterisk's voicemail/openads directory is a link into the recordings one.
     _touch(recordings / "voicemail" / "openads" / "100" / "INBOX" / "msg0007.wav")
+    assign_phone(db, org, "PJSIP/202", world.dispatcher_a.id)  # 201 and 203 are nobody's
     app = _app(emu, db, recordings)
     results: list[int | None] = []
 
@@ -230,6 +234,7 @@ def test_when_the_app_was_down_then_fallback_calls_reach_the_journal_the_queue_a
         CallKind.FALLBACK, True, "+79161234567", org.hotlines[0], CallOutcome.ANSWERED)
     assert (talk.started_at, talk.answered_at, talk.ended_at) == (_utc("14:03:07"), _utc("14:03:25"), _utc("14:05:00"))
     assert (talk.resident_id, talk.dispatcher_endpoint, talk.wait_seconds) == (world.resident_a.id, "PJSIP/202", 18)
+    assert talk.answered_by_id == world.dispatcher_a.id  # the user whose phone PJSIP/202 is
 
     assert (vm.outcome, vm.answered_at, vm.dispatcher_endpoint, vm.started_at, vm.ended_at) == (
         CallOutcome.VOICEMAIL, None, None, _utc("14:03:50"), _utc("14:06:10"))
@@ -284,6 +289,56 @@ def _parsed(events: list[dict[str, str]]) -> list[CdrRecord | FallbackEnd]:
             assert end is not None
             out.append(end)
     return out
+
+
+def _by_channel(db: Database) -> dict[str, Call]:
+    return {c.channel_id: c for c in read(db, lambda s: list(s.scalars(select(Call))))}
+
+
+def _lengths(db: Database, call_id: int) -> dict[RecordingKind, int | None]:
+    return {r.kind: r.duration_seconds
+            for r in read(db, lambda s: list(s.scalars(select(Recording).where(Recording.call_id == call_id))))}
+
+
+def test_lengths_come_from_the_files_and_the_answering_phone_names_its_dispatcher(
+    ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 9 C3 on the AMI path: a 27.8 s MixMonitor file was stored as 8 s (the CDR's idea of
+    the conversation) and the dispatcher who answered on PJSIP/201 as nobody."""
+    emu, org = ari_emulator, world.org_a
+    rec = tmp_path / "recordings"
+    talk_ch, other_ch, vm_ch, lost_ch = _down_calls(emu, org, ["79161234567", "79269990011", "79035556677",
+                                                                "79160001122"])
+    fallback_dir = rec / "fallback" / "2026" / "11"
+    write_silence(fallback_dir / f"{talk_ch.id}.wav", 27.8)
+    write_silence(fallback_dir / f"{other_ch.id}.wav", 61.2)
+    write_silence(fallback_dir / f"{vm_ch.id}.wav", 139.6)  # greeting, music on hold, the message
+    write_silence(rec / "voicemail" / "openads" / "100" / "INBOX" / "msg0009.wav", 12.4)
+    # lost_ch: MixMonitor left no file (a full disk): the length the CDR gives.
+    assign_phone(db, org, "PJSIP/202", world.dispatcher_a.id)  # 203 is nobody's phone
+    app = _app(emu, db, rec)
+    hotline = did(org)
+    on_203 = [{**e, "AnsweredBy": "PJSIP/203-00000014"} if e["Event"] == "UserEvent" else e
+              for e in answered_call(other_ch.id, "79269990011", hotline, rec)]
+    events = [*answered_call(talk_ch.id, "79161234567", hotline, rec), *on_203,
+              *voicemail_call(vm_ch.id, "79035556677", hotline, rec, "msg0009"),
+              *answered_call(lost_ch.id, "79160001122", hotline, rec)]
+
+    with caplog.at_level(logging.WARNING, logger="ari_app.reconcile"):
+        results = _feed_directly(app, _parsed(events))
+
+    assert None not in results
+    calls = _by_channel(db)
+    talk, other, vm, lost = (calls[c.id] for c in (talk_ch, other_ch, vm_ch, lost_ch))
+    assert (talk.answered_by_id, talk.dispatcher_endpoint) == (world.dispatcher_a.id, "PJSIP/202")
+    assert (other.answered_by_id, other.dispatcher_endpoint) == (None, "PJSIP/203")  # the panel shows the phone
+    assert _lengths(db, talk.id) == {RecordingKind.CONVERSATION: 28}
+    assert _lengths(db, other.id) == {RecordingKind.CONVERSATION: 61}
+    assert _lengths(db, vm.id) == {RecordingKind.CONVERSATION: 140, RecordingKind.VOICEMAIL: 12}
+    assert _lengths(db, lost.id) == {RecordingKind.CONVERSATION: 106}  # 202's billsec: 14:03:14 → 14:05:00
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"recording fallback/2026/11/{lost_ch.id}.wav is missing or no readable WAV" in warning
+    assert warning.endswith("its length from the CDR: 106 s")
 
 
 def test_a_dialplan_without_the_hangup_handler_still_gets_answered_calls_right_from_the_cdr_events(
@@ -380,3 +435,13 @@ def test_voice_message_paths_map_into_the_recordings_directory() -> None:
         "voicemail/openads/100/INBOX/msg0000.wav")
     assert voicemail_relpath("") is None
     assert voicemail_relpath("/tmp/msg0000") is None
+
+
+def test_a_wav_files_length_is_read_from_its_header(tmp_path: Path) -> None:
+    assert wav_seconds(write_silence(tmp_path / "a.wav", 27.8)) == pytest.approx(27.8)
+    assert wav_seconds(write_silence(tmp_path / "b.wav", 1.5, rate=16000)) == pytest.approx(1.5)
+    assert wav_seconds(tmp_path / "missing.wav") is None
+    (tmp_path / "short.wav").write_bytes(b"RIFF")  # cut short
+    assert wav_seconds(tmp_path / "short.wav") is None
+    (tmp_path / "text.wav").write_text("not a recording")
+    assert wav_seconds(tmp_path / "text.wav") is None

@@ -47,7 +47,7 @@ from models.event_cursor import EventCursor
 from models.missed_call import MissedCall, MissedCallStatus
 from models.recording import Recording, RecordingKind
 from openads.config import AsteriskCdrSettings, ConfigError, ari_call_settings, asterisk_cdr_settings
-from tests.ari_app.helpers import until
+from tests.ari_app.helpers import assign_phone, until, write_silence
 from tests.ari_app.test_app_support import did, read
 from tests.emulator.ari.scenario import AriEmulator
 
@@ -307,6 +307,7 @@ def test_calls_that_ended_while_the_app_was_down_are_read_from_the_cdr_table_at_
     for channel in (talk_ch, vm_ch):
         _touch(rec / "fallback" / "2026" / "11" / f"{channel.id}.wav")
     _touch(rec / "voicemail" / "openads" / "100" / "INBOX" / "msg0003.wav")
+    assign_phone(db, org, "PJSIP/202", world.dispatcher_a.id)
     hotline = did(org)
     cdr_table.insert([ordinary("1795638000.1"), *answered(talk_ch.id, "79161234567", hotline, rec),
                       *voicemail(vm_ch.id, "79035556677", hotline, rec, "msg0003")])
@@ -335,8 +336,8 @@ def test_calls_that_ended_while_the_app_was_down_are_read_from_the_cdr_table_at_
     journal = {c.channel_id: c for c in read(db, lambda s: list(qc.calls_journal(s, org_ids=[org.id])))}
     assert set(journal) == {talk_ch.id, vm_ch.id}  # not the dispatchers' own call
     talk, vm = journal[talk_ch.id], journal[vm_ch.id]
-    assert (talk.is_fallback, talk.outcome, talk.dispatcher_endpoint, talk.phone) == (
-        True, CallOutcome.ANSWERED, "PJSIP/202", "+79161234567")
+    assert (talk.is_fallback, talk.outcome, talk.dispatcher_endpoint, talk.phone, talk.answered_by_id) == (
+        True, CallOutcome.ANSWERED, "PJSIP/202", "+79161234567", world.dispatcher_a.id)
     assert (talk.started_at, talk.answered_at, talk.ended_at) == (_at("14:03:07"), _at("14:03:25"), _at("14:05:00"))
     assert (vm.outcome, vm.answered_at, vm.started_at, vm.ended_at) == (
         CallOutcome.VOICEMAIL, None, _at("14:03:50"), _at("14:06:10"))
@@ -386,6 +387,51 @@ def _polls(app: AriApp, source: CdrSource, before_each: list[Any]) -> list[Any]:
     return asyncio.run(main())
 
 
+def test_lengths_come_from_the_files_and_the_answering_phone_names_its_dispatcher(
+    ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    cdr_table: MasterDb | PgCdrTable,
+) -> None:
+    """Issue 9 C3 on the CDR table path: the recording's and the voice message's lengths are their
+    files' (the CDR's billsec only when a file cannot be read), who answered is the phone's user."""
+    emu, org = ari_emulator, world.org_a
+    talk_ch, other_ch, vm_ch, lost_ch = _down_calls(emu, org, ["79161234567", "79269990011", "79035556677",
+                                                                "79160001122"])
+    fallback_dir = tmp_path / "fallback" / "2026" / "11"  # the recordings directory is tmp_path (`_source`)
+    write_silence(fallback_dir / f"{talk_ch.id}.wav", 27.8)
+    write_silence(fallback_dir / f"{other_ch.id}.wav", 61.2)
+    write_silence(fallback_dir / f"{vm_ch.id}.wav", 139.6)
+    write_silence(tmp_path / "voicemail" / "openads" / "100" / "INBOX" / "msg0005.wav", 12.4)
+    # lost_ch: no file; its length is the answered leg's billsec.
+    assign_phone(db, org, "PJSIP/202", world.dispatcher_a.id)  # 203 is nobody's phone
+    hotline = did(org)
+    on_203 = answered(other_ch.id, "79269990011", hotline, tmp_path)
+    on_203[-1]["openads_answered_by"] = "PJSIP/203-00000014"
+    cdr_table.insert([*answered(talk_ch.id, "79161234567", hotline, tmp_path), *on_203,
+                      *voicemail(vm_ch.id, "79035556677", hotline, tmp_path, "msg0005"),
+                      *answered(lost_ch.id, "79160001122", hotline, tmp_path)])
+    app, source = _source(emu, db, tmp_path, cdr_table.url, cdr_table.table)
+
+    with caplog.at_level(logging.WARNING, logger="ari_app.reconcile"):
+        [report] = _polls(app, source, [None])
+
+    assert report.error is None and len(report.calls) == 4
+    calls = read(db, lambda s: {c.channel_id: c for c in s.scalars(select(Call))})
+    talk, other, vm, lost = (calls[c.id] for c in (talk_ch, other_ch, vm_ch, lost_ch))
+    assert (talk.answered_by_id, talk.dispatcher_endpoint) == (world.dispatcher_a.id, "PJSIP/202")
+    assert (other.answered_by_id, other.dispatcher_endpoint) == (None, "PJSIP/203")
+
+    def lengths(call: Call) -> dict[RecordingKind, int | None]:
+        return read(db, lambda s: {r.kind: r.duration_seconds
+                                   for r in s.scalars(select(Recording).where(Recording.call_id == call.id))})
+
+    assert lengths(talk) == {RecordingKind.CONVERSATION: 28}
+    assert lengths(other) == {RecordingKind.CONVERSATION: 61}
+    assert lengths(vm) == {RecordingKind.CONVERSATION: 140, RecordingKind.VOICEMAIL: 12}
+    assert lengths(lost) == {RecordingKind.CONVERSATION: 106}  # billsec of 202: 14:03:14 → 14:05:00
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"recording fallback/2026/11/{lost_ch.id}.wav is missing" in warning and warning.endswith(": 106 s")
+
+
 def test_a_missing_or_unreadable_table_is_logged_once_and_read_when_it_appears(
     ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -405,7 +451,7 @@ def test_a_missing_or_unreadable_table_is_logged_once_and_read_when_it_appears(
     reports = _polls(app, source, [None, None, garbage, None, asterisk_starts, None])
     assert [r.error is not None for r in reports] == [True, True, True, True, False, False]
     assert not path.with_suffix(".db-journal").exists()
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "ari_app.cdr_source"]
     # Once per change: missing file, then not a database; then readable again (info).
     assert len(warnings) == 2, warnings
     assert "unable to open database file" in warnings[0] and "not a database" in warnings[1]

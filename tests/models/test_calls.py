@@ -364,6 +364,45 @@ def test_fallback_calls_from_cdr_join_the_journal_and_the_queue_once(session, wo
                                    disposition="WHATEVER")
 
 
+def test_a_fallback_call_answered_on_a_dispatchers_phone_is_answered_by_that_dispatcher(session, world) -> None:
+    org = session.merge(world.org_a)
+    calls.assign_dispatcher_phone(session, org=org, endpoint="PJSIP/201", user_id=world.dispatcher_a.id, by=None)
+
+    def answered_on(endpoint: str, uniqueid: str) -> Call:
+        return calls.record_fallback_call(
+            session, did=org.hotlines[0], src="+79161234567", uniqueid=uniqueid, start=T0,
+            answer=T0 + timedelta(seconds=9), end=T0 + timedelta(seconds=40), disposition="ANSWERED",
+            dispatcher_endpoint=endpoint)
+
+    mine, nobodys = answered_on("PJSIP/201", "1700.60"), answered_on("PJSIP/209", "1700.61")
+
+    assert (mine.answered_by_id, mine.dispatcher_endpoint) == (world.dispatcher_a.id, "PJSIP/201")
+    assert (nobodys.answered_by_id, nobodys.dispatcher_endpoint) == (None, "PJSIP/209")  # the panel shows the phone
+
+
+def test_a_fallback_calls_recordings_keep_the_lengths_read_from_their_files(session, world) -> None:
+    org = session.merge(world.org_a)
+    talk = calls.record_fallback_call(
+        session, did=org.hotlines[0], src="+79161234567", uniqueid="1700.70", start=T0,
+        answer=T0 + timedelta(seconds=20), end=T0 + timedelta(seconds=28), disposition="ANSWERED",
+        recording_path="fallback/2026/03/1700.70.wav", recording_seconds=28)
+    vm = calls.record_fallback_call(
+        session, did=org.hotlines[0], src="+79160004444", uniqueid="1700.71", start=T0, end=T0 + timedelta(minutes=3),
+        disposition="NO ANSWER", recording_path="fallback/2026/03/1700.71.wav", recording_seconds=180,
+        voicemail_path="voicemail/openads/100/INBOX/msg0001.wav", voicemail_seconds=12)
+    unknown = calls.record_fallback_call(  # the caller could not read the file: answer → end
+        session, did=org.hotlines[0], src="+79160005555", uniqueid="1700.72", start=T0,
+        answer=T0 + timedelta(seconds=20), end=T0 + timedelta(seconds=50), disposition="ANSWERED",
+        recording_path="fallback/2026/03/1700.72.wav")
+
+    def lengths(call: Call) -> dict[RecordingKind, int | None]:
+        return {r.kind: r.duration_seconds for r in session.scalars(select(Recording).where(Recording.call_id == call.id))}
+
+    assert lengths(talk) == {RecordingKind.CONVERSATION: 28}
+    assert lengths(vm) == {RecordingKind.CONVERSATION: 180, RecordingKind.VOICEMAIL: 12}
+    assert lengths(unknown) == {RecordingKind.CONVERSATION: 30}
+
+
 def test_a_call_the_app_registered_but_never_finished_is_completed_from_cdr(session, world) -> None:
     org = session.merge(world.org_a)
     call = f.make_inbound_call(session, org, "+79160005555", at=T0, channel_id="1700.40")
