@@ -31,10 +31,11 @@ pbx-stop:
 	pbx/run.sh stop
 
 # Call flows against the real Asterisk with SIP phones (baresip) and openads ari/agi/worker/web.
+# Builds Asterisk on first use (about 7 minutes), stops the PBX afterwards.
 test-pbx: $(STAMP)
 	pbx/deps.sh
 	pbx/run.sh start
-	OPENADS_PBX_TESTS=1 $(BIN)/python -m pytest -q -p no:randomly tests/pbx
+	OPENADS_PBX_TESTS=1 $(BIN)/python -m pytest -q tests/pbx; rc=$$?; pbx/run.sh stop; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@ project's dialplan, OpenADS's four processes, and baresip phones for dispatchers
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,7 +11,18 @@ from pathlib import Path
 import pytest
 
 from tests.pbx.phones import Phone, free_port
-from tests.pbx.stack import DISPATCHERS, RESIDENTS, ROOT, Stack, fresh_database_url, pbx_env, seed, wait_until
+from tests.pbx.stack import (
+    DISPATCHERS,
+    INCIDENT_HOUSE_RESIDENT,
+    RESIDENTS,
+    ROOT,
+    Stack,
+    close_open_missed_calls,
+    fresh_database_url,
+    pbx_env,
+    seed,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +32,9 @@ def stack() -> Iterator[Stack]:
     home = Path(env["OPENADS_PBX_HOME"]) / "openads"
     home.mkdir(parents=True, exist_ok=True)
     st = Stack(pbx=env, home=home, database_url=fresh_database_url(home), web_port=free_port())
+    # A fresh database numbers calls from 1 again: files of earlier runs must not stand in for this one's.
+    for old in Path(env["OPENADS_RECORDINGS_DIR"]).glob("[0-9]*"):
+        shutil.rmtree(old)
     st.openads("db", "upgrade")
     st.ids = seed(st.db)
     st.start_all()
@@ -58,7 +73,8 @@ class Phones:
     def operator(self, answermode: str = "manual", source: Path | None = None) -> Phone:
         """The operator's side of the trunk: Asterisk's PJSIP/<number>@trunk-operator rings here, as the
         resident <number> (one account per test resident)."""
-        accounts = [f"<sip:{phone.lstrip('+')}@127.0.0.2>;regint=0;answermode={answermode}" for phone, _, _ in RESIDENTS]
+        accounts = [f"<sip:{phone.lstrip('+')}@127.0.0.2>;regint=0;answermode={answermode}"
+                    for phone, _, _ in [*RESIDENTS, INCIDENT_HOUSE_RESIDENT]]
         return self._start(Phone("operator", self.home, self.stack.pbx["OPENADS_PBX_TRUNK"], accounts, source=source))
 
     def hotline_uri(self) -> str:
@@ -80,6 +96,7 @@ def phones(stack: Stack, tmp_path: Path) -> Iterator[Phones]:
         for ch in stack.channels():
             stack.ari("DELETE", f"/channels/{ch['id']}")
         wait_until("no channels left on Asterisk", lambda: not stack.channels(), 10)
+        close_open_missed_calls(stack.db)
 
 
 @pytest.fixture(scope="session")

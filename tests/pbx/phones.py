@@ -77,7 +77,8 @@ class Phone:
             shutil.rmtree(conf)
         (conf / "sound").mkdir(parents=True)
         rtp = free_port(self.listen.split(":")[0], socket.SOCK_DGRAM)
-        src = f"aufile,{self.source or tone_wav(self.home / 'tone-425.wav')}"
+        self.home.mkdir(parents=True, exist_ok=True)
+        src = f"aufile,{padded(self.source, conf) if self.source else tone_wav(self.home / 'tone-425.wav')}"
         (conf / "config").write_text("\n".join([
             f"sip_listen\t\t{self.listen}",
             f"ctrl_tcp_listen\t\t127.0.0.1:{self.ctrl_port}",
@@ -222,8 +223,9 @@ class Phone:
             time.sleep(gap)
 
     def play(self, wav: Path) -> None:
-        """Switch the microphone to `wav` (from its start) during a call."""
-        self.command("ausrc", f"aufile,{wav}")
+        """Switch the microphone to `wav` (from its start) during a call, then silence: baresip ends
+        the call when its audio file runs out, so the file is played padded with silence."""
+        self.command("ausrc", f"aufile,{padded(wav, self.home / self.name)}")
 
     def heard(self) -> list[Path]:
         """WAV files of what this phone received (sndfile's decoder dumps), newest last."""
@@ -243,6 +245,18 @@ def tone_wav(path: Path, seconds: int = 300, hz: int = 425, amplitude: int = 200
             w.setframerate(8000)
             w.writeframes(array.array("h", period).tobytes() * seconds)
     return path
+
+
+def padded(wav: Path, into: Path, seconds: int = 600) -> Path:
+    """`wav` followed by `seconds` of silence (same format), written into `into`."""
+    out = into / f"padded-{wav.stem}.wav"
+    if not out.exists():
+        with wave.open(str(wav)) as src:
+            params, frames = src.getparams(), src.readframes(src.getnframes())
+        with wave.open(str(out), "wb") as dst:
+            dst.setparams(params)
+            dst.writeframes(frames + b"\0" * (params.sampwidth * params.nchannels * params.framerate * seconds))
+    return out
 
 
 def wav_seconds(path: Path) -> float:

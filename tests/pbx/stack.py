@@ -29,7 +29,10 @@ DISPATCHERS = {"201": ("disp201", "Орлова Анна Петровна"), "20
                "203": ("disp203", "Кузнецова Вера Андреевна")}
 # (phone, full name, flat): residents of the test house.
 RESIDENTS = [("+74951110001", "Яковлева Зоя Павловна", "70"), ("+74951110002", "Леонидов Леонид Ильич", "30"),
-             ("+74951110003", "Петрова Мария Ивановна", "12"), ("+74951110004", "Сидоров Павел Олегович", "5")]
+             ("+74951110003", "Петрова Мария Ивановна", "12"), ("+74951110004", "Сидоров Павел Олегович", "5"),
+             ("+74951110005", "Орехов Илья Петрович", "41"), ("+74951110006", "Гусева Нина Львовна", "8")]
+# The resident of the second house (an incident can be declared there without touching the others).
+INCIDENT_HOUSE_RESIDENT = ("+74951110009", "Белова Ольга Сергеевна", "3")
 WAIT_LIMIT_SECONDS = 25  # the organization's wait limit before voicemail (the tests keep calls short)
 
 
@@ -158,6 +161,17 @@ class Stack:
         return subprocess.run([str(ROOT / "pbx" / "run.sh"), "cli", command], check=True, capture_output=True,
                               text=True).stdout
 
+    def pbx_log_size(self, name: str = "messages.log") -> int:
+        path = Path(self.pbx["OPENADS_PBX_HOME"]) / "log" / name
+        return path.stat().st_size if path.exists() else 0
+
+    def pbx_log(self, offset: int = 0, name: str = "messages.log") -> str:
+        """Asterisk's own log from `offset`: messages.log (notices, warnings, errors) or full.log
+        (also verbose 3: every Playing, Dial, bridge)."""
+        with open(Path(self.pbx["OPENADS_PBX_HOME"]) / "log" / name, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
     def ari(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return httpx.request(method, f"{self.pbx['ARI_URL']}/ari{path}",
                              auth=(self.pbx["ARI_USER"], self.pbx["ARI_PASSWORD"]), timeout=5, **kw)
@@ -216,5 +230,20 @@ def seed(db: Database) -> dict[str, Any]:
         for phone, name, flat in RESIDENTS:
             premise = f.make_premise(s, house, number=flat)
             residents[phone] = f.make_resident(s, premise, phones=(phone,), full_name=name).id
+        second = f.make_house(s, org, address="г. Москва, ул. Тестовая, д. 2")
+        phone, name, flat = INCIDENT_HOUSE_RESIDENT
+        residents[phone] = f.make_resident(s, f.make_premise(s, second, number=flat), phones=(phone,),
+                                           full_name=name).id
         return {"org": org.id, "users": {ext: u.id for ext, u in users.items()}, "house": house.id,
-                "residents": residents}
+                "second_house": second.id, "residents": residents}
+
+
+def close_open_missed_calls(db: Database) -> None:
+    """Between scenarios: a resident's next call must not join an item an earlier test left open."""
+    from models.base import utcnow
+    from models.missed_call import CloseReason, MissedCall, MissedCallStatus
+
+    with db.write() as s:
+        for item in s.scalars(select(MissedCall).where(MissedCall.status == MissedCallStatus.OPEN)):
+            item.status, item.closed_at = MissedCallStatus.CLOSED, utcnow()
+            item.close_reason, item.close_note = CloseReason.MANUAL, "pbx tests: between scenarios"
