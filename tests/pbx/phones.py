@@ -227,6 +227,13 @@ class Phone:
         the call when its audio file runs out, so the file is played padded with silence."""
         self.command("ausrc", f"aufile,{padded(wav, self.home / self.name)}")
 
+    def shown_caller(self) -> str:
+        """The caller's name this phone displayed for its last incoming call (baresip prints it)."""
+        import re
+
+        shown = re.findall(r"Incoming call from: (.*?) ?sip:", self.log_text())
+        return shown[-1].strip() if shown else ""
+
     def heard(self) -> list[Path]:
         """WAV files of what this phone received (sndfile's decoder dumps), newest last."""
         return sorted((self.home / self.name / "sound").glob("*dec*.wav"), key=lambda p: p.stat().st_mtime)
