@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ari_app.client import AriClient, AriError, AriNotFound, AriUnavailable, Bridge, Channel
-from ari_app.media import call_of_bridge, conversation_recording_name
+from ari_app.media import call_of_bridge, conversation_recording_name, voicemail_recording_name
 from models.base import utcnow
 from models.services.calls import end_call_of_any_org, hand_call_to_fallback
 from openads import channel_vars as cv
@@ -287,9 +287,28 @@ class Watchdog:
                 flows[channel.id] = await self._var(channel.id, cv.FLOW)
         plan = plan_sweep(channels, bridges, self.app, flows)
         self.stats.sweeps += 1
-        for action in plan.actions:
-            await self._apply(action)
+        # Concurrently: a request on a channel whose Stasis control queue is busy waits for it (a
+        # prompt playing), and must not hold up the others. Hang-ups first (plan order).
+        for batch in (Do.HANG_UP, Do.END_CONVERSATION, Do.TO_FALLBACK):
+            await asyncio.gather(*(self._apply(a) for a in plan.actions if a.do == batch))
         return plan
+
+    async def _stop_voice_message(self, channel_id: str) -> None:
+        """A caller recording a voice message: ARI runs a channel's `record` in its Stasis control
+        queue until the recording ends, and every later request on the channel (set a variable,
+        continue) waits behind it (measured: the continue came 10 s late). Stopping the live
+        recording ends it at once; the partial message stays in Asterisk's stored recordings."""
+        call_id = await self._var(channel_id, cv.CALL_ID)
+        if not call_id.isdigit():
+            return
+        name = voicemail_recording_name(int(call_id))
+        try:
+            await self.ari.stop_live_recording(name)
+            log.warning("ari-watchdog: channel %s: voice message %s stopped", channel_id, name)
+        except AriNotFound:
+            pass
+        except (AriError, AriUnavailable) as exc:
+            log.info("ari-watchdog: channel %s: stop voice message %s: %s", channel_id, name, exc)
 
     async def _var(self, channel_id: str, name: str) -> str:
         try:
@@ -301,6 +320,7 @@ class Watchdog:
         channel = action.channel_id
         try:
             if action.do == Do.TO_FALLBACK:
+                await self._stop_voice_message(channel)
                 await self.ari.set_channel_var(channel, cv.WATCHDOG, "1")
                 await self.ari.continue_in_dialplan(channel, context=FALLBACK_CONTEXT, extension="s", priority=1)
                 self.stats.to_fallback += 1
@@ -325,7 +345,7 @@ class Watchdog:
                                   else None, action.call_id, ended_at)
         except AriNotFound:
             log.info("ari-watchdog: channel %s: gone meanwhile", channel)
-        except AriError as exc:  # 409/412/422: its state changed under us; the next sweep sees it
+        except (AriError, AriUnavailable) as exc:  # 409/412/422: its state changed meanwhile; next sweep sees it
             log.info("ari-watchdog: channel %s: %s: %s", channel, action.do.value, exc)
 
     async def _write(self, what: str, fn: Callable[..., Any] | None, *args: Any) -> None:

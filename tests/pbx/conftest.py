@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 
 from tests.pbx.phones import Phone, free_port
-from tests.pbx.stack import DISPATCHERS, RESIDENTS, ROOT, Stack, fresh_database_url, pbx_env, seed, wait_until
+from tests.pbx.stack import (
+    DISPATCHERS,
+    RESIDENTS,
+    ROOT,
+    Stack,
+    fresh_database_url,
+    pbx_env,
+    seed,
+    skip_earlier_cdrs,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +32,7 @@ def stack() -> Iterator[Stack]:
     st = Stack(pbx=env, home=home, database_url=fresh_database_url(home), web_port=free_port())
     st.openads("db", "upgrade")
     st.ids = seed(st.db)
+    skip_earlier_cdrs(st)
     st.start_all()
     try:
         yield st
