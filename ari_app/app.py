@@ -44,6 +44,11 @@ from models.db import Database
 
 log = logging.getLogger(__name__)
 
+# Asterisk is local and a failed WebSocket handshake costs it nothing: reconnect at least every 2 s,
+# so an app back after an Asterisk restart or a network blip takes its calls back before the
+# watchdog's sweeps (ari_app/watchdog.py) have moved them all to the fallback.
+RECONNECT_MAX_SECONDS = 2.0
+
 
 @dataclass(frozen=True)
 class AriSettings:
@@ -108,7 +113,7 @@ class AriApp:
                                      on_application_replaced=self._on_application_replaced)
         self.connection = AriConnection.for_app(settings.url, settings.user, settings.password, settings.app,
                                                 on_message=self.dispatcher.feed, on_connected=self._on_connected,
-                                                backoff=backoff or Backoff(initial=0.5, maximum=10.0))
+                                                backoff=backoff or Backoff(initial=0.5, maximum=RECONNECT_MAX_SECONDS))
         self.last_reconcile: ReconcileReport | None = None
         self.reconciles = 0
         self.connected = asyncio.Event()

@@ -40,9 +40,20 @@ def queue_bridge_id(org_id: int) -> str:
     return f"openads-queue-{org_id}"
 
 
+CALL_BRIDGE_PREFIX = "openads-call-"
+
+
 def call_bridge_id(call_id: int) -> str:
     """The mixing bridge of one conversation."""
-    return f"openads-call-{call_id}"
+    return f"{CALL_BRIDGE_PREFIX}{call_id}"
+
+
+def call_of_bridge(bridge_id: str) -> int | None:
+    """`openads-call-<call>` → the call's id; None for any other bridge."""
+    if not bridge_id.startswith(CALL_BRIDGE_PREFIX):
+        return None
+    tail = bridge_id[len(CALL_BRIDGE_PREFIX):]
+    return int(tail) if tail.isdigit() else None
 
 
 def conversation_recording_name(call_id: int) -> str:

@@ -48,10 +48,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from ari_app.client import AriError, AriNotFound, Bridge, Channel
-from ari_app.flows.base import synthetic
-from ari_app.media import call_bridge_id, endpoint_of_channel_name, wav_seconds
-from models.recording import is_safe_relpath
+from ari_app.flows.base import fetch_recording, relpath_for, synthetic
+from ari_app.media import (
+    call_bridge_id,
+    call_of_bridge,
+    conversation_recording_name,
+    endpoint_of_channel_name,
+    wav_seconds,
+)
+from models.call import Call
+from models.recording import Recording, RecordingKind, is_safe_relpath
+from models.services.calls import attach_recording, end_call
 from openads import channel_vars as cv
 
 if TYPE_CHECKING:
@@ -69,10 +79,12 @@ class ReconcileReport:
     reattached: list[str] = field(default_factory=list)  # callers given a new session
     hung_up: list[str] = field(default_factory=list)  # orphan legs of ours
     ended_calls: list[int] = field(default_factory=list)  # DB calls ended because their channel is gone
+    finished_conversations: list[int] = field(default_factory=list)  # calls whose empty bridge was closed
 
     def as_dict(self) -> dict[str, Any]:
         return {"channels": self.channels, "bridges": self.bridges, "gone": self.gone,
-                "reattached": self.reattached, "hung_up": self.hung_up, "ended_calls": self.ended_calls}
+                "reattached": self.reattached, "hung_up": self.hung_up, "ended_calls": self.ended_calls,
+                "finished_conversations": self.finished_conversations}
 
 
 def in_our_stasis(channel: Channel, app: str) -> bool:
@@ -145,6 +157,20 @@ async def reconcile(app: AriApp, *, pending_grace: timedelta = timedelta(seconds
         except AriError as exc:
             log.info("reconcile: hangup of orphan %s: %s", channel.id, exc)
 
+    # 3b. conversations that ended while no app was connected: the call's mixing bridge holds no
+    # party any more (the watchdog hung up the last one, or reconcile just did). Its recording is
+    # fetched and attached, the call ended (the watchdog already did, at the moment it saw it).
+    hung = set(report.hung_up)
+    owned_bridges = {b for s in dispatcher.sessions for b in s.bridge_ids}
+    for bridge in bridges:
+        ended = call_of_bridge(bridge.id)
+        if ended is None or bridge.id in owned_bridges:
+            continue
+        if [c for c in conversation_channels(bridge, by_id) if c not in hung]:
+            continue
+        await finish_conversation(app, ended, bridge.id)
+        report.finished_conversations.append(ended)
+
     # 4. DB calls without a channel
     owned = {c for s in dispatcher.sessions for c in s.channel_ids}
     alive = set(by_id) | owned
@@ -158,6 +184,47 @@ async def reconcile(app: AriApp, *, pending_grace: timedelta = timedelta(seconds
 
 
 HELPER_CHANNELS = ("Announcer/", "Recorder/")
+
+
+async def finish_conversation(app: AriApp, call_id: int, bridge_id: str) -> None:
+    """The conversation of `call_id` ended with no app to see it: stop its bridge recording (if the
+    watchdog has not), store and attach the file, end the call (a no-op if the watchdog did, at
+    the moment the last party left), destroy the bridge."""
+    config = app.ctx.config
+    name = conversation_recording_name(call_id)
+    try:
+        await app.ari.stop_live_recording(name)
+    except AriError as exc:
+        log.debug("reconcile: call %s: stop recording %s: %s", call_id, name, exc)
+    info = await app.db.read(lambda s: _call_of_any_org(s, call_id))
+    if info is not None:
+        org_id, started_at, has_recording = info
+        relpath = relpath_for(org_id, call_id, started_at, fmt=config.recording_format)
+        saved = None if has_recording else await fetch_recording(app.ari, config, name, relpath,
+                                                                 who=f"reconcile call {call_id}")
+
+        def write(s: Any) -> None:
+            if saved is not None:
+                attach_recording(s, org_id=org_id, call_id=call_id, path=relpath, fmt=config.recording_format,
+                                 duration_seconds=saved[1], size_bytes=saved[0])
+            end_call(s, org_id=org_id, call_id=call_id)
+
+        await app.db.write(write)
+        log.warning("reconcile: call %s: its conversation ended while the app was down: closed (recording %s)",
+                    call_id, "attached" if saved else "none")
+    try:
+        await app.ari.destroy_bridge(bridge_id)
+    except AriError as exc:
+        log.info("reconcile: destroy bridge %s: %s", bridge_id, exc)
+
+
+def _call_of_any_org(session: Any, call_id: int) -> tuple[int, datetime, bool] | None:
+    call = session.get(Call, call_id)
+    if call is None:
+        return None
+    has = session.scalar(select(Recording.id).where(Recording.call_id == call_id,
+                                                     Recording.kind == RecordingKind.CONVERSATION).limit(1))
+    return call.organization_id, call.started_at, has is not None
 
 
 def conversation_channels(bridge: Bridge, by_id: dict[str, Channel]) -> list[str]:

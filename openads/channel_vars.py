@@ -49,6 +49,7 @@ CALL_ID = "OPENADS_CALL_ID"
 FLOW = "OPENADS_FLOW"
 RECORDING = "OPENADS_RECORDING"
 FALLBACK = "OPENADS_FALLBACK"
+WATCHDOG = "OPENADS_WATCHDOG"
 OUTBOUND_CALLERID = "OPENADS_OUTBOUND_CALLERID"
 
 # --- dialplan globals (placeholders the telecom admin fills in) --------------------------------
@@ -90,6 +91,9 @@ ALL: dict[str, ChannelVar] = {
                    "Path of the call's recording (MixMonitor file in the fallback); also copied to CDR(userfield)."),
         ChannelVar(FALLBACK, "channel", "dialplan [openads-fallback]",
                    "1 when the call was handled by the dialplan because the ARI app was not connected."),
+        ChannelVar(WATCHDOG, "channel", "`openads ari-watchdog`",
+                   "1 on a caller the watchdog moved from the dead ARI app to [openads-fallback]: the greeting "
+                   "was heard already, the dispatchers are rung at once."),
         ChannelVar(OUTBOUND_CALLERID, "channel", "ARI app (originate variables)",
                    "Caller id (the organization's hotline, E.164) presented on an outbound call through the trunk."),
         ChannelVar(AGI_HOST, "global", "telecom admin, [globals]",

@@ -205,58 +205,68 @@ class CallFlow(Flow):
     async def fetch_recording(self, name: str, relpath: str) -> tuple[int, int] | None:
         """Download the stored recording `name` to `<recordings dir>/<relpath>`, delete Asterisk's
         copy; returns (size in bytes, duration in whole seconds) or None when there is none."""
-        await self._recording_settled(name)
-        data: bytes | None = None
-        for attempt in range(self.config.recording_fetch_attempts):
-            try:
-                data = await self.ari.get_stored_recording_file(name)
-                break
-            except AriNotFound:
-                if attempt + 1 < self.config.recording_fetch_attempts:
-                    await asyncio.sleep(self.config.recording_fetch_delay)
-        if data is None:
-            log.warning("flow %s channel %s: recording %s not found in Asterisk", self.name, self.session.id, name)
-            return None
-        target = self.config.recordings_dir / relpath
-        await asyncio.to_thread(_write_file, target, data)
-        await self.quietly(f"delete stored recording {name}", self.ari.delete_stored_recording(name))
-        duration = max(0, (len(data) - 44) // 16000) if self.config.recording_format == "wav" else 0
-        log.info("flow %s channel %s: recording %s saved to %s (%d bytes)", self.name, self.session.id, name,
-                 target, len(data))
-        return len(data), duration
-
-    async def _recording_settled(self, name: str) -> None:
-        """Wait (bounded) until Asterisk has closed the file of a recording we stopped.
-
-        `POST /recordings/live/{name}/stop` answers 204 at once, the Recorder channel closes the
-        file (and writes the WAV sizes) a moment later, and `GET /recordings/stored/{name}/file`
-        serves the unfinished file meanwhile. The live recording is 404 or `done`/`failed`/
-        `canceled` once it is closed. Tolerant: any other answer, or the time running out, only
-        means the download goes ahead as it is."""
-        if name in self.recordings_done:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.recording_settle_seconds
-        while True:
-            try:
-                live = await self.ari.get_live_recording(name)
-            except AriNotFound:
-                return
-            except (AriError, AriUnavailable) as exc:
-                log.info("flow %s channel %s: recording %s: live state unknown (%s)", self.name, self.session.id,
-                         name, exc)
-                return
-            if live.state in ("done", "failed", "canceled"):
-                return
-            if loop.time() >= deadline:
-                log.warning("flow %s channel %s: recording %s still %r after %.1f s: fetching it anyway",
-                            self.name, self.session.id, name, live.state, self.config.recording_settle_seconds)
-                return
-            await asyncio.sleep(self.config.recording_settle_poll)
+        return await fetch_recording(self.ari, self.config, name, relpath, finished=name in self.recordings_done,
+                                     who=f"flow {self.name} channel {self.session.id}")
 
     async def on_error(self, event: Event, exc: Exception) -> None:
         """The failure policy (the app's `on_handler_error` calls it)."""
         return None
+
+
+async def fetch_recording(ari: AriClient, config: FlowConfig, name: str, relpath: str, *, finished: bool = False,
+                          who: str = "") -> tuple[int, int] | None:
+    """Download the stored recording `name` to `<config.recordings_dir>/<relpath>` and delete
+    Asterisk's copy; (size in bytes, duration in whole seconds), or None when Asterisk has none.
+    `finished`: its RecordingFinished was seen, the file is closed; else wait for that first."""
+    if not finished:
+        await _recording_settled(ari, config, name, who)
+    data: bytes | None = None
+    for attempt in range(config.recording_fetch_attempts):
+        try:
+            data = await ari.get_stored_recording_file(name)
+            break
+        except AriNotFound:
+            if attempt + 1 < config.recording_fetch_attempts:
+                await asyncio.sleep(config.recording_fetch_delay)
+    if data is None:
+        log.warning("%s: recording %s not found in Asterisk", who, name)
+        return None
+    target = config.recordings_dir / relpath
+    await asyncio.to_thread(_write_file, target, data)
+    try:
+        await ari.delete_stored_recording(name)
+    except AriError as exc:
+        log.info("%s: delete stored recording %s: %s", who, name, exc)
+    duration = max(0, (len(data) - 44) // 16000) if config.recording_format == "wav" else 0
+    log.info("%s: recording %s saved to %s (%d bytes)", who, name, target, len(data))
+    return len(data), duration
+
+
+async def _recording_settled(ari: AriClient, config: FlowConfig, name: str, who: str) -> None:
+    """Wait (bounded) until Asterisk has closed the file of a recording we stopped.
+
+    `POST /recordings/live/{name}/stop` answers 204 at once, the Recorder channel closes the
+    file (and writes the WAV sizes) a moment later, and `GET /recordings/stored/{name}/file`
+    serves the unfinished file meanwhile. The live recording is 404 or `done`/`failed`/
+    `canceled` once it is closed. Tolerant: any other answer, or the time running out, only
+    means the download goes ahead as it is."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + config.recording_settle_seconds
+    while True:
+        try:
+            live = await ari.get_live_recording(name)
+        except AriNotFound:
+            return
+        except (AriError, AriUnavailable) as exc:
+            log.info("%s: recording %s: live state unknown (%s)", who, name, exc)
+            return
+        if live.state in ("done", "failed", "canceled"):
+            return
+        if loop.time() >= deadline:
+            log.warning("%s: recording %s still %r after %.1f s: fetching it anyway", who, name, live.state,
+                        config.recording_settle_seconds)
+            return
+        await asyncio.sleep(config.recording_settle_poll)
 
 
 def _write_file(target: Path, data: bytes) -> None:

@@ -41,7 +41,7 @@ from ari_app.media import (
 )
 from models.queries_calls import caller_card
 from models.rules.caller_name import caller_name
-from models.services.calls import call_by_channel, register_inbound_calls
+from models.services.calls import call_by_channel, hand_call_to_fallback, register_inbound_calls
 from openads import channel_vars as cv
 
 log = logging.getLogger(__name__)
@@ -559,6 +559,13 @@ class InboundCall(CallFlow):
         await self._stop_ringing()
         try:
             await self.ari.continue_in_dialplan(self.caller)
+            if self.call is not None:
+                # The fallback's CDR completes this row; no reconcile may end it meanwhile.
+                caller = self.caller
+                try:
+                    await self.db.write(lambda s: bool(hand_call_to_fallback(s, channel_id=caller)))
+                except Exception:  # the caller is in the fallback already; only the journal lags
+                    log.exception("channel %s: the call is not marked handed to the fallback", caller)
             return
         except AriNotFound:
             log.info("channel %s: gone before the dialplan fallback", self.caller)

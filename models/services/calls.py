@@ -585,6 +585,31 @@ def end_call(
     return call
 
 
+def end_call_of_any_org(session: Session, *, call_id: int, at: datetime | None = None) -> Call | None:
+    """`end_call` for a process that serves every organization and knows only the call's id (the
+    ARI watchdog ending a conversation while `openads ari` is down). None if there is no such call."""
+    call = session.get(Call, call_id)
+    if call is None:
+        return None
+    return end_call(session, org_id=call.organization_id, call_id=call.id, at=at)
+
+
+def hand_call_to_fallback(session: Session, *, channel_id: str) -> Call | None:
+    """The caller on `channel_id` left the ARI app for the dialplan fallback (an error in the app,
+    or the watchdog while the app is down). The call stays open and is marked `is_fallback`: no
+    reconcile ends it for its channel being out of Stasis or gone; the fallback's CDR completes
+    this same row (`record_fallback_call`, keyed by the caller's uniqueid = the channel id), and
+    the app's wait limit no longer applies to it. Idempotent; None when no live call has that
+    channel. Emits nothing: the fallback's outcome emits `call.ended`."""
+    call = call_by_channel(session, channel_id)
+    if call is None or call.ended_at is not None or call.direction != CallDirection.INBOUND:
+        return None
+    if not call.is_fallback:
+        call.is_fallback = True
+        session.flush()
+    return call
+
+
 def mark_call_missed(
     session: Session, *, org_id: int, call_id: int, outcome: CallOutcome = CallOutcome.MISSED_TIMEOUT,
     at: datetime | None = None,

@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
 async def _serve(app_settings: Any, status_every: float) -> None:
     from ari_app.app import AriApp, ari_settings
     from ari_app.presence import AmiPresence
+    from ari_app.watchdog import AppLock, lock_path
     from openads import bus as bus_mod
 
     bus_mod.install(bus_mod.Bus(app_settings.redis_url))  # wake the panels after our commits
@@ -52,6 +53,13 @@ async def _serve(app_settings: Any, status_every: float) -> None:
     # out of the collector's sight, a full collection during a burst of calls takes far less time.
     gc.collect()
     gc.freeze()
+    # The lock says "`openads ari` is alive" to `openads ari-watchdog` (ari_app/watchdog.py): taken
+    # before the events connection, held for the process's life, dropped by the kernel when it dies.
+    # While the watchdog holds it for a sweep (a moment) this waits, so the two never act on one call.
+    lock = AppLock(lock_path(app_settings))
+    if not lock.try_acquire():
+        log.warning("ARI: lock %s is held (another `openads ari`, or the watchdog mid-sweep): waiting", lock.path)
+        await asyncio.to_thread(lock.acquire)
     await app.start()
     print(f"ARI: {config.url} app={config.app}", flush=True)
     try:
@@ -65,6 +73,7 @@ async def _serve(app_settings: Any, status_every: float) -> None:
         if presence is not None:
             await presence.close()
         db.dispose()
+        lock.release()
 
 
 async def _warm_up(app: Any) -> None:

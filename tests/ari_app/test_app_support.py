@@ -179,7 +179,7 @@ def test_status_reports_connection_reconcile_and_sessions(ari_emulator: AriEmula
             assert status["connection"]["connected"] is True
             assert status["reconciles"] == 1
             assert status["last_reconcile"] == {"channels": 0, "bridges": 0, "gone": [], "reattached": [],
-                                                "hung_up": [], "ended_calls": []}
+                                                "hung_up": [], "ended_calls": [], "finished_conversations": []}
             assert status["sessions"] == 0
 
     run(main())

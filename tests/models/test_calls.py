@@ -429,3 +429,29 @@ def test_wait_deadline_rule() -> None:
     assert wait_deadline(T0, 300) == T0 + timedelta(minutes=5)
     with pytest.raises(ValueError):
         wait_deadline(T0, 301)
+
+
+def test_a_call_the_watchdog_hands_to_the_fallback_is_completed_on_its_row_with_who_answered(session, world) -> None:
+    org = session.merge(world.org_a)
+    user = f.make_user(session, [org], login="fallback-answerer")
+    calls.assign_dispatcher_phone(session, org=org, endpoint="PJSIP/disp2", user_id=user.id, by=None)
+    call = f.make_inbound_call(session, org, "+79160007777", at=T0, channel_id="1700.60")
+    assert calls.hand_call_to_fallback(session, channel_id="1700.60") is call and call.is_fallback
+    assert calls.hand_call_to_fallback(session, channel_id="no-such-channel") is None
+    done = calls.record_fallback_call(session, did=org.hotlines[0], src="+79160007777", uniqueid="1700.60", start=T0,
+                                      answer=T0 + timedelta(seconds=40), end=T0 + timedelta(minutes=2),
+                                      disposition="ANSWERED", dispatcher_endpoint="PJSIP/disp2")
+    assert done.id == call.id and done.kind == CallKind.INBOUND and done.outcome == CallOutcome.ANSWERED
+    assert (done.answered_by_id, done.dispatcher_endpoint, done.wait_seconds) == (user.id, "PJSIP/disp2", 40)
+    assert len(session.scalars(select(Call.id).where(Call.phone == "+79160007777")).all()) == 1
+    # ended: no longer handed anywhere
+    assert calls.hand_call_to_fallback(session, channel_id="1700.60") is None
+
+
+def test_the_watchdog_ends_a_conversation_of_any_organization_by_call_id(session, world) -> None:
+    org = session.merge(world.org_b)
+    call = f.make_inbound_call(session, org, "+79160008888", at=T0, channel_id="1700.70")
+    calls.mark_call_answered(session, org_id=org.id, call_id=call.id, by=None, at=T0 + timedelta(seconds=5))
+    ended = calls.end_call_of_any_org(session, call_id=call.id, at=T0 + timedelta(minutes=1))
+    assert ended is call and call.outcome == CallOutcome.ANSWERED and call.ended_at == T0 + timedelta(minutes=1)
+    assert calls.end_call_of_any_org(session, call_id=10**9) is None

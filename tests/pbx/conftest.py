@@ -21,6 +21,7 @@ from tests.pbx.stack import (
     fresh_database_url,
     pbx_env,
     seed,
+    skip_earlier_cdrs,
     wait_until,
 )
 
@@ -37,6 +38,7 @@ def stack() -> Iterator[Stack]:
         shutil.rmtree(old)
     st.openads("db", "upgrade")
     st.ids = seed(st.db)
+    skip_earlier_cdrs(st)
     st.start_all()
     try:
         yield st

@@ -150,6 +150,7 @@ class Stack:
         self.start("agi", "agi", ready="FastAGI:")
         self.start("web", "web", ready="Listening at", timeout=30)
         self.start("worker", "worker")
+        self.start("watchdog", "ari-watchdog", ready="ARI watchdog:")
         self.start_ari()
 
     def stop_all(self) -> None:
@@ -179,6 +180,14 @@ class Stack:
     def channels(self) -> list[dict[str, Any]]:
         return list(self.ari("GET", "/channels").json())
 
+    def channel(self, channel_id: str) -> dict[str, Any] | None:
+        """Asterisk's snapshot of one channel (None: gone)."""
+        response = self.ari("GET", f"/channels/{channel_id}")
+        return dict(response.json()) if response.status_code == 200 else None
+
+    def bridges(self) -> list[dict[str, Any]]:
+        return list(self.ari("GET", "/bridges").json())
+
     def ari_app_connected(self) -> bool:
         """Asterisk has a live WebSocket of app `openads`. `ari show apps` is no proof: it still
         lists an app whose socket has gone while channels refer to it."""
@@ -205,6 +214,28 @@ class Stack:
             rows = list(s.scalars(select(Call).order_by(Call.id)))
             s.expunge_all()
             return rows
+
+
+def skip_earlier_cdrs(stack: Stack) -> None:
+    """The test PBX keeps its CDR table (master.db) across runs, and a fresh journal would import
+    every earlier run's fallback calls from it (ari_app/cdr_source.py reads after its cursor): the
+    cursor starts at the table's current end."""
+    from ari_app.cdr_source import CURSOR
+    from models.base import utcnow
+    from models.event_cursor import EventCursor
+
+    url = stack.pbx["ASTERISK_CDR_URL"]
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.exists():
+        return
+    engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    try:
+        with engine.connect() as conn:
+            last = conn.execute(text("SELECT max(AcctId) FROM openads_cdr")).scalar() or 0
+    finally:
+        engine.dispose()
+    with stack.db.write() as s:
+        s.add(EventCursor(name=CURSOR, last_event_id=int(last), gaps={}, updated_at=utcnow()))
 
 
 def seed(db: Database) -> dict[str, Any]:
