@@ -152,8 +152,9 @@ def test_killed_while_connected_then_the_talk_goes_on_and_the_app_back_finds_it_
     assert not d201.saw("CALL_CLOSED") and not resident.saw("CALL_CLOSED")
     [bridge] = [b for b in stack.bridges() if b["id"] == bridge_id]
     assert call.channel_id in bridge["channels"] and len(stack.channels()) >= 2
-    resident.dtmf("5")  # media still flows both ways without the app
-    d201.wait("CALL_DTMF_START", 5, where=lambda e: e.data.get("param") == "5")
+    # Media still flows both ways without the app.
+    caller_name = next(ch["name"] for ch in stack.channels() if ch["id"] == call.channel_id)
+    stack.dtmf_through(resident, d201, "5", caller_name)
     time.sleep(2)
 
     resident.hangup()

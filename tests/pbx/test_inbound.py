@@ -78,10 +78,10 @@ def test_answered_call_rings_both_dispatchers_bridges_the_first_and_records_the_
     resident.play(words)
     time.sleep(0.5)
     # DTMF from either side reaches the other through the bridge.
-    resident.dtmf("5")
-    d201.wait("CALL_DTMF_START", 5, where=lambda e: e.data.get("param") == "5")
-    d201.dtmf("7")
-    resident.wait("CALL_DTMF_START", 5, where=lambda e: e.data.get("param") == "7")
+    names = {ch["id"]: ch["name"] for ch in stack.channels()}
+    stack.dtmf_through(resident, d201, "5", names[call.channel_id])
+    [d201_channel] = [n for n in names.values() if n.startswith("PJSIP/201-")]
+    stack.dtmf_through(d201, resident, "7", d201_channel)
     time.sleep(6)
     resident.hangup()
     talk = time.monotonic() - answered
