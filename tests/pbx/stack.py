@@ -188,8 +188,9 @@ class Stack:
                 continue
         else:
             raise AssertionError(f"DTMF {digit!r} from {sender.name} never reached {receiver.name}")
-        passed = f"DTMF end passthrough '{digit}' on {sender_channel}"
-        assert passed in self.pbx_log(offset, "full.log"), f"Asterisk's log has no {passed!r}"
+        seen = [line for line in self.pbx_log(offset, "full.log").splitlines()
+                if "DTMF" in line and f"'{digit}'" in line and sender_channel in line]
+        assert seen, f"Asterisk's log shows no DTMF {digit!r} on {sender_channel}"
 
     def ari(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return httpx.request(method, f"{self.pbx['ARI_URL']}/ari{path}",
