@@ -47,7 +47,7 @@ class Phones:
                                   [f"<sip:{ext}@{self.sip}>;auth_pass={pw};regint=60;answermode={answermode}"]))
         phone.wait_registered()
         wait_until(f"Asterisk sees {ext} reachable", lambda: any(
-            f" {ext}/sip:" in line and "Avail" in line for line in self.stack.cli("pjsip show contacts").splitlines()), 10)
+            f" {ext}/sip:" in line and "Avail" in line.split() for line in self.stack.cli("pjsip show contacts").splitlines()), 10)
         return phone
 
     def resident(self, number: str, source: Path | None = None) -> Phone:
@@ -59,7 +59,14 @@ class Phones:
         """The operator's side of the trunk: Asterisk's PJSIP/<number>@trunk-operator rings here, as the
         resident <number> (one account per test resident)."""
         accounts = [f"<sip:{phone.lstrip('+')}@127.0.0.2>;regint=0;answermode={answermode}" for phone, _, _ in RESIDENTS]
-        return self._start(Phone("operator", self.home, self.stack.pbx["OPENADS_PBX_TRUNK"], accounts, source=source))
+        phone = self._start(Phone("operator", self.home, self.stack.pbx["OPENADS_PBX_TRUNK"], accounts, source=source))
+        # Asterisk dials the trunk only while its qualify (OPTIONS every 60 s) finds it reachable;
+        # a contact found unreachable before this phone started would refuse calls until then.
+        self.stack.cli("pjsip qualify trunk-operator")
+        wait_until("Asterisk sees the trunk reachable", lambda: any(
+            "trunk-operator/sip:" in line and "Avail" in line.split()
+            for line in self.stack.cli("pjsip show contacts").splitlines()), 10)
+        return phone
 
     def hotline_uri(self) -> str:
         return f"sip:{self.stack.pbx['OPENADS_PBX_DID']}@{self.sip}"

@@ -265,3 +265,29 @@ def wav_rms(path: Path, start: float = 0.0, end: float | None = None) -> float:
         return 0.0
     samples = array.array("h", raw)
     return math.sqrt(sum(s * s for s in samples) / len(samples))
+
+
+def wav_tone_share(path: Path, hz: float, start: float = 0.0, end: float | None = None) -> float:
+    """The share of the signal's power at `hz` (Goertzel over 50 ms blocks, summed) between `start`
+    and `end` seconds: near 1 for a pure tone there, near 0 for speech, noise or silence."""
+    import array
+    import math
+
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        w.setpos(min(w.getnframes(), int(start * rate)))
+        count = (w.getnframes() if end is None else int(end * rate)) - int(start * rate)
+        samples = array.array("h", w.readframes(max(0, count)))
+    block = rate // 20
+    coeff = 2 * math.cos(2 * math.pi * hz / rate)
+    tone = total = 0.0
+    for at in range(0, len(samples) - block + 1, block):
+        s1 = s2 = 0.0
+        energy = 0.0
+        for x in samples[at:at + block]:
+            s1, s2 = x + coeff * s1 - s2, s1
+            energy += x * x
+        # |X(hz)|^2 of the block; a sine of amplitude A gives (A*N/2)^2, its energy A^2*N/2.
+        tone += (s1 * s1 + s2 * s2 - coeff * s1 * s2) * 2 / block
+        total += energy
+    return tone / total if total else 0.0

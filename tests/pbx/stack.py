@@ -5,6 +5,7 @@ real processes; helpers to read Asterisk's own view (CLI, ARI) and the journal."
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -165,6 +166,24 @@ class Stack:
     def channels(self) -> list[dict[str, Any]]:
         return list(self.ari("GET", "/channels").json())
 
+    def channel(self, channel_id: str) -> dict[str, Any] | None:
+        """Asterisk's channel (ARI GET /channels/{id}), None when it has none of that id."""
+        response = self.ari("GET", f"/channels/{channel_id}")
+        return dict(response.json()) if response.status_code == 200 else None
+
+    def bridge(self, bridge_id: str) -> dict[str, Any] | None:
+        response = self.ari("GET", f"/bridges/{bridge_id}")
+        return dict(response.json()) if response.status_code == 200 else None
+
+    def pbx_log(self) -> str:
+        """Asterisk's own messages.log (notices, warnings, errors) so far."""
+        path = Path(self.pbx["OPENADS_PBX_HOME"]) / "log" / "messages.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # --- the panel, as a dispatcher's browser ----------------------------------------------------
+    def panel(self, login: str) -> Panel:
+        return Panel.login(f"http://127.0.0.1:{self.web_port}", login)
+
     def ari_app_connected(self) -> bool:
         """Asterisk has a live WebSocket of app `openads`. `ari show apps` is no proof: it still
         lists an app whose socket has gone while channels refer to it."""
@@ -191,6 +210,35 @@ class Stack:
             rows = list(s.scalars(select(Call).order_by(Call.id)))
             s.expunge_all()
             return rows
+
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Panel:
+    """A logged-in browser session of `openads web` (cookie, CSRF token from the page's form)."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    @classmethod
+    def login(cls, base_url: str, login: str) -> Panel:
+        from tests.factories import PASSWORD
+
+        client = httpx.Client(base_url=base_url, timeout=10)
+        panel = cls(client)
+        response = panel.submit("/login", "/login", login=login, password=PASSWORD)
+        assert response.status_code == 302, f"login {login}: {response.status_code} {response.text[:300]}"
+        return panel
+
+    def submit(self, page: str, action: str, **form: str) -> httpx.Response:
+        """GET `page`, then POST its form to `action` with the page's CSRF token."""
+        found = CSRF.search(self.client.get(page).text)
+        assert found, f"no CSRF token on {page}"
+        return self.client.post(action, data={"csrf_token": found.group(1), **form})
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def seed(db: Database) -> dict[str, Any]:
