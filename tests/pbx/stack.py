@@ -180,6 +180,16 @@ class Stack:
         path = Path(self.pbx["OPENADS_PBX_HOME"]) / "log" / "messages.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def cdr(self, uniqueid: str) -> dict[str, Any] | None:
+        """Asterisk's own CDR of a channel (cdr_sqlite3_custom, table openads_cdr), once written."""
+        engine = create_engine(self.pbx["ASTERISK_CDR_URL"])
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(text("SELECT * FROM openads_cdr WHERE uniqueid = :u"), {"u": uniqueid}).first()
+        finally:
+            engine.dispose()
+        return dict(row._mapping) if row is not None else None
+
     # --- the panel, as a dispatcher's browser ----------------------------------------------------
     def panel(self, login: str) -> Panel:
         return Panel.login(f"http://127.0.0.1:{self.web_port}", login)

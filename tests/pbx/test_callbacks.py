@@ -164,3 +164,108 @@ def test_dispatcher_click_rings_the_dispatcher_first_then_the_resident_with_ring
     assert wav_tone_share(heard, RINGBACK_HZ, ring_end + 0.5, ring_end + 3.5) < 0.3  # speech, not the tone
     # Asterisk played it (no "Playback failed for tone:ring;tonezone=ru": the [ru] zone is installed).
     assert "Playback failed" not in stack.pbx_log()[pbx_log_offset:]
+
+
+def test_resident_busy_leaves_the_item_open_with_the_busy_attempt_logged(stack: Stack, phones: Phones) -> None:
+    from web.panel.calls import request_callback
+
+    missed = seed_missed_call(stack, PETROVA)
+    d202 = phones.dispatcher("202", answermode="auto")
+    operator = phones.operator(answermode="manual")
+
+    with stack.db.write() as s:  # the click, through the function the panel's button calls
+        request_callback(s, org_id=stack.ids["org"], missed_call_id=missed.id,
+                         by=s.get(User, stack.ids["users"]["202"]))
+    d202.wait("CALL_ESTABLISHED", 15)  # the dispatcher's phone answers by itself
+    operator.wait("CALL_INCOMING", 15, where=incoming_for(PETROVA))
+    [attempt] = attempts(stack, missed.id)
+    call = call_row(stack, attempt.call_id)
+    assert stack.channel(call.channel_id) is not None
+    operator.hangup()  # the resident's phone: 486 Busy Here
+    d202.wait("CALL_CLOSED", 10)  # the app hangs up the waiting dispatcher
+    wait_until("Asterisk has no channels", lambda: not stack.channels(), 10)
+    assert stack.bridge(f"openads-call-{call.id}") is None
+
+    [failed] = wait_until("the attempt settled", lambda: [a for a in attempts(stack, missed.id) if a.ended_at], 10)
+    assert failed.outcome == CallOutcome.BUSY and not failed.resident_answered
+    assert item(stack, missed.id).status == MissedCallStatus.OPEN
+    ended = call_row(stack, call.id)
+    assert ended.outcome == CallOutcome.BUSY and ended.answered_at is None and ended.ended_at is not None
+    # Asterisk's own record of the resident's leg.
+    cdr = wait_until("Asterisk's CDR of the resident's leg", lambda: stack.cdr(call.channel_id), 10)
+    assert cdr["disposition"] == "BUSY", cdr
+    assert str(cdr["channel"]).startswith("PJSIP/trunk-operator-"), cdr
+
+    # The item can be called back again: another attempt goes out.
+    with stack.db.write() as s:
+        request_callback(s, org_id=stack.ids["org"], missed_call_id=missed.id,
+                         by=s.get(User, stack.ids["users"]["202"]))
+    d202.wait("CALL_ESTABLISHED", 15)
+    operator.wait("CALL_INCOMING", 15, where=incoming_for(PETROVA))
+    operator.hangup()
+    d202.wait("CALL_CLOSED", 10)
+    both = wait_until("two settled attempts", lambda: (lambda a: a if all(x.ended_at for x in a) else None)(
+        attempts(stack, missed.id)), 10)
+    assert [a.outcome for a in both] == [CallOutcome.BUSY, CallOutcome.BUSY]
+    assert item(stack, missed.id).status == MissedCallStatus.OPEN
+
+
+def test_auto_callback_dials_the_resident_first_plays_the_intro_then_rings_a_free_dispatcher(
+        stack: Stack, phones: Phones, speech_wav: Callable[[str], Path]) -> None:
+    close_open_items(stack)
+    missed = seed_missed_call(stack, SIDOROV)
+    d203 = phones.dispatcher("203", answermode="manual")
+    operator = phones.operator(answermode="manual", source=speech_wav("Да, Сидоров слушает. " * 4))
+    set_auto_callback(stack, True)
+    try:
+        # The scheduler finds the item and a free dispatcher: the resident's number rings first.
+        operator.wait("CALL_INCOMING", 20, where=incoming_for(SIDOROV))
+        [attempt] = attempts(stack, missed.id)
+        assert attempt.dispatcher_id is None
+        call = call_row(stack, attempt.call_id)
+        assert call.kind == CallKind.AUTO_CALLBACK and call.dispatcher_endpoint == "PJSIP/203"
+        assert leg_of(stack, "PJSIP/203") is None and not d203.saw("CALL_INCOMING")
+        trunk_leg = stack.channel(call.channel_id)
+        assert trunk_leg is not None and trunk_leg["state"] != "Up", trunk_leg
+
+        operator.answer()
+        operator.wait("CALL_ESTABLISHED", 5)
+        resident_up = time.monotonic()
+        # The intro («Вы звонили в аварийно-диспетчерскую службу...»), then the dispatcher's phone rings.
+        d203.wait("CALL_INCOMING", 20)
+        dispatcher_rings = time.monotonic()
+        assert dispatcher_rings - resident_up > 3.5  # the intro is 4.6 s
+        bridge = stack.bridge(f"openads-call-{call.id}")
+        assert bridge is not None and bridge["channels"] == [call.channel_id], bridge
+        # The resident answered, but is not connected to anyone yet: the item stays open.
+        assert item(stack, missed.id).status == MissedCallStatus.OPEN
+        time.sleep(3)  # the resident hears the ringback
+        d203.answer()
+        d203.wait("CALL_ESTABLISHED", 5)
+        dispatcher_up = time.monotonic()
+        closed = wait_until("the item closed", lambda: (lambda i: i if i.status != MissedCallStatus.OPEN else None)(
+            item(stack, missed.id)), 5)
+        assert closed.close_reason == CloseReason.RESIDENT_ANSWERED and closed.closing_call_id == call.id
+        [done] = attempts(stack, missed.id)
+        assert done.outcome == CallOutcome.ANSWERED
+        bridge = wait_until("both legs bridged", lambda: (lambda b: b if b and len(b["channels"]) == 2 else None)(
+            stack.bridge(f"openads-call-{call.id}")), 5)
+        d203_leg = leg_of(stack, "PJSIP/203")
+        assert d203_leg is not None and set(bridge["channels"]) == {call.channel_id, d203_leg["id"]}
+        time.sleep(3)
+        operator.hangup()
+        d203.wait("CALL_CLOSED", 5)
+        wait_until("Asterisk has no channels", lambda: not stack.channels(), 10)
+        ended = wait_until("the callback call ended", lambda: (lambda c: c if c.ended_at else None)(
+            call_row(stack, call.id)), 10)
+        assert ended.outcome == CallOutcome.ANSWERED and ended.answered_by_id == stack.ids["users"]["203"]
+    finally:
+        set_auto_callback(stack, False)
+
+    # What the resident heard: the intro (speech), then the ringback while the dispatcher's phone rang.
+    [heard] = operator.heard()[-1:]
+    intro_end, ring_end = dispatcher_rings - resident_up, dispatcher_up - resident_up
+    assert wav_rms(heard, 0.5, intro_end - 0.5) > 200, "no intro"
+    assert wav_tone_share(heard, RINGBACK_HZ, 0.5, intro_end - 0.5) < 0.3
+    assert wav_rms(heard, intro_end, ring_end - 0.3) > 100, "silence instead of the ringback"
+    assert wav_tone_share(heard, RINGBACK_HZ, intro_end, ring_end - 0.3) > 0.8
