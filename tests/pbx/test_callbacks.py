@@ -172,6 +172,7 @@ def test_resident_busy_leaves_the_item_open_with_the_busy_attempt_logged(stack: 
     missed = seed_missed_call(stack, PETROVA)
     d202 = phones.dispatcher("202", answermode="auto")
     operator = phones.operator(answermode="manual")
+    pbx_log_offset = len(stack.pbx_log())
 
     with stack.db.write() as s:  # the click, through the function the panel's button calls
         request_callback(s, org_id=stack.ids["org"], missed_call_id=missed.id,
@@ -195,6 +196,8 @@ def test_resident_busy_leaves_the_item_open_with_the_busy_attempt_logged(stack: 
     cdr = wait_until("Asterisk's CDR of the resident's leg", lambda: stack.cdr(call.channel_id), 10)
     assert cdr["disposition"] == "BUSY", cdr
     assert str(cdr["channel"]).startswith("PJSIP/trunk-operator-"), cdr
+    # The dispatcher's ringback was stopped, not left to fail with the bridge.
+    assert "Playback failed" not in stack.pbx_log()[pbx_log_offset:]
 
     # The item can be called back again: another attempt goes out.
     with stack.db.write() as s:
