@@ -4,6 +4,7 @@ project's dialplan, OpenADS's four processes, and baresip phones for dispatchers
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -60,13 +61,28 @@ class Phones:
         resident <number> (one account per test resident)."""
         accounts = [f"<sip:{phone.lstrip('+')}@127.0.0.2>;regint=0;answermode={answermode}" for phone, _, _ in RESIDENTS]
         phone = self._start(Phone("operator", self.home, self.stack.pbx["OPENADS_PBX_TRUNK"], accounts, source=source))
-        # Asterisk dials the trunk only while its qualify (OPTIONS every 60 s) finds it reachable;
-        # a contact found unreachable before this phone started would refuse calls until then.
-        self.stack.cli("pjsip qualify trunk-operator")
-        wait_until("Asterisk sees the trunk reachable", lambda: any(
-            "trunk-operator/sip:" in line and "Avail" in line.split()
-            for line in self.stack.cli("pjsip show contacts").splitlines()), 10)
+        self.wait_trunk_reachable()
         return phone
+
+    def wait_trunk_reachable(self, steady: float = 3.5) -> None:
+        """Asterisk dials the trunk only while its qualify (OPTIONS every 60 s) finds it reachable:
+        a contact found unreachable while no operator phone listened refuses calls ("Allocation
+        failed") until the next qualify. An OPTIONS sent before this phone started still times out
+        (qualify_timeout 3 s) after a fresh one made the contact Avail, so Avail must hold that long."""
+        since: list[float] = []
+
+        def steady_avail() -> bool:
+            self.stack.cli("pjsip qualify trunk-operator")
+            avail = any("trunk-operator/sip:" in line and "Avail" in line.split()
+                        for line in self.stack.cli("pjsip show contacts").splitlines())
+            if not avail:
+                since.clear()
+                return False
+            if not since:
+                since.append(time.monotonic())
+            return time.monotonic() - since[0] >= steady
+
+        wait_until("Asterisk sees the trunk reachable", steady_avail, 20, every=0.5)
 
     def hotline_uri(self) -> str:
         return f"sip:{self.stack.pbx['OPENADS_PBX_DID']}@{self.sip}"

@@ -56,7 +56,8 @@ class Phone:
     home: Path
     listen: str  # "127.0.0.2:25070": SIP address of this phone
     accounts: list[str]
-    source: Path | None = None  # WAV played as the microphone (None: a quiet 425 Hz tone, tone_wav)
+    source: Path | None = None  # WAV played as the microphone (None: a quiet 425 Hz tone, tone_wav); when
+    # it ends, baresip hangs up: see `with_silence`
     events: list[Event] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -222,12 +223,22 @@ class Phone:
             time.sleep(gap)
 
     def play(self, wav: Path) -> None:
-        """Switch the microphone to `wav` (from its start) during a call."""
+        """Switch the microphone to `wav` (from its start) during a call. The call ends when the
+        file does (baresip's aufile): give it trailing silence (`with_silence`)."""
         self.command("ausrc", f"aufile,{wav}")
 
     def heard(self) -> list[Path]:
         """WAV files of what this phone received (sndfile's decoder dumps), newest last."""
         return sorted((self.home / self.name / "sound").glob("*dec*.wav"), key=lambda p: p.stat().st_mtime)
+
+
+def with_silence(wav: Path, after: float = 60.0, before: float = 0.0) -> Path:
+    """`wav` with silence before and after it (sox). A phone's source must outlast the call:
+    baresip hangs up as soon as its aufile source ends ("menu: audio error (0,end of file)")."""
+    out = wav.with_name(f"{wav.stem}-pad{before:g}-{after:g}.wav")
+    if not out.exists():
+        subprocess.run(["sox", str(wav), str(out), "pad", f"{before:g}", f"{after:g}"], check=True)
+    return out
 
 
 def tone_wav(path: Path, seconds: int = 300, hz: int = 425, amplitude: int = 2000) -> Path:

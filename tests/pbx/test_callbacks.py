@@ -14,7 +14,7 @@ from models.call import Call, CallKind, CallOutcome
 from models.missed_call import CallbackAttempt, CloseReason, MissedCall, MissedCallStatus
 from models.organization import Organization, User
 from tests.pbx.conftest import Phones
-from tests.pbx.phones import wav_rms, wav_tone_share
+from tests.pbx.phones import wav_rms, wav_tone_share, with_silence
 from tests.pbx.stack import RESIDENTS, WAIT_LIMIT_SECONDS, Stack, wait_until
 
 LEONIDOV, PETROVA, SIDOROV = RESIDENTS[1][0], RESIDENTS[2][0], RESIDENTS[3][0]
@@ -95,7 +95,7 @@ def test_dispatcher_click_rings_the_dispatcher_first_then_the_resident_with_ring
     assert missed.calls_count == 1 and missed.closed_at is None
 
     d201 = phones.dispatcher("201", answermode="manual")
-    hello = speech_wav("Алло, слушаю вас, это Леонидов. " * 4)
+    hello = with_silence(speech_wav("Алло, слушаю вас, это Леонидов. " * 4))
     operator = phones.operator(answermode="manual", source=hello)
 
     # The click, as the panel's button posts it.
@@ -211,6 +211,16 @@ def test_resident_busy_leaves_the_item_open_with_the_busy_attempt_logged(stack: 
         attempts(stack, missed.id)), 10)
     assert [a.outcome for a in both] == [CallOutcome.BUSY, CallOutcome.BUSY]
     assert item(stack, missed.id).status == MissedCallStatus.OPEN
+    # The dispatcher's panel shows the item still to call back, with both attempts.
+    panel = stack.panel("disp202")
+    try:
+        card = panel.client.get(f"/missed-calls/{missed.id}")
+    finally:
+        panel.close()
+    assert card.status_code == 200
+    attempts_line = card.text.split("Попытки", 1)[1].split("</dd>", 1)[0]
+    assert attempts_line.count("Занято") == 2 and "Смирнов Олег Игоревич" in attempts_line, attempts_line
+    assert "Перезвонить <kbd>" in card.text  # the button is enabled again
 
 
 def test_auto_callback_dials_the_resident_first_plays_the_intro_then_rings_a_free_dispatcher(
@@ -218,7 +228,7 @@ def test_auto_callback_dials_the_resident_first_plays_the_intro_then_rings_a_fre
     close_open_items(stack)
     missed = seed_missed_call(stack, SIDOROV)
     d203 = phones.dispatcher("203", answermode="manual")
-    operator = phones.operator(answermode="manual", source=speech_wav("Да, Сидоров слушает. " * 4))
+    operator = phones.operator(answermode="manual", source=with_silence(speech_wav("Да, Сидоров слушает. " * 4)))
     set_auto_callback(stack, True)
     try:
         # The scheduler finds the item and a free dispatcher: the resident's number rings first.

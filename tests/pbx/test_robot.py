@@ -6,7 +6,6 @@ resident who does not answer gets the next attempt planned."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -29,7 +28,7 @@ from models.rating import (
 from models.ticket import Category
 from tests.pbx.conftest import Phones
 from tests.pbx.fake_speechkit import FakeSpeechKit
-from tests.pbx.phones import Event, tone_wav, wav_rms
+from tests.pbx.phones import Event, tone_wav, wav_rms, with_silence
 from tests.pbx.stack import RESIDENTS, Stack, wait_until
 
 ZOYA = RESIDENTS[0][0]
@@ -171,8 +170,7 @@ def test_rating_call_rated_four_by_voice_through_speechkit(
     # The resident's microphone is quiet until they speak; the word is followed by silence, so
     # Asterisk's recording ends on its 2 s silence limit, as with a real answer.
     quiet = tone_wav(tmp_path / "quiet.wav", seconds=120, amplitude=0)
-    word = tmp_path / "chetyre.wav"
-    subprocess.run(["sox", str(speech_wav("четыре")), str(word), "pad", "0.3", "8"], check=True)
+    word = with_silence(speech_wav("четыре"), before=0.3)
     operator = phones.operator(answermode="manual", source=quiet)
     requests_before = len(speechkit.requests)
     ticket_id = done_ticket(stack, ZOYA)
