@@ -281,6 +281,9 @@ class CallbackCall(CallFlow):
     async def _fail(self, outcome: str, why: str) -> None:
         assert self.plan is not None
         self.to(S.FAILED, why)
+        # A tone playback lasts until stopped: left on the bridge, Asterisk fails it when the bridge
+        # goes ("Playback failed for tone:ring;tonezone=ru" on every unanswered callback).
+        await self._stop_ringback()
         for channel in (self.plan.dispatcher_channel, self.plan.resident_channel):
             if channel in self.session.live_channel_ids:
                 await self.hangup(channel)

@@ -9,6 +9,7 @@ from typing import Any
 
 from ari_app.flows.callback import RINGBACK
 from ari_app.media import call_bridge_id
+from models.call import CallOutcome
 from models.db import Database
 from models.missed_call import MissedCallStatus
 from tests.ari_app.helpers import until
@@ -16,6 +17,7 @@ from tests.ari_app.test_app_support import FakePresence, configure, run, running
 from tests.ari_app.test_callback_calls import (
     RESIDENT,
     _abandoned_call,
+    _attempts,
     _called_back,
     _item,
     _outbound,
@@ -128,3 +130,34 @@ def test_a_callback_leg_this_process_does_not_know_is_hung_up_not_left_in_stasis
     [hangup] = emu.requests(route="DELETE /channels/{channelId}")
     assert hangup.path == f"/channels/{leg}"
     assert _outbound(db) == []
+
+
+def test_when_the_resident_is_busy_the_ringback_stops_before_the_dispatcher_is_hung_up(
+        ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path) -> None:
+    """A tone playback lasts until stopped: left running, Asterisk fails it when the bridge goes
+    ("Playback failed for tone:ring;tonezone=ru" in its log on every failed callback, seen on the
+    real PBX, tests/pbx/test_callbacks.py). The failed attempt stops it first, as the answer does."""
+    emu, org = ari_emulator, world.org_a
+    setup_inbound(emu, db, org)
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec") as app:
+            plan = await _called_back(app, emu, db, org, world.dispatcher_a)
+            bridge = call_bridge_id(plan.call.id)
+            await until(lambda: _resident_dialled(emu), message="resident dialled")
+            playback_id, _ = _ringback(emu, bridge)
+            emu.reject(RESIDENT)  # busy
+            await until(lambda: not emu.snapshot()["channels"], message="dispatcher hung up")
+            await until(lambda: emu.requests(route="DELETE /bridges/{bridgeId}"), message="bridge destroyed")
+            log = emu.requests()
+            stop = _index(log, lambda r: r.route == "DELETE /playbacks/{playbackId}")
+            hangup = _index(log, lambda r: r.route == "DELETE /channels/{channelId}"
+                            and r.path == f"/channels/{plan.dispatcher_channel}")
+            destroyed = _index(log, lambda r: r.route == "DELETE /bridges/{bridgeId}")
+            assert log[stop].path == f"/playbacks/{playback_id}" and log[stop].status == 204
+            assert stop < hangup < destroyed
+            assert emu.snapshot()["playbacks"] == []
+
+    run(main())
+    [attempt] = _attempts(db)
+    assert attempt.outcome == CallOutcome.BUSY

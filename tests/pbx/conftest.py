@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class Phones:
                                   [f"<sip:{ext}@{self.sip}>;auth_pass={pw};regint=60;answermode={answermode}"]))
         phone.wait_registered()
         wait_until(f"Asterisk sees {ext} reachable", lambda: any(
-            f" {ext}/sip:" in line and "Avail" in line for line in self.stack.cli("pjsip show contacts").splitlines()), 10)
+            f" {ext}/sip:" in line and "Avail" in line.split() for line in self.stack.cli("pjsip show contacts").splitlines()), 10)
         return phone
 
     def resident(self, number: str, source: Path | None = None) -> Phone:
@@ -77,7 +78,29 @@ class Phones:
         resident <number> (one account per test resident)."""
         accounts = [f"<sip:{phone.lstrip('+')}@127.0.0.2>;regint=0;answermode={answermode}"
                     for phone, _, _ in [*RESIDENTS, INCIDENT_HOUSE_RESIDENT]]
-        return self._start(Phone("operator", self.home, self.stack.pbx["OPENADS_PBX_TRUNK"], accounts, source=source))
+        phone = self._start(Phone("operator", self.home, self.stack.pbx["OPENADS_PBX_TRUNK"], accounts, source=source))
+        self.wait_trunk_reachable()
+        return phone
+
+    def wait_trunk_reachable(self, steady: float = 3.5) -> None:
+        """Asterisk dials the trunk only while its qualify (OPTIONS every 60 s) finds it reachable:
+        a contact found unreachable while no operator phone listened refuses calls ("Allocation
+        failed") until the next qualify. An OPTIONS sent before this phone started still times out
+        (qualify_timeout 3 s) after a fresh one made the contact Avail, so Avail must hold that long."""
+        since: list[float] = []
+
+        def steady_avail() -> bool:
+            self.stack.cli("pjsip qualify trunk-operator")
+            avail = any("trunk-operator/sip:" in line and "Avail" in line.split()
+                        for line in self.stack.cli("pjsip show contacts").splitlines())
+            if not avail:
+                since.clear()
+                return False
+            if not since:
+                since.append(time.monotonic())
+            return time.monotonic() - since[0] >= steady
+
+        wait_until("Asterisk sees the trunk reachable", steady_avail, 20, every=0.5)
 
     def hotline_uri(self) -> str:
         return f"sip:{self.stack.pbx['OPENADS_PBX_DID']}@{self.sip}"

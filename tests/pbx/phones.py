@@ -56,7 +56,8 @@ class Phone:
     home: Path
     listen: str  # "127.0.0.2:25070": SIP address of this phone
     accounts: list[str]
-    source: Path | None = None  # WAV played as the microphone (None: a quiet 425 Hz tone, tone_wav)
+    source: Path | None = None  # WAV played as the microphone (None: a quiet 425 Hz tone, tone_wav); when
+    # it ends, baresip hangs up: see `with_silence`
     events: list[Event] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -239,6 +240,15 @@ class Phone:
         return sorted((self.home / self.name / "sound").glob("*dec*.wav"), key=lambda p: p.stat().st_mtime)
 
 
+def with_silence(wav: Path, after: float = 60.0, before: float = 0.0) -> Path:
+    """`wav` with silence before and after it (sox). A phone's source must outlast the call:
+    baresip hangs up as soon as its aufile source ends ("menu: audio error (0,end of file)")."""
+    out = wav.with_name(f"{wav.stem}-pad{before:g}-{after:g}.wav")
+    if not out.exists():
+        subprocess.run(["sox", str(wav), str(out), "pad", f"{before:g}", f"{after:g}"], check=True)
+    return out
+
+
 def tone_wav(path: Path, seconds: int = 300, hz: int = 425, amplitude: int = 2000) -> Path:
     """A mono 8 kHz 16-bit WAV of a sine tone (baresip's ausine only does 48 kHz)."""
     import array
@@ -286,3 +296,29 @@ def wav_rms(path: Path, start: float = 0.0, end: float | None = None) -> float:
         return 0.0
     samples = array.array("h", raw)
     return math.sqrt(sum(s * s for s in samples) / len(samples))
+
+
+def wav_tone_share(path: Path, hz: float, start: float = 0.0, end: float | None = None) -> float:
+    """The share of the signal's power at `hz` (Goertzel over 50 ms blocks, summed) between `start`
+    and `end` seconds: near 1 for a pure tone there, near 0 for speech, noise or silence."""
+    import array
+    import math
+
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        w.setpos(min(w.getnframes(), int(start * rate)))
+        count = (w.getnframes() if end is None else int(end * rate)) - int(start * rate)
+        samples = array.array("h", w.readframes(max(0, count)))
+    block = rate // 20
+    coeff = 2 * math.cos(2 * math.pi * hz / rate)
+    tone = total = 0.0
+    for at in range(0, len(samples) - block + 1, block):
+        s1 = s2 = 0.0
+        energy = 0.0
+        for x in samples[at:at + block]:
+            s1, s2 = x + coeff * s1 - s2, s1
+            energy += x * x
+        # |X(hz)|^2 of the block; a sine of amplitude A gives (A*N/2)^2, its energy A^2*N/2.
+        tone += (s1 * s1 + s2 * s2 - coeff * s1 * s2) * 2 / block
+        total += energy
+    return tone / total if total else 0.0

@@ -5,6 +5,7 @@ real processes; helpers to read Asterisk's own view (CLI, ARI) and the journal."
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -142,8 +143,9 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
 
-    def start_ari(self, timeout: float = 30) -> None:
-        self.start("ari", "ari", "--status-every", "0", ready="ARI: ", timeout=timeout)
+    def start_ari(self, timeout: float = 30, **extra: str) -> None:
+        """(Re)start `openads ari`; `extra`: environment of this run (speech providers, ring timeout)."""
+        self.start("ari", "ari", "--status-every", "0", ready="ARI: ", timeout=timeout, **extra)
         wait_until("openads on Asterisk's ARI WebSocket", self.ari_app_connected, 10)
 
     def start_all(self) -> None:
@@ -207,6 +209,24 @@ class Stack:
     def bridges(self) -> list[dict[str, Any]]:
         return list(self.ari("GET", "/bridges").json())
 
+    def bridge(self, bridge_id: str) -> dict[str, Any] | None:
+        response = self.ari("GET", f"/bridges/{bridge_id}")
+        return dict(response.json()) if response.status_code == 200 else None
+
+    def cdr(self, uniqueid: str) -> dict[str, Any] | None:
+        """Asterisk's own CDR of a channel (cdr_sqlite3_custom, table openads_cdr), once written."""
+        engine = create_engine(self.pbx["ASTERISK_CDR_URL"])
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(text("SELECT * FROM openads_cdr WHERE uniqueid = :u"), {"u": uniqueid}).first()
+        finally:
+            engine.dispose()
+        return dict(row._mapping) if row is not None else None
+
+    # --- the panel, as a dispatcher's browser ----------------------------------------------------
+    def panel(self, login: str) -> Panel:
+        return Panel.login(f"http://127.0.0.1:{self.web_port}", login)
+
     def ari_app_connected(self) -> bool:
         """Asterisk has a live WebSocket of app `openads`. `ari show apps` is no proof: it still
         lists an app whose socket has gone while channels refer to it."""
@@ -255,6 +275,35 @@ def skip_earlier_cdrs(stack: Stack) -> None:
         engine.dispose()
     with stack.db.write() as s:
         s.add(EventCursor(name=CURSOR, last_event_id=int(last), gaps={}, updated_at=utcnow()))
+
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Panel:
+    """A logged-in browser session of `openads web` (cookie, CSRF token from the page's form)."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    @classmethod
+    def login(cls, base_url: str, login: str) -> Panel:
+        from tests.factories import PASSWORD
+
+        client = httpx.Client(base_url=base_url, timeout=10)
+        panel = cls(client)
+        response = panel.submit("/login", "/login", login=login, password=PASSWORD)
+        assert response.status_code == 302, f"login {login}: {response.status_code} {response.text[:300]}"
+        return panel
+
+    def submit(self, page: str, action: str, **form: str) -> httpx.Response:
+        """GET `page`, then POST its form to `action` with the page's CSRF token."""
+        found = CSRF.search(self.client.get(page).text)
+        assert found, f"no CSRF token on {page}"
+        return self.client.post(action, data={"csrf_token": found.group(1), **form})
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def seed(db: Database) -> dict[str, Any]:
