@@ -155,8 +155,10 @@ class Stack:
 
     # --- Asterisk's own view ---------------------------------------------------------------------
     def cli(self, command: str) -> str:
-        return subprocess.run([str(ROOT / "pbx" / "run.sh"), "cli", command], check=True, capture_output=True,
-                              text=True).stdout
+        """`asterisk -rx` on this stack's PBX (its own asterisk.conf: the bench's PBX is not the tests')."""
+        asterisk = Path(self.pbx["OPENADS_PBX_PREFIX"]) / "sbin" / "asterisk"
+        return subprocess.run([str(asterisk), "-C", self.pbx["OPENADS_PBX_CONF"], "-rx", command], check=True,
+                              capture_output=True, text=True).stdout
 
     def ari(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return httpx.request(method, f"{self.pbx['ARI_URL']}/ari{path}",
