@@ -47,7 +47,7 @@ def main() -> int:
     engines = [e.strip() for e in os.environ.get("BENCH_ENGINES", "sqlite,postgresql").split(",") if e.strip()]
     if os.environ.get("BENCH_SKIP_PG", "") in ("1", "true", "yes"):
         engines = [e for e in engines if e != "postgresql"]
-    parts = ("journal", "export", "api", "telephony", "robot", "pbx")
+    parts = ("journal", "export", "api", "telephony", "pbx", "robot")  # pbx beside the emulator's figures
     wanted = ",".join(sys.argv[1:]) or os.environ.get("BENCH_ONLY", ",".join(parts))
     only = {p.strip() for p in wanted.split(",") if p.strip()}
     if only - set(parts):

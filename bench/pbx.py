@@ -49,6 +49,7 @@ from bench.telephony import (
     _until,
     clear_telephony,
     ensure_residents,
+    reachable_redis,
     reset_telephony,
 )
 
@@ -151,6 +152,10 @@ def _run(pbx: Pbx, url: str, engine_name: str, out_dir: Path) -> None:
     subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-e", "a-law", str(run_dir / "sipp" / "resident-voice.wav"),
                     "synth", "10", "sine", "300"], check=True)
     stack = Stack(pbx=pbx.settings, home=run_dir, database_url=url, web_port=free_port())
+    # Redis wakes the panels' streams as in production (and as in bench/telephony.py, printed beside).
+    redis_url = reachable_redis("pbx")
+    extra = {"REDIS_URL": redis_url} if redis_url else {}
+    stack.extra_env.update(extra)
     panel: Panel | None = None
     try:
         stack.start("agi", "agi", ready="FastAGI:")

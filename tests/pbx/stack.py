@@ -74,6 +74,7 @@ class Stack:
     web_port: int
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ids: dict[str, Any] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)  # for every process (the bench: REDIS_URL)
 
     def __post_init__(self) -> None:
         self.db = Database(self.database_url)
@@ -90,6 +91,7 @@ class Stack:
                    OPENADS_WEB_PORT=str(self.web_port), OPENADS_PROMPTS_DIR=str(self.home / "prompts"),
                    ASTERISK_CDR_POLL_SECONDS="5", ARI_RING_RETRY_SECONDS="3", PYTHONUNBUFFERED="1",
                    SECRET_KEY="pbx-tests-secret-key-0123456789abcdef")
+        env.update(self.extra_env)
         env.update(extra)
         return env
 
