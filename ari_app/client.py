@@ -25,7 +25,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -298,8 +298,6 @@ class AriClient:
                                 keepalive_expiry=KEEPALIVE_SECONDS),
         )
         self._slots = asyncio.Semaphore(max_connections)
-        # Awaited before every request: the app lets new calls' registrations go first (ari_app/db.py).
-        self.gate: Callable[[], Awaitable[None]] | None = None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -319,8 +317,6 @@ class AriClient:
         params: Params | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
-        if self.gate is not None:
-            await self.gate()
         started = time.monotonic()
         query = _query(params or {})
         try:
