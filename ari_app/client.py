@@ -319,8 +319,10 @@ class AriClient:
     ) -> httpx.Response:
         started = time.monotonic()
         query = _query(params or {})
+        queued_ms = 0.0
         try:
             async with self._slots:
+                queued_ms = (time.monotonic() - started) * 1000
                 try:
                     response = await self._http.request(method, path, params=query, json=body)
                 except STALE_CONNECTION_ERRORS as exc:
@@ -333,7 +335,9 @@ class AriClient:
             raise AriUnavailable(method, path, repr(exc)) from exc
         elapsed_ms = (time.monotonic() - started) * 1000
         if response.is_success:
-            log.debug("ARI %s %s -> %s (%.1f ms)", method, path, response.status_code, elapsed_ms)
+            # The wait for one of the connections apart: queueing here, not Asterisk, under a burst.
+            log.debug("ARI %s %s -> %s (%.1f ms, %.1f ms of it waiting for a connection)", method, path,
+                      response.status_code, elapsed_ms, queued_ms)
             return response
         message = _error_message(response)
         log.info("ARI %s %s -> %s %s (%.1f ms)", method, path, response.status_code, message, elapsed_ms)

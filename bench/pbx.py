@@ -161,7 +161,9 @@ def _run(pbx: Pbx, url: str, engine_name: str, out_dir: Path) -> None:
         stack.start("agi", "agi", ready="FastAGI:")
         stack.start("web", "web", ready="Listening at", OPENADS_WEB_WORKERS="1")
         stack.start("worker", "worker")
-        stack.start_ari()
+        # BENCH_PBX_ARI_LOG_LEVEL=DEBUG: every ARI request with its time (tracing, not for the figures).
+        level = os.environ.get("BENCH_PBX_ARI_LOG_LEVEL")
+        stack.start_ari(**({"OPENADS_LOG_LEVEL": level} if level else {}))
         panel = Panel(stack.web_port)
         if not _until(panel.connected.is_set, 15, "the panel's stream"):
             raise RuntimeError("the panel's event stream did not open")

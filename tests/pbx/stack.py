@@ -141,8 +141,8 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
 
-    def start_ari(self, timeout: float = 30) -> None:
-        self.start("ari", "ari", "--status-every", "0", ready="ARI: ", timeout=timeout)
+    def start_ari(self, timeout: float = 30, **extra: str) -> None:
+        self.start("ari", "ari", "--status-every", "0", ready="ARI: ", timeout=timeout, **extra)
         wait_until("openads on Asterisk's ARI WebSocket", self.ari_app_connected, 10)
 
     def start_all(self) -> None:
