@@ -100,7 +100,6 @@ class AriApp:
         self.app_name = settings.app
         self.ari = AriClient(settings.url, settings.user, settings.password, settings.app, transport=transport)
         self.db = Db(database)
-        self.ari.gate = self.db.arrivals_settled  # new calls' caller cards before other calls' ARI steps
         self.scheduler = Scheduler(self, poll_seconds=scheduler_poll)
         self.ctx = AppContext(ari=self.ari, db=self.db, config=settings.flow, presence=presence,
                               wake_scheduler=self.scheduler.wake)

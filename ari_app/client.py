@@ -25,7 +25,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -298,8 +298,6 @@ class AriClient:
                                 keepalive_expiry=KEEPALIVE_SECONDS),
         )
         self._slots = asyncio.Semaphore(max_connections)
-        # Awaited before every request: the app lets new calls' registrations go first (ari_app/db.py).
-        self.gate: Callable[[], Awaitable[None]] | None = None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -319,12 +317,12 @@ class AriClient:
         params: Params | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
-        if self.gate is not None:
-            await self.gate()
         started = time.monotonic()
         query = _query(params or {})
+        queued_ms = 0.0
         try:
             async with self._slots:
+                queued_ms = (time.monotonic() - started) * 1000
                 try:
                     response = await self._http.request(method, path, params=query, json=body)
                 except STALE_CONNECTION_ERRORS as exc:
@@ -337,7 +335,9 @@ class AriClient:
             raise AriUnavailable(method, path, repr(exc)) from exc
         elapsed_ms = (time.monotonic() - started) * 1000
         if response.is_success:
-            log.debug("ARI %s %s -> %s (%.1f ms)", method, path, response.status_code, elapsed_ms)
+            # The wait for one of the connections apart: queueing here, not Asterisk, under a burst.
+            log.debug("ARI %s %s -> %s (%.1f ms, %.1f ms of it waiting for a connection)", method, path,
+                      response.status_code, elapsed_ms, queued_ms)
             return response
         message = _error_message(response)
         log.info("ARI %s %s -> %s %s (%.1f ms)", method, path, response.status_code, message, elapsed_ms)

@@ -23,11 +23,11 @@ per group, not per call), so 200 calls arriving within a second cost far fewer r
 raises, the group is rolled back and its items are run again one transaction each (only the
 failing one fails).
 
-The lane has priority over the rest of the app: `arrivals_settled()` returns once no arrival has
-been in flight for `ARRIVALS_QUIET` seconds (at most after `ARRIVALS_MAX_WAIT`). The ARI client
-awaits it before each request (`AriClient.gate`), so while calls keep arriving the event loop
-only reads events and registers calls, and their caller cards are not delayed by the answers,
-prompts and bridges of the calls before them (which follow a moment later).
+The lane gives the arrivals no priority over the rest of the app beyond its own thread: an
+earlier version held every ARI request until the arrivals had been quiet for 20 ms (up to 3 s),
+and under a steady stream of calls the quiet gaps vanished, so answers, prompts and the queue
+waited seconds (issue 9, traced with bench/pbx.py against the real Asterisk). The caller is now
+answered while the call is registered (flows/inbound.py), and nothing waits for the lane.
 """
 
 from __future__ import annotations
@@ -52,8 +52,6 @@ A = TypeVar("A")
 R = TypeVar("R")
 ARRIVAL_GROUP = 8  # registrations committed together at most (each waits for its group: keep it small)
 ARRIVAL_WORKERS = 1
-ARRIVALS_QUIET = 0.02  # seconds without an arrival in flight before other work goes on
-ARRIVALS_MAX_WAIT = 3.0  # other work waits at most this long for the arrivals to settle
 
 
 @dataclass
@@ -83,11 +81,6 @@ class Db:
         self._lock = threading.Lock()
         self._draining = 0  # lane threads at work
         self.arrival_groups = 0  # transactions of the arrivals' lane (for tests and /status)
-        # Loop side of the lane's priority (touched only from the event loop).
-        self._in_flight = 0
-        self._last_done = 0.0
-        self._settled = asyncio.Event()
-        self._settled.set()
 
     async def write(self, fn: Callable[[Session], T]) -> T:
         """`fn(session)` in one transaction, committed; an exception rolls it back and propagates."""
@@ -104,34 +97,13 @@ class Db:
         one result per item, in order."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
-        self._in_flight += 1
-        self._settled.clear()
-        try:
-            with self._lock:
-                self._pending.append(_Arrival(batch, item, loop, future))
-                start = self._draining < self._arrival_workers
-                self._draining += int(start)
-            if start:
-                self._arrivals.submit(self._drain)
-            return await future  # type: ignore[return-value]
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._last_done = loop.time()
-                loop.call_later(ARRIVALS_QUIET, self._check_settled, loop)
-
-    def _check_settled(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._in_flight == 0 and loop.time() - self._last_done >= ARRIVALS_QUIET * 0.99:
-            self._settled.set()
-
-    async def arrivals_settled(self) -> None:
-        """Return once the arrivals' lane has been idle for a moment (see the module doc)."""
-        if self._settled.is_set():
-            return
-        try:
-            await asyncio.wait_for(self._settled.wait(), ARRIVALS_MAX_WAIT)
-        except TimeoutError:
-            pass
+        with self._lock:
+            self._pending.append(_Arrival(batch, item, loop, future))
+            start = self._draining < self._arrival_workers
+            self._draining += int(start)
+        if start:
+            self._arrivals.submit(self._drain)
+        return await future  # type: ignore[return-value]
 
     def _drain(self) -> None:
         while True:

@@ -1,14 +1,18 @@
-"""`make bench`: journal page latency, export of 100 000 rows, API ticket creation rate, telephony.
+"""`make bench`: journal page latency, export of 100 000 rows, API ticket creation rate, telephony
+(through the ARI emulator, and through the real test PBX with SIPp).
 
 Figures go to stdout as `bench: <name> = <value> <unit> (target <op> <value>)`; diagnostics to
 stderr. A missed target is only reported (exit 0); anything that crashes exits non-zero.
 
 Environment: BENCH_TICKETS (default 1 000 000), BENCH_SKIP_PG=1 (SQLite only), BENCH_PG_URL
 (server, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres), BENCH_ONLY
-(comma-separated subset of journal,export,api,telephony),
+(comma-separated subset of journal,export,api,telephony,robot,pbx; or the parts as arguments:
+`python -m bench pbx`),
 BENCH_ENGINES (default sqlite,postgresql), BENCH_JOURNAL_ROUNDS, BENCH_API_REQUESTS,
 BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS; telephony (bench/telephony.py): BENCH_RESIDENTS, BENCH_CALLS,
-BENCH_CALL_RATE, BENCH_MISSED, BENCH_MISSED_SPREAD, BENCH_REDIS_URL.
+BENCH_CALL_RATE, BENCH_MISSED, BENCH_MISSED_SPREAD, BENCH_REDIS_URL; pbx (bench/pbx.py): BENCH_PBX_ENGINES
+(default postgresql), BENCH_PBX_CALLS, BENCH_PBX_WITHIN, BENCH_PBX_STORM_CALLS, BENCH_PBX_STORM_SECONDS and the
+OPENADS_PBX_* ports of pbx/run.sh (the bench has its own defaults).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def _loop_ms() -> float:
 
 
 def main() -> int:
-    from bench import api, export, journal, robot, telephony
+    from bench import api, export, journal, pbx, robot, telephony
     from bench.common import figure, note, read_facts
     from bench.data import BENCH_LOGIN, DEFAULT_TICKETS, prepare
 
@@ -43,7 +47,17 @@ def main() -> int:
     engines = [e.strip() for e in os.environ.get("BENCH_ENGINES", "sqlite,postgresql").split(",") if e.strip()]
     if os.environ.get("BENCH_SKIP_PG", "") in ("1", "true", "yes"):
         engines = [e for e in engines if e != "postgresql"]
-    only = {p.strip() for p in os.environ.get("BENCH_ONLY", "journal,export,api,telephony,robot").split(",") if p.strip()}
+    parts = ("journal", "export", "api", "telephony", "pbx", "robot")  # pbx beside the emulator's figures
+    wanted = ",".join(sys.argv[1:]) or os.environ.get("BENCH_ONLY", ",".join(parts))
+    only = {p.strip() for p in wanted.split(",") if p.strip()}
+    if only - set(parts):
+        print(f"bench: unknown parts {sorted(only - set(parts))}; known: {', '.join(parts)}", file=sys.stderr)
+        return 2
+    # The PBX part is long (a 5-minute storm): by default on PostgreSQL only, the production setup.
+    pbx_engines = {e.strip() for e in os.environ.get("BENCH_PBX_ENGINES", "postgresql").split(",") if e.strip()}
+    if "pbx" in only and not pbx_engines & set(engines):
+        print(f"bench: pbx skipped (engines {','.join(engines)}; BENCH_PBX_ENGINES={','.join(sorted(pbx_engines))})",
+              flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     failed = False
     started = time.perf_counter()
@@ -61,8 +75,8 @@ def main() -> int:
             traceback.print_exc()
             failed = True
             continue
-        for part in ("journal", "export", "api", "telephony", "robot"):
-            if part not in only:
+        for part in parts:
+            if part not in only or (part == "pbx" and engine not in pbx_engines):
                 continue
             try:
                 if part == "journal":
@@ -73,6 +87,8 @@ def main() -> int:
                     api.run(url, engine, facts, OUT)
                 elif part == "robot":  # bench/robot.py: 50 concurrent robot calls (BENCH_ROBOT_CALLS)
                     robot.run(url, engine, OUT)
+                elif part == "pbx":  # bench/pbx.py: the real Asterisk with SIPp (skipped when it cannot run)
+                    pbx.run(url, engine, OUT)
                 else:
                     telephony.run(url, engine, OUT)
             except Exception:

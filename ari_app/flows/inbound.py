@@ -175,27 +175,38 @@ class InboundCall(CallFlow):
         channel = event.channel or Channel(id=self.caller)
         from models.services.calls import InboundArrival, UnknownDid
 
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        # The caller is answered at once, while the call is registered: the answer needs nothing from
+        # the database, and until it Asterisk sends the caller nothing, not even a 180 (issue 9: callers
+        # heard silence while the answer waited behind the registrations of a burst).
+        answering = asyncio.ensure_future(self.ari.answer(self.caller))
         try:
-            # The arrivals' lane: the commit sends the caller card; nothing else of any call waits before it.
+            # The arrivals' lane: the commit sends the caller card (ari_app/db.py).
             reg = await self.db.arrive(register_arrivals, InboundArrival(did=did, caller=channel.caller.number,
                                                                          channel_id=self.caller))
         except UnknownDid:
             log.warning("inbound call on channel %s: DID %r is no organization's hotline: to the dialplan",
                         self.caller, did)
+            await asyncio.gather(answering, return_exceptions=True)  # the dialplan answers it anyway
             await self._fallback("unknown DID")
             return
+        except BaseException:
+            answering.cancel()
+            raise
+        registered = loop.time()
         self.call, self.display_name = reg.call, reg.display_name
         # The incident's text is synthesised while the caller is answered (a cached text at once).
         incident_media = None if reg.incident is None else asyncio.ensure_future(self._incident_media(reg.incident))
         self.caller_number = channel.caller.number
         self.ctx.wake_scheduler(reg.call.wait_deadline_at)  # a new wait deadline
-        # Whom to ring is read after the card is out, once the arrivals have settled (ari_app/db.py).
-        await self.db.arrivals_settled()
+        await answering  # a caller gone meanwhile (404) is a hangup (on_error)
+        log.info("call %s on channel %s: caller card committed %.0f ms, answered %.0f ms after StasisStart",
+                 reg.call.id, self.caller, (registered - arrived) * 1000, (loop.time() - arrived) * 1000)
         org_id = reg.call.organization_id
         self.plan = await self.db.read(lambda s: ring_plan(s, org_id))
         await self.ari.set_channel_var(self.caller, cv.CALL_ID, str(reg.call.id))
         await self.ari.set_channel_var(self.caller, cv.FLOW, FLOW_NAME)
-        await self.ari.answer(self.caller)
         if reg.incident is not None:
             self.to(S.ANNOUNCING, "active incident in the house")
             assert incident_media is not None

@@ -9,10 +9,8 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from sqlalchemy import func, select
 
-from ari_app.client import AriClient
 from ari_app.db import Db
 from ari_app.flows.inbound import register_arrivals, warm_up
 from ari_app.scheduler import Scheduler
@@ -91,40 +89,6 @@ def test_when_one_arrival_of_a_group_fails_then_only_it_fails_and_the_others_are
     assert isinstance(bad, UnknownDid)
     assert (ok1.call.channel_id, ok2.call.channel_id) == ("ok-1", "ok-2")
     assert read(db, lambda s: sorted(s.scalars(select(Call.channel_id)))) == ["ok-1", "ok-2"]
-
-
-def test_when_arrivals_are_in_flight_then_ari_requests_wait_until_they_settle(db: Database) -> None:
-    lane = Db(db)
-    release = threading.Event()
-    order: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        order.append(f"ARI {request.url.path}")
-        return httpx.Response(204)
-
-    async def main() -> None:
-        ari = AriClient("http://pbx:8088", "u", "p", "openads", transport=httpx.MockTransport(handler))
-        ari.gate = lane.arrivals_settled
-
-        def registration(_s: Any, items: list[Any]) -> list[None]:
-            release.wait(5)
-            order.append("registered")
-            return [None for _ in items]
-
-        arrival = asyncio.ensure_future(lane.arrive(registration, None))
-        await asyncio.sleep(0)
-        answer = asyncio.ensure_future(ari.answer("ch-1"))
-        await asyncio.sleep(0.05)
-        assert order == []  # the answer waits while the registration is in flight
-        release.set()
-        await asyncio.gather(arrival, answer)
-        await ari.aclose()
-
-    try:
-        asyncio.run(main())
-    finally:
-        lane.close()
-    assert order == ["registered", "ARI /ari/channels/ch-1/answer"]
 
 
 def test_when_a_new_deadline_is_after_the_planned_pass_then_the_scheduler_is_not_woken() -> None:

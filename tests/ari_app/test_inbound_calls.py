@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+import ari_app.flows.inbound as inbound
 from models.call import Call, CallOutcome
 from models.db import Database
 from models.missed_call import MissedCallStatus
@@ -34,6 +36,36 @@ from tests.ari_app.test_app_support import (
     short_prompts,
 )
 from tests.emulator.ari.scenario import AriEmulator
+
+
+def test_when_the_registration_is_slow_then_the_caller_is_answered_before_it_commits(
+        ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    """Issue 9: the answer waited behind the registrations of a burst; the caller heard silence."""
+    emu, org = ari_emulator, world.org_a
+    setup_inbound(emu, db, org, "PJSIP/disp1")
+    release = threading.Event()
+    register = inbound.register_arrivals
+
+    def slow(session: Any, arrivals: list[Any]) -> list[Any]:
+        release.wait(5)
+        return register(session, arrivals)
+
+    monkeypatch.setattr(inbound, "register_arrivals", slow)
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "recordings"):
+            emu.incoming_call(did(org), CALLER)
+            await until(lambda: bool(emu.requests(route="POST /channels/{channelId}/answer")), message="answered")
+            assert last_call(db) is None  # still registering
+            release.set()
+            await until(lambda: bool(emu.requests(route="POST /channels/{channelId}/play")), message="greeted")
+
+    try:
+        run(main())
+    finally:
+        release.set()
+    call = last_call(db)
+    assert call is not None and call.channel_id == caller_id(emu)
 
 
 def test_answered_call_is_bridged_recorded_and_completed(ari_emulator: AriEmulator, db: Database, world: Any,
@@ -74,8 +106,8 @@ def test_answered_call_is_bridged_recorded_and_completed(ari_emulator: AriEmulat
     live = "GET /recordings/live/{recordingName}"  # polled after the stop until it is over (404)
     assert emu.requests(route=live)[-1].status == 404
     assert [r for i, r in enumerate(seq) if not (r == live and seq[i - 1] == live)] == [
-        "POST /channels/{channelId}/variable", "POST /channels/{channelId}/variable",
         "POST /channels/{channelId}/answer",
+        "POST /channels/{channelId}/variable", "POST /channels/{channelId}/variable",
         "POST /channels/{channelId}/play",
         "GET /bridges/{bridgeId}", "POST /bridges", "POST /bridges/{bridgeId}/addChannel",
         "POST /bridges/{bridgeId}/moh",
@@ -168,7 +200,9 @@ def test_unknown_did_goes_to_the_dialplan_and_writes_nothing(ari_emulator: AriEm
 
     run(main())
     assert last_call(db) is None
-    assert routes(emu, skip=lambda r: r.method == "GET") == ["POST /channels/{channelId}/continue"]
+    # Answered while the DID was looked up (every caller is); the dialplan fallback answers anyway.
+    assert routes(emu, skip=lambda r: r.method == "GET") == ["POST /channels/{channelId}/answer",
+                                                            "POST /channels/{channelId}/continue"]
 
 
 def test_twenty_concurrent_calls_each_answered_and_recorded(ari_emulator: AriEmulator, db: Database, world: Any,

@@ -78,6 +78,7 @@ class Stack:
     web_port: int
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ids: dict[str, Any] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)  # for every process (the bench: REDIS_URL)
 
     def __post_init__(self) -> None:
         self.db = Database(self.database_url)
@@ -94,6 +95,7 @@ class Stack:
                    OPENADS_WEB_PORT=str(self.web_port), OPENADS_PROMPTS_DIR=str(self.home / "prompts"),
                    ASTERISK_CDR_POLL_SECONDS="5", ARI_RING_RETRY_SECONDS="3", PYTHONUNBUFFERED="1",
                    SECRET_KEY="pbx-tests-secret-key-0123456789abcdef")
+        env.update(self.extra_env)
         env.update(extra)
         return env
 
@@ -161,8 +163,10 @@ class Stack:
 
     # --- Asterisk's own view ---------------------------------------------------------------------
     def cli(self, command: str) -> str:
-        return subprocess.run([str(ROOT / "pbx" / "run.sh"), "cli", command], check=True, capture_output=True,
-                              text=True).stdout
+        """`asterisk -rx` on this stack's PBX (its own asterisk.conf: the bench's PBX is not the tests')."""
+        asterisk = Path(self.pbx["OPENADS_PBX_PREFIX"]) / "sbin" / "asterisk"
+        return subprocess.run([str(asterisk), "-C", self.pbx["OPENADS_PBX_CONF"], "-rx", command], check=True,
+                              capture_output=True, text=True).stdout
 
     def pbx_log_size(self, name: str = "messages.log") -> int:
         path = Path(self.pbx["OPENADS_PBX_HOME"]) / "log" / name
