@@ -73,6 +73,16 @@ def new_playback_id() -> str:
     return f"openads-pb-{uuid.uuid4().hex}"
 
 
+# Prompts played on a caller's channel have ids the watchdog can name without the app: the channel
+# id and the prompt's number in the flow (1, 2, ...). A prompt playing holds the channel's Stasis
+# control queue (a `continue` waits behind it), so when `openads ari` dies the watchdog stops it first.
+CHANNEL_PROMPTS_MAX = 12
+
+
+def channel_playback_id(channel_id: str, seq: int) -> str:
+    return f"openads-pb-{channel_id}-{seq}"
+
+
 @dataclass(frozen=True)
 class OutboundDial:
     """How a resident is reached through the operator's trunk.

@@ -44,7 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from ari_app.client import AriClient, AriError, AriNotFound, AriUnavailable, Bridge, Channel
-from ari_app.media import call_of_bridge, conversation_recording_name, voicemail_recording_name
+from ari_app.media import (
+    CHANNEL_PROMPTS_MAX,
+    call_of_bridge,
+    channel_playback_id,
+    conversation_recording_name,
+    voicemail_recording_name,
+)
 from models.base import utcnow
 from models.services.calls import end_call_of_any_org, hand_call_to_fallback
 from openads import channel_vars as cv
@@ -310,6 +316,21 @@ class Watchdog:
         except (AriError, AriUnavailable) as exc:
             log.info("ari-watchdog: channel %s: stop voice message %s: %s", channel_id, name, exc)
 
+    async def _stop_prompts(self, channel_id: str) -> None:
+        """A prompt playing to the caller (greeting, incident announcement: up to tens of seconds)
+        holds the channel's Stasis control queue like a voice message does. The flows name their
+        prompts after the channel (media.channel_playback_id): stop whichever is playing."""
+        async def stop(seq: int) -> bool:
+            try:
+                await self.ari.stop_playback(channel_playback_id(channel_id, seq))
+                return True
+            except (AriError, AriUnavailable):  # 404: not this one
+                return False
+
+        stopped = await asyncio.gather(*(stop(seq) for seq in range(1, CHANNEL_PROMPTS_MAX + 1)))
+        if any(stopped):
+            log.warning("ari-watchdog: channel %s: prompt %d stopped", channel_id, stopped.index(True) + 1)
+
     async def _var(self, channel_id: str, name: str) -> str:
         try:
             return await self.ari.get_channel_var(channel_id, name)
@@ -320,6 +341,7 @@ class Watchdog:
         channel = action.channel_id
         try:
             if action.do == Do.TO_FALLBACK:
+                await self._stop_prompts(channel)
                 await self._stop_voice_message(channel)
                 await self.ari.set_channel_var(channel, cv.WATCHDOG, "1")
                 await self.ari.continue_in_dialplan(channel, context=FALLBACK_CONTEXT, extension="s", priority=1)

@@ -115,6 +115,7 @@ class CallFlow(Flow):
         self.state: Any = self.initial_state()
         self.history: list[Any] = [self.state]
         self._playback_waiters: dict[str, Callable[[Event], Awaitable[None]]] = {}
+        self._prompts = 0  # prompts played by this flow (their ids: media.channel_playback_id)
         # Channels of this session that are hanging up (ChannelHangupRequest): Asterisk sends it
         # before the failed PlaybackFinished and the StasisEnd of the hangup, so a playback's `then`
         # can tell "the prompt ended" from "the caller hung up during it" and not start the next
@@ -160,9 +161,11 @@ class CallFlow(Flow):
 
     async def play(self, channel_id: str, media: str, then: Callable[[Event], Awaitable[None]]) -> str:
         """Play on a channel; `then(event)` runs at its PlaybackFinished (done or failed)."""
-        from ari_app.media import new_playback_id
+        from ari_app.media import CHANNEL_PROMPTS_MAX, channel_playback_id, new_playback_id
 
-        playback_id = new_playback_id()
+        self._prompts += 1  # named after the channel while the watchdog can find it (media.channel_playback_id)
+        playback_id = (channel_playback_id(channel_id, self._prompts) if self._prompts <= CHANNEL_PROMPTS_MAX
+                       else new_playback_id())
         self.session.claim_playback(playback_id)  # before the call: PlaybackStarted may come first
         self._playback_waiters[playback_id] = then
         try:

@@ -64,6 +64,7 @@ class FakeAri:
         self.channels, self.bridges, self.variables = channels, bridges, variables
         self.fail = fail or {}
         self.requests: list[tuple[Any, ...]] = []
+        self.playing: set[str] = set()
 
     def _maybe_fail(self, key: str) -> None:
         if key in self.fail:
@@ -95,6 +96,13 @@ class FakeAri:
     async def stop_live_recording(self, name: str) -> None:
         self.requests.append(("stop recording", name))
         self._maybe_fail(f"stop {name}")
+
+    async def stop_playback(self, playback_id: str) -> None:
+        """Only a playback in `playing` exists (Asterisk answers 404 for any other id)."""
+        if playback_id not in self.playing:
+            raise AriNotFound(404, "Playback not found", "DELETE", f"/playbacks/{playback_id}")
+        self.requests.append(("stop playback", playback_id))
+        self.playing.discard(playback_id)
 
 
 class FakeJournal:
@@ -176,6 +184,23 @@ def test_a_dead_app_past_the_grace_is_swept_holding_the_lock_with_exact_requests
     ]
     assert journal.writes == [("ended", 4, T0), ("fallback", "1.1")]
     assert (dog.stats.to_fallback, dog.stats.hung_up, dog.stats.conversations_ended) == (1, 1, 1)
+
+
+def test_a_prompt_playing_to_the_caller_is_stopped_before_the_continue(tmp_path: Path) -> None:
+    """A playing prompt holds the channel's Stasis control queue: the continue would wait for its end
+    (the greeting, an incident announcement: tens of seconds). The flows name prompts after the channel."""
+    ari, clock = FakeAri([CALLER_QUEUED], [], {("1.1", "OPENADS_CALL_ID"): "7"},
+                         fail={"stop openads-vm-7": AriNotFound(404, "Recording not found", "POST", "/x")}), Clock()
+    ari.playing = {"openads-pb-1.1-2", "openads-pb-other-1"}
+    dog, journal = make(tmp_path, ari, clock)
+    asyncio.run(dog.tick())
+    clock.now += 2
+    asyncio.run(dog.tick())
+    stop, cont = ari.requests.index(("stop playback", "openads-pb-1.1-2")), next(
+        i for i, r in enumerate(ari.requests) if r[0] == "continue")
+    assert stop < cont
+    assert ari.playing == {"openads-pb-other-1"}  # another channel's prompt is not touched
+    assert journal.writes == [("fallback", "1.1")]
 
 
 def test_channels_that_changed_meanwhile_are_skipped_and_the_rest_still_handled(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from tests.pbx.stack import WAIT_LIMIT_SECONDS, Stack, wait_until
 from tests.pbx.test_inbound import last_call_id, new_call
 
 ZOYA, LEONID, MARIA, PAVEL = "+74951110001", "+74951110002", "+74951110003", "+74951110004"
+OLGA = "+74951110009"  # the second house: an incident there touches nobody else
 TO_FALLBACK_LIMIT = 5.0  # seconds from the kill to the caller in [openads-fallback] (the issue's bound)
 
 
@@ -250,3 +251,45 @@ def test_down_before_the_call_then_the_dialplan_fallback_rings_records_and_the_j
     [rec] = recordings(stack, row.id)
     assert rec.path == f"fallback/{row.started_at:%Y/%m}/{uniqueid}.wav"
     assert recording_file(stack, rec).exists()
+
+
+def test_killed_during_a_long_prompt_the_caller_is_in_the_fallback_within_5_s(
+        stack: Stack, phones: Phones) -> None:
+    """A prompt playing holds the caller's Stasis control queue: the watchdog stops it (the flows name
+    prompts after the channel) instead of waiting for its end. The incident announcement is the
+    longest prompt: the incident's own text, synthesised."""
+    from models.housing import House
+    from models.ticket import Incident
+    from tests import factories as f
+
+    ari_up_again(stack)
+    with stack.db.write() as s:
+        incident_id = f.make_incident(s, s.get(House, stack.ids["second_house"]), announcement=(
+            "В доме два по улице Тестовой авария на вводе холодной воды. Аварийная бригада уже работает на "
+            "месте, подачу воды восстановят до восемнадцати часов. Приносим извинения за неудобства. Если вы "
+            "звоните по другому вопросу, пожалуйста, оставайтесь на линии, диспетчер скоро ответит.")).id
+    try:
+        d201 = phones.dispatcher("201")
+        resident = phones.resident(OLGA)
+        before = last_call_id(stack)
+        resident.dial(phones.hotline_uri())
+        resident.wait("CALL_ESTABLISHED", 10)
+        call = new_call(stack, OLGA, before)
+        time.sleep(1.5)  # the announcement is playing (it lasts well over 10 s)
+        caller = stack.channel(call.channel_id)
+        assert caller is not None and caller["dialplan"]["app_name"] == "Stasis"
+        killed = kill_ari(stack)
+        took = caller_moved_to_fallback(stack, call.channel_id, killed)
+        d201.wait("CALL_INCOMING", 10)  # the fallback rings the dispatchers
+        print(f"\nkilled during the announcement: caller in the fallback after {took:.2f} s")
+        resident.hangup()
+        wait_until("Asterisk has no channels", lambda: not stack.channels(), 10)
+        restart_ari(stack)
+        done = journal_call(stack, call.id)
+        assert [c.id for c in calls_from(stack, OLGA, before)] == [call.id]
+        assert done.is_fallback and done.outcome != CallOutcome.ANSWERED
+        item = missed_item_of(stack, call.id)
+        assert item is not None and item.deadline_at == done.started_at + timedelta(minutes=10)
+    finally:
+        with stack.db.write() as s:
+            s.delete(s.get(Incident, incident_id))

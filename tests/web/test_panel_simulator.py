@@ -139,8 +139,11 @@ def test_say_speaks_for_the_resident_into_the_robots_recording_and_the_demo_reco
     ari_emulator.press(channel, "#")
     stored = ari_emulator.wait_for(lambda: ari_emulator.asterisk.stored.get("openads-rating-12-1") if
                                    "openads-rating-12-1" not in ari_emulator.asterisk.live else None)
+    # The emulator finishes the stored file asynchronously (as Asterisk does): read it once it is whole.
+    heard = ari_emulator.wait_for(lambda: FakeSpeech().recognize(stored.path.read_bytes(), sample_rate_hz=8000).text
+                                  or None)
+    assert heard == "оценка четыре"
     audio = stored.path.read_bytes()
-    assert FakeSpeech().recognize(audio, sample_rate_hz=8000).text == "оценка четыре"
     if EspeakNg.available():  # the words themselves, synthesised, instead of the emulator's tone
         pcm = read_wav(audio).data
         assert pcm != bytes(len(pcm)) and pcm[:200] != tone_pcm()[:200]
