@@ -155,7 +155,7 @@ def test_killed_while_connected_then_the_talk_goes_on_and_the_app_back_finds_it_
     assert call.channel_id in bridge["channels"] and len(stack.channels()) >= 2
     # Media still flows both ways without the app.
     caller_name = next(ch["name"] for ch in stack.channels() if ch["id"] == call.channel_id)
-    stack.dtmf_through(resident, d201, "5", caller_name)
+    stack.dtmf_into_bridge(resident, "5", caller_name)
     time.sleep(2)
 
     resident.hangup()
