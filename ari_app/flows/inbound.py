@@ -1,7 +1,11 @@
 """`InboundCall`: a resident calls the hotline — `Stasis(openads,inbound,<DID>)`.
 
-    NEW ─register, answer─▶ ANNOUNCING (active incident in the house) ─▶ GREETING ─▶ QUEUED
-    QUEUED: holding bridge `openads-queue-<org>` with music on hold, dispatchers' phones ring
+    NEW ─register, answer, join the queue─▶ ANNOUNCING (active incident in the house) ─▶ GREETING ─▶ QUEUED
+    The caller joins the holding bridge `openads-queue-<org>` (music on hold) right after the answer;
+    the prompts play on the bridged channel (Asterisk suspends the bridge's audio for that channel
+    while a file plays: res_stasis_playback `play_uri` → ast_bridge_channel_queue_playfile_sync), so
+    the music is there the moment the greeting ends, with no ARI request in between (issue 9).
+    QUEUED: the dispatchers' phones ring
     QUEUED ─first dispatcher answers─▶ CONNECTED (mixing bridge `openads-call-<call>`, recorded)
     QUEUED, no phone ringing any more (busy, declined, unreachable) ─after `ring_retry_delay`─▶ ring again
     QUEUED ─wait limit (scheduler)─▶ VOICEMAIL_OFFER ─▶ VOICEMAIL_RECORDING (`#` or silence ends it)
@@ -157,6 +161,7 @@ class InboundCall(CallFlow):
         self.voicemail: str | None = None
         self.voicemail_saved = False
         self.finished = False
+        self.in_queue = False  # in the holding bridge `openads-queue-<org>` (see `_join_queue`)
         self._ring_again: asyncio.TimerHandle | None = None  # a planned `RingAgain` (see `_plan_ring_round`)
 
     @property
@@ -204,9 +209,18 @@ class InboundCall(CallFlow):
         log.info("call %s on channel %s: caller card committed %.0f ms, answered %.0f ms after StasisStart",
                  reg.call.id, self.caller, (registered - arrived) * 1000, (loop.time() - arrived) * 1000)
         org_id = reg.call.organization_id
-        self.plan = await self.db.read(lambda s: ring_plan(s, org_id))
-        await self.ari.set_channel_var(self.caller, cv.CALL_ID, str(reg.call.id))
-        await self.ari.set_channel_var(self.caller, cv.FLOW, FLOW_NAME)
+        # The queue's bridge is joined while the rest is prepared: under a burst its lock is contended,
+        # and whatever it costs is paid before the prompts, not between the greeting and the music.
+        joining = asyncio.ensure_future(self._join_queue())
+        try:
+            self.plan = await self.db.read(lambda s: ring_plan(s, org_id))
+            await self.ari.set_channel_var(self.caller, cv.CALL_ID, str(reg.call.id))
+            await self.ari.set_channel_var(self.caller, cv.FLOW, FLOW_NAME)
+        except BaseException:
+            joining.cancel()
+            await asyncio.gather(joining, return_exceptions=True)
+            raise
+        await joining
         if reg.incident is not None:
             self.to(S.ANNOUNCING, "active incident in the house")
             assert incident_media is not None
@@ -244,15 +258,29 @@ class InboundCall(CallFlow):
     # -- the queue --
 
     async def enter_queue(self) -> None:
+        """The greeting is over: ring the dispatchers. The caller has been in the queue's bridge
+        since the answer (hearing its music now); only a re-attached caller may still join it here."""
         assert self.call is not None and self.plan is not None
         self.to(S.QUEUED)
+        await self._join_queue()
+        await self._ring_round()
+
+    async def _join_queue(self) -> None:
+        """Put the caller into the holding bridge `openads-queue-<org>`, with music on hold if it
+        was empty. Prompts played on the caller afterwards suspend the music for that caller only."""
+        assert self.call is not None
+        if self.in_queue:
+            return
         bridge_id = queue_bridge_id(self.call.organization_id)
         async with self.ctx.queue_lock(self.call.organization_id):
             try:
                 bridge = await self.ari.get_bridge(bridge_id)
+                if self.caller in bridge.channels:  # re-attached: joined before the restart
+                    self.in_queue = True
+                    return
                 # MOH leaves with the last channel of the bridge (traces README) and plays while anyone
                 # waits; starting it again would restart the music for everyone in the queue.
-                start_moh = not [c for c in bridge.channels if c != self.caller]
+                start_moh = not bridge.channels
             except AriNotFound:
                 start_moh = True
                 try:
@@ -260,9 +288,9 @@ class InboundCall(CallFlow):
                 except AriError as exc:  # created meanwhile by another process
                     log.info("queue bridge %s: create: %s", bridge_id, exc)
             await self.ari.add_channel(bridge_id, self.caller)
+            self.in_queue = True
             if start_moh:
                 await self.ari.start_bridge_moh(bridge_id, moh_class=self.config.moh_class)
-        await self._ring_round()
 
     def _targets(self) -> list[str]:
         assert self.plan is not None and self.call is not None
@@ -377,6 +405,7 @@ class InboundCall(CallFlow):
             # written): the same call's bridge, reused.
             log.info("call %s: bridge %s already exists (%s): reusing it", self.call.id, bridge_id, exc)
         await self.ari.add_channel(bridge_id, self.caller)  # moves the caller out of the queue
+        self.in_queue = False
         await self.ari.add_channel(bridge_id, leg)
         call_id, org_id = self.call.id, self.call.organization_id
 
@@ -505,6 +534,10 @@ class InboundCall(CallFlow):
             mark_call_missed(s, org_id=org_id, call_id=call_id)
 
         await self.db.write(missed)
+        # Out of the queue's bridge (and its music) before the offer and the recording. During a
+        # prompt Asterisk removes it once the prompt has ended (the channel's Stasis commands wait
+        # for a bridged playback), and the offer follows it.
+        self.in_queue = False
         await self.quietly("leave the queue",
                            self.ari.remove_channel(queue_bridge_id(org_id), self.caller))
         await self.play(self.caller, PROMPT_VOICEMAIL_OFFER, self._start_voicemail)

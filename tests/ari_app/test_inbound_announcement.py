@@ -47,8 +47,8 @@ def _call_with_incident(emu: AriEmulator, db: Database, world: Any, tmp_path: Pa
     async def main() -> None:
         async with running_app(emu, db, tmp_path / "rec", speech=speech, **flow):
             emu.incoming_call(did(org), CALLER)
-            await until(lambda: bool(emu.requests(route="POST /bridges/{bridgeId}/addChannel")),
-                        message="caller queued after the announcement and the greeting")
+            await until(lambda: bool(emu.requests(route="POST /channels")),
+                        message="dispatcher rung after the announcement and the greeting")
 
     run(main())
     return played(emu)

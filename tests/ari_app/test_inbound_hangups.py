@@ -75,8 +75,11 @@ def test_caller_hanging_up_during_the_greeting_abandons_the_call(ari_emulator: A
     setup_inbound(emu, db, org)
     _hang_up_during(emu, db, org, tmp_path / "rec", "openads/greeting")
     _assert_abandoned_and_missed(db)
-    # Nothing was tried on the channel that was going away: no queue, no phone rung, no dialplan fallback.
-    assert emu.requests(route="POST /bridges/{bridgeId}/addChannel") == []
+    # Nothing was tried on the channel that was going away: no phone rung, no dialplan fallback. It
+    # waited in the queue's bridge since the answer and left it as it hung up.
+    assert [r.path for r in emu.requests(route="POST /bridges/{bridgeId}/addChannel")] == [
+        f"/bridges/openads-queue-{org.id}/addChannel"]
+    assert [b["channels"] for b in emu.snapshot()["bridges"]] in ([], [[]])
     assert emu.requests(route="POST /channels") == []
     assert emu.requests(route="POST /channels/{channelId}/continue") == []
 
@@ -92,7 +95,7 @@ def test_caller_hanging_up_during_the_incident_announcement_abandons_the_call(
     _assert_abandoned_and_missed(db)
     # The greeting did not follow the interrupted announcement, nor did the queue or the dialplan.
     assert played(emu) == ["sound:openads/incident"]
-    assert emu.requests(route="POST /bridges/{bridgeId}/addChannel") == []
+    assert emu.requests(route="POST /channels") == []
     assert emu.requests(route="POST /channels/{channelId}/continue") == []
 
 

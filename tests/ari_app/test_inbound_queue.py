@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ari_app.media import PROMPT_GREETING
 from models.call import CallOutcome
 from models.db import Database
 from tests.ari_app.helpers import until
@@ -17,6 +18,7 @@ from tests.ari_app.test_app_support import (
     run,
     running_app,
     setup_inbound,
+    short_prompts,
 )
 from tests.emulator.ari.scenario import AriEmulator
 
@@ -134,3 +136,66 @@ def test_the_calls_bridge_left_from_before_a_restart_is_reused(ari_emulator: Ari
     assert call is not None and (call.outcome, call.dispatcher_endpoint) == (CallOutcome.ANSWERED, "PJSIP/disp1")
     assert [r.status for r in emu.requests(route="POST /bridges")] == [200, 409]
     assert emu.requests(route="POST /bridges/{bridgeId}/record")  # recorded as usual
+
+
+def test_the_caller_hears_the_music_the_moment_the_greeting_ends(ari_emulator: AriEmulator, db: Database,
+                                                                  world: Any, tmp_path: Path) -> None:
+    """Issue 9 (B3): the caller waits in the queue's holding bridge from the answer on; the greeting
+    plays on the bridged channel, so the music follows it with no ARI request in between."""
+    emu, org = ari_emulator, world.org_a
+    setup_inbound(emu, db, org)
+    ast = emu.asterisk
+    at_greeting: dict[str, Any] = {}
+    emit = ast.emit
+
+    def spy(app: str | None, etype: str, **fields: Any) -> None:  # on the emulator's loop, as Asterisk acts
+        playback = fields.get("playback") or {}
+        if etype.startswith("Playback") and playback.get("media_uri") == PROMPT_GREETING:
+            caller = ast.channels[playback["target_uri"].removeprefix("channel:")]
+            at_greeting[etype] = (caller.bridge_id, ast.hears(caller.id), emu.clock.now())
+        emit(app, etype, **fields)
+
+    ast.emit = spy  # type: ignore[method-assign]
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec"):
+            caller = emu.incoming_call(did(org), CALLER)
+            await until(lambda: bool(_originates(emu)), message="dispatcher rung")
+            assert emu.hears(caller) == "moh:openads"
+            emu.hangup(caller)
+            await until(lambda: call_ended(db), message="ended")
+
+    run(main())
+    queue = f"openads-queue-{org.id}"
+    assert at_greeting["PlaybackStarted"][:2] == (queue, PROMPT_GREETING)  # in the queue, hearing the greeting
+    assert at_greeting["PlaybackFinished"][:2] == (queue, "moh:openads")  # the music, as the greeting ends
+    # Nothing but ringing the dispatchers after the greeting.
+    after = [f"{r.method} {r.route}" for r in emu.requests() if r.t >= at_greeting["PlaybackFinished"][2]]
+    assert after[0] == "POST POST /channels", after
+
+
+def test_a_caller_re_attached_during_the_greeting_stays_in_the_queue_and_is_rung(
+        ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path) -> None:
+    emu, org = ari_emulator, world.org_a
+    setup_inbound(emu, db, org)
+    short_prompts(emu, 30.0)  # the restart comes during the greeting
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec"):
+            caller = emu.incoming_call(did(org), CALLER)
+            await until(lambda: emu.hears(caller) == PROMPT_GREETING, message="greeting")
+        async with running_app(emu, db, tmp_path / "rec") as app2:
+            assert app2.last_reconcile is not None and app2.last_reconcile.reattached == [caller.id]
+            await until(lambda: bool(_originates(emu)), message="rung after the re-attach")
+            # Left where it was: in the queue's bridge, still hearing its greeting (then the music).
+            assert len(emu.requests(route="POST /bridges/{bridgeId}/addChannel")) == 1
+            assert emu.channel(caller).bridge_id == f"openads-queue-{org.id}"
+            assert emu.hears(caller) == PROMPT_GREETING
+            emu.answer("disp1")
+            await until(lambda: call_answered(db), message="answered")
+            emu.hangup(caller)
+            await until(lambda: call_ended(db), message="ended")
+
+    run(main())
+    call = last_call(db)
+    assert call is not None and call.outcome == CallOutcome.ANSWERED

@@ -336,3 +336,22 @@ def test_restart_forgets_calls_but_keeps_stored_recordings(ast, sent):
     ast.restart()
     assert (ast.channels, ast.bridges, len(sent)) == ({}, {}, count)
     assert ast.stored_recording("keep").path.exists()
+
+
+def test_a_playback_on_a_channel_in_a_holding_bridge_suspends_its_music_for_that_channel_only(ast, sent):
+    # Asterisk plays a channel's file through its bridge channel (res_stasis_playback `play_uri` →
+    # ast_bridge_channel_queue_playfile_sync): the channel hears the file instead of the bridge, the
+    # others go on hearing the music, and the music is back for it the moment the file ends.
+    first, second = answered_inbound(ast), answered_inbound(ast)
+    hold = ast.create_bridge("holding", "q", None)
+    ast.add_channels(hold.id, [first.id, second.id])
+    assert (ast.hears(first.id), ast.hears(second.id)) == (None, None)  # no music started
+    ast.bridge_moh(hold.id, "openads")
+    pb = ast.play(f"channel:{first.id}", ["sound:openads/greeting"], None, None)
+    ast.clock.advance(0)
+    assert pb.state == "playing" and first.bridge_id == hold.id
+    assert (ast.hears(first.id), ast.hears(second.id)) == ("sound:openads/greeting", "moh:openads")
+    ast.clock.advance(1.0)
+    assert [e["playback"]["state"] for e in sent if e["type"].startswith("Playback")] == ["playing", "done"]
+    assert ast.hears(first.id) == ast.hears(second.id) == "moh:openads"
+    assert hold.channels == [first.id, second.id]

@@ -329,6 +329,10 @@ class AriEmulator:
     def channel(self, target: Any) -> Channel:
         return self._run(self.asterisk.find_channel, target)
 
+    def hears(self, target: Any) -> str | None:
+        """What the phone of a channel hears now (`Asterisk.hears`): a prompt's media, "moh:<class>", ..."""
+        return self._run(lambda: self.asterisk.hears(self.asterisk.find_channel(target).id))
+
     def events(self, etype: str | None = None) -> list[dict[str, Any]]:
         """Every event the emulator emitted (delivered or lost while disconnected)."""
         return [e for e in list(self.asterisk.history) if etype is None or e["type"] == etype]

@@ -1078,6 +1078,31 @@ class Asterisk:
         b.moh_channel = None
         b.moh_channel_id = None
 
+    def hears(self, channel_id: str) -> str | None:
+        """What the phone of a channel hears now: a playback on the channel itself, also when the
+        channel is in a bridge (Asterisk plays it through the bridge channel and suspends the bridge's
+        audio for that channel meanwhile: res_stasis_playback `play_uri` →
+        ast_bridge_channel_queue_playfile_sync; the other members go on hearing the bridge); else a
+        playback on its bridge; else the music of its holding bridge ("moh:<class>", the Announcer)
+        or its own ("moh:<class>"); else the other parties of its mixing bridge ("bridge:<id>");
+        else None: silence."""
+        ch = self.channels.get(channel_id)
+        if ch is None or ch.hungup:
+            return None
+        targets = [f"channel:{ch.id}"] + ([f"bridge:{ch.bridge_id}"] if ch.bridge_id else [])
+        for target in targets:
+            playing = [p for p in self.playbacks.values() if p.target_uri == target and p.state == "playing"]
+            if playing:
+                return playing[0].media[0]
+        b = self.bridges.get(ch.bridge_id) if ch.bridge_id else None
+        if b is not None and b.moh_channel_id:
+            return f"moh:{b.moh_class}"
+        if ch.moh_class:
+            return f"moh:{ch.moh_class}"
+        if b is not None and b.bridge_type == "mixing" and [c for c in b.channels if c != ch.id]:
+            return f"bridge:{b.id}"
+        return None
+
     def _bridge_app(self, b: Bridge) -> str | None:
         return sorted(b.apps)[0] if b.apps else None
 
