@@ -87,9 +87,14 @@ class ReconcileReport:
                 "finished_conversations": self.finished_conversations}
 
 
-def in_our_stasis(channel: Channel, app: str) -> bool:
+def stasis_args(channel: Channel, app: str) -> list[str] | None:
+    """The Stasis arguments of a channel in our application (`openads,inbound,749...` →
+    ["inbound", "749..."]); None when it is not in Stasis(app)."""
     dp = channel.dialplan
-    return dp is not None and dp.app_name == "Stasis" and dp.app_data.split(",")[0] == app
+    if dp is None or dp.app_name != "Stasis":
+        return None
+    parts = dp.app_data.split(",")
+    return parts[1:] if parts[0] == app else None
 
 
 async def _var(app: AriApp, channel_id: str, name: str) -> str:
@@ -132,7 +137,7 @@ async def reconcile(app: AriApp, *, pending_grace: timedelta = timedelta(seconds
     bridge_by_id: dict[str, Bridge] = {b.id: b for b in bridges}
     callers = await app.db.read(lambda s: _calls_by_channel(s, [c.id for c, _, _ in tagged]))
     for channel, flow, call_id in tagged:
-        if flow != "inbound" or channel.id not in callers or not in_our_stasis(channel, app.app_name):
+        if flow != "inbound" or channel.id not in callers or stasis_args(channel, app.app_name) is None:
             continue
         if str(callers[channel.id]) != call_id:
             continue

@@ -51,6 +51,7 @@ from ari_app.media import (
     conversation_recording_name,
     voicemail_recording_name,
 )
+from ari_app.reconcile import conversation_channels, stasis_args
 from models.base import utcnow
 from models.services.calls import end_call_of_any_org, hand_call_to_fallback
 from openads import channel_vars as cv
@@ -59,7 +60,6 @@ log = logging.getLogger(__name__)
 
 FALLBACK_CONTEXT = "openads-fallback"
 ORIGINATED_APP = "AppDial2"  # dialplan app_name of a channel ARI originated, while it rings (ast_dial)
-HELPER_CHANNELS = ("Announcer/", "Recorder/")
 
 
 # --- the lock ------------------------------------------------------------------------------------
@@ -151,16 +151,6 @@ class Sweep:
     talking: list[str] = field(default_factory=list)  # bridges with a conversation going on
 
 
-def stasis_args(channel: Channel, app: str) -> list[str] | None:
-    """The Stasis arguments of a channel in our application (`openads,inbound,749...` →
-    ["inbound", "749..."]); None when it is not in Stasis(app)."""
-    dp = channel.dialplan
-    if dp is None or dp.app_name != "Stasis":
-        return None
-    parts = dp.app_data.split(",")
-    return parts[1:] if parts[0] == app else None
-
-
 def plan_sweep(channels: Iterable[Channel], bridges: Iterable[Bridge], app: str,
                flows: dict[str, str]) -> Sweep:
     """What to do with the channels of a dead app. `flows`: OPENADS_FLOW of the originated
@@ -170,7 +160,7 @@ def plan_sweep(channels: Iterable[Channel], bridges: Iterable[Bridge], app: str,
     in_talk: set[str] = set()
     handled: set[str] = set()
     for bridge in bridges:
-        parties = [c for c in bridge.channels if c in by_id and not by_id[c].name.startswith(HELPER_CHANNELS)]
+        parties = conversation_channels(bridge, by_id)
         if len(parties) >= 2:
             sweep.talking.append(bridge.id)
             in_talk.update(parties)
