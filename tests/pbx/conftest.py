@@ -121,7 +121,7 @@ def phones(stack: Stack, tmp_path: Path) -> Iterator[Phones]:
         for ch in stack.channels():
             stack.ari("DELETE", f"/channels/{ch['id']}")
         wait_until("no channels left on Asterisk", lambda: not stack.channels(), 10)
-        close_open_missed_calls(stack.db)
+        close_open_missed_calls(stack)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from models.call import Call, CallKind, CallOutcome
-from models.missed_call import CloseReason, MissedCall, MissedCallCall, MissedCallStatus
+from models.missed_call import CloseReason, MissedCallStatus
 from models.recording import Recording, RecordingKind
 from tests.pbx.conftest import Phones
 from tests.pbx.phones import wav_rms, wav_seconds
@@ -53,26 +53,8 @@ def caller_moved_to_fallback(stack: Stack, channel_id: str, killed_at: float) ->
     return took
 
 
-def journal_call(stack: Stack, call_id: int, timeout: float = 30) -> Call:
-    def done() -> Call | None:
-        return next((c for c in stack.calls() if c.id == call_id and c.ended_at is not None
-                     and c.outcome is not None), None)
-    return wait_until(f"call {call_id} complete in the journal", done, timeout, every=0.25)
-
-
 def recordings(stack: Stack, call_id: int, kind: RecordingKind = RecordingKind.CONVERSATION) -> list[Recording]:
     return stack.rows(select(Recording).where(Recording.call_id == call_id, Recording.kind == kind))
-
-
-def recording_file(stack: Stack, rec: Recording) -> Path:
-    path = Path(rec.path)
-    return path if path.is_absolute() else Path(stack.pbx["OPENADS_RECORDINGS_DIR"]) / path
-
-
-def missed_item_of(stack: Stack, call_id: int) -> MissedCall | None:
-    rows = stack.rows(select(MissedCall).join(MissedCallCall, MissedCallCall.missed_call_id == MissedCall.id)
-                      .where(MissedCallCall.call_id == call_id))
-    return rows[0] if rows else None
 
 
 def calls_from(stack: Stack, phone: str, after: int) -> list[Call]:
@@ -116,17 +98,17 @@ def test_killed_while_the_phones_ring_then_the_caller_rings_them_from_the_fallba
     wait_until("Asterisk has no channels", lambda: not stack.channels(), 10)
 
     restart_ari(stack)  # the call ended while the app was down: Asterisk's CDR table tells the rest
-    done = journal_call(stack, call.id)
+    done = stack.ended_call(call.id, timeout=30)
     assert [c.id for c in calls_from(stack, ZOYA, before)] == [call.id]  # merged, not duplicated
     assert done.is_fallback and done.kind == CallKind.INBOUND
     assert done.answered_at is None and done.answered_by_id is None
     assert done.outcome in (CallOutcome.NO_ANSWER, CallOutcome.ABANDONED)
-    item = missed_item_of(stack, call.id)
+    item = stack.missed_item(call.id)
     assert item is not None and item.status == MissedCallStatus.OPEN
     assert item.deadline_at == call.started_at + timedelta(minutes=10)
     assert item.first_call_at == call.started_at
     [rec] = recordings(stack, call.id)  # the fallback's MixMonitor
-    assert rec.path.startswith("fallback/") and recording_file(stack, rec).exists()
+    assert rec.path.startswith("fallback/") and stack.recording_file(rec).exists()
 
 
 def test_killed_while_connected_then_the_talk_goes_on_and_the_app_back_finds_it_answered_recorded_and_ended(
@@ -166,19 +148,19 @@ def test_killed_while_connected_then_the_talk_goes_on_and_the_app_back_finds_it_
     print(f"\nkilled while connected: dispatcher released {released.at - hung_up:.2f} s after the caller hung up")
     wait_until("Asterisk has no channels", lambda: not stack.channels(), 10)
     # The journal knows already, from the watchdog: answered, ended when the caller hung up.
-    row = journal_call(stack, call.id, timeout=5)
+    row = stack.ended_call(call.id, timeout=5)
     assert row.outcome == CallOutcome.ANSWERED and row.answered_by_id == stack.ids["users"]["201"]
     assert not row.is_fallback
 
     restart_ari(stack)  # fetches the bridge recording the dead app had started, closes the bridge
     [rec] = wait_until("the recording attached", lambda: recordings(stack, call.id), 15)
-    path = recording_file(stack, rec)
+    path = stack.recording_file(rec)
     assert path.exists(), path
     seconds = wav_seconds(path)
     assert abs(seconds - talk) <= 1.5, (seconds, talk)
     assert wav_rms(path) > 200, "the recording is silent"
     wait_until("the call's bridge destroyed", lambda: not [b for b in stack.bridges() if b["id"] == bridge_id], 10)
-    row = journal_call(stack, call.id)
+    row = stack.ended_call(call.id, timeout=30)
     assert row.ended_at is not None and row.answered_at is not None
     assert abs((row.ended_at - row.answered_at).total_seconds() - talk) <= 2.0
 
@@ -194,7 +176,7 @@ def test_killed_during_the_voice_message_then_the_fallback_rings_the_dispatchers
     # Nobody answers within the wait limit: the app offers a voice message and records it.
     wait_until("the voice message recording (Asterisk's live recordings)", lambda: stack.ari(
         "GET", f"/recordings/live/openads-vm-{call.id}").status_code == 200, WAIT_LIMIT_SECONDS + 30, every=0.25)
-    item = missed_item_of(stack, call.id)
+    item = stack.missed_item(call.id)
     assert item is not None and item.deadline_at == call.started_at + timedelta(minutes=10)
 
     killed = kill_ari(stack)
@@ -210,13 +192,13 @@ def test_killed_during_the_voice_message_then_the_fallback_rings_the_dispatchers
     resident.wait("CALL_CLOSED", 10)
     wait_until("Asterisk has no channels", lambda: not stack.channels(), 10)
 
-    done = journal_call(stack, call.id)
+    done = stack.ended_call(call.id, timeout=30)
     assert [c.id for c in calls_from(stack, MARIA, before)] == [call.id]
     assert done.outcome == CallOutcome.ANSWERED and done.is_fallback
     assert done.answered_by_id == stack.ids["users"]["201"] and done.dispatcher_endpoint == "PJSIP/201"
     [rec] = recordings(stack, call.id)
-    assert rec.path.startswith("fallback/") and recording_file(stack, rec).exists()
-    item = missed_item_of(stack, call.id)
+    assert rec.path.startswith("fallback/") and stack.recording_file(rec).exists()
+    item = stack.missed_item(call.id)
     assert item is not None and item.deadline_at == call.started_at + timedelta(minutes=10)
     assert item.status == MissedCallStatus.CLOSED and item.close_reason == CloseReason.CALLED_AGAIN_ANSWERED
 
@@ -250,7 +232,7 @@ def test_down_before_the_call_then_the_dialplan_fallback_rings_records_and_the_j
     assert row.outcome == CallOutcome.ANSWERED and row.answered_by_id == stack.ids["users"]["201"]
     [rec] = recordings(stack, row.id)
     assert rec.path == f"fallback/{row.started_at:%Y/%m}/{uniqueid}.wav"
-    assert recording_file(stack, rec).exists()
+    assert stack.recording_file(rec).exists()
 
 
 def test_killed_during_a_long_prompt_the_caller_is_in_the_fallback_within_5_s(
@@ -285,10 +267,10 @@ def test_killed_during_a_long_prompt_the_caller_is_in_the_fallback_within_5_s(
         resident.hangup()
         wait_until("Asterisk has no channels", lambda: not stack.channels(), 10)
         restart_ari(stack)
-        done = journal_call(stack, call.id)
+        done = stack.ended_call(call.id, timeout=30)
         assert [c.id for c in calls_from(stack, OLGA, before)] == [call.id]
         assert done.is_fallback and done.outcome != CallOutcome.ANSWERED
-        item = missed_item_of(stack, call.id)
+        item = stack.missed_item(call.id)
         assert item is not None and item.deadline_at == done.started_at + timedelta(minutes=10)
     finally:
         with stack.db.write() as s:

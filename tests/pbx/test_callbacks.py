@@ -15,7 +15,7 @@ from models.missed_call import CallbackAttempt, CloseReason, MissedCall, MissedC
 from models.organization import Organization, User
 from tests.pbx.conftest import Phones
 from tests.pbx.phones import wav_rms, wav_tone_share, with_silence
-from tests.pbx.stack import RESIDENTS, WAIT_LIMIT_SECONDS, Stack, wait_until
+from tests.pbx.stack import RESIDENTS, WAIT_LIMIT_SECONDS, Stack, close_open_missed_calls, wait_until
 
 LEONIDOV, PETROVA, SIDOROV = RESIDENTS[1][0], RESIDENTS[2][0], RESIDENTS[3][0]
 RINGBACK_HZ = 425  # dialplan/indications.conf [ru] ring = 425/1000,0/4000
@@ -51,17 +51,6 @@ def seed_missed_call(stack: Stack, phone: str) -> MissedCall:
         row = f.make_missed_call(s, org, phone, channel_id=f"pbx-seed-{phone}-{time.time_ns()}", waited_seconds=30)
         item_id = row.id
     return item(stack, item_id)
-
-
-def close_open_items(stack: Stack) -> None:
-    """Items other scenarios left open (a busy resident's) must not be auto-called here."""
-    from models.services.callbacks import close_missed_call
-
-    with stack.db.write() as s:
-        by = s.get(User, stack.ids["users"]["203"])
-        for row in s.scalars(select(MissedCall).where(MissedCall.status == MissedCallStatus.OPEN)).all():
-            close_missed_call(s, org_id=row.organization_id, missed_call_id=row.id, reason="тест: не перезванивать",
-                              by=by)
 
 
 def set_auto_callback(stack: Stack, on: bool) -> None:
@@ -225,7 +214,7 @@ def test_resident_busy_leaves_the_item_open_with_the_busy_attempt_logged(stack: 
 
 def test_auto_callback_dials_the_resident_first_plays_the_intro_then_rings_a_free_dispatcher(
         stack: Stack, phones: Phones, speech_wav: Callable[[str], Path]) -> None:
-    close_open_items(stack)
+    close_open_missed_calls(stack)
     missed = seed_missed_call(stack, SIDOROV)
     d203 = phones.dispatcher("203", answermode="manual")
     operator = phones.operator(answermode="manual", source=with_silence(speech_wav("Да, Сидоров слушает. " * 4)))

@@ -81,7 +81,7 @@ def test_the_fallback_names_the_caller_alike_and_the_journal_gets_who_answered_a
     assert call.phone == PAVEL and call.resident_id == stack.ids["residents"][PAVEL]
     assert call.answered_by_id == stack.ids["users"]["201"]
     [rec] = stack.rows(select(Recording).where(Recording.call_id == call.id))
-    path = Path(rec.path) if Path(rec.path).is_absolute() else Path(stack.pbx["OPENADS_RECORDINGS_DIR"]) / rec.path
+    path = stack.recording_file(rec)
     seconds = wav_seconds(path)
     assert rec.duration_seconds is not None and abs(rec.duration_seconds - seconds) <= 1
     # MixMonitor records from the greeting on: the talk and what came before it.

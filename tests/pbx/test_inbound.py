@@ -13,7 +13,7 @@ from sqlalchemy import select
 from ari_app.media import voicemail_recording_name
 from models.call import Call, CallOutcome
 from models.housing import House
-from models.missed_call import MissedCall, MissedCallCall, MissedCallStatus
+from models.missed_call import MissedCall, MissedCallStatus
 from models.outbox import DomainEvent
 from models.recording import Recording, RecordingKind
 from models.ticket import Incident
@@ -29,14 +29,6 @@ def new_call(stack: Stack, phone: str, after: int) -> Call:
     def find() -> Call | None:
         return next((c for c in stack.calls() if c.id > after and c.phone == phone), None)
     return wait_until(f"the call from {phone} in the journal", find, 10)
-
-
-def ended(stack: Stack, call_id: int, timeout: float = 15) -> Call:
-    def done() -> Call | None:
-        return next((c for c in stack.calls() if c.id == call_id and c.ended_at is not None), None)
-    call = wait_until(f"call {call_id} ended", done, timeout)
-    assert call.outcome is not None, f"call {call.id} ended without an outcome"
-    return call
 
 
 def last_call_id(stack: Stack) -> int:
@@ -88,14 +80,14 @@ def test_answered_call_rings_both_dispatchers_bridges_the_first_and_records_the_
     talk = time.monotonic() - answered
     d201.wait("CALL_CLOSED", 5)
 
-    done = ended(stack, call.id)
+    done = stack.ended_call(call.id)
     assert done.outcome == CallOutcome.ANSWERED
     assert done.answered_by_id == stack.ids["users"]["201"]
     assert done.dispatcher_endpoint == "PJSIP/201"
     # Asterisk's view: nothing left of the call.
     wait_until("Asterisk has no channels", lambda: not stack.channels(), 10)
     [rec] = wait_until("the recording stored", lambda: stack.rows(select(Recording).where(Recording.call_id == call.id)))
-    path = recording_path(stack, rec)
+    path = stack.recording_file(rec)
     assert path.exists(), path
     seconds = wav_seconds(path)
     assert abs(seconds - talk) <= 1.0, (seconds, talk)
@@ -104,16 +96,11 @@ def test_answered_call_rings_both_dispatchers_bridges_the_first_and_records_the_
 
 
 def missed_item_of(stack: Stack, call: Call) -> MissedCall:
-    def find() -> MissedCall | None:
-        links = stack.rows(select(MissedCallCall).where(MissedCallCall.call_id == call.id))
-        if not links:
-            return None
-        return stack.rows(select(MissedCall).where(MissedCall.id == links[0].missed_call_id))[0]
-    return wait_until(f"the missed-call item of call {call.id}", find, 10)
+    return wait_until(f"the missed-call item of call {call.id}", lambda: stack.missed_item(call.id), 10)
 
 
 def assert_missed_with_deadline(stack: Stack, call: Call, outcome: CallOutcome) -> MissedCall:
-    done = ended(stack, call.id)
+    done = stack.ended_call(call.id)
     assert done.outcome == outcome, done.outcome
     item = missed_item_of(stack, done)
     assert item.status == MissedCallStatus.OPEN
@@ -204,7 +191,7 @@ def test_wait_limit_then_voicemail_ended_with_hash(stack: Stack, phones: Phones,
     assert item.voice_message_id is not None
     [message] = stack.rows(select(Recording).where(Recording.id == item.voice_message_id))
     assert message.kind == RecordingKind.VOICEMAIL
-    path = recording_path(stack, message)
+    path = stack.recording_file(message)
     assert abs(wav_seconds(path) - wav_seconds(words)) < 2.5, (wav_seconds(path), wav_seconds(words))
     assert wav_rms(path) > 200
 
@@ -224,7 +211,7 @@ def test_wait_limit_then_voicemail_ended_by_silence(stack: Stack, phones: Phones
     item = assert_missed_with_deadline(stack, call, CallOutcome.VOICEMAIL)
     assert item.voice_message_id is not None
     [message] = stack.rows(select(Recording).where(Recording.id == item.voice_message_id))
-    assert wav_rms(recording_path(stack, message)) > 200
+    assert wav_rms(stack.recording_file(message)) > 200
 
 
 def test_a_dispatcher_phone_that_unregisters_is_not_rung(stack: Stack, phones: Phones) -> None:
@@ -243,7 +230,7 @@ def test_a_dispatcher_phone_that_unregisters_is_not_rung(stack: Stack, phones: P
     time.sleep(4)  # a re-ring round would try 203 again
     assert "endpoint '203'" not in stack.pbx_log(log_from), "Asterisk was asked to ring the unregistered 203"
     resident.hangup()
-    ended(stack, call.id)
+    stack.ended_call(call.id)
 
 
 def wait_voicemail_recording(stack: Stack, call: Call) -> None:
@@ -251,8 +238,3 @@ def wait_voicemail_recording(stack: Stack, call: Call) -> None:
     name = voicemail_recording_name(call.id)
     wait_until("Asterisk recording the voice message", lambda: stack.ari(
         "GET", f"/recordings/live/{name}").status_code == 200, WAIT_LIMIT_SECONDS + 30, every=0.05)
-
-
-def recording_path(stack: Stack, rec: Recording) -> Path:
-    path = Path(rec.path)
-    return path if path.is_absolute() else Path(stack.pbx["OPENADS_RECORDINGS_DIR"]) / path
