@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build Asterisk from ../shared/asterisk/src into a cache outside the work tree, keyed by the
-# tarballs' sha256; rebuilt only when they change. Prints the install prefix on its last line.
+# tarballs' sha256 pinned below; rebuilt only when they change. A cached build was made from sources
+# that matched them, so it serves a checkout with no sources beside it (a clone in /tmp). Prints
+# the install prefix on its last line.
 #   OPENADS_ASTERISK_SRC   where the tarballs are (default: ../shared/asterisk/src next to the repo)
 #   OPENADS_PBX_CACHE      cache root (default: ~/.cache/openads-pbx)
 set -euo pipefail
@@ -17,18 +19,18 @@ pj_sha=04b2eb1f0f01aa0ad1945b167171843448a51aa6b7c3e806496d434f13a112b7
 log() { printf 'pbx build: %s\n' "$*" >&2; }
 die() { printf 'pbx build: error: %s\n' "$*" >&2; exit 1; }
 
+key=$(printf '%s %s\n' "$ast_sha" "$pj_sha" | sha256sum | cut -c1-16)
+prefix=$cache/asterisk-$key
+if [ -x "$prefix/sbin/asterisk" ] && [ -f "$prefix/.built" ]; then
+  log "cached: $prefix"; echo "$prefix"; exit 0
+fi
+
 for pair in "$ast_tar:$ast_sha" "$pj_tar:$pj_sha"; do
   f=${pair%%:*}; want=${pair##*:}
   [ -f "$src/$f" ] || die "$src/$f not found (set OPENADS_ASTERISK_SRC)"
   got=$(sha256sum "$src/$f" | cut -d' ' -f1)
   [ "$got" = "$want" ] || die "$f: sha256 $got, expected $want"
 done
-
-key=$(printf '%s %s\n' "$ast_sha" "$pj_sha" | sha256sum | cut -c1-16)
-prefix=$cache/asterisk-$key
-if [ -x "$prefix/sbin/asterisk" ] && [ -f "$prefix/.built" ]; then
-  log "cached: $prefix"; echo "$prefix"; exit 0
-fi
 
 # Debian build dependencies and the sound packages (prompts, music on hold).
 need=()
