@@ -234,6 +234,12 @@ def rest_base_url(ari_url: str) -> str:
     return url if url.endswith("/ari") else url + "/ari"
 
 
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The `Authorization: Basic` header Asterisk's ARI checks first (res_ari.c `authenticate_user`), on
+    REST requests and on the events WebSocket's handshake alike: the password never goes in a URL."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
 
 def _record_params(
     name: str, format: str, max_duration_seconds: int | None, max_silence_seconds: int | None,
@@ -288,10 +294,9 @@ class AriClient:
         self.base_url = rest_base_url(base_url)
         self.app = app
         # Basic auth as a fixed header: the same bytes httpx's auth flow would compute per request.
-        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            headers={"Authorization": f"Basic {token}"},
+            headers=basic_auth(user, password),
             timeout=timeout,
             transport=transport,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,

@@ -1,7 +1,8 @@
 """The ARI event WebSocket: connect, read, reconnect with backoff, report health.
 
-`ws(s)://HOST/ari/events?app=NAME&api_key=USER:PASS` registers the Stasis application while the
-socket is open (a `Stasis(NAME,...)` in the dialplan fails while it is closed, which is what the
+`ws(s)://HOST/ari/events?app=NAME` registers the Stasis application while the socket is open
+(the credentials go in the handshake's `Authorization: Basic` header, never in the URL, where
+proxies and Asterisk's own HTTP debug log would keep them) (a `Stasis(NAME,...)` in the dialplan fails while it is closed, which is what the
 dialplan fallback relies on). Asterisk does not replay events missed during a gap (traces
 websocket_reconnect_mid_call: the bridge playback's events from the gap never arrived), so every
 (re)connect calls the `on_connected` hook *before* the first event is read: the app re-reads
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +32,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from ari_app.client import rest_base_url
+from ari_app.client import basic_auth, rest_base_url
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +41,13 @@ ConnectedHook = Callable[[], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
 
 
-def events_url(ari_url: str, app: str, user: str, password: str) -> str:
-    """ARI_URL (http or https, with or without /ari) → the events WebSocket URL."""
+def events_url(ari_url: str, app: str) -> str:
+    """ARI_URL (http or https, with or without /ari) → the events WebSocket URL (no credentials)."""
     parts = urlsplit(rest_base_url(ari_url))
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
     if scheme is None:
         raise ValueError(f"ARI_URL must start with http:// or https://, got {ari_url!r}")
-    query = f"app={quote(app, safe='')}&api_key={quote(user, safe='')}:{quote(password, safe='')}"
-    return urlunsplit((scheme, parts.netloc, parts.path + "/events", query, ""))
-
-
-def redact(url: str) -> str:
-    """The URL for logs, without the password."""
-    head, sep, tail = url.partition("api_key=")
-    if not sep:
-        return url
-    user, _, rest = tail.partition(":")
-    _, amp, after = rest.partition("&")
-    return f"{head}api_key={user}:***{amp}{after}"
+    return urlunsplit((scheme, parts.netloc, parts.path + "/events", f"app={quote(app, safe='')}", ""))
 
 
 @dataclass
@@ -141,6 +131,7 @@ class AriConnection:
     `on_message` gets every text frame as received (the dispatcher validates it); `on_connected`
     runs after each successful handshake, before reading (reconcile). An exception in either is
     logged and recorded in `status.last_error`; it does not drop the connection.
+    `headers` go with every handshake (the credentials: `for_app` puts them there).
     `sleep` is injectable for tests; by default the backoff wait ends early on `stop()`.
     """
 
@@ -149,6 +140,7 @@ class AriConnection:
         url: str,
         *,
         on_message: MessageHandler,
+        headers: Mapping[str, str] | None = None,
         on_connected: ConnectedHook | None = None,
         backoff: Backoff | None = None,
         open_timeout: float = 10.0,
@@ -156,6 +148,7 @@ class AriConnection:
         sleep: Sleep | None = None,
     ) -> None:
         self.url = url
+        self.headers = dict(headers or {})
         self.on_message = on_message
         self.on_connected = on_connected
         self.backoff = backoff or Backoff()
@@ -168,7 +161,7 @@ class AriConnection:
 
     @classmethod
     def for_app(cls, ari_url: str, user: str, password: str, app: str, **kwargs: Any) -> AriConnection:
-        return cls(events_url(ari_url, app, user, password), **kwargs)
+        return cls(events_url(ari_url, app), headers=basic_auth(user, password), **kwargs)
 
     async def stop(self) -> None:
         """Close the socket and make `run()` return (no reconnect)."""
@@ -208,9 +201,10 @@ class AriConnection:
         log.info("ARI events: stopped")
 
     async def _run_once(self) -> None:
-        log.info("ARI events: connecting to %s", redact(self.url))
+        log.info("ARI events: connecting to %s", self.url)
         async with connect(
-            self.url, open_timeout=self.open_timeout, ping_interval=self.ping_interval, max_size=None
+            self.url, additional_headers=self.headers, open_timeout=self.open_timeout,
+            ping_interval=self.ping_interval, max_size=None,
         ) as ws:
             self._ws = ws
             if self._stopping.is_set():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 from http import HTTPStatus
@@ -12,7 +13,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from ari_app.connection import AriConnection, Backoff, events_url, redact
+from ari_app.connection import AriConnection, Backoff, events_url
 from tests.ari_app.helpers import until
 
 
@@ -29,10 +30,12 @@ class FakeAsterisk:
         self.refuse_after_drop = refuse
         self.refuse = 0
         self.paths: list[str] = []
+        self.authorizations: list[str | None] = []
         self.connections = 0
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         self.paths.append(request.path)
+        self.authorizations.append(request.headers.get("Authorization"))
         if self.refuse:
             self.refuse -= 1
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Asterisk restarting\n")
@@ -86,7 +89,9 @@ def test_websocket_dropped_then_refused_then_back_reconnects_with_backoff_and_re
                 True, 2, 1, 3, 3)
             assert status.last_error == "handshake rejected: HTTP 503"
             assert status.since is not None and status.last_event_at is not None
-            assert fake.paths == ["/ari/events?app=openads&api_key=openads:p%40ss%3Aw"] * 5
+            # The password goes in the handshake's Basic header, never in the URL (proxies and logs keep URLs).
+            assert fake.paths == ["/ari/events?app=openads"] * 5
+            assert fake.authorizations == ["Basic " + base64.b64encode(b"openads:p@ss:w").decode()] * 5
             assert conn.status.as_dict()["reconnects"] == 1
 
             await conn.stop()
@@ -152,13 +157,16 @@ def test_a_failing_message_handler_or_reconcile_does_not_drop_the_connection() -
     asyncio.run(main())
 
 
-def test_events_url_follows_ari_url_scheme_and_hides_the_password_in_logs() -> None:
-    assert events_url("http://pbx:8088", "openads", "ari", "pw") == \
-        "ws://pbx:8088/ari/events?app=openads&api_key=ari:pw"
-    assert events_url("https://pbx.example.ru/ari/", "openads", "ari", "pw") == \
-        "wss://pbx.example.ru/ari/events?app=openads&api_key=ari:pw"
-    assert redact("ws://pbx:8088/ari/events?app=openads&api_key=ari:pw") == \
-        "ws://pbx:8088/ari/events?app=openads&api_key=ari:***"
+def test_events_url_follows_ari_url_scheme_and_carries_no_credentials() -> None:
+    assert events_url("http://pbx:8088", "openads") == "ws://pbx:8088/ari/events?app=openads"
+    assert events_url("https://pbx.example.ru/ari/", "open ads") == "wss://pbx.example.ru/ari/events?app=open%20ads"
+    conn = AriConnection.for_app("http://pbx:8088", "ari", "s3cret", "openads", on_message=ignore_message)
+    assert "s3cret" not in conn.url and "api_key" not in conn.url
+    assert conn.headers == {"Authorization": "Basic " + base64.b64encode(b"ari:s3cret").decode()}
+
+
+async def ignore_message(raw: str | bytes) -> None:
+    pass
 
 
 def test_backoff_grows_exponentially_with_bounded_jitter_and_a_cap() -> None:
