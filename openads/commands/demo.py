@@ -115,14 +115,18 @@ def run_demo(args: argparse.Namespace) -> int:
         db.dispose()
 
 
-def _wait_emulator(base_url: str, child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def _wait_emulator(base_url: str, child: subprocess.Popen[bytes], password: str, timeout: float = 30.0) -> None:
+    from ari_app.client import basic_auth
+
+    # Its controls take the ARI credentials: they answer and hang up calls, so they are never open.
+    ready = urllib.request.Request(f"{base_url}/_emulator/state", headers=basic_auth("openads", password))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.poll() is not None:
             raise CommandError(f"эмулятор ARI завершился при запуске (код {child.returncode}); он запускается "
                                f"из каталога проекта ({ROOT}) — каталог tests/ должен быть на месте")
         try:
-            with urllib.request.urlopen(f"{base_url}/_emulator/state", timeout=2) as resp:
+            with urllib.request.urlopen(ready, timeout=2) as resp:
                 if resp.status == 200:
                     return
         except OSError:
@@ -149,7 +153,7 @@ def start_demo_asterisk(var_dir: Any, host: str = "127.0.0.1",
     )
     url = f"http://{host}:{port}"
     try:
-        _wait_emulator(url, child)
+        _wait_emulator(url, child, password)
     except BaseException:
         _stop_child(child)
         raise

@@ -142,7 +142,7 @@ def test_endpoint_state_is_visible_and_offline_endpoint_cannot_be_called(ari_emu
 
 
 def test_http_controls_drive_the_same_actions(ari_emulator, ari, events):
-    ctl = httpx.Client(base_url=f"{ari_emulator.url}/_emulator", timeout=5)
+    ctl = httpx.Client(base_url=f"{ari_emulator.url}/_emulator", auth=("openads", "openads"), timeout=5)
     call = ctl.post("/incoming_call", json={"did": "74951112233", "caller": "79161234567"}).json()
     assert call["state"] == "Ring"
     ari.post(f"/channels/{call['id']}/answer")
@@ -157,6 +157,39 @@ def test_http_controls_drive_the_same_actions(ari_emulator, ari, events):
     assert ctl.get("/state").json()["channels"] == []
     assert ctl.post("/answer", json={"target": "nobody"}).status_code == 400
     ctl.close()
+
+
+def test_http_controls_take_the_ari_credentials(make_ari_emulator):
+    emu = make_ari_emulator(user="openads", password="s3cret")
+    call = emu.incoming_call("74951112233", "79161234567")
+    controls = f"{emu.url}/_emulator"
+    for auth in (None, ("openads", "wrong"), ("other", "s3cret")):
+        assert httpx.get(f"{controls}/state", auth=auth).status_code == 401
+        resp = httpx.post(f"{controls}/hangup", auth=auth, json={"channel": call.id})
+        assert resp.status_code == 401 and resp.headers["WWW-Authenticate"].startswith("Basic")
+    assert not emu.channel(call.id).hungup  # nobody hung up anyone's call
+    assert httpx.get(f"{controls}/state", auth=("openads", "s3cret")).json()["channels"][0]["id"] == call.id
+    assert httpx.get(f"{controls}/state", params={"api_key": "openads:s3cret"}).status_code == 200  # as ARI
+
+
+def test_events_handshake_needs_credentials_and_takes_them_in_the_basic_header(make_ari_emulator):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from ari_app.client import basic_auth
+
+    emu = make_ari_emulator(user="openads", password="s3cret")
+    url = f"ws://{emu.host}:{emu.port}/ari/events?app=openads"
+    for headers in (None, basic_auth("openads", "wrong")):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, additional_headers=headers, open_timeout=5)
+        assert refused.value.response.status_code == 401
+    # Asterisk checks the header first: a wrong header is refused even beside a right api_key.
+    with pytest.raises(InvalidStatus):
+        connect(f"{url}&api_key=openads:s3cret", additional_headers=basic_auth("openads", "wrong"), open_timeout=5)
+    with connect(url, additional_headers=basic_auth("openads", "s3cret"), open_timeout=5):
+        emu.wait_for(lambda: emu.hub.active("openads"))
+    assert [(r.route, r.status, r.query) for r in emu.requests()] == [("GET /events", 101, {"app": "openads"})]
 
 
 def test_runs_out_of_process_with_python_dash_m(tmp_path):
@@ -179,10 +212,10 @@ def test_runs_out_of_process_with_python_dash_m(tmp_path):
                     raise
                 time.sleep(0.05)
         assert resp.status_code == 200
-        call = httpx.post(f"http://127.0.0.1:{port}/_emulator/incoming_call",
+        call = httpx.post(f"http://127.0.0.1:{port}/_emulator/incoming_call", auth=("u", "p"),
                           json={"did": "74951112233", "caller": "79161234567"}).json()
         assert call["caller"] == {"name": "", "number": "79161234567"}
-        state = httpx.get(f"http://127.0.0.1:{port}/_emulator/state").json()
+        state = httpx.get(f"http://127.0.0.1:{port}/_emulator/state", auth=("u", "p")).json()
         assert [json.dumps(c["in_stasis"]) for c in state["channels"]] == ["false"]  # no app connected
     finally:
         proc.terminate()

@@ -76,9 +76,23 @@ def _calls(db: Database) -> list[Call]:
         return calls
 
 
+def _state(env: dict[str, str]) -> dict[str, Any]:
+    """The emulator's `/_emulator/state` (its controls take the demo's ARI credentials)."""
+    resp = httpx.get(f"{env['ARI_URL']}/_emulator/state", auth=(env["ARI_USER"], env["ARI_PASSWORD"]), timeout=5)
+    resp.raise_for_status()
+    state: dict[str, Any] = resp.json()
+    return state
+
+
 def _emulator_channels(env: dict[str, str]) -> list[dict[str, Any]]:
-    channels: list[dict[str, Any]] = httpx.get(f"{env['ARI_URL']}/_emulator/state", timeout=5).json()["channels"]
+    channels: list[dict[str, Any]] = _state(env)["channels"]
     return channels
+
+
+def _demo_settings(settings: Settings, env: dict[str, str]) -> Settings:
+    """The panel of `openads demo`: the simulator, pointed at the demo's Asterisk with its credentials."""
+    return replace(settings, demo=True, ari_url=env["ARI_URL"], ari_user=env["ARI_USER"],
+                   ari_password=env["ARI_PASSWORD"])
 
 
 def test_simulated_call_rings_is_answered_as_a_dispatcher_and_hung_up(
@@ -91,10 +105,10 @@ def test_simulated_call_rings_is_answered_as_a_dispatcher_and_hung_up(
     [hotline] = [h for h in configure_demo_telephony(db) if h.org_id == world.org_a.id]
     assert [(p.endpoint, p.login) for p in hotline.phones] == [("PJSIP/disp1", "disp1")]
     until(lambda: any(ws["apps"] == ["openads"] for ws in
-                      httpx.get(f"{demo_asterisk['ARI_URL']}/_emulator/state", timeout=5).json()["websockets"]),
+                      _state(demo_asterisk)["websockets"]),
           message="openads ari connected to the emulator")
 
-    app = create_app(replace(settings, demo=True, ari_url=demo_asterisk["ARI_URL"]), db, TESTING=True,
+    app = create_app(_demo_settings(settings, demo_asterisk), db, TESTING=True,
                      WTF_CSRF_ENABLED=False)
     client = app.test_client()
     assert login(client, disp1).status_code == 302
@@ -137,7 +151,7 @@ def test_simulated_call_rings_is_answered_as_a_dispatcher_and_hung_up(
 def _simulator(settings: Settings, db: Database, env: dict[str, str], user: Any) -> Any:
     from web import create_app
 
-    app = create_app(replace(settings, demo=True, ari_url=env["ARI_URL"]), db, TESTING=True, WTF_CSRF_ENABLED=False)
+    app = create_app(_demo_settings(settings, env), db, TESTING=True, WTF_CSRF_ENABLED=False)
     client = app.test_client()
     assert login(client, user).status_code == 302
     return client
@@ -156,11 +170,6 @@ def _rating_call_due(db: Database, world: Any) -> int:
         assert call is not None
         call.planned_at = now
         return ticket.id
-
-
-def _state(env: dict[str, str]) -> dict[str, Any]:
-    state: dict[str, Any] = httpx.get(f"{env['ARI_URL']}/_emulator/state", timeout=5).json()
-    return state
 
 
 def _answer_the_robot(client: Any, env: dict[str, str]) -> str:

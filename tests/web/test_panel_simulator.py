@@ -17,6 +17,7 @@ from openads.config import Settings
 from openads.providers.speech.audio import read_wav
 from openads.providers.speech.espeak import EspeakNg
 from openads.providers.speech.fake import FakeSpeech
+from tests import factories as f
 from tests.conftest import login
 from tests.emulator.ari.scenario import AriEmulator
 from tests.emulator.replay import WsClient
@@ -24,21 +25,28 @@ from tests.emulator.replay import WsClient
 RESIDENT = "+79161234567"
 
 
-@pytest.fixture
-def sim(ari_emulator: AriEmulator, settings: Settings, db: Database, world: Any) -> Any:
+def simulator_client(emu: AriEmulator, settings: Settings, db: Database, user: Any, **overrides: Any) -> Any:
+    """The panel of the demo (the simulator registered, pointed at `emu` with its credentials), logged in."""
     from web import create_app
 
-    app = create_app(replace(settings, demo=True, ari_url=ari_emulator.ari_url), db, TESTING=True,
-                     WTF_CSRF_ENABLED=False)
+    demo = replace(settings, demo=True, ari_url=emu.ari_url, ari_user=emu.user, ari_password=emu.password)
+    app = create_app(replace(demo, **overrides), db, TESTING=True, WTF_CSRF_ENABLED=False)
     client = app.test_client()
-    assert login(client, world.dispatcher_a).status_code == 302
+    assert login(client, user).status_code == 302
     return client
 
 
-def originate(ari_emulator: AriEmulator, endpoint: str, caller_id: str, app_args: str) -> str:
+@pytest.fixture
+def sim(ari_emulator: AriEmulator, settings: Settings, db: Database, world: Any) -> Any:
+    return simulator_client(ari_emulator, settings, db, world.dispatcher_a)
+
+
+def originate(ari_emulator: AriEmulator, endpoint: str, caller_id: str, app_args: str,
+              variables: dict[str, str] | None = None) -> str:
     """A leg originated as the ARI app does it (callback, robot), answered by nobody yet."""
     resp = httpx.post(f"{ari_emulator.ari_url}/channels", auth=("openads", "openads"), timeout=5, params={
-        "endpoint": endpoint, "app": "openads", "appArgs": app_args, "callerId": caller_id})
+        "endpoint": endpoint, "app": "openads", "appArgs": app_args, "callerId": caller_id},
+        json={"variables": variables} if variables else None)
     assert resp.status_code == 200, resp.text
     return str(resp.json()["id"])
 
@@ -92,14 +100,77 @@ def test_a_residents_call_shows_their_number_and_the_hotline_they_dialled(
 
 
 def test_a_manual_callback_rings_the_dispatchers_phone_showing_the_resident(
-        sim: Any, ari_emulator: AriEmulator) -> None:
+        sim: Any, ari_emulator: AriEmulator, db: Database, world: Any) -> None:
     ari_emulator.set_answer_mode("disp1", "manual")  # as in the demo: the simulator answers
-    # CallbackCall dials the dispatcher first, showing the resident as «Перезвон».
-    channel = originate(ari_emulator, "PJSIP/disp1", f'"Перезвон" <{RESIDENT.lstrip("+")}>', "callback,7")
+    with db.write() as s:
+        call_id = str(f.make_inbound_call(s, s.merge(world.org_a), RESIDENT).id)
+    # CallbackCall dials the dispatcher first, showing the resident as «Перезвон», the call's id on the leg.
+    channel = originate(ari_emulator, "PJSIP/disp1", f'"Перезвон" <{RESIDENT.lstrip("+")}>', "callback,7",
+                        {"OPENADS_CALL_ID": call_id, "OPENADS_FLOW": "callback"})
     ari_emulator.wait_for(lambda: ari_emulator.channel(channel).state == "Ringing")
 
     who, number, call, _ = row_cells(sim.get("/simulator/?part=channels").get_data(as_text=True), channel)[:4]
     assert (who, number, call) == ("Телефон disp1", "PJSIP/disp1", f"входящий с {display(RESIDENT)}")
+
+
+ACTIONS = {"answer": {}, "hangup": {}, "press": {"digits": "1"}, "say": {"words": "алло"}}
+
+
+def test_another_organizations_call_is_neither_shown_nor_driven(
+        ari_emulator: AriEmulator, settings: Settings, db: Database, world: Any) -> None:
+    channel = ari_emulator.incoming_call(world.org_a.hotlines[0].lstrip("+"), RESIDENT.lstrip("+")).id
+    other = simulator_client(ari_emulator, settings, db, world.dispatcher_b)
+
+    listed = other.get("/simulator/?part=channels").get_data(as_text=True)
+    assert channel not in listed and "Звонков нет." in listed
+    for action, form in ACTIONS.items():
+        resp = other.post(f"/simulator/channels/{channel}/{action}", data=form, headers={"Accept": "application/json"})
+        assert (resp.status_code, resp.get_json()["error_id"]) == (404, "not-found"), action
+        assert other.post(f"/simulator/channels/{channel}/{action}", data=form).status_code == 404, action
+    assert ari_emulator.channel(channel).state == "Ring" and not ari_emulator.channel(channel).hungup
+
+    # The organization's own dispatcher, and one serving both organizations, see and drive it.
+    both = simulator_client(ari_emulator, settings, db, world.centre_dispatcher)
+    assert f'data-channel="{channel}"' in both.get("/simulator/?part=channels").get_data(as_text=True)
+    own = simulator_client(ari_emulator, settings, db, world.dispatcher_a)
+    assert own.post(f"/simulator/channels/{channel}/hangup", headers={"Accept": "application/json"}).status_code == 200
+    assert ari_emulator.asterisk.channels[channel].hungup
+
+
+def test_a_leg_belongs_to_its_calls_organization_else_to_the_hotline_it_shows(
+        ari_emulator: AriEmulator, settings: Settings, db: Database, world: Any) -> None:
+    ari_emulator.set_answer_mode("disp1", "manual")
+    with db.write() as s:
+        call_b = str(f.make_inbound_call(s, s.merge(world.org_b), "+79031112233").id)
+    # A callback of organization B rings disp1 (its call's id on the leg); B's robot rings a resident.
+    dispatcher_leg = originate(ari_emulator, "PJSIP/disp1", '"Перезвон" <79031112233>', f"callback,{call_b}",
+                               {"OPENADS_CALL_ID": call_b, "OPENADS_FLOW": "callback"})
+    robot_leg = originate(ari_emulator, "PJSIP/79031112233@trunk-operator", world.org_b.hotlines[0].lstrip("+"),
+                          "robot,rating,3")
+    ari_emulator.wait_for(lambda: ari_emulator.channel(robot_leg).state == "Ringing")
+
+    seen_by_a = simulator_client(ari_emulator, settings, db, world.dispatcher_a).get(
+        "/simulator/?part=channels").get_data(as_text=True)
+    seen_by_b = simulator_client(ari_emulator, settings, db, world.dispatcher_b).get(
+        "/simulator/?part=channels").get_data(as_text=True)
+    assert dispatcher_leg not in seen_by_a and robot_leg not in seen_by_a
+    assert f'data-channel="{dispatcher_leg}"' in seen_by_b and f'data-channel="{robot_leg}"' in seen_by_b
+
+
+def test_the_simulator_sends_the_emulators_credentials_and_says_so_when_they_are_wrong(
+        ari_emulator: AriEmulator, settings: Settings, db: Database, world: Any) -> None:
+    wrong = simulator_client(ari_emulator, settings, db, world.dispatcher_a, ari_password="not-the-password")
+    resp = wrong.post("/simulator/call", data={"hotline": world.org_a.hotlines[0], "caller": RESIDENT},
+                      headers={"Accept": "application/json"})
+    assert (resp.status_code, resp.get_json()["error_id"]) == (503, "ari-emulator-unavailable")
+    assert "ARI_PASSWORD" in resp.get_json()["message"]
+    assert ari_emulator.snapshot()["channels"] == []
+
+    right = simulator_client(ari_emulator, settings, db, world.dispatcher_a)
+    resp = right.post("/simulator/call", data={"hotline": world.org_a.hotlines[0], "caller": RESIDENT},
+                      headers={"Accept": "application/json"})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert [c["caller"]["number"] for c in ari_emulator.snapshot()["channels"]] == [RESIDENT.lstrip("+")]
 
 
 @pytest.fixture
@@ -161,7 +232,7 @@ def test_say_when_nobody_records_tells_so_and_empty_words_are_refused(
     resp = sim.post(f"/simulator/channels/{channel}/say", data={"words": "  "}, headers=json)
     assert (resp.status_code, resp.get_json()["error_id"]) == (400, "invalid-input")
     resp = sim.post("/simulator/channels/no-such/say", data={"words": "алло"}, headers=json)
-    assert resp.status_code == 400 and "no live channel" in resp.get_json()["message"]
+    assert (resp.status_code, resp.get_json()["error_id"]) == (404, "not-found")
 
 
 def tone_pcm() -> bytes:

@@ -9,6 +9,10 @@ calls, callbacks — is done by the real ARI app (`openads ari`) reacting to the
 "Say" speaks for a resident (a rating to the robot, a voice message): the words are synthesised
 with espeak-ng when it is installed and go into the emulator's recordings of the channel as audio
 and as text; the demo's recognizer (`SPEECH_RECOGNIZER=fake`, set by `openads demo`) reads the text.
+
+Tenants: a user sees and drives only the channels of their organizations' calls (`Scope`); another
+organization's channel is "not found". The control API takes the emulator's ARI credentials
+(ARI_USER / ARI_PASSWORD, a random password that `openads demo` generates).
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import httpx
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from models.call import DispatcherPhone
-from models.errors import DomainError, ValidationFailed
+from models.call import Call, DispatcherPhone
+from models.errors import DomainError, NotFound, ValidationFailed
 from models.housing import ResidentPhone
 from models.organization import Organization, User
 from models.ports import ProviderError
 from models.rules.phones import display as phone_display
 from models.rules.phones import try_e164
+from openads import channel_vars as cv
 from openads.providers.speech.espeak import EspeakNg
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
@@ -80,10 +85,13 @@ def emulator_base() -> str:
 def control(action: str, body: dict[str, Any] | None = None) -> Any:
     """One `/_emulator/<action>` call (GET without a body); its 400 `{"message"}` → ValidationFailed."""
     url = f"{emulator_base()}/_emulator/{action}"
+    auth = (settings().ari_user, settings().ari_password)  # the emulator's own ARI credentials
     try:
-        resp = httpx.request("GET" if body is None else "POST", url, json=body, timeout=CONTROL_TIMEOUT)
+        resp = httpx.request("GET" if body is None else "POST", url, json=body, auth=auth, timeout=CONTROL_TIMEOUT)
     except httpx.HTTPError as exc:
         raise EmulatorUnavailable(f"эмулятор ARI не отвечает ({url}): {exc}") from exc
+    if resp.status_code == 401:
+        raise EmulatorUnavailable("эмулятор ARI не принял ARI_USER / ARI_PASSWORD")
     if resp.status_code == 400:
         raise ValidationFailed(f"эмулятор: {resp.json().get('message', resp.text)}")
     if resp.status_code != 200:
@@ -98,6 +106,61 @@ def _phones() -> dict[str, tuple[str, str]]:
         .where(DispatcherPhone.organization_id.in_(org_ids())).order_by(DispatcherPhone.endpoint)
     ).all()
     return {endpoint.split("/", 1)[-1]: (login, name) for endpoint, login, name in rows}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What ties the emulator's channels to the caller's organizations. A channel the ARI app made
+    or took carries OPENADS_CALL_ID: the call's organization decides. Any other channel belongs to
+    the organization whose hotline it is about (the number an incoming call dialled, the caller ID an
+    outgoing leg shows: a callback's and the robot's legs show the hotline) or whose dispatcher's
+    phone it rings. Everything else is hidden, and "not found" to the actions."""
+
+    hotlines: dict[str, str]  # E.164 → the organization's short name
+    phones: dict[str, tuple[str, str]]  # endpoint resource ("disp1") → (login, full name)
+    call_ids: frozenset[str]  # OPENADS_CALL_ID values that are the caller's organizations' calls
+
+    def owns(self, ch: dict[str, Any]) -> bool:
+        call_id = (ch.get("variables") or {}).get(cv.CALL_ID)
+        if call_id:
+            return str(call_id) in self.call_ids
+        if _resource(ch) in self.phones:
+            return True
+        if ch.get("outgoing"):
+            number = (ch.get("caller") or {}).get("number", "")
+        else:
+            number = (ch.get("dialplan") or {}).get("exten", "")
+        return try_e164(str(number)) in self.hotlines
+
+
+def _scope(state: dict[str, Any]) -> Scope:
+    ids = {str(v) for ch in state.get("channels", []) if (v := (ch.get("variables") or {}).get(cv.CALL_ID))}
+    numeric = [int(i) for i in ids if i.isdigit() and len(i) < 19]
+    mine: list[int] = list(db_session().scalars(
+        select(Call.id).where(Call.id.in_(numeric), Call.organization_id.in_(org_ids()))
+    )) if numeric else []
+    return Scope(hotlines={number: org.short_name for org, number in _hotlines()}, phones=_phones(),
+                 call_ids=frozenset(str(i) for i in mine))
+
+
+def my_channels() -> tuple[list[dict[str, Any]], Scope]:
+    """The emulator's live channels of the caller's organizations, and the scope that chose them."""
+    state = control("state")
+    scope = _scope(state)
+    return [ch for ch in state.get("channels", []) if scope.owns(ch)], scope
+
+
+def my_channel(channel_id: str) -> dict[str, Any]:
+    """One channel of the caller's organizations; another organization's (or a gone one) is NotFound."""
+    for ch in my_channels()[0]:
+        if str(ch.get("id")) == channel_id:
+            return ch
+    raise NotFound("канал не найден", channel=channel_id)
+
+
+def _resource(ch: dict[str, Any]) -> str:
+    """The endpoint resource of a channel's name: "PJSIP/disp1-00000003" → "disp1"."""
+    return str(ch.get("name", "")).split("/", 1)[-1].rsplit("-", 1)[0]
 
 
 def _shown(raw: str, hotlines: dict[str, str]) -> str:
@@ -116,15 +179,15 @@ def _resident_call(app_args: str) -> str:
     return "вызов от АДС"
 
 
-def _channels(state: dict[str, Any], phones: dict[str, tuple[str, str]],
-              hotlines: dict[str, str]) -> list[SimChannel]:
+def _channels(channels: list[dict[str, Any]], scope: Scope) -> list[SimChannel]:
     """The emulator's channels as the phones see them. A leg the app originated (a callback, the robot)
     carries the hotline as its caller (and connected) number, as on Asterisk: the phone that rings is
     the endpoint, or for the trunk the number dialled through it (`remote_number`)."""
+    phones, hotlines = scope.phones, scope.hotlines
     out = []
-    for ch in state.get("channels", []):
+    for ch in channels:
         name = str(ch.get("name", ""))
-        resource = name.split("/", 1)[-1].rsplit("-", 1)[0]
+        resource = _resource(ch)
         caller = (ch.get("caller") or {}).get("number", "")
         outgoing = bool(ch.get("outgoing"))
         if outgoing:
@@ -174,10 +237,12 @@ def _done(message: str, result: Any = None) -> Any:
     return redirect(url_for("simulator.index"))
 
 
-def _control(action: str, params: dict[str, Any], message: str) -> Any:
-    """One step of the emulator's control API, answered as the page or JSON expects."""
+def _control(action: str, channel_id: str, params: dict[str, Any], message: str) -> Any:
+    """One step of the emulator's control API on one of the caller's channels, answered as the page
+    or JSON expects."""
     try:
-        result = control(action, params)
+        my_channel(channel_id)
+        result = control(action, {"channel": channel_id, **params})
     except DomainError as exc:
         return _failed(exc)
     return _done(message, result)
@@ -186,6 +251,8 @@ def _control(action: str, params: dict[str, Any], message: str) -> Any:
 def _failed(exc: DomainError) -> Any:
     if request.accept_mimetypes.best == "application/json":
         return jsonify({"error_id": exc.error_id, "message": exc.message}), exc.http_status
+    if isinstance(exc, NotFound):
+        raise exc  # the 404 page: there is nothing on the simulator page to go back to
     flash(exc.message, "error")
     return redirect(url_for("simulator.index"))
 
@@ -197,8 +264,7 @@ def index() -> Any:
     error = None
     channels: list[SimChannel] = []
     try:
-        hotlines = {number: org.short_name for org, number in _hotlines()}
-        channels = _channels(control("state"), phones, hotlines)
+        channels = _channels(*my_channels())
     except DomainError as exc:
         error = exc.message
     template = "simulator_channels.html" if request.args.get("part") == "channels" else "simulator.html"
@@ -238,13 +304,13 @@ def call() -> Any:
 @bp.post("/channels/<channel_id>/answer")
 @login_required(STAFF)
 def answer(channel_id: str) -> Any:
-    return _control("answer", {"channel": channel_id}, "Трубка снята")
+    return _control("answer", channel_id, {}, "Трубка снята")
 
 
 @bp.post("/channels/<channel_id>/hangup")
 @login_required(STAFF)
 def hangup(channel_id: str) -> Any:
-    return _control("hangup", {"channel": channel_id}, "Трубка положена")
+    return _control("hangup", channel_id, {}, "Трубка положена")
 
 
 @bp.post("/channels/<channel_id>/press")
@@ -253,7 +319,7 @@ def press(channel_id: str) -> Any:
     digits = (request.form.get("digits") or "").strip()
     if not digits or len(digits) > 20 or not set(digits) <= DIGITS:
         return _failed(ValidationFailed("клавиши: цифры, * и #", field="digits", value=digits))
-    return _control("press", {"channel": channel_id, "digits": digits}, f"Нажато: {digits}")
+    return _control("press", channel_id, {"digits": digits}, f"Нажато: {digits}")
 
 
 def _spoken(words: str) -> str | None:
@@ -276,10 +342,11 @@ def say(channel_id: str) -> Any:
     if not words or len(words) > MAX_WORDS:
         return _failed(ValidationFailed(f"что сказать: от 1 до {MAX_WORDS} символов", field="words", value=words))
     body: dict[str, Any] = {"channel": channel_id, "text": words}
-    audio = _spoken(words)
-    if audio is not None:
-        body["audio"] = audio
     try:
+        my_channel(channel_id)
+        audio = _spoken(words)
+        if audio is not None:
+            body["audio"] = audio
         result = control("say", body)
     except DomainError as exc:
         return _failed(exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -246,16 +247,28 @@ def _json(status: int, body: Any) -> web.Response:
 
 
 def _auth_ok(emu: AriEmulator, request: web.Request) -> bool:
-    key = request.query.get("api_key")
-    if key is not None:
-        return key == f"{emu.user}:{emu.password}"
+    """As Asterisk's res_ari.c `authenticate_user`: a Basic `Authorization` header first (REST calls and
+    the events WebSocket's handshake alike), else `?api_key=user:password`; neither is a 401.
+    The `/_emulator` controls take the same credentials."""
+    expected = f"{emu.user}:{emu.password}"
     header = request.headers.get("Authorization", "")
-    if header.startswith("Basic "):
+    if header[:6].lower() == "basic ":
         try:
-            return base64.b64decode(header[6:]).decode() == f"{emu.user}:{emu.password}"
+            given = base64.b64decode(header[6:].strip(), validate=True).decode()
         except (ValueError, UnicodeDecodeError):
             return False
-    return False
+        return secrets.compare_digest(given.encode(), expected.encode())
+    key = request.query.get("api_key")
+    return key is not None and secrets.compare_digest(key.encode(), expected.encode())
+
+
+def _unauthorized() -> web.Response:
+    return web.Response(
+        status=401,
+        text=json.dumps({"message": "Authentication required"}),
+        content_type="application/json",
+        headers={"WWW-Authenticate": 'Basic realm="Asterisk REST Interface"'},
+    )
 
 
 def build_app(emu: AriEmulator) -> web.Application:
@@ -263,7 +276,7 @@ def build_app(emu: AriEmulator) -> web.Application:
 
     async def events(request: web.Request) -> web.StreamResponse:
         if not _auth_ok(emu, request):
-            return _json(401, {"message": "Authentication required"})
+            return _unauthorized()
         query: dict[str, list[str]] = {}
         for k, v in request.query.items():
             query.setdefault(k, []).append(v)
@@ -294,18 +307,15 @@ def build_app(emu: AriEmulator) -> web.Application:
                 return _json(400, {"message": "Error parsing request body"})
         if not _auth_ok(emu, request):
             emu.log_request(method, path, query, body, 401, None)
-            return web.Response(
-                status=401,
-                text=json.dumps({"message": "Authentication required"}),
-                content_type="application/json",
-                headers={"WWW-Authenticate": 'Basic realm="Asterisk REST Interface"'},
-            )
+            return _unauthorized()
         if method == "GET" and path.startswith("/api-docs/"):
             return _api_doc(emu, request, path)
         response = emu.dispatch(method, path, query, body)
         return response
 
     async def control(request: web.Request) -> web.StreamResponse:
+        if not _auth_ok(emu, request):  # it can hang up and answer anyone's calls: never open
+            return _unauthorized()
         action = request.match_info["action"]
         data: dict[str, Any] = {}
         if request.can_read_body:

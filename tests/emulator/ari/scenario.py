@@ -352,9 +352,11 @@ class AriEmulator:
         a = self.asterisk
         return {
             # Beyond ARI's snapshot: what a phone would know (the call simulator shows it): whether the
-            # channel was originated, the number dialled through the trunk, and the Stasis arguments.
+            # channel was originated, the number dialled through the trunk, and the Stasis arguments;
+            # and the channel variables (the simulator finds a call's organization by OPENADS_CALL_ID).
             "channels": [dict(c.snapshot(), in_stasis=c.in_stasis, outgoing=c.outgoing, remote_number=c.remote_number,
-                              app_args=c.stasis_args) for c in a.channels.values() if not c.hungup],
+                              app_args=c.stasis_args, variables=dict(c.variables))
+                         for c in a.channels.values() if not c.hungup],
             "bridges": [b.snapshot() for b in a.bridges.values()],
             "endpoints": [a.endpoint_snapshot(e) for e in a.endpoints.values()],
             "playbacks": [p.snapshot() for p in a.playbacks.values()],
