@@ -39,11 +39,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.orm import Session
 
 from models.db import Database
+
+if TYPE_CHECKING:
+    from ari_app.arrivals_process import ArrivalsProcess
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,32 @@ A = TypeVar("A")
 R = TypeVar("R")
 ARRIVAL_GROUP = 8  # registrations committed together at most (each waits for its group: keep it small)
 ARRIVAL_WORKERS = 1
+
+
+Outcome = tuple[bool, Any]  # (True, result) or (False, the exception)
+
+
+def run_group(database: Database, batch: Callable[[Session, list[Any]], list[Any]], items: list[Any]) -> list[Outcome]:
+    """`batch(session, items)` in one transaction, one outcome per item; when the group's batch
+    raises, the group is rolled back and its items run again one transaction each (only the
+    failing one fails). Runs on the lane's thread or in its child process (`ArrivalsProcess`)."""
+    if len(items) > 1:
+        try:
+            with database.write() as session:
+                results = batch(session, items)
+                if len(results) != len(items):
+                    raise RuntimeError(f"{batch!r} returned {len(results)} results for {len(items)} items")
+            return [(True, r) for r in results]
+        except Exception:
+            log.info("a group of %d arrivals failed: writing them one by one", len(items))
+    outcomes: list[Outcome] = []
+    for item in items:
+        try:
+            with database.write() as session:
+                outcomes.append((True, batch(session, [item])[0]))
+        except Exception as exc:
+            outcomes.append((False, exc))
+    return outcomes
 
 
 @dataclass
@@ -81,6 +110,11 @@ class Db:
         self._lock = threading.Lock()
         self._draining = 0  # lane threads at work
         self.arrival_groups = 0  # transactions of the arrivals' lane (for tests and /status)
+        self._child: ArrivalsProcess | None = None
+
+    def use_process(self, child: ArrivalsProcess) -> None:
+        """Run the arrivals' groups in `child` (ari_app/arrivals_process.py) instead of the lane's thread."""
+        self._child = child
 
     async def write(self, fn: Callable[[Session], T]) -> T:
         """`fn(session)` in one transaction, committed; an exception rolls it back and propagates."""
@@ -115,30 +149,19 @@ class Db:
                 group = [a for a in self._pending if a.batch is batch][:ARRIVAL_GROUP]
                 self._pending = [a for a in self._pending if all(a is not g for g in group)]
                 self.arrival_groups += 1
-            if len(group) == 1:
-                self._run_alone(group[0])
-                continue
             try:
-                with self.database.write() as session:
-                    results = batch(session, [a.item for a in group])
-                    if len(results) != len(group):
-                        raise RuntimeError(f"{batch!r} returned {len(results)} results for {len(group)} items")
-            except Exception:
-                log.info("a group of %d arrivals failed: writing them one by one", len(group))
-                for arrival in group:
-                    self._run_alone(arrival)
-                continue
-            for arrival, result in zip(group, results, strict=True):
-                arrival.loop.call_soon_threadsafe(_settle, arrival.future, result, None)
+                outcomes = self._run_group(batch, [a.item for a in group])
+            except Exception as exc:  # the child process failed twice in a row: the group fails
+                log.exception("arrivals' lane: a group of %d failed", len(group))
+                outcomes = [(False, exc)] * len(group)
+            for arrival, (ok, value) in zip(group, outcomes, strict=True):
+                arrival.loop.call_soon_threadsafe(_settle, arrival.future, value if ok else None,
+                                                  None if ok else value)
 
-    def _run_alone(self, arrival: _Arrival) -> None:
-        try:
-            with self.database.write() as session:
-                result = arrival.batch(session, [arrival.item])[0]
-        except Exception as exc:
-            arrival.loop.call_soon_threadsafe(_settle, arrival.future, None, exc)
-        else:
-            arrival.loop.call_soon_threadsafe(_settle, arrival.future, result, None)
+    def _run_group(self, batch: Callable[[Session, list[Any]], list[Any]], items: list[Any]) -> list[Outcome]:
+        if self._child is None:
+            return run_group(self.database, batch, items)
+        return self._child.run(batch, items)
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         def run() -> T:
@@ -150,6 +173,8 @@ class Db:
     def close(self) -> None:
         self._arrivals.shutdown(wait=True)
         self._pool.shutdown(wait=True)
+        if self._child is not None:
+            self._child.close()
 
 
 # --- plain snapshots handed from the worker thread to the flows ----------------------------------

@@ -290,6 +290,8 @@ class Settings:
     ari_password: str = ""
     ari_app: str = "openads"
     ari_calls: AriCallSettings = field(default_factory=AriCallSettings)
+    # New calls registered (caller cards) by a child process of `openads ari` (ari_app/arrivals_process.py).
+    ari_arrivals_process: bool = True
     asterisk_cdr: AsteriskCdrSettings = field(default_factory=AsteriskCdrSettings)
     # `openads demo` sets OPENADS_DEMO=1: the call simulator page is served (never in production).
     demo: bool = False
@@ -340,6 +342,7 @@ def load_settings() -> Settings:
         ari_password=os.environ.get("ARI_PASSWORD", ""),
         ari_app=os.environ.get("ARI_APP") or "openads",
         ari_calls=ari_call_settings(),
+        ari_arrivals_process=_bool("ARI_ARRIVALS_PROCESS", True),
         asterisk_cdr=asterisk_cdr_settings(),
         demo=_bool("OPENADS_DEMO", False),
         sms=_sms_settings(),

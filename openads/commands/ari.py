@@ -48,6 +48,13 @@ async def _serve(app_settings: Any, status_every: float) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    if app_settings.ari_arrivals_process:
+        from ari_app.arrivals_process import ArrivalsProcess
+        from ari_app.flows.inbound import warm_up
+
+        child = ArrivalsProcess(app_settings.database_url, app_settings.redis_url, warm_up=warm_up)
+        app.db.use_process(child)
+        log.info("ARI: arrivals registered by process %d", await asyncio.to_thread(child.start))
     await _warm_up(app)
     # What is loaded by now (modules, mappers, compiled statements) lives as long as the process:
     # out of the collector's sight, a full collection during a burst of calls takes far less time.
