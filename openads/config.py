@@ -265,6 +265,35 @@ def asterisk_cdr_settings(env: Mapping[str, str] | None = None) -> AsteriskCdrSe
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    """Logins, panel sessions and API tokens (issue 10); the session's total lifetime is
+    `Settings.session_minutes` (OPENADS_SESSION_MINUTES)."""
+
+    session_idle_minutes: int = 120
+    login_max_failures: int = 5
+    login_ip_max_failures: int = 30
+    login_window_minutes: int = 15
+    login_lockout_minutes: int = 15
+    password_min_length: int = 10
+    api_token_days: int = 365  # default lifetime of a new token; 0 = no expiry
+
+
+def auth_settings(env: Mapping[str, str] | None = None) -> AuthSettings:
+    """The OPENADS_SESSION_IDLE_MINUTES, OPENADS_LOGIN_*, OPENADS_PASSWORD_MIN_LENGTH and
+    OPENADS_API_TOKEN_DAYS variables (from `env`, default os.environ), validated."""
+    env = os.environ if env is None else env
+    return AuthSettings(
+        session_idle_minutes=_bounded_int(env, "OPENADS_SESSION_IDLE_MINUTES", 120, 1, 7 * 24 * 60),
+        login_max_failures=_bounded_int(env, "OPENADS_LOGIN_MAX_FAILURES", 5, 1, 1000),
+        login_ip_max_failures=_bounded_int(env, "OPENADS_LOGIN_IP_MAX_FAILURES", 30, 1, 100000),
+        login_window_minutes=_bounded_int(env, "OPENADS_LOGIN_WINDOW_MINUTES", 15, 1, 24 * 60),
+        login_lockout_minutes=_bounded_int(env, "OPENADS_LOGIN_LOCKOUT_MINUTES", 15, 1, 7 * 24 * 60),
+        password_min_length=_bounded_int(env, "OPENADS_PASSWORD_MIN_LENGTH", 10, 8, 128),
+        api_token_days=_bounded_int(env, "OPENADS_API_TOKEN_DAYS", 365, 0, 10 * 365),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     redis_url: str | None
@@ -296,6 +325,7 @@ class Settings:
     # Resident notifications by SMS and the voice robot's speech (issue 4).
     sms: SmsSettings = field(default_factory=SmsSettings)
     speech: SpeechSettings = field(default_factory=SpeechSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
 
 def load_settings() -> Settings:
@@ -344,4 +374,5 @@ def load_settings() -> Settings:
         demo=_bool("OPENADS_DEMO", False),
         sms=_sms_settings(),
         speech=_speech_settings(var_dir),
+        auth=auth_settings(),
     )
