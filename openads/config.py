@@ -10,7 +10,10 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+
+from models.rules.access import LoginLimits, SessionLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -266,28 +269,33 @@ def asterisk_cdr_settings(env: Mapping[str, str] | None = None) -> AsteriskCdrSe
 
 @dataclass(frozen=True)
 class AuthSettings:
-    """Logins, panel sessions and API tokens (issue 10); the session's total lifetime is
-    `Settings.session_minutes` (OPENADS_SESSION_MINUTES)."""
+    """Logins, panel sessions and API tokens (issue 10, decision 0014)."""
 
-    session_idle_minutes: int = 120
-    login_max_failures: int = 5
-    login_ip_max_failures: int = 30
-    login_window_minutes: int = 15
-    login_lockout_minutes: int = 15
+    login: LoginLimits = field(default_factory=LoginLimits)
+    sessions: SessionLimits = field(default_factory=SessionLimits)
     password_min_length: int = 10
-    api_token_days: int = 365  # default lifetime of a new token; 0 = no expiry
+    api_token_days: int = 365  # lifetime of a new token unless told otherwise; 0 = no expiry
 
 
 def auth_settings(env: Mapping[str, str] | None = None) -> AuthSettings:
-    """The OPENADS_SESSION_IDLE_MINUTES, OPENADS_LOGIN_*, OPENADS_PASSWORD_MIN_LENGTH and
-    OPENADS_API_TOKEN_DAYS variables (from `env`, default os.environ), validated."""
+    """OPENADS_SESSION_MINUTES, OPENADS_SESSION_IDLE_MINUTES, OPENADS_LOGIN_*,
+    OPENADS_PASSWORD_MIN_LENGTH and OPENADS_API_TOKEN_DAYS (from `env`, default os.environ), validated."""
     env = os.environ if env is None else env
+
+    def minutes(name: str, default: int, high: int) -> timedelta:
+        return timedelta(minutes=_bounded_int(env, name, default, 1, high))
+
     return AuthSettings(
-        session_idle_minutes=_bounded_int(env, "OPENADS_SESSION_IDLE_MINUTES", 120, 1, 7 * 24 * 60),
-        login_max_failures=_bounded_int(env, "OPENADS_LOGIN_MAX_FAILURES", 5, 1, 1000),
-        login_ip_max_failures=_bounded_int(env, "OPENADS_LOGIN_IP_MAX_FAILURES", 30, 1, 100000),
-        login_window_minutes=_bounded_int(env, "OPENADS_LOGIN_WINDOW_MINUTES", 15, 1, 24 * 60),
-        login_lockout_minutes=_bounded_int(env, "OPENADS_LOGIN_LOCKOUT_MINUTES", 15, 1, 7 * 24 * 60),
+        login=LoginLimits(
+            max_failures=_bounded_int(env, "OPENADS_LOGIN_MAX_FAILURES", 5, 1, 1000),
+            ip_max_failures=_bounded_int(env, "OPENADS_LOGIN_IP_MAX_FAILURES", 30, 1, 100000),
+            window=minutes("OPENADS_LOGIN_WINDOW_MINUTES", 15, 24 * 60),
+            lockout=minutes("OPENADS_LOGIN_LOCKOUT_MINUTES", 15, 7 * 24 * 60),
+        ),
+        sessions=SessionLimits(
+            lifetime=minutes("OPENADS_SESSION_MINUTES", 12 * 60, 31 * 24 * 60),
+            idle=minutes("OPENADS_SESSION_IDLE_MINUTES", 120, 31 * 24 * 60),
+        ),
         password_min_length=_bounded_int(env, "OPENADS_PASSWORD_MIN_LENGTH", 10, 8, 128),
         api_token_days=_bounded_int(env, "OPENADS_API_TOKEN_DAYS", 365, 0, 10 * 365),
     )
@@ -301,7 +309,6 @@ class Settings:
     var_dir: Path
     recordings_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
-    session_minutes: int = 12 * 60
     max_upload_mb: int = 20
     web_host: str = "127.0.0.1"
     web_port: int = 8080
@@ -354,7 +361,6 @@ def load_settings() -> Settings:
         var_dir=var_dir,
         recordings_dir=Path(os.environ.get("OPENADS_RECORDINGS_DIR", ROOT / "recordings")),
         smtp=smtp,
-        session_minutes=_int("OPENADS_SESSION_MINUTES", 12 * 60),
         max_upload_mb=_int("OPENADS_MAX_UPLOAD_MB", 20),
         web_host=host,
         web_port=port,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
@@ -80,18 +80,11 @@ def auth_settings() -> AuthSettings:
 
 
 def login_limits() -> LoginLimits:
-    a = auth_settings()
-    return LoginLimits(max_failures=a.login_max_failures, ip_max_failures=a.login_ip_max_failures,
-                       window=_minutes(a.login_window_minutes), lockout=_minutes(a.login_lockout_minutes))
+    return auth_settings().login
 
 
 def session_limits() -> SessionLimits:
-    return SessionLimits(lifetime=current_app.config["PERMANENT_SESSION_LIFETIME"],
-                         idle=_minutes(auth_settings().session_idle_minutes))
-
-
-def _minutes(n: int) -> timedelta:
-    return timedelta(minutes=n)
+    return auth_settings().sessions
 
 
 # --- lookups of every request ------------------------------------------------------------------------
