@@ -107,7 +107,8 @@ class Membership(Base):
 
 
 class ApiToken(Base):
-    """A per-user API token; only its SHA-256 is stored."""
+    """A per-user API token; only its SHA-256 is stored. `scopes` (space-separated, see
+    models/rules/access.py `Scope`) limit what it may do; past `expires_at` it no longer works."""
 
     __tablename__ = "api_tokens"
 
@@ -118,5 +119,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Tokens issued before scopes existed could do everything; the default keeps them working.
+    scopes: Mapped[str] = mapped_column(String(100), default="read write telephony")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship()

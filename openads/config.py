@@ -10,7 +10,10 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+
+from models.rules.access import LoginLimits, SessionLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -265,6 +268,40 @@ def asterisk_cdr_settings(env: Mapping[str, str] | None = None) -> AsteriskCdrSe
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    """Logins, panel sessions and API tokens (issue 10, decision 0014)."""
+
+    login: LoginLimits = field(default_factory=LoginLimits)
+    sessions: SessionLimits = field(default_factory=SessionLimits)
+    password_min_length: int = 10
+    api_token_days: int = 365  # lifetime of a new token unless told otherwise; 0 = no expiry
+
+
+def auth_settings(env: Mapping[str, str] | None = None) -> AuthSettings:
+    """OPENADS_SESSION_MINUTES, OPENADS_SESSION_IDLE_MINUTES, OPENADS_LOGIN_*,
+    OPENADS_PASSWORD_MIN_LENGTH and OPENADS_API_TOKEN_DAYS (from `env`, default os.environ), validated."""
+    env = os.environ if env is None else env
+
+    def minutes(name: str, default: int, high: int) -> timedelta:
+        return timedelta(minutes=_bounded_int(env, name, default, 1, high))
+
+    return AuthSettings(
+        login=LoginLimits(
+            max_failures=_bounded_int(env, "OPENADS_LOGIN_MAX_FAILURES", 5, 1, 1000),
+            ip_max_failures=_bounded_int(env, "OPENADS_LOGIN_IP_MAX_FAILURES", 30, 1, 100000),
+            window=minutes("OPENADS_LOGIN_WINDOW_MINUTES", 15, 24 * 60),
+            lockout=minutes("OPENADS_LOGIN_LOCKOUT_MINUTES", 15, 7 * 24 * 60),
+        ),
+        sessions=SessionLimits(
+            lifetime=minutes("OPENADS_SESSION_MINUTES", 12 * 60, 31 * 24 * 60),
+            idle=minutes("OPENADS_SESSION_IDLE_MINUTES", 120, 31 * 24 * 60),
+        ),
+        password_min_length=_bounded_int(env, "OPENADS_PASSWORD_MIN_LENGTH", 10, 8, 128),
+        api_token_days=_bounded_int(env, "OPENADS_API_TOKEN_DAYS", 365, 0, 10 * 365),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     redis_url: str | None
@@ -272,7 +309,6 @@ class Settings:
     var_dir: Path
     recordings_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
-    session_minutes: int = 12 * 60
     max_upload_mb: int = 20
     web_host: str = "127.0.0.1"
     web_port: int = 8080
@@ -298,6 +334,7 @@ class Settings:
     # Resident notifications by SMS and the voice robot's speech (issue 4).
     sms: SmsSettings = field(default_factory=SmsSettings)
     speech: SpeechSettings = field(default_factory=SpeechSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
 
 def load_settings() -> Settings:
@@ -326,7 +363,6 @@ def load_settings() -> Settings:
         var_dir=var_dir,
         recordings_dir=Path(os.environ.get("OPENADS_RECORDINGS_DIR", ROOT / "recordings")),
         smtp=smtp,
-        session_minutes=_int("OPENADS_SESSION_MINUTES", 12 * 60),
         max_upload_mb=_int("OPENADS_MAX_UPLOAD_MB", 20),
         web_host=host,
         web_port=port,
@@ -347,4 +383,5 @@ def load_settings() -> Settings:
         demo=_bool("OPENADS_DEMO", False),
         sms=_sms_settings(),
         speech=_speech_settings(var_dir),
+        auth=auth_settings(),
     )

@@ -3,7 +3,6 @@ one service or query, render. They never hold a rule; the request's unit of work
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -21,7 +20,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, **o
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
-        PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes),
+        PERMANENT_SESSION_LIFETIME=settings.auth.sessions.lifetime,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,

@@ -1,29 +1,65 @@
-"""Authentication: cookie sessions for the panel (hashed passwords, CSRF, expiry) and per-user
-bearer tokens for the API. `current_user()` and `org_ids()` are what every view scopes by."""
+"""Authentication. `current_user()` and `org_ids()` are what every view scopes by.
+
+Panel: a login starts a session row (models/access.py `UserSession`) and the signed cookie carries
+only its random key. Every request checks the row, so logout, "sign out everywhere", a password
+change and deactivation end the session at once, even for a copy of the cookie; it also ends after
+the absolute lifetime (OPENADS_SESSION_MINUTES, one shift) and the idle timeout
+(OPENADS_SESSION_IDLE_MINUTES). Logins are throttled per login and per address
+(models/services/access.py `authenticate`).
+
+API (/api/v1): a request is authenticated by a bearer token alone, or by the panel's cookie with
+the CSRF token on every write; never by a mix. A request with an `Authorization` header that is
+not a valid bearer token is refused (401) and its cookie is not looked at. A token must also hold
+the route's scope (models/rules/access.py `Scope`). Tokens never open the panel.
+"""
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import secrets
-import time
+import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
-from flask import Flask, abort, g, redirect, request, session, url_for
-from sqlalchemy import Select, bindparam, select
-from sqlalchemy.orm import joinedload
-from werkzeug.security import check_password_hash, generate_password_hash
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from sqlalchemy import Executable, bindparam, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import contains_eager
 
-from models.base import utcnow
+from models.access import UserSession
 from models.errors import DomainError, PermissionDenied
 from models.organization import ApiToken, Membership, Role, User
+from models.rules import credentials
+from models.rules.access import (
+    SAFE_METHODS,
+    LoginLimits,
+    Scope,
+    SessionLimits,
+    needs_touch,
+    parse_scopes,
+    required_scope,
+    session_alive,
+    token_alive,
+)
+from models.services import access as access_svc
+from openads.config import AuthSettings
+from web.clock import now
+from web.dbsession import database
 from web.dbsession import session as db_session
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
 
-# Sessions also expire after this much inactivity (PERMANENT_SESSION_LIFETIME caps the total).
-IDLE_SECONDS = 2 * 60 * 60
+SESSION_KEY = "sid"  # the cookie's entry holding the session key
+
+# Kept for the callers that set up users and tokens directly (tests, bench, demo).
+hash_password = credentials.hash_password
+hash_token = credentials.digest
+new_token = credentials.new_api_token
+
+
+def verify_password(user: User, password: str) -> bool:
+    return credentials.check_password(user.password_hash, password)
 
 
 class Unauthorized(DomainError):
@@ -31,75 +67,178 @@ class Unauthorized(DomainError):
     http_status = 401
 
 
-def hash_password(password: str) -> str:
-    return generate_password_hash(password)
+class InsufficientScope(DomainError):
+    error_id = "insufficient-scope"
+    http_status = 403
 
 
-def verify_password(user: User, password: str) -> bool:
-    return check_password_hash(user.password_hash, password)
+# --- limits from the settings ------------------------------------------------------------------------
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def auth_settings() -> AuthSettings:
+    return current_app.config["OPENADS_SETTINGS"].auth  # type: ignore[no-any-return]
 
 
-def new_token() -> str:
-    return "oads_" + secrets.token_urlsafe(32)
+def login_limits() -> LoginLimits:
+    return auth_settings().login
 
 
-def _active_user() -> Select[tuple[User]]:
-    """Active users with their memberships and organizations, in one query (every request needs them)."""
-    return select(User).where(User.is_active.is_(True)).options(
-        joinedload(User.memberships).joinedload(Membership.organization)
-    )
+def session_limits() -> SessionLimits:
+    return auth_settings().sessions
 
+
+# --- lookups of every request ------------------------------------------------------------------------
 
 # Built once: every request runs one of these, and a statement object reused keeps its cache key.
-_USER_BY_ID = _active_user().where(User.id == bindparam("user_id"))
-_USER_BY_TOKEN = _active_user().join(ApiToken, ApiToken.user_id == User.id).where(
-    ApiToken.token_sha256 == bindparam("token_sha256"), ApiToken.revoked.is_(False)
+_SESSION_BY_KEY = (
+    select(UserSession).join(UserSession.user)
+    .where(UserSession.key_sha256 == bindparam("digest"), UserSession.ended_at.is_(None), User.is_active.is_(True))
+    .options(contains_eager(UserSession.user).joinedload(User.memberships).joinedload(Membership.organization))
+)
+_TOKEN_BY_DIGEST = (
+    select(ApiToken).join(ApiToken.user)
+    .where(ApiToken.token_sha256 == bindparam("digest"), ApiToken.revoked.is_(False), User.is_active.is_(True))
+    .options(contains_eager(ApiToken.user).joinedload(User.memberships).joinedload(Membership.organization))
 )
 
 
-def _load_user(user_id: int) -> User | None:
-    return db_session().execute(_USER_BY_ID, {"user_id": user_id}).unique().scalar_one_or_none()
+def _touch(stmt: Executable) -> None:
+    """A last-seen / last-used stamp. On a write request it joins the request's unit of work; a read
+    request has a read-only transaction, so it gets a short one of its own, and losing that stamp to
+    a busy database is not worth failing the page for."""
+    if request.method not in SAFE_METHODS:
+        db_session().execute(stmt)
+        return
+    try:
+        with database().write() as s:
+            s.execute(stmt)
+    except OperationalError:
+        log.warning("could not stamp the session or token use", exc_info=True)
 
 
-def login_user(user: User) -> None:
-    session.clear()
-    session.permanent = True
-    session["uid"] = user.id
-    session["seen"] = int(time.time())
-
-
-def logout_user() -> None:
-    session.clear()
+def _session_user() -> User | None:
+    key = session.get(SESSION_KEY)
+    if not isinstance(key, str):
+        return None
+    row = db_session().execute(_SESSION_BY_KEY, {"digest": credentials.digest(key)}).unique().scalar_one_or_none()
+    at = now()
+    if row is None or not session_alive(row.created_at, row.last_seen_at, at, session_limits()):
+        session.clear()  # the browser drops the dead cookie
+        return None
+    if needs_touch(row.last_seen_at, at):
+        _touch(update(UserSession).where(UserSession.id == row.id).values(last_seen_at=at))
+    return row.user
 
 
 def current_user() -> User | None:
-    if "user" in g:
-        return g.user  # type: ignore[no-any-return]
-    user = None
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        user = db_session().execute(
-            _USER_BY_TOKEN, {"token_sha256": hash_token(header[7:].strip())}
-        ).unique().scalar_one_or_none()
-    elif "uid" in session:
-        now = int(time.time())
-        if now - int(session.get("seen", 0)) > IDLE_SECONDS:
-            session.clear()
-        else:
-            user = _load_user(int(session["uid"]))
-            if now - int(session.get("seen", 0)) > 60:
-                session["seen"] = now
-    g.user = user
-    return user
+    """The panel's user (cookie session); in /api/v1 whoever `authenticate_api` admitted."""
+    if "user" not in g:
+        g.user = _session_user()
+    return g.user  # type: ignore[no-any-return]
 
 
 def org_ids() -> list[int]:
     user = current_user()
     return user.organization_ids if user else []
+
+
+# --- panel login ---------------------------------------------------------------------------------------
+
+
+def check_login(login: str, password: str) -> access_svc.LoginOutcome:
+    """The login form's check (throttled; failures are written in the request's unit of work, which
+    the caller commits even though it answers with an error)."""
+    return access_svc.authenticate(db_session(), login=login, password=password, ip=request.remote_addr,
+                                   now=now(), limits=login_limits())
+
+
+def login_user(user: User) -> None:
+    key = access_svc.start_session(db_session(), user=user, ip=request.remote_addr,
+                                   user_agent=request.user_agent.string, now=now())
+    session.clear()  # nothing from before the login survives it (session fixation)
+    session.permanent = True
+    session[SESSION_KEY] = key
+    g.user = user
+
+
+def logout_user() -> None:
+    key = session.get(SESSION_KEY)
+    if isinstance(key, str):
+        access_svc.end_session(db_session(), key=key, now=now())
+    session.clear()
+    g.user = None
+
+
+def locked_minutes(until: datetime) -> int:
+    """Whole minutes left of a lock-out (at least 1), for the message."""
+    return max(1, -int(-(until - now()).total_seconds() // 60))
+
+
+# --- API ---------------------------------------------------------------------------------------------
+
+
+def api_scope(scope: Scope) -> Callable[[F], F]:
+    """Declare the scope an API route needs when the method alone does not say it (telephony)."""
+
+    def deco(view: F) -> F:
+        view.api_scope = scope  # type: ignore[attr-defined]
+        return view
+
+    return deco
+
+
+def public(view: F) -> F:
+    """An API route open to anyone (the OpenAPI document)."""
+    view.api_public = True  # type: ignore[attr-defined]
+    return view
+
+
+def route_scope(view: Callable[..., Any], method: str) -> Scope | None:
+    """The scope a token needs for `method` on `view`; None for a public route."""
+    if getattr(view, "api_public", False):
+        return None
+    return required_scope(method, getattr(view, "api_scope", None))
+
+
+def _bearer_user(header: str, needed: Scope) -> User:
+    scheme, _, secret = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized("нужен заголовок Authorization: Bearer <токен>")
+    row = db_session().execute(_TOKEN_BY_DIGEST, {"digest": credentials.digest(secret.strip())}) \
+        .unique().scalar_one_or_none()
+    at = now()
+    if row is None or not token_alive(row.expires_at, at):
+        raise Unauthorized("токен недействителен, отозван или истёк")
+    if needed not in parse_scopes(row.scopes):
+        raise InsufficientScope(f"токену не выдана область действия «{needed.value}»", required_scope=needed.value)
+    if needs_touch(row.last_used_at, at):
+        _touch(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=at))
+    g.api_token = row
+    return row.user
+
+
+def authenticate_api(view: Callable[..., Any]) -> None:
+    """Admit an /api/v1 request: by its bearer token (with the route's scope) when it has an
+    `Authorization` header — and then by nothing else — otherwise by the panel's cookie. Raises
+    Unauthorized (bad header) or InsufficientScope; leaves anonymity to the views (401)."""
+    g.api_token = None
+    needed = route_scope(view, request.method)
+    header = request.headers.get("Authorization")
+    if needed is None:
+        g.user = None
+    elif header is not None:
+        g.user = None  # the cookie is not looked at, whatever the header's fate
+        g.user = _bearer_user(header, needed)
+    else:
+        g.user = _session_user()
+
+
+def by_cookie() -> bool:
+    """The request was admitted by the panel's cookie (so its writes need the CSRF token)."""
+    return g.get("api_token") is None and current_user() is not None
+
+
+# --- guards --------------------------------------------------------------------------------------------
 
 
 def require_user(roles: tuple[Role, ...] | None = None) -> User:
@@ -141,13 +280,6 @@ def api_auth(roles: tuple[Role, ...] | None = None) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return deco
-
-
-def issue_token(user: User, name: str = "") -> str:
-    """Create a token for `user`; returns the plain token (shown once, only its hash is stored)."""
-    token = new_token()
-    db_session().add(ApiToken(user_id=user.id, token_sha256=hash_token(token), name=name, created_at=utcnow()))
-    return token
 
 
 def init_app(app: Flask) -> None:

@@ -1,4 +1,9 @@
-"""`openads user add`: a user with a role in one or more organizations (and an API token)."""
+"""`openads user ...`: users, their passwords, sessions, lock-outs and API tokens.
+
+add (a user with a role in one or more organizations, optionally a token), password, deactivate,
+activate, sign-out (everywhere), sessions, unlock, locks, token issue|list|revoke. Every action
+calls models/services/access.py, as the administration pages will.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,32 @@ import getpass
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 from openads.commands import UsageError, database, positive_int, settings
 from openads.commands.org import _email
 
 ROLES = ("admin", "manager", "dispatcher", "executor")
+SCOPES = ("read", "write", "telephony")
+DEFAULT_SCOPES = ("read", "write")  # telephony (residents' calls) only when asked for
 LOGIN_RE = re.compile(r"^[A-Za-z0-9._@-]{2,80}$")
-MIN_PASSWORD = 4
+
+
+def _scope_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scope", action="append", choices=SCOPES, metavar="ОБЛАСТЬ",
+                   help="область действия токена: read, write, telephony (можно несколько раз; "
+                        "по умолчанию read и write)")
+    term = p.add_mutually_exclusive_group()
+    term.add_argument("--days", type=positive_int, metavar="N",
+                      help="срок действия токена, дней (по умолчанию OPENADS_API_TOKEN_DAYS, 365)")
+    term.add_argument("--no-expiry", action="store_true", help="бессрочный токен")
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("user", help="пользователи и их роли")
+    p = sub.add_parser("user", help="пользователи, пароли, сессии, блокировки и API-токены")
     usub = p.add_subparsers(title="действия", metavar="ДЕЙСТВИЕ")
     add = usub.add_parser(
         "add",
@@ -34,11 +53,81 @@ def register(sub: Any) -> None:
     add.add_argument("--phone", help="телефон")
     add.add_argument("--password", help="пароль (лучше OPENADS_PASSWORD или запрос)")
     add.add_argument("--token", action="store_true", help="выпустить API-токен и напечатать его")
+    _scope_args(add)
     add.set_defaults(handler=run_add)
-    p.set_defaults(handler=lambda args: p.error("укажите действие: add"))
+
+    def login_action(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> Any:
+        action = usub.add_parser(name, help=help_text, description=help_text)
+        action.add_argument("login", metavar="ЛОГИН")
+        action.set_defaults(handler=handler)
+        return action
+
+    pw = login_action("password", "задать пароль (открытые сессии пользователя завершаются)", run_password)
+    pw.description = ("Задать пароль. Пароль: --password, иначе переменная OPENADS_PASSWORD, иначе запрос "
+                      "с клавиатуры. Открытые сессии пользователя завершаются.")
+    pw.add_argument("--password", help="пароль (лучше OPENADS_PASSWORD или запрос)")
+    login_action("deactivate", "отключить пользователя: вход закрыт, сессии завершаются, токены не действуют "
+                               "(пользователь не удаляется: журнал хранит его имя)", run_deactivate)
+    login_action("activate", "снова включить отключённого пользователя", run_activate)
+    login_action("sign-out", "завершить все сессии пользователя («выйти на всех устройствах»)", run_sign_out)
+    login_action("sessions", "открытые сессии пользователя", run_sessions)
+
+    unlock = usub.add_parser("unlock", help="снять блокировку входа после неудачных попыток",
+                             description="Снять блокировку входа с логина и/или адреса и забыть их неудачные попытки.")
+    unlock.add_argument("login", metavar="ЛОГИН", nargs="?", help="логин (как его вводили)")
+    unlock.add_argument("--ip", help="IP-адрес клиента")
+    unlock.set_defaults(handler=run_unlock)
+    locks = usub.add_parser("locks", help="действующие блокировки входа")
+    locks.set_defaults(handler=run_locks)
+
+    token = usub.add_parser("token", help="API-токены: issue, list, revoke")
+    tsub = token.add_subparsers(title="действия", metavar="ДЕЙСТВИЕ")
+    issue = tsub.add_parser("issue", help="выпустить токен (печатается один раз)")
+    issue.add_argument("login", metavar="ЛОГИН")
+    issue.add_argument("--name", default="", help="назначение токена, например «интеграция с CRM»")
+    _scope_args(issue)
+    issue.set_defaults(handler=run_token_issue)
+    tlist = tsub.add_parser("list", help="токены пользователя")
+    tlist.add_argument("login", metavar="ЛОГИН")
+    tlist.set_defaults(handler=run_token_list)
+    revoke = tsub.add_parser("revoke", help="отозвать токен (по id) или все токены пользователя")
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("--id", type=positive_int, help="id токена (из «openads user token list»)")
+    target.add_argument("--all-of", metavar="ЛОГИН", help="все токены этого пользователя")
+    revoke.set_defaults(handler=run_token_revoke)
+    token.set_defaults(handler=lambda args: token.error("укажите действие: issue, list, revoke"))
+
+    p.set_defaults(handler=lambda args: p.error(
+        "укажите действие: add, password, deactivate, activate, sign-out, sessions, unlock, locks, token"))
 
 
-def _password(args: argparse.Namespace) -> str:
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _write() -> Iterator[Any]:
+    db = database(settings().database_url)
+    try:
+        with db.write() as s:
+            yield s
+    finally:
+        db.dispose()
+
+
+def _now() -> datetime:
+    from models.base import utcnow
+
+    return utcnow()
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+
+
+def _password(args: argparse.Namespace, login: str) -> str:
+    from models.errors import ValidationFailed
+    from models.services.access import check_password_policy
+
     password = args.password if args.password is not None else os.environ.get("OPENADS_PASSWORD")
     if password is None:
         if not sys.stdin.isatty():
@@ -46,17 +135,39 @@ def _password(args: argparse.Namespace) -> str:
         password = getpass.getpass("Пароль: ")
         if password != getpass.getpass("Пароль ещё раз: "):
             raise UsageError("пароли не совпадают")
-    if len(password) < MIN_PASSWORD:
-        raise UsageError(f"пароль короче {MIN_PASSWORD} символов")
+    try:
+        check_password_policy(password, login=login, min_length=settings().auth.password_min_length)
+    except ValidationFailed as exc:
+        raise UsageError(f"пароль не подходит: {exc.message}") from None
     return password
+
+
+def _token_terms(args: argparse.Namespace) -> tuple[tuple[Any, ...], datetime | None]:
+    from models.rules.access import parse_scopes
+
+    scopes = parse_scopes(args.scope or DEFAULT_SCOPES)
+    days = None if args.no_expiry else (args.days or settings().auth.api_token_days or None)
+    return scopes, (_now() + timedelta(days=days)) if days else None
+
+
+def _print_token(issued: Any) -> None:
+    token = issued.token
+    print(f"API-токен id={token.id}: области {token.scopes}, действует до "
+          f"{_when(token.expires_at) if token.expires_at else 'отзыва (бессрочный)'}")
+    print("Токен (показывается один раз):")
+    print(issued.secret)
+
+
+# --- actions -----------------------------------------------------------------------------------------
 
 
 def run_add(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from models.organization import ApiToken, Membership, Organization, Role, User
+    from models.organization import Membership, Organization, Role, User
+    from models.rules.credentials import hash_password
     from models.rules.phones import InvalidPhone, to_e164
-    from web.auth import hash_password, hash_token, new_token
+    from models.services import access
 
     login = args.login.strip()
     if not LOGIN_RE.match(login):
@@ -70,31 +181,146 @@ def run_add(args: argparse.Namespace) -> int:
     except InvalidPhone as exc:
         raise UsageError(f"--phone: {exc}") from None
     org_ids = list(dict.fromkeys(args.org))
-    password = _password(args)
-    token = new_token() if args.token else None
-    db = database(settings().database_url)
-    try:
-        with db.write() as s:
-            known = set(s.scalars(select(Organization.id).where(Organization.id.in_(org_ids))))
-            missing = [str(o) for o in org_ids if o not in known]
-            if missing:
-                raise UsageError(f"--org: нет организации с id {', '.join(missing)}")
-            if s.scalar(select(User.id).where(User.login == login)):
-                raise UsageError(f"пользователь с логином {login!r} уже есть")
-            user = User(login=login, full_name=full_name, email=email, phone=phone,
-                        password_hash=hash_password(password), role=Role(args.role), is_active=True)
-            s.add(user)
-            s.flush()
-            for org_id in org_ids:
-                s.add(Membership(user_id=user.id, organization_id=org_id))
-            if token:
-                s.add(ApiToken(user_id=user.id, token_sha256=hash_token(token), name="cli"))
-            user_id = user.id
-    finally:
-        db.dispose()
+    password = _password(args, login)
+    scopes, expires_at = _token_terms(args)
+    issued = None
+    with _write() as s:
+        known = set(s.scalars(select(Organization.id).where(Organization.id.in_(org_ids))))
+        missing = [str(o) for o in org_ids if o not in known]
+        if missing:
+            raise UsageError(f"--org: нет организации с id {', '.join(missing)}")
+        if s.scalar(select(User.id).where(User.login == login)):
+            raise UsageError(f"пользователь с логином {login!r} уже есть")
+        user = User(login=login, full_name=full_name, email=email, phone=phone,
+                    password_hash=hash_password(password), role=Role(args.role), is_active=True)
+        s.add(user)
+        s.flush()
+        for org_id in org_ids:
+            s.add(Membership(user_id=user.id, organization_id=org_id))
+        if args.token:
+            issued = access.issue_api_token(s, user=user, scopes=scopes, expires_at=expires_at, name="cli",
+                                            now=_now())
+        user_id = user.id
     print(f"Пользователь создан: id={user_id}, логин {login}, роль {args.role}, "
           f"организации {', '.join(map(str, org_ids))}")
-    if token:
-        print("API-токен (показывается один раз):")
-        print(token)
+    if issued:
+        _print_token(issued)
+    return 0
+
+
+def run_password(args: argparse.Namespace) -> int:
+    from models.services import access
+
+    password = _password(args, args.login)
+    with _write() as s:
+        user = access.user_by_login(s, args.login)
+        ended = access.set_password(s, user=user, password=password,
+                                    min_length=settings().auth.password_min_length, now=_now())
+    print(f"Пароль пользователя {args.login} изменён; завершено сессий: {ended}")
+    return 0
+
+
+def run_deactivate(args: argparse.Namespace) -> int:
+    from models.services import access
+
+    with _write() as s:
+        ended = access.deactivate_user(s, user=access.user_by_login(s, args.login), now=_now())
+    print(f"Пользователь {args.login} отключён; завершено сессий: {ended}")
+    return 0
+
+
+def run_activate(args: argparse.Namespace) -> int:
+    from models.services import access
+
+    with _write() as s:
+        access.activate_user(s, user=access.user_by_login(s, args.login))
+    print(f"Пользователь {args.login} снова включён")
+    return 0
+
+
+def run_sign_out(args: argparse.Namespace) -> int:
+    from models.services import access
+
+    with _write() as s:
+        ended = access.end_user_sessions(s, user_id=access.user_by_login(s, args.login).id, now=_now())
+    print(f"Завершено сессий пользователя {args.login}: {ended}")
+    return 0
+
+
+def run_sessions(args: argparse.Namespace) -> int:
+    from models.services import access
+
+    limits = settings().auth.sessions
+    with _write() as s:
+        rows = access.live_sessions(s, user_id=access.user_by_login(s, args.login).id, now=_now(), limits=limits)
+    if not rows:
+        print(f"У пользователя {args.login} нет открытых сессий")
+    for r in rows:
+        print(f"сессия {r.id}: вход {_when(r.created_at)}, активность {_when(r.last_seen_at)}, "
+              f"адрес {r.ip or '—'}, {r.user_agent or '—'}")
+    return 0
+
+
+def run_unlock(args: argparse.Namespace) -> int:
+    from models.services import access
+
+    if not args.login and not args.ip:
+        raise UsageError("укажите логин и/или --ip")
+    with _write() as s:
+        lifted = access.unlock(s, login=args.login, ip=args.ip)
+    what = " и ".join(x for x in (args.login and f"логина {args.login}", args.ip and f"адреса {args.ip}") if x)
+    print(f"Снято блокировок {what}: {lifted}; неудачные попытки забыты")
+    return 0
+
+
+def run_locks(args: argparse.Namespace) -> int:
+    from models.services import access
+
+    with _write() as s:
+        rows = access.active_locks(s, now=_now())
+    if not rows:
+        print("Действующих блокировок входа нет")
+    for r in rows:
+        kind = "логин" if r.kind.value == "login" else "адрес"
+        print(f"{kind} {r.value}: заблокирован до {_when(r.locked_until)}")
+    return 0
+
+
+def run_token_issue(args: argparse.Namespace) -> int:
+    from models.services import access
+
+    scopes, expires_at = _token_terms(args)
+    with _write() as s:
+        issued = access.issue_api_token(s, user=access.user_by_login(s, args.login), scopes=scopes,
+                                        expires_at=expires_at, name=args.name, now=_now())
+    _print_token(issued)
+    return 0
+
+
+def run_token_list(args: argparse.Namespace) -> int:
+    from models.rules.access import token_alive
+    from models.services import access
+
+    now = _now()
+    with _write() as s:
+        tokens = access.user_tokens(s, user_id=access.user_by_login(s, args.login).id)
+    if not tokens:
+        print(f"У пользователя {args.login} нет API-токенов")
+    for t in tokens:
+        state = "отозван" if t.revoked else ("действует" if token_alive(t.expires_at, now) else "истёк")
+        print(f"id={t.id} {t.name or '—'}: {state}; области {t.scopes}; выпущен {_when(t.created_at)}; "
+              f"до {_when(t.expires_at) if t.expires_at else 'отзыва'}; использован {_when(t.last_used_at)}")
+    return 0
+
+
+def run_token_revoke(args: argparse.Namespace) -> int:
+    from models.services import access
+
+    with _write() as s:
+        if args.id:
+            access.revoke_api_token(s, token_id=args.id)
+            count = 1
+        else:
+            count = access.revoke_user_tokens(s, user_id=access.user_by_login(s, args.all_of).id)
+    print(f"Отозвано токенов: {count}")
     return 0

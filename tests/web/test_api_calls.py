@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from models.base import utcnow
 from models.call import CallOutcome
 from models.missed_call import MissedCall, MissedCallStatus
+from models.organization import Role
 from models.services import calls as calls_svc
 from models.services.callbacks import record_callback_result, start_callback
 from tests import factories as f
@@ -105,7 +106,9 @@ def _compliance_fixture(db, world) -> None:
 
 def test_compliance_is_exact_per_organization_and_local_day(client, db, world, token_for) -> None:
     _compliance_fixture(db, world)
-    headers = token_for(world.centre_dispatcher)
+    with db.write() as s:  # the report is for managers (as its panel page); this one serves both organizations
+        manager = f.make_user(s, [world.org_a, world.org_b], Role.MANAGER, login="centre_manager")
+    headers = token_for(manager)
     resp = client.get(f"{API}/calls/compliance?from=2026-03-10&to=2026-03-11", headers=headers)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
@@ -127,7 +130,7 @@ def test_compliance_is_exact_per_organization_and_local_day(client, db, world, t
 
 def test_compliance_tenant_and_input_checks(client, db, world, token_for) -> None:
     _compliance_fixture(db, world)
-    headers = token_for(world.dispatcher_a)
+    headers = token_for(world.manager_a)
     mine = client.get(f"{API}/calls/compliance?from=2026-03-10&to=2026-03-10", headers=headers).get_json()
     assert [(d["organization_id"], d["missed"]) for d in mine["items"]] == [(world.org_a.id, 3)]
     check_error(client.get(f"{API}/calls/compliance?organization_id={world.org_b.id}", headers=headers), 404)

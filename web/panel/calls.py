@@ -25,9 +25,10 @@ from models.call import CALL_OUTCOME_TITLES_RU, Call, CallDirection, CallKind, C
 from models.errors import DomainError, NotFound, ValidationFailed
 from models.housing import Premise
 from models.missed_call import CLOSE_REASON_TITLES_RU, CallbackAttempt, MissedCall, MissedCallCall
-from models.organization import Organization, Role, User
+from models.organization import Organization, User
 from models.queries_calls import CallerCard, CallFilter
 from models.recording import RecordingAction
+from models.rules import access
 from models.rules.phones import display as phone_display
 from models.rules.phones import try_e164
 from models.services import callbacks as cb_svc
@@ -40,7 +41,6 @@ from web.dbsession import session as db_session
 from web.panel import bp
 from web.panel.common import STAFF, my_orgs, optional_int, org_by_id, settings, user
 
-MANAGERS = (Role.ADMIN, Role.MANAGER)
 PAGE_SIZE = 50
 SOON_SECONDS = 120  # a missed call's countdown turns red two minutes before its deadline
 COMPLIANCE_DEFAULT_DAYS = 7
@@ -506,7 +506,7 @@ def compliance_rows(session: Session, ids: list[int], organization_id: int | Non
 
 
 @bp.get("/calls/compliance")
-@login_required(MANAGERS)
+@login_required(access.CALLBACK_COMPLIANCE)
 def calls_compliance() -> Any:
     orgs = my_orgs()
     org_map = {o.id: o for o in orgs}

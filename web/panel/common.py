@@ -13,12 +13,11 @@ from models import queries
 from models.errors import NotFound, ValidationFailed
 from models.organization import Organization, Role, User
 from models.queries import JournalFilter
+from models.rules.access import STAFF as STAFF  # views import it from here
 from models.ticket import Ticket
 from openads.config import Settings
 from web.auth import current_user, org_ids
 from web.dbsession import session as db_session
-
-STAFF = (Role.ADMIN, Role.MANAGER, Role.DISPATCHER)
 
 # Query-string arguments of the journal filter (everything parse_journal_filter understands but paging).
 FILTER_ARGS = (

@@ -15,7 +15,7 @@ from werkzeug.datastructures import MultiDict
 
 from models.base import utcnow
 from models.errors import NotFound, ValidationFailed
-from models.organization import Organization, Role
+from models.organization import Organization
 from models.rating import (
     ACTIVE_RATING_CALL,
     RATING_OUTCOME_TITLES_RU,
@@ -27,6 +27,7 @@ from models.rating import (
     TicketRating,
 )
 from models.recording import RecordingAction
+from models.rules import access
 from models.services import rating_audio
 from models.services import ratings as ratings_svc
 from models.ticket import Ticket
@@ -36,7 +37,6 @@ from web.dbsession import session as db_session
 from web.panel import bp
 from web.panel.common import STAFF, is_executor, my_orgs, optional_int, parse_local_datetime, settings, user
 
-MANAGERS = (Role.ADMIN, Role.MANAGER)
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 CALL_STATUS_TITLES_RU = {
@@ -188,7 +188,7 @@ def rating_answer_download(attempt_id: int) -> Any:
 
 
 @bp.get("/ratings")
-@login_required(MANAGERS)
+@login_required(access.EXECUTOR_RATINGS)
 def ratings_report() -> Any:
     """Each executor's average over a period and the ratings 1–2 that need the manager's attention."""
     orgs = my_orgs()

@@ -20,7 +20,16 @@ from models.organization import Organization, User
 from models.rules.phones import display as phone_display
 from models.rules.ticket_states import STATUS_TITLES_RU
 from models.ticket import Category, Ticket, TicketStatus
-from web.auth import current_user, login_required, login_user, logout_user, org_ids, verify_password
+from web.auth import (
+    check_login,
+    current_user,
+    locked_minutes,
+    login_required,
+    login_user,
+    logout_user,
+    org_ids,
+)
+from web.dbsession import commit_now
 from web.dbsession import session as db_session
 from web.filters import Deadline, deadline_parts, dm, hm, zone
 from web.journal_args import encode_cursor, parse_journal_filter
@@ -62,11 +71,15 @@ bp.add_app_template_global(org_colour, "org_colour")
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     if request.method == "POST":
-        login_name = (request.form.get("login") or "").strip()
-        user = db_session().scalar(select(User).where(User.login == login_name, User.is_active.is_(True)))
-        if user is not None and verify_password(user, request.form.get("password") or ""):
-            login_user(user)
+        outcome = check_login(request.form.get("login") or "", request.form.get("password") or "")
+        if outcome.user is not None:
+            login_user(outcome.user)
             return redirect(_safe_next(request.args.get("next")))
+        commit_now()  # the failure counts towards the lock-out although the answer is an error
+        if outcome.locked_until is not None:
+            flash(f"Слишком много неудачных попыток входа. Вход закрыт ещё на {locked_minutes(outcome.locked_until)} "
+                  "мин.; если это вы, обратитесь к администратору.", "error")
+            return render_template("login.html"), 429
         flash("Неверный логин или пароль", "error")
         return render_template("login.html"), 401
     if current_user() is not None:

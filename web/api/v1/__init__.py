@@ -1,42 +1,43 @@
 """JSON API /api/v1 with per-user bearer tokens; the OpenAPI document is served at /api/v1/openapi.json.
 
-Authentication: `Authorization: Bearer <token>`; the panel's own scripts may instead use the cookie
-session, and then every write must carry the CSRF token in `X-CSRFToken` (the blueprint is exempt
-from form CSRF because token clients cannot have one).
+Authentication: `Authorization: Bearer <token>` (with the route's scope), or — for the panel's own
+scripts — the cookie session, and then every write must carry the CSRF token in `X-CSRFToken` (the
+blueprint is exempt from form CSRF because token clients cannot have one). Never both: a request
+with an `Authorization` header is judged by that header alone (web/auth.py).
 """
 
 from typing import Any
 
 from flask import Blueprint, current_app, request
+from flask_wtf.csrf import validate_csrf
 from pydantic import ValidationError as PydanticValidationError
+from wtforms.validators import ValidationError as CsrfError
+
+from models.rules.access import SAFE_METHODS
+from web import auth
+from web.errors import error_response
 
 bp = Blueprint("api_v1", __name__)
 
 
 @bp.before_request
-def _session_writes_need_csrf() -> None:
-    if request.method in ("GET", "HEAD", "OPTIONS") or request.headers.get("Authorization"):
-        return
+def _authenticate() -> Any:
+    """Bearer token alone, or the cookie with CSRF on writes (web/auth.py); the route's scope for a token."""
+    auth.authenticate_api(current_app.view_functions[request.endpoint or ""])
+    if request.method in SAFE_METHODS or not auth.by_cookie():
+        return None  # a token client, or anonymous: the view answers 401
     if not current_app.config.get("WTF_CSRF_ENABLED", True):
-        return
-    from flask_wtf.csrf import validate_csrf
-    from wtforms.validators import ValidationError as CsrfError
-
-    from web.auth import current_user
-    from web.errors import error_response
-
-    if current_user() is None:
-        return  # the view answers 401
+        return None
     try:
         validate_csrf(request.headers.get("X-CSRFToken", ""))
     except CsrfError:
-        return error_response(400, "csrf-failed", "Сессия формы устарела: обновите страницу")  # type: ignore[no-any-return]
+        return error_response(400, "csrf-failed", "Сессия формы устарела: обновите страницу")
+    return None
 
 
 @bp.errorhandler(PydanticValidationError)
 def _pydantic(exc: PydanticValidationError) -> Any:
     from web.api.v1.common import invalid_body
-    from web.errors import error_response
 
     err = invalid_body(exc)
     return error_response(err.http_status, err.error_id, err.message, err.details)

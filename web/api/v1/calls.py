@@ -1,6 +1,7 @@
 """Calls API: the calls journal, one call, the missed-call queue, closing an item with a reason, and
-the 10-minute callback compliance per organization and local day (ПП 416). Staff only: calls carry
-residents' personal data."""
+the 10-minute callback compliance per organization and local day (ПП 416). Staff only (the
+compliance report: managers, as its panel page): calls carry residents' personal data. A token
+needs the `telephony` scope for every route here, whatever the method."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ from models.call import CallDirection, CallKind, CallOutcome
 from models.errors import ValidationFailed
 from models.missed_call import CloseReason, MissedCallStatus
 from models.missed_call import MissedCall as MissedRow
+from models.rules import access
+from models.rules.access import Scope
 from models.services import callbacks as cb_svc
 from models.services import calls as calls_svc
 from web.api.v1 import bp
 from web.api.v1 import common as c
 from web.api.v1.schemas import Body, Out, UserRef
+from web.auth import api_scope, require_user
 from web.dbsession import session as db_session
 from web.panel.calls import calls_page, compliance_period, compliance_rows, parse_call_filter
 
@@ -175,6 +179,7 @@ def _zone(ids: list[int], raw_org: str) -> ZoneInfo:
 
 
 @bp.get("/calls")
+@api_scope(Scope.TELEPHONY)
 def list_calls() -> Any:
     """Newest first; dates without a time are local days of the chosen (or the first) organization."""
     user = c.staff()
@@ -185,12 +190,14 @@ def list_calls() -> Any:
 
 
 @bp.get("/calls/<int:call_id>")
+@api_scope(Scope.TELEPHONY)
 def get_call(call_id: int) -> Any:
     user = c.staff()
     return call_json(qc.call_card(db_session(), org_ids=c.user_orgs(user), call_id=call_id))
 
 
 @bp.get("/missed-calls")
+@api_scope(Scope.TELEPHONY)
 def list_missed_calls() -> Any:
     """The open queue, the most urgent first."""
     user = c.staff()
@@ -204,6 +211,7 @@ def list_missed_calls() -> Any:
 
 
 @bp.post("/missed-calls/<int:missed_call_id>/close")
+@api_scope(Scope.TELEPHONY)
 def close_missed_call(missed_call_id: int) -> Any:
     user = c.staff()
     s = db_session()
@@ -215,8 +223,9 @@ def close_missed_call(missed_call_id: int) -> Any:
 
 
 @bp.get("/calls/compliance")
+@api_scope(Scope.TELEPHONY)
 def calls_compliance() -> Any:
-    user = c.staff()
+    user = require_user(access.CALLBACK_COMPLIANCE)
     ids = c.user_orgs(user)
     raw = request.args.get("organization_id", "").strip()
     organization_id = None

@@ -4,24 +4,23 @@ organization resolution and the JSON shapes of date-times."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from flask import current_app, request
+from flask import request
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from models.base import utcnow
 from models.errors import NotFound, PermissionDenied, ValidationFailed
-from models.organization import Organization, Role, User
+from models.organization import Organization, User
+from models.rules.access import STAFF as STAFF  # views import it from here
 from web.auth import require_user
+from web.clock import now as now  # the views call it as c.now()
 from web.dbsession import session as db_session
 
 M = TypeVar("M", bound=BaseModel)
 
-STAFF = (Role.ADMIN, Role.MANAGER, Role.DISPATCHER)
 
 # pydantic error types → Russian messages (anything else keeps pydantic's own text).
 _MESSAGES_RU: dict[str, str] = {
@@ -43,12 +42,6 @@ _MESSAGES_RU: dict[str, str] = {
     "model_attributes_type": "ожидается JSON-объект",
     "none_required": "ожидается null",
 }
-
-
-def now() -> datetime:
-    """The request's clock: `app.config["OPENADS_CLOCK"]` (a callable) when set, else the real UTC time."""
-    clock: Callable[[], datetime] | None = current_app.config.get("OPENADS_CLOCK")
-    return clock() if clock else utcnow()
 
 
 def field_errors(exc: PydanticValidationError) -> list[dict[str, Any]]:

@@ -8,20 +8,24 @@ responses match their schemas).
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import jsonify
+from flask import current_app, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from models.rules.access import Scope
 from models.ticket import TicketStatus
 from web.api.v1 import bp
 from web.api.v1 import calls as calls_api
 from web.api.v1 import ratings as ratings_api
 from web.api.v1 import schemas as sc
+from web.auth import public, route_scope
 
 REF = "#/components/schemas/{model}"
+URL_PREFIX = "/api/v1"
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -145,7 +149,7 @@ OPERATIONS: tuple[Op, ...] = (
                                                                        LOCAL_DAY),
                _q("to", "Последний день включительно (по умолчанию сегодня)", LOCAL_DAY)],
        errors=(400, 401, 403, 404),
-       description=STAFF_ONLY + " День — местный день каждой организации по времени первого звонка; "
+       description="Роли: администратор, руководитель (как и страница панели). День — местный день каждой организации по времени первого звонка; "
        "засчитываются обратный вызов, на который житель ответил, и повторный звонок жителя, принятый диспетчером."),
     Op("get", "/missed-calls", "Очередь пропущенных звонков (срочные сверху)", "calls", calls_api.MissedCallList,
        params=ORG_FILTER, errors=(401, 403), description=STAFF_ONLY),
@@ -166,10 +170,31 @@ OPERATIONS: tuple[Op, ...] = (
 ERROR_TEXTS = {
     400: "Некорректный запрос: details.fields перечисляет поля с ошибками",
     401: "Нет токена или он недействителен",
-    403: "Роль пользователя не позволяет это действие",
+    403: "Роль пользователя не позволяет это действие, или токену не выдана нужная область действия "
+         "(error_id insufficient-scope)",
     404: "Не найдено (в том числе объект другой организации)",
     409: "Конфликт состояния: переход статуса не разрешён или объект уже закрыт",
 }
+
+
+def openapi_path(rule: str) -> str:
+    """A Flask rule of the blueprint as an OpenAPI path: `/tickets/<int:ticket_id>` → `/tickets/{ticket_id}`."""
+    return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.removeprefix(URL_PREFIX))
+
+
+def route_scopes() -> dict[tuple[str, str], Scope]:
+    """(OpenAPI path, method) → the scope the route enforces (web/auth.py `route_scope`), so the
+    document states what the code does."""
+    out: dict[tuple[str, str], Scope] = {}
+    for rule in current_app.url_map.iter_rules():
+        if not rule.endpoint.startswith(bp.name + "."):
+            continue
+        view = current_app.view_functions[rule.endpoint]
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            scope = route_scope(view, method)
+            if scope is not None:
+                out[(openapi_path(rule.rule), method.lower())] = scope
+    return out
 
 
 @functools.cache
@@ -179,6 +204,7 @@ def document() -> dict[str, Any]:
     models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
                                               *ratings_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
+    scopes = route_scopes()
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         entry: dict[str, Any] = {
@@ -188,8 +214,6 @@ def document() -> dict[str, Any]:
             "tags": [op.tag],
             "parameters": op.params,
         }
-        if op.description:
-            entry["description"] = op.description
         if op.public:
             entry["security"] = []
             entry["responses"] = {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
@@ -200,7 +224,14 @@ def document() -> dict[str, Any]:
         if op.body is not None:
             entry["requestBody"] = {"required": not op.body_optional,
                                     "content": {"application/json": {"schema": _ref(op.body)}}}
-        for status in op.errors:
+        description = op.description
+        if not op.public:
+            scope = scopes[(op.path, op.method)]
+            entry["security"] = [{"bearerAuth": [scope.value]}]
+            description = f"Область действия токена: `{scope.value}`. {description}".strip()
+        if description:
+            entry["description"] = description
+        for status in sorted({*op.errors, *(() if op.public else (401, 403))}):
             entry["responses"][str(status)] = {"description": ERROR_TEXTS[status], "content": {
                 "application/json": {"schema": _ref(sc.Error)}}}
         paths.setdefault(op.path, {})[op.method] = entry
@@ -211,7 +242,10 @@ def document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "JSON API аварийно-диспетчерской службы. Авторизация: заголовок `Authorization: Bearer <токен>` "
-                "(персональный токен пользователя). Ошибки: `{\"error_id\", \"message\", \"details\"}`. "
+                "(персональный токен пользователя). Токен выдаётся с областями действия (scopes): `read` — "
+                "чтение, `write` — изменения, `telephony` — звонки и очередь пропущенных звонков (любым методом); "
+                "у каждой операции указана нужная. Запрос с заголовком Authorization проверяется только по нему "
+                "(cookie панели тогда не учитывается). Ошибки: `{\"error_id\", \"message\", \"details\"}`. "
                 "Объекты другой организации отвечают 404. Время в ответах — UTC (ISO 8601, суффикс Z); "
                 "время без смещения в запросах читается в часовом поясе организации."
             ),
@@ -231,5 +265,6 @@ def document() -> dict[str, Any]:
 
 
 @bp.get("/openapi.json")
+@public
 def openapi_json() -> Any:
     return jsonify(document())

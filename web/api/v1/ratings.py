@@ -8,7 +8,7 @@ from typing import Any
 from flask import request
 from pydantic import BaseModel, Field
 
-from models.organization import Role
+from models.rules import access
 from models.services import ratings as ratings_svc
 from web.api.v1 import bp
 from web.api.v1 import common as c
@@ -16,8 +16,6 @@ from web.api.v1.schemas import Out
 from web.auth import require_user
 from web.dbsession import session as db_session
 from web.panel.ratings import rating_scope
-
-MANAGERS = (Role.ADMIN, Role.MANAGER)
 
 
 class ExecutorRatingOut(Out):
@@ -40,7 +38,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (ExecutorRatingList,)
 
 @bp.get("/ratings/executors")
 def executor_ratings() -> Any:
-    user = require_user(MANAGERS)
+    user = require_user(access.EXECUTOR_RATINGS)
     ids = c.user_orgs(user)
     org_ids, day_from, day_to, period = rating_scope(request.args, ids, c.now())
     rows = ratings_svc.executor_average_ratings(db_session(), org_ids=org_ids, period=period)

@@ -1,0 +1,104 @@
+"""Who may do what, and for how long: roles of the screens shared by the panel and the API, API
+token scopes, login throttling limits and session lifetimes. Pure rules, no I/O.
+
+One table of roles serves the panel and /api/v1, so a report closed to dispatchers in the panel
+cannot stay open to them through the API (issue 10, item 8).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from models.organization import Role
+
+STAFF: tuple[Role, ...] = (Role.ADMIN, Role.MANAGER, Role.DISPATCHER)
+MANAGERS: tuple[Role, ...] = (Role.ADMIN, Role.MANAGER)
+
+# Screens and API resources open to some roles only (the panel's page and the API route use the same name).
+CALLBACK_COMPLIANCE = MANAGERS  # ПП 416 callback compliance report: /calls/compliance
+EXECUTOR_RATINGS = MANAGERS  # residents' ratings per executor: /ratings, /api/v1/ratings/executors
+
+
+class Scope(enum.StrEnum):
+    """What an API token may do. A route needs exactly one scope:
+
+    - `telephony`: call records (the call log, the missed-call queue and closing a missed call, the
+      callback compliance report), whatever the method: phone numbers and call times of residents
+      are given only to tokens issued for that;
+    - `read`: every other GET;
+    - `write`: every other method (creating and changing tickets, comments, assignments).
+    """
+
+    READ = "read"
+    WRITE = "write"
+    TELEPHONY = "telephony"
+
+
+ALL_SCOPES: tuple[Scope, ...] = tuple(Scope)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def required_scope(method: str, declared: Scope | None = None) -> Scope:
+    """The scope a route needs: the one it declares (telephony), else read for safe methods, write otherwise."""
+    if declared is not None:
+        return declared
+    return Scope.READ if method.upper() in SAFE_METHODS else Scope.WRITE
+
+
+def parse_scopes(raw: Iterable[str] | str) -> tuple[Scope, ...]:
+    """Scopes from "read write" / "read,write" / a list, in canonical order; ValueError names an unknown one."""
+    items = raw.replace(",", " ").split() if isinstance(raw, str) else list(raw)
+    unknown = [s for s in items if s not in Scope.__members__.values()]
+    if unknown:
+        raise ValueError(f"неизвестная область действия: {', '.join(unknown)} "
+                         f"(возможные: {', '.join(s.value for s in ALL_SCOPES)})")
+    wanted = set(items)
+    return tuple(s for s in ALL_SCOPES if s.value in wanted)
+
+
+def format_scopes(scopes: Iterable[Scope | str]) -> str:
+    """The stored form: space-separated, canonical order."""
+    return " ".join(s.value for s in parse_scopes([str(s) for s in scopes]))
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """Failed logins tolerated within `window` per login name and per client address before that
+    login (or address) is refused for `lockout`; an administrator can lift it earlier."""
+
+    max_failures: int = 5
+    ip_max_failures: int = 30
+    window: timedelta = timedelta(minutes=15)
+    lockout: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """A panel session ends `lifetime` after login (one shift) or after `idle` without a request."""
+
+    lifetime: timedelta = timedelta(hours=12)
+    idle: timedelta = timedelta(hours=2)
+
+
+# `last_seen_at` of a session and `last_used_at` of a token are written at most this often: a
+# write per request would double the statements of every API call for a minute's precision.
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+def session_ends_at(created_at: datetime, last_seen_at: datetime, limits: SessionLimits) -> datetime:
+    return min(created_at + limits.lifetime, last_seen_at + limits.idle)
+
+
+def session_alive(created_at: datetime, last_seen_at: datetime, now: datetime, limits: SessionLimits) -> bool:
+    return now < session_ends_at(created_at, last_seen_at, limits)
+
+
+def token_alive(expires_at: datetime | None, now: datetime) -> bool:
+    return expires_at is None or now < expires_at
+
+
+def needs_touch(last: datetime | None, now: datetime) -> bool:
+    return last is None or now - last >= TOUCH_EVERY

@@ -1,0 +1,216 @@
+"""Signing in and what an administrator does about it: logins with throttling, panel sessions,
+passwords, deactivation, API tokens (issue 10, items 5, 6 and 8; the administration pages of
+issue 12 call these same functions, as `openads user ...` does now).
+
+Side effects are rows only (users, user_sessions, login_failures, login_locks, api_tokens); no
+domain events are emitted: nothing in the panel's live journal depends on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from models.access import LockKind, LoginFailure, LoginLock, UserSession
+from models.errors import NotFound, ValidationFailed
+from models.organization import ApiToken, User
+from models.rules import credentials
+from models.rules.access import LoginLimits, Scope, SessionLimits, format_scopes, session_alive
+
+LOGIN_MAX = 80  # users.login
+IP_MAX = 45  # an IPv6 address in text
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    """`user` when the password was right; `locked_until` when the login or the address is locked out
+    (the password was then not even compared: a guess made during a lock-out tells nothing)."""
+
+    user: User | None
+    locked_until: datetime | None = None
+
+
+def user_by_login(session: Session, login: str) -> User:
+    user = session.scalar(select(User).where(User.login == login))
+    if user is None:
+        raise NotFound(f"нет пользователя с логином {login!r}", login=login)
+    return user
+
+
+# --- logins and lock-outs ------------------------------------------------------------------------
+
+
+def _lock_until(session: Session, *, login: str, ip: str, now: datetime) -> datetime | None:
+    keys = [and_(LoginLock.kind == LockKind.LOGIN, LoginLock.value == login)]
+    if ip:
+        keys.append(and_(LoginLock.kind == LockKind.IP, LoginLock.value == ip))
+    return session.scalar(select(func.max(LoginLock.locked_until)).where(or_(*keys), LoginLock.locked_until > now))
+
+
+def _record_failure(session: Session, *, login: str, ip: str, now: datetime, limits: LoginLimits) -> datetime | None:
+    """Writes the failure, prunes the ones out of every window, and locks the login (and the
+    address) that reached its limit. Returns the new lock's end, if any."""
+    since = now - limits.window
+    session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
+    session.execute(delete(LoginLock).where(LoginLock.locked_until <= now))
+    session.add(LoginFailure(login=login, ip=ip, at=now))
+    session.flush()
+    until = now + limits.lockout
+    locked = None
+    checks = [(LockKind.LOGIN, login, LoginFailure.login, limits.max_failures)]
+    if ip:
+        checks.append((LockKind.IP, ip, LoginFailure.ip, limits.ip_max_failures))
+    for kind, value, column, limit in checks:
+        failures = session.scalar(select(func.count()).where(column == value, LoginFailure.at > since))
+        if failures and failures >= limit:
+            session.add(LoginLock(kind=kind, value=value, locked_until=until, created_at=now))
+            locked = until
+    return locked
+
+
+def authenticate(
+    session: Session, *, login: str, password: str, ip: str | None, now: datetime, limits: LoginLimits,
+) -> LoginOutcome:
+    """Check a login and password, counting failures per login name and per client address.
+
+    A missing or deactivated login costs the same password hashing as a real one (no timing
+    oracle) and is counted and locked out the same way (no lock-out oracle). Writes a
+    `login_failures` row per failure and a `login_locks` row when a limit is reached; a success
+    clears the failures of that login. The caller commits whatever the outcome.
+    """
+    login = login.strip()[:LOGIN_MAX]
+    ip = (ip or "")[:IP_MAX]
+    locked = _lock_until(session, login=login, ip=ip, now=now)
+    if locked is not None:
+        return LoginOutcome(None, locked)
+    user = session.scalar(select(User).where(User.login == login, User.is_active.is_(True))) if login else None
+    if user is None:
+        credentials.check_no_password(password)
+    elif credentials.check_password(user.password_hash, password):
+        session.execute(delete(LoginFailure).where(LoginFailure.login == login))
+        return LoginOutcome(user)
+    return LoginOutcome(None, _record_failure(session, login=login, ip=ip, now=now, limits=limits))
+
+
+def active_locks(session: Session, *, now: datetime) -> list[LoginLock]:
+    return list(session.scalars(
+        select(LoginLock).where(LoginLock.locked_until > now).order_by(LoginLock.kind, LoginLock.value)))
+
+
+def unlock(session: Session, *, login: str | None = None, ip: str | None = None) -> int:
+    """Lift the lock-out of a login name and/or a client address and forget their failures.
+    Returns how many locks were lifted."""
+    if not login and not ip:
+        raise ValidationFailed("укажите логин или адрес")
+    lifted = 0
+    for kind, value, column in ((LockKind.LOGIN, login, LoginFailure.login), (LockKind.IP, ip, LoginFailure.ip)):
+        if value:
+            result = session.execute(delete(LoginLock).where(LoginLock.kind == kind, LoginLock.value == value))
+            lifted += result.rowcount  # type: ignore[attr-defined]
+            session.execute(delete(LoginFailure).where(column == value))
+    return lifted
+
+
+# --- panel sessions --------------------------------------------------------------------------------
+
+
+def start_session(session: Session, *, user: User, ip: str | None, user_agent: str, now: datetime) -> str:
+    """A new panel session of `user`. Returns its key (for the cookie); only the key's digest is stored."""
+    key = credentials.new_session_key()
+    session.add(UserSession(user_id=user.id, key_sha256=credentials.digest(key), created_at=now, last_seen_at=now,
+                            ip=(ip or "")[:IP_MAX], user_agent=(user_agent or "")[:200]))
+    return key
+
+
+def end_session(session: Session, *, key: str, now: datetime) -> None:
+    session.execute(update(UserSession).where(UserSession.key_sha256 == credentials.digest(key),
+                                              UserSession.ended_at.is_(None)).values(ended_at=now))
+
+
+def end_user_sessions(session: Session, *, user_id: int, now: datetime) -> int:
+    """"Sign out everywhere": every open session of the user ends. Returns how many."""
+    result = session.execute(update(UserSession).where(UserSession.user_id == user_id,
+                                                       UserSession.ended_at.is_(None)).values(ended_at=now))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def live_sessions(session: Session, *, user_id: int, now: datetime, limits: SessionLimits) -> list[UserSession]:
+    """The user's sessions that still open the panel, the most recent first."""
+    rows = session.scalars(select(UserSession).where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
+                           .order_by(UserSession.last_seen_at.desc()))
+    return [r for r in rows if session_alive(r.created_at, r.last_seen_at, now, limits)]
+
+
+# --- users -------------------------------------------------------------------------------------------
+
+
+def check_password_policy(password: str, *, login: str, min_length: int) -> None:
+    problems = credentials.password_problems(password, login=login, min_length=min_length)
+    if problems:
+        raise ValidationFailed("; ".join(problems), field="password", problems=problems)
+
+
+def set_password(session: Session, *, user: User, password: str, min_length: int, now: datetime) -> int:
+    """A new password (by the policy) for `user`; their open sessions end, since whoever knew the
+    old password may hold one. Returns how many sessions ended."""
+    check_password_policy(password, login=user.login, min_length=min_length)
+    user.password_hash = credentials.hash_password(password)
+    return end_user_sessions(session, user_id=user.id, now=now)
+
+
+def deactivate_user(session: Session, *, user: User, now: datetime) -> int:
+    """The user can no longer log in; their sessions end at once and their API tokens stop working
+    (tokens of inactive users are refused). The row stays: the journal keeps their name.
+    Returns how many sessions ended."""
+    user.is_active = False
+    return end_user_sessions(session, user_id=user.id, now=now)
+
+
+def activate_user(session: Session, *, user: User) -> None:
+    user.is_active = True
+
+
+# --- API tokens --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    secret: str  # shown once; only its digest is stored
+
+
+def issue_api_token(
+    session: Session, *, user: User, scopes: tuple[Scope, ...], expires_at: datetime | None, name: str = "",
+    now: datetime,
+) -> IssuedToken:
+    if not scopes:
+        raise ValidationFailed("укажите хотя бы одну область действия токена", field="scopes")
+    if expires_at is not None and expires_at <= now:
+        raise ValidationFailed("срок действия токена уже истёк", field="expires_at")
+    secret = credentials.new_api_token()
+    token = ApiToken(user_id=user.id, token_sha256=credentials.digest(secret), name=name.strip()[:100],
+                     created_at=now, scopes=format_scopes(scopes), expires_at=expires_at, revoked=False)
+    session.add(token)
+    session.flush()
+    return IssuedToken(token, secret)
+
+
+def user_tokens(session: Session, *, user_id: int) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)))
+
+
+def revoke_api_token(session: Session, *, token_id: int) -> ApiToken:
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound("токен не найден", token_id=token_id)
+    token.revoked = True
+    return token
+
+
+def revoke_user_tokens(session: Session, *, user_id: int) -> int:
+    result = session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked.is_(False))
+                             .values(revoked=True))
+    return int(result.rowcount)  # type: ignore[attr-defined]
