@@ -152,7 +152,7 @@ def test_bad_usage_exits_2_with_a_russian_message_and_no_traceback(
 
 def test_duplicate_login_is_refused_and_writes_nothing(migrated: dict[str, str]) -> None:
     assert openads(migrated, "org", "add", "--name", "УК А", "--short-name", "А").returncode == 0
-    env = dict(migrated, OPENADS_PASSWORD="pass1234")
+    env = dict(migrated, OPENADS_PASSWORD="Bpmh-seven-rivers")
     assert openads(env, "user", "add", "--login", "ivan", "--name", "Иванов И. И.", "--role", "executor",
                    "--org", "1").returncode == 0
     again = openads(env, "user", "add", "--login", "ivan", "--name", "Другой", "--role", "admin", "--org", "1")
