@@ -34,15 +34,10 @@ from web.panel.common import (
     org_colour,
     scope_journal,
 )
+from web.redirects import next_target
 
 JOURNAL_SESSION_KEY = "journal_args"
 PAGE_SIZE = 50
-
-
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("panel.index")
 
 
 def url_args(args: MultiDict[str, str]) -> dict[str, list[str]]:
@@ -66,7 +61,7 @@ def login() -> Any:
         user = db_session().scalar(select(User).where(User.login == login_name, User.is_active.is_(True)))
         if user is not None and verify_password(user, request.form.get("password") or ""):
             login_user(user)
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(next_target(url_for("panel.index")))
         flash("Неверный логин или пароль", "error")
         return render_template("login.html"), 401
     if current_user() is not None:
