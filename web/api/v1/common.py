@@ -13,15 +13,16 @@ from flask import current_app, request
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+from models import access
 from models.base import utcnow
 from models.errors import NotFound, PermissionDenied, ValidationFailed
-from models.organization import Organization, Role, User
+from models.organization import Organization, User
 from web.auth import require_user
 from web.dbsession import session as db_session
 
 M = TypeVar("M", bound=BaseModel)
 
-STAFF = (Role.ADMIN, Role.MANAGER, Role.DISPATCHER)
+STAFF = access.STAFF
 
 # pydantic error types → Russian messages (anything else keeps pydantic's own text).
 _MESSAGES_RU: dict[str, str] = {
