@@ -53,6 +53,7 @@ from ari_app.media import (
 )
 from ari_app.reconcile import conversation_channels, stasis_args
 from models.base import utcnow
+from models.files import FILE_MODE, private_dir
 from models.services.calls import end_call_of_any_org, hand_call_to_fallback
 from openads import channel_vars as cv
 
@@ -81,8 +82,8 @@ class AppLock:
         return self._fd is not None
 
     def _open(self) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        private_dir(self.path.parent)
+        return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
 
     def try_acquire(self) -> bool:
         """Take the lock if nobody holds it; False if another process does."""

@@ -115,7 +115,8 @@ owner=$(getent passwd asterisk >/dev/null && echo asterisk || id -un)
 group=$(getent group openads >/dev/null && echo openads || id -gn)
 mkdir -p "$recordings/voicemail/openads"
 chown "$owner:$group" "$recordings" "$recordings/voicemail" "$recordings/voicemail/openads"
-chmod 2775 "$recordings" "$recordings/voicemail" "$recordings/voicemail/openads"
+# 2770: Asterisk writes, OpenADS (group, setgid) reads and deletes, nobody else reads (152-ФЗ).
+chmod 2770 "$recordings" "$recordings/voicemail" "$recordings/voicemail/openads"
 mkdir -p "$spool/voicemail"
 box=$spool/voicemail/openads
 if [ -d "$box" ] && [ ! -L "$box" ]; then

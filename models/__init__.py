@@ -3,7 +3,7 @@
 No Asterisk, no Flask, no HTTP in here.
 """
 
-from models.access import LoginFailure, LoginLock, UserSession  # noqa: F401
+from models.auth import LoginFailure, LoginLock, UserSession  # noqa: F401
 from models.base import Base  # noqa: F401
 from models.call import Call, CallTicket, DispatcherPhone, TelephonySettings, TicketLegalHold  # noqa: F401
 from models.event_cursor import EventCursor  # noqa: F401

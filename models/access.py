@@ -1,72 +1,110 @@
-"""Signing in: panel sessions kept on the server, failed logins and lock-outs (issue 10, items 5–6).
+"""Who sees what inside an organization: the one rule the panel, the API and the services share.
 
-A panel session is a row: the cookie carries a random key whose SHA-256 is `key_sha256`, and every
-request checks the row, so logging out, "sign out everywhere" and deactivating a user end it at
-once, wherever the cookie was copied. Failed logins and lock-outs are rows too: every gunicorn
-worker (and every web server behind one proxy) counts the same failures.
+Tenant scoping (the organizations a user belongs to) is every query's `org_ids`. On top of it:
+
+- admin, manager, dispatcher (`STAFF`): everything of their organizations;
+- executor: only what the tickets assigned to them need (issue 10, item 3) —
+  * those tickets (journal, card, live row, workflow actions), their comments and attachments;
+  * the houses of those tickets: premises and house notes (door codes, where the keys are), and
+    they may add a note to such a house (they are the ones who learn the codes on site);
+  * not the resident directory (the phone/name lookup: phones, accounts, notes of everyone),
+    not the other tickets of a house, not another house's notes, not another ticket's files.
+
+"Assigned to them" is the ticket's current executor, whatever its status: the executor keeps the
+card of a ticket they closed (the journal lists it), and with it the house it needs. Anything
+outside answers "not found", as another organization's row does (existence is not disclosed).
 """
 
 from __future__ import annotations
 
-import enum
-from datetime import datetime
+from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
 
-from models.base import Base, UTCDateTime, utcnow
-from models.organization import User
-
-
-class UserSession(Base):
-    """One login of a user in one browser. Ended (`ended_at`) by logout, "sign out everywhere",
-    a password change or deactivation; it also lapses by the session limits (models/rules/access.py)."""
-
-    __tablename__ = "user_sessions"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    ip: Mapped[str] = mapped_column(String(45), default="")
-    user_agent: Mapped[str] = mapped_column(String(200), default="")
-
-    user: Mapped[User] = relationship()
+from models.errors import NotFound, TicketNotFound
+from models.housing import House
+from models.organization import Role, User
+from models.queries import JournalFilter
+from models.rules.access import STAFF
+from models.ticket import Attachment, Ticket
 
 
-class LoginFailure(Base):
-    """A failed login: the name typed (whether such a user exists or not) and the client address."""
+def is_executor(user: User) -> bool:
+    return user.role == Role.EXECUTOR
 
-    __tablename__ = "login_failures"
-    __table_args__ = (
-        Index("login_failures__idx__login_at", "login", "at"),
-        Index("login_failures__idx__ip_at", "ip", "at"),
-        Index("login_failures__idx__at", "at"),
+
+def may_search_directory(user: User) -> bool:
+    """The resident directory (lookup by phone or name, residents' cards): staff only."""
+    return user.role in STAFF
+
+
+def _org_ids(user: User) -> list[int]:
+    ids = user.organization_ids
+    if not ids:
+        raise NotFound("нет доступных организаций")
+    return ids
+
+
+# --- tickets -------------------------------------------------------------------------------------
+
+
+def ticket_conditions(user: User) -> list[ColumnElement[bool]]:
+    """SQL conditions on `Ticket` beyond the organization (an executor's own tickets only)."""
+    return [Ticket.executor_id == user.id] if is_executor(user) else []
+
+
+def sees_ticket(user: User, ticket: Ticket) -> bool:
+    return ticket.organization_id in user.organization_ids and (
+        not is_executor(user) or ticket.executor_id == user.id
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    login: Mapped[str] = mapped_column(String(80))
-    ip: Mapped[str] = mapped_column(String(45))
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+def visible_ticket(user: User, ticket: Ticket) -> Ticket:
+    """`ticket`, or TicketNotFound when the user must not see it."""
+    if not sees_ticket(user, ticket):
+        raise TicketNotFound("заявка не найдена", ticket_id=ticket.id)
+    return ticket
 
 
-class LockKind(enum.StrEnum):
-    LOGIN = "login"
-    IP = "ip"
+def scope_journal(user: User, f: JournalFilter) -> JournalFilter:
+    """An executor's journal is the list of tickets assigned to them (asking for another
+    executor's gives nothing)."""
+    if is_executor(user):
+        f.executor_id = user.id if f.executor_id in (None, user.id) else -1
+    return f
 
 
-class LoginLock(Base):
-    """A login name or a client address refused until `locked_until` (too many failures)."""
+# --- houses and what hangs on them ---------------------------------------------------------------
 
-    __tablename__ = "login_locks"
-    __table_args__ = (Index("login_locks__idx__kind_value", "kind", "value"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[LockKind] = mapped_column(
-        Enum(LockKind, native_enum=False, length=10, values_callable=lambda e: [m.value for m in e])
+def house_conditions(user: User) -> list[ColumnElement[bool]]:
+    """SQL conditions on `House` beyond the organization (an executor: the houses of their tickets)."""
+    if not is_executor(user):
+        return []
+    mine = select(Ticket.house_id).where(Ticket.executor_id == user.id, Ticket.house_id.is_not(None))
+    return [House.id.in_(mine)]
+
+
+def visible_house(session: Session, user: User, house_id: int, options: Sequence[Any] = ()) -> House:
+    """The house by id if the user may see it (its premises and notes with it), else NotFound."""
+    house = session.scalar(
+        select(House).where(House.id == house_id, House.organization_id.in_(_org_ids(user)),
+                            *house_conditions(user)).options(*options)
     )
-    value: Mapped[str] = mapped_column(String(80))
-    locked_until: Mapped[datetime] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    if house is None:
+        raise NotFound("дом не найден", house_id=house_id)
+    return house
+
+
+def visible_attachment(session: Session, user: User, attachment_id: int) -> Attachment:
+    """A ticket's file by id if the user may see the ticket, else NotFound."""
+    att = session.scalar(
+        select(Attachment).join(Ticket, Ticket.id == Attachment.ticket_id)
+        .where(Attachment.id == attachment_id, Attachment.organization_id.in_(_org_ids(user)),
+               *ticket_conditions(user))
+    )
+    if att is None:
+        raise NotFound("файл не найден", attachment_id=attachment_id)
+    return att

@@ -11,11 +11,26 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+
+from models.files import create_private_file
+
+
+def create_sqlite_file(url: str) -> None:
+    """Make a SQLite database file that does not exist yet with the private mode (0640, its
+    directory 0750) before SQLite does so with the umask's; SQLite gives its -wal and -shm files
+    the mode of the database file. No-op for other databases and in-memory ones."""
+    parsed = make_url(url)
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+        return
+    create_private_file(Path(name))
 
 
 def _unicode_lower(value: Any) -> Any:
@@ -78,6 +93,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
+            create_sqlite_file(url)
             self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE", **engine_kw)
             self.read_engine = _sqlite_engine(url, "BEGIN", **engine_kw)
         else:

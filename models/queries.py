@@ -213,12 +213,13 @@ def lookup(session: Session, org_ids: Iterable[int], q: str, limit: int = 10) ->
 
 
 def open_tickets_of(session: Session, org_ids: Iterable[int], *, premise_id: int | None, house_id: int | None,
-                    limit: int = 10) -> Sequence[Ticket]:
+                    limit: int = 10, where: Sequence[ColumnElement[bool]] = ()) -> Sequence[Ticket]:
+    """Open tickets of the premise (else of the house); `where` narrows further (`models.access`)."""
     if premise_id is None and house_id is None:
         return []
     cond = Ticket.premise_id == premise_id if premise_id is not None else Ticket.house_id == house_id
     return session.scalars(
-        select(Ticket).where(Ticket.organization_id.in_(_ids(org_ids)), cond, Ticket.status.in_(OPEN))
+        select(Ticket).where(Ticket.organization_id.in_(_ids(org_ids)), cond, Ticket.status.in_(OPEN), *where)
         .options(joinedload(Ticket.category)).order_by(Ticket.registered_at.desc()).limit(limit)
     ).all()
 

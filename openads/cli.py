@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from models.files import restrict_umask
 from openads.commands import CommandError, UsageError, build_parser
 
 
@@ -26,11 +27,26 @@ def _setup_logging(long_running: bool) -> None:
         logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
+def _restrict_umask() -> bool:
+    """Every file an `openads` process creates (database, attachments, recordings, imports) is
+    0640 and every directory 0750 (OPENADS_UMASK, default 027; models/files.py)."""
+    raw = os.environ.get("OPENADS_UMASK")
+    try:
+        restrict_umask(raw)
+    except ValueError:
+        print(f"openads: ошибка конфигурации: OPENADS_UMASK: ожидается восьмеричное число вроде 027, "
+              f"получено {raw!r}", file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with a Russian message on bad usage
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
+        return 2
+    if not _restrict_umask():
         return 2
     _setup_logging(bool(getattr(args, "long_running", False)))
     from models.errors import DomainError

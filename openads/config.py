@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from models.files import SECRET_MODE, private_dir
 from models.rules.access import LoginLimits, SessionLimits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,22 +24,24 @@ class ConfigError(RuntimeError):
 
 
 def _var_dir() -> Path:
-    path = Path(os.environ.get("OPENADS_VAR_DIR", ROOT / "var"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(Path(os.environ.get("OPENADS_VAR_DIR", ROOT / "var")))
 
 
 def _secret_key(var_dir: Path) -> str:
-    """SECRET_KEY from env, else generated once and kept in var/ (so sessions survive restarts)."""
+    """SECRET_KEY from env, else generated once and kept in var/ (so sessions survive restarts).
+    The file is created 0600 at once (never readable in between); of two processes starting
+    together, the second reads the first one's key."""
     env = os.environ.get("SECRET_KEY")
     if env:
         return env
     key_file = var_dir / "secret_key"
-    if key_file.exists():
-        return key_file.read_text().strip()
     key = secrets.token_urlsafe(48)
-    key_file.write_text(key)
-    key_file.chmod(0o600)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SECRET_MODE)
+    except FileExistsError:
+        return key_file.read_text().strip()
+    with os.fdopen(fd, "w") as out:
+        out.write(key)
     return key
 
 

@@ -1,6 +1,6 @@
 """Authentication. `current_user()` and `org_ids()` are what every view scopes by.
 
-Panel: a login starts a session row (models/access.py `UserSession`) and the signed cookie carries
+Panel: a login starts a session row (models/auth.py `UserSession`) and the signed cookie carries
 only its random key. Every request checks the row, so logout, "sign out everywhere", a password
 change and deactivation end the session at once, even for a copy of the cookie; it also ends after
 the absolute lifetime (OPENADS_SESSION_MINUTES, one shift) and the idle timeout
@@ -26,7 +26,7 @@ from sqlalchemy import Executable, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import contains_eager
 
-from models.access import UserSession
+from models.auth import UserSession
 from models.errors import DomainError, PermissionDenied
 from models.organization import ApiToken, Membership, Role, User
 from models.rules import credentials

@@ -26,6 +26,7 @@ from ari_app.client import AriClient, AriError, AriNotFound, AriUnavailable
 from ari_app.db import Db
 from ari_app.dispatcher import Event, Flow, Session
 from ari_app.media import OutboundDial
+from models.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ async def fetch_recording(ari: AriClient, config: FlowConfig, name: str, relpath
         log.warning("%s: recording %s not found in Asterisk", who, name)
         return None
     target = config.recordings_dir / relpath
-    await asyncio.to_thread(_write_file, target, data)
+    await asyncio.to_thread(write_private, target, data)
     try:
         await ari.delete_stored_recording(name)
     except AriError as exc:
@@ -272,11 +273,6 @@ async def _recording_settled(ari: AriClient, config: FlowConfig, name: str, who:
         await asyncio.sleep(config.recording_settle_poll)
 
 
-def _write_file(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(target.suffix + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(target)
 
 
 def relpath_for(org_id: int, call_id: int, started_at: datetime, *, voicemail: bool = False, fmt: str = "wav") -> str:

@@ -7,6 +7,7 @@ from sqlalchemy import create_engine, pool
 
 import models  # noqa: F401  (registers every table)
 from models.base import Base
+from models.db import create_sqlite_file
 
 config = context.config
 target_metadata = Base.metadata
@@ -34,6 +35,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
+    create_sqlite_file(_url())  # a new SQLite file is private (0640), not the umask's 0644
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from models.access import LockKind, LoginFailure, LoginLock, UserSession
+from models.auth import LockKind, LoginFailure, LoginLock, UserSession
 from models.errors import NotFound, ValidationFailed
 from models.organization import ApiToken, User
 from models.rules import credentials

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from models import access
 from models.base import utcnow
 from models.errors import ValidationFailed
 from models.housing import House, HouseNote, Premise, Resident, ResidentPhone
@@ -24,8 +25,11 @@ def owned_house(session: Session, *, org: Organization, house_id: int) -> House:
 def add_house_note(
     session: Session, *, org: Organization, house_id: int, text: str, by: User | None, now: datetime | None = None
 ) -> HouseNote:
-    """A hint for everyone working in the house: keys, access codes, shut-off valves."""
+    """A hint for everyone working in the house: keys, access codes, shut-off valves. An executor
+    adds one only to a house of a ticket assigned to them (`models.access`)."""
     house = owned_house(session, org=org, house_id=house_id)
+    if by is not None:
+        access.visible_house(session, by, house.id)
     text = (text or "").strip()
     if not text:
         raise ValidationFailed("пустая заметка", field="text")

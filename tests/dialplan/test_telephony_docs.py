@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -61,6 +62,8 @@ def test_the_installer_leaves_no_placeholder_and_enables_exactly_its_provider(tm
     assert "[ru]" in (etc / "indications.conf").read_text()
     box = tmp_path / "spool" / "voicemail" / "openads"
     assert box.is_symlink() and box.resolve() == (tmp_path / "rec" / "voicemail" / "openads").resolve()
+    for d in (tmp_path / "rec", tmp_path / "rec" / "voicemail", tmp_path / "rec" / "voicemail" / "openads"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o2770, d  # recordings: no access for others
     assert oct((etc / "ari.conf").stat().st_mode & 0o777) in ("0o600", "0o640")
 
 
@@ -125,7 +128,9 @@ def test_the_env_section_names_the_outbound_settings() -> None:
 
 
 def test_the_fallback_recordings_stay_deletable_by_openads() -> None:
-    assert "UMask=0002" in INSTALL and "setfacl -d -m g:openads:rwx" in INSTALL
+    # group openads may delete, others may not even read (issue 10, item 10)
+    assert "UMask=0007" in INSTALL and "UMask=0002" not in INSTALL
+    assert "setfacl -d -m g:openads:rwx,o::-" in INSTALL
 
 
 def test_the_connection_check_is_the_websocket_not_the_app_list() -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from models.access import LoginFailure, UserSession
+from models.auth import LoginFailure, UserSession
 from models.errors import ValidationFailed
 from models.organization import Role
 from models.rules import credentials

@@ -67,8 +67,14 @@ def test_card_has_premises_and_notes_and_other_organization_is_404(client, world
     check_not_found(client, "get", f"{API}/houses/{world.house_b.id}", disp_a)
     check_not_found(client, "get", f"{API}/houses/999999", disp_a)
     check_unauthorized(client, "get", f"{API}/houses/{world.house_a.id}")
-    # executors need the per-house hints too; the centre dispatcher sees both organizations' houses
-    assert client.get(f"{API}/houses/{world.house_a.id}", headers=token_for(world.executor_a)).status_code == 200
+    # executors need the per-house hints of their tickets' houses (and only those: test_executor_visibility);
+    # the centre dispatcher sees both organizations' houses
+    executor = token_for(world.executor_a)
+    check_not_found(client, "get", f"{API}/houses/{world.house_a.id}", executor)
+    with db.write() as s:
+        f.make_ticket(s, s.merge(world.org_a), world.cats_a["other"], house_id=world.house_a.id,
+                      executor_id=world.executor_a.id)
+    assert client.get(f"{API}/houses/{world.house_a.id}", headers=executor).status_code == 200
     centre = token_for(world.centre_dispatcher)
     assert client.get(f"{API}/houses/{world.house_b.id}", headers=centre).status_code == 200
     assert len(client.get(f"{API}/houses", headers=centre).get_json()["items"]) == 2

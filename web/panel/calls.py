@@ -40,6 +40,7 @@ from web.dbsession import database
 from web.dbsession import session as db_session
 from web.panel import bp
 from web.panel.common import STAFF, my_orgs, optional_int, org_by_id, settings, user
+from web.redirects import next_target
 
 PAGE_SIZE = 50
 SOON_SECONDS = 120  # a missed call's countdown turns red two minutes before its deadline
@@ -347,11 +348,6 @@ def recording_download(recording_id: int) -> Any:
 # --- missed-call queue -------------------------------------------------------------------------
 
 
-def _back(default: str) -> str:
-    target = request.form.get("next") or request.args.get("next") or ""
-    return target if target.startswith("/") and not target.startswith("//") else default
-
-
 @bp.get("/missed-calls")
 @login_required(STAFF)
 def missed_calls() -> Any:
@@ -397,7 +393,7 @@ def missed_call_callback(missed_call_id: int) -> Any:
         s.rollback()
         return _missed_card(missed_call_id, error=exc.message, status=exc.http_status)
     flash(f"Обратный вызов на {call_phone(item.phone)} запрошен: ответьте на своём телефоне", "ok")
-    return redirect(_back(url_for("panel.index")))
+    return redirect(next_target(url_for("panel.index")))
 
 
 @bp.post("/missed-calls/<int:missed_call_id>/close")
@@ -414,7 +410,7 @@ def missed_call_close(missed_call_id: int) -> Any:
         s.rollback()
         return _missed_card(missed_call_id, error=exc.message, status=exc.http_status)
     flash(f"Пропущенный звонок {call_phone(item.phone)} закрыт", "ok")
-    return redirect(_back(url_for("panel.index")))
+    return redirect(next_target(url_for("panel.index")))
 
 
 # --- "create resident" from an unknown caller's card --------------------------------------------

@@ -13,6 +13,7 @@ from flask import Response, render_template, request, stream_with_context
 from models.base import utcnow
 from models.errors import ImportFailed, NotFound, ValidationFailed
 from models.export import MIMETYPE, iter_journal_xlsx
+from models.files import open_private, private_dir, write_private
 from models.organization import Role
 from models.services.housing_import import FIELD_TITLES_RU, apply_import, parse_housing_file, preview_import
 from web.auth import login_required
@@ -51,9 +52,7 @@ def export_journal() -> Any:
 
 
 def _imports_dir() -> Path:
-    path = Path(settings().var_dir) / "imports"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(Path(settings().var_dir) / "imports")
 
 
 def _stored(token: str) -> tuple[Path, dict[str, Any]]:
@@ -86,9 +85,10 @@ def _save_upload() -> tuple[str, Path, dict[str, Any]]:
     org = org_by_id(request.form.get("organization_id"))
     token = secrets.token_urlsafe(24)
     path = _imports_dir() / f"{token}{suffix}"
-    upload.save(path)
+    with open_private(path) as out:  # residents' names and phones: 0640 like the database
+        upload.save(out)
     meta = {"user_id": user().id, "organization_id": org.id, "filename": upload.filename, "suffix": suffix}
-    (_imports_dir() / f"{token}.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    write_private(_imports_dir() / f"{token}.json", json.dumps(meta, ensure_ascii=False).encode())
     return token, path, meta
 
 

@@ -19,6 +19,7 @@ from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.panel import bp
 from web.panel.common import STAFF, my_orgs, optional_int, org_by_id, user
+from web.redirects import next_target
 
 MANAGERS = (Role.ADMIN, Role.MANAGER)
 TEMPLATE_TITLES_RU = {
@@ -96,8 +97,7 @@ def robot_settings_save() -> Any:
 
 
 def _back() -> str:
-    target = request.values.get("next") or ""
-    return target if target.startswith("/") and not target.startswith("//") else url_for("panel.index")
+    return next_target(url_for("panel.index"))
 
 
 def _contact_page(resident_id: int, *, error: str | None = None, status: int = 200) -> Any:

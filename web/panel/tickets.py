@@ -15,12 +15,14 @@ from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
-from models import queries
+from models import access, queries
 from models.base import utcnow
 from models.errors import DomainError, NotFound, PermissionDenied, ValidationFailed
-from models.housing import House, HouseNote, Premise
+from models.files import open_private, private_dir
+from models.housing import HouseNote, Premise
 from models.organization import Organization, User
 from models.outbox import OutboxMessage
+from models.rules.attachments import safe_content_type
 from models.rules.deadlines import compute_deadlines
 from models.rules.phones import display as phone_display
 from models.rules.ticket_states import (
@@ -193,7 +195,9 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         categories=queries.categories(s, [org.id]),
         notes=notes, authors=authors, premises=premises,
         open_tickets=[x for x in queries.open_tickets_of(s, [org.id], premise_id=ticket.premise_id,
-                                                          house_id=ticket.house_id) if x.id != ticket.id],
+                                                          house_id=ticket.house_id,
+                                                          where=access.ticket_conditions(user()))
+                      if x.id != ticket.id],
         incidents=queries.active_incidents(s, [org.id], ticket.house_id) if ticket.house_id else [],
         visibility_titles=VISIBILITY_TITLES, channel_titles=CHANNEL_TITLES,
         max_upload_mb=settings().max_upload_mb,
@@ -355,13 +359,13 @@ def ticket_attach(ticket_id: int) -> Any:
         visibility = _visibility(request.form.get("visibility"))
     except ValidationFailed as exc:
         return _card(ticket_id, error=exc.message, status=400)
-    folder = settings().var_dir / "attachments" / str(ticket.organization_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(settings().var_dir / "attachments" / str(ticket.organization_id))
     suffix = secure_filename("x" + Path(upload.filename).suffix.lower())[1:][:10]
     stored = folder / (uuid.uuid4().hex + suffix)
     tmp = stored.with_name(stored.name + ".part")
     try:
-        upload.save(tmp)
+        with open_private(tmp) as out:
+            upload.save(out)
         size = tmp.stat().st_size
         if size > limit_mb * 1024 * 1024:
             raise RequestEntityTooLarge()
@@ -375,7 +379,7 @@ def ticket_attach(ticket_id: int) -> Any:
         raise
     db_session().add(Attachment(
         organization_id=ticket.organization_id, ticket_id=ticket.id, filename=upload.filename[:255],
-        content_type=(upload.mimetype or "application/octet-stream")[:100], size=size,
+        content_type=safe_content_type(upload.mimetype, upload.filename)[:100], size=size,
         storage_path=str(stored.relative_to(settings().var_dir)), visibility=visibility,
         uploaded_by_id=user().id, created_at=utcnow(),
     ))
@@ -386,13 +390,16 @@ def ticket_attach(ticket_id: int) -> Any:
 @bp.get("/attachments/<int:attachment_id>")
 @login_required()
 def attachment_download(attachment_id: int) -> Any:
-    att = queries.get_owned(db_session(), Attachment, org_ids(), attachment_id)
+    att = access.visible_attachment(db_session(), user(), attachment_id)
     root = settings().var_dir.resolve()
     path = (root / att.storage_path).resolve()
     if root not in path.parents or not path.is_file():
         abort(404)
-    resp = send_file(Path(path), mimetype=att.content_type, as_attachment=True, download_name=att.filename)
+    # Rows stored before the type rule are judged again: an HTML file never goes out as HTML.
+    resp = send_file(Path(path), mimetype=safe_content_type(att.content_type, att.filename), as_attachment=True,
+                     download_name=att.filename)
     resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return resp
 
 
@@ -402,7 +409,7 @@ def attachment_download(attachment_id: int) -> Any:
 @bp.post("/houses/<int:house_id>/notes")
 @login_required()
 def house_note_add(house_id: int) -> Any:
-    house = queries.get_owned(db_session(), House, org_ids(), house_id)
+    house = access.visible_house(db_session(), user(), house_id)
     text = (request.form.get("text") or "").strip()
     back = request.form.get("ticket_id", "")
     target = url_for("panel.ticket_card", ticket_id=int(back)) if back.isdigit() else url_for("panel.index")
@@ -488,7 +495,7 @@ def readback(ticket: Ticket, by: User | None) -> str:
 
 
 @bp.get("/lookup")
-@login_required()
+@login_required(STAFF)  # the resident directory: not for executors (models.access.may_search_directory)
 def lookup() -> Any:
     s = db_session()
     ids = org_ids()
@@ -518,7 +525,7 @@ def lookup() -> Any:
 @login_required()
 def house_premises(house_id: int) -> Any:
     s = db_session()
-    house = queries.get_owned(s, House, org_ids(), house_id)
+    house = access.visible_house(s, user(), house_id)
     premises = s.scalars(select(Premise).where(Premise.house_id == house.id).order_by(Premise.id)).all()
     incidents = queries.active_incidents(s, [house.organization_id], house.id)
     notes = s.scalars(select(HouseNote).where(HouseNote.house_id == house.id).order_by(HouseNote.id.desc())

@@ -43,15 +43,10 @@ from web.panel.common import (
     org_colour,
     scope_journal,
 )
+from web.redirects import next_target
 
 JOURNAL_SESSION_KEY = "journal_args"
 PAGE_SIZE = 50
-
-
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("panel.index")
 
 
 def url_args(args: MultiDict[str, str]) -> dict[str, list[str]]:
@@ -74,7 +69,7 @@ def login() -> Any:
         outcome = check_login(request.form.get("login") or "", request.form.get("password") or "")
         if outcome.user is not None:
             login_user(outcome.user)
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(next_target(url_for("panel.index")))
         commit_now()  # the failure counts towards the lock-out although the answer is an error
         if outcome.locked_until is not None:
             flash(f"Слишком много неудачных попыток входа. Вход закрыт ещё на {locked_minutes(outcome.locked_until)} "

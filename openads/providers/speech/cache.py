@@ -20,6 +20,10 @@ from models.ports import SpeechSynthesizer
 
 log = logging.getLogger(__name__)
 
+# Public on purpose (see PromptCache.get): the rest of what OpenADS writes is private (models/files.py).
+PROMPT_DIR_MODE = 0o755
+PROMPT_FILE_MODE = 0o644
+
 
 def prompt_key(provider: str, voice: str | None, text: str) -> str:
     raw = "\0".join((provider, voice or "", text)).encode("utf-8")
@@ -51,14 +55,18 @@ class PromptCache:
             if path.exists():  # another thread made it while we waited
                 return path
             audio = self.synthesizer.synthesize(text, voice=voice)
-            self.directory.mkdir(parents=True, exist_ok=True)
+            if not self.directory.is_dir():
+                self.directory.mkdir(parents=True, exist_ok=True)
+                # Asterisk (another user) plays the prompts; they hold no personal data (the
+                # company's name, a ticket number), unlike the 0750 directories of models/files.py.
+                os.chmod(self.directory, PROMPT_DIR_MODE)
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".wav")
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(audio)
                     f.flush()
                     os.fsync(f.fileno())
-                os.chmod(tmp, 0o644)  # Asterisk runs as another user and must read it
+                os.chmod(tmp, PROMPT_FILE_MODE)  # Asterisk runs as another user and must read it
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

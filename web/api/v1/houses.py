@@ -1,17 +1,19 @@
-"""Houses: address search (paged) and the house card with premises and per-house notes."""
+"""Houses: address search (paged) and the house card with premises and per-house notes.
+An executor sees only the houses of the tickets assigned to them (`models.access`)."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from flask import request
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from models.errors import NotFound, ValidationFailed
+from models import access
+from models.errors import ValidationFailed
 from models.housing import House
 from web.api.v1 import bp
 from web.api.v1 import common as c
@@ -50,14 +52,16 @@ def _int_arg(name: str) -> int | None:
 
 
 def houses_page(session: Session, org_ids: Iterable[int], *, q: str, organization_id: int | None,
-                after: tuple[str, int] | None, limit: int) -> list[House]:
-    """Houses of `org_ids` by address words, ordered by (address, id), rows strictly after `after`."""
+                after: tuple[str, int] | None, limit: int,
+                where: Sequence[ColumnElement[bool]] = ()) -> list[House]:
+    """Houses of `org_ids` by address words, ordered by (address, id), rows strictly after `after`;
+    `where` narrows further (`models.access`)."""
     ids = list(org_ids)
     if organization_id is not None:
         ids = [i for i in ids if i == organization_id]
     if not ids:
         return []
-    stmt = select(House).where(House.organization_id.in_(ids))
+    stmt = select(House).where(House.organization_id.in_(ids), *where)
     for word in q.split():
         stmt = stmt.where(House.address.ilike(f"%{word}%"))
     if after is not None:
@@ -77,6 +81,7 @@ def list_houses() -> Any:
     rows = houses_page(
         db_session(), c.user_orgs(user), q=request.args.get("q", "").strip()[:200],
         organization_id=_int_arg("organization_id"), after=_decode(cursor) if cursor else None, limit=limit + 1,
+        where=access.house_conditions(user),
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -86,12 +91,8 @@ def list_houses() -> Any:
 @bp.get("/houses/<int:house_id>")
 def get_house(house_id: int) -> Any:
     user = require_user()
-    house = db_session().scalar(
-        select(House).where(House.id == house_id, House.organization_id.in_(c.user_orgs(user)))
-        .options(selectinload(House.premises), selectinload(House.notes))
-    )
-    if house is None:
-        raise NotFound("дом не найден", house_id=house_id)
+    house = access.visible_house(db_session(), user, house_id,
+                                 options=(selectinload(House.premises), selectinload(House.notes)))
     out = house_json(house)
     out["premises"] = [
         {"id": p.id, "number": p.number, "kind": p.kind, "entrance": p.entrance, "floor": p.floor}

@@ -100,6 +100,7 @@ CALL_FILTERS = [
 LOCAL_DAY = {"type": "string", "format": "date", "description": "YYYY-MM-DD, местный день организации"}
 STAFF_ONLY = "Роли: администратор, руководитель, диспетчер."
 EXECUTOR_TOO = "Исполнитель видит и меняет только назначенные ему заявки."
+EXECUTOR_HOUSES = "Исполнитель видит только дома назначенных ему заявок."
 
 OPERATIONS: tuple[Op, ...] = (
     Op("get", "/tickets", "Журнал заявок с фильтрами (новые сверху, постранично)", "tickets", sc.TicketPage,
@@ -126,9 +127,9 @@ OPERATIONS: tuple[Op, ...] = (
     Op("post", "/tickets/{ticket_id}/comments", "Добавить комментарий", "tickets", sc.Comment, 201,
        sc.CommentCreate, params=[TICKET_ID], errors=(400, 401, 404), description=EXECUTOR_TOO),
     Op("get", "/houses", "Дома (поиск по адресу, постранично)", "houses", sc.HousePage,
-       params=[_q("q", "Слова адреса"), *ORG_FILTER, *PAGING], errors=(400, 401)),
+       params=[_q("q", "Слова адреса"), *ORG_FILTER, *PAGING], errors=(400, 401), description=EXECUTOR_HOUSES),
     Op("get", "/houses/{house_id}", "Карточка дома: помещения и заметки", "houses", sc.HouseCard,
-       params=[HOUSE_ID], errors=(401, 404)),
+       params=[HOUSE_ID], errors=(401, 404), description=EXECUTOR_HOUSES),
     Op("get", "/residents", "Поиск жителя по телефону (карточка звонящего)", "residents", sc.ResidentList,
        params=[_q("phone", "Номер в любой записи; сравнивается в E.164", required=True)], errors=(400, 401, 403),
        description=STAFF_ONLY + " Неизвестный номер — пустой список."),

@@ -15,8 +15,9 @@ from flask import request
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from models import access
 from models.errors import TicketNotFound, ValidationFailed
-from models.organization import Organization, Role, User
+from models.organization import Organization, User
 from models.queries import journal_select, ticket_card
 from models.rating import TicketRating
 from models.rules.ticket_states import EXECUTOR_TARGETS, STATUS_TITLES_RU
@@ -38,9 +39,6 @@ from web.auth import require_user
 from web.dbsession import commit_now
 from web.dbsession import session as db_session
 from web.journal_args import encode_cursor, parse_journal_filter
-
-# What an executor may do to a ticket assigned to them.
-
 
 # --- JSON shapes -------------------------------------------------------------------------------------
 
@@ -144,20 +142,16 @@ def card_json(t: Ticket, now: datetime) -> dict[str, Any]:
 # --- access ----------------------------------------------------------------------------------------------
 
 
-def _is_executor(user: User) -> bool:
-    return user.role == Role.EXECUTOR
-
-
 def _target(user: User, ticket_id: int) -> Organization:
     """The organization of a ticket the user may act on, without loading the ticket itself
     (the service loads it under a row lock). 404 for anything the user must not see."""
-    row = db_session().execute(
-        select(Ticket.organization_id, Ticket.executor_id)
-        .where(Ticket.id == ticket_id, Ticket.organization_id.in_(c.user_orgs(user)))
-    ).first()
-    if row is None or (_is_executor(user) and row.executor_id != user.id):
+    org_id = db_session().scalar(
+        select(Ticket.organization_id)
+        .where(Ticket.id == ticket_id, Ticket.organization_id.in_(c.user_orgs(user)), *access.ticket_conditions(user))
+    )
+    if org_id is None:
         raise TicketNotFound("заявка не найдена", ticket_id=ticket_id)
-    return c.organization(row.organization_id)
+    return c.organization(org_id)
 
 
 def _respond(ticket: Ticket, status: int = 200) -> tuple[dict[str, Any], int]:
@@ -175,10 +169,7 @@ def list_tickets() -> Any:
     f = parse_journal_filter(request.args, svc.tz_of(c.organization(ids[0])))
     if f.organization_id is not None and f.organization_id in ids and f.organization_id != ids[0]:
         f = parse_journal_filter(request.args, svc.tz_of(c.organization(f.organization_id)))
-    if _is_executor(user):
-        if f.executor_id is not None and f.executor_id != user.id:
-            return {"items": [], "next_cursor": None}
-        f.executor_id = user.id
+    access.scope_journal(user, f)
     now = c.now()
     stmt = journal_select(ids, f, now).limit(f.limit + 1).options(
         joinedload(Ticket.house), joinedload(Ticket.premise), joinedload(Ticket.category),
@@ -223,9 +214,7 @@ def create_ticket() -> Any:
 @bp.get("/tickets/<int:ticket_id>")
 def get_ticket(ticket_id: int) -> Any:
     user = require_user()
-    ticket = ticket_card(db_session(), c.user_orgs(user), ticket_id)
-    if _is_executor(user) and ticket.executor_id != user.id:
-        raise TicketNotFound("заявка не найдена", ticket_id=ticket_id)
+    ticket = access.visible_ticket(user, ticket_card(db_session(), c.user_orgs(user), ticket_id))
     return card_json(ticket, c.now())
 
 
@@ -255,7 +244,7 @@ def transition_ticket(ticket_id: int) -> Any:
     user = require_user()
     org = _target(user, ticket_id)
     body = c.parse_body(TransitionRequest)
-    if _is_executor(user) and body.to not in EXECUTOR_TARGETS:
+    if access.is_executor(user) and body.to not in EXECUTOR_TARGETS:
         raise c.forbid("исполнитель может только взять заявку в работу или отметить выполнение")
     ticket = svc.transition_ticket(
         db_session(), org=org, ticket_id=ticket_id, to=body.to, by=user, reason=body.reason, now=c.now()
