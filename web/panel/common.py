@@ -107,6 +107,12 @@ def org_colour(org_id: int) -> int:
     return (org_id * 137 + 200) % 360
 
 
+def org_badge_class(org_id: int) -> str:
+    """The badge's classes: its hue in 10° steps (app.css `.hue-N`; no style="" under the CSP).
+    app.js `orgBadge` computes the same."""
+    return f"org-badge hue-{org_colour(org_id) // 10}"
+
+
 def is_executor() -> bool:
     return user().role == Role.EXECUTOR
 
