@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import http.client
 import math
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from sqlalchemy import create_engine, func, select
 
@@ -15,6 +22,10 @@ from models.organization import Membership, Role, User
 from models.ticket import Category, Ticket
 
 BENCH_ORG = 1
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 30.0
+# `openads web` from this checkout, as production runs it (and `openads demo`).
+WEB_COMMAND = [sys.executable, "-m", "openads.cli", "web"]
 
 
 def figure(name: str, value: float, unit: str, target: str | None = None, digits: int = 1) -> None:
@@ -117,3 +128,45 @@ def journal_queries(facts: Facts, rounds: int) -> list[tuple[str, dict[str, Any]
                           "registered_from": day(end, -60 - r), "registered_to": day(end, -r)}),
         ]
     return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_web(url: str, port: int, var_dir: Path, log: IO[bytes], **env: str) -> subprocess.Popen[bytes]:
+    """`openads web` (as production runs it) on the bench database, in its own process group."""
+    environ = {**os.environ, "DATABASE_URL": url, "OPENADS_VAR_DIR": str(var_dir), "OPENADS_WEB_HOST": "127.0.0.1",
+               "OPENADS_WEB_PORT": str(port), **env}
+    environ.pop("REDIS_URL", None)
+    return subprocess.Popen(WEB_COMMAND, env=environ, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop_web(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"web server exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/status")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"web server not ready on port {port} after {START_TIMEOUT_S:.0f} s")

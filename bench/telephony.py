@@ -37,11 +37,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, delete, func, insert, select, text, update
+from sqlalchemy import create_engine, delete, func, insert, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from bench.common import BENCH_ORG, figure, note, percentile
-from bench.data import BENCH_LOGIN, FIRST, FIRST_F, LAST, PATRON, PATRON_F
+from bench.common import BENCH_ORG, WEB_COMMAND, figure, free_port, note, percentile, wait_ready
+from bench.data import (
+    BENCH_LOGIN,
+    BENCH_PASSWORD,
+    FIRST,
+    FIRST_F,
+    LAST,
+    PATRON,
+    PATRON_F,
+    give_bench_password,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESIDENTS = int(os.environ.get("BENCH_RESIDENTS", "1000000"))
@@ -52,8 +61,6 @@ MISSED_SPREAD = float(os.environ.get("BENCH_MISSED_SPREAD", "20"))
 MISSED_LEAD = 5.0  # seconds before the first deadline (the items are in before it)
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 SEED = 20260415
-# Not a secret: the bench dispatcher's password, only in the bench databases.
-BENCH_PASSWORD = "bench-dispatcher-password"
 ARI_USER, ARI_PASSWORD, ARI_APP = "openads", "bench-ari", "openads"
 CARD_TARGET_MS = 50.0
 LATENESS_TARGET_MS = 1000.0
@@ -178,11 +185,9 @@ def reset_telephony(engine: Engine) -> None:
     """Set the bench dispatcher's password and the queue settings (nobody is rung, wait limit
     5 min: every call stays up for the whole part)."""
     from models.call import TelephonySettings
-    from models.organization import User
-    from web.auth import hash_password
 
     with engine.begin() as conn:
-        conn.execute(update(User).where(User.login == BENCH_LOGIN).values(password_hash=hash_password(BENCH_PASSWORD)))
+        give_bench_password(conn)
         conn.execute(delete(TelephonySettings).where(TelephonySettings.organization_id == BENCH_ORG))
         conn.execute(insert(TelephonySettings).values(
             organization_id=BENCH_ORG, wait_limit_seconds=300, auto_callback=False, recording_retention_days=90,
@@ -377,7 +382,6 @@ def reachable_redis(part: str) -> str | None:
 
 
 def run(url: str, engine_name: str, out_dir: Path) -> None:
-    from bench.api import _free_port, _server_cmd, _wait_ready
     from tests.emulator.ari.scenario import AriEmulator
 
     loaded = ensure_residents(url, RESIDENTS)
@@ -419,8 +423,9 @@ def run(url: str, engine_name: str, out_dir: Path) -> None:
     else:
         env.pop("REDIS_URL", None)
     try:
-        port = _free_port()
-        web = procs.start(_server_cmd(port), env, out_dir / f"telephony_web_{engine_name}.log")
+        port = free_port()
+        web = procs.start(WEB_COMMAND, {**env, "OPENADS_WEB_HOST": "127.0.0.1", "OPENADS_WEB_PORT": str(port)},
+                          out_dir / f"telephony_web_{engine_name}.log")
         ari_cmd = [str(ROOT / ".venv" / "bin" / "openads"), "ari", "--status-every", "0"]
         if os.environ.get("BENCH_ARI_PROFILE"):  # a cProfile dump of the ARI app's event loop thread
             ari_cmd = [str(ROOT / ".venv" / "bin" / "python"), "-c",
@@ -428,7 +433,7 @@ def run(url: str, engine_name: str, out_dir: Path) -> None:
                        "sys.argv = ['openads', 'ari', '--status-every', '0']; "
                        f"cProfile.run('main()', {os.environ['BENCH_ARI_PROFILE']!r})"]
         ari = procs.start(ari_cmd, env, out_dir / f"telephony_ari_{engine_name}.log")
-        _wait_ready(port, web)
+        wait_ready(port, web)
         if not _until(lambda: emu.hub.active(ARI_APP) or ari.poll() is not None, 30, "the ARI app to connect") \
                 or ari.poll() is not None:
             raise RuntimeError("the ARI app did not connect (see its log)")

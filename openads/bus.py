@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import event
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.3
+ALL_ORGS_PATTERN = "openads:org:*:events"
 
 
 def channel_name(org_id: int | None) -> str:
@@ -31,6 +32,7 @@ class Bus:
         self._redis: Any = None
         self._cond = threading.Condition()
         self._generation = 0
+        self._listeners: list[Callable[[], None]] = []
         if redis_url:
             import redis
 
@@ -41,12 +43,26 @@ class Bus:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:  # a listener's failure must never fail a committed change
+                log.warning("bus listener failed", exc_info=True)
         if self._redis is not None:
             for org_id in ids:
                 try:
                     self._redis.publish(channel_name(org_id), "1")
                 except Exception:  # a dead Redis must never fail a committed change
                     log.warning("redis publish failed; panels will catch up by polling", exc_info=True)
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (from the committing thread, so it must not block) on every wake-up
+        published by this process (web/sse_hub.py wakes its event loop so)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def wait(self, org_ids: Iterable[int], timeout: float) -> None:
         """Block until a wake-up for these organizations or `timeout` seconds."""
@@ -72,7 +88,7 @@ class Bus:
 
     def subscriber_all(self) -> Subscription:
         """A listener for every organization's wake-ups (the worker's event consumer)."""
-        return Subscription(self, [], pattern="openads:org:*:events")
+        return Subscription(self, [], pattern=ALL_ORGS_PATTERN)
 
 
 class Subscription:

@@ -186,6 +186,37 @@ def _speech_settings(var_dir: Path) -> SpeechSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The web server (`openads web`) and what it trusts; every value has an OPENADS_* variable."""
+
+    threads: int = 16  # request threads per process (the event streams use none)
+    read_timeout: int = 15  # seconds for a request's headers, and between two parts of its body
+    max_connections: int = 2000  # open connections per process before 503
+    sse_per_user: int = 10  # open event streams per user (per process without Redis)
+    sse_per_ip: int = 100  # open event streams per client address (per process without Redis)
+    # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted; 0 = none.
+    proxy_hops: int = 0
+    cookie_secure: bool = False  # the session cookie only over HTTPS
+
+
+def web_settings(env: Mapping[str, str] | None = None, base_url: str = "") -> WebSettings:
+    """The OPENADS_WEB_*, OPENADS_SSE_*, OPENADS_PROXY_HOPS and OPENADS_SESSION_COOKIE_SECURE
+    variables (from `env`, default os.environ), validated. The cookie is Secure by default when
+    the panel's external address (`base_url`) is https."""
+    env = os.environ if env is None else env
+    raw_secure = (env.get("OPENADS_SESSION_COOKIE_SECURE") or "").strip().lower()
+    return WebSettings(
+        threads=_bounded_int(env, "OPENADS_WEB_THREADS", 16, 1, 256),
+        read_timeout=_bounded_int(env, "OPENADS_WEB_READ_TIMEOUT", 15, 1, 300),
+        max_connections=_bounded_int(env, "OPENADS_WEB_MAX_CONNECTIONS", 2000, 100, 100_000),
+        sse_per_user=_bounded_int(env, "OPENADS_SSE_MAX_PER_USER", 10, 1, 1000),
+        sse_per_ip=_bounded_int(env, "OPENADS_SSE_MAX_PER_IP", 100, 1, 100_000),
+        proxy_hops=_bounded_int(env, "OPENADS_PROXY_HOPS", 0, 0, 5),
+        cookie_secure=raw_secure in ("1", "true", "yes", "on") if raw_secure else base_url.startswith("https://"),
+    )
+
+
+@dataclass(frozen=True)
 class AriCallSettings:
     """How the ARI app places and holds calls (`openads ari`); every value has an ARI_* variable."""
 
@@ -316,6 +347,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     base_url: str = "http://127.0.0.1:8080"
+    web: WebSettings = field(default_factory=WebSettings)  # the server, quotas, proxy, cookie (docs/web-server.md)
     # FastAGI server (`openads agi`) and the AMI connection (dispatchers' presence, Cdr events).
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
@@ -359,6 +391,7 @@ def load_settings() -> Settings:
     )
     port = _int("OPENADS_WEB_PORT", 8080)
     host = os.environ.get("OPENADS_WEB_HOST", "127.0.0.1")
+    base_url = os.environ.get("OPENADS_BASE_URL", f"http://{host}:{port}")
     return Settings(
         database_url=database_url,
         redis_url=os.environ.get("REDIS_URL") or None,
@@ -369,7 +402,8 @@ def load_settings() -> Settings:
         max_upload_mb=_int("OPENADS_MAX_UPLOAD_MB", 20),
         web_host=host,
         web_port=port,
-        base_url=os.environ.get("OPENADS_BASE_URL", f"http://{host}:{port}"),
+        base_url=base_url,
+        web=web_settings(base_url=base_url),
         agi_host=os.environ.get("AGI_HOST", "127.0.0.1"),
         agi_port=_int("AGI_PORT", 4573),
         ami_host=os.environ.get("AMI_HOST", "127.0.0.1"),

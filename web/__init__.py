@@ -38,8 +38,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None, **o
 
     csrf.init_app(app)
 
-    from web import auth, dbsession, errors, filters
+    from web import auth, dbsession, errors, filters, security
 
+    security.init_app(app, settings.web)
     dbsession.init_app(app)
     auth.init_app(app)
     errors.init_app(app)

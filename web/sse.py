@@ -3,24 +3,33 @@
 The truth is the `events` table (models.outbox.DomainEvent), written in the same transaction as the
 change. A stream sends the rows of the user's organizations with id > Last-Event-ID (header, or
 `?last_id=` for the first connection; without either it starts at the current maximum), then waits
-on the bus (Redis pub/sub or in-process, with polling as the floor) and reads again. Every poll uses
-its own short read session; the request's unit of work is closed before the first byte is sent.
+for wake-ups (Redis pub/sub or in-process, with polling as the floor) and reads again.
 
 Ids are allocated at insert but transactions commit in any order (PostgreSQL), so a row with a
-smaller id can become visible after a larger one: each poll therefore also looks back over recent
+smaller id can become visible after a larger one: each read therefore also looks back over recent
 rows (LOOKBACK_IDS ids, LOOKBACK_SECONDS seconds) and skips the ones it already sent. The `id:`
 sent is always the highest id sent so far, so a reconnecting browser resumes after it.
+
+Who serves the stream (decision 0015): the view below authenticates, takes a lease on the user's
+and the address's stream quota (429 when full) and decides what the stream carries. Under
+`openads web` (web/asgi.py) it then hands the stream over to the process's event loop
+(web/sse_hub.py), so an open panel holds no request thread. Under a plain WSGI server (tests,
+`flask run`) the view streams itself from `event_stream`, one thread per stream.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Flask, Response, current_app, request
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -29,6 +38,7 @@ from models.db import Database
 from models.organization import Role
 from models.outbox import DomainEvent
 from openads.bus import Bus
+from openads.config import Settings, WebSettings
 from web.auth import current_user
 from web.panel import bp
 
@@ -40,12 +50,23 @@ LOOKBACK_SECONDS = 30
 BATCH = 500
 # Events that carry residents' personal data (phones, names, caller cards): staff streams only.
 PERSONAL_PREFIXES = ("call.", "missed_call.")
+# web/asgi.py puts a dict under this key of the ASGI scope (a2wsgi passes the scope on as
+# environ["asgi.scope"]); the view leaves its StreamRequest there instead of streaming.
+HANDOFF_KEY = "openads.sse"
+STREAM_PATH = "/events/stream"
+RETRY_AFTER_SECONDS = 30  # told to a client over its quota
+
+Row = tuple[int, int | None, str, dict[str, Any] | None]  # id, organization_id, name, payload
 
 
-def current_max_id(session: Session, org_ids: list[int]) -> int:
-    if not org_ids:
+def current_max_id(session: Session, org_ids: list[int] | None) -> int:
+    """The newest event id of these organizations (None: of all)."""
+    if org_ids is not None and not org_ids:
         return 0
-    return session.scalar(select(func.max(DomainEvent.id)).where(DomainEvent.organization_id.in_(org_ids))) or 0
+    query = select(func.max(DomainEvent.id))
+    if org_ids is not None:
+        query = query.where(DomainEvent.organization_id.in_(org_ids))
+    return session.scalar(query) or 0
 
 
 def _start_id() -> int | None:
@@ -63,62 +84,156 @@ def format_event(event_id: int, name: str, data: dict[str, Any]) -> str:
     return f"id: {event_id}\nevent: {name}\ndata: {payload}\n\n"
 
 
+def read_new(session: Session, org_ids: list[int] | None, floor: int, high: int, seen: set[int]) -> tuple[int, list[Row]]:
+    """Rows after `floor` not in `seen`: those after `high`, and recent ones after `high` -
+    LOOKBACK_IDS (committed late). Returns how many ids matched (BATCH or more: read again at once)
+    and the unseen rows in id order. `org_ids` None reads every organization's (web/sse_hub.py)."""
+    recent = utcnow() - timedelta(seconds=LOOKBACK_SECONDS)
+    query = select(DomainEvent.id).where(
+        DomainEvent.id > floor,
+        or_(DomainEvent.id > high, and_(DomainEvent.id > high - LOOKBACK_IDS, DomainEvent.created_at >= recent)),
+    )
+    if org_ids is not None:
+        query = query.where(DomainEvent.organization_id.in_(org_ids))
+    # Ids first: the look-back finds mostly rows already sent, whose payloads (caller cards) need
+    # not be read and decoded again at every wake-up.
+    ids = session.scalars(query.order_by(DomainEvent.id).limit(BATCH)).all()
+    fresh = [i for i in ids if i not in seen]
+    if not fresh:
+        return len(ids), []
+    rows = session.execute(
+        select(DomainEvent.id, DomainEvent.organization_id, DomainEvent.name, DomainEvent.payload)
+        .where(DomainEvent.id.in_(fresh))
+        .order_by(DomainEvent.id)
+    ).all()
+    return len(ids), [(r[0], r[1], r[2], dict(r[3]) if r[3] is not None else None) for r in rows]
+
+
+@dataclass
+class StreamState:
+    """What one stream has sent. For an executor (`executor_id`) only the ticket events of tickets
+    that are or were theirs: the others' numbers and statuses are none of their business; and no
+    call or missed-call events at all (residents' personal data)."""
+
+    last_id: int  # the client's position: nothing at or before it is sent
+    executor_id: int | None = None
+    high: int = 0
+    sent: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.high = max(self.high, self.last_id)
+
+    def visible(self, name: str, payload: dict[str, Any] | None) -> bool:
+        if self.executor_id is None:
+            return True
+        if name.startswith(PERSONAL_PREFIXES):
+            return False  # callers' phones, names and caller cards: never to executors
+        return not name.startswith("ticket.") or self.executor_id in (payload or {}).get("executor_ids", ())
+
+    def take(self, rows: Sequence[Row]) -> str:
+        """The SSE text of the rows not sent yet (in id order); marks them sent."""
+        out = []
+        for event_id, org_id, name, payload in rows:
+            if event_id <= self.last_id or event_id in self.sent:
+                continue
+            self.sent.add(event_id)
+            self.high = max(self.high, event_id)
+            if self.visible(name, payload):
+                out.append(format_event(self.high, name, {"event_id": event_id, "organization_id": org_id,
+                                                          **(payload or {})}))
+        if out:
+            self.sent = {i for i in self.sent if i > self.high - LOOKBACK_IDS}
+        return "".join(out)
+
+
+class StreamLimits:
+    """Open streams per user and per client address in this process; a stream holds a lease."""
+
+    def __init__(self, per_user: int, per_ip: int) -> None:
+        self.per_user = per_user
+        self.per_ip = per_ip
+        self._lock = threading.Lock()
+        self.users: Counter[int] = Counter()
+        self.ips: Counter[str] = Counter()
+
+    def acquire(self, user_id: int, ip: str) -> Lease | str:
+        """A lease, or the Russian reason for refusing one."""
+        with self._lock:
+            if self.users[user_id] >= self.per_user:
+                return (f"открыто слишком много потоков событий этого пользователя (не более {self.per_user}): "
+                        "закройте лишние вкладки панели")
+            if self.ips[ip] >= self.per_ip:
+                return (f"открыто слишком много потоков событий с адреса {ip} (не более {self.per_ip}): "
+                        "закройте лишние вкладки панели")
+            self.users[user_id] += 1
+            self.ips[ip] += 1
+        return Lease(self, user_id, ip)
+
+    def _release(self, user_id: int, ip: str) -> None:
+        with self._lock:
+            _decrement(self.users, user_id)
+            _decrement(self.ips, ip)
+
+
+def _decrement(counter: Counter[Any], key: Any) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
+
+
+class Lease:
+    def __init__(self, limits: StreamLimits, user_id: int, ip: str) -> None:
+        self._limits: StreamLimits | None = limits
+        self.user_id = user_id
+        self.ip = ip
+
+    def release(self) -> None:
+        """Idempotent: the stream's end and an error path may both call it."""
+        limits, self._limits = self._limits, None
+        if limits is not None:
+            limits._release(self.user_id, self.ip)
+
+
+@dataclass
+class StreamRequest:
+    """What the view decided a stream carries; whoever serves it releases `lease` at its end."""
+
+    org_ids: list[int]
+    last_id: int
+    executor_id: int | None
+    heartbeat: float
+    max_seconds: float
+    lease: Lease
+
+
+def stream_limits(app: Flask) -> StreamLimits:
+    limits: StreamLimits | None = app.extensions.get("openads.sse_limits")
+    if limits is None:
+        settings: Settings = app.config["OPENADS_SETTINGS"]
+        web: WebSettings = settings.web
+        limits = app.extensions.setdefault("openads.sse_limits", StreamLimits(web.sse_per_user, web.sse_per_ip))
+    return limits
+
+
 def event_stream(
     db: Database, bus: Bus, org_ids: list[int], last_id: int, *,
     heartbeat: float = HEARTBEAT_SECONDS, max_seconds: float = MAX_STREAM_SECONDS, executor_id: int | None = None,
 ) -> Iterator[str]:
-    """Events after `last_id`. For an executor (`executor_id`) only the ticket events of tickets
-    that are or were theirs: the others' numbers and statuses are none of their business; and no
-    call or missed-call events at all (residents' personal data)."""
+    """Events after `last_id`, served from a thread (plain WSGI servers): reads on every wake-up."""
     sub = bus.subscriber(org_ids)
-    sent: set[int] = set()
-    high = last_id
+    state = StreamState(last_id, executor_id)
     started = last_beat = time.monotonic()
     try:
         yield f"retry: {RETRY_MS}\n: connected\n\n"
         while time.monotonic() - started < max_seconds:
-            recent = utcnow() - timedelta(seconds=LOOKBACK_SECONDS)
             with db.read() as s:
-                # Ids first: the look-back finds mostly rows already sent, whose payloads (caller
-                # cards) need not be read and decoded again at every wake-up.
-                ids = s.scalars(
-                    select(DomainEvent.id)
-                    .where(
-                        DomainEvent.organization_id.in_(org_ids),
-                        DomainEvent.id > last_id,
-                        or_(
-                            DomainEvent.id > high,
-                            and_(DomainEvent.id > high - LOOKBACK_IDS, DomainEvent.created_at >= recent),
-                        ),
-                    )
-                    .order_by(DomainEvent.id)
-                    .limit(BATCH)
-                ).all()
-                fresh = [i for i in ids if i not in sent]
-                rows = s.execute(
-                    select(DomainEvent.id, DomainEvent.organization_id, DomainEvent.name, DomainEvent.payload)
-                    .where(DomainEvent.id.in_(fresh))
-                    .order_by(DomainEvent.id)
-                ).all() if fresh else []
-            out = []
-            for event_id, org_id, name, payload in rows:
-                if event_id in sent:
-                    continue
-                sent.add(event_id)
-                high = max(high, event_id)
-                if executor_id is not None and name.startswith("ticket.") and \
-                        executor_id not in (payload or {}).get("executor_ids", ()):
-                    continue
-                if executor_id is not None and name.startswith(PERSONAL_PREFIXES):
-                    continue  # callers' phones, names and caller cards: never to executors
-                out.append(format_event(high, name, {"event_id": event_id, "organization_id": org_id,
-                                                     **(payload or {})}))
-            if out:
-                sent = {i for i in sent if i > high - LOOKBACK_IDS}
+                matched, rows = read_new(s, org_ids, state.last_id, state.high, state.sent)
+            text = state.take(rows)
+            if text:
                 last_beat = time.monotonic()
-                yield "".join(out)
-                if len(ids) >= BATCH:
-                    continue
+                yield text
+            if matched >= BATCH:
+                continue
             if time.monotonic() - last_beat >= heartbeat:
                 last_beat = time.monotonic()
                 yield ": ping\n\n"
@@ -127,26 +242,40 @@ def event_stream(
         sub.close()
 
 
-@bp.get("/events/stream")
+@bp.get(STREAM_PATH)
 def events_stream() -> Any:
     user = current_user()
     if user is None:
         return Response("требуется вход в систему\n", status=401, mimetype="text/plain")
     org_ids = user.organization_ids
     db: Database = current_app.extensions["openads.db"]
-    bus: Bus = current_app.extensions["openads.bus"]
     start = _start_id()
     if start is None:
         with db.read() as s:
             start = current_max_id(s, org_ids)
-    stream = event_stream(
-        db, bus, org_ids, start,
-        heartbeat=float(current_app.config.get("OPENADS_SSE_HEARTBEAT", HEARTBEAT_SECONDS)),
-        max_seconds=float(current_app.config.get("OPENADS_SSE_MAX_SECONDS", MAX_STREAM_SECONDS)),
+    lease = stream_limits(current_app).acquire(user.id, request.remote_addr or "")
+    if isinstance(lease, str):
+        return Response(lease + "\n", status=429, mimetype="text/plain",
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    max_seconds = float(current_app.config.get("OPENADS_SSE_MAX_SECONDS", MAX_STREAM_SECONDS))
+    wanted = StreamRequest(
+        org_ids=org_ids, last_id=start,
         executor_id=user.id if user.role == Role.EXECUTOR else None,
+        heartbeat=float(current_app.config.get("OPENADS_SSE_HEARTBEAT", HEARTBEAT_SECONDS)),
+        # Spread the reconnections of panels opened together (a shift start, a server restart).
+        max_seconds=max_seconds * random.uniform(0.9, 1.0),
+        lease=lease,
     )
-    return Response(
-        stream,
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    handoff = (request.environ.get("asgi.scope") or {}).get(HANDOFF_KEY)
+    if isinstance(handoff, dict):  # web/asgi.py streams it without a request thread
+        handoff["stream"] = wanted
+        return Response(b"", mimetype="text/event-stream", headers=headers)
+    bus: Bus = current_app.extensions["openads.bus"]
+    stream = event_stream(
+        db, bus, org_ids, start, heartbeat=wanted.heartbeat, max_seconds=wanted.max_seconds,
+        executor_id=wanted.executor_id,
     )
+    response = Response(stream, mimetype="text/event-stream", headers=headers)
+    response.call_on_close(lease.release)  # also when the client left before the first byte
+    return response

@@ -101,6 +101,12 @@ def optional_int(raw: Any, field: str) -> int | None:
         raise ValidationFailed(f"поле {field}: ожидается число", field=field, value=raw) from exc
 
 
+def org_badge_class(org_id: int) -> str:
+    """The badge's classes: its hue in 10° steps (app.css `.hue-N`; no style="" under the CSP).
+    app.js `orgBadge` computes the same."""
+    return f"org-badge hue-{org_colour(org_id) // 10}"
+
+
 def org_colour(org_id: int) -> int:
     """A stable hue for the organization's badge (always shown together with its name)."""
     return (org_id * 137 + 200) % 360

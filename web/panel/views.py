@@ -40,7 +40,7 @@ from web.panel.common import (
     filter_args,
     filter_tz,
     my_orgs,
-    org_colour,
+    org_badge_class,
     scope_journal,
 )
 from web.redirects import next_target
@@ -60,7 +60,7 @@ def has_endpoint(name: str) -> bool:
     return name in current_app.view_functions
 
 
-bp.add_app_template_global(org_colour, "org_colour")
+bp.add_app_template_global(org_badge_class, "org_badge_class")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -154,7 +154,7 @@ def _name_of(column: Any, key: Any, ref: Any) -> Any:
 
 
 # The same badge as _macros.org_badge, built once per organization instead of once per row.
-_ORG_BADGE = Markup('<span class="org-badge" style="--hue: {}" title="{}">{}</span>')
+_ORG_BADGE = Markup('<span class="{}" title="{}">{}</span>')
 _ROW_COLUMNS = (
     Ticket.id, Ticket.number, Ticket.organization_id, Ticket.registered_at, Ticket.reporter_name,
     Ticket.reporter_phone, Ticket.description, Ticket.is_emergency, Ticket.status, Ticket.reopen_count,
@@ -180,7 +180,7 @@ def journal_rows(
     """Run a journal SELECT (queries.journal_select, limited) for the columns a row shows, the names
     joined in; the tickets (for the paging cursor) and their rows ready for _rows.html."""
     stmt = stmt.with_only_columns(*_ROW_COLUMNS, maintain_column_froms=False)
-    by_id = {o.id: (zone(o.timezone), _ORG_BADGE.format(org_colour(o.id), o.name, o.short_name))
+    by_id = {o.id: (zone(o.timezone), _ORG_BADGE.format(org_badge_class(o.id), o.name, o.short_name))
              for o in orgs}
     card = url_for("panel.ticket_card", ticket_id=0)[:-1]  # ".../tickets/" + id
     found: list[_Ticket] = []

@@ -17,6 +17,8 @@
     if (text !== undefined && text !== null) e.textContent = text;
     return e;
   }
+  /* The organization's badge: web/panel/common.py org_badge_class computes the same hue class. */
+  function orgBadge(orgId, text) { return el("span", "org-badge hue-" + Math.floor(((orgId * 137 + 200) % 360) / 10), text); }
   function withId(template, id) { return template.replace("/0/", "/" + id + "/").replace(/\/0$/, "/" + id); }
 
   /* POST with the CSRF header (for fetch-based actions). */
@@ -29,6 +31,11 @@
       });
     }
   };
+
+  /* Selects that submit their form when changed (the CSP allows no inline on...= handlers). */
+  $all("select[data-autosubmit]").forEach(function (s) {
+    s.addEventListener("change", function () { s.form.submit(); });
+  });
 
   /* ---------------- keyboard shortcuts ---------------- */
   function typing(target) {
@@ -70,21 +77,86 @@
   });
 
   /* ---------------- live connection indicator ---------------- */
-  function liveState(ok) {
+  function liveState(ok, text) {
     var s = $("#live-state");
     if (!s) return;
     s.hidden = false;
     s.classList.toggle("off", !ok);
-    s.textContent = ok ? "● онлайн" : "● нет связи — переподключение…";
+    s.textContent = text || (ok ? "● онлайн" : "● нет связи — переподключение…");
   }
 
-  /* One event stream per page, shared by the journal and the console (browsers allow few connections). */
+  /* The event stream (GET /events/stream). EventSource reconnects by itself after a dropped
+     connection (sending Last-Event-ID), but gives up for good on any answer other than 200: 401
+     (signed out), 429 (too many open streams for this user or address), 5xx. Then we ask the
+     server why, say it, and open a new EventSource after Retry-After (or a growing pause),
+     resuming after the last event received (?last_id=). Listeners survive the reopening. */
+  function LiveStream(url) {
+    this.url = url;
+    this.handlers = {};
+    this.lastId = null;
+    this.pause = 2;
+    this.es = null;
+    this.open();
+  }
+  LiveStream.prototype.target = function () {
+    if (this.lastId === null) return this.url;
+    var u = new URL(this.url, location.href);
+    u.searchParams.set("last_id", this.lastId);
+    return u.pathname + u.search;
+  };
+  LiveStream.prototype.open = function () {
+    var self = this;
+    var es = this.es = new EventSource(this.target());
+    es.onopen = function () { self.pause = 2; liveState(true); };
+    es.onerror = function () {
+      if (es.readyState === EventSource.CLOSED) self.gaveUp(); else liveState(false);
+    };
+    Object.keys(this.handlers).forEach(function (name) { self.attach(name); });
+  };
+  LiveStream.prototype.attach = function (name) {
+    var self = this;
+    this.es.addEventListener(name, function (ev) {
+      if (ev.lastEventId) self.lastId = ev.lastEventId;
+      self.handlers[name].forEach(function (fn) { fn(ev); });
+    });
+  };
+  LiveStream.prototype.addEventListener = function (name, fn) {
+    if (!this.handlers[name]) { this.handlers[name] = []; if (this.es) this.attach(name); }
+    this.handlers[name].push(fn);
+  };
+  LiveStream.prototype.close = function () { if (this.es) this.es.close(); clearTimeout(this.timer); };
+  LiveStream.prototype.retry = function (seconds) {
+    var self = this;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(function () { self.open(); }, (seconds + Math.random() * 3) * 1000);
+  };
+  LiveStream.prototype.gaveUp = function () {
+    var self = this;
+    var ctl = window.AbortController ? new AbortController() : null;
+    fetch(this.target(), { credentials: "same-origin", signal: ctl && ctl.signal }).then(function (resp) {
+      if (ctl) ctl.abort();  /* a 200 is a stream: we only wanted its status */
+      if (resp.status === 401) { liveState(false, "● сеанс завершён — обновите страницу и войдите снова"); return; }
+      if (resp.status === 429) {
+        var wait = parseInt(resp.headers.get("Retry-After"), 10) || 30;
+        liveState(false, "● слишком много открытых вкладок панели — закройте лишние; повтор через " + wait + " с");
+        self.retry(wait);
+        return;
+      }
+      liveState(false);
+      self.retry(resp.ok ? 0 : self.pause);
+      self.pause = Math.min(self.pause * 2, 60);
+    }).catch(function () {
+      liveState(false);
+      self.retry(self.pause);
+      self.pause = Math.min(self.pause * 2, 60);
+    });
+  };
+
+  /* One event stream per page, shared by the journal, the console and the card (browsers allow few connections). */
   var sharedStream = null;
   window.OpenADS.stream = function (url) {
     if (sharedStream || !window.EventSource) return sharedStream;
-    sharedStream = new EventSource(url);
-    sharedStream.onopen = function () { liveState(true); };
-    sharedStream.onerror = function () { liveState(false); };
+    sharedStream = new LiveStream(url);
     window.addEventListener("beforeunload", function () { sharedStream.close(); });
     return sharedStream;
   };
@@ -208,9 +280,7 @@
         var li = el("li", i === houseActive ? "active" : "");
         li.setAttribute("role", "option");
         if (houseOrgs[h.organization_id]) {
-          var badge = el("span", "org-badge", houseOrgs[h.organization_id]);
-          badge.style.setProperty("--hue", String((h.organization_id * 137 + 200) % 360));
-          li.appendChild(badge);
+          li.appendChild(orgBadge(h.organization_id, houseOrgs[h.organization_id]));
           li.appendChild(document.createTextNode(" "));
         }
         li.appendChild(document.createTextNode(h.address));
@@ -266,14 +336,11 @@
   /* ---------------- ticket card ---------------- */
   var card = $("#card");
   if (card && window.EventSource) {
-    var cardEs = new EventSource(card.dataset.stream);
-    cardEs.onopen = function () { liveState(true); };
-    cardEs.onerror = function () { liveState(false); };
+    var cardEs = window.OpenADS.stream(card.dataset.stream);
     cardEs.addEventListener("ticket.changed", function (ev) {
       var data = JSON.parse(ev.data);
       if (String(data.ticket_id) === card.dataset.id) $("#changed-banner").hidden = false;
     });
-    window.addEventListener("beforeunload", function () { cardEs.close(); });
   }
   var upload = $("#upload-form");
   if (upload) {
@@ -397,9 +464,7 @@
       found.forEach(function (item, i) {
         var li = el("li", i === active ? "active" : "");
         li.setAttribute("role", "option");
-        var badge = el("span", "org-badge", item.data.organization);
-        badge.style.setProperty("--hue", String((item.data.organization_id * 137 + 200) % 360));
-        li.appendChild(badge);
+        li.appendChild(orgBadge(item.data.organization_id, item.data.organization));
         li.appendChild(document.createTextNode(" "));
         if (item.kind === "resident") {
           var r = item.data;
