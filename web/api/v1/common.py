@@ -3,7 +3,6 @@ organization resolution and the JSON shapes of date-times."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -30,6 +29,8 @@ _MESSAGES_RU: dict[str, str] = {
     "int_type": "ожидается целое число",
     "int_parsing": "ожидается целое число",
     "int_from_float": "ожидается целое число",
+    "greater_than_equal": "слишком маленькое число",
+    "less_than_equal": "слишком большое число",
     "bool_type": "ожидается true или false",
     "bool_parsing": "ожидается true или false",
     "string_type": "ожидается строка",
@@ -76,8 +77,8 @@ def parse_body(model: type[M], *, optional: bool = False) -> M:
             return model.model_validate({})
         raise ValidationFailed("требуется тело запроса: JSON-объект", field="body")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = current_app.json.loads(raw)  # depth-limited (web.inputs): too deep is "not JSON" too
+    except ValueError as exc:
         raise ValidationFailed("тело запроса — не JSON", field="body") from exc
     if not isinstance(data, dict):
         raise ValidationFailed("тело запроса должно быть JSON-объектом", field="body")

@@ -17,6 +17,7 @@ from web.api.v1 import bp
 from web.api.v1 import common as c
 from web.auth import require_user
 from web.dbsession import session as db_session
+from web.inputs import optional_int
 from web.journal_args import MAX_LIMIT
 
 
@@ -39,16 +40,6 @@ def _decode(raw: str) -> tuple[str, int]:
         raise ValidationFailed("неверный курсор страницы", field="cursor") from exc
 
 
-def _int_arg(name: str) -> int | None:
-    raw = request.args.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValidationFailed(f"параметр {name} должен быть целым числом", field=name, value=raw) from exc
-
-
 def houses_page(session: Session, org_ids: Iterable[int], *, q: str, organization_id: int | None,
                 after: tuple[str, int] | None, limit: int) -> list[House]:
     """Houses of `org_ids` by address words, ordered by (address, id), rows strictly after `after`."""
@@ -69,14 +60,15 @@ def houses_page(session: Session, org_ids: Iterable[int], *, q: str, organizatio
 @bp.get("/houses")
 def list_houses() -> Any:
     user = require_user()
-    limit = _int_arg("limit")
+    limit = optional_int(request.args.get("limit"), "limit")
     limit = 50 if limit is None else limit
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationFailed(f"limit должен быть от 1 до {MAX_LIMIT}", field="limit", value=limit)
     cursor = request.args.get("cursor", "").strip()
+    organization_id = optional_int(request.args.get("organization_id"), "organization_id")
     rows = houses_page(
         db_session(), c.user_orgs(user), q=request.args.get("q", "").strip()[:200],
-        organization_id=_int_arg("organization_id"), after=_decode(cursor) if cursor else None, limit=limit + 1,
+        organization_id=organization_id, after=_decode(cursor) if cursor else None, limit=limit + 1,
     )
     more = len(rows) > limit
     rows = rows[:limit]
