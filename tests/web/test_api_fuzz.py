@@ -29,7 +29,7 @@ from schemathesis.checks import negative_data_rejection, positive_data_acceptanc
 
 from models.organization import Role
 from tests import factories as f
-from web.api.v1.openapi import document
+from tests.web.helpers import api_document
 
 # Per operation; a deeper run by hand: OPENADS_FUZZ_EXAMPLES=500 pytest tests/web/test_api_fuzz.py
 MAX_EXAMPLES = int(os.environ.get("OPENADS_FUZZ_EXAMPLES", "25"))
@@ -46,7 +46,7 @@ class _AppUnderTest:
 
 
 _app_under_test = _AppUnderTest()
-schema = schemathesis.openapi.from_dict(document())
+schema = schemathesis.openapi.from_dict(api_document())
 schema.app = _app_under_test
 
 

@@ -14,9 +14,8 @@ import pytest
 
 from models.base import INT_MAX
 from tests import factories as f
-from tests.web.helpers import API, call, check_bogus_field, check_error, counts
+from tests.web.helpers import API, api_document, call, check_bogus_field, check_error, counts
 from web.api.v1 import MAX_BODY_BYTES
-from web.api.v1.openapi import document
 
 # Past PostgreSQL's INTEGER (an error there), past SQLite's 64 bits (OverflowError in the driver),
 # and more digits than int() converts.
@@ -48,7 +47,7 @@ def _body(world: Any) -> dict[str, Any]:
 
 def _id_routes() -> list[tuple[str, str]]:
     """Every documented operation with an id in its path."""
-    return [(method, path) for path, ops in document()["paths"].items() if "_id}" in path for method in ops]
+    return [(method, path) for path, ops in api_document()["paths"].items() if "_id}" in path for method in ops]
 
 
 @pytest.mark.parametrize("method,path", _id_routes())
@@ -178,6 +177,13 @@ def _cursor(text: str) -> str:
 @pytest.mark.parametrize("journal", ["tickets", "calls"])
 def test_api_forged_page_cursor_is_400(client, world, disp_a, raw, journal):
     err = check_error(client.get(f"{API}/{journal}", headers=disp_a, query_string={"cursor": _cursor(raw)}),
+                      400, "invalid-input")
+    assert err["details"] == {"field": "cursor"}
+
+
+@pytest.mark.parametrize("raw", ['["ул. Ленина", 100000000000000000000]', '["ул. Ленина", 0]', "[1, 2, 3]"])
+def test_api_forged_houses_cursor_is_400(client, world, disp_a, raw):
+    err = check_error(client.get(f"{API}/houses", headers=disp_a, query_string={"cursor": _cursor(raw)}),
                       400, "invalid-input")
     assert err["details"] == {"field": "cursor"}
 

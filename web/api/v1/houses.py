@@ -11,6 +11,7 @@ from flask import request
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from models.base import INT_MAX
 from models.errors import NotFound, ValidationFailed
 from models.housing import House
 from web.api.v1 import bp
@@ -35,9 +36,12 @@ def _encode(h: House) -> str:
 def _decode(raw: str) -> tuple[str, int]:
     try:
         address, hid = json.loads(base64.urlsafe_b64decode((raw + "=" * (-len(raw) % 4)).encode()))
-        return str(address), int(hid)
+        address, hid = str(address), int(hid)
     except Exception as exc:
         raise ValidationFailed("неверный курсор страницы", field="cursor") from exc
+    if not 0 < hid <= INT_MAX:  # no house has it: the query must not get it either
+        raise ValidationFailed("неверный курсор страницы", field="cursor")
+    return address, hid
 
 
 def houses_page(session: Session, org_ids: Iterable[int], *, q: str, organization_id: int | None,
