@@ -19,6 +19,11 @@ from sqlalchemy.orm import (
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.schema import ColumnDefault
 
+# The largest value of an INTEGER column (int4 on PostgreSQL). Every primary key and foreign key is
+# one, so a larger id names no row; the web layer refuses it before a query could overflow
+# (PostgreSQL: "integer out of range"; SQLite: beyond 2**63 the driver raises OverflowError).
+INT_MAX = 2**31 - 1
+
 NAMING_CONVENTION = {
     "ix": "%(table_name)s__idx__%(column_0_N_name)s",
     "uq": "%(table_name)s__uq__%(column_0_N_name)s",

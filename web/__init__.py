@@ -11,6 +11,7 @@ from flask_wtf.csrf import CSRFProtect
 from models.db import Database
 from openads import bus as bus_mod
 from openads.config import Settings, load_settings
+from web import inputs
 
 csrf = CSRFProtect()
 
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, **o
         JSON_AS_ASCII=False,
     )
     app.config.update(overrides)
+    inputs.init_app(app)  # before any rule is added: the bounded `int` converter, the bounded JSON parser
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     database = db or Database(settings.database_url)
     app.extensions["openads.db"] = database

@@ -1,6 +1,9 @@
 """The request's unit of work: one session, committed once after the view, rolled back on error.
 
-GET/HEAD requests use a read session (on SQLite a deferred transaction), others a write session.
+Safe requests (GET, HEAD, OPTIONS: `models.rules.access.SAFE_METHODS`) use a read session (on SQLite a
+deferred transaction), others a write session. The same set decides where the API token's last-used
+stamp is written on its own (web/auth.py): an OPTIONS holding a write transaction made that second
+write wait out SQLite's busy timeout.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session
 
 from models.db import Database
+from models.rules.access import SAFE_METHODS
 
 
 def database() -> Database:
@@ -19,7 +23,7 @@ def session() -> Session:
     s: Session | None = g.get("_db_session")
     if s is None:
         db = database()
-        factory = db.read_factory if request.method in ("GET", "HEAD") else db.write_factory
+        factory = db.read_factory if request.method in SAFE_METHODS else db.write_factory
         s = factory()
         g._db_session = s
     return s

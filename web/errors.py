@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from models.errors import DomainError
@@ -45,7 +45,10 @@ def init_app(app: Flask) -> None:
         message = HTTP_MESSAGES_RU.get(status, exc.name or "Ошибка")
         if status == 400 and exc.description and "CSRF" in exc.description:
             error_id, message = "csrf-failed", "Сессия формы устарела: обновите страницу"
-        return error_response(status, error_id, message)
+        response = make_response(error_response(status, error_id, message))
+        # The exception's own headers: 405's `Allow` (RFC 9110 requires it), 401's `WWW-Authenticate`.
+        response.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:

@@ -8,8 +8,6 @@ or ISO 8601 date-times), q (ticket number, phone or text), cursor (from `next_cu
 
 from __future__ import annotations
 
-import base64
-from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from werkzeug.datastructures import MultiDict
@@ -17,6 +15,7 @@ from werkzeug.datastructures import MultiDict
 from models.errors import ValidationFailed
 from models.queries import JournalFilter
 from models.ticket import Ticket, TicketStatus
+from web import inputs
 
 DATE_FIELDS = (
     "registered_from", "registered_to", "incident_started_from", "incident_started_to",
@@ -24,13 +23,6 @@ DATE_FIELDS = (
 )
 INT_FIELDS = ("organization_id", "house_id", "category_id", "executor_id")
 MAX_LIMIT = 200
-
-
-def _int(name: str, raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValidationFailed(f"параметр {name} должен быть целым числом", field=name, value=raw) from exc
 
 
 def _bool(name: str, raw: str) -> bool | None:
@@ -44,34 +36,8 @@ def _bool(name: str, raw: str) -> bool | None:
     raise ValidationFailed(f"параметр {name} должен быть 1 или 0", field=name, value=raw)
 
 
-def _moment(name: str, raw: str, tz: ZoneInfo) -> datetime:
-    raw = raw.strip()
-    try:
-        if len(raw) == 10:
-            day = date.fromisoformat(raw)
-            if name.endswith("_to"):
-                day += timedelta(days=1)  # inclusive end date
-            return datetime.combine(day, datetime.min.time(), tzinfo=tz).astimezone(UTC)
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValidationFailed(f"параметр {name}: неверная дата {raw!r}", field=name, value=raw) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC)
-
-
 def encode_cursor(ticket: Ticket) -> str:
-    raw = f"{ticket.registered_at.isoformat()}|{ticket.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(raw: str) -> tuple[datetime, int]:
-    try:
-        padded = raw + "=" * (-len(raw) % 4)
-        at, tid = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
-        return datetime.fromisoformat(at), int(tid)
-    except Exception as exc:
-        raise ValidationFailed("неверный курсор страницы", field="cursor") from exc
+    return inputs.encode_cursor(ticket.registered_at, ticket.id)
 
 
 def parse_journal_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: int = 50) -> JournalFilter:
@@ -79,7 +45,7 @@ def parse_journal_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit:
     for name in INT_FIELDS:
         raw = args.get(name, "").strip()
         if raw:
-            setattr(f, name, _int(name, raw))
+            setattr(f, name, inputs.optional_int(raw, name))
     statuses: list[TicketStatus] = []
     for raw in args.getlist("status"):
         for part in raw.split(","):
@@ -96,15 +62,15 @@ def parse_journal_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit:
     for name in DATE_FIELDS:
         raw = args.get(name, "").strip()
         if raw:
-            setattr(f, name, _moment(name, raw, tz))
+            setattr(f, name, inputs.moment_arg(name, raw, tz, end_day=name.endswith("_to")))
     f.q = args.get("q", "").strip()[:200]
     cursor = args.get("cursor", "").strip()
     if cursor:
-        f.before = decode_cursor(cursor)
+        f.before = inputs.decode_cursor(cursor)
     raw_limit = args.get("limit", "").strip()
     if raw_limit:
-        limit = _int("limit", raw_limit)
-        if not 1 <= limit <= MAX_LIMIT:
+        limit = inputs.optional_int(raw_limit, "limit")
+        if limit is None or not 1 <= limit <= MAX_LIMIT:
             raise ValidationFailed(f"limit должен быть от 1 до {MAX_LIMIT}", field="limit", value=raw_limit)
         f.limit = limit
     return f

@@ -48,6 +48,7 @@ RETRY_MS = 2000
 LOOKBACK_IDS = 200
 LOOKBACK_SECONDS = 30
 BATCH = 500
+EVENT_ID_MAX = 2**63 - 1  # events.id is BIGINT
 # Events that carry residents' personal data (phones, names, caller cards): staff streams only.
 PERSONAL_PREFIXES = ("call.", "missed_call.")
 # web/asgi.py puts a dict under this key of the ASGI scope (a2wsgi passes the scope on as
@@ -73,9 +74,11 @@ def _start_id() -> int | None:
     for raw in (request.headers.get("Last-Event-ID"), request.args.get("last_id")):
         if raw is not None and raw.strip():
             try:
-                return max(0, int(raw.strip()))
+                value = int(raw.strip())
             except ValueError:
                 continue
+            if value <= EVENT_ID_MAX:  # past it no event can follow: as if none were given
+                return max(0, value)
     return None
 
 

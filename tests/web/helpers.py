@@ -80,3 +80,18 @@ def check_schema(client: Any, payload: Any, component: str) -> None:
     schema = {"$ref": f"#/components/schemas/{component}", "components": doc["components"]}
     errors = sorted(Draft202012Validator(schema).iter_errors(payload), key=str)
     assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors]
+
+
+def api_document() -> dict[str, Any]:
+    """The OpenAPI document without a database or a request, for tests that are generated from it
+    at collection time: built in the context of an app that has only the API blueprint, as when
+    the app serves it."""
+    from flask import Flask
+
+    from web.api.v1 import bp
+    from web.api.v1.openapi import document
+
+    app = Flask(__name__)
+    app.register_blueprint(bp, url_prefix=API)
+    with app.app_context():
+        return document()

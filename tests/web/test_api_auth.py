@@ -171,3 +171,16 @@ def test_callback_compliance_is_for_managers_in_the_panel_and_the_api_alike(clie
     login(client, world.manager_a)
     assert client.get(url).status_code == 200
     assert client.get(API + url).status_code == 200
+
+
+def test_an_options_request_stamps_its_token_without_holding_a_write_transaction(app, client, db, world) -> None:
+    """OPTIONS is safe: a read unit of work, so the token's last-used stamp gets its own short write
+    (before: the request held a write transaction and the stamp waited out SQLite's busy timeout, then
+    was lost; on PostgreSQL it was written)."""
+    now = utcnow()
+    app.config["OPENADS_CLOCK"] = lambda: now
+    headers, token_id = issue(db, world.dispatcher_a, Scope.READ)
+    resp = client.options(f"{API}/tickets", headers=headers)
+    assert resp.status_code in (200, 204)
+    with db.read() as s:
+        assert s.get(ApiToken, token_id).last_used_at == now

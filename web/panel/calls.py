@@ -7,7 +7,6 @@ Executors never see calls (residents' personal data): every route here is for st
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -38,8 +37,9 @@ from models.ticket import Ticket
 from web.auth import login_required, org_ids
 from web.dbsession import database
 from web.dbsession import session as db_session
+from web.inputs import day_arg, decode_cursor, encode_cursor, moment_arg, optional_int
 from web.panel import bp
-from web.panel.common import STAFF, my_orgs, optional_int, org_by_id, settings, user
+from web.panel.common import STAFF, my_orgs, org_by_id, settings, user
 from web.redirects import next_target
 
 PAGE_SIZE = 50
@@ -173,33 +173,7 @@ def _call_titles() -> dict[str, Any]:
 
 
 def encode_call_cursor(call: Call) -> str:
-    raw = f"{call.started_at.isoformat()}|{call.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_call_cursor(raw: str) -> tuple[datetime, int]:
-    try:
-        at, cid = base64.urlsafe_b64decode((raw + "=" * (-len(raw) % 4)).encode()).decode().split("|")
-        return datetime.fromisoformat(at), int(cid)
-    except Exception as exc:
-        raise ValidationFailed("неверный курсор страницы", field="cursor") from exc
-
-
-def parse_moment(name: str, raw: str, tz: ZoneInfo) -> datetime | None:
-    """YYYY-MM-DD in the organization's zone (`*_to` dates inclusive) or an ISO 8601 date-time."""
-    raw = (raw or "").strip()
-    if not raw:
-        return None
-    try:
-        if len(raw) == 10:
-            day = date.fromisoformat(raw)
-            if name.endswith("to"):
-                day += timedelta(days=1)
-            return datetime.combine(day, datetime.min.time(), tzinfo=tz).astimezone(UTC)
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValidationFailed(f"параметр {name}: неверная дата {raw!r}", field=name, value=raw) from exc
-    return (moment if moment.tzinfo else moment.replace(tzinfo=tz)).astimezone(UTC)
+    return encode_cursor(call.started_at, call.id)
 
 
 CALL_FILTER_ARGS = ("organization_id", "from", "to", "direction", "outcome", "phone")
@@ -210,8 +184,8 @@ def parse_call_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: in
     (repeatable; `missed` = every unanswered inbound outcome), phone, cursor, limit (1..200)."""
     f = CallFilter(limit=default_limit)
     f.organization_id = optional_int(args.get("organization_id"), "organization_id")
-    f.started_from = parse_moment("from", args.get("from", ""), tz)
-    f.started_to = parse_moment("to", args.get("to", ""), tz)
+    f.started_from = moment_arg("from", args.get("from"), tz)
+    f.started_to = moment_arg("to", args.get("to"), tz, end_day=True)
     raw = args.get("direction", "").strip()
     if raw:
         try:
@@ -236,7 +210,7 @@ def parse_call_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: in
         f.phone = phone
     cursor = args.get("cursor", "").strip()
     if cursor:
-        f.before = decode_call_cursor(cursor)
+        f.before = decode_cursor(cursor)
     raw_limit = args.get("limit", "").strip()
     if raw_limit:
         limit = optional_int(raw_limit, "limit")
@@ -479,12 +453,8 @@ class ComplianceRow:
 def compliance_period(args: MultiDict[str, str], tz: ZoneInfo, now: datetime) -> tuple[date, date]:
     """`from`/`to` local dates (inclusive); by default the last seven days up to today."""
     today = now.replace(tzinfo=UTC).astimezone(tz).date()
-    try:
-        day_to = date.fromisoformat(args["to"]) if args.get("to") else today
-        day_from = date.fromisoformat(args["from"]) if args.get("from") else day_to - timedelta(
-            days=COMPLIANCE_DEFAULT_DAYS - 1)
-    except ValueError as exc:
-        raise ValidationFailed("даты периода: ГГГГ-ММ-ДД", field="from") from exc
+    day_to = day_arg(args.get("to"), "to") or today
+    day_from = day_arg(args.get("from"), "from") or day_to - timedelta(days=COMPLIANCE_DEFAULT_DAYS - 1)
     if day_to < day_from:
         raise ValidationFailed("начало периода позже конца", field="from")
     if (day_to - day_from).days >= COMPLIANCE_MAX_DAYS:

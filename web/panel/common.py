@@ -1,4 +1,5 @@
-"""Helpers shared by the panel's views: the caller's organizations, time zones, form parsing."""
+"""Helpers shared by the panel's views: the caller's organizations, time zones, form parsing
+(integers and date-times are bounded by `web.inputs`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from models.ticket import Ticket
 from openads.config import Settings
 from web.auth import current_user, org_ids
 from web.dbsession import session as db_session
+from web.inputs import checked_moment, optional_int
 
 # Query-string arguments of the journal filter (everything parse_journal_filter understands but paging).
 FILTER_ARGS = (
@@ -47,10 +49,9 @@ def my_orgs() -> list[Organization]:
 
 def org_by_id(raw: Any) -> Organization:
     """One of the caller's organizations by id; another organization's id is "not found"."""
-    try:
-        oid = int(raw)
-    except (TypeError, ValueError) as exc:
-        raise ValidationFailed("выберите организацию", field="organization_id") from exc
+    oid = optional_int(raw, "organization_id")
+    if oid is None:
+        raise ValidationFailed("выберите организацию", field="organization_id")
     if oid not in org_ids():
         raise NotFound("организация не найдена", organization_id=oid)
     org = db_session().get(Organization, oid)
@@ -87,18 +88,10 @@ def parse_local_datetime(raw: str | None, tz: ZoneInfo, field: str) -> datetime 
         moment = datetime.fromisoformat(raw)
     except ValueError as exc:
         raise ValidationFailed(f"неверная дата и время: {raw!r}", field=field, value=raw) from exc
+    checked_moment(moment, field)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return moment
-
-
-def optional_int(raw: Any, field: str) -> int | None:
-    if raw is None or str(raw).strip() == "":
-        return None
-    try:
-        return int(str(raw).strip())
-    except ValueError as exc:
-        raise ValidationFailed(f"поле {field}: ожидается число", field=field, value=raw) from exc
 
 
 def org_badge_class(org_id: int) -> str:

@@ -15,6 +15,7 @@ from models.services import incidents as svc
 from models.ticket import Incident, Ticket
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
+from web.inputs import optional_int
 from web.panel import bp
 from web.panel.common import STAFF, my_orgs, org_by_id, parse_local_datetime, user
 
@@ -50,8 +51,9 @@ def incident_create() -> Any:
     form = request.form
     org = org_by_id(form.get("organization_id"))
     tz = ZoneInfo(org.timezone)
+    house_id = optional_int(form.get("house_id"), "house_id") or 0
     incident = svc.create_incident(
-        db_session(), org=org, house_id=int(form.get("house_id") or 0), title=form.get("title", ""),
+        db_session(), org=org, house_id=house_id, title=form.get("title", ""),
         utility=form.get("utility", ""), announcement=form.get("announcement", ""),
         started_at=parse_local_datetime(form.get("started_at"), tz, "started_at"),
         expected_end_at=parse_local_datetime(form.get("expected_end_at"), tz, "expected_end_at"), by=user(),

@@ -34,8 +34,9 @@ from models.ticket import Ticket
 from web.auth import login_required, org_ids
 from web.dbsession import database
 from web.dbsession import session as db_session
+from web.inputs import day_arg, optional_int, possible_id
 from web.panel import bp
-from web.panel.common import STAFF, is_executor, my_orgs, optional_int, parse_local_datetime, settings, user
+from web.panel.common import STAFF, is_executor, my_orgs, parse_local_datetime, settings, user
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
@@ -68,11 +69,8 @@ def rating_scope(
     org = db_session().get(Organization, ids[0])
     tz = ZoneInfo(org.timezone if org is not None else "Europe/Moscow")
     today = now.astimezone(tz).date() if now.tzinfo else now.replace(tzinfo=UTC).astimezone(tz).date()
-    try:
-        day_to = date.fromisoformat(args["to"]) if args.get("to") else today
-        day_from = date.fromisoformat(args["from"]) if args.get("from") else day_to - timedelta(days=DEFAULT_DAYS - 1)
-    except ValueError as exc:
-        raise ValidationFailed("даты периода: ГГГГ-ММ-ДД", field="from") from exc
+    day_to = day_arg(args.get("to"), "to") or today
+    day_from = day_arg(args.get("from"), "from") or day_to - timedelta(days=DEFAULT_DAYS - 1)
     if day_to < day_from:
         raise ValidationFailed("начало периода позже конца", field="from")
     if (day_to - day_from).days >= MAX_DAYS:
@@ -200,8 +198,7 @@ def ratings_report() -> Any:
         ids, day_from, day_to, period = rating_scope(MultiDict(), org_ids(), utcnow())
     s = db_session()
     rows = ratings_svc.executor_average_ratings(s, org_ids=ids, period=period)
-    executor_id = optional_int(request.args.get("executor_id"), "executor_id") if request.args.get(
-        "executor_id", "").isdigit() else None
+    executor_id = possible_id(request.args.get("executor_id"))
     only_flagged = request.args.get("flagged", "1") != "0"
     stmt = (
         select(TicketRating)

@@ -17,8 +17,9 @@ from models.services import ratings as ratings_svc
 from models.services import robot_settings as svc
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
+from web.inputs import optional_int
 from web.panel import bp
-from web.panel.common import STAFF, my_orgs, optional_int, org_by_id, user
+from web.panel.common import STAFF, my_orgs, org_by_id, user
 from web.redirects import next_target
 
 MANAGERS = (Role.ADMIN, Role.MANAGER)

@@ -40,6 +40,7 @@ from models.ticket import TicketStatus as S
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.filters import local_time
+from web.inputs import optional_int, possible_id
 from web.panel import bp
 from web.panel import ratings as ratings_panel
 from web.panel.common import (
@@ -47,7 +48,6 @@ from web.panel.common import (
     check_visible,
     is_executor,
     my_orgs,
-    optional_int,
     org_by_id,
     parse_local_datetime,
     settings,
@@ -476,11 +476,19 @@ def ticket_new() -> Any:
                     for c in cats],
         executors=queries.executors(s, ids),
         executor_orgs=queries.executor_org_ids(s, [e.id for e in queries.executors(s, ids)]),
-        premises=list(s.scalars(select(Premise).where(Premise.house_id == int(form["house_id"]),
-                                                      Premise.organization_id.in_(ids)).order_by(Premise.id)))
-        if str(form.get("house_id", "")).isdigit() else [],
+        premises=_premises_of(form.get("house_id"), ids),
     )
     return render_template("ticket_new.html", **context), (400 if error else 200)
+
+
+def _premises_of(raw_house_id: Any, ids: list[int]) -> list[Premise]:
+    """The premises of the house a form names, for its premise picker (none for a blank or bad id:
+    the form reports its own errors)."""
+    house_id = possible_id(raw_house_id)
+    if house_id is None:
+        return []
+    stmt = select(Premise).where(Premise.house_id == house_id, Premise.organization_id.in_(ids))
+    return list(db_session().scalars(stmt.order_by(Premise.id)))
 
 
 def readback(ticket: Ticket, by: User | None) -> str:

@@ -32,6 +32,7 @@ from web.auth import (
 from web.dbsession import commit_now
 from web.dbsession import session as db_session
 from web.filters import Deadline, deadline_parts, dm, hm, zone
+from web.inputs import possible_id
 from web.journal_args import encode_cursor, parse_journal_filter
 from web.panel import bp, console
 from web.panel.common import (
@@ -234,8 +235,9 @@ def _filter_form(args: MultiDict[str, str], orgs: list[Organization], ids: list[
     executors = [(e.id, e.full_name) for e in queries.executors(s, ids)]
     house = None
     house_raw = values["house_id"]
-    if house_raw.isdigit():
-        h = s.get(House, int(house_raw))
+    house_id = possible_id(house_raw)
+    if house_id is not None:
+        h = s.get(House, house_id)
         if h is not None and h.organization_id in ids:
             house = h.address + (f" · {short[h.organization_id]}" if many else "")
     chosen_statuses = set(",".join(args.getlist("status")).split(","))

@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field
 from models import queries_calls as qc
 from models.call import Call as CallRow
 from models.call import CallDirection, CallKind, CallOutcome
-from models.errors import ValidationFailed
 from models.missed_call import CloseReason, MissedCallStatus
 from models.missed_call import MissedCall as MissedRow
 from models.rules import access
@@ -27,6 +26,7 @@ from web.api.v1 import common as c
 from web.api.v1.schemas import Body, Out, UserRef
 from web.auth import api_scope, require_user
 from web.dbsession import session as db_session
+from web.inputs import optional_int
 from web.panel.calls import calls_page, compliance_period, compliance_rows, parse_call_filter
 
 # --- schemas -----------------------------------------------------------------------------------
@@ -172,10 +172,13 @@ def missed_json(item: MissedRow) -> dict[str, Any]:
 # --- routes ------------------------------------------------------------------------------------
 
 
-def _zone(ids: list[int], raw_org: str) -> ZoneInfo:
+def _organization_arg() -> int | None:
+    return optional_int(request.args.get("organization_id"), "organization_id")
+
+
+def _zone(ids: list[int], organization_id: int | None) -> ZoneInfo:
     """The zone dates are read in: the named organization's if it is the caller's, else the first one's."""
-    oid = int(raw_org) if raw_org.strip().isdigit() and int(raw_org) in ids else ids[0]
-    return ZoneInfo(c.organization(oid).timezone)
+    return ZoneInfo(c.organization(organization_id if organization_id in ids else ids[0]).timezone)
 
 
 @bp.get("/calls")
@@ -184,7 +187,7 @@ def list_calls() -> Any:
     """Newest first; dates without a time are local days of the chosen (or the first) organization."""
     user = c.staff()
     ids = c.user_orgs(user)
-    f = parse_call_filter(request.args, _zone(ids, request.args.get("organization_id", "")))
+    f = parse_call_filter(request.args, _zone(ids, _organization_arg()))
     rows, cursor = calls_page(db_session(), ids, f)
     return {"items": [call_json(x) for x in rows], "next_cursor": cursor}
 
@@ -202,9 +205,8 @@ def list_missed_calls() -> Any:
     """The open queue, the most urgent first."""
     user = c.staff()
     ids = c.user_orgs(user)
-    raw = request.args.get("organization_id", "").strip()
-    if raw:
-        oid = int(raw) if raw.isdigit() else -1
+    oid = _organization_arg()
+    if oid is not None:
         ids = [i for i in ids if i == oid] or [-1]
     items = qc.missed_queue(db_session(), org_ids=ids)
     return {"items": [missed_json(x) for x in items]}
@@ -227,13 +229,8 @@ def close_missed_call(missed_call_id: int) -> Any:
 def calls_compliance() -> Any:
     user = require_user(access.CALLBACK_COMPLIANCE)
     ids = c.user_orgs(user)
-    raw = request.args.get("organization_id", "").strip()
-    organization_id = None
-    if raw:
-        if not raw.isdigit():
-            raise ValidationFailed("organization_id должен быть целым числом", field="organization_id", value=raw)
-        organization_id = int(raw)
-    day_from, day_to = compliance_period(request.args, _zone(ids, raw), c.now())
+    organization_id = _organization_arg()
+    day_from, day_to = compliance_period(request.args, _zone(ids, organization_id), c.now())
     days = compliance_rows(db_session(), ids, organization_id, day_from, day_to)
     return {"items": [
         {"organization_id": d.organization_id, "day": d.day.isoformat(), "missed": d.missed,

@@ -3,12 +3,11 @@ organization resolution and the JSON shapes of date-times."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from flask import request
+from flask import current_app, request
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
@@ -29,6 +28,8 @@ _MESSAGES_RU: dict[str, str] = {
     "int_type": "ожидается целое число",
     "int_parsing": "ожидается целое число",
     "int_from_float": "ожидается целое число",
+    "greater_than_equal": "слишком маленькое число",
+    "less_than_equal": "слишком большое число",
     "bool_type": "ожидается true или false",
     "bool_parsing": "ожидается true или false",
     "string_type": "ожидается строка",
@@ -69,8 +70,8 @@ def parse_body(model: type[M], *, optional: bool = False) -> M:
             return model.model_validate({})
         raise ValidationFailed("требуется тело запроса: JSON-объект", field="body")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = current_app.json.loads(raw)  # depth-limited (web.inputs): too deep is "not JSON" too
+    except ValueError as exc:
         raise ValidationFailed("тело запроса — не JSON", field="body") from exc
     if not isinstance(data, dict):
         raise ValidationFailed("тело запроса должно быть JSON-объектом", field="body")

@@ -13,12 +13,14 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from models import access
+from models.base import INT_MAX
 from models.errors import ValidationFailed
 from models.housing import House
 from web.api.v1 import bp
 from web.api.v1 import common as c
 from web.auth import require_user
 from web.dbsession import session as db_session
+from web.inputs import optional_int
 from web.journal_args import MAX_LIMIT
 
 
@@ -36,19 +38,12 @@ def _encode(h: House) -> str:
 def _decode(raw: str) -> tuple[str, int]:
     try:
         address, hid = json.loads(base64.urlsafe_b64decode((raw + "=" * (-len(raw) % 4)).encode()))
-        return str(address), int(hid)
+        address, hid = str(address), int(hid)
     except Exception as exc:
         raise ValidationFailed("неверный курсор страницы", field="cursor") from exc
-
-
-def _int_arg(name: str) -> int | None:
-    raw = request.args.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValidationFailed(f"параметр {name} должен быть целым числом", field=name, value=raw) from exc
+    if not 0 < hid <= INT_MAX:  # no house has it: the query must not get it either
+        raise ValidationFailed("неверный курсор страницы", field="cursor")
+    return address, hid
 
 
 def houses_page(session: Session, org_ids: Iterable[int], *, q: str, organization_id: int | None,
@@ -73,14 +68,15 @@ def houses_page(session: Session, org_ids: Iterable[int], *, q: str, organizatio
 @bp.get("/houses")
 def list_houses() -> Any:
     user = require_user()
-    limit = _int_arg("limit")
+    limit = optional_int(request.args.get("limit"), "limit")
     limit = 50 if limit is None else limit
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationFailed(f"limit должен быть от 1 до {MAX_LIMIT}", field="limit", value=limit)
     cursor = request.args.get("cursor", "").strip()
+    organization_id = optional_int(request.args.get("organization_id"), "organization_id")
     rows = houses_page(
         db_session(), c.user_orgs(user), q=request.args.get("q", "").strip()[:200],
-        organization_id=_int_arg("organization_id"), after=_decode(cursor) if cursor else None, limit=limit + 1,
+        organization_id=organization_id, after=_decode(cursor) if cursor else None, limit=limit + 1,
         where=access.house_conditions(user),
     )
     more = len(rows) > limit

@@ -16,6 +16,7 @@ from flask import current_app, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from models.base import INT_MAX
 from models.rules.access import Scope
 from models.ticket import TicketStatus
 from web.api.v1 import bp
@@ -23,6 +24,7 @@ from web.api.v1 import calls as calls_api
 from web.api.v1 import ratings as ratings_api
 from web.api.v1 import schemas as sc
 from web.auth import public, route_scope
+from web.inputs import MAX_YEAR, MIN_YEAR
 
 REF = "#/components/schemas/{model}"
 URL_PREFIX = "/api/v1"
@@ -37,7 +39,8 @@ def _q(name: str, description: str, schema: dict[str, Any] | None = None, requir
             "schema": schema or {"type": "string"}}
 
 
-INT = {"type": "integer"}
+# Ids are INTEGER columns: a path id past the maximum is a 404, a query or body one a 400.
+ID = {"type": "integer", "minimum": 1, "maximum": INT_MAX}
 BOOL01 = {"type": "string", "enum": ["1", "0", "true", "false", "any"]}
 DATE = {"type": "string", "description": "YYYY-MM-DD (местная дата организации) или дата-время ISO 8601"}
 PAGING = [
@@ -45,12 +48,12 @@ PAGING = [
     _q("limit", "Размер страницы, 1..200 (по умолчанию 50)", {"type": "integer", "minimum": 1, "maximum": 200}),
 ]
 JOURNAL_FILTERS = [
-    _q("organization_id", "Организация (из доступных пользователю)", INT),
-    _q("house_id", "Дом", INT),
+    _q("organization_id", "Организация (из доступных пользователю)", ID),
+    _q("house_id", "Дом", ID),
     _q("status", "Статус; можно повторять или перечислять через запятую",
        {"type": "array", "items": {"type": "string", "enum": [s.value for s in TicketStatus]}}),
-    _q("category_id", "Категория", INT),
-    _q("executor_id", "Исполнитель", INT),
+    _q("category_id", "Категория", ID),
+    _q("executor_id", "Исполнитель", ID),
     _q("emergency", "Только аварийные (1) или только неаварийные (0)", BOOL01),
     _q("overdue", "Только просроченные (1) или только непросроченные (0)", BOOL01),
     _q("registered_from", "Зарегистрирована не раньше", DATE),
@@ -62,7 +65,7 @@ JOURNAL_FILTERS = [
     _q("q", "Поиск: номер заявки (2026-000123 или 123), телефон заявителя, текст описания или имя"),
     *PAGING,
 ]
-ORG_FILTER = [_q("organization_id", "Только эта организация", INT)]
+ORG_FILTER = [_q("organization_id", "Только эта организация", ID)]
 
 
 @dataclass(frozen=True)
@@ -81,13 +84,13 @@ class Op:
     public: bool = False
 
 
-TICKET_ID = {"name": "ticket_id", "in": "path", "required": True, "schema": INT}
-HOUSE_ID = {"name": "house_id", "in": "path", "required": True, "schema": INT}
-RESIDENT_ID = {"name": "resident_id", "in": "path", "required": True, "schema": INT}
-CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": INT}
-MISSED_CALL_ID = {"name": "missed_call_id", "in": "path", "required": True, "schema": INT}
+TICKET_ID = {"name": "ticket_id", "in": "path", "required": True, "schema": ID}
+HOUSE_ID = {"name": "house_id", "in": "path", "required": True, "schema": ID}
+RESIDENT_ID = {"name": "resident_id", "in": "path", "required": True, "schema": ID}
+CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": ID}
+MISSED_CALL_ID = {"name": "missed_call_id", "in": "path", "required": True, "schema": ID}
 CALL_FILTERS = [
-    _q("organization_id", "Организация (из доступных пользователю)", INT),
+    _q("organization_id", "Организация (из доступных пользователю)", ID),
     _q("from", "Начало звонка не раньше", DATE),
     _q("to", "Начало звонка не позже (дата включительно)", DATE),
     _q("direction", "Направление", {"type": "string", "enum": ["inbound", "outbound"]}),
@@ -146,20 +149,20 @@ OPERATIONS: tuple[Op, ...] = (
        errors=(401, 403, 404), description=STAFF_ONLY + " Прослушивание и скачивание записей — в панели, с журналом доступа."),
     Op("get", "/calls/compliance", "Доля пропущенных звонков с перезвоном в течение 10 минут, по дням",
        "calls", calls_api.ComplianceList,
-       params=[_q("organization_id", "Только эта организация", INT), _q("from", "Первый день (по умолчанию 6 дней назад)",
+       params=[_q("organization_id", "Только эта организация", ID), _q("from", "Первый день (по умолчанию 6 дней назад)",
                                                                        LOCAL_DAY),
                _q("to", "Последний день включительно (по умолчанию сегодня)", LOCAL_DAY)],
        errors=(400, 401, 403, 404),
        description="Роли: администратор, руководитель (как и страница панели). День — местный день каждой организации по времени первого звонка; "
        "засчитываются обратный вызов, на который житель ответил, и повторный звонок жителя, принятый диспетчером."),
     Op("get", "/missed-calls", "Очередь пропущенных звонков (срочные сверху)", "calls", calls_api.MissedCallList,
-       params=ORG_FILTER, errors=(401, 403), description=STAFF_ONLY),
+       params=ORG_FILTER, errors=(400, 401, 403), description=STAFF_ONLY),
     Op("post", "/missed-calls/{missed_call_id}/close", "Закрыть пропущенный звонок с причиной", "calls",
        calls_api.MissedCall, body=calls_api.MissedCallCloseRequest, params=[MISSED_CALL_ID],
        errors=(400, 401, 403, 404, 409), description=STAFF_ONLY + " Причина обязательна."),
     Op("get", "/ratings/executors", "Средняя оценка жителей по исполнителям за период", "ratings",
        ratings_api.ExecutorRatingList,
-       params=[_q("organization_id", "Только эта организация", INT),
+       params=[_q("organization_id", "Только эта организация", ID),
                _q("from", "Первый день (по умолчанию 29 дней назад)", LOCAL_DAY),
                _q("to", "Последний день включительно (по умолчанию сегодня)", LOCAL_DAY)],
        errors=(400, 401, 403, 404),
@@ -248,7 +251,8 @@ def document() -> dict[str, Any]:
                 "у каждой операции указана нужная. Запрос с заголовком Authorization проверяется только по нему "
                 "(cookie панели тогда не учитывается). Ошибки: `{\"error_id\", \"message\", \"details\"}`. "
                 "Объекты другой организации отвечают 404. Время в ответах — UTC (ISO 8601, суффикс Z); "
-                "время без смещения в запросах читается в часовом поясе организации."
+                "время без смещения в запросах читается в часовом поясе организации. "
+                f"Даты в запросах — с {MIN_YEAR} по {MAX_YEAR} год, идентификаторы — до {INT_MAX}."
             ),
         },
         "servers": [{"url": "/api/v1"}],

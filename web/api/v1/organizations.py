@@ -6,25 +6,18 @@ from typing import Any
 
 from flask import request
 
-from models.errors import ValidationFailed
 from models.queries import categories, executor_org_ids, executors, organizations
 from web.api.v1 import bp
 from web.api.v1 import common as c
 from web.auth import require_user
 from web.dbsession import session as db_session
+from web.inputs import optional_int
 
 
 def _scope(ids: list[int]) -> list[int]:
     """The user's organizations, narrowed by ?organization_id= (another organization: nothing)."""
-    raw = request.args.get("organization_id", "").strip()
-    if not raw:
-        return ids
-    try:
-        wanted = int(raw)
-    except ValueError as exc:
-        raise ValidationFailed("параметр organization_id должен быть целым числом", field="organization_id",
-                               value=raw) from exc
-    return [i for i in ids if i == wanted]
+    wanted = optional_int(request.args.get("organization_id"), "organization_id")
+    return ids if wanted is None else [i for i in ids if i == wanted]
 
 
 @bp.get("/organizations")

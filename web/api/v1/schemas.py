@@ -2,7 +2,8 @@
 response shapes (used for the OpenAPI document; tests check real responses against them).
 
 Date-times are ISO 8601. A date-time without an offset is read in the organization's time zone;
-responses are always UTC with a `Z` suffix.
+responses are always UTC with a `Z` suffix. Ids and date-times in bodies are bounded (`web.inputs`):
+an id past the INTEGER columns' range or a year outside 1900–2199 is a 400, not a 500.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.ticket import Channel, TicketStatus, Visibility
+from web.inputs import Id, Moment
 
 
 class Body(BaseModel):
@@ -29,21 +31,21 @@ class Out(BaseModel):
 
 
 class TicketCreate(Body):
-    organization_id: int | None = Field(
+    organization_id: Id | None = Field(
         None, description="Организация заявки; обязательна, если пользователь обслуживает несколько организаций"
     )
-    category_id: int
+    category_id: Id
     description: str = Field(min_length=1, max_length=10_000)
-    house_id: int | None = None
-    premise_id: int | None = None
-    resident_id: int | None = None
+    house_id: Id | None = None
+    premise_id: Id | None = None
+    resident_id: Id | None = None
     reporter_name: str = Field("", max_length=200)
     reporter_phone: str | None = Field(None, max_length=40, description="Любая запись номера; хранится в E.164")
     is_emergency: bool | None = Field(None, description="null: как у категории")
-    damage_detected_at: datetime | None = None
-    planned_due_at: datetime | None = None
-    incident_id: int | None = None
-    executor_id: int | None = None
+    damage_detected_at: Moment | None = None
+    planned_due_at: Moment | None = None
+    incident_id: Id | None = None
+    executor_id: Id | None = None
     channel: Channel = Channel.API
 
 
@@ -53,14 +55,14 @@ class TicketUpdate(Body):
     description: str | None = Field(None, min_length=1, max_length=10_000)
     reporter_name: str | None = Field(None, max_length=200)
     reporter_phone: str | None = Field(None, max_length=40)
-    house_id: int | None = None
-    premise_id: int | None = None
-    resident_id: int | None = None
-    category_id: int | None = None
+    house_id: Id | None = None
+    premise_id: Id | None = None
+    resident_id: Id | None = None
+    category_id: Id | None = None
     is_emergency: bool | None = None
-    damage_detected_at: datetime | None = None
-    planned_due_at: datetime | None = None
-    incident_id: int | None = None
+    damage_detected_at: Moment | None = None
+    planned_due_at: Moment | None = None
+    incident_id: Id | None = None
     reason: str = Field("", max_length=2000)
 
 
@@ -78,11 +80,11 @@ class ReopenRequest(Body):
 
 
 class AssignRequest(Body):
-    executor_id: int
+    executor_id: Id
 
 
 class LocalizedRequest(Body):
-    at: datetime | None = Field(None, description="Время локализации; по умолчанию — сейчас")
+    at: Moment | None = Field(None, description="Время локализации; по умолчанию — сейчас")
 
 
 class CommentCreate(Body):
