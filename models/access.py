@@ -7,6 +7,7 @@ Tenant scoping (the organizations a user belongs to) is every query's `org_ids`.
   * those tickets (journal, card, live row, workflow actions), their comments and attachments;
   * the houses of those tickets: premises and house notes (door codes, where the keys are), and
     they may add a note to such a house (they are the ones who learn the codes on site);
+  * live events: only those tickets' changes and incidents (`executor_sees_event`);
   * not the resident directory (the phone/name lookup: phones, accounts, notes of everyone),
     not the other tickets of a house, not another house's notes, not another ticket's files.
 
@@ -23,6 +24,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from models import events
 from models.errors import NotFound, TicketNotFound
 from models.housing import House
 from models.organization import Role, User
@@ -74,6 +76,22 @@ def scope_journal(user: User, f: JournalFilter) -> JournalFilter:
     if is_executor(user):
         f.executor_id = user.id if f.executor_id in (None, user.id) else -1
     return f
+
+
+# --- live events --------------------------------------------------------------------------------
+
+# What an executor's live stream may carry: the changes of tickets that are or were theirs, and
+# incidents (the same notice residents hear on the hotline). Everything else is withheld, including
+# event kinds added later: calls and missed calls (residents' phones, names, caller cards), failed
+# notices (recipients' addresses, other tickets' numbers).
+EXECUTOR_TICKET_EVENTS = frozenset({events.TICKET_CREATED, events.TICKET_CHANGED})
+EXECUTOR_PUBLIC_EVENTS = frozenset({events.INCIDENT_CHANGED})
+
+
+def executor_sees_event(executor_id: int, name: str, payload: dict[str, Any] | None) -> bool:
+    if name in EXECUTOR_PUBLIC_EVENTS:
+        return True
+    return name in EXECUTOR_TICKET_EVENTS and executor_id in (payload or {}).get("executor_ids", ())
 
 
 # --- houses and what hangs on them ---------------------------------------------------------------

@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import contains_eager
 
 from models.auth import UserSession
+from models.base import utcnow
 from models.errors import DomainError, PermissionDenied
 from models.organization import ApiToken, Membership, Role, User
 from models.rules import credentials
@@ -128,6 +129,24 @@ def _session_user() -> User | None:
     if needs_touch(row.last_seen_at, at):
         _touch(update(UserSession).where(UserSession.id == row.id).values(last_seen_at=at))
     return row.user
+
+
+def session_check() -> Callable[[], bool]:
+    """For a long response (the event stream) that outlives its request: a check, callable from any
+    thread, that the panel session of this request is still alive (not logged out, signed out
+    everywhere, expired or its user deactivated). Always false without a session."""
+    key = session.get(SESSION_KEY)
+    if not isinstance(key, str):
+        return lambda: False
+    db, digest, limits = database(), credentials.digest(key), session_limits()
+    clock = current_app.config.get("OPENADS_CLOCK") or utcnow
+
+    def alive() -> bool:
+        with db.read() as s:
+            row = s.execute(_SESSION_BY_KEY, {"digest": digest}).unique().scalar_one_or_none()
+            return row is not None and session_alive(row.created_at, row.last_seen_at, clock(), limits)
+
+    return alive
 
 
 def current_user() -> User | None:

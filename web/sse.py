@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -33,24 +33,24 @@ from flask import Flask, Response, current_app, request
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from models import access
 from models.base import utcnow
 from models.db import Database
 from models.organization import Role
 from models.outbox import DomainEvent
 from openads.bus import Bus
 from openads.config import Settings, WebSettings
-from web.auth import current_user
+from web.auth import current_user, session_check
 from web.panel import bp
 
 HEARTBEAT_SECONDS = 15.0
+SESSION_CHECK_SECONDS = 15.0  # how often an open stream asks whether its session is still alive
 MAX_STREAM_SECONDS = 300.0  # then the browser reconnects (and is re-authenticated) with Last-Event-ID
 RETRY_MS = 2000
 LOOKBACK_IDS = 200
 LOOKBACK_SECONDS = 30
 BATCH = 500
 EVENT_ID_MAX = 2**63 - 1  # events.id is BIGINT
-# Events that carry residents' personal data (phones, names, caller cards): staff streams only.
-PERSONAL_PREFIXES = ("call.", "missed_call.")
 # web/asgi.py puts a dict under this key of the ASGI scope (a2wsgi passes the scope on as
 # environ["asgi.scope"]); the view leaves its StreamRequest there instead of streaming.
 HANDOFF_KEY = "openads.sse"
@@ -114,9 +114,8 @@ def read_new(session: Session, org_ids: list[int] | None, floor: int, high: int,
 
 @dataclass
 class StreamState:
-    """What one stream has sent. For an executor (`executor_id`) only the ticket events of tickets
-    that are or were theirs: the others' numbers and statuses are none of their business; and no
-    call or missed-call events at all (residents' personal data)."""
+    """What one stream has sent. For an executor (`executor_id`) only what `models.access`
+    lets them see: their tickets' changes and incidents, nothing else."""
 
     last_id: int  # the client's position: nothing at or before it is sent
     executor_id: int | None = None
@@ -127,11 +126,7 @@ class StreamState:
         self.high = max(self.high, self.last_id)
 
     def visible(self, name: str, payload: dict[str, Any] | None) -> bool:
-        if self.executor_id is None:
-            return True
-        if name.startswith(PERSONAL_PREFIXES):
-            return False  # callers' phones, names and caller cards: never to executors
-        return not name.startswith("ticket.") or self.executor_id in (payload or {}).get("executor_ids", ())
+        return self.executor_id is None or access.executor_sees_event(self.executor_id, name, payload)
 
     def take(self, rows: Sequence[Row]) -> str:
         """The SSE text of the rows not sent yet (in id order); marks them sent."""
@@ -207,6 +202,10 @@ class StreamRequest:
     heartbeat: float
     max_seconds: float
     lease: Lease
+    # Still signed in? (web.auth.session_check; asked every `SESSION_CHECK_SECONDS` from a thread):
+    # a logout, "sign out everywhere" or deactivation ends an open stream too, not only the next page.
+    signed_in: Callable[[], bool] = lambda: True
+    session_check_seconds: float = SESSION_CHECK_SECONDS
 
 
 def stream_limits(app: Flask) -> StreamLimits:
@@ -221,14 +220,19 @@ def stream_limits(app: Flask) -> StreamLimits:
 def event_stream(
     db: Database, bus: Bus, org_ids: list[int], last_id: int, *,
     heartbeat: float = HEARTBEAT_SECONDS, max_seconds: float = MAX_STREAM_SECONDS, executor_id: int | None = None,
+    signed_in: Callable[[], bool] = lambda: True, session_check_seconds: float = SESSION_CHECK_SECONDS,
 ) -> Iterator[str]:
     """Events after `last_id`, served from a thread (plain WSGI servers): reads on every wake-up."""
     sub = bus.subscriber(org_ids)
     state = StreamState(last_id, executor_id)
-    started = last_beat = time.monotonic()
+    started = last_beat = checked = time.monotonic()
     try:
         yield f"retry: {RETRY_MS}\n: connected\n\n"
         while time.monotonic() - started < max_seconds:
+            if time.monotonic() - checked >= session_check_seconds:
+                checked = time.monotonic()
+                if not signed_in():
+                    return
             with db.read() as s:
                 matched, rows = read_new(s, org_ids, state.last_id, state.high, state.sent)
             text = state.take(rows)
@@ -268,6 +272,8 @@ def events_stream() -> Any:
         # Spread the reconnections of panels opened together (a shift start, a server restart).
         max_seconds=max_seconds * random.uniform(0.9, 1.0),
         lease=lease,
+        signed_in=session_check(),
+        session_check_seconds=float(current_app.config.get("OPENADS_SSE_SESSION_CHECK", SESSION_CHECK_SECONDS)),
     )
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     handoff = (request.environ.get("asgi.scope") or {}).get(HANDOFF_KEY)
@@ -277,7 +283,8 @@ def events_stream() -> Any:
     bus: Bus = current_app.extensions["openads.bus"]
     stream = event_stream(
         db, bus, org_ids, start, heartbeat=wanted.heartbeat, max_seconds=wanted.max_seconds,
-        executor_id=wanted.executor_id,
+        executor_id=wanted.executor_id, signed_in=wanted.signed_in,
+        session_check_seconds=wanted.session_check_seconds,
     )
     response = Response(stream, mimetype="text/event-stream", headers=headers)
     response.call_on_close(lease.release)  # also when the client left before the first byte

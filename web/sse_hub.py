@@ -25,7 +25,16 @@ from typing import Any
 
 from models.db import Database
 from openads.bus import ALL_ORGS_PATTERN, POLL_SECONDS, Bus
-from web.sse import BATCH, LOOKBACK_IDS, RETRY_MS, Row, StreamRequest, StreamState, current_max_id, read_new
+from web.sse import (
+    BATCH,
+    LOOKBACK_IDS,
+    RETRY_MS,
+    Row,
+    StreamRequest,
+    StreamState,
+    current_max_id,
+    read_new,
+)
 
 log = logging.getLogger(__name__)
 
@@ -247,11 +256,15 @@ async def serve_stream(hub: StreamHub, wanted: StreamRequest, headers: list[tupl
                 await _body(send, text)
             if matched < BATCH:
                 break
-        last_beat = loop.time()
+        last_beat = checked = loop.time()
         while not sub.gone and not sub.overflow:
             now = loop.time()
             if now - started >= wanted.max_seconds:
                 break
+            if now - checked >= wanted.session_check_seconds:  # logged out meanwhile: the browser reconnects, gets 401
+                checked = now
+                if not await asyncio.to_thread(wanted.signed_in):
+                    break
             await sub.wait(min(started + wanted.max_seconds, last_beat + wanted.heartbeat) - now)
             text = state.take(sub.drain())
             if text:

@@ -155,3 +155,83 @@ def test_executor_hears_only_of_tickets_that_are_or_were_theirs(db: Any, world: 
         assert (name, data["ticket_id"], data["action"]) == ("ticket.changed", later.id, "assigned")
     finally:
         resp.close()
+
+
+def test_executor_stream_withholds_failed_notices_and_calls_but_carries_incidents(db: Any, world: Any,
+                                                                                 login_as: Any) -> None:
+    """An allow-list (models.access.executor_sees_event): a failed notice names its recipient and
+    another ticket, a call its caller; neither reaches an executor. Incidents do."""
+    from models import events
+
+    client = login_as(world.executor_a)
+    resp = _open(client)
+    try:
+        stream = _events(resp)
+        with db.write() as s:
+            events.emit(s, world.org_a.id, events.OUTBOX_FAILED,
+                        {"message_id": 1, "recipient": "edds@example.ru", "ticket_number": "А-000123"})
+            events.emit(s, world.org_a.id, events.CALL_RINGING, {"call_id": 1, "phone": "+79161234567"})
+            events.emit(s, world.org_a.id, "something.new", {"phone": "+79161234567"})
+            events.emit(s, world.org_a.id, events.INCIDENT_CHANGED, {"incident_id": 7, "action": "created"})
+        _, name, data = _next_event(stream)
+        assert (name, data["incident_id"]) == ("incident.changed", 7)
+    finally:
+        resp.close()
+
+
+def test_an_open_stream_ends_when_its_session_is_signed_out(app: Any, db: Any, world: Any, login_as: Any) -> None:
+    """Served from a thread (plain WSGI): "sign out everywhere" ends the open stream too; the
+    browser's reconnect then gets 401."""
+    from models.base import utcnow
+    from models.services import access as access_svc
+
+    app.config.update(OPENADS_SSE_HEARTBEAT=0.05, OPENADS_SSE_SESSION_CHECK=0.05, OPENADS_SSE_MAX_SECONDS=300)
+    client = login_as(world.dispatcher_a)
+    resp = _open(client)
+    chunks = iter(resp.response)
+    assert next(chunks)  # connected
+    with db.write() as s:
+        access_svc.end_user_sessions(s, user_id=world.dispatcher_a.id, now=utcnow())
+    rest = []
+    for chunk in chunks:  # ends by itself at the next session check, long before OPENADS_SSE_MAX_SECONDS
+        rest.append(chunk)
+        assert len(rest) < 1000
+    resp.close()
+    assert client.get("/events/stream").status_code == 401
+
+
+def test_the_event_loop_stream_ends_when_its_session_is_signed_out(db: Any) -> None:
+    """The same for a stream served by web/sse_hub.py (web/asgi.py): it asks `signed_in` from a
+    thread every `session_check_seconds` and ends the response when the answer is no."""
+    import asyncio
+
+    from openads.bus import Bus
+    from web.sse import Lease, StreamLimits, StreamRequest
+    from web.sse_hub import StreamHub, serve_stream
+
+    answers = iter([True, False])
+    limits = StreamLimits(per_user=1, per_ip=5)
+    lease = limits.acquire(1, "127.0.0.1")
+    assert isinstance(lease, Lease)
+    wanted = StreamRequest(org_ids=[1], last_id=10**9, executor_id=None, heartbeat=0.02, max_seconds=30,
+                           lease=lease, signed_in=lambda: next(answers), session_check_seconds=0.02)
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(60)
+        return {"type": "http.disconnect"}
+
+    async def main() -> None:
+        hub = StreamHub(db, Bus(None), None)
+        try:
+            await asyncio.wait_for(serve_stream(hub, wanted, [], receive, send), 10)
+        finally:
+            await hub.close()
+
+    asyncio.run(main())
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}  # ended, not cut
+    assert isinstance(limits.acquire(1, "127.0.0.1"), Lease)  # the one lease allowed went back
