@@ -35,9 +35,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -89,6 +90,7 @@ class _Arrival:
     item: object
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[object]
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
@@ -149,11 +151,15 @@ class Db:
                 group = [a for a in self._pending if a.batch is batch][:ARRIVAL_GROUP]
                 self._pending = [a for a in self._pending if all(a is not g for g in group)]
                 self.arrival_groups += 1
+            started = time.monotonic()
             try:
                 outcomes = self._run_group(batch, [a.item for a in group])
             except Exception as exc:  # the child process failed twice in a row: the group fails
                 log.exception("arrivals' lane: a group of %d failed", len(group))
                 outcomes = [(False, exc)] * len(group)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("arrivals' lane: a group of %d waited %.1f ms at most, took %.1f ms", len(group),
+                          (started - group[0].queued_at) * 1000, (time.monotonic() - started) * 1000)
             for arrival, (ok, value) in zip(group, outcomes, strict=True):
                 arrival.loop.call_soon_threadsafe(_settle, arrival.future, value if ok else None,
                                                   None if ok else value)
