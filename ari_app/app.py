@@ -147,9 +147,10 @@ class AriApp:
     async def stop(self) -> None:
         """Stop reading events and the scheduler. Calls stay in Asterisk (reconcile picks them up)."""
         await self.connection.stop()
-        for task in self._tasks:
+        background = list(self.ctx.background)
+        for task in [*self._tasks, *background]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *background, return_exceptions=True)
         self._tasks.clear()
         await self.dispatcher.close()
         await self.ari.aclose()

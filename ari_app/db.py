@@ -28,6 +28,13 @@ earlier version held every ARI request until the arrivals had been quiet for 20 
 and under a steady stream of calls the quiet gaps vanished, so answers, prompts and the queue
 waited seconds (issue 9, traced with bench/pbx.py against the real Asterisk). The caller is now
 answered while the call is registered (flows/inbound.py), and nothing waits for the lane.
+
+Transient database errors (a connection lost, a server restarting: `is_transient`) are tried again:
+a registration up to `RETRY_DELAYS` (3 tries over ~2 s, while the caller hears the greeting and the
+music; in `run_group`, which both the lane's thread and its child process run), and a write that
+must not be lost (the end of a call: `write_until_stored`) until it is stored, with a backoff capped
+at `STORE_BACKOFF_MAX` seconds (the scheduler's sweep ends the call after a restart, see
+ari_app/scheduler.py).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from models.db import Database
@@ -60,25 +68,57 @@ ARRIVAL_WORKERS = 1
 
 Outcome = tuple[bool, Any]  # (True, result) or (False, the exception)
 
+RETRY_DELAYS: tuple[float, ...] = (0.5, 1.5)  # sleeps between the tries of a registration (3 tries, ~2 s)
+STORE_BACKOFF_MAX = 5.0  # seconds between the tries of a write that must be stored, at most
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that may pass by itself: the server unreachable or restarting, a connection
+    dropped (OperationalError, or any DBAPIError that invalidated its connection)."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def retry_transient(fn: Callable[[], T], delays: tuple[float, ...] | None = None) -> T:
+    """`fn()`, tried again after each of `delays` (blocking sleeps: a worker thread or the arrivals'
+    child process) while it fails with a transient error; the last error propagates."""
+    delays = RETRY_DELAYS if delays is None else delays
+    for delay in delays:
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("database error, trying again in %.1f s: %s", delay, str(exc).splitlines()[0])
+            time.sleep(delay)
+    return fn()
+
 
 def run_group(database: Database, batch: Callable[[Session, list[Any]], list[Any]], items: list[Any]) -> list[Outcome]:
     """`batch(session, items)` in one transaction, one outcome per item; when the group's batch
     raises, the group is rolled back and its items run again one transaction each (only the
-    failing one fails). Runs on the lane's thread or in its child process (`ArrivalsProcess`)."""
+    failing one fails). Runs on the lane's thread or in its child process (`ArrivalsProcess`).
+    Transient errors are tried again (`retry_transient`); a group still failing with one fails as a
+    whole (the database is away: writing its items one by one would only wait longer)."""
+
+    def write(group: list[Any]) -> list[Any]:
+        with database.write() as session:
+            results = batch(session, group)
+            if len(results) != len(group):
+                raise RuntimeError(f"{batch!r} returned {len(results)} results for {len(group)} items")
+            return results
+
     if len(items) > 1:
         try:
-            with database.write() as session:
-                results = batch(session, items)
-                if len(results) != len(items):
-                    raise RuntimeError(f"{batch!r} returned {len(results)} results for {len(items)} items")
-            return [(True, r) for r in results]
-        except Exception:
+            return [(True, r) for r in retry_transient(lambda: write(items))]
+        except Exception as exc:
+            if is_transient(exc):
+                log.error("a group of %d arrivals failed: %s", len(items), str(exc).splitlines()[0])
+                return [(False, exc)] * len(items)
             log.info("a group of %d arrivals failed: writing them one by one", len(items))
     outcomes: list[Outcome] = []
     for item in items:
         try:
-            with database.write() as session:
-                outcomes.append((True, batch(session, [item])[0]))
+            outcomes.append((True, retry_transient(lambda item=item: write([item]))[0]))
         except Exception as exc:
             outcomes.append((False, exc))
     return outcomes
@@ -126,6 +166,28 @@ class Db:
                 return fn(session)
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+
+    async def write_until_stored(self, fn: Callable[[Session], T], what: str) -> T:
+        """`write(fn)`, tried again while it fails with a transient error (module doc): the backoff
+        doubles from 0.1 s up to `STORE_BACKOFF_MAX`. Other errors propagate at once. `what` names
+        the write in the log ("end of call 12")."""
+        delay = 0.1
+        tries = 0
+        while True:
+            try:
+                result = await self.write(fn)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                tries += 1
+                log.log(logging.WARNING if tries == 1 else logging.INFO, "%s not stored (try %d), again in %.1f s: %s",
+                        what, tries, delay, str(exc).splitlines()[0])
+                await asyncio.sleep(delay)
+                delay = min(STORE_BACKOFF_MAX, delay * 2)
+                continue
+            if tries:
+                log.info("%s stored after %d failed tries", what, tries)
+            return result
 
     async def arrive(self, batch: Callable[[Session, list[A]], list[R]], item: A) -> R:
         """`batch(session, [item, ...])[k]` for this item, on the arrivals' lane: committed with

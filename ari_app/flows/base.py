@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -78,8 +78,18 @@ class AppContext:
     # naive UTC when known: the scheduler then skips the pass if one is planned before it).
     wake_scheduler: Callable[..., None] = lambda at=None: None
 
+    # Work that outlives the session that started it (a call written once the database is back).
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
     def queue_lock(self, org_id: int) -> asyncio.Lock:
         return self.queue_locks.setdefault(org_id, asyncio.Lock())
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run `coro` in the background (cancelled when the app stops: `AriApp.stop`)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
 
 
 class TransitionNotAllowed(RuntimeError):

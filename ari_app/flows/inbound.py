@@ -43,9 +43,17 @@ from ari_app.media import (
     queue_bridge_id,
     voicemail_recording_name,
 )
+from models.base import utcnow
+from models.errors import DomainError
 from models.queries_calls import caller_card
 from models.rules.caller_name import caller_name
-from models.services.calls import call_by_channel, hand_call_to_fallback, register_inbound_calls
+from models.services.calls import (
+    InboundArrival,
+    call_by_channel,
+    hand_call_to_fallback,
+    register_fallback_arrival,
+    register_inbound_calls,
+)
 from openads import channel_vars as cv
 
 log = logging.getLogger(__name__)
@@ -140,6 +148,18 @@ def warm_up(session: Any) -> bool:
     return False
 
 
+async def register_after_outage(db: Any, arrival: InboundArrival) -> int | None:
+    """A call the dialplan took because it could not be registered: written (as handed to the
+    fallback, with its missed-call item) once the database takes writes again. None if it cannot
+    be written at all (logged)."""
+    try:
+        return await db.write_until_stored(lambda s: register_fallback_arrival(s, arrival).id,
+                                           f"fallback call on channel {arrival.channel_id}")
+    except Exception:
+        log.exception("fallback call on channel %s could not be written", arrival.channel_id)
+        return None
+
+
 class InboundCall(CallFlow):
     name: ClassVar[str] = FLOW_NAME
     State = InboundState
@@ -178,23 +198,37 @@ class InboundCall(CallFlow):
             return
         did = self.session.args[0] if self.session.args else ""
         channel = event.channel or Channel(id=self.caller)
-        from models.services.calls import InboundArrival, UnknownDid
+        from models.services.calls import UnknownDid
 
         loop = asyncio.get_running_loop()
         arrived = loop.time()
+        arrival = InboundArrival(did=did, caller=channel.caller.number, channel_id=self.caller,
+                                 started_at=utcnow())
         # The caller is answered at once, while the call is registered: the answer needs nothing from
         # the database, and until it Asterisk sends the caller nothing, not even a 180 (issue 9: callers
         # heard silence while the answer waited behind the registrations of a burst).
         answering = asyncio.ensure_future(self.ari.answer(self.caller))
         try:
-            # The arrivals' lane: the commit sends the caller card (ari_app/db.py).
-            reg = await self.db.arrive(register_arrivals, InboundArrival(did=did, caller=channel.caller.number,
-                                                                         channel_id=self.caller))
+            # The arrivals' lane: the commit sends the caller card (ari_app/db.py); transient database
+            # errors are tried again there for ~2 s, while the caller hears the greeting and the music.
+            reg = await self.db.arrive(register_arrivals, arrival)
         except UnknownDid:
             log.warning("inbound call on channel %s: DID %r is no organization's hotline: to the dialplan",
                         self.caller, did)
             await asyncio.gather(answering, return_exceptions=True)  # the dialplan answers it anyway
             await self._fallback("unknown DID")
+            return
+        except Exception as exc:
+            if isinstance(exc, DomainError):
+                answering.cancel()
+                raise
+            # The database is away: the dialplan serves the caller, and the call with its missed-call
+            # item is written as soon as the database is back (the CDR, if any, then completes it).
+            log.error("inbound call on channel %s: not registered (%s): to the dialplan; written when the "
+                      "database is back", self.caller, str(exc).splitlines()[0] if str(exc) else repr(exc))
+            await asyncio.gather(answering, return_exceptions=True)
+            self.ctx.spawn(register_after_outage(self.db, arrival), f"register {self.caller}")
+            await self._fallback("call not registered: database unavailable")
             return
         except BaseException:
             answering.cancel()
@@ -460,18 +494,20 @@ class InboundCall(CallFlow):
         await self.db.write(attach)
 
     async def _end_call(self, outcome: str | None = None) -> None:
+        """The call ends now: stored whatever the database does meanwhile (`write_until_stored`),
+        with this moment as its end (not the moment the write got through)."""
         if self.call is None:
             return
-        org_id, call_id = self.call.organization_id, self.call.id
+        org_id, call_id, at = self.call.organization_id, self.call.id, utcnow()
 
         def end(s: Any) -> CallInfo:
             from models.call import CallOutcome
             from models.services.calls import end_call
 
             return call_info(end_call(s, org_id=org_id, call_id=call_id,
-                                      outcome=CallOutcome(outcome) if outcome else None))
+                                      outcome=CallOutcome(outcome) if outcome else None, at=at))
 
-        self.call = await self.db.write(end)
+        self.call = await self.db.write_until_stored(end, f"end of call {call_id}")
 
     # -- hangups --
 

@@ -610,6 +610,22 @@ def hand_call_to_fallback(session: Session, *, channel_id: str) -> Call | None:
     return call
 
 
+def register_fallback_arrival(session: Session, arrival: InboundArrival, *, now: datetime | None = None) -> Call:
+    """A call the ARI app could not register (the database was away) and handed to the dialplan
+    fallback, written once the database is back: registered as it arrived, marked handed to the
+    fallback (`hand_call_to_fallback`: the fallback's CDR completes it, or the ARI app's sweep ends
+    it once its channel is gone) and put in the missed-call queue at once (outcome `failed`: the
+    app did not serve it; an answer the CDR reports later closes the item, `_close_by_recall`), so
+    the resident is called back even with no CDR path. Idempotent: a call already written (by the
+    CDR reconcile, or an earlier try) is returned as it is."""
+    [(call, _card)] = register_inbound_calls(session, [arrival], now=now)
+    if call.ended_at is not None or call.answered_at is not None:
+        return call
+    hand_call_to_fallback(session, channel_id=call.channel_id)
+    _mark_missed(session, call, CallOutcome.FAILED, now or utcnow())
+    return call
+
+
 def mark_call_missed(
     session: Session, *, org_id: int, call_id: int, outcome: CallOutcome = CallOutcome.MISSED_TIMEOUT,
     at: datetime | None = None,
