@@ -37,7 +37,7 @@ from ari_app.flows import robot as robot_flow
 from ari_app.flows.base import AppContext, CallFlow, FlowConfig, PresenceSource, synthetic
 from ari_app.flows.callback import CallbackPlan, prepare_callback
 from ari_app.media import OutboundDial, new_channel_id
-from ari_app.reconcile import ReconcileReport, reconcile
+from ari_app.reconcile import ChannelClock, ReconcileReport, reconcile
 from ari_app.robot import Robot, build_robot_speech
 from ari_app.scheduler import Scheduler
 from models.db import Database
@@ -59,6 +59,7 @@ class AriSettings:
     flow: FlowConfig
     speech: Any = None  # openads.config.SpeechSettings: the robot runs when set
     cdr: Any = None  # openads.config.AsteriskCdrSettings: Asterisk's CDR table is read when its url is set
+    sweep_seconds: float = 30.0  # ARI_SWEEP_SECONDS: calls whose channels are gone are ended (scheduler)
 
 
 def ari_settings(settings: Any, env: Mapping[str, str] | None = None) -> AriSettings:
@@ -80,7 +81,7 @@ def ari_settings(settings: Any, env: Mapping[str, str] | None = None) -> AriSett
     )
     return AriSettings(url=settings.ari_url, user=settings.ari_user, password=settings.ari_password,
                        app=settings.ari_app, flow=flow, speech=getattr(settings, "speech", None),
-                       cdr=getattr(settings, "asterisk_cdr", None))
+                       cdr=getattr(settings, "asterisk_cdr", None), sweep_seconds=calls.sweep_seconds)
 
 
 class AriApp:
@@ -100,7 +101,8 @@ class AriApp:
         self.app_name = settings.app
         self.ari = AriClient(settings.url, settings.user, settings.password, settings.app, transport=transport)
         self.db = Db(database)
-        self.scheduler = Scheduler(self, poll_seconds=scheduler_poll)
+        self.scheduler = Scheduler(self, poll_seconds=scheduler_poll, sweep_seconds=settings.sweep_seconds)
+        self.channel_clock = ChannelClock()  # when channels were last seen alive, or destroyed
         self.ctx = AppContext(ari=self.ari, db=self.db, config=settings.flow, presence=presence,
                               wake_scheduler=self.scheduler.wake)
         flows = {inbound_flow.FLOW_NAME: FLOWS[inbound_flow.FLOW_NAME],
@@ -109,7 +111,8 @@ class AriApp:
                  robot_flow.VOICE_FLOW_NAME: FLOWS[robot_flow.VOICE_FLOW_NAME]}
         self.dispatcher = Dispatcher(flows, app=settings.app, context=self.ctx,
                                      on_handler_error=self._on_handler_error, on_unroutable=self._on_unroutable,
-                                     on_application_replaced=self._on_application_replaced)
+                                     on_application_replaced=self._on_application_replaced,
+                                     observe=self.channel_clock.note_event)
         self.connection = AriConnection.for_app(settings.url, settings.user, settings.password, settings.app,
                                                 on_message=self.dispatcher.feed, on_connected=self._on_connected,
                                                 backoff=backoff or Backoff(initial=0.5, maximum=RECONNECT_MAX_SECONDS))

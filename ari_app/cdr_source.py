@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import NullPool
 
@@ -282,6 +282,40 @@ class CdrSource:
             log.info("asterisk cdr: %s", report.as_dict())
         self.last = report
         return report
+
+    async def ends(self, unique_ids: list[str]) -> dict[str, datetime]:
+        """The end Asterisk recorded for each of these channels (uniqueid = channel id; the latest
+        `end` of its CDR rows, any row, not only the fallback's), naive UTC; the ones without a row,
+        or all when the table cannot be read (logged as for `poll`), are left out."""
+        if not unique_ids:
+            return {}
+        try:
+            rows = await asyncio.to_thread(self._read_ends, unique_ids)
+        except Exception as exc:
+            self._readable(f"{type(exc).__name__}: {exc}".splitlines()[0])
+            return {}
+        found: dict[str, datetime] = {}
+        for unique_id, end in rows:
+            try:
+                moment = cdr_time(end, self.local_tz)
+            except MalformedRow:
+                continue
+            key = str(unique_id)
+            if moment is not None and (key not in found or moment > found[key]):
+                found[key] = moment
+        return found
+
+    def _read_ends(self, unique_ids: list[str]) -> list[tuple[Any, Any]]:
+        if self._engine is None:
+            self._engine = create_engine(source_url(self.url), poolclass=NullPool)
+        with self._engine.connect() as conn:
+            names = list(conn.execute(text(f"SELECT * FROM {self.table} WHERE 1 = 0")).keys())  # noqa: S608
+            lower = [n.lower() for n in names]
+            quote = conn.dialect.identifier_preparer.quote
+            uniqueid, end = (quote(names[lower.index(n)]) for n in ("uniqueid", "end"))
+            stmt = text(f"SELECT {uniqueid}, {end} FROM {self.table} WHERE {uniqueid} IN :ids")  # noqa: S608
+            stmt = stmt.bindparams(bindparam("ids", expanding=True))
+            return [(row[0], row[1]) for row in conn.execute(stmt, {"ids": list(unique_ids)})]
 
     def _readable(self, state: str) -> None:
         if state == self._state:

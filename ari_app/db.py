@@ -40,6 +40,7 @@ ari_app/scheduler.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -118,7 +119,7 @@ def run_group(database: Database, batch: Callable[[Session, list[Any]], list[Any
     outcomes: list[Outcome] = []
     for item in items:
         try:
-            outcomes.append((True, retry_transient(lambda item=item: write([item]))[0]))
+            outcomes.append((True, retry_transient(functools.partial(write, [item]))[0]))
         except Exception as exc:
             outcomes.append((False, exc))
     return outcomes

@@ -459,6 +459,7 @@ class Dispatcher:
         on_application_replaced: EventHook | None = None,
         dedup_window: int = 2048,
         slow_handler_seconds: float = 1.0,
+        observe: Callable[[Event], None] | None = None,
     ) -> None:
         self.flows = FLOWS if flows is None else flows
         self.app = app
@@ -468,6 +469,7 @@ class Dispatcher:
         self.on_other_event = on_other_event
         self.on_application_replaced = on_application_replaced
         self.slow_handler_seconds = slow_handler_seconds
+        self.observe = observe  # sees every valid, new event of ours before it is routed (no await)
         self.stats: Counter[str] = Counter()
         self._window = _Window(dedup_window)
         self._owners: dict[tuple[str, str], Session] = {}
@@ -511,6 +513,11 @@ class Dispatcher:
             self.stats["duplicates"] += 1
             log.debug("ARI event skipped, duplicate: %s", event)
             return
+        if self.observe is not None:
+            try:
+                self.observe(event)
+            except Exception:  # an observer never keeps an event from its session
+                log.exception("ARI event observer failed on %s", event)
         if event.type == "ApplicationReplaced":
             self.stats["replaced"] += 1
             log.error("ARI application %r replaced by another WebSocket: no more events come here", event.application)

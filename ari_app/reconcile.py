@@ -15,10 +15,16 @@ connect, before the first event is read (`AriConnection.on_connected`):
    `openads-queue-<org>`, its phones rung again with the caller's number from the channel and the
    name from the call's caller card). A leftover leg of ours that nothing re-attached (a dispatcher's phone
    still ringing for a caller who is gone) is hung up.
-4. Calls the DB thinks are live whose channel Asterisk no longer has are ended (`end_call`: an
-   unanswered inbound call becomes a missed call). Calls handed to the dialplan fallback keep
-   their channel in Asterisk and are left to the Cdr reconcile. Callback rows younger than
-   `pending_grace` are not touched: the scheduler may still be about to dial them.
+4. Calls the DB thinks are live whose channel Asterisk no longer has (the legs hung up in 3
+   count as gone) are ended (`end_calls_without_channels`: an unanswered inbound call becomes a
+   missed call), each at the end Asterisk reports where known (`ChannelClock`: the
+   ChannelDestroyed this process saw, else the CDR's end from Asterisk's table, else the last
+   moment the channel was seen alive), never at the moment of the reconcile when something better
+   is known. Calls handed to the dialplan fallback are left to the Cdr reconcile while their
+   channel lives, and also once it is gone when a CDR path (AMI or the CDR table) is there.
+   Callback rows younger than `pending_grace` are not touched: the scheduler may still be about
+   to dial them. The scheduler runs the same step every ARI_SWEEP_SECONDS (`sweep`), so a call
+   whose end could not be written, or whose hangup no event told, is ended all the same.
 
 Cdr (issue item 8): with the AMI connection, the calls the dialplan fallback handled are written
 with `record_fallback_call` (idempotent on uniqueid), so calls, misses, recordings and voice
@@ -113,6 +119,7 @@ async def reconcile(app: AriApp, *, pending_grace: timedelta = timedelta(seconds
     bridges = await app.ari.list_bridges()
     report.channels, report.bridges = len(channels), len(bridges)
     by_id = {c.id: c for c in channels}
+    app.channel_clock.note_alive(set(by_id), utcnow())
     # The sessions see only the bridges' real channels (an Announcer playing MOH is no dispatcher).
     bridge_dump = [{**b.model_dump(), "channels": conversation_channels(b, by_id)} for b in bridges]
 
@@ -176,16 +183,109 @@ async def reconcile(app: AriApp, *, pending_grace: timedelta = timedelta(seconds
         await finish_conversation(app, ended, bridge.id)
         report.finished_conversations.append(ended)
 
-    # 4. DB calls without a channel
-    owned = {c for s in dispatcher.sessions for c in s.channel_ids}
-    alive = set(by_id) | owned
-    cutoff = utcnow() - pending_grace
-    report.ended_calls = await app.db.write(lambda s: _end_vanished(s, alive, cutoff))
-    if report.ended_calls:
-        log.warning("reconcile: ended %d call(s) whose channels are gone: %s", len(report.ended_calls),
-                    report.ended_calls)
+    # 4. DB calls without a channel (the orphan legs just hung up are gone too)
+    report.ended_calls = await end_calls_without_channels(app, set(by_id) - hung, pending_grace=pending_grace,
+                                                          who="reconcile")
     log.info("reconcile: %s", report.as_dict())
     return report
+
+
+async def sweep(app: AriApp, *, pending_grace: timedelta = timedelta(seconds=120)) -> list[int]:
+    """The scheduler's periodic step 4: `GET /channels`, then end the calls in progress whose
+    channels are all gone. Returns the ids of the calls ended."""
+    channels = await app.ari.list_channels()
+    return await end_calls_without_channels(app, {c.id for c in channels}, pending_grace=pending_grace,
+                                            who="sweep")
+
+
+class ChannelClock:
+    """When this process last knew each channel alive, or saw it destroyed (in memory, bounded by
+    `keep`): the end of a call whose hangup went unrecorded. Fed with every ARI event of ours
+    (`Dispatcher.observe`) and with each `GET /channels` of reconcile and the sweep."""
+
+    def __init__(self, keep: timedelta = timedelta(hours=2)) -> None:
+        self.keep = keep
+        self.destroyed: dict[str, datetime] = {}
+        self.seen: dict[str, datetime] = {}
+
+    def note_event(self, event: Any) -> None:
+        channel = event.channel_id
+        if channel is None or event.raw.get("synthetic"):
+            return
+        at = event_time(event.timestamp)
+        if event.type == "ChannelDestroyed":
+            self.destroyed[channel] = at
+        elif channel not in self.destroyed:
+            self.seen[channel] = max(at, self.seen.get(channel, at))
+
+    def note_alive(self, channel_ids: set[str], at: datetime) -> None:
+        for channel in channel_ids:
+            self.seen[channel] = at
+        cutoff = at - self.keep
+        for times in (self.destroyed, self.seen):
+            for channel in [c for c, t in times.items() if t < cutoff]:
+                del times[channel]
+
+    def end_of(self, channel_id: str) -> datetime | None:
+        """The moment the channel was destroyed, else the last moment it was known alive."""
+        return self.destroyed.get(channel_id) or self.seen.get(channel_id)
+
+
+def event_time(timestamp: str) -> datetime:
+    """An ARI event's `timestamp` ("2026-11-25T14:03:07.123+0300") in UTC; now when absent."""
+    from models.base import utcnow
+
+    try:
+        moment = datetime.fromisoformat(timestamp)
+    except (TypeError, ValueError):
+        return utcnow()
+    return _aware(moment).astimezone(UTC)
+
+
+async def channel_ends(app: AriApp, channel_ids: list[str]) -> dict[str, datetime]:
+    """The best end known of each gone channel (aware UTC): its ChannelDestroyed, else its CDR's
+    end in Asterisk's table, else the last moment it was seen alive; unknown ones are left out."""
+    clock = app.channel_clock
+    found = {c: clock.destroyed[c] for c in channel_ids if c in clock.destroyed}
+    rest = [c for c in channel_ids if c not in found]
+    if app.cdr_source is not None and rest:
+        found.update({c: _aware(end) for c, end in (await app.cdr_source.ends(rest)).items()})
+    found.update({c: clock.seen[c] for c in channel_ids if c not in found and c in clock.seen})
+    return found
+
+
+@dataclass(frozen=True)
+class _Vanished:
+    organization_id: int
+    call_id: int
+    channel_id: str
+    not_before: datetime  # the call's start or answer (aware): no end before it
+
+
+async def end_calls_without_channels(app: AriApp, present: set[str], *, pending_grace: timedelta,
+                                     who: str) -> list[int]:
+    """End the calls in progress whose channels are neither in `present` (a `GET /channels` just
+    taken) nor owned by a session of this process: at the end Asterisk reports (`ChannelClock`,
+    the CDR table), else the last moment the channel was seen alive, else now. Stored whatever
+    the database does meanwhile (`write_until_stored`)."""
+    from models.base import utcnow
+
+    taken = utcnow()
+    app.channel_clock.note_alive(present, taken)
+    cdr_path = app.cdr_source is not None or (app.ctx.presence is not None and app.ctx.presence.connected)
+    cutoff = taken - pending_grace
+    candidates = await app.db.read(lambda s: _without_channels(s, present, cutoff, end_fallback=not cdr_path))
+    owned = {c for s in app.dispatcher.sessions for c in s.channel_ids}  # after the read: new sessions too
+    candidates = [c for c in candidates if c.channel_id not in owned]
+    if not candidates:
+        return []
+    known = await channel_ends(app, [c.channel_id for c in candidates])
+    ends = [(c.organization_id, c.call_id, max(known.get(c.channel_id, taken), c.not_before)) for c in candidates]
+    ended = await app.db.write_until_stored(lambda s: _end_at(s, ends), f"{who}: end of calls {ends}")
+    if ended:
+        log.warning("%s: ended %d call(s) whose channels are gone: %s", who, len(ended),
+                    {call_id: at.isoformat() for _, call_id, at in ends if call_id in ended})
+    return ended
 
 
 HELPER_CHANNELS = ("Announcer/", "Recorder/")
@@ -203,7 +303,10 @@ async def finish_conversation(app: AriApp, call_id: int, bridge_id: str) -> None
         log.debug("reconcile: call %s: stop recording %s: %s", call_id, name, exc)
     info = await app.db.read(lambda s: _call_of_any_org(s, call_id))
     if info is not None:
-        org_id, started_at, has_recording = info
+        org_id, started_at, has_recording, channel_id, not_before = info
+        from models.base import utcnow
+
+        at = max((await channel_ends(app, [channel_id])).get(channel_id) or utcnow(), not_before)
         relpath = relpath_for(org_id, call_id, started_at, fmt=config.recording_format)
         saved = None if has_recording else await fetch_recording(app.ari, config, name, relpath,
                                                                  who=f"reconcile call {call_id}")
@@ -212,9 +315,9 @@ async def finish_conversation(app: AriApp, call_id: int, bridge_id: str) -> None
             if saved is not None:
                 attach_recording(s, org_id=org_id, call_id=call_id, path=relpath, fmt=config.recording_format,
                                  duration_seconds=saved[1], size_bytes=saved[0])
-            end_call(s, org_id=org_id, call_id=call_id)
+            end_call(s, org_id=org_id, call_id=call_id, at=at)
 
-        await app.db.write(write)
+        await app.db.write_until_stored(write, f"reconcile: end of call {call_id}")
         log.warning("reconcile: call %s: its conversation ended while the app was down: closed (recording %s)",
                     call_id, "attached" if saved else "none")
     try:
@@ -223,13 +326,14 @@ async def finish_conversation(app: AriApp, call_id: int, bridge_id: str) -> None
         log.info("reconcile: destroy bridge %s: %s", bridge_id, exc)
 
 
-def _call_of_any_org(session: Any, call_id: int) -> tuple[int, datetime, bool] | None:
+def _call_of_any_org(session: Any, call_id: int) -> tuple[int, datetime, bool, str, datetime] | None:
     call = session.get(Call, call_id)
     if call is None:
         return None
     has = session.scalar(select(Recording.id).where(Recording.call_id == call_id,
                                                      Recording.kind == RecordingKind.CONVERSATION).limit(1))
-    return call.organization_id, call.started_at, has is not None
+    return (call.organization_id, call.started_at, has is not None, call.channel_id,
+            _aware(call.answered_at or call.started_at))
 
 
 def conversation_channels(bridge: Bridge, by_id: dict[str, Channel]) -> list[str]:
@@ -254,14 +358,13 @@ def _calls_by_channel(session: Any, channel_ids: list[str]) -> dict[str, int]:
     return calls_by_channel_all_orgs(session, channel_ids)
 
 
-def _end_vanished(session: Any, alive: set[str], cutoff: Any) -> list[int]:
+def _without_channels(session: Any, alive: set[str], cutoff: Any, *, end_fallback: bool) -> list[_Vanished]:
     from models.call import ROBOT_KINDS, CallKind
     from models.queries_calls import active_calls_all_orgs
-    from models.services.calls import end_call
 
-    ended: list[int] = []
+    found: list[_Vanished] = []
     for call in active_calls_all_orgs(session):
-        if call.is_fallback or call.channel_id in alive:
+        if (call.is_fallback and not end_fallback) or call.channel_id in alive:
             continue
         if call.dispatcher_channel_id and call.dispatcher_channel_id in alive:
             continue
@@ -269,8 +372,19 @@ def _end_vanished(session: Any, alive: set[str], cutoff: Any) -> list[int]:
         if (call.kind in (CallKind.CALLBACK, CallKind.AUTO_CALLBACK) or call.kind in ROBOT_KINDS) \
                 and call.started_at > cutoff:
             continue
-        end_call(session, org_id=call.organization_id, call_id=call.id)
-        ended.append(call.id)
+        found.append(_Vanished(call.organization_id, call.id, call.channel_id,
+                               _aware(call.answered_at or call.started_at)))
+    return found
+
+
+def _end_at(session: Any, ends: list[tuple[int, int, datetime]]) -> list[int]:
+    from models.services.calls import end_call
+
+    ended = []
+    for org_id, call_id, at in ends:
+        call = end_call(session, org_id=org_id, call_id=call_id, at=at)
+        if call.ended_at == at:
+            ended.append(call_id)
     return ended
 
 

@@ -12,6 +12,9 @@ Each pass:
   needs the DB): open items whose 10-minute deadline passed are stamped and announced with
   `missed_call.overdue` (`notify_overdue_missed_calls`), once per item, so panels learn of it at
   that moment. The stamp is in the DB, so a restart announces what passed while it was down.
+- calls without channels (every `sweep_seconds`, ARI_SWEEP_SECONDS): calls in progress whose
+  channels Asterisk no longer has are ended (ari_app/reconcile.py `sweep`: a hangup whose end could
+  not be written, or that no event told), at the end Asterisk reports.
 It then sleeps until the next wait or missed-call deadline, at most `poll_seconds` (callbacks
 from the panel and free dispatchers are not deadlines), or until `wake()` (a new deadline).
 Every read here spans all organizations (one ARI app serves them all): the explicit
@@ -81,11 +84,14 @@ def _auto_candidates(session: Any) -> list[AutoCallbackCandidate]:
 
 class Scheduler:
     def __init__(self, app: AriApp, *, poll_seconds: float = 1.0, pending_grace: float = 120.0,
-                 auto_retry_seconds: float = 60.0) -> None:
+                 auto_retry_seconds: float = 60.0, sweep_seconds: float = 30.0) -> None:
         self.app = app
         self.poll_seconds = poll_seconds
         self.pending_grace = pending_grace
         self.auto_retry_seconds = auto_retry_seconds
+        self.sweep_seconds = sweep_seconds
+        self._swept_at = time.monotonic()  # reconcile sweeps at every connect
+        self.swept: list[int] = []  # calls the last sweep ended (for tests and /status)
         self._wake = asyncio.Event()
         self._delivered: set[int] = set()  # calls told about their wait limit
         self._launched: set[int] = set()  # panel callbacks this process dials
@@ -162,6 +168,11 @@ class Scheduler:
             await app.dial_callback(pending.organization_id, pending.missed_call_id, pending.dispatcher_id,
                                     pending.endpoint, resident_channel=pending.channel_id)
         await self._auto_callbacks()
+        if time.monotonic() - self._swept_at >= self.sweep_seconds:
+            from ari_app.reconcile import sweep
+
+            self._swept_at = time.monotonic()
+            self.swept = await sweep(app, pending_grace=timedelta(seconds=self.pending_grace))
         return next_in
 
     async def _overdue(self) -> float:

@@ -230,6 +230,8 @@ class AriCallSettings:
     voicemail_silence: int = 5  # silence that ends a voice message
     # Every dispatcher's phone busy, declining or unreachable: ring them all again after this long.
     ring_retry_seconds: float = 5.0
+    # How often calls whose channels are gone from Asterisk are looked for and ended (the sweep).
+    sweep_seconds: float = 30.0
 
 
 def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -269,6 +271,7 @@ def ari_call_settings(env: Mapping[str, str] | None = None) -> AriCallSettings:
         voicemail_seconds=_bounded_int(env, "ARI_VOICEMAIL_SECONDS", 120, 10, 600),
         voicemail_silence=_bounded_int(env, "ARI_VOICEMAIL_SILENCE", 5, 1, 60),
         ring_retry_seconds=float(_bounded_int(env, "ARI_RING_RETRY_SECONDS", 5, 1, 300)),
+        sweep_seconds=float(_bounded_int(env, "ARI_SWEEP_SECONDS", 30, 5, 3600)),
     )
 
 

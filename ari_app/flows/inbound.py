@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ari_app.client import AriConflict, AriError, AriInvalid, AriNotFound, Bridge, Channel
-from ari_app.db import CallInfo, RingPlan, call_info, ring_plan
+from ari_app.db import CallInfo, Db, RingPlan, call_info, ring_plan
 from ari_app.dispatcher import FLOWS, Event, Session
 from ari_app.flows.base import CallFlow, cause_of, relpath_for, synthetic
 from ari_app.media import (
@@ -148,7 +148,7 @@ def warm_up(session: Any) -> bool:
     return False
 
 
-async def register_after_outage(db: Any, arrival: InboundArrival) -> int | None:
+async def register_after_outage(db: Db, arrival: InboundArrival) -> int | None:
     """A call the dialplan took because it could not be registered: written (as handed to the
     fallback, with its missed-call item) once the database takes writes again. None if it cannot
     be written at all (logged)."""

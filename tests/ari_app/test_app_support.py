@@ -49,10 +49,10 @@ def short_prompts(emu: AriEmulator, seconds: float = 0.05) -> None:
 @asynccontextmanager
 async def running_app(
     emu: AriEmulator, db: Database, recordings: Path, *, presence: Any = None, poll: float = 0.05,
-    speech: Any = None, **flow: Any,
+    speech: Any = None, cdr: Any = None, **flow: Any,
 ) -> AsyncIterator[AriApp]:
     config = FlowConfig(recordings_dir=recordings, recording_fetch_delay=0.01, **flow)
-    settings = AriSettings(url=emu.url, user="openads", password="openads", app="openads", flow=config)
+    settings = AriSettings(url=emu.url, user="openads", password="openads", app="openads", flow=config, cdr=cdr)
     app = AriApp(settings, db, presence=presence, backoff=Backoff(initial=0.01, maximum=0.05, jitter=0),
                  scheduler_poll=poll, robot_speech=speech)
     await app.start()

@@ -5,6 +5,8 @@ the database does meanwhile; calls whose channels are gone are ended by the sche
 
 from __future__ import annotations
 
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from models.missed_call import MissedCallStatus
 from tests.ari_app.helpers import until
 from tests.ari_app.test_app_support import (
     CALLER,
+    call_answered,
     call_ended,
     did,
     last_call,
@@ -126,3 +129,84 @@ def test_when_the_end_of_a_call_fails_once_then_it_still_ends_with_its_outcome_a
     assert call is not None and (call.outcome, call.answered_at) == (CallOutcome.ABANDONED, None)
     [item] = missed_items(db)
     assert (item.status, item.first_call_id) == (MissedCallStatus.OPEN, call.id)
+
+
+def _when(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(event["timestamp"]).astimezone(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return None if value is None else value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def test_when_the_end_of_a_call_cannot_be_written_then_the_sweep_ends_it_at_the_hangup(
+        ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session's write fails for a reason no retry cures; the call would stay "in progress" for
+    good. The scheduler's sweep finds its channel gone and ends it at the caller's hangup."""
+    import models.services.calls as calls
+
+    emu, org = ari_emulator, world.org_a
+    setup_inbound(emu, db, org)
+    broken = {"on": True}
+    end_call = calls.end_call
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if broken["on"]:
+            raise RuntimeError("a bug in the end of the call")
+        return end_call(*args, **kwargs)
+
+    monkeypatch.setattr(calls, "end_call", failing)
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec") as app:
+            caller = emu.incoming_call(did(org), CALLER)
+            await until(lambda: bool(emu.requests(route="POST /channels")), message="dispatcher rung")
+            emu.hangup(caller)
+            await until(lambda: not app.dispatcher.sessions, message="session over")
+            assert not call_ended(db)
+            broken["on"] = False  # (the sweep's own write goes through)
+            app.scheduler.sweep_seconds = 0.01
+            await until(lambda: call_ended(db), message="ended by the sweep")
+
+    run(main())
+    call = last_call(db)
+    assert call is not None and (call.outcome, call.answered_at) == (CallOutcome.ABANDONED, None)
+    assert _aware(call.ended_at) == _when(emu.events("StasisEnd")[-1])  # the hangup, not the sweep
+    [item] = missed_items(db)
+    assert item.first_call_id == call.id
+
+
+def test_when_the_app_restarts_after_the_caller_hung_up_then_the_call_ends_at_the_cdr_end(
+        ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path) -> None:
+    """Answered, then `openads ari` restarts; meanwhile the caller hangs up. Reconcile hangs up the
+    dispatcher's orphan leg and ends the call at the end Asterisk's CDR table gives the caller."""
+    from openads.config import AsteriskCdrSettings
+
+    emu, org = ari_emulator, world.org_a
+    setup_inbound(emu, db, org)
+    table = tmp_path / "master.db"
+    with sqlite3.connect(table) as conn:
+        conn.execute('CREATE TABLE openads_cdr (AcctId INTEGER PRIMARY KEY, uniqueid, start, "end", openads_fallback)')
+    cdr = AsteriskCdrSettings(url=f"sqlite:///{table}", table="openads_cdr", poll_seconds=60)
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec", cdr=cdr):
+            caller = emu.incoming_call(did(org), CALLER)
+            await until(lambda: bool(emu.requests(route="POST /channels")), message="dispatcher rung")
+            emu.answer("disp1")
+            await until(lambda: call_answered(db), message="answered")
+        emu.hangup(caller)  # while no app runs: Asterisk writes the caller's CDR
+        call = last_call(db)
+        assert call is not None
+        real_end = _aware(call.answered_at) + timedelta(seconds=42)  # type: ignore[operator]
+        with sqlite3.connect(table) as conn:
+            conn.execute("INSERT INTO openads_cdr (uniqueid, start, \"end\", openads_fallback) VALUES (?, ?, ?, '')",
+                         (caller.id, _aware(call.started_at).isoformat(), real_end.isoformat()))  # type: ignore[union-attr]
+        async with running_app(emu, db, tmp_path / "rec", cdr=cdr) as app2:
+            assert app2.last_reconcile is not None and len(app2.last_reconcile.hung_up) == 1
+            await until(lambda: call_ended(db), message="ended")
+
+    run(main())
+    call = last_call(db)
+    assert call is not None and call.outcome == CallOutcome.ANSWERED
+    assert _aware(call.ended_at) == _aware(call.answered_at) + timedelta(seconds=42)  # type: ignore[operator]
