@@ -78,8 +78,9 @@ class AcceptedJournal:
             if self.path is None:
                 return
             try:
-                with open(self.path, "a", encoding="utf-8") as f:
-                    f.write(entry.to_json() + "\n")
+                with open(self.path, "a+", encoding="utf-8") as f:
+                    torn = f.tell() > 0 and not _ends_with_newline(self.path)
+                    f.write(("\n" if torn else "") + entry.to_json() + "\n")  # never glued to a torn line
                     f.flush()
                     os.fsync(f.fileno())
             except OSError:
@@ -124,3 +125,9 @@ class AcceptedJournal:
                 except (ValueError, KeyError, TypeError):
                     log.warning("outbox journal %s: line %d unreadable (torn write?); skipped", self.path, number)
         return entries
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
