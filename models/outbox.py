@@ -69,6 +69,9 @@ class OutboxMessage(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(100))
     delivery_status: Mapped[str | None] = mapped_column(String(20))
     delivery_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set once, at the first claim, before anything is sent; every retry sends the same key so the
+    # receiver can tell a repeat (e-mail: the Message-ID's local part; SMSC: the client-side id).
+    idempotency_key: Mapped[str | None] = mapped_column(String(80))
 
     attempt_log: Mapped[list[OutboxAttempt]] = relationship(order_by="OutboxAttempt.id", viewonly=True)
 

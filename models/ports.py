@@ -88,8 +88,16 @@ class DeliveryStatus(enum.StrEnum):
 
 @runtime_checkable
 class SmsSender(Protocol):
-    def send(self, to_e164: str, text: str) -> ProviderMessageId:
-        """Hand one SMS to the gateway; return its message id; raise ProviderError."""
+    def send(self, to_e164: str, text: str, *, key: str | None = None) -> ProviderMessageId:
+        """Hand one SMS to the gateway; return its message id; raise ProviderError.
+
+        `key` is the outbox message's idempotency key, the same on every retry; a gateway that
+        takes a client-side message id sends it along (SMSC), others ignore it (SMS.ru has none)."""
+        ...
+
+    def find_sent(self, to_e164: str, key: str) -> ProviderMessageId | None:
+        """The id of a message sent earlier with this `key`, or None when the gateway has none or
+        cannot look messages up by a client-side key; raise ProviderError."""
         ...
 
     def status(self, message_id: ProviderMessageId) -> DeliveryStatus:
@@ -101,8 +109,9 @@ class SmsSender(Protocol):
 class EmailSender(Protocol):
     """The e-mail port (the outbox worker's `Sender`): `openads.mailer.SmtpMailer`, `FakeMailer`."""
 
-    def send(self, recipient: str, subject: str, body: str) -> str:
-        """Deliver one message; return the provider's message id; raise ProviderError."""
+    def send(self, recipient: str, subject: str, body: str, *, key: str | None = None) -> str:
+        """Deliver one message with the Message-ID made of `key`; return the provider's message
+        id; raise ProviderError."""
         ...
 
 

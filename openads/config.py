@@ -346,6 +346,8 @@ class Settings:
     var_dir: Path
     recordings_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    # The outbox worker's journal of sends accepted but not yet recorded (openads/accepted_journal.py).
+    outbox_journal: Path | None = None
     max_upload_mb: int = 20
     web_host: str = "127.0.0.1"
     web_port: int = 8080
@@ -402,6 +404,7 @@ def load_settings() -> Settings:
         var_dir=var_dir,
         recordings_dir=Path(os.environ.get("OPENADS_RECORDINGS_DIR", ROOT / "recordings")),
         smtp=smtp,
+        outbox_journal=Path(os.environ.get("OPENADS_OUTBOX_JOURNAL") or var_dir / "outbox-accepted.jsonl"),
         max_upload_mb=_int("OPENADS_MAX_UPLOAD_MB", 20),
         web_host=host,
         web_port=port,

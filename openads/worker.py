@@ -5,16 +5,29 @@
 Delivery of one message is two short transactions around the network call, so no database
 lock is held while an SMTP server thinks:
 
-1. claim: the oldest due pending message is leased (its `next_attempt_at` moves `LEASE` ahead).
-   On PostgreSQL the row is picked `FOR UPDATE SKIP LOCKED`, so concurrent workers claim
-   different rows; on SQLite the write transaction (`BEGIN IMMEDIATE`) serialises the claims.
-2. send through the channel's `Sender`;
-3. record: an `OutboxAttempt` row (time, ok, detail) for every try. Success → `sent` (and, for the
-   municipality e-mail, the ticket's `municipality_notified_at` + history + event). Failure →
-   `attempts + 1`, `last_error`, retry after `retry_delay(attempts)`; at `max_attempts` the
-   message becomes `failed` and an `outbox.failed` domain event tells the panels. Nothing is
-   dropped silently. A worker that dies between 1 and 3 leaves the lease to expire: the message
-   is retried (at-least-once; a duplicate is possible only then).
+1. claim: the oldest due pending message is leased (its `next_attempt_at` moves `LEASE` ahead)
+   and given its idempotency key if it has none yet (`ensure_idempotency_key`), in the same
+   transaction: the key is stored before anything is sent. On PostgreSQL the row is picked
+   `FOR UPDATE SKIP LOCKED`, so concurrent workers claim different rows; on SQLite the write
+   transaction (`BEGIN IMMEDIATE`) serialises the claims.
+2. send through the channel's `Sender`, with the key (the e-mail's Message-ID, SMSC's id). A key
+   already used by an earlier try: a sender that can look messages up (SMSC) is asked first, and
+   a message it already has is recorded as sent instead of being sent again.
+3. record. Accepted → the acceptance (time the provider answered, its id) goes to the journal
+   (`openads/accepted_journal.py`, fsync) and then to the database, retried with backoff
+   (`RECORD_RETRY_DELAYS`); what still fails stays in the journal, is retried every round and
+   replayed at start, and its message is never claimed meanwhile: the send is never repeated
+   for a failed record (issue 11). Stored: `sent`, `sent_at` = the acceptance time (and, for the
+   municipality e-mail, the ticket's `municipality_notified_at` + history + event, same time).
+   Refused or unreachable → an `OutboxAttempt` row, `attempts + 1`, `last_error`, retry after
+   `retry_delay(attempts)`; at `max_attempts` the message becomes `failed` and an
+   `outbox.failed` domain event tells the panels. Nothing is dropped silently.
+
+The one window left (decision 0019): a worker killed after the provider accepted and before the
+journal's fsync (microseconds), or an SMTP connection lost after the message's last byte and
+before the server's 250. The lease expires and the message is sent again, with the same key:
+SMSC finds it and nothing is sent; an e-mail repeats its Message-ID, so the receiver can drop it;
+SMS.ru has no such key, so the resident may get the SMS twice.
 """
 
 from __future__ import annotations
@@ -22,7 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,9 +46,10 @@ from models.db import Database
 from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxMessage
 from models.ports import ProviderError as PortProviderError
 from models.ports import ProviderMessageId, SmsSender
-from models.services.outbox import record_attempt
+from models.services.outbox import ensure_idempotency_key, record_accepted, record_attempt
 from models.services.tickets import MUNICIPALITY_PURPOSE, record_municipality_notified
 from openads import consumers
+from openads.accepted_journal import Accepted, AcceptedJournal
 from openads.bus import Bus, Subscription
 from openads.config import Settings
 from openads.mailer import ProviderError, Sender, SmtpMailer
@@ -55,6 +69,9 @@ PRUNE_BATCH = 5000
 DELIVERY_CHECK_EVERY = timedelta(minutes=2)
 DELIVERY_CHECK_FOR = timedelta(days=1)
 DELIVERY_FINAL = ("delivered", "failed")
+# After a provider accepted a message, its record is tried this often at once (seconds between
+# tries); then it waits in the journal for the next round. Well inside LEASE.
+RECORD_RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0, 4.0)
 
 _warned_channels: set[str] = set()
 
@@ -69,6 +86,8 @@ class _Claimed:
     subject: str
     body: str
     ticket_id: int | None
+    key: str
+    key_reused: bool
 
 
 def default_senders(settings: Settings) -> dict[MessageChannel, Sender]:
@@ -94,7 +113,10 @@ def _warn_unconfigured(db: Database, channels: list[MessageChannel], now: dateti
         log.warning("outbox: no sender configured for channel %r; its messages stay pending", str(channel))
 
 
-def _claim(db: Database, channels: list[MessageChannel], now: datetime) -> _Claimed | None:
+def _claim(
+    db: Database, channels: list[MessageChannel], now: datetime, accepted: Collection[int] = ()
+) -> _Claimed | None:
+    """Lease the next due message, never one whose acceptance waits in the journal (`accepted`)."""
     with db.write() as s:
         stmt = (
             select(OutboxMessage)
@@ -106,12 +128,15 @@ def _claim(db: Database, channels: list[MessageChannel], now: datetime) -> _Clai
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(1)
         )
+        if accepted:
+            stmt = stmt.where(OutboxMessage.id.not_in(list(accepted)))
         if not db.is_sqlite:
             stmt = stmt.with_for_update(skip_locked=True)
         message = s.scalar(stmt)
         if message is None:
             return None
         message.next_attempt_at = now + LEASE
+        key, reused = ensure_idempotency_key(message)
         return _Claimed(
             id=message.id,
             organization_id=message.organization_id,
@@ -121,20 +146,82 @@ def _claim(db: Database, channels: list[MessageChannel], now: datetime) -> _Clai
             subject=message.subject,
             body=message.body,
             ticket_id=message.ticket_id,
+            key=key,
+            key_reused=reused,
         )
 
 
-def _record(
-    db: Database, claimed: _Claimed, *, ok: bool, detail: str, at: datetime, final: bool = False,
-    provider_id: str | None = None,
-) -> None:
+def _record_failure(db: Database, claimed: _Claimed, *, detail: str, at: datetime, final: bool = False) -> None:
     with db.write() as s:
         message = s.get(OutboxMessage, claimed.id, with_for_update=not db.is_sqlite)
         if message is None:  # deleted with its organization meanwhile
             return
-        record_attempt(s, message, ok=ok, detail=detail, at=at, final=final, provider_id=provider_id)
-        if ok and message.purpose == MUNICIPALITY_PURPOSE and message.ticket_id is not None:
-            record_municipality_notified(s, ticket_id=message.ticket_id, at=at, recipient=message.recipient)
+        record_attempt(s, message, ok=False, detail=detail, at=at, final=final)
+
+
+def _store_accepted(db: Database, entry: Accepted) -> None:
+    """One try at recording an acceptance (idempotent: a replay of a stored one changes nothing)."""
+    with db.write() as s:
+        message = s.get(OutboxMessage, entry.message_id, with_for_update=not db.is_sqlite)
+        if message is None:  # deleted with its organization meanwhile
+            return
+        record_accepted(s, message, at=entry.at, provider_id=entry.provider_id, detail=entry.detail)
+        if message.purpose == MUNICIPALITY_PURPOSE and message.ticket_id is not None:
+            record_municipality_notified(s, ticket_id=message.ticket_id, at=entry.at, recipient=message.recipient)
+
+
+def _record_accepted(db: Database, journal: AcceptedJournal, entry: Accepted) -> bool:
+    """Journal the acceptance, then store it, retrying after `RECORD_RETRY_DELAYS`; True once
+    stored. False: it stays in the journal for the next round (the database is away)."""
+    journal.add(entry)
+    for delay in (*RECORD_RETRY_DELAYS, None):
+        try:
+            _store_accepted(db, entry)
+        except Exception as exc:
+            if delay is None:
+                log.error("outbox: message %s accepted at %s (%s) but not recorded: %s; kept in the journal, "
+                          "recorded when the database answers, never sent again", entry.message_id,
+                          entry.at.isoformat(), entry.provider_id, exc)
+                return False
+            log.warning("outbox: recording message %s as sent failed (%s); again in %.1f s",
+                        entry.message_id, exc, delay)
+            time.sleep(delay)
+            continue
+        journal.settle([entry.message_id])
+        return True
+    return False  # pragma: no cover - the loop returns
+
+
+def replay_accepted(db: Database, journal: AcceptedJournal) -> set[int]:
+    """Record the journal's acceptances (one try each); returns the ids still waiting."""
+    waiting: set[int] = set()
+    stored: list[int] = []
+    for entry in journal.pending():
+        try:
+            _store_accepted(db, entry)
+        except Exception as exc:
+            log.warning("outbox: accepted message %s still not recorded: %s", entry.message_id, exc)
+            waiting.add(entry.message_id)
+        else:
+            log.info("outbox: accepted message %s recorded from the journal (sent at %s)",
+                     entry.message_id, entry.at.isoformat())
+            stored.append(entry.message_id)
+    journal.settle(stored)
+    return waiting
+
+
+def _already_accepted(sender: Sender, claimed: _Claimed) -> str | None:
+    """An earlier try's acceptance the provider can confirm (SMSC by client-side id), else None.
+    A failed look-up sends anyway: an emergency notice late or lost is worse than a duplicate."""
+    find = getattr(sender, "find_accepted", None)
+    if not claimed.key_reused or find is None:
+        return None
+    try:
+        found = find(claimed.recipient, claimed.key)
+    except (ProviderError, PortProviderError) as exc:
+        log.warning("outbox: could not ask whether message %s was accepted before (%s); sending", claimed.id, exc)
+        return None
+    return str(found) if found is not None else None
 
 
 def deliver_due(
@@ -143,35 +230,64 @@ def deliver_due(
     now: datetime | None = None,
     *,
     limit: int = 100,
+    journal: AcceptedJournal | None = None,
 ) -> int:
     """Try every due pending message once (at most `limit`); returns how many were tried.
 
-    `now` fixes the clock (tests); by default each step reads the real time.
+    `now` fixes the clock (tests); by default each step reads the real time. `journal` keeps
+    acceptances not yet recorded (the worker passes its file; default: this call's memory, so an
+    acceptance whose record still fails after the retries raises `AcceptanceNotRecorded`).
     """
     clock: Callable[[], datetime] = (lambda: now) if now is not None else utcnow
+    own_journal = journal is None
+    journal = journal if journal is not None else AcceptedJournal()
+    waiting = replay_accepted(db, journal)
     channels = list(senders)
     _warn_unconfigured(db, channels, clock())
     if not channels:
         return 0
     tried = 0
     while tried < limit:
-        claimed = _claim(db, channels, clock())
+        claimed = _claim(db, channels, clock(), waiting)
         if claimed is None:
             break
         tried += 1
+        sender = senders[claimed.channel]
         try:
-            provider_id = senders[claimed.channel].send(claimed.recipient, claimed.subject, claimed.body)
+            earlier = _already_accepted(sender, claimed)
+            if earlier is not None:
+                log.warning("outbox: message %s was accepted by an earlier try (%s); not sent again",
+                            claimed.id, earlier)
+                provider_id, detail = earlier, f"sent by an earlier try, id {earlier}"
+            else:
+                provider_id = sender.send(claimed.recipient, claimed.subject, claimed.body, key=claimed.key)
+                detail = f"sent, id {provider_id}"
+            accepted_at = clock()  # the provider's answer: the legal time of the notice
         except (ProviderError, PortProviderError) as exc:
             log.warning("outbox: message %s to %s not sent: %s", claimed.id, claimed.recipient, exc)
             # A permanent refusal (bad number, wrong key) fails now instead of retrying for hours.
             final = getattr(exc, "retryable", True) is False
-            _record(db, claimed, ok=False, detail=str(exc), at=clock(), final=final)
+            _record_failure(db, claimed, detail=str(exc), at=clock(), final=final)
         except Exception as exc:  # a sender bug must not lose the message either
             log.exception("outbox: sender crashed on message %s", claimed.id)
-            _record(db, claimed, ok=False, detail=f"internal: {exc!r}", at=clock())
+            _record_failure(db, claimed, detail=f"internal: {exc!r}", at=clock())
         else:
-            _record(db, claimed, ok=True, detail=f"sent, id {provider_id}", at=clock(), provider_id=str(provider_id))
+            entry = Accepted(claimed.id, accepted_at, str(provider_id), detail)
+            if not _record_accepted(db, journal, entry):
+                if own_journal:
+                    raise AcceptanceNotRecorded(entry)
+                waiting.add(claimed.id)
     return tried
+
+
+class AcceptanceNotRecorded(RuntimeError):
+    """`deliver_due` without a journal: a provider accepted a message and the database would not
+    record it. The caller must not let the message be sent again."""
+
+    def __init__(self, entry: Accepted) -> None:
+        super().__init__(f"message {entry.message_id} accepted at {entry.at.isoformat()} "
+                         f"(id {entry.provider_id}) but not recorded")
+        self.entry = entry
 
 
 def check_sms_delivery(db: Database, sms: SmsSender, now: datetime | None = None, *, limit: int = 50) -> int:
@@ -250,20 +366,27 @@ def run(
     *,
     poll_seconds: float = POLL_SECONDS,
     bus: Bus | None = None,
+    journal: AcceptedJournal | None = None,
 ) -> None:
     """The worker loop until `stop` is set: consume new events, deliver, prune now and then.
 
     Idle, it waits for a wake-up on `bus` (every commit that wrote events publishes one), else
     polls for new events every `CONSUMER_POLL_SECONDS`; the outbox is scanned every
     `poll_seconds` and at once after the consumer queued messages. A failing round (database
-    restarting, ...) is logged and retried after a pause.
+    restarting, ...) is logged and retried after a pause. `journal`: the acceptances not yet
+    recorded (`Settings.outbox_journal`), replayed before every round's first claim.
     """
+    journal = journal if journal is not None else AcceptedJournal()
+    left = journal.pending()
+    if left:
+        log.warning("outbox journal: %d accepted message(s) to record: %s", len(left),
+                    ", ".join(str(e.message_id) for e in left))
     sms_channel = senders.get(MessageChannel.SMS)
     sms = sms_channel.sms if isinstance(sms_channel, SmsChannel) else None
     subscription = bus.subscriber_all() if bus is not None else None
     log.info("worker started; channels: %s", ", ".join(c.value for c in senders) or "none")
     try:
-        _loop(db, senders, stop, poll_seconds, subscription, sms)
+        _loop(db, senders, stop, poll_seconds, subscription, sms, journal)
     finally:
         if subscription is not None:
             subscription.close()
@@ -272,7 +395,7 @@ def run(
 
 def _loop(
     db: Database, senders: Mapping[MessageChannel, Sender], stop: threading.Event, poll_seconds: float,
-    subscription: Subscription | None, sms: SmsSender | None,
+    subscription: Subscription | None, sms: SmsSender | None, journal: AcceptedJournal,
 ) -> None:
     last_prune: datetime | None = None
     last_delivery_check: datetime | None = None
@@ -283,7 +406,7 @@ def _loop(
             consumed = consumers.consume_ticket_events(db)
             if consumed.handled or time.monotonic() - last_delivery >= poll_seconds:
                 last_delivery = time.monotonic()
-                busy = deliver_due(db, senders) > 0
+                busy = deliver_due(db, senders, journal=journal) > 0
             busy = busy or consumed.more
             moment = utcnow()
             if last_prune is None or moment - last_prune >= PRUNE_EVERY:

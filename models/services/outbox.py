@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -47,6 +48,33 @@ def enqueue_message(
     )
     session.add(message)
     return message
+
+
+def ensure_idempotency_key(message: OutboxMessage) -> tuple[str, bool]:
+    """The message's idempotency key, generated at its first claim and stored with the lease, so
+    that every later send carries the same one; returns (key, reused). `reused` means an earlier
+    send may have reached the provider (its outcome was not recorded, or it failed)."""
+    if message.idempotency_key:
+        return message.idempotency_key, True
+    message.idempotency_key = f"openads.{message.id}.{secrets.token_hex(8)}"
+    return message.idempotency_key, False
+
+
+def record_accepted(
+    session: Session, message: OutboxMessage, *, at: datetime, provider_id: str | None, detail: str
+) -> bool:
+    """The provider accepted the message at `at`: record it as sent (see `record_attempt`).
+
+    Idempotent, for the worker's journal replay: a message already sent is left as it is and
+    False is returned (a second acceptance is logged, since only a crash or a very long outage
+    between the provider and our record can cause one)."""
+    if message.status == MessageStatus.SENT:
+        if message.provider_message_id != (provider_id or message.provider_message_id):
+            log.warning("outbox: message %s was accepted twice (%s at %s, %s at %s)", message.id,
+                        message.provider_message_id, message.sent_at, provider_id, at)
+        return False
+    record_attempt(session, message, ok=True, detail=detail, at=at, provider_id=provider_id)
+    return True
 
 
 def retry_delay(attempts: int) -> timedelta:

@@ -35,13 +35,14 @@ def run_worker(args: argparse.Namespace) -> int:
     bus_mod.install(bus)  # wake the panels after our commits
     db = database(app_settings.database_url)
     senders = worker.default_senders(app_settings)
+    journal = worker.AcceptedJournal(app_settings.outbox_journal)
     try:
         if args.once:
             from openads import consumers
 
             while consumers.consume_ticket_events(db).more:
                 pass
-            tried = worker.deliver_due(db, senders)
+            tried = worker.deliver_due(db, senders, journal=journal)
             pruned = worker.prune_events(db)
             print(f"Отправлено попыток: {tried}; удалено старых событий: {pruned}")
             return 0
@@ -49,7 +50,7 @@ def run_worker(args: argparse.Namespace) -> int:
         install_stop_signals(stop)
         print(f"Обработчик очереди запущен (SMTP {app_settings.smtp.host}:{app_settings.smtp.port}); "
               "остановка: Ctrl+C или SIGTERM", flush=True)
-        worker.run(db, senders, stop, bus=bus)
+        worker.run(db, senders, stop, bus=bus, journal=journal)
     finally:
         db.dispose()
     return 0

@@ -47,6 +47,8 @@ class SmtpServer:
     port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
     refuse_rcpt: str | None = None  # e.g. "550 5.1.1 mailbox unavailable"
+    quit_reply: str | None = None  # e.g. "421 4.3.2 shutting down" instead of "221 Bye"
+    drop_on_quit: bool = False  # close the connection without answering QUIT
     controller: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -60,6 +62,11 @@ class SmtpServer:
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 OK"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.drop_on_quit:
+            server.transport.abort()
+        return self.quit_reply or "221 Bye"
 
     def start(self) -> SmtpServer:
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)

@@ -19,5 +19,11 @@ class SmsChannel:
     def __init__(self, sms: SmsSender) -> None:
         self.sms = sms
 
-    def send(self, recipient: str, subject: str, body: str) -> str:
-        return str(self.sms.send(recipient, body))
+    def send(self, recipient: str, subject: str, body: str, *, key: str | None = None) -> str:
+        return str(self.sms.send(recipient, body, key=key))
+
+    def find_accepted(self, recipient: str, key: str) -> str | None:
+        """The gateway's id of a message it accepted earlier with this key (None: none, or the
+        gateway cannot tell)."""
+        found = self.sms.find_sent(recipient, key)
+        return str(found) if found is not None else None

@@ -14,6 +14,7 @@ class SentSms:
     to: str
     text: str
     message_id: ProviderMessageId
+    key: str | None = field(default=None, compare=False)  # the idempotency key it carried
 
 
 @dataclass
@@ -25,13 +26,20 @@ class FakeSms:
     name: str = "fake"
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def send(self, to_e164: str, text: str) -> ProviderMessageId:
+    def send(self, to_e164: str, text: str, *, key: str | None = None) -> ProviderMessageId:
         with self._lock:
             if self.fail_with is not None:
                 raise self.fail_with
             message_id = ProviderMessageId(f"fake-sms-{len(self.sent) + 1}")
-            self.sent.append(SentSms(to_e164, text, message_id))
+            self.sent.append(SentSms(to_e164, text, message_id, key))
             return message_id
+
+    def find_sent(self, to_e164: str, key: str) -> ProviderMessageId | None:
+        """Like SMSC: a message sent with this key to this number is found."""
+        with self._lock:
+            if self.fail_with is not None:
+                raise self.fail_with
+            return next((m.message_id for m in self.sent if m.key == key and m.to == to_e164), None)
 
     def status(self, message_id: ProviderMessageId) -> DeliveryStatus:
         with self._lock:

@@ -9,10 +9,16 @@
   `{"status": 1, "last_date": "...", "last_timestamp": ..., "err": 0}`.
 Without `charset=utf-8` SMSC reads the text as windows-1251. SMSC needs the phone together with
 the id to find a message, so our message id is `<id>:<phone>`.
+
+Idempotency (issue 11): send.php takes a client-assigned message `id` (an integer). Ours is
+derived from the outbox message's idempotency key, so every retry carries the same id, and
+before sending again the worker asks status.php for `<id>:<phone>`: a message SMSC already
+has (any status but -3 "not found") is not sent twice (`find_sent`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import httpx
@@ -41,6 +47,12 @@ STATUS_MAP: dict[int, DeliveryStatus] = {
 }
 # 3 no money (fixed by paying), 4 IP blocked for a while, 9 too many requests: try later.
 RETRYABLE_CODES = frozenset({3, 4, 9})
+NOT_FOUND = -3
+
+
+def client_id(key: str) -> str:
+    """SMSC's client-side message id for an idempotency key: a stable integer in 1..2**31-1."""
+    return str(int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 2_147_483_647 + 1)
 
 
 class Smsc:
@@ -75,15 +87,25 @@ class Smsc:
             raise ProviderError(PROVIDER, str(code), str(data.get("error") or "refused"), retryable=code in RETRYABLE_CODES)
         return data
 
-    def send(self, to_e164: str, text: str) -> ProviderMessageId:
+    def send(self, to_e164: str, text: str, *, key: str | None = None) -> ProviderMessageId:
         phone = gateway_number(PROVIDER, to_e164)
         form = {"phones": phone, "mes": text}
+        if key:
+            form["id"] = client_id(key)
         if self.settings.sender:
             form["sender"] = self.settings.sender
         data = self._call("/sys/send.php", form)
         if data.get("id") in (None, ""):
             raise ProviderError(PROVIDER, "bad-response", "no message id in the answer", retryable=True)
         return ProviderMessageId(f"{data['id']}:{phone}")
+
+    def find_sent(self, to_e164: str, key: str) -> ProviderMessageId | None:
+        phone = gateway_number(PROVIDER, to_e164)
+        sms_id = client_id(key)
+        data = self._call("/sys/status.php", {"phone": phone, "id": sms_id})
+        if _int(data.get("status")) == NOT_FOUND:
+            return None
+        return ProviderMessageId(f"{sms_id}:{phone}")
 
     def status(self, message_id: ProviderMessageId) -> DeliveryStatus:
         sms_id, _, phone = str(message_id).partition(":")

@@ -66,7 +66,8 @@ class SmsRu:
             raise _refusal(data)
         return data
 
-    def send(self, to_e164: str, text: str) -> ProviderMessageId:
+    def send(self, to_e164: str, text: str, *, key: str | None = None) -> ProviderMessageId:
+        # SMS.ru takes no client-side id or idempotency key: `key` cannot go along (decision 0019).
         to = gateway_number(PROVIDER, to_e164)
         form = {"to": to, "msg": text}
         if self.settings.sender:
@@ -78,6 +79,9 @@ class SmsRu:
         if entry.get("status") != "OK" or not entry.get("sms_id"):
             raise _refusal(entry)
         return ProviderMessageId(str(entry["sms_id"]))
+
+    def find_sent(self, to_e164: str, key: str) -> ProviderMessageId | None:
+        return None  # no look-up by a client-side key in the SMS.ru API
 
     def status(self, message_id: ProviderMessageId) -> DeliveryStatus:
         data = self._call("/sms/status", {"sms_id": str(message_id)})
