@@ -4,6 +4,10 @@ SQLite: WAL, a busy timeout, foreign keys on, and two engines on one file — re
 deferred transaction, writes `BEGIN IMMEDIATE` so that concurrent writers queue on the busy
 timeout instead of failing with SQLITE_BUSY when upgrading a read lock (ticket numbering under
 concurrency depends on this).
+
+PostgreSQL: `pool_pre_ping`, so a connection a server restart killed is replaced at checkout
+(decision 0022). `is_unavailable` tells an outage (unreachable, restarting, locked past the busy
+timeout) from a bug; web/ answers the former with 503 and Retry-After.
 """
 
 from __future__ import annotations
