@@ -197,6 +197,7 @@ class WebSettings:
     # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted; 0 = none.
     proxy_hops: int = 0
     cookie_secure: bool = False  # the session cookie only over HTTPS
+    db_retry_after: int = 5  # seconds a client is told to wait (Retry-After) while the database is down
 
 
 def web_settings(env: Mapping[str, str] | None = None, base_url: str = "") -> WebSettings:
@@ -212,6 +213,7 @@ def web_settings(env: Mapping[str, str] | None = None, base_url: str = "") -> We
         sse_per_user=_bounded_int(env, "OPENADS_SSE_MAX_PER_USER", 10, 1, 1000),
         sse_per_ip=_bounded_int(env, "OPENADS_SSE_MAX_PER_IP", 100, 1, 100_000),
         proxy_hops=_bounded_int(env, "OPENADS_PROXY_HOPS", 0, 0, 5),
+        db_retry_after=_bounded_int(env, "OPENADS_WEB_DB_RETRY_AFTER", 5, 1, 600),
         cookie_secure=raw_secure in ("1", "true", "yes", "on") if raw_secure else base_url.startswith("https://"),
     )
 

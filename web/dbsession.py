@@ -11,8 +11,9 @@ from __future__ import annotations
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session
 
-from models.db import Database
+from models.db import Database, is_unavailable
 from models.rules.access import SAFE_METHODS
+from web.errors import db_unavailable_response
 
 
 def database() -> Database:
@@ -42,24 +43,38 @@ def commit_now() -> None:
         s.commit()
 
 
+def _discard(s: Session) -> None:
+    """Roll back and close; a connection the outage already broke has nothing left to roll back."""
+    try:
+        s.rollback()
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+    finally:
+        s.close()
+
+
 def init_app(app: Flask) -> None:
     @app.after_request
     def _commit(response: Response) -> Response:
         s: Session | None = g.pop("_db_session", None)
         if s is None:
             return response
+        if response.status_code >= 400 or not s.in_transaction():
+            _discard(s)
+            return response
         try:
-            if response.status_code < 400 and s.in_transaction():
-                s.commit()
-            else:
-                s.rollback()
-        finally:
-            s.close()
+            s.commit()
+        except Exception as exc:
+            _discard(s)
+            if not is_unavailable(exc):
+                raise
+            return db_unavailable_response(exc)  # not the redirect: the change was not stored
+        s.close()
         return response
 
     @app.teardown_request
     def _teardown(_exc: BaseException | None) -> None:
         s: Session | None = g.pop("_db_session", None)
         if s is not None:
-            s.rollback()
-            s.close()
+            _discard(s)

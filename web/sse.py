@@ -15,11 +15,17 @@ and the address's stream quota (429 when full) and decides what the stream carri
 `openads web` (web/asgi.py) it then hands the stream over to the process's event loop
 (web/sse_hub.py), so an open panel holds no request thread. Under a plain WSGI server (tests,
 `flask run`) the view streams itself from `event_stream`, one thread per stream.
+
+A database outage (models.db.is_unavailable) is not the stream's end: before the stream starts the
+view answers 503 with Retry-After (web/errors.py; the panel's script retries after it); once it has
+started, reads are retried with a growing pause (`outage_delay`) while heartbeats keep the
+connection open, and the stream carries on from where it was when the database is back.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -35,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from models import access
 from models.base import utcnow
-from models.db import Database
+from models.db import Database, is_unavailable
 from models.organization import Role
 from models.outbox import DomainEvent
 from openads.bus import Bus
@@ -57,7 +63,35 @@ HANDOFF_KEY = "openads.sse"
 STREAM_PATH = "/events/stream"
 RETRY_AFTER_SECONDS = 30  # told to a client over its quota
 
+OUTAGE_FIRST_WAIT = 0.5  # seconds before the first retry of a read the database could not answer
+OUTAGE_MAX_WAIT = 5.0  # doubling up to this
+
 Row = tuple[int, int | None, str, dict[str, Any] | None]  # id, organization_id, name, payload
+
+log = logging.getLogger(__name__)
+
+
+def outage_delay(attempt: int) -> float:
+    """The pause before retry number `attempt` (0-based) of a read during a database outage."""
+    return min(OUTAGE_MAX_WAIT, OUTAGE_FIRST_WAIT * 2.0 ** min(attempt, 16))
+
+
+def log_outage(where: str, exc: BaseException, attempt: int) -> None:
+    """One warning per outage (the first failed read), not one per retry."""
+    if attempt == 0:
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning("%s: database unavailable (%s); retrying", where, line)
+
+
+def still_signed_in(signed_in: Callable[[], bool]) -> bool:
+    """The stream's session check; while the database is unavailable the answer is unknown, so the
+    stream goes on and asks again at the next check."""
+    try:
+        return signed_in()
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        return True
 
 
 def current_max_id(session: Session, org_ids: list[int] | None) -> int:
@@ -226,15 +260,28 @@ def event_stream(
     sub = bus.subscriber(org_ids)
     state = StreamState(last_id, executor_id)
     started = last_beat = checked = time.monotonic()
+    outages = 0  # reads failed in a row because the database is unavailable
     try:
         yield f"retry: {RETRY_MS}\n: connected\n\n"
         while time.monotonic() - started < max_seconds:
             if time.monotonic() - checked >= session_check_seconds:
                 checked = time.monotonic()
-                if not signed_in():
+                if not still_signed_in(signed_in):
                     return
-            with db.read() as s:
-                matched, rows = read_new(s, org_ids, state.last_id, state.high, state.sent)
+            try:
+                with db.read() as s:
+                    matched, rows = read_new(s, org_ids, state.last_id, state.high, state.sent)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                log_outage("event stream", exc, outages)
+                if time.monotonic() - last_beat >= heartbeat:
+                    last_beat = time.monotonic()
+                    yield ": ping\n\n"
+                sub.wait(outage_delay(outages))
+                outages += 1
+                continue
+            outages = 0
             text = state.take(rows)
             if text:
                 last_beat = time.monotonic()

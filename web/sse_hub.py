@@ -23,7 +23,7 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from models.db import Database
+from models.db import Database, is_unavailable
 from openads.bus import ALL_ORGS_PATTERN, POLL_SECONDS, Bus
 from web.sse import (
     BATCH,
@@ -33,7 +33,10 @@ from web.sse import (
     StreamRequest,
     StreamState,
     current_max_id,
+    log_outage,
+    outage_delay,
     read_new,
+    still_signed_in,
 )
 
 log = logging.getLogger(__name__)
@@ -161,6 +164,7 @@ class StreamHub:
     async def _run(self) -> None:
         assert self._wake is not None and self._active is not None
         resumed = True
+        outages = 0  # reads failed in a row because the database is unavailable
         while True:
             try:
                 if self.count == 0:  # no stream open: read nothing until one opens
@@ -182,11 +186,16 @@ class StreamHub:
                     self._dispatch(rows)
                     if matched < BATCH:
                         break
+                outages = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a database hiccup must not end the hub: the streams wait, then catch up
-                log.warning("event stream hub: reading events failed; retrying", exc_info=True)
-                await asyncio.sleep(1.0)
+            except Exception as exc:  # a database hiccup must not end the hub: the streams wait, then catch up
+                if is_unavailable(exc):
+                    log_outage("event stream hub", exc, outages)
+                else:
+                    log.warning("event stream hub: reading events failed; retrying", exc_info=True)
+                await asyncio.sleep(outage_delay(outages))
+                outages += 1
 
     def _dispatch(self, rows: list[Row]) -> None:
         for row in rows:
@@ -249,8 +258,21 @@ async def serve_stream(hub: StreamHub, wanted: StreamRequest, headers: list[tupl
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await _body(send, f"retry: {RETRY_MS}\n: connected\n\n")
+        outages = 0
         while not sub.gone:  # what happened since the client's Last-Event-ID
-            matched, rows = await hub.catch_up(wanted.org_ids, state)
+            try:
+                matched, rows = await hub.catch_up(wanted.org_ids, state)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                if loop.time() - started >= wanted.max_seconds:  # ends cleanly; the browser comes back
+                    break
+                log_outage("event stream", exc, outages)
+                await _body(send, ": ping\n\n")
+                await asyncio.sleep(outage_delay(outages))
+                outages += 1
+                continue
+            outages = 0
             text = state.take(rows)
             if text:
                 await _body(send, text)
@@ -263,7 +285,7 @@ async def serve_stream(hub: StreamHub, wanted: StreamRequest, headers: list[tupl
                 break
             if now - checked >= wanted.session_check_seconds:  # logged out meanwhile: the browser reconnects, gets 401
                 checked = now
-                if not await asyncio.to_thread(wanted.signed_in):
+                if not await asyncio.to_thread(still_signed_in, wanted.signed_in):
                     break
             await sub.wait(min(started + wanted.max_seconds, last_beat + wanted.heartbeat) - now)
             text = state.take(sub.drain())

@@ -87,7 +87,7 @@
 
   /* The event stream (GET /events/stream). EventSource reconnects by itself after a dropped
      connection (sending Last-Event-ID), but gives up for good on any answer other than 200: 401
-     (signed out), 429 (too many open streams for this user or address), 5xx. Then we ask the
+     (signed out), 429 (too many open streams for this user or address), 503 (the database is down), 5xx. Then we ask the
      server why, say it, and open a new EventSource after Retry-After (or a growing pause),
      resuming after the last event received (?last_id=). Listeners survive the reopening. */
   function LiveStream(url) {
@@ -140,6 +140,12 @@
         var wait = parseInt(resp.headers.get("Retry-After"), 10) || 30;
         liveState(false, "● слишком много открытых вкладок панели — закройте лишние; повтор через " + wait + " с");
         self.retry(wait);
+        return;
+      }
+      if (resp.status === 503 && resp.headers.get("Retry-After")) {  /* the database is down for now */
+        var after = parseInt(resp.headers.get("Retry-After"), 10) || self.pause;
+        liveState(false, "● база данных недоступна — повтор через " + after + " с");
+        self.retry(after);
         return;
       }
       liveState(false);
