@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from openads.bus import Bus, OrgIds, channel_name
+from openads.bus import Bus, channel_name
 from tests.conftest import until
 from tests.ops.conftest import free_port
 
@@ -96,7 +96,7 @@ def test_after_a_redis_restart_subscribers_get_wake_ups_again_without_a_restart(
 ) -> None:
     caplog.set_level(logging.INFO, logger="openads.bus")
     bus = Bus(redis_server.url, connect_timeout=0.5, socket_timeout=0.5)
-    heard: list[OrgIds] = []
+    heard: list[frozenset[int | None]] = []
     bus.add_listener(heard.append)  # as web/sse_hub.py does
     sub = bus.subscriber([7])  # as the worker and the threaded streams do
     try:
