@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.db import Database
+from models.event_cursor import EventCursor
 from models.housing import Account, House, HouseNote, Premise, Resident, ResidentPhone
 from models.organization import DispatchCentre, Membership, Organization, Role, User
 from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxAttempt, OutboxMessage
@@ -37,6 +38,7 @@ from models.services.catalog import seed_default_categories
 from models.services.tickets import MUNICIPALITY_PURPOSE, TicketDraft
 from models.ticket import Category, Channel, Ticket, Visibility
 from models.ticket import TicketStatus as S
+from openads.consumers import NOTIFICATIONS
 
 DEMO_PASSWORD = "demo"
 DEFAULT_SEED = 2026
@@ -825,10 +827,18 @@ def _settle_past_outbox(db: Database, rng: random.Random, now: datetime) -> None
             s.execute(update(OutboxMessage), updates)
             s.execute(insert(OutboxAttempt), attempts)
         # The load's own events were never streamed to anyone: keep only the newest (so ids stay
-        # monotonic on SQLite) and let the panels start from there.
+        # monotonic on SQLite) and let the panels start from there. The notification consumer
+        # starts there too: the load's notices are already history above, and from a cursor left
+        # at 0 the deleted ids would wait as gaps and be reported missing 5 minutes after the
+        # worker's start ("ids [1, 2, ...] never became visible").
         last = s.scalar(select(func.max(DomainEvent.id)))
         if last is not None:
             s.execute(delete(DomainEvent).where(DomainEvent.id < last))
+            cursor = s.get(EventCursor, NOTIFICATIONS)
+            if cursor is None:
+                s.add(EventCursor(name=NOTIFICATIONS, last_event_id=last, gaps={}, updated_at=utcnow()))
+            else:
+                cursor.last_event_id, cursor.gaps, cursor.updated_at = last, {}, utcnow()
 
 
 def load_demo(

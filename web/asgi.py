@@ -106,9 +106,7 @@ class WebApp:
         self.flask = flask_app
         self.wsgi = WSGIMiddleware(flask_app, workers=threads)  # type: ignore[arg-type]
         self.read_timeout = read_timeout
-        settings = flask_app.config["OPENADS_SETTINGS"]
-        self.hub = StreamHub(flask_app.extensions["openads.db"], flask_app.extensions["openads.bus"],
-                             settings.redis_url)
+        self.hub = StreamHub(flask_app.extensions["openads.db"], flask_app.extensions["openads.bus"])
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -4,8 +4,9 @@ An open stream is a coroutine and a socket, never a request thread: 500 panels c
 about what 500 idle connections do. One hub per process reads the `events` table once per
 wake-up for all its streams (not once per stream: with 500 panels open, a ticket registered would
 otherwise cost 500 queries) and hands each row to the streams of its organization. Wake-ups: Redis
-pub/sub when REDIS_URL is set (any process's commits), this process's own commits through the bus,
-and polling as the floor (POLL_SECONDS without Redis, REDIS_FLOOR_SECONDS with it). With no stream
+pub/sub when REDIS_URL is set (any process's commits: the bus's own subscription, which resubscribes
+after a Redis outage, openads/bus.py), this process's own commits through the bus, and polling as
+the floor (POLL_SECONDS while Redis is not live, REDIS_FLOOR_SECONDS while it is). With no stream
 open the hub reads nothing.
 
 A stream first catches up from the database (rows after the client's Last-Event-ID), then sends
@@ -24,7 +25,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from models.db import Database, is_unavailable
-from openads.bus import ALL_ORGS_PATTERN, POLL_SECONDS, Bus
+from openads.bus import POLL_SECONDS, Bus, OrgIds
 from web.sse import (
     BATCH,
     LOOKBACK_IDS,
@@ -42,7 +43,6 @@ from web.sse import (
 log = logging.getLogger(__name__)
 
 REDIS_FLOOR_SECONDS = 1.0
-REDIS_RETRY_SECONDS = 5.0
 QUEUE_LIMIT = 5000
 
 Message = MutableMapping[str, Any]
@@ -84,19 +84,17 @@ class Subscriber:
 
 
 class StreamHub:
-    def __init__(self, db: Database, bus: Bus, redis_url: str | None) -> None:
+    def __init__(self, db: Database, bus: Bus) -> None:
         self.db = db
         self.bus = bus
-        self.redis_url = redis_url
         self.by_org: defaultdict[int, set[Subscriber]] = defaultdict(set)
         self.count = 0
         self.high = 0
         self.seen: set[int] = set()
-        self.redis_live = False
         self._wake: asyncio.Event | None = None
         self._active: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._listener: Callable[[], None] | None = None
+        self._listener: Callable[[OrgIds], None] | None = None
 
     # -- streams ------------------------------------------------------------------------------
 
@@ -141,19 +139,18 @@ class StreamHub:
         wake = self._wake = asyncio.Event()
         self._active = asyncio.Event()
 
-        def listener() -> None:  # from the thread that committed (a panel request)
+        def listener(_org_ids: OrgIds) -> None:  # from a committing thread or the bus's Redis listener
             with contextlib.suppress(RuntimeError):  # the loop has closed: the process is ending
                 loop.call_soon_threadsafe(wake.set)
 
         self._listener = listener
         self.bus.add_listener(listener)
         self._tasks.append(loop.create_task(self._run(), name="sse-hub"))
-        if self.redis_url:
-            self._tasks.append(loop.create_task(self._redis_wakeups(), name="sse-hub-redis"))
 
     async def close(self) -> None:
         if self._listener is not None:
             self.bus.remove_listener(self._listener)
+            self._listener = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -177,7 +174,7 @@ class StreamHub:
                     self.high = await asyncio.to_thread(self._max_id)
                     self.seen.clear()
                     resumed = False
-                floor = REDIS_FLOOR_SECONDS if self.redis_live else POLL_SECONDS
+                floor = REDIS_FLOOR_SECONDS if self.bus.redis_live else POLL_SECONDS
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), floor)
                 self._wake.clear()
@@ -206,32 +203,6 @@ class StreamHub:
                 sub.offer(row)
         if rows:
             self.seen = {i for i in self.seen if i > self.high - LOOKBACK_IDS}
-
-    async def _redis_wakeups(self) -> None:
-        """Set the wake-up on every Redis message of any organization; reconnect when Redis fails."""
-        import redis.asyncio as aioredis
-
-        assert self._wake is not None
-        while True:
-            client = aioredis.Redis.from_url(self.redis_url or "", socket_connect_timeout=2)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.psubscribe(ALL_ORGS_PATTERN)
-                self.redis_live = True
-                async for _message in pubsub.listen():
-                    self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("event stream hub: Redis unavailable; polling every %.1f s", POLL_SECONDS,
-                            exc_info=True)
-            finally:
-                self.redis_live = False
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await client.aclose()
-            await asyncio.sleep(REDIS_RETRY_SECONDS)
 
 
 async def _body(send: Send, text: str) -> None:

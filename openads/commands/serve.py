@@ -41,6 +41,13 @@ def web_workers() -> int:
     return value
 
 
+def control_socket() -> str | None:
+    """OPENADS_WEB_CONTROL_SOCKET: the path of gunicorn's control socket (for `gunicornc`); unset:
+    none. gunicorn's default is one path per user (~/.gunicorn/gunicorn.ctl), which two instances
+    of the same user would take from each other (the last started wins, the first stopped removes it)."""
+    return os.environ.get("OPENADS_WEB_CONTROL_SOCKET", "").strip() or None
+
+
 def check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -144,6 +151,11 @@ def serve(host: str, port: int, workers: int, app_settings: Any) -> None:
                 "loglevel": "info",
                 "proc_name": "openads-web",
             }
+            control = control_socket()
+            if control:
+                options["control_socket"] = control
+            else:
+                options["control_socket_disable"] = True
             for key, value in options.items():
                 self.cfg.set(key, value)
 

@@ -225,7 +225,7 @@ def test_the_event_loop_stream_ends_when_its_session_is_signed_out(db: Any) -> N
         return {"type": "http.disconnect"}
 
     async def main() -> None:
-        hub = StreamHub(db, Bus(None), None)
+        hub = StreamHub(db, Bus(None))
         try:
             await asyncio.wait_for(serve_stream(hub, wanted, [], receive, send), 10)
         finally:

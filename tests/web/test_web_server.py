@@ -166,3 +166,25 @@ def test_slow_body_holds_no_thread_and_gets_408(
         _login_answers(live)
         for sock in slow:
             assert sock.recv(100).startswith(b"HTTP/1.1 408 ")
+
+
+def test_two_instances_of_the_same_user_both_serve_and_share_no_control_socket(
+    settings: Any, db: Any, world: Any, tmp_path: Path
+) -> None:
+    """Issue 11, item 6: gunicorn's control socket was one per user ($XDG_RUNTIME_DIR or
+    ~/.gunicorn/gunicorn.ctl), taken over by the instance started last."""
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    home.mkdir()
+    runtime.mkdir()
+    own = tmp_path / "b.ctl"
+    user = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)}
+    (tmp_path / "var-a").mkdir()
+    (tmp_path / "var-b").mkdir()
+    with openads_web(settings, tmp_path / "var-a", **user) as a, \
+            openads_web(settings, tmp_path / "var-b", OPENADS_WEB_CONTROL_SOCKET=str(own), **user) as b:
+        for live in (a, b):
+            _login_answers(live)
+            assert live.login(world.dispatcher_a.login)
+        assert not (home / ".gunicorn").exists()
+        assert list(runtime.iterdir()) == []
+        assert own.is_socket()  # asked for: this instance's own path
