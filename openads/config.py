@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from models.files import SECRET_MODE, private_dir
-from models.rules.access import LoginLimits, SessionLimits
+from models.rules.access import MAX_TOKEN_DAYS, LoginLimits, SessionLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -336,7 +336,7 @@ def auth_settings(env: Mapping[str, str] | None = None) -> AuthSettings:
             idle=minutes("OPENADS_SESSION_IDLE_MINUTES", 120, 31 * 24 * 60),
         ),
         password_min_length=_bounded_int(env, "OPENADS_PASSWORD_MIN_LENGTH", 10, 8, 128),
-        api_token_days=_bounded_int(env, "OPENADS_API_TOKEN_DAYS", 365, 0, 10 * 365),
+        api_token_days=_bounded_int(env, "OPENADS_API_TOKEN_DAYS", 365, 0, MAX_TOKEN_DAYS),
     )
 
 

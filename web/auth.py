@@ -117,9 +117,15 @@ def _touch(stmt: Executable) -> None:
         log.warning("could not stamp the session or token use", exc_info=True)
 
 
-def _session_user() -> User | None:
+def session_key() -> str | None:
+    """The panel session's key the request's cookie carries (None without one)."""
     key = session.get(SESSION_KEY)
-    if not isinstance(key, str):
+    return key if isinstance(key, str) else None
+
+
+def _session_user() -> User | None:
+    key = session_key()
+    if key is None:
         return None
     row = db_session().execute(_SESSION_BY_KEY, {"digest": credentials.digest(key)}).unique().scalar_one_or_none()
     at = now()
@@ -135,8 +141,8 @@ def session_check() -> Callable[[], bool]:
     """For a long response (the event stream) that outlives its request: a check, callable from any
     thread, that the panel session of this request is still alive (not logged out, signed out
     everywhere, expired or its user deactivated). Always false without a session."""
-    key = session.get(SESSION_KEY)
-    if not isinstance(key, str):
+    key = session_key()
+    if key is None:
         return lambda: False
     db, digest, limits = database(), credentials.digest(key), session_limits()
     clock = current_app.config.get("OPENADS_CLOCK") or utcnow
@@ -181,8 +187,8 @@ def login_user(user: User) -> None:
 
 
 def logout_user() -> None:
-    key = session.get(SESSION_KEY)
-    if isinstance(key, str):
+    key = session_key()
+    if key is not None:
         access_svc.end_session(db_session(), key=key, now=now())
     session.clear()
     g.user = None

@@ -1,4 +1,5 @@
-"""Jinja filters: times in the organization's zone, phones for humans, statuses in Russian.
+"""Jinja filters: times in the organization's zone, phones for humans, statuses in Russian, browsers
+by name.
 
 Also the small pieces of a ticket's deadline display, computed in Python once (the journal renders
 50 of them per page; a template doing the same comparisons and conversions costs milliseconds)."""
@@ -11,6 +12,7 @@ from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+import ua_parser
 from flask import Flask
 
 from models.rules.phones import display
@@ -27,6 +29,14 @@ def local_time(moment: datetime | None, tz: str = "Europe/Moscow", fmt: str = "%
     if moment is None:
         return ""
     return moment.astimezone(zone(tz)).strftime(fmt)
+
+
+@lru_cache(maxsize=256)
+def browser(user_agent: str) -> str:
+    """"Firefox 128 · Linux" for a User-Agent header (the raw text when the parser knows neither)."""
+    parsed = ua_parser.parse(user_agent)
+    parts = [" ".join(x for x in (p.family, p.major) if x) for p in (parsed.user_agent, parsed.os) if p]
+    return " · ".join(parts) or user_agent
 
 
 def status_title(status: TicketStatus | str) -> str:
@@ -88,4 +98,5 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["local"] = local_time
     app.jinja_env.filters["phone"] = display
     app.jinja_env.filters["status_title"] = status_title
+    app.jinja_env.filters["browser"] = browser
     app.jinja_env.globals["deadline_parts"] = deadline_parts

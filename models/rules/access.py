@@ -19,6 +19,7 @@ MANAGERS: tuple[Role, ...] = (Role.ADMIN, Role.MANAGER)
 
 # Screens and API resources open to some roles only (the panel's page and the API route use the same name).
 CALLBACK_COMPLIANCE = MANAGERS  # ПП 416 callback compliance report: /calls/compliance
+CALL_RECORDS = STAFF  # the call log and the missed-call queue: /calls, /missed-calls (the telephony scope)
 EXECUTOR_RATINGS = MANAGERS  # residents' ratings per executor: /ratings, /api/v1/ratings/executors
 
 
@@ -38,7 +39,16 @@ class Scope(enum.StrEnum):
 
 
 ALL_SCOPES: tuple[Scope, ...] = tuple(Scope)
+DEFAULT_SCOPES: tuple[Scope, ...] = (Scope.READ, Scope.WRITE)  # telephony (residents' calls) only when asked for
+SCOPE_TITLES_RU = {Scope.READ: "чтение", Scope.WRITE: "изменение", Scope.TELEPHONY: "телефония"}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_TOKEN_DAYS = 10 * 365
+
+
+def scopes_for(role: Role) -> tuple[Scope, ...]:
+    """The scopes a token of a user in `role` may hold: telephony only for the roles that may read
+    call records (an executor's telephony token would open nothing)."""
+    return ALL_SCOPES if role in CALL_RECORDS else tuple(s for s in ALL_SCOPES if s is not Scope.TELEPHONY)
 
 
 def required_scope(method: str, declared: Scope | None = None) -> Scope:
@@ -98,6 +108,29 @@ def session_alive(created_at: datetime, last_seen_at: datetime, now: datetime, l
 
 def token_alive(expires_at: datetime | None, now: datetime) -> bool:
     return expires_at is None or now < expires_at
+
+
+class TokenState(enum.StrEnum):
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+TOKEN_STATE_TITLES_RU = {TokenState.ACTIVE: "действует", TokenState.EXPIRED: "истёк", TokenState.REVOKED: "отозван"}
+
+
+def token_state(revoked: bool, expires_at: datetime | None, now: datetime) -> TokenState:
+    if revoked:
+        return TokenState.REVOKED
+    return TokenState.ACTIVE if token_alive(expires_at, now) else TokenState.EXPIRED
+
+
+def token_expires_at(now: datetime, days: int | None) -> datetime | None:
+    """The end of a token issued `now` for `days` days; no days (None or 0) is a token without expiry.
+    ValueError outside 0..MAX_TOKEN_DAYS."""
+    if days is not None and not 0 <= days <= MAX_TOKEN_DAYS:
+        raise ValueError(f"срок действия токена — от 0 до {MAX_TOKEN_DAYS} дней")
+    return now + timedelta(days=days) if days else None
 
 
 def needs_touch(last: datetime | None, now: datetime) -> bool:

@@ -18,7 +18,15 @@ from models.auth import LockKind, LoginFailure, LoginLock, UserSession
 from models.errors import NotFound, ValidationFailed
 from models.organization import ApiToken, User
 from models.rules import credentials
-from models.rules.access import LoginLimits, Scope, SessionLimits, format_scopes, session_alive
+from models.rules.access import (
+    SCOPE_TITLES_RU,
+    LoginLimits,
+    Scope,
+    SessionLimits,
+    format_scopes,
+    scopes_for,
+    session_alive,
+)
 
 LOGIN_MAX = 80  # users.login
 IP_MAX = 45  # an IPv6 address in text
@@ -130,11 +138,30 @@ def end_session(session: Session, *, key: str, now: datetime) -> None:
                                               UserSession.ended_at.is_(None)).values(ended_at=now))
 
 
-def end_user_sessions(session: Session, *, user_id: int, now: datetime) -> int:
-    """"Sign out everywhere": every open session of the user ends. Returns how many."""
-    result = session.execute(update(UserSession).where(UserSession.user_id == user_id,
-                                                       UserSession.ended_at.is_(None)).values(ended_at=now))
+def end_user_sessions(session: Session, *, user_id: int, now: datetime, keep_key: str | None = None) -> int:
+    """"Sign out everywhere": every open session of the user ends — but the one of `keep_key`, when
+    given ("end all but this one"). Returns how many ended."""
+    stmt = update(UserSession).where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
+    if keep_key is not None:
+        stmt = stmt.where(UserSession.key_sha256 != credentials.digest(keep_key))
+    result = session.execute(stmt.values(ended_at=now))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def end_user_session(session: Session, *, user_id: int, session_id: int, now: datetime) -> UserSession:
+    """End one open session of the user (from the user's own list). Another user's session, an
+    ended or a missing one is NotFound, and nothing changes."""
+    row = session.scalar(select(UserSession).where(UserSession.id == session_id, UserSession.user_id == user_id,
+                                                   UserSession.ended_at.is_(None)))
+    if row is None:
+        raise NotFound("сессия не найдена", session_id=session_id)
+    row.ended_at = now
+    return row
+
+
+def is_session_of(row: UserSession, key: str | None) -> bool:
+    """Whether `row` is the session the cookie's `key` opens (to mark "this device")."""
+    return key is not None and row.key_sha256 == credentials.digest(key)
 
 
 def live_sessions(session: Session, *, user_id: int, now: datetime, limits: SessionLimits) -> list[UserSession]:
@@ -188,6 +215,10 @@ def issue_api_token(
 ) -> IssuedToken:
     if not scopes:
         raise ValidationFailed("укажите хотя бы одну область действия токена", field="scopes")
+    refused = [s for s in scopes if s not in scopes_for(user.role)]
+    if refused:
+        raise ValidationFailed(f"роли пользователя не положен токен с областью «{SCOPE_TITLES_RU[refused[0]]}»",
+                               field="scopes", scopes=[s.value for s in refused])
     if expires_at is not None and expires_at <= now:
         raise ValidationFailed("срок действия токена уже истёк", field="expires_at")
     secret = credentials.new_api_token()
@@ -203,7 +234,18 @@ def user_tokens(session: Session, *, user_id: int) -> list[ApiToken]:
 
 
 def revoke_api_token(session: Session, *, token_id: int) -> ApiToken:
+    """Any user's token, by id (the administrator's CLI); a user's own: `revoke_own_api_token`."""
     token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound("токен не найден", token_id=token_id)
+    token.revoked = True
+    return token
+
+
+def revoke_own_api_token(session: Session, *, user_id: int, token_id: int) -> ApiToken:
+    """Revoke one of the user's tokens. Another user's token or a missing one is NotFound, and
+    nothing changes; revoking a revoked token again changes nothing either."""
+    token = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user_id))
     if token is None:
         raise NotFound("токен не найден", token_id=token_id)
     token.revoked = True

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from openads.commands import UsageError, database, positive_int, settings
@@ -22,7 +22,6 @@ from openads.commands.org import _email
 
 ROLES = ("admin", "manager", "dispatcher", "executor")
 SCOPES = ("read", "write", "telephony")
-DEFAULT_SCOPES = ("read", "write")  # telephony (residents' calls) only when asked for
 LOGIN_RE = re.compile(r"^[A-Za-z0-9._@-]{2,80}$")
 
 
@@ -143,11 +142,14 @@ def _password(args: argparse.Namespace, login: str) -> str:
 
 
 def _token_terms(args: argparse.Namespace) -> tuple[tuple[Any, ...], datetime | None]:
-    from models.rules.access import parse_scopes
+    from models.rules.access import DEFAULT_SCOPES, parse_scopes, token_expires_at
 
-    scopes = parse_scopes(args.scope or DEFAULT_SCOPES)
-    days = None if args.no_expiry else (args.days or settings().auth.api_token_days or None)
-    return scopes, (_now() + timedelta(days=days)) if days else None
+    scopes = parse_scopes(args.scope) if args.scope else DEFAULT_SCOPES
+    days = None if args.no_expiry else (args.days or settings().auth.api_token_days)
+    try:
+        return scopes, token_expires_at(_now(), days)
+    except ValueError as exc:
+        raise UsageError(f"--days: {exc}") from None
 
 
 def _print_token(issued: Any) -> None:
@@ -298,7 +300,7 @@ def run_token_issue(args: argparse.Namespace) -> int:
 
 
 def run_token_list(args: argparse.Namespace) -> int:
-    from models.rules.access import token_alive
+    from models.rules.access import TOKEN_STATE_TITLES_RU, token_state
     from models.services import access
 
     now = _now()
@@ -307,7 +309,7 @@ def run_token_list(args: argparse.Namespace) -> int:
     if not tokens:
         print(f"У пользователя {args.login} нет API-токенов")
     for t in tokens:
-        state = "отозван" if t.revoked else ("действует" if token_alive(t.expires_at, now) else "истёк")
+        state = TOKEN_STATE_TITLES_RU[token_state(t.revoked, t.expires_at, now)]
         print(f"id={t.id} {t.name or '—'}: {state}; области {t.scopes}; выпущен {_when(t.created_at)}; "
               f"до {_when(t.expires_at) if t.expires_at else 'отзыва'}; использован {_when(t.last_used_at)}")
     return 0

@@ -38,7 +38,7 @@ def test_main_pages_report_no_csp_violation(live_server: Any, chromium: Any, db:
         f.make_user(s, [org_a, s.merge(world.org_b)], Role.ADMIN, login="admin_ab")
     pages = {
         world.dispatcher_a.login: ["/", f"/tickets/{ticket.id}", "/tickets/new", "/calls", "/missed-calls",
-                                   "/incidents"],
+                                   "/incidents", "/account/security"],
         "admin_ab": ["/", "/calls/compliance", "/ratings", "/settings/robot", "/housing/import"],
     }
     for login, urls in pages.items():
@@ -62,6 +62,11 @@ def test_main_pages_report_no_csp_violation(live_server: Any, chromium: Any, db:
                     with page.expect_navigation():
                         picker.select_option(str(world.org_b.id))
                     assert f"organization_id={world.org_b.id}" in page.url
+                if url == "/account/security":  # a new token's page: its copy button is app.js's
+                    with page.expect_navigation():
+                        page.click("#token-form button[type=submit]")
+                    expect(page.locator("#token-secret")).to_contain_text("oads_")
+                    expect(page.locator("button[data-copy]")).to_be_visible(timeout=10_000)
                 assert _violations(page, console) == [], url
         finally:
             ctx.close()

@@ -9,17 +9,22 @@ import pytest
 from sqlalchemy import func, select
 
 from models.auth import LoginFailure, UserSession
-from models.errors import ValidationFailed
+from models.errors import NotFound, ValidationFailed
 from models.organization import Role
 from models.rules import credentials
 from models.rules.access import (
+    MAX_TOKEN_DAYS,
     LoginLimits,
     Scope,
     SessionLimits,
+    TokenState,
     format_scopes,
     parse_scopes,
     required_scope,
+    scopes_for,
     session_alive,
+    token_expires_at,
+    token_state,
 )
 from models.services import access
 from tests import factories as f
@@ -196,3 +201,70 @@ def test_issue_api_token_stores_only_the_digest_with_scopes_and_expiry(session) 
         access.issue_api_token(session, user=user, scopes=(Scope.READ,), expires_at=T0, now=T0)
     assert access.revoke_user_tokens(session, user_id=user.id) == 1
     assert access.user_tokens(session, user_id=user.id)[0].revoked
+
+
+def test_one_users_own_session_ends_alone_and_another_users_is_not_found(session) -> None:
+    org = f.make_org(session)
+    user, other = f.make_user(session, [org]), f.make_user(session, [org])
+    office = access.start_session(session, user=user, ip=None, user_agent="", now=T0)
+    access.start_session(session, user=user, ip=None, user_agent="", now=T0)
+    access.start_session(session, user=other, ip=None, user_agent="", now=T0)
+    session.flush()
+    [mine_new, mine_old] = access.live_sessions(session, user_id=user.id, now=T0, limits=SessionLimits())
+    [theirs] = access.live_sessions(session, user_id=other.id, now=T0, limits=SessionLimits())
+    assert access.is_session_of(mine_old, office) != access.is_session_of(mine_new, office)
+    with pytest.raises(NotFound):
+        access.end_user_session(session, user_id=user.id, session_id=theirs.id, now=T0)
+    assert theirs.ended_at is None
+    home = mine_new if access.is_session_of(mine_old, office) else mine_old
+    assert access.end_user_session(session, user_id=user.id, session_id=home.id, now=T0).ended_at == T0
+    with pytest.raises(NotFound):  # ended already
+        access.end_user_session(session, user_id=user.id, session_id=home.id, now=T0)
+
+
+def test_end_all_but_this_one_keeps_the_given_session(session) -> None:
+    org = f.make_org(session)
+    user, other = f.make_user(session, [org]), f.make_user(session, [org])
+    keep = access.start_session(session, user=user, ip=None, user_agent="", now=T0)
+    for _ in range(2):
+        access.start_session(session, user=user, ip=None, user_agent="", now=T0)
+    access.start_session(session, user=other, ip=None, user_agent="", now=T0)
+    session.flush()
+    assert access.end_user_sessions(session, user_id=user.id, now=T0, keep_key=keep) == 2
+    [left] = access.live_sessions(session, user_id=user.id, now=T0, limits=SessionLimits())
+    assert access.is_session_of(left, keep)
+    assert len(access.live_sessions(session, user_id=other.id, now=T0, limits=SessionLimits())) == 1
+
+
+def test_a_user_revokes_only_their_own_token(session) -> None:
+    org = f.make_org(session)
+    user, other = f.make_user(session, [org]), f.make_user(session, [org])
+    mine = access.issue_api_token(session, user=user, scopes=(Scope.READ,), expires_at=None, now=T0).token
+    theirs = access.issue_api_token(session, user=other, scopes=(Scope.READ,), expires_at=None, now=T0).token
+    with pytest.raises(NotFound):
+        access.revoke_own_api_token(session, user_id=user.id, token_id=theirs.id)
+    assert not theirs.revoked
+    assert access.revoke_own_api_token(session, user_id=user.id, token_id=mine.id).revoked
+
+
+def test_telephony_tokens_only_for_the_roles_that_read_call_records(session) -> None:
+    assert scopes_for(Role.DISPATCHER) == (Scope.READ, Scope.WRITE, Scope.TELEPHONY) == scopes_for(Role.ADMIN)
+    assert scopes_for(Role.EXECUTOR) == (Scope.READ, Scope.WRITE)
+    org = f.make_org(session)
+    executor = f.make_user(session, [org], Role.EXECUTOR)
+    with pytest.raises(ValidationFailed, match="телефония"):
+        access.issue_api_token(session, user=executor, scopes=(Scope.READ, Scope.TELEPHONY), expires_at=None, now=T0)
+    assert access.user_tokens(session, user_id=executor.id) == []
+    assert access.issue_api_token(session, user=executor, scopes=(Scope.READ,), expires_at=None, now=T0).secret
+
+
+def test_token_state_and_expiry_rules() -> None:
+    assert token_state(False, None, T0) is TokenState.ACTIVE
+    assert token_state(False, T0, T0) is TokenState.EXPIRED
+    assert token_state(True, T0 + timedelta(days=1), T0) is TokenState.REVOKED
+    assert token_expires_at(T0, 30) == T0 + timedelta(days=30)
+    assert token_expires_at(T0, 0) is None and token_expires_at(T0, None) is None
+    assert token_expires_at(T0, MAX_TOKEN_DAYS) == T0 + timedelta(days=MAX_TOKEN_DAYS)
+    for bad in (-1, MAX_TOKEN_DAYS + 1):
+        with pytest.raises(ValueError, match="от 0 до"):
+            token_expires_at(T0, bad)

@@ -110,3 +110,12 @@ def test_unknown_login_and_scope_are_clear_errors(cli, world) -> None:
     assert exc.value.code == 2
     code, _, err = cli("user", "unlock")
     assert code == 2 and "укажите логин" in err
+
+
+def test_an_executor_gets_no_telephony_token_and_days_are_bounded(cli, db, world) -> None:
+    code, _, err = cli("user", "token", "issue", "exec_a", "--scope", "telephony")
+    assert code == 2 and "телефония" in err
+    code, _, err = cli("user", "token", "issue", "disp_a", "--days", "3651")
+    assert code == 2 and "от 0 до 3650 дней" in err
+    with db.read() as s:
+        assert s.scalars(select(ApiToken)).all() == []

@@ -152,10 +152,10 @@ def test_every_rendered_page_passes_the_csp(app: Any, client: Any, world: Any, b
         world.dispatcher_a: ["/", "/?f=1", "/console/zone", f"/tickets/{t}", f"/tickets/{t}/row", "/tickets/new",
                              "/calls", f"/calls/{c}", f"/calls/{c}?partial=1", f"/calls/{busy_world['ringing']}/strip", "/missed-calls",
                              f"/missed-calls/{m}", f"/missed-calls/{m}/item", f"/calls/{c}/resident", "/incidents",
-                             "/no-such-page"],
+                             "/account/security", "/no-such-page"],
         world.manager_a: ["/calls/compliance", "/ratings", "/settings/robot", "/housing/import"],
         busy_world["admin"]: ["/", "/settings/robot", "/ratings"],  # two organizations: badges and org pickers
-        world.executor_a: ["/", f"/tickets/{t}"],
+        world.executor_a: ["/", f"/tickets/{t}", "/account/security"],
     }
     client.post("/logout")
     assert inline_code(client.get("/login").get_data(as_text=True)) == []

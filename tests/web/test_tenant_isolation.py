@@ -1,5 +1,6 @@
 """Every route that takes an object id answers 404 for another organization's object and writes
-nothing — a net under the per-resource tests, so that a new route cannot forget the tenant check."""
+nothing — a net under the per-resource tests, so that a new route cannot forget the tenant check.
+(Sessions and API tokens belong to a user, not an organization: those of org_b's dispatcher.)"""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from models.auth import UserSession
 from models.base import Base, utcnow
+from models.organization import User
 from models.rating import RatingAttempt, RatingCall, RatingCallStatus
+from models.rules.access import Scope
+from models.services import access
 from models.services import calls as calls_svc
 from models.ticket import Attachment
 from tests import factories as f
 
 ID_KINDS = ("ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id", "call_id",
-            "missed_call_id", "recording_id", "attempt_id")
+            "missed_call_id", "recording_id", "attempt_id", "session_id", "token_id")
 
 
 def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
@@ -46,8 +51,15 @@ def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
         attempt = RatingAttempt(organization_id=org.id, rating_call_id=rating_call.id, ticket_id=done.id, number=1,
                                 started_at=utcnow(), audio_path=answer)
         s.add(attempt)
+        user = s.get(User, (world.dispatcher_a if org_name == "org_a" else world.dispatcher_b).id)
+        key = access.start_session(s, user=user, ip=None, user_agent="", now=utcnow())
+        token = access.issue_api_token(s, user=user, scopes=(Scope.READ,), expires_at=None, now=utcnow()).token
         s.flush()
-        return {"ticket_id": ticket.id, "house_id": house.id, "resident_id": resident.id,
+        session_id = s.scalar(select(UserSession.id).where(UserSession.user_id == user.id).order_by(
+            UserSession.id.desc()))
+        assert access.is_session_of(s.get(UserSession, session_id), key)
+        return {"session_id": session_id, "token_id": token.id,
+                "ticket_id": ticket.id, "house_id": house.id, "resident_id": resident.id,
                 "attachment_id": attachment.id, "category_id": cats["other"].id, "incident_id": incident.id,
                 "call_id": call.id, "missed_call_id": missed.id, "recording_id": recording.id,
                 "attempt_id": attempt.id}

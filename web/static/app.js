@@ -37,6 +37,19 @@
     s.addEventListener("change", function () { s.form.submit(); });
   });
 
+  /* "Скопировать" buttons: copy the text of the element whose id is in data-copy (a new API token).
+     Hidden without script or without the clipboard API; the text stays selectable by hand. */
+  $all("button[data-copy]").forEach(function (b) {
+    var target = document.getElementById(b.dataset.copy);
+    if (!target || !navigator.clipboard) return;
+    b.hidden = false;
+    b.addEventListener("click", function () {
+      navigator.clipboard.writeText(target.textContent.trim()).then(
+        function () { b.textContent = "Скопировано"; },
+        function () { b.textContent = "Не удалось скопировать: выделите текст"; });
+    });
+  });
+
   /* ---------------- keyboard shortcuts ---------------- */
   function typing(target) {
     var tag = (target.tagName || "").toLowerCase();

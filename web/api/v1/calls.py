@@ -185,7 +185,7 @@ def _zone(ids: list[int], organization_id: int | None) -> ZoneInfo:
 @api_scope(Scope.TELEPHONY)
 def list_calls() -> Any:
     """Newest first; dates without a time are local days of the chosen (or the first) organization."""
-    user = c.staff()
+    user = require_user(access.CALL_RECORDS)
     ids = c.user_orgs(user)
     f = parse_call_filter(request.args, _zone(ids, _organization_arg()))
     rows, cursor = calls_page(db_session(), ids, f)
@@ -195,7 +195,7 @@ def list_calls() -> Any:
 @bp.get("/calls/<int:call_id>")
 @api_scope(Scope.TELEPHONY)
 def get_call(call_id: int) -> Any:
-    user = c.staff()
+    user = require_user(access.CALL_RECORDS)
     return call_json(qc.call_card(db_session(), org_ids=c.user_orgs(user), call_id=call_id))
 
 
@@ -203,7 +203,7 @@ def get_call(call_id: int) -> Any:
 @api_scope(Scope.TELEPHONY)
 def list_missed_calls() -> Any:
     """The open queue, the most urgent first."""
-    user = c.staff()
+    user = require_user(access.CALL_RECORDS)
     ids = c.user_orgs(user)
     oid = _organization_arg()
     if oid is not None:
@@ -215,7 +215,7 @@ def list_missed_calls() -> Any:
 @bp.post("/missed-calls/<int:missed_call_id>/close")
 @api_scope(Scope.TELEPHONY)
 def close_missed_call(missed_call_id: int) -> Any:
-    user = c.staff()
+    user = require_user(access.CALL_RECORDS)
     s = db_session()
     item = calls_svc.get_missed_call(s, org_ids=c.user_orgs(user), missed_call_id=missed_call_id)
     body = c.parse_body(MissedCallCloseRequest)
