@@ -227,7 +227,7 @@ def test_an_outage_while_an_event_loop_stream_catches_up_is_waited_out(db: Datab
         return {"type": "http.disconnect"}
 
     async def main() -> None:
-        hub = StreamHub(db, Bus(None), None)
+        hub = StreamHub(db, Bus(None))
         try:
             await asyncio.wait_for(serve_stream(hub, wanted, [], receive, send), 20)
         finally:
