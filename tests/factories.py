@@ -31,7 +31,7 @@ def make_org(session: Session, **kw: Any) -> Organization:
     n = next(_seq)
     values: dict[str, Any] = dict(
         name=f"УК «Тест-{n}»", short_name=f"Тест-{n}", timezone="Europe/Moscow",
-        municipality_email=f"edds{n}@example.org", hotline_numbers=f"+7495000{n:04d}",
+        municipality_email=f"edds{n}@example.org", hotline_numbers=f"+7495{n % 10**7:07d}",  # always 11 digits, however many orgs a run makes
     )
     values.update(kw)
     org = Organization(**values)
