@@ -223,6 +223,7 @@ class AriApp:
 
         resident = resident_channel or new_channel_id()
         dispatcher_leg = new_channel_id()
+        self.scheduler.note_launching(resident)  # before the row is visible to the scheduler's rounds
         try:
             plan = await self.db.write(lambda s: prepare_callback(
                 s, org_id=org_id, missed_call_id=missed_call_id, by_user_id=by_user_id, endpoint=endpoint,

@@ -95,6 +95,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._delivered: set[int] = set()  # calls told about their wait limit
         self._launched: set[int] = set()  # panel callbacks this process dials
+        self._launching: set[str] = set()  # resident channels of callbacks being started here
         self._auto_tried: dict[int, float] = {}  # missed item → monotonic time of the last auto attempt
         self.passes = 0
         self.last_pass_at: datetime | None = None
@@ -111,6 +112,12 @@ class Scheduler:
 
     def note_launched(self, call_id: int) -> None:
         self._launched.add(call_id)
+
+    def note_launching(self, channel_id: str) -> None:
+        """A callback this process is about to write and dial (`AriApp.start_callback`), by the
+        resident's channel: its row can be read by a round that resumes before the writer has
+        noted the call id, and must not be dialled a second time (two dispatcher legs, one bridge)."""
+        self._launching.add(channel_id)
 
     async def run(self) -> None:
         from models.base import utcnow
@@ -162,7 +169,7 @@ class Scheduler:
             synthetic(session, "WaitLimitReached", call_id=waiting.call_id)
         since = now - timedelta(seconds=self.pending_grace)
         for pending in await app.db.read(lambda s: _pending_callbacks(s, since)):
-            if pending.call_id in self._launched or pending.endpoint is None:
+            if pending.call_id in self._launched or pending.channel_id in self._launching or pending.endpoint is None:
                 continue
             self._launched.add(pending.call_id)
             await app.dial_callback(pending.organization_id, pending.missed_call_id, pending.dispatcher_id,

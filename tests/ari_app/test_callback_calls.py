@@ -3,6 +3,7 @@ logged, item open), asked for by the panel in another process, and the automatic
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,29 @@ def test_auto_callback_calls_the_resident_first_then_a_free_dispatcher(ari_emula
     resident_leg, disp_leg = emu.requests(route="POST /channels")[-2:]
     assert resident_leg.query["endpoint"] == f"PJSIP/{RESIDENT}@{DEFAULT_TRUNK}"
     assert disp_leg.query["endpoint"] == "PJSIP/disp2"
+
+
+def test_a_callback_being_started_here_is_not_dialled_again_by_a_scheduler_round(
+        ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path) -> None:
+    """The race seen under load: a scheduler round read the callback's row before `start_callback`
+    noted its call id, and dialled it a second time (two dispatcher legs claiming one bridge: 409).
+    The resident's channel is reserved before the row is written."""
+    from ari_app.flows.callback import prepare_callback
+
+    emu, org = ari_emulator, world.org_a
+    setup_inbound(emu, db, org)
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec") as app:
+            item = await _missed_then_disp1_picks_up(emu, db, org)
+            before = len(emu.requests(route="POST /channels"))
+            app.scheduler.note_launching("res-being-started")
+            # The row as start_callback writes it, before it has noted the call id.
+            await app.db.write(lambda s: prepare_callback(
+                s, org_id=org.id, missed_call_id=item.id, by_user_id=world.dispatcher_a.id, endpoint="PJSIP/disp1",
+                resident_channel="res-being-started", dispatcher_channel="disp-leg-1"))
+            await app.scheduler.run_once()
+            await asyncio.sleep(0.5)
+            assert len(emu.requests(route="POST /channels")) == before  # nobody dialled it
+
+    run(main())
