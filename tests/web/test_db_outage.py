@@ -4,7 +4,6 @@ on, and a pooled connection a PostgreSQL restart killed is replaced before a req
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import sqlite3
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from sqlalchemy.pool import NullPool
 from models.db import Database
 from models.organization import Role
 from tests import factories as f
+from tests.web.test_sse import serve_hub_stream
 
 MESSAGE = "База данных временно недоступна, повторите через 5 с"
 
@@ -204,9 +204,7 @@ def test_an_outage_while_an_event_loop_stream_catches_up_is_waited_out(db: Datab
                                                                         outage: Outage) -> None:
     """Served by web/sse_hub.py: the catch-up read fails, the stream pings, reads again once the
     database is back, sends what it missed and ends cleanly."""
-    from openads.bus import Bus
     from web.sse import Lease, StreamLimits, StreamRequest
-    from web.sse_hub import StreamHub, serve_stream
 
     with db.write() as s:
         ticket = f.make_ticket(s, world.org_a, world.cats_a["roof_leak"], description="во время аварии базы")
@@ -222,19 +220,8 @@ def test_an_outage_while_an_event_loop_stream_catches_up_is_waited_out(db: Datab
         if sum(b.count(b": ping") for b in sent) >= 2:
             outage.stop()
 
-    async def receive() -> dict[str, Any]:
-        await asyncio.sleep(60)
-        return {"type": "http.disconnect"}
-
-    async def main() -> None:
-        hub = StreamHub(db, Bus(None))
-        try:
-            await asyncio.wait_for(serve_stream(hub, wanted, [], receive, send), 20)
-        finally:
-            await hub.close()
-
     outage.start()
-    asyncio.run(main())
+    serve_hub_stream(db, wanted, send, timeout=20)
     body = b"".join(sent)
     assert f'"ticket_id":{ticket.id}'.encode() in body
     assert sent[-1] == b""  # the closing message: ended, not cut

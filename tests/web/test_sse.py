@@ -203,11 +203,8 @@ def test_an_open_stream_ends_when_its_session_is_signed_out(app: Any, db: Any, w
 def test_the_event_loop_stream_ends_when_its_session_is_signed_out(db: Any) -> None:
     """The same for a stream served by web/sse_hub.py (web/asgi.py): it asks `signed_in` from a
     thread every `session_check_seconds` and ends the response when the answer is no."""
-    import asyncio
 
-    from openads.bus import Bus
     from web.sse import Lease, StreamLimits, StreamRequest
-    from web.sse_hub import StreamHub, serve_stream
 
     answers = iter([True, False])
     limits = StreamLimits(per_user=1, per_ip=5)
@@ -220,6 +217,20 @@ def test_the_event_loop_stream_ends_when_its_session_is_signed_out(db: Any) -> N
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
+    serve_hub_stream(db, wanted, send, timeout=10)
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}  # ended, not cut
+    assert isinstance(limits.acquire(1, "127.0.0.1"), Lease)  # the one lease allowed went back
+
+
+def serve_hub_stream(db: Any, wanted: Any, send: Any, *, timeout: float) -> None:
+    """Serve `wanted` from a fresh web/sse_hub.py hub to the ASGI `send` (a client that never
+    disconnects) until the stream ends by itself; fails after `timeout` seconds."""
+    import asyncio
+
+    from openads.bus import Bus
+    from web.sse_hub import StreamHub, serve_stream
+
     async def receive() -> dict[str, Any]:
         await asyncio.sleep(60)
         return {"type": "http.disconnect"}
@@ -227,11 +238,8 @@ def test_the_event_loop_stream_ends_when_its_session_is_signed_out(db: Any) -> N
     async def main() -> None:
         hub = StreamHub(db, Bus(None))
         try:
-            await asyncio.wait_for(serve_stream(hub, wanted, [], receive, send), 10)
+            await asyncio.wait_for(serve_stream(hub, wanted, [], receive, send), timeout)
         finally:
             await hub.close()
 
     asyncio.run(main())
-    assert sent[0]["type"] == "http.response.start"
-    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}  # ended, not cut
-    assert isinstance(limits.acquire(1, "127.0.0.1"), Lease)  # the one lease allowed went back
