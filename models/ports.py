@@ -10,10 +10,24 @@ back (keypad-only rating when speech fails, issue 4).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NewType, Protocol, runtime_checkable
 
 ProviderMessageId = NewType("ProviderMessageId", str)
+# Called by a sender the moment the provider took a message (its id), before any closing
+# exchange (SMTP QUIT): the outbox worker journals the acceptance there (issue 11).
+OnAccepted = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SentBefore:
+    """A message the gateway already has from an earlier try: its id and, when the gateway says,
+    the time it accepted it (the legal time of the notice; None: it does not say)."""
+
+    id: ProviderMessageId
+    accepted_at: datetime | None = None
 
 # What Asterisk plays without transcoding surprises: RIFF/WAVE, PCM signed 16-bit LE, mono, 8 kHz.
 PROMPT_SAMPLE_RATE_HZ = 8000
@@ -95,9 +109,10 @@ class SmsSender(Protocol):
         takes a client-side message id sends it along (SMSC), others ignore it (SMS.ru has none)."""
         ...
 
-    def find_sent(self, to_e164: str, key: str) -> ProviderMessageId | None:
-        """The id of a message sent earlier with this `key`, or None when the gateway has none or
-        cannot look messages up by a client-side key; raise ProviderError."""
+    def find_sent(self, to_e164: str, key: str) -> SentBefore | None:
+        """The message sent earlier with this `key` (its id, and its acceptance time when the
+        gateway tells it), or None when the gateway has none or cannot look messages up by a
+        client-side key; raise ProviderError."""
         ...
 
     def status(self, message_id: ProviderMessageId) -> DeliveryStatus:

@@ -132,6 +132,13 @@ def _float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _lease_seconds() -> float:
+    lease = _float("OPENADS_OUTBOX_LEASE_SECONDS", 300.0)
+    if lease < 10:
+        raise ConfigError(f"OPENADS_OUTBOX_LEASE_SECONDS must be at least 10 (a send's timeout fits in it), got {lease:g}")
+    return lease
+
+
 def _sms_settings() -> SmsSettings:
     provider = (os.environ.get("SMS_PROVIDER") or "").strip().lower()
     if provider and provider not in SMS_PROVIDER_NAMES:
@@ -350,6 +357,9 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     # The outbox worker's journal of sends accepted but not yet recorded (openads/accepted_journal.py).
     outbox_journal: Path | None = None
+    # How long a claimed message is the worker's before another round may try it again (a worker
+    # killed mid-send): OPENADS_OUTBOX_LEASE_SECONDS, at least 10.
+    outbox_lease_seconds: float = 300.0
     max_upload_mb: int = 20
     web_host: str = "127.0.0.1"
     web_port: int = 8080
@@ -407,6 +417,7 @@ def load_settings() -> Settings:
         recordings_dir=Path(os.environ.get("OPENADS_RECORDINGS_DIR", ROOT / "recordings")),
         smtp=smtp,
         outbox_journal=Path(os.environ.get("OPENADS_OUTBOX_JOURNAL") or var_dir / "outbox-accepted.jsonl"),
+        outbox_lease_seconds=_lease_seconds(),
         max_upload_mb=_int("OPENADS_MAX_UPLOAD_MB", 20),
         web_host=host,
         web_port=port,

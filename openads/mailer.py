@@ -22,7 +22,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Protocol
 
-from models.ports import ProviderError
+from models.ports import OnAccepted, ProviderError
 from openads.config import SmtpSettings
 
 # One ProviderError for every provider (e-mail, SMS, speech) lives in models.ports; re-exported
@@ -33,9 +33,11 @@ log = logging.getLogger(__name__)
 
 
 class Sender(Protocol):
-    def send(self, recipient: str, subject: str, body: str, *, key: str | None = None) -> str:
+    def send(self, recipient: str, subject: str, body: str, *, key: str | None = None,
+             accepted: OnAccepted | None = None) -> str:
         """Deliver one message carrying the idempotency `key` (the same on every retry); return
-        the provider's message id; raise ProviderError."""
+        the provider's message id; raise ProviderError. `accepted` is called with that id the
+        moment the provider took the message, before anything that may still fail or stall."""
         ...
 
 
@@ -67,7 +69,8 @@ class SmtpMailer:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
 
-    def send(self, recipient: str, subject: str, body: str, *, key: str | None = None) -> str:
+    def send(self, recipient: str, subject: str, body: str, *, key: str | None = None,
+             accepted: OnAccepted | None = None) -> str:
         s = self.settings
         msg = build_email(s.sender, recipient, subject, body, key=key)
         client: smtplib.SMTP | None = None
@@ -96,6 +99,8 @@ class SmtpMailer:
             raise ProviderError("smtp", "connect", f"{s.host}:{s.port}: {exc}") from exc
         assert client is not None  # send_message above needed it
         message_id = str(msg["Message-ID"])
+        if accepted is not None:  # before QUIT: a server stalling on it must not hide the acceptance
+            accepted(message_id)
         try:
             client.quit()
         except (smtplib.SMTPException, OSError) as exc:
@@ -128,12 +133,16 @@ class FakeMailer:
         self.fail_with: ProviderError | None = None
         self._lock = threading.Lock()
 
-    def send(self, recipient: str, subject: str, body: str, *, key: str | None = None) -> str:
+    def send(self, recipient: str, subject: str, body: str, *, key: str | None = None,
+             accepted: OnAccepted | None = None) -> str:
         with self._lock:
             if self.fail_with is not None:
                 raise self.fail_with
             self.sent.append(SentMail(recipient, subject, body, key))
-            return f"fake-{len(self.sent)}"
+            message_id = f"fake-{len(self.sent)}"
+        if accepted is not None:
+            accepted(message_id)
+        return message_id
 
 
 MAILERS: dict[str, type[SmtpMailer] | type[FakeMailer]] = {"smtp": SmtpMailer, "fake": FakeMailer}

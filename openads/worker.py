@@ -14,7 +14,8 @@ lock is held while an SMTP server thinks:
    already used by an earlier try: a sender that can look messages up (SMSC) is asked first, and
    a message it already has is recorded as sent instead of being sent again.
 3. record. Accepted → the acceptance (time the provider answered, its id) goes to the journal
-   (`openads/accepted_journal.py`, fsync) and then to the database, retried with backoff
+   (`openads/accepted_journal.py`, fsync) the moment the sender sees it (its `accepted` call:
+   after SMTP's 250 to DATA, before QUIT, so a server stalling on QUIT hides nothing), and then to the database, retried with backoff
    (`RECORD_RETRY_DELAYS`); what still fails stays in the journal, is retried every round and
    replayed at start, and its message is never claimed meanwhile: the send is never repeated
    for a failed record (issue 11). Stored: `sent`, `sent_at` = the acceptance time (and, for the
@@ -25,8 +26,9 @@ lock is held while an SMTP server thinks:
 
 The one window left (decision 0019): a worker killed after the provider accepted and before the
 journal's fsync (microseconds), or an SMTP connection lost after the message's last byte and
-before the server's 250. The lease expires and the message is sent again, with the same key:
-SMSC finds it and nothing is sent; an e-mail repeats its Message-ID, so the receiver can drop it;
+before the server's 250, or an HTTP gateway that took the message and had not answered yet. The
+lease (`OPENADS_OUTBOX_LEASE_SECONDS`, 5 minutes) expires and the message is tried again, with the
+same key: SMSC finds it (and tells when it took it: that time is recorded) and nothing is sent; an e-mail repeats its Message-ID, so the receiver can drop it;
 SMS.ru has no such key, so the resident may get the SMS twice.
 """
 
@@ -45,7 +47,7 @@ from models.base import utcnow
 from models.db import Database
 from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxMessage
 from models.ports import ProviderError as PortProviderError
-from models.ports import ProviderMessageId, SmsSender
+from models.ports import ProviderMessageId, SentBefore, SmsSender
 from models.services.outbox import ensure_idempotency_key, record_accepted, record_attempt
 from models.services.tickets import MUNICIPALITY_PURPOSE, record_municipality_notified
 from openads import consumers
@@ -114,7 +116,8 @@ def _warn_unconfigured(db: Database, channels: list[MessageChannel], now: dateti
 
 
 def _claim(
-    db: Database, channels: list[MessageChannel], now: datetime, accepted: Collection[int] = ()
+    db: Database, channels: list[MessageChannel], now: datetime, accepted: Collection[int] = (),
+    lease: timedelta = LEASE,
 ) -> _Claimed | None:
     """Lease the next due message, never one whose acceptance waits in the journal (`accepted`)."""
     with db.write() as s:
@@ -135,7 +138,7 @@ def _claim(
         message = s.scalar(stmt)
         if message is None:
             return None
-        message.next_attempt_at = now + LEASE
+        message.next_attempt_at = now + lease
         key, reused = ensure_idempotency_key(message)
         return _Claimed(
             id=message.id,
@@ -170,10 +173,12 @@ def _store_accepted(db: Database, entry: Accepted) -> None:
             record_municipality_notified(s, ticket_id=message.ticket_id, at=entry.at, recipient=message.recipient)
 
 
-def _record_accepted(db: Database, journal: AcceptedJournal, entry: Accepted) -> bool:
-    """Journal the acceptance, then store it, retrying after `RECORD_RETRY_DELAYS`; True once
-    stored. False: it stays in the journal for the next round (the database is away)."""
-    journal.add(entry)
+def _record_accepted(db: Database, journal: AcceptedJournal, entry: Accepted, *, journaled: bool = False) -> bool:
+    """Journal the acceptance (unless the sender's `accepted` call did), then store it, retrying
+    after `RECORD_RETRY_DELAYS`; True once stored. False: it stays in the journal for the next
+    round (the database is away)."""
+    if not journaled:
+        journal.add(entry)
     for delay in (*RECORD_RETRY_DELAYS, None):
         try:
             _store_accepted(db, entry)
@@ -210,7 +215,7 @@ def replay_accepted(db: Database, journal: AcceptedJournal) -> set[int]:
     return waiting
 
 
-def _already_accepted(sender: Sender, claimed: _Claimed) -> str | None:
+def _already_accepted(sender: Sender, claimed: _Claimed) -> SentBefore | None:
     """An earlier try's acceptance the provider can confirm (SMSC by client-side id), else None.
     A failed look-up sends anyway: an emergency notice late or lost is worse than a duplicate."""
     find = getattr(sender, "find_accepted", None)
@@ -221,7 +226,7 @@ def _already_accepted(sender: Sender, claimed: _Claimed) -> str | None:
     except (ProviderError, PortProviderError) as exc:
         log.warning("outbox: could not ask whether message %s was accepted before (%s); sending", claimed.id, exc)
         return None
-    return str(found) if found is not None else None
+    return found if isinstance(found, SentBefore) else None
 
 
 def deliver_due(
@@ -231,12 +236,15 @@ def deliver_due(
     *,
     limit: int = 100,
     journal: AcceptedJournal | None = None,
+    lease: timedelta = LEASE,
 ) -> int:
     """Try every due pending message once (at most `limit`); returns how many were tried.
 
     `now` fixes the clock (tests); by default each step reads the real time. `journal` keeps
     acceptances not yet recorded (the worker passes its file; default: this call's memory, so an
     acceptance whose record still fails after the retries raises `AcceptanceNotRecorded`).
+    `lease`: how long a claimed message waits before another round may try it (a worker that
+    died mid-send).
     """
     clock: Callable[[], datetime] = (lambda: now) if now is not None else utcnow
     own_journal = journal is None
@@ -248,22 +256,37 @@ def deliver_due(
         return 0
     tried = 0
     while tried < limit:
-        claimed = _claim(db, channels, clock(), waiting)
+        claimed = _claim(db, channels, clock(), waiting, lease)
         if claimed is None:
             break
         tried += 1
         sender = senders[claimed.channel]
+        early: list[Accepted] = []
+
+        def journal_now(provider_id: str, claimed: _Claimed = claimed, early: list[Accepted] = early) -> None:
+            # The provider's answer is the legal time of the notice; journaled before the sender
+            # says goodbye (SMTP QUIT), so a worker killed while the server stalls loses nothing.
+            entry = Accepted(claimed.id, clock(), str(provider_id), f"sent, id {provider_id}")
+            journal.add(entry)
+            early.append(entry)
+
         try:
             earlier = _already_accepted(sender, claimed)
             if earlier is not None:
                 log.warning("outbox: message %s was accepted by an earlier try (%s); not sent again",
-                            claimed.id, earlier)
-                provider_id, detail = earlier, f"sent by an earlier try, id {earlier}"
+                            claimed.id, earlier.id)
+                provider_id, detail = str(earlier.id), f"sent by an earlier try, id {earlier.id}"
+                accepted_at = earlier.accepted_at or clock()
             else:
-                provider_id = sender.send(claimed.recipient, claimed.subject, claimed.body, key=claimed.key)
+                provider_id = sender.send(claimed.recipient, claimed.subject, claimed.body, key=claimed.key,
+                                          accepted=journal_now)
                 detail = f"sent, id {provider_id}"
-            accepted_at = clock()  # the provider's answer: the legal time of the notice
+                accepted_at = clock()  # a sender that did not call `accepted`: its return is the answer
         except (ProviderError, PortProviderError) as exc:
+            if early:  # refused after the acceptance (cannot happen with our senders): it was sent
+                log.warning("outbox: message %s failed after its acceptance (%s); counted as sent", claimed.id, exc)
+                _record_accepted(db, journal, early[0], journaled=True)
+                continue
             log.warning("outbox: message %s to %s not sent: %s", claimed.id, claimed.recipient, exc)
             # A permanent refusal (bad number, wrong key) fails now instead of retrying for hours.
             final = getattr(exc, "retryable", True) is False
@@ -272,8 +295,8 @@ def deliver_due(
             log.exception("outbox: sender crashed on message %s", claimed.id)
             _record_failure(db, claimed, detail=f"internal: {exc!r}", at=clock())
         else:
-            entry = Accepted(claimed.id, accepted_at, str(provider_id), detail)
-            if not _record_accepted(db, journal, entry):
+            entry = early[0] if early else Accepted(claimed.id, accepted_at, str(provider_id), detail)
+            if not _record_accepted(db, journal, entry, journaled=bool(early)):
                 if own_journal:
                     raise AcceptanceNotRecorded(entry)
                 waiting.add(claimed.id)
@@ -367,6 +390,7 @@ def run(
     poll_seconds: float = POLL_SECONDS,
     bus: Bus | None = None,
     journal: AcceptedJournal | None = None,
+    lease: timedelta = LEASE,
 ) -> None:
     """The worker loop until `stop` is set: consume new events, deliver, prune now and then.
 
@@ -386,7 +410,7 @@ def run(
     subscription = bus.subscriber_all() if bus is not None else None
     log.info("worker started; channels: %s", ", ".join(c.value for c in senders) or "none")
     try:
-        _loop(db, senders, stop, poll_seconds, subscription, sms, journal)
+        _loop(db, senders, stop, poll_seconds, subscription, sms, journal, lease)
     finally:
         if subscription is not None:
             subscription.close()
@@ -395,7 +419,7 @@ def run(
 
 def _loop(
     db: Database, senders: Mapping[MessageChannel, Sender], stop: threading.Event, poll_seconds: float,
-    subscription: Subscription | None, sms: SmsSender | None, journal: AcceptedJournal,
+    subscription: Subscription | None, sms: SmsSender | None, journal: AcceptedJournal, lease: timedelta = LEASE,
 ) -> None:
     last_prune: datetime | None = None
     last_delivery_check: datetime | None = None
@@ -406,7 +430,7 @@ def _loop(
             consumed = consumers.consume_ticket_events(db)
             if consumed.handled or time.monotonic() - last_delivery >= poll_seconds:
                 last_delivery = time.monotonic()
-                busy = deliver_due(db, senders, journal=journal) > 0
+                busy = deliver_due(db, senders, journal=journal, lease=lease) > 0
             busy = busy or consumed.more
             moment = utcnow()
             if last_prune is None or moment - last_prune >= PRUNE_EVERY:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from datetime import timedelta
 from typing import Any
 
 from openads.commands import database, settings
@@ -36,13 +37,14 @@ def run_worker(args: argparse.Namespace) -> int:
     db = database(app_settings.database_url)
     senders = worker.default_senders(app_settings)
     journal = worker.AcceptedJournal(app_settings.outbox_journal)
+    lease = timedelta(seconds=app_settings.outbox_lease_seconds)
     try:
         if args.once:
             from openads import consumers
 
             while consumers.consume_ticket_events(db).more:
                 pass
-            tried = worker.deliver_due(db, senders, journal=journal)
+            tried = worker.deliver_due(db, senders, journal=journal, lease=lease)
             pruned = worker.prune_events(db)
             print(f"Отправлено попыток: {tried}; удалено старых событий: {pruned}")
             return 0
@@ -50,7 +52,7 @@ def run_worker(args: argparse.Namespace) -> int:
         install_stop_signals(stop)
         print(f"Обработчик очереди запущен (SMTP {app_settings.smtp.host}:{app_settings.smtp.port}); "
               "остановка: Ctrl+C или SIGTERM", flush=True)
-        worker.run(db, senders, stop, bus=bus, journal=journal)
+        worker.run(db, senders, stop, bus=bus, journal=journal, lease=lease)
     finally:
         db.dispose()
     return 0

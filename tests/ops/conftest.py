@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -49,6 +50,7 @@ class SmtpServer:
     refuse_rcpt: str | None = None  # e.g. "550 5.1.1 mailbox unavailable"
     quit_reply: str | None = None  # e.g. "421 4.3.2 shutting down" instead of "221 Bye"
     drop_on_quit: bool = False  # close the connection without answering QUIT
+    quit_stall: threading.Event | None = None  # hold the QUIT's answer until this is set
     controller: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -64,6 +66,8 @@ class SmtpServer:
         return "250 OK"
 
     async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.quit_stall is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.quit_stall.wait, 30)
         if self.drop_on_quit:
             server.transport.abort()
         return self.quit_reply or "221 Bye"

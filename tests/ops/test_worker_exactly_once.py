@@ -5,6 +5,8 @@ worker itself); a retry after a lost outcome repeats the same Message-ID."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,11 +15,12 @@ from sqlalchemy.exc import OperationalError
 
 from models.base import utcnow
 from models.db import Database
-from models.outbox import MessageChannel, MessageStatus
+from models.outbox import MessageChannel, MessageStatus, OutboxMessage
 from models.services.tickets import MUNICIPALITY_PURPOSE
 from models.ticket import Ticket
 from openads import worker
 from openads.accepted_journal import AcceptedJournal
+from openads.config import SmtpSettings
 from openads.mailer import SmtpMailer
 from tests.conftest import World
 from tests.ops.conftest import SmtpServer
@@ -29,12 +32,14 @@ class Killed(BaseException):
 
 
 class KilledAfterSend:
-    """The real SMTP sender, then the process dies before anything is recorded."""
+    """The real sender, then the process dies before anything is journaled or recorded (the
+    microseconds between the provider's answer and the journal's fsync): `accepted` never runs."""
 
     def __init__(self, inner: SmtpMailer) -> None:
         self.inner = inner
 
-    def send(self, recipient: str, subject: str, body: str, *, key: str | None = None) -> str:
+    def send(self, recipient: str, subject: str, body: str, *, key: str | None = None,
+             accepted: object = None) -> str:
         self.inner.send(recipient, subject, body, key=key)
         raise Killed
 
@@ -153,3 +158,75 @@ def test_when_the_worker_dies_after_the_acceptance_then_the_retry_repeats_the_sa
     (message,) = messages(db, purpose=MUNICIPALITY_PURPOSE)
     assert (message.status, message.idempotency_key, message.provider_message_id) == (
         MessageStatus.SENT, key, f"<{key}@alfa.example>")
+
+
+def test_when_the_worker_dies_while_the_server_stalls_on_quit_then_the_restarted_worker_records_it_unsent(
+    db: Database, world: World, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """The acceptance is journaled at the 250 to DATA: a worker killed while the server sits on its
+    QUIT (the chaos suite's stalling SMTP server) loses nothing, and no retry repeats the send."""
+    release = threading.Event()
+    smtp_server.quit_stall = release
+    smtp_server.start()
+    path = tmp_path / "outbox-accepted.jsonl"
+    ticket_id, _ = emergency_ticket(db, world, when=utcnow())
+    # a patient client: its QUIT waits for the server (30 s), longer than this test looks for the journal
+    mailer = SmtpMailer(SmtpSettings(host="127.0.0.1", port=smtp_server.port, sender="ads@alfa.example", timeout=30))
+    killed: list[BaseException] = []
+
+    def doomed_worker() -> None:
+        try:
+            worker.deliver_due(db, {MessageChannel.EMAIL: mailer}, journal=AcceptedJournal(path))
+        except BaseException as exc:  # noqa: BLE001 - the test's stand-in for kill -9
+            killed.append(exc)
+
+    thread = threading.Thread(target=doomed_worker, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not (path.exists() and path.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not release.is_set() and thread.is_alive()  # the worker still waits for QUIT's answer
+    (line,) = path.read_text().splitlines()  # journaled while QUIT still waits
+    accepted_at = json.loads(line)["at"]
+    assert len(smtp_server.received) == 1
+    # "kill -9": the first worker's database work never happens; a new worker starts after the lease
+    release.set()
+    thread.join(10)
+    with db.write() as s:  # undo what the doomed worker managed to store after QUIT returned
+        message = messages(db, purpose=MUNICIPALITY_PURPOSE)[0]
+        row = s.get(OutboxMessage, message.id)
+        assert row is not None
+        row.status, row.sent_at, row.attempts, row.next_attempt_at = MessageStatus.PENDING, None, 0, utcnow()
+        s.get(Ticket, ticket_id).municipality_notified_at = None  # type: ignore[union-attr]
+    path.write_text(line + "\n")  # the journal as the killed worker left it
+
+    assert worker.deliver_due(db, senders_for(smtp_server), journal=AcceptedJournal(path)) == 0
+
+    assert len(smtp_server.received) == 1
+    (message,) = messages(db, purpose=MUNICIPALITY_PURPOSE)
+    assert message.status == MessageStatus.SENT
+    assert message.sent_at.isoformat() == accepted_at
+    assert notified_at(db, ticket_id) == message.sent_at
+
+
+def test_the_outbox_lease_is_configured_by_env_and_a_retry_waits_for_it(
+    db: Database, world: World, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openads.config import ConfigError, load_settings
+
+    monkeypatch.setenv("OPENADS_OUTBOX_LEASE_SECONDS", "20")
+    lease = timedelta(seconds=load_settings().outbox_lease_seconds)
+    assert lease == timedelta(seconds=20)
+    monkeypatch.setenv("OPENADS_OUTBOX_LEASE_SECONDS", "3")
+    with pytest.raises(ConfigError, match="at least 10"):
+        load_settings()
+
+    smtp_server.start()
+    t0 = utcnow()
+    emergency_ticket(db, world, when=t0)
+    mailer = senders_for(smtp_server)[MessageChannel.EMAIL]
+    with pytest.raises(Killed):
+        worker.deliver_due(db, {MessageChannel.EMAIL: KilledAfterSend(mailer)}, now=t0, lease=lease)
+    assert worker.deliver_due(db, senders_for(smtp_server), now=t0 + lease - timedelta(seconds=1), lease=lease) == 0
+    assert worker.deliver_due(db, senders_for(smtp_server), now=t0 + lease + timedelta(seconds=1), lease=lease) == 1
+    assert len(smtp_server.received) == 2  # the killed try and the retry, one Message-ID

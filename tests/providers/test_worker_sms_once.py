@@ -59,13 +59,31 @@ def test_when_the_worker_died_after_smsc_accepted_then_the_retry_finds_the_same_
     assert api.last.form["id"] == sms_id
 
     retry_at = t0 + worker.LEASE + timedelta(seconds=1)
-    api.reply(Reply(200, {"status": 1, "last_date": "06.12.2026 09:00:03", "last_timestamp": 1796547603, "err": 0}))
+    # `all=1` answers with the time SMSC took the message: that is the notice's time, not the retry's
+    taken = t0.replace(microsecond=0) + timedelta(seconds=2)
+    api.reply(Reply(200, {"status": 1, "last_date": "06.12.2026 09:00:03", "last_timestamp": 1796547603, "err": 0,
+                          "send_date": "06.12.2026 09:00:01", "send_timestamp": int(taken.timestamp()),
+                          "phone": "79161234567"}))
     assert worker.deliver_due(db, {MessageChannel.SMS: smsc}, now=retry_at) == 1
 
     assert [r.path for r in api.requests] == ["/sys/send.php", "/sys/status.php"]
     assert api.last.form == {"login": "uk-alfa", "psw": "s3cret", "phone": "79161234567", "id": sms_id,
-                             "fmt": "3", "charset": "utf-8"}
-    assert sent_row(db, message_id) == (MessageStatus.SENT, retry_at, f"{sms_id}:79161234567", 1)
+                             "all": "1", "fmt": "3", "charset": "utf-8"}
+    assert sent_row(db, message_id) == (MessageStatus.SENT, taken, f"{sms_id}:79161234567", 1)
+
+
+def test_when_smsc_does_not_say_when_it_took_the_message_then_the_retry_time_is_recorded(
+    db: Database, world: World, api: FakeApi, smsc: SmsChannel
+) -> None:
+    message_id = enqueue_sms(db, world)
+    t0 = utcnow() + timedelta(seconds=1)
+    api.reply(Reply(200, {"id": 4242, "cnt": 1}))
+    killed_round(db, smsc, t0)
+
+    retry_at = t0 + worker.LEASE + timedelta(seconds=1)
+    api.reply(Reply(200, {"status": 1, "last_timestamp": 1796547603, "err": 0}))
+    assert worker.deliver_due(db, {MessageChannel.SMS: smsc}, now=retry_at) == 1
+    assert sent_row(db, message_id)[:2] == (MessageStatus.SENT, retry_at)
 
 
 def test_when_smsc_does_not_know_the_id_then_the_retry_sends_with_the_same_id(

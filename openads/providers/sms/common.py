@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.ports import ProviderError, SmsSender
+from models.ports import OnAccepted, ProviderError, SentBefore, SmsSender
 
 
 def gateway_number(provider: str, to_e164: str) -> str:
@@ -19,11 +19,14 @@ class SmsChannel:
     def __init__(self, sms: SmsSender) -> None:
         self.sms = sms
 
-    def send(self, recipient: str, subject: str, body: str, *, key: str | None = None) -> str:
-        return str(self.sms.send(recipient, body, key=key))
+    def send(self, recipient: str, subject: str, body: str, *, key: str | None = None,
+             accepted: OnAccepted | None = None) -> str:
+        message_id = str(self.sms.send(recipient, body, key=key))
+        if accepted is not None:
+            accepted(message_id)
+        return message_id
 
-    def find_accepted(self, recipient: str, key: str) -> str | None:
-        """The gateway's id of a message it accepted earlier with this key (None: none, or the
-        gateway cannot tell)."""
-        found = self.sms.find_sent(recipient, key)
-        return str(found) if found is not None else None
+    def find_accepted(self, recipient: str, key: str) -> SentBefore | None:
+        """A message the gateway accepted earlier with this key, with its acceptance time when the
+        gateway tells it (None: none, or the gateway cannot tell)."""
+        return self.sms.find_sent(recipient, key)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from models.ports import DeliveryStatus, ProviderError, ProviderMessageId
+from models.base import utcnow
+from models.ports import DeliveryStatus, ProviderError, ProviderMessageId, SentBefore
 from openads.config import SmsSettings
 
 
@@ -15,6 +17,7 @@ class SentSms:
     text: str
     message_id: ProviderMessageId
     key: str | None = field(default=None, compare=False)  # the idempotency key it carried
+    at: datetime = field(default_factory=utcnow, compare=False)  # when the gateway took it
 
 
 @dataclass
@@ -34,12 +37,13 @@ class FakeSms:
             self.sent.append(SentSms(to_e164, text, message_id, key))
             return message_id
 
-    def find_sent(self, to_e164: str, key: str) -> ProviderMessageId | None:
-        """Like SMSC: a message sent with this key to this number is found."""
+    def find_sent(self, to_e164: str, key: str) -> SentBefore | None:
+        """Like SMSC: a message sent with this key to this number is found, with its time."""
         with self._lock:
             if self.fail_with is not None:
                 raise self.fail_with
-            return next((m.message_id for m in self.sent if m.key == key and m.to == to_e164), None)
+            found = next((m for m in self.sent if m.key == key and m.to == to_e164), None)
+            return SentBefore(found.message_id, found.at) if found is not None else None
 
     def status(self, message_id: ProviderMessageId) -> DeliveryStatus:
         with self._lock:

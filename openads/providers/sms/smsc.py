@@ -13,17 +13,20 @@ the id to find a message, so our message id is `<id>:<phone>`.
 Idempotency (issue 11): send.php takes a client-assigned message `id` (an integer). Ours is
 derived from the outbox message's idempotency key, so every retry carries the same id, and
 before sending again the worker asks status.php for `<id>:<phone>`: a message SMSC already
-has (any status but -3 "not found") is not sent twice (`find_sent`).
+has (any status but -3 "not found") is not sent twice (`find_sent`). That look-up asks with
+`all=1`, whose answer carries `send_timestamp` (Unix time SMSC took the message): the time
+recorded for the notice is SMSC's acceptance, not the time of the retry.
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from models.ports import DeliveryStatus, ProviderError, ProviderMessageId
+from models.ports import DeliveryStatus, ProviderError, ProviderMessageId, SentBefore
 from openads.config import SmsSettings
 from openads.providers import transport
 from openads.providers.sms.common import gateway_number
@@ -99,13 +102,15 @@ class Smsc:
             raise ProviderError(PROVIDER, "bad-response", "no message id in the answer", retryable=True)
         return ProviderMessageId(f"{data['id']}:{phone}")
 
-    def find_sent(self, to_e164: str, key: str) -> ProviderMessageId | None:
+    def find_sent(self, to_e164: str, key: str) -> SentBefore | None:
         phone = gateway_number(PROVIDER, to_e164)
         sms_id = client_id(key)
-        data = self._call("/sys/status.php", {"phone": phone, "id": sms_id})
+        data = self._call("/sys/status.php", {"phone": phone, "id": sms_id, "all": "1"})
         if _int(data.get("status")) == NOT_FOUND:
             return None
-        return ProviderMessageId(f"{sms_id}:{phone}")
+        stamp = _int(data.get("send_timestamp"))
+        at = datetime.fromtimestamp(stamp, UTC) if stamp > 0 else None
+        return SentBefore(ProviderMessageId(f"{sms_id}:{phone}"), at)
 
     def status(self, message_id: ProviderMessageId) -> DeliveryStatus:
         sms_id, _, phone = str(message_id).partition(":")

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from models.ports import DeliveryStatus, ProviderError, ProviderMessageId
+from models.ports import DeliveryStatus, ProviderError, ProviderMessageId, SentBefore
 from openads.config import SmsSettings
 from openads.providers import transport
 from openads.providers.sms.common import gateway_number
@@ -80,7 +80,7 @@ class SmsRu:
             raise _refusal(entry)
         return ProviderMessageId(str(entry["sms_id"]))
 
-    def find_sent(self, to_e164: str, key: str) -> ProviderMessageId | None:
+    def find_sent(self, to_e164: str, key: str) -> SentBefore | None:
         return None  # no look-up by a client-side key in the SMS.ru API
 
     def status(self, message_id: ProviderMessageId) -> DeliveryStatus:
