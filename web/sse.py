@@ -8,7 +8,11 @@ for wake-ups (Redis pub/sub or in-process, with polling as the floor) and reads 
 Ids are allocated at insert but transactions commit in any order (PostgreSQL), so a row with a
 smaller id can become visible after a larger one: each read therefore also looks back over recent
 rows (LOOKBACK_IDS ids, LOOKBACK_SECONDS seconds) and skips the ones it already sent. The `id:`
-sent is always the highest id sent so far, so a reconnecting browser resumes after it.
+sent is the stream's position (`StreamState.position`): the highest id sent so far, followed, when
+some id of the look-back window below it was neither sent nor before the stream's start, by a
+bitmap of the ones that were (`<high>-<base64url>`). A browser reconnecting with it gets what
+committed late in the meantime, and nothing twice: without the bitmap a row committed after a
+larger one and after the connection dropped was never sent (found by the chaos suite, issue 11).
 
 Who serves the stream (decision 0015): the view below authenticates, takes a lease on the user's
 and the address's stream quota (429 when full) and decides what the stream carries. Under
@@ -24,6 +28,8 @@ connection open, and the stream carries on from where it was when the database i
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import random
@@ -104,21 +110,73 @@ def current_max_id(session: Session, org_ids: list[int] | None) -> int:
     return session.scalar(query) or 0
 
 
-def _start_id() -> int | None:
+WINDOW_BYTES = (LOOKBACK_IDS + 7) // 8
+_FULL_WINDOW = (1 << LOOKBACK_IDS) - 1
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a client is: everything up to `last_id` handled, and when `handled` is given, of the
+    look-back window below `last_id` only those ids (the rest may still arrive late)."""
+
+    last_id: int
+    handled: frozenset[int] | None = None
+
+
+def encode_position(high: int, floor: int, sent: set[int] | frozenset[int]) -> str:
+    """`high`, plus the bitmap of the window's ids handled (at or below `floor`, or in `sent`)
+    when that is not all of them. Bit d-1 stands for id `high - d`."""
+    gap = high - floor  # ids high-d with d >= gap are at or below the floor: bits gap-1 and up
+    if gap <= 0:
+        bits = _FULL_WINDOW
+    elif gap > LOOKBACK_IDS:
+        bits = 0
+    else:
+        bits = _FULL_WINDOW & ~((1 << (gap - 1)) - 1)
+    for event_id in sent:
+        d = high - event_id
+        if 1 <= d <= LOOKBACK_IDS:
+            bits |= 1 << (d - 1)
+    if bits == _FULL_WINDOW:
+        return str(high)
+    return f"{high}-{base64.urlsafe_b64encode(bits.to_bytes(WINDOW_BYTES, 'big')).rstrip(b'=').decode()}"
+
+
+def parse_position(raw: str) -> Position | None:
+    """A Last-Event-ID (or ?last_id=) as `encode_position` wrote it, or a plain id; None: unusable."""
+    head, _, tail = raw.strip().partition("-")
+    try:
+        value = int(head)
+    except ValueError:
+        return None
+    if value > EVENT_ID_MAX:  # past it no event can follow: as if none were given
+        return None
+    value = max(0, value)
+    if not tail:
+        return Position(value)
+    try:
+        data = base64.urlsafe_b64decode(tail + "=" * (-len(tail) % 4))
+    except (ValueError, binascii.Error):
+        return Position(value)  # a mangled bitmap: resume after the id, as before
+    if len(data) != WINDOW_BYTES:
+        return Position(value)
+    bits = int.from_bytes(data, "big") & _FULL_WINDOW
+    handled = frozenset(value - d for d in range(1, LOOKBACK_IDS + 1) if bits >> (d - 1) & 1 and value - d > 0)
+    return Position(value, handled)
+
+
+def _start_position() -> Position | None:
     for raw in (request.headers.get("Last-Event-ID"), request.args.get("last_id")):
         if raw is not None and raw.strip():
-            try:
-                value = int(raw.strip())
-            except ValueError:
-                continue
-            if value <= EVENT_ID_MAX:  # past it no event can follow: as if none were given
-                return max(0, value)
+            found = parse_position(raw)
+            if found is not None:
+                return found
     return None
 
 
-def format_event(event_id: int, name: str, data: dict[str, Any]) -> str:
+def format_event(position: int | str, name: str, data: dict[str, Any]) -> str:
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {event_id}\nevent: {name}\ndata: {payload}\n\n"
+    return f"id: {position}\nevent: {name}\ndata: {payload}\n\n"
 
 
 def read_new(session: Session, org_ids: list[int] | None, floor: int, high: int, seen: set[int]) -> tuple[int, list[Row]]:
@@ -155,9 +213,17 @@ class StreamState:
     executor_id: int | None = None
     high: int = 0
     sent: set[int] = field(default_factory=set)
+    resume: frozenset[int] | None = None  # the client's handled ids of the window below last_id
 
     def __post_init__(self) -> None:
         self.high = max(self.high, self.last_id)
+        if self.resume is not None:  # the window below the client's id is open again, minus what it has
+            self.sent = {*self.resume, self.high}
+            self.last_id = max(0, self.high - LOOKBACK_IDS)
+            self.resume = None
+
+    def position(self) -> str:
+        return encode_position(self.high, self.last_id, self.sent)
 
     def visible(self, name: str, payload: dict[str, Any] | None) -> bool:
         return self.executor_id is None or access.executor_sees_event(self.executor_id, name, payload)
@@ -171,8 +237,8 @@ class StreamState:
             self.sent.add(event_id)
             self.high = max(self.high, event_id)
             if self.visible(name, payload):
-                out.append(format_event(self.high, name, {"event_id": event_id, "organization_id": org_id,
-                                                          **(payload or {})}))
+                out.append(format_event(self.position(), name, {"event_id": event_id, "organization_id": org_id,
+                                                                **(payload or {})}))
         if out:
             self.sent = {i for i in self.sent if i > self.high - LOOKBACK_IDS}
         return "".join(out)
@@ -240,6 +306,7 @@ class StreamRequest:
     # a logout, "sign out everywhere" or deactivation ends an open stream too, not only the next page.
     signed_in: Callable[[], bool] = lambda: True
     session_check_seconds: float = SESSION_CHECK_SECONDS
+    resume: frozenset[int] | None = None  # Position.handled of the client's Last-Event-ID
 
 
 def stream_limits(app: Flask) -> StreamLimits:
@@ -255,10 +322,11 @@ def event_stream(
     db: Database, bus: Bus, org_ids: list[int], last_id: int, *,
     heartbeat: float = HEARTBEAT_SECONDS, max_seconds: float = MAX_STREAM_SECONDS, executor_id: int | None = None,
     signed_in: Callable[[], bool] = lambda: True, session_check_seconds: float = SESSION_CHECK_SECONDS,
+    resume: frozenset[int] | None = None,
 ) -> Iterator[str]:
     """Events after `last_id`, served from a thread (plain WSGI servers): reads on every wake-up."""
     sub = bus.subscriber(org_ids)
-    state = StreamState(last_id, executor_id)
+    state = StreamState(last_id, executor_id, resume=resume)
     started = last_beat = checked = time.monotonic()
     outages = 0  # reads failed in a row because the database is unavailable
     try:
@@ -303,10 +371,11 @@ def events_stream() -> Any:
         return Response("требуется вход в систему\n", status=401, mimetype="text/plain")
     org_ids = user.organization_ids
     db: Database = current_app.extensions["openads.db"]
-    start = _start_id()
-    if start is None:
+    position = _start_position()
+    if position is None:
         with db.read() as s:
-            start = current_max_id(s, org_ids)
+            position = Position(current_max_id(s, org_ids))
+    start = position.last_id
     lease = stream_limits(current_app).acquire(user.id, request.remote_addr or "")
     if isinstance(lease, str):
         return Response(lease + "\n", status=429, mimetype="text/plain",
@@ -321,6 +390,7 @@ def events_stream() -> Any:
         lease=lease,
         signed_in=session_check(),
         session_check_seconds=float(current_app.config.get("OPENADS_SSE_SESSION_CHECK", SESSION_CHECK_SECONDS)),
+        resume=position.handled,
     )
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     handoff = (request.environ.get("asgi.scope") or {}).get(HANDOFF_KEY)
@@ -331,7 +401,7 @@ def events_stream() -> Any:
     stream = event_stream(
         db, bus, org_ids, start, heartbeat=wanted.heartbeat, max_seconds=wanted.max_seconds,
         executor_id=wanted.executor_id, signed_in=wanted.signed_in,
-        session_check_seconds=wanted.session_check_seconds,
+        session_check_seconds=wanted.session_check_seconds, resume=wanted.resume,
     )
     response = Response(stream, mimetype="text/event-stream", headers=headers)
     response.call_on_close(lease.release)  # also when the client left before the first byte

@@ -224,7 +224,7 @@ async def serve_stream(hub: StreamHub, wanted: StreamRequest, headers: list[tupl
     loop = asyncio.get_running_loop()
     sub = hub.subscribe(wanted.org_ids)
     watcher = loop.create_task(_watch_disconnect(receive, sub))
-    state = StreamState(wanted.last_id, wanted.executor_id)
+    state = StreamState(wanted.last_id, wanted.executor_id, resume=wanted.resume)
     started = loop.time()
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -28,7 +28,7 @@ def _events(resp: Any) -> Iterator[tuple[int, str, dict[str, Any]]]:
             fields = dict(line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":")
                           and ": " in line)
             if "event" in fields:
-                yield int(fields["id"]), fields["event"], json.loads(fields["data"])
+                yield int(fields["id"].partition("-")[0]), fields["event"], json.loads(fields["data"])
 
 
 def _next_event(stream: Iterator[tuple[int, str, dict[str, Any]]]) -> tuple[int, str, dict[str, Any]]:
@@ -243,3 +243,69 @@ def serve_hub_stream(db: Any, wanted: Any, send: Any, *, timeout: float) -> None
             await hub.close()
 
     asyncio.run(main())
+
+
+def _raw_ids(resp: Any, wanted: int) -> list[tuple[str, int]]:
+    """(the `id:` line, the event's own id) of the next `wanted` events."""
+    out: list[tuple[str, int]] = []
+    for n, chunk in enumerate(resp.response):
+        assert n < MAX_CHUNKS and len(out) < wanted
+        text = chunk.decode() if isinstance(chunk, bytes) else chunk
+        for block in text.split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+            if "event" in fields:
+                out.append((fields["id"], json.loads(fields["data"])["event_id"]))
+        if len(out) >= wanted:
+            return out
+    raise AssertionError(f"the stream ended after {out}")
+
+
+def test_an_event_committed_late_after_a_reconnect_is_sent_once_and_nothing_twice(
+    db: Any, world: Any, login_as: Any
+) -> None:
+    """Ids are allocated at insert, commits come in any order: a row with a smaller id can become
+    visible after a larger one was sent, and after the browser reconnected. Its Last-Event-ID then
+    says which ids below the one it has it got; the late row is sent, the others are not again
+    (the chaos suite lost such events while the web server was killed)."""
+    from sqlalchemy import func, insert, select
+
+    from models.base import utcnow
+    from models.outbox import DomainEvent
+
+    with db.read() as s:
+        base = int(s.scalar(select(func.max(DomainEvent.id))) or 0)
+    late, early = base + 1, base + 2  # `late` is allocated first and commits last
+
+    def emit(event_id: int, label: str) -> None:
+        with db.write() as s:
+            s.execute(insert(DomainEvent).values(id=event_id, organization_id=world.org_a.id, name="ticket.changed",
+                                                 payload={"label": label}, created_at=utcnow()))
+
+    client = login_as(world.dispatcher_a)
+    resp = _open(client, headers={"Last-Event-ID": str(base)})
+    try:
+        emit(early, "early")
+        ((position, event_id),) = _raw_ids(resp, 1)
+    finally:
+        resp.close()
+    assert event_id == early and position.startswith(f"{early}-")  # `late` is still open below it
+
+    emit(late, "late")  # committed while the browser was away
+    emit(base + 3, "after")
+    resp = _open(client, headers={"Last-Event-ID": position})
+    try:
+        got = _raw_ids(resp, 2)
+    finally:
+        resp.close()
+    assert [e for _, e in got] == [late, base + 3]
+    assert got[-1][0] == str(base + 3)  # nothing open below it any more: the plain id
+
+
+def test_a_mangled_position_resumes_after_its_id() -> None:
+    from web.sse import LOOKBACK_IDS, encode_position, parse_position
+
+    assert parse_position("77") == parse_position("77-!!!") == parse_position("77-AAAA")
+    assert parse_position("x-1") is None and parse_position("-5") is None
+    position = parse_position(encode_position(300, 90, {299, 250}))
+    assert position is not None and position.last_id == 300
+    assert position.handled == frozenset({299, 250, *range(300 - LOOKBACK_IDS, 91)})
