@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-pbx pbx pbx-stop lint bench migrate-check clean
+.PHONY: install demo test test-pbx test-chaos pbx pbx-stop lint bench migrate-check clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test-pbx: $(STAMP)
 	pbx/deps.sh
 	pbx/run.sh start
 	OPENADS_PBX_TESTS=1 $(BIN)/python -m pytest -q tests/pbx; rc=$$?; pbx/run.sh stop; exit $$rc
+
+# Issue 11's chaos suite: web, worker and ari as real processes on their own PostgreSQL cluster and
+# Redis, killed and restarted under load; checks nothing is lost or sent twice (about 5 minutes).
+test-chaos: $(STAMP)
+	OPENADS_CHAOS_TESTS=1 $(BIN)/python -m pytest -q -s tests/chaos
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

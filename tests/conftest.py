@@ -31,7 +31,9 @@ from openads.config import Settings, load_settings
 from tests import factories as f
 
 # The real-PBX scenarios run only under `make test-pbx`, which builds and starts the test PBX.
-collect_ignore = [] if os.environ.get("OPENADS_PBX_TESTS") else ["pbx"]
+# The chaos suite runs only under `make test-chaos` (its own PostgreSQL cluster and Redis, minutes long).
+collect_ignore = ([] if os.environ.get("OPENADS_PBX_TESTS") else ["pbx"]) + (
+    [] if os.environ.get("OPENADS_CHAOS_TESTS") else ["chaos"])
 
 
 def _pg_database(base_url: str) -> Iterator[str]:
