@@ -45,6 +45,7 @@ class TicketLoad:
     created: dict[str, tuple[int, str]] = field(default_factory=dict)  # marker → (ticket id, number)
     unanswered: dict[str, str] = field(default_factory=dict)  # marker → what happened instead
     assigned: set[int] = field(default_factory=set)
+    done: set[int] = field(default_factory=set)  # → the resident's SMS and the robot's rating call
     requests: Counter[str] = field(default_factory=Counter)
     seq: int = 0
 
@@ -53,7 +54,11 @@ class TicketLoad:
         with httpx.Client(base_url=self.base, headers=headers, timeout=10) as client:
             while not stop.wait(self.rng.expovariate(self.rate)):
                 candidates = [tid for tid, _ in self.created.values() if tid not in self.assigned]
-                if candidates and self.rng.random() < 0.3:
+                finishing = sorted(self.assigned - self.done)
+                roll = self.rng.random()
+                if finishing and roll < 0.15:
+                    self._finish(client, self.rng.choice(finishing))
+                elif candidates and roll < 0.45:
                     self._assign(client, self.rng.choice(candidates))
                 else:
                     self._create(client)
@@ -79,6 +84,17 @@ class TicketLoad:
         else:
             self.unanswered[marker] = f"HTTP {response.status_code}"
             self.requests[f"create:{response.status_code}"] += 1
+
+    def _finish(self, client: httpx.Client, ticket_id: int) -> None:
+        self.requests["done"] += 1
+        try:
+            response = client.post(f"/api/v1/tickets/{ticket_id}/transition", json={"to": "done"})
+        except httpx.HTTPError:
+            self.requests["done:no-answer"] += 1
+            return
+        self.requests[f"done:{response.status_code}"] += 1
+        if response.status_code in (200, 409):  # 409: done by an earlier try whose answer was lost
+            self.done.add(ticket_id)
 
     def _assign(self, client: httpx.Client, ticket_id: int) -> None:
         self.requests["assign"] += 1
@@ -239,3 +255,62 @@ class StreamClient:
                     self.errors[f"stream {type(exc).__name__}"] += 1
                 self.reconnects += 1
                 stop.wait(0.5)
+
+
+@dataclass
+class PressedRating:
+    channel_id: str  # the robot's call row has it (`calls.channel_id`)
+    digit: int
+
+
+@dataclass
+class ResidentPhones:
+    """The residents' phones answering the voice robot: about three in four rating calls are
+    picked up, and the resident presses 1-5 once the prompt has started; the others ring out."""
+
+    emulator: str
+    auth: tuple[str, str]
+    seeded: Seeded
+    rng: random.Random
+    pressed: list[PressedRating] = field(default_factory=list)
+    rang_out: int = 0
+    handled: set[str] = field(default_factory=set)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def run(self, stop: threading.Event) -> None:
+        numbers = {phone[-10:] for *_, phone in self.seeded.residents}
+        with httpx.Client(auth=self.auth, timeout=5) as client:
+            while not stop.wait(0.3):
+                try:
+                    state = client.get(f"{self.emulator}/_emulator/state").json()
+                except (httpx.HTTPError, ValueError) as exc:
+                    self.errors[type(exc).__name__] += 1
+                    continue
+                for channel in state.get("channels", []):
+                    remote = str(channel.get("remote_number") or "")[-10:]
+                    if (not channel.get("outgoing") or remote not in numbers or channel["id"] in self.handled
+                            or channel.get("state") != "Ringing"):
+                        continue
+                    self.handled.add(channel["id"])
+                    if self.rng.random() < 0.25:
+                        self.rang_out += 1
+                        continue
+                    threading.Thread(target=self._answer, args=(channel,), daemon=True).start()
+
+    def _answer(self, channel: dict[str, Any]) -> None:
+        digit = self.rng.randint(1, 5)
+        with httpx.Client(auth=self.auth, timeout=5) as client:
+            try:
+                time.sleep(self.rng.uniform(0.3, 1.5))
+                ok = client.post(f"{self.emulator}/_emulator/answer", json={"channel": channel["id"]}).status_code == 200
+                if not ok:
+                    self.errors["answer refused"] += 1
+                    return
+                time.sleep(self.rng.uniform(0.5, 1.5))  # the prompt starts; keys count from then on
+                if client.post(f"{self.emulator}/_emulator/press",
+                               json={"channel": channel["id"], "digits": str(digit)}).status_code == 200:
+                    self.pressed.append(PressedRating(channel["id"], digit))
+                time.sleep(3)
+                client.post(f"{self.emulator}/_emulator/hangup", json={"channel": channel["id"]})
+            except httpx.HTTPError as exc:
+                self.errors[type(exc).__name__] += 1

@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models.db import Database
-from tests.chaos.load import CallLoad, Seeded, StreamClient, TicketLoad
+from tests.chaos.load import CallLoad, ResidentPhones, Seeded, StreamClient, TicketLoad
 from tests.chaos.providers import ChaosSmtp, SmscServer
 from tests.chaos.services import PgCluster, RedisServer, free_port, postgres_bindir
 from tests.chaos.stack import Supervisor, emulator_argv, http_ok, openads, wait_until
@@ -52,7 +52,10 @@ def seed(db: Database) -> Seeded:
         org = f.make_org(s, name="УК «Хаос»", short_name="Хаос", hotline_numbers=HOTLINE,
                          municipality_email="edds@chaos.example")
         categories = f.make_categories(s, org)
-        f.make_robot_settings(s, org, quiet_start=dtime(0, 0), quiet_end=dtime(0, 0), rating_calls_enabled=False)
+        # notices at any hour; rating calls all day, one retry an hour later (after the run)
+        f.make_robot_settings(s, org, quiet_start=dtime(0, 0), quiet_end=dtime(0, 0), rating_calls_enabled=True,
+                              call_window_start=dtime(0, 0), call_window_end=dtime(23, 59), max_attempts=2,
+                              retry_interval_minutes=60)
         dispatchers = [f.make_user(s, [org], Role.DISPATCHER, login=login, full_name=f"Диспетчер {login}")
                        for login in DISPATCHERS]
         executors = [f.make_user(s, [org], Role.EXECUTOR, login=f"exec{i}", full_name=f"Слесарь {i}").id
@@ -133,7 +136,7 @@ def installation(tmp_path: Path) -> Iterator[Installation]:
         SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.port), SMTP_FROM="ads@chaos.example", SMTP_TIMEOUT="30",
         SMS_PROVIDER="smsc", SMSC_URL=smsc.url, SMSC_LOGIN="chaos", SMSC_PASSWORD="chaos", SMS_TIMEOUT="30",
         ARI_URL=f"http://127.0.0.1:{emulator_port}", ARI_USER="openads", ARI_PASSWORD=ari_password,
-        ARI_SWEEP_SECONDS="5", ARI_RING_RETRY_SECONDS="2", SPEECH_RECOGNIZER="fake", SPEECH_PROVIDER="fake",
+        ARI_SWEEP_SECONDS="5", ARI_RING_RETRY_SECONDS="2", ARI_RING_TIMEOUT="8", SPEECH_RECOGNIZER="fake", SPEECH_PROVIDER="fake",
         OPENADS_DEMO_ARI_PASSWORD=ari_password, PYTHONUNBUFFERED="1",
     )
     supervisor = Supervisor(home / "logs")
@@ -257,10 +260,11 @@ def drained(inst: Installation) -> str | None:
 
 
 def check_invariants(inst: Installation, tickets: TicketLoad, calls: CallLoad, stream: StreamClient,
-                     stream_from: int) -> Report:
-    from models.call import Call, CallOutcome
+                     stream_from: int, phones: ResidentPhones) -> Report:
+    from models.call import Call, CallKind, CallOutcome
     from models.missed_call import MissedCallCall
     from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxMessage
+    from models.rating import RatingAttempt, RatingAttemptOutcome, TicketRating
     from models.services.tickets import MUNICIPALITY_PURPOSE
     from models.ticket import Ticket, TicketHistory
 
@@ -340,6 +344,24 @@ def check_invariants(inst: Installation, tickets: TicketLoad, calls: CallLoad, s
                              f"{'yes' if call.id in missed_links else 'none'}")
         unended = [cid for cid, call in journal.items() if call.ended_at is None]
         report.check(not unended, f"calls never ended: {unended}")
+        c["robot calls"] = sum(1 for call in journal.values() if call.kind == CallKind.ROBOT)
+
+        # ratings: one per ticket, the digit the resident pressed on a call of that ticket
+        attempts = list(s.scalars(select(RatingAttempt).where(RatingAttempt.organization_id == org_id)))
+        ticket_of_call = {a.call_id: a.ticket_id for a in attempts if a.call_id is not None}
+        ratings = {r.ticket_id: r.value for r in s.scalars(select(TicketRating).where(TicketRating.organization_id == org_id))}
+        pressed = {journal[p.channel_id].id: p.digit for p in phones.pressed if p.channel_id in journal}
+        c["ratings pressed"] = len(pressed)
+        c["ratings stored"] = len(ratings)
+        c["robot calls rung out"] = phones.rang_out
+        for ticket_id, value in ratings.items():
+            digits = {d for call_id, d in pressed.items() if ticket_of_call.get(call_id) == ticket_id}
+            report.check(value in digits, f"ticket {ticket_id} rated {value}, the resident pressed {sorted(digits)}")
+        for a in attempts:
+            if a.outcome == RatingAttemptOutcome.ANSWERED and a.call_id in pressed:
+                report.check(ratings.get(a.ticket_id) == pressed[a.call_id],
+                             f"attempt {a.id} rated by {pressed[a.call_id]} but ticket {a.ticket_id} has "
+                             f"{ratings.get(a.ticket_id)}")
 
         # the panel's stream: every event once
         expected = set(s.scalars(select(DomainEvent.id).where(DomainEvent.organization_id == org_id,
@@ -377,10 +399,12 @@ def test_nothing_is_lost_or_sent_twice_under_faults(installation: Installation) 
     tickets = TicketLoad(inst.web_url, inst.seeded, random.Random(rng.random()))
     calls = CallLoad(inst.emulator_url, inst.ari_auth, inst.seeded, random.Random(rng.random()))
     stream = StreamClient(inst.web_url, inst.seeded, str(stream_from))
+    phones = ResidentPhones(inst.emulator_url, inst.ari_auth, inst.seeded, random.Random(rng.random()))
     threads = [threading.Thread(target=tickets.run, args=(stop_load,), name="tickets", daemon=True),
                threading.Thread(target=calls.run, args=(stop_load,), name="calls-1", daemon=True),
                threading.Thread(target=CallLoad.run, args=(calls, stop_load), name="calls-2", daemon=True),
-               threading.Thread(target=stream.run, args=(stop_stream,), name="stream", daemon=True)]
+               threading.Thread(target=stream.run, args=(stop_stream,), name="stream", daemon=True),
+               threading.Thread(target=phones.run, args=(stop_stream,), name="resident-phones", daemon=True)]
     for t in threads:
         t.start()
     started = time.monotonic()
@@ -400,10 +424,12 @@ def test_nothing_is_lost_or_sent_twice_under_faults(installation: Installation) 
         time.sleep(1)
     time.sleep(3)  # the stream's last events
     stop_stream.set()
-    threads[3].join(50)
-    report = check_invariants(inst, tickets, calls, stream, stream_from)
+    for t in threads[3:]:
+        t.join(50)
+    report = check_invariants(inst, tickets, calls, stream, stream_from, phones)
     print(f"chaos: load ran {time.monotonic() - started:.0f} s; requests {dict(tickets.requests)}; "
-          f"call driver errors {dict(calls.errors)}; stream errors {dict(stream.errors)}", flush=True)
+          f"call driver errors {dict(calls.errors)}; stream errors {dict(stream.errors)}; "
+          f"resident phones errors {dict(phones.errors)}", flush=True)
     for name, value in report.counts.items():
         print(f"chaos: {name} = {value}", flush=True)
     if waiting:
