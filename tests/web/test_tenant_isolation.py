@@ -19,7 +19,7 @@ from models.services import calls as calls_svc
 from models.ticket import Attachment
 from tests import factories as f
 
-ID_KINDS = ("org_id", "ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id", "call_id",
+ID_KINDS = ("org_id", "organization_id", "ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id", "call_id",
             "missed_call_id", "recording_id", "attempt_id", "session_id", "token_id")
 
 
@@ -58,7 +58,7 @@ def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
         session_id = s.scalar(select(UserSession.id).where(UserSession.user_id == user.id).order_by(
             UserSession.id.desc()))
         assert access.is_session_of(s.get(UserSession, session_id), key)
-        return {"org_id": org.id, "session_id": session_id, "token_id": token.id,
+        return {"org_id": org.id, "organization_id": org.id, "session_id": session_id, "token_id": token.id,
                 "ticket_id": ticket.id, "house_id": house.id, "resident_id": resident.id,
                 "attachment_id": attachment.id, "category_id": cats["other"].id, "incident_id": incident.id,
                 "call_id": call.id, "missed_call_id": missed.id, "recording_id": recording.id,
