@@ -124,3 +124,13 @@ def format_interval(start: time | None, end: time | None, *, none: str = "кру
     if start is None or end is None:
         return none
     return f"{start:%H:%M}–{end:%H:%M}"
+
+
+def format_minutes(minutes: int | None) -> str:
+    """A deadline for people: 4320 → "3 сут", 90 → "1 ч 30 мин", 30 → "30 мин"."""
+    if not minutes:
+        return "—"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    parts = [f"{days} сут" if days else "", f"{hours} ч" if hours else "", f"{mins} мин" if mins else ""]
+    return " ".join(p for p in parts if p)

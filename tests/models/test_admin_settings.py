@@ -253,3 +253,10 @@ def test_audit_reads_are_scoped_to_the_organizations_given(session, world) -> No
     assert [e.new_value for e in both] == ["Б", "А"]
     assert [e.new_value for e in audit.audit_entries(session, org_ids=[org_a.id, org_b.id],
                                                      f=audit.AuditFilter(q="Б"))] == ["Б"]
+
+
+def test_deadlines_are_shown_in_days_hours_and_minutes() -> None:
+    from models.rules.org_settings import format_minutes
+
+    assert [format_minutes(m) for m in (4320, 120, 90, 30, 1500, None)] == [
+        "3 сут", "2 ч", "1 ч 30 мин", "30 мин", "1 сут 1 ч", "—"]

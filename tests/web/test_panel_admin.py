@@ -211,3 +211,21 @@ def test_audit_log_filters_and_local_time(db, world, login_as, admin_a) -> None:
     bad = client.get("/admin/audit?from=вчера")
     assert bad.status_code == 400 and "неверная дата" in bad.get_data(as_text=True)
     assert client.get("/admin/audit?object_type=nonsense").status_code == 400
+
+
+def test_robot_settings_page_changes_are_in_the_audit_log_as_the_panels(db, world, login_as) -> None:
+    client = login_as(world.manager_a)
+    page = client.get(f"/settings/robot?organization_id={world.org_a.id}").get_data(as_text=True)
+    assert 'name="max_attempts"' in page
+    from models.rules.robot import DEFAULT_RATING_PROMPT, DEFAULT_TEMPLATES
+
+    resp = client.post("/settings/robot", data={
+        "organization_id": str(world.org_a.id), "rating_calls_enabled": "1", "call_window_start": "10:00",
+        "call_window_end": "20:00", "max_attempts": "5", "retry_interval_minutes": "30",
+        "rating_prompt": DEFAULT_RATING_PROMPT, "notifications_enabled": "1", "quiet_start": "21:00",
+        "quiet_end": "09:00", **{f"template_{k}": v for k, v in DEFAULT_TEMPLATES.items()}})
+    assert resp.status_code == 302
+    with db.read() as s:
+        (row,) = s.scalars(select(AuditEntry)).all()
+        assert (row.object_type, row.field, row.old_value, row.new_value, row.actor_id, row.via) == (
+            "robot_settings", "max_attempts", "3", "5", world.manager_a.id, "panel")

@@ -17,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 from models.errors import ValidationFailed
 from models.organization import Organization, Role
 from models.rules import audit as audit_rules
-from models.rules.org_settings import format_interval
+from models.rules.org_settings import format_interval, format_minutes
 from models.services import audit as audit_svc
 from models.services import catalog as cat_svc
 from models.services import organizations as org_svc
@@ -121,7 +121,8 @@ def admin_categories(org_id: int) -> Any:
     org = org_by_id(org_id)
     return render_template("admin/categories.html", org=org, orgs=my_orgs(),
                            categories=cat_svc.catalogue(db_session(), org_id=org.id),
-                           default_minutes=org.default_deadline_minutes, format_interval=format_interval)
+                           default_minutes=org.default_deadline_minutes, format_interval=format_interval,
+                           format_minutes=format_minutes)
 
 
 def _draft(form: MultiDict[str, str], code: str | None) -> cat_svc.CategoryDraft:
