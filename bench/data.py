@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from models.housing import Account, House, Premise, Resident, ResidentPhone
 from models.migrate import upgrade
-from models.organization import ApiToken, DispatchCentre, Membership, Organization, Role, User
+from models.organization import ApiToken, DispatchCentre, Hotline, Membership, Organization, Role, User
 from models.rules.catalog import DEFAULT_CATEGORIES
 from models.rules.deadlines import DeadlineRule, compute_deadlines
 from models.ticket import Category, Incident, Ticket, TicketCounter
@@ -152,7 +152,7 @@ def build_reference(n_tickets: int, now: datetime) -> Dataset:
     created = now - timedelta(days=365 * YEARS + 30)
     rows: dict[Any, list[dict[str, Any]]] = {
         DispatchCentre: [{"id": 1, "name": "Бенчмарк: единый диспетчерский центр"}],
-        Organization: [], User: [], Membership: [], Category: [], House: [], Premise: [], Account: [],
+        Organization: [], Hotline: [], User: [], Membership: [], Category: [], House: [], Premise: [], Account: [],
         Resident: [], ResidentPhone: [], ApiToken: [],
     }
     orgs: list[OrgData] = []
@@ -165,9 +165,11 @@ def build_reference(n_tickets: int, now: datetime) -> Dataset:
         rows[Organization].append({
             "id": spec.id, "name": spec.name, "short_name": spec.short_name, "kind": "УК", "inn": spec.inn,
             "timezone": spec.timezone, "municipality_email": f"edds{spec.id}@bench.invalid",
-            "email": f"uk{spec.id}@bench.invalid", "hotline_numbers": f"+7800000000{spec.id}",
+            "email": f"uk{spec.id}@bench.invalid",
             "dispatch_centre_id": 1, "default_deadline_minutes": 3 * 24 * 60, "created_at": created,
         })
+        rows[Hotline].append({"id": spec.id, "organization_id": spec.id, "number": f"+7800000000{spec.id}",
+                              "position": 0})
         for c in DEFAULT_CATEGORIES:
             cat_id += 1
             od.categories[c.code] = cat_id
@@ -447,7 +449,7 @@ def load_postgresql(url: str, ds: Dataset) -> None:
                 _finish(conn, ds)
                 for idx in indexes:
                     idx.create(conn)
-                for table in ("dispatch_centres", "organizations", "users", "memberships", "categories", "houses",
+                for table in ("dispatch_centres", "organizations", "hotlines", "users", "memberships", "categories", "houses",
                               "premises", "accounts", "residents", "resident_phones", "api_tokens", "incidents",
                               "tickets"):
                     conn.execute(text(

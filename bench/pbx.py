@@ -189,9 +189,13 @@ def _run(pbx: Pbx, url: str, engine_name: str, out_dir: Path) -> None:
 def _set_hotline(engine: Engine, numbers: str) -> str:
     """The bench organization's hotline becomes the PBX's DID for the part; returns the old value."""
     with engine.begin() as conn:
-        old = conn.scalar(text("SELECT hotline_numbers FROM organizations WHERE id = :o"), {"o": BENCH_ORG})
-        conn.execute(text("UPDATE organizations SET hotline_numbers = :n WHERE id = :o"), {"n": numbers, "o": BENCH_ORG})
-    return str(old or "")
+        old = conn.scalars(text("SELECT number FROM hotlines WHERE organization_id = :o ORDER BY position, id"),
+                           {"o": BENCH_ORG}).all()
+        conn.execute(text("DELETE FROM hotlines WHERE organization_id = :o"), {"o": BENCH_ORG})
+        for position, number in enumerate(n for n in numbers.split(",") if n):
+            conn.execute(text("INSERT INTO hotlines (organization_id, number, position) VALUES (:o, :n, :p)"),
+                         {"o": BENCH_ORG, "n": number, "p": position})
+    return ",".join(old)
 
 
 def _residents(engine: Engine, count: int) -> list[tuple[str, int]]:

@@ -196,11 +196,11 @@ def reset_telephony(engine: Engine) -> None:
 
 
 def hotline(engine: Engine) -> str:
-    from models.organization import Organization
+    from models.organization import Hotline
 
     with engine.connect() as conn:
-        raw = conn.scalar(select(Organization.hotline_numbers).where(Organization.id == BENCH_ORG)) or ""
-    return str(raw).replace(";", ",").split(",")[0].strip()
+        return str(conn.scalar(select(Hotline.number).where(Hotline.organization_id == BENCH_ORG)
+                               .order_by(Hotline.position, Hotline.id).limit(1)) or "")
 
 
 def caller_phones(engine: Engine, count: int) -> list[str]:

@@ -3,6 +3,7 @@
 No Asterisk, no Flask, no HTTP in here.
 """
 
+from models.audit import AuditEntry  # noqa: F401
 from models.auth import LoginFailure, LoginLock, UserSession  # noqa: F401
 from models.base import Base  # noqa: F401
 from models.call import Call, CallTicket, DispatcherPhone, TelephonySettings, TicketLegalHold  # noqa: F401
@@ -10,7 +11,7 @@ from models.event_cursor import EventCursor  # noqa: F401
 from models.housing import Account, House, HouseNote, Premise, Resident, ResidentPhone  # noqa: F401
 from models.missed_call import CallbackAttempt, MissedCall, MissedCallCall  # noqa: F401
 from models.notification import ContactChannel, ResidentContactPreference, RobotSettings  # noqa: F401
-from models.organization import ApiToken, DispatchCentre, Membership, Organization, Role, User  # noqa: F401
+from models.organization import ApiToken, DispatchCentre, Hotline, Membership, Organization, Role, User  # noqa: F401
 from models.outbox import DomainEvent, OutboxAttempt, OutboxMessage  # noqa: F401
 from models.rating import RatingAttempt, RatingCall, TicketRating  # noqa: F401
 from models.rating_audio import RatingAudioAccess  # noqa: F401

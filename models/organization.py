@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, time
 
-from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String, Text, Time, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, UTCDateTime, utcnow
+from models.base import Base, OrgOwned, UTCDateTime, utcnow
 
 
 class Role(enum.StrEnum):
@@ -46,19 +47,69 @@ class Organization(Base):
     kind: Mapped[str] = mapped_column(String(10), default="УК")  # УК, ТСЖ, ЖСК
     inn: Mapped[str | None] = mapped_column(String(12), unique=True)
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Moscow")
-    municipality_email: Mapped[str | None] = mapped_column(String(254))
+    # The municipality's (ОМСУ / ЕДДС) addresses told of accidents (M1), comma-separated; each gets its own e-mail.
+    municipality_email: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(String(254))
-    hotline_numbers: Mapped[str] = mapped_column(Text, default="")  # E.164, comma-separated
     dispatch_centre_id: Mapped[int | None] = mapped_column(ForeignKey("dispatch_centres.id"))
     # Deadline for categories that carry no regulated deadline of their own (minutes).
     default_deadline_minutes: Mapped[int] = mapped_column(Integer, default=3 * 24 * 60)
+    # Working hours of the dispatch service, local time ([start, end), may wrap midnight); both
+    # NULL: round the clock. Tickets are registered at any hour whatever these say (ПП 416, T4).
+    dispatch_hours_start: Mapped[time | None] = mapped_column(Time)
+    dispatch_hours_end: Mapped[time | None] = mapped_column(Time)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     dispatch_centre: Mapped[DispatchCentre | None] = relationship()
+    hotline_rows: Mapped[list[Hotline]] = relationship(
+        order_by="Hotline.position", cascade="all, delete-orphan", back_populates="organization")
 
     @property
     def hotlines(self) -> list[str]:
-        return [n for n in (self.hotline_numbers or "").split(",") if n]
+        """The hotline numbers (E.164), the main one first."""
+        return [h.number for h in self.hotline_rows]
+
+    @hotlines.setter
+    def hotlines(self, numbers: Iterable[str]) -> None:
+        """Replace the numbers, keeping the rows of the numbers that stay (a number removed and
+        added back in one flush would otherwise hit the unique index before its delete)."""
+        wanted = list(dict.fromkeys(n for n in numbers if n))
+        kept = {h.number: h for h in self.hotline_rows if h.number in wanted}
+        rows = []
+        for position, number in enumerate(wanted):
+            row = kept.get(number) or Hotline(number=number)
+            row.position = position
+            rows.append(row)
+        self.hotline_rows = rows
+
+    @property
+    def hotline_numbers(self) -> str:
+        """The numbers comma-separated (the form `org add`, the demo and the factories give)."""
+        return ",".join(self.hotlines)
+
+    @hotline_numbers.setter
+    def hotline_numbers(self, raw: str) -> None:
+        self.hotlines = [n.strip() for n in (raw or "").split(",")]
+
+    @property
+    def municipality_emails(self) -> list[str]:
+        return [e.strip() for e in (self.municipality_email or "").split(",") if e.strip()]
+
+    @property
+    def around_the_clock(self) -> bool:
+        return self.dispatch_hours_start is None or self.dispatch_hours_end is None
+
+
+class Hotline(OrgOwned, Base):
+    """A hotline number (DID) of an organization. A number belongs to one organization only: an
+    inbound call is routed by it (models/services/calls.py `hotline_of`)."""
+
+    __tablename__ = "hotlines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(16), unique=True)  # E.164
+    position: Mapped[int] = mapped_column(Integer, default=0)  # 0: the main number (the robot's caller id)
+
+    organization: Mapped[Organization] = relationship(back_populates="hotline_rows")
 
 
 class User(Base):

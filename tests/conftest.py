@@ -178,14 +178,16 @@ def login_as(client: Any) -> Callable[[User], Any]:
 
 @pytest.fixture
 def token_for(app: Any, db: Database) -> Callable[[User], dict[str, str]]:
-    """Bearer headers for a user (token created directly in the DB)."""
+    """Bearer headers for a user (token created directly in the DB; without `scopes`, the column's
+    default: the scopes of tokens issued before scopes existed)."""
     from models.organization import ApiToken
     from web.auth import hash_token, new_token
 
-    def _token(user: User) -> dict[str, str]:
+    def _token(user: User, scopes: str | None = None) -> dict[str, str]:
         token = new_token()
         with db.write() as s:
-            s.add(ApiToken(user_id=user.id, token_sha256=hash_token(token), name="test"))
+            s.add(ApiToken(user_id=user.id, token_sha256=hash_token(token), name="test",
+                           **({"scopes": scopes} if scopes else {})))
         return {"Authorization": f"Bearer {token}"}
 
     return _token

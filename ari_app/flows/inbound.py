@@ -125,10 +125,11 @@ def warm_up(session: Any) -> bool:
     from sqlalchemy import select
 
     from models.housing import ResidentPhone
-    from models.organization import Organization
+    from models.organization import Hotline, Organization
     from models.services.calls import InboundArrival
 
-    for org in session.scalars(select(Organization).where(Organization.hotline_numbers != "").limit(20)):
+    with_hotline = select(Hotline.organization_id)
+    for org in session.scalars(select(Organization).where(Organization.id.in_(with_hotline)).limit(20)):
         if not org.hotlines:
             continue
         phone = session.scalar(select(ResidentPhone.phone).where(ResidentPhone.organization_id == org.id).limit(1))

@@ -16,6 +16,7 @@ from models.organization import Role
 
 STAFF: tuple[Role, ...] = (Role.ADMIN, Role.MANAGER, Role.DISPATCHER)
 MANAGERS: tuple[Role, ...] = (Role.ADMIN, Role.MANAGER)
+ADMINS: tuple[Role, ...] = (Role.ADMIN,)  # «Администрирование»: /admin, /api/v1/admin (the settings scope)
 
 # Screens and API resources open to some roles only (the panel's page and the API route use the same name).
 CALLBACK_COMPLIANCE = MANAGERS  # ПП 416 callback compliance report: /calls/compliance
@@ -29,6 +30,9 @@ class Scope(enum.StrEnum):
     - `telephony`: call records (the call log, the missed-call queue and closing a missed call, the
       callback compliance report), whatever the method: phone numbers and call times of residents
       are given only to tokens issued for that;
+    - `settings`: the administration routes (an organization's settings, categories, the audit
+      log), whatever the method: a token issued for an integration cannot re-route the hotline;
+      administrators only;
     - `read`: every other GET;
     - `write`: every other method (creating and changing tickets, comments, assignments).
     """
@@ -36,19 +40,22 @@ class Scope(enum.StrEnum):
     READ = "read"
     WRITE = "write"
     TELEPHONY = "telephony"
+    SETTINGS = "settings"
 
 
 ALL_SCOPES: tuple[Scope, ...] = tuple(Scope)
 DEFAULT_SCOPES: tuple[Scope, ...] = (Scope.READ, Scope.WRITE)  # telephony (residents' calls) only when asked for
-SCOPE_TITLES_RU = {Scope.READ: "чтение", Scope.WRITE: "изменение", Scope.TELEPHONY: "телефония"}
+SCOPE_TITLES_RU = {Scope.READ: "чтение", Scope.WRITE: "изменение", Scope.TELEPHONY: "телефония",
+                   Scope.SETTINGS: "настройки"}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_TOKEN_DAYS = 10 * 365
 
 
 def scopes_for(role: Role) -> tuple[Scope, ...]:
     """The scopes a token of a user in `role` may hold: telephony only for the roles that may read
-    call records (an executor's telephony token would open nothing)."""
-    return ALL_SCOPES if role in CALL_RECORDS else tuple(s for s in ALL_SCOPES if s is not Scope.TELEPHONY)
+    call records (an executor's telephony token would open nothing), settings only for administrators."""
+    return tuple(s for s in ALL_SCOPES
+                 if (s is not Scope.TELEPHONY or role in CALL_RECORDS) and (s is not Scope.SETTINGS or role in ADMINS))
 
 
 def required_scope(method: str, declared: Scope | None = None) -> Scope:

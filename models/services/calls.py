@@ -43,11 +43,13 @@ from models.call import (
 from models.errors import DomainError, NotFound, TicketNotFound, ValidationFailed
 from models.housing import ResidentPhone
 from models.missed_call import CloseReason, MissedCall, MissedCallCall, MissedCallStatus
-from models.organization import Membership, Organization, User
+from models.organization import Hotline, Membership, Organization, User
 from models.queries_calls import CallerCard, caller_card, caller_cards
 from models.recording import Recording, RecordingAccess, RecordingAction, RecordingKind, is_safe_relpath
 from models.rules.deadlines import MAX_WAIT_LIMIT_SECONDS, missed_call_deadline, wait_deadline
 from models.rules.phones import try_e164
+from models.services import audit
+from models.services.audit import Actor
 from models.ticket import Ticket
 
 logger = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ class RecordingDeleted(DomainError):
 
 
 def organization_for_did(session: Session, did: str | None) -> Organization:
-    """The organization whose hotline numbers (`Organization.hotline_numbers`) contain this DID.
+    """The organization whose hotline numbers (`hotlines`) contain this DID.
 
     Trunks send DIDs as 74951234567, 84951234567 or +74951234567: all normalise to E.164.
     """
@@ -108,18 +110,15 @@ def hotline_of(session: Session, did: str | None) -> tuple[Organization, Telepho
     e164 = try_e164(did)
     if e164 is None:
         raise UnknownDid("номер горячей линии не настроен", did=did)
-    candidates = session.execute(
+    found = session.execute(
         select(Organization, TelephonySettings)
+        .join(Hotline, Hotline.organization_id == Organization.id)
         .outerjoin(TelephonySettings, TelephonySettings.organization_id == Organization.id)
-        .where(Organization.hotline_numbers.contains(e164))
-    ).all()
-    matches = [(org, settings) for org, settings in candidates if e164 in org.hotlines]
-    if not matches:
+        .where(Hotline.number == e164)
+    ).first()  # the number is unique: one organization at most
+    if found is None:
         raise UnknownDid("номер горячей линии не настроен", did=did)
-    if len(matches) > 1:
-        raise ValidationFailed("номер горячей линии указан у нескольких организаций", did=e164,
-                               organization_ids=sorted(o.id for o, _ in matches))
-    org, settings = matches[0]
+    org, settings = found
     return org, settings or default_telephony_settings(org.id)
 
 
@@ -181,17 +180,22 @@ def _seconds(start: datetime, end: datetime) -> int:
 
 # --- settings ------------------------------------------------------------------------------------
 
+TELEPHONY_AUDIT_FIELDS = ("wait_limit_seconds", "auto_callback", "recording_retention_days", "dispatcher_endpoints",
+                          "ring_strategy")
+
 
 def update_telephony_settings(
-    session: Session, *, org: Organization, by: User | None, wait_limit_seconds: int | None = None,
+    session: Session, *, org: Organization, by: Actor | User | None, wait_limit_seconds: int | None = None,
     auto_callback: bool | None = None, recording_retention_days: int | None = None,
     dispatcher_endpoints: list[str] | None = None, ring_strategy: str | None = None, now: datetime | None = None,
 ) -> TelephonySettings:
-    """Change the given settings; the wait limit may not exceed 5 minutes (ПП 416 T1)."""
+    """Change the given settings; the wait limit may not exceed 5 minutes (ПП 416 T1). Every
+    changed field is logged in the audit log."""
     row = session.get(TelephonySettings, org.id)
     if row is None:
         row = default_telephony_settings(org.id)
         session.add(row)
+    before = audit.snapshot(row, TELEPHONY_AUDIT_FIELDS)
     if wait_limit_seconds is not None:
         if isinstance(wait_limit_seconds, bool) or not 1 <= int(wait_limit_seconds) <= MAX_WAIT_LIMIT_SECONDS:
             raise ValidationFailed(
@@ -223,8 +227,12 @@ def update_telephony_settings(
             raise ValidationFailed("неизвестная стратегия вызова диспетчеров", field="ring_strategy",
                                    value=ring_strategy) from None
     row.updated_at = now or utcnow()
-    row.updated_by_id = by.id if by else None
+    actor = audit.as_actor(by)
+    row.updated_by_id = actor.user.id if actor.user else None
     session.flush()
+    audit.record_changes(session, by=actor, organization_id=org.id, object_type="telephony_settings",
+                         object_id=org.id, object_label=org.short_name, before=before,
+                         after=audit.snapshot(row, TELEPHONY_AUDIT_FIELDS), now=row.updated_at)
     return row
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +21,8 @@ from models.notification import (
 )
 from models.organization import Organization, User
 from models.rules import robot as rules
+from models.rules.org_settings import format_interval
+from models.services.audit import Actor, as_actor, record_changes
 
 MAX_TEMPLATE = 1000
 
@@ -52,11 +55,69 @@ def _template(text: str, field: str, allowed: tuple[str, ...]) -> str:
     return text
 
 
-def update_robot_settings(
-    session: Session, *, org: Organization, draft: RobotSettingsDraft, by: User | None, now: datetime | None = None
+AUDIT_OBJECT = "robot_settings"
+
+
+def _audit_values(row: RobotSettings) -> dict[str, Any]:
+    return {
+        "rating_calls_enabled": row.rating_calls_enabled,
+        "call_window": format_interval(row.call_window_start, row.call_window_end),
+        "max_attempts": row.max_attempts, "retry_interval_minutes": row.retry_interval_minutes,
+        "rating_prompt": row.rating_prompt, "voice": row.voice, "notifications_enabled": row.notifications_enabled,
+        "quiet_hours": format_interval(row.quiet_start, row.quiet_end),
+        **{f"template_{e}": getattr(row, f"template_{e}") for e in rules.NOTIFICATION_EVENTS},
+    }
+
+
+def _row(session: Session, org: Organization) -> tuple[RobotSettings, dict[str, Any]]:
+    """The organization's row (added with the defaults when it has none) and its values before the change."""
+    row = session.get(RobotSettings, org.id)
+    if row is None:
+        before = _audit_values(default_robot_settings(org.id))
+        row = default_robot_settings(org.id)
+        session.add(row)
+        return row, before
+    return row, _audit_values(row)
+
+
+def _log(session: Session, org: Organization, row: RobotSettings, before: dict[str, Any],
+         by: Actor | User | None, now: datetime) -> None:
+    record_changes(session, by=by, organization_id=org.id, object_type=AUDIT_OBJECT, object_id=org.id,
+                   object_label=org.short_name, before=before, after=_audit_values(row), now=now)
+
+
+def set_call_window(
+    session: Session, *, org: Organization, window: tuple[time, time], by: Actor | User | None,
+    now: datetime | None = None,
 ) -> RobotSettings:
-    """Validate and store the organization's settings (created on first save). No event: they
-    take effect for the next notification and the next planned call."""
+    """The hours the robot may call residents (administration page of the organization); the
+    change is in the audit log. Same rule as `update_robot_settings`."""
+    try:
+        rules.validate_call_window(rules.LocalWindow(*window))
+    except rules.InvalidWindow as exc:
+        raise ValidationFailed(str(exc), field="call_window") from None
+    now = now or utcnow()
+    row, before = _row(session, org)
+    row.call_window_start, row.call_window_end = window
+    row.updated_at = now
+    row.updated_by_id = _user_id(by)
+    session.flush()
+    _log(session, org, row, before, by, now)
+    return row
+
+
+def _user_id(by: Actor | User | None) -> int | None:
+    user = as_actor(by).user
+    return user.id if user is not None else None
+
+
+def update_robot_settings(
+    session: Session, *, org: Organization, draft: RobotSettingsDraft, by: Actor | User | None,
+    now: datetime | None = None
+) -> RobotSettings:
+    """Validate and store the organization's settings (created on first save); every changed
+    field is logged in the audit log. No event: they take effect for the next notification and
+    the next planned call."""
     window = rules.LocalWindow(draft.call_window_start, draft.call_window_end)
     try:
         rules.validate_call_window(window)
@@ -73,10 +134,8 @@ def update_robot_settings(
     prompt = _template(draft.rating_prompt, "rating_prompt", rules.PROMPT_PLACEHOLDERS)
     templates = {e: _template(draft.templates[e], f"template_{e}", rules.TEMPLATE_PLACEHOLDERS)
                  for e in rules.NOTIFICATION_EVENTS}
-    row = session.get(RobotSettings, org.id)
-    if row is None:
-        row = default_robot_settings(org.id)
-        session.add(row)
+    now = now or utcnow()
+    row, before = _row(session, org)
     row.rating_calls_enabled = draft.rating_calls_enabled
     row.call_window_start, row.call_window_end = draft.call_window_start, draft.call_window_end
     row.max_attempts = draft.max_attempts
@@ -87,9 +146,10 @@ def update_robot_settings(
     row.quiet_start, row.quiet_end = draft.quiet_start, draft.quiet_end
     for event, text in templates.items():
         setattr(row, f"template_{event}", text)
-    row.updated_at = now or utcnow()
-    row.updated_by_id = by.id if by is not None else None
+    row.updated_at = now
+    row.updated_by_id = _user_id(by)
     session.flush()
+    _log(session, org, row, before, by, now)
     return row
 
 

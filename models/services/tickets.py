@@ -416,8 +416,9 @@ def _address(ticket: Ticket) -> str:
 
 
 def _notify_municipality(session: Session, org: Organization, ticket: Ticket, now: datetime) -> None:
-    """M1: tell the municipality the nature of the damage and the planned elimination time."""
-    if not org.municipality_email:
+    """M1: tell the municipality the nature of the damage and the planned elimination time: one
+    e-mail to each of its addresses (ОМСУ, ЕДДС), each sent and retried on its own."""
+    if not org.municipality_emails:
         return
     already = session.scalar(
         select(OutboxMessage.id).where(
@@ -436,34 +437,39 @@ def _notify_municipality(session: Session, org: Organization, ticket: Ticket, no
         f"Плановый срок устранения: {_fmt_local(org, ticket.due_at)}\n\n"
         f"Аварийно-диспетчерская служба {org.short_name}"
     )
-    enqueue_message(
-        session,
-        organization_id=org.id,
-        channel=MessageChannel.EMAIL,
-        purpose=MUNICIPALITY_PURPOSE,
-        recipient=org.municipality_email,
-        subject=f"Авария: {_address(ticket)} — заявка № {ticket.number}",
-        body=body,
-        ticket_id=ticket.id,
-        now=now,
-    )
+    for recipient in org.municipality_emails:
+        enqueue_message(
+            session,
+            organization_id=org.id,
+            channel=MessageChannel.EMAIL,
+            purpose=MUNICIPALITY_PURPOSE,
+            recipient=recipient,
+            subject=f"Авария: {_address(ticket)} — заявка № {ticket.number}",
+            body=body,
+            ticket_id=ticket.id,
+            now=now,
+        )
 
 
 def _notify_municipality_done(session: Session, org: Organization, ticket: Ticket, now: datetime) -> None:
-    """M1 follow-up: the municipality that was told of the accident is told of its elimination."""
-    told = session.scalar(
-        select(OutboxMessage.id).where(
+    """M1 follow-up: each address that was told of the accident is told of its elimination."""
+    told = session.scalars(
+        select(OutboxMessage.recipient).where(
             OutboxMessage.ticket_id == ticket.id, OutboxMessage.purpose == MUNICIPALITY_PURPOSE
-        )
-    )
-    if not told or not org.municipality_email:
-        return
+        ).order_by(OutboxMessage.id)
+    ).all()
+    for recipient in dict.fromkeys(told):
+        _notify_municipality_done_to(session, org, ticket, recipient, now)
+
+
+def _notify_municipality_done_to(session: Session, org: Organization, ticket: Ticket, recipient: str,
+                                 now: datetime) -> None:
     enqueue_message(
         session,
         organization_id=org.id,
         channel=MessageChannel.EMAIL,
         purpose=MUNICIPALITY_DONE_PURPOSE,
-        recipient=org.municipality_email,
+        recipient=recipient,
         subject=f"Устранено: {_address(ticket)} — заявка № {ticket.number}",
         body=(
             f"Аварийная ситуация по заявке № {ticket.number} ({_address(ticket)}) устранена "

@@ -73,7 +73,20 @@ def port_number(raw: str) -> int:
 
 def build_parser() -> Parser:
     argparse._ = _ru_gettext  # type: ignore[attr-defined]
-    from openads.commands import ari, ari_watchdog, db, demo, exchange_cli, org, serve, telephony, user, work
+    from openads.commands import (
+        ari,
+        ari_watchdog,
+        audit,
+        category,
+        db,
+        demo,
+        exchange_cli,
+        org,
+        serve,
+        telephony,
+        user,
+        work,
+    )
 
     parser = Parser(
         prog="openads",
@@ -81,7 +94,7 @@ def build_parser() -> Parser:
         epilog="Настройки берутся из переменных окружения (см. .env.example).",
     )
     sub = parser.add_subparsers(title="команды", metavar="КОМАНДА", parser_class=Parser)
-    for module in (db, org, user, serve, work, demo, exchange_cli, telephony, ari, ari_watchdog):
+    for module in (db, org, category, audit, user, serve, work, demo, exchange_cli, telephony, ari, ari_watchdog):
         module.register(sub)
     return parser
 

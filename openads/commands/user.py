@@ -21,14 +21,14 @@ from openads.commands import UsageError, database, positive_int, settings
 from openads.commands.org import _email
 
 ROLES = ("admin", "manager", "dispatcher", "executor")
-SCOPES = ("read", "write", "telephony")
+SCOPES = ("read", "write", "telephony", "settings")
 LOGIN_RE = re.compile(r"^[A-Za-z0-9._@-]{2,80}$")
 
 
 def _scope_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scope", action="append", choices=SCOPES, metavar="ОБЛАСТЬ",
-                   help="область действия токена: read, write, telephony (можно несколько раз; "
-                        "по умолчанию read и write)")
+                   help="область действия токена: read, write, telephony, settings (настройки, только "
+                        "администраторам; можно несколько раз; по умолчанию read и write)")
     term = p.add_mutually_exclusive_group()
     term.add_argument("--days", type=positive_int, metavar="N",
                       help="срок действия токена, дней (по умолчанию OPENADS_API_TOKEN_DAYS, 365)")

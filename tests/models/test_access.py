@@ -247,13 +247,17 @@ def test_a_user_revokes_only_their_own_token(session) -> None:
     assert access.revoke_own_api_token(session, user_id=user.id, token_id=mine.id).revoked
 
 
-def test_telephony_tokens_only_for_the_roles_that_read_call_records(session) -> None:
-    assert scopes_for(Role.DISPATCHER) == (Scope.READ, Scope.WRITE, Scope.TELEPHONY) == scopes_for(Role.ADMIN)
+def test_telephony_tokens_only_for_the_roles_that_read_call_records_settings_only_for_admins(session) -> None:
+    assert scopes_for(Role.DISPATCHER) == (Scope.READ, Scope.WRITE, Scope.TELEPHONY) == scopes_for(Role.MANAGER)
+    assert scopes_for(Role.ADMIN) == (Scope.READ, Scope.WRITE, Scope.TELEPHONY, Scope.SETTINGS)
     assert scopes_for(Role.EXECUTOR) == (Scope.READ, Scope.WRITE)
     org = f.make_org(session)
     executor = f.make_user(session, [org], Role.EXECUTOR)
     with pytest.raises(ValidationFailed, match="телефония"):
         access.issue_api_token(session, user=executor, scopes=(Scope.READ, Scope.TELEPHONY), expires_at=None, now=T0)
+    manager = f.make_user(session, [org], Role.MANAGER)
+    with pytest.raises(ValidationFailed, match="настройки"):
+        access.issue_api_token(session, user=manager, scopes=(Scope.SETTINGS,), expires_at=None, now=T0)
     assert access.user_tokens(session, user_id=executor.id) == []
     assert access.issue_api_token(session, user=executor, scopes=(Scope.READ,), expires_at=None, now=T0).secret
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models.base import utcnow
-from models.organization import ApiToken, User
+from models.organization import ApiToken, Role, User
 from models.rules.access import Scope
 from models.services import access
 from models.ticket import Ticket
@@ -107,6 +107,8 @@ def _example_url(path: str) -> str:
 
 def test_every_api_route_refuses_a_token_without_its_documented_scope(client, db, world) -> None:
     doc = client.get(f"{API}/openapi.json").get_json()
+    with db.write() as s:  # an administrator: every scope may be issued to them
+        admin = f.make_user(s, [s.merge(world.org_a)], Role.ADMIN, login="adm_a")
     checked = 0
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
@@ -114,9 +116,9 @@ def test_every_api_route_refuses_a_token_without_its_documented_scope(client, db
                 continue
             (needed,) = op["security"][0]["bearerAuth"]
             others = [s for s in Scope if s.value != needed]
-            lacking, _ = issue(db, world.manager_a, *others)
+            lacking, _ = issue(db, admin, *others)
             check_error(call(client, method, _example_url(path), lacking, json={}), 403, "insufficient-scope")
-            holding, _ = issue(db, world.manager_a, Scope(needed))
+            holding, _ = issue(db, admin, Scope(needed))
             resp = call(client, method, _example_url(path), holding, json={})
             assert resp.status_code != 401 and resp.get_json().get("error_id") != "insufficient-scope", (path, method)
             checked += 1
@@ -125,6 +127,8 @@ def test_every_api_route_refuses_a_token_without_its_documented_scope(client, db
     assert doc["paths"]["/missed-calls/{missed_call_id}/close"]["post"]["security"] == [{"bearerAuth": ["telephony"]}]
     assert doc["paths"]["/tickets"]["post"]["security"] == [{"bearerAuth": ["write"]}]
     assert doc["paths"]["/houses"]["get"]["security"] == [{"bearerAuth": ["read"]}]
+    assert doc["paths"]["/admin/audit"]["get"]["security"] == [{"bearerAuth": ["settings"]}]
+    assert doc["paths"]["/admin/categories"]["post"]["security"] == [{"bearerAuth": ["settings"]}]
 
 
 # --- expiry, revocation, last use -------------------------------------------------------------------------

@@ -59,13 +59,13 @@ def served_app(app: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def admin_token(db: Any, world: Any, token_for: Any) -> dict[str, str]:
-    """An administrator of both organizations (every operation is open to them), and a row of
-    each kind the operations read."""
+    """An administrator of both organizations with every token scope (every operation is open to
+    them), and a row of each kind the operations read."""
     with db.write() as s:
         admin = f.make_user(s, [world.org_a, world.org_b], Role.ADMIN, login="fuzz_admin")
         f.make_ticket(s, world.org_a, world.cats_a["roof_leak"], house_id=world.house_a.id)
         f.make_missed_call(s, world.org_a)
-    return token_for(admin)  # type: ignore[no-any-return]
+    return token_for(admin, scopes="read write telephony settings")  # type: ignore[no-any-return]
 
 
 @schema.parametrize()

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from models.auth import UserSession
 from models.base import Base, utcnow
-from models.organization import User
+from models.organization import Role, User
 from models.rating import RatingAttempt, RatingCall, RatingCallStatus
 from models.rules.access import Scope
 from models.services import access
@@ -19,7 +19,7 @@ from models.services import calls as calls_svc
 from models.ticket import Attachment
 from tests import factories as f
 
-ID_KINDS = ("ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id", "call_id",
+ID_KINDS = ("org_id", "organization_id", "ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id", "call_id",
             "missed_call_id", "recording_id", "attempt_id", "session_id", "token_id")
 
 
@@ -58,7 +58,7 @@ def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
         session_id = s.scalar(select(UserSession.id).where(UserSession.user_id == user.id).order_by(
             UserSession.id.desc()))
         assert access.is_session_of(s.get(UserSession, session_id), key)
-        return {"session_id": session_id, "token_id": token.id,
+        return {"org_id": org.id, "organization_id": org.id, "session_id": session_id, "token_id": token.id,
                 "ticket_id": ticket.id, "house_id": house.id, "resident_id": resident.id,
                 "attachment_id": attachment.id, "category_id": cats["other"].id, "incident_id": incident.id,
                 "call_id": call.id, "missed_call_id": missed.id, "recording_id": recording.id,
@@ -79,6 +79,7 @@ def _id_routes(app) -> list[tuple[str, str, str]]:
 
 def _url(rule: str, name: str, value: int) -> str:
     url = rule.replace(f"<int:{name}>", str(value))
+    url = url.replace("<any(deactivate, activate):action>", "deactivate")
     return url.replace("<any(localize, liquidate):action>", "liquidate")
 
 
@@ -98,8 +99,10 @@ def test_every_id_route_hides_another_organizations_objects(app, db, world, logi
                                                             settings) -> None:
     mine = _objects(db, world, "org_a", settings.recordings_dir)
     theirs = _objects(db, world, "org_b", settings.recordings_dir)
-    client = login_as(world.dispatcher_a)
-    headers = token_for(world.dispatcher_a) if via == "api" else {}
+    with db.write() as s:  # an administrator (every route is open to them) of org_a, with every token scope
+        admin = f.make_user(s, [s.merge(world.org_a)], Role.ADMIN, login="adm_a")
+    client = login_as(admin)
+    headers = token_for(admin, scopes="read write telephony settings") if via == "api" else {}
     routes = [r for r in _id_routes(app) if r[1].startswith("/api/") == (via == "api")]
     assert len(routes) >= (9 if via == "api" else 14)
     before = _row_counts(db)

@@ -15,6 +15,7 @@ from models.organization import Organization, Role
 from models.rules import robot as rules
 from models.services import ratings as ratings_svc
 from models.services import robot_settings as svc
+from models.services.audit import Actor
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.inputs import optional_int
@@ -88,7 +89,7 @@ def robot_settings() -> Any:
 def robot_settings_save() -> Any:
     org = org_by_id(request.form.get("organization_id"))
     try:
-        svc.update_robot_settings(db_session(), org=org, draft=draft_from_form(request.form), by=user())
+        svc.update_robot_settings(db_session(), org=org, draft=draft_from_form(request.form), by=Actor.of(user(), "panel"))
     except DomainError as exc:
         db_session().rollback()
         return _settings_page(org, error=exc.message, field=str(exc.details.get("field") or ""),

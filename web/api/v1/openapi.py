@@ -18,7 +18,9 @@ from pydantic.json_schema import models_json_schema
 
 from models.base import INT_MAX
 from models.rules.access import Scope
+from models.rules.audit import OBJECT_TITLES_RU
 from models.ticket import TicketStatus
+from web.api.v1 import admin as admin_api
 from web.api.v1 import bp
 from web.api.v1 import calls as calls_api
 from web.api.v1 import ratings as ratings_api
@@ -104,6 +106,9 @@ LOCAL_DAY = {"type": "string", "format": "date", "description": "YYYY-MM-DD, м�
 STAFF_ONLY = "Роли: администратор, руководитель, диспетчер."
 EXECUTOR_TOO = "Исполнитель видит и меняет только назначенные ему заявки."
 EXECUTOR_HOUSES = "Исполнитель видит только дома назначенных ему заявок."
+ADMIN_ONLY = "Роль: администратор; только его организации."
+ORGANIZATION_ID = {"name": "organization_id", "in": "path", "required": True, "schema": ID}
+CATEGORY_ID = {"name": "category_id", "in": "path", "required": True, "schema": ID}
 
 OPERATIONS: tuple[Op, ...] = (
     Op("get", "/tickets", "Журнал заявок с фильтрами (новые сверху, постранично)", "tickets", sc.TicketPage,
@@ -168,6 +173,34 @@ OPERATIONS: tuple[Op, ...] = (
        errors=(400, 401, 403, 404),
        description="Роли: администратор, руководитель. Оценки считаются по исполнителю на момент оценки; "
        "день — местный день выбранной организации (без organization_id — первой из доступных)."),
+    Op("get", "/admin/organizations", "Настройки организаций администратора", "admin",
+       admin_api.OrganizationSettingsList, description=ADMIN_ONLY),
+    Op("get", "/admin/organizations/{organization_id}", "Настройки организации", "admin",
+       admin_api.OrganizationSettings, params=[ORGANIZATION_ID], errors=(401, 403, 404), description=ADMIN_ONLY),
+    Op("patch", "/admin/organizations/{organization_id}", "Изменить настройки организации", "admin",
+       admin_api.OrganizationSettings, body=admin_api.OrganizationSettingsUpdate, params=[ORGANIZATION_ID],
+       errors=(400, 401, 403, 404),
+       description=ADMIN_ONLY + " Меняются только переданные поля; каждое изменение — в журнале изменений. "
+       "Ошибки перечисляются по полям в details.fields."),
+    Op("get", "/admin/categories", "Категории заявок, включая отключённые", "admin", admin_api.AdminCategoryList,
+       params=ORG_FILTER, errors=(400, 401, 403), description=ADMIN_ONLY),
+    Op("post", "/admin/categories", "Добавить категорию заявок", "admin", admin_api.AdminCategory, 201,
+       admin_api.CategoryCreate, errors=(400, 401, 403), description=ADMIN_ONLY),
+    Op("get", "/admin/categories/{category_id}", "Категория заявок", "admin", admin_api.AdminCategory,
+       params=[CATEGORY_ID], errors=(401, 403, 404), description=ADMIN_ONLY),
+    Op("patch", "/admin/categories/{category_id}", "Изменить или отключить категорию заявок", "admin",
+       admin_api.AdminCategory, body=admin_api.CategoryUpdate, params=[CATEGORY_ID], errors=(400, 401, 403, 404),
+       description=ADMIN_ONLY + " Новые сроки действуют для заявок, зарегистрированных после изменения; "
+       "сроки зарегистрированных заявок не меняются."),
+    Op("get", "/admin/audit", "Журнал изменений настроек (новые сверху, постранично)", "admin", admin_api.AuditPage,
+       params=[_q("organization_id", "Только эта организация", ID),
+               _q("object_type", "Вид объекта", {"type": "string", "enum": list(OBJECT_TITLES_RU)}),
+               _q("object_id", "Объект", ID), _q("actor_id", "Кто менял (пользователь)", ID),
+               _q("from", "Не раньше", DATE), _q("to", "Не позже (дата включительно)", DATE),
+               _q("q", "Слова названия объекта, поля, значения или имени"),
+               _q("cursor", "Курсор следующей страницы из next_cursor", ID),
+               _q("limit", "Размер страницы, 1..200 (по умолчанию 50)", {"type": "integer", "minimum": 1, "maximum": 200})],
+       errors=(400, 401, 403, 404), description=ADMIN_ONLY + " Время — UTC."),
     Op("get", "/openapi.json", "Этот документ OpenAPI", "meta", sc.Error, public=True, errors=()),
 )
 
@@ -204,9 +237,9 @@ def route_scopes() -> dict[tuple[str, str], Scope]:
 @functools.cache
 def document() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [
-        (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS)]
+        (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS, *admin_api.REQUEST_MODELS)]
     models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
-                                              *ratings_api.RESPONSE_MODELS)]
+                                              *ratings_api.RESPONSE_MODELS, *admin_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
     scopes = route_scopes()
     paths: dict[str, dict[str, Any]] = {}
@@ -247,7 +280,8 @@ def document() -> dict[str, Any]:
             "description": (
                 "JSON API аварийно-диспетчерской службы. Авторизация: заголовок `Authorization: Bearer <токен>` "
                 "(персональный токен пользователя). Токен выдаётся с областями действия (scopes): `read` — "
-                "чтение, `write` — изменения, `telephony` — звонки и очередь пропущенных звонков (любым методом); "
+                "чтение, `write` — изменения, `telephony` — звонки и очередь пропущенных звонков (любым методом), "
+                "`settings` — администрирование: настройки организаций, категории, журнал изменений (любым методом); "
                 "у каждой операции указана нужная. Запрос с заголовком Authorization проверяется только по нему "
                 "(cookie панели тогда не учитывается). Ошибки: `{\"error_id\", \"message\", \"details\"}`. "
                 "Объекты другой организации отвечают 404. Время в ответах — UTC (ISO 8601, суффикс Z); "
@@ -260,7 +294,8 @@ def document() -> dict[str, Any]:
         "tags": [{"name": "tickets", "description": "Заявки"}, {"name": "houses", "description": "Дома"},
                  {"name": "residents", "description": "Жители"}, {"name": "calls", "description": "Звонки"},
                  {"name": "ratings", "description": "Оценки жителей"},
-                 {"name": "directory", "description": "Справочники"}, {"name": "meta", "description": "Служебное"}],
+                 {"name": "directory", "description": "Справочники"},
+                 {"name": "admin", "description": "Администрирование"}, {"name": "meta", "description": "Служебное"}],
         "paths": paths,
         "components": {
             "schemas": defs["$defs"],
