@@ -6,14 +6,23 @@ timeout instead of failing with SQLITE_BUSY when upgrading a read lock (ticket n
 concurrency depends on this).
 
 PostgreSQL: `pool_pre_ping`, so a connection a server restart killed is replaced at checkout
-(decision 0022). `is_unavailable` tells an outage (unreachable, restarting, locked past the busy
-timeout) from a bug; web/ answers the former with 503 and Retry-After.
+(decision 0022).
+
+`lock_timeout` bounds how long a statement waits for a lock another transaction holds: SQLite's
+busy timeout, PostgreSQL's `lock_timeout`. The web passes OPENADS_WEB_DB_BUSY_TIMEOUT (5 s) so a
+request never hangs behind a long writer; the worker and the ARI app keep SQLite's 30 s and no limit
+on PostgreSQL (decision 0024).
+
+`failure_kind` tells an outage (unreachable, restarting) and a busy database (locked past the
+timeout, a serialization failure, a deadlock) from a bug; web/ answers both with 503 and
+Retry-After, and a panel form comes back as typed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +50,11 @@ def _unicode_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-def _sqlite_engine(url: str, begin: str, **kw: Any) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kw)
+SQLITE_BUSY_TIMEOUT = 30.0  # seconds, when the caller names none
+
+
+def _sqlite_engine(url: str, begin: str, busy_timeout: float, **kw: Any) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False}, **kw)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -51,7 +63,7 @@ def _sqlite_engine(url: str, begin: str, **kw: Any) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={max(1, round(busy_timeout * 1000))}")
         cur.close()
         # SQLite's lower() (and so ILIKE, which SQLAlchemy renders as lower() LIKE lower()) only folds
         # ASCII; Cyrillic addresses and names need Python's.
@@ -64,36 +76,73 @@ def _sqlite_engine(url: str, begin: str, **kw: Any) -> Engine:
     return engine
 
 
-UNAVAILABLE_SQLITE = ("database is locked", "database table is locked", "unable to open database", "disk i/o error")
+def _pg_lock_timeout(engine: Engine, seconds: float) -> None:
+    """`SET lock_timeout` once per new connection (a session setting: it outlives the pool's
+    rollbacks), so no statement waits longer for another transaction's lock."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cur:
+            cur.execute(f"SET lock_timeout = {max(1, round(seconds * 1000))}")
+        dbapi_connection.commit()
+
+
+class Failure(StrEnum):
+    """Why the database did not answer: worth sending again later, unlike a bug."""
+
+    UNAVAILABLE = "unavailable"  # down, restarting, unreachable, out of connections
+    BUSY = "busy"  # up, but another transaction held what we needed past the timeout
+
+
+BUSY_SQLITE = ("database is locked", "database table is locked")
+UNAVAILABLE_SQLITE = ("unable to open database", "disk i/o error")
+# PostgreSQL SQLSTATEs of a statement that waited for, or lost to, another transaction:
+# lock_not_available (lock_timeout, NOWAIT), serialization_failure, deadlock_detected,
+# query_canceled (statement_timeout).
+BUSY_PG_SQLSTATES = frozenset({"55P03", "40001", "40P01", "57014"})
+
+
+def failure_kind(exc: BaseException) -> Failure | None:
+    """UNAVAILABLE when `exc` means the database is unreachable or restarting: a lost or refused
+    connection (sqlalchemy marks the connection invalidated), a driver InterfaceError, a PostgreSQL
+    OperationalError (admin shutdown, cannot connect now, too many connections), no pooled
+    connection free in time. BUSY when it answered but another transaction held what we needed:
+    SQLite's lock outlasting the busy timeout, PostgreSQL's lock timeout, serialization failure or
+    deadlock. None for anything else (our bug: "no such table", a syntax error, a constraint)."""
+    if isinstance(exc, (DisconnectionError, PoolTimeout)):
+        return Failure.UNAVAILABLE
+    if not isinstance(exc, DBAPIError):
+        return None
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return Failure.UNAVAILABLE
+    if not isinstance(exc, OperationalError):
+        return None
+    if type(exc.orig).__module__.startswith("sqlite3"):  # "no such table" is ours, "locked" is not
+        text = str(exc.orig).lower()
+        if any(part in text for part in BUSY_SQLITE):
+            return Failure.BUSY
+        return Failure.UNAVAILABLE if any(part in text for part in UNAVAILABLE_SQLITE) else None
+    if getattr(exc.orig, "sqlstate", None) in BUSY_PG_SQLSTATES:
+        return Failure.BUSY
+    return Failure.UNAVAILABLE
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """True when `exc` means the database is unreachable, restarting or too busy to answer in
-    time (worth retrying later), not that our statement is wrong: a lost or refused connection
-    (sqlalchemy marks the connection invalidated), a driver InterfaceError, a PostgreSQL
-    OperationalError (admin shutdown, cannot connect now, too many connections, timeouts), SQLite's
-    lock outlasting the busy timeout, or no pooled connection free in time."""
-    if isinstance(exc, (DisconnectionError, PoolTimeout)):
-        return True
-    if not isinstance(exc, DBAPIError):
-        return False
-    if exc.connection_invalidated or isinstance(exc, InterfaceError):
-        return True
-    if not isinstance(exc, OperationalError):
-        return False
-    if type(exc.orig).__module__.startswith("sqlite3"):  # "no such table" is ours, "locked" is not
-        return any(text in str(exc.orig).lower() for text in UNAVAILABLE_SQLITE)
-    return True
+    """True when `exc` is an outage or a busy database (`failure_kind`): worth retrying later."""
+    return failure_kind(exc) is not None
 
 
 class Database:
-    def __init__(self, url: str, **engine_kw: Any) -> None:
+    def __init__(self, url: str, *, lock_timeout: float | None = None, **engine_kw: Any) -> None:
+        """`lock_timeout`: seconds a statement waits for another transaction's lock (SQLite's busy
+        timeout, PostgreSQL's lock_timeout); None keeps SQLite's 30 s and PostgreSQL's no limit."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             create_sqlite_file(url)
-            self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE", **engine_kw)
-            self.read_engine = _sqlite_engine(url, "BEGIN", **engine_kw)
+            busy = SQLITE_BUSY_TIMEOUT if lock_timeout is None else lock_timeout
+            self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE", busy, **engine_kw)
+            self.read_engine = _sqlite_engine(url, "BEGIN", busy, **engine_kw)
         else:
             engine_kw.setdefault("pool_size", 10)
             engine_kw.setdefault("max_overflow", 20)
@@ -105,6 +154,8 @@ class Database:
             # before a request uses it (decision 0022: about 30 us of a request's milliseconds).
             engine_kw.setdefault("pool_pre_ping", True)
             self.engine = create_engine(url, **engine_kw)
+            if lock_timeout is not None:
+                _pg_lock_timeout(self.engine, lock_timeout)
             self.read_engine = self.engine
         self.write_factory = sessionmaker(self.engine, expire_on_commit=False)
         self.read_factory = sessionmaker(self.read_engine, expire_on_commit=False)

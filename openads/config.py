@@ -205,6 +205,9 @@ class WebSettings:
     proxy_hops: int = 0
     cookie_secure: bool = False  # the session cookie only over HTTPS
     db_retry_after: int = 5  # seconds a client is told to wait (Retry-After) while the database is down
+    # Seconds a request waits for a database another writer holds (SQLite's busy timeout, PostgreSQL's
+    # lock_timeout) before it answers 503 with the form as typed (decision 0024).
+    db_busy_timeout: float = 5.0
 
 
 def web_settings(env: Mapping[str, str] | None = None, base_url: str = "") -> WebSettings:
@@ -221,6 +224,7 @@ def web_settings(env: Mapping[str, str] | None = None, base_url: str = "") -> We
         sse_per_ip=_bounded_int(env, "OPENADS_SSE_MAX_PER_IP", 100, 1, 100_000),
         proxy_hops=_bounded_int(env, "OPENADS_PROXY_HOPS", 0, 0, 5),
         db_retry_after=_bounded_int(env, "OPENADS_WEB_DB_RETRY_AFTER", 5, 1, 600),
+        db_busy_timeout=_bounded_float(env, "OPENADS_WEB_DB_BUSY_TIMEOUT", 5.0, 0.1, 600.0),
         cookie_secure=raw_secure in ("1", "true", "yes", "on") if raw_secure else base_url.startswith("https://"),
     )
 
@@ -253,6 +257,19 @@ def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bounded_float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from exc
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw}")
     return value
 
 

@@ -32,7 +32,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, **o
     app.config.update(overrides)
     inputs.init_app(app)  # before any rule is added: the bounded `int` converter, the bounded JSON parser
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    database = db or Database(settings.database_url)
+    # A request waits a bounded time for a busy database, then answers 503 with the form kept.
+    database = db or Database(settings.database_url, lock_timeout=settings.web.db_busy_timeout)
     app.extensions["openads.db"] = database
     bus = bus_mod.Bus(settings.redis_url)
     bus_mod.install(bus)

@@ -47,6 +47,7 @@ from openads.config import AuthSettings
 from web.clock import now
 from web.dbsession import database
 from web.dbsession import session as db_session
+from web.kept_form import is_drawing
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
@@ -106,7 +107,10 @@ _TOKEN_BY_DIGEST = (
 def _touch(stmt: Executable) -> None:
     """A last-seen / last-used stamp. On a write request it joins the request's unit of work; a read
     request has a read-only transaction, so it gets a short one of its own, and losing that stamp to
-    a busy database is not worth failing the page for."""
+    a busy database is not worth failing the page for, nor worth a second wait in the page drawn
+    again for a form a busy database failed to store (web/kept_form.py)."""
+    if is_drawing():
+        return
     if request.method not in SAFE_METHODS:
         db_session().execute(stmt)
         return

@@ -1,8 +1,8 @@
 """Domain errors → HTTP: JSON `{"error_id", "message", "details"}` under /api, pages elsewhere.
 
-A database that is down, restarting or locked past its busy timeout (models.db.is_unavailable) is
-not a bug: 503 with `Retry-After` and a Russian message, and a panel form sent meanwhile comes
-back on the error page with what the user typed, ready to send again (decision 0022).
+A database that is down, restarting, or busy past the request's timeout (models.db.failure_kind)
+is not a bug: 503 with `Retry-After` and a Russian message (decision 0022); a panel form sent
+meanwhile comes back as it was typed, on its own page (web/kept_form.py, decision 0024).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from models.db import is_unavailable
+from models.db import Failure, failure_kind, is_unavailable
 from models.errors import DomainError
+from models.rules.access import SAFE_METHODS
+from web import dbsession, kept_form
 
 HTTP_MESSAGES_RU = {
     400: "Некорректный запрос",
@@ -29,15 +31,8 @@ HTTP_MESSAGES_RU = {
     422: "Некорректные данные",
     500: "Внутренняя ошибка сервера",
 }
-DB_UNAVAILABLE = "database-unavailable"
-# Form fields shown on the outage page for editing, with their labels; the others go back hidden,
-# and fields whose name has one of SECRET_PARTS (passwords, tokens) are never echoed.
-KEPT_FIELD_LABELS_RU = {
-    "description": "Описание", "text": "Текст", "reason": "Причина", "comment": "Комментарий",
-    "reporter_name": "Заявитель", "reporter_phone": "Телефон заявителя", "title": "Заголовок",
-    "announcement": "Объявление", "address": "Адрес", "full_name": "ФИО", "note": "Заметка",
-}
-SECRET_PARTS = ("password", "secret", "token")
+DB_ERROR_IDS = {Failure.UNAVAILABLE: "database-unavailable", Failure.BUSY: "database-busy"}
+DB_UNAVAILABLE = DB_ERROR_IDS[Failure.UNAVAILABLE]
 
 
 def is_api() -> bool:
@@ -50,41 +45,41 @@ def error_response(status: int, error_id: str, message: str, details: dict[str, 
     return render_template("error.html", status=status, message=message, details=details or {}), status
 
 
-def db_unavailable_message(seconds: int) -> str:
-    return f"База данных временно недоступна, повторите через {seconds} с"
-
-
-def _kept_input() -> list[tuple[str, str, str | None]]:
-    """A panel form's fields (name, value, label; None: hidden) to send again; files cannot be kept."""
-    if request.method != "POST" or is_api():
-        return []
-    try:
-        items = list(request.form.items(multi=True))
-    except Exception:  # an unreadable body (too large, broken): nothing to keep
-        return []
-    kept = []
-    for name, value in items:
-        if name == "csrf_token" or any(part in name.lower() for part in SECRET_PARTS):
-            continue
-        kept.append((name, value, KEPT_FIELD_LABELS_RU.get(name)))
-    return kept
+def db_unavailable_message(seconds: int, kind: Failure = Failure.UNAVAILABLE, *, write: bool = False,
+                           unsure: bool = False) -> str:
+    """The 503's text. `write`: the request meant to change something, which did not happen;
+    `unsure`: the connection failed during the commit, so the change may have been stored after all
+    (a busy database refuses a commit whole: nothing was stored then)."""
+    what = "База данных занята" if kind is Failure.BUSY else "База данных временно недоступна"
+    if not write:
+        return f"{what}, повторите через {seconds} с"
+    if unsure and kind is Failure.UNAVAILABLE:
+        return (f"{what} — сохранение не подтверждено: проверьте журнал, прежде чем отправлять снова, "
+                f"повторите через {seconds} с")
+    return f"{what} — ничего не сохранено, повторите через {seconds} с"
 
 
 def db_unavailable_response(exc: BaseException) -> Response:
-    """503 with Retry-After: JSON under /api, the error page (with the form's input) elsewhere."""
+    """503 with Retry-After: JSON under /api; a panel form comes back as typed; the error page elsewhere."""
+    if kept_form.is_drawing():  # the inner request drawing a kept form: its caller passes the page over
+        return make_response("", 503)
+    kind = failure_kind(exc) or Failure.UNAVAILABLE
     seconds: int = current_app.config["OPENADS_SETTINGS"].web.db_retry_after
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    current_app.logger.warning("database unavailable on %s %s: %s", request.method, request.path, first_line)
-    message = db_unavailable_message(seconds)
+    current_app.logger.warning("database %s on %s %s: %s", kind.value, request.method, request.path, first_line)
+    dbsession.discard()  # its locks go now, not after the page is drawn
+    write = request.method not in SAFE_METHODS
+    message = db_unavailable_message(seconds, kind, write=write, unsure=bool(g.get(dbsession.COMMIT_FAILED)))
     if is_api():
-        response = make_response(jsonify({"error_id": DB_UNAVAILABLE, "message": message,
+        response = make_response(jsonify({"error_id": DB_ERROR_IDS[kind], "message": message,
                                           "details": {"retry_after": seconds}}), 503)
+    elif write:
+        response = kept_form.response(message, db_down=kind is Failure.UNAVAILABLE)
     else:
         g.user = None  # the page is drawn without the user's menu: reading the user needs the database
-        response = make_response(render_template(
-            "error.html", status=503, message=message, details={}, kept=_kept_input(),
-            resend_to=request.full_path.rstrip("?")), 503)
+        response = make_response(render_template("error.html", status=503, message=message, details={}), 503)
     response.headers["Retry-After"] = str(seconds)
+    response.headers["Cache-Control"] = "no-store"  # it may carry what was typed
     return response
 
 

@@ -33,6 +33,7 @@ from web.auth import login_required, logout_user, session_key, session_limits
 from web.clock import now
 from web.dbsession import session as db_session
 from web.inputs import optional_int
+from web.kept_form import form_page
 from web.panel import bp
 from web.panel.common import my_orgs, settings, user
 
@@ -84,6 +85,7 @@ def account_security() -> Any:
 
 
 @bp.post("/account/sessions/<int:session_id>/end")
+@form_page("panel.account_security")
 @login_required()
 def account_session_end(session_id: int) -> Any:
     row = access_svc.end_user_session(db_session(), user_id=user().id, session_id=session_id, now=now())
@@ -95,6 +97,7 @@ def account_session_end(session_id: int) -> Any:
 
 
 @bp.post("/account/sessions/end-others")
+@form_page("panel.account_security")
 @login_required()
 def account_sessions_end_others() -> Any:
     ended = access_svc.end_user_sessions(db_session(), user_id=user().id, now=now(), keep_key=session_key())
@@ -103,6 +106,7 @@ def account_sessions_end_others() -> Any:
 
 
 @bp.post("/account/sessions/end-all")
+@form_page("panel.account_security")
 @login_required()
 def account_sessions_end_all() -> Any:
     """"Sign out everywhere", this browser included."""
@@ -113,6 +117,7 @@ def account_sessions_end_all() -> Any:
 
 
 @bp.post("/account/tokens")
+@form_page("panel.account_security")
 @login_required()
 def account_token_issue() -> Any:
     form = request.form
@@ -137,6 +142,7 @@ def account_token_issue() -> Any:
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
+@form_page("panel.account_security")
 @login_required()
 def account_token_revoke(token_id: int) -> Any:
     token = access_svc.revoke_own_api_token(db_session(), user_id=user().id, token_id=token_id)

@@ -16,6 +16,7 @@ from models.ticket import Incident, Ticket
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.inputs import optional_int
+from web.kept_form import form_page
 from web.panel import bp
 from web.panel.common import STAFF, my_orgs, org_by_id, parse_local_datetime, user
 
@@ -63,6 +64,7 @@ def incident_create() -> Any:
 
 
 @bp.post("/incidents/<int:incident_id>/<any(localize, liquidate):action>")
+@form_page("panel.incidents")
 @login_required(STAFF)
 def incident_progress(incident_id: int, action: str) -> Any:
     s = db_session()

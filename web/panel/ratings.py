@@ -35,6 +35,7 @@ from web.auth import login_required, org_ids
 from web.dbsession import database
 from web.dbsession import session as db_session
 from web.inputs import day_arg, optional_int, possible_id
+from web.kept_form import form_page
 from web.panel import bp
 from web.panel.common import STAFF, is_executor, my_orgs, parse_local_datetime, settings, user
 
@@ -104,6 +105,7 @@ def card_context(session: Session, ticket: Ticket) -> dict[str, Any]:
 
 
 @bp.post("/tickets/<int:ticket_id>/rating-call")
+@form_page("panel.ticket_card")
 @login_required(STAFF)
 def ticket_rating_call(ticket_id: int) -> Any:
     """The dispatcher's time for the robot's rating call (in the organization's zone)."""
@@ -127,6 +129,7 @@ def ticket_rating_call(ticket_id: int) -> Any:
 
 
 @bp.post("/tickets/<int:ticket_id>/rating")
+@form_page("panel.ticket_card")
 @login_required(STAFF)
 def ticket_rating(ticket_id: int) -> Any:
     """A rating the resident gave the dispatcher (by phone)."""

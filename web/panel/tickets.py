@@ -41,6 +41,7 @@ from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.filters import local_time
 from web.inputs import optional_int, possible_id
+from web.kept_form import form_page, sent_values
 from web.panel import bp
 from web.panel import ratings as ratings_panel
 from web.panel.common import (
@@ -243,6 +244,7 @@ def ticket_card(ticket_id: int) -> Any:
 
 
 @bp.post("/tickets/<int:ticket_id>/transition")
+@form_page("panel.ticket_card")
 @login_required()
 def ticket_transition(ticket_id: int) -> Any:
     raw = request.form.get("to", "")
@@ -263,6 +265,7 @@ def ticket_transition(ticket_id: int) -> Any:
 
 
 @bp.post("/tickets/<int:ticket_id>/assign")
+@form_page("panel.ticket_card")
 @login_required()
 def ticket_assign(ticket_id: int) -> Any:
     def run(t: Ticket) -> None:
@@ -276,6 +279,7 @@ def ticket_assign(ticket_id: int) -> Any:
 
 
 @bp.post("/tickets/<int:ticket_id>/localize")
+@form_page("panel.ticket_card")
 @login_required()
 def ticket_localize(ticket_id: int) -> Any:
     def run(t: Ticket) -> None:
@@ -286,6 +290,7 @@ def ticket_localize(ticket_id: int) -> Any:
 
 
 @bp.post("/tickets/<int:ticket_id>/reopen")
+@form_page("panel.ticket_card")
 @login_required()
 def ticket_reopen(ticket_id: int) -> Any:
     def run(t: Ticket) -> None:
@@ -297,6 +302,7 @@ def ticket_reopen(ticket_id: int) -> Any:
 
 
 @bp.post("/tickets/<int:ticket_id>/comments")
+@form_page("panel.ticket_card")
 @login_required()
 def ticket_comment(ticket_id: int) -> Any:
     def run(t: Ticket) -> None:
@@ -307,6 +313,7 @@ def ticket_comment(ticket_id: int) -> Any:
 
 
 @bp.post("/tickets/<int:ticket_id>/edit")
+@form_page("panel.ticket_card")
 @login_required()
 def ticket_edit(ticket_id: int) -> Any:
     def run(t: Ticket) -> None:
@@ -344,6 +351,7 @@ def _visibility(raw: str | None) -> Visibility:
 
 
 @bp.post("/tickets/<int:ticket_id>/attachments")
+@form_page("panel.ticket_card")
 @login_required()
 def ticket_attach(ticket_id: int) -> Any:
     ticket = _owned_ticket(ticket_id)
@@ -432,7 +440,9 @@ def ticket_new() -> Any:
     orgs = my_orgs()
     ids = [o.id for o in orgs]
     error = None
-    form = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
+    # Drawn again for a form the database failed to store: from what was sent (the premise picker
+    # follows the house); a link from a caller card fills it from the query.
+    form = request.form.to_dict() if request.method == "POST" else (sent_values() or request.args).to_dict()
     if request.method == "POST":
         try:
             org = org_by_id(form.get("organization_id") or (ids[0] if len(ids) == 1 else None))

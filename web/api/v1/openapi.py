@@ -211,6 +211,8 @@ ERROR_TEXTS = {
          "(error_id insufficient-scope)",
     404: "Не найдено (в том числе объект другой организации)",
     409: "Конфликт состояния: переход статуса не разрешён или объект уже закрыт",
+    503: "База данных недоступна (error_id database-unavailable) или занята другой записью (database-busy): "
+         "повторите запрос через столько секунд, сколько в заголовке Retry-After (details.retry_after)",
 }
 
 
@@ -268,7 +270,7 @@ def document() -> dict[str, Any]:
             description = f"Область действия токена: `{scope.value}`. {description}".strip()
         if description:
             entry["description"] = description
-        for status in sorted({*op.errors, *(() if op.public else (401, 403))}):
+        for status in sorted({*op.errors, *(() if op.public else (401, 403, 503))}):
             entry["responses"][str(status)] = {"description": ERROR_TEXTS[status], "content": {
                 "application/json": {"schema": _ref(sc.Error)}}}
         paths.setdefault(op.path, {})[op.method] = entry
