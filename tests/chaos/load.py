@@ -261,6 +261,7 @@ class StreamClient:
 class PressedRating:
     channel_id: str  # the robot's call row has it (`calls.channel_id`)
     digit: int
+    at: float = field(default_factory=time.time)
 
 
 @dataclass

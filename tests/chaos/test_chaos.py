@@ -357,11 +357,26 @@ def check_invariants(inst: Installation, tickets: TicketLoad, calls: CallLoad, s
         for ticket_id, value in ratings.items():
             digits = {d for call_id, d in pressed.items() if ticket_of_call.get(call_id) == ticket_id}
             report.check(value in digits, f"ticket {ticket_id} rated {value}, the resident pressed {sorted(digits)}")
+        # A key pressed while `openads ari` was being killed (or not yet back) reached nobody: the
+        # robot calls again later. Any other key the robot took must be stored, outage or not.
+        ari_away = [f.at for f in inst.faults if f.name == "kill -9 ari"]
+        press_at = {journal[p.channel_id].id: p.at for p in phones.pressed if p.channel_id in journal}
         for a in attempts:
-            if a.outcome == RatingAttemptOutcome.ANSWERED and a.call_id in pressed:
+            if a.call_id not in pressed:
+                continue
+            if a.outcome == RatingAttemptOutcome.ANSWERED:
                 report.check(ratings.get(a.ticket_id) == pressed[a.call_id],
                              f"attempt {a.id} rated by {pressed[a.call_id]} but ticket {a.ticket_id} has "
                              f"{ratings.get(a.ticket_id)}")
+            elif a.outcome in (None, RatingAttemptOutcome.FAILED) and a.ticket_id not in ratings:
+                near_kill = any(k - 10 <= press_at[a.call_id] <= k + 10 for k in ari_away)
+                if near_kill:
+                    c["ratings pressed while ari was killed"] += 1
+                else:
+                    report.problems.append(f"ticket {a.ticket_id}: key {pressed[a.call_id]} pressed on call "
+                                           f"{a.call_id}, attempt {a.id} {a.outcome}: the rating was lost")
+            else:
+                c[f"ratings pressed, attempt {a.outcome}"] += 1
 
         # the panel's stream: every event once
         expected = set(s.scalars(select(DomainEvent.id).where(DomainEvent.organization_id == org_id,
