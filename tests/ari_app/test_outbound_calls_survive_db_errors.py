@@ -195,9 +195,8 @@ def test_when_a_voice_messages_result_fails_once_then_it_is_still_marked_sent_an
             emu.advance(PROMPT_SECONDS)
             await until(lambda: _message(db, message_id).status == MessageStatus.SENT, message="sent")
             await until(lambda: not emu.snapshot()["channels"], message="hung up")
+            await until(lambda: [c.ended_at for c in robot_calls(db)] == [NOON_MSK], message="call ended")
 
     run(main())
     assert result.failed == 1
     assert voice_attempts(db, message_id) == [(True, "прослушано полностью", NOON_MSK)]
-    [call] = robot_calls(db)
-    assert call.ended_at is not None
