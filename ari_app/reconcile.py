@@ -21,7 +21,8 @@ connect, before the first event is read (`AriConnection.on_connected`):
    ChannelDestroyed this process saw, else the CDR's end from Asterisk's table, else the last
    moment the channel was seen alive), never at the moment of the reconcile when something better
    is known. Calls handed to the dialplan fallback are left to the Cdr reconcile while their
-   channel lives, and also once it is gone when a CDR path (AMI or the CDR table) is there.
+   channel lives, and also once it is gone when a CDR path (AMI or the CDR table) is there;
+   without the CDR table their live callers are watched (ari_app/fallback_watch.py, decision 0023).
    Callback rows younger than `pending_grace` are not touched: the scheduler may still be about
    to dial them. The scheduler runs the same step every ARI_SWEEP_SECONDS (`sweep`), so a call
    whose end could not be written, or whose hangup no event told, is ended all the same.
