@@ -629,8 +629,8 @@ class Asterisk:
             remote_number=caller if ep.trunk else "",
         )
         ch.linkedid = ch.id
-        if self._hotline_call(ch):
-            ch.cdr_vars["openads_did"] = argv[1] if len(argv) > 1 else ch.dialplan["exten"]  # [openads-from-trunk]
+        if self._hotline_call(ch):  # [openads-from-trunk]: Set(__OPENADS_DID=...), Set(CDR(openads_did)=...)
+            ch.variables["OPENADS_DID"] = ch.cdr_vars["openads_did"] = argv[1] if len(argv) > 1 else ch.dialplan["exten"]
         self.channels[ch.id] = ch
         if self.app_active(app):
             ch.in_stasis = True
