@@ -13,6 +13,8 @@ ARI_MOH_CLASS, ARI_VOICEMAIL_SECONDS, ARI_VOICEMAIL_SILENCE) are read and valida
 Asterisk's CDR table (ASTERISK_CDR_URL, `Settings.asterisk_cdr`): read at start and every
 ASTERISK_CDR_POLL_SECONDS by `CdrSource` (ari_app/cdr_source.py), with or without the ARI
 connection, so the calls the dialplan fallback handled while the app was down reach the journal.
+Every documented installation sets it (docs/telephony.md, section 7); without it the app says so
+once at start (`NO_CDR_WARNING`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ari_app.client import AriClient, AriError, AriNotFound
 from ari_app.connection import AriConnection, Backoff
 from ari_app.db import Db
 from ari_app.dispatcher import FLOWS, Dispatcher, Event, Session
+from ari_app.fallback_watch import FallbackWatches
 from ari_app.flows import callback as callback_flow
 from ari_app.flows import inbound as inbound_flow
 from ari_app.flows import robot as robot_flow
@@ -48,6 +51,12 @@ log = logging.getLogger(__name__)
 # so an app back after an Asterisk restart or a network blip takes its calls back before the
 # watchdog's sweeps (ari_app/watchdog.py) have moved them all to the fallback.
 RECONNECT_MAX_SECONDS = 2.0
+
+NO_CDR_WARNING = (
+    "ASTERISK_CDR_URL is not set: calls that end while `openads ari` is not running cannot be reconciled "
+    "from Asterisk's CDR table (their end becomes the time of the next start, a call the dialplan fallback "
+    "served meanwhile counts as missed, its voice message and recording are not attached). Set it up: "
+    "docs/telephony.md, section 7 (cdr_sqlite3_custom, master.db)")
 
 
 @dataclass(frozen=True)
@@ -131,11 +140,15 @@ class AriApp:
         if cdr_source is None and cdr is not None and cdr.url:
             cdr_source = CdrSource(self, cdr.url, cdr.table, poll_seconds=cdr.poll_seconds)
         self.cdr_source: CdrSource | None = cdr_source
+        self.fallback_watches = FallbackWatches(self)
+        self.ctx.watch_fallback = self.fallback_watches.watch
 
     # -- lifecycle --
 
     async def start(self) -> None:
         """Start the event connection and the scheduler in the background."""
+        if self.cdr_source is None:
+            log.warning(NO_CDR_WARNING)
         self._tasks.append(asyncio.create_task(self.connection.run(), name="ari-events"))
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="ari-scheduler"))
         if self.robot is not None:
@@ -274,4 +287,5 @@ class AriApp:
             "presence": None if presence is None else {"connected": presence.connected},
             "robot": None if self.robot is None else self.robot.as_dict(),
             "cdr_source": None if self.cdr_source is None else self.cdr_source.as_dict(),
+            "fallback_watches": sorted(self.fallback_watches.channels),
         }

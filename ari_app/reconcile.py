@@ -21,7 +21,8 @@ connect, before the first event is read (`AriConnection.on_connected`):
    ChannelDestroyed this process saw, else the CDR's end from Asterisk's table, else the last
    moment the channel was seen alive), never at the moment of the reconcile when something better
    is known. Calls handed to the dialplan fallback are left to the Cdr reconcile while their
-   channel lives, and also once it is gone when a CDR path (AMI or the CDR table) is there.
+   channel lives, and also once it is gone when a CDR path (AMI or the CDR table) is there;
+   without the CDR table their live callers are watched (ari_app/fallback_watch.py, decision 0023).
    Callback rows younger than `pending_grace` are not touched: the scheduler may still be about
    to dial them. The scheduler runs the same step every ARI_SWEEP_SECONDS (`sweep`), so a call
    whose end could not be written, or whose hangup no event told, is ended all the same.
@@ -274,7 +275,10 @@ async def end_calls_without_channels(app: AriApp, present: set[str], *, pending_
     app.channel_clock.note_alive(present, taken)
     cdr_path = app.cdr_source is not None or (app.ctx.presence is not None and app.ctx.presence.connected)
     cutoff = taken - pending_grace
-    candidates = await app.db.read(lambda s: _without_channels(s, present, cutoff, end_fallback=not cdr_path))
+    candidates, in_fallback = await app.db.read(
+        lambda s: _without_channels(s, present, cutoff, end_fallback=not cdr_path))
+    for channel_id, call_id in in_fallback:  # handed over by an earlier process or the watchdog
+        app.fallback_watches.watch(channel_id, call_id)
     owned = {c for s in app.dispatcher.sessions for c in s.channel_ids}  # after the read: new sessions too
     candidates = [c for c in candidates if c.channel_id not in owned]
     if not candidates:
@@ -358,12 +362,18 @@ def _calls_by_channel(session: Any, channel_ids: list[str]) -> dict[str, int]:
     return calls_by_channel_all_orgs(session, channel_ids)
 
 
-def _without_channels(session: Any, alive: set[str], cutoff: Any, *, end_fallback: bool) -> list[_Vanished]:
+def _without_channels(session: Any, alive: set[str], cutoff: Any, *,
+                      end_fallback: bool) -> tuple[list[_Vanished], list[tuple[str, int]]]:
+    """The calls in progress whose channels are gone, and the (channel, call) of the fallback calls
+    whose callers are still there (ari_app/fallback_watch.py watches them when no CDR table is read)."""
     from models.call import ROBOT_KINDS, CallKind
     from models.queries_calls import active_calls_all_orgs
 
     found: list[_Vanished] = []
+    in_fallback: list[tuple[str, int]] = []
     for call in active_calls_all_orgs(session):
+        if call.is_fallback and call.channel_id in alive:
+            in_fallback.append((call.channel_id, call.id))
         if (call.is_fallback and not end_fallback) or call.channel_id in alive:
             continue
         if call.dispatcher_channel_id and call.dispatcher_channel_id in alive:
@@ -374,7 +384,7 @@ def _without_channels(session: Any, alive: set[str], cutoff: Any, *, end_fallbac
             continue
         found.append(_Vanished(call.organization_id, call.id, call.channel_id,
                                _aware(call.answered_at or call.started_at)))
-    return found
+    return found, in_fallback
 
 
 def _end_at(session: Any, ends: list[tuple[int, int, datetime]]) -> list[int]:

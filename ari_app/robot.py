@@ -254,7 +254,7 @@ class Robot:
             record_rating_attempt(s, attempt_id=attempt_id, outcome=RatingAttemptOutcome.FAILED, now=now,
                                   error=error[:500])
 
-        await self.db.write(write)
+        await self.db.write_until_stored(write, f"rating attempt {attempt_id}")
 
     async def _start_voice(self, job: VoiceJob) -> int:
         try:
@@ -272,7 +272,9 @@ class Robot:
 
     async def _voice_result(self, message_id: int, ok: bool, detail: str) -> None:
         now = self.clock()
-        await self.db.write(lambda s: record_voice_result(s, message_id=message_id, ok=ok, detail=detail, now=now))
+        await self.db.write_until_stored(
+            lambda s: record_voice_result(s, message_id=message_id, ok=ok, detail=detail, now=now),
+            f"result of voice message {message_id}")
 
     def as_dict(self) -> dict[str, Any]:
         return {"worker_id": self.worker_id, "active_calls": self.active_calls, "started": dict(self.started),

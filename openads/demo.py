@@ -1051,6 +1051,9 @@ def configure_demo_telephony(db: Database) -> list[DemoHotline]:
 def run_ari_emulator(argv: list[str] | None = None) -> None:
     """The demo's Asterisk: the ARI emulator (`tests/emulator/ari`, run from the repository root),
     with the demo dispatchers' phones disp1..disp4, all answered by hand from the call simulator.
+    With `--cdr-db` it writes every channel's CDR into that SQLite file as Asterisk's
+    cdr_sqlite3_custom writes master.db (dialplan/cdr_sqlite3_custom.conf), and its dialplan
+    fallback rings disp1..disp4, as `OPENADS_DISPATCHERS` does on a real Asterisk.
 
     `python -c "from openads.demo import run_ari_emulator; run_ari_emulator()" --port 8088 ...`
     (`openads demo` starts it so). Stops on SIGINT/SIGTERM."""
@@ -1067,6 +1070,7 @@ def run_ari_emulator(argv: list[str] | None = None) -> None:
     parser.add_argument("--user", default="openads")
     parser.add_argument("--password", default=None, help="default: $OPENADS_DEMO_ARI_PASSWORD (kept out of `ps`)")
     parser.add_argument("--recordings-dir", required=True)
+    parser.add_argument("--cdr-db", default=None, help="Asterisk's CDR table (master.db) to write")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     password = args.password or os.environ.get("OPENADS_DEMO_ARI_PASSWORD") or ""
     if not password:
@@ -1076,7 +1080,8 @@ def run_ari_emulator(argv: list[str] | None = None) -> None:
 
     async def main() -> None:
         emu = AriEmulator(user=args.user, password=password, host=args.host, port=args.port,
-                          recordings_dir=args.recordings_dir, strict=True)
+                          recordings_dir=args.recordings_dir, strict=True, cdr_path=args.cdr_db,
+                          fallback_dial=[f"PJSIP/{login}" for login in DEMO_DISPATCHER_PHONES])
         for i, login in enumerate(DEMO_DISPATCHER_PHONES, start=1):
             if f"PJSIP/{login}" not in emu.asterisk.endpoints:
                 emu.asterisk.add_endpoint(login, f"Dispatcher {i}", f"20{i}")

@@ -80,6 +80,9 @@ class AppContext:
 
     # Work that outlives the session that started it (a call written once the database is back).
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    # A caller handed to the dialplan fallback: `watch_fallback(channel_id, call id or its
+    # registration task)` (ari_app/fallback_watch.py: what ARI shows of it, when no CDR table is read).
+    watch_fallback: Callable[[str, Any], None] = lambda channel_id, call: None
 
     def queue_lock(self, org_id: int) -> asyncio.Lock:
         return self.queue_locks.setdefault(org_id, asyncio.Lock())

@@ -37,6 +37,7 @@ from ari_app.media import (
     caller_id,
     new_playback_id,
 )
+from models.base import utcnow
 from openads import channel_vars as cv
 
 log = logging.getLogger(__name__)
@@ -243,16 +244,17 @@ class CallbackCall(CallFlow):
     async def _connected(self) -> None:
         assert self.plan is not None and self.call is not None and self.bridge_id is not None
         self.to(S.CONNECTED, "resident and dispatcher bridged")
-        org_id, attempt_id = self.plan.org_id, self.plan.attempt_id
+        org_id, attempt_id, at = self.plan.org_id, self.plan.attempt_id, utcnow()
 
         def answered(s: Any) -> None:
             from models.services.callbacks import record_callback_result
 
-            record_callback_result(s, org_id=org_id, attempt_id=attempt_id, resident_answered=True)
+            record_callback_result(s, org_id=org_id, attempt_id=attempt_id, resident_answered=True, at=at)
 
-        await self.db.write(answered)
-        self.settled = True
+        # The recording first: the write below waits out a database outage (the item closes then).
         self.recording = await self.record_conversation(self.bridge_id, self.call.id)
+        await self.db.write_until_stored(answered, f"answer of callback attempt {attempt_id}")
+        self.settled = True
 
     # -- hangups --
 
@@ -280,6 +282,7 @@ class CallbackCall(CallFlow):
 
     async def _fail(self, outcome: str, why: str) -> None:
         assert self.plan is not None
+        at = utcnow()
         self.to(S.FAILED, why)
         # A tone playback lasts until stopped: left on the bridge, Asterisk fails it when the bridge
         # goes ("Playback failed for tone:ring;tonezone=ru" on every unanswered callback).
@@ -296,14 +299,15 @@ class CallbackCall(CallFlow):
             from models.services.callbacks import record_callback_result
 
             record_callback_result(s, org_id=org_id, attempt_id=attempt_id, resident_answered=False,
-                                   outcome=CallOutcome(outcome))
+                                   outcome=CallOutcome(outcome), at=at)
 
-        await self.db.write(failed)
+        await self.db.write_until_stored(failed, f"end of callback attempt {attempt_id}")
         self.settled = True
         self.session.finish()
 
     async def _finish(self, gone: str | None = None) -> None:
         assert self.plan is not None and self.call is not None
+        at = utcnow()
         self.to(S.ENDED, "hangup")
         if self.recording:
             await self.quietly("stop recording", self.ari.stop_live_recording(self.recording))
@@ -315,9 +319,9 @@ class CallbackCall(CallFlow):
         def end(s: Any) -> CallInfo:
             from models.services.calls import end_call
 
-            return call_info(end_call(s, org_id=org_id, call_id=call_id))
+            return call_info(end_call(s, org_id=org_id, call_id=call_id, at=at))
 
-        self.call = await self.db.write(end)
+        self.call = await self.db.write_until_stored(end, f"end of callback call {call_id}")
         if self.recording:
             relpath = relpath_for(org_id, call_id, self.call.started_at, fmt=self.config.recording_format)
             saved = await self.fetch_recording(self.recording, relpath)
@@ -331,7 +335,7 @@ class CallbackCall(CallFlow):
                     attach_recording(s, org_id=org_id, call_id=call_id, path=relpath, fmt=fmt,
                                      duration_seconds=duration, size_bytes=size)
 
-                await self.db.write(attach)
+                await self.db.write_until_stored(attach, f"recording of callback call {call_id}")
         if self.bridge_id:
             await self.quietly("destroy bridge", self.ari.destroy_bridge(self.bridge_id))
 

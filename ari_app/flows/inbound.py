@@ -24,6 +24,7 @@ import asyncio
 import enum
 import logging
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, ClassVar
 
 from ari_app.client import AriConflict, AriError, AriInvalid, AriNotFound, Bridge, Channel
@@ -149,12 +150,13 @@ def warm_up(session: Any) -> bool:
     return False
 
 
-async def register_after_outage(db: Db, arrival: InboundArrival) -> int | None:
-    """A call the dialplan took because it could not be registered: written (as handed to the
-    fallback, with its missed-call item) once the database takes writes again. None if it cannot
-    be written at all (logged)."""
+async def register_after_outage(db: Db, arrival: InboundArrival, *, gone_at: datetime | None = None) -> int | None:
+    """A call that could not be registered, written once the database takes writes again: as
+    handed to the dialplan fallback (its outcome comes later: `register_fallback_arrival`), or,
+    when the caller hung up before the dialplan took it (`gone_at`), as abandoned with its
+    missed-call item. None if it cannot be written at all (logged)."""
     try:
-        return await db.write_until_stored(lambda s: register_fallback_arrival(s, arrival).id,
+        return await db.write_until_stored(lambda s: register_fallback_arrival(s, arrival, gone_at=gone_at).id,
                                            f"fallback call on channel {arrival.channel_id}")
     except Exception:
         log.exception("fallback call on channel %s could not be written", arrival.channel_id)
@@ -223,13 +225,18 @@ class InboundCall(CallFlow):
             if isinstance(exc, DomainError):
                 answering.cancel()
                 raise
-            # The database is away: the dialplan serves the caller, and the call with its missed-call
-            # item is written as soon as the database is back (the CDR, if any, then completes it).
+            # The database is away: the dialplan serves the caller, and the call is written as soon as
+            # the database is back; the fallback's CDR (or, with no CDR table, what ARI shows of the
+            # channel: ari_app/fallback_watch.py) then gives its outcome.
             log.error("inbound call on channel %s: not registered (%s): to the dialplan; written when the "
                       "database is back", self.caller, str(exc).splitlines()[0] if str(exc) else repr(exc))
             await asyncio.gather(answering, return_exceptions=True)
-            self.ctx.spawn(register_after_outage(self.db, arrival), f"register {self.caller}")
-            await self._fallback("call not registered: database unavailable")
+            handed = await self._fallback("call not registered: database unavailable")
+            registration = self.ctx.spawn(register_after_outage(self.db, arrival,
+                                                                gone_at=None if handed else utcnow()),
+                                          f"register {self.caller}")
+            if handed:
+                self.ctx.watch_fallback(self.caller, registration)
             return
         except BaseException:
             answering.cancel()
@@ -634,7 +641,9 @@ class InboundCall(CallFlow):
 
     # -- failures, reconnects --
 
-    async def _fallback(self, why: str) -> None:
+    async def _fallback(self, why: str) -> bool:
+        """The caller goes on in the dialplan ([openads-fallback]); True when it did, False when it
+        was gone or could not be handed over (then hung up and the call ended here)."""
         was = self.state
         self.to(S.FALLBACK, why)
         await self._stop_ringing()
@@ -647,7 +656,8 @@ class InboundCall(CallFlow):
                     await self.db.write(lambda s: bool(hand_call_to_fallback(s, channel_id=caller)))
                 except Exception:  # the caller is in the fallback already; only the journal lags
                     log.exception("channel %s: the call is not marked handed to the fallback", caller)
-            return
+                self.ctx.watch_fallback(caller, self.call.id)
+            return True
         except AriNotFound:
             log.info("channel %s: gone before the dialplan fallback", self.caller)
             why = "caller gone before the dialplan fallback"
@@ -661,6 +671,7 @@ class InboundCall(CallFlow):
                 why = "dialplan fallback failed"
         # The caller will not reach the dialplan (which would complete the call): end it here.
         await self._abandoned(was, why)
+        return False
 
     async def on_error(self, event: Event, exc: Exception) -> None:
         if self.state in (S.ENDED, S.FALLBACK) or self.finished:

@@ -169,7 +169,8 @@ class VoicePlan:
 
 class JournalCall:
     """The `calls` row of one robot call (services in `models.services.calls`). A write that
-    fails is logged and never breaks the call: the journal is evidence, not the call's logic."""
+    fails is logged and never breaks the call: the journal is evidence, not the call's logic.
+    The end is retried through a database outage (`Db.write_until_stored`), as every end of a call."""
 
     def __init__(self, flow: CallFlow, kind: str) -> None:
         self.flow = flow
@@ -227,8 +228,8 @@ class JournalCall:
                                  size_bytes=size_bytes, at=at)
             end_call(s, org_id=org_id, call_id=call_id, outcome=CallOutcome(outcome), at=at)
 
-        try:
-            await self.flow.db.write(write)
+        try:  # a database outage is waited out: the call must not stay "in progress"
+            await self.flow.db.write_until_stored(write, f"end of robot call {call_id}")
         except Exception:
             log.exception("robot: call %s: end not written to the journal", call_id)
 
@@ -631,7 +632,7 @@ class RatingCall(CallFlow):
                                   value=value, source=source, transcript=transcript, dtmf=dtmf,
                                   audio_path=audio, error=errors, call_id=call_id)
 
-        await self.db.write(write)
+        await self.db.write_until_stored(write, f"rating attempt {attempt_id}")
         log.info("robot: attempt %s closed: %s%s", attempt_id, outcome, f", rating {value}" if value else "")
 
     # -- helpers --

@@ -618,19 +618,51 @@ def hand_call_to_fallback(session: Session, *, channel_id: str) -> Call | None:
     return call
 
 
-def register_fallback_arrival(session: Session, arrival: InboundArrival, *, now: datetime | None = None) -> Call:
-    """A call the ARI app could not register (the database was away) and handed to the dialplan
-    fallback, written once the database is back: registered as it arrived, marked handed to the
-    fallback (`hand_call_to_fallback`: the fallback's CDR completes it, or the ARI app's sweep ends
-    it once its channel is gone) and put in the missed-call queue at once (outcome `failed`: the
-    app did not serve it; an answer the CDR reports later closes the item, `_close_by_recall`), so
-    the resident is called back even with no CDR path. Idempotent: a call already written (by the
-    CDR reconcile, or an earlier try) is returned as it is."""
+def register_fallback_arrival(session: Session, arrival: InboundArrival, *, now: datetime | None = None,
+                              gone_at: datetime | None = None) -> Call:
+    """A call the ARI app could not register (the database was away), written once the database
+    is back, as it arrived.
+
+    Handed to the dialplan fallback (`gone_at` None): marked so (`hand_call_to_fallback`) and left
+    open, as every call the fallback serves. Its end and outcome come from the fallback's CDR
+    (`record_fallback_call`: answered, or missed with its item and voice message) or, with no CDR
+    path, from what ARI shows of the caller's channel (`answer_fallback_call`, then `end_call` once
+    it is gone: ari_app/fallback_watch.py and the sweep). No missed-call item before that: a
+    resident a dispatcher is answering in the fallback must not get one (decision 0023).
+    The caller hung up before the dialplan took the call (`gone_at`): the call ends then,
+    abandoned, and joins the missed-call queue. Idempotent: a call already written (by the CDR
+    reconcile, or an earlier try) is returned as it is."""
     [(call, _card)] = register_inbound_calls(session, [arrival], now=now)
     if call.ended_at is not None or call.answered_at is not None:
         return call
+    if gone_at is not None:
+        return end_call(session, org_id=call.organization_id, call_id=call.id, outcome=CallOutcome.ABANDONED,
+                        at=gone_at)
     hand_call_to_fallback(session, channel_id=call.channel_id)
-    _mark_missed(session, call, CallOutcome.FAILED, now or utcnow())
+    return call
+
+
+def answer_fallback_call(session: Session, *, channel_id: str, at: datetime,
+                         dispatcher_endpoint: str | None = None) -> Call | None:
+    """A dispatcher picked up the dialplan fallback's Dial() for the caller on `channel_id` (seen
+    through ARI while the call lasts, when no CDR table tells it afterwards: ari_app/fallback_watch.py).
+    Stores the answer as `record_fallback_call` would (the user whose phone `dispatcher_endpoint` is
+    answered it; an open item of the same number closes). Idempotent; None when no live fallback
+    call has that channel. Emits `call.answered` (and `missed_call.closed`)."""
+    call = call_by_channel(session, channel_id)
+    if call is None or not call.is_fallback or call.ended_at is not None:
+        return None
+    if call.answered_at is not None:
+        return call
+    call.answered_at = at
+    call.dispatcher_endpoint = dispatcher_endpoint or call.dispatcher_endpoint
+    by = dispatcher_of_endpoint(session, org_id=call.organization_id, endpoint=call.dispatcher_endpoint)
+    call.answered_by_id = by.id if by is not None else call.answered_by_id
+    call.wait_seconds = _seconds(call.started_at, at)
+    events.emit(session, call.organization_id, events.CALL_ANSWERED,
+                _payload(call, answered_by_id=call.answered_by_id, endpoint=call.dispatcher_endpoint,
+                         wait_seconds=call.wait_seconds))
+    _close_by_recall(session, call)
     return call
 
 

@@ -139,16 +139,21 @@ def start_demo_asterisk(var_dir: Any, host: str = "127.0.0.1",
                         port: int = EMULATOR_PORT) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     """The ARI emulator as the demo's Asterisk, in its own process (cwd = the repository root, since
     `tests/` is not an installed package). Returns the process and the variables of the apps that use
-    it: ARI_*, and SPEECH_RECOGNIZER=fake unless set (the emulator records no voice; it keeps the words
-    the call simulator says for the resident in the recording, and the fake recognizer reads them, so
-    the robot's ratings can be spoken)."""
+    it: ARI_*; ASTERISK_CDR_URL, the CDR table the emulator writes as Asterisk's cdr_sqlite3_custom
+    does (`<var>/demo-asterisk/master.db`, read-only for `openads ari`: calls that end while it is
+    down are reconciled from it), read every ASTERISK_CDR_POLL_SECONDS (5 unless set); and
+    SPEECH_RECOGNIZER=fake unless set (the emulator records no voice; it keeps the words the call
+    simulator says for the resident in the recording, and the fake recognizer reads them, so the
+    robot's ratings can be spoken)."""
     port = _free_port(host, port) if port else _any_free_port(host)
     password = secrets.token_urlsafe(16)
     recordings = Path(var_dir) / "demo-asterisk"
     recordings.mkdir(parents=True, exist_ok=True)
+    cdr_db = (recordings / "master.db").resolve()
     child = subprocess.Popen(
         [sys.executable, "-c", "from openads.demo import run_ari_emulator; run_ari_emulator()",
-         "--host", host, "--port", str(port), "--user", "openads", "--recordings-dir", str(recordings)],
+         "--host", host, "--port", str(port), "--user", "openads", "--recordings-dir", str(recordings),
+         "--cdr-db", str(cdr_db)],
         cwd=ROOT, env=dict(os.environ, OPENADS_DEMO_ARI_PASSWORD=password),
     )
     url = f"http://{host}:{port}"
@@ -158,6 +163,8 @@ def start_demo_asterisk(var_dir: Any, host: str = "127.0.0.1",
         _stop_child(child)
         raise
     return child, {"ARI_URL": url, "ARI_USER": "openads", "ARI_PASSWORD": password,
+                   "ASTERISK_CDR_URL": f"sqlite:///{cdr_db}", "ASTERISK_CDR_TABLE": "openads_cdr",
+                   "ASTERISK_CDR_POLL_SECONDS": os.environ.get("ASTERISK_CDR_POLL_SECONDS") or "5",
                    "SPEECH_RECOGNIZER": os.environ.get("SPEECH_RECOGNIZER") or "fake"}
 
 

@@ -187,6 +187,29 @@ def test_status_reports_connection_reconcile_and_sessions(ari_emulator: AriEmula
     assert routes(ari_emulator) == ["GET /channels", "GET /bridges"]
 
 
+def test_the_app_warns_at_start_when_asterisks_cdr_table_is_not_configured(
+        ari_emulator: AriEmulator, db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from ari_app.app import NO_CDR_WARNING
+    from openads.config import AsteriskCdrSettings
+
+    master = tmp_path / "master.db"
+    master.touch()
+
+    async def main() -> None:
+        async with running_app(ari_emulator, db, tmp_path / "rec") as app:
+            assert app.status()["cdr_source"] is None and app.fallback_watches.enabled
+        warned = [r for r in caplog.records if r.getMessage() == NO_CDR_WARNING]
+        assert [r.levelname for r in warned] == ["WARNING"]
+        caplog.clear()
+        cdr = AsteriskCdrSettings(url=f"sqlite:///{master}", table="openads_cdr", poll_seconds=3600)
+        async with running_app(ari_emulator, db, tmp_path / "rec", cdr=cdr) as app:
+            assert app.cdr_source is not None and not app.fallback_watches.enabled
+        assert not [r for r in caplog.records if r.getMessage() == NO_CDR_WARNING]
+
+    caplog.set_level("WARNING", logger="ari_app.app")
+    run(main())
+
+
 def test_openads_ari_command_is_registered() -> None:
     from openads.commands import build_parser
 

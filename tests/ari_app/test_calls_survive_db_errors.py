@@ -18,7 +18,7 @@ import ari_app.flows.inbound as inbound
 from models.call import CallOutcome
 from models.db import Database
 from models.missed_call import MissedCallStatus
-from tests.ari_app.helpers import until
+from tests.ari_app.helpers import assign_phone, until
 from tests.ari_app.test_app_support import (
     CALLER,
     call_answered,
@@ -78,33 +78,155 @@ def test_when_the_registration_fails_twice_then_the_call_is_served_normally(
     assert emu.requests(route="POST /channels/{channelId}/continue") == []
 
 
-def test_when_the_registration_fails_for_good_then_the_fallback_call_and_its_item_are_written_once_the_db_is_back(
-        ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    emu, org = ari_emulator, world.org_a
-    setup_inbound(emu, db, org)
+def _down_for_good(monkeypatch: pytest.MonkeyPatch) -> tuple[Failing, Failing]:
+    """The registration fails for good (the arrival's 3 tries), and so does the write after the
+    outage until `.up()` of the second."""
     failing = Failing(inbound.register_arrivals, None)
     monkeypatch.setattr(inbound, "register_arrivals", failing)
-    later = Failing(getattr(inbound, "register_fallback_arrival", None), None)
-    monkeypatch.setattr(inbound, "register_fallback_arrival", later, raising=False)
+    later = Failing(inbound.register_fallback_arrival, None)
+    monkeypatch.setattr(inbound, "register_fallback_arrival", later)
+    return failing, later
+
+
+def _fallback_emulator(make_ari_emulator: Any, **kw: Any) -> AriEmulator:
+    """An emulator whose dialplan fallback rings PJSIP/disp2, a phone answered by hand."""
+    emu: AriEmulator = make_ari_emulator(fallback_dial=["PJSIP/disp2"], **kw)
+    emu.set_answer_mode("disp2", "manual")
+    return emu
+
+
+def test_when_the_registration_fails_for_good_then_the_call_is_written_once_the_db_is_back_and_missed_when_the_caller_hangs_up(
+        ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CDR table: while the caller is in the fallback the call has no missed-call item (a
+    dispatcher may be answering); once the caller's channel is gone it is missed, with its item."""
+    emu, org = ari_emulator, world.org_a
+    setup_inbound(emu, db, org)
+    failing, later = _down_for_good(monkeypatch)
 
     async def main() -> None:
-        async with running_app(emu, db, tmp_path / "rec"):
+        async with running_app(emu, db, tmp_path / "rec") as app:
+            app.fallback_watches.every = 0.02
             caller = emu.incoming_call(did(org), CALLER)
             await until(lambda: bool(emu.requests(route="POST /channels/{channelId}/continue")),
                         message="to the dialplan")
             await until(lambda: later.calls >= 2, message="written again and again")
             assert last_call(db) is None
             later.up()  # the database is back
-            await until(lambda: bool(missed_items(db)), message="the call and its item written")
+            await until(lambda: last_call(db) is not None, message="the call written")
             call = last_call(db)
-            assert call is not None and call.channel_id == caller.id
+            assert call is not None and (call.channel_id, call.is_fallback, call.ended_at, call.outcome) == (
+                caller.id, True, None, None)
+            assert missed_items(db) == []  # the caller is in the fallback
+            assert app.fallback_watches.channels == {caller.id}
+            emu.hangup(caller)
+            await until(lambda: call_ended(db), message="ended once the channel is gone")
 
     run(main())
     assert failing.calls == 3  # the registration's tries
     call = last_call(db)
-    assert call is not None and call.is_fallback and call.outcome == CallOutcome.FAILED
+    assert call is not None and call.is_fallback and (call.outcome, call.answered_at) == (CallOutcome.ABANDONED, None)
     [item] = missed_items(db)
     assert (item.phone, item.status, item.first_call_id) == ("+79161234567", MissedCallStatus.OPEN, call.id)
+
+
+def test_when_a_dispatcher_answers_in_the_fallback_while_the_db_is_away_then_the_call_is_answered_and_never_missed(
+        make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    emu, org = _fallback_emulator(make_ari_emulator), world.org_a
+    setup_inbound(emu, db, org)
+    assign_phone(db, org, "PJSIP/disp2", world.dispatcher_a.id)
+    _failing, later = _down_for_good(monkeypatch)
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec") as app:
+            app.fallback_watches.every = 0.02
+            caller = emu.incoming_call(did(org), CALLER)
+            await until(lambda: bool(caller_legs(emu, caller)), message="the fallback rings disp2")
+            emu.answer("disp2")  # while the database is still away
+            answered["at"] = datetime.now(UTC).replace(microsecond=0)
+            await until(lambda: later.calls >= 2, message="written again and again")
+            later.up()
+            await until(lambda: call_answered(db), message="the answer written")
+            assert missed_items(db) == []
+            emu.hangup("disp2")  # the conversation ends (the caller's channel goes with it)
+            await until(lambda: call_ended(db), message="ended")
+
+    answered: dict[str, datetime] = {}
+    run(main())
+    call = last_call(db)
+    assert call is not None and call.is_fallback
+    assert (call.outcome, call.dispatcher_endpoint, call.answered_by_id) == (
+        CallOutcome.ANSWERED, "PJSIP/disp2", world.dispatcher_a.id)
+    assert abs((_aware(call.answered_at) - answered["at"]).total_seconds()) <= 1  # type: ignore[operator]
+    assert missed_items(db) == []
+
+
+def caller_legs(emu: AriEmulator, caller: Any) -> list[str]:
+    return list(emu.channel(caller).fallback_legs)
+
+
+def test_a_call_the_watchdog_handed_to_the_fallback_and_answered_there_is_answered_after_the_app_restarts(
+        make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path) -> None:
+    """The app stops with a caller in the queue; the watchdog moves the caller to [openads-fallback],
+    where disp2 answers. The restarted app's sweep watches the caller's channel: the answer is
+    written, and the end is an answered call, not a missed one."""
+    from models.services.calls import hand_call_to_fallback
+
+    emu, org = _fallback_emulator(make_ari_emulator), world.org_a
+    setup_inbound(emu, db, org)
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec"):
+            caller = emu.incoming_call(did(org), CALLER)
+            await until(lambda: bool(emu.requests(route="POST /channels")), message="disp1 rung")
+        # `openads ari-watchdog`: OPENADS_WATCHDOG=1, continue at [openads-fallback], marked handed over.
+        emu._run(emu.asterisk.continue_in_dialplan, caller.id, "openads-fallback", "s", 1)
+        with db.write() as s:
+            hand_call_to_fallback(s, channel_id=caller.id)
+        emu.answer("disp2")
+        async with running_app(emu, db, tmp_path / "rec") as app:
+            app.fallback_watches.every = 0.02
+            app.scheduler.sweep_seconds = 0.05
+            await until(lambda: call_answered(db), message="the answer written")
+            assert app.fallback_watches.channels == {caller.id}
+            emu.hangup(caller)
+            await until(lambda: call_ended(db), message="ended")
+
+    run(main())
+    call = last_call(db)
+    assert call is not None and (call.outcome, call.dispatcher_endpoint, call.is_fallback) == (
+        CallOutcome.ANSWERED, "PJSIP/disp2", True)
+    assert missed_items(db) == []
+
+
+def test_with_the_cdr_table_a_call_written_after_the_outage_and_answered_in_the_fallback_gets_no_missed_item(
+        make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator writes master.db as Asterisk does; the app reads it (ASTERISK_CDR_URL)."""
+    from openads.config import AsteriskCdrSettings
+
+    master = tmp_path / "master.db"
+    emu, org = _fallback_emulator(make_ari_emulator, cdr_path=master), world.org_a
+    setup_inbound(emu, db, org)
+    _failing, later = _down_for_good(monkeypatch)
+    cdr = AsteriskCdrSettings(url=f"sqlite:///{master}", table="openads_cdr", poll_seconds=3600)
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec", cdr=cdr) as app:
+            caller = emu.incoming_call(did(org), CALLER)
+            await until(lambda: bool(caller_legs(emu, caller)), message="the fallback rings disp2")
+            emu.answer("disp2")
+            later.up()
+            await until(lambda: last_call(db) is not None, message="the call written")
+            assert missed_items(db) == [] and not app.fallback_watches.channels  # the CDR will tell
+            emu.hangup(caller)
+            assert app.cdr_source is not None
+            await app.cdr_source.poll()
+            await until(lambda: call_ended(db), message="completed from the CDR")
+
+    run(main())
+    call = last_call(db)
+    assert call is not None and (call.outcome, call.dispatcher_endpoint, call.is_fallback) == (
+        CallOutcome.ANSWERED, "PJSIP/disp2", True)
+    assert missed_items(db) == []
 
 
 def test_when_the_end_of_a_call_fails_once_then_it_still_ends_with_its_outcome_and_item(

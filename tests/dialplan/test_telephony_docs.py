@@ -144,3 +144,20 @@ def test_voicemail_settings_do_not_make_asterisk_warn() -> None:
     conf = dict(re.findall(r"^(\w+)\s*=\s*(\S+)", (DIALPLAN / "voicemail.conf").read_text(encoding="utf-8"), re.M))
     if "maxsilence" in conf and "minsecs" in conf:
         assert int(conf["maxsilence"]) < int(conf["minsecs"])
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/telephony.md", ".env.example", "dialplan/README.md"])
+def test_every_install_path_names_the_cdr_table_as_a_required_step(doc: str) -> None:
+    """Issue 11, item 3: without Asterisk's CDR table, calls that end while `openads ari` is down
+    cannot be reconciled; every documented installation sets it up, none calls it optional."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    blocks = [b for b in re.split(r"\n\s*\n", text) if "ASTERISK_CDR_URL" in b]
+    assert blocks, f"{doc} does not name ASTERISK_CDR_URL"
+    assert any("обязател" in b.lower() for b in blocks), f"{doc} does not say the CDR table is required"
+    assert not re.search(r"(необязательн|по желанию|optional)[^\n]*CDR|CDR[^\n]*(необязательн|по желанию|optional)",
+                         text, re.I)
+
+
+def test_the_installation_section_has_the_cdr_table_as_its_required_step() -> None:
+    assert "Обязательный шаг после скрипта — таблица CDR" in INSTALL
+    assert "ASTERISK_CDR_URL" in INSTALL

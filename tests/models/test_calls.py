@@ -454,3 +454,53 @@ def test_the_watchdog_ends_a_conversation_of_any_organization_by_call_id(session
     ended = calls.end_call_of_any_org(session, call_id=call.id, at=T0 + timedelta(minutes=1))
     assert ended is call and call.outcome == CallOutcome.ANSWERED and call.ended_at == T0 + timedelta(minutes=1)
     assert calls.end_call_of_any_org(session, call_id=10**9) is None
+
+
+def test_a_call_written_after_an_outage_waits_in_the_fallback_without_an_item_until_its_outcome(
+        session, world) -> None:
+    """Decision 0023: the call the app could not register is handed to the fallback, open and not
+    missed: a dispatcher may be answering it there. A caller gone before the dialplan took the call
+    is abandoned at that moment, with its item."""
+    org = session.merge(world.org_a)
+    did = org.hotlines[0].lstrip("+")
+    handed = calls.register_fallback_arrival(
+        session, calls.InboundArrival(did=did, caller="79160001212", channel_id="1700.80", started_at=T0))
+    assert (handed.is_fallback, handed.ended_at, handed.outcome, handed.answered_at) == (True, None, None, None)
+    assert session.scalars(select(MissedCall)).all() == []
+    again = calls.register_fallback_arrival(
+        session, calls.InboundArrival(did=did, caller="79160001212", channel_id="1700.80", started_at=T0))
+    assert again is handed
+
+    gone = calls.register_fallback_arrival(
+        session, calls.InboundArrival(did=did, caller="79160001313", channel_id="1700.81", started_at=T0),
+        gone_at=T0 + timedelta(seconds=3))
+    assert (gone.is_fallback, gone.outcome, gone.ended_at) == (False, CallOutcome.ABANDONED, T0 + timedelta(seconds=3))
+    [item] = session.scalars(select(MissedCall)).all()
+    assert (item.phone, item.first_call_id, item.status) == ("+79160001313", gone.id, MissedCallStatus.OPEN)
+
+
+def test_an_answer_seen_in_the_fallback_is_the_answer_of_the_user_whose_phone_picked_up(session, world) -> None:
+    org = session.merge(world.org_a)
+    user = f.make_user(session, [org], login="fallback-watch")
+    calls.assign_dispatcher_phone(session, org=org, endpoint="PJSIP/disp2", user_id=user.id, by=None)
+    earlier = f.make_missed_call(session, org, "+79160002424", at=T0 - timedelta(minutes=3))
+    call = f.make_inbound_call(session, org, "+79160002424", at=T0, channel_id="1700.90")
+    assert calls.answer_fallback_call(session, channel_id="1700.90", at=T0 + timedelta(seconds=20),
+                                      dispatcher_endpoint="PJSIP/disp2") is None  # not handed to the fallback
+    calls.hand_call_to_fallback(session, channel_id="1700.90")
+
+    answered = calls.answer_fallback_call(session, channel_id="1700.90", at=T0 + timedelta(seconds=20),
+                                          dispatcher_endpoint="PJSIP/disp2")
+    assert answered is call
+    assert (call.answered_at, call.answered_by_id, call.dispatcher_endpoint, call.wait_seconds) == (
+        T0 + timedelta(seconds=20), user.id, "PJSIP/disp2", 20)
+    assert (earlier.status, earlier.close_reason) == (MissedCallStatus.CLOSED, CloseReason.CALLED_AGAIN_ANSWERED)
+    [event] = [e for e in _events(session, "call.answered") if e["call_id"] == call.id]
+    assert (event["answered_by_id"], event["endpoint"], event["wait_seconds"]) == (user.id, "PJSIP/disp2", 20)
+    # Seen again on the next look: nothing changes, nothing is announced twice.
+    calls.answer_fallback_call(session, channel_id="1700.90", at=T0 + timedelta(seconds=22))
+    assert call.answered_at == T0 + timedelta(seconds=20)
+    assert len([e for e in _events(session, "call.answered") if e["call_id"] == call.id]) == 1
+    ended = calls.end_call_of_any_org(session, call_id=call.id, at=T0 + timedelta(minutes=2))
+    assert ended is call and call.outcome == CallOutcome.ANSWERED
+    assert calls.answer_fallback_call(session, channel_id="1700.90", at=T0) is None  # ended

@@ -1,15 +1,19 @@
 """The demo's telephony end to end: the ARI emulator as `openads demo` starts it (its own process),
 `openads ari` (its own process) against it and the test database, and the call simulator page
-driving the emulator — a resident's call rings, a dispatcher answers, the caller hangs up."""
+driving the emulator — a resident's call rings, a dispatcher answers, the caller hangs up. The
+emulator writes Asterisk's CDR table as a real Asterisk does, and `openads ari` reads it
+(ASTERISK_CDR_URL): calls that end while it is down reach the journal and the queue."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
@@ -18,9 +22,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from ari_app.cdr_source import cdr_time
 from models.base import utcnow
 from models.call import Call, CallOutcome
 from models.db import Database
+from models.missed_call import MissedCall
 from models.organization import Role
 from models.outbox import DomainEvent
 from models.rating import RatingSource, TicketRating
@@ -57,12 +63,17 @@ def demo_asterisk(tmp_path: Path) -> Iterator[dict[str, str]]:
         _stop_child(emulator)
 
 
-@pytest.fixture
-def ari_process(demo_asterisk: dict[str, str], database_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _start_ari(demo_asterisk: dict[str, str], database_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """`openads ari` as `openads demo` runs it, against the demo's Asterisk and the test database."""
     env = dict(os.environ, **demo_asterisk, DATABASE_URL=database_url, OPENADS_VAR_DIR=str(tmp_path / "var"),
                OPENADS_RECORDINGS_DIR=str(tmp_path / "recordings"), OPENADS_LOG_LEVEL="WARNING")
     env.pop("AMI_SECRET", None)
-    child = subprocess.Popen([sys.executable, "-m", "openads.cli", "ari", "--status-every", "0"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "openads.cli", "ari", "--status-every", "0"], env=env)
+
+
+@pytest.fixture
+def ari_process(demo_asterisk: dict[str, str], database_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    child = _start_ari(demo_asterisk, database_url, tmp_path)
     try:
         yield child
     finally:
@@ -241,3 +252,86 @@ def test_words_the_robot_cannot_understand_get_asked_again_then_the_keypad_rates
 
 def test_simulator_is_not_served_outside_demo_mode(client: Any, world: Any, login_as: Any) -> None:
     assert login_as(world.dispatcher_a).get("/simulator/").status_code == 404
+
+
+# --- calls that end while `openads ari` is down: the demo's CDR table -------------------------------
+
+
+def _control(env: dict[str, str], action: str, **body: Any) -> Any:
+    resp = httpx.post(f"{env['ARI_URL']}/_emulator/{action}", json=body, auth=(env["ARI_USER"], env["ARI_PASSWORD"]),
+                      timeout=5)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def _connected(env: dict[str, str]) -> bool:
+    return any(ws["apps"] == ["openads"] for ws in _state(env)["websockets"])
+
+
+def _cdr_rows(env: dict[str, str]) -> list[dict[str, Any]]:
+    path = env["ASTERISK_CDR_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM openads_cdr ORDER BY AcctId")]
+
+
+def _missed(db: Database) -> list[MissedCall]:
+    with db.read() as s:
+        items = list(s.scalars(select(MissedCall).order_by(MissedCall.id)))
+        s.expunge_all()
+        return items
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return None if value is None else value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def test_calls_that_end_while_openads_ari_is_down_are_reconciled_from_the_demo_asterisks_cdr_table(
+        db: Database, world: Any, demo_asterisk: dict[str, str], database_url: str, tmp_path: Path) -> None:
+    with db.write() as s:  # demo-like: disp1 is the phone of the dispatcher with that login
+        disp1 = f.make_user(s, [s.merge(world.org_a)], Role.DISPATCHER, login="disp1", full_name="Орлова Нина")
+    configure_demo_telephony(db)
+    assert demo_asterisk["ASTERISK_CDR_URL"] == f"sqlite:///{(tmp_path / 'var' / 'demo-asterisk' / 'master.db').resolve()}"
+    assert _cdr_rows(demo_asterisk) == []  # the table is there before `openads ari` first reads it
+    hotline = world.org_a.hotlines[0].lstrip("+")
+
+    # `openads ari` is not running: Stasis() fails, the dialplan fallback rings every dispatcher.
+    talk = _control(demo_asterisk, "incoming_call", did=hotline, caller=CALLER.lstrip("+"))
+    until(lambda: any(c["name"].startswith("PJSIP/disp1-") for c in _emulator_channels(demo_asterisk)),
+          message="the fallback rings disp1")
+    _control(demo_asterisk, "answer", target="disp1")
+    _control(demo_asterisk, "hangup", target="disp1")
+    missed = _control(demo_asterisk, "incoming_call", did=hotline, caller="79035556677")
+    _control(demo_asterisk, "hangup", channel=missed["id"])  # while the phones ring
+    until(lambda: not _emulator_channels(demo_asterisk), message="both calls over")
+
+    ari = _start_ari(demo_asterisk, database_url, tmp_path)
+    try:
+        calls = until(lambda: len(c := _calls(db)) == 2 and all(x.ended_at for x in c) and c, timeout=20,
+                      message="both calls in the journal from the CDR table")
+        by_channel = {c.channel_id: c for c in calls}
+        answered, unanswered = by_channel[talk["id"]], by_channel[missed["id"]]
+        assert (answered.is_fallback, answered.outcome, answered.dispatcher_endpoint, answered.answered_by_id,
+                answered.phone) == (True, CallOutcome.ANSWERED, "PJSIP/disp1", disp1.id, CALLER)
+        assert (unanswered.is_fallback, unanswered.outcome, unanswered.answered_at) == (
+            True, CallOutcome.NO_ANSWER, None)
+        [item] = _missed(db)
+        assert (item.phone, item.first_call_id) == ("+79035556677", unanswered.id)
+
+        # A caller waits in the queue when `openads ari` stops, and hangs up before it is back.
+        until(lambda: _connected(demo_asterisk), message="openads ari connected")
+        queued = _control(demo_asterisk, "incoming_call", did=hotline, caller=CALLER.lstrip("+"))
+        until(lambda: queued["id"] in {c.channel_id for c in _calls(db)}, message="registered")
+    finally:
+        _stop_child(ari)
+    _control(demo_asterisk, "hangup", channel=queued["id"])
+    [row] = [r for r in _cdr_rows(demo_asterisk) if r["uniqueid"] == queued["id"]]
+    ari = _start_ari(demo_asterisk, database_url, tmp_path)
+    try:
+        call = until(lambda: next((c for c in _calls(db) if c.channel_id == queued["id"] and c.ended_at), None),
+                     timeout=20, message="ended by the reconcile")
+    finally:
+        _stop_child(ari)
+    # The hangup (to the second, as Asterisk writes it; never before the call began), not the restart.
+    assert _aware(call.ended_at) == max(cdr_time(row["end"]).replace(tzinfo=UTC), _aware(call.started_at))
+    assert call.outcome == CallOutcome.ABANDONED

@@ -89,7 +89,7 @@ def test_the_robots_rating_call_is_named_so_and_shows_the_resident_and_the_hotli
 
 
 def test_a_residents_call_shows_their_number_and_the_hotline_they_dialled(
-        sim: Any, ari_emulator: AriEmulator, world: Any) -> None:
+        sim: Any, ari_emulator: AriEmulator, app_socket: WsClient, world: Any) -> None:
     hotline = world.org_a.hotlines[0]
     channel = ari_emulator.incoming_call(hotline.lstrip("+"), RESIDENT.lstrip("+"))
 
@@ -97,6 +97,34 @@ def test_a_residents_call_shows_their_number_and_the_hotline_they_dialled(
                                          channel.id)[:4]
     assert (who, number, call, state) == ("Житель", display(RESIDENT),
                                           f"звонит на {display(hotline)} (горячая линия Альфа)", "звонит на линию")
+
+
+def test_a_call_in_the_dialplan_fallback_still_shows_its_hotline_and_its_dispatcher_can_answer_it(
+        make_ari_emulator: Any, settings: Settings, db: Database, world: Any) -> None:
+    """`openads ari` is not connected: [openads-fallback] answers the resident (its extension is `s`
+    then; the hotline is OPENADS_DID) and rings the dispatchers' phones, one of them the dispatcher's."""
+    emu = make_ari_emulator(fallback_dial=["PJSIP/disp1", "PJSIP/disp2"])
+    emu.set_answer_mode("disp1", "manual")
+    emu.set_answer_mode("disp2", "manual")
+    with db.write() as s:
+        from models.organization import Organization
+        from models.services.calls import assign_dispatcher_phone
+
+        assign_dispatcher_phone(s, org=s.get(Organization, world.org_a.id), endpoint="PJSIP/disp1",
+                                user_id=world.dispatcher_a.id, by=None)
+    sim = simulator_client(emu, settings, db, world.dispatcher_a)
+    other = simulator_client(emu, settings, db, world.dispatcher_b)
+    hotline = world.org_a.hotlines[0]
+    caller = emu.incoming_call(hotline.lstrip("+"), RESIDENT.lstrip("+"))
+    [leg1, _leg2] = emu.channel(caller).fallback_legs
+
+    html = sim.get("/simulator/?part=channels").get_data(as_text=True)
+    assert row_cells(html, caller.id)[:4] == ["Житель", display(RESIDENT),
+                                             f"звонит на {display(hotline)} (горячая линия Альфа)", "разговор"]
+    assert row_cells(html, leg1)[3] == "звонит телефон" and f"/simulator/channels/{leg1}/answer" in html
+    assert caller.id not in other.get("/simulator/?part=channels").get_data(as_text=True)
+    assert sim.post(f"/simulator/channels/{leg1}/answer", headers={"Accept": "application/json"}).status_code == 200
+    assert emu.channel(caller).variables["DIALEDPEERNAME"] == emu.channel(leg1).name
 
 
 def test_a_manual_callback_rings_the_dispatchers_phone_showing_the_resident(
@@ -119,6 +147,7 @@ ACTIONS = {"answer": {}, "hangup": {}, "press": {"digits": "1"}, "say": {"words"
 def test_another_organizations_call_is_neither_shown_nor_driven(
         ari_emulator: AriEmulator, settings: Settings, db: Database, world: Any) -> None:
     channel = ari_emulator.incoming_call(world.org_a.hotlines[0].lstrip("+"), RESIDENT.lstrip("+")).id
+    before = ari_emulator.channel(channel).state
     other = simulator_client(ari_emulator, settings, db, world.dispatcher_b)
 
     listed = other.get("/simulator/?part=channels").get_data(as_text=True)
@@ -127,7 +156,7 @@ def test_another_organizations_call_is_neither_shown_nor_driven(
         resp = other.post(f"/simulator/channels/{channel}/{action}", data=form, headers={"Accept": "application/json"})
         assert (resp.status_code, resp.get_json()["error_id"]) == (404, "not-found"), action
         assert other.post(f"/simulator/channels/{channel}/{action}", data=form).status_code == 404, action
-    assert ari_emulator.channel(channel).state == "Ring" and not ari_emulator.channel(channel).hungup
+    assert ari_emulator.channel(channel).state == before and not ari_emulator.channel(channel).hungup
 
     # The organization's own dispatcher, and one serving both organizations, see and drive it.
     both = simulator_client(ari_emulator, settings, db, world.centre_dispatcher)

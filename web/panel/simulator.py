@@ -129,7 +129,7 @@ class Scope:
         if ch.get("outgoing"):
             number = (ch.get("caller") or {}).get("number", "")
         else:
-            number = (ch.get("dialplan") or {}).get("exten", "")
+            number = dialled(ch)
         return try_e164(str(number)) in self.hotlines
 
 
@@ -156,6 +156,12 @@ def my_channel(channel_id: str) -> dict[str, Any]:
         if str(ch.get("id")) == channel_id:
             return ch
     raise NotFound("канал не найден", channel=channel_id)
+
+
+def dialled(ch: dict[str, Any]) -> str:
+    """The hotline an incoming call dialled: OPENADS_DID ([openads-from-trunk] sets it; in the
+    dialplan fallback the channel's extension is `s`), else the extension."""
+    return str((ch.get("variables") or {}).get(cv.DID) or (ch.get("dialplan") or {}).get("exten", ""))
 
 
 def _resource(ch: dict[str, Any]) -> str:
@@ -193,8 +199,7 @@ def _channels(channels: list[dict[str, Any]], scope: Scope) -> list[SimChannel]:
         if outgoing:
             call = f"входящий с {_shown(caller, hotlines)}" if caller else "входящий, номер скрыт"
         else:
-            exten = str((ch.get("dialplan") or {}).get("exten", ""))
-            call = f"звонит на {_shown(exten, hotlines)}"
+            call = f"звонит на {_shown(dialled(ch), hotlines)}"
         resident = False
         if resource in phones:
             login, full_name = phones[resource]

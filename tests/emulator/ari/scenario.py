@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from . import rest
+from .cdr import CdrWriter
 from .spec import AriSpec, load_spec
 from .state import RECORD_STOP_DELAY, TRUNK_ENDPOINT, Asterisk, Channel, FakeClock, RealClock
 from .ws import EventHub
@@ -70,7 +71,11 @@ class AriEmulator:
         spec: AriSpec | None = None,
         dtmf_delay: float = 0.19,
         record_stop_delay: float = RECORD_STOP_DELAY,
+        cdr_path: Path | str | None = None,
+        fallback_dial: list[str] | tuple[str, ...] = (),
     ) -> None:
+        """`cdr_path`: Asterisk's master.db (cdr.py), made at once, a record per channel that ends.
+        `fallback_dial`: the phones [openads-fallback] rings (${OPENADS_DISPATCHERS})."""
         self.user, self.password, self.host, self.port = user, password, host, port
         self.strict = strict
         self.spec = spec or load_spec()
@@ -89,6 +94,8 @@ class AriEmulator:
             app_active=self.hub.active,
             dtmf_delay=dtmf_delay,
             record_stop_delay=record_stop_delay,
+            cdr=CdrWriter(cdr_path) if cdr_path is not None else None,
+            fallback_dial=fallback_dial,
         )
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -114,6 +121,8 @@ class AriEmulator:
         await self.hub.drop_all()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.asterisk.cdr is not None:
+            self.asterisk.cdr.close()
 
     def start(self) -> AriEmulator:
         """Run the server on 127.0.0.1 in a background thread with its own loop."""

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .cdr import wall_clock
+
 ASTERISK_ID = "02:fc:00:00:00:01"
 
 # Q.850 cause texts as Asterisk's causes table prints them.
@@ -73,6 +75,13 @@ SOUND_SECONDS = {"hello-world": 1.0, "demo-congrats": 31.0, "vm-rec-name": 3.7, 
 DEFAULT_SOUND_SECONDS = 1.0
 BEEP_SECONDS = 0.6  # a recording with beep=true starts capturing audio after the beep
 QOS_VARS = ("RTPAUDIOQOS", "RTPAUDIOQOSJITTER", "RTPAUDIOQOSLOSS", "RTPAUDIOQOSRTT", "RTPAUDIOQOSMES")
+# dialplan/extensions.conf: a hotline call (`Stasis(openads,inbound,<DID>)`) the app did not take, or
+# gave back (continueInDialplan), goes on at [openads-fallback]; its Dial() rings ${OPENADS_DISPATCHERS}
+# for ${OPENADS_RING_TIMEOUT} seconds (dialplan/extensions.conf [globals]).
+FALLBACK_CONTEXT = "openads-fallback"
+FALLBACK_RING_TIMEOUT = 120.0
+# Hangup causes → CDR disposition (main/cdr.c cdr_object_set_disposition; cdr.conf congestion=yes).
+CDR_DISPOSITIONS = {17: "BUSY", 34: "CONGESTION", 3: "FAILED", 20: "FAILED"}
 
 
 class AriError(Exception):
@@ -204,6 +213,18 @@ class Channel:
     continued_to: dict[str, Any] | None = None
     hungup: bool = False
     hangup_cause: int | None = None
+    # For its CDR (cdr.py): when it went Up and ended, its linkedid, the CDR(...) variables the
+    # dialplan set, the last party it was connected with (dstchannel).
+    answered_time: float | None = None
+    ended_at: float | None = None
+    linkedid: str = ""
+    cdr_vars: dict[str, str] = field(default_factory=dict)
+    cdr_peer: str = ""
+    # [openads-fallback]: the caller's channel in it, the dispatchers' phones its Dial() rang, and on
+    # such a leg the caller's channel id.
+    fallback: bool = False
+    fallback_legs: list[str] = field(default_factory=list)
+    fallback_of: str | None = None
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -419,8 +440,16 @@ class Asterisk:
         dtmf_delay: float = 0.19,
         answer_delay: float = 0.0,
         record_stop_delay: float = RECORD_STOP_DELAY,
+        cdr: Any = None,
+        fallback_dial: list[str] | tuple[str, ...] = (),
+        fallback_ring_timeout: float = FALLBACK_RING_TIMEOUT,
     ) -> None:
         self.clock = clock or FakeClock()
+        # cdr.CdrWriter: every channel's CDR goes into master.db as cdr_sqlite3_custom writes it.
+        self.cdr = cdr
+        # ${OPENADS_DISPATCHERS} of the fallback's Dial() ("PJSIP/disp1", ...); none: it rings nobody.
+        self.fallback_dial = [d if "/" in d else f"PJSIP/{d}" for d in fallback_dial]
+        self.fallback_ring_timeout = fallback_ring_timeout
         self.recordings_dir = Path(recordings_dir)
         self.sink: Sink = sink or (lambda app, event: None)
         self.app_active: Callable[[str], bool] = app_active or (lambda app: True)
@@ -599,6 +628,9 @@ class Asterisk:
             args=argv,
             remote_number=caller if ep.trunk else "",
         )
+        ch.linkedid = ch.id
+        if self._hotline_call(ch):  # [openads-from-trunk]: Set(__OPENADS_DID=...), Set(CDR(openads_did)=...)
+            ch.variables["OPENADS_DID"] = ch.cdr_vars["openads_did"] = argv[1] if len(argv) > 1 else ch.dialplan["exten"]
         self.channels[ch.id] = ch
         if self.app_active(app):
             ch.in_stasis = True
@@ -606,7 +638,165 @@ class Asterisk:
         else:
             ch.variables["STASISSTATUS"] = "FAILED"
             ch.dialplan = {**ch.dialplan, "priority": 3, "app_name": "Dial", "app_data": ""}
+            if self._hotline_call(ch):
+                self._enter_fallback(ch)
         return ch
+
+    @staticmethod
+    def _hotline_call(ch: Channel) -> bool:
+        """A resident's call to a hotline: [openads-from-trunk] → `Stasis(openads,inbound,<DID>)`."""
+        return not ch.outgoing and ch.args[:1] == ["inbound"]
+
+    # ---- [openads-fallback] ----------------------------------------------------------------------
+    def _enter_fallback(self, ch: Channel) -> None:
+        """dialplan/extensions.conf [openads-fallback]: CDR(openads_fallback)=1, Answer(), the greeting
+        (not modelled: no time), then Dial() of every phone of `fallback_dial` for
+        `fallback_ring_timeout` seconds. No lookup_caller (CDR(openads_org_id) stays empty) and no
+        MixMonitor file (openads_recording, userfield stay empty)."""
+        ch.fallback = True
+        ch.variables["OPENADS_FALLBACK"] = "1"
+        ch.cdr_vars["openads_fallback"] = "1"
+        if ch.state != "Up":
+            ch.state = "Up"
+        if ch.answered_time is None:
+            ch.answered_time = self.now()
+        ch.dialplan = {"context": FALLBACK_CONTEXT, "exten": "s", "priority": 16, "app_name": "Dial",
+                       "app_data": f"{'&'.join(self.fallback_dial)},{int(self.fallback_ring_timeout)},"
+                                   "m(openads)U(openads-fallback-answered)"}
+        for name in self.fallback_dial:
+            ep = self.endpoints.get(name)
+            if ep is None or not ep.online:
+                continue  # CHANUNAVAIL for that phone; the others ring
+            leg = Channel(
+                id=self._new_channel_id(), name=self._new_name(ep.resource), endpoint=ep, state="Ringing",
+                protocol_id=str(uuid.uuid4()), caller=dict(ch.caller), connected={"name": "", "number": ""},
+                dialplan={"context": ep.context, "exten": "s", "priority": 1, "app_name": "AppDial",
+                          "app_data": "(Outgoing Line)"},
+                creationtime=self.now(), language=ep.language, outgoing=True, dialstring=ep.resource,
+                linkedid=ch.id, fallback_of=ch.id,
+            )
+            self.channels[leg.id] = leg
+            ch.fallback_legs.append(leg.id)
+            if ep.auto_answer:
+                self.clock.call_later(self.answer_delay, lambda leg=leg: self.phone_answer(leg))
+        if ch.fallback_legs and self.fallback_ring_timeout > 0:
+            ch.ring_timer = self.clock.call_later(self.fallback_ring_timeout, lambda: self._fallback_no_answer(ch))
+
+    def _fallback_answered(self, leg: Channel) -> None:
+        """A dispatcher's phone picked up the fallback's Dial(): [openads-fallback-answered] sets
+        CDR(openads_answered_at) on the caller; the other phones stop ringing; the two talk."""
+        caller = self.channels.get(leg.fallback_of or "")
+        if caller is None or caller.hungup or caller.dialplan_peer:
+            self._end_leg(leg, 26)
+            return
+        if caller.ring_timer is not None:
+            caller.ring_timer.cancel()
+        caller.dialplan_peer, leg.dialplan_peer = leg.id, caller.id
+        caller.cdr_peer, leg.cdr_peer = leg.name, caller.name
+        caller.cdr_vars["openads_answered_at"] = str(int(self.now()))
+        caller.variables.update(DIALEDPEERNAME=leg.name, DIALSTATUS="ANSWER")
+        if leg.endpoint is not None:
+            caller.connected = {"name": leg.endpoint.callerid_name, "number": leg.endpoint.callerid_number}
+        leg.connected = dict(caller.caller)
+        for other_id in caller.fallback_legs:
+            if other_id != leg.id:
+                self._end_leg(self.channels[other_id], 26)  # answered elsewhere
+
+    def _fallback_no_answer(self, caller: Channel) -> None:
+        """The Dial() timed out: the caller is offered the voice mailbox."""
+        if caller.hungup or caller.dialplan_peer:
+            return
+        self._dial_over(caller, "NOANSWER")
+        for leg_id in caller.fallback_legs:
+            self._end_leg(self.channels[leg_id], 19)
+
+    def _dial_over(self, caller: Channel, status: str) -> None:
+        """Nobody answered the fallback's Dial() (timed out, every phone busy or declining): DIALSTATUS,
+        and the caller goes on to VoiceMail() (no message is modelled: VM_MESSAGEFILE stays empty)."""
+        if caller.ring_timer is not None:
+            caller.ring_timer.cancel()
+        caller.variables["DIALSTATUS"] = status
+        caller.dialplan = {**caller.dialplan, "priority": 19, "app_name": "VoiceMail", "app_data": "100@openads,s"}
+
+    def _end_leg(self, leg: Channel, cause: int) -> None:
+        if leg.hungup:
+            return
+        if leg.ring_timer is not None:
+            leg.ring_timer.cancel()
+        leg.hungup = True
+        leg.hangup_cause = cause
+        self._ended(leg)
+
+    def _fallback_end(self, caller: Channel) -> None:
+        """The caller's channel is gone: its ringing legs stop, and the hangup handler
+        [openads-fallback-end] puts the outcome into the caller's last CDR record."""
+        for leg_id in caller.fallback_legs:
+            self._end_leg(self.channels[leg_id], 16)
+        status = caller.variables.setdefault("DIALSTATUS", "CANCEL" if caller.fallback_legs or not
+                                             self.fallback_dial else "CHANUNAVAIL")
+        caller.cdr_vars.update(
+            openads_dialstatus=status, openads_answered_by=caller.variables.get("DIALEDPEERNAME", ""),
+            openads_vmstatus="", openads_vmfile="", openads_recording="",
+            openads_did=caller.cdr_vars.get("openads_did", ""),
+        )
+
+    # ---- CDR -------------------------------------------------------------------------------------
+    def _ended(self, ch: Channel) -> None:
+        """A channel is gone (destroyed, or hung up outside Stasis): its CDR records are written."""
+        if ch.ended_at is not None:
+            return
+        ch.ended_at = self.now()
+        caller = self.channels.get(ch.fallback_of or "")
+        if (caller is not None and not caller.hungup and not caller.dialplan_peer and "DIALSTATUS" not in caller.variables
+                and all(self.channels[i].hungup for i in caller.fallback_legs)):
+            busy = any(self.channels[i].hangup_cause == 17 for i in caller.fallback_legs)
+            self._dial_over(caller, "BUSY" if busy else "NOANSWER")
+        if ch.fallback:
+            if ch.ring_timer is not None:
+                ch.ring_timer.cancel()
+            self._fallback_end(ch)
+        if self.cdr is not None and ch.fallback_of is None:  # a fallback leg is in its caller's records
+            for record in self._cdr_records(ch):
+                self.cdr.write(record)
+
+    def _cdr_record(self, ch: Channel, *, start: float, answer: float | None, end: float, disposition: str,
+                    peer: str = "", **extra: str) -> dict[str, str]:
+        return {
+            "uniqueid": ch.id, "linkedid": ch.linkedid or ch.id, "src": ch.caller.get("number", ""),
+            "dst": str(ch.dialplan.get("exten", "")), "dcontext": str(ch.dialplan.get("context", "")),
+            "channel": ch.name, "dstchannel": peer, "lastapp": str(ch.dialplan.get("app_name", "")),
+            "lastdata": str(ch.dialplan.get("app_data", "")), "start": wall_clock(start),
+            "answer": wall_clock(answer), "end": wall_clock(end), "duration": str(int(end - start)),
+            "billsec": str(int(end - answer)) if answer is not None else "0", "disposition": disposition,
+            **ch.cdr_vars, **extra,
+        }
+
+    def _cdr_records(self, ch: Channel) -> list[dict[str, str]]:
+        """What Asterisk writes when the channel is gone: one record (its uniqueid, answered or the
+        disposition its hangup cause gives); a caller in [openads-fallback] also has one record per
+        phone its Dial() rang (dstchannel: that phone, disposition: that phone's), then its last
+        record with what the hangup handler set, as tests/ari_app/test_cdr_source.py shows them."""
+        assert ch.ended_at is not None
+        end, answer = ch.ended_at, ch.answered_time
+        if not ch.fallback:
+            disposition = "ANSWERED" if answer is not None else CDR_DISPOSITIONS.get(ch.hangup_cause or 16, "NO ANSWER")
+            return [self._cdr_record(ch, start=ch.creationtime, answer=answer, end=end, disposition=disposition,
+                                     peer=ch.cdr_peer)]
+        handler = {k: ch.cdr_vars.pop(k) for k in ("openads_dialstatus", "openads_answered_by", "openads_vmstatus",
+                                                   "openads_vmfile", "openads_recording")}
+        records = []
+        for leg in (self.channels[i] for i in ch.fallback_legs):
+            leg_end = leg.ended_at if leg.ended_at is not None else end
+            answered = leg.answered_time is not None and ch.dialplan_peer == leg.id
+            disposition = "ANSWERED" if answered else CDR_DISPOSITIONS.get(leg.hangup_cause or 16, "NO ANSWER")
+            records.append(self._cdr_record(ch, start=leg.creationtime, answer=answer, end=leg_end,
+                                            disposition=disposition, peer=leg.name))
+        legs_end = [leg.ended_at for leg in (self.channels[i] for i in ch.fallback_legs) if leg.ended_at is not None]
+        dial_end = min(max(legs_end, default=answer if answer is not None else ch.creationtime), end)
+        records.append(self._cdr_record(ch, start=dial_end, answer=answer if answer is None else max(answer, dial_end),
+                                        end=end, disposition="ANSWERED", **handler))
+        ch.cdr_vars.update(handler)
+        return records
 
     def dialplan_call(self, from_endpoint: str, to_endpoint: str) -> tuple[Channel, Channel]:
         """A plain dialplan `Dial()` between two phones (no Stasis): the app gets no events for it."""
@@ -627,6 +817,8 @@ class Asterisk:
             self.now(), b_ep.language, outgoing=True,
         )
         a.dialplan_peer, b.dialplan_peer = b.id, a.id
+        a.cdr_peer, b.linkedid = b.name, a.id
+        a.answered_time = b.answered_time = self.now()
         self.channels[a.id] = a
         self.channels[b.id] = b
         return a, b
@@ -724,8 +916,11 @@ class Asterisk:
         if ch.ring_timer is not None:
             ch.ring_timer.cancel()
         ch.state = "Up"
+        ch.answered_time = self.now()
         self._emit_ch(ch, "ChannelStateChange")
         self._dial_event(ch, "ANSWER")
+        if ch.fallback_of is not None:
+            self._fallback_answered(ch)
         if ch.app is not None:
             self._varset(ch, "STASISSTATUS", "")
             ch.args = ch.stasis_args.split(",") if ch.stasis_args else []
@@ -748,6 +943,7 @@ class Asterisk:
         ch = self.stasis_channel(channel_id)
         if ch.state != "Up":
             ch.state = "Up"
+            ch.answered_time = self.now()
             self._emit_ch(ch, "ChannelStateChange")
 
     def set_variable(self, channel_id: str, variable: str | None, value: str) -> None:
@@ -771,6 +967,8 @@ class Asterisk:
         }
         if variable in builtins:
             return builtins[variable]
+        if variable.startswith("CDR(") and variable.endswith(")"):
+            return ch.cdr_vars.get(variable[4:-1], "")  # func_cdr: an unset variable reads as ''
         if variable not in ch.variables:
             raise AriError(404, "Provided variable was not found")
         return ch.variables[variable]
@@ -788,6 +986,10 @@ class Asterisk:
         ch.in_stasis = False
         ch.dialplan = {"context": ch.continued_to["context"], "exten": ch.continued_to["extension"],
                        "priority": ch.continued_to["priority"], "app_name": "", "app_data": ""}
+        # The priority after Stasis() in [openads-from-trunk] is Goto(openads-fallback,s,1).
+        own = ch.endpoint.context if ch.endpoint is not None else ""
+        if self._hotline_call(ch) and ch.continued_to["context"] in (own, FALLBACK_CONTEXT):
+            self._enter_fallback(ch)
 
     def channel_moh(self, channel_id: str, moh_class: str | None) -> None:
         ch = self.stasis_channel(channel_id)
@@ -831,9 +1033,13 @@ class Asterisk:
         ch.hungup = True
         if ch.ring_timer is not None:
             ch.ring_timer.cancel()
-        if ch.dialplan_peer and ch.dialplan_peer in self.channels:
-            self.channels[ch.dialplan_peer].hungup = True
+        peer = self.channels.get(ch.dialplan_peer or "")
+        if peer is not None:
+            peer.hungup = True
         self._leave_bridge(ch, alive=False)
+        for gone in (ch, peer):
+            if gone is not None:
+                self._ended(gone)
 
     def _hangup(self, ch: Channel, *, request: dict[str, Any], destroy_cause: int) -> None:
         if ch.ring_timer is not None:
@@ -866,6 +1072,7 @@ class Asterisk:
         ch.hangup_cause = cause
         ch.hungup = True
         ch.in_stasis = False
+        self._ended(ch)
 
     def _stop_channel_media(self, ch: Channel, playback_state: str) -> None:
         uri = f"channel:{ch.id}"
@@ -998,6 +1205,7 @@ class Asterisk:
         self._update_bridgepeers(b)
         if b.bridge_type == "mixing" and len(b.channels) == 2:
             other = self.channels[b.channels[0]]
+            ch.cdr_peer, other.cdr_peer = other.name, ch.name
             for x, y in ((ch, other), (other, ch)):
                 if x.connected != {"name": y.caller["name"], "number": y.caller["number"]}:
                     x.connected = {"name": y.caller["name"], "number": y.caller["number"]}
