@@ -60,7 +60,8 @@ def demo_asterisk(tmp_path: Path) -> Iterator[dict[str, str]]:
 @pytest.fixture
 def ari_process(demo_asterisk: dict[str, str], database_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = dict(os.environ, **demo_asterisk, DATABASE_URL=database_url, OPENADS_VAR_DIR=str(tmp_path / "var"),
-               OPENADS_RECORDINGS_DIR=str(tmp_path / "recordings"), OPENADS_LOG_LEVEL="WARNING")
+               OPENADS_RECORDINGS_DIR=str(tmp_path / "recordings"), OPENADS_LOG_LEVEL="WARNING",
+               OPENADS_ALLOW_SQLITE="1")
     env.pop("AMI_SECRET", None)
     child = subprocess.Popen([sys.executable, "-m", "openads.cli", "ari", "--status-every", "0"], env=env)
     try:
