@@ -24,7 +24,12 @@ class ConfigError(RuntimeError):
 
 
 def _var_dir() -> Path:
-    return private_dir(Path(os.environ.get("OPENADS_VAR_DIR", ROOT / "var")))
+    path = Path(os.environ.get("OPENADS_VAR_DIR", ROOT / "var"))
+    try:
+        return private_dir(path)
+    except OSError as exc:  # e.g. the default ./var of a read-only code directory (ProtectSystem=strict)
+        raise ConfigError(f"OPENADS_VAR_DIR: cannot create {path} ({exc.strerror}); set OPENADS_VAR_DIR to a "
+                          "directory the service may write, e.g. /var/lib/openads (docs/install.md)") from None
 
 
 def _secret_key(var_dir: Path) -> str:
@@ -40,6 +45,9 @@ def _secret_key(var_dir: Path) -> str:
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SECRET_MODE)
     except FileExistsError:
         return key_file.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"SECRET_KEY is not set and {key_file} cannot be created ({exc.strerror}); set "
+                          "SECRET_KEY (openssl rand -hex 32) or make OPENADS_VAR_DIR writable") from None
     with os.fdopen(fd, "w") as out:
         out.write(key)
     return key

@@ -133,3 +133,16 @@ def test_openads_demo_serves_on_sqlite_without_the_flag_in_its_environment(tmp_p
     assert proc.returncode == 0, output[-3000:]
     assert "не запускается на SQLite" not in output
     assert f"Веб-панель: http://127.0.0.1:{port}/" in output and "Демо остановлено." in output
+
+
+def test_a_data_directory_that_cannot_be_made_is_a_configuration_error_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    """Under ProtectSystem=strict the default ./var of the code directory cannot be created: the
+    service stops with what to set (docs/install.md), and systemd does not restart it (exit 2)."""
+    (tmp_path / "code").write_text("not a directory")
+    monkeypatch.setenv("OPENADS_VAR_DIR", str(tmp_path / "code" / "var"))
+    assert main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert f"OPENADS_VAR_DIR: cannot create {tmp_path / 'code' / 'var'}" in err and "/var/lib/openads" in err
+    assert "Traceback" not in err
