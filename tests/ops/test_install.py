@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -27,6 +28,7 @@ from sqlalchemy.pool import NullPool
 from models.db import Database
 from models.organization import Membership, Organization, Role, User
 from tests import factories as f
+from tests.conftest import until
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "install.md").read_text(encoding="utf-8")
@@ -274,6 +276,31 @@ def doc_commands() -> list[str]:
     return [line for block in code_blocks(DOC, "sh") for line in block.splitlines() if line.startswith("openads ")]
 
 
+def serve_web(env: dict[str, str]) -> None:
+    """`openads web` through the installed command answers /status, then stops on SIGTERM."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(["openads", "web", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def up() -> bool:
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return conn.recv(100).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+    try:
+        until(up, timeout=60, interval=0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
 def test_the_docs_openads_commands_run_verbatim_through_the_installed_command(
     tmp_path: Path, scratch_url: str
 ) -> None:
@@ -290,6 +317,13 @@ def test_the_docs_openads_commands_run_verbatim_through_the_installed_command(
     for command in commands:
         done = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{command}\n{done.stderr}"
+    # The services start with these settings (on PostgreSQL; SQLite is refused, decision 0026).
+    worker = subprocess.run(["openads", "worker", "--once"], env=env, capture_output=True, text=True, timeout=120)
+    if scratch_url.startswith("sqlite"):
+        assert worker.returncode == 2 and "не запускается на SQLite" in worker.stderr, worker.stderr
+    else:
+        assert worker.returncode == 0, worker.stderr
+        serve_web(env)
     db = Database(scratch_url)
     try:
         with db.read() as s:
