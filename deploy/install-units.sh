@@ -61,8 +61,9 @@ getent group "$group" >/dev/null || die "no group '$group'"
 [ -x "$venv/bin/openads" ] || die "$venv/bin/openads not found: install OpenADS into $venv first (docs/install.md)"
 [ -r "$env_file" ] || die "cannot read $env_file: make it from .env.example first (docs/install.md)"
 
-# The data paths, as the services will see them.
-settings=$(set -a; . "$env_file" >/dev/null; set +a
+# The data paths, as the services will see them: from the file alone (systemd gives them nothing else).
+settings=$(unset OPENADS_VAR_DIR OPENADS_RECORDINGS_DIR OPENADS_PROMPTS_DIR ARI_LOCK_FILE OPENADS_OUTBOX_JOURNAL
+           set -a; . "$env_file" >/dev/null; set +a
            printf '%s\n' "${OPENADS_VAR_DIR:-}" "${OPENADS_RECORDINGS_DIR:-}" "${OPENADS_PROMPTS_DIR:-}" \
                          "${ARI_LOCK_FILE:-}" "${OPENADS_OUTBOX_JOURNAL:-}" end)
 { read -r var_dir; read -r recordings_dir; read -r prompts_dir; read -r lock_file; read -r journal; } <<<"$settings"

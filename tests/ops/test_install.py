@@ -87,13 +87,14 @@ def write_settings(path: Path, database_url: str, data: Path) -> None:
                   f"OPENADS_RECORDINGS_DIR={data / 'recordings'}\nREDIS_URL=\n")
 
 
-def install_units(tmp_path: Path, env_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def install_units(tmp_path: Path, env_file: Path, *extra: str,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     user = subprocess.run(["id", "-un"], check=True, capture_output=True, text=True).stdout.strip()
     return subprocess.run(
         [str(ROOT / "deploy" / "install-units.sh"), "--venv", str(VENV), "--user", user, "--env-file", str(env_file),
          "--dest", str(tmp_path / "units"), "--bin-dir", str(tmp_path / "bin"),
          "--backup-dir", str(tmp_path / "backups"), *extra],
-        capture_output=True, text=True)
+        capture_output=True, text=True, env=env)
 
 
 @pytest.fixture
@@ -148,6 +149,15 @@ def test_install_units_refuses_settings_the_services_could_not_run_with(
     done = install_units(tmp_path, env_file)
     assert done.returncode == 1 and message in done.stderr, done.stderr
     assert not (tmp_path / "units").exists() or not any((tmp_path / "units").iterdir())
+
+
+def test_install_units_takes_the_paths_from_the_settings_file_not_from_its_own_environment(tmp_path: Path) -> None:
+    """systemd gives the services the file's values only: a variable of the administrator's shell
+    must not stand in for one the file lacks."""
+    env_file = tmp_path / "openads.env"
+    env_file.write_text("OPENADS_RECORDINGS_DIR=/var/lib/openads/recordings\n", encoding="utf-8")
+    done = install_units(tmp_path, env_file, env={**os.environ, "OPENADS_VAR_DIR": "/srv/from-the-shell"})
+    assert done.returncode == 1 and "does not set OPENADS_VAR_DIR" in done.stderr, done.stdout
 
 
 def test_install_units_needs_the_settings_file_and_the_installed_venv(tmp_path: Path) -> None:
