@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-pbx test-chaos pbx pbx-stop lint bench migrate-check clean
+.PHONY: install install-units demo test test-pbx test-chaos pbx pbx-stop lint bench migrate-check clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The systemd units and the `openads` command of a production server (docs/install.md), as root;
+# options of deploy/install-units.sh in UNITS_ARGS, e.g. UNITS_ARGS="--user ads --env-file /etc/ads.env".
+install-units:
+	deploy/install-units.sh $(UNITS_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/openads demo

@@ -138,8 +138,9 @@ def free_port() -> int:
 
 def start_web(url: str, port: int, var_dir: Path, log: IO[bytes], **env: str) -> subprocess.Popen[bytes]:
     """`openads web` (as production runs it) on the bench database, in its own process group."""
+    # OPENADS_ALLOW_SQLITE: the bench compares SQLite (the demo's, a trial's database) with PostgreSQL.
     environ = {**os.environ, "DATABASE_URL": url, "OPENADS_VAR_DIR": str(var_dir), "OPENADS_WEB_HOST": "127.0.0.1",
-               "OPENADS_WEB_PORT": str(port), **env}
+               "OPENADS_WEB_PORT": str(port), "OPENADS_ALLOW_SQLITE": "1", **env}
     environ.pop("REDIS_URL", None)
     return subprocess.Popen(WEB_COMMAND, env=environ, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)

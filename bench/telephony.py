@@ -416,7 +416,8 @@ def run(url: str, engine_name: str, out_dir: Path) -> None:
     panel: Panel | None = None
     env = {**os.environ, "DATABASE_URL": url, "OPENADS_VAR_DIR": str(run_dir), "ARI_URL": emu.url,
            "ARI_USER": ARI_USER, "ARI_PASSWORD": ARI_PASSWORD, "ARI_APP": ARI_APP,
-           "OPENADS_RECORDINGS_DIR": str(run_dir / "recordings"), "OPENADS_WEB_WORKERS": "1"}
+           "OPENADS_RECORDINGS_DIR": str(run_dir / "recordings"), "OPENADS_WEB_WORKERS": "1",
+           "OPENADS_ALLOW_SQLITE": "1"}  # the SQLite figures: the demo's, a trial's database
     env.pop("AMI_SECRET", None)
     if redis_url:
         env["REDIS_URL"] = redis_url

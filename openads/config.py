@@ -24,7 +24,12 @@ class ConfigError(RuntimeError):
 
 
 def _var_dir() -> Path:
-    return private_dir(Path(os.environ.get("OPENADS_VAR_DIR", ROOT / "var")))
+    path = Path(os.environ.get("OPENADS_VAR_DIR", ROOT / "var"))
+    try:
+        return private_dir(path)
+    except OSError as exc:  # e.g. the default ./var of a read-only code directory (ProtectSystem=strict)
+        raise ConfigError(f"OPENADS_VAR_DIR: cannot create {path} ({exc.strerror}); set OPENADS_VAR_DIR to a "
+                          "directory the service may write, e.g. /var/lib/openads (docs/install.md)") from None
 
 
 def _secret_key(var_dir: Path) -> str:
@@ -40,6 +45,9 @@ def _secret_key(var_dir: Path) -> str:
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SECRET_MODE)
     except FileExistsError:
         return key_file.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"SECRET_KEY is not set and {key_file} cannot be created ({exc.strerror}); set "
+                          "SECRET_KEY (openssl rand -hex 32) or make OPENADS_VAR_DIR writable") from None
     with os.fdopen(fd, "w") as out:
         out.write(key)
     return key
@@ -400,6 +408,8 @@ class Settings:
     asterisk_cdr: AsteriskCdrSettings = field(default_factory=AsteriskCdrSettings)
     # `openads demo` sets OPENADS_DEMO=1: the call simulator page is served (never in production).
     demo: bool = False
+    # OPENADS_ALLOW_SQLITE=1: the services may run on SQLite (the demo, a single-user trial; decision 0026).
+    allow_sqlite: bool = False
     # Resident notifications by SMS and the voice robot's speech (issue 4).
     sms: SmsSettings = field(default_factory=SmsSettings)
     speech: SpeechSettings = field(default_factory=SpeechSettings)
@@ -454,7 +464,29 @@ def load_settings() -> Settings:
         ari_arrivals_process=_bool("ARI_ARRIVALS_PROCESS", True),
         asterisk_cdr=asterisk_cdr_settings(),
         demo=_bool("OPENADS_DEMO", False),
+        allow_sqlite=_bool("OPENADS_ALLOW_SQLITE", False),
         sms=_sms_settings(),
         speech=_speech_settings(var_dir),
         auth=auth_settings(),
+    )
+
+
+def check_service_database(settings: Settings, service: str) -> None:
+    """A long-running service (`openads web`, `worker`, `ari`, `agi`, `ari-watchdog`) refuses SQLite
+    unless OPENADS_ALLOW_SQLITE=1 says this is the demo or a single-user trial (decision 0026):
+    SQLite lets one writer in at a time, so dispatchers, an import, the worker and the telephony
+    wait on each other there and fail with "database is locked" (issue 12). PostgreSQL is production."""
+    if settings.allow_sqlite or not settings.database_url.startswith("sqlite"):
+        return
+    raise ConfigError(
+        f"`openads {service}` не запускается на SQLite ({settings.database_url}).\n"
+        "SQLite — только для демо и пробы одним пользователем: она пропускает одну запись за раз, и в работе "
+        "(несколько диспетчеров, импорт жилфонда, обработчик очереди, телефония) запросы ждут друг друга "
+        "и завершаются ошибкой «database is locked». Рабочая база АДС — PostgreSQL: задайте "
+        "DATABASE_URL=postgresql://пользователь:пароль@хост:5432/база (docs/install.md). "
+        "Для демо или пробы одним пользователем задайте OPENADS_ALLOW_SQLITE=1.\n"
+        f"`openads {service}` refuses SQLite: it is for the demo or a single-user trial only (one writer at a "
+        "time: concurrent dispatchers, imports, the worker and telephony fail with \"database is locked\"). "
+        "Production runs on PostgreSQL: set DATABASE_URL=postgresql://... (docs/install.md), or "
+        "OPENADS_ALLOW_SQLITE=1 for a demo or a single-user trial."
     )

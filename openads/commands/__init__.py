@@ -108,6 +108,16 @@ def settings() -> Any:
     return load_settings()
 
 
+def service_settings(service: str) -> Any:
+    """settings() for a long-running service: refuses SQLite unless OPENADS_ALLOW_SQLITE=1
+    (openads.config.check_service_database, decision 0026)."""
+    from openads.config import check_service_database, load_settings
+
+    loaded = load_settings()
+    check_service_database(loaded, service)
+    return loaded
+
+
 def database(url: str) -> Any:
     from models.db import Database
 

@@ -11,7 +11,7 @@ import signal
 import sys
 from typing import Any
 
-from openads.commands import database, settings
+from openads.commands import database, service_settings
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ GIL_SWITCH_INTERVAL = 0.001
 
 
 def run_ari(args: argparse.Namespace) -> int:
+    app_settings = service_settings("ari")
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    app_settings = settings()
     asyncio.run(_serve(app_settings, args.status_every))
     return 0

@@ -9,7 +9,7 @@ import logging
 import signal
 from typing import Any
 
-from openads.commands import database, settings
+from openads.commands import database, service_settings
 
 log = logging.getLogger(__name__)
 
@@ -54,5 +54,5 @@ def run_ari_watchdog(args: argparse.Namespace) -> int:
 
     if not 0.1 <= args.poll <= 10 or not 0 <= args.grace <= 10:
         raise UsageError("--poll: от 0.1 до 10 секунд, --grace: от 0 до 10 секунд")
-    asyncio.run(_serve(settings(), args.poll, args.grace))
+    asyncio.run(_serve(service_settings("ari-watchdog"), args.poll, args.grace))
     return 0

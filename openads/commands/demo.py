@@ -208,8 +208,9 @@ def _serve(app_settings: Any, db: Any, logins: list[tuple[str, str, str, str]]) 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     # Without ARI_URL the demo's Asterisk is the ARI emulator; `openads ari` (the real app) runs
-    # against it or against the Asterisk of ARI_URL. OPENADS_DEMO=1 serves the call simulator page.
-    env = dict(os.environ, OPENADS_DEMO="1")
+    # against it or against the Asterisk of ARI_URL. OPENADS_DEMO=1 serves the call simulator page;
+    # OPENADS_ALLOW_SQLITE=1 lets the services run on the demo's SQLite (decision 0026).
+    env = dict(os.environ, OPENADS_DEMO="1", OPENADS_ALLOW_SQLITE="1")
     emulator = ari = child = None
     worker_thread = None
     try:

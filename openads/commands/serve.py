@@ -17,7 +17,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
-from openads.commands import CommandError, UsageError, port_number, settings
+from openads.commands import CommandError, UsageError, port_number, service_settings
 from openads.config import WebSettings
 
 GRACEFUL_SECONDS = 5
@@ -170,7 +170,7 @@ def serve(host: str, port: int, workers: int, app_settings: Any) -> None:
 
 def run_web(args: argparse.Namespace) -> int:
     # Loaded here, in the master: SECRET_KEY is generated into var/ once, before any worker forks.
-    app_settings = settings()
+    app_settings = service_settings("web")
     host = args.host or app_settings.web_host
     port = args.port or app_settings.web_port
     workers = web_workers()

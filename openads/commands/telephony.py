@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from openads.commands import CommandError, database, port_number, settings
+from openads.commands import CommandError, database, port_number, service_settings
 
 
 def register(sub: Any) -> None:
@@ -19,7 +19,7 @@ def register(sub: Any) -> None:
 def run_agi(args: argparse.Namespace) -> int:
     from agi.server import serve
 
-    app_settings = settings()
+    app_settings = service_settings("agi")
     host = args.host or app_settings.agi_host
     port = args.port or app_settings.agi_port
     db = database(app_settings.database_url)

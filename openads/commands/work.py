@@ -8,7 +8,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from openads.commands import database, settings
+from openads.commands import database, service_settings
 
 
 def register(sub: Any) -> None:
@@ -31,7 +31,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from openads import bus as bus_mod
     from openads import worker
 
-    app_settings = settings()
+    app_settings = service_settings("worker")
     bus = bus_mod.Bus(app_settings.redis_url)
     bus_mod.install(bus)  # wake the panels after our commits
     db = database(app_settings.database_url)

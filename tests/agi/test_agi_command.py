@@ -16,6 +16,7 @@ def test_when_the_port_is_taken_then_a_clear_message_and_exit_1(
 ) -> None:
     monkeypatch.setenv("OPENADS_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    monkeypatch.setenv("OPENADS_ALLOW_SQLITE", "1")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -181,7 +181,8 @@ def test_worker_process_delivers_the_municipality_email_and_stops_on_sigterm(
         house = f.make_house(s, org, address="г. Москва, ул. Ленина, д. 10")
         ticket = f.make_ticket(s, org, cats["emergency_heating"], house_id=house.id, description="Течь радиатора")
         ticket_id, number = ticket.id, ticket.number
-    env = dict(migrated, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_server.port), SMTP_FROM="ads@alfa.example")
+    env = dict(migrated, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_server.port), SMTP_FROM="ads@alfa.example",
+               OPENADS_ALLOW_SQLITE="1")
     proc = subprocess.Popen([OPENADS, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         until(lambda: smtp_server.received, timeout=60)

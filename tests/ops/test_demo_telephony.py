@@ -66,7 +66,8 @@ def demo_asterisk(tmp_path: Path) -> Iterator[dict[str, str]]:
 def _start_ari(demo_asterisk: dict[str, str], database_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
     """`openads ari` as `openads demo` runs it, against the demo's Asterisk and the test database."""
     env = dict(os.environ, **demo_asterisk, DATABASE_URL=database_url, OPENADS_VAR_DIR=str(tmp_path / "var"),
-               OPENADS_RECORDINGS_DIR=str(tmp_path / "recordings"), OPENADS_LOG_LEVEL="WARNING")
+               OPENADS_RECORDINGS_DIR=str(tmp_path / "recordings"), OPENADS_LOG_LEVEL="WARNING",
+               OPENADS_ALLOW_SQLITE="1")
     env.pop("AMI_SECRET", None)
     return subprocess.Popen([sys.executable, "-m", "openads.cli", "ari", "--status-every", "0"], env=env)
 

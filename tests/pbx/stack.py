@@ -94,7 +94,8 @@ class Stack:
         env.update(DATABASE_URL=self.database_url, OPENADS_VAR_DIR=str(self.home / "var"),
                    OPENADS_WEB_PORT=str(self.web_port), OPENADS_PROMPTS_DIR=str(self.home / "prompts"),
                    ASTERISK_CDR_POLL_SECONDS="5", ARI_RING_RETRY_SECONDS="3", PYTHONUNBUFFERED="1",
-                   SECRET_KEY="pbx-tests-secret-key-0123456789abcdef")
+                   SECRET_KEY="pbx-tests-secret-key-0123456789abcdef",
+                   OPENADS_ALLOW_SQLITE="1")  # without DATABASE_URL the stack runs on SQLite (a trial)
         env.update(self.extra_env)
         env.update(extra)
         return env

@@ -61,7 +61,8 @@ def openads_web(settings: Settings, var_dir: Path, **env: str) -> Iterator[LiveW
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPENADS_", "SECRET_KEY"))}
     environ.update(DATABASE_URL=settings.database_url, SECRET_KEY="live-web-test", OPENADS_VAR_DIR=str(var_dir),
-                   OPENADS_WEB_WORKERS="1", OPENADS_WEB_HOST="127.0.0.1", OPENADS_WEB_PORT=str(port), **env)
+                   OPENADS_WEB_WORKERS="1", OPENADS_WEB_HOST="127.0.0.1", OPENADS_WEB_PORT=str(port),
+                   OPENADS_ALLOW_SQLITE="1", **env)  # the SQLite run of the suite is a single-user trial
     if settings.redis_url:
         environ["REDIS_URL"] = settings.redis_url
     else:
