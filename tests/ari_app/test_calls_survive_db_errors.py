@@ -253,6 +253,39 @@ def test_when_the_end_of_a_call_fails_once_then_it_still_ends_with_its_outcome_a
     assert (item.status, item.first_call_id) == (MissedCallStatus.OPEN, call.id)
 
 
+def test_when_the_answer_fails_twice_then_the_call_is_answered_recorded_and_never_missed(
+        ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chaos suite's finding: a dispatcher answering during a database outage used to leave the
+    answer unwritten ("error while connected"), and the end then journaled the call as abandoned
+    with a missed item, so the resident who had been helped was called back."""
+    import models.services.calls as calls
+
+    emu, org = ari_emulator, world.org_a
+    setup_inbound(emu, db, org)
+    failing = Failing(calls.mark_call_answered, 2)
+    monkeypatch.setattr(calls, "mark_call_answered", failing)
+
+    async def main() -> None:
+        async with running_app(emu, db, tmp_path / "rec"):
+            caller = emu.incoming_call(did(org), CALLER)
+            await until(lambda: bool(emu.requests(route="POST /channels")), message="dispatcher rung")
+            answered_at = datetime.now(UTC)
+            emu.answer("disp1")
+            await until(lambda: call_answered(db), message="answer stored")
+            emu.hangup(caller)
+            await until(lambda: call_ended(db), message="call ended")
+            call = last_call(db)
+            assert call is not None and _aware(call.answered_at) is not None
+            assert abs((_aware(call.answered_at) - answered_at).total_seconds()) < 1  # type: ignore[operator]
+
+    run(main())
+    assert failing.calls == 3
+    call = last_call(db)
+    assert call is not None and call.outcome == CallOutcome.ANSWERED
+    assert missed_items(db) == []
+    assert emu.requests(route="POST /bridges/{bridgeId}/record")  # recorded from the answer on
+
+
 def _when(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(event["timestamp"]).astimezone(UTC)
 

@@ -182,6 +182,36 @@ def test_when_the_rating_and_the_robot_calls_end_fail_once_then_both_are_stored(
     assert (call.outcome, call.ended_at, attempt.call_id) == (CallOutcome.ANSWERED, NOON_MSK, call.id)
 
 
+def test_when_the_robot_calls_registration_and_answer_fail_then_the_call_is_journaled_and_its_rating_tied_to_it(
+        make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chaos suite's finding: a robot call dialled during a database outage had no `calls` row
+    (its registration failed once and the call went ahead), so its rating was tied to no call."""
+    kit = make_kit(make_ari_emulator, db, tmp_path)
+    emu = kit.emu
+    _ticket_id, _rating_call_id = done_ticket(db, world)
+    register = _patch(monkeypatch, calls, "register_outbound_call")
+    answered = _patch(monkeypatch, calls, "mark_call_answered")
+    register.arm(2)
+    answered.arm(2)
+
+    async def main() -> None:
+        async with robot_app(kit):
+            channel = await answered_and_prompted(kit)
+            emu.press(channel, "5")
+            emu.advance(0.2)
+            await wait_requests(emu, "POST /channels/{channelId}/play", 2, "confirmation")
+            emu.advance(PROMPT_SECONDS)
+            await until(lambda: [a.outcome for a in attempts(db)] == [RatingAttemptOutcome.ANSWERED],
+                        message="rated")
+
+    run(main())
+    assert (register.failed, answered.failed) == (2, 2)
+    [attempt] = attempts(db)
+    [call] = robot_calls(db)
+    assert (attempt.recognized_value, attempt.call_id) == (5, call.id)
+    assert call.answered_at is not None
+
+
 def test_when_a_voice_messages_result_fails_once_then_it_is_still_marked_sent_and_not_read_again(
         make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kit, message_id = _voice_kit(make_ari_emulator, db, world, tmp_path)
