@@ -138,7 +138,7 @@ def is_shared(user: User, admin_orgs: list[int] | None) -> bool:
     return _shared(user, admin_orgs)
 
 
-def _require_whole(user: User, admin_orgs: list[int] | None) -> None:
+def require_whole(user: User, admin_orgs: list[int] | None) -> None:
     if _shared(user, admin_orgs):
         raise PermissionDenied("пользователь работает и в других организациях: это может сделать администратор "
                                "всех его организаций или командная строка (openads user)", user_id=user.id)
@@ -284,7 +284,7 @@ def update_user(session: Session, *, user: User, draft: UserDraft, admin_orgs: l
     profile_changed = (clean["full_name"], clean["email"], clean["phone"], clean["role"]) != (
         user.full_name, user.email, user.phone, user.role)
     if profile_changed:
-        _require_whole(user, admin_orgs)
+        require_whole(user, admin_orgs)
     if clean["role"] != user.role and by.user is not None and by.user.id == user.id:
         raise PermissionDenied("свою роль администратор не меняет: это сделает другой администратор")
     scope = set(admin_orgs) if admin_orgs is not None else None
@@ -314,7 +314,7 @@ def set_active(session: Session, *, user: User, active: bool, admin_orgs: list[i
                now: datetime) -> int:
     """Deactivate (the user can no longer log in, their sessions end, their tokens stop working; the
     row stays) or activate again. Returns how many sessions ended."""
-    _require_whole(user, admin_orgs)
+    require_whole(user, admin_orgs)
     if not active:
         _not_self(user, by, "себя администратор не отключает")
     before = {"is_active": user.is_active}
@@ -333,7 +333,7 @@ def reset_password(session: Session, *, user: User, admin_orgs: list[int] | None
     """A temporary password (returned, to be shown once; only its hash is kept) that must be changed
     at the next login; the user's sessions end. Their lock-out is lifted: the administrator has
     just given them the way in."""
-    _require_whole(user, admin_orgs)
+    require_whole(user, admin_orgs)
     temporary = credentials.new_temporary_password(login=user.login, min_length=min_length)
     user.password_hash = credentials.hash_password(temporary)
     user.must_change_password = True
@@ -381,7 +381,7 @@ def reset_two_factor(session: Session, *, user: User, admin_orgs: list[int] | No
     """Forget the user's authenticator and recovery codes (a lost phone): the next login asks only
     for the password, and a user who must use a second factor enrols again. Returns whether there
     was one."""
-    _require_whole(user, admin_orgs)
+    require_whole(user, admin_orgs)
     had = user.two_factor_enabled
     user.totp_secret = None
     user.totp_enabled_at = None
@@ -394,7 +394,7 @@ def reset_two_factor(session: Session, *, user: User, admin_orgs: list[int] | No
 
 def end_sessions(session: Session, *, user: User, admin_orgs: list[int] | None, by: Actor, now: datetime) -> int:
     """"Sign out everywhere" for the user. Returns how many sessions ended."""
-    _require_whole(user, admin_orgs)
+    require_whole(user, admin_orgs)
     ended = access.end_user_sessions(session, user_id=user.id, now=now)
     if ended:
         log_change(session, by=by, user=user, before={}, after={"sessions": f"завершены все ({ended})"}, now=now)
@@ -403,7 +403,7 @@ def end_sessions(session: Session, *, user: User, admin_orgs: list[int] | None, 
 
 def end_one_session(session: Session, *, user: User, session_id: int, admin_orgs: list[int] | None, by: Actor,
                     now: datetime) -> UserSession:
-    _require_whole(user, admin_orgs)
+    require_whole(user, admin_orgs)
     row = access.end_user_session(session, user_id=user.id, session_id=session_id, now=now)
     log_change(session, by=by, user=user, before={}, after={"sessions": f"завершена сессия № {row.id}"}, now=now)
     return row
@@ -418,7 +418,7 @@ def _token_text(token: ApiToken) -> str:
 def issue_token(session: Session, *, user: User, scopes: tuple[Scope, ...], expires_at: datetime | None, name: str,
                 admin_orgs: list[int] | None, by: Actor, now: datetime) -> access.IssuedToken:
     """A token for the user (the secret is returned once; only its digest is kept)."""
-    _require_whole(user, admin_orgs)
+    require_whole(user, admin_orgs)
     if not user.is_active:
         raise ValidationFailed("пользователь отключён: его токены не действуют", field="user")
     issued = access.issue_api_token(session, user=user, scopes=scopes, expires_at=expires_at, name=name, now=now)
@@ -429,7 +429,7 @@ def issue_token(session: Session, *, user: User, scopes: tuple[Scope, ...], expi
 def revoke_token(session: Session, *, user: User, token_id: int, admin_orgs: list[int] | None, by: Actor,
                  now: datetime) -> ApiToken:
     """Revoke one of the user's tokens; another user's token id is NotFound."""
-    _require_whole(user, admin_orgs)
+    require_whole(user, admin_orgs)
     token = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user.id))
     if token is None:
         raise NotFound("токен не найден", token_id=token_id)
