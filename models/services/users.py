@@ -360,14 +360,14 @@ def change_own_password(session: Session, *, user: User, current: str, new: str,
     """The user's own new password (the current one typed again); their other sessions end."""
     errors: dict[str, str] = {}
     if not credentials.check_password(user.password_hash, current):
-        errors["current"] = "неверный текущий пароль"
+        errors["current_password"] = "неверный текущий пароль"
     problems = credentials.password_problems(new, login=user.login, min_length=min_length)
     if problems:
-        errors["password"] = "; ".join(problems)
+        errors["new_password"] = "; ".join(problems)
     elif new == current:
-        errors["password"] = "новый пароль совпадает с текущим"
-    if not errors.get("password") and new != repeat:
-        errors["repeat"] = "пароли не совпадают"
+        errors["new_password"] = "новый пароль совпадает с текущим"
+    if not errors.get("new_password") and new != repeat:
+        errors["repeat_password"] = "пароли не совпадают"
     if errors:
         fields = [{"field": k, "message": v} for k, v in errors.items()]
         raise ValidationFailed("; ".join(errors.values()), field=fields[0]["field"], fields=fields)

@@ -132,10 +132,11 @@ def test_admin_creates_a_user_whose_temporary_password_must_be_changed_at_first_
     assert resp.status_code == 302 and resp.headers["Location"].endswith("/account/password")
     assert other.get(f"{API}/tickets").status_code == 403
     assert "временному паролю" in other.get("/account/password").get_data(as_text=True)
-    resp = other.post("/account/password", data={"current": temporary, "password": "короткий", "repeat": "короткий"})
+    resp = other.post("/account/password", data={"current_password": temporary, "new_password": "короткий",
+                                                 "repeat_password": "короткий"})
     assert resp.status_code == 400 and "пароль короче 10 символов" in resp.get_data(as_text=True)
-    resp = other.post("/account/password", data={"current": temporary, "password": "клён-река-2042",
-                                                 "repeat": "клён-река-2042"})
+    resp = other.post("/account/password", data={"current_password": temporary, "new_password": "клён-река-2042",
+                                                 "repeat_password": "клён-река-2042"})
     assert resp.status_code == 302
     assert other.get("/").status_code == 200
     assert _user(db, user_id).must_change_password is False
@@ -314,3 +315,28 @@ def test_a_user_shared_with_another_organization_keeps_account_wide_settings_out
     assert [(e.organization_id, e.field, e.old_value, e.new_value) for e in entries] == [
         (world.org_a.id, "membership", "да", "нет")]
     assert client.get(f"/admin/users/{shared.id}").status_code == 404
+
+
+def test_own_password_change_checks_the_current_one_keeps_this_session_and_ends_the_others(app, db, world) -> None:
+    here, there = app.test_client(), app.test_client()
+    login(here, world.dispatcher_a)
+    login(there, world.dispatcher_a)
+    assert 'id="change-password"' in here.get("/account/security").get_data(as_text=True)
+    for data, message, field in (
+        ({"current_password": "не-тот-пароль-1", "new_password": "клён-река-2042", "repeat_password": "клён-река-2042"},
+         "неверный текущий пароль", "current_password"),
+        ({"current_password": f.PASSWORD, "new_password": "клён-река-2042", "repeat_password": "клён-река-2043"},
+         "пароли не совпадают", "repeat_password"),
+        ({"current_password": f.PASSWORD, "new_password": f.PASSWORD, "repeat_password": f.PASSWORD},
+         "совпадает с текущим", "new_password"),
+    ):
+        resp = here.post("/account/password", data=data)
+        page = resp.get_data(as_text=True)
+        assert resp.status_code == 400 and message in page and f'id="err-{field}"' in page
+        assert "клён-река" not in page and f.PASSWORD not in page  # passwords are never written back
+    resp = here.post("/account/password", data={"current_password": f.PASSWORD, "new_password": "клён-река-2042",
+                                                "repeat_password": "клён-река-2042"})
+    assert resp.status_code == 302
+    assert here.get("/").status_code == 200 and there.get("/").status_code == 302
+    assert login(app.test_client(), world.dispatcher_a, "клён-река-2042").status_code == 302
+    assert [(e.field, e.new_value, e.actor_id) for e in _audit(db)] == [("password", "изменён", world.dispatcher_a.id)]

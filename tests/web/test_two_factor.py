@@ -61,7 +61,7 @@ def _enrol(app: Any, client: Any) -> tuple[str, list[str]]:
     assert client.post("/account/two-factor/start").status_code == 302
     page = client.get("/account/two-factor").get_data(as_text=True)
     secret = re.search(r'id="totp-secret">([^<]+)<', page).group(1).replace(" ", "")
-    resp = client.post("/account/two-factor/confirm", data={"code": rules.code_at(secret, app.config["OPENADS_CLOCK"]())})
+    resp = client.post("/account/two-factor/confirm", data={"otp": rules.code_at(secret, app.config["OPENADS_CLOCK"]())})
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.headers["Cache-Control"] == "no-store"
     codes = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", resp.get_data(as_text=True))
@@ -98,7 +98,7 @@ def test_a_manager_is_sent_to_enrol_until_they_do_then_logs_in_with_a_code(stric
     assert fresh.get("/").headers["Location"].startswith("/login")
     assert "Код входа" in fresh.get("/login/code").get_data(as_text=True)
     strict.config["OPENADS_CLOCK"].advance(seconds=60)
-    resp = fresh.post("/login/code", data={"code": _code(strict, secret)})
+    resp = fresh.post("/login/code", data={"otp": _code(strict, secret)})
     assert resp.status_code == 302 and fresh.get("/").status_code == 200
 
 
@@ -116,7 +116,7 @@ def test_a_wrong_enrolment_code_keeps_it_off(strict, db, world) -> None:
     client = strict.test_client()
     _password(client, "man_a")
     client.post("/account/two-factor/start")
-    resp = client.post("/account/two-factor/confirm", data={"code": "000000"})
+    resp = client.post("/account/two-factor/confirm", data={"otp": "000000"})
     assert resp.status_code == 400 and "код не подходит" in resp.get_data(as_text=True)
     with db.read() as s:
         assert s.get(User, world.manager_a.id).totp_enabled_at is None
@@ -134,16 +134,16 @@ def test_a_code_works_once_and_wrong_codes_lock_the_login_like_passwords(setting
     used = _code(app, secret)  # the code that confirmed the enrolment
     fresh = app.test_client()
     _password(fresh, "man_a")
-    assert fresh.post("/login/code", data={"code": used}).status_code == 401  # replayed
+    assert fresh.post("/login/code", data={"otp": used}).status_code == 401  # replayed
     # the right password again does not reset the count of wrong codes
     _password(fresh, "man_a")
-    assert fresh.post("/login/code", data={"code": "123456"}).status_code == 401
+    assert fresh.post("/login/code", data={"otp": "123456"}).status_code == 401
     _password(fresh, "man_a")
-    resp = fresh.post("/login/code", data={"code": "654321"})
+    resp = fresh.post("/login/code", data={"otp": "654321"})
     assert resp.status_code == 429 and "Слишком много неудачных попыток" in resp.get_data(as_text=True)
     app.config["OPENADS_CLOCK"].advance(seconds=30)
     assert _password(fresh, "man_a").status_code == 429  # the login is locked, the password not even checked
-    assert fresh.post("/login/code", data={"code": _code(app, secret)}).status_code == 302  # back to the login
+    assert fresh.post("/login/code", data={"otp": _code(app, secret)}).status_code == 302  # back to the login
     assert fresh.get("/").status_code == 302
 
 
@@ -153,11 +153,11 @@ def test_a_recovery_code_opens_one_login(strict, db, world) -> None:
     _secret, codes = _enrol(strict, client)
     first = strict.test_client()
     _password(first, "man_a")
-    assert first.post("/login/code", data={"code": codes[3].upper().replace("-", " ")}).status_code == 302
+    assert first.post("/login/code", data={"otp": codes[3].upper().replace("-", " ")}).status_code == 302
     assert first.get("/").status_code == 200
     second = strict.test_client()
     _password(second, "man_a")
-    assert second.post("/login/code", data={"code": codes[3]}).status_code == 401
+    assert second.post("/login/code", data={"otp": codes[3]}).status_code == 401
     page = first.get("/account/security").get_data(as_text=True)
     assert 'id="codes-left">9<' in page
 
@@ -169,7 +169,7 @@ def test_the_pending_code_step_expires_and_cannot_be_skipped(strict, world) -> N
     fresh = strict.test_client()
     _password(fresh, "man_a")
     strict.config["OPENADS_CLOCK"].advance(minutes=6)
-    resp = fresh.post("/login/code", data={"code": _code(strict, secret)})
+    resp = fresh.post("/login/code", data={"otp": _code(strict, secret)})
     assert resp.status_code == 302 and resp.headers["Location"].startswith("/login")
     assert fresh.get("/").status_code == 302
     assert strict.test_client().get("/login/code").status_code == 302  # no password typed at all
@@ -180,13 +180,13 @@ def test_renew_recovery_codes_and_disable_need_a_current_code(strict, db, world)
     _password(client, "man_a")
     secret, old = _enrol(strict, client)
     strict.config["OPENADS_CLOCK"].advance(seconds=30)
-    assert client.post("/account/two-factor/recovery-codes", data={"code": "000000"}).status_code == 400
-    resp = client.post("/account/two-factor/recovery-codes", data={"code": _code(strict, secret)})
+    assert client.post("/account/two-factor/recovery-codes", data={"otp": "000000"}).status_code == 400
+    resp = client.post("/account/two-factor/recovery-codes", data={"otp": _code(strict, secret)})
     new = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", resp.get_data(as_text=True))
     assert len(new) == 10 and not set(new) & set(old)
     strict.config["OPENADS_CLOCK"].advance(seconds=30)
-    assert client.post("/account/two-factor/disable", data={"code": "000000"}).status_code == 400
-    assert client.post("/account/two-factor/disable", data={"code": _code(strict, secret)}).status_code == 302
+    assert client.post("/account/two-factor/disable", data={"otp": "000000"}).status_code == 400
+    assert client.post("/account/two-factor/disable", data={"otp": _code(strict, secret)}).status_code == 302
     with db.read() as s:
         user = s.get(User, world.manager_a.id)
         assert user.totp_secret is None and not s.scalars(select(RecoveryCode)).all()
@@ -204,7 +204,7 @@ def test_an_administrator_resets_a_users_second_factor(strict, db, world, admin_
         secret = u.totp_secret
     admin = strict.test_client()
     _password(admin, "adm_a")
-    assert admin.post("/login/code", data={"code": _code(strict, secret)}).status_code == 302
+    assert admin.post("/login/code", data={"otp": _code(strict, secret)}).status_code == 302
     page = admin.get(f"/admin/users/{world.manager_a.id}").get_data(as_text=True)
     assert 'id="user-2fa-reset"' in page
     assert admin.post(f"/admin/users/{world.manager_a.id}/two-factor-reset").status_code == 302

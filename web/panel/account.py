@@ -117,8 +117,8 @@ def account_password_save() -> Any:
     me, form = user(), request.form
     try:
         users_svc.change_own_password(
-            db_session(), user=me, current=form.get("current", ""), new=form.get("password", ""),
-            repeat=form.get("repeat", ""), keep_key=session_key(), now=now(),
+            db_session(), user=me, current=form.get("current_password", ""), new=form.get("new_password", ""),
+            repeat=form.get("repeat_password", ""), keep_key=session_key(), now=now(),
             min_length=settings().auth.password_min_length, by=audit_svc.Actor.of(me, "panel"))
     except ValidationFailed as exc:
         db_session().rollback()
@@ -187,7 +187,7 @@ def account_two_factor_start() -> Any:
 def account_two_factor_confirm() -> Any:
     me = user()
     try:
-        codes = tf_svc.confirm_enrolment(db_session(), user=me, code=request.form.get("code", ""), now=now(),
+        codes = tf_svc.confirm_enrolment(db_session(), user=me, code=request.form.get("otp", ""), now=now(),
                                          by=audit_svc.Actor.of(me, "panel"))
     except ValidationFailed as exc:
         db_session().rollback()
@@ -202,7 +202,7 @@ def account_two_factor_confirm() -> Any:
 def account_two_factor_recovery_codes() -> Any:
     me = user()
     try:
-        codes = tf_svc.renew_recovery_codes(db_session(), user=me, code=request.form.get("code", ""), now=now(),
+        codes = tf_svc.renew_recovery_codes(db_session(), user=me, code=request.form.get("otp", ""), now=now(),
                                             by=audit_svc.Actor.of(me, "panel"))
     except ValidationFailed as exc:
         db_session().rollback()
@@ -216,7 +216,7 @@ def account_two_factor_recovery_codes() -> Any:
 def account_two_factor_disable() -> Any:
     me = user()
     try:
-        tf_svc.disable(db_session(), user=me, code=request.form.get("code", ""), now=now(),
+        tf_svc.disable(db_session(), user=me, code=request.form.get("otp", ""), now=now(),
                        by=audit_svc.Actor.of(me, "panel"))
     except ValidationFailed as exc:
         db_session().rollback()

@@ -105,7 +105,7 @@ def login_code() -> Any:
     if request.method == "GET":
         return render_template("login_code.html", user=user)
     s, at = db_session(), clock_now()
-    code = request.form.get("code") or ""
+    code = request.form.get("otp") or ""
     outcome = access_svc.authenticate_second_factor(
         s, user=user, check=lambda: two_factor_svc.check_code(s, user=user, code=code, now=at),
         ip=request.remote_addr, now=at, limits=login_limits())
