@@ -4,7 +4,7 @@ No Asterisk, no Flask, no HTTP in here.
 """
 
 from models.audit import AuditEntry  # noqa: F401
-from models.auth import LoginFailure, LoginLock, UserSession  # noqa: F401
+from models.auth import LoginFailure, LoginLock, RecoveryCode, UserSession  # noqa: F401
 from models.base import Base  # noqa: F401
 from models.call import Call, CallTicket, DispatcherPhone, TelephonySettings, TicketLegalHold  # noqa: F401
 from models.event_cursor import EventCursor  # noqa: F401

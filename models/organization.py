@@ -6,7 +6,7 @@ import enum
 from collections.abc import Iterable
 from datetime import datetime, time
 
-from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String, Text, Time, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Enum, ForeignKey, Integer, String, Text, Time, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, OrgOwned, UTCDateTime, utcnow
@@ -126,12 +126,24 @@ class User(Base):
     )
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A temporary password (given by an administrator) opens only the page that sets a new one.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    # TOTP second factor (models/rules/two_factor.py): the base32 secret (set at enrolment, kept
+    # while unconfirmed), when the user confirmed it (from then on the login asks for a code), and
+    # the last time step accepted (a code is accepted once).
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
     @property
     def organization_ids(self) -> list[int]:
         return sorted(m.organization_id for m in self.memberships)
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.totp_enabled_at is not None and self.totp_secret is not None
 
     @property
     def short_name(self) -> str:

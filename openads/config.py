@@ -346,11 +346,15 @@ class AuthSettings:
     sessions: SessionLimits = field(default_factory=SessionLimits)
     password_min_length: int = 10
     api_token_days: int = 365  # lifetime of a new token unless told otherwise; 0 = no expiry
+    # Administrators and managers must sign in with a TOTP code (they are sent to enrol until they
+    # do). OPENADS_REQUIRE_2FA; on by default, off by default in the demo (decision 0028).
+    require_2fa: bool = True
 
 
 def auth_settings(env: Mapping[str, str] | None = None) -> AuthSettings:
     """OPENADS_SESSION_MINUTES, OPENADS_SESSION_IDLE_MINUTES, OPENADS_LOGIN_*,
-    OPENADS_PASSWORD_MIN_LENGTH and OPENADS_API_TOKEN_DAYS (from `env`, default os.environ), validated."""
+    OPENADS_PASSWORD_MIN_LENGTH, OPENADS_API_TOKEN_DAYS and OPENADS_REQUIRE_2FA (from `env`, default
+    os.environ), validated."""
     env = os.environ if env is None else env
 
     def minutes(name: str, default: int, high: int) -> timedelta:
@@ -369,7 +373,19 @@ def auth_settings(env: Mapping[str, str] | None = None) -> AuthSettings:
         ),
         password_min_length=_bounded_int(env, "OPENADS_PASSWORD_MIN_LENGTH", 10, 8, 128),
         api_token_days=_bounded_int(env, "OPENADS_API_TOKEN_DAYS", 365, 0, MAX_TOKEN_DAYS),
+        require_2fa=_env_bool(env, "OPENADS_REQUIRE_2FA", not _env_bool(env, "OPENADS_DEMO", False)),
     )
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from models.rules.access import (
     required_scope,
     session_alive,
     token_alive,
+    two_factor_required,
 )
 from models.services import access as access_svc
 from openads.config import AuthSettings
@@ -71,6 +72,13 @@ class Unauthorized(DomainError):
 
 class InsufficientScope(DomainError):
     error_id = "insufficient-scope"
+    http_status = 403
+
+
+class SetupRequired(DomainError):
+    """A panel session whose user must first set their own password or enrol in the second factor."""
+
+    error_id = "setup-required"
     http_status = 403
 
 
@@ -171,7 +179,60 @@ def org_ids() -> list[int]:
     return user.organization_ids if user else []
 
 
+# --- what a signed-in user must do first ----------------------------------------------------------------
+
+SETUP_PASSWORD = "password"
+SETUP_TWO_FACTOR = "two_factor"
+SETUP_ENDPOINTS = {SETUP_PASSWORD: "panel.account_password", SETUP_TWO_FACTOR: "panel.account_two_factor"}
+
+
+def pending_setup(user: User) -> str | None:
+    """What the user must do before the panel opens: set their own password (they signed in with a
+    temporary one) or enrol in the second factor (an administrator or a manager, while
+    OPENADS_REQUIRE_2FA is on). None: nothing."""
+    if user.must_change_password:
+        return SETUP_PASSWORD
+    if two_factor_required(user.role, required=auth_settings().require_2fa) and not user.two_factor_enabled:
+        return SETUP_TWO_FACTOR
+    return None
+
+
 # --- panel login ---------------------------------------------------------------------------------------
+
+# The login's second step: who typed the right password, when, and a fingerprint of the password
+# hash (a password changed meanwhile voids it). In the signed cookie: it cannot be forged, and a
+# copy of it only allows guessing codes, which the lock-out limits as it limits passwords.
+PENDING_KEY = "pending_2fa"
+PENDING_SECONDS = 300
+
+
+def begin_second_factor(user: User) -> None:
+    session.clear()
+    session[PENDING_KEY] = {"uid": user.id, "at": now().timestamp(), "pw": credentials.digest(user.password_hash)[:16]}
+
+
+def pending_second_factor() -> User | None:
+    """The user between the password and the code (None when there is none, it expired, the user
+    was deactivated or their password changed)."""
+    data = session.get(PENDING_KEY)
+    if not isinstance(data, dict):
+        return None
+    try:
+        uid, at, pw = int(data["uid"]), float(data["at"]), str(data["pw"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not 0 <= now().timestamp() - at <= PENDING_SECONDS:
+        return None
+    user = db_session().get(User, uid)
+    if user is None or not user.is_active or not user.two_factor_enabled \
+            or credentials.digest(user.password_hash)[:16] != pw:
+        return None
+    return user
+
+
+def clear_second_factor() -> None:
+    session.pop(PENDING_KEY, None)
+
 
 
 def check_login(login: str, password: str) -> access_svc.LoginOutcome:
@@ -260,6 +321,10 @@ def authenticate_api(view: Callable[..., Any]) -> None:
         g.user = _bearer_user(header, needed)
     else:
         g.user = _session_user()
+        step = pending_setup(g.user) if g.user is not None else None
+        if step is not None:
+            raise SetupRequired("сначала " + ("смените временный пароль" if step == SETUP_PASSWORD else
+                                              "подключите двухфакторный вход") + " в панели", step=step)
 
 
 def by_cookie() -> bool:
@@ -279,8 +344,10 @@ def require_user(roles: tuple[Role, ...] | None = None) -> User:
     return user
 
 
-def login_required(roles: tuple[Role, ...] | None = None) -> Callable[[F], F]:
-    """Panel views: redirect to the login page when anonymous; 403 when the role does not fit."""
+def login_required(roles: tuple[Role, ...] | None = None, *, setup: bool = False) -> Callable[[F], F]:
+    """Panel views: redirect to the login page when anonymous; 403 when the role does not fit; to
+    the page of what the user must do first (`pending_setup`) unless the view is one of those
+    (`setup=True`)."""
 
     def deco(view: F) -> F:
         @functools.wraps(view)
@@ -288,6 +355,10 @@ def login_required(roles: tuple[Role, ...] | None = None) -> Callable[[F], F]:
             user = current_user()
             if user is None:
                 return redirect(url_for("panel.login", next=request.full_path))
+            if not setup:
+                step = pending_setup(user)
+                if step is not None:
+                    return redirect(url_for(SETUP_ENDPOINTS[step]))
             if roles is not None and user.role not in roles:
                 abort(403)
             return view(*args, **kwargs)

@@ -21,7 +21,7 @@ from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 NEVER_FILLED = ("csrf_token",)
-SECRET_PARTS = ("password", "secret", "token")
+SECRET_PARTS = ("password", "secret", "token", "otp")  # otp: a second-factor or recovery code
 UNFILLED_INPUT_TYPES = frozenset({"submit", "button", "image", "reset", "file"})
 CHECKED_INPUT_TYPES = frozenset({"checkbox", "radio"})
 

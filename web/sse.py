@@ -52,7 +52,7 @@ from models.organization import Role
 from models.outbox import DomainEvent
 from openads.bus import Bus
 from openads.config import Settings, WebSettings
-from web.auth import current_user, session_check
+from web.auth import current_user, pending_setup, session_check
 from web.panel import bp
 
 HEARTBEAT_SECONDS = 15.0
@@ -367,7 +367,7 @@ def event_stream(
 @bp.get(STREAM_PATH)
 def events_stream() -> Any:
     user = current_user()
-    if user is None:
+    if user is None or pending_setup(user) is not None:  # a temporary password or no second factor yet
         return Response("требуется вход в систему\n", status=401, mimetype="text/plain")
     org_ids = user.organization_ids
     db: Database = current_app.extensions["openads.db"]

@@ -18,6 +18,10 @@ STAFF: tuple[Role, ...] = (Role.ADMIN, Role.MANAGER, Role.DISPATCHER)
 MANAGERS: tuple[Role, ...] = (Role.ADMIN, Role.MANAGER)
 ADMINS: tuple[Role, ...] = (Role.ADMIN,)  # «Администрирование»: /admin, /api/v1/admin (the settings scope)
 
+# Roles that must sign in with a second factor (TOTP) when OPENADS_REQUIRE_2FA is on: they change
+# settings, users and phones, and read every call record (decision 0028).
+TWO_FACTOR_ROLES = MANAGERS
+
 # Screens and API resources open to some roles only (the panel's page and the API route use the same name).
 CALLBACK_COMPLIANCE = MANAGERS  # ПП 416 callback compliance report: /calls/compliance
 CALL_RECORDS = STAFF  # the call log and the missed-call queue: /calls, /missed-calls (the telephony scope)
@@ -142,3 +146,9 @@ def token_expires_at(now: datetime, days: int | None) -> datetime | None:
 
 def needs_touch(last: datetime | None, now: datetime) -> bool:
     return last is None or now - last >= TOUCH_EVERY
+
+
+def two_factor_required(role: Role, *, required: bool) -> bool:
+    """Whether a user in `role` must enrol in TOTP before using the panel (`required`: the
+    OPENADS_REQUIRE_2FA setting)."""
+    return required and role in TWO_FACTOR_ROLES

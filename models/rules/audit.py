@@ -47,6 +47,12 @@ FIELD_TITLES_RU: dict[str, dict[str, str]] = {
         "recording_retention_days": "Хранение записей, дней", "dispatcher_endpoints": "Телефоны диспетчеров",
         "ring_strategy": "Стратегия вызова",
     },
+    "user": {
+        "login": "Логин", "full_name": "ФИО", "email": "Эл. почта", "phone": "Телефон", "role": "Роль",
+        "membership": "Доступ к организации", "is_active": "Действует", "password": "Пароль",
+        "two_factor": "Двухфакторный вход", "recovery_codes": "Резервные коды", "api_token": "API-токен",
+        "sessions": "Сессии", "login_lock": "Блокировка входа",
+    },
 }
 
 VIA_TITLES_RU = {"panel": "панель", "api": "API", "cli": "командная строка", "system": "система"}

@@ -68,6 +68,21 @@ def password_problems(password: str, *, login: str, min_length: int = DEFAULT_MI
     return problems
 
 
+# A temporary password: three groups of an alphabet without look-alikes, read out or typed from a
+# note without mistakes (72 bits); it opens only the page that sets the user's own password.
+_TEMPORARY_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def new_temporary_password(*, login: str, min_length: int = DEFAULT_MIN_LENGTH) -> str:
+    """A random password that passes the policy for `login` (shown once to the administrator)."""
+    groups = max(3, -(-min_length // 4))
+    while True:
+        raw = "".join(secrets.choice(_TEMPORARY_ALPHABET) for _ in range(groups * 4))
+        password = "-".join(raw[i:i + 4] for i in range(0, len(raw), 4))
+        if not password_problems(password, login=login, min_length=min_length):
+            return password
+
+
 def digest(secret: str) -> str:
     """What the database keeps of an API token or a session key."""
     return hashlib.sha256(secret.encode()).hexdigest()

@@ -8,6 +8,7 @@ domain events are emitted: nothing in the panel's live journal depends on them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,14 +52,14 @@ def user_by_login(session: Session, login: str) -> User:
 # --- logins and lock-outs ------------------------------------------------------------------------
 
 
-def _lock_until(session: Session, *, login: str, ip: str, now: datetime) -> datetime | None:
+def locked_until(session: Session, *, login: str, ip: str, now: datetime) -> datetime | None:
     keys = [and_(LoginLock.kind == LockKind.LOGIN, LoginLock.value == login)]
     if ip:
         keys.append(and_(LoginLock.kind == LockKind.IP, LoginLock.value == ip))
     return session.scalar(select(func.max(LoginLock.locked_until)).where(or_(*keys), LoginLock.locked_until > now))
 
 
-def _record_failure(session: Session, *, login: str, ip: str, now: datetime, limits: LoginLimits) -> datetime | None:
+def record_failure(session: Session, *, login: str, ip: str, now: datetime, limits: LoginLimits) -> datetime | None:
     """Writes the failure, prunes the ones out of every window, and locks the login (and the
     address) that reached its limit. Returns the new lock's end, if any."""
     since = now - limits.window
@@ -91,16 +92,35 @@ def authenticate(
     """
     login = login.strip()[:LOGIN_MAX]
     ip = (ip or "")[:IP_MAX]
-    locked = _lock_until(session, login=login, ip=ip, now=now)
+    locked = locked_until(session, login=login, ip=ip, now=now)
     if locked is not None:
         return LoginOutcome(None, locked)
     user = session.scalar(select(User).where(User.login == login, User.is_active.is_(True))) if login else None
     if user is None:
         credentials.check_no_password(password)
     elif credentials.check_password(user.password_hash, password):
-        session.execute(delete(LoginFailure).where(LoginFailure.login == login))
+        # With a second factor the login is not over: its failures stay counted until the code is
+        # right, or the password (known to whoever guesses codes) would reset the code's limit.
+        if not user.two_factor_enabled:
+            session.execute(delete(LoginFailure).where(LoginFailure.login == login))
         return LoginOutcome(user)
-    return LoginOutcome(None, _record_failure(session, login=login, ip=ip, now=now, limits=limits))
+    return LoginOutcome(None, record_failure(session, login=login, ip=ip, now=now, limits=limits))
+
+
+def authenticate_second_factor(
+    session: Session, *, user: User, check: Callable[[], bool], ip: str | None, now: datetime, limits: LoginLimits,
+) -> LoginOutcome:
+    """The second step of a login with TOTP: `check()` tells whether the code is right. Throttled
+    as the password is (a wrong code is a failure of the login and of the address; during a
+    lock-out the code is not even checked). A success clears the login's failures."""
+    ip = (ip or "")[:IP_MAX]
+    locked = locked_until(session, login=user.login, ip=ip, now=now)
+    if locked is not None:
+        return LoginOutcome(None, locked)
+    if user.is_active and check():
+        session.execute(delete(LoginFailure).where(LoginFailure.login == user.login))
+        return LoginOutcome(user)
+    return LoginOutcome(None, record_failure(session, login=user.login, ip=ip, now=now, limits=limits))
 
 
 def active_locks(session: Session, *, now: datetime) -> list[LoginLock]:

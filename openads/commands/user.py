@@ -1,8 +1,11 @@
 """`openads user ...`: users, their passwords, sessions, lock-outs and API tokens.
 
-add (a user with a role in one or more organizations, optionally a token), password, deactivate,
-activate, sign-out (everywhere), sessions, unlock, locks, token issue|list|revoke. Every action
-calls models/services/access.py, as the administration pages will.
+add (a user with a role in one or more organizations, optionally a token), list, set (name,
+contacts, role, organizations), password, reset-password (a temporary one, changed at the next
+login), reset-2fa, deactivate, activate, sign-out (everywhere), sessions, unlock, locks, token
+issue|list|revoke. Every change calls models/services/users.py, as the administration pages and
+/api/v1/admin/users do, and is in the audit log as made from the command line (decision 0028).
+The command line administers every organization.
 """
 
 from __future__ import annotations
@@ -79,6 +82,25 @@ def register(sub: Any) -> None:
     locks = usub.add_parser("locks", help="действующие блокировки входа")
     locks.set_defaults(handler=run_locks)
 
+    ulist = usub.add_parser("list", help="пользователи: роль, организации, состояние, последний вход")
+    ulist.add_argument("--org", type=positive_int, metavar="ID", help="только эта организация")
+    ulist.add_argument("--inactive", action="store_true", help="и отключённые")
+    ulist.set_defaults(handler=run_list)
+    uset = usub.add_parser("set", help="изменить ФИО, e-mail, телефон, роль, организации",
+                           description="Меняются только указанные параметры. --org заменяет список организаций.")
+    uset.add_argument("login", metavar="ЛОГИН")
+    uset.add_argument("--name", help="ФИО")
+    uset.add_argument("--email", help="e-mail (пустая строка — убрать)")
+    uset.add_argument("--phone", help="телефон (пустая строка — убрать)")
+    uset.add_argument("--role", choices=ROLES, help="роль")
+    uset.add_argument("--org", action="append", type=positive_int, metavar="ID",
+                      help="id организации (можно несколько раз); заменяет прежний список")
+    uset.set_defaults(handler=run_set)
+    login_action("reset-password", "выдать временный пароль (печатается один раз; при входе пользователь задаст "
+                                   "свой; сессии завершаются, блокировка снимается)", run_reset_password)
+    login_action("reset-2fa", "сбросить двухфакторный вход (потерян телефон): при входе пользователь подключит "
+                              "приложение заново", run_reset_two_factor)
+
     token = usub.add_parser("token", help="API-токены: issue, list, revoke")
     tsub = token.add_subparsers(title="действия", metavar="ДЕЙСТВИЕ")
     issue = tsub.add_parser("issue", help="выпустить токен (печатается один раз)")
@@ -97,7 +119,8 @@ def register(sub: Any) -> None:
     token.set_defaults(handler=lambda args: token.error("укажите действие: issue, list, revoke"))
 
     p.set_defaults(handler=lambda args: p.error(
-        "укажите действие: add, password, deactivate, activate, sign-out, sessions, unlock, locks, token"))
+        "укажите действие: add, list, set, password, reset-password, reset-2fa, deactivate, activate, sign-out, "
+        "sessions, unlock, locks, token"))
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -117,6 +140,23 @@ def _now() -> datetime:
     from models.base import utcnow
 
     return utcnow()
+
+
+def _by() -> Any:
+    from models.services.audit import Actor
+
+    return Actor.command_line()
+
+
+@contextmanager
+def _checked() -> Iterator[None]:
+    """A service's refusal as the command line's (one line, exit 2)."""
+    from models.errors import ValidationFailed
+
+    try:
+        yield
+    except ValidationFailed as exc:
+        raise UsageError(exc.message) from None
 
 
 def _when(moment: datetime | None) -> str:
@@ -166,10 +206,9 @@ def _print_token(issued: Any) -> None:
 def run_add(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from models.organization import Membership, Organization, Role, User
-    from models.rules.credentials import hash_password
+    from models.organization import Organization, Role, User
     from models.rules.phones import InvalidPhone, to_e164
-    from models.services import access
+    from models.services import users
 
     login = args.login.strip()
     if not LOGIN_RE.match(login):
@@ -186,22 +225,20 @@ def run_add(args: argparse.Namespace) -> int:
     password = _password(args, login)
     scopes, expires_at = _token_terms(args)
     issued = None
-    with _write() as s:
+    with _write() as s, _checked():
         known = set(s.scalars(select(Organization.id).where(Organization.id.in_(org_ids))))
         missing = [str(o) for o in org_ids if o not in known]
         if missing:
             raise UsageError(f"--org: нет организации с id {', '.join(missing)}")
         if s.scalar(select(User.id).where(User.login == login)):
             raise UsageError(f"пользователь с логином {login!r} уже есть")
-        user = User(login=login, full_name=full_name, email=email, phone=phone,
-                    password_hash=hash_password(password), role=Role(args.role), is_active=True)
-        s.add(user)
-        s.flush()
-        for org_id in org_ids:
-            s.add(Membership(user_id=user.id, organization_id=org_id))
+        draft = users.UserDraft(login=login, full_name=full_name, email=email, phone=phone, role=Role(args.role),
+                                organization_ids=tuple(org_ids))
+        user = users.create_user(s, draft=draft, admin_orgs=None, by=_by(), now=_now(),
+                                 min_length=settings().auth.password_min_length, password=password).user
         if args.token:
-            issued = access.issue_api_token(s, user=user, scopes=scopes, expires_at=expires_at, name="cli",
-                                            now=_now())
+            issued = users.issue_token(s, user=user, scopes=scopes, expires_at=expires_at, name="cli", admin_orgs=None,
+                                       by=_by(), now=_now())
         user_id = user.id
     print(f"Пользователь создан: id={user_id}, логин {login}, роль {args.role}, "
           f"организации {', '.join(map(str, org_ids))}")
@@ -210,41 +247,105 @@ def run_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_list(args: argparse.Namespace) -> int:
+    from models.organization import ROLE_TITLES_RU
+    from models.services import users
+
+    with _write() as s:
+        rows = users.user_rows(s, admin_orgs=None, now=_now(), organization_id=args.org,
+                               active=None if args.inactive else True)
+        lines = []
+        for r in rows:
+            u = r.user
+            state = "отключён" if not u.is_active else (f"вход заблокирован до {_when(r.locked_until)}"
+                                                        if r.locked_until else "действует")
+            extra = "".join((", временный пароль" if u.must_change_password else "",
+                             ", 2FA" if u.two_factor_enabled else ""))
+            lines.append(f"{u.login}\t{u.full_name}\t{ROLE_TITLES_RU[u.role]}\tорганизации "
+                         f"{', '.join(map(str, u.organization_ids)) or '—'}\t{state}{extra}\t"
+                         f"последний вход {_when(r.last_login_at)}")
+    print("\n".join(lines) if lines else "Пользователей нет")
+    return 0
+
+
+def run_set(args: argparse.Namespace) -> int:
+    from models.services import users
+
+    with _write() as s, _checked():
+        user = users.user_by_login(s, admin_orgs=None, login=args.login)
+        draft = users.UserDraft(
+            full_name=args.name if args.name is not None else user.full_name,
+            email=args.email if args.email is not None else user.email,
+            phone=args.phone if args.phone is not None else user.phone,
+            role=args.role or user.role,
+            organization_ids=tuple(args.org) if args.org else tuple(user.organization_ids),
+        )
+        users.update_user(s, user=user, draft=draft, admin_orgs=None, by=_by(), now=_now())
+    print(f"Пользователь {args.login} изменён")
+    return 0
+
+
 def run_password(args: argparse.Namespace) -> int:
-    from models.services import access
+    from models.services import users
 
     password = _password(args, args.login)
-    with _write() as s:
-        user = access.user_by_login(s, args.login)
-        ended = access.set_password(s, user=user, password=password,
-                                    min_length=settings().auth.password_min_length, now=_now())
+    with _write() as s, _checked():
+        user = users.user_by_login(s, admin_orgs=None, login=args.login)
+        ended = users.set_password(s, user=user, password=password, by=_by(), now=_now(),
+                                   min_length=settings().auth.password_min_length)
     print(f"Пароль пользователя {args.login} изменён; завершено сессий: {ended}")
     return 0
 
 
-def run_deactivate(args: argparse.Namespace) -> int:
-    from models.services import access
+def run_reset_password(args: argparse.Namespace) -> int:
+    from models.services import users
 
     with _write() as s:
-        ended = access.deactivate_user(s, user=access.user_by_login(s, args.login), now=_now())
+        user = users.user_by_login(s, admin_orgs=None, login=args.login)
+        temporary = users.reset_password(s, user=user, admin_orgs=None, by=_by(), now=_now(),
+                                         min_length=settings().auth.password_min_length)
+    print(f"Временный пароль пользователя {args.login} (показывается один раз; при входе он задаст свой):")
+    print(temporary)
+    return 0
+
+
+def run_reset_two_factor(args: argparse.Namespace) -> int:
+    from models.services import users
+
+    with _write() as s:
+        user = users.user_by_login(s, admin_orgs=None, login=args.login)
+        had = users.reset_two_factor(s, user=user, admin_orgs=None, by=_by(), now=_now())
+    print(f"Двухфакторный вход пользователя {args.login} сброшен" if had
+          else f"У пользователя {args.login} двухфакторный вход не был подключён")
+    return 0
+
+
+def run_deactivate(args: argparse.Namespace) -> int:
+    from models.services import users
+
+    with _write() as s:
+        user = users.user_by_login(s, admin_orgs=None, login=args.login)
+        ended = users.set_active(s, user=user, active=False, admin_orgs=None, by=_by(), now=_now())
     print(f"Пользователь {args.login} отключён; завершено сессий: {ended}")
     return 0
 
 
 def run_activate(args: argparse.Namespace) -> int:
-    from models.services import access
+    from models.services import users
 
     with _write() as s:
-        access.activate_user(s, user=access.user_by_login(s, args.login))
+        user = users.user_by_login(s, admin_orgs=None, login=args.login)
+        users.set_active(s, user=user, active=True, admin_orgs=None, by=_by(), now=_now())
     print(f"Пользователь {args.login} снова включён")
     return 0
 
 
 def run_sign_out(args: argparse.Namespace) -> int:
-    from models.services import access
+    from models.services import users
 
     with _write() as s:
-        ended = access.end_user_sessions(s, user_id=access.user_by_login(s, args.login).id, now=_now())
+        user = users.user_by_login(s, admin_orgs=None, login=args.login)
+        ended = users.end_sessions(s, user=user, admin_orgs=None, by=_by(), now=_now())
     print(f"Завершено сессий пользователя {args.login}: {ended}")
     return 0
 
@@ -264,12 +365,20 @@ def run_sessions(args: argparse.Namespace) -> int:
 
 
 def run_unlock(args: argparse.Namespace) -> int:
-    from models.services import access
+    from sqlalchemy import select
+
+    from models.organization import User
+    from models.services import access, users
 
     if not args.login and not args.ip:
         raise UsageError("укажите логин и/или --ip")
     with _write() as s:
-        lifted = access.unlock(s, login=args.login, ip=args.ip)
+        user = s.scalar(select(User).where(User.login == args.login)) if args.login else None
+        lifted, login = 0, args.login
+        if user is not None:  # a real user's lock-out goes to their log; a name anyone typed has none
+            lifted, login = users.unlock_login(s, user=user, by=_by(), now=_now()), None
+        if login or args.ip:
+            lifted += access.unlock(s, login=login, ip=args.ip)
     what = " и ".join(x for x in (args.login and f"логина {args.login}", args.ip and f"адреса {args.ip}") if x)
     print(f"Снято блокировок {what}: {lifted}; неудачные попытки забыты")
     return 0
@@ -289,12 +398,13 @@ def run_locks(args: argparse.Namespace) -> int:
 
 
 def run_token_issue(args: argparse.Namespace) -> int:
-    from models.services import access
+    from models.services import users
 
     scopes, expires_at = _token_terms(args)
     with _write() as s:
-        issued = access.issue_api_token(s, user=access.user_by_login(s, args.login), scopes=scopes,
-                                        expires_at=expires_at, name=args.name, now=_now())
+        user = users.user_by_login(s, admin_orgs=None, login=args.login)
+        issued = users.issue_token(s, user=user, scopes=scopes, expires_at=expires_at, name=args.name,
+                                   admin_orgs=None, by=_by(), now=_now())
     _print_token(issued)
     return 0
 
@@ -316,13 +426,21 @@ def run_token_list(args: argparse.Namespace) -> int:
 
 
 def run_token_revoke(args: argparse.Namespace) -> int:
-    from models.services import access
+    from models.organization import ApiToken
+    from models.services import access, users
 
     with _write() as s:
         if args.id:
-            access.revoke_api_token(s, token_id=args.id)
+            token = s.get(ApiToken, args.id)
+            if token is None:
+                raise UsageError(f"нет токена с id {args.id}")
+            users.revoke_token(s, user=token.user, token_id=token.id, admin_orgs=None, by=_by(), now=_now())
             count = 1
         else:
-            count = access.revoke_user_tokens(s, user_id=access.user_by_login(s, args.all_of).id)
+            user = users.user_by_login(s, admin_orgs=None, login=args.all_of)
+            ids = [t.id for t in access.user_tokens(s, user_id=user.id) if not t.revoked]
+            for token_id in ids:
+                users.revoke_token(s, user=user, token_id=token_id, admin_orgs=None, by=_by(), now=_now())
+            count = len(ids)
     print(f"Отозвано токенов: {count}")
     return 0

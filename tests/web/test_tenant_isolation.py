@@ -20,7 +20,7 @@ from models.ticket import Attachment
 from tests import factories as f
 
 ID_KINDS = ("org_id", "organization_id", "ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id", "call_id",
-            "missed_call_id", "recording_id", "attempt_id", "session_id", "token_id")
+            "missed_call_id", "recording_id", "attempt_id", "session_id", "token_id", "user_id")
 
 
 def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
@@ -62,23 +62,26 @@ def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
                 "ticket_id": ticket.id, "house_id": house.id, "resident_id": resident.id,
                 "attachment_id": attachment.id, "category_id": cats["other"].id, "incident_id": incident.id,
                 "call_id": call.id, "missed_call_id": missed.id, "recording_id": recording.id,
-                "attempt_id": attempt.id}
+                "attempt_id": attempt.id, "user_id": user.id}
 
 
-def _id_routes(app) -> list[tuple[str, str, str]]:
+def _id_routes(app) -> list[tuple[str, str, tuple[str, ...]]]:
     out = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static" or not rule.arguments:
             continue
-        names = [a for a in rule.arguments if a.endswith("_id")]
+        names = tuple(sorted(a for a in rule.arguments if a.endswith("_id")))
         assert names and set(names) <= set(ID_KINDS), f"{rule.rule}: add its id kind to this test"
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            out.append((method, rule.rule, names[0]))
+            out.append((method, rule.rule, names))
     return out
 
 
-def _url(rule: str, name: str, value: int) -> str:
-    url = rule.replace(f"<int:{name}>", str(value))
+def _url(rule: str, names: tuple[str, ...], objects: dict[str, int]) -> str:
+    """The rule with every id of `objects` (a user's session or token under that user)."""
+    url = rule
+    for name in names:
+        url = url.replace(f"<int:{name}>", str(objects[name]))
     url = url.replace("<any(deactivate, activate):action>", "deactivate")
     return url.replace("<any(localize, liquidate):action>", "liquidate")
 
@@ -107,10 +110,10 @@ def test_every_id_route_hides_another_organizations_objects(app, db, world, logi
     assert len(routes) >= (9 if via == "api" else 14)
     before = _row_counts(db)
     for method, rule, name in routes:
-        resp = _call(client, method, _url(rule, name, theirs[name]), headers)
+        resp = _call(client, method, _url(rule, name, theirs), headers)
         assert resp.status_code == 404, f"{method} {rule} with another organization's {name}: {resp.status_code}"
     assert _row_counts(db) == before, "a refused request wrote something"
     for method, rule, name in routes:
-        if method == "GET" and name != "attachment_id":  # the attachment's file does not exist on disk
-            resp = _call(client, method, _url(rule, name, mine[name]), headers)
+        if method == "GET" and name != ("attachment_id",):  # the attachment's file does not exist on disk
+            resp = _call(client, method, _url(rule, name, mine), headers)
             assert resp.status_code == 200, f"{method} {rule} with the own {name}: {resp.status_code}"

@@ -26,7 +26,7 @@ from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.inputs import moment_arg, optional_int
 from web.panel import bp
-from web.panel.common import my_orgs, org_by_id, user
+from web.panel.common import field_errors, my_orgs, org_by_id, user
 
 ADMINS = (Role.ADMIN,)
 AUDIT_PAGE = 100
@@ -42,14 +42,6 @@ RUSSIAN_ZONES = (
 
 def actor() -> audit_svc.Actor:
     return audit_svc.Actor.of(user(), "panel")
-
-
-def field_errors(exc: ValidationFailed) -> dict[str, str]:
-    """The message of each wrong field (a service's `details["fields"]`, else its one field)."""
-    fields = exc.details.get("fields")
-    if isinstance(fields, list) and fields:
-        return {str(f["field"]): str(f["message"]) for f in fields}
-    return {str(exc.details.get("field") or "form"): exc.message}
 
 
 # --- organizations ---------------------------------------------------------------------------------

@@ -119,3 +119,11 @@ def scope_journal(f: JournalFilter) -> JournalFilter:
 def check_visible(ticket: Ticket) -> Ticket:
     """404 for a ticket the user must not see (an executor: one not assigned to them)."""
     return access.visible_ticket(user(), ticket)
+
+
+def field_errors(exc: ValidationFailed) -> dict[str, str]:
+    """The message of each wrong field (a service's `details["fields"]`, else its one field)."""
+    fields = exc.details.get("fields")
+    if isinstance(fields, list) and fields:
+        return {str(f["field"]): str(f["message"]) for f in fields}
+    return {str(exc.details.get("field") or "form"): exc.message}

@@ -19,16 +19,23 @@ from models.housing import House, Premise
 from models.organization import Organization, User
 from models.rules.phones import display as phone_display
 from models.rules.ticket_states import STATUS_TITLES_RU
+from models.services import access as access_svc
+from models.services import two_factor as two_factor_svc
 from models.ticket import Category, Ticket, TicketStatus
 from web.auth import (
+    begin_second_factor,
     check_login,
+    clear_second_factor,
     current_user,
     locked_minutes,
+    login_limits,
     login_required,
     login_user,
     logout_user,
     org_ids,
+    pending_second_factor,
 )
+from web.clock import now as clock_now
 from web.dbsession import commit_now
 from web.dbsession import session as db_session
 from web.filters import Deadline, deadline_parts, dm, hm, zone
@@ -69,6 +76,9 @@ def login() -> Any:
     if request.method == "POST":
         outcome = check_login(request.form.get("login") or "", request.form.get("password") or "")
         if outcome.user is not None:
+            if outcome.user.two_factor_enabled:  # the password was right; now the code
+                begin_second_factor(outcome.user)
+                return redirect(url_for("panel.login_code", next=next_target("") or None))
             login_user(outcome.user)
             return redirect(next_target(url_for("panel.index")))
         commit_now()  # the failure counts towards the lock-out although the answer is an error
@@ -81,6 +91,35 @@ def login() -> Any:
     if current_user() is not None:
         return redirect(url_for("panel.index"))
     return render_template("login.html")
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def login_code() -> Any:
+    """The login's second step for a user with TOTP: a code from the app or a recovery code,
+    throttled and locked out as passwords are."""
+    user = pending_second_factor()
+    if user is None:
+        clear_second_factor()
+        flash("Время ввода кода истекло или вход не начат: введите логин и пароль ещё раз", "error")
+        return redirect(url_for("panel.login", next=next_target("") or None))
+    if request.method == "GET":
+        return render_template("login_code.html", user=user)
+    s, at = db_session(), clock_now()
+    code = request.form.get("otp") or ""
+    outcome = access_svc.authenticate_second_factor(
+        s, user=user, check=lambda: two_factor_svc.check_code(s, user=user, code=code, now=at),
+        ip=request.remote_addr, now=at, limits=login_limits())
+    if outcome.user is not None:
+        login_user(outcome.user)
+        return redirect(next_target(url_for("panel.index")))
+    commit_now()  # the failure counts towards the lock-out although the answer is an error
+    if outcome.locked_until is not None:
+        clear_second_factor()
+        flash(f"Слишком много неудачных попыток входа. Вход закрыт ещё на {locked_minutes(outcome.locked_until)} "
+              "мин.; если это вы, обратитесь к администратору.", "error")
+        return render_template("login.html"), 429
+    flash("Неверный код", "error")
+    return render_template("login_code.html", user=user), 401
 
 
 @bp.post("/logout")

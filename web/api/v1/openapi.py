@@ -21,6 +21,7 @@ from models.rules.access import Scope
 from models.rules.audit import OBJECT_TITLES_RU
 from models.ticket import TicketStatus
 from web.api.v1 import admin as admin_api
+from web.api.v1 import admin_users as users_api
 from web.api.v1 import bp
 from web.api.v1 import calls as calls_api
 from web.api.v1 import ratings as ratings_api
@@ -109,6 +110,11 @@ EXECUTOR_HOUSES = "Исполнитель видит только дома на�
 ADMIN_ONLY = "Роль: администратор; только его организации."
 ORGANIZATION_ID = {"name": "organization_id", "in": "path", "required": True, "schema": ID}
 CATEGORY_ID = {"name": "category_id", "in": "path", "required": True, "schema": ID}
+USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": ID}
+SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": ID}
+TOKEN_ID = {"name": "token_id", "in": "path", "required": True, "schema": ID}
+WHOLE = (" Пользователя, который работает и в организации, которой администратор не управляет, меняет только "
+         "администратор всех его организаций (иначе 403).")
 
 OPERATIONS: tuple[Op, ...] = (
     Op("get", "/tickets", "Журнал заявок с фильтрами (новые сверху, постранично)", "tickets", sc.TicketPage,
@@ -201,6 +207,40 @@ OPERATIONS: tuple[Op, ...] = (
                _q("cursor", "Курсор следующей страницы из next_cursor", ID),
                _q("limit", "Размер страницы, 1..200 (по умолчанию 50)", {"type": "integer", "minimum": 1, "maximum": 200})],
        errors=(400, 401, 403, 404), description=ADMIN_ONLY + " Время — UTC."),
+    Op("get", "/admin/users", "Пользователи организаций администратора", "admin", users_api.AdminUserList,
+       params=[_q("organization_id", "Только эта организация", ID), _q("q", "Слова ФИО, логина или e-mail"),
+               _q("active", "1 — действующие, 0 — отключённые, any или без параметра — все",
+                  {"type": "string", "enum": ["1", "0", "true", "false", "any"]})],
+       errors=(400, 401, 403), description=ADMIN_ONLY),
+    Op("post", "/admin/users", "Добавить пользователя (временный пароль — в ответе, один раз)", "admin",
+       users_api.AdminUserCreated, 201, users_api.AdminUserCreate, errors=(400, 401, 403),
+       description=ADMIN_ONLY + " При первом входе пользователь задаёт свой пароль. Ошибки — по полям в details.fields."),
+    Op("get", "/admin/users/{user_id}", "Пользователь", "admin", users_api.AdminUser, params=[USER_ID],
+       errors=(401, 403, 404), description=ADMIN_ONLY),
+    Op("patch", "/admin/users/{user_id}", "Изменить или отключить пользователя", "admin", users_api.AdminUser,
+       body=users_api.AdminUserUpdate, params=[USER_ID], errors=(400, 401, 403, 404),
+       description=ADMIN_ONLY + " Меняются только переданные поля; пользователь не удаляется." + WHOLE),
+    Op("post", "/admin/users/{user_id}/password-reset", "Сбросить пароль: временный пароль — в ответе, один раз",
+       "admin", users_api.TemporaryPassword, params=[USER_ID], errors=(401, 403, 404),
+       description=ADMIN_ONLY + " Сессии пользователя завершаются, блокировка входа снимается." + WHOLE),
+    Op("post", "/admin/users/{user_id}/two-factor-reset", "Сбросить двухфакторный вход (потерян телефон)", "admin",
+       users_api.AdminUser, params=[USER_ID], errors=(401, 403, 404), description=ADMIN_ONLY + WHOLE),
+    Op("post", "/admin/users/{user_id}/unlock", "Снять блокировку входа после неудачных попыток", "admin",
+       users_api.AdminUser, params=[USER_ID], errors=(401, 403, 404), description=ADMIN_ONLY),
+    Op("get", "/admin/users/{user_id}/sessions", "Открытые сессии пользователя в панели", "admin",
+       users_api.AdminSessionList, params=[USER_ID], errors=(401, 403, 404), description=ADMIN_ONLY + WHOLE),
+    Op("post", "/admin/users/{user_id}/sessions/end-all", "Выйти на всех устройствах", "admin",
+       users_api.SessionsEnded, params=[USER_ID], errors=(401, 403, 404), description=ADMIN_ONLY + WHOLE),
+    Op("post", "/admin/users/{user_id}/sessions/{session_id}/end", "Завершить одну сессию", "admin",
+       users_api.SessionsEnded, params=[USER_ID, SESSION_ID], errors=(401, 403, 404), description=ADMIN_ONLY + WHOLE),
+    Op("get", "/admin/users/{user_id}/tokens", "API-токены пользователя", "admin", users_api.AdminTokenList,
+       params=[USER_ID], errors=(401, 403, 404), description=ADMIN_ONLY + WHOLE),
+    Op("post", "/admin/users/{user_id}/tokens", "Выпустить API-токен пользователю (секрет — в ответе, один раз)",
+       "admin", users_api.AdminTokenIssued, 201, users_api.AdminTokenCreate, params=[USER_ID],
+       errors=(400, 401, 403, 404),
+       description=ADMIN_ONLY + " Область settings — только администраторам, telephony — не исполнителям." + WHOLE),
+    Op("post", "/admin/users/{user_id}/tokens/{token_id}/revoke", "Отозвать API-токен пользователя", "admin",
+       users_api.AdminToken, params=[USER_ID, TOKEN_ID], errors=(401, 403, 404), description=ADMIN_ONLY + WHOLE),
     Op("get", "/openapi.json", "Этот документ OpenAPI", "meta", sc.Error, public=True, errors=()),
 )
 
@@ -239,9 +279,11 @@ def route_scopes() -> dict[tuple[str, str], Scope]:
 @functools.cache
 def document() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [
-        (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS, *admin_api.REQUEST_MODELS)]
+        (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS, *admin_api.REQUEST_MODELS,
+                                    *users_api.REQUEST_MODELS)]
     models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
-                                              *ratings_api.RESPONSE_MODELS, *admin_api.RESPONSE_MODELS)]
+                                              *ratings_api.RESPONSE_MODELS, *admin_api.RESPONSE_MODELS,
+                                              *users_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
     scopes = route_scopes()
     paths: dict[str, dict[str, Any]] = {}
@@ -283,7 +325,8 @@ def document() -> dict[str, Any]:
                 "JSON API аварийно-диспетчерской службы. Авторизация: заголовок `Authorization: Bearer <токен>` "
                 "(персональный токен пользователя). Токен выдаётся с областями действия (scopes): `read` — "
                 "чтение, `write` — изменения, `telephony` — звонки и очередь пропущенных звонков (любым методом), "
-                "`settings` — администрирование: настройки организаций, категории, журнал изменений (любым методом); "
+                "`settings` — администрирование: настройки организаций, категории, пользователи, журнал изменений "
+                "(любым методом); "
                 "у каждой операции указана нужная. Запрос с заголовком Authorization проверяется только по нему "
                 "(cookie панели тогда не учитывается). Ошибки: `{\"error_id\", \"message\", \"details\"}`. "
                 "Объекты другой организации отвечают 404. Время в ответах — UTC (ISO 8601, суффикс Z); "
