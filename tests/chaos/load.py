@@ -148,6 +148,15 @@ class CallLoad:
         state = self.control(client, "state")
         return any(c["id"] == channel_id and c.get("in_stasis") for c in state.get("channels", []))
 
+    def bridged(self, client: httpx.Client, caller: str, leg: str, timeout: float = 3.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            bridges = self.control(client, "state").get("bridges", [])
+            if any({caller, leg} <= set(b.get("channels", [])) for b in bridges):
+                return True
+            time.sleep(0.2)
+        return False
+
     def ringing_leg(self, client: httpx.Client, phone: str) -> str | None:
         """A dispatcher's phone ringing with this resident's call (the leg shows the caller's number)."""
         digits = phone[-10:]
@@ -183,7 +192,12 @@ class CallLoad:
                 if leg is not None:
                     try:
                         self.control(client, "answer", {"channel": leg})
-                        call.answered = True
+                        # Answered only if the app bridged the dispatcher with the caller: a leg
+                        # picked up while `openads ari` is being killed connects nobody (silence,
+                        # the resident hangs up: a missed call, rightly).
+                        call.answered = self.bridged(client, call.channel_id, leg)
+                        if not call.answered:
+                            self.errors["picked up, never bridged (ari away)"] += 1
                     except RuntimeError as exc:  # stopped ringing meanwhile (the app restarted its ring)
                         self.errors[f"answer: {str(exc)[:60]}"] += 1
                 time.sleep(self.rng.uniform(1.0, 3.0))
