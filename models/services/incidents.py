@@ -13,6 +13,7 @@ from models import events
 from models.base import utcnow
 from models.errors import NotFound, ValidationFailed
 from models.organization import Organization, User
+from models.rules.text_limits import limited
 from models.services.housing import owned_house
 from models.services.tickets import update_ticket
 from models.ticket import Incident
@@ -38,7 +39,8 @@ def create_incident(
 ) -> Incident:
     now = now or utcnow()
     house = owned_house(session, org=org, house_id=house_id)
-    title = (title or "").strip()
+    title = limited("incident_title", title, form_field="title")
+    announcement = limited("incident_announcement", announcement, form_field="announcement")
     if not title:
         raise ValidationFailed("укажите, что случилось", field="title")
     started_at = started_at or now
@@ -46,7 +48,7 @@ def create_incident(
         raise ValidationFailed("начало аварии не может быть в будущем", field="started_at")
     incident = Incident(
         organization_id=org.id, house_id=house.id, title=title, utility=utility.strip(),
-        announcement=announcement.strip(), started_at=started_at, expected_end_at=expected_end_at,
+        announcement=announcement, started_at=started_at, expected_end_at=expected_end_at,
         created_by_id=by.id if by else None,
     )
     session.add(incident)
