@@ -391,20 +391,30 @@ def _record(
     session.add(TicketHistory(ticket=ticket, **values))
     ticket.updated_at = now
     if event is not None:
-        _emit(session, ticket, event, action)
+        fields = sorted({_EVENT_FIELD.get(k, k) for k in (changes or {})} | ({"status"} if to_status else set()))
+        _emit(session, ticket, event, action, by=by, fields=fields)
 
 
-def _event_payload(ticket: Ticket, action: str, *, concerned: list[int]) -> dict[str, Any]:
+# A history change's key -> the ticket field it is about, as the card's forms name it.
+_EVENT_FIELD = {"executor": "executor_id", "comment": "comments", "visibility": "comments"}
+
+
+def _event_payload(ticket: Ticket, action: str, *, concerned: list[int], by: User | None = None,
+                   fields: list[str] | None = None) -> dict[str, Any]:
     return {"ticket_id": ticket.id, "number": ticket.number, "status": ticket.status.value, "action": action,
-            "executor_ids": concerned}
+            "executor_ids": concerned, "by": by.id if by else None, "fields": fields or []}
 
 
-def _emit(session: Session, ticket: Ticket, event: str, action: str) -> None:
-    """`executor_ids`: the executor now and, when this change took the ticket from someone, the
+def _emit(session: Session, ticket: Ticket, event: str, action: str, *, by: User | None = None,
+          fields: list[str] | None = None) -> None:
+    """`by` (a user id, None for the system) and `fields` say who changed what: the ticket card warns
+    only of another person's change to a field being edited there (issue 13 item 5).
+    `executor_ids`: the executor now and, when this change took the ticket from someone, the
     previous one, so an executor's live list hears of exactly the tickets that are or were theirs."""
     before = inspect(ticket).attrs.executor_id.history.deleted
     concerned = sorted({i for i in (*before, ticket.executor_id) if i is not None})
-    events.emit(session, ticket.organization_id, event, _event_payload(ticket, action, concerned=concerned))
+    events.emit(session, ticket.organization_id, event,
+                _event_payload(ticket, action, concerned=concerned, by=by, fields=fields))
 
 
 def _fmt_local(org: Organization, moment: datetime | None) -> str:
