@@ -186,12 +186,15 @@ def parse_call_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: in
     f.organization_id = optional_int(args.get("organization_id"), "organization_id")
     f.started_from = moment_arg("from", args.get("from"), tz)
     f.started_to = moment_arg("to", args.get("to"), tz, end_day=True)
+    if f.started_from is not None and f.started_to is not None and f.started_from > f.started_to:
+        raise ValidationFailed("период задан наоборот: дата «с» позже даты «по»; поменяйте даты местами",
+                               field="from", value=args.get("from", ""))
     raw = args.get("direction", "").strip()
     if raw:
         try:
             f.direction = CallDirection(raw)
         except ValueError as exc:
-            raise ValidationFailed(f"неизвестное направление {raw!r}", field="direction", value=raw) from exc
+            raise ValidationFailed(f"неизвестное направление «{raw[:40]}»", field="direction", value=raw) from exc
     for value in args.getlist("outcome"):
         for part in (p.strip() for p in value.split(",")):
             if not part:
