@@ -32,6 +32,7 @@ from models.event_cursor import EventCursor
 from models.housing import Account, House, HouseNote, Premise, Resident, ResidentPhone
 from models.organization import DispatchCentre, Membership, Organization, Role, User
 from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxAttempt, OutboxMessage
+from models.rules.utilities import utility_code
 from models.services import incidents as incident_services
 from models.services import tickets as ticket_services
 from models.services.catalog import seed_default_categories
@@ -530,7 +531,7 @@ def _incident_plans(rng: random.Random, org: Organization, houses: list[tuple[in
         key = key_base + i
         hours = rng.randrange(3, 20)
         incidents.append(dict(
-            key=key, house_id=house_id, title=title, utility=utility, started_at=started,
+            key=key, house_id=house_id, title=title, utility=utility_code(utility) or "other", started_at=started,
             announcement=(f"Авария ({utility}) в доме, ведутся работы. Ориентировочное время устранения — "
                           f"{hours} ч." if not active else
                           f"Авария на вводе {utility}, вода перекрыта по всему дому. Аварийная бригада на месте."),
@@ -798,7 +799,7 @@ def _bulk_tickets(db: Database, rng: random.Random, plans: list[_Plan], staff: d
                 message_ids = list(s.scalars(
                     insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True), messages))
                 s.execute(insert(OutboxAttempt), [
-                    dict(message_id=mid, at=m["sent_at"], ok=True, detail="sent (demo history)")
+                    dict(message_id=mid, at=m["sent_at"], ok=True, detail="принято провайдером (демонстрационная история)")
                     for mid, m in zip(message_ids, messages, strict=True)
                 ])
         for (org_id, year), last in counters.items():
@@ -820,7 +821,7 @@ def _settle_past_outbox(db: Database, rng: random.Random, now: datetime) -> None
         for message_id, created_at, purpose, ticket_id, recipient in rows:
             sent_at = created_at + timedelta(seconds=rng.randrange(2, 90))
             updates.append({"id": message_id, "status": MessageStatus.SENT, "sent_at": sent_at, "attempts": 1})
-            attempts.append({"message_id": message_id, "at": sent_at, "ok": True, "detail": "sent (demo history)"})
+            attempts.append({"message_id": message_id, "at": sent_at, "ok": True, "detail": "принято провайдером (демонстрационная история)"})
             if purpose == MUNICIPALITY_PURPOSE and ticket_id is not None:
                 ticket_services.record_municipality_notified(s, ticket_id=ticket_id, at=sent_at, recipient=recipient)
         if updates:

@@ -10,14 +10,14 @@ from models.errors import ValidationFailed
 
 # field name -> (maximum characters, the field as a person reads it)
 TEXT_LIMITS: dict[str, tuple[int, str]] = {
-    "description": (10_000, "описание"),
+    "description": (10_000, "описание"),  # reporter_phone: String(40) raw input; titles: String(200) columns
     "reporter_name": (200, "заявитель"),
     "reporter_phone": (40, "телефон"),
     "reason": (2_000, "причина"),
     "comment": (10_000, "комментарий"),
     "note": (2_000, "заметка"),
     "full_name": (200, "ФИО"),
-    "incident_title": (500, "что случилось"),
+    "incident_title": (200, "что случилось"),
     "incident_announcement": (2_000, "объявление"),
     "name": (200, "название"),
     "short_name": (60, "краткое название"),

@@ -14,6 +14,7 @@ from models.base import utcnow
 from models.errors import NotFound, ValidationFailed
 from models.organization import Organization, User
 from models.rules.text_limits import limited
+from models.rules.utilities import UTILITY_TITLES_RU
 from models.services.housing import owned_house
 from models.services.tickets import update_ticket
 from models.ticket import Incident
@@ -43,11 +44,14 @@ def create_incident(
     announcement = limited("incident_announcement", announcement, form_field="announcement")
     if not title:
         raise ValidationFailed("укажите, что случилось", field="title")
+    utility = (utility or "").strip()
+    if utility and utility not in UTILITY_TITLES_RU:
+        raise ValidationFailed("выберите ресурс из списка", field="utility", value=utility[:40])
     started_at = started_at or now
     if started_at > now:
         raise ValidationFailed("начало аварии не может быть в будущем", field="started_at")
     incident = Incident(
-        organization_id=org.id, house_id=house.id, title=title, utility=utility.strip(),
+        organization_id=org.id, house_id=house.id, title=title, utility=utility,
         announcement=announcement, started_at=started_at, expected_end_at=expected_end_at,
         created_by_id=by.id if by else None,
     )

@@ -22,7 +22,7 @@ from models.errors import DomainError, NotFound, PermissionDenied, ValidationFai
 from models.files import open_private, private_dir
 from models.housing import HouseNote, Premise
 from models.organization import Organization, User
-from models.outbox import OutboxMessage
+from models.outbox import MessageChannel, OutboxMessage
 from models.rules.attachments import safe_content_type
 from models.rules.deadlines import compute_deadlines
 from models.rules.phones import display as phone_display
@@ -208,11 +208,27 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
                                                             OutboxMessage.organization_id == org.id)
                                 .options(selectinload(OutboxMessage.attempt_log)).order_by(OutboxMessage.id))),
         message_purposes=MESSAGE_PURPOSES,
+        attempt_text=attempt_text,
         **ratings_panel.card_context(s, ticket),
         calls=_ticket_calls(s, ticket) if not executor_view else [],
         call_kind_titles=KIND_TITLES,
     )
     return render_template("ticket_card.html", **context), status
+
+
+_ACCEPTED_RU = {MessageChannel.EMAIL: "письмо принято почтовым сервером", MessageChannel.SMS: "SMS принято оператором",
+                MessageChannel.PUSH: "уведомление принято сервисом", MessageChannel.VOICE: "звонок передан оператору"}
+
+
+def attempt_text(channel: MessageChannel, attempt: Any) -> str:
+    """A send attempt as a person reads it: the provider and the outcome in Russian, never the
+    provider's message id (kept in the log for an inspection) nor an internal error's repr."""
+    if attempt.ok:
+        return "успешно: " + _ACCEPTED_RU.get(channel, "принято провайдером")
+    detail = (attempt.detail or "").strip()
+    if not detail or detail.startswith("internal:") or not any("а" <= ch.lower() <= "я" for ch in detail):
+        return "ошибка отправки (подробности в журнале сервера)"
+    return f"ошибка: {detail[:300]}"
 
 
 def _ticket_calls(s: Any, ticket: Ticket) -> list[Call]:

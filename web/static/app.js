@@ -478,7 +478,7 @@
         if (r.phones.length) {
           var typed = lookupInput.value.replace(/\D/g, "");
           var match = r.phones.find(function (p) { return typed && p.e164.replace(/\D/g, "").indexOf(typed.replace(/^8/, "7")) >= 0; });
-          $("#reporter_phone").value = (match || r.phones[0]).e164;
+          $("#reporter_phone").value = (match || r.phones[0]).display || (match || r.phones[0]).e164;
         }
         if (r.house_id) { $("#house_id").value = r.house_id; $("#house_address").value = r.address; loadHouse(r.house_id, r.premise_id); }
         note.hidden = !r.note;
