@@ -267,6 +267,9 @@ class DemoSummary:
     users: int = 0
     tickets: int = 0
     incidents: int = 0
+    calls: int = 0
+    missed_calls: int = 0
+    ratings: int = 0
     seconds: float = 0.0
     logins: list[tuple[str, str, str, str]] = field(default_factory=list)  # login, name, role, orgs
 
@@ -849,6 +852,7 @@ def load_demo(
     tickets: int = DEFAULT_TICKETS,
     now: datetime | None = None,
     say: Callable[[str], None] = lambda _m: None,
+    recordings_dir: Path | None = None,
 ) -> DemoSummary | None:
     """Load the demo into an empty database; returns None (and writes nothing) if it is not empty."""
     if not is_empty(db):
@@ -934,6 +938,17 @@ def load_demo(
     say(f"Заявки: {len(old)} архивных одной пачкой, {len(recent)} последних дней через сервисы…")
     summary.tickets = _bulk_tickets(db, rng, old, staff, incident_ids, now)
     summary.tickets += _run_tickets(db, rng, recent, staff, incident_ids, now)
+    say("Звонки, обратные вызовы, голосовые сообщения и оценки за неделю…")
+    from openads.demo_calls import seed_call_week
+
+    callers = {org_id: [r[3] for _h, residents in housing[org_id] for r in residents if r[3]] + [people.mobile()
+                                                                                            for _ in range(20)]
+               for org_id in org_ids}
+    week = seed_call_week(db, rng, org_ids, {o: staff[o].dispatchers for o in org_ids}, callers, now,
+                          recordings_dir=recordings_dir)
+    summary.calls = week.answered + week.missed
+    summary.missed_calls = week.missed
+    summary.ratings = week.ratings
     say("Журнал уведомлений…")
     _settle_past_outbox(db, rng, now)
     summary.seconds = time.perf_counter() - started
