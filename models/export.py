@@ -88,6 +88,27 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _NEEDS_ESCAPE = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
+# Excel refuses to open a workbook with a cell longer than 32 767 characters (UTF-16 code units).
+EXCEL_CELL_MAX = 32_767
+TRUNCATED_MARKER = " … [обрезано: полный текст в карточке заявки]"
+
+
+def excel_text(value: str) -> str:
+    """Text as a cell Excel accepts: characters XML cannot carry dropped, and text past Excel's
+    32 767-character limit cut with a visible marker. Every .xlsx cell goes through it."""
+    value = _CONTROL.sub("", value)
+    if len(value) <= EXCEL_CELL_MAX // 2:  # fast path: even all-astral text fits
+        return value
+    units = len(value.encode("utf-16-le")) // 2
+    if units <= EXCEL_CELL_MAX:
+        return value
+    room = EXCEL_CELL_MAX - len(TRUNCATED_MARKER)
+    cut = value[:room]
+    while len(cut.encode("utf-16-le")) // 2 > room:  # astral characters count twice
+        cut = cut[: -max(1, (len(cut.encode("utf-16-le")) // 2 - room) // 2)]
+    return cut + TRUNCATED_MARKER
+
+
 def xml_text(value: str) -> str:
     """Escape text for an XML element; drops characters XML cannot carry."""
     if _NEEDS_ESCAPE.search(value) is None:
@@ -108,7 +129,7 @@ def _s(value: str | None) -> str:
     """An inline-string cell: for values that rarely repeat (descriptions, names of reporters)."""
     if not value:
         return _EMPTY
-    return _STR_OPEN + xml_text(value) + _STR_CLOSE
+    return _STR_OPEN + xml_text(excel_text(value)) + _STR_CLOSE
 
 
 class _SharedStrings:
@@ -122,7 +143,7 @@ class _SharedStrings:
         self.index: dict[str, int] = {}
 
     def cell(self, value: str | None) -> str:
-        value = (value or "").strip()
+        value = excel_text((value or "").strip())
         if not value:
             return _EMPTY
         i = self.index.get(value)
@@ -468,6 +489,8 @@ def _rows_xml(
             else:
                 phone_cell = _s(display(phone))
             text = description.strip()
+            if len(text) > EXCEL_CELL_MAX // 2:
+                text = excel_text(text)
             if not text:
                 description_cell = _EMPTY
             elif needs_escape(text) is None:
@@ -583,5 +606,5 @@ def write_journal_xlsx(db: Database, org_ids: Iterable[int], f: JournalFilter, n
 
 __all__ = [
     "CHANNEL_TITLES_RU", "JOURNAL_COLUMNS", "JOURNAL_COLUMNS_MULTI_ORG", "MIMETYPE",
-    "iter_journal_xlsx", "journal_columns", "phone_for_humans", "write_journal_xlsx", "xml_text",
+    "EXCEL_CELL_MAX", "TRUNCATED_MARKER", "excel_text", "iter_journal_xlsx", "journal_columns", "phone_for_humans", "write_journal_xlsx", "xml_text",
 ]

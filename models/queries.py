@@ -93,6 +93,16 @@ def journal_select(org_ids: Iterable[int], f: JournalFilter, now: datetime) -> S
     return select(Ticket).where(*conds).order_by(Ticket.registered_at.desc(), Ticket.id.desc())
 
 
+def like_escaped(text: str) -> str:
+    """`text` for a LIKE pattern with `escape="\\"`: `%` and `_` are letters, not wildcards."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def contains(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere (use with `escape="\\"`)."""
+    return f"%{like_escaped(text)}%"
+
+
 def _search_condition(q: str):  # type: ignore[no-untyped-def]
     if NUMBER_RE.match(q):
         year, seq = q.split("-")
@@ -102,8 +112,8 @@ def _search_condition(q: str):  # type: ignore[no-untyped-def]
     phone = try_e164(q)
     if phone:
         return Ticket.reporter_phone == phone
-    pattern = f"%{q}%"
-    return or_(Ticket.description.ilike(pattern), Ticket.reporter_name.ilike(pattern))
+    pattern = contains(q)
+    return or_(Ticket.description.ilike(pattern, escape="\\"), Ticket.reporter_name.ilike(pattern, escape="\\"))
 
 
 def ticket_card(session: Session, org_ids: Iterable[int], ticket_id: int) -> Ticket:
@@ -166,7 +176,7 @@ def houses(session: Session, org_ids: Iterable[int], q: str = "", limit: int = 5
     stmt = select(House).where(House.organization_id.in_(_ids(org_ids)))
     if q.strip():
         for word in q.split():
-            stmt = stmt.where(House.address.ilike(f"%{word}%"))
+            stmt = stmt.where(House.address.ilike(contains(word), escape="\\"))
     return session.scalars(stmt.order_by(House.address).limit(limit)).all()
 
 
@@ -204,7 +214,7 @@ def lookup(session: Session, org_ids: Iterable[int], q: str, limit: int = 10) ->
         ).unique())
     elif len(q) >= 2:
         res = list(session.scalars(
-            select(Resident).where(Resident.organization_id.in_(ids), Resident.full_name.ilike(f"%{q}%"))
+            select(Resident).where(Resident.organization_id.in_(ids), Resident.full_name.ilike(contains(q), escape="\\"))
             .options(selectinload(Resident.phones), joinedload(Resident.premise).joinedload(Premise.house))
             .limit(limit)
         ).unique())

@@ -49,6 +49,7 @@ from models.missed_call import CallbackAttempt, CloseReason, MissedCall, MissedC
 from models.organization import Organization
 from models.rules.phones import try_e164
 from models.rules.ticket_states import OPEN
+from models.rules.utilities import utility_title
 from models.ticket import Category, Incident, Ticket
 
 
@@ -295,7 +296,7 @@ def _card(org_id: int, phone: str, residents: list[CardResident], items: Iterabl
             ))
         else:
             incidents.append(CardIncident(
-                id=oid, house_id=hid, title=title, utility=status or "", announcement=text or "", started_at=at,
+                id=oid, house_id=hid, title=title, utility=utility_title(status), announcement=text or "", started_at=at,
                 expected_end_at=due,
             ))
     premise_set = {r.premise_id for r in residents if r.premise_id is not None}

@@ -32,6 +32,7 @@ from models.event_cursor import EventCursor
 from models.housing import Account, House, HouseNote, Premise, Resident, ResidentPhone
 from models.organization import DispatchCentre, Membership, Organization, Role, User
 from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxAttempt, OutboxMessage
+from models.rules.utilities import utility_code
 from models.services import incidents as incident_services
 from models.services import tickets as ticket_services
 from models.services.catalog import seed_default_categories
@@ -266,6 +267,9 @@ class DemoSummary:
     users: int = 0
     tickets: int = 0
     incidents: int = 0
+    calls: int = 0
+    missed_calls: int = 0
+    ratings: int = 0
     seconds: float = 0.0
     logins: list[tuple[str, str, str, str]] = field(default_factory=list)  # login, name, role, orgs
 
@@ -530,7 +534,7 @@ def _incident_plans(rng: random.Random, org: Organization, houses: list[tuple[in
         key = key_base + i
         hours = rng.randrange(3, 20)
         incidents.append(dict(
-            key=key, house_id=house_id, title=title, utility=utility, started_at=started,
+            key=key, house_id=house_id, title=title, utility=utility_code(utility) or "other", started_at=started,
             announcement=(f"Авария ({utility}) в доме, ведутся работы. Ориентировочное время устранения — "
                           f"{hours} ч." if not active else
                           f"Авария на вводе {utility}, вода перекрыта по всему дому. Аварийная бригада на месте."),
@@ -798,7 +802,7 @@ def _bulk_tickets(db: Database, rng: random.Random, plans: list[_Plan], staff: d
                 message_ids = list(s.scalars(
                     insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True), messages))
                 s.execute(insert(OutboxAttempt), [
-                    dict(message_id=mid, at=m["sent_at"], ok=True, detail="sent (demo history)")
+                    dict(message_id=mid, at=m["sent_at"], ok=True, detail="принято провайдером (демонстрационная история)")
                     for mid, m in zip(message_ids, messages, strict=True)
                 ])
         for (org_id, year), last in counters.items():
@@ -820,7 +824,7 @@ def _settle_past_outbox(db: Database, rng: random.Random, now: datetime) -> None
         for message_id, created_at, purpose, ticket_id, recipient in rows:
             sent_at = created_at + timedelta(seconds=rng.randrange(2, 90))
             updates.append({"id": message_id, "status": MessageStatus.SENT, "sent_at": sent_at, "attempts": 1})
-            attempts.append({"message_id": message_id, "at": sent_at, "ok": True, "detail": "sent (demo history)"})
+            attempts.append({"message_id": message_id, "at": sent_at, "ok": True, "detail": "принято провайдером (демонстрационная история)"})
             if purpose == MUNICIPALITY_PURPOSE and ticket_id is not None:
                 ticket_services.record_municipality_notified(s, ticket_id=ticket_id, at=sent_at, recipient=recipient)
         if updates:
@@ -848,6 +852,7 @@ def load_demo(
     tickets: int = DEFAULT_TICKETS,
     now: datetime | None = None,
     say: Callable[[str], None] = lambda _m: None,
+    recordings_dir: Path | None = None,
 ) -> DemoSummary | None:
     """Load the demo into an empty database; returns None (and writes nothing) if it is not empty."""
     if not is_empty(db):
@@ -933,6 +938,17 @@ def load_demo(
     say(f"Заявки: {len(old)} архивных одной пачкой, {len(recent)} последних дней через сервисы…")
     summary.tickets = _bulk_tickets(db, rng, old, staff, incident_ids, now)
     summary.tickets += _run_tickets(db, rng, recent, staff, incident_ids, now)
+    say("Звонки, обратные вызовы, голосовые сообщения и оценки за неделю…")
+    from openads.demo_calls import seed_call_week
+
+    callers = {org_id: [r[3] for _h, residents in housing[org_id] for r in residents if r[3]] + [people.mobile()
+                                                                                            for _ in range(20)]
+               for org_id in org_ids}
+    week = seed_call_week(db, rng, org_ids, {o: staff[o].dispatchers for o in org_ids}, callers, now,
+                          recordings_dir=recordings_dir)
+    summary.calls = week.answered + week.missed
+    summary.missed_calls = week.missed
+    summary.ratings = week.ratings
     say("Журнал уведомлений…")
     _settle_past_outbox(db, rng, now)
     summary.seconds = time.perf_counter() - started

@@ -266,7 +266,7 @@ def deliver_due(
         def journal_now(provider_id: str, claimed: _Claimed = claimed, early: list[Accepted] = early) -> None:
             # The provider's answer is the legal time of the notice; journaled before the sender
             # says goodbye (SMTP QUIT), so a worker killed while the server stalls loses nothing.
-            entry = Accepted(claimed.id, clock(), str(provider_id), f"sent, id {provider_id}")
+            entry = Accepted(claimed.id, clock(), str(provider_id), f"принято провайдером, id {provider_id}")
             journal.add(entry)
             early.append(entry)
 
@@ -275,12 +275,12 @@ def deliver_due(
             if earlier is not None:
                 log.warning("outbox: message %s was accepted by an earlier try (%s); not sent again",
                             claimed.id, earlier.id)
-                provider_id, detail = str(earlier.id), f"sent by an earlier try, id {earlier.id}"
+                provider_id, detail = str(earlier.id), f"принято провайдером при прошлой попытке, id {earlier.id}"
                 accepted_at = earlier.accepted_at or clock()
             else:
                 provider_id = sender.send(claimed.recipient, claimed.subject, claimed.body, key=claimed.key,
                                           accepted=journal_now)
-                detail = f"sent, id {provider_id}"
+                detail = f"принято провайдером, id {provider_id}"
                 accepted_at = clock()  # a sender that did not call `accepted`: its return is the answer
         except (ProviderError, PortProviderError) as exc:
             if early:  # refused after the acceptance (cannot happen with our senders): it was sent

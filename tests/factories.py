@@ -98,7 +98,7 @@ def make_resident(
 
 def make_incident(session: Session, house: House, **kw: Any) -> Incident:
     values: dict[str, Any] = dict(
-        organization_id=house.organization_id, house_id=house.id, title="Авария ХВС", utility="ХВС",
+        organization_id=house.organization_id, house_id=house.id, title="Авария ХВС", utility="cold_water",
         announcement="Авария на вводе ХВС, устранение до 18:00", started_at=utcnow(),
     )
     values.update(kw)

@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, **o
     csrf.exempt(api_bp)  # the API authenticates by token, not cookie
     app.register_blueprint(panel_bp)
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    # Browsers ask for /favicon.ico on their own, before any page's <link rel="icon">
+    app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))
     if settings.demo:  # `openads demo`: the call simulator driving the ARI emulator; never otherwise
         from web.panel.simulator import bp as simulator_bp
 

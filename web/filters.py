@@ -16,6 +16,7 @@ import ua_parser
 from flask import Flask
 
 from models.rules.phones import display
+from models.rules.text_limits import max_length
 from models.rules.ticket_states import SETTLED, STATUS_TITLES_RU
 from models.ticket import TicketStatus
 
@@ -100,3 +101,4 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["status_title"] = status_title
     app.jinja_env.filters["browser"] = browser
     app.jinja_env.globals["deadline_parts"] = deadline_parts
+    app.jinja_env.globals["max_length"] = max_length  # `maxlength` of a form field: the services' limit

@@ -33,6 +33,28 @@ from werkzeug.routing import IntegerConverter
 from models.base import INT_MAX
 from models.errors import ValidationFailed
 
+# Fields as a person reads them in an error message: never the internal parameter name (issue 13
+# item 6). API clients still get the field name in the error's `details`.
+FIELD_TITLES_RU = {
+    "organization_id": "организация", "house_id": "дом", "premise_id": "помещение", "resident_id": "житель",
+    "category_id": "категория", "executor_id": "исполнитель", "call_id": "звонок", "limit": "число строк",
+    "cursor": "страница", "before_id": "страница", "actor_id": "пользователь", "object_id": "объект",
+    "registered_from": "«зарегистрирована с»", "registered_to": "«зарегистрирована по»",
+    "incident_started_from": "«начало аварии с»", "incident_started_to": "«начало аварии по»",
+    "incident_liquidated_from": "«устранение с»", "incident_liquidated_to": "«устранение по»",
+    "from": "«с»", "to": "«по»", "at": "время", "started_at": "начало", "expected_end_at": "ожидаемое окончание",
+    "damage_detected_at": "время обнаружения повреждения", "localized_at": "время локализации",
+    "planned_due_at": "срок, сообщённый жителю", "days": "число дней", "emergency": "«аварийные»",
+    "overdue": "«просрочка»", "value": "значение",
+}
+
+
+def field_title(field: str) -> str:
+    """`field` as a person reads it: «поле «зарегистрирована с»», or just «значение» for one we do not know."""
+    title = FIELD_TITLES_RU.get(field)
+    return f"поле {title}" if title else "значение"
+
+
 MIN_YEAR = 1900
 MAX_YEAR = 2199
 OUT_OF_RANGE_RU = f"дата вне допустимого диапазона ({MIN_YEAR}–{MAX_YEAR} годы)"
@@ -73,9 +95,9 @@ def optional_int(raw: Any, field: str) -> int | None:
     try:
         value = int(str(raw).strip())
     except ValueError as exc:
-        raise ValidationFailed(f"поле {field}: ожидается целое число", field=field, value=str(raw)) from exc
+        raise ValidationFailed(f"{field_title(field)}: ожидается целое число", field=field, value=str(raw)) from exc
     if abs(value) > INT_MAX:
-        raise ValidationFailed(f"поле {field}: слишком большое число", field=field, value=str(raw))
+        raise ValidationFailed(f"{field_title(field)}: слишком большое число", field=field, value=str(raw))
     return value
 
 
@@ -96,7 +118,7 @@ def in_range(moment: date) -> bool:
 
 def checked_moment(moment: datetime, field: str) -> datetime:
     if not in_range(moment):
-        raise ValidationFailed(f"поле {field}: {OUT_OF_RANGE_RU}", field=field, value=moment.isoformat())
+        raise ValidationFailed(f"{field_title(field)}: {OUT_OF_RANGE_RU}", field=field, value=moment.isoformat())
     return moment
 
 
@@ -118,9 +140,9 @@ def day_arg(raw: str | None, field: str) -> date | None:
     try:
         day = date.fromisoformat(raw)
     except ValueError as exc:
-        raise ValidationFailed(f"поле {field}: дата в виде ГГГГ-ММ-ДД", field=field, value=raw) from exc
+        raise ValidationFailed(f"{field_title(field)}: дата в виде ДД.ММ.ГГГГ или ГГГГ-ММ-ДД", field=field, value=raw) from exc
     if not in_range(day):
-        raise ValidationFailed(f"поле {field}: {OUT_OF_RANGE_RU}", field=field, value=raw)
+        raise ValidationFailed(f"{field_title(field)}: {OUT_OF_RANGE_RU}", field=field, value=raw)
     return day
 
 
@@ -137,9 +159,9 @@ def moment_arg(field: str, raw: str | None, tz: ZoneInfo, *, end_day: bool = Fal
         else:
             moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ValidationFailed(f"параметр {field}: неверная дата {raw!r}", field=field, value=raw) from exc
+        raise ValidationFailed(f"{field_title(field)}: неверная дата «{raw[:40]}»", field=field, value=raw) from exc
     if not in_range(moment):
-        raise ValidationFailed(f"параметр {field}: {OUT_OF_RANGE_RU}", field=field, value=raw)
+        raise ValidationFailed(f"{field_title(field)}: {OUT_OF_RANGE_RU}", field=field, value=raw)
     if len(raw) == 10 and end_day:
         moment += timedelta(days=1)
     return (moment if moment.tzinfo else moment.replace(tzinfo=tz)).astimezone(UTC)

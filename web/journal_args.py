@@ -21,6 +21,8 @@ DATE_FIELDS = (
     "registered_from", "registered_to", "incident_started_from", "incident_started_to",
     "incident_liquidated_from", "incident_liquidated_to",
 )
+DATE_RANGES = (("registered_from", "registered_to"), ("incident_started_from", "incident_started_to"),
+               ("incident_liquidated_from", "incident_liquidated_to"))
 INT_FIELDS = ("organization_id", "house_id", "category_id", "executor_id")
 MAX_LIMIT = 200
 
@@ -33,7 +35,7 @@ def _bool(name: str, raw: str) -> bool | None:
         return True
     if value in ("0", "false", "no", "нет"):
         return False
-    raise ValidationFailed(f"параметр {name} должен быть 1 или 0", field=name, value=raw)
+    raise ValidationFailed(f"{inputs.field_title(name)}: ожидается «да» или «нет»", field=name, value=raw)
 
 
 def encode_cursor(ticket: Ticket) -> str:
@@ -55,7 +57,7 @@ def parse_journal_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit:
             try:
                 statuses.append(TicketStatus(part))
             except ValueError as exc:
-                raise ValidationFailed(f"неизвестный статус {part!r}", field="status", value=part) from exc
+                raise ValidationFailed(f"неизвестный статус «{part[:40]}»", field="status", value=part) from exc
     f.statuses = statuses
     f.emergency = _bool("emergency", args.get("emergency", ""))
     f.overdue = _bool("overdue", args.get("overdue", ""))
@@ -63,6 +65,13 @@ def parse_journal_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit:
         raw = args.get(name, "").strip()
         if raw:
             setattr(f, name, inputs.moment_arg(name, raw, tz, end_day=name.endswith("_to")))
+    for start, end in DATE_RANGES:
+        low, high = getattr(f, start), getattr(f, end)
+        if low is not None and high is not None and low > high:
+            raise ValidationFailed(
+                f"период задан наоборот: {inputs.FIELD_TITLES_RU[start]} {args.get(start, '').strip()} "
+                f"позже, чем {inputs.FIELD_TITLES_RU[end]} {args.get(end, '').strip()}; поменяйте даты местами",
+                field=start, value=args.get(start, ""))
     f.q = args.get("q", "").strip()[:200]
     cursor = args.get("cursor", "").strip()
     if cursor:
@@ -71,6 +80,6 @@ def parse_journal_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit:
     if raw_limit:
         limit = inputs.optional_int(raw_limit, "limit")
         if limit is None or not 1 <= limit <= MAX_LIMIT:
-            raise ValidationFailed(f"limit должен быть от 1 до {MAX_LIMIT}", field="limit", value=raw_limit)
+            raise ValidationFailed(f"число строк должно быть от 1 до {MAX_LIMIT}", field="limit", value=raw_limit)
         f.limit = limit
     return f

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from models.audit import AuditEntry
 from models.base import utcnow
 from models.organization import User
+from models.queries import contains
 from models.rules.audit import changed_fields
 
 
@@ -124,10 +125,10 @@ def _query(org_ids: list[int], f: AuditFilter) -> Select[Any]:
     if f.fields:
         stmt = stmt.where(AuditEntry.field.in_(f.fields))
     for word in f.q.split()[:5]:
-        like = f"%{word[:100]}%"
-        stmt = stmt.where(or_(AuditEntry.object_label.ilike(like), AuditEntry.field.ilike(like),
-                              AuditEntry.old_value.ilike(like), AuditEntry.new_value.ilike(like),
-                              AuditEntry.actor_name.ilike(like)))
+        like = contains(word[:100])
+        stmt = stmt.where(or_(*(column.ilike(like, escape="\\") for column in (
+            AuditEntry.object_label, AuditEntry.field, AuditEntry.old_value, AuditEntry.new_value,
+            AuditEntry.actor_name))))
     return stmt
 
 

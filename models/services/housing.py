@@ -12,6 +12,7 @@ from models.errors import ValidationFailed
 from models.housing import House, HouseNote, Premise, Resident, ResidentPhone
 from models.organization import Organization, User
 from models.rules.phones import InvalidPhone, to_e164
+from models.rules.text_limits import limited
 
 
 def owned_house(session: Session, *, org: Organization, house_id: int) -> House:
@@ -30,7 +31,7 @@ def add_house_note(
     house = owned_house(session, org=org, house_id=house_id)
     if by is not None:
         access.visible_house(session, by, house.id)
-    text = (text or "").strip()
+    text = limited("note", text, form_field="text")
     if not text:
         raise ValidationFailed("пустая заметка", field="text")
     note = HouseNote(organization_id=org.id, house_id=house.id, text=text, created_by_id=by.id if by else None,
@@ -45,7 +46,8 @@ def create_resident(
     note: str = "", email: str | None = None,
 ) -> Resident:
     """A resident with E.164 phones, e.g. from the "create resident" action on an unknown caller's card."""
-    full_name = (full_name or "").strip()
+    full_name = limited("full_name", full_name)
+    note = limited("note", note)
     if not full_name:
         raise ValidationFailed("укажите ФИО", field="full_name")
     if premise_id is not None:
@@ -60,7 +62,7 @@ def create_resident(
             raise ValidationFailed(str(exc), field="phones", value=raw) from exc
         if phone not in normalized:
             normalized.append(phone)
-    resident = Resident(organization_id=org.id, full_name=full_name, premise_id=premise_id, note=note.strip(),
+    resident = Resident(organization_id=org.id, full_name=full_name, premise_id=premise_id, note=note,
                         email=email or None)
     session.add(resident)
     session.flush()

@@ -13,6 +13,8 @@ from models import events
 from models.base import utcnow
 from models.errors import NotFound, ValidationFailed
 from models.organization import Organization, User
+from models.rules.text_limits import limited
+from models.rules.utilities import UTILITY_TITLES_RU
 from models.services.housing import owned_house
 from models.services.tickets import update_ticket
 from models.ticket import Incident
@@ -38,15 +40,19 @@ def create_incident(
 ) -> Incident:
     now = now or utcnow()
     house = owned_house(session, org=org, house_id=house_id)
-    title = (title or "").strip()
+    title = limited("incident_title", title, form_field="title")
+    announcement = limited("incident_announcement", announcement, form_field="announcement")
     if not title:
         raise ValidationFailed("укажите, что случилось", field="title")
+    utility = (utility or "").strip()
+    if utility and utility not in UTILITY_TITLES_RU:
+        raise ValidationFailed("выберите ресурс из списка", field="utility", value=utility[:40])
     started_at = started_at or now
     if started_at > now:
         raise ValidationFailed("начало аварии не может быть в будущем", field="started_at")
     incident = Incident(
-        organization_id=org.id, house_id=house.id, title=title, utility=utility.strip(),
-        announcement=announcement.strip(), started_at=started_at, expected_end_at=expected_end_at,
+        organization_id=org.id, house_id=house.id, title=title, utility=utility,
+        announcement=announcement, started_at=started_at, expected_end_at=expected_end_at,
         created_by_id=by.id if by else None,
     )
     session.add(incident)

@@ -104,6 +104,7 @@ def _emit(session: Session, ticket: Ticket, action: str, **extra: Any) -> None:
     payload: dict[str, Any] = {
         "ticket_id": ticket.id, "number": ticket.number, "status": ticket.status.value, "action": action,
         "executor_ids": [ticket.executor_id] if ticket.executor_id is not None else [],
+        "by": None, "fields": ["rating"] if action == "rated" else [],
     }
     payload.update(extra)
     events.emit(session, ticket.organization_id, events.TICKET_CHANGED, payload)

@@ -39,6 +39,7 @@ from models.organization import Membership, Organization, Role, User
 from models.outbox import DomainEvent, MessageChannel, OutboxMessage
 from models.rules.deadlines import DeadlineRule, compute_deadlines
 from models.rules.phones import InvalidPhone, to_e164
+from models.rules.text_limits import limited
 from models.rules.ticket_states import (
     NEEDS_EXECUTOR,
     NEEDS_REASON,
@@ -181,12 +182,17 @@ def get_ticket(session: Session, *, org_ids: list[int] | set[int], ticket_id: in
     return ticket
 
 
+# The Russian participle agrees with the noun: «помещение не найдено», «авария не найдена».
+_NOT_FOUND_RU = {"помещение": "не найдено", "авария": "не найдена", "категория": "не найдена"}
+
+
 def _owned(session: Session, model: Any, obj_id: int | None, org_id: int, what: str, field_name: str) -> Any:
     if obj_id is None:
         return None
     obj = session.get(model, obj_id)
     if obj is None or obj.organization_id != org_id:
-        raise ValidationFailed(f"{what} не найден(а) в этой организации", field=field_name, value=obj_id)
+        raise ValidationFailed(f"{what} {_NOT_FOUND_RU.get(what, 'не найден')} в этой организации",
+                               field=field_name, value=obj_id)
     return obj
 
 
@@ -252,6 +258,7 @@ def _executor(session: Session, org_id: int, executor_id: int) -> User:
 def _phone(raw: str | None) -> str | None:
     if raw in (None, ""):
         return None
+    raw = limited("reporter_phone", raw)
     try:
         return to_e164(raw)
     except InvalidPhone as exc:
@@ -384,20 +391,30 @@ def _record(
     session.add(TicketHistory(ticket=ticket, **values))
     ticket.updated_at = now
     if event is not None:
-        _emit(session, ticket, event, action)
+        fields = sorted({_EVENT_FIELD.get(k, k) for k in (changes or {})} | ({"status"} if to_status else set()))
+        _emit(session, ticket, event, action, by=by, fields=fields)
 
 
-def _event_payload(ticket: Ticket, action: str, *, concerned: list[int]) -> dict[str, Any]:
+# A history change's key -> the ticket field it is about, as the card's forms name it.
+_EVENT_FIELD = {"executor": "executor_id", "comment": "comments", "visibility": "comments"}
+
+
+def _event_payload(ticket: Ticket, action: str, *, concerned: list[int], by: User | None = None,
+                   fields: list[str] | None = None) -> dict[str, Any]:
     return {"ticket_id": ticket.id, "number": ticket.number, "status": ticket.status.value, "action": action,
-            "executor_ids": concerned}
+            "executor_ids": concerned, "by": by.id if by else None, "fields": fields or []}
 
 
-def _emit(session: Session, ticket: Ticket, event: str, action: str) -> None:
-    """`executor_ids`: the executor now and, when this change took the ticket from someone, the
+def _emit(session: Session, ticket: Ticket, event: str, action: str, *, by: User | None = None,
+          fields: list[str] | None = None) -> None:
+    """`by` (a user id, None for the system) and `fields` say who changed what: the ticket card warns
+    only of another person's change to a field being edited there (issue 13 item 5).
+    `executor_ids`: the executor now and, when this change took the ticket from someone, the
     previous one, so an executor's live list hears of exactly the tickets that are or were theirs."""
     before = inspect(ticket).attrs.executor_id.history.deleted
     concerned = sorted({i for i in (*before, ticket.executor_id) if i is not None})
-    events.emit(session, ticket.organization_id, event, _event_payload(ticket, action, concerned=concerned))
+    events.emit(session, ticket.organization_id, event,
+                _event_payload(ticket, action, concerned=concerned, by=by, fields=fields))
 
 
 def _fmt_local(org: Organization, moment: datetime | None) -> str:
@@ -516,9 +533,10 @@ def create_ticket(
     Also assigns the executor when the draft names one (history `assigned`, executor e-mail).
     """
     now = now or utcnow()
-    description = (draft.description or "").strip()
+    description = limited("description", draft.description)
     if not description:
         raise ValidationFailed("описание заявки обязательно", field="description")
+    reporter_name = limited("reporter_name", draft.reporter_name)
     category, house, premise = _registration_references(session, org.id, draft)
     resident = _owned(session, Resident, draft.resident_id, org.id, "житель", "resident_id")
     incident = _owned(session, Incident, draft.incident_id, org.id, "авария", "incident_id")
@@ -541,7 +559,7 @@ def create_ticket(
         channel=draft.channel,
         registered_at=registered_at,
         registered_by_id=by.id if by else None,
-        reporter_name=(draft.reporter_name or (resident.full_name if resident else "")).strip(),
+        reporter_name=reporter_name or (resident.full_name.strip() if resident else ""),
         reporter_phone=_phone(draft.reporter_phone),
         resident_id=resident.id if resident else None,
         house_id=house.id if house else None,
@@ -629,7 +647,7 @@ def transition_ticket(
     current = ticket.status
     if not can_transition(current, to):
         raise TransitionNotAllowed(STATUS_TITLES_RU[current], STATUS_TITLES_RU[to])
-    reason = (reason or "").strip()
+    reason = limited("reason", reason)
     if to in NEEDS_REASON and not reason:
         raise ValidationFailed("укажите причину", field="reason")
     if to in NEEDS_EXECUTOR and ticket.executor_id is None:
@@ -666,7 +684,7 @@ def reopen_ticket(
     ticket = get_ticket(session, org_ids=[org.id], ticket_id=ticket_id, lock=True)
     if ticket.status not in REOPENABLE:
         raise TransitionNotAllowed(STATUS_TITLES_RU[ticket.status], "Повторно открыта")
-    reason = (reason or "").strip()
+    reason = limited("reason", reason)
     if not reason:
         raise ValidationFailed("укажите причину повторного открытия", field="reason")
     current = ticket.status
@@ -717,8 +735,10 @@ def update_ticket(
     if ticket.status in (S.CLOSED, S.CANCELLED, S.REJECTED):
         raise TransitionNotAllowed(STATUS_TITLES_RU[ticket.status], "Изменена", "завершённую заявку нельзя изменить")
     values = dict(changes)
+    if "reporter_name" in values:
+        values["reporter_name"] = limited("reporter_name", values["reporter_name"])
     if "description" in values:
-        values["description"] = (values["description"] or "").strip()
+        values["description"] = limited("description", values["description"])
         if not values["description"]:
             raise ValidationFailed("описание заявки обязательно", field="description")
     if "reporter_phone" in values:
@@ -763,7 +783,7 @@ def add_comment(
     now: datetime | None = None,
 ) -> TicketComment:
     now = now or utcnow()
-    text = (text or "").strip()
+    text = limited("comment", text, form_field="text")
     if not text:
         raise ValidationFailed("пустой комментарий", field="text")
     ticket = get_ticket(session, org_ids=[org.id], ticket_id=ticket_id)

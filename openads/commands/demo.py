@@ -95,7 +95,8 @@ def run_demo(args: argparse.Namespace) -> int:
             kwargs["seed"] = args.seed
         if args.tickets is not None:
             kwargs["tickets"] = args.tickets
-        summary = demo.load_demo(db, say=lambda m: print(m, flush=True), **kwargs)
+        summary = demo.load_demo(db, say=lambda m: print(m, flush=True),
+                                 recordings_dir=app_settings.recordings_dir, **kwargs)
         if summary is None:
             print("В базе уже есть данные — демо-данные не загружаются.")
         else:
@@ -103,7 +104,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 f"Демо-данные загружены за {summary.seconds:.1f} с: организаций {summary.organizations}, "
                 f"домов {summary.houses}, помещений {summary.premises}, жителей {summary.residents} "
                 f"(телефонов {summary.phones}), сотрудников {summary.users}, заявок {summary.tickets}, "
-                f"аварий {summary.incidents}.",
+                f"аварий {summary.incidents}, звонков за неделю {summary.calls} (пропущенных "
+                f"{summary.missed_calls}), оценок {summary.ratings}.",
                 flush=True,
             )
         logins = demo.logins_table(db)

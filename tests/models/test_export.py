@@ -238,3 +238,27 @@ def test_zlib_writes_the_same_workbook_when_isal_is_missing(db: Database, world:
     with_isal = _export(db, [world.org_a.id])
     monkeypatch.setattr(export, "_deflate", zlib)
     assert _export(db, [world.org_a.id]) == with_isal
+
+
+def test_text_longer_than_excel_allows_is_cut_with_a_visible_marker(db: Database, world: Any) -> None:
+    """Issue 13 item 3: one stored 40 000-character description must not make the workbook unopenable."""
+    from sqlalchemy import update
+
+    from models.ticket import Ticket
+
+    with db.write() as s:
+        t = f.make_ticket(s, world.org_a, world.cats_a["lighting"], by=world.dispatcher_a, now=NOW,
+                          registered_at=NOW - timedelta(hours=1), description="Не горит свет")
+        s.execute(update(Ticket).where(Ticket.id == t.id).values(
+            description="ж" * 40_000 + "\x01\x1f", reporter_name="Иванов\x07 " + "я" * 40_000))
+    (row,) = _export(db, [world.org_a.id])
+    assert len(row["Описание"]) == export.EXCEL_CELL_MAX
+    assert row["Описание"].endswith(export.TRUNCATED_MARKER)
+    assert len(row["Заявитель"]) <= export.EXCEL_CELL_MAX and row["Заявитель"].startswith("Иванов я")
+
+
+def test_excel_text_counts_utf16_units_and_strips_controls() -> None:
+    assert export.excel_text("a\x00b\x0bc\td") == "abc\td"
+    astral = "😀" * 20_000  # 40 000 UTF-16 units
+    cut = export.excel_text(astral)
+    assert len(cut.encode("utf-16-le")) // 2 <= export.EXCEL_CELL_MAX and cut.endswith(export.TRUNCATED_MARKER)

@@ -15,7 +15,7 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 def test_incident_lifecycle_and_journal_filters_by_its_periods(session, world) -> None:
     org = session.merge(world.org_a)
     inc = incidents.create_incident(session, org=org, house_id=world.house_a.id, title="Прорыв ХВС в подвале",
-                                    utility="ХВС", announcement="Авария ХВС, подъезд 2, устранение до 18:00",
+                                    utility="cold_water", announcement="Авария ХВС, подъезд 2, устранение до 18:00",
                                     started_at=T0, by=None, now=T0)
     linked = make_ticket(session, org, session.merge(world.cats_a["emergency_cold_water"]), now=T0 + timedelta(minutes=5))
     other = make_ticket(session, org, session.merge(world.cats_a["other"]), now=T0 + timedelta(minutes=6))

@@ -53,7 +53,7 @@ def test_speech_answer_is_stored_with_transcript_audio_history_and_event(db, wor
         event = s.scalars(select(DomainEvent).order_by(DomainEvent.id.desc())).first()
         assert (event.name, event.payload) == ("ticket.changed", {
             "ticket_id": ticket.id, "number": ticket.number, "status": "done", "action": "rated",
-            "executor_ids": [world.executor_a.id], "rating": 5, "flagged": False})
+            "executor_ids": [world.executor_a.id], "by": None, "fields": ["rating"], "rating": 5, "flagged": False})
 
 
 def test_keypad_answer_is_a_dtmf_rating(db, world) -> None:

@@ -85,7 +85,7 @@ def test_emergency_ticket_emails_the_municipality_and_the_journal_shows_when(
     (message,) = messages(db, purpose=MUNICIPALITY_PURPOSE)
     assert message.status == MessageStatus.SENT and message.sent_at == sent_at and message.attempts == 1
     (attempt,) = attempts_of(db, message.id)
-    assert attempt.ok is True and attempt.at == sent_at and "sent" in attempt.detail
+    assert attempt.ok is True and attempt.at == sent_at and "принято провайдером" in attempt.detail
     # nothing left to do: a second round sends nothing more
     assert worker.deliver_due(db, senders_for(smtp_server), now=sent_at + timedelta(hours=1)) == 0
     assert len(smtp_server.received) == 1

@@ -58,7 +58,7 @@ def test_sms_is_sent_with_the_body_only_and_the_gateway_id_recorded(db: Database
     assert worker.deliver_due(db, {MessageChannel.SMS: SmsChannel(sms)}, now=utcnow() + timedelta(seconds=1)) == 1
 
     assert sms.sent == [SentSms("+79161234567", "Заявка № 2026-000123 выполнена.", "fake-sms-1")]
-    assert state(db, message_id) == (MessageStatus.SENT, 1, [(True, "sent, id fake-sms-1")])
+    assert state(db, message_id) == (MessageStatus.SENT, 1, [(True, "принято провайдером, id fake-sms-1")])
     assert delivery(db, message_id) == ("fake-sms-1", None, None)
 
 

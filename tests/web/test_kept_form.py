@@ -244,7 +244,7 @@ FORMS = {
     "incident": FormCase(
         url=lambda w, t: "/incidents",
         typed=lambda w: {"organization_id": str(w.org_a.id), "house_id": str(w.house_a.id),
-                         "title": "Прорыв трубы ХВС", "utility": "ХВС",
+                         "title": "Прорыв трубы ХВС", "utility": "cold_water",
                          "announcement": "Подъезд 2 без воды до 18:00", "started_at": "2026-01-05T08:00",
                          "expected_end_at": "2026-01-05T18:00"},
         table="incidents", page_marker="Зарегистрировать аварию",

@@ -12,7 +12,7 @@ def test_dispatcher_registers_localises_and_liquidates_an_incident(db, world, lo
     client = login_as(world.dispatcher_a)
     resp = client.post("/incidents", data={
         "organization_id": world.org_a.id, "house_id": world.house_a.id, "title": "Прорыв ХВС в подвале",
-        "utility": "ХВС", "announcement": "Авария ХВС, подъезд 2, устранение до 18:00",
+        "utility": "cold_water", "announcement": "Авария ХВС, подъезд 2, устранение до 18:00",
         "started_at": "2026-03-02T10:15",
     })
     assert resp.status_code == 302

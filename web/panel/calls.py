@@ -186,12 +186,15 @@ def parse_call_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: in
     f.organization_id = optional_int(args.get("organization_id"), "organization_id")
     f.started_from = moment_arg("from", args.get("from"), tz)
     f.started_to = moment_arg("to", args.get("to"), tz, end_day=True)
+    if f.started_from is not None and f.started_to is not None and f.started_from > f.started_to:
+        raise ValidationFailed("период задан наоборот: дата «с» позже даты «по»; поменяйте даты местами",
+                               field="from", value=args.get("from", ""))
     raw = args.get("direction", "").strip()
     if raw:
         try:
             f.direction = CallDirection(raw)
         except ValueError as exc:
-            raise ValidationFailed(f"неизвестное направление {raw!r}", field="direction", value=raw) from exc
+            raise ValidationFailed(f"неизвестное направление «{raw[:40]}»", field="direction", value=raw) from exc
     for value in args.getlist("outcome"):
         for part in (p.strip() for p in value.split(",")):
             if not part:
@@ -341,8 +344,15 @@ def _missed_card(missed_call_id: int, *, error: str | None = None, status: int =
         .where(MissedCallCall.missed_call_id == item.id).order_by(Call.started_at)
     ))
     card = qc.caller_card(s, org_id=item.organization_id, phone=item.phone)
+    # «Создать заявку» from a missed call: prefilled from its first call (phone, resident, house,
+    # premise), and that call (with its voice message) is linked to the ticket on save
+    links: dict[str, Any] = {}
+    if calls:
+        links = {"ticket_links": {r.id: ticket_url(calls[0], card, r.id) for r in card.residents},
+                 "ticket_link": ticket_url(calls[0], card,
+                                           card.residents[0].id if len(card.residents) == 1 else None)}
     return render_template(
-        "calls/missed_card.html", item=item, calls=calls, card=card, now=utcnow(), countdown=countdown,
+        "calls/missed_card.html", item=item, calls=calls, card=card, **links, now=utcnow(), countdown=countdown,
         partial=request.args.get("partial") == "1", error=error, reason=request.form.get("reason", ""),
         running=any(a.ended_at is None for a in item.attempts),
     ), status

@@ -11,6 +11,7 @@ from sqlalchemy.orm import joinedload
 
 from models import queries
 from models.base import utcnow
+from models.rules.utilities import UTILITY_TITLES_RU
 from models.services import incidents as svc
 from models.ticket import Incident, Ticket
 from web.auth import login_required, org_ids
@@ -42,7 +43,7 @@ def incidents() -> Any:
     orgs = my_orgs()
     return render_template(
         "incidents/list.html", incidents=rows, orgs=orgs, org_map={o.id: o for o in orgs},
-        houses=queries.houses(s, ids, limit=1000), linked=linked,
+        houses=queries.houses(s, ids, limit=1000), linked=linked, utility_titles=UTILITY_TITLES_RU,
     )
 
 

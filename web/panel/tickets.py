@@ -17,11 +17,12 @@ from werkzeug.utils import secure_filename
 
 from models import access, queries
 from models.base import utcnow
+from models.call import Call, CallTicket
 from models.errors import DomainError, NotFound, PermissionDenied, ValidationFailed
 from models.files import open_private, private_dir
 from models.housing import HouseNote, Premise
 from models.organization import Organization, User
-from models.outbox import OutboxMessage
+from models.outbox import MessageChannel, OutboxMessage
 from models.rules.attachments import safe_content_type
 from models.rules.deadlines import compute_deadlines
 from models.rules.phones import display as phone_display
@@ -44,6 +45,7 @@ from web.inputs import optional_int, possible_id
 from web.kept_form import form_page, sent_values
 from web.panel import bp
 from web.panel import ratings as ratings_panel
+from web.panel.calls import KIND_TITLES
 from web.panel.common import (
     STAFF,
     check_visible,
@@ -206,9 +208,37 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
                                                             OutboxMessage.organization_id == org.id)
                                 .options(selectinload(OutboxMessage.attempt_log)).order_by(OutboxMessage.id))),
         message_purposes=MESSAGE_PURPOSES,
+        attempt_text=attempt_text,
         **ratings_panel.card_context(s, ticket),
+        calls=_ticket_calls(s, ticket) if not executor_view else [],
+        call_kind_titles=KIND_TITLES,
     )
     return render_template("ticket_card.html", **context), status
+
+
+_ACCEPTED_RU = {MessageChannel.EMAIL: "письмо принято почтовым сервером", MessageChannel.SMS: "SMS принято оператором",
+                MessageChannel.PUSH: "уведомление принято сервисом", MessageChannel.VOICE: "звонок передан оператору"}
+
+
+def attempt_text(channel: MessageChannel, attempt: Any) -> str:
+    """A send attempt as a person reads it: the provider and the outcome in Russian, never the
+    provider's message id (kept in the log for an inspection) nor an internal error's repr."""
+    if attempt.ok:
+        return "успешно: " + _ACCEPTED_RU.get(channel, "принято провайдером")
+    detail = (attempt.detail or "").strip()
+    if not detail or detail.startswith("internal:") or not any("а" <= ch.lower() <= "я" for ch in detail):
+        return "ошибка отправки (подробности в журнале сервера)"
+    return f"ошибка: {detail[:300]}"
+
+
+def _ticket_calls(s: Any, ticket: Ticket) -> list[Call]:
+    """The calls linked to the ticket (the one it was made from, callbacks about it) with their
+    recordings; the players go through `panel.recording_play`, which logs every access."""
+    return list(s.scalars(
+        select(Call).join(CallTicket, CallTicket.call_id == Call.id)
+        .where(CallTicket.ticket_id == ticket.id, Call.organization_id == ticket.organization_id)
+        .options(selectinload(Call.recordings)).order_by(Call.started_at, Call.id)
+    ))
 
 
 def _owned_ticket(ticket_id: int) -> Ticket:

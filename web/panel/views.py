@@ -263,6 +263,47 @@ def _options(items: list[tuple[int, str]], chosen: str) -> list[tuple[str, str, 
     return [(str(i), label, str(i) == chosen) for i, label in items]
 
 
+_YES_NO = {"emergency": {"1": "только аварийные", "0": "без аварийных"},
+           "overdue": {"1": "просроченные", "0": "в срок"}}
+_DATE_TITLES = {"registered_from": "зарегистрирована с", "registered_to": "зарегистрирована по",
+                "incident_started_from": "начало аварии с", "incident_started_to": "начало аварии по",
+                "incident_liquidated_from": "устранение с", "incident_liquidated_to": "устранение по"}
+
+
+def _chosen(options: list[tuple[str, str, bool]], raw: str) -> str:
+    return next((label for _v, label, sel in options if sel), raw)
+
+
+def _active_filters(values: dict[str, str], statuses: set[str], house: str | None,
+                    org_opts: list[tuple[str, str, bool]], category_opts: list[tuple[str, str, bool]],
+                    executor_opts: list[tuple[str, str, bool]]) -> list[str]:
+    """The filters in force, as a person reads them: the journal remembers them between visits, so
+    «Пульт» shows them above the list with a one-click reset (issue 13 item 6)."""
+    out: list[str] = []
+    if values["q"]:
+        out.append(f"поиск: «{values['q'][:60]}»")
+    if values["organization_id"]:
+        out.append("организация: " + _chosen(org_opts, values["organization_id"]))
+    if values["house_id"]:
+        out.append("дом: " + (house or values["house_id"]))
+    chosen = [STATUS_TITLES_RU[st] for st in TicketStatus if st.value in statuses]
+    if chosen:
+        out.append("статус: " + ", ".join(chosen))
+    if values["category_id"]:
+        out.append("категория: " + _chosen(category_opts, values["category_id"]))
+    if values["executor_id"]:
+        out.append("исполнитель: " + _chosen(executor_opts, values["executor_id"]))
+    for name, titles in _YES_NO.items():
+        if values[name] in titles:
+            out.append(titles[values[name]])
+    for name, title in _DATE_TITLES.items():
+        if values[name]:
+            raw = values[name]
+            shown = f"{raw[8:10]}.{raw[5:7]}.{raw[0:4]}" if len(raw) == 10 and raw[4] == "-" else raw
+            out.append(f"{title} {shown}")
+    return out
+
+
 def _filter_form(args: MultiDict[str, str], orgs: list[Organization], ids: list[int]) -> dict[str, Any]:
     """The filter form's values, options and selections, computed once (plain strings and tuples)."""
     s = db_session()
@@ -280,12 +321,16 @@ def _filter_form(args: MultiDict[str, str], orgs: list[Organization], ids: list[
         if h is not None and h.organization_id in ids:
             house = h.address + (f" · {short[h.organization_id]}" if many else "")
     chosen_statuses = set(",".join(args.getlist("status")).split(","))
+    category_opts = _options(categories, values["category_id"])
+    executor_opts = _options(executors, values["executor_id"])
+    org_opts = _options([(o.id, o.short_name) for o in orgs], values["organization_id"])
     return dict(
+        active_filters=_active_filters(values, chosen_statuses, house, org_opts, category_opts, executor_opts),
         v=values,
-        org_options=_options([(o.id, o.short_name) for o in orgs], values["organization_id"]) if many else [],
+        org_options=org_opts if many else [],
         org_short=short if many else {},
-        category_options=_options(categories, values["category_id"]),
-        executor_options=_options(executors, values["executor_id"]),
+        category_options=category_opts,
+        executor_options=executor_opts,
         house_label=house if house is not None else house_raw,
         statuses=[(st.value, STATUS_TITLES_RU[st], st.value in chosen_statuses) for st in TicketStatus],
         incident_open=any(values[n] for n in FILTER_ARGS if n.startswith("incident_")),

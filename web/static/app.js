@@ -356,9 +356,28 @@
   var card = $("#card");
   if (card && window.EventSource) {
     var cardEs = window.OpenADS.stream(card.dataset.stream);
+    // The fields with an unsaved change in one of the card's forms (named as events name them).
+    // The banner is raised only when another person changes one of them: the system's own
+    // changes (notifications sent, ratings) and this user's changes never raise it.
+    var editing = {};
+    var FIELD_OF_INPUT = { to: "status", at: "localized_at", reason: null, text: null, visibility: null,
+      csrf_token: null, is_emergency_shown: null, file: null };
+    var markEditing = function (ev) {
+      var el = ev.target;
+      if (!el || !el.name || !el.form) return;
+      var field = Object.prototype.hasOwnProperty.call(FIELD_OF_INPUT, el.name) ? FIELD_OF_INPUT[el.name] : el.name;
+      if (field) editing[field] = true;
+    };
+    card.addEventListener("input", markEditing);
+    card.addEventListener("change", markEditing);
+    card.addEventListener("submit", function () { editing = {}; });
     cardEs.addEventListener("ticket.changed", function (ev) {
       var data = JSON.parse(ev.data);
-      if (String(data.ticket_id) === card.dataset.id) $("#changed-banner").hidden = false;
+      if (String(data.ticket_id) !== card.dataset.id) return;
+      card.dataset.heard = String((parseInt(card.dataset.heard || "0", 10) || 0) + 1);  // changes heard (tests wait on it)
+      if (data.by === null || data.by === undefined || String(data.by) === card.dataset.user) return;
+      var hit = (data.fields || []).some(function (name) { return editing[name]; });
+      if (hit) $("#changed-banner").hidden = false;
     });
   }
   var upload = $("#upload-form");
@@ -459,7 +478,7 @@
         if (r.phones.length) {
           var typed = lookupInput.value.replace(/\D/g, "");
           var match = r.phones.find(function (p) { return typed && p.e164.replace(/\D/g, "").indexOf(typed.replace(/^8/, "7")) >= 0; });
-          $("#reporter_phone").value = (match || r.phones[0]).e164;
+          $("#reporter_phone").value = (match || r.phones[0]).display || (match || r.phones[0]).e164;
         }
         if (r.house_id) { $("#house_id").value = r.house_id; $("#house_address").value = r.address; loadHouse(r.house_id, r.premise_id); }
         note.hidden = !r.note;

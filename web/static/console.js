@@ -36,11 +36,24 @@
 
   /* ---------------- sound and banner: nothing silent ---------------- */
   var audio = null;
+  // Browsers keep sound off until the first click or key press on the page: say so, visibly,
+  // until then (the hint goes as soon as sound is allowed).
+  var soundHint = document.getElementById("sound-hint");
+  function soundAllowed() {
+    if (soundHint) soundHint.hidden = true;
+  }
   function unlockAudio() {
     try {
       audio = audio || new (window.AudioContext || window.webkitAudioContext)();
-      if (audio.state === "suspended") audio.resume();
+      if (audio.state === "suspended") audio.resume().then(soundAllowed, function () {});
+      else soundAllowed();
     } catch (e) { audio = null; }
+  }
+  if (soundHint) {
+    try {
+      var probe = new (window.AudioContext || window.webkitAudioContext)();
+      if (probe.state === "running") { audio = probe; soundAllowed(); } else { audio = probe; soundHint.hidden = false; }
+    } catch (e) { soundHint.hidden = false; }
   }
   document.addEventListener("keydown", unlockAudio, { once: true });
   document.addEventListener("click", unlockAudio, { once: true });

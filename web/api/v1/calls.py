@@ -19,6 +19,7 @@ from models.missed_call import CloseReason, MissedCallStatus
 from models.missed_call import MissedCall as MissedRow
 from models.rules import access
 from models.rules.access import Scope
+from models.rules.text_limits import max_length
 from models.services import callbacks as cb_svc
 from models.services import calls as calls_svc
 from web.api.v1 import bp
@@ -33,7 +34,7 @@ from web.panel.calls import calls_page, compliance_period, compliance_rows, pars
 
 
 class MissedCallCloseRequest(Body):
-    reason: str = Field(min_length=1, max_length=2000, description="Почему закрыт без обратного вызова")
+    reason: str = Field(min_length=1, max_length=max_length("reason"), description="Почему закрыт без обратного вызова")
 
 
 class RecordingOut(Out):

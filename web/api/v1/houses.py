@@ -16,6 +16,7 @@ from models import access
 from models.base import INT_MAX
 from models.errors import ValidationFailed
 from models.housing import House
+from models.queries import contains
 from web.api.v1 import bp
 from web.api.v1 import common as c
 from web.auth import require_user
@@ -58,7 +59,7 @@ def houses_page(session: Session, org_ids: Iterable[int], *, q: str, organizatio
         return []
     stmt = select(House).where(House.organization_id.in_(ids), *where)
     for word in q.split():
-        stmt = stmt.where(House.address.ilike(f"%{word}%"))
+        stmt = stmt.where(House.address.ilike(contains(word), escape="\\"))
     if after is not None:
         address, hid = after
         stmt = stmt.where(or_(House.address > address, and_(House.address == address, House.id > hid)))

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.rules.text_limits import max_length as _limit
 from models.ticket import Channel, TicketStatus, Visibility
 from web.inputs import Id, Moment
 
@@ -35,12 +36,12 @@ class TicketCreate(Body):
         None, description="Организация заявки; обязательна, если пользователь обслуживает несколько организаций"
     )
     category_id: Id
-    description: str = Field(min_length=1, max_length=10_000)
+    description: str = Field(min_length=1, max_length=_limit("description"))
     house_id: Id | None = None
     premise_id: Id | None = None
     resident_id: Id | None = None
-    reporter_name: str = Field("", max_length=200)
-    reporter_phone: str | None = Field(None, max_length=40, description="Любая запись номера; хранится в E.164")
+    reporter_name: str = Field("", max_length=_limit("reporter_name"))
+    reporter_phone: str | None = Field(None, max_length=_limit("reporter_phone"), description="Любая запись номера; хранится в E.164")
     is_emergency: bool | None = Field(None, description="null: как у категории")
     damage_detected_at: Moment | None = None
     planned_due_at: Moment | None = None
@@ -52,9 +53,9 @@ class TicketCreate(Body):
 class TicketUpdate(Body):
     """Only the fields present are changed; `reason` is written to the history."""
 
-    description: str | None = Field(None, min_length=1, max_length=10_000)
-    reporter_name: str | None = Field(None, max_length=200)
-    reporter_phone: str | None = Field(None, max_length=40)
+    description: str | None = Field(None, min_length=1, max_length=_limit("description"))
+    reporter_name: str | None = Field(None, max_length=_limit("reporter_name"))
+    reporter_phone: str | None = Field(None, max_length=_limit("reporter_phone"))
     house_id: Id | None = None
     premise_id: Id | None = None
     resident_id: Id | None = None
@@ -63,7 +64,7 @@ class TicketUpdate(Body):
     damage_detected_at: Moment | None = None
     planned_due_at: Moment | None = None
     incident_id: Id | None = None
-    reason: str = Field("", max_length=2000)
+    reason: str = Field("", max_length=_limit("reason"))
 
 
 # Fields of TicketUpdate that may not be set to null.
@@ -72,11 +73,11 @@ NOT_NULLABLE_UPDATE = ("description", "reporter_name", "category_id", "is_emerge
 
 class TransitionRequest(Body):
     to: TicketStatus
-    reason: str = Field("", max_length=2000)
+    reason: str = Field("", max_length=_limit("reason"))
 
 
 class ReopenRequest(Body):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=_limit("reason"))
 
 
 class AssignRequest(Body):
@@ -88,7 +89,7 @@ class LocalizedRequest(Body):
 
 
 class CommentCreate(Body):
-    text: str = Field(min_length=1, max_length=10_000)
+    text: str = Field(min_length=1, max_length=_limit("comment"))
     visibility: Visibility = Visibility.INTERNAL
 
 
