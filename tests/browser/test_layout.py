@@ -140,3 +140,91 @@ def _check_nav(page: Any, where: str) -> list[str]:
         if box["x"] < 0 or box["x"] + box["width"] > width + 1:
             problems.append(f"{where}: menu item «{label}» is outside the screen")
     return problems
+
+
+JS_CONTRAST = """() => {
+  const parse = c => { const m = c.match(/[\\d.]+/g) || []; return m.map(Number).concat([1]).slice(0, 4); };
+  const lum = ([r, g, b]) => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0.5) return c;
+    }
+    return parse(getComputedStyle(document.documentElement).backgroundColor || 'rgb(255,255,255)');
+  };
+  const bad = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const seen = new Set();
+  while (walker.nextNode()) {
+    const el = walker.currentNode.parentElement;
+    if (!walker.currentNode.textContent.trim() || !el || seen.has(el)) continue;
+    seen.add(el);
+    const r = el.getBoundingClientRect();
+    if (!r.width || !r.height || el.closest('[hidden], [disabled], .visually-hidden, option')) continue;
+    const st = getComputedStyle(el);
+    if (st.visibility === 'hidden' || Number(st.opacity) < 1 || st.textDecorationLine.includes('line-through')) continue;
+    const fg = parse(st.color), bg = background(el);
+    const a = lum(fg) + 0.05, b = lum(bg) + 0.05;
+    const ratio = Math.max(a, b) / Math.min(a, b);
+    const size = parseFloat(st.fontSize), bold = Number(st.fontWeight) >= 700;
+    const need = (size >= 24 || (bold && size >= 18.66)) ? 3 : 4.5;
+    if (ratio < need) bad.push(`${el.tagName.toLowerCase()}.${el.className} «${el.textContent.trim().slice(0, 30)}» ${ratio.toFixed(2)}`);
+  }
+  return bad;
+}"""
+
+
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_text_contrast_meets_wcag_aa_in_both_themes(
+    live_server: Any, chromium: Any, db: Any, world: Any, theme: str
+) -> None:
+    admin, ticket_id = _seed(db, world)
+    ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
+    try:
+        page = browser_login(ctx, live_server.url, admin.login)
+        page.evaluate(f"localStorage.setItem('openads.theme', '{theme}')")
+        problems = []
+        for url in ("/", f"/tickets/{ticket_id}", "/calls", "/missed-calls", "/incidents", "/tickets/new"):
+            page.goto(live_server.url + url, wait_until="domcontentloaded")
+            assert page.evaluate("document.documentElement.dataset.theme") == theme
+            problems += [f"{url}: {p}" for p in page.evaluate(JS_CONTRAST)]
+        assert not problems, "\n".join(problems)
+    finally:
+        ctx.close()
+
+
+def test_journal_columns_are_chosen_ordered_and_remembered_per_user(
+    live_server: Any, chromium: Any, db: Any, world: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    _seed(db, world)
+    ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
+    try:
+        page = browser_login(ctx, live_server.url, world.dispatcher_a.login)
+        heads = page.locator("#journal thead th:not([hidden])")
+        expect(heads).to_have_text(["№", "Регистрация", "Адрес", "Категория", "Статус", "Срок", "Исполнитель"])
+        page.click("#col-chooser > summary")
+        page.check('#col-list input[data-col="reporter"]')
+        page.uncheck('#col-list input[data-col="cat"]')
+        page.click('#col-list button[aria-label="Исполнитель: выше"]')
+        expected = ["№", "Регистрация", "Адрес", "Статус", "Исполнитель", "Срок", "Заявитель"]
+        expect(heads).to_have_text(expected)
+        first_row = page.locator("#journal-rows tr.row").first.locator("td:not([hidden])")
+        expect(first_row).to_have_count(len(expected))
+        expect(first_row.nth(4)).to_contain_text("Сидоров")  # the cells follow their headers
+
+        page.reload()
+        expect(heads).to_have_text(expected)
+        expect(page.locator("#journal-rows tr.row").first.locator("td:not([hidden])").nth(4)).to_contain_text("Сидоров")
+
+        page.click(".navgroup-user > summary")  # the same browser, another user: their own columns
+        page.click("#nav-logout")
+        page.wait_for_url(re.compile(r".*/login"))
+        page.close()
+        other = browser_login(ctx, live_server.url, world.centre_dispatcher.login)
+        expect(other.locator("#journal thead th:not([hidden])")).to_have_text(
+            ["№", "Регистрация", "Организация", "Адрес", "Категория", "Статус", "Срок", "Исполнитель"])
+    finally:
+        ctx.close()
