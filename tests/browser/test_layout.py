@@ -115,6 +115,10 @@ def _check_home(page: Any, where: str, vp_name: str, role: str) -> list[str]:
             .filter(tr => { const r = tr.getBoundingClientRect(); return r.height && r.bottom <= innerHeight; }).length""")
         if above < 10:
             problems.append(f"{where}: only {above} journal rows on the first screen")
+    if vp_name != "390x844" and role != "executor":  # the compact row needs no sideways scrolling on a desktop
+        box = page.evaluate("() => { const b = document.querySelector('.journal-box'); return [b.scrollWidth, b.clientWidth]; }")
+        if box[0] > box[1] + 1:
+            problems.append(f"{where}: the journal is {box[0]} px wide in a {box[1]} px column")
     problems += _check_nav(page, where)
     return problems
 
