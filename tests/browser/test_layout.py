@@ -103,6 +103,7 @@ def test_every_page_fits_every_screen_for_every_role(
                         problems.append(f"{where}: addresses cut: {state['cut'][:3]}")
                     if url == "/":
                         problems += _check_home(page, where, vp_name, role)
+                        page.screenshot(path=str(screenshots_dir / name.replace(".png", "-menu.png")))
         finally:
             ctx.close()
     assert not problems, "\n".join(problems)
