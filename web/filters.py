@@ -7,7 +7,7 @@ Also the small pieces of a ticket's deadline display, computed in Python once (t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -67,6 +67,7 @@ class Deadline:
     due_date: str
     due_late: bool
     mark: str  # "overdue", "late" (done with a broken deadline) or ""
+    next_due_ts: int = 0  # UNIX seconds of the next pending deadline (the row's countdown), 0 when settled
 
 
 def hm(moment: datetime) -> str:
@@ -92,7 +93,10 @@ def deadline_parts(t: _Deadlines, now: datetime, tz: str | ZoneInfo) -> Deadline
     dt, dd = hm(local), dm(local)
     d_late = bool(t.next_due_at and t.next_due_at == t.due_at and t.due_at < now)
     mark = "overdue" if t.is_overdue(now) else "late" if t.was_late(now) else ""
-    return Deadline(lt, ld, l_late, dt, dd, d_late, mark)
+    pending = t.next_due_at if t.next_due_at and t.status not in SETTLED else None
+    if pending is not None and pending.tzinfo is None:
+        pending = pending.replace(tzinfo=UTC)
+    return Deadline(lt, ld, l_late, dt, dd, d_late, mark, int(pending.timestamp()) if pending else 0)
 
 
 def init_app(app: Flask) -> None:

@@ -18,6 +18,12 @@ BLOCKED = "Выберите дом из списка или очистите п�
 SUBMIT = '#filters button[type="submit"]'
 
 
+def _open_filters(page: Any) -> None:
+    """The filters other than the search sit behind «Фильтры» (one line above the journal, decision 0032)."""
+    if not page.locator("#filter-panel").evaluate("d => d.open"):
+        page.click("#filter-panel > summary")
+
+
 def test_house_filter_picks_blocks_and_clears(live_server: Any, chromium: Any, db: Any, world: Any) -> None:
     from playwright.sync_api import expect
 
@@ -51,14 +57,18 @@ def test_house_filter_picks_blocks_and_clears(live_server: Any, chromium: Any, d
         expect(numbers).to_have_text([a_new, a2_new, a2_old, a_old])
 
         # another organization's houses never come up, even when the words match them
+        _open_filters(page)
         search.fill("Мира")
         expect(options).to_have_text([moscow_mira])
+        _open_filters(page)
         search.fill("Екатеринбург")
         expect(options).to_have_text(["Дом не найден"])
+        _open_filters(page)
         search.fill("Москв")  # org_b's "ул. Москвина" matches the word too
         expect(options).to_have_text([world.house_a.address, moscow_mira])
 
         # part of the second house's address, picked with the mouse
+        _open_filters(page)
         search.fill("ул. Мир")
         expect(options).to_have_text([moscow_mira])
         options.filter(has_text=moscow_mira).click()
@@ -71,6 +81,7 @@ def test_house_filter_picks_blocks_and_clears(live_server: Any, chromium: Any, d
         expect(search).to_have_value(moscow_mira)  # the server shows the chosen house back by its address
 
         # the keyboard: the first house is second in the list, ArrowUp/ArrowDown move, Enter picks
+        _open_filters(page)
         search.fill("Москва")
         expect(options).to_have_text([world.house_a.address, moscow_mira])
         expect(options.nth(0)).to_have_class("active")
@@ -88,6 +99,7 @@ def test_house_filter_picks_blocks_and_clears(live_server: Any, chromium: Any, d
         # typed but not picked: submit is blocked with the message, the journal stays as it was
         loads = len(documents)
         page.evaluate("window.__stayed = true")
+        _open_filters(page)
         search.fill("Садовая")
         expect(options).to_have_text(["Дом не найден"])
         expect(page.locator("#house-id")).to_have_value("")
@@ -100,11 +112,13 @@ def test_house_filter_picks_blocks_and_clears(live_server: Any, chromium: Any, d
         assert page.evaluate("window.__stayed === true")
         expect(numbers).to_have_text([a_new, a_old])
         # typing again clears the message
+        _open_filters(page)
         search.fill("Садова")
         page.wait_for_function("() => document.getElementById('house-search').validationMessage === ''",
                                timeout=5_000)
 
         # cleared: all houses
+        _open_filters(page)
         search.fill("")
         expect(page.locator("#house-id")).to_have_value("")
         page.click(SUBMIT)

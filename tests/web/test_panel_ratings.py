@@ -131,7 +131,7 @@ def test_journal_has_the_rating_column_with_the_flag(db, world, login_as, settin
     ticket_id = done_ticket(db, world)
     robot_rating(db, world, settings, ticket_id, value=1)
     html = login_as(world.dispatcher_a).get("/").get_data(as_text=True)
-    assert "<th>Оценка</th>" in html
+    assert 'data-col="rating">Оценка</th>' in html
     assert ('<td class="c-rating"><span class="rating rating-1">1</span> '
             '<span class="mark mark-overdue" title="требует внимания руководителя">!</span></td>') in html
 

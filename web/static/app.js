@@ -187,6 +187,178 @@
     document.title = titleParts.fresh + titleParts.missed + titleBase;
   };
 
+  /* ---------------- layout: menu button, dropdown groups, wide tables, theme ---------------- */
+  var navToggle = $("#nav-toggle");
+  var topbar = $(".topbar");
+  if (navToggle && topbar) {
+    navToggle.addEventListener("click", function () {
+      var open = !topbar.classList.contains("nav-open");
+      topbar.classList.toggle("nav-open", open);
+      navToggle.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+  }
+  /* One menu group open at a time; a click elsewhere or Esc closes it (the phone menu keeps its groups). */
+  var groups = $all(".navgroup");
+  var phoneMenu = function () { return navToggle && getComputedStyle(navToggle).display !== "none"; };
+  groups.forEach(function (g) {
+    g.addEventListener("toggle", function () {
+      if (g.open && !phoneMenu()) groups.forEach(function (o) { if (o !== g) o.open = false; });
+    });
+  });
+  document.addEventListener("click", function (ev) {
+    if (phoneMenu()) return;
+    groups.forEach(function (g) { if (g.open && !g.contains(ev.target)) g.open = false; });
+  });
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key === "Escape") groups.forEach(function (g) { if (g.open) { g.open = false; } });
+  });
+  /* A wide table scrolls inside its own box: the page itself never scrolls sideways. */
+  $all("main table").forEach(function (t) {
+    if (t.closest(".scroll-x")) return;
+    var box = el("div", "scroll-x");
+    t.parentNode.insertBefore(box, t);
+    box.appendChild(t);
+  });
+  /* A filter the browser refuses (the house typed but not picked) opens «Фильтры» so its message shows. */
+  var filterPanel = $("#filter-panel");
+  if (filterPanel) {
+    $("#filters").addEventListener("invalid", function () { filterPanel.open = true; }, true);
+  }
+  var themeButton = $("#theme-toggle");
+  if (themeButton) {
+    themeButton.addEventListener("click", function () {
+      var next = document.documentElement.dataset.theme === "light" ? "dark" : "light";
+      document.documentElement.dataset.theme = next;
+      try { localStorage.setItem("openads.theme", next); } catch (e) { /* private mode: this page only */ }
+    });
+  }
+
+  /* ---------------- journal columns: chosen and ordered by the user, remembered per user ---------------- */
+  var journalTable = $("#journal");
+  if (journalTable) {
+    var DEFAULTS = {
+      console: ["num", "time", "addr", "cat", "status", "due", "exec"],
+      journal: ["num", "time", "addr", "reporter", "cat", "desc", "em", "status", "exec", "due"]
+    };
+    var kind = $("#console") ? "console" : "journal";
+    var storeKey = "openads.columns." + (document.body.dataset.user || "0") + "." + kind;
+    var heads = $all("thead th[data-col]", journalTable);
+    var titles = {};
+    heads.forEach(function (th) { titles[th.dataset.col] = th.textContent; });
+    var all = heads.map(function (th) { return th.dataset.col; });
+    var defaults = function () {
+      var d = DEFAULTS[kind].slice();
+      if (journalTable.dataset.multiOrg === "1") d.splice(2, 0, "org");
+      return { order: all.filter(function (c) { return d.indexOf(c) >= 0; }).sort(function (a, b) { return d.indexOf(a) - d.indexOf(b); })
+        .concat(all.filter(function (c) { return d.indexOf(c) < 0; })), shown: d };
+    };
+    var load = function () {
+      try {
+        var saved = JSON.parse(localStorage.getItem(storeKey) || "null");
+        if (saved && Array.isArray(saved.order) && Array.isArray(saved.shown)) {
+          var order = saved.order.filter(function (c) { return all.indexOf(c) >= 0; });
+          all.forEach(function (c) { if (order.indexOf(c) < 0) order.push(c); });  /* a column added later */
+          return { order: order, shown: saved.shown.filter(function (c) { return all.indexOf(c) >= 0; }) };
+        }
+      } catch (e) { /* unreadable: the defaults */ }
+      return defaults();
+    };
+    var cols = load();
+    var save = function () {
+      try { localStorage.setItem(storeKey, JSON.stringify(cols)); } catch (e) { /* private mode: this visit only */ }
+    };
+    var arrange = function (tr) {
+      var cells = {};
+      Array.prototype.forEach.call(tr.children, function (cell) {
+        var key = cell.dataset.col || (cell.className.match(/\bc-([a-z]+)\b/) || [])[1];
+        if (key) cells[key] = cell;
+      });
+      cols.order.forEach(function (c) {
+        var cell = cells[c];
+        if (!cell) return;
+        cell.hidden = cols.shown.indexOf(c) < 0;
+        tr.appendChild(cell);
+      });
+    };
+    var arrangeAll = function () { $all("tr", journalTable).forEach(arrange); };
+    journalTable.classList.add("columns-" + kind);
+    arrangeAll();
+    /* rows that arrive live (app.js journal below) are arranged as they are inserted */
+    new MutationObserver(function (records) {
+      records.forEach(function (r) {
+        Array.prototype.forEach.call(r.addedNodes, function (n) { if (n.nodeType === 1 && n.tagName === "TR") { arrange(n); tickRow(n); } });
+      });
+    }).observe($("#journal-rows"), { childList: true });
+
+    var chooser = $("#col-chooser");
+    var list = $("#col-list");
+    var draw = function () {
+      list.innerHTML = "";
+      cols.order.forEach(function (c, i) {
+        var li = el("li", "col-item");
+        var label = el("label", "toggle");
+        var box = document.createElement("input");
+        box.type = "checkbox";
+        box.checked = cols.shown.indexOf(c) >= 0;
+        box.dataset.col = c;
+        box.addEventListener("change", function () {
+          cols.shown = cols.order.filter(function (k) { return k === c ? box.checked : cols.shown.indexOf(k) >= 0; });
+          save(); arrangeAll();
+        });
+        label.appendChild(box);
+        label.appendChild(document.createTextNode(" " + titles[c]));
+        li.appendChild(label);
+        [["↑", -1, "выше"], ["↓", 1, "ниже"]].forEach(function (m) {
+          var b = el("button", "btn btn-small", m[0]);
+          b.type = "button";
+          b.setAttribute("aria-label", titles[c] + ": " + m[2]);
+          b.disabled = (i + m[1] < 0) || (i + m[1] >= cols.order.length);
+          b.addEventListener("click", function () {
+            var j = i + m[1];
+            cols.order[i] = cols.order[j]; cols.order[j] = c;
+            save(); arrangeAll(); draw();
+            var again = list.children[j] && list.children[j].querySelectorAll("button")[m[1] < 0 ? 0 : 1];
+            if (again && !again.disabled) again.focus();
+          });
+          li.appendChild(b);
+        });
+        list.appendChild(li);
+      });
+    };
+    if (chooser && list) {
+      chooser.hidden = false;
+      draw();
+      $("#col-reset").addEventListener("click", function () {
+        cols = defaults();
+        try { localStorage.removeItem(storeKey); } catch (e) { /* nothing stored */ }
+        arrangeAll(); draw();
+      });
+    }
+
+    /* The deadline countdown of each row (the server's clock: data-server-now of the console). */
+    var root = $("#console");
+    var serverNow = root ? Date.parse(root.dataset.serverNow || "") : NaN;
+    var skew = isNaN(serverNow) ? 0 : serverNow - Date.now();
+    var left = function (seconds) {
+      var late = seconds < 0;
+      var m = Math.floor(Math.abs(seconds) / 60);
+      var text = m >= 1440 ? Math.floor(m / 1440) + " сут " + Math.floor((m % 1440) / 60) + " ч"
+        : m >= 60 ? Math.floor(m / 60) + " ч " + (m % 60) + " мин" : m ? m + " мин" : "меньше минуты";
+      return late ? "просрочено " + text : "ещё " + text;
+    };
+    var tickRow = function (tr) {
+      $all(".countdown-cell[data-due]", tr).forEach(function (c) {
+        var s = Number(c.dataset.due) - (Date.now() + skew) / 1000;
+        c.textContent = left(Math.round(s));
+        c.classList.toggle("due-late", s < 0);
+        c.classList.toggle("due-soon", s >= 0 && s < 3600);
+      });
+    };
+    var tickAll = function () { tickRow(journalTable); };
+    tickAll();
+    setInterval(tickAll, 30000);
+  }
+
   /* ---------------- journal ---------------- */
   var table = $("#journal");
   if (table) {

@@ -1,0 +1,235 @@
+"""Every page, every role, at the screens dispatchers use (1366×768 first, 1920×1080, a 390 px phone):
+no sideways scrolling of the page, the console's journal shows ten rows on the first screen, house
+numbers are never cut, every menu item can be reached. Screenshots go to $OPENADS_SCREENSHOTS
+(CI keeps var/screens) or the test's tmp dir."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.organization import Role
+from tests import factories as f
+from tests.browser.conftest import browser_login
+
+pytestmark = pytest.mark.browser
+
+VIEWPORTS = {"1366x768": (1366, 768), "1920x1080": (1920, 1080), "390x844": (390, 844)}
+STREETS = ["ул. Академика Обручева", "Ленинградский проспект", "ул. Мира", "ул. Новослободская",
+           "Варшавское шоссе", "ул. Строителей"]
+
+# Pages that only answer POST/export files, or need state the walk does not make.
+SKIP_ENDPOINTS = {"panel.export_journal", "panel.logout", "panel.events_stream", "panel.console_zone"}
+
+JS_PAGE_STATE = """() => {
+  const doc = document.scrollingElement;
+  const cut = [];
+  for (const td of document.querySelectorAll('td.c-addr')) {
+    const r = td.getBoundingClientRect();
+    if (!r.width || !r.height || r.bottom < 0 || r.top > innerHeight) continue;
+    if (td.scrollWidth > td.clientWidth + 1) cut.push(td.innerText);
+  }
+  return {scrollWidth: doc.scrollWidth, innerWidth: innerWidth, cut: cut};
+}"""
+
+
+def _pages(app: Any, role: Role, ticket_id: int) -> list[str]:
+    """Every GET page of the panel without URL arguments, plus a ticket card."""
+    urls = []
+    for rule in app.url_map.iter_rules():
+        if "GET" not in (rule.methods or ()) or rule.arguments or rule.endpoint in SKIP_ENDPOINTS:
+            continue
+        if not rule.endpoint.startswith(("panel.", "simulator.")) or rule.rule.startswith(("/api", "/static")):
+            continue
+        if any(part in rule.rule for part in ("/row", "/stream", "/zone", "/export", ".xlsx", "/lookup", "/search")):
+            continue
+        urls.append(rule.rule)
+    urls.append(f"/tickets/{ticket_id}")
+    return sorted(set(urls))
+
+
+def _seed(db: Any, world: Any) -> tuple[Any, int]:
+    from datetime import timedelta
+
+    from models.base import utcnow
+
+    with db.write() as s:
+        org = s.merge(world.org_a)
+        cats = list(world.cats_a.values())
+        admin = f.make_user(s, [org], Role.ADMIN, login="admin_a", full_name="Адамов Адам Адамович")
+        houses = [f.make_house(s, org, address=f"г. Москва, {street}, д. {119 + i}, корп. 2")
+                  for i, street in enumerate(STREETS)]
+        first = None
+        for n in range(24):
+            house = houses[n % len(houses)]
+            t = f.make_ticket(s, org, cats[n % len(cats)], house_id=house.id, reporter_name="Иванова Мария Петровна",
+                              reporter_phone="+79161234567", description="Течь из-под ванны, заливает соседей снизу",
+                              now=utcnow() - timedelta(minutes=10 * n), executor_id=world.executor_a.id)
+            first = first or t.id
+        f.make_missed_call(s, org, "+79165550000", waited_seconds=30)
+    return admin, first
+
+
+def test_every_page_fits_every_screen_for_every_role(
+    live_server: Any, chromium: Any, db: Any, world: Any, screenshots_dir: Path
+) -> None:
+    admin, ticket_id = _seed(db, world)
+    users = {"admin": admin, "manager": world.manager_a, "dispatcher": world.dispatcher_a,
+             "executor": world.executor_a}
+    problems: list[str] = []
+    for role, user in users.items():
+        ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
+        try:
+            page = browser_login(ctx, live_server.url, user.login)
+            urls = _pages(live_server.app, user.role, ticket_id)
+            for url in urls:
+                for vp_name, (w, h) in VIEWPORTS.items():
+                    page.set_viewport_size({"width": w, "height": h})
+                    resp = page.goto(live_server.url + url, wait_until="domcontentloaded")
+                    if resp is None or resp.status in (403, 404):
+                        break  # not this role's page
+                    state = page.evaluate(JS_PAGE_STATE)
+                    name = f"{role}-{vp_name}-{url.strip('/').replace('/', '_') or 'console'}.png"
+                    page.screenshot(path=str(screenshots_dir / name))
+                    where = f"{role} {vp_name} {url}"
+                    if resp.status >= 500:
+                        problems.append(f"{where}: HTTP {resp.status}")
+                    if state["scrollWidth"] > state["innerWidth"]:
+                        problems.append(f"{where}: page is {state['scrollWidth']} px wide")
+                    if state["cut"]:
+                        problems.append(f"{where}: addresses cut: {state['cut'][:3]}")
+                    if url == "/":
+                        problems += _check_home(page, where, vp_name, role)
+                        page.screenshot(path=str(screenshots_dir / name.replace(".png", "-menu.png")))
+        finally:
+            ctx.close()
+    assert not problems, "\n".join(problems)
+
+
+def _check_home(page: Any, where: str, vp_name: str, role: str) -> list[str]:
+    problems: list[str] = []
+    if vp_name == "1366x768" and role != "executor":
+        above = page.evaluate("""() => [...document.querySelectorAll('#journal-rows tr.row')]
+            .filter(tr => { const r = tr.getBoundingClientRect(); return r.height && r.bottom <= innerHeight; }).length""")
+        if above < 10:
+            problems.append(f"{where}: only {above} journal rows on the first screen")
+    if vp_name != "390x844" and role != "executor":  # the compact row needs no sideways scrolling on a desktop
+        box = page.evaluate("() => { const b = document.querySelector('.journal-box'); return [b.scrollWidth, b.clientWidth]; }")
+        if box[0] > box[1] + 1:
+            problems.append(f"{where}: the journal is {box[0]} px wide in a {box[1]} px column")
+    problems += _check_nav(page, where)
+    return problems
+
+
+def _check_nav(page: Any, where: str) -> list[str]:
+    """Every menu link can be reached: opened through the menu button and the groups, inside the screen."""
+    problems: list[str] = []
+    toggle = page.locator("#nav-toggle")
+    if toggle.is_visible():
+        toggle.click()
+    links = page.locator("#mainnav a, #mainnav button")
+    for i in range(links.count()):
+        link = links.nth(i)
+        group = link.locator("xpath=ancestor::details[1]")
+        if group.count() and not group.evaluate("d => d.open"):
+            group.locator(":scope > summary").click()
+        label = re.sub(r"\s+", " ", link.inner_text()).strip()
+        if not link.is_visible():
+            problems.append(f"{where}: menu item «{label}» cannot be reached")
+            continue
+        box = link.bounding_box()
+        width = page.evaluate("innerWidth")
+        if box["x"] < 0 or box["x"] + box["width"] > width + 1:
+            problems.append(f"{where}: menu item «{label}» is outside the screen")
+    return problems
+
+
+JS_CONTRAST = """() => {
+  const parse = c => { const m = c.match(/[\\d.]+/g) || []; return m.map(Number).concat([1]).slice(0, 4); };
+  const lum = ([r, g, b]) => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0.5) return c;
+    }
+    return parse(getComputedStyle(document.documentElement).backgroundColor || 'rgb(255,255,255)');
+  };
+  const bad = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const seen = new Set();
+  while (walker.nextNode()) {
+    const el = walker.currentNode.parentElement;
+    if (!walker.currentNode.textContent.trim() || !el || seen.has(el)) continue;
+    seen.add(el);
+    const r = el.getBoundingClientRect();
+    if (!r.width || !r.height || el.closest('[hidden], [disabled], .visually-hidden, option')) continue;
+    const st = getComputedStyle(el);
+    if (st.visibility === 'hidden' || Number(st.opacity) < 1 || st.textDecorationLine.includes('line-through')) continue;
+    const fg = parse(st.color), bg = background(el);
+    const a = lum(fg) + 0.05, b = lum(bg) + 0.05;
+    const ratio = Math.max(a, b) / Math.min(a, b);
+    const size = parseFloat(st.fontSize), bold = Number(st.fontWeight) >= 700;
+    const need = (size >= 24 || (bold && size >= 18.66)) ? 3 : 4.5;
+    if (ratio < need) bad.push(`${el.tagName.toLowerCase()}.${el.className} «${el.textContent.trim().slice(0, 30)}» ${ratio.toFixed(2)}`);
+  }
+  return bad;
+}"""
+
+
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_text_contrast_meets_wcag_aa_in_both_themes(
+    live_server: Any, chromium: Any, db: Any, world: Any, theme: str
+) -> None:
+    admin, ticket_id = _seed(db, world)
+    ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
+    try:
+        page = browser_login(ctx, live_server.url, admin.login)
+        page.evaluate(f"localStorage.setItem('openads.theme', '{theme}')")
+        problems = []
+        for url in ("/", f"/tickets/{ticket_id}", "/calls", "/missed-calls", "/incidents", "/tickets/new"):
+            page.goto(live_server.url + url, wait_until="domcontentloaded")
+            assert page.evaluate("document.documentElement.dataset.theme") == theme
+            problems += [f"{url}: {p}" for p in page.evaluate(JS_CONTRAST)]
+        assert not problems, "\n".join(problems)
+    finally:
+        ctx.close()
+
+
+def test_journal_columns_are_chosen_ordered_and_remembered_per_user(
+    live_server: Any, chromium: Any, db: Any, world: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    _seed(db, world)
+    ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
+    try:
+        page = browser_login(ctx, live_server.url, world.dispatcher_a.login)
+        heads = page.locator("#journal thead th:not([hidden])")
+        expect(heads).to_have_text(["№", "Регистрация", "Адрес", "Категория", "Статус", "Срок", "Исполнитель"])
+        page.click("#col-chooser > summary")
+        page.check('#col-list input[data-col="reporter"]')
+        page.uncheck('#col-list input[data-col="cat"]')
+        page.click('#col-list button[aria-label="Исполнитель: выше"]')
+        expected = ["№", "Регистрация", "Адрес", "Статус", "Исполнитель", "Срок", "Заявитель"]
+        expect(heads).to_have_text(expected)
+        first_row = page.locator("#journal-rows tr.row").first.locator("td:not([hidden])")
+        expect(first_row).to_have_count(len(expected))
+        expect(first_row.nth(4)).to_contain_text("Сидоров")  # the cells follow their headers
+
+        page.reload()
+        expect(heads).to_have_text(expected)
+        expect(page.locator("#journal-rows tr.row").first.locator("td:not([hidden])").nth(4)).to_contain_text("Сидоров")
+
+        page.click(".navgroup-user > summary")  # the same browser, another user: their own columns
+        page.click("#nav-logout")
+        page.wait_for_url(re.compile(r".*/login"))
+        page.close()
+        other = browser_login(ctx, live_server.url, world.centre_dispatcher.login)
+        expect(other.locator("#journal thead th:not([hidden])")).to_have_text(
+            ["№", "Регистрация", "Организация", "Адрес", "Категория", "Статус", "Срок", "Исполнитель"])
+    finally:
+        ctx.close()
