@@ -116,6 +116,7 @@ class PlacedCall:
     in_stasis: bool
     answered: bool = False
     hung_up: bool = False
+    answered_at: float | None = None  # when the app had bridged it
 
 
 @dataclass
@@ -196,6 +197,7 @@ class CallLoad:
                         # picked up while `openads ari` is being killed connects nobody (silence,
                         # the resident hangs up: a missed call, rightly).
                         call.answered = self.bridged(client, call.channel_id, leg)
+                        call.answered_at = time.time() if call.answered else None
                         if not call.answered:
                             self.errors["picked up, never bridged (ari away)"] += 1
                     except RuntimeError as exc:  # stopped ringing meanwhile (the app restarted its ring)
