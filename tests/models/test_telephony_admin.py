@@ -203,3 +203,22 @@ def test_migration_makes_the_ring_lists_phones_that_ring(tmp_path) -> None:
     engine.dispose()
     assert [tuple(r) for r in rows] == [("PJSIP/1", 5, 1, 1, 0), ("PJSIP/2", None, 1, 0, 0), ("PJSIP/9", 5, 0, 0, 0)]
     assert tuple(settings) == (1, 0, None)
+
+
+def test_auto_callback_waits_out_each_organizations_delay_from_the_first_call(session, world) -> None:
+    from datetime import timedelta
+
+    from models.base import utcnow
+    from models.queries_calls import auto_callback_candidates_all_orgs
+
+    org_a, org_b = session.merge(world.org_a), session.merge(world.org_b)
+    svc.update_telephony(session, org=org_a, by=None, changes={"auto_callback": True,
+                                                               "auto_callback_delay_seconds": 180})
+    svc.update_telephony(session, org=org_b, by=None, changes={"auto_callback": True})
+    t0 = utcnow().replace(microsecond=0) - timedelta(minutes=1)
+    a = f.make_missed_call(session, org_a, "+79160000001", at=t0)
+    b = f.make_missed_call(session, org_b, "+79160000002", at=t0)
+    at = {c.missed_call_id for c in auto_callback_candidates_all_orgs(session, now=t0 + timedelta(seconds=179))}
+    assert at == {b.id}  # org_b has no delay; org_a waits 3 minutes
+    at = {c.missed_call_id for c in auto_callback_candidates_all_orgs(session, now=t0 + timedelta(seconds=180))}
+    assert at == {a.id, b.id}
