@@ -51,6 +51,8 @@ class TestCallStatus(enum.StrEnum):
     BUSY = "busy"
     FAILED = "failed"  # could not ring (offline, unknown endpoint), or `openads ari` never took it
 
+    __test__ = False  # not a pytest test class, despite its name
+
 
 TEST_CALL_TITLES_RU: dict[TestCallStatus, str] = {
     TestCallStatus.PENDING: "ждёт openads ari",

@@ -118,7 +118,6 @@ def test_without_voice_messages_the_caller_hears_we_will_call_back_and_the_call_
     setup_inbound(emu, db, org, "PJSIP/disp1", wait=1)
     _save(db, org, voicemail_enabled=False)
     short_prompts(emu)
-    emu._run(lambda: emu.asterisk.sound_seconds.update({"openads/all-busy": 0.05}))
 
     async def main() -> None:
         async with running_app(emu, db, tmp_path / "rec"):
