@@ -315,7 +315,7 @@ def remove_phone(session: Session, *, org: Organization, phone_id: int, by: Acto
     _sync_ring_list(session, org, by, now)
 
 
-def move_phone(session: Session, *, org: Organization, phone_id: int, position: int, by: Actor | User | None,
+def move_phone(session: Session, *, org: Organization, phone_id: int, position: int | str, by: Actor | User | None,
                now: datetime | None = None) -> DispatcherPhone:
     """Put a ringing phone at `position` (1 = rung first) of the ring order."""
     now = now or utcnow()
