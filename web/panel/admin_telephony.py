@@ -14,7 +14,7 @@ from typing import Any
 from flask import Response, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from models.call import RING_STRATEGY_TITLES_RU, DispatcherPhone
+from models.call import CALL_OUTCOME_TITLES_RU, RING_STRATEGY_TITLES_RU, DispatcherPhone
 from models.errors import DomainError, ValidationFailed
 from models.organization import Organization
 from models.ports import ProviderError
@@ -265,6 +265,7 @@ def admin_telephony_status(org_id: int) -> Any:
     return render_template(
         "admin/telephony_status.html", org=org, st=status, paths=status_svc.PATHS,
         state_titles=status_svc.PHONE_STATE_TITLES_RU, test_titles=TEST_CALL_TITLES_RU, refresh=waiting,
+        outcome_titles=CALL_OUTCOME_TITLES_RU,
     )
 
 
