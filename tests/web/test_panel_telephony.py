@@ -280,3 +280,15 @@ def test_a_test_call_is_asked_for_once_per_phone_at_a_time(db, world, login_as, 
         (row,) = s.scalars(select(TestCall)).all()
         assert (row.endpoint, row.status, row.requested_by_id) == ("PJSIP/201", TestCallStatus.PENDING, admin_a.id)
     assert _count(db, AriStatus) == 0
+
+
+def test_a_phone_of_a_deactivated_user_keeps_its_owner_when_saved_unchanged(db, world, login_as, admin_a) -> None:
+    phone = _phone(db, world.org_a, "PJSIP/201", user_id=world.dispatcher_a.id)
+    with db.write() as s:
+        s.get(type(world.dispatcher_a), world.dispatcher_a.id).is_active = False
+    client = login_as(admin_a)
+    page = client.get(f"/admin/phones/{phone}").get_data(as_text=True)
+    assert f'<option value="{world.dispatcher_a.id}" selected>' in page
+    # The add form offers active users only.
+    assert f'<option value="{world.dispatcher_a.id}"' not in client.get(
+        f"/admin/organizations/{world.org_a.id}/telephony").get_data(as_text=True)

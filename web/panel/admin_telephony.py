@@ -105,22 +105,15 @@ def _settings_form(form: MultiDict[str, str]) -> dict[str, Any]:
 
 
 def _phone_rows(org: Organization) -> list[dict[str, Any]]:
-    s = db_session()
-    phones = svc.phones_of(s, org_id=org.id)
+    phones = svc.phones_of(db_session(), org_id=org.id)
     rung = set(svc.ring_list(phones))
-    users = {u.id: u for u in svc.phone_users(s, org_id=org.id)}
     current = {p.user_id: p for p in phones if p.is_current and p.user_id is not None}
     rows, place = [], 0
     for p in phones:
         if p.rings:
             place += 1
-        owner = users.get(p.user_id) if p.user_id else None
-        if p.user_id and owner is None:
-            from models.organization import User
-
-            owner = s.get(User, p.user_id)
         muted = p.rings and p.endpoint not in rung
-        rows.append({"phone": p, "place": place if p.rings else None, "user": owner, "rung": p.endpoint in rung,
+        rows.append({"phone": p, "place": place if p.rings else None, "user": p.user, "rung": p.endpoint in rung,
                      "muted_by": current[p.user_id].endpoint if muted and p.user_id in current else None})
     return rows
 
@@ -206,8 +199,11 @@ def _phone_page(org: Organization, phone: DispatcherPhone, *, form: dict[str, st
               "is_current": "1" if phone.is_current else ""}
     if form is not None:
         values = {**{k: "" for k in values}, **form}
+    users = svc.phone_users(db_session(), org_id=org.id)
+    if phone.user is not None and phone.user not in users:  # deactivated since: still shown, not dropped on save
+        users.append(phone.user)
     return render_template("admin/phone.html", org=org, phone=phone, v=values, errors=errors or {},
-                           users=svc.phone_users(db_session(), org_id=org.id)), status
+                           users=users), status
 
 
 @bp.get("/admin/phones/<int:phone_id>")
