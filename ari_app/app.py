@@ -5,6 +5,8 @@
                      └─on_connected─▶ reconcile (GET /channels, /bridges)
       Scheduler: wait limits, panel callbacks, auto-callback;   AmiPresence (optional): free dispatchers, Cdr
       Robot (ari_app/robot.py, when speech is configured): rating calls and VOICE notifications
+      StatusPublisher (ari_app/status.py): the `ari_status` heartbeat the panel's status page reads;
+      test calls the panel asks for (`test_calls` rows) are dialled by the scheduler (flows/test_call.py)
 
 The call settings (ARI_OUTBOUND_ENDPOINT, ARI_TRUNK, ARI_RING_TIMEOUT, ARI_RING_RETRY_SECONDS,
 ARI_MOH_CLASS, ARI_VOICEMAIL_SECONDS, ARI_VOICEMAIL_SILENCE) are read and validated by
@@ -37,12 +39,14 @@ from ari_app.fallback_watch import FallbackWatches
 from ari_app.flows import callback as callback_flow
 from ari_app.flows import inbound as inbound_flow
 from ari_app.flows import robot as robot_flow
+from ari_app.flows import test_call as test_call_flow
 from ari_app.flows.base import AppContext, CallFlow, FlowConfig, PresenceSource, synthetic
 from ari_app.flows.callback import CallbackPlan, prepare_callback
 from ari_app.media import OutboundDial, new_channel_id
 from ari_app.reconcile import ChannelClock, ReconcileReport, reconcile
 from ari_app.robot import Robot, build_robot_speech
 from ari_app.scheduler import Scheduler
+from ari_app.status import StatusPublisher
 from models.db import Database
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,7 @@ class AriSettings:
     speech: Any = None  # openads.config.SpeechSettings: the robot runs when set
     cdr: Any = None  # openads.config.AsteriskCdrSettings: Asterisk's CDR table is read when its url is set
     sweep_seconds: float = 30.0  # ARI_SWEEP_SECONDS: calls whose channels are gone are ended (scheduler)
+    status_seconds: float = 0.0  # ARI_STATUS_SECONDS: the `ari_status` heartbeat; 0 = none (tests)
 
 
 def ari_settings(settings: Any, env: Mapping[str, str] | None = None) -> AriSettings:
@@ -90,7 +95,8 @@ def ari_settings(settings: Any, env: Mapping[str, str] | None = None) -> AriSett
     )
     return AriSettings(url=settings.ari_url, user=settings.ari_user, password=settings.ari_password,
                        app=settings.ari_app, flow=flow, speech=getattr(settings, "speech", None),
-                       cdr=getattr(settings, "asterisk_cdr", None), sweep_seconds=calls.sweep_seconds)
+                       cdr=getattr(settings, "asterisk_cdr", None), sweep_seconds=calls.sweep_seconds,
+                       status_seconds=calls.status_seconds)
 
 
 class AriApp:
@@ -117,7 +123,8 @@ class AriApp:
         flows = {inbound_flow.FLOW_NAME: FLOWS[inbound_flow.FLOW_NAME],
                  callback_flow.FLOW_NAME: FLOWS[callback_flow.FLOW_NAME],
                  robot_flow.FLOW_NAME: FLOWS[robot_flow.FLOW_NAME],
-                 robot_flow.VOICE_FLOW_NAME: FLOWS[robot_flow.VOICE_FLOW_NAME]}
+                 robot_flow.VOICE_FLOW_NAME: FLOWS[robot_flow.VOICE_FLOW_NAME],
+                 test_call_flow.FLOW_NAME: FLOWS[test_call_flow.FLOW_NAME]}
         self.dispatcher = Dispatcher(flows, app=settings.app, context=self.ctx,
                                      on_handler_error=self._on_handler_error, on_unroutable=self._on_unroutable,
                                      on_application_replaced=self._on_application_replaced,
@@ -142,6 +149,8 @@ class AriApp:
         self.cdr_source: CdrSource | None = cdr_source
         self.fallback_watches = FallbackWatches(self)
         self.ctx.watch_fallback = self.fallback_watches.watch
+        self.status_publisher: StatusPublisher | None = None if settings.status_seconds <= 0 else StatusPublisher(
+            self, interval=settings.status_seconds, trunk=settings.flow.outbound.trunk)
 
     # -- lifecycle --
 
@@ -155,6 +164,8 @@ class AriApp:
             self._tasks.append(asyncio.create_task(self.robot.run(), name="ari-robot"))
         if self.cdr_source is not None:  # needs no ARI connection: the first read is right away
             self._tasks.append(asyncio.create_task(self.cdr_source.run(), name="ari-cdr-source"))
+        if self.status_publisher is not None:
+            self._tasks.append(asyncio.create_task(self.status_publisher.run(), name="ari-status"))
 
     async def run(self) -> None:
         await self.start()
@@ -168,6 +179,11 @@ class AriApp:
             task.cancel()
         await asyncio.gather(*self._tasks, *background, return_exceptions=True)
         self._tasks.clear()
+        if self.status_publisher is not None:  # the status page says "stopped" at once, not after 3 beats
+            try:
+                await self.status_publisher.publish_once(stopping=True)
+            except Exception as exc:  # noqa: BLE001 - stopping anyway
+                log.info("status: last heartbeat not written: %r", exc)
         await self.dispatcher.close()
         await self.ari.aclose()
         self.db.close()
@@ -206,7 +222,7 @@ class AriApp:
         back to the dialplan, never left in silence."""
         channel_id = event.channel_id or ""
         args = event.args
-        if args and args[0] in (inbound_flow.DISPATCHER_ARG, callback_flow.FLOW_NAME):
+        if args and args[0] in (inbound_flow.DISPATCHER_ARG, callback_flow.FLOW_NAME, test_call_flow.FLOW_NAME):
             log.info("channel %s: leg of a finished call (%s): hanging up", channel_id, ",".join(args))
             try:
                 await self.ari.hangup(channel_id)
@@ -256,18 +272,39 @@ class AriApp:
         return await self.start_callback(org_id, missed_call_id, by_user_id, endpoint,
                                          resident_channel=resident_channel)
 
+    async def start_test_call(self, job: Any) -> None:
+        """Ring a dispatcher's phone for an administrator's test call (a claimed `test_calls` row)."""
+        session = self.dispatcher.start_session(test_call_flow.FLOW_NAME, job.channel_id)
+        synthetic(session, "TestCallBegin", job=job)
+
     def busy_endpoints(self) -> set[str]:
         """Dispatcher endpoints our own sessions are ringing or talking on (presence may lag)."""
-        busy: set[str] = set()
+        return self.ringing_endpoints() | self.talking_endpoints()
+
+    def ringing_endpoints(self) -> set[str]:
+        ringing: set[str] = set()
         for session in self.dispatcher.sessions:
             flow = session.flow
             if isinstance(flow, inbound_flow.InboundCall):
-                busy.update(flow.legs.values())
+                ringing.update(flow.legs.values())
+            elif isinstance(flow, test_call_flow.TestCallFlow) and flow.job is not None and \
+                    flow.state == test_call_flow.TestCallState.RINGING:
+                ringing.add(flow.job.endpoint)
+        return ringing
+
+    def talking_endpoints(self) -> set[str]:
+        talking: set[str] = set()
+        for session in self.dispatcher.sessions:
+            flow = session.flow
+            if isinstance(flow, inbound_flow.InboundCall):
                 if flow.dispatcher_endpoint and not flow.finished:
-                    busy.add(flow.dispatcher_endpoint)
+                    talking.add(flow.dispatcher_endpoint)
             elif isinstance(flow, callback_flow.CallbackCall) and flow.plan is not None:
-                busy.add(flow.plan.dispatcher_endpoint)
-        return busy
+                talking.add(flow.plan.dispatcher_endpoint)
+            elif isinstance(flow, test_call_flow.TestCallFlow) and flow.job is not None and \
+                    flow.state == test_call_flow.TestCallState.PLAYING:
+                talking.add(flow.job.endpoint)
+        return talking
 
     # -- health --
 
@@ -288,4 +325,6 @@ class AriApp:
             "robot": None if self.robot is None else self.robot.as_dict(),
             "cdr_source": None if self.cdr_source is None else self.cdr_source.as_dict(),
             "fallback_watches": sorted(self.fallback_watches.channels),
+            "heartbeat": None if self.status_publisher is None else {
+                "beats": self.status_publisher.beats, "last_error": self.status_publisher.last_error},
         }

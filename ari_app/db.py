@@ -278,18 +278,26 @@ def call_info(call: object) -> CallInfo:
 
 @dataclass(frozen=True)
 class RingPlan:
-    """Whom to ring for an organization's call (telephony settings)."""
+    """How an organization's call is served (its telephony settings, read at the call's arrival:
+    a change an administrator saves applies from the next call, without a restart). None in the
+    optional fields: the app's own setting (ARI_RING_RETRY_SECONDS, ARI_MOH_CLASS; the recorded
+    prompts)."""
 
     endpoints: tuple[str, ...]
     strategy: str
     wait_limit_seconds: int
     auto_callback: bool
     hotline: str | None  # caller id presented on callbacks
+    ring_retry_seconds: float | None = None
+    voicemail_enabled: bool = True
+    moh_class: str | None = None
+    greeting_text: str | None = None  # spoken through TTS instead of the recorded greeting
+    voicemail_offer_text: str | None = None
 
 
 def ring_plan(session: Session, org_id: int) -> RingPlan:
     from models.organization import Organization
-    from models.services.calls import telephony_settings
+    from models.services.telephony import telephony_settings
 
     settings = telephony_settings(session, org_id)
     org = session.get(Organization, org_id)
@@ -298,4 +306,7 @@ def ring_plan(session: Session, org_id: int) -> RingPlan:
         endpoints=tuple(settings.dispatcher_endpoints or ()), strategy=settings.ring_strategy.value,
         wait_limit_seconds=settings.wait_limit_seconds, auto_callback=settings.auto_callback,
         hotline=hotlines[0] if hotlines else None,
+        ring_retry_seconds=float(settings.ring_retry_seconds) if settings.ring_retry_seconds else None,
+        voicemail_enabled=settings.voicemail_enabled is not False, moh_class=settings.moh_class or None,
+        greeting_text=settings.greeting_text or None, voicemail_offer_text=settings.voicemail_offer_text or None,
     )

@@ -28,6 +28,9 @@ PROMPT_GREETING = "sound:openads/greeting"
 PROMPT_VOICEMAIL_OFFER = "sound:openads/voicemail-offer"
 PROMPT_VOICEMAIL_THANKS = "sound:openads/voicemail-thanks"
 PROMPT_CALLBACK_INTRO = "sound:openads/callback-intro"  # "Вы звонили в аварийно-диспетчерскую службу, ..."
+# The wait limit passed and the organization takes no voice messages: "we will call you back".
+PROMPT_ALL_BUSY = "sound:openads/all-busy"
+PROMPT_TEST_CALL = "sound:openads/test-call"  # an administrator's test call to a dispatcher's phone
 
 DEFAULT_OUTBOUND_ENDPOINT = "PJSIP/{number}@{trunk}"
 # The operator trunk's pjsip.conf endpoint: every dialplan/providers/*.conf names it so, and

@@ -266,6 +266,30 @@ def parse_cdr(event: Mapping[str, Any], asterisk_tz: tzinfo | None = None) -> Cd
     )
 
 
+@dataclass(frozen=True)
+class Registration:
+    """The operator trunk's outbound registration, from AMI's `Registry` event (res_pjsip_outbound_registration
+    sends it on every change: Registered, Unregistered, Rejected, ...; class `system`)."""
+
+    channel_type: str
+    username: str
+    domain: str  # the registrar, e.g. "sip:sip.zadarma.com"
+    status: str
+    cause: str
+    at: datetime
+
+    @property
+    def registered(self) -> bool:
+        return self.status.lower() == "registered"
+
+
+def parse_registry(event: Mapping[str, Any], at: datetime) -> Registration | None:
+    if _get(event, "Event") != "Registry" or not _get(event, "Status"):
+        return None
+    return Registration(channel_type=_get(event, "ChannelType"), username=_get(event, "Username"),
+                        domain=_get(event, "Domain"), status=_get(event, "Status"), cause=_get(event, "Cause"), at=at)
+
+
 FALLBACK_END = "OpenadsFallbackEnd"
 
 
@@ -345,6 +369,10 @@ class AmiPresence:
         self.action_timeout = action_timeout
         self.asterisk_tz = asterisk_tz
         self.connected = False
+        self.connected_since: datetime | None = None  # when `connected` last changed (the status page)
+        # The last `Registry` event per registrar: the trunk's registration (AMI replays none after a
+        # login, so it is known from the first change seen).
+        self.registrations: dict[str, Registration] = {}
         self.synced = asyncio.Event()  # set after each successful login + resync
         self.logins = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -384,6 +412,7 @@ class AmiPresence:
         manager.register_event("PeerStatus", self._on_event)
         manager.register_event("Cdr", self._on_cdr_event)
         manager.register_event("UserEvent", self._on_user_event)
+        manager.register_event("Registry", self._on_registry)
         self.manager = manager
         manager.connect()
 
@@ -405,11 +434,14 @@ class AmiPresence:
 
     def _on_login(self, _manager: Any) -> None:
         self.connected = True
+        self.connected_since = datetime.now(UTC)
         self.logins += 1
         log.info("AMI logged in as %s; reading endpoint states", self._config["username"])
         self._spawn(self._resync())
 
     def _on_disconnect(self, _manager: Any, exc: Any) -> None:
+        if self.connected:
+            self.connected_since = datetime.now(UTC)
         self.connected = False
         self.synced.clear()
         log.warning("AMI connection lost (%s); presence keeps the last known states until reconnected", exc)
@@ -418,6 +450,14 @@ class AmiPresence:
         change = self.tracker.apply(event)
         if change is not None:
             self._publish(change)
+
+    def _on_registry(self, _manager: Any, event: Any) -> None:
+        registration = parse_registry(event, datetime.now(UTC))
+        if registration is None:
+            return
+        log.info("AMI Registry %s@%s: %s %s", registration.username, registration.domain, registration.status,
+                 registration.cause)
+        self.registrations[registration.domain or registration.username] = registration
 
     def _on_cdr_event(self, _manager: Any, event: Any) -> None:
         try:

@@ -12,6 +12,8 @@ Each pass:
   needs the DB): open items whose 10-minute deadline passed are stamped and announced with
   `missed_call.overdue` (`notify_overdue_missed_calls`), once per item, so panels learn of it at
   that moment. The stamp is in the DB, so a restart announces what passed while it was down.
+- test calls the panel asked for (`test_calls` rows, decision 0029): claimed and dialled
+  (ari_app/flows/test_call.py); a plain read when there are none, so an idle pass takes no write lock.
 - calls without channels (every `sweep_seconds`, ARI_SWEEP_SECONDS): calls in progress whose
   channels Asterisk no longer has are ended (ari_app/reconcile.py `sweep`: a hangup whose end could
   not be written, or that no event told), at the end Asterisk reports.
@@ -97,6 +99,8 @@ class Scheduler:
         self._launched: set[int] = set()  # panel callbacks this process dials
         self._launching: set[str] = set()  # resident channels of callbacks being started here
         self._auto_tried: dict[int, float] = {}  # missed item → monotonic time of the last auto attempt
+        self.test_call_poll_seconds = 1.0
+        self._test_calls_at = -1e9  # monotonic time test calls were last looked for
         self.passes = 0
         self.last_pass_at: datetime | None = None
         self.last_error: str | None = None
@@ -175,6 +179,7 @@ class Scheduler:
             await app.dial_callback(pending.organization_id, pending.missed_call_id, pending.dispatcher_id,
                                     pending.endpoint, resident_channel=pending.channel_id)
         await self._auto_callbacks()
+        await self._test_calls()
         if time.monotonic() - self._swept_at >= self.sweep_seconds:
             from ari_app.reconcile import sweep
 
@@ -197,6 +202,22 @@ class Scheduler:
         if len(result.notified) >= OVERDUE_BATCH or result.next_deadline is None:
             return 0.0 if result.notified else self.poll_seconds
         return max(0.0, (result.next_deadline - utcnow()).total_seconds())
+
+    async def _test_calls(self) -> None:
+        from ari_app.media import new_channel_id
+        from models.base import utcnow
+        from models.services.telephony_status import claim_test_calls, open_test_calls_exist
+
+        app = self.app
+        # Looked for once a second at most, whatever the pass rate: a person waits for it, not a deadline.
+        if time.monotonic() - self._test_calls_at < self.test_call_poll_seconds:
+            return
+        self._test_calls_at = time.monotonic()
+        if not await app.db.read(open_test_calls_exist):
+            return
+        for job in await app.db.write(lambda s: claim_test_calls(s, now=utcnow(), new_channel_id=new_channel_id)):
+            log.info("test call %s: ringing %s", job.id, job.endpoint)
+            await app.start_test_call(job)
 
     async def _auto_callbacks(self) -> None:
         app = self.app

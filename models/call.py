@@ -82,9 +82,20 @@ CALL_OUTCOME_TITLES_RU: dict[CallOutcome, str] = {
 
 
 class RingStrategy(enum.StrEnum):
-    RINGALL = "ringall"
-    ROUND_ROBIN = "round_robin"
+    RINGALL = "ringall"  # every phone at once
+    ROUND_ROBIN = "round_robin"  # one at a time, each call starting from the next phone
+    IN_ORDER = "in_order"  # one at a time, always from the first phone of the list
+    # Served as round robin (the ARI app keeps no answer history per phone); kept for rows that
+    # have it, not offered by the administration pages.
     LEAST_RECENT = "least_recent"
+
+
+RING_STRATEGY_TITLES_RU: dict[RingStrategy, str] = {
+    RingStrategy.RINGALL: "все телефоны сразу",
+    RingStrategy.ROUND_ROBIN: "по кругу (каждый звонок — со следующего телефона)",
+    RingStrategy.IN_ORDER: "по порядку (всегда с первого телефона списка)",
+    RingStrategy.LEAST_RECENT: "по кругу",
+}
 
 
 class Call(OrgOwned, Base):
@@ -185,25 +196,46 @@ class TelephonySettings(Base):
     wait_limit_seconds: Mapped[int] = mapped_column(Integer, default=DEFAULT_WAIT_LIMIT_SECONDS)
     auto_callback: Mapped[bool] = mapped_column(Boolean, default=False)
     recording_retention_days: Mapped[int] = mapped_column(Integer, default=90)
-    # Endpoints rung for this organization's calls, e.g. ["PJSIP/disp1", "PJSIP/disp2"].
+    # Endpoints rung for this organization's calls, in order, e.g. ["PJSIP/disp1", "PJSIP/disp2"]:
+    # what the ARI app reads at every call. Written only by `models.services.telephony` from the
+    # phones (`dispatcher_phones`: those that ring, by position; of a user with a current phone,
+    # only that one).
     dispatcher_endpoints: Mapped[list[str]] = mapped_column(JSON, default=list)
     ring_strategy: Mapped[RingStrategy] = mapped_column(_enum(RingStrategy), default=RingStrategy.RINGALL)
+    # Every phone busy, declining or offline: ring again after this many seconds (NULL: ARI_RING_RETRY_SECONDS).
+    ring_retry_seconds: Mapped[int | None] = mapped_column(Integer)
+    # At the wait limit: offer a voice message (True), or say "we will call you back" and hang up.
+    voicemail_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Auto-callback waits this long after the missed call before calling the resident back.
+    auto_callback_delay_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    moh_class: Mapped[str | None] = mapped_column(String(80))  # musiconhold.conf class (NULL: ARI_MOH_CLASS)
+    # Announcements spoken through TTS (NULL or empty: the recorded prompt openads/greeting, .../voicemail-offer).
+    greeting_text: Mapped[str | None] = mapped_column(Text)
+    voicemail_offer_text: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
 class DispatcherPhone(OrgOwned, Base):
-    """Whose phone an endpoint is in an organization ("PJSIP/disp1" → a dispatcher), so a call
-    answered on it records who answered (`calls.answered_by_id`) and a callback clicked by a user
-    rings that user's own phone. A table of its own: `telephony_settings.dispatcher_endpoints`
-    stays the plain list of endpoints to ring."""
+    """A dispatcher's phone of an organization: its endpoint ("PJSIP/disp1"), whose it is (a call
+    answered on it records who answered, `calls.answered_by_id`; a callback clicked by a user
+    rings their current phone), whether hotline calls ring it and where in the ring order.
+
+    A user may have several phones; the one marked current is where they sit now: their other
+    phones do not ring. `telephony_settings.dispatcher_endpoints` is the ring list derived from
+    these rows (models/services/telephony.py keeps it)."""
 
     __tablename__ = "dispatcher_phones"
     __table_args__ = (UniqueConstraint("organization_id", "endpoint"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     endpoint: Mapped[str] = mapped_column(String(80))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    rings: Mapped[bool] = mapped_column(Boolean, default=False)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    user: Mapped[User | None] = relationship()
 
 
 def default_telephony_settings(organization_id: int) -> TelephonySettings:
@@ -211,4 +243,6 @@ def default_telephony_settings(organization_id: int) -> TelephonySettings:
     return TelephonySettings(
         organization_id=organization_id, wait_limit_seconds=DEFAULT_WAIT_LIMIT_SECONDS, auto_callback=False,
         recording_retention_days=90, dispatcher_endpoints=[], ring_strategy=RingStrategy.RINGALL,
+        ring_retry_seconds=None, voicemail_enabled=True, auto_callback_delay_seconds=0, moh_class=None,
+        greeting_text=None, voicemail_offer_text=None,
     )

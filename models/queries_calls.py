@@ -42,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from models.base import utcnow
 from models.call import MISSED_OUTCOMES, Call, CallDirection, CallKind, CallOutcome, TelephonySettings
 from models.errors import NotFound
 from models.housing import Account, House, Premise, Resident, ResidentPhone
@@ -403,17 +404,21 @@ def missed_call_card(session: Session, *, org_ids: Iterable[int], missed_call_id
     return item
 
 
-def auto_callback_candidates(session: Session, *, org_ids: Iterable[int], limit: int = 10) -> Sequence[MissedCall]:
-    """Open items of organizations with auto-callback on and no callback in progress, most urgent first."""
+def auto_callback_candidates(session: Session, *, org_ids: Iterable[int], limit: int = 10,
+                             missed_before: datetime | None = None) -> Sequence[MissedCall]:
+    """Open items of organizations with auto-callback on and no callback in progress, most urgent
+    first; with `missed_before`, only items whose first call was before it (the organization's
+    auto-callback delay has passed)."""
     busy = exists().where(CallbackAttempt.missed_call_id == MissedCall.id, CallbackAttempt.ended_at.is_(None))
-    return session.scalars(
+    stmt = (
         select(MissedCall)
         .join(TelephonySettings, TelephonySettings.organization_id == MissedCall.organization_id)
         .where(MissedCall.organization_id.in_(_ids(org_ids)), MissedCall.status == MissedCallStatus.OPEN,
                TelephonySettings.auto_callback.is_(True), ~busy)
-        .order_by(MissedCall.deadline_at, MissedCall.id)
-        .limit(limit)
-    ).all()
+    )
+    if missed_before is not None:
+        stmt = stmt.where(MissedCall.first_call_at <= missed_before)
+    return session.scalars(stmt.order_by(MissedCall.deadline_at, MissedCall.id).limit(limit)).all()
 
 
 # --- the calls journal ---------------------------------------------------------------------------
@@ -568,19 +573,29 @@ def pending_callbacks_all_orgs(session: Session, *, since: datetime) -> list[Pen
     return [PendingCallback(*row) for row in rows]
 
 
-def auto_callback_candidates_all_orgs(session: Session, *, limit: int = 20) -> list[AutoCallbackCandidate]:
+def auto_callback_candidates_all_orgs(session: Session, *, limit: int = 20,
+                                      now: datetime | None = None) -> list[AutoCallbackCandidate]:
     """Open items to call back automatically, across the organizations that switched it on, most
-    urgent first, with each organization's dispatcher endpoints."""
-    settings = dict(session.execute(
-        select(TelephonySettings.organization_id, TelephonySettings.dispatcher_endpoints)
+    urgent first, with each organization's dispatcher endpoints; an item waits out its
+    organization's auto-callback delay (from its first call) before it is a candidate."""
+    now = now or utcnow()
+    rows = session.execute(
+        select(TelephonySettings.organization_id, TelephonySettings.dispatcher_endpoints,
+               TelephonySettings.auto_callback_delay_seconds)
         .where(TelephonySettings.auto_callback.is_(True))
-    ).all())
-    if not settings:
+    ).all()
+    if not rows:
         return []
-    return [
-        AutoCallbackCandidate(item.organization_id, item.id, tuple(settings.get(item.organization_id) or ()))
-        for item in auto_callback_candidates(session, org_ids=list(settings), limit=limit)
-    ]
+    endpoints = {org_id: tuple(listed or ()) for org_id, listed, _delay in rows}
+    by_delay: dict[int, list[int]] = {}
+    for org_id, _listed, delay in rows:
+        by_delay.setdefault(int(delay or 0), []).append(org_id)
+    items: list[MissedCall] = []
+    for delay, org_ids in by_delay.items():
+        items.extend(auto_callback_candidates(session, org_ids=org_ids, limit=limit,
+                                              missed_before=now - timedelta(seconds=delay)))
+    items.sort(key=lambda i: (i.deadline_at, i.id))
+    return [AutoCallbackCandidate(i.organization_id, i.id, endpoints.get(i.organization_id, ())) for i in items[:limit]]
 
 
 def calls_by_channel_all_orgs(session: Session, channel_ids: Iterable[str]) -> dict[str, int]:

@@ -253,6 +253,8 @@ class AriCallSettings:
     ring_retry_seconds: float = 5.0
     # How often calls whose channels are gone from Asterisk are looked for and ended (the sweep).
     sweep_seconds: float = 30.0
+    # How often `openads ari` writes its heartbeat for the panel's telephony status page (0: never).
+    status_seconds: float = 5.0
 
 
 def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -306,6 +308,7 @@ def ari_call_settings(env: Mapping[str, str] | None = None) -> AriCallSettings:
         voicemail_silence=_bounded_int(env, "ARI_VOICEMAIL_SILENCE", 5, 1, 60),
         ring_retry_seconds=float(_bounded_int(env, "ARI_RING_RETRY_SECONDS", 5, 1, 300)),
         sweep_seconds=float(_bounded_int(env, "ARI_SWEEP_SECONDS", 30, 5, 3600)),
+        status_seconds=float(_bounded_int(env, "ARI_STATUS_SECONDS", 5, 0, 300)),
     )
 
 

@@ -1032,10 +1032,11 @@ class DemoHotline:
 
 def configure_demo_telephony(db: Database) -> list[DemoHotline]:
     """Ring the demo dispatchers' phones (PJSIP/disp1..disp4, each the phone of the user with that
-    login) for their organization's hotline calls. Idempotent: an organization whose ring list was
-    already set is left as it is (someone may have changed it)."""
+    login) for their organization's hotline calls, through the services of the administration page
+    «Телефония» (models/services/telephony.py). Idempotent: an organization that has phones
+    already is left as it is (someone may have changed them)."""
     from models.call import DispatcherPhone
-    from models.services import calls as call_services
+    from models.services import telephony as telephony_svc
 
     out: list[DemoHotline] = []
     with db.write() as s:
@@ -1045,14 +1046,12 @@ def configure_demo_telephony(db: Database) -> list[DemoHotline]:
                 .where(Membership.organization_id == org.id, User.login.in_(DEMO_DISPATCHER_PHONES))
                 .order_by(User.login)
             ).all()
-            settings = call_services.telephony_settings(s, org.id)
-            if users and not settings.dispatcher_endpoints:
-                call_services.update_telephony_settings(
-                    s, org=org, by=None, dispatcher_endpoints=[f"PJSIP/{login}" for login, _ in users],
-                    wait_limit_seconds=DEMO_WAIT_LIMIT_SECONDS)
+            if users and not telephony_svc.phones_of(s, org_id=org.id):
+                telephony_svc.update_telephony(s, org=org, by=None,
+                                               changes={"wait_limit_seconds": DEMO_WAIT_LIMIT_SECONDS})
                 for login, user_id in users:
-                    call_services.assign_dispatcher_phone(s, org=org, endpoint=f"PJSIP/{login}", user_id=user_id,
-                                                          by=None)
+                    telephony_svc.add_phone(s, org=org, by=None, changes={
+                        "endpoint": f"PJSIP/{login}", "user_id": user_id, "rings": True})
             phones = s.execute(
                 select(DispatcherPhone.endpoint, User.login, User.full_name)
                 .join(User, User.id == DispatcherPhone.user_id)

@@ -9,8 +9,16 @@
     QUEUED ─first dispatcher answers─▶ CONNECTED (mixing bridge `openads-call-<call>`, recorded)
     QUEUED, no phone ringing any more (busy, declined, unreachable) ─after `ring_retry_delay`─▶ ring again
     QUEUED ─wait limit (scheduler)─▶ VOICEMAIL_OFFER ─▶ VOICEMAIL_RECORDING (`#` or silence ends it)
+    QUEUED ─wait limit, the organization takes no voice messages─▶ ALL_BUSY ("we will call you back") ─▶ hang up
     any ─caller or dispatcher hangs up─▶ ENDED;  any but CONNECTED ─handler failure─▶ FALLBACK
     (`continueInDialplan`: the dialplan rings the dispatchers itself, the CDR reconcile completes the call)
+
+How the call is served is the organization's telephony settings, read when it arrives (`RingPlan`):
+the phones and the strategy (all at once; round robin; in order, always from the first), the retry
+delay, the music-on-hold class, the voice message switch, and the greeting and voice message offer
+texts, spoken through TTS (cached; the recorded prompt when there is no text, no TTS, or it fails or
+takes longer than `announcement_tts_timeout`). So an administrator's change applies from the next
+call, with no restart of `openads ari`.
 
 The conversation is recorded on the mixing bridge once a dispatcher is connected (what the traces
 show working: a bridge recording captures both sides; a channel recording only one). The file is
@@ -32,6 +40,7 @@ from ari_app.db import CallInfo, Db, RingPlan, call_info, ring_plan
 from ari_app.dispatcher import FLOWS, Event, Session
 from ari_app.flows.base import CallFlow, cause_of, relpath_for, synthetic
 from ari_app.media import (
+    PROMPT_ALL_BUSY,
     PROMPT_GREETING,
     PROMPT_INCIDENT,
     PROMPT_VOICEMAIL_OFFER,
@@ -72,6 +81,7 @@ class InboundState(enum.Enum):
     CONNECTED = "connected"
     VOICEMAIL_OFFER = "voicemail_offer"
     VOICEMAIL_RECORDING = "voicemail_recording"
+    ALL_BUSY = "all_busy"  # the wait limit passed, no voice messages: the closing prompt, then the hangup
     FALLBACK = "fallback"
     ENDED = "ended"
 
@@ -80,12 +90,13 @@ S = InboundState
 _ANY_LIVE = frozenset({S.FALLBACK, S.ENDED})
 TRANSITIONS: dict[InboundState, frozenset[InboundState]] = {
     S.NEW: frozenset({S.ANNOUNCING, S.GREETING, S.QUEUED, S.CONNECTED}) | _ANY_LIVE,
-    S.ANNOUNCING: frozenset({S.GREETING, S.VOICEMAIL_OFFER}) | _ANY_LIVE,
-    S.GREETING: frozenset({S.QUEUED, S.VOICEMAIL_OFFER}) | _ANY_LIVE,
-    S.QUEUED: frozenset({S.CONNECTED, S.VOICEMAIL_OFFER}) | _ANY_LIVE,
+    S.ANNOUNCING: frozenset({S.GREETING, S.VOICEMAIL_OFFER, S.ALL_BUSY}) | _ANY_LIVE,
+    S.GREETING: frozenset({S.QUEUED, S.VOICEMAIL_OFFER, S.ALL_BUSY}) | _ANY_LIVE,
+    S.QUEUED: frozenset({S.CONNECTED, S.VOICEMAIL_OFFER, S.ALL_BUSY}) | _ANY_LIVE,
     S.CONNECTED: frozenset({S.ENDED}),
     S.VOICEMAIL_OFFER: frozenset({S.VOICEMAIL_RECORDING}) | _ANY_LIVE,
     S.VOICEMAIL_RECORDING: _ANY_LIVE,
+    S.ALL_BUSY: _ANY_LIVE,
     S.FALLBACK: frozenset({S.ENDED}),
     S.ENDED: frozenset(),
 }
@@ -186,6 +197,7 @@ class InboundCall(CallFlow):
         self.finished = False
         self.in_queue = False  # in the holding bridge `openads-queue-<org>` (see `_join_queue`)
         self._ring_again: asyncio.TimerHandle | None = None  # a planned `RingAgain` (see `_plan_ring_round`)
+        self._greeting: asyncio.Future[str] | None = None  # the greeting's media, synthesised meanwhile
 
     @property
     def caller(self) -> str:
@@ -253,9 +265,11 @@ class InboundCall(CallFlow):
         org_id = reg.call.organization_id
         # The queue's bridge is joined while the rest is prepared: under a burst its lock is contended,
         # and whatever it costs is paid before the prompts, not between the greeting and the music.
-        joining = asyncio.ensure_future(self._join_queue())
+        planning = asyncio.ensure_future(self.db.read(lambda s: ring_plan(s, org_id)))
+        joining = asyncio.ensure_future(self._join_queue(planning))
         try:
-            self.plan = await self.db.read(lambda s: ring_plan(s, org_id))
+            self.plan = await planning
+            self._greeting = asyncio.ensure_future(self._spoken(self.plan.greeting_text, PROMPT_GREETING))
             await self.ari.set_channel_var(self.caller, cv.CALL_ID, str(reg.call.id))
             await self.ari.set_channel_var(self.caller, cv.FLOW, FLOW_NAME)
         except BaseException:
@@ -273,15 +287,20 @@ class InboundCall(CallFlow):
     async def _incident_media(self, text: str) -> str:
         """The incident's own text through TTS (cached: every caller from the house hears the same
         text), or the recorded prompt when there is no TTS, no text, or it fails or takes too long."""
+        return await self._spoken(text, PROMPT_INCIDENT)
+
+    async def _spoken(self, text: str | None, recorded: str) -> str:
+        """`text` through TTS (cached), or the `recorded` prompt when there is no text or no TTS, or
+        it fails or takes longer than `announcement_tts_timeout`: the caller is never left in silence."""
         speech = self.ctx.speech
         if speech is None or not text:
-            return PROMPT_INCIDENT
+            return recorded
         try:
             return str(await asyncio.wait_for(speech.sound(text), self.config.announcement_tts_timeout))
         except Exception as exc:  # noqa: BLE001 - any TTS failure: the caller still hears the recorded prompt
-            log.warning("call %s: the incident announcement is not synthesised (%r): recorded prompt instead",
-                        self.caller, exc)
-            return PROMPT_INCIDENT
+            log.warning("call %s: %r is not synthesised (%r): recorded prompt %s instead", self.caller, text[:40],
+                        exc, recorded)
+            return recorded
 
     async def _after_incident(self, _event: Event) -> None:
         # A hangup during the prompt also ends it (PlaybackFinished `failed` after ChannelHangupRequest):
@@ -291,7 +310,8 @@ class InboundCall(CallFlow):
 
     async def _greet(self) -> None:
         self.to(S.GREETING)
-        await self.play(self.caller, PROMPT_GREETING, self._after_greeting)
+        media = await self._greeting if self._greeting is not None else PROMPT_GREETING
+        await self.play(self.caller, media, self._after_greeting)
 
     async def _after_greeting(self, _event: Event) -> None:
         if self.state == S.GREETING and not self.gone(self.caller):
@@ -307,9 +327,10 @@ class InboundCall(CallFlow):
         await self._join_queue()
         await self._ring_round()
 
-    async def _join_queue(self) -> None:
+    async def _join_queue(self, planning: asyncio.Future[RingPlan] | None = None) -> None:
         """Put the caller into the holding bridge `openads-queue-<org>`, with music on hold if it
-        was empty. Prompts played on the caller afterwards suspend the music for that caller only."""
+        was empty (the organization's class: `planning` gives it when the plan is still being read).
+        Prompts played on the caller afterwards suspend the music for that caller only."""
         assert self.call is not None
         if self.in_queue:
             return
@@ -332,7 +353,9 @@ class InboundCall(CallFlow):
             await self.ari.add_channel(bridge_id, self.caller)
             self.in_queue = True
             if start_moh:
-                await self.ari.start_bridge_moh(bridge_id, moh_class=self.config.moh_class)
+                plan = self.plan if self.plan is not None or planning is None else await planning
+                moh_class = (plan.moh_class if plan is not None else None) or self.config.moh_class
+                await self.ari.start_bridge_moh(bridge_id, moh_class=moh_class)
 
     def _targets(self) -> list[str]:
         assert self.plan is not None and self.call is not None
@@ -344,8 +367,9 @@ class InboundCall(CallFlow):
                 endpoints = free
             else:
                 log.info("call %s: no dispatcher is free: ringing all %d", self.call.id, len(endpoints))
-        if self.plan.strategy != "ringall" and endpoints:
-            # round_robin (least_recent is served the same way for now): rotate the start per organization.
+        if self.plan.strategy not in ("ringall", "in_order") and endpoints:
+            # round_robin (least_recent is served the same way): rotate the start per organization.
+            # in_order always starts from the first phone of the list.
             pos = self._rotation.get(self.call.organization_id, 0) % len(endpoints)
             self._rotation[self.call.organization_id] = pos + 1
             endpoints = endpoints[pos:] + endpoints[:pos]
@@ -380,7 +404,7 @@ class InboundCall(CallFlow):
         it runs in order with the call's events; one planned at a time."""
         if self.state != S.QUEUED or self._ring_again is not None:
             return
-        delay = self.config.ring_retry_delay
+        delay = (self.plan.ring_retry_seconds if self.plan is not None else None) or self.config.ring_retry_delay
         log.info("call %s: no dispatcher phone is ringing (%s): ringing again in %.2f s",
                  self.call and self.call.id, why, delay)
         session = self.session
@@ -572,7 +596,8 @@ class InboundCall(CallFlow):
     async def on_wait_limit_reached(self, _event: Event) -> None:
         if self.state not in WAITING or self.call is None:
             return
-        self.to(S.VOICEMAIL_OFFER, "wait limit reached")
+        voicemail = self.plan is None or self.plan.voicemail_enabled
+        self.to(S.VOICEMAIL_OFFER if voicemail else S.ALL_BUSY, "wait limit reached")
         await self._stop_ringing()
         org_id, call_id = self.call.organization_id, self.call.id
 
@@ -585,10 +610,21 @@ class InboundCall(CallFlow):
         # Out of the queue's bridge (and its music) before the offer and the recording. During a
         # prompt Asterisk removes it once the prompt has ended (the channel's Stasis commands wait
         # for a bridged playback), and the offer follows it.
+        if voicemail:  # synthesised (if it is) while the caller still hears the music
+            media = await self._spoken(self.plan.voicemail_offer_text if self.plan else None, PROMPT_VOICEMAIL_OFFER)
         self.in_queue = False
         await self.quietly("leave the queue",
                            self.ari.remove_channel(queue_bridge_id(org_id), self.caller))
-        await self.play(self.caller, PROMPT_VOICEMAIL_OFFER, self._start_voicemail)
+        if voicemail:
+            await self.play(self.caller, media, self._start_voicemail)
+        else:
+            await self.play(self.caller, PROMPT_ALL_BUSY, self._after_all_busy)
+
+    async def _after_all_busy(self, _event: Event) -> None:
+        """The organization takes no voice messages: the caller heard "we will call you back", and
+        the call (missed already, in the callback queue) ends."""
+        if self.state == S.ALL_BUSY:
+            await self.hangup(self.caller)
 
     async def _start_voicemail(self, _event: Event) -> None:
         if self.state != S.VOICEMAIL_OFFER or self.call is None or self.gone(self.caller):

@@ -45,7 +45,15 @@ FIELD_TITLES_RU: dict[str, dict[str, str]] = {
     "telephony_settings": {
         "wait_limit_seconds": "Ожидание ответа, с", "auto_callback": "Автоперезвон",
         "recording_retention_days": "Хранение записей, дней", "dispatcher_endpoints": "Телефоны диспетчеров",
-        "ring_strategy": "Стратегия вызова",
+        "ring_strategy": "Стратегия вызова", "ring_retry_seconds": "Повторный вызов через, с",
+        "voicemail_enabled": "Голосовое сообщение", "auto_callback_delay_seconds": "Автоперезвон через, с",
+        "moh_class": "Музыка ожидания", "greeting_text": "Текст приветствия",
+        "voicemail_offer_text": "Текст предложения оставить сообщение",
+    },
+    "dispatcher_phone": {
+        "endpoint": "Телефон", "user": "Пользователь", "rings": "Звонит при входящих",
+        "is_current": "Текущий телефон пользователя", "position": "Место в очереди вызова",
+        "user_id": "Пользователь",
     },
     "user": {
         "login": "Логин", "full_name": "ФИО", "email": "Эл. почта", "phone": "Телефон", "role": "Роль",

@@ -12,7 +12,6 @@ Events: `call.ringing`, `call.answered`, `call.ended`, `missed_call.created`,
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,8 +33,6 @@ from models.call import (
     CallKind,
     CallOutcome,
     CallTicket,
-    DispatcherPhone,
-    RingStrategy,
     TelephonySettings,
     TicketLegalHold,
     default_telephony_settings,
@@ -46,17 +43,24 @@ from models.missed_call import CloseReason, MissedCall, MissedCallCall, MissedCa
 from models.organization import Hotline, Membership, Organization, User
 from models.queries_calls import CallerCard, caller_card, caller_cards
 from models.recording import Recording, RecordingAccess, RecordingAction, RecordingKind, is_safe_relpath
-from models.rules.deadlines import MAX_WAIT_LIMIT_SECONDS, missed_call_deadline, wait_deadline
+from models.rules.deadlines import missed_call_deadline, wait_deadline
 from models.rules.phones import try_e164
-from models.services import audit
-from models.services.audit import Actor
+
+# The telephony settings and phones moved to models/services/telephony.py; these names stay here
+# for the callers that import them from calls.
+from models.services.telephony import ENDPOINT_RE as ENDPOINT_RE
+from models.services.telephony import MAX_RETENTION_DAYS as MAX_RETENTION_DAYS
+from models.services.telephony import TELEPHONY_AUDIT_FIELDS as TELEPHONY_AUDIT_FIELDS
+from models.services.telephony import assign_dispatcher_phone as assign_dispatcher_phone
+from models.services.telephony import dispatcher_of_endpoint as dispatcher_of_endpoint
+from models.services.telephony import endpoint_of_user as endpoint_of_user
+from models.services.telephony import telephony_settings as telephony_settings
+from models.services.telephony import update_telephony_settings as update_telephony_settings
 from models.ticket import Ticket
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_RETENTION_DAYS = 90
-MAX_RETENTION_DAYS = 3650
-ENDPOINT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*/\S{1,70}$")  # PJSIP/disp1, SIP/100, Local/100@dispatchers
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -148,11 +152,6 @@ def get_missed_call(session: Session, *, org_ids: list[int] | set[int], missed_c
     return item
 
 
-def telephony_settings(session: Session, org_id: int) -> TelephonySettings:
-    """The organization's settings, or the defaults (a transient row) when none were saved."""
-    return session.get(TelephonySettings, org_id) or default_telephony_settings(org_id)
-
-
 def _check_member(session: Session, org_id: int, user: User | None) -> None:
     if user is None:
         return
@@ -176,114 +175,6 @@ def _item_payload(item: MissedCall, action: str, **extra: Any) -> dict[str, Any]
 
 def _seconds(start: datetime, end: datetime) -> int:
     return max(0, int((end - start).total_seconds()))
-
-
-# --- settings ------------------------------------------------------------------------------------
-
-TELEPHONY_AUDIT_FIELDS = ("wait_limit_seconds", "auto_callback", "recording_retention_days", "dispatcher_endpoints",
-                          "ring_strategy")
-
-
-def update_telephony_settings(
-    session: Session, *, org: Organization, by: Actor | User | None, wait_limit_seconds: int | None = None,
-    auto_callback: bool | None = None, recording_retention_days: int | None = None,
-    dispatcher_endpoints: list[str] | None = None, ring_strategy: str | None = None, now: datetime | None = None,
-) -> TelephonySettings:
-    """Change the given settings; the wait limit may not exceed 5 minutes (ПП 416 T1). Every
-    changed field is logged in the audit log."""
-    row = session.get(TelephonySettings, org.id)
-    if row is None:
-        row = default_telephony_settings(org.id)
-        session.add(row)
-    before = audit.snapshot(row, TELEPHONY_AUDIT_FIELDS)
-    if wait_limit_seconds is not None:
-        if isinstance(wait_limit_seconds, bool) or not 1 <= int(wait_limit_seconds) <= MAX_WAIT_LIMIT_SECONDS:
-            raise ValidationFailed(
-                f"время ожидания ответа — от 1 до {MAX_WAIT_LIMIT_SECONDS} секунд (не более 5 минут)",
-                field="wait_limit_seconds", value=wait_limit_seconds,
-            )
-        row.wait_limit_seconds = int(wait_limit_seconds)
-    if auto_callback is not None:
-        row.auto_callback = bool(auto_callback)
-    if recording_retention_days is not None:
-        if isinstance(recording_retention_days, bool) or not 1 <= int(recording_retention_days) <= MAX_RETENTION_DAYS:
-            raise ValidationFailed(f"срок хранения записей — от 1 до {MAX_RETENTION_DAYS} дней",
-                                   field="recording_retention_days", value=recording_retention_days)
-        row.recording_retention_days = int(recording_retention_days)
-    if dispatcher_endpoints is not None:
-        cleaned: list[str] = []
-        for raw in dispatcher_endpoints:
-            endpoint = (raw or "").strip()
-            if not ENDPOINT_RE.match(endpoint):
-                raise ValidationFailed("телефон диспетчера указывается как PJSIP/имя", field="dispatcher_endpoints",
-                                       value=raw)
-            if endpoint not in cleaned:
-                cleaned.append(endpoint)
-        row.dispatcher_endpoints = cleaned
-    if ring_strategy is not None:
-        try:
-            row.ring_strategy = RingStrategy(ring_strategy)
-        except ValueError:
-            raise ValidationFailed("неизвестная стратегия вызова диспетчеров", field="ring_strategy",
-                                   value=ring_strategy) from None
-    row.updated_at = now or utcnow()
-    actor = audit.as_actor(by)
-    row.updated_by_id = actor.user.id if actor.user else None
-    session.flush()
-    audit.record_changes(session, by=actor, organization_id=org.id, object_type="telephony_settings",
-                         object_id=org.id, object_label=org.short_name, before=before,
-                         after=audit.snapshot(row, TELEPHONY_AUDIT_FIELDS), now=row.updated_at)
-    return row
-
-
-def assign_dispatcher_phone(
-    session: Session, *, org: Organization, endpoint: str, user_id: int | None, by: User | None,
-) -> DispatcherPhone | None:
-    """Say whose phone `endpoint` is in the organization (`user_id` None: nobody's any more).
-
-    The user must work in the organization. Emits nothing (a setting, like the ring list)."""
-    endpoint = (endpoint or "").strip()
-    if not ENDPOINT_RE.match(endpoint):
-        raise ValidationFailed("телефон диспетчера указывается как PJSIP/имя", field="endpoint", value=endpoint)
-    row = session.scalar(select(DispatcherPhone).where(DispatcherPhone.organization_id == org.id,
-                                                       DispatcherPhone.endpoint == endpoint))
-    if user_id is None:
-        if row is not None:
-            session.delete(row)
-            session.flush()
-        return None
-    user = session.get(User, user_id)
-    if user is None:
-        raise ValidationFailed("пользователь не найден", field="user_id", value=user_id)
-    _check_member(session, org.id, user)
-    if row is None:
-        row = DispatcherPhone(organization_id=org.id, endpoint=endpoint, user_id=user.id)
-        session.add(row)
-    else:
-        row.user_id = user.id
-    session.flush()
-    return row
-
-
-def dispatcher_of_endpoint(session: Session, *, org_id: int, endpoint: str | None) -> User | None:
-    """The user whose phone `endpoint` is in the organization (None: not assigned, or the user no
-    longer works there — an answer is never refused over a stale assignment)."""
-    if not endpoint:
-        return None
-    return session.scalar(
-        select(User).join(DispatcherPhone, DispatcherPhone.user_id == User.id)
-        .join(Membership, (Membership.user_id == User.id) & (Membership.organization_id == org_id))
-        .where(DispatcherPhone.organization_id == org_id, DispatcherPhone.endpoint == endpoint)
-    )
-
-
-def endpoint_of_user(session: Session, *, org_id: int, user_id: int) -> str | None:
-    """The user's phone in the organization (the first assigned), for the callbacks they click."""
-    return session.scalar(
-        select(DispatcherPhone.endpoint)
-        .where(DispatcherPhone.organization_id == org_id, DispatcherPhone.user_id == user_id)
-        .order_by(DispatcherPhone.id).limit(1)
-    )
 
 
 # --- inbound calls -------------------------------------------------------------------------------

@@ -81,6 +81,7 @@ def build_parser() -> Parser:
         db,
         demo,
         exchange_cli,
+        fastagi,
         org,
         serve,
         telephony,
@@ -94,7 +95,8 @@ def build_parser() -> Parser:
         epilog="Настройки берутся из переменных окружения (см. .env.example).",
     )
     sub = parser.add_subparsers(title="команды", metavar="КОМАНДА", parser_class=Parser)
-    for module in (db, org, category, audit, user, serve, work, demo, exchange_cli, telephony, ari, ari_watchdog):
+    for module in (db, org, category, audit, user, serve, work, demo, exchange_cli, fastagi, telephony, ari,
+                   ari_watchdog):
         module.register(sub)
     return parser
 

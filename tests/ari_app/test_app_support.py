@@ -27,7 +27,7 @@ from tests.emulator.ari.scenario import AriEmulator
 
 CALLER = "79161234567"  # world.resident_a's phone, as the trunk sends it
 PROMPTS = ("openads/greeting", "openads/incident", "openads/voicemail-offer", "openads/voicemail-thanks",
-           "openads/callback-intro")
+           "openads/callback-intro", "openads/all-busy", "openads/test-call")
 
 
 class FakePresence:
@@ -49,10 +49,11 @@ def short_prompts(emu: AriEmulator, seconds: float = 0.05) -> None:
 @asynccontextmanager
 async def running_app(
     emu: AriEmulator, db: Database, recordings: Path, *, presence: Any = None, poll: float = 0.05,
-    speech: Any = None, cdr: Any = None, **flow: Any,
+    speech: Any = None, cdr: Any = None, status_seconds: float = 0.0, **flow: Any,
 ) -> AsyncIterator[AriApp]:
     config = FlowConfig(recordings_dir=recordings, recording_fetch_delay=0.01, **flow)
-    settings = AriSettings(url=emu.url, user="openads", password="openads", app="openads", flow=config, cdr=cdr)
+    settings = AriSettings(url=emu.url, user="openads", password="openads", app="openads", flow=config, cdr=cdr,
+                           status_seconds=status_seconds)
     app = AriApp(settings, db, presence=presence, backoff=Backoff(initial=0.01, maximum=0.05, jitter=0),
                  scheduler_poll=poll, robot_speech=speech)
     await app.start()
@@ -164,6 +165,8 @@ def test_settings_come_from_openads_config_and_ari_extras(settings: Any, tmp_pat
                        env={"ARI_OUTBOUND_ENDPOINT": "Local/{number}@openads-outbound", "ARI_RING_TIMEOUT": "20"})
     assert (cfg.url, cfg.user, cfg.password, cfg.app) == ("http://pbx:8088", "u", "p", "ads")
     assert cfg.flow.ring_timeout == 20
+    assert cfg.status_seconds == 5.0  # the heartbeat of the telephony status page, on by default
+    assert ari_settings(replace(settings, ari_url="http://pbx:8088"), env={"ARI_STATUS_SECONDS": "0"}).status_seconds == 0
     assert cfg.flow.recordings_dir == settings.recordings_dir
     assert cfg.flow.outbound.endpoint("+79161234567") == "Local/79161234567@openads-outbound"
     with pytest.raises(ConfigError):

@@ -157,6 +157,8 @@ def test_when_the_resident_is_busy_the_ringback_stops_before_the_dispatcher_is_h
             assert log[stop].path == f"/playbacks/{playback_id}" and log[stop].status == 204
             assert stop < hangup < destroyed
             assert emu.snapshot()["playbacks"] == []
+            # The attempt is written after the bridge is gone: wait for it before the app stops.
+            await until(lambda: _attempts(db)[0].outcome is not None, message="attempt written")
 
     run(main())
     [attempt] = _attempts(db)

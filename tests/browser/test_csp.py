@@ -39,7 +39,9 @@ def test_main_pages_report_no_csp_violation(live_server: Any, chromium: Any, db:
     pages = {
         world.dispatcher_a.login: ["/", f"/tickets/{ticket.id}", "/tickets/new", "/calls", "/missed-calls",
                                    "/incidents", "/account/security"],
-        "admin_ab": ["/", "/calls/compliance", "/ratings", "/settings/robot", "/housing/import"],
+        "admin_ab": ["/", "/calls/compliance", "/ratings", "/settings/robot", "/housing/import",
+                     f"/admin/organizations/{world.org_a.id}/telephony",
+                     f"/admin/organizations/{world.org_a.id}/telephony/status"],
     }
     for login, urls in pages.items():
         ctx = chromium.new_context(viewport={"width": 1600, "height": 1000}, locale="ru-RU")

@@ -16,11 +16,12 @@ from models.rating import RatingAttempt, RatingCall, RatingCallStatus
 from models.rules.access import Scope
 from models.services import access
 from models.services import calls as calls_svc
+from models.services import telephony as telephony_svc
 from models.ticket import Attachment
 from tests import factories as f
 
 ID_KINDS = ("org_id", "organization_id", "ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id", "call_id",
-            "missed_call_id", "recording_id", "attempt_id", "session_id", "token_id", "user_id")
+            "missed_call_id", "recording_id", "attempt_id", "session_id", "token_id", "user_id", "phone_id")
 
 
 def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
@@ -52,6 +53,8 @@ def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
                                 started_at=utcnow(), audio_path=answer)
         s.add(attempt)
         user = s.get(User, (world.dispatcher_a if org_name == "org_a" else world.dispatcher_b).id)
+        phone = telephony_svc.add_phone(s, org=s.merge(org), by=None, changes={"endpoint": f"PJSIP/{org.id}01",
+                                                                              "user_id": user.id})
         key = access.start_session(s, user=user, ip=None, user_agent="", now=utcnow())
         token = access.issue_api_token(s, user=user, scopes=(Scope.READ,), expires_at=None, now=utcnow()).token
         s.flush()
@@ -62,7 +65,7 @@ def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
                 "ticket_id": ticket.id, "house_id": house.id, "resident_id": resident.id,
                 "attachment_id": attachment.id, "category_id": cats["other"].id, "incident_id": incident.id,
                 "call_id": call.id, "missed_call_id": missed.id, "recording_id": recording.id,
-                "attempt_id": attempt.id, "user_id": user.id}
+                "attempt_id": attempt.id, "user_id": user.id, "phone_id": phone.id}
 
 
 def _id_routes(app) -> list[tuple[str, str, tuple[str, ...]]]:

@@ -62,4 +62,15 @@ def _pydantic(exc: PydanticValidationError) -> Any:
     return error_response(err.http_status, err.error_id, err.message, err.details)
 
 
-from web.api.v1 import admin, admin_users, calls, houses, openapi, organizations, ratings, residents, tickets  # noqa: E402,F401
+from web.api.v1 import (  # noqa: E402,F401
+    admin,
+    admin_telephony,
+    admin_users,
+    calls,
+    houses,
+    openapi,
+    organizations,
+    ratings,
+    residents,
+    tickets,
+)

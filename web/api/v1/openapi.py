@@ -21,6 +21,7 @@ from models.rules.access import Scope
 from models.rules.audit import OBJECT_TITLES_RU
 from models.ticket import TicketStatus
 from web.api.v1 import admin as admin_api
+from web.api.v1 import admin_telephony as tel_api
 from web.api.v1 import admin_users as users_api
 from web.api.v1 import bp
 from web.api.v1 import calls as calls_api
@@ -85,6 +86,7 @@ class Op:
     errors: tuple[int, ...] = (401,)
     description: str = ""
     public: bool = False
+    media: str = "application/json"  # the success response's content type (audio/wav: a binary body)
 
 
 TICKET_ID = {"name": "ticket_id", "in": "path", "required": True, "schema": ID}
@@ -109,6 +111,7 @@ EXECUTOR_TOO = "Исполнитель видит и меняет только �
 EXECUTOR_HOUSES = "Исполнитель видит только дома назначенных ему заявок."
 ADMIN_ONLY = "Роль: администратор; только его организации."
 ORGANIZATION_ID = {"name": "organization_id", "in": "path", "required": True, "schema": ID}
+PHONE_ID = {"name": "phone_id", "in": "path", "required": True, "schema": ID}
 CATEGORY_ID = {"name": "category_id", "in": "path", "required": True, "schema": ID}
 USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": ID}
 SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": ID}
@@ -241,6 +244,36 @@ OPERATIONS: tuple[Op, ...] = (
        description=ADMIN_ONLY + " Область settings — только администраторам, telephony — не исполнителям." + WHOLE),
     Op("post", "/admin/users/{user_id}/tokens/{token_id}/revoke", "Отозвать API-токен пользователя", "admin",
        users_api.AdminToken, params=[USER_ID, TOKEN_ID], errors=(401, 403, 404), description=ADMIN_ONLY + WHOLE),
+    Op("get", "/admin/telephony/{organization_id}", "Настройки телефонии и телефоны диспетчеров", "admin",
+       tel_api.TelephonySettingsOut, params=[ORGANIZATION_ID], errors=(401, 403, 404), description=ADMIN_ONLY),
+    Op("patch", "/admin/telephony/{organization_id}", "Изменить настройки телефонии", "admin",
+       tel_api.TelephonySettingsOut, body=tel_api.TelephonySettingsUpdate, params=[ORGANIZATION_ID],
+       errors=(400, 401, 403, 404),
+       description=ADMIN_ONLY + " Меняются только переданные поля; действуют со следующего звонка (openads ari не "
+       "перезапускается); каждое изменение — в журнале изменений."),
+    Op("post", "/admin/telephony/{organization_id}/phones", "Добавить телефон диспетчера", "admin", tel_api.DispatcherPhoneOut,
+       201, tel_api.PhoneCreate, params=[ORGANIZATION_ID], errors=(400, 401, 403, 404), description=ADMIN_ONLY),
+    Op("get", "/admin/phones/{phone_id}", "Телефон диспетчера", "admin", tel_api.DispatcherPhoneOut, params=[PHONE_ID],
+       errors=(401, 403, 404), description=ADMIN_ONLY),
+    Op("patch", "/admin/phones/{phone_id}", "Изменить телефон диспетчера или его место в очереди вызова", "admin",
+       tel_api.DispatcherPhoneOut, body=tel_api.PhoneUpdate, params=[PHONE_ID], errors=(400, 401, 403, 404),
+       description=ADMIN_ONLY),
+    Op("delete", "/admin/phones/{phone_id}", "Удалить телефон диспетчера", "admin", tel_api.TelephonySettingsOut,
+       params=[PHONE_ID], errors=(401, 403, 404),
+       description=ADMIN_ONLY + " Отвечает настройками телефонии организации после удаления."),
+    Op("post", "/admin/telephony/{organization_id}/prompt", "Синтезировать подсказку, как её услышит житель",
+       "admin", tel_api.PromptRequest, body=tel_api.PromptRequest, params=[ORGANIZATION_ID],
+       errors=(400, 401, 403, 404, 503), media="audio/wav",
+       description=ADMIN_ONLY + " Ответ — WAV (8 кГц, моно), синтез настроенным провайдером речи; 503 — синтез "
+       "недоступен (error_id speech-unavailable)."),
+    Op("get", "/admin/telephony/{organization_id}/status", "Состояние телефонии", "admin", tel_api.TelephonyStatusOut,
+       params=[ORGANIZATION_ID], errors=(401, 403, 404),
+       description=ADMIN_ONLY + " Подключения openads ari (по его сигналу раз в несколько секунд), транк, "
+       "состояние телефонов организации, последний звонок по каждому пути, тестовые звонки."),
+    Op("post", "/admin/telephony/{organization_id}/test-calls", "Тестовый звонок на телефон диспетчера", "admin",
+       tel_api.TestCallOut, 202, tel_api.TestCallCreate, params=[ORGANIZATION_ID], errors=(400, 401, 403, 404, 409),
+       description=ADMIN_ONLY + " openads ari звонит на телефон и проигрывает проверочную фразу; итог — в "
+       "test_calls состояния телефонии. 409 — на этот телефон тестовый звонок уже идёт."),
     Op("get", "/openapi.json", "Этот документ OpenAPI", "meta", sc.Error, public=True, errors=()),
 )
 
@@ -280,10 +313,10 @@ def route_scopes() -> dict[tuple[str, str], Scope]:
 def document() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS, *admin_api.REQUEST_MODELS,
-                                    *users_api.REQUEST_MODELS)]
+                                    *users_api.REQUEST_MODELS, *tel_api.REQUEST_MODELS)]
     models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
                                               *ratings_api.RESPONSE_MODELS, *admin_api.RESPONSE_MODELS,
-                                              *users_api.RESPONSE_MODELS)]
+                                              *users_api.RESPONSE_MODELS, *tel_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
     scopes = route_scopes()
     paths: dict[str, dict[str, Any]] = {}
@@ -299,6 +332,9 @@ def document() -> dict[str, Any]:
             entry["security"] = []
             entry["responses"] = {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
                 "schema": {"type": "object"}}}}}
+        elif op.media != "application/json":
+            entry["responses"] = {str(op.status): {"description": "Успешно", "content": {
+                op.media: {"schema": {"type": "string", "format": "binary"}}}}}
         else:
             entry["responses"] = {str(op.status): {"description": "Успешно", "content": {
                 "application/json": {"schema": _ref(op.response)}}}}
@@ -326,6 +362,7 @@ def document() -> dict[str, Any]:
                 "(персональный токен пользователя). Токен выдаётся с областями действия (scopes): `read` — "
                 "чтение, `write` — изменения, `telephony` — звонки и очередь пропущенных звонков (любым методом), "
                 "`settings` — администрирование: настройки организаций, категории, пользователи, журнал изменений "
+                "`settings` — администрирование: настройки организаций, категории, телефония, журнал изменений "
                 "(любым методом); "
                 "у каждой операции указана нужная. Запрос с заголовком Authorization проверяется только по нему "
                 "(cookie панели тогда не учитывается). Ошибки: `{\"error_id\", \"message\", \"details\"}`. "
