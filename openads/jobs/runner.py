@@ -127,6 +127,8 @@ def run_claimed(db: Database, claim: Claim, *, var_dir: Path, recordings_dir: Pa
                 continue
         # failed for good
         _quietly(db, fail_job, claim, error=message, now=clock())  # the result committed so far stays
+        if claim.kind in (JobKind.HOUSING_CHECK, JobKind.HOUSING_IMPORT):
+            housing.discard_upload(ctx)  # to be uploaded again: residents' data is not kept meanwhile
         return JobStatus.FAILED
 
 
