@@ -60,20 +60,13 @@ def payload(job_id: int, kind: str, status: str, done: int, total: int | None,
 
 
 def enqueue_job(session: Session, *, org_id: int, kind: JobKind, params: dict[str, Any], by: User | None,
-                total: int | None = None, claim_token: str | None = None, lease: timedelta | None = None,
-                now: datetime | None = None) -> Job:
-    """A new job of `org_id` (queued for the worker; with `claim_token`, already running for the
-    caller, e.g. the command line that runs it itself). Emits `job.progress`."""
+                total: int | None = None, now: datetime | None = None) -> Job:
+    """A new job of `org_id`, queued (a caller that runs it itself claims it by id in the same
+    transaction). Emits `job.progress`."""
     now = now or utcnow()
     job = Job(organization_id=org_id, kind=kind, params=params, requested_by_id=by.id if by else None,
               progress_total=total, created_at=now, updated_at=now, status=JobStatus.QUEUED, progress_done=0,
               state={}, result={}, error="", attempts=0)
-    if claim_token is not None:
-        job.status = JobStatus.RUNNING
-        job.lease_token = claim_token
-        job.lease_until = now + (lease or timedelta(minutes=2))
-        job.started_at = now
-        job.attempts = 1
     session.add(job)
     session.flush()
     events.emit(session, org_id, events.JOB_PROGRESS,

@@ -55,6 +55,7 @@ class JobContext:
     stop: threading.Event
     lease: timedelta
     clock: Callable[[], datetime]
+    on_progress: Callable[[int, int | None], None] | None = None  # the command line's own display
     _announced: float = field(default=float("-inf"))
 
     @property
@@ -87,15 +88,20 @@ class JobContext:
         every `ANNOUNCE_EVERY` seconds. LeaseLost if another runner has the job now."""
         checkpoint_job(session, self.claim, done=done, total=total, state=state, result=result,
                        lease=self.lease, now=self.clock(), announce=self._due())
+        if self.on_progress is not None:
+            self.on_progress(done, total)
 
     def progress(self, done: int, total: int | None = None, *, force: bool = False) -> None:
         """Progress of a job with no writes of its own: a short write transaction of its own, at
         most every `ANNOUNCE_EVERY` seconds (it also renews the lease)."""
+        if self.on_progress is not None:
+            self.on_progress(done, total)
         if not force and time.monotonic() - self._announced < ANNOUNCE_EVERY:
             return
         with self.db.write() as s:
             self._announced = float("-inf")
-            self.checkpoint(s, done=done, total=total)
+            checkpoint_job(s, self.claim, done=done, total=total, lease=self.lease, now=self.clock(),
+                           announce=self._due())
 
     def var_path(self, relative: str) -> Path:
         """A file under the var dir named by a job's params or result; JobFailed outside it."""

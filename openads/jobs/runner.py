@@ -78,17 +78,20 @@ def _reload(db: Database, claim: Claim) -> Claim:
 
 
 def run_claimed(db: Database, claim: Claim, *, var_dir: Path, recordings_dir: Path, stop: threading.Event,
-                lease: timedelta = LEASE, clock: Callable[[], datetime] = utcnow) -> JobStatus | None:
+                lease: timedelta = LEASE, clock: Callable[[], datetime] = utcnow,
+                on_progress: Callable[[int, int | None], None] | None = None) -> JobStatus | None:
     """Run a claimed job to its end; returns its status, or None when it was given back (stop) or
-    taken over (lease lost)."""
+    taken over (lease lost). `on_progress(done, total)`: after every checkpoint (the command line)."""
     handler = HANDLERS.get(claim.kind)
     retries = 0
     while True:
-        ctx = JobContext(db, claim, var_dir, recordings_dir, stop, lease, clock)
+        ctx = JobContext(db, claim, var_dir, recordings_dir, stop, lease, clock, on_progress)
         try:
             if handler is None:
                 raise JobFailed(f"неизвестный вид задания «{claim.kind}»")
             result, done = handler(ctx)
+            if on_progress is not None:
+                on_progress(done, done)
             with db.write() as s:
                 finish_job(s, claim, result=result, done=done, now=clock())
             if claim.kind == JobKind.HOUSING_IMPORT:

@@ -267,23 +267,33 @@ def test_large_file_progress_and_chunking(db: Database, world: Any, tmp_path: Pa
 
 def test_import_housing_cmd_dry_run_and_apply(db: Database, world: Any, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from models.job import Job, JobKind, JobStatus
     from openads.commands.exchange import import_housing_cmd
 
+    var = tmp_path / "var"
     sample = Path(__file__).resolve().parents[2] / "docs" / "samples" / "housing-sample.csv"
     with db.read() as s:
         before = _counts(s, world.org_a)
-    assert import_housing_cmd(db, world.org_a.id, sample, dry_run=True) == 0
+    assert import_housing_cmd(db, world.org_a.id, sample, dry_run=True, var_dir=var) == 0
     assert "ничего не записано" in capsys.readouterr().out
     with db.read() as s:
         assert _counts(s, world.org_a) == before
     ticks: list[str] = []
-    assert import_housing_cmd(db, world.org_a.id, sample, dry_run=False, progress=ticks.append) == 0
+    assert import_housing_cmd(db, world.org_a.id, sample, dry_run=False, progress=ticks.append, var_dir=var) == 0
     assert ticks[-1] == "обработано строк: 10"
     with db.read() as s:
         assert _counts(s, world.org_a)["houses"] == before["houses"] + 2
+        # the command line ran the same jobs the panel lists, as «система»
+        jobs = s.execute(select(Job.kind, Job.status, Job.requested_by_id).order_by(Job.id)).all()
+        assert jobs == [(JobKind.HOUSING_CHECK, JobStatus.DONE, None), (JobKind.HOUSING_IMPORT, JobStatus.DONE, None)]
+    assert not list((var / "imports").iterdir())  # no copy of the residents' file is left behind
     bad = _write_csv(tmp_path, [["г. Омск, ул. Мира, д. 1", "", "x", "", "", "", "", "", "", "", "", "", ""]])
-    assert import_housing_cmd(db, world.org_a.id, bad) == 2
+    assert import_housing_cmd(db, world.org_a.id, bad, var_dir=var) == 2
     assert "строка 2: широта должна быть числом" in capsys.readouterr().out
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"PK\x03\x04 no workbook")
+    with pytest.raises(ImportFailed, match="повреждён"):
+        import_housing_cmd(db, world.org_a.id, broken, var_dir=var)
 
 
 def test_every_problem_of_a_row_is_reported_and_the_row_not_imported(db: Database, world: Any,
