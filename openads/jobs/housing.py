@@ -114,6 +114,7 @@ def apply(ctx: JobContext) -> tuple[dict[str, Any], int]:
     try:
         for chunk in batches(remaining, sizer.size):
             ctx.check_stop()
+            planned = time.perf_counter()
             with ctx.db.read() as s:
                 batch = importer.plan(s, chunk)
             started = time.perf_counter()
@@ -127,7 +128,10 @@ def apply(ctx: JobContext) -> tuple[dict[str, Any], int]:
                 # Another writer added the same house, premise or account between our read and our
                 # write: plan the batch again against what is committed now.
                 raise Retry(f"batch up to file row {batch.last_row}: {exc.orig}") from exc
-            sizer.took(time.perf_counter() - started, len(chunk))
+            wrote = time.perf_counter() - started
+            log.debug("housing import job %s: %d rows up to file row %d, planned in %.0f ms, written in %.0f ms",
+                      ctx.claim.job_id, len(chunk), batch.last_row, (started - planned) * 1000, wrote * 1000)
+            sizer.took(wrote, len(chunk))
             importer.written()
     finally:
         rows.close()
