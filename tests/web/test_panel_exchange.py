@@ -265,3 +265,14 @@ def test_export_job_of_two_organizations_is_downloaded_only_by_who_sees_both(db:
     assert client.get(f"/jobs/{job_id}").status_code == 200
     assert client.get(f"/jobs/{job_id}/file").status_code == 404
     assert login_as(world.dispatcher_b).get(f"/jobs/{job_id}").status_code == 404
+
+
+def test_the_web_server_module_imports_first_in_a_fresh_process() -> None:
+    """`openads web` loads web.asgi before anything else (web.sse, then the panel's views that use it)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", "import web.asgi"], cwd=root, capture_output=True, text=True,
+                          env={**__import__("os").environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr

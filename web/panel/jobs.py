@@ -25,11 +25,11 @@ from models.rules.housing_rows import FIELD_TITLES_RU
 from models.services.housing_import import ImportReport
 from models.services.jobs import enqueue_job, update_result, visible_job, visible_jobs
 from openads.jobs import uploads
+from web import sse  # web.sse imports web.panel: the module, not its names, at import time
 from web.auth import login_required
 from web.dbsession import session as db_session
 from web.panel import bp
 from web.panel.common import my_orgs, settings, user
-from web.sse import current_max_id
 
 IMPORT_ROLES = (Role.ADMIN, Role.MANAGER)
 # A job queued longer than this without a runner picking it up: the page says the worker may be down.
@@ -88,7 +88,7 @@ def job_page(job_id: int) -> Any:
     return render_template(
         "jobs/job.html", job=job, report=_report(job), field_titles=FIELD_TITLES_RU, waiting=waiting,
         requesters=_requesters([job]), orgs=_orgs(), applied_job=applied_job, may_import=user().role in IMPORT_ROLES,
-        last_event_id=current_max_id(s, user().organization_ids),
+        last_event_id=sse.current_max_id(s, user().organization_ids),
     )
 
 
