@@ -5,8 +5,8 @@ batch) and keeps the report (counts, every row's problems, the first rows) as th
 
 `apply`: the same plan, then each batch's writes, the report so far and the checkpoint (the file row
 the batch ended on) in one short write transaction. The batch size adapts so that the write takes
-about `TARGET_WRITE_SECONDS` (SQLite holds its one write lock for that long, then the dispatchers'
-requests go in). A worker killed mid-import: the next claim skips the rows up to the checkpoint and
+about `TARGET_WRITE_SECONDS` (on SQLite 40 ms: it holds its one write lock for that long, then the
+dispatchers' requests go in). A worker killed mid-import: the next claim skips the rows up to the checkpoint and
 goes on with the counts as committed, so nothing is applied twice (and applying it twice would
 change nothing: the import is idempotent).
 """
@@ -29,18 +29,21 @@ from openads.jobs.context import JobContext, JobFailed, Retry
 
 log = logging.getLogger(__name__)
 
-TARGET_WRITE_SECONDS = 0.04  # per batch; the hard bound asked for is 0.1 s (issue 12 item B4)
+# How long a batch's write transaction should take. SQLite: the time its one write lock is held (the
+# bound asked for is 0.1 s, issue 12 item B4). PostgreSQL locks rows, and only the import's own: larger
+# batches there mean fewer commits (each an fsync) and fewer round trips per row.
+TARGET_WRITE_SECONDS = {"sqlite": 0.04, "postgresql": 0.25}
 FIRST_BATCH = 100
 MIN_BATCH = 10
-MAX_BATCH = 2000
+MAX_BATCH = {"sqlite": 2000, "postgresql": 5000}
 CHECK_BATCH = 1000
 
 
 class BatchSizer:
     """Rows per batch, adapted after each write to take about `target` seconds."""
 
-    def __init__(self, start: int = FIRST_BATCH, target: float = TARGET_WRITE_SECONDS,
-                 low: int = MIN_BATCH, high: int = MAX_BATCH) -> None:
+    def __init__(self, start: int = FIRST_BATCH, target: float = TARGET_WRITE_SECONDS["sqlite"],
+                 low: int = MIN_BATCH, high: int = MAX_BATCH["sqlite"]) -> None:
         self.current = max(low, min(high, start))
         self.target, self.low, self.high = target, low, high
 
@@ -104,7 +107,9 @@ def apply(ctx: JobContext) -> tuple[dict[str, Any], int]:
     report = ImportReport.from_state(ctx.result) if last_row else ImportReport()
     report.columns, report.ignored_columns = list(rows.columns), list(rows.ignored_columns)
     total = ctx.claim.total or rows.total_hint or estimate_data_rows(path)
-    sizer = BatchSizer(int(ctx.state.get("batch") or FIRST_BATCH))
+    dialect = "sqlite" if ctx.db.is_sqlite else "postgresql"
+    sizer = BatchSizer(int(ctx.state.get("batch") or FIRST_BATCH), TARGET_WRITE_SECONDS[dialect], MIN_BATCH,
+                       MAX_BATCH[dialect])
     with ctx.db.read() as s:
         importer = Importer(s, ctx.claim.organization_id, report=report)
     if last_row:
