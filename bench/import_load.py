@@ -225,9 +225,10 @@ def run(url: str, engine: str, facts: Facts, out_dir: Path) -> None:
     figure(f"import_ticket_create_p99_{engine}", percentile(create_ms, 99), "ms", f"<= {TARGET_MS:.0f} ms")
     figure(f"import_sign_in_p99_{engine}", percentile(sign_in_ms, 99), "ms", f"<= {TARGET_MS:.0f} ms")
     figure(f"import_requests_failed_{engine}", len(errors), "count", "= 0", digits=0)
-    if writes:
+    if writes:  # SQLite's one write lock; PostgreSQL locks only the import's rows (informational there)
         figure(f"import_batch_write_max_{engine}", max(w for _r, _p, w in writes), "ms",
-               f"<= {WRITE_TARGET_MS:.0f} ms", digits=0)
+               f"<= {WRITE_TARGET_MS:.0f} ms" + ("" if engine == "sqlite" else ", informational: row locks only"),
+               digits=0)
     figure(f"import_{ROWS}_rows_{engine}", seconds, "s", digits=1)
     write_ms = sorted(w for _r, _p, w in writes)
     note(f"import {engine}: job {status}, {done}/{ROWS} rows{', ' + error if error else ''}; "
