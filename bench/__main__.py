@@ -1,16 +1,19 @@
-"""`make bench`: journal page latency, export of 100 000 rows, API ticket creation rate, sign-in and
-registration latency with 500 open event streams, telephony
-(through the ARI emulator, and through the real test PBX with SIPp).
+"""`make bench`: journal page latency, export of 100 000 rows, API ticket creation rate (16 clients; and
+one sequential client with an executor assigned, one gunicorn sync worker), sign-in and registration
+latency with 500 open event streams, registration and sign-in while a 160 000-row housing import
+applies, telephony (through the ARI emulator, and through the real test PBX with SIPp).
 
 Figures go to stdout as `bench: <name> = <value> <unit> (target <op> <value>)`; diagnostics to
 stderr. A missed target is only reported (exit 0); anything that crashes exits non-zero.
 
 Environment: BENCH_TICKETS (default 1 000 000), BENCH_SKIP_PG=1 (SQLite only), BENCH_PG_URL
 (server, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres), BENCH_ONLY
-(comma-separated subset of journal,export,api,sse,telephony,robot,pbx; or the parts as arguments:
+(comma-separated subset of journal,export,api,api_seq,import,sse,telephony,robot,pbx; or the parts as arguments:
 `python -m bench pbx`),
 BENCH_ENGINES (default sqlite,postgresql), BENCH_JOURNAL_ROUNDS, BENCH_API_REQUESTS,
-BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS, BENCH_WEB_THREADS; sse (bench/sse.py): BENCH_SSE_STREAMS (500),
+BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS, BENCH_WEB_THREADS; api_seq (bench/api_sequential.py):
+BENCH_API_SEQ_REQUESTS; import (bench/import_load.py): BENCH_IMPORT_ROWS (160 000), BENCH_IMPORT_RATE
+(registrations and sign-ins per second, 4 each), BENCH_IMPORT_LIMIT (seconds); sse (bench/sse.py): BENCH_SSE_STREAMS (500),
 BENCH_SSE_RATE (sign-ins and tickets per second, 10 each), BENCH_SSE_SECONDS (30); telephony (bench/telephony.py): BENCH_RESIDENTS, BENCH_CALLS,
 BENCH_CALL_RATE, BENCH_MISSED, BENCH_MISSED_SPREAD, BENCH_REDIS_URL; pbx (bench/pbx.py): BENCH_PBX_ENGINES
 (default postgresql), BENCH_PBX_CALLS, BENCH_PBX_WITHIN, BENCH_PBX_STORM_CALLS, BENCH_PBX_STORM_SECONDS and the
@@ -41,7 +44,7 @@ def _loop_ms() -> float:
 
 
 def main() -> int:
-    from bench import api, export, journal, pbx, robot, sse, telephony
+    from bench import api, api_sequential, export, import_load, journal, pbx, robot, sse, telephony
     from bench.common import figure, note, read_facts
     from bench.data import BENCH_LOGIN, DEFAULT_TICKETS, prepare
 
@@ -49,7 +52,8 @@ def main() -> int:
     engines = [e.strip() for e in os.environ.get("BENCH_ENGINES", "sqlite,postgresql").split(",") if e.strip()]
     if os.environ.get("BENCH_SKIP_PG", "") in ("1", "true", "yes"):
         engines = [e for e in engines if e != "postgresql"]
-    parts = ("journal", "export", "api", "sse", "telephony", "pbx", "robot")  # pbx beside the emulator's figures
+    # pbx beside the emulator's figures
+    parts = ("journal", "export", "api", "api_seq", "import", "sse", "telephony", "pbx", "robot")
     wanted = ",".join(sys.argv[1:]) or os.environ.get("BENCH_ONLY", ",".join(parts))
     only = {p.strip() for p in wanted.split(",") if p.strip()}
     if only - set(parts):
@@ -87,6 +91,10 @@ def main() -> int:
                     export.run(url, engine, n, OUT)
                 elif part == "api":
                     api.run(url, engine, facts, OUT)
+                elif part == "api_seq":  # bench/api_sequential.py: one sync worker, one client, with executor
+                    api_sequential.run(url, engine, facts, OUT)
+                elif part == "import":  # bench/import_load.py: registering and signing in during an import
+                    import_load.run(url, engine, facts, OUT)
                 elif part == "sse":  # bench/sse.py: 500 open event streams while signing in and registering
                     sse.run(url, engine, facts, OUT)
                 elif part == "robot":  # bench/robot.py: 50 concurrent robot calls (BENCH_ROBOT_CALLS)

@@ -9,6 +9,7 @@ from models.base import Base  # noqa: F401
 from models.call import Call, CallTicket, DispatcherPhone, TelephonySettings, TicketLegalHold  # noqa: F401
 from models.event_cursor import EventCursor  # noqa: F401
 from models.housing import Account, House, HouseNote, Premise, Resident, ResidentPhone  # noqa: F401
+from models.job import Job  # noqa: F401
 from models.missed_call import CallbackAttempt, MissedCall, MissedCallCall  # noqa: F401
 from models.notification import ContactChannel, ResidentContactPreference, RobotSettings  # noqa: F401
 from models.organization import ApiToken, DispatchCentre, Hotline, Membership, Organization, Role, User  # noqa: F401

@@ -86,11 +86,15 @@ def scope_journal(user: User, f: JournalFilter) -> JournalFilter:
 # notices (recipients' addresses, other tickets' numbers).
 EXECUTOR_TICKET_EVENTS = frozenset({events.TICKET_CREATED, events.TICKET_CHANGED})
 EXECUTOR_PUBLIC_EVENTS = frozenset({events.INCIDENT_CHANGED})
+# Background jobs: an executor's own (a journal export), by `requested_by_id`.
+EXECUTOR_OWN_EVENTS = frozenset({events.JOB_PROGRESS, events.JOB_FINISHED})
 
 
 def executor_sees_event(executor_id: int, name: str, payload: dict[str, Any] | None) -> bool:
     if name in EXECUTOR_PUBLIC_EVENTS:
         return True
+    if name in EXECUTOR_OWN_EVENTS:
+        return (payload or {}).get("requested_by_id") == executor_id
     return name in EXECUTOR_TICKET_EVENTS and executor_id in (payload or {}).get("executor_ids", ())
 
 

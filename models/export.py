@@ -26,6 +26,7 @@ from sqlalchemy import BigInteger, Connection, Integer, String, bindparam, cast,
 from stream_zip import ZIP_32, stream_zip
 
 from models.db import Database
+from models.files import open_private
 from models.housing import House, Premise
 from models.organization import Organization, User
 from models.queries import JournalFilter, journal_select
@@ -589,19 +590,32 @@ def iter_journal_xlsx(db: Database, org_ids: Iterable[int], f: JournalFilter, no
 
 
 def write_journal_xlsx(db: Database, org_ids: Iterable[int], f: JournalFilter, now: datetime,
-                       path: str | Path) -> int:
-    """Write the export to `path` (atomically: a temporary file renamed at the end); returns the row count."""
+                       path: str | Path, progress: Callable[[int], None] | None = None) -> int:
+    """Write the export to `path` (atomically: a private temporary file renamed at the end); returns
+    the row count. `progress(rows_written)` is called after each batch of rows."""
     counter = [0]
     target = Path(path)
     tmp = target.with_name(target.name + ".part")
+    reported = 0
     try:
-        with open(tmp, "wb") as out:
+        with open_private(tmp) as out:  # residents' names and phones: 0640 like the database
             for chunk in _journal_zip(db, list(org_ids), f, now, counter):
                 out.write(chunk)
+                if progress is not None and counter[0] != reported:
+                    reported = counter[0]
+                    progress(reported)
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
     return counter[0]
+
+
+def count_journal(db: Database, org_ids: Iterable[int], f: JournalFilter, now: datetime) -> int:
+    """How many rows an export of this filter holds (for a progress bar)."""
+    f = replace(f, before=None)
+    stmt = journal_select(list(org_ids), f, now).order_by(None).with_only_columns(func.count(Ticket.id))
+    with db.read() as session:
+        return int(session.scalar(stmt) or 0)
 
 
 __all__ = [

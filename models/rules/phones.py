@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import phonenumbers
+
+# A Russian number as people write it: +7 or 8, then ten digits, with spaces, dashes and brackets.
+_RU_PLAIN = re.compile(r"(?:\+7|8(?!10))(\d{10})")  # 8 10 … is the international prefix
+_RU_SEPARATORS = str.maketrans("", "", " -()\u00a0")
 
 
 class InvalidPhone(ValueError):
@@ -18,6 +23,12 @@ def to_e164(raw: str, region: str = "RU") -> str:
     text = (raw or "").strip()
     if not text:
         raise InvalidPhone(raw)
+    if region == "RU":
+        # The usual shapes of a Russian number, without phonenumbers' ~0.2 ms parse (a housing import
+        # parses one or two per row): the same answer, since every +7 number of ten digits is possible.
+        plain = _RU_PLAIN.fullmatch(text.translate(_RU_SEPARATORS))
+        if plain:
+            return "+7" + plain.group(1)
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:

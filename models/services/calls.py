@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -788,45 +788,78 @@ def release_legal_hold(session: Session, *, org_id: int, ticket_id: int, by: Use
         session.flush()
 
 
+def retention_days(session: Session, org_id: int) -> int:
+    """How many days the organization keeps call recordings."""
+    days = session.scalar(select(TelephonySettings.recording_retention_days)
+                          .where(TelephonySettings.organization_id == org_id))
+    return int(days or DEFAULT_RETENTION_DAYS)
+
+
+def expired_recordings(session: Session, *, org_id: int, now: datetime, limit: int = 1000) -> tuple[int, list[Recording]]:
+    """The organization's retention in days and its oldest recordings past it (at most `limit`),
+    never those of calls linked to a ticket under legal hold. Reads only."""
+    days = retention_days(session, org_id)
+    held = exists().where(
+        CallTicket.call_id == Recording.call_id, TicketLegalHold.ticket_id == CallTicket.ticket_id,
+    )
+    recs = session.scalars(
+        select(Recording)
+        .where(Recording.organization_id == org_id, Recording.deleted_at.is_(None),
+               Recording.created_at < now - timedelta(days=days), ~held)
+        .order_by(Recording.created_at, Recording.id)
+        .limit(limit)
+    ).all()
+    return days, list(recs)
+
+
+def delete_recording_files(recordings_dir: Path, recs: Sequence[Recording], days: int) -> dict[int, str]:
+    """Delete the files of `recs` (no database access); returns each recording's deletion reason."""
+    reasons: dict[int, str] = {}
+    for rec in recs:
+        reason = f"срок хранения {days} дн."
+        try:
+            recording_file(recordings_dir, rec).unlink()
+        except FileNotFoundError:
+            reason += "; файл уже отсутствовал"
+        except ValidationFailed:
+            reason += "; путь вне каталога, файл не тронут"
+        logger.info("recording purged: id=%s org=%s call=%s path=%s (%s)", rec.id, rec.organization_id,
+                    rec.call_id, rec.path, reason)
+        reasons[rec.id] = reason
+    return reasons
+
+
+def mark_recordings_purged(session: Session, reasons: dict[int, str], *, now: datetime) -> int:
+    """Record the deletions (`deleted_at`, `deleted_reason`: the deletion log); the rows stay."""
+    marked = 0
+    for rec_id, reason in reasons.items():
+        result = session.execute(
+            update(Recording).where(Recording.id == rec_id, Recording.deleted_at.is_(None))
+            .values(deleted_at=now, deleted_reason=reason)
+        )
+        marked += int(result.rowcount)  # type: ignore[attr-defined]
+    return marked
+
+
 def purge_expired_recordings(
     session: Session, *, now: datetime, recordings_dir: Path, batch: int = 1000,
 ) -> list[Recording]:
-    """The retention job: delete the files of recordings older than each organization's retention
-    (default 90 days), except recordings of calls linked to a ticket under legal hold.
+    """The retention rule in one transaction: delete the files of recordings older than each
+    organization's retention (default 90 days), except recordings of calls linked to a ticket under
+    legal hold. The background job (openads/jobs/recordings.py) does the same per organization in
+    batches, the files deleted outside the write transaction.
 
     The row stays with `deleted_at` and `deleted_reason` (the deletion log), and each deletion is
     also logged. Files go first: if the transaction then fails, the next run finds the files
     missing and still marks the rows.
     """
-    retention = dict(session.execute(
-        select(TelephonySettings.organization_id, TelephonySettings.recording_retention_days)
-    ).all())
-    held = exists().where(
-        CallTicket.call_id == Recording.call_id, TicketLegalHold.ticket_id == CallTicket.ticket_id,
-    )
     purged: list[Recording] = []
     for org_id in session.scalars(select(Organization.id).order_by(Organization.id)):
-        days = int(retention.get(org_id, DEFAULT_RETENTION_DAYS))
-        cutoff = now - timedelta(days=days)
-        recs = session.scalars(
-            select(Recording)
-            .where(Recording.organization_id == org_id, Recording.deleted_at.is_(None), Recording.created_at < cutoff,
-                   ~held)
-            .order_by(Recording.created_at, Recording.id)
-            .limit(batch)
-        ).all()
+        days, recs = expired_recordings(session, org_id=org_id, now=now, limit=batch)
+        reasons = delete_recording_files(recordings_dir, recs, days)
         for rec in recs:
-            reason = f"срок хранения {days} дн."
-            try:
-                recording_file(recordings_dir, rec).unlink()
-            except FileNotFoundError:
-                reason += "; файл уже отсутствовал"
-            except ValidationFailed:
-                reason += "; путь вне каталога, файл не тронут"
             rec.deleted_at = now
-            rec.deleted_reason = reason
-            logger.info("recording purged: id=%s org=%s call=%s path=%s (%s)", rec.id, org_id, rec.call_id,
-                        rec.path, reason)
+            rec.deleted_reason = reasons[rec.id]
             purged.append(rec)
     session.flush()
     return purged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,14 @@ from werkzeug.datastructures import MultiDict
 
 from models.base import utcnow
 from models.db import Database
-from models.errors import NotFound
+from models.errors import ImportFailed, NotFound
 from models.export import write_journal_xlsx
+from models.job import Job, JobKind, JobStatus
 from models.organization import Organization
-from models.services.housing_import import ImportReport, apply_import, parse_housing_file, preview_import
+from models.services.housing_import import ImportReport, parse_housing_file
+from models.services.jobs import claim_job, enqueue_job, release_job
+from openads.commands import CommandError
+from openads.jobs import uploads
 
 
 def _org_zones(db: Database, org_ids: Sequence[int]) -> list[tuple[int, str]]:
@@ -74,33 +79,67 @@ def report_text(report: ImportReport) -> str:
 
 
 def import_housing_cmd(db: Database, org_id: int, path: str | Path, dry_run: bool = False,
-                       progress: Callable[..., Any] | None = None) -> int:
+                       progress: Callable[..., Any] | None = None, *, var_dir: Path | None = None) -> int:
     """Import the housing stock file `path` (.csv/.xlsx) into organization `org_id`.
 
-    `dry_run`: only check and count (read transaction, nothing written). Otherwise one write
-    transaction: valid rows are applied and committed together, rows with errors skipped. A file
-    that cannot be read at all (broken .xlsx, no «Адрес» column) raises ImportFailed and writes
-    nothing. `progress` is called with a Russian text such as «обработано строк: 5000».
+    The same background job the panel queues (decision 0030), run here at once: the file is copied
+    under the var dir, a job is queued and claimed by this process in one transaction, and its
+    batches commit one by one (each holds the write lock for tens of milliseconds, so the panel
+    and the worker go on meanwhile). The job is in «Задания»; if this process is stopped (Ctrl+C)
+    the job is given back and `openads worker` finishes it, skipping what was committed.
+
+    `dry_run`: only check and count (the check job: nothing written). A file that cannot be read
+    at all (broken .xlsx, no «Адрес» column) raises ImportFailed before anything is queued.
+    `progress` is called with a Russian text such as «обработано строк: 5000 из 160000».
     Prints the report; returns the exit code: 0 when every row was fine, 2 when some rows had
     errors (the other rows were still applied).
     """
+    from openads.config import load_settings
+    from openads.jobs import runner
+    from openads.jobs.uploads import store_copy
+
     path = Path(path)
+    var = Path(var_dir) if var_dir is not None else load_settings().var_dir
+    with db.read() as s:
+        if s.get(Organization, org_id) is None:
+            raise NotFound(f"организация не найдена: {org_id}")
+    rows = parse_housing_file(path, path.name)  # a broken file or a missing column: ImportFailed now
+    rows.close()
+    kind = JobKind.HOUSING_CHECK if dry_run else JobKind.HOUSING_IMPORT
+    name = store_copy(var, path)
+    token = runner.new_token()
+    with db.write() as s:
+        job = enqueue_job(s, org_id=org_id, kind=kind, params={"file": name, "filename": path.name}, by=None)
+        claim = claim_job(s, token=token, lease=runner.LEASE, job_id=job.id)
+    assert claim is not None
 
-    def tick(done: int) -> None:
+    def tick(done: int, total: int | None) -> None:
         if progress is not None:
-            progress(f"обработано строк: {done}")
+            progress(f"обработано строк: {done}" + (f" из {total}" if total and total != done else ""))
 
-    if dry_run:
-        with db.read() as s:
-            org = s.get(Organization, org_id)
-            if org is None:
-                raise NotFound(f"организация не найдена: {org_id}")
-            report = preview_import(s, org, parse_housing_file(path, path.name))
-    else:
+    stop = threading.Event()
+    try:
+        # A housing job reads no recordings: the var dir stands in for their directory.
+        status = runner.run_claimed(db, claim, var_dir=var, recordings_dir=var, stop=stop, on_progress=tick)
+    except KeyboardInterrupt:
+        stop.set()
         with db.write() as s:
-            org = s.get(Organization, org_id)
-            if org is None:
-                raise NotFound(f"организация не найдена: {org_id}")
-            report = apply_import(s, org, parse_housing_file(path, path.name), progress=tick)
+            release_job(s, claim)
+        raise CommandError(f"прервано: задание № {claim.job_id} продолжит обработчик заданий (openads worker)") \
+            from None
+    with db.read() as s:
+        done = s.get(Job, claim.job_id)
+        assert done is not None
+        error, result = done.error, dict(done.result or {})
+    if status is None:
+        raise CommandError(f"задание № {claim.job_id} прервано; его продолжит обработчик заданий (openads worker)")
+    if status == JobStatus.FAILED:
+        if dry_run:
+            uploads.remove(var, name)
+        raise ImportFailed(error)
+    if dry_run:
+        uploads.remove(var, name)  # nothing follows a check from the command line
+    report = ImportReport.from_state(result)
+    report.applied = not dry_run
     print(report_text(report))
     return 2 if report.rows_failed else 0

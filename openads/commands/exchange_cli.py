@@ -31,7 +31,8 @@ JOURNAL_FILTERS = (
 
 
 def register(sub: Any) -> None:
-    imp = sub.add_parser("import-housing", help="загрузить жилой фонд из CSV/XLSX (дома, помещения, ЛС, жители)")
+    imp = sub.add_parser("import-housing", help="загрузить жилой фонд из CSV/XLSX (дома, помещения, ЛС, жители); "
+                                                "фоновое задание, выполняемое здесь же частями")
     imp.add_argument("path", type=Path, help="файл .csv или .xlsx")
     imp.add_argument("--org", required=True, type=positive_int, metavar="ID", help="id организации")
     imp.add_argument("--dry-run", action="store_true", help="только проверить и показать, что изменится")
@@ -81,9 +82,11 @@ def run_import(args: argparse.Namespace) -> int:
         raise UsageError(f"ожидается файл .csv или .xlsx, получено {args.path.name!r}")
     from openads.commands.exchange import import_housing_cmd
 
-    db = database(settings().database_url)
+    app_settings = settings()
+    db = database(app_settings.database_url)
     try:
-        result = import_housing_cmd(db, args.org, args.path, args.dry_run, _progress(args.quiet))
+        result = import_housing_cmd(db, args.org, args.path, args.dry_run, _progress(args.quiet),
+                                    var_dir=app_settings.var_dir)
     finally:
         db.dispose()
         if not args.quiet:

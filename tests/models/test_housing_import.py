@@ -267,20 +267,99 @@ def test_large_file_progress_and_chunking(db: Database, world: Any, tmp_path: Pa
 
 def test_import_housing_cmd_dry_run_and_apply(db: Database, world: Any, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from models.job import Job, JobKind, JobStatus
     from openads.commands.exchange import import_housing_cmd
 
+    var = tmp_path / "var"
     sample = Path(__file__).resolve().parents[2] / "docs" / "samples" / "housing-sample.csv"
     with db.read() as s:
         before = _counts(s, world.org_a)
-    assert import_housing_cmd(db, world.org_a.id, sample, dry_run=True) == 0
+    assert import_housing_cmd(db, world.org_a.id, sample, dry_run=True, var_dir=var) == 0
     assert "ничего не записано" in capsys.readouterr().out
     with db.read() as s:
         assert _counts(s, world.org_a) == before
     ticks: list[str] = []
-    assert import_housing_cmd(db, world.org_a.id, sample, dry_run=False, progress=ticks.append) == 0
+    assert import_housing_cmd(db, world.org_a.id, sample, dry_run=False, progress=ticks.append, var_dir=var) == 0
     assert ticks[-1] == "обработано строк: 10"
     with db.read() as s:
         assert _counts(s, world.org_a)["houses"] == before["houses"] + 2
+        # the command line ran the same jobs the panel lists, as «система»
+        jobs = s.execute(select(Job.kind, Job.status, Job.requested_by_id).order_by(Job.id)).all()
+        assert jobs == [(JobKind.HOUSING_CHECK, JobStatus.DONE, None), (JobKind.HOUSING_IMPORT, JobStatus.DONE, None)]
+    assert not list((var / "imports").iterdir())  # no copy of the residents' file is left behind
     bad = _write_csv(tmp_path, [["г. Омск, ул. Мира, д. 1", "", "x", "", "", "", "", "", "", "", "", "", ""]])
-    assert import_housing_cmd(db, world.org_a.id, bad) == 2
+    assert import_housing_cmd(db, world.org_a.id, bad, var_dir=var) == 2
     assert "строка 2: широта должна быть числом" in capsys.readouterr().out
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"PK\x03\x04 no workbook")
+    with pytest.raises(ImportFailed, match="повреждён"):
+        import_housing_cmd(db, world.org_a.id, broken, var_dir=var)
+
+
+def test_every_problem_of_a_row_is_reported_and_the_row_not_imported(db: Database, world: Any,
+                                                                       tmp_path: Path) -> None:
+    rows = [
+        # row 2: no recognisable address, latitude out of range, floor and entrance not numbers
+        ["-", "", "95", "37.6", "1", "", "второй", "цоколь", "", "Ким Анна", "", "", ""],
+        # row 3: a number for an address, a longitude that is no number, a bad phone
+        ["12", "", "55.7", "восток", "2", "", "1", "1", "", "Ли Борис", "12", "", ""],
+        # row 4: letters but no house number
+        ["ул. Садовая", "", "", "", "3", "", "", "", "", "", "", "", ""],
+        # row 5: floor and entrance out of range
+        ["г. Москва, ул. Садовая, д. 9", "", "", "", "4", "", "0", "300", "", "", "", "", ""],
+        # row 6: well formed
+        ["г. Москва, ул. Садовая, д. 9", "", "55.7", "37.6", "5", "", "2", "-1", "", "Юн Вера", "", "", ""],
+    ]
+    report = _apply(db, world.org_a, _write_csv(tmp_path, rows))
+    errors = {e.row: e.message for e in report.errors}
+    assert errors[2] == ("адрес «-» не распознан: нужны улица (или населённый пункт) и номер дома; "
+                         "широта вне диапазона -90…90: «95»; подъезд должен быть целым числом, получено «второй»; "
+                         "этаж должен быть целым числом, получено «цоколь»")
+    assert errors[3] == ("адрес «12» не распознан: нужны улица (или населённый пункт) и номер дома; "
+                         "долгота должна быть числом, получено «восток»; некорректный номер телефона «12»")
+    assert errors[4].startswith("адрес «ул. Садовая» не распознан")
+    assert errors[5] == "подъезд вне диапазона 1…200: «0»; этаж вне диапазона -5…200: «300»"
+    assert sorted(errors) == [2, 3, 4, 5] and report.rows_ok == 1 and report.rows_failed == 4
+    with db.read() as s:
+        premises = s.execute(select(Premise.number, Premise.entrance, Premise.floor).join(House)
+                             .where(House.address == "г. Москва, ул. Садовая, д. 9")).all()
+        assert premises == [("5", "2", "-1")]  # row 5 added nothing, not even its house's premise 4
+        assert s.scalar(select(func.count()).select_from(Resident).where(
+            Resident.full_name.in_(["Ким Анна", "Ли Борис"]))) == 0
+        assert s.scalar(select(func.count()).select_from(House).where(
+            House.address.in_(["-", "12", "ул. Садовая"]))) == 0
+
+
+def test_an_old_or_password_protected_workbook_gives_a_clear_error(tmp_path: Path) -> None:
+    ole = tmp_path / "protected.xlsx"
+    ole.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600))
+    with pytest.raises(ImportFailed, match="Excel 97–2003 или защищён паролем"):
+        parse_housing_file(ole, ole.name)
+    not_a_book = tmp_path / "archive.xlsx"
+    with __import__("zipfile").ZipFile(not_a_book, "w") as zf:
+        zf.writestr("readme.txt", "не книга")
+    with pytest.raises(ImportFailed, match="повреждён или не является книгой Excel"):
+        parse_housing_file(not_a_book, not_a_book.name)
+
+
+def test_a_batch_is_written_with_a_few_statements_whatever_its_size(db: Database, world: Any) -> None:
+    from sqlalchemy import event
+
+    rows = [hi.RowData(n + 2, {"address": f"г. Тула, ул. Мира, д. {n // 50}", "premise": str(n % 50 + 1),
+                               "account": f"ЛС-{n}", "full_name": f"Житель {n}", "phones": f"+7916{n:07d}"})
+            for n in range(300)]
+    with db.write() as s:
+        importer = hi.Importer(s, world.org_a.id)
+        batch = importer.plan(s, rows)
+        statements: list[str] = []
+        listener = lambda *a: statements.append(a[2])  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", listener)
+        try:
+            importer.write(s, batch)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listener)
+    assert len(statements) <= 10, statements  # 4 id allocations + 5 inserts, however many rows
+    with db.read() as s:
+        assert _counts(s, world.org_a)["phones"] == 300 + 1  # and the world resident's phone
+        assert s.scalar(select(func.count()).select_from(Resident).where(
+            Resident.full_name.like("Житель %"), Resident.account_id.is_not(None), Resident.premise_id.is_not(None))) == 300

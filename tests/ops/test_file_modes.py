@@ -119,9 +119,9 @@ def test_an_uploaded_housing_import_is_private(db: Any, world: Any, login_as: An
     resp = client.post("/housing/import", data={"organization_id": str(world.org_a.id),
                                                 "file": (io.BytesIO(CSV.encode()), "fond.csv")},
                        content_type="multipart/form-data")
-    assert resp.status_code == 200
+    assert resp.status_code == 302
     imports = Path(settings.var_dir) / "imports"
-    assert sorted(p.suffix for p in imports.iterdir()) == [".csv", ".json"]
+    assert sorted(p.suffix for p in imports.iterdir()) == [".csv"]
     assert mode(imports) == 0o750 and no_world_access(imports) == []
 
 

@@ -143,7 +143,18 @@ def busy_world(db: Any, world: Any, settings: Any) -> dict[str, Any]:
         ringing = f.make_inbound_call(s, org_a, "+79161112233")
         f.make_incident(s, s.merge(world.house_a), title="Авария ХВС", announcement="Подъезд 2")
         admin = f.make_user(s, [org_a, s.merge(world.org_b)], Role.ADMIN, login="admin_ab")
-    return {"ticket": ticket.id, "call": call.id, "ringing": ringing.id, "missed": missed.id, "admin": admin}
+        from models.job import JobKind, JobStatus
+        from models.services.jobs import enqueue_job
+
+        check = enqueue_job(s, org_id=org_a.id, kind=JobKind.HOUSING_CHECK, by=s.merge(world.manager_a),
+                            params={"file": "imports/x.csv", "filename": "fond.csv"})
+        check.status, check.result = JobStatus.DONE, {
+            "rows_total": 2, "rows_ok": 1, "rows_failed": 1, "houses_created": 1, "errors": [[3, "не указан адрес"]],
+            "sample": [{"row": "2", "address": "г. Тула, ул. Мира, д. 1"}], "columns": ["address"]}
+        running = enqueue_job(s, org_id=org_a.id, kind=JobKind.HOUSING_IMPORT, by=s.merge(world.manager_a),
+                              params={"file": "imports/y.csv", "filename": "fond.csv"}, total=100)
+    return {"ticket": ticket.id, "call": call.id, "ringing": ringing.id, "missed": missed.id, "admin": admin,
+            "jobs": [check.id, running.id]}
 
 
 def test_every_rendered_page_passes_the_csp(app: Any, client: Any, world: Any, busy_world: dict[str, Any]) -> None:
@@ -153,7 +164,8 @@ def test_every_rendered_page_passes_the_csp(app: Any, client: Any, world: Any, b
                              "/calls", f"/calls/{c}", f"/calls/{c}?partial=1", f"/calls/{busy_world['ringing']}/strip", "/missed-calls",
                              f"/missed-calls/{m}", f"/missed-calls/{m}/item", f"/calls/{c}/resident", "/incidents",
                              "/account/security", "/no-such-page"],
-        world.manager_a: ["/calls/compliance", "/ratings", "/settings/robot", "/housing/import"],
+        world.manager_a: ["/calls/compliance", "/ratings", "/settings/robot", "/housing/import", "/jobs",
+                          *(f"/jobs/{j}" for j in busy_world["jobs"])],
         busy_world["admin"]: ["/", "/settings/robot", "/ratings"],  # two organizations: badges and org pickers
         world.executor_a: ["/", f"/tickets/{t}", "/account/security"],
     }

@@ -179,6 +179,26 @@ def test_executor_stream_withholds_failed_notices_and_calls_but_carries_incident
         resp.close()
 
 
+def test_executor_stream_carries_their_own_jobs_progress_only(db: Any, world: Any, login_as: Any) -> None:
+    """Background jobs (decision 0030): an executor's export shows its progress; other jobs of the
+    organization (a manager's housing import) do not reach them."""
+    from models import events
+
+    client = login_as(world.executor_a)
+    resp = _open(client)
+    try:
+        stream = _events(resp)
+        with db.write() as s:
+            events.emit(s, world.org_a.id, events.JOB_PROGRESS, {"job_id": 1, "kind": "housing_import",
+                                                                 "requested_by_id": world.manager_a.id, "done": 5})
+            events.emit(s, world.org_a.id, events.JOB_PROGRESS, {"job_id": 2, "kind": "journal_export",
+                                                                 "requested_by_id": world.executor_a.id, "done": 7})
+        _, name, data = _next_event(stream)
+        assert (name, data["job_id"], data["done"]) == ("job.progress", 2, 7)
+    finally:
+        resp.close()
+
+
 def test_an_open_stream_ends_when_its_session_is_signed_out(app: Any, db: Any, world: Any, login_as: Any) -> None:
     """Served from a thread (plain WSGI): "sign out everywhere" ends the open stream too; the
     browser's reconnect then gets 401."""

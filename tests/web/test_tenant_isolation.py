@@ -21,10 +21,25 @@ from models.ticket import Attachment
 from tests import factories as f
 
 ID_KINDS = ("org_id", "organization_id", "ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id", "call_id",
-            "missed_call_id", "recording_id", "attempt_id", "session_id", "token_id", "user_id", "phone_id")
+            "missed_call_id", "recording_id", "attempt_id", "session_id", "token_id", "user_id", "phone_id",
+            "job_id")
 
 
-def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
+def _export_job(s, org, var_dir) -> int:
+    """A finished journal export of `org` with its file (GET /jobs/<id>/file answers 200)."""
+    from models.job import JobKind, JobStatus
+    from models.services.jobs import enqueue_job
+
+    job = enqueue_job(s, org_id=org.id, kind=JobKind.JOURNAL_EXPORT, params={"org_ids": [org.id]}, by=None)
+    (var_dir / "exports").mkdir(parents=True, exist_ok=True)
+    (var_dir / "exports" / f"journal-{job.id}.xlsx").write_bytes(b"PK")
+    job.status, job.finished_at = JobStatus.DONE, utcnow()
+    job.result = {"file": f"exports/journal-{job.id}.xlsx", "filename": "journal.xlsx", "rows": 0}
+    s.flush()
+    return job.id
+
+
+def _objects(db, world, org_name: str, recordings_dir, var_dir=None) -> dict[str, int]:
     org = getattr(world, org_name)
     cats = world.cats_a if org_name == "org_a" else world.cats_b
     house = world.house_a if org_name == "org_a" else world.house_b
@@ -61,7 +76,8 @@ def _objects(db, world, org_name: str, recordings_dir) -> dict[str, int]:
         session_id = s.scalar(select(UserSession.id).where(UserSession.user_id == user.id).order_by(
             UserSession.id.desc()))
         assert access.is_session_of(s.get(UserSession, session_id), key)
-        return {"org_id": org.id, "organization_id": org.id, "session_id": session_id, "token_id": token.id,
+        job_id = _export_job(s, org, var_dir) if var_dir is not None else 0
+        return {"job_id": job_id, "org_id": org.id, "organization_id": org.id, "session_id": session_id, "token_id": token.id,
                 "ticket_id": ticket.id, "house_id": house.id, "resident_id": resident.id,
                 "attachment_id": attachment.id, "category_id": cats["other"].id, "incident_id": incident.id,
                 "call_id": call.id, "missed_call_id": missed.id, "recording_id": recording.id,
@@ -103,8 +119,8 @@ def _call(client, method: str, url: str, headers: dict[str, str]) -> Any:
 @pytest.mark.parametrize("via", ["panel", "api"])
 def test_every_id_route_hides_another_organizations_objects(app, db, world, login_as, token_for, via,
                                                             settings) -> None:
-    mine = _objects(db, world, "org_a", settings.recordings_dir)
-    theirs = _objects(db, world, "org_b", settings.recordings_dir)
+    mine = _objects(db, world, "org_a", settings.recordings_dir, settings.var_dir)
+    theirs = _objects(db, world, "org_b", settings.recordings_dir, settings.var_dir)
     with db.write() as s:  # an administrator (every route is open to them) of org_a, with every token scope
         admin = f.make_user(s, [s.merge(world.org_a)], Role.ADMIN, login="adm_a")
     client = login_as(admin)

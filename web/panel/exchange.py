@@ -1,21 +1,20 @@
-"""Journal export to .xlsx and housing stock import (upload → preview → confirm → result)."""
+"""Journal export to .xlsx (streamed at once, or as a background job) and housing stock import
+(upload → a check job → confirm → an import job; web/panel/jobs.py shows them)."""
 
 from __future__ import annotations
 
-import json
-import re
-import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Response, render_template, request, stream_with_context
+from flask import Response, redirect, render_template, request, stream_with_context, url_for
 
 from models.base import utcnow
-from models.errors import ImportFailed, NotFound, ValidationFailed
+from models.errors import NotFound
 from models.export import MIMETYPE, iter_journal_xlsx
-from models.files import open_private, private_dir, write_private
+from models.job import JobKind
 from models.organization import Role
-from models.services.housing_import import FIELD_TITLES_RU, apply_import, parse_housing_file, preview_import
+from models.services.jobs import enqueue_job, visible_jobs
+from openads.jobs import uploads
 from web.auth import login_required
 from web.dbsession import database
 from web.dbsession import session as db_session
@@ -25,13 +24,13 @@ from web.panel.common import filter_args, filter_tz, my_orgs, org_by_id, scope_j
 
 IMPORT_ROLES = (Role.ADMIN, Role.MANAGER)
 ALLOWED_SUFFIXES = (".csv", ".xlsx")
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 
 
 @bp.get("/journal/export.xlsx")
 @login_required()
 def export_journal() -> Any:
-    """The filtered journal (all pages) as a streamed .xlsx; scoped to the caller's organizations."""
+    """The filtered journal (all pages) as a streamed .xlsx; scoped to the caller's organizations.
+    For scripts and small sets: the panel's button queues a job instead (`export_journal_job`)."""
     orgs = my_orgs()
     ids = [o.id for o in orgs]
     if not ids:
@@ -51,74 +50,50 @@ def export_journal() -> Any:
     )
 
 
-def _imports_dir() -> Path:
-    return private_dir(Path(settings().var_dir) / "imports")
-
-
-def _stored(token: str) -> tuple[Path, dict[str, Any]]:
-    """The uploaded file kept between preview and confirmation; only its uploader may use it."""
-    if not TOKEN_RE.match(token or ""):
-        raise NotFound("загрузка не найдена или устарела: загрузите файл заново")
-    meta_path = _imports_dir() / f"{token}.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise NotFound("загрузка не найдена или устарела: загрузите файл заново") from exc
-    data = _imports_dir() / f"{token}{meta.get('suffix', '')}"
-    if meta.get("user_id") != user().id or not data.is_file():
-        raise NotFound("загрузка не найдена или устарела: загрузите файл заново")
-    return data, meta
-
-
-def _discard(token: str, meta: dict[str, Any]) -> None:
-    for path in (_imports_dir() / f"{token}{meta.get('suffix', '')}", _imports_dir() / f"{token}.json"):
-        path.unlink(missing_ok=True)
-
-
-def _save_upload() -> tuple[str, Path, dict[str, Any]]:
-    upload = request.files.get("file")  # an oversized body raises 413 here (MAX_CONTENT_LENGTH)
-    if upload is None or not upload.filename:
-        raise ValidationFailed("выберите файл .csv или .xlsx", field="file")
-    suffix = Path(upload.filename).suffix.lower()
-    if suffix not in ALLOWED_SUFFIXES:
-        raise ImportFailed("поддерживаются файлы .csv и .xlsx", filename=upload.filename)
-    org = org_by_id(request.form.get("organization_id"))
-    token = secrets.token_urlsafe(24)
-    path = _imports_dir() / f"{token}{suffix}"
-    with open_private(path) as out:  # residents' names and phones: 0640 like the database
-        upload.save(out)
-    meta = {"user_id": user().id, "organization_id": org.id, "filename": upload.filename, "suffix": suffix}
-    write_private(_imports_dir() / f"{token}.json", json.dumps(meta, ensure_ascii=False).encode())
-    return token, path, meta
+def _import_form(orgs: list[Any], error: str | None = None, status: int = 200) -> Any:
+    recent = [j for j in visible_jobs(db_session(), user(), limit=20)
+              if j.kind in (JobKind.HOUSING_CHECK, JobKind.HOUSING_IMPORT)][:10]
+    return render_template("exchange/import_form.html", orgs=orgs, error=error, recent=recent), status
 
 
 @bp.route("/housing/import", methods=["GET", "POST"])
 @login_required(IMPORT_ROLES)
 def import_housing() -> Any:
-    """GET: the upload form. POST with a file: preview (nothing written). POST with `token`: apply."""
+    """GET: the upload form. POST: the file is stored and its check queued; the answer is at once a
+    redirect to the job's page (progress, then what would change, and the button that imports)."""
     orgs = my_orgs()
     if request.method == "GET":
-        return render_template("exchange/import_form.html", orgs=orgs)
-    session = db_session()
-    token = (request.form.get("token") or "").strip()
-    if token:
-        path, meta = _stored(token)
-        org = org_by_id(meta["organization_id"])
-        if request.form.get("action") == "cancel":
-            _discard(token, meta)
-            return render_template("exchange/import_form.html", orgs=orgs, cancelled=True)
-        report = apply_import(session, org, parse_housing_file(path, meta["filename"]))
-        session.flush()
-        _discard(token, meta)
-        return render_template("exchange/import_result.html", report=report, org=org, filename=meta["filename"])
-    token, path, meta = _save_upload()
-    org = org_by_id(meta["organization_id"])
-    try:
-        report = preview_import(session, org, parse_housing_file(path, meta["filename"]))
-    except ImportFailed:
-        _discard(token, meta)
-        raise
-    session.rollback()  # a preview never writes
-    return render_template("exchange/import_preview.html", report=report, org=org, token=token,
-                           filename=meta["filename"], field_titles=FIELD_TITLES_RU)
+        return _import_form(orgs)
+    upload = request.files.get("file")  # an oversized body raises 413 here (MAX_CONTENT_LENGTH)
+    if upload is None or not upload.filename:
+        return _import_form(orgs, "Выберите файл .csv или .xlsx.", 400)
+    suffix = Path(upload.filename).suffix.lower()
+    if suffix not in ALLOWED_SUFFIXES:
+        return _import_form(orgs, f"Файл «{upload.filename}» не подходит: поддерживаются файлы .csv и .xlsx.", 400)
+    org = org_by_id(request.form.get("organization_id"))
+    name = uploads.store_upload(Path(settings().var_dir), suffix, upload.save)
+    job = enqueue_job(db_session(), org_id=org.id, kind=JobKind.HOUSING_CHECK, by=user(),
+                      params={"file": name, "filename": Path(upload.filename).name})
+    return redirect(url_for("panel.job_page", job_id=job.id))
 
+
+@bp.post("/journal/export")
+@login_required()
+def export_journal_job() -> Any:
+    """The filtered journal (the form's filter arguments) exported in the background: a job,
+    redirected to; its page offers the file when it is written."""
+    orgs = my_orgs()
+    ids = [o.id for o in orgs]
+    if not ids:
+        raise NotFound("нет доступных организаций")
+    args = filter_args(request.form)
+    tz = filter_tz(args, orgs)
+    f = scope_journal(parse_journal_filter(args, tz))  # a bad filter is refused now, not in the worker
+    if f.organization_id is not None and f.organization_id not in ids:
+        raise NotFound("организация не найдена", organization_id=f.organization_id)
+    covered = [f.organization_id] if f.organization_id is not None else sorted(ids)
+    filename = f"journal-{utcnow().astimezone(tz).date().isoformat()}.xlsx"
+    job = enqueue_job(db_session(), org_id=covered[0], kind=JobKind.JOURNAL_EXPORT, by=user(),
+                      params={"args": [[k, v] for k, v in args.items(multi=True)], "org_ids": covered,
+                              "filename": filename})
+    return redirect(url_for("panel.job_page", job_id=job.id))

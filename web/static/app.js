@@ -552,6 +552,37 @@
       if (hit) $("#changed-banner").hidden = false;
     });
   }
+  /* ---------------- a background job's page ----------------
+     The bar follows `job.progress` events of this job (the worker sends at most two a second);
+     `job.finished` reloads the page for the result. A poll of /jobs/<id>/progress every few
+     seconds is the floor (an event missed while the stream reconnected). */
+  var jobBox = $("#job");
+  if (jobBox && jobBox.dataset.finished !== "1") {
+    var jobBar = $("#job-bar"), jobCount = $("#job-count");
+    var jobDone = false;
+    var jobShow = function (d) {
+      if (d.total) { jobBar.max = d.total; jobBar.value = Math.min(d.done, d.total); }
+      jobCount.textContent = d.total ? d.done + " из " + d.total : String(d.done || "");
+      if (d.status === "running") $("#job-status").textContent = "выполняется";
+    };
+    var jobEnd = function () { if (!jobDone) { jobDone = true; location.reload(); } };
+    var jobMine = function (ev) { var d = JSON.parse(ev.data); return String(d.job_id) === jobBox.dataset.id ? d : null; };
+    if (window.EventSource) {
+      var jobEs = window.OpenADS.stream(jobBox.dataset.stream);
+      jobEs.addEventListener("job.progress", function (ev) { var d = jobMine(ev); if (d) jobShow(d); });
+      jobEs.addEventListener("job.finished", function (ev) { if (jobMine(ev)) jobEnd(); });
+    }
+    setInterval(function () {
+      fetch(jobBox.dataset.progress, { credentials: "same-origin" }).then(function (resp) {
+        return resp.ok ? resp.json() : null;
+      }).then(function (d) {
+        if (!d) return;
+        jobShow(d);
+        if (d.finished) jobEnd();
+      }).catch(function () {});
+    }, 5000);
+  }
+
   var upload = $("#upload-form");
   if (upload) {
     upload.addEventListener("submit", function (ev) {

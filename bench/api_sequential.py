@@ -1,0 +1,148 @@
+"""Ticket creation through the API with an executor assigned: one gunicorn sync worker, one sequential
+client (issue 12). django-helpdesk 2.6.1 was measured that way on this machine (30 tickets/s); the
+target for OpenADS is 300 tickets/s on PostgreSQL.
+
+The server is the Flask app under `gunicorn -w 1 -k sync` (one process, one request at a time; a sync
+worker closes the connection after each response, so the client reconnects each time, as any client
+of such a server does). The client sends POST /api/v1/tickets one after the other, each naming an
+executor, so the ticket is registered and assigned in one request (history, events, the executor's
+e-mail queued). Also printed: the SQL statements one such request runs, counted in-process.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any
+
+from bench.api import payloads
+from bench.common import ROOT, Facts, figure, free_port, note, stop_web, wait_ready
+from bench.data import BENCH_TOKEN
+
+REQUESTS = int(os.environ.get("BENCH_API_SEQ_REQUESTS", "3000"))
+WARMUP = 200
+TARGET = 300
+COUNTED = 20  # requests whose statements are counted in-process
+
+
+def with_executors(facts: Facts, count: int, seed: int) -> list[bytes]:
+    rnd = random.Random(seed)
+    out = []
+    for body in payloads(facts, count, seed):
+        data = json.loads(body)
+        data["executor_id"] = rnd.choice(facts.executors)
+        out.append(json.dumps(data, ensure_ascii=False).encode())
+    return out
+
+
+def start_sync_web(url: str, port: int, var_dir: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    environ = {**os.environ, "DATABASE_URL": url, "OPENADS_VAR_DIR": str(var_dir)}
+    environ.pop("REDIS_URL", None)
+    cmd = [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync", "--bind",
+           f"127.0.0.1:{port}", "--timeout", "120", "web:create_app()"]
+    return subprocess.Popen(cmd, env=environ, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _send(port: int, bodies: list[bytes]) -> tuple[Counter[int], list[str], float]:
+    headers = {"Authorization": f"Bearer {BENCH_TOKEN}", "Content-Type": "application/json"}
+    statuses: Counter[int] = Counter()
+    samples: list[str] = []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    started = time.perf_counter()
+    for body in bodies:
+        try:
+            conn.request("POST", "/api/v1/tickets", body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            status = resp.status
+            if resp.getheader("Connection", "").lower() == "close":
+                conn.close()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            status, data = 0, repr(exc).encode()
+        statuses[status] += 1
+        if status != 201 and len(samples) < 5:
+            samples.append(f"{status}: {data[:300]!r}")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return statuses, samples, elapsed
+
+
+def statements_per_create(url: str, facts: Facts, var_dir: Path) -> tuple[float, Counter[str]]:
+    """The SQL statements of one API registration with an executor, counted in this process."""
+    from sqlalchemy import event
+
+    from openads.config import load_settings
+    from web import create_app
+
+    settings = replace(load_settings(), database_url=url, var_dir=var_dir, redis_url=None)
+    app = create_app(settings)
+    db = app.extensions["openads.db"]
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {BENCH_TOKEN}"}
+    bodies = with_executors(facts, COUNTED + 3, seed=99)
+    for body in bodies[:3]:  # warm caches (the token's last-used stamp, compiled statements)
+        client.post("/api/v1/tickets", data=body, headers={**headers, "Content-Type": "application/json"})
+    kinds: Counter[str] = Counter()
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        words = statement.split()
+        head = " ".join(words[:3]) if words and words[0].upper() in ("INSERT", "UPDATE", "DELETE") else \
+            " ".join(words[:1])
+        kinds[head.upper()] += 1
+
+    engines = {db.engine, db.read_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        for body in bodies[3:]:
+            resp = client.post("/api/v1/tickets", data=body, headers={**headers, "Content-Type": "application/json"})
+            if resp.status_code != 201:
+                raise RuntimeError(f"in-process registration failed: {resp.status_code} {resp.get_data()[:300]!r}")
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+        db.dispose()
+    return sum(kinds.values()) / COUNTED, kinds
+
+
+def run(url: str, engine: str, facts: Facts, out_dir: Path) -> None:
+    if not facts.executors:
+        raise RuntimeError("the bench organization has no executors")
+    port = free_port()
+    run_dir = out_dir / f"web_seq_{engine}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(out_dir / f"web_seq_{engine}.log", "wb")  # noqa: SIM115
+    proc = start_sync_web(url, port, run_dir, log)
+    try:
+        wait_ready(port, proc)
+        bodies = with_executors(facts, WARMUP + REQUESTS, seed=len(engine) + 7)
+        warm, warm_samples, _ = _send(port, bodies[:WARMUP])
+        if warm.get(201, 0) != WARMUP:
+            raise RuntimeError(f"warm-up failed on {engine}: {dict(warm)} {warm_samples}")
+        statuses, samples, elapsed = _send(port, bodies[WARMUP:])
+    finally:
+        stop_web(proc)
+        log.close()
+    created = statuses.get(201, 0)
+    figure(f"api_ticket_create_sequential_executor_{engine}", created / elapsed, "tickets/s",
+           f">= {TARGET} tickets/s" + ("" if engine == "postgresql" else ", informational"))
+    figure(f"api_ticket_create_sequential_errors_{engine}", sum(statuses.values()) - created, "count", "= 0",
+           digits=0)
+    note(f"api sequential {engine}: {created}/{REQUESTS} created in {elapsed:.2f} s "
+         f"({elapsed / max(created, 1) * 1000:.2f} ms each), one gunicorn sync worker, one client; "
+         f"statuses {dict(statuses)}; load average {os.getloadavg()[0]:.2f}")
+    for s in samples:
+        note(f"api sequential {engine} error sample: {s}")
+    per_create, kinds = statements_per_create(url, facts, run_dir)
+    figure(f"api_ticket_create_statements_{engine}", per_create, "statements/request", digits=1)
+    note(f"api sequential {engine}: statements of {COUNTED} registrations with an executor: "
+         + ", ".join(f"{k} x{v}" for k, v in kinds.most_common()))

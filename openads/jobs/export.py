@@ -1,0 +1,60 @@
+"""Journal export jobs: the filtered journal to an .xlsx file under the var dir (decision 0004's
+streamed writer, read in batches of read sessions), downloaded from the job's page.
+
+The filter is the journal's query-string arguments as the user sent them, read again in the
+worker for the organizations the user still belongs to, and narrowed as their role narrows the
+journal (an executor: their own tickets), so a job never exports more than its requester sees now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from werkzeug.datastructures import MultiDict
+
+from models import access
+from models.errors import DomainError
+from models.export import count_journal, write_journal_xlsx
+from models.organization import Organization, User
+from openads.jobs.context import EXPORTS, JobContext, JobFailed
+
+
+def export(ctx: JobContext) -> tuple[dict[str, Any], int]:
+    from web.journal_args import parse_journal_filter
+
+    params = ctx.params
+    org_ids = [int(i) for i in params.get("org_ids") or [ctx.claim.organization_id]]
+    with ctx.db.read() as s:
+        user = s.get(User, ctx.claim.requested_by_id) if ctx.claim.requested_by_id is not None else None
+        if ctx.claim.requested_by_id is not None:
+            if user is None or not user.is_active:
+                raise JobFailed("пользователь, заказавший выгрузку, больше не работает в системе")
+            allowed = set(user.organization_ids)
+            org_ids = [i for i in org_ids if i in allowed]
+        orgs = [(o.id, o.timezone) for o in (s.get(Organization, i) for i in org_ids) if o is not None]
+        if not orgs:
+            raise JobFailed("нет доступа ни к одной из организаций выгрузки")
+        args: MultiDict[str, str] = MultiDict([(str(k), str(v)) for k, v in params.get("args") or []])
+        args.pop("limit", None)
+        args.pop("cursor", None)
+        try:
+            f = parse_journal_filter(args, ZoneInfo(orgs[0][1]))
+        except DomainError as exc:
+            raise JobFailed(exc.message) from exc
+        if user is not None:
+            f = access.scope_journal(user, f)
+    ids = [oid for oid, _tz in orgs]
+    now = ctx.clock()
+    total = count_journal(ctx.db, ids, f, now)
+    ctx.progress(0, total, force=True)
+    name = f"{EXPORTS}/journal-{ctx.claim.job_id}.xlsx"
+    path = ctx.output_dir(EXPORTS) / f"journal-{ctx.claim.job_id}.xlsx"
+
+    def progress(rows: int) -> None:
+        ctx.check_stop()
+        ctx.progress(rows, max(total, rows))
+
+    rows = write_journal_xlsx(ctx.db, ids, f, now, path, progress=progress)
+    filename = str(params.get("filename") or f"journal-{ctx.claim.job_id}.xlsx")
+    return {"file": name, "filename": filename, "rows": rows, "size": path.stat().st_size}, rows
