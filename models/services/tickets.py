@@ -669,7 +669,8 @@ def _assign_registered(session: Session, org: Organization, ticket: Ticket, exec
         set_committed_value(ticket, key, value)  # what the statement below writes: nothing left to flush
     history = _history_values(ticket, action="assigned", by=by, now=now, from_status=from_status,
                               to_status=S.ASSIGNED, changes={"executor": [None, executor.full_name]}, reason="")
-    payload = _event_payload(ticket, "assigned", concerned=[executor.id])
+    payload = _event_payload(ticket, "assigned", concerned=[executor.id], by=by,
+                             fields=sorted({_EVENT_FIELD["executor"], "status"}))  # as `_record` names them
     mail = _executor_mail(org, ticket, executor, now)
     conn = session.connection()
     if conn.dialect.name == "postgresql":

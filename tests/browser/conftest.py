@@ -133,3 +133,15 @@ def browser_login(context: Any, base: str, login: str) -> Any:
     page.click('button[type="submit"]')
     page.wait_for_url(re.compile(r".*/(\?.*)?$"))
     return page
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests' server is werkzeug's: when Chromium drops a connection while a static file
+    (the favicon a navigation no longer needs) is being sent, werkzeug leaves the file to the
+    garbage collector. That is the test server's habit, not ours (gunicorn closes it): not an error here."""
+    for item in items:
+        if "tests/browser/" in str(item.fspath):
+            item.add_marker(pytest.mark.filterwarnings(
+                r"ignore:unclosed file <_io\.BufferedReader name='[^']*/web/static/:ResourceWarning"))
+            item.add_marker(pytest.mark.filterwarnings(
+                r"ignore:Exception ignored in.*/web/static/:pytest.PytestUnraisableExceptionWarning"))
