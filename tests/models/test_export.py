@@ -250,7 +250,8 @@ def test_text_longer_than_excel_allows_is_cut_with_a_visible_marker(db: Database
         t = f.make_ticket(s, world.org_a, world.cats_a["lighting"], by=world.dispatcher_a, now=NOW,
                           registered_at=NOW - timedelta(hours=1), description="Не горит свет")
         s.execute(update(Ticket).where(Ticket.id == t.id).values(
-            description="ж" * 40_000 + "\x01\x1f", reporter_name="Иванов\x07 " + "я" * 40_000))
+            # the applicant's name is a VARCHAR(200) column: long only where the engine allows it (SQLite)
+            description="ж" * 40_000 + "\x01\x1f", reporter_name="Иванов\x07 " + "я" * (40_000 if db.is_sqlite else 150)))
     (row,) = _export(db, [world.org_a.id])
     assert len(row["Описание"]) == export.EXCEL_CELL_MAX
     assert row["Описание"].endswith(export.TRUNCATED_MARKER)
