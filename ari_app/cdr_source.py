@@ -22,6 +22,13 @@ openads_answered_by, openads_vmfile, openads_recording) and writes each call thr
 path as the AMI events (`FallbackCdrs.record` → `record_fallback_call`, idempotent on uniqueid: a
 call the AMI path already wrote is left as it is).
 
+It also keeps the other records of hotline calls (`openads_did` set, in [openads-from-trunk],
+before Stasis): every call that reached the app. A uniqueid among them that no fallback record
+claims, that no session of this app holds and that is not in the journal is a call no process
+wrote — `openads ari` was killed between the caller's StasisStart and its registration, and the
+caller hung up before the restarted app or the watchdog saw the channel. It is journaled as
+abandoned, with its missed-call item (`record_unseen_call`), so no hotline call is ever lost.
+
 Times in the table are Asterisk's wall clock ("2026-11-25 14:03:07", as `${CDR(start)}` formats
 them; a PostgreSQL `timestamp` comes back as the same naive datetime), read in this host's time
 zone like the AMI Cdr events; an aware datetime (`timestamptz`) and epoch seconds are taken as they
@@ -185,10 +192,11 @@ class _Group:
     call: FallbackCall
     first_id: int
     last_id: int
+    fallback: bool = True  # False: a hotline call's rows without the fallback's mark (`_write_unseen`)
 
     @property
     def complete(self) -> bool:
-        return self.call.end is not None
+        return self.fallback and self.call.end is not None
 
 
 @dataclass
@@ -361,14 +369,16 @@ class CdrSource:
         return quoted, ["acctid" if n == key else n for n in lower]
 
     async def _handle(self, rows: list[dict[str, Any]], cursor: int, full: bool, report: PollReport) -> int:
-        """Write the fallback calls of `rows`; returns the new cursor (below a call that must be
-        read again: the last one while its rows may still be being written, or one the database
+        """Write the fallback calls of `rows`, and the hotline calls in them that reached Stasis but
+        are in no OpenADS record (`_write_unseen`); returns the new cursor (below a call that must
+        be read again: the last one while its rows may still be being written, or one the database
         refused for a reason that may pass)."""
         groups: dict[str, _Group] = {}
         for row in rows:
             acctid = _acctid(row)
-            if _text(row, "openads_fallback") != "1":
-                continue
+            fallback = _text(row, "openads_fallback") == "1"
+            if not fallback and not _text(row, "openads_did"):
+                continue  # not a hotline call's record (a dispatcher's own call, a robot's call)
             try:
                 record = cdr_record(row, self.local_tz)
             except MalformedRow as exc:
@@ -378,8 +388,9 @@ class CdrSource:
                 continue
             group = groups.get(record.unique_id)
             if group is None:
-                group = groups[record.unique_id] = _Group(FallbackCall(record.unique_id), acctid, acctid)
+                group = groups[record.unique_id] = _Group(FallbackCall(record.unique_id), acctid, acctid, fallback)
             group.last_id = acctid
+            group.fallback = group.fallback or fallback  # the fallback's call, whatever came before it
             group.call.cdrs.append(record)
             end = fallback_end(row)
             if end is not None:
@@ -399,9 +410,12 @@ class CdrSource:
         reconciler = fallback_cdrs(self.app)
         from models.errors import DomainError
 
+        unseen = await self._unseen([g.call.unique_id for g in ordered if not g.fallback])
         for group in ordered:
+            if not group.fallback and group.call.unique_id not in unseen:
+                continue  # the app has this call (in the journal, or being handled now)
             try:
-                call_id = await reconciler.record(group.call)
+                call_id = await (reconciler.record(group.call) if group.fallback else self._write_unseen(group.call))
             except DomainError as exc:
                 log.warning("asterisk cdr: fallback call uniqueid %s not recorded: %s", group.call.unique_id, exc)
                 report.skipped += 1
@@ -414,6 +428,54 @@ class CdrSource:
             else:
                 report.calls.append(call_id)
         return max(cursor, done)
+
+
+    async def _unseen(self, unique_ids: list[str]) -> set[str]:
+        """Of these hotline calls' channels (each entered Stasis: the CDR of every call that reached
+        the app), the ones no OpenADS process knows: neither held by this app's sessions (a call
+        whose end is being written now) nor in the journal. Almost always none."""
+        if not unique_ids:
+            return set()
+        held = self.app.dispatcher.holds_channel
+        candidates = [u for u in unique_ids if not held(u)]
+        if not candidates:
+            return set()
+
+        def known(session: Any) -> set[str]:
+            from sqlalchemy import select
+
+            from models.call import Call
+
+            return set(session.scalars(select(Call.channel_id).where(Call.channel_id.in_(candidates))))
+
+        return set(candidates) - await self.app.db.read(known)
+
+    async def _write_unseen(self, group: FallbackCall) -> int | None:
+        """A hotline call that reached Stasis and that no process wrote (`openads ari` killed
+        between the caller's StasisStart and its registration; the caller gone before anyone saw
+        the channel): journaled from its records as abandoned, into the missed-call queue
+        (`record_unseen_call`)."""
+        starts = [c.start for c in group.cdrs if c.start is not None]
+        ends = [c.end for c in group.cdrs if c.end is not None]
+        first = group.cdrs[0]
+        did = next((c.did for c in group.cdrs if c.did), "")
+        start, end = _aware_utc(min(starts)), _aware_utc(max(ends))  # cdr_record refuses rows without them
+
+        def write(s: Any) -> int:
+            from models.services.calls import record_unseen_call
+
+            return record_unseen_call(s, did=did, src=first.source, uniqueid=group.unique_id,
+                                      linkedid=first.linked_id or None, start=start, end=end).id
+
+        call_id = await self.app.db.write(write)
+        log.warning("asterisk cdr: call uniqueid %s from %s on %s reached the app but was never registered "
+                    "(the app stopped meanwhile?): journaled from the CDR as abandoned, call %s", group.unique_id,
+                    first.source, did, call_id)
+        return call_id
+
+
+def _aware_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC)  # CdrRecord times are naive UTC; the models take aware ones
 
 
 def _acctid(row: Mapping[str, Any]) -> int:

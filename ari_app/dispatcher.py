@@ -488,6 +488,11 @@ class Dispatcher:
     def owner(self, kind: str, ident: str) -> Session | None:
         return self._owners.get((kind, ident))
 
+    def holds_channel(self, channel_id: str) -> bool:
+        """A session owns this channel, or one still running had it (its end being written)."""
+        return ("channel", channel_id) in self._owners or any(
+            channel_id in s.channel_ids for s in self._running)
+
     # -- input --
 
     async def feed(self, raw: str | bytes) -> None:

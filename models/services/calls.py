@@ -916,16 +916,9 @@ def record_fallback_call(
         if voicemail_path:
             outcome = CallOutcome.VOICEMAIL
     if call is None:
-        org = organization_for_did(session, did)
-        phone = try_e164(src)
-        card: CallerCard = caller_card(session, org_id=org.id, phone=phone)
-        new = Call(
-            organization_id=org.id, direction=CallDirection.INBOUND, kind=CallKind.FALLBACK, did=try_e164(did),
-            phone=phone, phone_raw=(src or "")[:64], channel_id=uniqueid, linkedid=linkedid, started_at=start,
-            resident_id=card.residents[0].id if len(card.residents) == 1 else None, is_fallback=True,
-        )
-        call = _insert_call(session, new)
-        if call is not new and call.ended_at is not None:
+        call = _insert_call(session, _call_from_cdr(session, did=did, src=src, uniqueid=uniqueid, linkedid=linkedid,
+                                                    start=start, kind=CallKind.FALLBACK))
+        if call.ended_at is not None:
             return call
     call.is_fallback = True
     if answer is not None and call.answered_at is None:
@@ -957,6 +950,46 @@ def record_fallback_call(
                 _payload(call, outcome=call.outcome.value if call.outcome else None,
                          duration_seconds=_seconds(call.started_at, end), is_fallback=True))
     return call
+
+
+def _call_from_cdr(session: Session, *, did: str, src: str | None, uniqueid: str, linkedid: str | None,
+                   start: datetime, kind: CallKind) -> Call:
+    """A new inbound call known from Asterisk's CDR (not yet added): the organization by the
+    hotline dialled, the resident when exactly one has the caller's number."""
+    org = organization_for_did(session, did)
+    phone = try_e164(src)
+    card: CallerCard = caller_card(session, org_id=org.id, phone=phone)
+    return Call(
+        organization_id=org.id, direction=CallDirection.INBOUND, kind=kind, did=try_e164(did),
+        phone=phone, phone_raw=(src or "")[:64], channel_id=uniqueid, linkedid=linkedid, started_at=start,
+        resident_id=card.residents[0].id if len(card.residents) == 1 else None,
+        is_fallback=kind == CallKind.FALLBACK,
+    )
+
+
+def record_unseen_call(
+    session: Session, *, did: str, src: str | None, uniqueid: str, start: datetime, end: datetime,
+    linkedid: str | None = None,
+) -> Call:
+    """A hotline call Asterisk handed to the ARI app (Stasis) that no OpenADS process ever wrote:
+    `openads ari` was killed between the caller's StasisStart and its registration, and the caller
+    hung up before the restarted app (or the watchdog) saw the channel. Only Asterisk's CDR knows
+    it (ari_app/cdr_source.py). Written as it happened: inbound, from `start`, ended `abandoned` at
+    `end` (nobody could have answered: the app never had it), in the missed-call queue so the
+    resident is called back.
+
+    Idempotent on `uniqueid` (the caller's channel id): a call registered by the app, or written
+    earlier, is returned as it is. Emits `call.ended` and the queue's events; not `call.ringing`
+    (the call is over: no console should ring for it)."""
+    call = call_by_channel(session, uniqueid)
+    if call is not None:
+        return call
+    new = _call_from_cdr(session, did=did, src=src, uniqueid=uniqueid, linkedid=linkedid, start=start,
+                         kind=CallKind.INBOUND)
+    call = _insert_call(session, new)
+    if call is not new:
+        return call
+    return end_call(session, org_id=call.organization_id, call_id=call.id, outcome=CallOutcome.ABANDONED, at=end)
 
 
 def _fmt(path: str) -> str:

@@ -365,3 +365,40 @@ def test_when_the_app_restarts_after_the_caller_hung_up_then_the_call_ends_at_th
     call = last_call(db)
     assert call is not None and call.outcome == CallOutcome.ANSWERED
     assert _aware(call.ended_at) == _aware(call.answered_at) + timedelta(seconds=42)  # type: ignore[operator]
+
+
+def test_a_call_that_reached_stasis_as_the_app_was_killed_and_ended_before_its_restart_is_journaled_from_the_cdr(
+        make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path) -> None:
+    """Issue 11's chaos run (seed 2128): the caller's StasisStart went to an `openads ari` that was
+    killed before it wrote anything, and the resident hung up before it was back. The emulator
+    writes master.db as Asterisk does; the restarted app finds the call there, in no record of its
+    own, and journals it as abandoned with its missed-call item."""
+    from websockets.asyncio.client import connect
+
+    from openads.config import AsteriskCdrSettings
+
+    master = tmp_path / "master.db"
+    emu, org = _fallback_emulator(make_ari_emulator, cdr_path=master), world.org_a
+    setup_inbound(emu, db, org)
+    # Read twice at least: the call is the table's last row, held back one poll in case more of its
+    # records are still being written (a fallback's).
+    cdr = AsteriskCdrSettings(url=f"sqlite:///{master}", table="openads_cdr", poll_seconds=0.2)
+    events = emu.url.replace("http://", "ws://") + "/ari/events?app=openads&api_key=openads:openads"
+
+    async def main() -> None:
+        async with connect(events):  # the app's WebSocket: Stasis() takes the call
+            caller = emu.incoming_call(did(org), CALLER)
+            assert emu.channel(caller.id).variables.get("STASISSTATUS") != "FAILED"
+        # killed: the socket is gone, nothing was written; the resident hangs up
+        emu.hangup(caller)
+        assert last_call(db) is None
+        async with running_app(emu, db, tmp_path / "rec", cdr=cdr) as app:
+            assert app.cdr_source is not None
+            await until(lambda: call_ended(db), message="journaled from the CDR")
+
+    run(main())
+    call = last_call(db)
+    assert call is not None and (call.outcome, call.is_fallback, call.answered_at, call.phone) == (
+        CallOutcome.ABANDONED, False, None, "+" + CALLER.lstrip("+"))
+    [item] = missed_items(db)
+    assert (item.status, item.first_call_id) == (MissedCallStatus.OPEN, call.id)

@@ -101,7 +101,7 @@ DOCUMENTED_TABLE = "asterisk.openads_cdr"
 def _odbc_conf() -> dict[str, str]:
     """dialplan/cdr_adaptive_odbc.conf's one section: option -> value (filters as "filter <var>")."""
     conf = (ROOT / "dialplan" / "cdr_adaptive_odbc.conf").read_text(encoding="utf-8")
-    return {k.strip(): v.strip() for k, v in re.findall(r"^([a-z_ ]+?)\s*=>?\s*(\S+)\s*$", conf, re.M)}
+    return {k.strip(): v.strip() for k, v in re.findall(r"^([a-z_ !]+?)\s*=>?[ \t]*(\S*)[ \t]*$", conf, re.M)}
 
 
 def _pg_url() -> tuple[str, bool]:
@@ -157,7 +157,8 @@ class PgCdrTable:
     def insert(self, records: list[dict[str, str]]) -> None:
         with self.engine.begin() as conn:
             for record in records:
-                if any(str(record.get(var, "")) != value for var, value in self.filters.items()):
+                if not all(_passes(str(record.get(var.rstrip("!"), "")), var.endswith("!"), value)
+                           for var, value in self.filters.items()):
                     continue
                 values = {c: self._value(c, str(record[c])) for c in self.columns if str(record.get(c, ""))}
                 values = {c: v for c, v in values.items() if v is not None}
@@ -181,6 +182,12 @@ class PgCdrTable:
         with self.engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
         self.engine.dispose()
+
+
+def _passes(column: str, negate: bool, value: str) -> bool:
+    """cdr_adaptive_odbc's `filter <var> => <value>` (the record's variable must be <value>) and
+    `filter <var>! => <value>` (must not be; with an empty <value>: must be set)."""
+    return (column.casefold() != value.casefold()) if negate else (column.casefold() == value.casefold())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -500,6 +507,80 @@ def test_a_malformed_row_is_skipped_and_the_other_calls_are_written(
     assert calls == {bad_ch.id: CallOutcome.NO_ANSWER, good_ch.id: CallOutcome.VOICEMAIL}
 
 
+def stasis(uid: str, caller: str, hotline: str, *, start: str, end: str, answer: str = "") -> dict[str, str]:
+    """The caller's record of a hotline call that went into Stasis ([openads-from-trunk] set
+    CDR(openads_did) before it) and ended there: no fallback's mark."""
+    return dict(uniqueid=uid, linkedid=uid, src=caller, dst=hotline, dcontext="openads-from-trunk", channel=TRUNK,
+                dstchannel="", lastapp="Stasis", lastdata=f"openads,inbound,{hotline}", start=_wall(start),
+                answer=_wall(answer) if answer else "", end=_wall(end),
+                duration=str(int((_at(end) - _at(start)).total_seconds())),
+                billsec=str(int((_at(end) - _at(answer)).total_seconds())) if answer else "0",
+                disposition="ANSWERED" if answer else "NO ANSWER", openads_did=hotline)
+
+
+def test_a_hotline_call_the_app_was_killed_before_writing_is_journaled_abandoned_from_the_cdr(
+    ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, cdr_table: MasterDb | PgCdrTable,
+) -> None:
+    """Issue 11 (chaos run, seed 2128): a call entered Stasis half a second before `openads ari` was
+    killed, was never registered, and the resident hung up before the restarted app looked. Only
+    Asterisk's CDR knows it: it is journaled as abandoned with its missed-call item (the resident is
+    called back), once. Calls the app has (in the journal, or a session holding the channel) and the
+    fallback's calls (their first records are Stasis ones when the watchdog moved them) are not."""
+    from models.outbox import DomainEvent
+    from models.services.calls import end_call, register_inbound_call
+
+    emu, org = ari_emulator, world.org_a
+    hotline = did(org)
+    lost, known, held, moved = "1796565260.246", "1796565261.250", "1796565262.260", "1796565263.270"
+
+    def known_call(s: Any) -> int:
+        call = register_inbound_call(s, did=hotline, caller="79160000011", channel_id=known,
+                                     started_at=_at("14:10:00"))
+        return end_call(s, org_id=org.id, call_id=call.id, at=_at("14:10:30")).id
+
+    with db.write() as s:
+        known_id = known_call(s)
+    events_before = read(db, lambda s: s.scalar(select(func.max(DomainEvent.id)))) or 0
+    cdr_table.insert([
+        stasis(lost, "79160000010", hotline, start="14:09:58", answer="14:09:58", end="14:10:02"),
+        stasis(known, "79160000011", hotline, start="14:10:00", answer="14:10:00", end="14:10:30"),
+        stasis(held, "79160000012", hotline, start="14:10:05", end="14:10:40"),
+        stasis(moved, "79035556677", hotline, start="14:03:40", answer="14:03:40", end="14:03:50"),
+        *voicemail(moved, "79035556677", hotline, tmp_path, "msg0004"),
+        ordinary("1795638000.9"),
+    ])
+    app, source = _source(emu, db, tmp_path, cdr_table.url, cdr_table.table)
+    app.dispatcher.holds_channel = lambda channel_id: channel_id == held  # type: ignore[method-assign]
+    first, again = _polls(app, source, [None, None])
+    assert (first.skipped, first.deferred, len(first.calls)) == (0, None, 2)
+    assert (again.rows, again.calls) == (0, [])
+
+    journal = {c.channel_id: c for c in read(db, lambda s: list(s.scalars(select(Call))))}
+    assert set(journal) == {lost, known, moved}  # the held one is the app's to write
+    call = journal[lost]
+    assert (call.kind.value, call.is_fallback, call.outcome, call.phone, call.organization_id) == (
+        "inbound", False, CallOutcome.ABANDONED, "+79160000010", org.id)
+    assert (call.started_at, call.answered_at, call.ended_at, call.wait_seconds) == (
+        _at("14:09:58"), None, _at("14:10:02"), 4)
+    assert (journal[known].id, journal[known].ended_at) == (known_id, _at("14:10:30"))
+    assert (journal[moved].is_fallback, journal[moved].outcome) == (True, CallOutcome.VOICEMAIL)
+    items = {i.phone: i for i in read(db, lambda s: list(qc.missed_queue(s, org_ids=[org.id])))}
+    assert items["+79160000010"].first_call_id == call.id
+    assert items["+79160000010"].deadline_at == _at("14:09:58") + timedelta(minutes=10)
+    names = read(db, lambda s: [(e.name, e.payload.get("call_id")) for e in s.scalars(
+        select(DomainEvent).where(DomainEvent.id > events_before).order_by(DomainEvent.id))])
+    assert ("call.ended", call.id) in names and ("call.ringing", call.id) not in names  # long over: no ringing
+
+    # A restart with the cursor lost (the table read from the start): nothing is written twice.
+    with db.write() as s:
+        s.get(EventCursor, CURSOR).last_event_id = 0
+    app, source = _source(emu, db, tmp_path, cdr_table.url, cdr_table.table)
+    app.dispatcher.holds_channel = lambda channel_id: False  # type: ignore[method-assign]
+    [replay] = _polls(app, source, [None])
+    assert replay.skipped == 0
+    assert (_count(db, Call), _count(db, MissedCall)) == (4, 4)  # + the held one, now the app's gone
+
+
 def test_a_call_whose_records_are_still_being_written_is_read_on_the_next_poll(
     ari_emulator: AriEmulator, db: Database, world: Any, tmp_path: Path, cdr_table: MasterDb | PgCdrTable,
 ) -> None:
@@ -546,6 +627,10 @@ def test_the_documented_postgresql_route_is_consistent() -> None:
     registers; a backslash is no escape in PostgreSQL; every placeholder is filled by the docs."""
     conf = _odbc_conf()
     assert conf["quoted_identifiers"] == '"' and '"end" timestamp' in DOCS
+    # Every hotline call's records (CDR(openads_did) set), not only the fallback's: a call the app
+    # was killed before writing is found there too (cdr_adaptive_odbc.c: "!" negates, and an
+    # empty value with it asks for the variable to be set).
+    assert {k: v for k, v in conf.items() if k.startswith("filter")} == {"filter openads_did!": ""}
     assert "usegmtime" not in conf and f"ASTERISK_CDR_TABLE={DOCUMENTED_TABLE}" in DOCS
     res_odbc = (ROOT / "dialplan" / "res_odbc.conf").read_text(encoding="utf-8")
     odbc_ini = (ROOT / "dialplan" / "odbc.ini").read_text(encoding="utf-8")

@@ -123,8 +123,9 @@ class PlacedCall:
 class CallLoad:
     """A resident's phone calling the hotline through the emulator: about half answered by a
     dispatcher's phone after 1-2 s and hung up by the resident 1-3 s later, the rest abandoned
-    after 1-4 s. A call placed while `openads ari` is away stays in the dialplan: it is counted
-    apart (the real PBX's fallback path handles those; tests/pbx covers it)."""
+    after 1-4 s. A call placed while `openads ari` is away goes to the dialplan's fallback (and one
+    waiting while it is killed is moved there by `openads ari-watchdog`): the journal has it from
+    Asterisk's CDR table, which the emulator writes."""
 
     emulator: str
     auth: tuple[str, str]

@@ -136,9 +136,11 @@ def openads(*args: str) -> list[str]:
     return [sys.executable, "-m", "openads.cli", *args]
 
 
-def emulator_argv(port: int, recordings: Path) -> list[str]:
+def emulator_argv(port: int, recordings: Path, cdr_db: Path) -> list[str]:
+    """The emulated Asterisk, writing its CDR table (master.db) as cdr_sqlite3_custom does."""
     return [sys.executable, "-c", "from openads.demo import run_ari_emulator; run_ari_emulator()",
-            "--host", "127.0.0.1", "--port", str(port), "--user", "openads", "--recordings-dir", str(recordings)]
+            "--host", "127.0.0.1", "--port", str(port), "--user", "openads", "--recordings-dir", str(recordings),
+            "--cdr-db", str(cdr_db)]
 
 
 def http_ok(url: str) -> bool:

@@ -43,7 +43,7 @@ JSON = {"Accept": "application/json"}
 needs_espeak = pytest.mark.skipif(not EspeakNg.available(), reason="espeak-ng not installed (apt-get install espeak-ng)")
 
 
-def until(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "") -> Any:
+def until(predicate: Callable[[], Any], timeout: float = 30.0, message: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -24,6 +24,7 @@ from tests.pbx.test_inbound import last_call_id, new_call
 
 ZOYA, LEONID, MARIA, PAVEL = "+74951110001", "+74951110002", "+74951110003", "+74951110004"
 OLGA = "+74951110009"  # the second house: an incident there touches nobody else
+STRANGER = "+79169990011"  # a number no resident has
 TO_FALLBACK_LIMIT = 5.0  # seconds from the kill to the caller in [openads-fallback] (the issue's bound)
 
 
@@ -275,3 +276,39 @@ def test_killed_during_a_long_prompt_the_caller_is_in_the_fallback_within_5_s(
     finally:
         with stack.db.write() as s:
             s.delete(s.get(Incident, incident_id))
+
+
+def test_frozen_as_a_call_reaches_stasis_and_killed_after_the_caller_hung_up_then_the_cdr_gives_the_call(
+        stack: Stack, phones: Phones) -> None:
+    """Issue 11's chaos finding on the real PBX: the StasisStart reaches an app that never writes it
+    (frozen with SIGSTOP: it holds its WebSocket and the watchdog's lock, so nothing moves the
+    caller), the resident hangs up, the app is killed. Only Asterisk's CDR has the call: the
+    restarted app journals it from master.db as abandoned, with its missed-call item, once."""
+    import os
+    import signal
+
+    ari_up_again(stack)
+    resident = phones.resident(STRANGER)  # no resident's number, no open item: the item is this call's
+    before = last_call_id(stack)
+    os.killpg(stack.procs["ari"].pid, signal.SIGSTOP)
+    try:
+        resident.dial(phones.hotline_uri())
+        caller = wait_until("the caller in Stasis, in no journal", lambda: next(
+            (c for c in stack.channels() if c["dialplan"]["context"] == "openads-from-trunk"
+             and c["dialplan"]["app_name"] == "Stasis"), None), 20, every=0.1)
+        time.sleep(2)
+        resident.hangup()
+        wait_until("Asterisk has no channels", lambda: not stack.channels(), 10)
+        assert calls_from(stack, STRANGER, before) == []
+    finally:
+        stack.kill("ari")  # SIGKILL ends a stopped process too
+    restart_ari(stack)
+    row = wait_until("the call in the journal from the CDR", lambda: next(
+        (c for c in calls_from(stack, STRANGER, before) if c.outcome is not None), None), 40, every=0.5)
+    assert [c.id for c in calls_from(stack, STRANGER, before)] == [row.id]
+    assert (row.channel_id, row.kind, row.is_fallback, row.outcome, row.answered_at) == (
+        caller["id"], CallKind.INBOUND, False, CallOutcome.ABANDONED, None)
+    cdr = stack.cdr(caller["id"])
+    assert cdr is not None and cdr["openads_did"] and cdr["lastapp"] == "Stasis", cdr
+    item = stack.missed_item(row.id)
+    assert item is not None and item.first_call_id == row.id and item.status == MissedCallStatus.OPEN
