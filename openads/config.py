@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -257,30 +257,27 @@ class AriCallSettings:
     status_seconds: float = 5.0
 
 
-def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def _bounded(env: Mapping[str, str], name: str, default: float, low: float, high: float,
+             kind: Callable[[str], float], what: str) -> float:
+    """`env[name]` parsed with `kind` (int or float) within [low, high]; `default` when unset."""
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _bounded_float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from exc
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from exc
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw}")
     return value
+
+
+def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return int(_bounded(env, name, default, low, high, int, "an integer"))
+
+
+def _bounded_float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    return float(_bounded(env, name, default, low, high, float, "a number of seconds"))
 
 
 def ari_call_settings(env: Mapping[str, str] | None = None) -> AriCallSettings:
