@@ -10,7 +10,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from models.organization import Role
 
@@ -85,6 +86,17 @@ def is_read_only(role: Role) -> bool:
 def account_valid(valid_until: datetime | None, now: datetime) -> bool:
     """A time-limited account works until `valid_until` (exclusive); None: no limit."""
     return valid_until is None or now < valid_until
+
+
+def valid_through_day(day: date, zone: str) -> datetime:
+    """The `valid_until` of an account that works through `day` (inclusive) in `zone`: the next
+    local midnight, in UTC. The panel and the command line take a date, as a visit is planned."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def last_valid_day(valid_until: datetime, zone: str) -> date:
+    """The last local day an account with this `valid_until` works (`valid_through_day`'s inverse)."""
+    return (valid_until.astimezone(ZoneInfo(zone)) - timedelta(microseconds=1)).date()
 
 
 def required_scope(method: str, declared: Scope | None = None) -> Scope:
