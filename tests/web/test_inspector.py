@@ -59,7 +59,7 @@ def _snapshot(db) -> dict[str, list[tuple[Any, ...]]]:
     with db.read() as s:
         for table in Base.metadata.sorted_tables:
             cols = [c for c in table.columns if c.name not in VOLATILE]
-            out[table.name] = sorted((tuple(map(repr, row)) for row in s.execute(select(*cols))))
+            out[table.name] = sorted(tuple(map(repr, row)) for row in s.execute(select(*cols)))
     return out
 
 
