@@ -282,7 +282,8 @@ def run_list(args: argparse.Namespace) -> int:
             state = "отключён" if not u.is_active else (f"вход заблокирован до {_when(r.locked_until)}"
                                                         if r.locked_until else "действует")
             extra = "".join((", временный пароль" if u.must_change_password else "",
-                             ", 2FA" if u.two_factor_enabled else ""))
+                             ", 2FA" if u.two_factor_enabled else "",
+                             f", действует до {_when(u.valid_until)}" if u.valid_until else ""))
             lines.append(f"{u.login}\t{u.full_name}\t{ROLE_TITLES_RU[u.role]}\tорганизации "
                          f"{', '.join(map(str, u.organization_ids)) or '—'}\t{state}{extra}\t"
                          f"последний вход {_when(r.last_login_at)}")

@@ -293,6 +293,7 @@ def test_the_admin_page_creates_an_inspector_valid_through_a_day_and_the_log_rec
     assert ("valid_until", None, "2099-03-31T21:00:00+00:00") in _audit(db, uid)
     page = client.get(f"/admin/users/{uid}").get_data(as_text=True)
     assert 'value="2099-03-31"' in page
+    assert "действует до 01.04.2099" in client.get("/admin/users").get_data(as_text=True)
     resp = client.post(f"/admin/users/{uid}", data={
         "full_name": "Инспекторов Иван Ильич", "email": "", "phone": "", "role": "inspector",
         "organization_ids": [str(world.org_a.id)], "valid_until": ""})
@@ -331,6 +332,8 @@ def test_the_command_line_sets_valid_until_and_adds_an_inspector(database_url, m
     with db.read() as s:
         assert s.get(User, inspector.id).valid_until.isoformat() == "2099-12-31T21:00:00+00:00"
     assert ("valid_until", None, "2099-12-31T21:00:00+00:00") in _audit(db, inspector.id)
+    assert main(["user", "list"]) == 0
+    assert "действует до 2099-12-31 21:00 UTC" in capsys.readouterr().out
     assert main(["user", "set", "insp_a", "--valid-until", "none"]) == 0
     with db.read() as s:
         assert s.get(User, inspector.id).valid_until is None
