@@ -27,6 +27,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from flask import Flask, abort, current_app, flash, g, redirect, request, session, url_for
 from sqlalchemy import Executable, bindparam, select, update
@@ -101,8 +102,6 @@ READ_ONLY_MESSAGE = "Роль «Проверяющий» только просм
 def expired_message(user: User) -> str:
     """The refusal of a time-limited account past its `valid_until`, in the zone of the user's
     (first) organization."""
-    from zoneinfo import ZoneInfo
-
     zone = user.memberships[0].organization.timezone if user.memberships else "Europe/Moscow"
     until = user.valid_until.astimezone(ZoneInfo(zone)) if user.valid_until else None
     when = f" {until:%d.%m.%Y %H:%M}" if until else ""

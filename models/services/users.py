@@ -270,8 +270,9 @@ def create_user(session: Session, *, draft: UserDraft, admin_orgs: list[int] | N
     else:
         access.check_password_policy(password, login=clean["login"], min_length=min_length)
     user = User(login=clean["login"], full_name=clean["full_name"], email=clean["email"], phone=clean["phone"],
-                role=clean["role"], valid_until=clean["valid_until"], is_active=True, password_hash=credentials.hash_password(password),
-                must_change_password=temporary is not None, created_at=now)
+                role=clean["role"], valid_until=clean["valid_until"], is_active=True,
+                password_hash=credentials.hash_password(password), must_change_password=temporary is not None,
+                created_at=now)
     session.add(user)
     session.flush()
     for oid in clean["organization_ids"]:
