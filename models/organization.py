@@ -17,6 +17,9 @@ class Role(enum.StrEnum):
     MANAGER = "manager"
     DISPATCHER = "dispatcher"
     EXECUTOR = "executor"
+    # Read-only (decision 0034): sees everything of their organizations, changes nothing. For an
+    # inspection (ГЖИ) visit, usually with a `valid_until`.
+    INSPECTOR = "inspector"
 
 
 ROLE_TITLES_RU = {
@@ -24,6 +27,7 @@ ROLE_TITLES_RU = {
     Role.MANAGER: "Руководитель",
     Role.DISPATCHER: "Диспетчер",
     Role.EXECUTOR: "Исполнитель",
+    Role.INSPECTOR: "Проверяющий (только просмотр)",
 }
 
 
@@ -125,6 +129,9 @@ class User(Base):
         Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
     )
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A time-limited account (an inspector's visit): from this moment on the user cannot log in,
+    # their sessions and API tokens stop working (models/rules/access.py `account_valid`). None: no limit.
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # A temporary password (given by an administrator) opens only the page that sets a new one.
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -11,6 +11,13 @@ API (/api/v1): a request is authenticated by a bearer token alone, or by the pan
 the CSRF token on every write; never by a mix. A request with an `Authorization` header that is
 not a valid bearer token is refused (401) and its cookie is not looked at. A token must also hold
 the route's scope (models/rules/access.py `Scope`). Tokens never open the panel.
+
+Read-only roles (the inspector, decision 0034): every write of the panel and of the API — any
+method but GET, HEAD, OPTIONS — is refused to them here, in one place (`refuse_read_only`), before
+the view runs, whatever the view's own roles say; only the views marked `own_account` (login,
+logout, their own password, second factor and sessions) are let through. A view opens its pages to
+them by naming the role (models/rules/access.py `READERS`). Time-limited accounts (`valid_until`):
+past it the login, the session and every token of the user are refused with the date.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
-from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from flask import Flask, abort, current_app, flash, g, redirect, request, session, url_for
 from sqlalchemy import Executable, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import contains_eager
@@ -36,6 +44,8 @@ from models.rules.access import (
     LoginLimits,
     Scope,
     SessionLimits,
+    account_valid,
+    is_read_only,
     needs_touch,
     parse_scopes,
     required_scope,
@@ -73,6 +83,29 @@ class Unauthorized(DomainError):
 class InsufficientScope(DomainError):
     error_id = "insufficient-scope"
     http_status = 403
+
+
+class AccountExpired(Unauthorized):
+    error_id = "account-expired"
+
+
+class ReadOnlyRole(DomainError):
+    """A write asked by a user of a read-only role (the inspector)."""
+
+    error_id = "read-only-role"
+    http_status = 403
+
+
+READ_ONLY_MESSAGE = "Роль «Проверяющий» только просматривает данные: изменять их нельзя"
+
+
+def expired_message(user: User) -> str:
+    """The refusal of a time-limited account past its `valid_until`, in the zone of the user's
+    (first) organization."""
+    zone = user.memberships[0].organization.timezone if user.memberships else "Europe/Moscow"
+    until = user.valid_until.astimezone(ZoneInfo(zone)) if user.valid_until else None
+    when = f" {until:%d.%m.%Y %H:%M}" if until else ""
+    return f"Срок действия учётной записи истёк{when}: вход и API-токены закрыты. Обратитесь к администратору."
 
 
 class SetupRequired(DomainError):
@@ -144,6 +177,10 @@ def _session_user() -> User | None:
     if row is None or not session_alive(row.created_at, row.last_seen_at, at, session_limits()):
         session.clear()  # the browser drops the dead cookie
         return None
+    if not account_valid(row.user.valid_until, at):
+        session.clear()
+        flash(expired_message(row.user), "error")
+        return None
     if needs_touch(row.last_seen_at, at):
         _touch(update(UserSession).where(UserSession.id == row.id).values(last_seen_at=at))
     return row.user
@@ -162,7 +199,9 @@ def session_check() -> Callable[[], bool]:
     def alive() -> bool:
         with db.read() as s:
             row = s.execute(_SESSION_BY_KEY, {"digest": digest}).unique().scalar_one_or_none()
-            return row is not None and session_alive(row.created_at, row.last_seen_at, clock(), limits)
+            at = clock()
+            return row is not None and session_alive(row.created_at, row.last_seen_at, at, limits) \
+                and account_valid(row.user.valid_until, at)
 
     return alive
 
@@ -299,6 +338,8 @@ def _bearer_user(header: str, needed: Scope) -> User:
     at = now()
     if row is None or not token_alive(row.expires_at, at):
         raise Unauthorized("токен недействителен, отозван или истёк")
+    if not account_valid(row.user.valid_until, at):
+        raise AccountExpired(expired_message(row.user))
     if needed not in parse_scopes(row.scopes):
         raise InsufficientScope(f"токену не выдана область действия «{needed.value}»", required_scope=needed.value)
     if needs_touch(row.last_used_at, at):
@@ -319,12 +360,40 @@ def authenticate_api(view: Callable[..., Any]) -> None:
     elif header is not None:
         g.user = None  # the cookie is not looked at, whatever the header's fate
         g.user = _bearer_user(header, needed)
+        refuse_read_only(g.user, view)
     else:
         g.user = _session_user()
         step = pending_setup(g.user) if g.user is not None else None
         if step is not None:
             raise SetupRequired("сначала " + ("смените временный пароль" if step == SETUP_PASSWORD else
                                               "подключите двухфакторный вход") + " в панели", step=step)
+        refuse_read_only(g.user, view)
+
+
+# --- read-only roles ------------------------------------------------------------------------------------
+
+
+def own_account(view: F) -> F:
+    """A write a read-only user may still make: it changes only their own sign-in (login, logout,
+    password, second factor, sessions), not the organization's data."""
+    view.own_account = True  # type: ignore[attr-defined]
+    return view
+
+
+def refuse_read_only(user: User | None, view: Callable[..., Any] | None) -> None:
+    """ReadOnlyRole (403) for a write of a read-only user, unless the view is `own_account`."""
+    if user is None or request.method in SAFE_METHODS or not is_read_only(user.role):
+        return
+    if view is not None and getattr(view, "own_account", False):
+        return
+    raise ReadOnlyRole(READ_ONLY_MESSAGE, role=user.role.value)
+
+
+def _refuse_read_only_panel() -> None:
+    """Every blueprint but the API's (which checks once it knows who the token is)."""
+    if request.method in SAFE_METHODS or request.endpoint is None or request.blueprint == "api_v1":
+        return
+    refuse_read_only(current_user(), current_app.view_functions.get(request.endpoint))
 
 
 def by_cookie() -> bool:
@@ -383,6 +452,9 @@ def api_auth(roles: tuple[Role, ...] | None = None) -> Callable[[F], F]:
 
 
 def init_app(app: Flask) -> None:
+    app.before_request(_refuse_read_only_panel)
+
     @app.context_processor
     def _inject() -> dict[str, Any]:
-        return {"current_user": current_user()}
+        user = current_user()
+        return {"current_user": user, "read_only": user is not None and is_read_only(user.role)}

@@ -10,22 +10,31 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from models.organization import Role
 
 STAFF: tuple[Role, ...] = (Role.ADMIN, Role.MANAGER, Role.DISPATCHER)
 MANAGERS: tuple[Role, ...] = (Role.ADMIN, Role.MANAGER)
 ADMINS: tuple[Role, ...] = (Role.ADMIN,)  # «Администрирование»: /admin, /api/v1/admin (the settings scope)
+# Read-only roles (decision 0034): every write of the panel and the API is refused to them in one
+# place (web/auth.py `refuse_read_only`), whatever the view's own roles say; a view opens its pages
+# to them by naming them in its roles (READERS, the tuples below).
+READ_ONLY: tuple[Role, ...] = (Role.INSPECTOR,)
+# What staff read and an inspector reads too: the journal, tickets, calls, missed calls, incidents.
+# Operational screens (the console's actions, the simulator, import, settings, /admin) stay STAFF,
+# MANAGERS or ADMINS.
+READERS: tuple[Role, ...] = (*STAFF, Role.INSPECTOR)
 
 # Roles that must sign in with a second factor (TOTP) when OPENADS_REQUIRE_2FA is on: they change
 # settings, users and phones, and read every call record (decision 0028).
 TWO_FACTOR_ROLES = MANAGERS
 
 # Screens and API resources open to some roles only (the panel's page and the API route use the same name).
-CALLBACK_COMPLIANCE = MANAGERS  # ПП 416 callback compliance report: /calls/compliance
-CALL_RECORDS = STAFF  # the call log and the missed-call queue: /calls, /missed-calls (the telephony scope)
-EXECUTOR_RATINGS = MANAGERS  # residents' ratings per executor: /ratings, /api/v1/ratings/executors
+CALLBACK_COMPLIANCE = (*MANAGERS, Role.INSPECTOR)  # ПП 416 callback compliance report: /calls/compliance
+CALL_RECORDS = READERS  # the call log and the missed-call queue: /calls, /missed-calls (the telephony scope)
+EXECUTOR_RATINGS = (*MANAGERS, Role.INSPECTOR)  # residents' ratings per executor: /ratings, /api/v1/ratings/executors
 
 
 class Scope(enum.StrEnum):
@@ -57,9 +66,37 @@ MAX_TOKEN_DAYS = 10 * 365
 
 def scopes_for(role: Role) -> tuple[Scope, ...]:
     """The scopes a token of a user in `role` may hold: telephony only for the roles that may read
-    call records (an executor's telephony token would open nothing), settings only for administrators."""
+    call records (an executor's telephony token would open nothing), settings only for administrators,
+    write never for a read-only role."""
     return tuple(s for s in ALL_SCOPES
-                 if (s is not Scope.TELEPHONY or role in CALL_RECORDS) and (s is not Scope.SETTINGS or role in ADMINS))
+                 if (s is not Scope.TELEPHONY or role in CALL_RECORDS) and (s is not Scope.SETTINGS or role in ADMINS)
+                 and (s is not Scope.WRITE or role not in READ_ONLY))
+
+
+def default_scopes_for(role: Role) -> tuple[Scope, ...]:
+    """DEFAULT_SCOPES less what the role may not hold (an inspector's token: read only)."""
+    allowed = scopes_for(role)
+    return tuple(s for s in DEFAULT_SCOPES if s in allowed)
+
+
+def is_read_only(role: Role) -> bool:
+    return role in READ_ONLY
+
+
+def account_valid(valid_until: datetime | None, now: datetime) -> bool:
+    """A time-limited account works until `valid_until` (exclusive); None: no limit."""
+    return valid_until is None or now < valid_until
+
+
+def valid_through_day(day: date, zone: str) -> datetime:
+    """The `valid_until` of an account that works through `day` (inclusive) in `zone`: the next
+    local midnight, in UTC. The panel and the command line take a date, as a visit is planned."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def last_valid_day(valid_until: datetime, zone: str) -> date:
+    """The last local day an account with this `valid_until` works (`valid_through_day`'s inverse)."""
+    return (valid_until.astimezone(ZoneInfo(zone)) - timedelta(microseconds=1)).date()
 
 
 def required_scope(method: str, declared: Scope | None = None) -> Scope:

@@ -59,7 +59,7 @@ FIELD_TITLES_RU: dict[str, dict[str, str]] = {
         "login": "Логин", "full_name": "ФИО", "email": "Эл. почта", "phone": "Телефон", "role": "Роль",
         "membership": "Доступ к организации", "is_active": "Действует", "password": "Пароль",
         "two_factor": "Двухфакторный вход", "recovery_codes": "Резервные коды", "api_token": "API-токен",
-        "sessions": "Сессии", "login_lock": "Блокировка входа",
+        "sessions": "Сессии", "login_lock": "Блокировка входа", "valid_until": "Действует до",
     },
 }
 

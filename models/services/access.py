@@ -24,6 +24,7 @@ from models.rules.access import (
     LoginLimits,
     Scope,
     SessionLimits,
+    account_valid,
     format_scopes,
     scopes_for,
     session_alive,
@@ -36,10 +37,12 @@ IP_MAX = 45  # an IPv6 address in text
 @dataclass(frozen=True)
 class LoginOutcome:
     """`user` when the password was right; `locked_until` when the login or the address is locked out
-    (the password was then not even compared: a guess made during a lock-out tells nothing)."""
+    (the password was then not even compared: a guess made during a lock-out tells nothing);
+    `expired` the user whose password was right but whose time-limited account has ended."""
 
     user: User | None
     locked_until: datetime | None = None
+    expired: User | None = None
 
 
 def user_by_login(session: Session, login: str) -> User:
@@ -99,6 +102,8 @@ def authenticate(
     if user is None:
         credentials.check_no_password(password)
     elif credentials.check_password(user.password_hash, password):
+        if not account_valid(user.valid_until, now):
+            return LoginOutcome(None, expired=user)
         # With a second factor the login is not over: its failures stay counted until the code is
         # right, or the password (known to whoever guesses codes) would reset the code's limit.
         if not user.two_factor_enabled:

@@ -163,7 +163,7 @@ def log_change(session: Session, *, by: Actor, user: User, before: Mapping[str, 
 
 def _profile(user: User) -> dict[str, Any]:
     return {"login": user.login, "full_name": user.full_name, "email": user.email, "phone": user.phone,
-            "role": ROLE_TITLES_RU[user.role], "is_active": user.is_active}
+            "role": ROLE_TITLES_RU[user.role], "is_active": user.is_active, "valid_until": user.valid_until}
 
 
 # --- creating and editing -------------------------------------------------------------------------------
@@ -180,6 +180,9 @@ class UserDraft:
     email: str | None = None
     phone: str | None = None
     login: str | None = None
+    # A time-limited account (an inspector's visit, decision 0034): it stops working at this moment
+    # (UTC). None: no limit. On an update pass the current value to keep it.
+    valid_until: datetime | None = None
 
 
 def _fields_error(errors: dict[str, str]) -> ValidationFailed:
@@ -189,7 +192,8 @@ def _fields_error(errors: dict[str, str]) -> ValidationFailed:
                             field=fields[0]["field"], fields=fields)
 
 
-def _check(session: Session, draft: UserDraft, *, admin_orgs: list[int] | None, current: User | None) -> dict[str, Any]:
+def _check(session: Session, draft: UserDraft, *, admin_orgs: list[int] | None, current: User | None,
+           now: datetime) -> dict[str, Any]:
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}
     if current is None:
@@ -238,9 +242,13 @@ def _check(session: Session, draft: UserDraft, *, admin_orgs: list[int] | None, 
     if "organization_ids" not in errors and not wanted and not kept:
         errors["organization_ids"] = "выберите хотя бы одну организацию"
     clean["organization_ids"] = wanted
+    clean["valid_until"] = draft.valid_until
+    changed_term = draft.valid_until != (current.valid_until if current is not None else None)
+    if draft.valid_until is not None and changed_term and draft.valid_until <= now:
+        errors["valid_until"] = "срок действия учётной записи должен быть в будущем"
     if errors:
-        raise _fields_error({k: errors[k] for k in ("login", "full_name", "email", "phone", "role", "organization_ids")
-                             if k in errors})
+        raise _fields_error({k: errors[k] for k in ("login", "full_name", "email", "phone", "role", "organization_ids",
+                                                    "valid_until") if k in errors})
     return clean
 
 
@@ -255,15 +263,16 @@ def create_user(session: Session, *, draft: UserDraft, admin_orgs: list[int] | N
     """A new active user with a role in some of the administrator's organizations. Without
     `password` the user gets a temporary one (returned, to be shown once) that must be changed at
     the first login."""
-    clean = _check(session, draft, admin_orgs=admin_orgs, current=None)
+    clean = _check(session, draft, admin_orgs=admin_orgs, current=None, now=now)
     temporary = None
     if password is None:
         temporary = password = credentials.new_temporary_password(login=clean["login"], min_length=min_length)
     else:
         access.check_password_policy(password, login=clean["login"], min_length=min_length)
     user = User(login=clean["login"], full_name=clean["full_name"], email=clean["email"], phone=clean["phone"],
-                role=clean["role"], is_active=True, password_hash=credentials.hash_password(password),
-                must_change_password=temporary is not None, created_at=now)
+                role=clean["role"], valid_until=clean["valid_until"], is_active=True,
+                password_hash=credentials.hash_password(password), must_change_password=temporary is not None,
+                created_at=now)
     session.add(user)
     session.flush()
     for oid in clean["organization_ids"]:
@@ -279,14 +288,15 @@ def update_user(session: Session, *, user: User, draft: UserDraft, admin_orgs: l
                 now: datetime) -> User:
     """Change the name, contacts, role and organizations (only the administrator's own: the
     user's other organizations stay). Account-wide fields of a shared user are PermissionDenied."""
-    clean = _check(session, draft, admin_orgs=admin_orgs, current=user)
+    clean = _check(session, draft, admin_orgs=admin_orgs, current=user, now=now)
     before = _profile(user)
-    profile_changed = (clean["full_name"], clean["email"], clean["phone"], clean["role"]) != (
-        user.full_name, user.email, user.phone, user.role)
+    profile_changed = (clean["full_name"], clean["email"], clean["phone"], clean["role"], clean["valid_until"]) != (
+        user.full_name, user.email, user.phone, user.role, user.valid_until)
     if profile_changed:
         require_whole(user, admin_orgs)
-    if clean["role"] != user.role and by.user is not None and by.user.id == user.id:
-        raise PermissionDenied("свою роль администратор не меняет: это сделает другой администратор")
+    if (clean["role"], clean["valid_until"]) != (user.role, user.valid_until) and by.user is not None \
+            and by.user.id == user.id:
+        raise PermissionDenied("свою роль и срок действия администратор не меняет: это сделает другой администратор")
     scope = set(admin_orgs) if admin_orgs is not None else None
     had = set(user.organization_ids)
     wanted = set(clean["organization_ids"])
@@ -297,6 +307,7 @@ def update_user(session: Session, *, user: User, draft: UserDraft, admin_orgs: l
         raise PermissionDenied("себя из организации администратор не убирает: это сделает другой администратор")
     user.full_name, user.email, user.phone, user.role = (clean["full_name"], clean["email"], clean["phone"],
                                                         clean["role"])
+    user.valid_until = clean["valid_until"]
     for m in list(user.memberships):
         if m.organization_id in removed:
             user.memberships.remove(m)

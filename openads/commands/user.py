@@ -23,7 +23,9 @@ from typing import Any
 from openads.commands import UsageError, database, positive_int, settings
 from openads.commands.org import _email
 
-ROLES = ("admin", "manager", "dispatcher", "executor")
+ROLES = ("admin", "manager", "dispatcher", "executor", "inspector")
+VALID_UNTIL_HELP = ("последний день работы учётной записи, ГГГГ-ММ-ДД, по часовому поясу первой организации "
+                    "(например, проверяющего на время проверки); после него вход и токены не действуют")
 SCOPES = ("read", "write", "telephony", "settings")
 LOGIN_RE = re.compile(r"^[A-Za-z0-9._@-]{2,80}$")
 
@@ -54,6 +56,7 @@ def register(sub: Any) -> None:
     add.add_argument("--email", help="e-mail (исполнителю приходят назначенные заявки)")
     add.add_argument("--phone", help="телефон")
     add.add_argument("--password", help="пароль (лучше OPENADS_PASSWORD или запрос)")
+    add.add_argument("--valid-until", metavar="ДАТА", help=VALID_UNTIL_HELP)
     add.add_argument("--token", action="store_true", help="выпустить API-токен и напечатать его")
     _scope_args(add)
     add.set_defaults(handler=run_add)
@@ -93,6 +96,7 @@ def register(sub: Any) -> None:
     uset.add_argument("--email", help="e-mail (пустая строка — убрать)")
     uset.add_argument("--phone", help="телефон (пустая строка — убрать)")
     uset.add_argument("--role", choices=ROLES, help="роль")
+    uset.add_argument("--valid-until", metavar="ДАТА", help=VALID_UNTIL_HELP + "; none — бессрочно")
     uset.add_argument("--org", action="append", type=positive_int, metavar="ID",
                       help="id организации (можно несколько раз); заменяет прежний список")
     uset.set_defaults(handler=run_set)
@@ -181,10 +185,25 @@ def _password(args: argparse.Namespace, login: str) -> str:
     return password
 
 
-def _token_terms(args: argparse.Namespace) -> tuple[tuple[Any, ...], datetime | None]:
-    from models.rules.access import DEFAULT_SCOPES, parse_scopes, token_expires_at
+def _valid_until(raw: str, zone: str) -> datetime | None:
+    """--valid-until: the last day (inclusive) in `zone`; "none": no limit."""
+    from datetime import date
 
-    scopes = parse_scopes(args.scope) if args.scope else DEFAULT_SCOPES
+    from models.rules.access import valid_through_day
+
+    if raw.strip().lower() in ("none", "нет", ""):
+        return None
+    try:
+        return valid_through_day(date.fromisoformat(raw.strip()), zone)
+    except ValueError:
+        raise UsageError(f"--valid-until: нужна дата ГГГГ-ММ-ДД или none, а не {raw!r}") from None
+
+
+def _token_terms(args: argparse.Namespace, role: Any) -> tuple[tuple[Any, ...], datetime | None]:
+    """The token's scopes (by default read and write, as far as the user's role may hold them) and end."""
+    from models.rules.access import default_scopes_for, parse_scopes, token_expires_at
+
+    scopes = parse_scopes(args.scope) if args.scope else default_scopes_for(role)
     days = None if args.no_expiry else (args.days or settings().auth.api_token_days)
     try:
         return scopes, token_expires_at(_now(), days)
@@ -223,7 +242,7 @@ def run_add(args: argparse.Namespace) -> int:
         raise UsageError(f"--phone: {exc}") from None
     org_ids = list(dict.fromkeys(args.org))
     password = _password(args, login)
-    scopes, expires_at = _token_terms(args)
+    scopes, expires_at = _token_terms(args, Role(args.role))
     issued = None
     with _write() as s, _checked():
         known = set(s.scalars(select(Organization.id).where(Organization.id.in_(org_ids))))
@@ -232,8 +251,11 @@ def run_add(args: argparse.Namespace) -> int:
             raise UsageError(f"--org: нет организации с id {', '.join(missing)}")
         if s.scalar(select(User.id).where(User.login == login)):
             raise UsageError(f"пользователь с логином {login!r} уже есть")
+        valid_until = None
+        if args.valid_until:
+            valid_until = _valid_until(args.valid_until, s.get(Organization, org_ids[0]).timezone)
         draft = users.UserDraft(login=login, full_name=full_name, email=email, phone=phone, role=Role(args.role),
-                                organization_ids=tuple(org_ids))
+                                organization_ids=tuple(org_ids), valid_until=valid_until)
         user = users.create_user(s, draft=draft, admin_orgs=None, by=_by(), now=_now(),
                                  min_length=settings().auth.password_min_length, password=password).user
         if args.token:
@@ -260,7 +282,8 @@ def run_list(args: argparse.Namespace) -> int:
             state = "отключён" if not u.is_active else (f"вход заблокирован до {_when(r.locked_until)}"
                                                         if r.locked_until else "действует")
             extra = "".join((", временный пароль" if u.must_change_password else "",
-                             ", 2FA" if u.two_factor_enabled else ""))
+                             ", 2FA" if u.two_factor_enabled else "",
+                             f", действует до {_when(u.valid_until)}" if u.valid_until else ""))
             lines.append(f"{u.login}\t{u.full_name}\t{ROLE_TITLES_RU[u.role]}\tорганизации "
                          f"{', '.join(map(str, u.organization_ids)) or '—'}\t{state}{extra}\t"
                          f"последний вход {_when(r.last_login_at)}")
@@ -279,6 +302,8 @@ def run_set(args: argparse.Namespace) -> int:
             phone=args.phone if args.phone is not None else user.phone,
             role=args.role or user.role,
             organization_ids=tuple(args.org) if args.org else tuple(user.organization_ids),
+            valid_until=user.valid_until if args.valid_until is None else _valid_until(
+                args.valid_until, user.memberships[0].organization.timezone if user.memberships else "Europe/Moscow"),
         )
         users.update_user(s, user=user, draft=draft, admin_orgs=None, by=_by(), now=_now())
     print(f"Пользователь {args.login} изменён")
@@ -400,9 +425,9 @@ def run_locks(args: argparse.Namespace) -> int:
 def run_token_issue(args: argparse.Namespace) -> int:
     from models.services import users
 
-    scopes, expires_at = _token_terms(args)
     with _write() as s:
         user = users.user_by_login(s, admin_orgs=None, login=args.login)
+        scopes, expires_at = _token_terms(args, user.role)
         issued = users.issue_token(s, user=user, scopes=scopes, expires_at=expires_at, name=args.name,
                                    admin_orgs=None, by=_by(), now=_now())
     _print_token(issued)

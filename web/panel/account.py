@@ -41,7 +41,15 @@ from models.services import access as access_svc
 from models.services import audit as audit_svc
 from models.services import two_factor as tf_svc
 from models.services import users as users_svc
-from web.auth import SETUP_ENDPOINTS, login_required, logout_user, pending_setup, session_key, session_limits
+from web.auth import (
+    SETUP_ENDPOINTS,
+    login_required,
+    logout_user,
+    own_account,
+    pending_setup,
+    session_key,
+    session_limits,
+)
 from web.clock import now
 from web.dbsession import session as db_session
 from web.inputs import optional_int
@@ -112,6 +120,7 @@ def account_password() -> Any:
 
 
 @bp.post("/account/password")
+@own_account
 @login_required(setup=True)
 def account_password_save() -> Any:
     me, form = user(), request.form
@@ -170,6 +179,7 @@ def account_two_factor() -> Any:
 
 
 @bp.post("/account/two-factor/start")
+@own_account
 @form_page("panel.account_two_factor")
 @login_required(setup=True)
 def account_two_factor_start() -> Any:
@@ -182,6 +192,7 @@ def account_two_factor_start() -> Any:
 
 
 @bp.post("/account/two-factor/confirm")
+@own_account
 @form_page("panel.account_two_factor")
 @login_required(setup=True)
 def account_two_factor_confirm() -> Any:
@@ -197,6 +208,7 @@ def account_two_factor_confirm() -> Any:
 
 
 @bp.post("/account/two-factor/recovery-codes")
+@own_account
 @form_page("panel.account_two_factor")
 @login_required()
 def account_two_factor_recovery_codes() -> Any:
@@ -211,6 +223,7 @@ def account_two_factor_recovery_codes() -> Any:
 
 
 @bp.post("/account/two-factor/disable")
+@own_account
 @form_page("panel.account_two_factor")
 @login_required()
 def account_two_factor_disable() -> Any:
@@ -227,6 +240,7 @@ def account_two_factor_disable() -> Any:
 
 
 @bp.post("/account/sessions/<int:session_id>/end")
+@own_account
 @form_page("panel.account_security")
 @login_required()
 def account_session_end(session_id: int) -> Any:
@@ -239,6 +253,7 @@ def account_session_end(session_id: int) -> Any:
 
 
 @bp.post("/account/sessions/end-others")
+@own_account
 @form_page("panel.account_security")
 @login_required()
 def account_sessions_end_others() -> Any:
@@ -248,6 +263,7 @@ def account_sessions_end_others() -> Any:
 
 
 @bp.post("/account/sessions/end-all")
+@own_account
 @form_page("panel.account_security")
 @login_required()
 def account_sessions_end_all() -> Any:
@@ -284,6 +300,7 @@ def account_token_issue() -> Any:
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
+@own_account
 @form_page("panel.account_security")
 @login_required()
 def account_token_revoke(token_id: int) -> Any:

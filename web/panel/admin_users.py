@@ -12,6 +12,7 @@ Answers carrying a secret (a temporary password, a token) are not cached.
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
@@ -20,14 +21,16 @@ from werkzeug.datastructures import MultiDict
 from models.errors import ValidationFailed
 from models.organization import ROLE_TITLES_RU, Role, User
 from models.rules.access import (
-    DEFAULT_SCOPES,
     MAX_TOKEN_DAYS,
     SCOPE_TITLES_RU,
     TOKEN_STATE_TITLES_RU,
+    default_scopes_for,
+    last_valid_day,
     parse_scopes,
     scopes_for,
     token_expires_at,
     token_state,
+    valid_through_day,
 )
 from models.services import access as access_svc
 from models.services import users as users_svc
@@ -48,24 +51,38 @@ def _user(user_id: int) -> User:
     return users_svc.get_user(db_session(), admin_orgs=org_ids(), user_id=user_id)
 
 
+def _valid_until(form: MultiDict[str, str]) -> datetime | None:
+    """The form's «Действует до» (a date, inclusive, in the panel's zone); empty: no limit."""
+    raw = form.get("valid_until", "").strip()
+    if not raw:
+        return None
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed("Проверьте поля: Действует до: дата в формате ГГГГ-ММ-ДД", field="valid_until",
+                               fields=[{"field": "valid_until", "message": "дата в формате ГГГГ-ММ-ДД"}]) from None
+    return valid_through_day(day, panel_zone())
+
+
 def _draft(form: MultiDict[str, str], *, login: bool) -> users_svc.UserDraft:
     return users_svc.UserDraft(
         login=form.get("login", "") if login else None, full_name=form.get("full_name", ""),
         email=form.get("email", ""), phone=form.get("phone", ""), role=form.get("role", ""),
-        organization_ids=tuple(form.getlist("organization_ids")),
+        organization_ids=tuple(form.getlist("organization_ids")), valid_until=_valid_until(form),
     )
 
 
 def _values(user: User | None) -> dict[str, Any]:
     if user is None:
         return {"login": "", "full_name": "", "email": "", "phone": "", "role": Role.DISPATCHER.value,
-                "organization_ids": [str(o.id) for o in my_orgs()][:1]}
+                "organization_ids": [str(o.id) for o in my_orgs()][:1], "valid_until": ""}
     return {"login": user.login, "full_name": user.full_name, "email": user.email or "", "phone": user.phone or "",
-            "role": user.role.value, "organization_ids": [str(i) for i in user.organization_ids]}
+            "role": user.role.value, "organization_ids": [str(i) for i in user.organization_ids],
+            "valid_until": last_valid_day(user.valid_until, panel_zone()).isoformat() if user.valid_until else ""}
 
 
 def _form_values(form: MultiDict[str, str], user: User | None) -> dict[str, Any]:
-    values = {k: form.get(k, "") for k in ("login", "full_name", "email", "phone", "role")}
+    values = {k: form.get(k, "") for k in ("login", "full_name", "email", "phone", "role", "valid_until")}
     values["organization_ids"] = form.getlist("organization_ids")
     if user is not None:
         values["login"] = user.login
@@ -114,7 +131,7 @@ def _user_page(user: User | None, *, values: dict[str, Any] | None = None, error
             "last_login": users_svc.last_login(s, user_id=user.id),
             "allowed_scopes": scopes_for(user.role),
             "chosen_scopes": token_form.getlist("scopes") if token_form is not None
-            else [sc.value for sc in DEFAULT_SCOPES],
+            else [sc.value for sc in default_scopes_for(user.role)],
             "days": token_form.get("days", "") if token_form is not None else settings().auth.api_token_days,
             "token_name": token_form.get("name", "") if token_form is not None else "",
             "other_orgs": [i for i in user.organization_ids if i not in org_ids()],

@@ -246,7 +246,7 @@ def _tz_for(args: MultiDict[str, str], orgs: list[Organization]) -> ZoneInfo:
 
 
 @bp.get("/calls")
-@login_required(STAFF)
+@login_required(access.CALL_RECORDS)
 def calls_journal() -> Any:
     orgs = my_orgs()
     ids = [o.id for o in orgs]
@@ -272,7 +272,7 @@ def calls_journal() -> Any:
 
 
 @bp.get("/calls/<int:call_id>")
-@login_required(STAFF)
+@login_required(access.CALL_RECORDS)
 def call_card(call_id: int) -> Any:
     """The call (right zone of the console with `?partial=1`, or a page of its own)."""
     s = db_session()
@@ -311,13 +311,13 @@ def _serve_recording(recording_id: int, action: RecordingAction) -> Any:
 
 
 @bp.get("/recordings/<int:recording_id>")
-@login_required(STAFF)
+@login_required(access.CALL_RECORDS)
 def recording_play(recording_id: int) -> Any:
     return _serve_recording(recording_id, RecordingAction.PLAY)
 
 
 @bp.get("/recordings/<int:recording_id>/download")
-@login_required(STAFF)
+@login_required(access.CALL_RECORDS)
 def recording_download(recording_id: int) -> Any:
     return _serve_recording(recording_id, RecordingAction.DOWNLOAD)
 
@@ -326,7 +326,7 @@ def recording_download(recording_id: int) -> Any:
 
 
 @bp.get("/missed-calls")
-@login_required(STAFF)
+@login_required(access.CALL_RECORDS)
 def missed_calls() -> Any:
     s = db_session()
     items = qc.missed_queue(s, org_ids=org_ids())
@@ -359,7 +359,7 @@ def _missed_card(missed_call_id: int, *, error: str | None = None, status: int =
 
 
 @bp.get("/missed-calls/<int:missed_call_id>")
-@login_required(STAFF)
+@login_required(access.CALL_RECORDS)
 def missed_call_card(missed_call_id: int) -> Any:
     return _missed_card(missed_call_id)
 

@@ -19,18 +19,20 @@ from models import queries_calls as qc
 from models.base import utcnow
 from models.call import ROBOT_KINDS, Call
 from models.organization import Organization
+from models.rules.access import CALL_RECORDS
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.panel import bp
 from web.panel.calls import SOON_SECONDS, card_context, countdown
-from web.panel.common import STAFF, is_executor, my_orgs
+from web.panel.common import STAFF, my_orgs, user
 
 QUEUE_LIMIT = 200
 
 
 def applies() -> bool:
-    """Staff get the console as their home; an executor keeps the plain list of their tickets."""
-    return not is_executor()
+    """Staff get the console as their home; an executor keeps the plain list of their tickets, an
+    inspector the plain journal (the console is for acting)."""
+    return user().role in STAFF
 
 
 def strip_item(session: Session, call: Call) -> dict[str, Any]:
@@ -88,7 +90,7 @@ def call_strip_item(call_id: int) -> Any:
 
 
 @bp.get("/missed-calls/<int:missed_call_id>/item")
-@login_required(STAFF)
+@login_required(CALL_RECORDS)
 def missed_queue_item(missed_call_id: int) -> Any:
     """One item of the missed-call queue; 204 once it is closed."""
     s = db_session()

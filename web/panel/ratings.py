@@ -174,13 +174,13 @@ def _serve_answer(attempt_id: int, action: RecordingAction) -> Any:
 
 
 @bp.get("/rating-attempts/<int:attempt_id>/audio")
-@login_required(STAFF)
+@login_required(access.READERS)
 def rating_answer_play(attempt_id: int) -> Any:
     return _serve_answer(attempt_id, RecordingAction.PLAY)
 
 
 @bp.get("/rating-attempts/<int:attempt_id>/audio/download")
-@login_required(STAFF)
+@login_required(access.READERS)
 def rating_answer_download(attempt_id: int) -> Any:
     return _serve_answer(attempt_id, RecordingAction.DOWNLOAD)
 

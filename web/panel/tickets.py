@@ -23,6 +23,7 @@ from models.files import open_private, private_dir
 from models.housing import HouseNote, Premise
 from models.organization import Organization, User
 from models.outbox import MessageChannel, OutboxMessage
+from models.rules.access import is_read_only
 from models.rules.attachments import safe_content_type
 from models.rules.deadlines import compute_deadlines
 from models.rules.phones import display as phone_display
@@ -213,6 +214,9 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         calls=_ticket_calls(s, ticket) if not executor_view else [],
         call_kind_titles=KIND_TITLES,
     )
+    if is_read_only(user().role):  # an inspector reads the card: no action is offered
+        context.update(transitions=[], can_reopen=False, can_localize=False, can_edit=False, can_assign=False,
+                       can_rate=False)
     return render_template("ticket_card.html", **context), status
 
 

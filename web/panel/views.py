@@ -27,12 +27,14 @@ from web.auth import (
     check_login,
     clear_second_factor,
     current_user,
+    expired_message,
     locked_minutes,
     login_limits,
     login_required,
     login_user,
     logout_user,
     org_ids,
+    own_account,
     pending_second_factor,
 )
 from web.clock import now as clock_now
@@ -72,6 +74,7 @@ bp.add_app_template_global(org_badge_class, "org_badge_class")
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@own_account
 def login() -> Any:
     if request.method == "POST":
         outcome = check_login(request.form.get("login") or "", request.form.get("password") or "")
@@ -81,6 +84,9 @@ def login() -> Any:
                 return redirect(url_for("panel.login_code", next=next_target("") or None))
             login_user(outcome.user)
             return redirect(next_target(url_for("panel.index")))
+        if outcome.expired is not None:
+            flash(expired_message(outcome.expired), "error")
+            return render_template("login.html"), 403
         commit_now()  # the failure counts towards the lock-out although the answer is an error
         if outcome.locked_until is not None:
             flash(f"Слишком много неудачных попыток входа. Вход закрыт ещё на {locked_minutes(outcome.locked_until)} "
@@ -94,6 +100,7 @@ def login() -> Any:
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
+@own_account
 def login_code() -> Any:
     """The login's second step for a user with TOTP: a code from the app or a recovery code,
     throttled and locked out as passwords are."""
@@ -123,6 +130,7 @@ def login_code() -> Any:
 
 
 @bp.post("/logout")
+@own_account
 def logout() -> Any:
     logout_user()
     return redirect(url_for("panel.login"))

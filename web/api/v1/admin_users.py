@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import current_app, request
 from pydantic import BaseModel, Field
@@ -50,6 +51,7 @@ class AdminUser(Out):
     locked_until: datetime | None = Field(description="Вход заблокирован после неудачных попыток до этого времени")
     last_login_at: datetime | None
     created_at: datetime
+    valid_until: datetime | None = Field(description="Учётная запись действует до этого момента; null — бессрочно")
 
 
 class AdminUserList(Out):
@@ -63,6 +65,10 @@ class AdminUserCreate(Body):
     phone: str | None = Field(None, max_length=40, description="Любая запись номера; хранится в E.164")
     role: Role
     organization_ids: list[Id] = Field(min_length=1, max_length=100)
+    valid_until: datetime | None = Field(None, description="Учётная запись действует до этого момента (например, проверяющий на время "
+                                                   "проверки): потом вход, сессии и токены не действуют. Без "
+                                                   "смещения — по часовому поясу первой организации администратора; "
+                                                   "null — бессрочно")
 
 
 class AdminUserUpdate(Body):
@@ -76,6 +82,10 @@ class AdminUserUpdate(Body):
     organization_ids: list[Id] | None = Field(None, max_length=100)
     active: bool | None = Field(None, description="false — отключить (вход закрыт, сессии завершаются, токены не "
                                                   "действуют; пользователь не удаляется)")
+    valid_until: datetime | None = Field(None, description="Учётная запись действует до этого момента (например, проверяющий на время "
+                                                   "проверки): потом вход, сессии и токены не действуют. Без "
+                                                   "смещения — по часовому поясу первой организации администратора; "
+                                                   "null — бессрочно")
 
 
 USER_NOT_NULLABLE = ("full_name", "role", "organization_ids", "active")
@@ -151,6 +161,11 @@ def _ctx() -> tuple[User, list[int], Actor]:
     return admin, c.user_orgs(admin), Actor.of(admin, "api")
 
 
+def _valid_until(moment: datetime | None, orgs: list[int]) -> datetime | None:
+    """The body's `valid_until`; without an offset it is read in the zone of the administrator's first organization."""
+    return c.aware(moment, ZoneInfo(c.organization(orgs[0]).timezone))
+
+
 def _settings() -> Any:
     return current_app.config["OPENADS_SETTINGS"]
 
@@ -163,7 +178,7 @@ def user_json(user: User, admin_orgs: list[int], *, locked_until: datetime | Non
         "shared": users_svc.is_shared(user, admin_orgs), "active": user.is_active,
         "must_change_password": user.must_change_password, "two_factor_enabled": user.two_factor_enabled,
         "locked_until": c.utc_iso(locked_until), "last_login_at": c.utc_iso(last_login_at),
-        "created_at": c.utc_iso(user.created_at),
+        "created_at": c.utc_iso(user.created_at), "valid_until": c.utc_iso(user.valid_until),
     }
 
 
@@ -214,7 +229,8 @@ def admin_create_user() -> Any:
     _admin_user, orgs, by = _ctx()
     body = c.parse_body(AdminUserCreate)
     draft = users_svc.UserDraft(login=body.login, full_name=body.full_name, email=body.email, phone=body.phone,
-                                role=body.role, organization_ids=tuple(body.organization_ids))
+                                role=body.role, organization_ids=tuple(body.organization_ids),
+                                valid_until=_valid_until(body.valid_until, orgs))
     created = users_svc.create_user(db_session(), draft=draft, admin_orgs=orgs, by=by, now=c.now(),
                                     min_length=_settings().auth.password_min_length)
     return {"user": _one_json(created.user, orgs), "temporary_password": created.temporary_password}, 201, NO_STORE
@@ -244,6 +260,7 @@ def admin_update_user(user_id: int) -> Any:
             role=body.role if body.role is not None else user.role,
             organization_ids=tuple(body.organization_ids if body.organization_ids is not None
                                    else [i for i in user.organization_ids if i in orgs]),
+            valid_until=_valid_until(body.valid_until, orgs) if "valid_until" in given else user.valid_until,
         )
         users_svc.update_user(s, user=user, draft=draft, admin_orgs=orgs, by=by, now=at)
     if body.active is not None and body.active != user.is_active:

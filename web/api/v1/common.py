@@ -13,6 +13,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from models.errors import NotFound, PermissionDenied, ValidationFailed
 from models.organization import Organization, User
+from models.rules.access import READERS
 from models.rules.access import STAFF as STAFF  # views import it from here
 from web.auth import require_user
 from web.clock import now as now  # the views call it as c.now()
@@ -98,6 +99,11 @@ def aware(moment: datetime | None, tz: ZoneInfo) -> datetime | None:
 
 def staff() -> User:
     return require_user(STAFF)
+
+
+def reader() -> User:
+    """Staff, or a read-only inspector (a GET route: writes are refused to inspectors in web/auth.py)."""
+    return require_user(READERS)
 
 
 def user_orgs(user: User) -> list[int]:

@@ -107,6 +107,7 @@ CALL_FILTERS = [
 ]
 LOCAL_DAY = {"type": "string", "format": "date", "description": "YYYY-MM-DD, местный день организации"}
 STAFF_ONLY = "Роли: администратор, руководитель, диспетчер."
+READERS_TOO = "Роли: администратор, руководитель, диспетчер, проверяющий (только чтение)."
 EXECUTOR_TOO = "Исполнитель видит и меняет только назначенные ему заявки."
 EXECUTOR_HOUSES = "Исполнитель видит только дома назначенных ему заявок."
 ADMIN_ONLY = "Роль: администратор; только его организации."
@@ -149,28 +150,28 @@ OPERATIONS: tuple[Op, ...] = (
        params=[HOUSE_ID], errors=(401, 404), description=EXECUTOR_HOUSES),
     Op("get", "/residents", "Поиск жителя по телефону (карточка звонящего)", "residents", sc.ResidentList,
        params=[_q("phone", "Номер в любой записи; сравнивается в E.164", required=True)], errors=(400, 401, 403),
-       description=STAFF_ONLY + " Неизвестный номер — пустой список."),
+       description=READERS_TOO + " Неизвестный номер — пустой список."),
     Op("get", "/residents/{resident_id}", "Житель", "residents", sc.Resident, params=[RESIDENT_ID],
-       errors=(401, 403, 404), description=STAFF_ONLY),
+       errors=(401, 403, 404), description=READERS_TOO),
     Op("get", "/organizations", "Организации пользователя", "directory", sc.OrganizationList),
     Op("get", "/categories", "Категории заявок с нормативными сроками", "directory", sc.CategoryList,
        params=ORG_FILTER, errors=(400, 401)),
     Op("get", "/executors", "Исполнители", "directory", sc.ExecutorList, params=ORG_FILTER,
-       errors=(400, 401, 403), description=STAFF_ONLY),
+       errors=(400, 401, 403), description=READERS_TOO),
     Op("get", "/calls", "Журнал звонков (новые сверху, постранично)", "calls", calls_api.CallPage,
-       params=CALL_FILTERS, errors=(400, 401, 403), description=STAFF_ONLY),
+       params=CALL_FILTERS, errors=(400, 401, 403), description=READERS_TOO),
     Op("get", "/calls/{call_id}", "Звонок: записи и связанные заявки", "calls", calls_api.Call, params=[CALL_ID],
-       errors=(401, 403, 404), description=STAFF_ONLY + " Прослушивание и скачивание записей — в панели, с журналом доступа."),
+       errors=(401, 403, 404), description=READERS_TOO + " Прослушивание и скачивание записей — в панели, с журналом доступа."),
     Op("get", "/calls/compliance", "Доля пропущенных звонков с перезвоном в течение 10 минут, по дням",
        "calls", calls_api.ComplianceList,
        params=[_q("organization_id", "Только эта организация", ID), _q("from", "Первый день (по умолчанию 6 дней назад)",
                                                                        LOCAL_DAY),
                _q("to", "Последний день включительно (по умолчанию сегодня)", LOCAL_DAY)],
        errors=(400, 401, 403, 404),
-       description="Роли: администратор, руководитель (как и страница панели). День — местный день каждой организации по времени первого звонка; "
+       description="Роли: администратор, руководитель, проверяющий (как и страница панели). День — местный день каждой организации по времени первого звонка; "
        "засчитываются обратный вызов, на который житель ответил, и повторный звонок жителя, принятый диспетчером."),
     Op("get", "/missed-calls", "Очередь пропущенных звонков (срочные сверху)", "calls", calls_api.MissedCallList,
-       params=ORG_FILTER, errors=(400, 401, 403), description=STAFF_ONLY),
+       params=ORG_FILTER, errors=(400, 401, 403), description=READERS_TOO),
     Op("post", "/missed-calls/{missed_call_id}/close", "Закрыть пропущенный звонок с причиной", "calls",
        calls_api.MissedCall, body=calls_api.MissedCallCloseRequest, params=[MISSED_CALL_ID],
        errors=(400, 401, 403, 404, 409), description=STAFF_ONLY + " Причина обязательна."),
@@ -366,7 +367,9 @@ def document() -> dict[str, Any]:
                 "(любым методом); "
                 "у каждой операции указана нужная. Запрос с заголовком Authorization проверяется только по нему "
                 "(cookie панели тогда не учитывается). Ошибки: `{\"error_id\", \"message\", \"details\"}`. "
-                "Объекты другой организации отвечают 404. Время в ответах — UTC (ISO 8601, суффикс Z); "
+                "Объекты другой организации отвечают 404. Проверяющему (роль `inspector`, только чтение) любой "
+                "метод, кроме GET, отвечает 403 `read-only-role`; учётная запись с истёкшим сроком действия — 401 "
+                "`account-expired`. Время в ответах — UTC (ISO 8601, суффикс Z); "
                 "время без смещения в запросах читается в часовом поясе организации. "
                 f"Даты в запросах — с {MIN_YEAR} по {MAX_YEAR} год, идентификаторы — до {INT_MAX}."
             ),

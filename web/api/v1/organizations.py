@@ -54,7 +54,7 @@ def list_categories() -> Any:
 
 @bp.get("/executors")
 def list_executors() -> Any:
-    user = c.staff()
+    user = c.reader()
     ids = _scope(c.user_orgs(user))
     if not ids:
         return {"items": []}

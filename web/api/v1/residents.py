@@ -46,7 +46,7 @@ def resident_json(session: Session, r: Resident) -> dict[str, Any]:
 
 @bp.get("/residents")
 def find_residents() -> Any:
-    user = c.staff()
+    user = c.reader()
     raw = request.args.get("phone", "").strip()
     if not raw:
         raise ValidationFailed("укажите номер телефона: ?phone=", field="phone")
@@ -59,7 +59,7 @@ def find_residents() -> Any:
 
 @bp.get("/residents/<int:resident_id>")
 def get_resident(resident_id: int) -> Any:
-    user = c.staff()
+    user = c.reader()
     ids = c.user_orgs(user)
     s = db_session()
     resident = s.scalar(
