@@ -38,7 +38,8 @@ JS_PAGE_STATE = """() => {
 # Overlaps: every pair of visible interactive or text elements, neither inside the other, whose boxes
 # (each line box of a wrapped link; clipped to the scroll boxes they sit in) share more than 1 px both
 # ways. Closed menus and panels are not rendered, so their overlays (which open over the page by
-# design) are not compared; hidden elements neither.
+# design) are not compared; hidden elements neither. Also a link or button cut sideways by the box it
+# sits in (the console's zones scroll, and cut what does not wrap).
 JS_OVERLAPS = r"""() => {
   const SEL = 'a, button, input:not([type=hidden]), select, textarea, label, summary, th, td, h1, h2, h3, h4, legend, p, dt, dd, .chip, .mark, kbd';
   const TOL = 1;
@@ -54,19 +55,6 @@ JS_OVERLAPS = r"""() => {
     }
     return c;
   };
-  const items = [];
-  for (const el of document.querySelectorAll(SEL)) {
-    // checkVisibility: not rendered also inside a closed <details> (its content is skipped, yet has boxes)
-    if (el.closest('.visually-hidden, .default-submit') || !el.checkVisibility({visibilityProperty: true})) continue;
-    if (getComputedStyle(el).display === 'contents') continue;
-    const c = clipOf(el);
-    const rects = [];
-    for (const r of el.getClientRects()) {
-      const q = {l: Math.max(r.left, c.l), t: Math.max(r.top, c.t), r: Math.min(r.right, c.r), b: Math.min(r.bottom, c.b)};
-      if (q.r - q.l > TOL && q.b - q.t > TOL) rects.push(q);
-    }
-    if (rects.length) items.push({el, rects});
-  }
   const name = el => {
     let s = el.tagName.toLowerCase();
     if (el.id) s += '#' + el.id;
@@ -74,7 +62,25 @@ JS_OVERLAPS = r"""() => {
     const text = (el.innerText || el.value || el.getAttribute('aria-label') || '').trim().replace(/\s+/g, ' ').slice(0, 25);
     return text ? `${s} «${text}»` : s;
   };
-  const found = [];
+  const items = [], cut = [];
+  for (const el of document.querySelectorAll(SEL)) {
+    // checkVisibility: not rendered also inside a closed <details> (its content is skipped, yet has boxes)
+    if (el.closest('.visually-hidden, .default-submit') || !el.checkVisibility({visibilityProperty: true})) continue;
+    if (getComputedStyle(el).display === 'contents') continue;
+    const c = clipOf(el);
+    const rects = [];
+    // a link or button cut sideways by the box it sits in (a table's own sideways scroll box is by design)
+    if (el.matches('a, button, summary, input, select') && !el.closest('.scroll-x')) {
+      const r = el.getBoundingClientRect();
+      if (r.width && (r.left < c.l - TOL || r.right > c.r + TOL)) cut.push(name(el));
+    }
+    for (const r of el.getClientRects()) {
+      const q = {l: Math.max(r.left, c.l), t: Math.max(r.top, c.t), r: Math.min(r.right, c.r), b: Math.min(r.bottom, c.b)};
+      if (q.r - q.l > TOL && q.b - q.t > TOL) rects.push(q);
+    }
+    if (rects.length) items.push({el, rects});
+  }
+  const found = cut.map(n => `${n} is cut`);
   for (let i = 0; i < items.length; i++) {
     for (let j = i + 1; j < items.length; j++) {
       const a = items[i], b = items[j];
@@ -147,8 +153,8 @@ def test_english_word_check_catches_leftovers_and_spares_names() -> None:
                              "https://ads.example/api/v1, журнал.xlsx, клавиша m, корп. Б")
 
 
-def _pages(app: Any, role: Role, ticket_id: int) -> list[str]:
-    """Every GET page of the panel without URL arguments, plus a ticket card."""
+def _pages(app: Any, role: Role, cards: list[str]) -> list[str]:
+    """Every GET page of the panel without URL arguments, plus the cards of what _seed made."""
     urls = []
     for rule in app.url_map.iter_rules():
         if "GET" not in (rule.methods or ()) or rule.arguments or rule.endpoint in SKIP_ENDPOINTS:
@@ -158,11 +164,10 @@ def _pages(app: Any, role: Role, ticket_id: int) -> list[str]:
         if any(part in rule.rule for part in ("/row", "/stream", "/zone", "/export", ".xlsx", "/lookup", "/search")):
             continue
         urls.append(rule.rule)
-    urls.append(f"/tickets/{ticket_id}")
-    return sorted(set(urls))
+    return sorted(set(urls + cards))
 
 
-def _seed(db: Any, world: Any) -> tuple[Any, int]:
+def _seed(db: Any, world: Any) -> tuple[Any, int, list[str]]:
     from datetime import timedelta
 
     from models.base import utcnow
@@ -180,14 +185,19 @@ def _seed(db: Any, world: Any) -> tuple[Any, int]:
                               reporter_phone="+79161234567", description="Течь из-под ванны, заливает соседей снизу",
                               now=utcnow() - timedelta(minutes=10 * n), executor_id=world.executor_a.id)
             first = first or t.id
-        f.make_missed_call(s, org, "+79165550000", waited_seconds=30)
-    return admin, first
+        missed = f.make_missed_call(s, org, "+79165550000", waited_seconds=30)
+        call = f.make_inbound_call(s, org, "+79165550001")
+        cards = [f"/tickets/{first}", f"/missed-calls/{missed.id}", f"/calls/{call.id}",
+                 f"/admin/organizations/{org.id}", f"/admin/organizations/{org.id}/categories",
+                 f"/admin/categories/{cats[0].id}", f"/admin/organizations/{org.id}/telephony",
+                 f"/admin/organizations/{org.id}/telephony/status", f"/admin/users/{world.dispatcher_a.id}"]
+    return admin, first, cards
 
 
 def test_every_page_fits_every_screen_for_every_role(
     live_server: Any, chromium: Any, db: Any, world: Any, screenshots_dir: Path
 ) -> None:
-    admin, ticket_id = _seed(db, world)
+    admin, _ticket_id, cards = _seed(db, world)
     users = {"admin": admin, "manager": world.manager_a, "dispatcher": world.dispatcher_a,
              "executor": world.executor_a}
     problems: list[str] = []
@@ -195,7 +205,7 @@ def test_every_page_fits_every_screen_for_every_role(
         ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
         try:
             page = browser_login(ctx, live_server.url, user.login)
-            urls = _pages(live_server.app, user.role, ticket_id)
+            urls = _pages(live_server.app, user.role, cards)
             for url in urls:
                 for vp_name, (w, h) in VIEWPORTS.items():
                     page.set_viewport_size({"width": w, "height": h})
@@ -305,7 +315,7 @@ JS_CONTRAST = """() => {
 def test_text_contrast_meets_wcag_aa_in_both_themes(
     live_server: Any, chromium: Any, db: Any, world: Any, theme: str
 ) -> None:
-    admin, ticket_id = _seed(db, world)
+    admin, ticket_id, _cards = _seed(db, world)
     ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
     try:
         page = browser_login(ctx, live_server.url, admin.login)

@@ -5,6 +5,7 @@ filters in force are shown once, with a one-click reset, on the console and on t
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.browser
 PAGE = """<!doctype html><html lang="ru"><head><title>Проверка</title></head><body>
 <h1>Заголовок</h1>
 <p>Первая строка <a href="#">ссылка</a> <button type="button">Кнопка</button></p>
-<div id="over"></div>
+<div class="narrow"><a href="#" id="cutlink">очень длинная ссылка</a></div>
 <details><summary>Ещё</summary><a href="#" id="inside">Спрятанная ссылка</a></details>
 <label>Поле <input placeholder="введите submit"></label>
 <p><code>openads org add</code>, <kbd>Enter</kbd>, <span translate="no">HeadlessChrome</span></p>
@@ -31,9 +32,11 @@ def test_overlap_and_word_checks_find_what_they_are_for(chromium: Any) -> None:
         page.set_content(PAGE)
         assert page.evaluate(JS_OVERLAPS) == []  # a label around its input, a link in its paragraph: not overlaps
         # a button moved onto the heading overlaps it (the CSP of the panel is not on this page)
-        page.add_style_tag(content="button { position: absolute; left: 8px; top: 20px; }")
+        page.add_style_tag(content="button { position: absolute; left: 8px; top: 20px; }"
+                                   ".narrow { width: 40px; overflow: auto; white-space: nowrap; }")
         found = page.evaluate(JS_OVERLAPS)
         assert any("h1" in pair and "button" in pair for pair in found), found
+        assert "a#cutlink «очень длинная ссылка» is cut" in found
         assert not any("inside" in pair for pair in found)  # a closed <details> shows nothing
         # words: the placeholder and the opened panel are read; code, key caps and quoted data are not
         text = page.evaluate(JS_TEXTS)
@@ -65,7 +68,7 @@ def test_sound_hint_icon_is_drawn_not_an_emoji(live_server: Any, chromium: Any, 
 
 @pytest.mark.parametrize("role", ["dispatcher", "executor"])  # the console and the journal page
 def test_filters_in_force_are_shown_once_and_reset_in_one_click(
-    live_server: Any, chromium: Any, db: Any, world: Any, role: str
+    live_server: Any, chromium: Any, db: Any, world: Any, role: str, screenshots_dir: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -79,7 +82,9 @@ def test_filters_in_force_are_shown_once_and_reset_in_one_click(
     ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
     try:
         page = browser_login(ctx, live_server.url, user.login)
+        _settled(page)
         page.goto(live_server.url + "/?f=1&emergency=1&q=течь")
+        _settled(page)
         page.goto(live_server.url + "/")  # a later visit: the journal remembers the filter
         chips = page.locator("#active-filters .chip")
         expect(chips).to_have_text(["поиск: «течь»", "только аварийные"])
@@ -87,6 +92,12 @@ def test_filters_in_force_are_shown_once_and_reset_in_one_click(
         assert page.locator("#active-filters").count() == 1 and page.locator(".active-filters, .filter-chips").count() == 1
         expect(page.locator("#filter-panel .filter-count")).to_have_text("2")
         expect(page.locator("#journal-rows tr.row")).to_have_count(1)
+        for width, height in ((1366, 768), (390, 844)):  # the chips fit the filter line without overlapping
+            page.set_viewport_size({"width": width, "height": height})
+            page.screenshot(path=str(screenshots_dir / f"{role}-{width}x{height}-filters-in-force.png"))
+            assert page.evaluate(JS_OVERLAPS) == []
+            assert page.evaluate("document.scrollingElement.scrollWidth") <= width
+        page.set_viewport_size({"width": 1366, "height": 768})
 
         page.click("#filters-reset")  # one click
         page.wait_for_url(re.compile(r".*/\?f=1$"))
@@ -98,3 +109,9 @@ def test_filters_in_force_are_shown_once_and_reset_in_one_click(
         expect(page.locator("#active-filters")).to_have_count(0)
     finally:
         ctx.close()
+
+
+def _settled(page: Any) -> None:
+    """The console's left zone has loaded: its response (which refreshes the session cookie) is not
+    still on its way when the test navigates on."""
+    page.wait_for_function("() => !document.getElementById('zone-loading')")
