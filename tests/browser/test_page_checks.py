@@ -22,6 +22,7 @@ PAGE = """<!doctype html><html lang="ru"><head><title>Проверка</title></
 <div class="narrow"><a href="#" id="cutlink">очень длинная ссылка</a></div>
 <details><summary>Ещё</summary><a href="#" id="inside">Спрятанная ссылка</a></details>
 <label>Поле <input placeholder="введите submit"></label>
+<select><option>первый</option><option translate="no">Иванов (ivanov)</option><option>second</option></select>
 <p><code>openads org add</code>, <kbd>Enter</kbd>, <span translate="no">HeadlessChrome</span></p>
 </body></html>"""
 
@@ -41,7 +42,7 @@ def test_overlap_and_word_checks_find_what_they_are_for(chromium: Any) -> None:
         # words: the placeholder and the opened panel are read; code, key caps and quoted data are not
         text = page.evaluate(JS_TEXTS)
         assert "Спрятанная ссылка" in text
-        assert english_words(text) == {"submit"}
+        assert english_words(text) == {"submit", "second"}
         assert page.evaluate("document.querySelector('details').open") is False  # left as it was
     finally:
         page.close()
