@@ -35,7 +35,7 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 FIELD_TITLES_RU = {
     "address": "Адрес", "fias_id": "ФИАС", "latitude": "Широта", "longitude": "Долгота", "premise": "Помещение",
     "premise_kind": "Тип помещения", "entrance": "Подъезд", "floor": "Этаж", "account": "Лицевой счёт",
-    "full_name": "ФИО", "phones": "Телефоны", "email": "E-mail", "note": "Примечание",
+    "full_name": "ФИО", "phones": "Телефоны", "email": "Эл. почта", "note": "Примечание",
 }
 MAX_LENGTHS = {
     "address": 300, "premise": 20, "premise_kind": 20, "entrance": 10, "floor": 10, "account": 40,
@@ -173,7 +173,7 @@ def validate_row(data: RowData) -> CleanRow:
     email = v("email") or None
     note = v("note") or None
     if email is not None and not _EMAIL_RE.match(email):
-        problems.append(f"некорректный e-mail «{email}»")
+        problems.append(f"некорректный адрес эл. почты «{email}»")
     phones: list[str] = []
     for raw in (p.strip() for p in _PHONE_SPLIT.split(v("phones"))):
         if not raw:

@@ -83,7 +83,7 @@ def emails(raw: Iterable[str]) -> list[str]:
         value = item.strip()
         (out if EMAIL_RE.match(value) and len(value) <= 254 else bad).append(value)
     if bad:
-        raise ValueError("некорректный адрес e-mail: " + ", ".join(repr(b[:60]) for b in bad[:5]))
+        raise ValueError("некорректный адрес эл. почты: " + ", ".join(repr(b[:60]) for b in bad[:5]))
     out = list(dict.fromkeys(out))
     if len(out) > MAX_EMAILS:
         raise ValueError(f"не больше {MAX_EMAILS} адресов")

@@ -173,9 +173,9 @@ def set_contact_preference(
     resident, pref = contact_preference(session, org_ids=org_ids, resident_id=resident_id)
     email = (email or "").strip() or None
     if email is not None and ("@" not in email or len(email) > 254 or " " in email):
-        raise ValidationFailed("неверный адрес e-mail", field="email", value=email)
+        raise ValidationFailed("неверный адрес эл. почты", field="email", value=email)
     if preferred_channel == ContactChannel.EMAIL and email is None and not resident.email:
-        raise ValidationFailed("для уведомлений по e-mail укажите адрес", field="email")
+        raise ValidationFailed("для уведомлений по эл. почте укажите адрес", field="email")
     if pref is None:
         pref = ResidentContactPreference(organization_id=resident.organization_id, resident_id=resident.id)
         session.add(pref)

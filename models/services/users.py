@@ -211,7 +211,7 @@ def _check(session: Session, draft: UserDraft, *, admin_orgs: list[int] | None, 
     clean["full_name"] = name
     email = (draft.email or "").strip()
     if email and (len(email) > EMAIL_MAX or not EMAIL_RE.match(email)):
-        errors["email"] = "некорректный адрес e-mail"
+        errors["email"] = "некорректный адрес эл. почты"
     clean["email"] = email or None
     phone = (draft.phone or "").strip()
     clean["phone"] = None

@@ -64,7 +64,7 @@ def _email(raw: str | None, option: str) -> str | None:
         return None
     value = raw.strip()
     if not EMAIL_RE.match(value):
-        raise UsageError(f"{option}: некорректный адрес e-mail {raw!r}")
+        raise UsageError(f"{option}: некорректный адрес эл. почты {raw!r}")
     return value
 
 

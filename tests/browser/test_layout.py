@@ -35,9 +35,128 @@ JS_PAGE_STATE = """() => {
   return {scrollWidth: doc.scrollWidth, innerWidth: innerWidth, cut: cut};
 }"""
 
+# Overlaps: every pair of visible interactive or text elements, neither inside the other, whose boxes
+# (each line box of a wrapped link; clipped to the scroll boxes they sit in) share more than 1 px both
+# ways. Closed menus and panels are not rendered, so their overlays (which open over the page by
+# design) are not compared; hidden elements neither. Also a link or button cut sideways by the box it
+# sits in (the console's zones scroll, and cut what does not wrap).
+JS_OVERLAPS = r"""() => {
+  const SEL = 'a, button, input:not([type=hidden]), select, textarea, label, summary, th, td, h1, h2, h3, h4, legend, p, dt, dd, .chip, .mark, kbd';
+  const TOL = 1;
+  const clipOf = el => {
+    // The box an element can be seen in: its ancestors that clip (scroll boxes, overflow hidden).
+    let c = {l: -1e9, t: -1e9, r: 1e9, b: 1e9};
+    for (let e = el.parentElement; e && e !== document.body; e = e.parentElement) {
+      const st = getComputedStyle(e);
+      if (st.overflowX !== 'visible' || st.overflowY !== 'visible') {
+        const r = e.getBoundingClientRect();
+        c = {l: Math.max(c.l, r.left), t: Math.max(c.t, r.top), r: Math.min(c.r, r.right), b: Math.min(c.b, r.bottom)};
+      }
+    }
+    return c;
+  };
+  const name = el => {
+    let s = el.tagName.toLowerCase();
+    if (el.id) s += '#' + el.id;
+    else if (el.classList.length) s += '.' + [...el.classList].join('.');
+    const text = (el.innerText || el.value || el.getAttribute('aria-label') || '').trim().replace(/\s+/g, ' ').slice(0, 25);
+    return text ? `${s} «${text}»` : s;
+  };
+  const items = [], cut = [];
+  for (const el of document.querySelectorAll(SEL)) {
+    // checkVisibility: not rendered also inside a closed <details> (its content is skipped, yet has boxes)
+    if (el.closest('.visually-hidden, .default-submit') || !el.checkVisibility({visibilityProperty: true})) continue;
+    if (getComputedStyle(el).display === 'contents') continue;
+    const c = clipOf(el);
+    const rects = [];
+    // a link or button cut sideways by the box it sits in (a table's own sideways scroll box is by design)
+    if (el.matches('a, button, summary, input, select') && !el.closest('.scroll-x')) {
+      const r = el.getBoundingClientRect();
+      if (r.width && (r.left < c.l - TOL || r.right > c.r + TOL)) cut.push(name(el));
+    }
+    for (const r of el.getClientRects()) {
+      const q = {l: Math.max(r.left, c.l), t: Math.max(r.top, c.t), r: Math.min(r.right, c.r), b: Math.min(r.bottom, c.b)};
+      if (q.r - q.l > TOL && q.b - q.t > TOL) rects.push(q);
+    }
+    if (rects.length) items.push({el, rects});
+  }
+  const found = cut.map(n => `${n} is cut`);
+  for (let i = 0; i < items.length; i++) {
+    for (let j = i + 1; j < items.length; j++) {
+      const a = items[i], b = items[j];
+      if (a.el.contains(b.el) || b.el.contains(a.el)) continue;
+      let hit = false;
+      for (const p of a.rects) {
+        for (const q of b.rects) {
+          const w = Math.min(p.r, q.r) - Math.max(p.l, q.l), h = Math.min(p.b, q.b) - Math.max(p.t, q.t);
+          if (w > TOL && h > TOL) { hit = true; break; }
+        }
+        if (hit) break;
+      }
+      if (hit) found.push(`${name(a.el)} × ${name(b.el)}`);
+      if (found.length >= 20) return found;
+    }
+  }
+  return found;
+}"""
 
-def _pages(app: Any, role: Role, ticket_id: int) -> list[str]:
-    """Every GET page of the panel without URL arguments, plus a ticket card."""
+JS_TEXTS = r"""() => {
+  // Everything a person can read: the title, the text (closed menus and panels opened first),
+  // options, and the attributes a browser shows or reads out.
+  // Left out: data quoted verbatim (translate="no": a user agent, a login) and what HTML marks as
+  // computer text (<code> a command, <kbd> a key cap, <samp>).
+  // A <select> is read through its options (its innerText would list them all, quoted or not).
+  const opened = [], quoted = [...document.querySelectorAll('[translate="no"], code, kbd, samp, select')];
+  for (const d of document.querySelectorAll('details:not([open])')) { d.open = true; opened.push(d); }
+  for (const el of quoted) el.style.display = 'none';
+  const out = [document.title, document.body.innerText];
+  for (const el of quoted) el.style.removeProperty('display');
+  for (const o of document.querySelectorAll('option')) if (!o.closest('[translate="no"]')) out.push(o.text);
+  for (const el of document.querySelectorAll('[placeholder], [title], [aria-label], [alt], input[type=submit], input[type=button], input[type=reset]')) {
+    if (el.closest('[translate="no"]')) continue;
+    for (const a of ['placeholder', 'title', 'aria-label', 'alt']) if (el.hasAttribute(a)) out.push(el.getAttribute(a));
+    if (el.tagName === 'INPUT' && ['submit', 'button', 'reset'].includes(el.type)) out.push(el.value);
+  }
+  for (const d of opened) d.open = false;
+  return out.join('\n');
+}"""
+
+
+# Latin words a Russian dispatcher may read: proper names and the identifiers of the trade, each
+# shown as such (a product, a protocol, a standard). Anything else in Latin letters is an English
+# leftover. Kept short on purpose: a new entry needs a reason here.
+ALLOWED_WORDS = {
+    "OpenADS",  # the product's name
+    "Asterisk", "SIP", "PJSIP", "ARI", "AMI", "AGI", "FastAGI",  # the PBX and its interfaces (telephony pages)
+    "API", "ID", "URL", "TOTP", "QR", "SMS", "UTC", "Excel", "CSV",  # standards and file formats named as such
+    "SpeechKit",  # the speech synthesis service (a product's name)
+}
+# Not words at all: e-mail addresses, URLs and paths, file names and extensions, template
+# placeholders ({number}), identifiers joined by a slash (PJSIP/201, Europe/Moscow), tokens with a
+# digit or an underscore (logins, E.164, UTF-8, codes), single letters (keyboard keys «m», «p»).
+# Text a page quotes verbatim as data (a browser's user agent, a login) is marked translate="no", and
+# commands and key caps are in <code>/<kbd>: JS_TEXTS does not read them.
+NOT_WORDS = re.compile(
+    r"\S+@\S+\.\w+|https?://\S+|(?<![\w/])/[\w./{}<>-]+|[\w.-]*\.(?:xlsx|csv|wav|svg|ico|json|txt|pdf|conf)\b"
+    r"|\{\w+\}|\b[A-Za-z]\w*(?:/[\w.-]+)+|\b[A-Za-z0-9_.-]*[\d_][A-Za-z0-9_.-]*")
+EMOJI = re.compile("[\U0001F000-\U0001FAFF\uFE0F]")
+LATIN_WORD = re.compile(r"(?<![^\W\d_])[A-Za-z]{2,}(?![^\W\d_])")
+
+
+def english_words(text: str) -> set[str]:
+    """The Latin words of `text` that are neither allowed names nor identifiers."""
+    return {w for w in LATIN_WORD.findall(NOT_WORDS.sub(" ", text)) if w not in ALLOWED_WORDS}
+
+
+def test_english_word_check_catches_leftovers_and_spares_names() -> None:
+    assert english_words("Статус: sent (demo history)") == {"sent", "demo", "history"}
+    assert english_words("Категория не найдена. Submit") == {"Submit"}
+    assert not english_words("OpenADS на Asterisk: PJSIP/201, admin_a, +79161234567, E.164, ops@example.ru, "
+                             "https://ads.example/api/v1, журнал.xlsx, клавиша m, корп. Б")
+
+
+def _pages(app: Any, role: Role, cards: list[str]) -> list[str]:
+    """Every GET page of the panel without URL arguments, plus the cards of what _seed made."""
     urls = []
     for rule in app.url_map.iter_rules():
         if "GET" not in (rule.methods or ()) or rule.arguments or rule.endpoint in SKIP_ENDPOINTS:
@@ -47,11 +166,10 @@ def _pages(app: Any, role: Role, ticket_id: int) -> list[str]:
         if any(part in rule.rule for part in ("/row", "/stream", "/zone", "/export", ".xlsx", "/lookup", "/search")):
             continue
         urls.append(rule.rule)
-    urls.append(f"/tickets/{ticket_id}")
-    return sorted(set(urls))
+    return sorted(set(urls + cards))
 
 
-def _seed(db: Any, world: Any) -> tuple[Any, int]:
+def _seed(db: Any, world: Any) -> tuple[Any, int, list[str]]:
     from datetime import timedelta
 
     from models.base import utcnow
@@ -69,14 +187,20 @@ def _seed(db: Any, world: Any) -> tuple[Any, int]:
                               reporter_phone="+79161234567", description="Течь из-под ванны, заливает соседей снизу",
                               now=utcnow() - timedelta(minutes=10 * n), executor_id=world.executor_a.id)
             first = first or t.id
-        f.make_missed_call(s, org, "+79165550000", waited_seconds=30)
-    return admin, first
+        missed = f.make_missed_call(s, org, "+79165550000", waited_seconds=30)
+        call = f.make_inbound_call(s, org, "+79165550001")
+        cards = [f"/tickets/{first}", f"/missed-calls/{missed.id}", f"/calls/{call.id}",
+                 f"/admin/organizations/{org.id}", f"/admin/organizations/{org.id}/categories",
+                 f"/admin/categories/{cats[0].id}", f"/admin/organizations/{org.id}/telephony",
+                 f"/admin/organizations/{org.id}/telephony/status", f"/admin/users/{world.dispatcher_a.id}"]
+    return admin, first, cards
 
 
+@pytest.mark.timeout(600)  # about 40 pages × 3 screens × 4 roles, each screenshot and checked
 def test_every_page_fits_every_screen_for_every_role(
     live_server: Any, chromium: Any, db: Any, world: Any, screenshots_dir: Path
 ) -> None:
-    admin, ticket_id = _seed(db, world)
+    admin, _ticket_id, cards = _seed(db, world)
     users = {"admin": admin, "manager": world.manager_a, "dispatcher": world.dispatcher_a,
              "executor": world.executor_a}
     problems: list[str] = []
@@ -84,7 +208,7 @@ def test_every_page_fits_every_screen_for_every_role(
         ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
         try:
             page = browser_login(ctx, live_server.url, user.login)
-            urls = _pages(live_server.app, user.role, ticket_id)
+            urls = _pages(live_server.app, user.role, cards)
             for url in urls:
                 for vp_name, (w, h) in VIEWPORTS.items():
                     page.set_viewport_size({"width": w, "height": h})
@@ -101,6 +225,17 @@ def test_every_page_fits_every_screen_for_every_role(
                         problems.append(f"{where}: page is {state['scrollWidth']} px wide")
                     if state["cut"]:
                         problems.append(f"{where}: addresses cut: {state['cut'][:3]}")
+                    overlaps = page.evaluate(JS_OVERLAPS)
+                    if overlaps:
+                        problems.append(f"{where}: elements overlap: {overlaps[:5]}")
+                    # the words: the desktop markup is the same at both sizes, the phone's differs
+                    text = page.evaluate(JS_TEXTS) if vp_name != "1920x1080" else ""
+                    if EMOJI.search(text):  # no emoji font on many desktops (and none in headless Chromium)
+                        problems.append(f"{where}: emoji: {EMOJI.findall(text)[:5]}")
+                    english = english_words(text)
+                    if english:
+                        seen = [re.search(rf".{{0,30}}\b{w}\b.{{0,30}}", text) for w in sorted(english)[:8]]
+                        problems.append(f"{where}: English words: {[m.group(0) if m else '' for m in seen]}")
                     if url == "/":
                         problems += _check_home(page, where, vp_name, role)
                         page.screenshot(path=str(screenshots_dir / name.replace(".png", "-menu.png")))
@@ -184,7 +319,7 @@ JS_CONTRAST = """() => {
 def test_text_contrast_meets_wcag_aa_in_both_themes(
     live_server: Any, chromium: Any, db: Any, world: Any, theme: str
 ) -> None:
-    admin, ticket_id = _seed(db, world)
+    admin, ticket_id, _cards = _seed(db, world)
     ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
     try:
         page = browser_login(ctx, live_server.url, admin.login)

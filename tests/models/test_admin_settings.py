@@ -122,7 +122,7 @@ def test_every_bad_field_is_reported_at_once_and_nothing_changes(session, world)
         "name": "укажите название", "short_name": "не длиннее 60 символов",
         "timezone": "неизвестный часовой пояс 'Mars/Olympus'; пример: Europe/Moscow, Asia/Yekaterinburg",
         "hotlines": "некорректный номер: '123' (пример: +7 495 123-45-67)",
-        "municipality_emails": "некорректный адрес e-mail: 'edds@'",
+        "municipality_emails": "некорректный адрес эл. почты: 'edds@'",
         "call_window": "робот звонит только с 08:00 до 22:00 по местному времени",
         "recording_retention_days": "от 1 до 3650 дней", "dispatch_hours": "начало и конец совпадают",
     }

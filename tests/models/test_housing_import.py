@@ -160,7 +160,7 @@ def test_row_errors_are_reported_with_row_numbers_and_valid_rows_applied(db: Dat
     assert messages[1] == "строка 4: не указан адрес"
     assert messages[2] == "строка 5: некорректный номер телефона «12»"
     assert "помещение" in messages[3]
-    assert "e-mail" in messages[4]
+    assert "эл. почты" in messages[4]
     assert "ФИАС" in messages[5]
     assert report.rows_ok == 2 and report.rows_failed == 6
     with db.read() as s:

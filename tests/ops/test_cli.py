@@ -122,7 +122,7 @@ def test_user_add_with_token_prints_a_working_api_token(migrated: dict[str, str]
         (("org", "add", "--name", "X"), "не указаны обязательные параметры: --short-name"),
         (("org", "add", "--name", "X", "--short-name", "X", "--kind", "ООО"), "параметр --kind: недопустимое значение"),
         (("org", "add", "--name", "X", "--short-name", "X", "--tz", "Mars/Olympus"), "неизвестный часовой пояс"),
-        (("org", "add", "--name", "X", "--short-name", "X", "--municipality-email", "нет"), "некорректный адрес e-mail"),
+        (("org", "add", "--name", "X", "--short-name", "X", "--municipality-email", "нет"), "некорректный адрес эл. почты"),
         (("org", "add", "--name", "X", "--short-name", "X", "--hotline", "12"), "некорректный номер телефона"),
         (("user", "add", "--login", "a", "--name", "А", "--role", "boss", "--org", "1"), "параметр --role"),
         (("user", "add", "--login", "ab", "--name", "А", "--role", "admin", "--org", "x"), "ожидается целое число"),

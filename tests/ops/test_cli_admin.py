@@ -70,7 +70,7 @@ def test_org_set_reports_every_bad_option_and_changes_nothing(cli, db, world) ->
     for line in ("--tz: неизвестный часовой пояс 'Moscow'",
                  f"--hotline: номер уже используется другой организацией: {world.org_b.hotlines[0]}",
                  "--call-window: робот звонит только с 08:00 до 22:00", "--retention-days: от 1 до 3650 дней",
-                 "--municipality-email: некорректный адрес e-mail: 'bad'"):
+                 "--municipality-email: некорректный адрес эл. почты: 'bad'"):
         assert line in err, (line, err)
     assert cli("org", "set", str(world.org_a.id), "--call-window", "09:00")[2].strip().endswith(
         "--call-window: укажите интервал ЧЧ:ММ-ЧЧ:ММ, получено '09:00'")

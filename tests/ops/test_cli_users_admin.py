@@ -64,7 +64,7 @@ def test_set_changes_the_given_fields_and_logs_them_as_the_command_line(cli, db,
     with db.read() as s:
         assert s.scalars(select(AuditEntry.actor_name)).first().startswith("командная строка (")
     code, _, err = cli("user", "set", "disp_a", "--email", "не-адрес")
-    assert code == 2 and "некорректный адрес e-mail" in err
+    assert code == 2 and "некорректный адрес эл. почты" in err
     code, _, err = cli("user", "set", "nobody", "--name", "X")
     assert code == 2 and "нет пользователя с логином 'nobody'" in err
 

@@ -65,9 +65,12 @@ def test_remembered_filter_is_shown_with_a_one_click_reset(db, world, login_as) 
     c = login_as(world.dispatcher_a)
     c.get(f"/?f=1&q=течь&emergency=1&executor_id={world.executor_a.id}")
     later = c.get("/", follow_redirects=True).get_data(as_text=True)  # a later visit to «Пульт»
-    assert 'id="active-filters"' in later
-    assert "поиск: «течь»" in later and "только аварийные" in later and world.executor_a.full_name in later
-    assert 'id="active-filters-reset"' in later
+    chips = later.split('id="active-filters"')[1].split("</ul>")[0]  # the one display of them
+    assert later.count('class="chip active-filter"') == 3
+    assert "поиск: «течь»" in chips and "только аварийные" in chips and world.executor_a.full_name in chips
+    assert 'class="filter-count">3<' in later
+    reset = later.split('id="filters-reset"')[0].rsplit("<a ", 1)[1]
+    assert 'href="/?reset=1"' in reset
     after = c.get("/?reset=1", follow_redirects=True).get_data(as_text=True)
-    assert 'id="active-filters"' not in after
+    assert 'id="active-filters"' not in after and "filter-count" not in after
     assert "Скидка 100%" in after

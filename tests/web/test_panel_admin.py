@@ -122,7 +122,7 @@ def test_a_refused_form_comes_back_as_typed_with_a_message_per_field(db, world, 
     assert resp.status_code == 400
     page = resp.get_data(as_text=True)
     for message in ("укажите название", "неизвестный часовой пояс &#39;Москва&#39;", "некорректный номер: &#39;абв&#39;",
-                    "некорректный адрес e-mail: &#39;edds(at)city&#39;",
+                    "некорректный адрес эл. почты: &#39;edds(at)city&#39;",
                     "робот звонит только с 08:00 до 22:00 по местному времени", "укажите целое число дней",
                     "начало: нет такого времени &#39;25:00&#39;"):
         assert message in page, message

@@ -206,4 +206,4 @@ def test_resident_contact_preference_from_the_ticket_card(db, world, login_as) -
             ContactChannel.EMAIL, "leo@example.org", True, False)
     bad = client.post(f"/residents/{world.resident_a.id}/contact", data={"preferred_channel": "email",
                                                                          "email": "not-an-address"})
-    assert bad.status_code == 400 and "неверный адрес e-mail" in bad.get_data(as_text=True)
+    assert bad.status_code == 400 and "неверный адрес эл. почты" in bad.get_data(as_text=True)

@@ -148,7 +148,7 @@ def test_a_refused_create_form_comes_back_as_typed_with_a_message_per_field(db, 
                                   "role": "boss", "organization_ids": str(world.org_b.id)})
     assert resp.status_code == 400
     page = resp.get_data(as_text=True)
-    for message in ("такой логин уже есть", "укажите ФИО", "некорректный адрес e-mail",
+    for message in ("такой логин уже есть", "укажите ФИО", "некорректный адрес эл. почты",
                     "некорректный номер телефона", "выберите роль", "организация не найдена"):
         assert message in page, message
     assert 'value="not-mail"' in page and 'value="12"' in page and 'value="disp_a"' in page

@@ -31,9 +31,9 @@ TEMPLATE_TITLES_RU = {
     "closed": "Заявка закрыта",
 }
 CHANNEL_TITLES_RU = {
-    "": "как обычно (SMS на мобильный, иначе e-mail)",
+    "": "как обычно (SMS на мобильный, иначе эл. почта)",
     ContactChannel.SMS.value: "SMS",
-    ContactChannel.EMAIL.value: "e-mail",
+    ContactChannel.EMAIL.value: "эл. почта",
     ContactChannel.VOICE.value: "звонок робота",
     ContactChannel.NONE.value: "не уведомлять",
 }

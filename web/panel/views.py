@@ -286,7 +286,7 @@ def _active_filters(values: dict[str, str], statuses: set[str], house: str | Non
                     org_opts: list[tuple[str, str, bool]], category_opts: list[tuple[str, str, bool]],
                     executor_opts: list[tuple[str, str, bool]]) -> list[str]:
     """The filters in force, as a person reads them: the journal remembers them between visits, so
-    «Пульт» shows them above the list with a one-click reset (issue 13 item 6)."""
+    the filter line shows them as chips (their one display) beside a one-click reset (issue 13 item 6)."""
     out: list[str] = []
     if values["q"]:
         out.append(f"поиск: «{values['q'][:60]}»")

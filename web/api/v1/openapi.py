@@ -212,7 +212,7 @@ OPERATIONS: tuple[Op, ...] = (
                _q("limit", "Размер страницы, 1..200 (по умолчанию 50)", {"type": "integer", "minimum": 1, "maximum": 200})],
        errors=(400, 401, 403, 404), description=ADMIN_ONLY + " Время — UTC."),
     Op("get", "/admin/users", "Пользователи организаций администратора", "admin", users_api.AdminUserList,
-       params=[_q("organization_id", "Только эта организация", ID), _q("q", "Слова ФИО, логина или e-mail"),
+       params=[_q("organization_id", "Только эта организация", ID), _q("q", "Слова ФИО, логина или адреса эл. почты"),
                _q("active", "1 — действующие, 0 — отключённые, any или без параметра — все",
                   {"type": "string", "enum": ["1", "0", "true", "false", "any"]})],
        errors=(400, 401, 403), description=ADMIN_ONLY),
