@@ -29,9 +29,9 @@ from models.rules import org_settings as rules
 from models.rules import robot as robot_rules
 from models.services import audit
 from models.services import calls as calls_svc
-from models.services.catalog import seed_default_categories
 from models.services import robot_settings as robot_svc
 from models.services.audit import Actor
+from models.services.catalog import seed_default_categories
 
 EDITABLE = ("name", "short_name", "timezone", "hotlines", "municipality_emails", "call_window",
             "recording_retention_days", "dispatch_hours")
