@@ -118,7 +118,8 @@ def test_an_organization_set_up_from_the_panel_alone_rings_its_dispatcher(fresh:
     user_page = admin.submit("/admin/users/new", "/admin/users/new", login="sever201",
                              full_name="Лебедева Ирина Олеговна", email="", phone="", role="dispatcher",
                              organization_ids=str(org_id))
-    assert user_page.status_code == 200 and 'id="secret"' in user_page.text, user_page.text[:800]
+    assert user_page.status_code == 200, user_page.text[:800]
+    temporary = re.search(r'id="secret">([^<]+)<', user_page.text).group(1)  # type: ignore[union-attr]
 
     telephony = f"/admin/organizations/{org_id}/telephony"
     saved = admin.submit(telephony, telephony, wait_limit_seconds="25", ring_strategy="ringall", ring_retry_seconds="",
@@ -171,3 +172,16 @@ def test_an_organization_set_up_from_the_panel_alone_rings_its_dispatcher(fresh:
         phones.stop()
         for ch in st.channels():
             st.ari("DELETE", f"/channels/{ch['id']}")
+
+    # --- the dispatcher's first login (the temporary password, then their own): the call in their journal ----
+    dispatcher = st.panel("sever201", temporary)
+    own = dispatcher.submit("/account/password", "/account/password", current_password=temporary,
+                            new_password="Lebedeva-Sever-201", repeat_password="Lebedeva-Sever-201")
+    assert own.status_code == 302, own.text[:800]
+    journal = dispatcher.client.get("/calls")
+    assert journal.status_code == 200
+    row = journal.text.split(f'id="call-row-{call.id}"', 1)[1].split("</tr>", 1)[0]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    assert ">Северная<" in cells[1] and "Лебедева Ирина Олеговна" in cells[6] and "Отвечен" in cells[8], row
+    assert (cells[3], cells[4]) == ("+7 495 111-00-01", "+7 495 000-00-00"), row
+    dispatcher.close()
