@@ -170,14 +170,15 @@ def update_organization(
 
 def create_organization(
     session: Session, *, values: Mapping[str, Any], by: Actor | User | None, member: User | None = None,
-    now: datetime | None = None,
+    default_categories: bool = True, now: datetime | None = None, **extra: Any,
 ) -> Organization:
     """A new organization with the settings of `values` (keys of `EDITABLE`, as `update_organization`
     takes them; name and short name required, the time zone Europe/Moscow when not given) and the
     default ПП 416 categories. `member`: the administrator who creates it from the panel gets
     access to it (an administrator sees only their organizations). Every problem is one
     ValidationFailed listing each field, and then nothing is written. The new settings are in the
-    audit log (a new object: from nothing to their values)."""
+    audit log (a new object: from nothing to their values). `extra`: columns the command line sets
+    besides (kind, inn, email, dispatch_centre_id), checked by it."""
     now = now or utcnow()
     given = {k: v for k, v in values.items() if k in EDITABLE}
     given.setdefault("timezone", "Europe/Moscow")
@@ -189,12 +190,14 @@ def create_organization(
         raise _field_errors({**missing, **errors}) from None
     if missing:
         raise _field_errors(missing)
-    org = Organization(name=clean.pop("name"), short_name=clean.pop("short_name"), timezone=clean.pop("timezone"))
+    org = Organization(name=clean.pop("name"), short_name=clean.pop("short_name"), timezone=clean.pop("timezone"),
+                       **extra)
     session.add(org)
     session.flush()
     if member is not None:
         member.memberships.append(Membership(organization_id=org.id))
-    seed_default_categories(session, org)
+    if default_categories:
+        seed_default_categories(session, org)
     audit.record_changes(session, by=by, organization_id=org.id, object_type=OBJECT_TYPE, object_id=org.id,
                          object_label=org.short_name, before={}, after=organization_settings(session, org).own_values(),
                          now=now)
