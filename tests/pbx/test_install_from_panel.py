@@ -163,6 +163,11 @@ def test_an_organization_set_up_from_the_panel_alone_rings_its_dispatcher(fresh:
         d201.wait("CALL_ESTABLISHED", 5)
         resident.wait("CALL_ESTABLISHED", 5)
         assert not d202.saw("CALL_INCOMING")  # PJSIP/202 is registered but is no phone of the organization
+        # They talk: the journal has the answer, and Asterisk bridges the resident with PJSIP/201.
+        wait_until("the answer in the journal", lambda: next(
+            (c for c in st.calls() if c.id == call.id and c.answered_at is not None), None), 10)
+        wait_until("resident and dispatcher bridged", lambda: any(
+            call.channel_id in b["channels"] and len(b["channels"]) >= 2 for b in st.bridges()), 10)
         resident.hangup()
         d201.wait("CALL_CLOSED", 5)
         done = st.ended_call(call.id)
