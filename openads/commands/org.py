@@ -102,10 +102,13 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
-    from models.organization import DispatchCentre, Hotline, Organization
-    from models.services.catalog import seed_default_categories
+    from models.errors import ValidationFailed
+    from models.organization import DispatchCentre, Organization
+    from models.services.audit import Actor
+    from models.services.organizations import create_organization
+    from models.ticket import Category
 
     values = validate(args)
     db = database(settings().database_url)
@@ -113,25 +116,29 @@ def run_add(args: argparse.Namespace) -> int:
         with db.write() as s:
             if values["inn"] and s.scalar(select(Organization.id).where(Organization.inn == values["inn"])):
                 raise UsageError(f"организация с ИНН {values['inn']} уже есть")
-            taken = s.scalars(select(Hotline.number).where(Hotline.number.in_(values["hotline_numbers"].split(",")))).all()
-            if taken:
-                raise UsageError(f"--hotline: номер уже используется другой организацией: {', '.join(sorted(taken))}")
+            extra = {"kind": values["kind"], "inn": values["inn"], "email": values["email"]}
             if args.centre:
                 centre = s.scalar(select(DispatchCentre).where(DispatchCentre.name == args.centre.strip()))
                 if centre is None:
                     centre = DispatchCentre(name=args.centre.strip())
                     s.add(centre)
                     s.flush()
-                values["dispatch_centre_id"] = centre.id
-            org = Organization(**values)
-            s.add(org)
-            s.flush()
-            categories = {} if args.no_default_categories else seed_default_categories(s, org)
+                extra["dispatch_centre_id"] = centre.id
+            settings_ = {"name": values["name"], "short_name": values["short_name"], "timezone": values["timezone"],
+                         "hotlines": [n for n in values["hotline_numbers"].split(",") if n],
+                         "municipality_emails": (values["municipality_email"] or "").split(",")}
+            try:
+                org = create_organization(s, values=settings_, by=Actor.command_line(),
+                                          default_categories=not args.no_default_categories, **extra)
+            except ValidationFailed as exc:
+                raise field_errors(exc, {**SET_OPTIONS, "hotlines": "--hotline",
+                                         "municipality_emails": "--municipality-email"}) from None
             org_id = org.id
+            categories = s.scalar(select(func.count()).select_from(Category).where(Category.organization_id == org_id))
     finally:
         db.dispose()
     print(f"Организация создана: id={org_id}, «{values['name']}» ({values['kind']}, {values['timezone']}); "
-          f"категорий заявок: {len(categories)}")
+          f"категорий заявок: {categories}")
     return 0
 
 

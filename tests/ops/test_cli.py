@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from models.audit import AuditEntry
 from models.db import Database
 from models.housing import House
 from models.organization import ApiToken, Organization, User
@@ -82,7 +83,10 @@ def test_org_add_creates_the_organization_with_default_categories(migrated: dict
         assert org.hotlines == ["+78462007080", "+78462007081"]
         assert org.dispatch_centre.name == "ОДС Центральная"
         codes = set(s.scalars(select(Category.code).where(Category.organization_id == org.id)))
+        logged = {(e.field, e.via, e.new_value) for e in s.scalars(select(AuditEntry).where(
+            AuditEntry.organization_id == org.id))}
     db.dispose()
+    assert ("hotlines", "cli", "+78462007080, +78462007081") in logged and ("name", "cli", "ООО «УК Жилкомфорт»") in logged
     assert {"emergency_cold_water", "sewer_blockage", "garbage_chute_blockage", "other"} <= codes
     assert len(codes) == 15
 

@@ -37,6 +37,24 @@ INCIDENT_HOUSE_RESIDENT = ("+74951110009", "Белова Ольга Сергее
 WAIT_LIMIT_SECONDS = 25  # the organization's wait limit before voicemail (the tests keep calls short)
 
 
+# The stacks whose processes run: one OpenADS at a time answers the test PBX (one ARI app name, one
+# FastAGI port), so a scenario with a stack of its own pauses the others (`paused_stacks`).
+LIVE: list[Stack] = []
+
+
+@contextmanager
+def paused_stacks() -> Iterator[None]:
+    """Stop the processes of every running stack; start them again afterwards."""
+    paused = list(LIVE)
+    for st in paused:
+        st.stop_all()
+    try:
+        yield
+    finally:
+        for st in paused:
+            st.start_all()
+
+
 def pbx_env() -> dict[str, str]:
     out = subprocess.run([str(ROOT / "pbx" / "run.sh"), "env"], check=True, capture_output=True, text=True).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
@@ -53,8 +71,8 @@ def wait_until(what: str, check: Callable[[], T | None], timeout: float = 10.0, 
         time.sleep(every)
 
 
-def fresh_database_url(home: Path) -> str:
-    """SQLite in the PBX home, or a new database `openads_pbx` beside DATABASE_URL's PostgreSQL."""
+def fresh_database_url(home: Path, name: str = "openads_pbx") -> str:
+    """SQLite in `home`, or a new database `name` beside DATABASE_URL's PostgreSQL."""
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgresql"):
         path = home / "openads.sqlite3"
@@ -64,10 +82,10 @@ def fresh_database_url(home: Path) -> str:
     admin = make_url(url)
     engine = create_engine(admin.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS openads_pbx WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE openads_pbx"))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
-    return admin.set(database="openads_pbx").render_as_string(hide_password=False)
+    return admin.set(database=name).render_as_string(hide_password=False)
 
 
 @dataclass
@@ -152,6 +170,8 @@ class Stack:
         wait_until("openads on Asterisk's ARI WebSocket", self.ari_app_connected, 10)
 
     def start_all(self) -> None:
+        if self not in LIVE:
+            LIVE.append(self)
         self.start("agi", "agi", ready="FastAGI:")
         self.start("web", "web", ready="Listening at", timeout=30)
         self.start("worker", "worker")
@@ -161,6 +181,8 @@ class Stack:
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.stop(name)
+        if self in LIVE:
+            LIVE.remove(self)
 
     # --- Asterisk's own view ---------------------------------------------------------------------
     def cli(self, command: str) -> str:
@@ -231,8 +253,8 @@ class Stack:
         return dict(row._mapping) if row is not None else None
 
     # --- the panel, as a dispatcher's browser ----------------------------------------------------
-    def panel(self, login: str) -> Panel:
-        return Panel.login(f"http://127.0.0.1:{self.web_port}", login)
+    def panel(self, login: str, password: str | None = None) -> Panel:
+        return Panel.login(f"http://127.0.0.1:{self.web_port}", login, password)
 
     def ari_app_connected(self) -> bool:
         """Asterisk has a live WebSocket of app `openads`. `ari show apps` is no proof: it still
@@ -312,12 +334,12 @@ class Panel:
         self.client = client
 
     @classmethod
-    def login(cls, base_url: str, login: str) -> Panel:
+    def login(cls, base_url: str, login: str, password: str | None = None) -> Panel:
         from tests.factories import PASSWORD
 
         client = httpx.Client(base_url=base_url, timeout=10)
         panel = cls(client)
-        response = panel.submit("/login", "/login", login=login, password=PASSWORD)
+        response = panel.submit("/login", "/login", login=login, password=password or PASSWORD)
         assert response.status_code == 302, f"login {login}: {response.status_code} {response.text[:300]}"
         return panel
 

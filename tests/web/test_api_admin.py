@@ -47,6 +47,8 @@ def test_roles_and_scopes(client, db, world, admin_a, token_for) -> None:
         headers = token_for(user, scopes=ALL)
         check_error(client.get(url, headers=headers), 403, "forbidden")
         check_error(call(client, "patch", url, headers, json={"name": "Взлом"}), 403, "forbidden")
+        check_error(call(client, "post", f"{API}/admin/organizations", headers, json={"name": "В", "short_name": "В"}),
+                    403, "forbidden")
         check_error(call(client, "post", f"{API}/admin/categories", headers, json={"name": "x"}), 403, "forbidden")
         check_error(client.get(f"{API}/admin/audit", headers=headers), 403, "forbidden")
     check_error(client.get(url), 401, "unauthorized")
@@ -83,6 +85,29 @@ def test_patch_changes_only_the_given_fields_and_logs_them(client, db, world, ad
         assert {r.via for r in rows} == {"api"} and {r.actor_id for r in rows} == {admin_a.id}
         assert [r.field for r in rows] == ["timezone", "hotlines", "municipality_emails", "dispatch_hours",
                                            "call_window", "dispatch_hours"]
+
+
+def test_post_adds_an_organization_the_administrator_then_administers(client, db, world, admin_a, h) -> None:
+    url = f"{API}/admin/organizations"
+    resp = call(client, "post", url, h, json={"name": "УК «Гамма»", "short_name": "Гамма",
+                                               "hotline_numbers": ["8 343 300-00-01"]})
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    check_schema(client, body, "OrganizationSettings")
+    assert (body["name"], body["timezone"], body["hotline_numbers"], body["dispatch_hours"]) == (
+        "УК «Гамма»", "Europe/Moscow", ["+73433000001"], None)
+    assert {o["id"] for o in client.get(url, headers=h).get_json()["items"]} == {world.org_a.id, body["id"]}
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Category).where(Category.organization_id == body["id"])) > 0
+        assert {(r.field, r.via, r.actor_id) for r in s.scalars(select(AuditEntry))} >= {
+            ("name", "api", admin_a.id), ("hotlines", "api", admin_a.id)}
+    check_missing_body(client, "post", url, h)
+    check_bogus_field(client, "post", url, h, {"name": "Д", "short_name": "Д"}, "hotline_numbers",
+                      [world.org_b.hotlines[0]])
+    check_bogus_field(client, "post", url, h, {"name": "Д", "short_name": "Д"}, "timezone", "Moscow")
+    check_bogus_field(client, "post", url, h, {"short_name": "Д"}, "name", None)
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Organization).where(Organization.short_name == "Д")) == 0
 
 
 def test_bad_settings_are_400_per_field_and_change_nothing(client, db, world, h) -> None:

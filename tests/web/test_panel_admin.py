@@ -41,7 +41,8 @@ def _audit_count(db) -> int:
 
 
 ROUTES = [
-    ("GET", "/admin"), ("GET", "/admin/organizations/{org}"), ("POST", "/admin/organizations/{org}"),
+    ("GET", "/admin"), ("GET", "/admin/organizations/new"), ("POST", "/admin/organizations/new"),
+    ("GET", "/admin/organizations/{org}"), ("POST", "/admin/organizations/{org}"),
     ("GET", "/admin/organizations/{org}/categories"), ("GET", "/admin/organizations/{org}/categories/new"),
     ("POST", "/admin/organizations/{org}/categories/new"), ("GET", "/admin/categories/{cat}"),
     ("POST", "/admin/categories/{cat}"), ("POST", "/admin/categories/{cat}/deactivate"),
@@ -111,6 +112,52 @@ def test_admin_changes_time_zone_hotlines_and_every_setting_then_the_log_shows_i
     log = client.get("/admin/audit").get_data(as_text=True)
     assert "Часовой пояс" in log and "Europe/Moscow" in log and "Asia/Novosibirsk" in log
     assert "Админова Алла Андреевна (adm_a)" in log
+
+
+def test_admin_adds_an_organization_with_its_hotline_and_gets_access_to_it_only(db, world, login_as,
+                                                                              admin_a) -> None:
+    client = login_as(admin_a)
+    assert 'id="org-new"' in client.get("/admin").get_data(as_text=True)
+    page = client.get("/admin/organizations/new").get_data(as_text=True)
+    assert "Новая организация" in page and 'value="Europe/Moscow"' in page
+    resp = client.post("/admin/organizations/new", data=_org_form(
+        world.org_a, name="УК «Гамма»", short_name="Гамма", timezone="Asia/Yekaterinburg", hotlines="8 343 300-00-01",
+        municipality_emails="edds@ekb.example", call_window_start="09:00", call_window_end="21:00"))
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    with db.read() as s:
+        org = s.scalar(select(Organization).where(Organization.name == "УК «Гамма»"))
+        org_id = org.id
+        assert resp.headers["Location"].endswith(f"/admin/organizations/{org.id}")
+        assert (org.short_name, org.timezone, org.hotlines, org.municipality_emails) == (
+            "Гамма", "Asia/Yekaterinburg", ["+73433000001"], ["edds@ekb.example"])
+        assert calls_svc.organization_for_did(s, "+73433000001").id == org.id
+        assert s.get(RobotSettings, org.id).call_window_start == time(9)
+        assert s.scalar(select(func.count()).select_from(Category).where(Category.organization_id == org.id)) > 0
+        log = {(e.field, e.actor_id, e.via) for e in s.scalars(select(AuditEntry).where(
+            AuditEntry.organization_id == org.id))}
+    assert {("name", admin_a.id, "panel"), ("hotlines", admin_a.id, "panel")} <= log
+    # Its creator administers it now; the other organization's administrator does not see it.
+    assert client.get(f"/admin/organizations/{org_id}/categories").status_code == 200
+    assert "УК «Гамма»" in client.get("/admin").get_data(as_text=True)
+    with db.write() as s:
+        admin_b = f.make_user(s, [s.merge(world.org_b)], Role.ADMIN, login="adm_b", full_name="Админов Борис")
+    other = login_as(admin_b)
+    assert "УК «Гамма»" not in other.get("/admin").get_data(as_text=True)
+    assert other.get(f"/admin/organizations/{org_id}").status_code == 404
+
+
+def test_a_refused_new_organization_comes_back_as_typed_and_nothing_is_added(db, world, login_as, admin_a) -> None:
+    client = login_as(admin_a)
+    before = _audit_count(db)
+    resp = client.post("/admin/organizations/new", data=_org_form(
+        world.org_a, name="", short_name="Дельта", timezone="Москва", hotlines=f"{world.org_b.hotlines[0]}"))
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 400
+    assert 'id="err-name"' in page and 'id="err-timezone"' in page and "другой организацией" in page
+    assert 'value="Дельта"' in page and 'value="Москва"' in page
+    with db.read() as s:
+        assert s.scalar(select(Organization).where(Organization.short_name == "Дельта")) is None
+    assert _audit_count(db) == before
 
 
 def test_a_refused_form_comes_back_as_typed_with_a_message_per_field(db, world, login_as, admin_a) -> None:

@@ -67,9 +67,11 @@ def _org_form(form: MultiDict[str, str]) -> dict[str, Any]:
     }
 
 
-def _org_page(org: Organization, *, form: dict[str, str] | None = None, errors: dict[str, str] | None = None,
-              status: int = 200) -> Any:
-    current = org_svc.organization_settings(db_session(), org)
+def _org_page(org: Organization | None, *, form: dict[str, str] | None = None,
+              errors: dict[str, str] | None = None, status: int = 200) -> Any:
+    """The settings form of `org`; None: the form of a new organization (the defaults a new one gets)."""
+    current = org_svc.organization_settings(db_session(), org or Organization(id=0, name="", short_name="",
+                                                                             timezone="Europe/Moscow"))
     values = {
         "name": current.name, "short_name": current.short_name, "timezone": current.timezone,
         "hotlines": "\n".join(current.hotlines), "municipality_emails": "\n".join(current.municipality_emails),
@@ -83,6 +85,26 @@ def _org_page(org: Organization, *, form: dict[str, str] | None = None, errors: 
         values = {**{k: "" for k in values}, **form}
     return render_template("admin/organization.html", org=org, v=values, errors=errors or {},
                            zones=RUSSIAN_ZONES), status
+
+
+@bp.get("/admin/organizations/new")
+@login_required(ADMINS)
+def admin_organization_new() -> Any:
+    return _org_page(None)
+
+
+@bp.post("/admin/organizations/new")
+@login_required(ADMINS)
+def admin_organization_create() -> Any:
+    """A new organization; the administrator who adds it gets access to it (its users, phones and
+    categories are then set up on its pages)."""
+    try:
+        org = org_svc.create_organization(db_session(), values=_org_form(request.form), by=actor(), member=user())
+    except ValidationFailed as exc:
+        db_session().rollback()
+        return _org_page(None, form=request.form.to_dict(), errors=field_errors(exc), status=400)
+    flash(f"Организация «{org.short_name}» добавлена с категориями заявок по ПП 416", "ok")
+    return redirect(url_for("panel.admin_organization", org_id=org.id))
 
 
 @bp.get("/admin/organizations/<int:org_id>")

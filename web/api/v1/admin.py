@@ -64,6 +64,15 @@ class OrganizationSettingsUpdate(Body):
     dispatch_hours: TimeInterval | None = Field(None, description="Часы работы диспетчерской службы; null — круглосуточно")
 
 
+class OrganizationCreate(OrganizationSettingsUpdate):
+    """A new organization (with the ПП 416 categories; the administrator who adds it gets access to
+    it). Absent fields take the defaults: Europe/Moscow, no numbers, robot window 09:00–20:00,
+    round the clock."""
+
+    name: str = Field(min_length=1, max_length=200)  # type: ignore[assignment]
+    short_name: str = Field(min_length=1, max_length=60)  # type: ignore[assignment]
+
+
 NOT_NULLABLE = ("name", "short_name", "timezone", "hotline_numbers", "municipality_emails", "call_window",
                 "recording_retention_days")
 
@@ -236,6 +245,16 @@ def admin_list_organizations() -> Any:
                       for o in org_svc.organizations_of(s, c.user_orgs(user))]}
 
 
+@bp.post("/admin/organizations")
+@api_scope(Scope.SETTINGS)
+def admin_create_organization() -> Any:
+    body = c.parse_body(OrganizationCreate)
+    _nulls(body, NOT_NULLABLE)
+    org = _as_body_fields(lambda changes: org_svc.create_organization(
+        db_session(), values=changes, by=_actor(), member=_admin()), _changes(body))
+    return settings_json(org_svc.organization_settings(db_session(), org)), 201
+
+
 @bp.get("/admin/organizations/<int:organization_id>")
 @api_scope(Scope.SETTINGS)
 def admin_get_organization(organization_id: int) -> Any:
@@ -250,22 +269,34 @@ def admin_update_organization(organization_id: int) -> Any:
     org = _my_org(user, organization_id)
     body = c.parse_body(OrganizationSettingsUpdate)
     _nulls(body, NOT_NULLABLE)
-    given = body.model_fields_set
-    names = {"hotline_numbers": "hotlines"}
+    result = _as_body_fields(lambda changes: org_svc.update_organization(
+        db_session(), org=org, changes=changes, by=_actor()), _changes(body))
+    return settings_json(result)
+
+
+BODY_TO_SERVICE = {"hotline_numbers": "hotlines"}
+
+
+def _changes(body: BaseModel) -> dict[str, Any]:
+    """The fields given in the body, as the organization service names and takes them."""
     changes: dict[str, Any] = {}
-    for name in given:
+    for name in body.model_fields_set:
         value = getattr(body, name)
         if name in ("call_window", "dispatch_hours"):
             value = _window(value)
-        changes[names.get(name, name)] = value
+        changes[BODY_TO_SERVICE.get(name, name)] = value
+    return changes
+
+
+def _as_body_fields(call: Any, changes: dict[str, Any]) -> Any:
+    """`call(changes)`; a refusal names the body's fields, not the service's."""
     try:
-        result = org_svc.update_organization(db_session(), org=org, changes=changes, by=_actor())
-    except ValidationFailed as exc:  # the service's field names → the body's
-        back = {v: k for k, v in names.items()}
+        return call(changes)
+    except ValidationFailed as exc:
+        back = {v: k for k, v in BODY_TO_SERVICE.items()}
         exc.details["fields"] = [{**f, "field": back.get(f["field"], f["field"])} for f in exc.details.get("fields", [])]
         exc.details["field"] = back.get(exc.details.get("field"), exc.details.get("field"))
         raise
-    return settings_json(result)
 
 
 # --- categories -------------------------------------------------------------------------------------------

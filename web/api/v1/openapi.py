@@ -185,6 +185,10 @@ OPERATIONS: tuple[Op, ...] = (
        "день — местный день выбранной организации (без organization_id — первой из доступных)."),
     Op("get", "/admin/organizations", "Настройки организаций администратора", "admin",
        admin_api.OrganizationSettingsList, description=ADMIN_ONLY),
+    Op("post", "/admin/organizations", "Добавить организацию", "admin", admin_api.OrganizationSettings, 201,
+       admin_api.OrganizationCreate, errors=(400, 401, 403),
+       description=ADMIN_ONLY + " Организация получает категории заявок по ПП 416, добавивший её администратор — "
+       "доступ к ней. Ошибки перечисляются по полям в details.fields."),
     Op("get", "/admin/organizations/{organization_id}", "Настройки организации", "admin",
        admin_api.OrganizationSettings, params=[ORGANIZATION_ID], errors=(401, 403, 404), description=ADMIN_ONLY),
     Op("patch", "/admin/organizations/{organization_id}", "Изменить настройки организации", "admin",
