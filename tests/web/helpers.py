@@ -66,6 +66,11 @@ def check_missing_body(client: Any, method: str, url: str, headers: dict[str, st
         assert err["details"].get("field") == "body", err
 
 
+def count_rows(db: Database, model: Any) -> int:
+    with db.read() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
 def counts(db: Database) -> tuple[int, int, int]:
     """Tickets, history rows and comments: bad input must leave all three unchanged."""
     with db.read() as s:

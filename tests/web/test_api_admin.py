@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models.audit import AuditEntry
-from models.organization import Organization, Role
+from models.organization import Organization
 from models.ticket import Category
 from tests import factories as f
 from tests.web.helpers import (
@@ -18,25 +18,15 @@ from tests.web.helpers import (
     check_missing_body,
     check_not_found,
     check_schema,
+    count_rows,
 )
 
 ALL = "read write telephony settings"
 
 
 @pytest.fixture
-def admin_a(db, world):
-    with db.write() as s:
-        return f.make_user(s, [s.merge(world.org_a)], Role.ADMIN, login="adm_a", full_name="Админова Алла")
-
-
-@pytest.fixture
 def h(admin_a, token_for):
     return token_for(admin_a, scopes=ALL)
-
-
-def _count(db, model) -> int:
-    with db.read() as s:
-        return s.scalar(select(func.count()).select_from(model)) or 0
 
 
 def test_roles_and_scopes(client, db, world, admin_a, token_for) -> None:
@@ -52,7 +42,7 @@ def test_roles_and_scopes(client, db, world, admin_a, token_for) -> None:
         check_error(call(client, "post", f"{API}/admin/categories", headers, json={"name": "x"}), 403, "forbidden")
         check_error(client.get(f"{API}/admin/audit", headers=headers), 403, "forbidden")
     check_error(client.get(url), 401, "unauthorized")
-    assert _count(db, AuditEntry) == 0
+    assert count_rows(db, AuditEntry) == 0
 
 
 def test_organizations_list_and_get_only_the_own(client, world, h) -> None:
@@ -125,7 +115,7 @@ def test_bad_settings_are_400_per_field_and_change_nothing(client, db, world, h)
     assert {f["field"] for f in err["details"]["fields"]} == {"name", "timezone"}
     with db.read() as s:
         assert s.get(Organization, world.org_a.id).timezone == "Europe/Moscow"
-    assert _count(db, AuditEntry) == 0
+    assert count_rows(db, AuditEntry) == 0
 
 
 def test_categories_list_create_edit_deactivate(client, db, world, h) -> None:

@@ -11,9 +11,8 @@ from sqlalchemy import func, select
 from models.audit import AuditEntry
 from models.auth import LockKind, LoginLock
 from models.base import utcnow
-from models.organization import Role, User
+from models.organization import User
 from models.rules import credentials
-from tests import factories as f
 from tests.conftest import login
 from tests.web.helpers import (
     API,
@@ -27,12 +26,6 @@ from tests.web.helpers import (
 
 ALL = "read write telephony settings"
 USERS = f"{API}/admin/users"
-
-
-@pytest.fixture
-def admin_a(db, world):
-    with db.write() as s:
-        return f.make_user(s, [s.merge(world.org_a)], Role.ADMIN, login="adm_a", full_name="Админова Алла")
 
 
 @pytest.fixture

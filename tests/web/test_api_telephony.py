@@ -8,16 +8,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from models.audit import AuditEntry
 from models.call import DispatcherPhone, TelephonySettings
-from models.organization import Organization, Role
+from models.organization import Organization
 from models.rules.telephony import DEFAULT_TEXTS
 from models.services import telephony as svc
 from models.services import telephony_status as status_svc
 from models.telephony import TestCall
-from tests import factories as f
 from tests.web.helpers import (
     API,
     call,
@@ -26,6 +25,7 @@ from tests.web.helpers import (
     check_missing_body,
     check_not_found,
     check_schema,
+    count_rows,
 )
 
 ALL = "read write telephony settings"
@@ -34,12 +34,6 @@ ALL = "read write telephony settings"
 @pytest.fixture
 def settings(settings, tmp_path):
     return replace(settings, speech=replace(settings.speech, provider="fake", prompts_dir=tmp_path / "prompts"))
-
-
-@pytest.fixture
-def admin_a(db, world):
-    with db.write() as s:
-        return f.make_user(s, [s.merge(world.org_a)], Role.ADMIN, login="adm_a", full_name="Админова Алла")
 
 
 @pytest.fixture
@@ -52,14 +46,9 @@ def _phone(db, org, endpoint: str, **changes) -> int:
         return svc.add_phone(s, org=s.get(Organization, org.id), by=None, changes={"endpoint": endpoint, **changes}).id
 
 
-def _count(db, model) -> int:
-    with db.read() as s:
-        return s.scalar(select(func.count()).select_from(model)) or 0
-
-
 def test_roles_and_scopes(client, db, world, admin_a, token_for) -> None:
     phone = _phone(db, world.org_a, "PJSIP/201")
-    audit_before = _count(db, AuditEntry)
+    audit_before = count_rows(db, AuditEntry)
     urls = [("get", f"{API}/admin/telephony/{world.org_a.id}", None),
             ("patch", f"{API}/admin/telephony/{world.org_a.id}", {"wait_limit_seconds": 10}),
             ("post", f"{API}/admin/telephony/{world.org_a.id}/phones", {"endpoint": "PJSIP/666"}),
@@ -74,13 +63,13 @@ def test_roles_and_scopes(client, db, world, admin_a, token_for) -> None:
         for user in (world.dispatcher_a, world.manager_a, world.executor_a):
             check_error(call(client, method, url, token_for(user, scopes=ALL), json=body), 403, "forbidden")
         check_error(call(client, method, url, json=body), 401, "unauthorized")
-    assert _count(db, AuditEntry) == audit_before and _count(db, TestCall) == 0 and _count(db, DispatcherPhone) == 1
+    assert count_rows(db, AuditEntry) == audit_before and count_rows(db, TestCall) == 0 and count_rows(db, DispatcherPhone) == 1
 
 
 def test_another_organizations_telephony_is_404(client, db, world, h) -> None:
     theirs = _phone(db, world.org_b, "PJSIP/301")
     mine = _phone(db, world.org_a, "PJSIP/201")
-    before = _count(db, AuditEntry)
+    before = count_rows(db, AuditEntry)
     org_b = world.org_b.id
     check_not_found(client, "get", f"{API}/admin/telephony/{org_b}", h)
     check_not_found(client, "patch", f"{API}/admin/telephony/{org_b}", h, json={"wait_limit_seconds": 10})
@@ -97,7 +86,7 @@ def test_another_organizations_telephony_is_404(client, db, world, h) -> None:
     check_bogus_field(client, "patch", f"{API}/admin/phones/{mine}", h, {}, "user_id", world.dispatcher_b.id)
     body = client.get(f"{API}/admin/telephony/{world.org_a.id}", headers=h).get_json()
     assert [p["endpoint"] for p in body["phones"]] == ["PJSIP/201"]
-    assert _count(db, AuditEntry) == before and _count(db, TestCall) == 0
+    assert count_rows(db, AuditEntry) == before and count_rows(db, TestCall) == 0
 
 
 def test_settings_read_and_changed_as_the_api_with_the_audit_log(client, db, world, h) -> None:

@@ -263,12 +263,6 @@ def test_an_open_session_and_a_token_end_with_the_account(client, app, db, inspe
     assert "Срок действия учётной записи истёк" in body["message"]
 
 
-@pytest.fixture
-def admin_a(db, world) -> User:
-    with db.write() as s:
-        return f.make_user(s, [s.merge(world.org_a)], Role.ADMIN, login="adm_a", full_name="Админова Алла Андреевна")
-
-
 def _audit(db, user_id: int) -> set[tuple[str, str | None, str | None]]:
     with db.read() as s:
         return {(e.field, e.old_value, e.new_value) for e in s.scalars(

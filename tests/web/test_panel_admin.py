@@ -20,12 +20,6 @@ from models.ticket import Category
 from tests import factories as f
 
 
-@pytest.fixture
-def admin_a(db, world):
-    with db.write() as s:
-        return f.make_user(s, [s.merge(world.org_a)], Role.ADMIN, login="adm_a", full_name="Админова Алла Андреевна")
-
-
 def _org_form(org, **kw) -> dict[str, str]:
     form = {"name": org.name, "short_name": org.short_name, "timezone": org.timezone,
             "hotlines": "\n".join(org.hotlines), "municipality_emails": org.municipality_email or "",

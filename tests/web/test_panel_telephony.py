@@ -9,12 +9,12 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from models.audit import AuditEntry
 from models.base import utcnow
 from models.call import DispatcherPhone, RingStrategy, TelephonySettings
-from models.organization import Organization, Role
+from models.organization import Organization
 from models.ports import ProviderError
 from models.rules.phones import display
 from models.rules.telephony import DEFAULT_TEXTS
@@ -22,18 +22,13 @@ from models.services import telephony as svc
 from models.services import telephony_status as status_svc
 from models.telephony import AriStatus, TestCall, TestCallStatus
 from tests import factories as f
+from tests.web.helpers import count_rows
 
 
 @pytest.fixture
 def settings(settings, tmp_path):
     """The fake speech provider (deterministic WAV, logs what it synthesised)."""
     return replace(settings, speech=replace(settings.speech, provider="fake", prompts_dir=tmp_path / "prompts"))
-
-
-@pytest.fixture
-def admin_a(db, world):
-    with db.write() as s:
-        return f.make_user(s, [s.merge(world.org_a)], Role.ADMIN, login="adm_a", full_name="Админова Алла Андреевна")
 
 
 def _phone(db, org, endpoint: str, **changes) -> int:
@@ -45,11 +40,6 @@ def _audit(db) -> list[tuple[str, str, str | None, str | None, str]]:
     with db.read() as s:
         return [(e.object_type, e.field, e.old_value, e.new_value, e.via)
                 for e in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
-
-
-def _count(db, model) -> int:
-    with db.read() as s:
-        return s.scalar(select(func.count()).select_from(model)) or 0
 
 
 def _settings_form(**kw) -> dict[str, str]:
@@ -79,7 +69,7 @@ def test_other_roles_get_403_on_every_telephony_page_and_change_nothing(db, worl
         resp = client.open(url, method=method, data={**_settings_form(wait_limit_seconds="5"), "endpoint": "PJSIP/666",
                                                      "phone_id": str(phone), "listen": "greeting", "position": "1"})
         assert resp.status_code == 403, (method, url, resp.status_code)
-    assert _audit(db) == before and _count(db, TestCall) == 0 and _count(db, DispatcherPhone) == 1
+    assert _audit(db) == before and count_rows(db, TestCall) == 0 and count_rows(db, DispatcherPhone) == 1
 
 
 def test_another_organizations_telephony_is_404_and_nothing_changes(db, world, login_as, admin_a) -> None:
@@ -98,7 +88,7 @@ def test_another_organizations_telephony_is_404_and_nothing_changes(db, world, l
     with db.read() as s:
         assert s.get(TelephonySettings, world.org_b.id).wait_limit_seconds == 120
         assert s.get(DispatcherPhone, theirs).endpoint == "PJSIP/301"
-    assert _audit(db) == before and _count(db, TestCall) == 0
+    assert _audit(db) == before and count_rows(db, TestCall) == 0
 
 
 def test_the_admin_index_links_to_the_telephony_page(db, world, login_as, admin_a) -> None:
@@ -201,7 +191,7 @@ def test_a_refused_phone_form_comes_back_as_typed(db, world, login_as, admin_a) 
     resp = client.post(f"/admin/phones/{phone_id}/move", data={"position": "7"})
     assert resp.status_code == 302
     assert "Порядок не изменён" in client.get(resp.headers["Location"]).get_data(as_text=True)
-    assert _count(db, DispatcherPhone) == 1
+    assert count_rows(db, DispatcherPhone) == 1
 
 
 def test_listen_plays_the_text_as_typed_or_the_recorded_prompts_text(app, db, world, login_as, admin_a) -> None:
@@ -279,7 +269,7 @@ def test_a_test_call_is_asked_for_once_per_phone_at_a_time(db, world, login_as, 
     with db.read() as s:
         (row,) = s.scalars(select(TestCall)).all()
         assert (row.endpoint, row.status, row.requested_by_id) == ("PJSIP/201", TestCallStatus.PENDING, admin_a.id)
-    assert _count(db, AriStatus) == 0
+    assert count_rows(db, AriStatus) == 0
 
 
 def test_a_phone_of_a_deactivated_user_keeps_its_owner_when_saved_unchanged(db, world, login_as, admin_a) -> None:

@@ -25,12 +25,6 @@ from tests.web.helpers import API
 NEW = "/admin/users/new"
 
 
-@pytest.fixture
-def admin_a(db, world):
-    with db.write() as s:
-        return f.make_user(s, [s.merge(world.org_a)], Role.ADMIN, login="adm_a", full_name="Админова Алла Андреевна")
-
-
 def _user(db, user_id: int) -> User:
     with db.read() as s:
         user = s.get(User, user_id)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from models.audit import AuditEntry
 from models.auth import RecoveryCode
 from models.base import utcnow
-from models.organization import Role, User
+from models.organization import User
 from models.rules import two_factor as rules
 from models.rules.access import LoginLimits
 from openads.config import auth_settings
@@ -44,12 +44,6 @@ def strict(settings, db) -> Any:
                      WTF_CSRF_ENABLED=False)
     app.config["OPENADS_CLOCK"] = Clock()
     return app
-
-
-@pytest.fixture
-def admin_a(db, world):
-    with db.write() as s:
-        return f.make_user(s, [s.merge(world.org_a)], Role.ADMIN, login="adm_a", full_name="Админова Алла Андреевна")
 
 
 def _password(client: Any, login: str, password: str = f.PASSWORD) -> Any:

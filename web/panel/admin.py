@@ -26,7 +26,7 @@ from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.inputs import moment_arg, optional_int
 from web.panel import bp
-from web.panel.common import field_errors, my_orgs, org_by_id, user
+from web.panel.common import my_orgs, org_by_id, save_form, user
 
 ADMINS = (Role.ADMIN,)
 AUDIT_PAGE = 100
@@ -98,13 +98,11 @@ def admin_organization_new() -> Any:
 def admin_organization_create() -> Any:
     """A new organization; the administrator who adds it gets access to it (its users, phones and
     categories are then set up on its pages)."""
-    try:
-        org = org_svc.create_organization(db_session(), values=_org_form(request.form), by=actor(), member=user())
-    except ValidationFailed as exc:
-        db_session().rollback()
-        return _org_page(None, form=request.form.to_dict(), errors=field_errors(exc), status=400)
-    flash(f"Организация «{org.short_name}» добавлена с категориями заявок по ПП 416", "ok")
-    return redirect(url_for("panel.admin_organization", org_id=org.id))
+    return save_form(
+        lambda: org_svc.create_organization(db_session(), values=_org_form(request.form), by=actor(), member=user()),
+        lambda form, errors: _org_page(None, form=form, errors=errors, status=400),
+        lambda org: (f"Организация «{org.short_name}» добавлена с категориями заявок по ПП 416",
+                     url_for("panel.admin_organization", org_id=org.id)))
 
 
 @bp.get("/admin/organizations/<int:org_id>")
@@ -117,13 +115,10 @@ def admin_organization(org_id: int) -> Any:
 @login_required(ADMINS)
 def admin_organization_save(org_id: int) -> Any:
     org = org_by_id(org_id)
-    try:
-        org_svc.update_organization(db_session(), org=org, changes=_org_form(request.form), by=actor())
-    except ValidationFailed as exc:
-        db_session().rollback()
-        return _org_page(org, form=request.form.to_dict(), errors=field_errors(exc), status=400)
-    flash("Настройки организации сохранены", "ok")
-    return redirect(url_for("panel.admin_organization", org_id=org.id))
+    return save_form(
+        lambda: org_svc.update_organization(db_session(), org=org, changes=_org_form(request.form), by=actor()),
+        lambda form, errors: _org_page(org, form=form, errors=errors, status=400),
+        lambda _: ("Настройки организации сохранены", url_for("panel.admin_organization", org_id=org.id)))
 
 
 # --- categories -------------------------------------------------------------------------------------
@@ -183,14 +178,11 @@ def admin_category_new(org_id: int) -> Any:
 @login_required(ADMINS)
 def admin_category_create(org_id: int) -> Any:
     org = org_by_id(org_id)
-    try:
-        category = cat_svc.create_category(db_session(), org=org, draft=_draft(request.form, request.form.get("code")),
-                                           by=actor())
-    except ValidationFailed as exc:
-        db_session().rollback()
-        return _category_page(org, None, form=request.form.to_dict(), errors=field_errors(exc), status=400)
-    flash(f"Категория «{category.name}» добавлена", "ok")
-    return redirect(url_for("panel.admin_categories", org_id=org.id))
+    return save_form(
+        lambda: cat_svc.create_category(db_session(), org=org, draft=_draft(request.form, request.form.get("code")),
+                                        by=actor()),
+        lambda form, errors: _category_page(org, None, form=form, errors=errors, status=400),
+        lambda category: (f"Категория «{category.name}» добавлена", url_for("panel.admin_categories", org_id=org.id)))
 
 
 def _my_category(category_id: int) -> tuple[Organization, Category]:
@@ -209,14 +201,12 @@ def admin_category(category_id: int) -> Any:
 @login_required(ADMINS)
 def admin_category_save(category_id: int) -> Any:
     org, category = _my_category(category_id)
-    try:
-        cat_svc.update_category(db_session(), org=org, category_id=category.id, draft=_draft(request.form, None),
-                                by=actor())
-    except ValidationFailed as exc:
-        db_session().rollback()
-        return _category_page(org, category, form=request.form.to_dict(), errors=field_errors(exc), status=400)
-    flash(f"Категория «{category.name}» сохранена; сроки уже зарегистрированных заявок не меняются", "ok")
-    return redirect(url_for("panel.admin_categories", org_id=org.id))
+    return save_form(
+        lambda: cat_svc.update_category(db_session(), org=org, category_id=category.id,
+                                        draft=_draft(request.form, None), by=actor()),
+        lambda form, errors: _category_page(org, category, form=form, errors=errors, status=400),
+        lambda _: (f"Категория «{category.name}» сохранена; сроки уже зарегистрированных заявок не меняются",
+                   url_for("panel.admin_categories", org_id=org.id)))
 
 
 @bp.post("/admin/categories/<int:category_id>/<any(deactivate, activate):action>")

@@ -26,7 +26,7 @@ from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.panel import bp
 from web.panel.admin import ADMINS, actor, field_errors
-from web.panel.common import org_by_id, settings, user
+from web.panel.common import org_by_id, save_form, settings, user
 
 SETTINGS_FORM = ("wait_limit_seconds", "ring_strategy", "ring_retry_seconds", "voicemail_enabled", "auto_callback",
                  "auto_callback_delay_seconds", "moh_class", "greeting_text", "voicemail_offer_text")
@@ -147,13 +147,11 @@ def admin_telephony(org_id: int) -> Any:
 @login_required(ADMINS)
 def admin_telephony_save(org_id: int) -> Any:
     org = org_by_id(org_id)
-    try:
-        svc.update_telephony(db_session(), org=org, changes=_settings_form(request.form), by=actor())
-    except ValidationFailed as exc:
-        db_session().rollback()
-        return _page(org, form=request.form.to_dict(), errors=field_errors(exc), status=400)
-    flash("Настройки телефонии сохранены: действуют со следующего звонка", "ok")
-    return redirect(url_for("panel.admin_telephony", org_id=org.id))
+    return save_form(
+        lambda: svc.update_telephony(db_session(), org=org, changes=_settings_form(request.form), by=actor()),
+        lambda form, errors: _page(org, form=form, errors=errors, status=400),
+        lambda _: ("Настройки телефонии сохранены: действуют со следующего звонка",
+                   url_for("panel.admin_telephony", org_id=org.id)))
 
 
 @bp.post("/admin/organizations/<int:org_id>/telephony/listen")
@@ -179,13 +177,10 @@ def _phone_form(form: MultiDict[str, str]) -> dict[str, Any]:
 @login_required(ADMINS)
 def admin_phone_add(org_id: int) -> Any:
     org = org_by_id(org_id)
-    try:
-        phone = svc.add_phone(db_session(), org=org, changes=_phone_form(request.form), by=actor())
-    except ValidationFailed as exc:
-        db_session().rollback()
-        return _page(org, phone_form=request.form.to_dict(), phone_errors=field_errors(exc), status=400)
-    flash(f"Телефон {phone.endpoint} добавлен", "ok")
-    return redirect(url_for("panel.admin_telephony", org_id=org.id))
+    return save_form(
+        lambda: svc.add_phone(db_session(), org=org, changes=_phone_form(request.form), by=actor()),
+        lambda form, errors: _page(org, phone_form=form, phone_errors=errors, status=400),
+        lambda phone: (f"Телефон {phone.endpoint} добавлен", url_for("panel.admin_telephony", org_id=org.id)))
 
 
 def _my_phone(phone_id: int) -> tuple[Organization, DispatcherPhone]:
@@ -217,13 +212,11 @@ def admin_phone(phone_id: int) -> Any:
 @login_required(ADMINS)
 def admin_phone_save(phone_id: int) -> Any:
     org, phone = _my_phone(phone_id)
-    try:
-        svc.update_phone(db_session(), org=org, phone_id=phone.id, changes=_phone_form(request.form), by=actor())
-    except ValidationFailed as exc:
-        db_session().rollback()
-        return _phone_page(org, phone, form=request.form.to_dict(), errors=field_errors(exc), status=400)
-    flash(f"Телефон {phone.endpoint} сохранён", "ok")
-    return redirect(url_for("panel.admin_telephony", org_id=org.id))
+    return save_form(
+        lambda: svc.update_phone(db_session(), org=org, phone_id=phone.id, changes=_phone_form(request.form),
+                                 by=actor()),
+        lambda form, errors: _phone_page(org, phone, form=form, errors=errors, status=400),
+        lambda _: (f"Телефон {phone.endpoint} сохранён", url_for("panel.admin_telephony", org_id=org.id)))
 
 
 @bp.post("/admin/phones/<int:phone_id>/move")

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from flask import current_app
+from flask import current_app, flash, redirect, request
 from werkzeug.datastructures import MultiDict
 
 from models import access, queries
@@ -119,6 +120,25 @@ def scope_journal(f: JournalFilter) -> JournalFilter:
 def check_visible(ticket: Ticket) -> Ticket:
     """404 for a ticket the user must not see (an executor: one not assigned to them)."""
     return access.visible_ticket(user(), ticket)
+
+
+T = TypeVar("T")
+
+
+def save_form(write: Callable[[], T], rerender: Callable[[dict[str, str], dict[str, str]], Any],
+              done: Callable[[T], tuple[str, str]]) -> Any:
+    """A panel form's POST: `write` calls the service on the request's session. Refused
+    (ValidationFailed): the session is rolled back and `rerender(form as typed, field errors)`
+    shows the page again (400: nothing typed is lost). Saved: `done(result)` gives the message
+    flashed and the address redirected to."""
+    try:
+        result = write()
+    except ValidationFailed as exc:
+        db_session().rollback()
+        return rerender(request.form.to_dict(), field_errors(exc))
+    message, to = done(result)
+    flash(message, "ok")
+    return redirect(to)
 
 
 def field_errors(exc: ValidationFailed) -> dict[str, str]:
