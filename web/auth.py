@@ -236,10 +236,14 @@ def clear_second_factor() -> None:
 
 
 def check_login(login: str, password: str) -> access_svc.LoginOutcome:
-    """The login form's check (throttled; failures are written in the request's unit of work, which
-    the caller commits even though it answers with an error)."""
-    return access_svc.authenticate(db_session(), login=login, password=password, ip=request.remote_addr,
-                                   now=now(), limits=login_limits())
+    """The login form's check (throttled). The password is hashed in a read session of its own, and
+    only then does the request's unit of work write the outcome: a login never holds SQLite's write
+    lock (or a PostgreSQL transaction) for the ~100 ms of hashing. Failures are written in the
+    request's unit of work, which the caller commits even though it answers with an error."""
+    at = now()
+    with database().read() as s:
+        checked = access_svc.check_credentials(s, login=login, password=password, ip=request.remote_addr, now=at)
+    return access_svc.record_login(db_session(), checked, now=at, limits=login_limits())
 
 
 def login_user(user: User) -> None:
