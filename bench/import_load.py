@@ -173,6 +173,7 @@ def run(url: str, engine: str, facts: Facts, out_dir: Path) -> None:
     port = free_port()
     web_log = open(out_dir / f"import_web_{engine}.log", "wb")  # noqa: SIM115
     runner_log = out_dir / f"import_runner_{engine}.log"
+    runner_log.unlink(missing_ok=True)  # the runner appends: the figures are this run's batches alone
     proc = start_web(url, port, run_dir, web_log)
     runner: subprocess.Popen[bytes] | None = None
     create_ms: list[float] = []

@@ -192,6 +192,22 @@ class Database:
             finally:
                 session.rollback()
 
+    def checkpoint_wal(self) -> None:
+        """SQLite: copy what the WAL holds into the database file now, outside any transaction, in
+        PASSIVE mode (it waits for no one and blocks no writer). A bulk writer calls it between its
+        batches: otherwise the commit that finds the WAL past 1000 pages runs the checkpoint itself,
+        and that commit (a batch's, or a dispatcher's request) takes the disk's time. No-op elsewhere."""
+        if not self.is_sqlite:
+            return
+        raw = self.read_engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            cur.fetchall()
+            cur.close()
+        finally:
+            raw.close()
+
     def dispose(self) -> None:
         self.engine.dispose()
         if self.read_engine is not self.engine:
