@@ -33,7 +33,8 @@ from openads.jobs.context import JobContext, JobFailed, Retry
 log = logging.getLogger(__name__)
 
 # How long a batch's write transaction should take. SQLite: the time its one write lock is held (the
-# bound asked for is 0.1 s; a loaded machine's slowest batch takes about three times the usual, issue 12 item B4). PostgreSQL locks rows, and only the import's own: larger
+# bound asked for is 0.1 s, issue 12 item B4; on a loaded machine the slowest batch takes about three
+# times the usual). PostgreSQL locks rows, and only the import's own: larger
 # batches there mean fewer commits (each an fsync) and fewer round trips per row.
 TARGET_WRITE_SECONDS = {"sqlite": 0.03, "postgresql": 0.25}
 FIRST_BATCH = 100

@@ -121,8 +121,8 @@ def test_batches_stay_bounded_on_sqlite_however_fast_the_writes_are() -> None:
     for _ in range(40):
         sizer.took(0.001, sizer.size())  # a very fast disk
     assert sizer.size() == 1000
-    sizer.took(0.4, 1000)  # one slow write: the next batch shrinks at once
-    assert sizer.size() == 100
+    sizer.took(0.3, 1000)  # one slow write: the next batch shrinks at once, to what takes the target
+    assert sizer.size() == int(1000 * housing.TARGET_WRITE_SECONDS["sqlite"] / 0.3)
 
 
 def test_each_batch_inserts_with_one_executemany_per_table_and_logs_its_lock_hold(
