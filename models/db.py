@@ -132,6 +132,23 @@ def is_unavailable(exc: BaseException) -> bool:
     return failure_kind(exc) is not None
 
 
+def _cache_long_statements() -> None:
+    """psycopg parses a query's `%(name)s` placeholders with a regular expression and caches the
+    result only for queries under 4096 bytes and 50 parameters (its guard against ORM-generated
+    multi-row VALUES). The registration statement (models/services/tickets.py `_registration_pg`,
+    with its assignment) is one fixed statement of about 100 parameters run on every registration:
+    without this it is parsed again each time. Raising the two bounds keeps it cached; the cache
+    stays an LRU of 128 entries, and our long statements are a handful of fixed ones."""
+    try:
+        from psycopg import _queries
+    except ImportError:  # pragma: no cover - psycopg is a dependency, but only PostgreSQL needs it
+        return
+    if getattr(_queries, "MAX_CACHED_STATEMENT_LENGTH", None) is not None:
+        _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, 16384)
+    if getattr(_queries, "MAX_CACHED_STATEMENT_PARAMS", None) is not None:
+        _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, 200)
+
+
 class Database:
     def __init__(self, url: str, *, lock_timeout: float | None = None, **engine_kw: Any) -> None:
         """`lock_timeout`: seconds a statement waits for another transaction's lock (SQLite's busy
@@ -153,6 +170,7 @@ class Database:
             # A round trip on every checkout, so a connection a server restart killed is replaced
             # before a request uses it (decision 0022: about 30 us of a request's milliseconds).
             engine_kw.setdefault("pool_pre_ping", True)
+            _cache_long_statements()
             self.engine = create_engine(url, **engine_kw)
             if lock_timeout is not None:
                 _pg_lock_timeout(self.engine, lock_timeout)
@@ -173,6 +191,22 @@ class Database:
                 yield session
             finally:
                 session.rollback()
+
+    def checkpoint_wal(self) -> None:
+        """SQLite: copy what the WAL holds into the database file now, outside any transaction, in
+        PASSIVE mode (it waits for no one and blocks no writer). A bulk writer calls it between its
+        batches: otherwise the commit that finds the WAL past 1000 pages runs the checkpoint itself,
+        and that commit (a batch's, or a dispatcher's request) takes the disk's time. No-op elsewhere."""
+        if not self.is_sqlite:
+            return
+        raw = self.read_engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            cur.fetchall()
+            cur.close()
+        finally:
+            raw.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

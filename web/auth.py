@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask, abort, current_app, flash, g, redirect, request, session, url_for
 from sqlalchemy import Executable, bindparam, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm import contains_eager, joinedload
 
 from models.auth import UserSession
 from models.base import utcnow
@@ -138,10 +138,13 @@ _SESSION_BY_KEY = (
     .where(UserSession.key_sha256 == bindparam("digest"), UserSession.ended_at.is_(None), User.is_active.is_(True))
     .options(contains_eager(UserSession.user).joinedload(User.memberships).joinedload(Membership.organization))
 )
+# The token's own columns as plain values (only its user becomes an ORM object: building a second
+# entity per API request costs more than the query's round trip).
 _TOKEN_BY_DIGEST = (
-    select(ApiToken).join(ApiToken.user)
+    select(ApiToken.id, ApiToken.scopes, ApiToken.expires_at, ApiToken.last_used_at, User)
+    .join(ApiToken.user)
     .where(ApiToken.token_sha256 == bindparam("digest"), ApiToken.revoked.is_(False), User.is_active.is_(True))
-    .options(contains_eager(ApiToken.user).joinedload(User.memberships).joinedload(Membership.organization))
+    .options(joinedload(User.memberships).joinedload(Membership.organization))
 )
 
 
@@ -275,10 +278,14 @@ def clear_second_factor() -> None:
 
 
 def check_login(login: str, password: str) -> access_svc.LoginOutcome:
-    """The login form's check (throttled; failures are written in the request's unit of work, which
-    the caller commits even though it answers with an error)."""
-    return access_svc.authenticate(db_session(), login=login, password=password, ip=request.remote_addr,
-                                   now=now(), limits=login_limits())
+    """The login form's check (throttled). The password is hashed in a read session of its own, and
+    only then does the request's unit of work write the outcome: a login never holds SQLite's write
+    lock (or a PostgreSQL transaction) for the ~100 ms of hashing. Failures are written in the
+    request's unit of work, which the caller commits even though it answers with an error."""
+    at = now()
+    with database().read() as s:
+        checked = access_svc.check_credentials(s, login=login, password=password, ip=request.remote_addr, now=at)
+    return access_svc.record_login(db_session(), checked, now=at, limits=login_limits())
 
 
 def login_user(user: User) -> None:
@@ -334,7 +341,7 @@ def _bearer_user(header: str, needed: Scope) -> User:
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("нужен заголовок Authorization: Bearer <токен>")
     row = db_session().execute(_TOKEN_BY_DIGEST, {"digest": credentials.digest(secret.strip())}) \
-        .unique().scalar_one_or_none()
+        .unique().one_or_none()
     at = now()
     if row is None or not token_alive(row.expires_at, at):
         raise Unauthorized("токен недействителен, отозван или истёк")
@@ -345,7 +352,7 @@ def _bearer_user(header: str, needed: Scope) -> User:
     if needs_touch(row.last_used_at, at):
         _touch(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=at))
     g.api_token = row
-    return row.user
+    return row.User  # type: ignore[no-any-return]
 
 
 def authenticate_api(view: Callable[..., Any]) -> None:

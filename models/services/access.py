@@ -83,33 +83,70 @@ def record_failure(session: Session, *, login: str, ip: str, now: datetime, limi
     return locked
 
 
-def authenticate(
-    session: Session, *, login: str, password: str, ip: str | None, now: datetime, limits: LoginLimits,
-) -> LoginOutcome:
-    """Check a login and password, counting failures per login name and per client address.
+@dataclass(frozen=True)
+class PasswordCheck:
+    """What the read phase of a login found (`check_credentials`): the login and address as counted,
+    a lock-out in force (the password was then not compared), or the user whose password was right."""
 
-    A missing or deactivated login costs the same password hashing as a real one (no timing
-    oracle) and is counted and locked out the same way (no lock-out oracle). Writes a
-    `login_failures` row per failure and a `login_locks` row when a limit is reached; a success
-    clears the failures of that login. The caller commits whatever the outcome.
-    """
+    login: str
+    ip: str
+    user_id: int | None = None
+    locked_until: datetime | None = None
+
+
+def check_credentials(session: Session, *, login: str, password: str, ip: str | None, now: datetime) -> PasswordCheck:
+    """The read phase of a login: the lock-outs in force, the user, and the password hash compared
+    (the slow part, on purpose). Writes nothing, so it runs in a read session: on SQLite a login never
+    holds the one write lock while it hashes (issue 12 item B3). A missing or deactivated login costs
+    the same hashing as a real one (no timing oracle)."""
     login = login.strip()[:LOGIN_MAX]
     ip = (ip or "")[:IP_MAX]
     locked = locked_until(session, login=login, ip=ip, now=now)
     if locked is not None:
-        return LoginOutcome(None, locked)
+        return PasswordCheck(login, ip, locked_until=locked)
     user = session.scalar(select(User).where(User.login == login, User.is_active.is_(True))) if login else None
     if user is None:
         credentials.check_no_password(password)
     elif credentials.check_password(user.password_hash, password):
-        if not account_valid(user.valid_until, now):
+        return PasswordCheck(login, ip, user_id=user.id)
+    return PasswordCheck(login, ip)
+
+
+def record_login(session: Session, checked: PasswordCheck, *, now: datetime, limits: LoginLimits) -> LoginOutcome:
+    """The write phase of a login, a few short statements after `check_credentials`: a failure is
+    counted (and locks the login or the address that reached its limit), a success clears the
+    login's failures. A lock-out another attempt set since the read phase wins over a right
+    password, as it would have had the attempts come one after the other."""
+    if checked.locked_until is not None:
+        return LoginOutcome(None, checked.locked_until)
+    locked = locked_until(session, login=checked.login, ip=checked.ip, now=now)
+    if locked is not None:
+        return LoginOutcome(None, locked)
+    user = session.get(User, checked.user_id) if checked.user_id is not None else None
+    if user is not None and user.is_active:
+        if not account_valid(user.valid_until, now):  # the right password of an account past its end
             return LoginOutcome(None, expired=user)
         # With a second factor the login is not over: its failures stay counted until the code is
         # right, or the password (known to whoever guesses codes) would reset the code's limit.
         if not user.two_factor_enabled:
-            session.execute(delete(LoginFailure).where(LoginFailure.login == login))
+            session.execute(delete(LoginFailure).where(LoginFailure.login == checked.login))
         return LoginOutcome(user)
-    return LoginOutcome(None, record_failure(session, login=login, ip=ip, now=now, limits=limits))
+    return LoginOutcome(None, record_failure(session, login=checked.login, ip=checked.ip, now=now, limits=limits))
+
+
+def authenticate(
+    session: Session, *, login: str, password: str, ip: str | None, now: datetime, limits: LoginLimits,
+) -> LoginOutcome:
+    """Check a login and password, counting failures per login name and per client address:
+    `check_credentials` then `record_login` in one session (the web runs the first in a read
+    session of its own, web/auth.py `check_login`).
+
+    A missing or deactivated login is counted and locked out the same way as a real one (no
+    lock-out oracle). Writes a `login_failures` row per failure and a `login_locks` row when a limit
+    is reached; a success clears the failures of that login. The caller commits whatever the outcome.
+    """
+    checked = check_credentials(session, login=login, password=password, ip=ip, now=now)
+    return record_login(session, checked, now=now, limits=limits)
 
 
 def authenticate_second_factor(

@@ -27,6 +27,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -92,12 +93,17 @@ def _typed(prefix: str, table: Table, keys: tuple[str, ...]) -> list[Any]:
     return [bindparam(f"{prefix}{k}", type_=table.c[k].type) for k in keys]
 
 
-def _registration_pg() -> Any:
+def _registration_pg(assign: bool = False, mail: bool = False) -> Any:
     """A whole registration as one statement: bump the counter, insert the ticket under its number,
     its first history row and its `ticket.created` event (data-modifying CTEs).
 
+    `assign`: the same statement also writes the assignment of the executor the registration names
+    (the ticket goes in with its status and executor as assigned; the `assigned` history row and
+    `ticket.changed` after the registration's own, ordered by reading their RETURNING) and, with
+    `mail`, the executor's e-mail, its subject and body completed with the new number in SQL.
+
     The counter row lock is taken first and held until commit, so everything the organization's
-    concurrent registrations wait for is this one statement and the COMMIT. The event payload is
+    concurrent registrations wait for is this one statement and the COMMIT. The event payloads are
     built in Python and completed with the new id and number in SQL.
     """
     bump = _counter_upsert(postgresql.insert).cte("bump")
@@ -110,56 +116,59 @@ def _registration_pg() -> Any:
         .returning(_TICKETS.c.id, _TICKETS.c.number)
         .cte("new_ticket")
     )
-    history = insert(_HISTORY).from_select(
+    history_insert = insert(_HISTORY).from_select(
         ["ticket_id", *_HISTORY_KEYS], select(new.c.id, *_typed("h_", _HISTORY, _HISTORY_KEYS)).select_from(new),
         include_defaults=False,
-    ).cte("new_history")
-    payload = cast(bindparam("e_payload", type_=postgresql.JSONB), postgresql.JSONB).op("||")(
-        func.jsonb_build_object("ticket_id", new.c.id, "number", new.c.number)
     )
-    event = insert(_EVENTS).from_select(
+
+    def completed(name: str) -> Any:  # a payload built in Python, with the new id and number
+        return cast(cast(bindparam(name, type_=postgresql.JSONB), postgresql.JSONB).op("||")(
+            func.jsonb_build_object("ticket_id", new.c.id, "number", new.c.number)), JSON)
+
+    event_insert = insert(_EVENTS).from_select(
         ["organization_id", "name", "payload", "created_at"],
-        select(bindparam("e_org", type_=Integer), bindparam("e_name", type_=String), cast(payload, JSON),
+        select(bindparam("e_org", type_=Integer), bindparam("e_name", type_=String), completed("e_payload"),
                bindparam("e_at", type_=_EVENTS.c.created_at.type)).select_from(new),
         include_defaults=False,
-    ).cte("new_event")
-    return select(new.c.id, new.c.number).add_cte(history, event)
-
-
-_REGISTRATION_PG = _registration_pg()
-_OUTBOX = table_of(OutboxMessage)
-_OUTBOX_KEYS = tuple(c.key for c in _OUTBOX.c if not c.primary_key)
-
-
-def _assignment_pg(mail: bool) -> Any:
-    """The assignment of a ticket registered in the same transaction as one statement: its status and
-    executor, the `assigned` history row, `ticket.changed`, and (`mail`) the executor's e-mail."""
-    changed = (
-        update(_TICKETS).where(_TICKETS.c.id == bindparam("a_id"))
-        .values(status=bindparam("a_status"), executor_id=bindparam("a_executor"), updated_at=bindparam("a_at"))
-        .returning(_TICKETS.c.id).cte("assigned")
     )
-    history = insert(_HISTORY).from_select(
-        ["ticket_id", *_HISTORY_KEYS], select(changed.c.id, *_typed("h_", _HISTORY, _HISTORY_KEYS)),
+    if not assign:
+        return select(new.c.id, new.c.number).add_cte(history_insert.cte("new_history"), event_insert.cte("new_event"))
+    history = history_insert.returning(_HISTORY.c.ticket_id).cte("new_history")
+    event = event_insert.returning(_EVENTS.c.id).cte("new_event")
+    # Selected from the rows the registration's own inserts returned: their ids come after those.
+    assigned_history = insert(_HISTORY).from_select(
+        ["ticket_id", *_HISTORY_KEYS], select(history.c.ticket_id, *_typed("ah_", _HISTORY, _HISTORY_KEYS)),
         include_defaults=False,
     ).cte("assigned_history")
-    event = insert(_EVENTS).from_select(
+    assigned_event = insert(_EVENTS).from_select(
         ["organization_id", "name", "payload", "created_at"],
-        select(bindparam("e_org", type_=Integer), bindparam("e_name", type_=String),
-               bindparam("e_payload", type_=_EVENTS.c.payload.type), bindparam("e_at", type_=_EVENTS.c.created_at.type))
-        .select_from(changed),
+        select(bindparam("e_org", type_=Integer), bindparam("ae_name", type_=String), completed("ae_payload"),
+               bindparam("e_at", type_=_EVENTS.c.created_at.type)).select_from(event).join(new, true()),
         include_defaults=False,
     ).cte("assigned_event")
-    ctes = [history, event]
+    ctes = [history, event, assigned_history, assigned_event]
     if mail:
+        def column(key: str) -> Any:
+            if key == "ticket_id":
+                return new.c.id
+            if key in ("subject", "body"):  # the text before the number, the number, the text after it
+                return bindparam(f"o_{key}_a", type_=String) + new.c.number + bindparam(f"o_{key}_b", type_=String)
+            return bindparam(f"o_{key}", type_=_OUTBOX.c[key].type)
+
         ctes.append(insert(_OUTBOX).from_select(
-            list(_OUTBOX_KEYS), select(*_typed("o_", _OUTBOX, _OUTBOX_KEYS)).select_from(changed),
+            list(_OUTBOX_KEYS), select(*(column(k) for k in _OUTBOX_KEYS)).select_from(new),
             include_defaults=False,
         ).cte("assigned_mail"))
-    return select(changed.c.id).add_cte(*ctes)
+    return select(new.c.id, new.c.number).add_cte(*ctes)
 
 
-_ASSIGNMENT_PG = {mail: _assignment_pg(mail) for mail in (False, True)}
+_OUTBOX = table_of(OutboxMessage)
+_OUTBOX_KEYS = tuple(c.key for c in _OUTBOX.c if not c.primary_key)
+# By what the registration also writes: nothing more, an assignment, an assignment and its e-mail.
+_REGISTRATION_PG = {(assign, mail): _registration_pg(assign, mail) for assign, mail in
+                    ((False, False), (True, False), (True, True))}
+
+
 _TICKET_INSERT = insert(_TICKETS).returning(_TICKETS.c.id)
 _HISTORY_INSERT = insert(_HISTORY)
 _COUNTER_UPSERT_SQLITE = _counter_upsert(sqlite.insert)
@@ -315,16 +324,28 @@ def _phone(raw: str | None) -> str | None:
 # --- numbering --------------------------------------------------------------------------------
 
 
-def _write_registration(session: Session, ticket: Ticket, history: dict[str, Any], *, year: int, now: datetime) -> None:
+@dataclass(frozen=True)
+class _Assignment:
+    """The executor a registration names, assigned in the registration's own writes."""
+
+    org: Organization
+    executor: User
+    by: User | None
+
+
+def _write_registration(session: Session, ticket: Ticket, history: dict[str, Any], *, year: int, now: datetime,
+                        assignment: _Assignment | None = None) -> None:
     """Write a new ticket, its first history row and `ticket.created`, numbered `YYYY-NNNNNN`: the
     next in its organization and year, no gaps, no duplicates. Then attach the ticket to the
-    session as a persistent object (no ORM flush, no reload).
+    session as a persistent object (no ORM flush, no reload). With `assignment`, also what
+    `assign_ticket` would write for it (`_assign_registered`).
 
     The counter row is created or bumped by an upsert in the ticket's own transaction, so a
     concurrent registration waits for the row lock (PostgreSQL) or the write lock (SQLite), and a
     rolled-back one gives its number back. The lock is held until commit, so every round trip after
-    the upsert limits the organization's registration rate: PostgreSQL does it all in one statement
-    (`_registration_pg`); SQLite (in-process, no round trips) takes the number last.
+    the upsert limits the organization's registration rate: PostgreSQL does it all, the assignment
+    included, in one statement (`_registration_pg`); SQLite (in-process, no round trips) takes the
+    number last.
     """
     values = insert_values(ticket, _TICKET_KEYS)
     payload = _event_payload(ticket, "created", concerned=[])
@@ -334,7 +355,10 @@ def _write_registration(session: Session, ticket: Ticket, history: dict[str, Any
         params.update((f"h_{k}", v) for k, v in history.items())
         params.update(b_org=ticket.organization_id, b_year=year, prefix=f"{year}-", e_org=ticket.organization_id,
                       e_name=events.TICKET_CREATED, e_payload=payload, e_at=now)
-        ticket_id, number = conn.execute(_REGISTRATION_PG, params).one()
+        mail = None
+        if assignment is not None:
+            mail = _assignment_params(params, ticket, assignment, now)
+        ticket_id, number = conn.execute(_REGISTRATION_PG[assignment is not None, mail is not None], params).one()
     else:
         values["number"] = "~" + uuid.uuid4().hex[:16]  # provisional: the number is taken last
         ticket_id = conn.execute(_TICKET_INSERT, values).scalar_one()
@@ -346,6 +370,31 @@ def _write_registration(session: Session, ticket: Ticket, history: dict[str, Any
                     {**payload, "ticket_id": ticket_id, "number": number})
     session.info.setdefault("woken_orgs", set()).add(ticket.organization_id)
     attach_inserted(session, ticket, values, id=ticket_id, number=number)
+    if assignment is not None:
+        if conn.dialect.name == "postgresql":
+            _mark_assigned(ticket, assignment.executor, now)
+        else:
+            _assign_registered(session, assignment, ticket, now=now)
+
+
+def _assignment_params(params: dict[str, Any], ticket: Ticket, assignment: _Assignment, now: datetime) -> Any:
+    """The parameters of the assignment `_registration_pg(assign=True)` writes along with the ticket,
+    added to `params`: the ticket goes in as assigned; the number, unknown until the statement runs,
+    is completed in SQL (in the e-mail's subject and body: the text either side of it). Returns the
+    e-mail (None: the executor has no address)."""
+    marker = "#" + uuid.uuid4().hex  # stands for the number while the e-mail is written
+    ticket.number = marker
+    history, payload, mail = _assignment_rows(assignment, ticket, now)
+    params.update(t_status=S.ASSIGNED.value, t_executor_id=assignment.executor.id, ae_name=events.TICKET_CHANGED,
+                  ae_payload=payload)
+    params.update((f"ah_{k}", v) for k, v in history.items())
+    if mail is not None:
+        values = insert_values(mail, _OUTBOX_KEYS)
+        for key in ("subject", "body"):
+            before, after = values.pop(key).split(marker, 1)
+            params[f"o_{key}_a"], params[f"o_{key}_b"] = before, after
+        params.update((f"o_{k}", v) for k, v in values.items() if k != "ticket_id")
+    return mail
 
 
 # --- deadlines ---------------------------------------------------------------------------------
@@ -650,44 +699,47 @@ def create_ticket(
         },
         reason="",
     )
-    _write_registration(session, ticket, history, year=year, now=now)
+    _write_registration(session, ticket, history, year=year, now=now,
+                        assignment=_Assignment(org, executor, by) if executor is not None else None)
     if ticket.is_emergency:
         _notify_municipality(session, org, ticket, now)
-    if executor is not None:
-        _assign_registered(session, org, ticket, executor, by=by, now=now)
     return ticket
 
 
-def _assign_registered(session: Session, org: Organization, ticket: Ticket, executor: User, *, by: User | None,
-                       now: datetime) -> None:
-    """`assign_ticket` for a ticket registered in this transaction: the same rows (status and
-    executor, history `assigned`, `ticket.changed`, the executor's e-mail) without reading back the
-    row just written, as Core statements (one on PostgreSQL: issue 12's registration rate)."""
-    from_status = ticket.status
+def _assignment_rows(assignment: _Assignment, ticket: Ticket,
+                     now: datetime) -> tuple[dict[str, Any], dict[str, Any], OutboxMessage | None]:
+    """What assigning the executor to a ticket registered in this transaction writes besides the
+    ticket's status and executor: the `assigned` history row, the `ticket.changed` payload, the
+    executor's e-mail (None: no address) — the rows `assign_ticket` would write."""
+    executor, by = assignment.executor, assignment.by
+    history = _history_values(ticket, action="assigned", by=by, now=now, from_status=S.NEW,
+                              to_status=S.ASSIGNED, changes={"executor": [None, executor.full_name]}, reason="")
+    payload = {**_event_payload(ticket, "assigned", concerned=[executor.id], by=by,
+                                fields=sorted({_EVENT_FIELD["executor"], "status"})),  # as `_record` names them
+               "status": S.ASSIGNED.value}
+    return history, payload, _executor_mail(assignment.org, ticket, executor, now)
+
+
+def _mark_assigned(ticket: Ticket, executor: User, now: datetime) -> None:
+    """The ticket's state as its assignment wrote it: nothing left to flush."""
     for key, value in (("status", S.ASSIGNED), ("executor_id", executor.id), ("executor", executor),
                        ("updated_at", now)):
-        set_committed_value(ticket, key, value)  # what the statement below writes: nothing left to flush
-    history = _history_values(ticket, action="assigned", by=by, now=now, from_status=from_status,
-                              to_status=S.ASSIGNED, changes={"executor": [None, executor.full_name]}, reason="")
-    payload = _event_payload(ticket, "assigned", concerned=[executor.id], by=by,
-                             fields=sorted({_EVENT_FIELD["executor"], "status"}))  # as `_record` names them
-    mail = _executor_mail(org, ticket, executor, now)
+        set_committed_value(ticket, key, value)
+
+
+def _assign_registered(session: Session, assignment: _Assignment, ticket: Ticket, *, now: datetime) -> None:
+    """`assign_ticket` for a ticket registered in this transaction on SQLite: the same rows (status
+    and executor, history `assigned`, `ticket.changed`, the executor's e-mail) without reading back
+    the row just written, as Core statements (PostgreSQL writes them with the registration)."""
+    history, payload, mail = _assignment_rows(assignment, ticket, now)
+    _mark_assigned(ticket, assignment.executor, now)
     conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        params: dict[str, Any] = {"a_id": ticket.id, "a_status": S.ASSIGNED.value, "a_executor": executor.id,
-                                  "a_at": now, "e_org": ticket.organization_id, "e_name": events.TICKET_CHANGED,
-                                  "e_payload": payload, "e_at": now}
-        params.update((f"h_{k}", v) for k, v in history.items())
-        if mail is not None:
-            params.update((f"o_{k}", v) for k, v in insert_values(mail, _OUTBOX_KEYS).items())
-        conn.execute(_ASSIGNMENT_PG[mail is not None], params)
-    else:
-        conn.execute(update(_TICKETS).where(_TICKETS.c.id == ticket.id).values(
-            status=S.ASSIGNED.value, executor_id=executor.id, updated_at=now))
-        conn.execute(_HISTORY_INSERT, {"ticket_id": ticket.id, **history})
-        events.emit(session, ticket.organization_id, events.TICKET_CHANGED, payload)
-        if mail is not None:
-            conn.execute(insert(_OUTBOX), insert_values(mail, _OUTBOX_KEYS))
+    conn.execute(update(_TICKETS).where(_TICKETS.c.id == ticket.id).values(
+        status=S.ASSIGNED.value, executor_id=assignment.executor.id, updated_at=now))
+    conn.execute(_HISTORY_INSERT, {"ticket_id": ticket.id, **history})
+    events.emit(session, ticket.organization_id, events.TICKET_CHANGED, payload)
+    if mail is not None:
+        conn.execute(insert(_OUTBOX), insert_values(mail, _OUTBOX_KEYS))
 
 
 def assign_ticket(

@@ -115,6 +115,40 @@ def test_import_job_commits_each_batch_with_its_checkpoint_and_deletes_the_uploa
     assert len(names) <= 2 + 3  # queued, finished, and progress at most twice a second (not ten batches)
 
 
+def test_batches_stay_bounded_on_sqlite_however_fast_the_writes_are() -> None:
+    sizer = housing.BatchSizer(housing.FIRST_BATCH, housing.TARGET_WRITE_SECONDS["sqlite"], housing.MIN_BATCH,
+                               housing.MAX_BATCH["sqlite"])
+    for _ in range(40):
+        sizer.took(0.001, sizer.size())  # a very fast disk
+    assert sizer.size() == 1000
+    sizer.took(0.3, 1000)  # one slow write: the next batch shrinks at once, to what takes the target
+    assert sizer.size() == int(1000 * housing.TARGET_WRITE_SECONDS["sqlite"] / 0.3)
+
+
+def test_each_batch_inserts_with_one_executemany_per_table_and_logs_its_lock_hold(
+        db: Database, world: World, settings: Any, import_file: tuple[str, int], small_batches: None,
+        caplog: pytest.LogCaptureFixture) -> None:
+    name, rows = import_file
+    _enqueue(db, world.org_a.id, JobKind.HOUSING_IMPORT, _import_params(name))
+    inserts: list[tuple[str, bool]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO") and "jobs" not in statement.split()[2]:
+            inserts.append((statement.split()[2], executemany))
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    caplog.set_level("DEBUG", logger="openads.jobs.housing")
+    try:
+        assert _run_all(db, settings) == 1
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    held = [line for line in caplog.messages if "lock held" in line]
+    assert len(held) == rows // 45  # one line per batch, with the time it held the lock
+    residents = [many for table, many in inserts if table == "residents"]
+    phones = [many for table, many in inserts if table == "resident_phones"]
+    assert residents == phones == [True] * (rows // 45)  # one executemany per batch, not a row at a time
+
+
 class Killed(BaseException):
     """Stands for SIGKILL: nothing in the runner catches it."""
 

@@ -86,3 +86,64 @@ def test_a_right_password_after_a_few_failures_logs_in(client, admin) -> None:
     for i in range(4):
         attempt(client, "admin", f"guess-{i}")
     assert login(client, admin).status_code == 302
+
+
+def _writes_meanwhile(db: Any) -> bool:
+    """Whether another writer gets the database at once (SQLite: its one write lock; PostgreSQL has
+    no such lock, and a login holds only rows of its own)."""
+    if not db.is_sqlite:
+        return True
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    other = sqlite3.connect(make_url(db.url).database, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("password", [f.PASSWORD, "wrong-password-1"])
+def test_the_password_is_hashed_outside_the_write_transaction(client, admin, db, monkeypatch, password) -> None:
+    from flask import g
+
+    seen: list[tuple[bool, bool]] = []
+    real = credentials.check_password
+
+    def check(password_hash: str, typed: str) -> bool:
+        request_session = g.get("_db_session")
+        seen.append((request_session is not None and request_session.in_transaction(), _writes_meanwhile(db)))
+        return real(password_hash, typed)
+
+    monkeypatch.setattr(credentials, "check_password", check)
+    resp = attempt(client, "admin", password)
+    assert seen == [(False, True)]  # no write transaction of the login's, and another writer got in
+    assert resp.status_code == (302 if password == f.PASSWORD else 401)
+
+
+def test_the_lock_out_holds_with_the_hash_outside_the_write_transaction(client, admin, db, monkeypatch) -> None:
+    """A lock-out another attempt set while this one was hashing wins over the right password."""
+    from datetime import timedelta
+
+    from models.auth import LockKind, LoginLock
+    from models.base import utcnow
+
+    real = credentials.check_password
+
+    def check(password_hash: str, typed: str) -> bool:
+        with db.write() as s:  # a concurrent guesser reaches the limit meanwhile
+            s.add(LoginLock(kind=LockKind.LOGIN, value="admin", locked_until=utcnow() + timedelta(minutes=15),
+                            created_at=utcnow()))
+        return real(password_hash, typed)
+
+    monkeypatch.setattr(credentials, "check_password", check)
+    resp = attempt(client, "admin", f.PASSWORD)
+    assert resp.status_code == 429
+    assert client.get("/tickets/new").status_code == 302  # not signed in
+    monkeypatch.setattr(credentials, "check_password", real)
+    assert attempt(client, "admin", f.PASSWORD).status_code == 429  # and still locked out

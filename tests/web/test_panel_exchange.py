@@ -211,6 +211,9 @@ def test_import_bad_inputs_are_explained_on_the_form_or_the_job_page(db: Any, wo
     app.config["MAX_CONTENT_LENGTH"] = 1024
     resp = _upload(client, world.org_a.id, b"x" * 4096, "big.csv")
     assert resp.status_code == 413
+    page = resp.get_data(as_text=True)  # a Russian page saying the limit, not a bare 413
+    assert "Файл слишком большой" in page and "Можно загрузить файл размером не более" in page
+    assert "Request Entity Too Large" not in page
     assert _count(db, House, world.org_a.id) == houses
 
 
