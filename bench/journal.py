@@ -16,6 +16,8 @@ ROUNDS = int(os.environ.get("BENCH_JOURNAL_ROUNDS", "20"))  # x 11 filters = 220
 WARMUP_ROUNDS = 2
 TIME_LIMIT_S = 180.0  # per engine and endpoint
 TARGET_MS = 30.0
+PAGE_KB_TARGET = 150.0  # the console page with its first journal page in view (issue 13)
+LONG_DESCRIPTION = 10_000  # characters: the longest description the panel and the API accept
 
 
 def make_app(url: str) -> Any:
@@ -30,11 +32,19 @@ def make_app(url: str) -> Any:
     return app, db
 
 
-def _login(client: Any, user_id: int) -> None:
-    with client.session_transaction() as s:
-        s.permanent = True
-        s["uid"] = user_id
-        s["seen"] = int(time.time())
+def _login(client: Any, db: Any, user_id: int) -> None:
+    """A panel session of the bench user, as the login form makes it (web/auth.py `login_user`)."""
+    from models.base import utcnow
+    from models.organization import User
+    from models.services import access as access_svc
+    from web.auth import SESSION_KEY
+
+    with db.write() as s:
+        key = access_svc.start_session(s, user=s.get(User, user_id), ip="127.0.0.1", user_agent="bench",
+                                       now=utcnow())
+    with client.session_transaction() as session:
+        session.permanent = True
+        session[SESSION_KEY] = key
 
 
 def _run(client: Any, path: str, queries: list[tuple[str, dict[str, Any]]], headers: dict[str, str],
@@ -91,6 +101,36 @@ def api_available(app: Any) -> bool:
     return "api_v1.list_tickets" in app.view_functions
 
 
+def _page_size(client: Any, db: Any, engine: str) -> None:
+    """The console's HTML with the newest page of tickets all carrying 10 000-character descriptions
+    (restored afterwards): what the dispatcher's browser downloads, journal rows included (the
+    console loads its zone right after the page)."""
+    from sqlalchemy import select, update
+
+    from models.ticket import Ticket
+
+    with db.write() as s:
+        newest = list(s.execute(select(Ticket.id, Ticket.description).order_by(Ticket.id.desc()).limit(100)))
+        long_text = ("Течь в подвале под третьим подъездом, вода поступает из стояка ГВС. " * 200)[:LONG_DESCRIPTION]
+        s.execute(update(Ticket).where(Ticket.id.in_([r.id for r in newest])).values(description=long_text))
+    try:
+        sizes = []
+        for path in ("/?f=1", "/console/zone"):
+            response = client.get(path)
+            if response.status_code == 200:
+                sizes.append(len(response.get_data()))
+                shown = response.get_data(as_text=True).count("Течь в подвале под третьим")
+                note(f"console page size: GET {path} {sizes[-1] / 1024:.1f} KB, {shown} long description(s) shown")
+            else:
+                note(f"console page size: GET {path} answered {response.status_code}")
+        if sizes:
+            figure(f"console_page_html_{engine}", sum(sizes) / 1024, "KB", f"<= {PAGE_KB_TARGET:.0f} KB")
+    finally:
+        with db.write() as s:
+            for row in newest:
+                s.execute(update(Ticket).where(Ticket.id == row.id).values(description=row.description))
+
+
 def run(url: str, engine: str, facts: Facts) -> None:
     app, db = make_app(url)
     try:
@@ -98,9 +138,10 @@ def run(url: str, engine: str, facts: Facts) -> None:
         queries = warm + journal_queries(facts, ROUNDS)
         if panel_available(app):
             client = app.test_client()
-            _login(client, facts.user_id)
+            _login(client, db, facts.user_id)
             times, per_kind, errors, cpu = _run(client, "/", queries, {}, {"f": "1"}, len(warm))
             _report("journal_page", engine, times, per_kind, errors, cpu)
+            _page_size(client, db, engine)
         else:
             note("panel journal '/' not available: skipped")
         if api_available(app):
