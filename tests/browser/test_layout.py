@@ -169,7 +169,7 @@ def _pages(app: Any, role: Role, cards: list[str]) -> list[str]:
     return sorted(set(urls + cards))
 
 
-def _seed(db: Any, world: Any) -> tuple[Any, int, list[str]]:
+def _seed(db: Any, world: Any) -> tuple[Any, Any, int, list[str]]:
     from datetime import timedelta
 
     from models.base import utcnow
@@ -178,6 +178,7 @@ def _seed(db: Any, world: Any) -> tuple[Any, int, list[str]]:
         org = s.merge(world.org_a)
         cats = list(world.cats_a.values())
         admin = f.make_user(s, [org], Role.ADMIN, login="admin_a", full_name="Адамов Адам Адамович")
+        inspector = f.make_user(s, [org], Role.INSPECTOR, login="inspector_a", full_name="Инспекторова Инна Ивановна")
         houses = [f.make_house(s, org, address=f"г. Москва, {street}, д. {119 + i}, корп. 2")
                   for i, street in enumerate(STREETS)]
         first = None
@@ -193,16 +194,16 @@ def _seed(db: Any, world: Any) -> tuple[Any, int, list[str]]:
                  f"/admin/organizations/{org.id}", f"/admin/organizations/{org.id}/categories",
                  f"/admin/categories/{cats[0].id}", f"/admin/organizations/{org.id}/telephony",
                  f"/admin/organizations/{org.id}/telephony/status", f"/admin/users/{world.dispatcher_a.id}"]
-    return admin, first, cards
+    return admin, inspector, first, cards
 
 
-@pytest.mark.timeout(600)  # about 40 pages × 3 screens × 4 roles, each screenshot and checked
+@pytest.mark.timeout(900)  # about 40 pages × 3 screens × 5 roles, each screenshot and checked
 def test_every_page_fits_every_screen_for_every_role(
     live_server: Any, chromium: Any, db: Any, world: Any, screenshots_dir: Path
 ) -> None:
-    admin, _ticket_id, cards = _seed(db, world)
+    admin, inspector, _ticket_id, cards = _seed(db, world)
     users = {"admin": admin, "manager": world.manager_a, "dispatcher": world.dispatcher_a,
-             "executor": world.executor_a}
+             "executor": world.executor_a, "inspector": inspector}
     problems: list[str] = []
     for role, user in users.items():
         ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
@@ -319,7 +320,7 @@ JS_CONTRAST = """() => {
 def test_text_contrast_meets_wcag_aa_in_both_themes(
     live_server: Any, chromium: Any, db: Any, world: Any, theme: str
 ) -> None:
-    admin, ticket_id, _cards = _seed(db, world)
+    admin, _inspector, ticket_id, _cards = _seed(db, world)
     ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
     try:
         page = browser_login(ctx, live_server.url, admin.login)

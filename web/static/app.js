@@ -238,7 +238,8 @@
   if (journalTable) {
     var DEFAULTS = {
       console: ["num", "time", "addr", "cat", "status", "due", "exec"],
-      journal: ["num", "time", "addr", "reporter", "cat", "desc", "em", "status", "exec", "due"]
+      /* «Авар.» in the chooser: an emergency row is already marked by its red edge and tint */
+      journal: ["num", "time", "addr", "reporter", "cat", "desc", "status", "exec", "due"]
     };
     var kind = $("#console") ? "console" : "journal";
     var storeKey = "openads.columns." + (document.body.dataset.user || "0") + "." + kind;
