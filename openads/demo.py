@@ -662,6 +662,7 @@ def _bulk_tickets(db: Database, rng: random.Random, plans: list[_Plan], staff: d
     message with its attempt; `municipality_notified_at` set as the worker would set it.
     """
     from models.rules.deadlines import compute_deadlines
+    from models import chain
     from models.ticket import TicketComment, TicketCounter, TicketHistory
 
     if not plans:
@@ -795,6 +796,7 @@ def _bulk_tickets(db: Database, rng: random.Random, plans: list[_Plan], staff: d
                               f"Характер повреждения: {category_name}. {row['description']}\n\n"
                               f"Аварийно-диспетчерская служба {org.short_name}"),
                     ))
+            chain.append(s.connection(), history_rows)  # in the order written: the tickets' order
             s.execute(insert(TicketHistory), history_rows)
             if comment_rows:
                 s.execute(insert(TicketComment), comment_rows)
