@@ -167,9 +167,10 @@ def verify(conn: Connection, org_id: int, *, chain: str = TICKET_HISTORY, batch:
     ).one_or_none()
     head_seq, head_hash = (head[0], head[1]) if head is not None else (0, GENESIS)
     seq, prev, count = 0, GENESIS, 0
-    while True:
+    while True:  # up to the head read first: rows appended meanwhile are the next check's
         rows = conn.execute(
-            select(*cols).where(table.c.organization_id == org_id, table.c.chain_seq > seq)
+            select(*cols).where(table.c.organization_id == org_id, table.c.chain_seq > seq,
+                                table.c.chain_seq <= head_seq)
             .order_by(table.c.chain_seq).limit(batch)
         ).mappings().all()
         for row in rows:
@@ -185,11 +186,28 @@ def verify(conn: Connection, org_id: int, *, chain: str = TICKET_HISTORY, batch:
             seq, prev = row["chain_seq"], row["chain_hash"]
         if len(rows) < batch:
             break
-    if (seq, prev) != (head_seq, head_hash):
+    if seq != head_seq:
         return ChainReport(org_id, count, seq, prev, None, head_seq, head_hash, prev,
-                           f"последняя запись цепочки № {seq}, а по голове цепочки — № {head_seq} "
+                           f"последняя запись цепочки № {seq}, а голова цепочки — № {head_seq} "
                            "(записи в конце удалены)")
+    if prev != head_hash:
+        return ChainReport(org_id, count, seq, prev, None, head_seq, head_hash, prev,
+                           "хеш последней записи не совпадает с головой цепочки (цепочка пересчитана)")
+    beyond = conn.execute(
+        select(table.c.id, table.c.chain_seq).where(table.c.organization_id == org_id, table.c.chain_seq > head_seq)
+        .order_by(table.c.chain_seq).limit(1)
+    ).one_or_none()
+    if beyond is not None and beyond[1] > lock_free_head_seq(conn, org_id, chain):
+        return ChainReport(org_id, count, seq, prev, beyond[0], beyond[1], None, None,
+                           "запись за головой цепочки (вставлена в обход)")
     return ChainReport(org_id, count, seq, prev)
+
+
+def lock_free_head_seq(conn: Connection, org_id: int, chain: str = TICKET_HISTORY) -> int:
+    """The head's position now (no lock): a row beyond it was not appended by a writer."""
+    return conn.execute(
+        select(_HEADS.c.last_seq).where(_HEADS.c.organization_id == org_id, _HEADS.c.chain == chain)
+    ).scalar() or 0
 
 
 def chain_heads(conn: Connection, org_id: int) -> dict[str, tuple[int, str]]:
