@@ -189,3 +189,51 @@ def test_concurrent_writers_keep_a_single_chain(db, world) -> None:
     assert len(rows) == 4 + 12 + 6 + 24  # nothing lost
     report = _verify(db, world.org_a.id)
     assert report.intact, report
+
+
+@pytest.fixture
+def fresh_url(database_url: str, tmp_path: Any) -> Any:
+    """A database of its own (the migration is run down and up on it)."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'chain.sqlite3'}"
+        return
+    from tests.conftest import _pg_database
+
+    yield from _pg_database(database_url)
+
+
+def test_the_migration_chains_existing_history_as_written(fresh_url: str) -> None:
+    from alembic import command
+
+    from models.db import Database
+    from models.migrate import alembic_config, upgrade
+    from tests import factories as f
+
+    upgrade(fresh_url)
+    database = Database(fresh_url)
+    try:
+        with database.write() as s:
+            orgs = [f.make_org(s, name=f"УК {i}", short_name=f"УК{i}") for i in range(2)]
+            cats = [f.make_categories(s, o) for o in orgs]
+        for i in range(5):
+            with database.write() as s:
+                org = s.merge(orgs[i % 2])
+                t = create_ticket(s, org=org, by=None, draft=TicketDraft(category_id=cats[i % 2]["other"].id,
+                                                                         description=f"заявка {i}"))
+                add_comment(s, org=org, ticket_id=t.id, text="ok", visibility=Visibility.RESIDENT, by=None)
+        live = {o.id: [(r.id, r.chain_seq, r.chain_hash) for r in _history(database, o.id)] for o in orgs}
+        command.downgrade(alembic_config(fresh_url), "0017_inspector_role")
+        upgrade(fresh_url)
+        for o in orgs:
+            # Backfilled in id order per organization: the very chain the writers had built.
+            assert [(r.id, r.chain_seq, r.chain_hash) for r in _history(database, o.id)] == live[o.id]
+            assert _verify(database, o.id).intact
+        with database.write() as s:  # and writers go on from the backfilled head
+            org = s.merge(orgs[0])
+            create_ticket(s, org=org, by=None, draft=TicketDraft(category_id=cats[0]["other"].id, description="ещё"))
+        assert _verify(database, orgs[0].id).rows == len(live[orgs[0].id]) + 1
+        with database.write() as s:  # the append-only trigger is back
+            with pytest.raises(Exception, match="append-only"):
+                s.execute(text("UPDATE ticket_history SET reason = 'x'"))
+    finally:
+        database.dispose()
