@@ -175,7 +175,7 @@ def verify(conn: Connection, org_id: int, *, chain: str = TICKET_HISTORY, batch:
         ).mappings().all()
         for row in rows:
             count += 1
-            expected = link(prev, seq + 1, row["ticket_id"], digest(row))
+            expected = link(prev, seq + 1, row["ticket_id"], digest(dict(row)))
             if row["chain_seq"] != seq + 1:
                 # A row missing before this one: the link this row should have had names the gap.
                 return ChainReport(org_id, count, seq, prev, row["id"], row["chain_seq"], expected, row["chain_hash"],

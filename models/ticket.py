@@ -257,7 +257,7 @@ def _history_is_append_only(session: Session, _ctx: object, _instances: object) 
 
 def _chain_new_history(session: Session, new: list[TicketHistory]) -> None:
     """History rows added through the session, chained in the order they were added (models/chain.py)."""
-    new.sort(key=lambda obj: inspect(obj).insert_order)
+    new.sort(key=lambda obj: inspect(obj).insert_order or 0)
     rows = []
     for obj in new:
         if obj.changes is None:

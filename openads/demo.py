@@ -661,8 +661,8 @@ def _bulk_tickets(db: Database, rng: random.Random, plans: list[_Plan], staff: d
     history actions and changes, and the municipality e-mail of each emergency as a sent outbox
     message with its attempt; `municipality_notified_at` set as the worker would set it.
     """
-    from models.rules.deadlines import compute_deadlines
     from models import chain
+    from models.rules.deadlines import compute_deadlines
     from models.ticket import TicketComment, TicketCounter, TicketHistory
 
     if not plans:

@@ -111,7 +111,8 @@ def _chain_links_pg(new: Any, count: int) -> Any:
         .with_for_update()
         .cte("chain_head")
     )
-    seq, prev = func.coalesce(head.c.last_seq, 0), func.coalesce(head.c.last_hash, chain.GENESIS)
+    seq: Any = func.coalesce(head.c.last_seq, 0)
+    prev: Any = func.coalesce(head.c.last_hash, chain.GENESIS)
     columns = [new.c.id.label("ticket_id")]
     for n, prefix in zip(range(1, count + 1), ("h_", "ah_"), strict=False):
         seq = seq + 1
