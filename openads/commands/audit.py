@@ -71,6 +71,8 @@ def run_verify(args: argparse.Namespace) -> int:
             orgs = [(org.id, org.name)]
         else:
             orgs = list(s.execute(select(Organization.id, Organization.name).order_by(Organization.id)))
+        if not orgs:
+            print("Организаций нет.")
         for org_id, name in orgs:
             report = chain.verify(s.connection(), org_id)
             print(f"Организация {org_id} «{name}»: {describe(report)}")
