@@ -17,10 +17,12 @@ from sqlalchemy import (
     Time,
     UniqueConstraint,
     event,
+    inspect,
     text,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from models import chain
 from models.base import Base, OrgOwned, UTCDateTime, utcnow
 from models.housing import House, Premise, Resident
 from models.organization import Organization, User
@@ -196,6 +198,7 @@ class TicketHistory(OrgOwned, Base):
     """Append-only journal of every change of a ticket: who, when, what, why."""
 
     __tablename__ = "ticket_history"
+    __table_args__ = (UniqueConstraint("organization_id", "chain_seq"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
@@ -206,6 +209,9 @@ class TicketHistory(OrgOwned, Base):
     to_status: Mapped[str | None] = mapped_column(String(20))
     changes: Mapped[dict[str, list[object]]] = mapped_column(JSON, default=dict)  # field: [old, new]
     reason: Mapped[str] = mapped_column(Text, default="")
+    # Tamper evidence (models/chain.py): the position in the organization's chain and the link hash.
+    chain_seq: Mapped[int] = mapped_column(Integer)
+    chain_hash: Mapped[str] = mapped_column(String(64))
 
     ticket: Mapped[Ticket] = relationship(back_populates="history")
     user: Mapped[User | None] = relationship()
@@ -244,3 +250,25 @@ def _history_is_append_only(session: Session, _ctx: object, _instances: object) 
     for obj in list(session.dirty) + list(session.deleted):
         if isinstance(obj, TicketHistory) and (obj in session.deleted or session.is_modified(obj)):
             raise ValueError("ticket history is append-only")
+    new = [obj for obj in session.new if isinstance(obj, TicketHistory)]
+    if new:
+        _chain_new_history(session, new)
+
+
+def _chain_new_history(session: Session, new: list[TicketHistory]) -> None:
+    """History rows added through the session, chained in the order they were added (models/chain.py)."""
+    new.sort(key=lambda obj: inspect(obj).insert_order or 0)
+    rows = []
+    for obj in new:
+        if obj.changes is None:
+            obj.changes = {}
+        if obj.reason is None:
+            obj.reason = ""
+        ticket_id = obj.ticket_id if obj.ticket_id is not None else obj.ticket.id
+        if ticket_id is None:
+            raise ValueError("a history row is chained with its ticket's id: write the ticket first")
+        row = {name: getattr(obj, name) for name in chain.HISTORY_FIELDS}
+        rows.append(dict(row, ticket_id=ticket_id))
+    chain.append(session.connection(), rows)
+    for obj, row in zip(new, rows, strict=True):
+        obj.chain_seq, obj.chain_hash = row["chain_seq"], row["chain_hash"]

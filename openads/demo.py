@@ -661,6 +661,7 @@ def _bulk_tickets(db: Database, rng: random.Random, plans: list[_Plan], staff: d
     history actions and changes, and the municipality e-mail of each emergency as a sent outbox
     message with its attempt; `municipality_notified_at` set as the worker would set it.
     """
+    from models import chain
     from models.rules.deadlines import compute_deadlines
     from models.ticket import TicketComment, TicketCounter, TicketHistory
 
@@ -795,6 +796,7 @@ def _bulk_tickets(db: Database, rng: random.Random, plans: list[_Plan], staff: d
                               f"Характер повреждения: {category_name}. {row['description']}\n\n"
                               f"Аварийно-диспетчерская служба {org.short_name}"),
                     ))
+            chain.append(s.connection(), history_rows)  # in the order written: the tickets' order
             s.execute(insert(TicketHistory), history_rows)
             if comment_rows:
                 s.execute(insert(TicketComment), comment_rows)

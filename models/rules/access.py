@@ -34,6 +34,7 @@ TWO_FACTOR_ROLES = MANAGERS
 # Screens and API resources open to some roles only (the panel's page and the API route use the same name).
 CALLBACK_COMPLIANCE = (*MANAGERS, Role.INSPECTOR)  # ПП 416 callback compliance report: /calls/compliance
 CALL_RECORDS = READERS  # the call log and the missed-call queue: /calls, /missed-calls (the telephony scope)
+HISTORY_CHAIN = (*MANAGERS, Role.INSPECTOR)  # the history's hash chain checked: /api/v1/audit/chain (decision 0036)
 EXECUTOR_RATINGS = (*MANAGERS, Role.INSPECTOR)  # residents' ratings per executor: /ratings, /api/v1/ratings/executors
 
 

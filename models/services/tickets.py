@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
     select,
     true,
     update,
@@ -34,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from models import events
+from models import chain, events
 from models.base import attach_inserted, insert_values, table_of, utcnow
 from models.errors import TicketNotFound, TransitionNotAllowed, ValidationFailed
 from models.housing import House, Premise, Resident
@@ -70,10 +71,12 @@ EXECUTOR_PURPOSE = "executor_assigned"
 
 _TICKETS = table_of(Ticket)
 _HISTORY = table_of(TicketHistory)
+_HEADS = table_of(chain.ChainHead)
 _EVENTS = table_of(DomainEvent)
 # Registration's statements, built once (see create_ticket). Attribute keys equal column names.
 _TICKET_KEYS = tuple(c.key for c in _TICKETS.c if not c.primary_key)
-_HISTORY_KEYS = tuple(c.key for c in _HISTORY.c if not c.primary_key and c.key != "ticket_id")
+_CHAIN_KEYS = ("chain_seq", "chain_hash")
+_HISTORY_KEYS = tuple(c.key for c in _HISTORY.c if not c.primary_key and c.key not in ("ticket_id", *_CHAIN_KEYS))
 
 
 def _counter_upsert(dialect_insert: Any) -> Any:
@@ -91,6 +94,45 @@ def _counter_upsert(dialect_insert: Any) -> Any:
 
 def _typed(prefix: str, table: Table, keys: tuple[str, ...]) -> list[Any]:
     return [bindparam(f"{prefix}{k}", type_=table.c[k].type) for k in keys]
+
+
+def _sql_link(prev: Any, seq: Any, anchor: Any, content_digest: Any) -> Any:
+    """`models.chain.link` in SQL (PostgreSQL 11+ `sha256`)."""
+    text_ = prev + "|" + cast(seq, String) + "|" + cast(anchor, String) + "|" + content_digest
+    return func.encode(func.sha256(func.convert_to(text_, "UTF8")), "hex")
+
+
+def _chain_links_pg(new: Any, count: int) -> Any:
+    """The chain positions and hashes of a registration's `count` history rows, after the
+    organization's chain head, locked (FOR UPDATE) until commit: `seq_1, hash_1, ...`."""
+    head = (
+        select(_HEADS.c.last_seq, _HEADS.c.last_hash)
+        .where(_HEADS.c.organization_id == bindparam("e_org", type_=Integer), _HEADS.c.chain == chain.TICKET_HISTORY)
+        .with_for_update()
+        .cte("chain_head")
+    )
+    seq: Any = func.coalesce(head.c.last_seq, 0)
+    prev: Any = func.coalesce(head.c.last_hash, chain.GENESIS)
+    columns = [new.c.id.label("ticket_id")]
+    for n, prefix in zip(range(1, count + 1), ("h_", "ah_"), strict=False):
+        seq = seq + 1
+        prev = _sql_link(prev, seq, new.c.id, bindparam(f"{prefix}digest", type_=String))
+        columns += [seq.label(f"seq_{n}"), prev.label(f"hash_{n}")]
+    return select(*columns).select_from(new).outerjoin(head, true()).cte("chain_links")
+
+
+def _head_moved_pg(links: Any, count: int) -> Any:
+    """The chain head moved to the registration's last history row (created for a first row)."""
+    ins = postgresql.insert(_HEADS).from_select(
+        ["organization_id", "chain", "last_seq", "last_hash"],
+        select(bindparam("e_org", type_=Integer), literal(chain.TICKET_HISTORY), links.c[f"seq_{count}"],
+               links.c[f"hash_{count}"]),
+        include_defaults=False,
+    )
+    return ins.on_conflict_do_update(
+        index_elements=[_HEADS.c.organization_id, _HEADS.c.chain],
+        set_={"last_seq": ins.excluded.last_seq, "last_hash": ins.excluded.last_hash},
+    )
 
 
 def _registration_pg(assign: bool = False, mail: bool = False) -> Any:
@@ -116,8 +158,10 @@ def _registration_pg(assign: bool = False, mail: bool = False) -> Any:
         .returning(_TICKETS.c.id, _TICKETS.c.number)
         .cte("new_ticket")
     )
+    links = _chain_links_pg(new, 2 if assign else 1)
     history_insert = insert(_HISTORY).from_select(
-        ["ticket_id", *_HISTORY_KEYS], select(new.c.id, *_typed("h_", _HISTORY, _HISTORY_KEYS)).select_from(new),
+        ["ticket_id", *_HISTORY_KEYS, *_CHAIN_KEYS],
+        select(links.c.ticket_id, *_typed("h_", _HISTORY, _HISTORY_KEYS), links.c.seq_1, links.c.hash_1),
         include_defaults=False,
     )
 
@@ -131,13 +175,17 @@ def _registration_pg(assign: bool = False, mail: bool = False) -> Any:
                bindparam("e_at", type_=_EVENTS.c.created_at.type)).select_from(new),
         include_defaults=False,
     )
+    head_moved = _head_moved_pg(links, 2 if assign else 1).cte("head_moved")
     if not assign:
-        return select(new.c.id, new.c.number).add_cte(history_insert.cte("new_history"), event_insert.cte("new_event"))
+        return select(new.c.id, new.c.number).add_cte(history_insert.cte("new_history"), event_insert.cte("new_event"),
+                                                      head_moved)
     history = history_insert.returning(_HISTORY.c.ticket_id).cte("new_history")
     event = event_insert.returning(_EVENTS.c.id).cte("new_event")
     # Selected from the rows the registration's own inserts returned: their ids come after those.
     assigned_history = insert(_HISTORY).from_select(
-        ["ticket_id", *_HISTORY_KEYS], select(history.c.ticket_id, *_typed("ah_", _HISTORY, _HISTORY_KEYS)),
+        ["ticket_id", *_HISTORY_KEYS, *_CHAIN_KEYS],
+        select(history.c.ticket_id, *_typed("ah_", _HISTORY, _HISTORY_KEYS), links.c.seq_2, links.c.hash_2)
+        .select_from(history).join(links, true()),
         include_defaults=False,
     ).cte("assigned_history")
     assigned_event = insert(_EVENTS).from_select(
@@ -146,7 +194,7 @@ def _registration_pg(assign: bool = False, mail: bool = False) -> Any:
                bindparam("e_at", type_=_EVENTS.c.created_at.type)).select_from(event).join(new, true()),
         include_defaults=False,
     ).cte("assigned_event")
-    ctes = [history, event, assigned_history, assigned_event]
+    ctes = [history, event, assigned_history, assigned_event, head_moved]
     if mail:
         def column(key: str) -> Any:
             if key == "ticket_id":
@@ -172,6 +220,14 @@ _REGISTRATION_PG = {(assign, mail): _registration_pg(assign, mail) for assign, m
 _TICKET_INSERT = insert(_TICKETS).returning(_TICKETS.c.id)
 _HISTORY_INSERT = insert(_HISTORY)
 _COUNTER_UPSERT_SQLITE = _counter_upsert(sqlite.insert)
+
+
+def _insert_history(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """History rows written with a Core INSERT, chained first (models/chain.py)."""
+    chain.append(conn, rows)
+    conn.execute(_HISTORY_INSERT, rows)
+
+
 _NUMBER_UPDATE = update(_TICKETS).where(_TICKETS.c.id == bindparam("ticket_id")).values(number=bindparam("b_number"))
 
 
@@ -353,6 +409,7 @@ def _write_registration(session: Session, ticket: Ticket, history: dict[str, Any
     if conn.dialect.name == "postgresql":
         params: dict[str, Any] = {f"t_{k}": values[k] for k in _TICKET_KEYS if k != "number"}
         params.update((f"h_{k}", v) for k, v in history.items())
+        params["h_digest"] = chain.digest(history)
         params.update(b_org=ticket.organization_id, b_year=year, prefix=f"{year}-", e_org=ticket.organization_id,
                       e_name=events.TICKET_CREATED, e_payload=payload, e_at=now)
         mail = None
@@ -362,7 +419,7 @@ def _write_registration(session: Session, ticket: Ticket, history: dict[str, Any
     else:
         values["number"] = "~" + uuid.uuid4().hex[:16]  # provisional: the number is taken last
         ticket_id = conn.execute(_TICKET_INSERT, values).scalar_one()
-        conn.execute(_HISTORY_INSERT, {"ticket_id": ticket_id, **history})
+        _insert_history(conn, [{"ticket_id": ticket_id, **history}])
         seq = conn.execute(_COUNTER_UPSERT_SQLITE, {"b_org": ticket.organization_id, "b_year": year}).scalar_one()
         number = f"{year}-{seq:06d}"
         conn.execute(_NUMBER_UPDATE, {"ticket_id": ticket_id, "b_number": number})
@@ -388,6 +445,7 @@ def _assignment_params(params: dict[str, Any], ticket: Ticket, assignment: _Assi
     params.update(t_status=S.ASSIGNED.value, t_executor_id=assignment.executor.id, ae_name=events.TICKET_CHANGED,
                   ae_payload=payload)
     params.update((f"ah_{k}", v) for k, v in history.items())
+    params["ah_digest"] = chain.digest(history)
     if mail is not None:
         values = insert_values(mail, _OUTBOX_KEYS)
         for key in ("subject", "body"):
@@ -736,7 +794,7 @@ def _assign_registered(session: Session, assignment: _Assignment, ticket: Ticket
     conn = session.connection()
     conn.execute(update(_TICKETS).where(_TICKETS.c.id == ticket.id).values(
         status=S.ASSIGNED.value, executor_id=assignment.executor.id, updated_at=now))
-    conn.execute(_HISTORY_INSERT, {"ticket_id": ticket.id, **history})
+    _insert_history(conn, [{"ticket_id": ticket.id, **history}])
     events.emit(session, ticket.organization_id, events.TICKET_CHANGED, payload)
     if mail is not None:
         conn.execute(insert(_OUTBOX), insert_values(mail, _OUTBOX_KEYS))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,10 @@ def register(sub: Any) -> None:
     p.add_argument("--object-id", type=positive_int, metavar="ID", help="только этот объект")
     p.add_argument("--limit", type=positive_int, default=50, help="сколько записей (по умолчанию 50)")
     p.set_defaults(handler=run_audit)
+    verbs = p.add_subparsers(dest="audit_verb", metavar="verify")
+    v = verbs.add_parser("verify", help="проверить цепочку хешей истории заявок (не изменена ли задним числом)")
+    v.add_argument("--org", type=positive_int, metavar="ID", help="только эта организация (без него — все)")
+    v.set_defaults(handler=run_verify)
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -49,3 +54,41 @@ def run_audit(args: argparse.Namespace) -> int:
             new = e.new_value if e.new_value is not None else "—"
             print(f"{at} ({tz})\t{e.actor_name}\t{what}\t{field_title(e.object_type, e.field)}: {old} → {new}")
     return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Recompute each organization's history chain (models/chain.py): the head when intact, the
+    first broken link otherwise (exit 1)."""
+    from sqlalchemy import select
+
+    from models import chain
+    from models.organization import Organization
+
+    broken = 0
+    with _session(False) as s:
+        if args.org is not None:
+            org = _org(s, args.org)
+            orgs = [(org.id, org.name)]
+        else:
+            orgs = list(s.execute(select(Organization.id, Organization.name).order_by(Organization.id)))
+        if not orgs:
+            print("Организаций нет.")
+        for org_id, name in orgs:
+            report = chain.verify(s.connection(), org_id)
+            print(f"Организация {org_id} «{name}»: {describe(report)}")
+            broken += not report.intact
+    if broken:
+        print(f"Цепочка нарушена в организациях: {broken}.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def describe(report: Any) -> str:
+    """One organization's verification in Russian (the CLI; the API gives the fields)."""
+    if report.intact:
+        return (f"цепочка истории заявок цела, записей {report.rows}, "
+                f"последний хеш {report.last_hash}")
+    where = (f"запись истории id {report.broken_at} (№ {report.broken_seq} в цепочке)"
+             if report.broken_at is not None else f"конец цепочки (голова № {report.broken_seq})")
+    return (f"ЦЕПОЧКА НАРУШЕНА: {where}: {report.problem}; ожидался хеш {report.expected or '—'}, "
+            f"записан {report.stored or '—'}; последняя верная запись № {report.last_seq}")

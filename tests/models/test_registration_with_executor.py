@@ -85,5 +85,6 @@ def test_a_registration_with_an_executor_is_a_few_round_trips(db: Database, worl
         finally:
             event.remove(db.engine, "before_cursor_execute", count)
     # The category, house, premise and executor in one query; then the writes: on PostgreSQL the registration
-    # and its assignment are one statement; SQLite (in-process, no round trips) takes more.
-    assert len(statements) <= (2 if not db.is_sqlite else 10), "\n".join(s.split("\n")[0][:100] for s in statements)
+    # and its assignment are one statement; SQLite (in-process, no round trips) takes more (the history
+    # chain's head read and moved with each history row: models/chain.py).
+    assert len(statements) <= (2 if not db.is_sqlite else 14), "\n".join(s.split("\n")[0][:100] for s in statements)

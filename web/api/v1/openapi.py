@@ -23,6 +23,7 @@ from models.ticket import TicketStatus
 from web.api.v1 import admin as admin_api
 from web.api.v1 import admin_telephony as tel_api
 from web.api.v1 import admin_users as users_api
+from web.api.v1 import audit_chain as chain_api
 from web.api.v1 import bp
 from web.api.v1 import calls as calls_api
 from web.api.v1 import ratings as ratings_api
@@ -183,6 +184,11 @@ OPERATIONS: tuple[Op, ...] = (
        errors=(400, 401, 403, 404),
        description="Роли: администратор, руководитель. Оценки считаются по исполнителю на момент оценки; "
        "день — местный день выбранной организации (без organization_id — первой из доступных)."),
+    Op("get", "/audit/chain", "Проверка цепочки хешей истории заявок", "audit", chain_api.ChainList,
+       params=[_q("organization_id", "Только эта организация", ID)], errors=(400, 401, 403, 404),
+       description="Роли: администратор, руководитель, проверяющий. История заявок каждой организации связана "
+       "цепочкой SHA-256 (каждая запись хранит хеш своего содержимого и предыдущей записи): проверка пересчитывает "
+       "её и называет первое нарушенное звено. Голова целой цепочки (last_hash) — отметка, которую стоит записать."),
     Op("get", "/admin/organizations", "Настройки организаций администратора", "admin",
        admin_api.OrganizationSettingsList, description=ADMIN_ONLY),
     Op("post", "/admin/organizations", "Добавить организацию", "admin", admin_api.OrganizationSettings, 201,
@@ -320,7 +326,7 @@ def document() -> dict[str, Any]:
         (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS, *admin_api.REQUEST_MODELS,
                                     *users_api.REQUEST_MODELS, *tel_api.REQUEST_MODELS)]
     models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
-                                              *ratings_api.RESPONSE_MODELS, *admin_api.RESPONSE_MODELS,
+                                              *ratings_api.RESPONSE_MODELS, *admin_api.RESPONSE_MODELS, *chain_api.RESPONSE_MODELS,
                                               *users_api.RESPONSE_MODELS, *tel_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
     scopes = route_scopes()
@@ -383,6 +389,7 @@ def document() -> dict[str, Any]:
         "tags": [{"name": "tickets", "description": "Заявки"}, {"name": "houses", "description": "Дома"},
                  {"name": "residents", "description": "Жители"}, {"name": "calls", "description": "Звонки"},
                  {"name": "ratings", "description": "Оценки жителей"},
+                 {"name": "audit", "description": "Проверка неизменности журнала"},
                  {"name": "directory", "description": "Справочники"},
                  {"name": "admin", "description": "Администрирование"}, {"name": "meta", "description": "Служебное"}],
         "paths": paths,
