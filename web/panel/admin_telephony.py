@@ -25,8 +25,8 @@ from models.telephony import TEST_CALL_OPEN, TEST_CALL_TITLES_RU
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.panel import bp
-from web.panel.admin import ADMINS, actor, field_errors
-from web.panel.common import org_by_id, save_form, settings, user
+from web.panel.admin import ADMINS, actor
+from web.panel.common import field_errors, org_by_id, save_form, settings, user
 
 SETTINGS_FORM = ("wait_limit_seconds", "ring_strategy", "ring_retry_seconds", "voicemail_enabled", "auto_callback",
                  "auto_callback_delay_seconds", "moh_class", "greeting_text", "voicemail_offer_text")
