@@ -345,8 +345,8 @@ def _bearer_user(header: str, needed: Scope) -> User:
     at = now()
     if row is None or not token_alive(row.expires_at, at):
         raise Unauthorized("токен недействителен, отозван или истёк")
-    if not account_valid(row.user.valid_until, at):
-        raise AccountExpired(expired_message(row.user))
+    if not account_valid(row.User.valid_until, at):
+        raise AccountExpired(expired_message(row.User))
     if needed not in parse_scopes(row.scopes):
         raise InsufficientScope(f"токену не выдана область действия «{needed.value}»", required_scope=needed.value)
     if needs_touch(row.last_used_at, at):
