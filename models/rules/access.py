@@ -35,6 +35,8 @@ TWO_FACTOR_ROLES = MANAGERS
 CALLBACK_COMPLIANCE = (*MANAGERS, Role.INSPECTOR)  # ПП 416 callback compliance report: /calls/compliance
 CALL_RECORDS = READERS  # the call log and the missed-call queue: /calls, /missed-calls (the telephony scope)
 EXECUTOR_RATINGS = (*MANAGERS, Role.INSPECTOR)  # residents' ratings per executor: /ratings, /api/v1/ratings/executors
+# Who played or downloaded recordings and which were purged: /reports/recordings, /api/v1/recordings/*-log (decision 0035)
+RECORDING_LOGS = (*MANAGERS, Role.INSPECTOR)
 
 
 class Scope(enum.StrEnum):

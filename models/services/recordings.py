@@ -243,6 +243,7 @@ def purge_expired_recordings(
 
 @dataclass(frozen=True)
 class AccessRow:
+    organization_id: int
     at: datetime
     recording_id: int
     call_id: int | None
@@ -253,6 +254,7 @@ class AccessRow:
 
 @dataclass(frozen=True)
 class PurgeRow:
+    organization_id: int
     purged_at: datetime
     recording_id: int
     call_id: int | None
@@ -270,31 +272,53 @@ def _user_name(user: User | None) -> str:
     return user.full_name or user.login
 
 
-def access_log(session: Session, *, org: Organization, since: datetime | None, until: datetime | None,
+def access_log(session: Session, *, org_ids: Sequence[int], since: datetime | None, until: datetime | None,
                limit: int | None = 1000) -> list[AccessRow]:
-    """One organization's recording plays and downloads in [since, until), newest first."""
+    """The organizations' recording plays and downloads in [since, until), newest first."""
     stmt = (select(RecordingAccess, Recording.call_id, User)
             .join(Recording, Recording.id == RecordingAccess.recording_id)
             .outerjoin(User, User.id == RecordingAccess.user_id)
-            .where(RecordingAccess.organization_id == org.id))
+            .where(RecordingAccess.organization_id.in_(list(org_ids))))
     if since is not None:
         stmt = stmt.where(RecordingAccess.at >= since)
     if until is not None:
         stmt = stmt.where(RecordingAccess.at < until)
     stmt = stmt.order_by(RecordingAccess.at.desc(), RecordingAccess.id.desc()).limit(limit)
-    return [AccessRow(a.at, a.recording_id, call_id, _user_name(u), a.action, a.ip)
+    return [AccessRow(a.organization_id, a.at, a.recording_id, call_id, _user_name(u), a.action, a.ip)
             for a, call_id, u in session.execute(stmt)]
 
 
-def purge_log(session: Session, *, org: Organization, since: datetime | None, until: datetime | None,
+def purge_log(session: Session, *, org_ids: Sequence[int], since: datetime | None, until: datetime | None,
               limit: int | None = 1000) -> list[PurgeRow]:
-    """One organization's completed purges in [since, until), newest first."""
+    """The organizations' completed purges in [since, until), newest first."""
     stmt = (select(RecordingPurge, User).outerjoin(User, User.id == RecordingPurge.by_id)
-            .where(RecordingPurge.organization_id == org.id, RecordingPurge.purged_at.is_not(None)))
+            .where(RecordingPurge.organization_id.in_(list(org_ids)), RecordingPurge.purged_at.is_not(None)))
     if since is not None:
         stmt = stmt.where(RecordingPurge.purged_at >= since)
     if until is not None:
         stmt = stmt.where(RecordingPurge.purged_at < until)
     stmt = stmt.order_by(RecordingPurge.purged_at.desc(), RecordingPurge.id.desc()).limit(limit)
-    return [PurgeRow(p.purged_at or p.started_at, p.recording_id, p.call_id, p.path, p.size_bytes, p.rule,
+    return [PurgeRow(p.organization_id, p.purged_at or p.started_at, p.recording_id, p.call_id, p.path, p.size_bytes, p.rule,
                      p.retention_days, _user_name(u), p.note) for p, u in session.execute(stmt)]
+
+
+ACTION_TITLES_RU = {RecordingAction.PLAY: "прослушивание", RecordingAction.DOWNLOAD: "скачивание"}
+RULE_TITLES_RU = {PurgeRule.RETENTION: "срок хранения", PurgeRule.MANUAL: "вручную"}
+
+# The two logs as workbook sheets: (title, width) and each row's cells (the export's and the page's order).
+ACCESS_COLUMNS = (("Организация", 22), ("Когда", 17), ("Запись", 9), ("Звонок", 9), ("Сотрудник", 28),
+                  ("Действие", 15), ("Адрес", 16))
+PURGE_COLUMNS = (("Организация", 22), ("Удалена", 17), ("Запись", 9), ("Звонок", 9), ("Файл", 40),
+                 ("Размер, байт", 13), ("Правило", 16), ("Срок хранения, дней", 12), ("Кто удалил", 24),
+                 ("Примечание", 30))
+
+
+def access_cells(row: AccessRow, org_names: dict[int, str]) -> tuple[str | int | datetime | None, ...]:
+    return (org_names.get(row.organization_id, ""), row.at, row.recording_id, row.call_id, row.user,
+            ACTION_TITLES_RU[row.action], row.ip)
+
+
+def purge_cells(row: PurgeRow, org_names: dict[int, str]) -> tuple[str | int | datetime | None, ...]:
+    return (org_names.get(row.organization_id, ""), row.purged_at, row.recording_id, row.call_id, row.path,
+            row.size_bytes, RULE_TITLES_RU[row.rule], row.retention_days,
+            row.by or ("обработчик заданий" if row.rule == PurgeRule.RETENTION else ""), row.note)

@@ -122,7 +122,7 @@ def test_a_purge_killed_after_deleting_the_files_is_completed_by_the_next_run_wi
     assert [_deleted(db, rec_id) for _c, rec_id, _f in made] == [(None, None)] * 3
     assert [row[-1] for row in _log(db)] == [False, False, False]
     with db.read() as s:  # pending intents are not shown in the purge log
-        assert rec_svc.purge_log(s, org=s.get(Organization, world.org_a.id), since=None, until=None) == []
+        assert rec_svc.purge_log(s, org_ids=[world.org_a.id], since=None, until=None) == []
 
     later = NOW + timedelta(hours=1)
     assert rec_svc.purge_expired_recordings(db, now=later, recordings_dir=tmp_path) == 3
@@ -193,11 +193,11 @@ def test_the_logs_read_one_organization_within_the_dates(db: Database, world: Wo
                                   action=RecordingAction.PLAY, at=at, ip="10.0.0.5"))
     rec_svc.purge_expired_recordings(db, now=NOW, recordings_dir=tmp_path)
     with db.read() as s:
-        org_a = s.get(Organization, world.org_a.id)
-        rows = rec_svc.access_log(s, org=org_a, since=NOW - timedelta(days=2), until=NOW)
+        org_a = [world.org_a.id]
+        rows = rec_svc.access_log(s, org_ids=org_a, since=NOW - timedelta(days=2), until=NOW)
         assert [(r.recording_id, r.user, r.action) for r in rows] == [
             (rec_a, "Орлова Ольга Олеговна", RecordingAction.PLAY)]
-        assert len(rec_svc.access_log(s, org=org_a, since=None, until=None)) == 2
-        assert [p.recording_id for p in rec_svc.purge_log(s, org=org_a, since=NOW, until=NOW + timedelta(days=1))] \
+        assert len(rec_svc.access_log(s, org_ids=org_a, since=None, until=None)) == 2
+        assert [p.recording_id for p in rec_svc.purge_log(s, org_ids=org_a, since=NOW, until=NOW + timedelta(days=1))] \
             == [rec_a]
-        assert rec_svc.purge_log(s, org=org_a, since=NOW + timedelta(days=1), until=None) == []
+        assert rec_svc.purge_log(s, org_ids=org_a, since=NOW + timedelta(days=1), until=None) == []
