@@ -306,9 +306,9 @@ ACTION_TITLES_RU = {RecordingAction.PLAY: "прослушивание", Recordin
 RULE_TITLES_RU = {PurgeRule.RETENTION: "срок хранения", PurgeRule.MANUAL: "вручную"}
 
 # The two logs as workbook sheets: (title, width) and each row's cells (the export's and the page's order).
-ACCESS_COLUMNS = (("Организация", 22), ("Когда", 17), ("Запись", 9), ("Звонок", 9), ("Сотрудник", 28),
+ACCESS_COLUMNS: tuple[tuple[str, int], ...] = (("Организация", 22), ("Когда", 17), ("Запись", 9), ("Звонок", 9), ("Сотрудник", 28),
                   ("Действие", 15), ("Адрес", 16))
-PURGE_COLUMNS = (("Организация", 22), ("Удалена", 17), ("Запись", 9), ("Звонок", 9), ("Файл", 40),
+PURGE_COLUMNS: tuple[tuple[str, int], ...] = (("Организация", 22), ("Удалена", 17), ("Запись", 9), ("Звонок", 9), ("Файл", 40),
                  ("Размер, байт", 13), ("Правило", 16), ("Срок хранения, дней", 12), ("Кто удалил", 24),
                  ("Примечание", 30))
 
