@@ -38,11 +38,11 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.call import CallTicket, TelephonySettings, TicketLegalHold
 from models.db import Database
-from models.errors import ValidationFailed
+from models.errors import DomainError, ValidationFailed
 from models.organization import Organization, User
 from models.recording import PurgeRule, Recording, RecordingAccess, RecordingAction, RecordingPurge
 from models.rules.telephony import DEFAULT_RETENTION_DAYS, MIN_RETENTION_DAYS
-from models.services.calls import recording_file
+from models.services.calls import RecordingDeleted, RecordingNotFound, recording_file
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +236,48 @@ def purge_expired_recordings(
             if not progressed:
                 break
     return total
+
+
+class RecordingHeld(DomainError):
+    """A recording of a call linked to a ticket under legal hold: it cannot be deleted."""
+
+    error_id = "recording-held"
+    http_status = 409
+
+
+def purge_recording(
+    db: Database, *, org_ids: Sequence[int], recording_id: int, reason: str, recordings_dir: Path,
+    by: User | None = None, now: datetime | None = None,
+) -> int:
+    """Delete one recording's file by hand (a resident's 152-ФЗ request, a recording made by
+    mistake), in the same three steps as the retention purge, logged with the rule `manual`, who and
+    why. Refused for another organization's recording (not found), a purged one (410) and one under
+    legal hold (409). Returns the purge log row's id."""
+    now = now or utcnow()
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("укажите причину удаления записи", field="reason")
+    with db.write() as s:
+        rec = s.scalar(select(Recording).where(Recording.id == recording_id,
+                                               Recording.organization_id.in_(list(org_ids))))
+        if rec is None:
+            raise RecordingNotFound("запись не найдена", recording_id=recording_id)
+        if rec.deleted_at is not None:
+            raise RecordingDeleted("запись уже удалена", recording_id=recording_id)
+        if s.scalar(select(_held()).where(Recording.id == rec.id)):  # type: ignore[call-overload]
+            raise RecordingHeld("запись относится к заявке с запретом удаления", recording_id=recording_id)
+        purge = s.scalar(select(RecordingPurge).where(RecordingPurge.recording_id == rec.id))
+        if purge is None:  # else: the retention purge planned it and was cut short: finished here
+            purge = plan_purges(s, [rec], rule=PurgeRule.MANUAL, recordings_dir=recordings_dir, now=now, by=by,
+                                note=reason[:150])[0]
+        files = planned_files(s, [purge])
+        purge_id = purge.id
+    done, dropped = delete_planned_files(recordings_dir, files)
+    with db.write() as s:
+        complete_purges(s, done, dropped, now=now)
+    if not done:
+        raise ValidationFailed("файл записи не удалось удалить; повторите позже", recording_id=recording_id)
+    return purge_id
 
 
 # --- the logs, for the panel page, the API and the export ----------------------------------------

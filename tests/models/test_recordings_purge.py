@@ -201,3 +201,33 @@ def test_the_logs_read_one_organization_within_the_dates(db: Database, world: Wo
         assert [p.recording_id for p in rec_svc.purge_log(s, org_ids=org_a, since=NOW, until=NOW + timedelta(days=1))] \
             == [rec_a]
         assert rec_svc.purge_log(s, org_ids=org_a, since=NOW + timedelta(days=1), until=None) == []
+
+
+def test_a_recording_deleted_by_hand_is_logged_with_who_and_why_and_a_held_one_is_refused(
+    db: Database, world: World, tmp_path: Path,
+) -> None:
+    _c, rec_id, file = _recorded(db, world.org_a.id, tmp_path, age_days=3)
+    held_call, held_id, held_file = _recorded(db, world.org_a.id, tmp_path, age_days=3)
+    _hold(db, world, held_call)
+    with pytest.raises(ValidationFailed):
+        rec_svc.purge_recording(db, org_ids=[world.org_a.id], recording_id=rec_id, reason=" ", recordings_dir=tmp_path)
+    with pytest.raises(calls.RecordingNotFound):  # another organization's recording
+        rec_svc.purge_recording(db, org_ids=[world.org_b.id], recording_id=rec_id, reason="запрос жителя",
+                                recordings_dir=tmp_path)
+    with pytest.raises(rec_svc.RecordingHeld):
+        rec_svc.purge_recording(db, org_ids=[world.org_a.id], recording_id=held_id, reason="запрос жителя",
+                                recordings_dir=tmp_path)
+    assert file.exists() and held_file.exists() and _log(db) == []
+
+    rec_svc.purge_recording(db, org_ids=[world.org_a.id], recording_id=rec_id, reason="заявление жителя № 5 (152-ФЗ)",
+                            recordings_dir=tmp_path, by=world.manager_a, now=NOW)
+    assert not file.exists()
+    assert _deleted(db, rec_id) == (NOW, "удалена вручную; заявление жителя № 5 (152-ФЗ)")
+    with db.read() as s:
+        [row] = rec_svc.purge_log(s, org_ids=[world.org_a.id], since=None, until=None)
+        assert (row.rule, row.by, row.note, row.retention_days) == (
+            PurgeRule.MANUAL, "Орлова Ольга Олеговна", "заявление жителя № 5 (152-ФЗ)", None)
+        assert rec_svc.purge_cells(row, {world.org_a.id: "Альфа"})[6] == "вручную"
+    with pytest.raises(calls.RecordingDeleted):
+        rec_svc.purge_recording(db, org_ids=[world.org_a.id], recording_id=rec_id, reason="ещё раз",
+                                recordings_dir=tmp_path)
