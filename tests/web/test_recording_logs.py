@@ -77,15 +77,15 @@ def test_the_page_shows_both_logs_of_the_own_organization_for_the_period(db, wor
 
 def test_the_logs_export_to_xlsx_with_local_times(db, world, inspector, logs, login_as) -> None:
     client = login_as(inspector)
-    resp = client.get("/reports/recordings/purges.xlsx")
+    resp = client.get("/reports/recordings.xlsx?log=purges")
     assert resp.status_code == 200 and resp.headers["Content-Disposition"].startswith("attachment; filename=")
     rows = sheet_rows(resp.data)
     assert rows[0] == tuple(title for title, _w in rec_svc.PURGE_COLUMNS)
     assert len(rows) == 2 and rows[1][2:8] == (logs["old_a"][1], logs["old_a"][0], logs["old_a"][2], 400,
                                                "срок хранения", 90)
-    access = sheet_rows(client.get("/reports/recordings/access.xlsx").data)
+    access = sheet_rows(client.get("/reports/recordings.xlsx?log=access").data)
     assert [r[5] for r in access[1:]] == ["прослушивание"] and access[1][4] == "Смирнова Анна Петровна"
-    assert client.get("/reports/recordings/other.xlsx").status_code == 404
+    assert client.get("/reports/recordings.xlsx?log=other").status_code == 404
 
 
 @pytest.mark.parametrize("who", ["dispatcher_a", "executor_a"])
@@ -93,7 +93,7 @@ def test_dispatchers_and_executors_get_no_page_no_export_no_api(db, world, logs,
     user = getattr(world, who)
     client = login_as(user)
     assert client.get("/reports/recordings").status_code == 403
-    assert client.get("/reports/recordings/access.xlsx").status_code == 403
+    assert client.get("/reports/recordings.xlsx?log=access").status_code == 403
     assert 'id="nav-recording-logs"' not in client.get("/").get_data(as_text=True)
     h = token_for(user)
     for log in ("access-log", "purge-log"):

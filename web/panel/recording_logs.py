@@ -53,10 +53,11 @@ def recording_logs() -> Any:
     ), 400 if error else 200
 
 
-@bp.get("/reports/recordings/<log>.xlsx")
+@bp.get("/reports/recordings.xlsx")
 @login_required(access.RECORDING_LOGS)
-def recording_logs_xlsx(log: str) -> Any:
-    """One log for the period as .xlsx (times in the organization's zone)."""
+def recording_logs_xlsx() -> Any:
+    """One log (`log`: access or purges) for the period as .xlsx (times in the organization's zone)."""
+    log = request.args.get("log", "")
     if log not in LOGS:
         raise NotFound("нет такого журнала", log=log)
     ids, day_from, day_to, period = rating_scope(request.args, org_ids(), utcnow())
