@@ -16,7 +16,7 @@ from models.organization import ApiToken, DispatchCentre, Hotline, Membership, O
 from models.outbox import DomainEvent, OutboxAttempt, OutboxMessage  # noqa: F401
 from models.rating import RatingAttempt, RatingCall, TicketRating  # noqa: F401
 from models.rating_audio import RatingAudioAccess  # noqa: F401
-from models.recording import Recording, RecordingAccess  # noqa: F401
+from models.recording import Recording, RecordingAccess, RecordingPurge  # noqa: F401
 from models.telephony import AriStatus, TestCall  # noqa: F401
 from models.ticket import (  # noqa: F401
     Attachment,

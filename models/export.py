@@ -235,12 +235,12 @@ _STYLES = (
 )
 
 
-def _workbook_xml(last_col: str, last_row: int) -> str:
-    ref = f"'{SHEET_NAME}'!$A$1:${last_col}${max(last_row, 1)}"
+def _workbook_xml(last_col: str, last_row: int, sheet_name: str = SHEET_NAME) -> str:
+    ref = f"'{sheet_name}'!$A$1:${last_col}${max(last_row, 1)}"
     return (
         _XML_DECL
         + f'<workbook xmlns="{_NS_MAIN}" xmlns:r="{_NS_REL}">'
-        f'<sheets><sheet name="{SHEET_NAME}" sheetId="1" r:id="rId1"/></sheets>'
+        f'<sheets><sheet name="{sheet_name}" sheetId="1" r:id="rId1"/></sheets>'
         f'<definedNames><definedName name="_xlnm._FilterDatabase" localSheetId="0" hidden="1">{ref}'
         "</definedName></definedNames></workbook>"
     )
@@ -555,23 +555,61 @@ def _journal_zip(
         # Written after the sheet, so the filter range knows the row count.
         yield _workbook_xml(last_col, counter[0] + 1).encode()
 
-    def const(text: str) -> Callable[[], Iterator[bytes]]:
-        def gen() -> Iterator[bytes]:
-            yield text.encode()
+    yield from _xlsx_zip(sheet(), workbook(), strings, modified)
 
-        return gen
+
+def _xlsx_zip(sheet: Iterator[bytes], workbook: Iterator[bytes], strings: _SharedStrings,
+              modified: datetime) -> Iterator[bytes]:
+    """The workbook's parts zipped on the fly; `workbook` is read after `sheet` (the row count)."""
+
+    def const(text: str) -> Iterator[bytes]:
+        yield text.encode()
 
     mode = stat.S_IFREG | 0o600
     members = (
-        ("[Content_Types].xml", modified, mode, ZIP_32, const(_CONTENT_TYPES)()),
-        ("_rels/.rels", modified, mode, ZIP_32, const(_ROOT_RELS)()),
-        ("xl/_rels/workbook.xml.rels", modified, mode, ZIP_32, const(_WORKBOOK_RELS)()),
-        ("xl/styles.xml", modified, mode, ZIP_32, const(_STYLES)()),
-        ("xl/worksheets/sheet1.xml", modified, mode, ZIP_32, sheet()),
-        ("xl/workbook.xml", modified, mode, ZIP_32, workbook()),
+        ("[Content_Types].xml", modified, mode, ZIP_32, const(_CONTENT_TYPES)),
+        ("_rels/.rels", modified, mode, ZIP_32, const(_ROOT_RELS)),
+        ("xl/_rels/workbook.xml.rels", modified, mode, ZIP_32, const(_WORKBOOK_RELS)),
+        ("xl/styles.xml", modified, mode, ZIP_32, const(_STYLES)),
+        ("xl/worksheets/sheet1.xml", modified, mode, ZIP_32, sheet),
+        ("xl/workbook.xml", modified, mode, ZIP_32, workbook),
         ("xl/sharedStrings.xml", modified, mode, ZIP_32, strings.xml()),
     )
     yield from stream_zip(members, get_compressobj=_fast_deflate, extended_timestamps=False)
+
+
+Cell = str | int | datetime | None
+
+
+def iter_table_xlsx(sheet_name: str, columns: Sequence[tuple[str, int]], rows: Iterable[Sequence[Cell]],
+                    *, tz: ZoneInfo, now: datetime) -> Iterator[bytes]:
+    """A plain one-sheet workbook in the journal's style (bold frozen header, autofilter): text,
+    whole numbers, and date-times shown in `tz` (the reports' small logs: recording access, purges)."""
+    kinds = ["s"] * len(columns)
+    last_col = _col_letter(len(columns) - 1)
+    counter = [0]
+
+    def cell(value: Cell) -> str:
+        if value is None:
+            return _EMPTY
+        if isinstance(value, datetime):
+            local = value.astimezone(tz).replace(tzinfo=None)
+            return _DATE_OPEN + repr((local - datetime(1899, 12, 30)).total_seconds() / 86400) + _NUM_CLOSE
+        if isinstance(value, int) and not isinstance(value, bool):
+            return _NUM_OPEN + str(value) + _NUM_CLOSE
+        return _s(str(value))
+
+    def sheet() -> Iterator[bytes]:
+        yield _sheet_head([(title, width, kind) for (title, width), kind in zip(columns, kinds, strict=True)]).encode()
+        for n, row in enumerate(rows, 2):
+            counter[0] = n - 1
+            yield (f'<row r="{n}">' + "".join(cell(v) for v in row) + "</row>").encode()
+        yield f'</sheetData><autoFilter ref="A1:{last_col}{counter[0] + 1}"/></worksheet>'.encode()
+
+    def workbook() -> Iterator[bytes]:
+        yield _workbook_xml(last_col, counter[0] + 1, sheet_name).encode()
+
+    return _xlsx_zip(sheet(), workbook(), _SharedStrings(), now.astimezone(UTC).replace(tzinfo=None))
 
 
 def journal_columns(org_count: int) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """Call recordings and voice messages (files under the recordings directory) and their access log.
 
 Recordings are personal data (152-ФЗ): every play or download is logged with user, time and
-address; the retention job deletes the file but keeps the row with `deleted_at` and the reason.
+address; the retention job deletes the file but keeps the row with `deleted_at` and the reason,
+and writes one purge log row per deleted file (`RecordingPurge`, decision 0035).
 """
 
 from __future__ import annotations
@@ -60,10 +61,45 @@ class Recording(OrgOwned, Base):
         return self.deleted_at is not None
 
 
+class PurgeRule(enum.StrEnum):
+    RETENTION = "retention"  # the organization's retention term (the worker's daily purge)
+    MANUAL = "manual"  # an administrator deleted the recording by hand
+
+
+class RecordingPurge(OrgOwned, Base):
+    """The purge log: one row per recording whose file was deleted (append-only).
+
+    Written in two steps so a worker killed midway leaves it consistent (decision 0035): the row
+    is inserted with `purged_at` NULL (the intent) before the file is deleted, and completed, with
+    the recording's `deleted_at`, after. A pending row is finished by the next run; the unique
+    `recording_id` keeps one row per recording whatever happens.
+    """
+
+    __tablename__ = "recording_purges"
+    __table_args__ = (
+        UniqueConstraint("recording_id"),
+        Index("recording_purges__idx__org_purged", "organization_id", "purged_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
+    call_id: Mapped[int | None] = mapped_column(Integer)  # kept as a plain number: the log outlives the call
+    path: Mapped[str] = mapped_column(String(300))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    rule: Mapped[PurgeRule] = mapped_column(_enum(PurgeRule))
+    retention_days: Mapped[int | None] = mapped_column(Integer)
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class RecordingAccess(OrgOwned, Base):
     """Who played or downloaded a recording, when, from where (append-only)."""
 
     __tablename__ = "recording_access"
+    # The access log page reads one organization's rows by date (decision 0035).
+    __table_args__ = (Index("recording_access__idx__org_at", "organization_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)

@@ -36,6 +36,8 @@ CALLBACK_COMPLIANCE = (*MANAGERS, Role.INSPECTOR)  # ПП 416 callback complianc
 CALL_RECORDS = READERS  # the call log and the missed-call queue: /calls, /missed-calls (the telephony scope)
 HISTORY_CHAIN = (*MANAGERS, Role.INSPECTOR)  # the history's hash chain checked: /api/v1/audit/chain (decision 0036)
 EXECUTOR_RATINGS = (*MANAGERS, Role.INSPECTOR)  # residents' ratings per executor: /ratings, /api/v1/ratings/executors
+# Who played or downloaded recordings and which were purged: /reports/recordings, /api/v1/recordings/*-log (decision 0035)
+RECORDING_LOGS = (*MANAGERS, Role.INSPECTOR)
 
 
 class Scope(enum.StrEnum):

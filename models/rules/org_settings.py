@@ -12,13 +12,14 @@ from functools import lru_cache
 from zoneinfo import available_timezones
 
 from models.rules.phones import InvalidPhone, to_e164
+from models.rules.telephony import MAX_RETENTION_DAYS as MAX_RETENTION_DAYS  # noqa: F401
+from models.rules.telephony import retention_days as retention_days  # noqa: F401
 
 EMAIL_RE = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
 MAX_HOTLINES = 20
 MAX_EMAILS = 10
 NAME_MAX = 200
 SHORT_NAME_MAX = 60
-MAX_RETENTION_DAYS = 3650
 
 
 @lru_cache(maxsize=1)
@@ -108,16 +109,6 @@ def local_interval(raw: tuple[time | str | None, time | str | None]) -> tuple[ti
     if start == end:
         raise ValueError("начало и конец совпадают")
     return start, end
-
-
-def retention_days(raw: int | str | None) -> int:
-    try:
-        value = int(str(raw).strip()) if not isinstance(raw, int) or isinstance(raw, bool) else raw
-    except ValueError:
-        raise ValueError("укажите целое число дней") from None
-    if isinstance(raw, bool) or not 1 <= value <= MAX_RETENTION_DAYS:
-        raise ValueError(f"от 1 до {MAX_RETENTION_DAYS} дней")
-    return value
 
 
 def format_interval(start: time | None, end: time | None, *, none: str = "круглосуточно") -> str:

@@ -22,6 +22,9 @@ MAX_RING_RETRY_SECONDS = 300
 MAX_AUTO_CALLBACK_DELAY_SECONDS = 300
 MAX_ANNOUNCEMENT = 1000  # characters: a prompt, not a letter
 MAX_RETENTION_DAYS = 3650
+# ПП 416 п. 13: the dispatch service keeps its call recordings for at least 3 months (decision 0035).
+MIN_RETENTION_DAYS = 90
+DEFAULT_RETENTION_DAYS = 90
 
 # The strategies the administration pages offer (least_recent stays readable, not offered).
 OFFERED_STRATEGIES: tuple[RingStrategy, ...] = (RingStrategy.RINGALL, RingStrategy.ROUND_ROBIN, RingStrategy.IN_ORDER)
@@ -79,7 +82,9 @@ def auto_callback_delay(raw: Any) -> int:
 
 
 def retention_days(raw: Any) -> int:
-    return whole_number(raw, low=1, high=MAX_RETENTION_DAYS, what="срок хранения записей, дней")
+    """The organization's recording retention: `MIN_RETENTION_DAYS` to `MAX_RETENTION_DAYS`."""
+    return whole_number(raw, low=MIN_RETENTION_DAYS, high=MAX_RETENTION_DAYS,
+                        what="срок хранения записей, дней (записи разговоров хранятся не менее 3 месяцев)")
 
 
 def ring_strategy(raw: Any) -> RingStrategy:

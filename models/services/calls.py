@@ -1,4 +1,5 @@
-"""Call services: register, answer, end and miss calls; recordings, legal hold, retention; fallback.
+"""Call services: register, answer, end and miss calls; recordings, legal hold; fallback.
+The retention purge and the recordings' logs are models/services/recordings.py.
 
 The ARI app, the AGI server, the CDR reconciler and the web panel all call these functions; none
 of them commits. Idempotency keys are Asterisk's: the channel id (= uniqueid) of the resident's
@@ -14,11 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -60,7 +61,6 @@ from models.ticket import Ticket
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RETENTION_DAYS = 90
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -763,7 +763,8 @@ def link_call_to_ticket(
 def set_legal_hold(
     session: Session, *, org_id: int, ticket_id: int, reason: str, by: User | None, now: datetime | None = None,
 ) -> TicketLegalHold:
-    """Keep every recording of the ticket's calls past the retention term (court, inspection)."""
+    """Keep every recording of the ticket's calls past the retention term (court, inspection):
+    the purge (models/services/recordings.py) never takes them while the hold stands."""
     ticket = _ticket(session, org_id, ticket_id)
     reason = (reason or "").strip()
     if not reason:
@@ -786,83 +787,6 @@ def release_legal_hold(session: Session, *, org_id: int, ticket_id: int, by: Use
         logger.info("legal hold released: ticket %s by user %s", ticket.id, by.id if by else None)
         session.delete(hold)
         session.flush()
-
-
-def retention_days(session: Session, org_id: int) -> int:
-    """How many days the organization keeps call recordings."""
-    days = session.scalar(select(TelephonySettings.recording_retention_days)
-                          .where(TelephonySettings.organization_id == org_id))
-    return int(days or DEFAULT_RETENTION_DAYS)
-
-
-def expired_recordings(session: Session, *, org_id: int, now: datetime, limit: int = 1000) -> tuple[int, list[Recording]]:
-    """The organization's retention in days and its oldest recordings past it (at most `limit`),
-    never those of calls linked to a ticket under legal hold. Reads only."""
-    days = retention_days(session, org_id)
-    held = exists().where(
-        CallTicket.call_id == Recording.call_id, TicketLegalHold.ticket_id == CallTicket.ticket_id,
-    )
-    recs = session.scalars(
-        select(Recording)
-        .where(Recording.organization_id == org_id, Recording.deleted_at.is_(None),
-               Recording.created_at < now - timedelta(days=days), ~held)
-        .order_by(Recording.created_at, Recording.id)
-        .limit(limit)
-    ).all()
-    return days, list(recs)
-
-
-def delete_recording_files(recordings_dir: Path, recs: Sequence[Recording], days: int) -> dict[int, str]:
-    """Delete the files of `recs` (no database access); returns each recording's deletion reason."""
-    reasons: dict[int, str] = {}
-    for rec in recs:
-        reason = f"срок хранения {days} дн."
-        try:
-            recording_file(recordings_dir, rec).unlink()
-        except FileNotFoundError:
-            reason += "; файл уже отсутствовал"
-        except ValidationFailed:
-            reason += "; путь вне каталога, файл не тронут"
-        logger.info("recording purged: id=%s org=%s call=%s path=%s (%s)", rec.id, rec.organization_id,
-                    rec.call_id, rec.path, reason)
-        reasons[rec.id] = reason
-    return reasons
-
-
-def mark_recordings_purged(session: Session, reasons: dict[int, str], *, now: datetime) -> int:
-    """Record the deletions (`deleted_at`, `deleted_reason`: the deletion log); the rows stay."""
-    marked = 0
-    for rec_id, reason in reasons.items():
-        result = session.execute(
-            update(Recording).where(Recording.id == rec_id, Recording.deleted_at.is_(None))
-            .values(deleted_at=now, deleted_reason=reason)
-        )
-        marked += int(result.rowcount)  # type: ignore[attr-defined]
-    return marked
-
-
-def purge_expired_recordings(
-    session: Session, *, now: datetime, recordings_dir: Path, batch: int = 1000,
-) -> list[Recording]:
-    """The retention rule in one transaction: delete the files of recordings older than each
-    organization's retention (default 90 days), except recordings of calls linked to a ticket under
-    legal hold. The background job (openads/jobs/recordings.py) does the same per organization in
-    batches, the files deleted outside the write transaction.
-
-    The row stays with `deleted_at` and `deleted_reason` (the deletion log), and each deletion is
-    also logged. Files go first: if the transaction then fails, the next run finds the files
-    missing and still marks the rows.
-    """
-    purged: list[Recording] = []
-    for org_id in session.scalars(select(Organization.id).order_by(Organization.id)):
-        days, recs = expired_recordings(session, org_id=org_id, now=now, limit=batch)
-        reasons = delete_recording_files(recordings_dir, recs, days)
-        for rec in recs:
-            rec.deleted_at = now
-            rec.deleted_reason = reasons[rec.id]
-            purged.append(rec)
-    session.flush()
-    return purged
 
 
 # --- fallback: calls the dialplan handled while the ARI app was down ------------------------------

@@ -83,6 +83,7 @@ def build_parser() -> Parser:
         exchange_cli,
         fastagi,
         org,
+        recordings,
         serve,
         telephony,
         user,
@@ -95,7 +96,7 @@ def build_parser() -> Parser:
         epilog="Настройки берутся из переменных окружения (см. .env.example).",
     )
     sub = parser.add_subparsers(title="команды", metavar="КОМАНДА", parser_class=Parser)
-    for module in (db, org, category, audit, user, serve, work, demo, exchange_cli, fastagi, telephony, ari,
+    for module in (db, org, category, audit, recordings, user, serve, work, demo, exchange_cli, fastagi, telephony, ari,
                    ari_watchdog):
         module.register(sub)
     return parser

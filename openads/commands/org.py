@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
     st.add_argument("--municipality-email", action="append", help="e-mail ОМСУ/ЕДДС (можно несколько раз)")
     st.add_argument("--no-municipality-emails", action="store_true", help="убрать все адреса ОМСУ/ЕДДС")
     st.add_argument("--call-window", metavar="ЧЧ:ММ-ЧЧ:ММ", help="когда робот звонит жителям, например 09:00-20:00")
-    st.add_argument("--retention-days", metavar="N", help="сколько дней хранить записи разговоров")
+    st.add_argument("--retention-days", metavar="N", help="сколько дней хранить записи разговоров (от 90 до 3650)")
     st.add_argument("--dispatch-hours", metavar="ЧЧ:ММ-ЧЧ:ММ",
                     help="часы работы диспетчерской службы, например 08:00-20:00, или «круглосуточно»")
     st.set_defaults(handler=run_set)

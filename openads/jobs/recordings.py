@@ -1,12 +1,12 @@
 """Recordings purge jobs: one organization's call recordings past its retention, in batches.
 
-Each batch: the oldest expired recordings are read (never those of a ticket under legal hold),
-their files deleted with no transaction open, then the rows marked deleted (the deletion log) with
-the job's checkpoint in one short write transaction. A run cut short finds the rows it did not mark
-again and their files already gone («файл уже отсутствовал»), as the one-transaction purge does.
+Each batch is models/services/recordings.py `purge_batch`: the purge log's intent rows, then the
+files deleted with no transaction open, then the rows completed with the job's checkpoint in one
+short write transaction (decision 0035). A run killed anywhere leaves pending intents that the next
+run completes first: one log row per recording, no recording marked purged while its file exists.
 
-The worker queues one such job a day for each organization that has expired recordings
-(`schedule_purges`).
+The worker queues one such job a day for each organization that has expired recordings or pending
+intents (`schedule_purges`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
 
 from models.db import Database
 from models.job import Job, JobKind
 from models.organization import Organization
-from models.services.calls import delete_recording_files, expired_recordings, mark_recordings_purged
 from models.services.jobs import enqueue_job
+from models.services.recordings import expired_recordings, pending_purges, purge_batch
 from openads.jobs.context import JobContext
 
 BATCH = 200
@@ -32,16 +33,16 @@ def purge(ctx: JobContext) -> tuple[dict[str, Any], int]:
     org_id = ctx.claim.organization_id
     while True:
         ctx.check_stop()
-        now = ctx.clock()
-        with ctx.db.read() as s:
-            days, recs = expired_recordings(s, org_id=org_id, now=now, limit=BATCH)
-            s.expunge_all()  # read: kept as they are when the read session rolls back
-        if not recs:
-            return {"purged": purged, "retention_days": days}, purged
-        reasons = delete_recording_files(ctx.recordings_dir, recs, days)
-        with ctx.db.write() as s:
-            purged += mark_recordings_purged(s, reasons, now=now)
+
+        def checkpoint(s: Session, marked: int, days: int) -> None:
+            nonlocal purged
+            purged += marked
             ctx.checkpoint(s, done=purged, result={"purged": purged, "retention_days": days})
+
+        progressed, _marked, days = purge_batch(ctx.db, org_id=org_id, now=ctx.clock(),
+                                                recordings_dir=ctx.recordings_dir, limit=BATCH, checkpoint=checkpoint)
+        if not progressed:
+            return {"purged": purged, "retention_days": days}, purged
 
 
 def schedule_purges(db: Database, now: datetime) -> int:
@@ -56,7 +57,8 @@ def schedule_purges(db: Database, now: datetime) -> int:
                                                     Job.created_at > now - EVERY)))
             if recent:
                 continue
-            _days, due = expired_recordings(s, org_id=org_id, now=now, limit=1)
+            due = bool(expired_recordings(s, org_id=org_id, now=now, limit=1)[1]
+                       or pending_purges(s, org_id=org_id, limit=1))
         if due:
             with db.write() as s:
                 enqueue_job(s, org_id=org_id, kind=JobKind.RECORDINGS_PURGE, params={}, by=None, now=now)

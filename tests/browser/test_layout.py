@@ -169,6 +169,24 @@ def _pages(app: Any, role: Role, cards: list[str]) -> list[str]:
     return sorted(set(urls + cards))
 
 
+def _seed_recording_logs(s: Any, org: Any, call: Any, player: Any) -> None:
+    """A play in the access log and a purge in the purge log (the «Записи разговоров» report)."""
+    from datetime import timedelta
+
+    from models.base import utcnow
+    from models.recording import PurgeRule, Recording, RecordingAccess, RecordingAction, RecordingPurge
+
+    rec = Recording(organization_id=org.id, call_id=call.id, path=f"{org.id}/2026/01/{call.id}.wav", size_bytes=48000,
+                    created_at=utcnow() - timedelta(days=100), deleted_at=utcnow(), deleted_reason="срок хранения 90 дн.")
+    s.add(rec)
+    s.flush()
+    s.add(RecordingAccess(organization_id=org.id, recording_id=rec.id, user_id=player.id, action=RecordingAction.PLAY,
+                          at=utcnow() - timedelta(days=2), ip="192.0.2.10"))
+    s.add(RecordingPurge(organization_id=org.id, recording_id=rec.id, call_id=call.id, path=rec.path, size_bytes=48000,
+                         rule=PurgeRule.RETENTION, retention_days=90, started_at=utcnow(), purged_at=utcnow(),
+                         note="файл уже отсутствовал"))
+
+
 def _seed(db: Any, world: Any) -> tuple[Any, Any, int, list[str]]:
     from datetime import timedelta
 
@@ -190,6 +208,7 @@ def _seed(db: Any, world: Any) -> tuple[Any, Any, int, list[str]]:
             first = first or t.id
         missed = f.make_missed_call(s, org, "+79165550000", waited_seconds=30)
         call = f.make_inbound_call(s, org, "+79165550001")
+        _seed_recording_logs(s, org, call, world.dispatcher_a)
         cards = [f"/tickets/{first}", f"/missed-calls/{missed.id}", f"/calls/{call.id}",
                  f"/admin/organizations/{org.id}", f"/admin/organizations/{org.id}/categories",
                  f"/admin/categories/{cats[0].id}", f"/admin/organizations/{org.id}/telephony",

@@ -62,7 +62,7 @@ def test_update_organization_changes_every_setting_and_logs_each_field(session, 
     result = org_svc.update_organization(session, org=org, by=audit.Actor.of(admin, "panel"), now=T0, changes={
         "name": "УК «Альфа-Сервис»", "short_name": "Альфа-С", "timezone": "Europe/Samara",
         "hotlines": "8 (846) 200-70-80\n+7 846 200-70-81", "municipality_emails": "edds@samara.example, omsu@samara.example",
-        "call_window": ("09:00", "19:30"), "recording_retention_days": "30", "dispatch_hours": ("08:00", "20:00"),
+        "call_window": ("09:00", "19:30"), "recording_retention_days": "180", "dispatch_hours": ("08:00", "20:00"),
     })
     session.flush()
     assert (org.name, org.short_name, org.timezone) == ("УК «Альфа-Сервис»", "Альфа-С", "Europe/Samara")
@@ -71,14 +71,14 @@ def test_update_organization_changes_every_setting_and_logs_each_field(session, 
     assert (org.dispatch_hours_start, org.dispatch_hours_end) == (time(8), time(20))
     robot = session.get(RobotSettings, org.id)
     assert (robot.call_window_start, robot.call_window_end, robot.updated_by_id) == (time(9), time(19, 30), admin.id)
-    assert session.get(TelephonySettings, org.id).recording_retention_days == 30
-    assert result.call_window == (time(9), time(19, 30)) and result.recording_retention_days == 30
+    assert session.get(TelephonySettings, org.id).recording_retention_days == 180
+    assert result.call_window == (time(9), time(19, 30)) and result.recording_retention_days == 180
     log = _log(session, org.id)
     assert ("organization", "timezone", "Europe/Moscow", "Europe/Samara") in log
     assert ("organization", "hotlines", old_hotline, "+78462007080, +78462007081") in log
     assert ("organization", "dispatch_hours", "круглосуточно", "08:00–20:00") in log
     assert ("robot_settings", "call_window", "10:00–20:00", "09:00–19:30") in log
-    assert ("telephony_settings", "recording_retention_days", "90", "30") in log
+    assert ("telephony_settings", "recording_retention_days", "90", "180") in log
     assert len(log) == 8
     # Nothing changed: nothing logged.
     org_svc.update_organization(session, org=org, by=None, changes={"timezone": "Europe/Samara",
@@ -124,7 +124,9 @@ def test_every_bad_field_is_reported_at_once_and_nothing_changes(session, world)
         "hotlines": "некорректный номер: '123' (пример: +7 495 123-45-67)",
         "municipality_emails": "некорректный адрес эл. почты: 'edds@'",
         "call_window": "робот звонит только с 08:00 до 22:00 по местному времени",
-        "recording_retention_days": "от 1 до 3650 дней", "dispatch_hours": "начало и конец совпадают",
+        "recording_retention_days": "срок хранения записей, дней (записи разговоров хранятся не менее 3 месяцев)"
+                                    " — от 90 до 3650",
+        "dispatch_hours": "начало и конец совпадают",
     }
     with pytest.raises(ValidationFailed, match="эти поля нельзя изменить: inn"):
         org_svc.update_organization(session, org=org, by=None, changes={"inn": "7700000000"})

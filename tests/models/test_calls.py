@@ -95,9 +95,9 @@ def test_wait_limit_above_five_minutes_is_refused(session, world) -> None:
             calls.update_telephony_settings(session, org=org, by=None, wait_limit_seconds=bad)
         assert exc.value.details["field"] == "wait_limit_seconds"
     row = calls.update_telephony_settings(session, org=org, by=None, wait_limit_seconds=300, auto_callback=True,
-                                          recording_retention_days=30, ring_strategy="round_robin",
+                                          recording_retention_days=365, ring_strategy="round_robin",
                                           dispatcher_endpoints=["PJSIP/disp1", " PJSIP/disp2", "PJSIP/disp1"])
-    assert (row.wait_limit_seconds, row.auto_callback, row.recording_retention_days) == (300, True, 30)
+    assert (row.wait_limit_seconds, row.auto_callback, row.recording_retention_days) == (300, True, 365)
     assert row.dispatcher_endpoints == ["PJSIP/disp1", "PJSIP/disp2"] and row.ring_strategy.value == "round_robin"
     with pytest.raises(ValidationFailed):
         calls.update_telephony_settings(session, org=org, by=None, ring_strategy="random")

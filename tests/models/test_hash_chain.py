@@ -222,7 +222,7 @@ def test_the_migration_chains_existing_history_as_written(fresh_url: str) -> Non
                                                                          description=f"заявка {i}"))
                 add_comment(s, org=org, ticket_id=t.id, text="ok", visibility=Visibility.RESIDENT, by=None)
         live = {o.id: [(r.id, r.chain_seq, r.chain_hash) for r in _history(database, o.id)] for o in orgs}
-        command.downgrade(alembic_config(fresh_url), "0017_inspector_role")
+        command.downgrade(alembic_config(fresh_url), "0018_recordings_governance")
         upgrade(fresh_url)
         for o in orgs:
             # Backfilled in id order per organization: the very chain the writers had built.

@@ -44,7 +44,7 @@ def test_org_set_changes_time_zone_and_hotlines_after_org_add_and_logs_it(cli, d
     code, out, err = cli("org", "set", str(world.org_a.id), "--tz", "Europe/Samara", "--hotline", "8 846 200-70-80",
                          "--hotline", "+7 846 200-70-81", "--municipality-email", "edds@samara.example",
                          "--municipality-email", "omsu@samara.example", "--call-window", "09:00-19:00",
-                         "--retention-days", "60", "--dispatch-hours", "08:00-20:00")
+                         "--retention-days", "120", "--dispatch-hours", "08:00-20:00")
     assert code == 0, err
     assert "Настройки сохранены" in out and "горячая линия: +78462007080, +78462007081" in out
     with db.read() as s:
@@ -53,7 +53,7 @@ def test_org_set_changes_time_zone_and_hotlines_after_org_add_and_logs_it(cli, d
             "Europe/Samara", ["+78462007080", "+78462007081"], ["edds@samara.example", "omsu@samara.example"])
         assert (org.dispatch_hours_start, org.dispatch_hours_end) == (time(8), time(20))
         assert s.get(RobotSettings, org.id).call_window_start == time(9)
-        assert s.get(TelephonySettings, org.id).recording_retention_days == 60
+        assert s.get(TelephonySettings, org.id).recording_retention_days == 120
         rows = s.scalars(select(AuditEntry)).all()
         assert {r.via for r in rows} == {"cli"} and all(r.actor_name.startswith("командная строка") for r in rows)
     assert cli("org", "set", str(world.org_a.id), "--dispatch-hours", "круглосуточно")[0] == 0
@@ -69,7 +69,9 @@ def test_org_set_reports_every_bad_option_and_changes_nothing(cli, db, world) ->
     assert code == 2
     for line in ("--tz: неизвестный часовой пояс 'Moscow'",
                  f"--hotline: номер уже используется другой организацией: {world.org_b.hotlines[0]}",
-                 "--call-window: робот звонит только с 08:00 до 22:00", "--retention-days: от 1 до 3650 дней",
+                 "--call-window: робот звонит только с 08:00 до 22:00",
+                 "--retention-days: срок хранения записей, дней (записи разговоров хранятся не менее 3 месяцев)"
+                 " — от 90 до 3650",
                  "--municipality-email: некорректный адрес эл. почты: 'bad'"):
         assert line in err, (line, err)
     assert cli("org", "set", str(world.org_a.id), "--call-window", "09:00")[2].strip().endswith(

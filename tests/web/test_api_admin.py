@@ -168,10 +168,10 @@ def test_audit_log_pages_and_filters(client, db, world, h) -> None:
     url = f"{API}/admin/organizations/{world.org_a.id}"
     for n in range(3):
         call(client, "patch", url, h, json={"short_name": f"Альфа-{n}"})
-    call(client, "patch", url, h, json={"recording_retention_days": 45})
+    call(client, "patch", url, h, json={"recording_retention_days": 145})
     first = client.get(f"{API}/admin/audit?limit=2", headers=h).get_json()
     check_schema(client, first, "AuditPage")
-    assert [e["new_value"] for e in first["items"]] == ["45", "Альфа-2"]
+    assert [e["new_value"] for e in first["items"]] == ["145", "Альфа-2"]
     assert first["items"][0]["field_title"] == "Хранение записей, дней" and first["items"][0]["at"].endswith("Z")
     rest = client.get(f"{API}/admin/audit?limit=2&cursor={first['next_cursor']}", headers=h).get_json()
     assert [e["new_value"] for e in rest["items"]] == ["Альфа-1", "Альфа-0"] and rest["next_cursor"] is None

@@ -164,7 +164,7 @@ def test_a_refused_form_comes_back_as_typed_with_a_message_per_field(db, world, 
     page = resp.get_data(as_text=True)
     for message in ("укажите название", "неизвестный часовой пояс &#39;Москва&#39;", "некорректный номер: &#39;абв&#39;",
                     "некорректный адрес эл. почты: &#39;edds(at)city&#39;",
-                    "робот звонит только с 08:00 до 22:00 по местному времени", "укажите целое число дней",
+                    "робот звонит только с 08:00 до 22:00 по местному времени", "целое число от 90 до 3650",
                     "начало: нет такого времени &#39;25:00&#39;"):
         assert message in page, message
     assert 'id="err-hotlines"' in page and 'aria-describedby="err-timezone"' in page
@@ -234,7 +234,7 @@ def test_audit_log_filters_and_local_time(db, world, login_as, admin_a) -> None:
         org_a, org_b = s.merge(world.org_a), s.merge(world.org_b)
         org_svc.update_organization(s, org=org_a, by=audit.Actor.command_line(), changes={"short_name": "Альфа-2"},
                                     now=datetime(2026, 3, 1, 21, 30, tzinfo=UTC))
-        org_svc.update_organization(s, org=org_a, by=admin_a, changes={"recording_retention_days": 30},
+        org_svc.update_organization(s, org=org_a, by=admin_a, changes={"recording_retention_days": 180},
                                     now=datetime(2026, 3, 5, 9, 0, tzinfo=UTC))
         org_svc.update_organization(s, org=org_b, by=None, changes={"short_name": "Бета-секрет"})
     client = login_as(admin_a)

@@ -18,6 +18,7 @@ from models.errors import ValidationFailed
 from models.organization import Organization, Role
 from models.rules import audit as audit_rules
 from models.rules.org_settings import format_interval, format_minutes
+from models.rules.telephony import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
 from models.services import audit as audit_svc
 from models.services import catalog as cat_svc
 from models.services import organizations as org_svc
@@ -84,7 +85,7 @@ def _org_page(org: Organization | None, *, form: dict[str, str] | None = None,
     if form is not None:
         values = {**{k: "" for k in values}, **form}
     return render_template("admin/organization.html", org=org, v=values, errors=errors or {},
-                           zones=RUSSIAN_ZONES), status
+                           zones=RUSSIAN_ZONES, retention_min=MIN_RETENTION_DAYS, retention_max=MAX_RETENTION_DAYS), status
 
 
 @bp.get("/admin/organizations/new")

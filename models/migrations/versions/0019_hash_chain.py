@@ -9,7 +9,7 @@ The append-only trigger is lifted for the backfill only (SQLite: dropped and cre
 the table is rebuilt to add the constraints).
 
 Revision ID: 0019_hash_chain
-Revises: 0017_inspector_role
+Revises: 0018_recordings_governance
 Create Date: 2026-12-06 16:10:00.000000
 """
 
@@ -20,7 +20,7 @@ import models.base
 from models import chain
 
 revision = '0019_hash_chain'
-down_revision = '0017_inspector_role'
+down_revision = '0018_recordings_governance'
 branch_labels = None
 depends_on = None
 

@@ -72,6 +72,7 @@ from web.api.v1 import (  # noqa: E402,F401
     openapi,
     organizations,
     ratings,
+    recordings,
     residents,
     tickets,
 )

@@ -19,6 +19,7 @@ from models.errors import ValidationFailed
 from models.organization import Organization, Role
 from models.rules import audit as audit_rules
 from models.rules.access import Scope
+from models.rules.telephony import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
 from models.services import audit as audit_svc
 from models.services import catalog as cat_svc
 from models.services import organizations as org_svc
@@ -60,7 +61,7 @@ class OrganizationSettingsUpdate(Body):
                                          "Номер другой организации не принимается")
     municipality_emails: list[Annotated[str, Field(max_length=254)]] | None = Field(None, max_length=10)
     call_window: TimeInterval | None = Field(None, description="Когда робот звонит жителям (в пределах 08:00–22:00)")
-    recording_retention_days: int | None = Field(None, ge=1, le=3650)
+    recording_retention_days: int | None = Field(None, ge=MIN_RETENTION_DAYS, le=MAX_RETENTION_DAYS)
     dispatch_hours: TimeInterval | None = Field(None, description="Часы работы диспетчерской службы; null — круглосуточно")
 
 

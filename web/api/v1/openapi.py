@@ -27,6 +27,7 @@ from web.api.v1 import audit_chain as chain_api
 from web.api.v1 import bp
 from web.api.v1 import calls as calls_api
 from web.api.v1 import ratings as ratings_api
+from web.api.v1 import recordings as recordings_api
 from web.api.v1 import schemas as sc
 from web.auth import public, route_scope
 from web.inputs import MAX_YEAR, MIN_YEAR
@@ -112,6 +113,10 @@ READERS_TOO = "Роли: администратор, руководитель, �
 EXECUTOR_TOO = "Исполнитель видит и меняет только назначенные ему заявки."
 EXECUTOR_HOUSES = "Исполнитель видит только дома назначенных ему заявок."
 ADMIN_ONLY = "Роль: администратор; только его организации."
+RECORDING_LOGS_ROLES = "Роли: администратор, руководитель, проверяющий (только чтение)."
+RECORDING_LOG_FILTERS = [_q("organization_id", "Только эта организация", ID),
+                         _q("from", "Первый день (по умолчанию 29 дней назад)", LOCAL_DAY),
+                         _q("to", "Последний день включительно (по умолчанию сегодня)", LOCAL_DAY)]
 ORGANIZATION_ID = {"name": "organization_id", "in": "path", "required": True, "schema": ID}
 PHONE_ID = {"name": "phone_id", "in": "path", "required": True, "schema": ID}
 CATEGORY_ID = {"name": "category_id", "in": "path", "required": True, "schema": ID}
@@ -189,6 +194,13 @@ OPERATIONS: tuple[Op, ...] = (
        description="Роли: администратор, руководитель, проверяющий. История заявок каждой организации связана "
        "цепочкой SHA-256 (каждая запись хранит хеш своего содержимого и предыдущей записи): проверка пересчитывает "
        "её и называет первое нарушенное звено. Голова целой цепочки (last_hash) — отметка, которую стоит записать."),
+    Op("get", "/recordings/access-log", "Журнал доступа к записям разговоров за период", "recordings",
+       recordings_api.RecordingAccessLog, params=RECORDING_LOG_FILTERS, errors=(400, 401, 403, 404),
+       description=RECORDING_LOGS_ROLES + " Каждое прослушивание и скачивание записи (152-ФЗ), новые сверху."),
+    Op("get", "/recordings/purge-log", "Журнал удаления записей разговоров за период", "recordings",
+       recordings_api.RecordingPurgeLog, params=RECORDING_LOG_FILTERS, errors=(400, 401, 403, 404),
+       description=RECORDING_LOGS_ROLES + " Что удалено, когда, какого размера и по какому правилу "
+       "(срок хранения организации или вручную), новые сверху."),
     Op("get", "/admin/organizations", "Настройки организаций администратора", "admin",
        admin_api.OrganizationSettingsList, description=ADMIN_ONLY),
     Op("post", "/admin/organizations", "Добавить организацию", "admin", admin_api.OrganizationSettings, 201,
@@ -326,7 +338,8 @@ def document() -> dict[str, Any]:
         (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS, *admin_api.REQUEST_MODELS,
                                     *users_api.REQUEST_MODELS, *tel_api.REQUEST_MODELS)]
     models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
-                                              *ratings_api.RESPONSE_MODELS, *admin_api.RESPONSE_MODELS, *chain_api.RESPONSE_MODELS,
+                                              *ratings_api.RESPONSE_MODELS, *recordings_api.RESPONSE_MODELS,
+                                              *admin_api.RESPONSE_MODELS, *chain_api.RESPONSE_MODELS,
                                               *users_api.RESPONSE_MODELS, *tel_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
     scopes = route_scopes()
@@ -390,6 +403,7 @@ def document() -> dict[str, Any]:
                  {"name": "residents", "description": "Жители"}, {"name": "calls", "description": "Звонки"},
                  {"name": "ratings", "description": "Оценки жителей"},
                  {"name": "audit", "description": "Проверка неизменности журнала"},
+                 {"name": "recordings", "description": "Журналы доступа к записям разговоров и их удаления"},
                  {"name": "directory", "description": "Справочники"},
                  {"name": "admin", "description": "Администрирование"}, {"name": "meta", "description": "Служебное"}],
         "paths": paths,
