@@ -39,13 +39,6 @@ VOLATILE = {"last_seen_at", "last_used_at"}
 
 
 @pytest.fixture
-def inspector(db, world) -> User:
-    with db.write() as s:
-        return f.make_user(s, [s.merge(world.org_a)], Role.INSPECTOR, login="insp_a",
-                           full_name="Проверкина Инна Ивановна")
-
-
-@pytest.fixture
 def demo_app(settings, db) -> Any:
     """The app with every blueprint, the demo's call simulator included."""
     from web import create_app

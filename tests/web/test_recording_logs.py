@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from models.organization import Organization, Role, User
+from models.organization import Organization
 from models.recording import RecordingAccess, RecordingAction, recording_relpath
 from models.services import calls
 from models.services import recordings as rec_svc
@@ -19,13 +19,6 @@ from tests.sheets import sheet_rows
 from tests.web.helpers import check_error, check_schema
 
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-def inspector(db, world) -> User:
-    with db.write() as s:
-        return f.make_user(s, [s.merge(world.org_a)], Role.INSPECTOR, login="insp_a",
-                           full_name="Проверкина Инна Ивановна")
 
 
 @pytest.fixture
