@@ -51,7 +51,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from ari_app.presence import CdrRecord, FallbackEnd
-from ari_app.reconcile import FallbackCall, fallback_cdrs
+from ari_app.reconcile import FallbackCall, aware_utc, fallback_cdrs
 from models.event_cursor import ASTERISK_CDR
 
 if TYPE_CHECKING:
@@ -459,7 +459,7 @@ class CdrSource:
         ends = [c.end for c in group.cdrs if c.end is not None]
         first = group.cdrs[0]
         did = next((c.did for c in group.cdrs if c.did), "")
-        start, end = _aware_utc(min(starts)), _aware_utc(max(ends))  # cdr_record refuses rows without them
+        start, end = aware_utc(min(starts)), aware_utc(max(ends))  # cdr_record refuses rows without them
 
         def write(s: Any) -> int:
             from models.services.calls import record_unseen_call
@@ -472,10 +472,6 @@ class CdrSource:
                     "(the app stopped meanwhile?): journaled from the CDR as abandoned, call %s", group.unique_id,
                     first.source, did, call_id)
         return call_id
-
-
-def _aware_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC)  # CdrRecord times are naive UTC; the models take aware ones
 
 
 def _acctid(row: Mapping[str, Any]) -> int:

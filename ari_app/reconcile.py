@@ -240,7 +240,7 @@ def event_time(timestamp: str) -> datetime:
         moment = datetime.fromisoformat(timestamp)
     except (TypeError, ValueError):
         return utcnow()
-    return _aware(moment).astimezone(UTC)
+    return aware_utc(moment).astimezone(UTC)
 
 
 async def channel_ends(app: AriApp, channel_ids: list[str]) -> dict[str, datetime]:
@@ -250,7 +250,7 @@ async def channel_ends(app: AriApp, channel_ids: list[str]) -> dict[str, datetim
     found = {c: clock.destroyed[c] for c in channel_ids if c in clock.destroyed}
     rest = [c for c in channel_ids if c not in found]
     if app.cdr_source is not None and rest:
-        found.update({c: _aware(end) for c, end in (await app.cdr_source.ends(rest)).items()})
+        found.update({c: aware_utc(end) for c, end in (await app.cdr_source.ends(rest)).items()})
     found.update({c: clock.seen[c] for c in channel_ids if c not in found and c in clock.seen})
     return found
 
@@ -337,7 +337,7 @@ def _call_of_any_org(session: Any, call_id: int) -> tuple[int, datetime, bool, s
     has = session.scalar(select(Recording.id).where(Recording.call_id == call_id,
                                                      Recording.kind == RecordingKind.CONVERSATION).limit(1))
     return (call.organization_id, call.started_at, has is not None, call.channel_id,
-            _aware(call.answered_at or call.started_at))
+            aware_utc(call.answered_at or call.started_at))
 
 
 def conversation_channels(bridge: Bridge, by_id: dict[str, Channel]) -> list[str]:
@@ -383,7 +383,7 @@ def _without_channels(session: Any, alive: set[str], cutoff: Any, *,
                 and call.started_at > cutoff:
             continue
         found.append(_Vanished(call.organization_id, call.id, call.channel_id,
-                               _aware(call.answered_at or call.started_at)))
+                               aware_utc(call.answered_at or call.started_at)))
     return found, in_fallback
 
 
@@ -432,7 +432,7 @@ DIALSTATUS_DISPOSITIONS = {
 }
 
 
-def _aware(value: datetime) -> datetime:
+def aware_utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
@@ -590,7 +590,7 @@ class FallbackCdrs:
         did = next((c.did for c in cdrs if c.did), "") or first.destination
         linked_id = group.end.linked_id if group.end is not None else first.linked_id
         # CdrRecord times are naive UTC (ari_app/presence.py); the models take aware datetimes.
-        start, end = _aware(min(starts)), _aware(max(ends))
+        start, end = aware_utc(min(starts)), aware_utc(max(ends))
         answer = group.answer_time()
         disposition = group.disposition()
         answered = disposition == "ANSWERED"
@@ -605,7 +605,7 @@ class FallbackCdrs:
 
             call = record_fallback_call(
                 s, did=did, src=first.source, uniqueid=group.unique_id, linkedid=linked_id or None,
-                start=start, end=end, answer=(_aware(answer) if answer else start) if answered else None,
+                start=start, end=end, answer=(aware_utc(answer) if answer else start) if answered else None,
                 disposition=disposition, dispatcher_endpoint=endpoint, recording_path=recording,
                 voicemail_path=voicemail, recording_seconds=recording_seconds, voicemail_seconds=voicemail_seconds,
             )
