@@ -17,6 +17,7 @@ from models.outbox import DomainEvent, OutboxAttempt, OutboxMessage  # noqa: F40
 from models.rating import RatingAttempt, RatingCall, TicketRating  # noqa: F401
 from models.rating_audio import RatingAudioAccess  # noqa: F401
 from models.recording import Recording, RecordingAccess, RecordingPurge  # noqa: F401
+from models.seals import RecordSeal  # noqa: F401
 from models.telephony import AriStatus, TestCall  # noqa: F401
 from models.ticket import (  # noqa: F401
     Attachment,

@@ -36,6 +36,10 @@ from models.organization import Organization
 
 GENESIS = "0" * 64
 TICKET_HISTORY = "ticket_history"
+# The chains of sealed records (models/seals.py, decision 0041): calls and outgoing messages.
+CALLS = "calls"
+NOTICES = "notices"
+CHAINS = (TICKET_HISTORY, CALLS, NOTICES)
 
 # The content of a history row, in the order it is serialised (the ticket id is in the outer layer).
 HISTORY_FIELDS = ("organization_id", "at", "user_id", "action", "from_status", "to_status", "changes", "reason")
@@ -59,9 +63,10 @@ _HEADS = table_of(ChainHead)
 
 @event.listens_for(Organization, "after_insert")
 def _new_organization_has_a_head(_mapper: object, conn: Connection, org: Organization) -> None:
-    """A new organization's chain starts with its head row: its first writers queue on that row's
+    """A new organization's chains start with their head rows: its first writers queue on a row's
     lock like every later one (without it, two first writers at once would both take position 1)."""
-    conn.execute(insert(_HEADS).values(organization_id=org.id, chain=TICKET_HISTORY, last_seq=0, last_hash=GENESIS))
+    conn.execute(insert(_HEADS), [{"organization_id": org.id, "chain": name, "last_seq": 0, "last_hash": GENESIS}
+                                  for name in CHAINS])
 
 
 def _canonical(value: Any) -> Any:
@@ -126,8 +131,23 @@ def append(conn: Connection, rows: Iterable[dict[str, Any]], *, anchor: str = "t
             seq += 1
             prev = link(prev, seq, row[anchor], digest(row, fields))
             row["chain_seq"], row["chain_hash"] = seq, prev
-        conn.execute(_HEAD_UPSERT[conn.dialect.name],
-                     {"organization_id": org_id, "chain": chain, "last_seq": seq, "last_hash": prev})
+        move_head(conn, org_id, chain, seq, prev)
+
+
+def move_head(conn: Connection, org_id: int, chain: str, seq: int, last_hash: str) -> None:
+    """The chain's head now at `seq` with `last_hash` (created when missing), in the caller's
+    transaction: after `lock_head` and the rows appended."""
+    conn.execute(_HEAD_UPSERT[conn.dialect.name],
+                 {"organization_id": org_id, "chain": chain, "last_seq": seq, "last_hash": last_hash})
+
+
+def head(conn: Connection, org_id: int, chain: str = TICKET_HISTORY) -> tuple[int, str]:
+    """The chain's head as it is now (no lock): (0, GENESIS) for a chain with no head row."""
+    row = conn.execute(
+        select(_HEADS.c.last_seq, _HEADS.c.last_hash)
+        .where(_HEADS.c.organization_id == org_id, _HEADS.c.chain == chain)
+    ).one_or_none()
+    return (row[0], row[1]) if row is not None else (0, GENESIS)
 
 
 # --- verification ------------------------------------------------------------------------------
@@ -136,7 +156,9 @@ def append(conn: Connection, rows: Iterable[dict[str, Any]], *, anchor: str = "t
 @dataclass(frozen=True)
 class ChainReport:
     """One organization's chain checked: intact (`broken_at` None) with its head, or the first
-    broken link: the row (None: a row missing at the end), what its hash should be, what is stored."""
+    broken link: the row (None: a row missing at the end), what its hash should be, what is stored.
+    For the ticket history `broken_at` is the history row's id, for a chain of seals
+    (models/seals.py) the sealed record's (the call's, the message's)."""
 
     organization_id: int
     rows: int
@@ -147,6 +169,7 @@ class ChainReport:
     expected: str | None = None
     stored: str | None = None
     problem: str = ""
+    chain: str = TICKET_HISTORY
 
     @property
     def intact(self) -> bool:
@@ -161,11 +184,7 @@ def verify(conn: Connection, org_id: int, *, chain: str = TICKET_HISTORY, batch:
     table = table_of(TicketHistory)
     cols = [table.c.id, table.c.ticket_id, table.c.chain_seq, table.c.chain_hash,
             *(table.c[name] for name in HISTORY_FIELDS)]
-    head = conn.execute(
-        select(_HEADS.c.last_seq, _HEADS.c.last_hash)
-        .where(_HEADS.c.organization_id == org_id, _HEADS.c.chain == chain)
-    ).one_or_none()
-    head_seq, head_hash = (head[0], head[1]) if head is not None else (0, GENESIS)
+    head_seq, head_hash = head(conn, org_id, chain)
     seq, prev, count = 0, GENESIS, 0
     while True:  # up to the head read first: rows appended meanwhile are the next check's
         rows = conn.execute(

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from models import seals
 from models.base import utcnow
 from models.db import Database
 from models.event_cursor import EventCursor
@@ -807,6 +808,7 @@ def _bulk_tickets(db: Database, rng: random.Random, plans: list[_Plan], staff: d
                     dict(message_id=mid, at=m["sent_at"], ok=True, detail="принято провайдером (демонстрационная история)")
                     for mid, m in zip(message_ids, messages, strict=True)
                 ])
+                seals.seal_ids(s.connection(), seals.NOTICES, message_ids)  # written past the session
         for (org_id, year), last in counters.items():
             s.add(TicketCounter(organization_id=org_id, year=year, last_value=last))
     return len(plans)
@@ -832,6 +834,7 @@ def _settle_past_outbox(db: Database, rng: random.Random, now: datetime) -> None
         if updates:
             s.execute(update(OutboxMessage), updates)
             s.execute(insert(OutboxAttempt), attempts)
+            seals.seal_ids(s.connection(), seals.NOTICES, [u["id"] for u in updates])
         # The load's own events were never streamed to anyone: keep only the newest (so ids stay
         # monotonic on SQLite) and let the panels start from there. The notification consumer
         # starts there too: the load's notices are already history above, and from a cursor left

@@ -20,7 +20,8 @@ def register(sub: Any) -> None:
     p.add_argument("--limit", type=positive_int, default=50, help="сколько записей (по умолчанию 50)")
     p.set_defaults(handler=run_audit)
     verbs = p.add_subparsers(dest="audit_verb", metavar="verify")
-    v = verbs.add_parser("verify", help="проверить цепочку хешей истории заявок (не изменена ли задним числом)")
+    v = verbs.add_parser("verify", help="проверить цепочки хешей истории заявок, звонков и сообщений "
+                                         "(не изменены ли задним числом)")
     v.add_argument("--org", type=positive_int, metavar="ID", help="только эта организация (без него — все)")
     v.set_defaults(handler=run_verify)
 
@@ -57,11 +58,11 @@ def run_audit(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    """Recompute each organization's history chain (models/chain.py): the head when intact, the
-    first broken link otherwise (exit 1)."""
+    """Recompute each organization's chains (the ticket history, models/chain.py; the sealed calls
+    and messages, models/seals.py): the head when intact, the first broken link otherwise (exit 1)."""
     from sqlalchemy import select
 
-    from models import chain
+    from models import seals
     from models.organization import Organization
 
     broken = 0
@@ -74,21 +75,33 @@ def run_verify(args: argparse.Namespace) -> int:
         if not orgs:
             print("Организаций нет.")
         for org_id, name in orgs:
-            report = chain.verify(s.connection(), org_id)
-            print(f"Организация {org_id} «{name}»: {describe(report)}")
-            broken += not report.intact
+            reports = seals.verify_all(s.connection(), org_id)
+            for report in reports:
+                print(f"Организация {org_id} «{name}»: {describe(report)}")
+            broken += not all(r.intact for r in reports)
     if broken:
         print(f"Цепочка нарушена в организациях: {broken}.", file=sys.stderr)
         return 1
     return 0
 
 
+_CHAINS = {  # chain -> (its name, what its entries are, what a broken entry is)
+    "ticket_history": ("цепочка истории заявок", "записей", "запись истории"),
+    "calls": ("цепочка звонков", "печатей", "звонок"),
+    "notices": ("цепочка сообщений", "печатей", "сообщение"),
+}
+
+
 def describe(report: Any) -> str:
-    """One organization's verification in Russian (the CLI; the API gives the fields)."""
+    """One chain of one organization verified, in Russian (the CLI; the API gives the fields)."""
+    title, entries, entry = _CHAINS[report.chain]
     if report.intact:
-        return (f"цепочка истории заявок цела, записей {report.rows}, "
-                f"последний хеш {report.last_hash}")
-    where = (f"запись истории id {report.broken_at} (№ {report.broken_seq} в цепочке)"
-             if report.broken_at is not None else f"конец цепочки (голова № {report.broken_seq})")
-    return (f"ЦЕПОЧКА НАРУШЕНА: {where}: {report.problem}; ожидался хеш {report.expected or '—'}, "
+        return f"{title} цела, {entries} {report.rows}, последний хеш {report.last_hash}"
+    if report.broken_at is None:
+        where = f"конец цепочки (голова № {report.broken_seq})"
+    elif report.broken_seq is None:
+        where = f"{entry} id {report.broken_at}"
+    else:
+        where = f"{entry} id {report.broken_at} (№ {report.broken_seq} в цепочке)"
+    return (f"ЦЕПОЧКА НАРУШЕНА — {title}: {where}: {report.problem}; ожидался хеш {report.expected or '—'}, "
             f"записан {report.stored or '—'}; последняя верная запись № {report.last_seq}")

@@ -101,7 +101,9 @@ def test_normal_operations_build_one_chain_per_organization(db, world) -> None:
     report = _verify(db, world.org_a.id)
     assert report.intact and report.rows == 7 and report.last_hash == rows[-1].chain_hash
     with db.read() as s:
-        assert chain.chain_heads(s.connection(), world.org_a.id) == {chain.TICKET_HISTORY: (7, rows[-1].chain_hash)}
+        heads = chain.chain_heads(s.connection(), world.org_a.id)
+    assert heads[chain.TICKET_HISTORY] == (7, rows[-1].chain_hash)
+    assert set(heads) == set(chain.CHAINS)  # the calls' and messages' chains have their heads from the start
     other = _history(db, world.org_b.id)  # the other organization's chain is its own
     assert [r.chain_seq for r in other] == [1] and _verify(db, world.org_b.id).intact
 
@@ -190,16 +192,6 @@ def test_concurrent_writers_keep_a_single_chain(db, world) -> None:
     report = _verify(db, world.org_a.id)
     assert report.intact, report
 
-
-@pytest.fixture
-def fresh_url(database_url: str, tmp_path: Any) -> Any:
-    """A database of its own (the migration is run down and up on it)."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'chain.sqlite3'}"
-        return
-    from tests.conftest import _pg_database
-
-    yield from _pg_database(database_url)
 
 
 def test_the_migration_chains_existing_history_as_written(fresh_url: str) -> None:

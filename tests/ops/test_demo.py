@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from models import seals
 from models.base import utcnow
 from models.db import Database
 from models.housing import House, Resident, ResidentPhone
@@ -89,6 +90,11 @@ def test_demo_loads_a_dispatch_centre_two_companies_and_thousands_of_consistent_
         assert sorted(i.organization_id for i in active) == [o.id for o in orgs]
         for incident in active:
             assert count(s, Ticket, Ticket.incident_id == incident.id) >= 1
+        # the history, the calls over and the messages sent are all in their organization's chains
+        for org in orgs:
+            reports = seals.verify_all(s.connection(), org.id)
+            assert all(r.intact for r in reports), [r for r in reports if not r.intact]
+            assert reports[2].chain == "notices" and reports[2].rows >= old_emergencies // 2
 
     assert load_demo(db) is None  # a database with data is left alone
 
