@@ -270,7 +270,7 @@ def _sheet_head(columns: Sequence[tuple[str, int, str]]) -> str:
 # once per batch and cached as finished cells.
 
 
-def _epoch(column: Any, is_sqlite: bool) -> Any:
+def epoch_seconds(column: Any, is_sqlite: bool) -> Any:
     """Seconds since 1970 of a naive-UTC timestamp column, as an integer (NULL stays NULL)."""
     if is_sqlite:
         if sqlite3.sqlite_version_info >= (3, 38, 0):
@@ -280,7 +280,7 @@ def _epoch(column: Any, is_sqlite: bool) -> Any:
 
 
 def _select_columns(is_sqlite: bool) -> tuple[Any, ...]:
-    e = functools.partial(_epoch, is_sqlite=is_sqlite)
+    e = functools.partial(epoch_seconds, is_sqlite=is_sqlite)
     return (
         Ticket.id,  # 0
         Ticket.organization_id,  # 1
