@@ -116,7 +116,7 @@ def workload(session: Session, *, org_ids: Iterable[int], period: tuple[datetime
         .where(base.c.dur.is_not(None))
         .subquery()
     )
-    medians = dict(session.execute(
+    medians: dict[Any, Any] = dict(session.execute(
         select(ranked.c.k, func.avg(ranked.c.dur))
         .where(or_(ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.rn == (ranked.c.n + 2) // 2))
         .group_by(ranked.c.k)
@@ -160,7 +160,7 @@ def answer_times(session: Session, *, org_ids: Iterable[int], period: tuple[date
         (wait < 30, literal(0)), (wait < 60, literal(1)), (wait < 120, literal(2)),
         (wait <= ANSWER_WITHIN_SECONDS, literal(3)), else_=literal(4),
     ).label("b")
-    counts = dict(session.execute(
+    counts: dict[int, int] = dict(session.execute(
         select(bucket, func.count())
         .where(Call.organization_id.in_(ids), Call.direction == CallDirection.INBOUND, _settled_call(),
                Call.started_at >= start, Call.started_at < end)

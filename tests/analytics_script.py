@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import update
 
-from models.call import CallOutcome
 from models.rating import RatingSource, TicketRating
 from models.services.calls import end_call, mark_call_answered
 from models.ticket import Ticket, TicketStatus
