@@ -5,6 +5,7 @@ per organization and event, and updated after a call event seen on the event str
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -71,7 +72,7 @@ def test_the_page_shows_the_period_in_tables(db, world, inspector, script, login
     # Organization B's executor, rating and slow call are nowhere.
     assert "Волков" not in page
     # The charts' data is the tables' numbers.
-    charts = page.split('id="analytics-charts">')[1].split("</script>")[0]
+    charts = html.unescape(page.split('id="analytics-charts" data-charts=\'')[1].split("'")[0])
     assert json.loads(charts)["executor"]["on_time"] == [2, 1, 0]
     assert json.loads(charts)["answers"]["calls"] == [2, 2, 2, 2, 1, 2]
 
@@ -164,9 +165,9 @@ def test_today_is_computed_once_per_organization_and_event(app, db, world, inspe
     client = login_as(inspector)
     page = client.get("/reports/today")
     assert page.status_code == 200
-    html = page.get_data(as_text=True)
-    assert f'id="today-{world.org_a.id}"' in html and "Ответ за 5 минут" in html
-    assert "/events/stream" in html
+    text = page.get_data(as_text=True)
+    assert f'id="today-{world.org_a.id}"' in text and "Ответ за 5 минут" in text
+    assert "/events/stream" in text
     with app.app_context():
         cache = today_cache()
     before = cache.computed
@@ -190,8 +191,8 @@ def test_today_is_computed_once_per_organization_and_event(app, db, world, inspe
 def test_the_dashboard_hears_a_call_event_and_gets_new_figures(app, db, world, login_as, live_now) -> None:
     app.config.update(OPENADS_SSE_HEARTBEAT=0.5, OPENADS_SSE_MAX_SECONDS=8)
     client = login_as(world.manager_a)
-    html = client.get("/reports/today").get_data(as_text=True)
-    stream_url = re.search(r'data-stream="([^"]+)"', html).group(1).replace("&amp;", "&")
+    text = client.get("/reports/today").get_data(as_text=True)
+    stream_url = re.search(r'data-stream="([^"]+)"', text).group(1).replace("&amp;", "&")
     before = _today(client)
     resp = client.get(stream_url, buffered=False)
     assert resp.status_code == 200 and resp.mimetype == "text/event-stream"

@@ -4,7 +4,7 @@
   "use strict";
   var holder = document.getElementById("analytics-charts");
   if (!holder || !window.Chart) return;
-  var data = JSON.parse(holder.textContent);
+  var data = JSON.parse(holder.dataset.charts);
   var css = getComputedStyle(document.documentElement);
   function token(name) { return css.getPropertyValue(name).trim(); }
   var Chart = window.Chart;
