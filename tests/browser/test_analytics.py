@@ -63,6 +63,11 @@ def test_analytics_and_today_pages_for_manager_and_inspector(
                     expect(box).to_be_visible()
                     assert box.locator("canvas").bounding_box()["height"] > 100
                 assert page.evaluate("() => !!window.Chart && Object.keys(Chart.instances).length") == 5
+                dark = page.evaluate("() => Chart.defaults.color")
+                page.evaluate("() => { document.documentElement.dataset.theme = 'light'; }")
+                page.wait_for_function("c => Chart.defaults.color !== c", arg=dark)
+                assert page.evaluate("() => Object.keys(Chart.instances).length") == 5  # redrawn, not added
+                page.evaluate("() => { document.documentElement.dataset.theme = 'dark'; }")
                 expect(page.locator("#workload-executor tbody tr").first).to_contain_text("Сидоров Семён Сергеевич")
                 page.screenshot(path=str(screenshots_dir / f"analytics-{login}-{vp}.png"), full_page=True)
                 problems += _problems(page, f"{login} {vp} analytics")
