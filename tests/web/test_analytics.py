@@ -18,6 +18,7 @@ from openpyxl import load_workbook
 from models.base import utcnow
 from tests import analytics_script as sc
 from tests import factories as f
+from tests.web.helpers import check_error, check_schema
 from tests.web.test_sse import _events, _next_event
 
 PERIOD = {"from": sc.DAY_FROM.isoformat(), "to": sc.DAY_TO.isoformat()}
@@ -212,3 +213,26 @@ def test_the_dashboard_hears_a_call_event_and_gets_new_figures(app, db, world, l
     assert (after["calls"], after["answered"], after["answered_in_5"]) == (
         before["calls"] + 1, before["answered"] + 1, before["answered_in_5"] + 1)
     assert after["last_event_id"] > before["last_event_id"]
+
+
+# --- the API ------------------------------------------------------------------------------------------------
+
+
+def test_the_api_gives_the_page_numbers(db, world, inspector, script, client, token_for) -> None:
+    h = token_for(inspector)
+    resp = client.get("/api/v1/analytics", query_string=PERIOD, headers=h)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    check_schema(client, body, "AnalyticsOut")
+    assert (body["period_from"], body["period_to"]) == (PERIOD["from"], PERIOD["to"])
+    assert {r["name"]: (r["tickets"], r["done"], r["done_on_time"], r["mean_seconds"], r["median_seconds"])
+            for r in body["by_executor"]}["Сидоров Семён Сергеевич"] == (5, 3, 2, 26 * 3600, 4 * 3600)
+    assert [b["calls"] for b in body["answer_times"]] == [2, 2, 2, 2, 1, 2]
+    assert [w["counts"] for w in body["ratings_by_week"]] == [[1, 0, 0, 1, 1], [0, 0, 0, 0, 2]]
+    today = client.get("/api/v1/analytics/today", headers=h)
+    assert today.status_code == 200
+    check_schema(client, today.get_json(), "TodayList")
+    assert [i["organization_id"] for i in today.get_json()["items"]] == [world.org_a.id]
+    check_error(client.get("/api/v1/analytics", query_string={"organization_id": world.org_b.id}, headers=h), 404)
+    check_error(client.get("/api/v1/analytics", headers=token_for(world.dispatcher_a)), 403)
+    check_error(client.get("/api/v1/analytics/today", headers=token_for(world.executor_a)), 403)
