@@ -19,7 +19,7 @@ completion runs from registration to `resolved_at`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -242,7 +242,6 @@ class TodayFigures:
     emergencies_not_localised: int  # open emergency tickets without the localisation mark
     incidents_not_localised: int  # incidents neither localised nor liquidated
     last_event_id: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def answered_in_5_share(self) -> float | None:
