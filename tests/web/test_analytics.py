@@ -236,3 +236,14 @@ def test_the_api_gives_the_page_numbers(db, world, inspector, script, client, to
     check_error(client.get("/api/v1/analytics", query_string={"organization_id": world.org_b.id}, headers=h), 404)
     check_error(client.get("/api/v1/analytics", headers=token_for(world.dispatcher_a)), 403)
     check_error(client.get("/api/v1/analytics/today", headers=token_for(world.executor_a)), 403)
+
+
+@pytest.mark.parametrize("query", [{"from": "вчера"}, {"to": "2026-13-01"}, {"organization_id": "abc"},
+                                   {"organization_id": "99999999999"}, {"from": "2020-01-01", "to": "2026-01-01"}])
+def test_bad_input_is_a_russian_message_never_a_500(db, world, login_as, token_for, query) -> None:
+    client = login_as(world.manager_a)
+    for url in ("/reports/analytics", "/reports/analytics.xlsx"):
+        resp = client.get(url, query_string=query)
+        assert resp.status_code in (400, 404), (url, resp.status_code)
+        assert re.search("[а-я]", resp.get_data(as_text=True)), url
+    check_error(client.get("/api/v1/analytics", query_string=query, headers=token_for(world.manager_a)), 400)
