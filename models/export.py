@@ -177,21 +177,28 @@ _XML_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 _NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 
-_CONTENT_TYPES = (
-    _XML_DECL
-    + '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-    '<Default Extension="xml" ContentType="application/xml"/>'
-    '<Override PartName="/xl/workbook.xml" '
-    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-    '<Override PartName="/xl/worksheets/sheet1.xml" '
-    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-    '<Override PartName="/xl/sharedStrings.xml" '
-    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
-    '<Override PartName="/xl/styles.xml" '
-    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
-    "</Types>"
-)
+def _content_types(sheets: int = 1) -> str:
+    parts = "".join(
+        f'<Override PartName="/xl/worksheets/sheet{i}.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+        for i in range(1, sheets + 1)
+    )
+    return (
+        _XML_DECL
+        + '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/xl/workbook.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+        + parts
+        + '<Override PartName="/xl/sharedStrings.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+        '<Override PartName="/xl/styles.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
+        "</Types>"
+    )
+
+
 _ROOT_RELS = (
     _XML_DECL
     + '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
@@ -200,20 +207,23 @@ _ROOT_RELS = (
     'Target="xl/workbook.xml"/>'
     "</Relationships>"
 )
-_WORKBOOK_RELS = (
-    _XML_DECL
-    + '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    '<Relationship Id="rId1" '
-    'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" '
-    'Target="worksheets/sheet1.xml"/>'
-    '<Relationship Id="rId2" '
-    'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" '
-    'Target="styles.xml"/>'
-    '<Relationship Id="rId3" '
-    'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" '
-    'Target="sharedStrings.xml"/>'
-    "</Relationships>"
-)
+def _workbook_rels(sheets: int = 1) -> str:
+    """Sheets are rId1..rIdN; styles and shared strings follow them."""
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    parts = "".join(
+        f'<Relationship Id="rId{i}" Type="{rel}/worksheet" Target="worksheets/sheet{i}.xml"/>'
+        for i in range(1, sheets + 1)
+    )
+    return (
+        _XML_DECL
+        + '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        + parts
+        + f'<Relationship Id="rId{sheets + 1}" Type="{rel}/styles" Target="styles.xml"/>'
+        f'<Relationship Id="rId{sheets + 2}" Type="{rel}/sharedStrings" Target="sharedStrings.xml"/>'
+        "</Relationships>"
+    )
+
+
 # cellXfs: 0 default, 1 date-time, 2 bold header.
 _STYLES = (
     _XML_DECL
@@ -236,14 +246,28 @@ _STYLES = (
 
 
 def _workbook_xml(last_col: str, last_row: int, sheet_name: str = SHEET_NAME) -> str:
-    ref = f"'{sheet_name}'!$A$1:${last_col}${max(last_row, 1)}"
+    return _workbook_xml_of([(sheet_name, last_col, last_row)])
+
+
+def _workbook_xml_of(sheets: Sequence[tuple[str, str, int]]) -> str:
+    """The workbook of sheets (name, last column, last row), each with its autofilter range."""
+    names = "".join(f'<sheet name="{xml_text(name)}" sheetId="{i}" r:id="rId{i}"/>'
+                    for i, (name, _c, _r) in enumerate(sheets, 1))
+    ranges = "".join(
+        f'<definedName name="_xlnm._FilterDatabase" localSheetId="{i}" hidden="1">'
+        f"{xml_text(repr_sheet(name))}!$A$1:${col}${max(row, 1)}</definedName>"
+        for i, (name, col, row) in enumerate(sheets)
+    )
     return (
         _XML_DECL
         + f'<workbook xmlns="{_NS_MAIN}" xmlns:r="{_NS_REL}">'
-        f'<sheets><sheet name="{sheet_name}" sheetId="1" r:id="rId1"/></sheets>'
-        f'<definedNames><definedName name="_xlnm._FilterDatabase" localSheetId="0" hidden="1">{ref}'
-        "</definedName></definedNames></workbook>"
+        f"<sheets>{names}</sheets><definedNames>{ranges}</definedNames></workbook>"
     )
+
+
+def repr_sheet(name: str) -> str:
+    """A sheet name as a formula reference: quoted, quotes doubled."""
+    return "'" + name.replace("'", "''") + "'"
 
 
 def _sheet_head(columns: Sequence[tuple[str, int, str]]) -> str:
@@ -270,7 +294,7 @@ def _sheet_head(columns: Sequence[tuple[str, int, str]]) -> str:
 # once per batch and cached as finished cells.
 
 
-def _epoch(column: Any, is_sqlite: bool) -> Any:
+def epoch_seconds(column: Any, is_sqlite: bool) -> Any:
     """Seconds since 1970 of a naive-UTC timestamp column, as an integer (NULL stays NULL)."""
     if is_sqlite:
         if sqlite3.sqlite_version_info >= (3, 38, 0):
@@ -280,7 +304,7 @@ def _epoch(column: Any, is_sqlite: bool) -> Any:
 
 
 def _select_columns(is_sqlite: bool) -> tuple[Any, ...]:
-    e = functools.partial(_epoch, is_sqlite=is_sqlite)
+    e = functools.partial(epoch_seconds, is_sqlite=is_sqlite)
     return (
         Ticket.id,  # 0
         Ticket.organization_id,  # 1
@@ -561,33 +585,44 @@ def _journal_zip(
 def _xlsx_zip(sheet: Iterator[bytes], workbook: Iterator[bytes], strings: _SharedStrings,
               modified: datetime) -> Iterator[bytes]:
     """The workbook's parts zipped on the fly; `workbook` is read after `sheet` (the row count)."""
+    return _xlsx_zip_of([sheet], workbook, strings, modified)
+
+
+def _xlsx_zip_of(sheets: Sequence[Iterator[bytes]], workbook: Iterator[bytes], strings: _SharedStrings,
+                 modified: datetime) -> Iterator[bytes]:
+    """`_xlsx_zip` of several sheets; `workbook` is read after all of them."""
 
     def const(text: str) -> Iterator[bytes]:
         yield text.encode()
 
     mode = stat.S_IFREG | 0o600
     members = (
-        ("[Content_Types].xml", modified, mode, ZIP_32, const(_CONTENT_TYPES)),
+        ("[Content_Types].xml", modified, mode, ZIP_32, const(_content_types(len(sheets)))),
         ("_rels/.rels", modified, mode, ZIP_32, const(_ROOT_RELS)),
-        ("xl/_rels/workbook.xml.rels", modified, mode, ZIP_32, const(_WORKBOOK_RELS)),
+        ("xl/_rels/workbook.xml.rels", modified, mode, ZIP_32, const(_workbook_rels(len(sheets)))),
         ("xl/styles.xml", modified, mode, ZIP_32, const(_STYLES)),
-        ("xl/worksheets/sheet1.xml", modified, mode, ZIP_32, sheet),
+        *((f"xl/worksheets/sheet{i}.xml", modified, mode, ZIP_32, sheet) for i, sheet in enumerate(sheets, 1)),
         ("xl/workbook.xml", modified, mode, ZIP_32, workbook),
         ("xl/sharedStrings.xml", modified, mode, ZIP_32, strings.xml()),
     )
     yield from stream_zip(members, get_compressobj=_fast_deflate, extended_timestamps=False)
 
 
-Cell = str | int | datetime | None
+Cell = str | int | float | datetime | None
+# A sheet of `iter_tables_xlsx`: its name (at most 31 characters, no []:*?/\\), columns (title, width), rows.
+Table = tuple[str, Sequence[tuple[str, int]], Iterable[Sequence[Cell]]]
 
 
 def iter_table_xlsx(sheet_name: str, columns: Sequence[tuple[str, int]], rows: Iterable[Sequence[Cell]],
                     *, tz: ZoneInfo, now: datetime) -> Iterator[bytes]:
     """A plain one-sheet workbook in the journal's style (bold frozen header, autofilter): text,
     whole numbers, and date-times shown in `tz` (the reports' small logs: recording access, purges)."""
-    kinds = ["s"] * len(columns)
-    last_col = _col_letter(len(columns) - 1)
-    counter = [0]
+    return iter_tables_xlsx([(sheet_name, columns, rows)], tz=tz, now=now)
+
+
+def iter_tables_xlsx(tables: Sequence[Table], *, tz: ZoneInfo, now: datetime) -> Iterator[bytes]:
+    """`iter_table_xlsx` of several sheets (the analytics' blocks); numbers may be fractional."""
+    counters = [[0] for _ in tables]
 
     def cell(value: Cell) -> str:
         if value is None:
@@ -595,21 +630,24 @@ def iter_table_xlsx(sheet_name: str, columns: Sequence[tuple[str, int]], rows: I
         if isinstance(value, datetime):
             local = value.astimezone(tz).replace(tzinfo=None)
             return _DATE_OPEN + repr((local - datetime(1899, 12, 30)).total_seconds() / 86400) + _NUM_CLOSE
-        if isinstance(value, int) and not isinstance(value, bool):
-            return _NUM_OPEN + str(value) + _NUM_CLOSE
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _NUM_OPEN + repr(value) + _NUM_CLOSE
         return _s(str(value))
 
-    def sheet() -> Iterator[bytes]:
-        yield _sheet_head([(title, width, kind) for (title, width), kind in zip(columns, kinds, strict=True)]).encode()
+    def sheet(columns: Sequence[tuple[str, int]], rows: Iterable[Sequence[Cell]], counter: list[int]) -> Iterator[bytes]:
+        last_col = _col_letter(len(columns) - 1)
+        yield _sheet_head([(title, width, "s") for title, width in columns]).encode()
         for n, row in enumerate(rows, 2):
             counter[0] = n - 1
             yield (f'<row r="{n}">' + "".join(cell(v) for v in row) + "</row>").encode()
         yield f'</sheetData><autoFilter ref="A1:{last_col}{counter[0] + 1}"/></worksheet>'.encode()
 
     def workbook() -> Iterator[bytes]:
-        yield _workbook_xml(last_col, counter[0] + 1, sheet_name).encode()
+        yield _workbook_xml_of([(name, _col_letter(len(columns) - 1), counter[0] + 1)
+                                for (name, columns, _rows), counter in zip(tables, counters, strict=True)]).encode()
 
-    return _xlsx_zip(sheet(), workbook(), _SharedStrings(), now.astimezone(UTC).replace(tzinfo=None))
+    sheets = [sheet(columns, rows, counter) for (_name, columns, rows), counter in zip(tables, counters, strict=True)]
+    return _xlsx_zip_of(sheets, workbook(), _SharedStrings(), now.astimezone(UTC).replace(tzinfo=None))
 
 
 def journal_columns(org_count: int) -> tuple[str, ...]:

@@ -99,10 +99,25 @@ def deadline_parts(t: _Deadlines, now: datetime, tz: str | ZoneInfo) -> Deadline
     return Deadline(lt, ld, l_late, dt, dd, d_late, mark, int(pending.timestamp()) if pending else 0)
 
 
+def duration_ru(seconds: float | None) -> str:
+    """A span of time for reports: «45 мин», «2 ч 05 мин», «3 дн 4 ч»; «—» when unknown."""
+    if seconds is None:
+        return "—"
+    minutes = max(0, round(seconds / 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days} дн {hours} ч"
+    if hours:
+        return f"{hours} ч {mins:02d} мин"
+    return f"{mins} мин"
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.filters["local"] = local_time
     app.jinja_env.filters["phone"] = display
     app.jinja_env.filters["status_title"] = status_title
     app.jinja_env.filters["browser"] = browser
+    app.jinja_env.filters["duration"] = duration_ru
     app.jinja_env.globals["deadline_parts"] = deadline_parts
     app.jinja_env.globals["max_length"] = max_length  # `maxlength` of a form field: the services' limit

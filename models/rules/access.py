@@ -38,6 +38,8 @@ HISTORY_CHAIN = (*MANAGERS, Role.INSPECTOR)  # the history's hash chain checked:
 EXECUTOR_RATINGS = (*MANAGERS, Role.INSPECTOR)  # residents' ratings per executor: /ratings, /api/v1/ratings/executors
 # Who played or downloaded recordings and which were purged: /reports/recordings, /api/v1/recordings/*-log (decision 0035)
 RECORDING_LOGS = (*MANAGERS, Role.INSPECTOR)
+# Managers' analytics and the «Сегодня» dashboard: /reports/analytics, /reports/today (decision 0040)
+ANALYTICS = (*MANAGERS, Role.INSPECTOR)
 
 
 class Scope(enum.StrEnum):

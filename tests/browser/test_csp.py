@@ -39,7 +39,8 @@ def test_main_pages_report_no_csp_violation(live_server: Any, chromium: Any, db:
     pages = {
         world.dispatcher_a.login: ["/", f"/tickets/{ticket.id}", "/tickets/new", "/calls", "/missed-calls",
                                    "/incidents", "/account/security"],
-        "admin_ab": ["/", "/calls/compliance", "/ratings", "/settings/robot", "/housing/import",
+        "admin_ab": ["/", "/calls/compliance", "/ratings", "/reports/analytics", "/reports/today", "/settings/robot",
+                     "/housing/import",
                      f"/admin/organizations/{world.org_a.id}/telephony",
                      f"/admin/organizations/{world.org_a.id}/telephony/status"],
     }

@@ -66,6 +66,7 @@ from web.api.v1 import (  # noqa: E402,F401
     admin,
     admin_telephony,
     admin_users,
+    analytics,
     audit_chain,
     calls,
     houses,

@@ -23,6 +23,7 @@ from models.ticket import TicketStatus
 from web.api.v1 import admin as admin_api
 from web.api.v1 import admin_telephony as tel_api
 from web.api.v1 import admin_users as users_api
+from web.api.v1 import analytics as analytics_api
 from web.api.v1 import audit_chain as chain_api
 from web.api.v1 import bp
 from web.api.v1 import calls as calls_api
@@ -189,6 +190,15 @@ OPERATIONS: tuple[Op, ...] = (
        errors=(400, 401, 403, 404),
        description="Роли: администратор, руководитель. Оценки считаются по исполнителю на момент оценки; "
        "день — местный день выбранной организации (без organization_id — первой из доступных)."),
+    Op("get", "/analytics", "Аналитика за период: нагрузка и сроки, время ответа, оценки по неделям", "analytics",
+       analytics_api.AnalyticsOut, params=RECORDING_LOG_FILTERS, errors=(400, 401, 403, 404),
+       description=RECORDING_LOGS_ROLES + " Заявки, зарегистрированные за период, по исполнителям, категориям и "
+       "домам (больше заявок — выше); входящие звонки по времени ожидания ответа; оценки по местным неделям. "
+       "Те же цифры, что на странице «Отчёты → Аналитика» и в её выгрузке."),
+    Op("get", "/analytics/today", "Соблюдение ПП 416 сегодня по каждой организации", "analytics",
+       analytics_api.TodayList, errors=(401, 403),
+       description=RECORDING_LOGS_ROLES + " С начала местных суток: ответ за 5 минут, перезвон за 10 минут, "
+       "открытые нарушения, не локализованные аварии — как на странице «Отчёты → Сегодня»."),
     Op("get", "/audit/chain", "Проверка цепочки хешей истории заявок", "audit", chain_api.ChainList,
        params=[_q("organization_id", "Только эта организация", ID)], errors=(400, 401, 403, 404),
        description="Роли: администратор, руководитель, проверяющий. История заявок каждой организации связана "
@@ -339,6 +349,7 @@ def document() -> dict[str, Any]:
                                     *users_api.REQUEST_MODELS, *tel_api.REQUEST_MODELS)]
     models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
                                               *ratings_api.RESPONSE_MODELS, *recordings_api.RESPONSE_MODELS,
+                                              *analytics_api.RESPONSE_MODELS,
                                               *admin_api.RESPONSE_MODELS, *chain_api.RESPONSE_MODELS,
                                               *users_api.RESPONSE_MODELS, *tel_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
@@ -402,6 +413,7 @@ def document() -> dict[str, Any]:
         "tags": [{"name": "tickets", "description": "Заявки"}, {"name": "houses", "description": "Дома"},
                  {"name": "residents", "description": "Жители"}, {"name": "calls", "description": "Звонки"},
                  {"name": "ratings", "description": "Оценки жителей"},
+                 {"name": "analytics", "description": "Аналитика для руководителей"},
                  {"name": "audit", "description": "Проверка неизменности журнала"},
                  {"name": "recordings", "description": "Журналы доступа к записям разговоров и их удаления"},
                  {"name": "directory", "description": "Справочники"},
