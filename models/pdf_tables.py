@@ -70,6 +70,21 @@ MAX_LINES = 40  # a cell longer than this (a 10 000-character description) is cu
 CUT = "… (полный текст в карточке заявки)"
 
 
+def _chop(line: str, font: str, room: float) -> list[str]:
+    """A line still wider than the cell (one long word: a number, an e-mail) cut between characters.
+    A line of several words is one `simpleSplit` made fit."""
+    if " " in line.strip() or pdfmetrics.stringWidth(line, font, SIZE) <= room:
+        return [line]
+    out: list[str] = []
+    part = ""
+    for char in line:
+        if part and pdfmetrics.stringWidth(part + char, font, SIZE) > room:
+            out.append(part)
+            part = ""
+        part += char
+    return [*out, part]
+
+
 class TablePdf:
     """One table drawn page by page; `add(row)` for each row, then `finish()`."""
 
@@ -84,6 +99,7 @@ class TablePdf:
         usable = PAGE[0] - 2 * MARGIN
         self.widths = [c.width_mm / total * usable for c in columns]
         self.columns = columns
+        self._header_lines: list[list[str]] = []
         self.page = 0
         self.rows = 0
         self.y = 0.0
@@ -91,7 +107,10 @@ class TablePdf:
 
     def _header(self) -> None:
         c = self.canvas
-        heights = [self._lines(col.title, w, FONT_BOLD) for col, w in zip(self.columns, self.widths, strict=True)]
+        if not self._header_lines:
+            self._header_lines = [self._lines(col.title, w, FONT_BOLD)
+                                  for col, w in zip(self.columns, self.widths, strict=True)]
+        heights = self._header_lines
         height = max(len(lines) for lines in heights) * LEADING + 2 * PAD
         x = MARGIN
         c.setFillGray(0.9)
@@ -123,9 +142,13 @@ class TablePdf:
 
     @staticmethod
     def _lines(text: str, width: float, font: str = FONT) -> list[str]:
+        if not text:
+            return [""]
+        room = width - 2 * PAD
         lines: list[str] = []
         for paragraph in (text or "").split("\n"):
-            lines.extend(simpleSplit(paragraph, font, SIZE, width - 2 * PAD) or [""])
+            for line in simpleSplit(paragraph, font, SIZE, room) or [""]:
+                lines.extend(_chop(line, font, room))
             if len(lines) > MAX_LINES:
                 return [*lines[:MAX_LINES - 1], CUT]
         return lines
