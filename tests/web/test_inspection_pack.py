@@ -358,3 +358,23 @@ def test_the_command_line_writes_the_pack(db, world, day, settings, tmp_path, da
     assert main(["report", "inspection", "--org", str(world.org_a.id), "--from", "2026-05-10", "--to",
                  "2026-05-01"]) == 2
     assert "начало периода позже конца" in capsys.readouterr().err
+
+
+def test_without_a_cyrillic_font_the_job_fails_with_what_to_install(db, world, settings, monkeypatch,
+                                                                       tmp_path) -> None:
+    """No DejaVu: the PDF would show empty boxes, so the job fails and says which package to install."""
+    from models import pdf_tables
+
+    monkeypatch.setattr(pdf_tables, "FONT_DIRS", (str(tmp_path / "none"),))
+    monkeypatch.setenv("OPENADS_PDF_FONT_DIR", str(tmp_path))
+    with pytest.raises(pdf_tables.FontMissing, match="fonts-dejavu-core"):
+        pdf_tables.font_dir()
+    monkeypatch.setattr(pdf_tables.pdfmetrics, "getRegisteredFontNames", lambda: [])
+    with db.write() as s:
+        job = inspection.request_pack(s, org_id=world.org_a.id, day_from=DAY, day_to=TODAY, by=None, now=NOW)
+        job_id = job.id
+    run_jobs(db, settings)
+    with db.read() as s:
+        failed = s.get(Job, job_id)
+        assert failed.status == JobStatus.FAILED and "fonts-dejavu-core" in failed.error
+    assert not list((Path(settings.var_dir) / "exports").glob("*.zip*"))
