@@ -68,6 +68,7 @@ LEADING = SIZE * 1.2
 PAD = 1.2 * mm
 MAX_LINES = 40  # a cell longer than this (a 10 000-character description) is cut with a marker
 CUT = "… (полный текст в карточке заявки)"
+CACHE_ENTRIES = 50_000  # distinct short texts remembered per document (wrapping, encoding)
 
 
 def _chop(line: str, font: str, room: float) -> list[str]:
@@ -100,6 +101,8 @@ class TablePdf:
         self.widths = [c.width_mm / total * usable for c in columns]
         self.columns = columns
         self._header_lines: list[list[str]] = []
+        self._cache: dict[tuple[str, str], str] = {}
+        self._split: dict[tuple[str, float, str], list[str]] = {}
         self.page = 0
         self.rows = 0
         self.y = 0.0
@@ -140,10 +143,20 @@ class TablePdf:
         self.y = top - 26
         self._header()
 
-    @staticmethod
-    def _lines(text: str, width: float, font: str = FONT) -> list[str]:
+    def _lines(self, text: str, width: float, font: str = FONT) -> list[str]:
         if not text:
             return [""]
+        key = (text, width, font)
+        hit = self._split.get(key)
+        if hit is not None:
+            return hit
+        lines = self._wrap(text, width, font)
+        if len(text) <= 120 and len(self._split) < CACHE_ENTRIES:
+            self._split[key] = lines
+        return lines
+
+    @staticmethod
+    def _wrap(text: str, width: float, font: str) -> list[str]:
         room = width - 2 * PAD
         lines: list[str] = []
         for paragraph in (text or "").split("\n"):
@@ -154,11 +167,29 @@ class TablePdf:
         return lines
 
     def _draw(self, lines: list[str], x: float, top: float, font: str = FONT) -> None:
-        text = self.canvas.beginText(x + PAD, top - PAD - SIZE)
-        text.setFont(font, SIZE, LEADING)
-        for line in lines:
-            text.textLine(line)
-        self.canvas.drawText(text)
+        """One cell's lines as one text block. Written as PDF operators directly (what ReportLab's text
+        object writes, less its per-line bookkeeping), each distinct line encoded once per document:
+        the journal's names, addresses, categories and times repeat on every page."""
+        parts = [f"BT 1 0 0 1 {x + PAD:.2f} {top - PAD - SIZE:.2f} Tm {LEADING:.2f} TL"]
+        for i, line in enumerate(lines):
+            if i:
+                parts.append("T*")
+            if line:
+                parts.append(self._encoded(line, font))
+        parts.append("ET")
+        self.canvas._code.append(" ".join(parts))
+
+    def _encoded(self, line: str, font: str) -> str:
+        key = (font, line)
+        hit = self._cache.get(key)
+        if hit is None:
+            ttf = pdfmetrics.getFont(font)
+            doc = self.canvas._doc
+            hit = " ".join(f"{ttf.getSubsetInternalName(subset, doc)} {SIZE} Tf ({self.canvas._escape(chunk)}) Tj"
+                           for subset, chunk in ttf.splitString(line, doc))
+            if len(self._cache) < CACHE_ENTRIES:
+                self._cache[key] = hit
+        return hit
 
     def add(self, row: Sequence[str]) -> None:
         cells = [self._lines(value, w) for value, w in zip(row, self.widths, strict=True)]

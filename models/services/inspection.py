@@ -60,6 +60,7 @@ from models.services.jobs import enqueue_job, update_result, visible_job
 from models.ticket import Category, Ticket, TicketHistory, TicketStatus
 
 BATCH = 2000  # rows per read session
+VOLUME_ROWS = 5000  # journal rows per PDF volume (about 750 pages)
 MAX_DAYS = 366
 ROLES = access.RECORDING_LOGS  # who may request and download a pack: admins, managers, inspectors
 MUNICIPALITY_PURPOSES = {"municipality_emergency": "о начале аварии", "municipality_emergency_done": "о ликвидации"}
@@ -215,6 +216,7 @@ class PackContext:
     progress: Callable[[int], None] = lambda _n: None
     files: list[PackedFile] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    tickets: int = 0  # the period's tickets when the build started
 
     def _member(self, name: str, compress: bool) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(name, date_time=self.scope.now.astimezone(self.scope.tz).timetuple()[:6])
@@ -402,11 +404,8 @@ def journal_section(ctx: PackContext) -> None:
     names = _Names()
     count = 0
 
-    def draw(out: IO[bytes]) -> None:
+    def journal_rows() -> Iterator[list[str]]:
         nonlocal count
-        pdf = TablePdf(out, title="Журнал учёта заявок (обращений) аварийно-диспетчерской службы",
-                       subtitle=ctx.subtitle(), columns=[Column(t, w) for t, w in JOURNAL_PDF_COLUMNS],
-                       footer="Отметки о локализации и выполнении — из истории заявки (кто и когда их внёс).")
         for session, rows in _ticket_batches(ctx.db, s, names):
             marks = _marks(session, [r.id for r in rows], names)
             for r in rows:
@@ -420,7 +419,7 @@ def journal_section(ctx: PackContext) -> None:
                                                                      if r.closed_by_id else "")
                 deadlines = (f"локализовать до {s.local(r.localize_due_at)}\n" if r.localize_due_at else "") + \
                     f"выполнить до {s.local(r.due_at)}"
-                pdf.add([
+                yield [
                     r.number, s.local(r.registered_at),
                     "\n".join(p for p in (r.reporter_name, display(r.reporter_phone) if r.reporter_phone else "") if p),
                     _address(names, r), names.premises.get(r.premise_id, "") if r.premise_id else "",
@@ -430,12 +429,36 @@ def journal_section(ctx: PackContext) -> None:
                     f"{s.local(localized[0])}, {localized[1]}" if localized else s.local(r.localized_at),
                     f"{s.local(done[0])}, {done[1]}" if done else s.local(r.resolved_at),
                     STATUS_TITLES_RU.get(TicketStatus(r.status), str(r.status)) + closed,
-                ])
+                ]
             count += len(rows)
             ctx.progress(len(rows))
-        pdf.finish()
 
-    ctx.add_pdf("01-журнал-заявок.pdf", "Журнал заявок (PDF, для печати)", draw)
+    # A long period is printed in volumes (as a paper journal is): each volume's pages are held
+    # until its file is written, so volumes bound the memory whatever the period's size.
+    rows = journal_rows()
+    pending = next(rows, None)
+    volumes = max(1, -(-ctx.tickets // VOLUME_ROWS))
+    volume = written = 0
+    while volume == 0 or pending is not None:
+        volume += 1
+
+        def draw(out: IO[bytes], volume: int = volume, first: int = written + 1) -> None:
+            nonlocal pending, written
+            title = "Журнал учёта заявок (обращений) аварийно-диспетчерской службы"
+            if volumes > 1:
+                title += f", том {volume}"
+            pdf = TablePdf(out, title=title, subtitle=ctx.subtitle(),
+                           columns=[Column(t, w) for t, w in JOURNAL_PDF_COLUMNS],
+                           footer="Отметки о локализации и выполнении — из истории заявки (кто и когда их внёс)."
+                           + (f" Том {volume}: заявки периода с {first}-й." if volumes > 1 else ""))
+            while pending is not None and pdf.rows < VOLUME_ROWS:
+                pdf.add(pending)
+                written += 1
+                pending = next(rows, None)
+            pdf.finish()
+
+        name = "01-журнал-заявок.pdf" if volumes == 1 else f"01-журнал-заявок-том-{volume:02d}.pdf"
+        ctx.add_pdf(name, "Журнал заявок (PDF, для печати)" + (f", том {volume}" if volumes > 1 else ""), draw)
     ctx.counts["journal"] = count
 
 
@@ -709,7 +732,7 @@ def build_pack(db: Database, *, org_id: int, day_from: date, day_to: date, now: 
     tmp = path.with_name(path.name + ".part")
     try:
         with open_private(tmp) as raw, zipfile.ZipFile(raw, "w", allowZip64=True) as zf:
-            ctx = PackContext(db, scope, zf, progress=step)
+            ctx = PackContext(db, scope, zf, progress=step, tickets=tickets)
             for _name, build in chosen:
                 build(ctx)
                 step(1)

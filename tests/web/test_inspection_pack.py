@@ -378,3 +378,15 @@ def test_without_a_cyrillic_font_the_job_fails_with_what_to_install(db, world, s
         failed = s.get(Job, job_id)
         assert failed.status == JobStatus.FAILED and "fonts-dejavu-core" in failed.error
     assert not list((Path(settings.var_dir) / "exports").glob("*.zip*"))
+
+
+def test_a_long_journal_is_printed_in_volumes(db, world, day, settings, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(inspection, "VOLUME_ROWS", 2)
+    data, result = build(db, settings, world.org_a.id, tmp_path)
+    zf = open_pack(data)
+    volumes = sorted(n for n in zf.namelist() if n.startswith("01-журнал-заявок") and n.endswith(".pdf"))
+    assert volumes == ["01-журнал-заявок-том-01.pdf", "01-журнал-заявок-том-02.pdf"]
+    first, second = (" ".join(pdf_text(zf, n).split()) for n in volumes)
+    assert "том 1" in first and day["t1"] in first and day["t2"] in first and day["t3"] not in first
+    assert "том 2" in second and day["t3"] in second and "с 3-й" in second
+    assert {f["name"] for f in result["files"]} >= set(volumes)
