@@ -6,7 +6,8 @@ bench/export.py).
 The parent picks whole local days ending a month before the data's end, going back until the
 period holds the wanted number of the organization's tickets (fewer when the data set is small);
 the child runs models/services/inspection.py `build_pack` exactly as the job does and checks the
-ZIP (every member's SHA-256 against manifest.txt).
+ZIP (every member's SHA-256 against manifest.txt). The generated data has no outgoing messages:
+the parent adds what a real month has (two SMS per ticket, two e-mails per emergency) once.
 
 Environment: BENCH_INSPECTION_TICKETS (30 000), BENCH_INSPECTION_TIMEOUT (seconds, 300).
 """
@@ -60,8 +61,66 @@ def period(url: str, n_tickets: int, wanted: int) -> tuple[date, date, int]:
     return day_from, day_to, int(count or 0)
 
 
+def seed_messages(url: str, day_from: date, day_to: date) -> int:
+    """The messages a real month has and the generated data lacks: for each of the period's tickets
+    of the bench organization two resident SMS (registered, done) with a delivery report, and for
+    each emergency the municipality's two e-mails (start, liquidation). Once per database (a
+    marker purpose); returns how many were added."""
+    from sqlalchemy import insert
+
+    from models.outbox import OutboxMessage
+
+    t, o = Ticket.__table__, OutboxMessage.__table__
+    engine = create_engine(url)
+    added = 0
+    try:
+        with engine.begin() as conn:
+            tz = ZoneInfo(conn.scalar(select(Organization.__table__.c.timezone)
+                                      .where(Organization.__table__.c.id == BENCH_ORG)) or "Europe/Moscow")
+            start = datetime.combine(day_from, datetime.min.time(), tz).astimezone(UTC)
+            end = datetime.combine(day_to + timedelta(days=1), datetime.min.time(), tz).astimezone(UTC)
+            if conn.scalar(select(func.count()).select_from(o).where(o.c.organization_id == BENCH_ORG,
+                                                                     o.c.purpose == "resident_registered")):
+                return 0
+            batch: list[dict[str, object]] = []
+            rows = conn.execute(select(t.c.id, t.c.number, t.c.registered_at, t.c.reporter_phone, t.c.is_emergency)
+                                .where(t.c.organization_id == BENCH_ORG, t.c.registered_at >= start,
+                                       t.c.registered_at < end)).all()
+            for tid, number, at, phone, emergency in rows:
+                common = {"organization_id": BENCH_ORG, "ticket_id": tid, "attempts": 1, "max_attempts": 10,
+                          "last_error": "", "created_at": at, "next_attempt_at": at, "sent_at": at,
+                          "status": "sent"}
+                for event in ("registered", "done"):
+                    batch.append({**common, "channel": "sms", "purpose": f"resident_{event}",
+                                  "recipient": phone or "+79160000000", "subject": "",
+                                  "body": f"Заявка № {number}: {'зарегистрирована' if event == 'registered' else 'выполнена'}. "
+                                          "Управляющая компания, телефон 8 800 000-00-00",
+                                  "provider_message_id": f"bench-{tid}-{event}", "delivery_status": "delivered",
+                                  "delivery_checked_at": at})
+                if emergency:
+                    for purpose in ("municipality_emergency", "municipality_emergency_done"):
+                        batch.append({**common, "channel": "email", "purpose": purpose,
+                                      "recipient": "edds@example.org", "subject": f"Авария — заявка № {number}",
+                                      "body": f"Заявка № {number}. Характер повреждения: авария. Срок локализации: 30 мин."
+                                              "\nАварийно-диспетчерская служба", "provider_message_id": None,
+                                      "delivery_status": None, "delivery_checked_at": None})
+                if len(batch) >= 5000:
+                    conn.execute(insert(o), batch)
+                    added += len(batch)
+                    batch.clear()
+            if batch:
+                conn.execute(insert(o), batch)
+                added += len(batch)
+    finally:
+        engine.dispose()
+    return added
+
+
 def run(url: str, engine: str, n_tickets: int, out_dir: Path) -> bool:
     day_from, day_to, expected = period(url, n_tickets, TICKETS)
+    seeded = seed_messages(url, day_from, day_to)
+    if seeded:
+        note(f"inspection {engine}: {seeded} resident and municipality messages added for the period")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"inspection_{engine}.zip"
     result = out_dir / f"inspection_{engine}.json"

@@ -243,27 +243,55 @@ class PackContext:
         return packed
 
     def table(self, name: str, title: str, columns: Sequence[tuple[str, int]],
-              rows: Callable[[], Iterable[Sequence[Cell]]], *, sheet: str | None = None) -> int:
-        """One register as `<name>.xlsx` and `<name>.pdf`. `rows()` is called once per file (each
-        call reads the database again in batches: nothing is held); cells: text, whole numbers,
+              rows: Callable[[], Iterable[Sequence[Cell]]], *, sheet: str | None = None, pdf: bool = True) -> int:
+        """One register as `<name>.xlsx` and (`pdf`) `<name>.pdf`. `rows()` is called once per file
+        (each call reads the database again in batches: nothing is held); cells: text, whole numbers,
         date-times (shown in the organization's zone). Returns the row count."""
         s = self.scope
-        self.add_file(f"{name}.xlsx", f"{title} (Excel)",
-                      iter_table_xlsx((sheet or title)[:31], columns, rows(), tz=s.tz, now=s.now), compress=False)
-        count = 0
+        counter = [0]
 
-        def draw(out: IO[bytes]) -> None:
-            nonlocal count
-            pdf = TablePdf(out, title=title, subtitle=self.subtitle(),
-                           columns=[Column(t, w) for t, w in columns])
+        def counted() -> Iterator[Sequence[Cell]]:
             for row in rows():
-                pdf.add([self.text(v) for v in row])
-            pdf.finish()
-            count = pdf.rows
+                counter[0] += 1
+                yield row
 
-        self.add_pdf(f"{name}.pdf", f"{title} (PDF)", draw)
+        self.add_file(f"{name}.xlsx", f"{title} (Excel)",
+                      iter_table_xlsx((sheet or title)[:31], columns, counted(), tz=s.tz, now=s.now), compress=False)
+        if not pdf:
+            self.counts[name] = counter[0]
+            return counter[0]
+        count = self.pdf_volumes(name, title, columns, ([self.text(v) for v in row] for row in rows()))
         self.counts[name] = count
         return count
+
+    def pdf_volumes(self, name: str, title: str, columns: Sequence[tuple[str, int]], rows: Iterator[list[str]], *,
+                    expected: int | None = None, footer: str = "") -> int:
+        """A register as PDF in volumes of `VOLUME_ROWS` rows (as a paper journal is kept): each
+        volume's pages are held until its file is written, so volumes bound the memory whatever the
+        period's size. `expected` rows known in advance: every volume is named `<name>-том-NN.pdf`
+        when there will be several; otherwise the first is `<name>.pdf` and the next `-том-02` on.
+        Returns the row count."""
+        several = expected is not None and expected > VOLUME_ROWS
+        pending = next(rows, None)
+        volume = written = 0
+        while volume == 0 or pending is not None:
+            volume += 1
+            numbered = several or volume > 1
+
+            def draw(out: IO[bytes], volume: int = volume, numbered: bool = numbered, first: int = written + 1) -> None:
+                nonlocal pending, written
+                pdf = TablePdf(out, title=title + (f", том {volume}" if numbered else ""), subtitle=self.subtitle(),
+                               columns=[Column(t, w) for t, w in columns],
+                               footer=footer + (f" Том {volume}: записи с {first}-й." if numbered else ""))
+                while pending is not None and pdf.rows < VOLUME_ROWS:
+                    pdf.add(pending)
+                    written += 1
+                    pending = next(rows, None)
+                pdf.finish()
+
+            self.add_pdf(f"{name}-том-{volume:02d}.pdf" if numbered else f"{name}.pdf",
+                         f"{title} (PDF)" + (f", том {volume}" if numbered else ""), draw)
+        return written
 
     def subtitle(self) -> str:
         s = self.scope
@@ -433,32 +461,9 @@ def journal_section(ctx: PackContext) -> None:
             count += len(rows)
             ctx.progress(len(rows))
 
-    # A long period is printed in volumes (as a paper journal is): each volume's pages are held
-    # until its file is written, so volumes bound the memory whatever the period's size.
-    rows = journal_rows()
-    pending = next(rows, None)
-    volumes = max(1, -(-ctx.tickets // VOLUME_ROWS))
-    volume = written = 0
-    while volume == 0 or pending is not None:
-        volume += 1
-
-        def draw(out: IO[bytes], volume: int = volume, first: int = written + 1) -> None:
-            nonlocal pending, written
-            title = "Журнал учёта заявок (обращений) аварийно-диспетчерской службы"
-            if volumes > 1:
-                title += f", том {volume}"
-            pdf = TablePdf(out, title=title, subtitle=ctx.subtitle(),
-                           columns=[Column(t, w) for t, w in JOURNAL_PDF_COLUMNS],
-                           footer="Отметки о локализации и выполнении — из истории заявки (кто и когда их внёс)."
-                           + (f" Том {volume}: заявки периода с {first}-й." if volumes > 1 else ""))
-            while pending is not None and pdf.rows < VOLUME_ROWS:
-                pdf.add(pending)
-                written += 1
-                pending = next(rows, None)
-            pdf.finish()
-
-        name = "01-журнал-заявок.pdf" if volumes == 1 else f"01-журнал-заявок-том-{volume:02d}.pdf"
-        ctx.add_pdf(name, "Журнал заявок (PDF, для печати)" + (f", том {volume}" if volumes > 1 else ""), draw)
+    ctx.pdf_volumes("01-журнал-заявок", "Журнал учёта заявок (обращений) аварийно-диспетчерской службы",
+                    JOURNAL_PDF_COLUMNS, journal_rows(), expected=ctx.tickets,
+                    footer="Отметки о локализации и выполнении — из истории заявки (кто и когда их внёс).")
     ctx.counts["journal"] = count
 
 
@@ -568,7 +573,10 @@ def residents_section(ctx: PackContext) -> None:
             yield (number, r.created_at, RESIDENT_EVENTS_RU.get(r.purpose, r.purpose),
                    CHANNEL_RU.get(str(r.channel), str(r.channel)), r.recipient, text, r.sent_at, _delivery(r), report)
 
-    ctx.table("04-уведомления-жителей", "Уведомления жителей", RESIDENT_COLUMNS, rows, sheet="Уведомления жителей")
+    # Excel only: two or three messages a ticket (60 000–90 000 rows a month) are searched, not printed,
+    # and drawing them would double the pack's time (decision 0038).
+    ctx.table("04-уведомления-жителей", "Уведомления жителей", RESIDENT_COLUMNS, rows, sheet="Уведомления жителей",
+              pdf=False)
 
 
 RATING_COLUMNS = (("№ заявки", 17), ("Оценка", 8), ("Когда", 17), ("Как получена", 26), ("Кто внёс", 22),
