@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from flask import redirect, render_template, request, send_file, url_for
 
 from models.base import utcnow
-from models.errors import ValidationFailed
+from models.errors import NotFound, ValidationFailed
 from models.services import inspection
 from web.auth import login_required, read_only_request
 from web.dbsession import database
@@ -50,6 +50,8 @@ def inspection_pack_request() -> Any:
     """Queue the pack; an inspector may (it changes nothing but adds the job)."""
     values = {k: (request.form.get(k) or "").strip() for k in ("organization_id", "from", "to")}
     orgs = my_orgs()
+    if not orgs:
+        raise NotFound("нет доступных организаций")
     try:
         org_id = optional_int(values["organization_id"], "organization_id") if len(orgs) > 1 else orgs[0].id
         if org_id is None:
