@@ -35,11 +35,11 @@ from sqlalchemy.orm import Session
 from models import chain
 from models.db import Database
 from models.errors import NotFound, PermissionDenied, ValidationFailed
-from models.export import iter_journal_xlsx, iter_table_xlsx
+from models.export import CHANNEL_TITLES_RU, iter_journal_xlsx, iter_table_xlsx
 from models.housing import House, Premise
 from models.job import Job, JobKind, JobStatus
 from models.organization import Organization, User
-from models.outbox import MessageStatus, OutboxMessage
+from models.outbox import MessageStatus, OutboxAttempt, OutboxMessage
 from models.pdf_tables import Column, TablePdf, write_text_pdf
 from models.queries import JournalFilter
 from models.rating import (
@@ -57,7 +57,7 @@ from models.rules.phones import display
 from models.rules.ticket_states import STATUS_TITLES_RU
 from models.services import recordings as rec_svc
 from models.services.jobs import enqueue_job, update_result, visible_job
-from models.ticket import Category, Ticket, TicketHistory, TicketStatus
+from models.ticket import Category, Channel, Ticket, TicketHistory, TicketStatus
 
 BATCH = 2000  # rows per read session
 VOLUME_ROWS = 5000  # journal rows per PDF volume (about 750 pages)
@@ -348,7 +348,8 @@ class _Names:
 _TICKET_COLUMNS = (Ticket.id, Ticket.number, Ticket.registered_at, Ticket.reporter_name, Ticket.reporter_phone,
                    Ticket.house_id, Ticket.premise_id, Ticket.category_id, Ticket.description, Ticket.is_emergency,
                    Ticket.status, Ticket.registered_by_id, Ticket.executor_id, Ticket.localize_due_at, Ticket.due_at,
-                   Ticket.localized_at, Ticket.resolved_at, Ticket.closed_at, Ticket.closed_by_id, Ticket.next_due_at)
+                   Ticket.localized_at, Ticket.resolved_at, Ticket.closed_at, Ticket.closed_by_id, Ticket.next_due_at,
+                   Ticket.channel, Ticket.damage_detected_at, Ticket.municipality_notified_at, Ticket.rating)
 
 
 def _ticket_batches(db: Database, scope: PackScope, names: _Names, *conditions: Any) -> Iterator[tuple[Session, list[Any]]]:
@@ -415,10 +416,9 @@ def _address(names: _Names, row: Any) -> str:
 # --- the sections -------------------------------------------------------------------------------------
 
 JOURNAL_PDF_COLUMNS = (
-    ("№ заявки", 22), ("Дата и время регистрации", 19), ("Заявитель, телефон", 24), ("Адрес", 32),
-    ("Поме- щение", 13), ("Категория", 24), ("Описание", 40), ("Зарегистри- ровал", 21), ("Исполни- тель", 21),
-    ("Сроки: локализации, выполнения", 22), ("Отметка о локализации (когда, кто)", 22),
-    ("Отметка о выполнении (когда, кто)", 22), ("Статус, закрыта (когда, кто)", 20),
+    ("№ заявки", 22), ("Регистра- ция, канал", 20), ("Заявитель, телефон", 24), ("Адрес", 31),
+    ("Поме- щение", 13), ("Категория", 27), ("Описание", 37), ("Зарегистри- ровал", 21), ("Исполни- тель", 21),
+    ("Сроки", 23), ("Локализация (когда, кто)", 22), ("Выполнение (когда, кто)", 22), ("Статус и итог", 22),
 )
 
 
@@ -445,10 +445,14 @@ def journal_section(ctx: PackContext) -> None:
                 if r.closed_at is not None:
                     closed = f"\nзакрыта {s.local(r.closed_at)}" + (f", {names.user(r.closed_by_id)}"
                                                                      if r.closed_by_id else "")
-                deadlines = (f"локализовать до {s.local(r.localize_due_at)}\n" if r.localize_due_at else "") + \
+                deadlines = (f"повреждение обнаружено {s.local(r.damage_detected_at)}\n"
+                             if r.damage_detected_at else "") + \
+                    (f"локализовать до {s.local(r.localize_due_at)}\n" if r.localize_due_at else "") + \
                     f"выполнить до {s.local(r.due_at)}"
+                extra = (f"\nОМСУ уведомлено {s.local(r.municipality_notified_at)}"
+                         if r.municipality_notified_at else "") + (f"\nоценка {r.rating}" if r.rating else "")
                 yield [
-                    r.number, s.local(r.registered_at),
+                    r.number, f"{s.local(r.registered_at)}\n{CHANNEL_TITLES_RU.get(Channel(r.channel), '').lower()}",
                     "\n".join(p for p in (r.reporter_name, display(r.reporter_phone) if r.reporter_phone else "") if p),
                     _address(names, r), names.premises.get(r.premise_id, "") if r.premise_id else "",
                     category + (" (аварийная)" if r.is_emergency else ""), r.description,
@@ -456,7 +460,7 @@ def journal_section(ctx: PackContext) -> None:
                     names.user(r.executor_id), deadlines,
                     f"{s.local(localized[0])}, {localized[1]}" if localized else s.local(r.localized_at),
                     f"{s.local(done[0])}, {done[1]}" if done else s.local(r.resolved_at),
-                    STATUS_TITLES_RU.get(TicketStatus(r.status), str(r.status)) + closed,
+                    STATUS_TITLES_RU.get(TicketStatus(r.status), str(r.status)) + closed + extra,
                 ]
             count += len(rows)
             ctx.progress(len(rows))
@@ -540,18 +544,39 @@ def _delivery(r: Any) -> str:
 
 
 MUNICIPALITY_COLUMNS = (("№ заявки", 17), ("Создано", 17), ("Вид", 16), ("Получатель", 28), ("Тема", 30),
-                        ("Полный текст", 80), ("Отправлено", 17), ("Результат отправки", 30))
+                        ("Полный текст", 80), ("Отправлено", 17), ("Результат отправки и попытки", 34))
 
 
 def municipality_section(ctx: PackContext) -> None:
-    """Notices to the municipality (ОМСУ / ЕДДС) with their full text, recipient, time and result."""
+    """Notices to the municipality (ОМСУ / ЕДДС) with their full text, recipient, time and result
+    (every sending attempt with its time and the server's answer)."""
     def rows() -> Iterator[Sequence[Cell]]:
-        for r, number in _messages(ctx, OutboxMessage.purpose.in_(list(MUNICIPALITY_PURPOSES))):
-            yield (number, r.created_at, MUNICIPALITY_PURPOSES.get(r.purpose, r.purpose), r.recipient, r.subject,
-                   r.body, r.sent_at, _delivery(r))
+        batch: list[tuple[Any, str]] = []
+        for item in _messages(ctx, OutboxMessage.purpose.in_(list(MUNICIPALITY_PURPOSES))):
+            batch.append(item)
+            if len(batch) >= BATCH:
+                yield from _with_attempts(ctx, batch)
+                batch = []
+        yield from _with_attempts(ctx, batch)
 
     ctx.table("03-уведомления-омсу", "Уведомления ОМСУ / ЕДДС об авариях", MUNICIPALITY_COLUMNS, rows,
               sheet="Уведомления ОМСУ")
+
+
+def _with_attempts(ctx: PackContext, batch: list[tuple[Any, str]]) -> Iterator[Sequence[Cell]]:
+    if not batch:
+        return
+    attempts: dict[int, list[str]] = {}
+    with ctx.db.read() as session:
+        for message_id, at, ok, detail in session.execute(
+                select(OutboxAttempt.message_id, OutboxAttempt.at, OutboxAttempt.ok, OutboxAttempt.detail)
+                .where(OutboxAttempt.message_id.in_([r.id for r, _n in batch])).order_by(OutboxAttempt.id)):
+            attempts.setdefault(message_id, []).append(
+                f"{ctx.scope.local(at)} {'успешно' if ok else 'ошибка'}{': ' + detail if detail else ''}")
+    for r, number in batch:
+        result = "\n".join([_delivery(r), *attempts.get(r.id, [])])
+        yield (number, r.created_at, MUNICIPALITY_PURPOSES.get(r.purpose, r.purpose), r.recipient, r.subject,
+               r.body, r.sent_at, result)
 
 
 RESIDENT_COLUMNS = (("№ заявки", 17), ("Создано", 17), ("Событие", 18), ("Канал", 12), ("Получатель", 24),

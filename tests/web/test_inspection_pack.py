@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from models import chain
 from models.job import Job, JobKind, JobStatus
 from models.organization import Organization
-from models.outbox import MessageStatus, OutboxMessage
+from models.outbox import MessageStatus, OutboxAttempt, OutboxMessage
 from models.rating import RatingAttempt, RatingAttemptOutcome, RatingCall, RatingCallStatus, RatingSource
 from models.recording import RecordingAction
 from models.services import calls as calls_svc
@@ -34,7 +34,7 @@ from models.services import inspection
 from models.services import recordings as rec_svc
 from models.services.notifications import NotificationEvent, notify_resident
 from models.services.ratings import record_rating
-from models.services.tickets import mark_localized, transition_ticket
+from models.services.tickets import mark_localized, record_municipality_notified, transition_ticket
 from models.ticket import TicketStatus
 from openads.jobs import runner
 from tests import factories as f
@@ -103,6 +103,12 @@ def day(db, world, settings) -> dict[str, Any]:
                                               OutboxMessage.purpose.startswith("resident_"))
                   .values(status=MessageStatus.SENT, sent_at=at(7, 1), provider_message_id="smsc-77",
                           delivery_status="delivered", delivery_checked_at=at(7, 5)))
+        # The municipality's first notice sent at 07:02 (what the outbox worker records).
+        notice = s.scalar(select(OutboxMessage).where(OutboxMessage.ticket_id == t1.id,
+                                                      OutboxMessage.purpose == "municipality_emergency"))
+        notice.status, notice.sent_at, notice.attempts = MessageStatus.SENT, at(7, 2), 1
+        s.add(OutboxAttempt(message_id=notice.id, at=at(7, 2), ok=True, detail="250 2.0.0 принято"))
+        record_municipality_notified(s, ticket_id=t1.id, at=at(7, 2), recipient=notice.recipient)
         _call, rec = make_recording(s, org, Path(settings.recordings_dir), at=at(7))
         calls_svc.log_recording_access(s, org_ids=[org.id], recording_id=rec.id, action=RecordingAction.PLAY,
                                        by=world.manager_a, ip="10.1.2.3", now=at(16))
@@ -170,7 +176,7 @@ def test_the_pack_holds_every_register_field_by_field(db, world, day, settings, 
     for needle in ("г. Москва, ул. Ленина, д. 10", "Авария ХВС (течь, прорыв)", "Леонидов Леонид",
                    "Прорыв трубы ХВС в подвале", "Смирнова Анна Петровна", day["t1"], day["t3"],
                    f"{DAY:%d.%m.%Y} 07:20, Сидоров Семён Сергеевич", f"{DAY:%d.%m.%Y} 09:00, Сидоров Семён Сергеевич",
-                   "+7 916 123-45-67"):
+                   "+7 916 123-45-67", f"ОМСУ уведомлено {DAY:%d.%m.%Y} 07:02", "оценка 5", "телефон"):
         assert needle in flat, needle
     assert "Старая протечка" not in flat and "Бета" not in flat
 
@@ -195,7 +201,10 @@ def test_the_pack_holds_every_register_field_by_field(db, world, day, settings, 
         message = s.scalar(select(OutboxMessage).where(OutboxMessage.purpose == "municipality_emergency")
                            .order_by(OutboxMessage.id))
         assert start[3] == message.recipient and start[5] == message.body and "Ленина" in message.body
-    assert start[7].startswith("ожидает отправки")
+    assert start[6] == datetime(DAY.year, DAY.month, DAY.day, 7, 2)
+    assert start[7].startswith("отправлено; попыток: 1") and f"{DAY:%d.%m.%Y} 07:02 успешно: 250 2.0.0 принято" in start[7]
+    done_notice = next(r for r in notices if r[0] == day["t1"] and r[2] == "о ликвидации")
+    assert done_notice[7].startswith("ожидает отправки")
 
     # Resident notifications: channel, text and the delivery report.
     rows = xlsx_rows(zf, "04-уведомления-жителей.xlsx")
