@@ -419,6 +419,7 @@ def document() -> dict[str, Any]:
                  {"name": "ratings", "description": "Оценки жителей"},
                  {"name": "audit", "description": "Проверка неизменности журнала"},
                  {"name": "recordings", "description": "Журналы доступа к записям разговоров и их удаления"},
+                 {"name": "reports", "description": "Пакет документов для проверки ГЖИ"},
                  {"name": "directory", "description": "Справочники"},
                  {"name": "admin", "description": "Администрирование"}, {"name": "meta", "description": "Служебное"}],
         "paths": paths,
