@@ -26,6 +26,7 @@ class JobKind(enum.StrEnum):
     HOUSING_IMPORT = "housing_import"  # apply a housing file
     JOURNAL_EXPORT = "journal_export"  # the filtered journal to an .xlsx file
     RECORDINGS_PURGE = "recordings_purge"  # delete call recordings past the retention
+    INSPECTION_PACK = "inspection_pack"  # the ZIP of registers for a housing inspection (decision 0038)
 
 
 KIND_TITLES_RU = {
@@ -33,6 +34,7 @@ KIND_TITLES_RU = {
     JobKind.HOUSING_IMPORT: "Импорт жилого фонда",
     JobKind.JOURNAL_EXPORT: "Выгрузка журнала в Excel",
     JobKind.RECORDINGS_PURGE: "Удаление записей разговоров по сроку хранения",
+    JobKind.INSPECTION_PACK: "Пакет документов для проверки ГЖИ",
 }
 
 

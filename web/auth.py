@@ -387,11 +387,20 @@ def own_account(view: F) -> F:
     return view
 
 
+def read_only_request(view: F) -> F:
+    """A POST a read-only user may still make because it changes no data of the organization: it
+    asks for a read (the inspection pack, decision 0038: a background job that only reads). Kept
+    to a listed few: tests/web/test_inspector.py asserts the set of views so marked."""
+    view.read_only_request = True  # type: ignore[attr-defined]
+    return view
+
+
 def refuse_read_only(user: User | None, view: Callable[..., Any] | None) -> None:
-    """ReadOnlyRole (403) for a write of a read-only user, unless the view is `own_account`."""
+    """ReadOnlyRole (403) for a write of a read-only user, unless the view is `own_account` or
+    `read_only_request`."""
     if user is None or request.method in SAFE_METHODS or not is_read_only(user.role):
         return
-    if view is not None and getattr(view, "own_account", False):
+    if view is not None and (getattr(view, "own_account", False) or getattr(view, "read_only_request", False)):
         return
     raise ReadOnlyRole(READ_ONLY_MESSAGE, role=user.role.value)
 

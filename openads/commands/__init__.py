@@ -84,6 +84,7 @@ def build_parser() -> Parser:
         fastagi,
         org,
         recordings,
+        report,
         serve,
         telephony,
         user,
@@ -96,7 +97,7 @@ def build_parser() -> Parser:
         epilog="Настройки берутся из переменных окружения (см. .env.example).",
     )
     sub = parser.add_subparsers(title="команды", metavar="КОМАНДА", parser_class=Parser)
-    for module in (db, org, category, audit, recordings, user, serve, work, demo, exchange_cli, fastagi, telephony, ari,
+    for module in (db, org, category, audit, recordings, report, user, serve, work, demo, exchange_cli, fastagi, telephony, ari,
                    ari_watchdog):
         module.register(sub)
     return parser

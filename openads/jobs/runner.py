@@ -40,7 +40,7 @@ from models.services.jobs import (
     release_job,
     update_result,
 )
-from openads.jobs import export, housing, recordings
+from openads.jobs import export, housing, inspection, recordings
 from openads.jobs.context import JobContext, JobFailed, JobStopped, Retry
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ HANDLERS: dict[JobKind, Handler] = {
     JobKind.HOUSING_IMPORT: housing.apply,
     JobKind.JOURNAL_EXPORT: export.export,
     JobKind.RECORDINGS_PURGE: recordings.purge,
+    JobKind.INSPECTION_PACK: inspection.pack,
 }
 
 

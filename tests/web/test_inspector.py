@@ -34,6 +34,9 @@ OWN_ACCOUNT = {
     "panel.account_two_factor_disable", "panel.account_session_end", "panel.account_sessions_end_others",
     "panel.account_sessions_end_all", "panel.account_token_revoke",
 }
+# The only other writes an inspector may make: requesting an inspection pack (a job that only
+# reads, decision 0038; web/auth.py `read_only_request`). Tested in tests/web/test_inspection_pack.py.
+READ_ONLY_REQUESTS = {"panel.inspection_pack_request", "api_v1.inspection_pack_create"}
 # Stamps a read or a refused request may write (the session's last-seen, the token's last-used).
 VOLATILE = {"last_seen_at", "last_used_at"}
 
@@ -80,6 +83,8 @@ def test_the_url_map_has_write_routes_in_both_parts_and_own_account_ones_are_the
     assert len(endpoints) > 60, len(endpoints)
     marked = {e for e in endpoints if getattr(demo_app.view_functions[e], "own_account", False)}
     assert marked == OWN_ACCOUNT
+    requests = {e for e in endpoints if getattr(demo_app.view_functions[e], "read_only_request", False)}
+    assert requests == READ_ONLY_REQUESTS
 
 
 def test_every_write_route_refuses_the_inspector_and_changes_nothing(demo_app, db, world, inspector) -> None:
@@ -102,7 +107,7 @@ def test_every_write_route_refuses_the_inspector_and_changes_nothing(demo_app, d
     before = _snapshot(db)
     checked = 0
     for endpoint, method, rule in write_routes(demo_app):
-        if endpoint in OWN_ACCOUNT:
+        if endpoint in OWN_ACCOUNT or endpoint in READ_ONLY_REQUESTS:
             continue
         url = _url(demo_app, rule, ticket.id)
         if endpoint.startswith("api_v1."):

@@ -22,7 +22,7 @@ from tests import factories as f
 
 ID_KINDS = ("org_id", "organization_id", "ticket_id", "house_id", "resident_id", "attachment_id", "category_id", "incident_id", "call_id",
             "missed_call_id", "recording_id", "attempt_id", "session_id", "token_id", "user_id", "phone_id",
-            "job_id")
+            "job_id", "pack_id")
 
 
 def _export_job(s, org, var_dir) -> int:
@@ -35,6 +35,21 @@ def _export_job(s, org, var_dir) -> int:
     (var_dir / "exports" / f"journal-{job.id}.xlsx").write_bytes(b"PK")
     job.status, job.finished_at = JobStatus.DONE, utcnow()
     job.result = {"file": f"exports/journal-{job.id}.xlsx", "filename": "journal.xlsx", "rows": 0}
+    s.flush()
+    return job.id
+
+
+def _pack_job(s, org, var_dir) -> int:
+    """A finished inspection pack of `org` with its file (its download answers 200)."""
+    from models.job import JobKind, JobStatus
+    from models.services.jobs import enqueue_job
+
+    job = enqueue_job(s, org_id=org.id, kind=JobKind.INSPECTION_PACK, params={"from": "2026-01-01", "to": "2026-01-31"},
+                      by=None)
+    (var_dir / "exports").mkdir(parents=True, exist_ok=True)
+    (var_dir / "exports" / f"inspection-{job.id}.zip").write_bytes(b"PK")
+    job.status, job.finished_at = JobStatus.DONE, utcnow()
+    job.result = {"file": f"exports/inspection-{job.id}.zip", "filename": "inspection.zip", "tickets": 0}
     s.flush()
     return job.id
 
@@ -77,7 +92,8 @@ def _objects(db, world, org_name: str, recordings_dir, var_dir=None) -> dict[str
             UserSession.id.desc()))
         assert access.is_session_of(s.get(UserSession, session_id), key)
         job_id = _export_job(s, org, var_dir) if var_dir is not None else 0
-        return {"job_id": job_id, "org_id": org.id, "organization_id": org.id, "session_id": session_id, "token_id": token.id,
+        pack_id = _pack_job(s, org, var_dir) if var_dir is not None else 0
+        return {"job_id": job_id, "pack_id": pack_id, "org_id": org.id, "organization_id": org.id, "session_id": session_id, "token_id": token.id,
                 "ticket_id": ticket.id, "house_id": house.id, "resident_id": resident.id,
                 "attachment_id": attachment.id, "category_id": cats["other"].id, "incident_id": incident.id,
                 "call_id": call.id, "missed_call_id": missed.id, "recording_id": recording.id,

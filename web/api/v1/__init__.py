@@ -70,6 +70,7 @@ from web.api.v1 import (  # noqa: E402,F401
     audit_chain,
     calls,
     houses,
+    inspection,
     openapi,
     organizations,
     ratings,

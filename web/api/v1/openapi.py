@@ -27,6 +27,7 @@ from web.api.v1 import analytics as analytics_api
 from web.api.v1 import audit_chain as chain_api
 from web.api.v1 import bp
 from web.api.v1 import calls as calls_api
+from web.api.v1 import inspection as inspection_api
 from web.api.v1 import ratings as ratings_api
 from web.api.v1 import recordings as recordings_api
 from web.api.v1 import schemas as sc
@@ -119,6 +120,7 @@ RECORDING_LOG_FILTERS = [_q("organization_id", "Только эта органи
                          _q("from", "Первый день (по умолчанию 29 дней назад)", LOCAL_DAY),
                          _q("to", "Последний день включительно (по умолчанию сегодня)", LOCAL_DAY)]
 ORGANIZATION_ID = {"name": "organization_id", "in": "path", "required": True, "schema": ID}
+PACK_ID = {"name": "pack_id", "in": "path", "required": True, "schema": ID}
 PHONE_ID = {"name": "phone_id", "in": "path", "required": True, "schema": ID}
 CATEGORY_ID = {"name": "category_id", "in": "path", "required": True, "schema": ID}
 USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": ID}
@@ -211,6 +213,17 @@ OPERATIONS: tuple[Op, ...] = (
        recordings_api.RecordingPurgeLog, params=RECORDING_LOG_FILTERS, errors=(400, 401, 403, 404),
        description=RECORDING_LOGS_ROLES + " Что удалено, когда, какого размера и по какому правилу "
        "(срок хранения организации или вручную), новые сверху."),
+    Op("post", "/inspection-packs", "Заказать пакет документов для проверки ГЖИ за период", "reports",
+       inspection_api.InspectionPackOut, 202, inspection_api.InspectionPackCreate, errors=(400, 401, 403, 404),
+       description=RECORDING_LOGS_ROLES + " Пакет (ZIP: журнал заявок в Excel и PDF, нарушения сроков, уведомления "
+       "ОМСУ/ЕДДС и жителей, оценки, журналы записей разговоров, титульный лист с SHA-256 всех файлов и головой "
+       "цепочки хешей) формируется в фоне: ответ — задание; проверяющий тоже может заказать пакет."),
+    Op("get", "/inspection-packs/{pack_id}", "Состояние пакета для проверки", "reports",
+       inspection_api.InspectionPackOut, params=[PACK_ID], errors=(401, 403, 404),
+       description=RECORDING_LOGS_ROLES + " Пакет другой организации — 404."),
+    Op("get", "/inspection-packs/{pack_id}/file", "Скачать пакет для проверки (ZIP)", "reports",
+       inspection_api.InspectionPackOut, params=[PACK_ID], errors=(401, 403, 404), media="application/zip",
+       description=RECORDING_LOGS_ROLES + " Каждое скачивание записывается (кто, когда, откуда)."),
     Op("get", "/admin/organizations", "Настройки организаций администратора", "admin",
        admin_api.OrganizationSettingsList, description=ADMIN_ONLY),
     Op("post", "/admin/organizations", "Добавить организацию", "admin", admin_api.OrganizationSettings, 201,
@@ -346,12 +359,14 @@ def route_scopes() -> dict[tuple[str, str], Scope]:
 def document() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS, *admin_api.REQUEST_MODELS,
-                                    *users_api.REQUEST_MODELS, *tel_api.REQUEST_MODELS)]
+                                    *users_api.REQUEST_MODELS, *tel_api.REQUEST_MODELS,
+                                    *inspection_api.REQUEST_MODELS)]
     models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
                                               *ratings_api.RESPONSE_MODELS, *recordings_api.RESPONSE_MODELS,
                                               *analytics_api.RESPONSE_MODELS,
                                               *admin_api.RESPONSE_MODELS, *chain_api.RESPONSE_MODELS,
-                                              *users_api.RESPONSE_MODELS, *tel_api.RESPONSE_MODELS)]
+                                              *users_api.RESPONSE_MODELS, *tel_api.RESPONSE_MODELS,
+                                              *inspection_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
     scopes = route_scopes()
     paths: dict[str, dict[str, Any]] = {}
@@ -416,6 +431,7 @@ def document() -> dict[str, Any]:
                  {"name": "analytics", "description": "Аналитика для руководителей"},
                  {"name": "audit", "description": "Проверка неизменности журнала"},
                  {"name": "recordings", "description": "Журналы доступа к записям разговоров и их удаления"},
+                 {"name": "reports", "description": "Пакет документов для проверки ГЖИ"},
                  {"name": "directory", "description": "Справочники"},
                  {"name": "admin", "description": "Администрирование"}, {"name": "meta", "description": "Служебное"}],
         "paths": paths,
