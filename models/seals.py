@@ -173,28 +173,20 @@ def _note_written_records(session: Session, _ctx: object) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _seal_final_records(session: Session) -> None:
-    """Seal, once each, the records of this transaction that are now in their final state."""
+    """Seal, once each, the records of this transaction that are now in their final state, as the
+    database holds them (a bulk UPDATE in the same transaction may have left the objects stale)."""
     session.flush()  # the last changes are part of what is sealed (a no-op when nothing is pending)
     touched = session.info.pop(_TOUCHED, None)
     if not touched:
         return
-    due: dict[str, list[dict[str, Any]]] = {}
+    ids: dict[str, set[int]] = {}
     for kind, obj in touched.values():
-        state = orm_inspect(obj)
-        if not state.persistent:  # deleted, or rolled back with a savepoint
-            continue
-        row = {name: getattr(obj, name) for name in kind.fields}
-        row["id"] = obj.id
-        if kind.is_final(row):
-            due.setdefault(kind.chain, []).append(row)
-    if not due:
-        return
+        if orm_inspect(obj).persistent:  # not deleted, nor rolled back with a savepoint
+            ids.setdefault(kind.chain, set()).add(obj.id)
     conn = session.connection()
     for kind in KINDS:
-        rows = due.get(kind.chain)
-        if rows:
-            rows.sort(key=lambda r: r["id"])
-            seal(conn, kind, rows)
+        if kind.chain in ids:
+            seal_ids(conn, kind, sorted(ids[kind.chain]))
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select, text, update
 
 from models import chain, seals
 from models.call import Call, CallDirection, CallKind, CallOutcome
@@ -133,6 +133,21 @@ def test_messages_are_sealed_when_sent_or_given_up_and_again_on_the_delivery_rep
         m.delivery_status, m.delivery_checked_at = "delivered", T0 + timedelta(minutes=2)
     assert [r.record_id for r in _seals(db, world.org_a.id, chain.NOTICES)] == [sent, failed, sent]
     assert retried not in [r.record_id for r in _seals(db, world.org_a.id, chain.NOTICES)]
+    assert _verify(db, world.org_a.id, seals.NOTICES).intact
+
+
+def test_a_bulk_update_in_the_same_transaction_is_sealed_as_stored(db, world) -> None:
+    """The objects a bulk UPDATE leaves stale are not what is sealed: the stored rows are."""
+    with db.write() as s:
+        m = OutboxMessage(organization_id=world.org_a.id, channel=MessageChannel.SMS, purpose="resident_registered",
+                          recipient="+79160000001", body="Заявка зарегистрирована.", created_at=T0)
+        s.add(m)
+        s.flush()
+        s.execute(update(OutboxMessage).where(OutboxMessage.purpose.startswith("resident_"))
+                  .values(status=MessageStatus.SENT, sent_at=T0 + timedelta(minutes=1), provider_message_id="p-1"))
+        message_id = m.id
+    [only] = _seals(db, world.org_a.id, chain.NOTICES)
+    assert only.record_id == message_id
     assert _verify(db, world.org_a.id, seals.NOTICES).intact
 
 
