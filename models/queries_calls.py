@@ -1,4 +1,5 @@
-"""Telephony reads: the caller card, the missed-call queue, the calls journal, the compliance figure.
+"""Telephony reads: the caller card, the missed-call queue and lists, the calls journal (the compliance
+figures are `models/call_stats.py`).
 
 Every function takes the organization(s) the caller may see; an empty list is refused.
 """
@@ -7,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ARRAY,
@@ -46,8 +46,7 @@ from models.base import utcnow
 from models.call import MISSED_OUTCOMES, Call, CallDirection, CallKind, CallOutcome, TelephonySettings
 from models.errors import NotFound
 from models.housing import Account, House, Premise, Resident, ResidentPhone
-from models.missed_call import CallbackAttempt, CloseReason, MissedCall, MissedCallStatus
-from models.organization import Organization
+from models.missed_call import CallbackAttempt, MissedCall, MissedCallStatus
 from models.rules.phones import try_e164
 from models.rules.ticket_states import OPEN
 from models.rules.utilities import utility_title
@@ -622,89 +621,3 @@ def next_overdue_deadline_all_orgs(session: Session) -> datetime | None:
         .order_by(MissedCall.deadline_at)
         .limit(1)
     )
-
-
-# --- compliance (ПП 416 T2) ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ComplianceDay:
-    """One organization, one local day (by the first missed call's arrival).
-
-    `reached_in_time`: a callback the resident answered, or a later call of theirs that was
-    answered, no later than the 10-minute deadline; `share` = reached_in_time / missed.
-    Unanswered attempts never count (the regulation's open point): they are shown as `attempts`.
-    """
-
-    organization_id: int
-    day: date
-    missed: int
-    callback_in_time: int
-    recall_in_time: int
-    attempts: int
-
-    @property
-    def reached_in_time(self) -> int:
-        return self.callback_in_time + self.recall_in_time
-
-    @property
-    def share(self) -> float | None:
-        return self.reached_in_time / self.missed if self.missed else None
-
-
-def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=tz)
-
-
-def callback_compliance(
-    session: Session, *, org_ids: Iterable[int], day_from: date, day_to: date, tz: ZoneInfo | None = None,
-) -> list[ComplianceDay]:
-    """Per organization and local day in [day_from, day_to]: missed items and how many were reached
-    within 10 minutes. Days are the organization's own (or `tz` for all when given). Every day of
-    the range is listed, with zeros when nothing was missed."""
-    ids = sorted(set(_ids(org_ids)))
-    if day_to < day_from:
-        return []
-    zones: dict[int, ZoneInfo] = {
-        oid: tz or ZoneInfo(name)
-        for oid, name in session.execute(select(Organization.id, Organization.timezone).where(Organization.id.in_(ids)))
-    }
-    if not zones:
-        return []
-    windows = {oid: (_local_midnight(day_from, z), _local_midnight(day_to + timedelta(days=1), z)) for oid, z in zones.items()}
-    lo = min(w[0] for w in windows.values())
-    hi = max(w[1] for w in windows.values())
-    callback_ok = exists().where(
-        CallbackAttempt.missed_call_id == MissedCall.id, CallbackAttempt.resident_answered.is_(True),
-        CallbackAttempt.resident_answered_at <= MissedCall.deadline_at,
-    )
-    attempts = (
-        select(func.count()).select_from(CallbackAttempt).where(CallbackAttempt.missed_call_id == MissedCall.id)
-        .scalar_subquery()
-    )
-    rows = session.execute(
-        select(MissedCall.organization_id, MissedCall.first_call_at, MissedCall.deadline_at, MissedCall.close_reason,
-               MissedCall.closed_at, callback_ok, attempts)
-        .where(MissedCall.organization_id.in_(list(zones)), MissedCall.first_call_at >= lo, MissedCall.first_call_at < hi)
-    ).all()
-    counts: dict[tuple[int, date], list[int]] = {}
-    ndays = (day_to - day_from).days + 1
-    for oid in zones:
-        for i in range(ndays):
-            counts[(oid, day_from + timedelta(days=i))] = [0, 0, 0, 0]
-    for oid, first_at, deadline_at, reason, closed_at, cb_ok, n_attempts in rows:
-        day = first_at.astimezone(zones[oid]).date()
-        bucket = counts.get((oid, day))
-        if bucket is None:
-            continue
-        bucket[0] += 1
-        if cb_ok:
-            bucket[1] += 1
-        elif reason == CloseReason.CALLED_AGAIN_ANSWERED and closed_at is not None and closed_at <= deadline_at:
-            bucket[2] += 1
-        bucket[3] += int(n_attempts or 0)
-    return [
-        ComplianceDay(organization_id=oid, day=day, missed=c[0], callback_in_time=c[1], recall_in_time=c[2],
-                      attempts=c[3])
-        for (oid, day), c in sorted(counts.items())
-    ]
