@@ -14,11 +14,13 @@ from pydantic import BaseModel, Field
 
 from models import queries_calls as qc
 from models.call import Call as CallRow
+from models.call_stats import CallBreach, DailyCallStats
 from models.call import CallDirection, CallKind, CallOutcome
 from models.missed_call import CloseReason, MissedCallStatus
 from models.missed_call import MissedCall as MissedRow
 from models.rules import access
 from models.rules.access import Scope
+from models.rules.call_evidence import BreachKind
 from models.rules.text_limits import max_length
 from models.services import callbacks as cb_svc
 from models.services import calls as calls_svc
@@ -28,7 +30,7 @@ from web.api.v1.schemas import Body, Out, UserRef
 from web.auth import api_scope, require_user
 from web.dbsession import session as db_session
 from web.inputs import optional_int
-from web.panel.calls import calls_page, compliance_period, compliance_rows, parse_call_filter
+from web.panel.calls import calls_page, compliance_period, compliance_stats, parse_call_filter
 
 # --- schemas -----------------------------------------------------------------------------------
 
@@ -112,17 +114,46 @@ class MissedCallList(Out):
 
 class ComplianceDay(Out):
     organization_id: int
-    day: date = Field(description="Местный день организации (по первому звонку)")
-    missed: int
+    day: date = Field(description="Местный день организации (звонка, первого пропущенного звонка, получения сообщения)")
+    calls: int = Field(description="Входящих звонков, поступивших в АДС")
+    answered: int = Field(description="Из них принято диспетчером")
+    answered_in_5min: int = Field(description="Принято не позже 5 минут с поступления (ПП 416)")
+    answered_in_5min_share: float | None = Field(
+        description="answered_in_5min / calls (непринятый звонок считается против); null — звонков не было")
+    missed: int = Field(description="Пропущенных (повторные звонки с того же номера объединяются)")
     callback_in_time: int = Field(description="Житель ответил на обратный вызов не позже 10 минут")
     recall_in_time: int = Field(description="Житель сам перезвонил и был принят не позже 10 минут")
     reached_in_time: int
+    called_back_late: int = Field(description="Житель достигнут позже 10 минут")
+    not_called_back: int = Field(description="Житель не достигнут, срок прошёл")
+    awaiting_callback: int = Field(description="Открыты, срок ещё не прошёл")
     attempts: int
     share: float | None = Field(description="reached_in_time / missed; null, если пропущенных не было")
+    voice_messages: int = Field(description="Голосовых сообщений получено")
+    voice_messages_reviewed_late: int = Field(description="Не прослушано за 10 минут (позже или ещё нет)")
+
+
+class ComplianceBreach(Out):
+    kind: BreachKind = Field(description="late_answer — ответ позже 5 минут; late_callback — перезвон позже 10 "
+                                         "минут; not_called_back — не перезвонили; late_voice_review — голосовое "
+                                         "сообщение не прослушано за 10 минут")
+    organization_id: int
+    day: date
+    phone: str | None
+    started_at: datetime = Field(description="Поступление звонка, первый пропущенный звонок или получение сообщения")
+    deadline_at: datetime
+    actual_at: datetime | None = Field(description="Фактический ответ, перезвон или прослушивание; null — не было")
+    late_seconds: int | None
+    user_id: int | None = Field(description="Кто ответил, дозвонился или прослушал")
+    call_id: int | None
+    missed_call_id: int | None
+    recording_id: int | None
+    note: str = Field(description="Причина, указанная диспетчером при закрытии вручную")
 
 
 class ComplianceList(Out):
     items: list[ComplianceDay]
+    breaches: list[ComplianceBreach]
 
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (MissedCallCloseRequest,)
@@ -228,14 +259,33 @@ def close_missed_call(missed_call_id: int) -> Any:
 @bp.get("/calls/compliance")
 @api_scope(Scope.TELEPHONY)
 def calls_compliance() -> Any:
+    """Per local day: calls answered within 5 minutes, missed calls reached within 10, voice
+    messages reviewed within 10; and every breach with its actual times (`models/call_stats.py`)."""
     user = require_user(access.CALLBACK_COMPLIANCE)
     ids = c.user_orgs(user)
     organization_id = _organization_arg()
     day_from, day_to = compliance_period(request.args, _zone(ids, organization_id), c.now())
-    days = compliance_rows(db_session(), ids, organization_id, day_from, day_to)
-    return {"items": [
-        {"organization_id": d.organization_id, "day": d.day.isoformat(), "missed": d.missed,
-         "callback_in_time": d.callback_in_time, "recall_in_time": d.recall_in_time,
-         "reached_in_time": d.reached_in_time, "attempts": d.attempts, "share": d.share}
-        for d in days
-    ]}
+    stats = compliance_stats(db_session(), ids, organization_id, day_from, day_to, now=c.now())
+    return {"items": [_day_json(d) for st in stats for d in st.days],
+            "breaches": [_breach_json(b) for st in stats for b in st.breaches]}
+
+
+def _day_json(d: DailyCallStats) -> dict[str, Any]:
+    return {
+        "organization_id": d.organization_id, "day": d.day.isoformat(), "calls": d.calls, "answered": d.answered,
+        "answered_in_5min": d.answered_in_5min, "answered_in_5min_share": d.answered_in_5min_share,
+        "missed": d.missed, "callback_in_time": d.callback_in_time, "recall_in_time": d.recall_in_time,
+        "reached_in_time": d.called_back_in_time, "called_back_late": d.called_back_late,
+        "not_called_back": d.not_called_back, "awaiting_callback": d.awaiting_callback, "attempts": d.attempts,
+        "share": d.callback_share, "voice_messages": d.voice_messages,
+        "voice_messages_reviewed_late": d.voice_messages_reviewed_late,
+    }
+
+
+def _breach_json(b: CallBreach) -> dict[str, Any]:
+    return {
+        "kind": b.kind.value, "organization_id": b.organization_id, "day": b.day.isoformat(), "phone": b.phone,
+        "started_at": c.utc_iso(b.started_at), "deadline_at": c.utc_iso(b.deadline_at),
+        "actual_at": c.utc_iso(b.actual_at), "late_seconds": b.late_seconds, "user_id": b.user_id,
+        "call_id": b.call_id, "missed_call_id": b.missed_call_id, "recording_id": b.recording_id, "note": b.note,
+    }
