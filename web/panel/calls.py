@@ -20,8 +20,8 @@ from werkzeug.datastructures import MultiDict
 
 from models import queries_calls as qc
 from models.base import utcnow
-from models.call_stats import CallStats, daily_call_stats_of
 from models.call import CALL_OUTCOME_TITLES_RU, Call, CallDirection, CallKind, CallOutcome
+from models.call_stats import CallStats, daily_call_stats_of
 from models.errors import DomainError, NotFound, ValidationFailed
 from models.housing import Premise
 from models.missed_call import CLOSE_REASON_TITLES_RU, CallbackAttempt, MissedCall, MissedCallCall

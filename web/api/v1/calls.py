@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 
 from models import queries_calls as qc
 from models.call import Call as CallRow
-from models.call_stats import CallBreach, DailyCallStats
 from models.call import CallDirection, CallKind, CallOutcome
+from models.call_stats import CallBreach, DailyCallStats
 from models.missed_call import CloseReason, MissedCallStatus
 from models.missed_call import MissedCall as MissedRow
 from models.rules import access
