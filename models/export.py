@@ -582,9 +582,10 @@ Cell = str | int | datetime | None
 
 
 def iter_table_xlsx(sheet_name: str, columns: Sequence[tuple[str, int]], rows: Iterable[Sequence[Cell]],
-                    *, tz: ZoneInfo, now: datetime) -> Iterator[bytes]:
+                    *, tz: ZoneInfo | None, now: datetime) -> Iterator[bytes]:
     """A plain one-sheet workbook in the journal's style (bold frozen header, autofilter): text,
-    whole numbers, and date-times shown in `tz` (the reports' small logs: recording access, purges)."""
+    whole numbers, and date-times shown in `tz` (the reports' small logs: recording access, purges),
+    or with `tz=None` each in its own zone (rows of several organizations, e.g. the calls journal)."""
     kinds = ["s"] * len(columns)
     last_col = _col_letter(len(columns) - 1)
     counter = [0]
@@ -593,7 +594,7 @@ def iter_table_xlsx(sheet_name: str, columns: Sequence[tuple[str, int]], rows: I
         if value is None:
             return _EMPTY
         if isinstance(value, datetime):
-            local = value.astimezone(tz).replace(tzinfo=None)
+            local = (value.astimezone(tz) if tz is not None else value).replace(tzinfo=None)
             return _DATE_OPEN + repr((local - datetime(1899, 12, 30)).total_seconds() / 86400) + _NUM_CLOSE
         if isinstance(value, int) and not isinstance(value, bool):
             return _NUM_OPEN + str(value) + _NUM_CLOSE

@@ -26,6 +26,7 @@ class JobKind(enum.StrEnum):
     HOUSING_IMPORT = "housing_import"  # apply a housing file
     JOURNAL_EXPORT = "journal_export"  # the filtered journal to an .xlsx file
     RECORDINGS_PURGE = "recordings_purge"  # delete call recordings past the retention
+    CALLS_EXPORT = "calls_export"  # the filtered calls journal to an .xlsx file
 
 
 KIND_TITLES_RU = {
@@ -33,7 +34,12 @@ KIND_TITLES_RU = {
     JobKind.HOUSING_IMPORT: "Импорт жилого фонда",
     JobKind.JOURNAL_EXPORT: "Выгрузка журнала в Excel",
     JobKind.RECORDINGS_PURGE: "Удаление записей разговоров по сроку хранения",
+    JobKind.CALLS_EXPORT: "Выгрузка журнала звонков в Excel",
 }
+
+
+# Jobs whose result is a file to download (`/jobs/<id>/file`).
+EXPORT_KINDS: frozenset[JobKind] = frozenset({JobKind.JOURNAL_EXPORT, JobKind.CALLS_EXPORT})
 
 
 class JobStatus(enum.StrEnum):

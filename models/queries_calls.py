@@ -6,6 +6,7 @@ Every function takes the organization(s) the caller may see; an empty list is re
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,7 +47,8 @@ from models.base import utcnow
 from models.call import MISSED_OUTCOMES, Call, CallDirection, CallKind, CallOutcome, TelephonySettings
 from models.errors import NotFound
 from models.housing import Account, House, Premise, Resident, ResidentPhone
-from models.missed_call import CallbackAttempt, MissedCall, MissedCallStatus
+from models.missed_call import CallbackAttempt, CloseReason, MissedCall, MissedCallCall, MissedCallStatus
+from models.recording import Recording
 from models.rules.phones import try_e164
 from models.rules.ticket_states import OPEN
 from models.rules.utilities import utility_title
@@ -383,6 +385,105 @@ def missed_queue(session: Session, *, org_ids: Iterable[int], limit: int = 500) 
     ).unique().all()
 
 
+class MissedStatusFilter(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    ALL = "all"
+
+
+@dataclass
+class MissedFilter:
+    """The missed-call lists (panel and API): status, the first call's period [from, to), breaches only."""
+
+    organization_id: int | None = None
+    status: MissedStatusFilter = MissedStatusFilter.OPEN
+    first_from: datetime | None = None
+    first_to: datetime | None = None
+    breach_only: bool = False
+    # keyset pagination of the closed/all lists: rows strictly older than (first_call_at, id)
+    before: tuple[datetime, int] | None = None
+    limit: int = 100
+
+
+def _reached_in_time() -> ColumnElement[bool]:
+    """SQL twin of `models.rules.call_evidence.missed_outcome(...) == IN_TIME`: a callback the
+    resident answered, or their own call answered (`called_again_answered`), by the deadline."""
+    callback_ok = exists().where(
+        CallbackAttempt.missed_call_id == MissedCall.id, CallbackAttempt.resident_answered.is_(True),
+        CallbackAttempt.resident_answered_at <= MissedCall.deadline_at,
+    )
+    recall_ok = and_(MissedCall.close_reason == CloseReason.CALLED_AGAIN_ANSWERED,
+                     MissedCall.closed_at <= MissedCall.deadline_at)
+    return or_(callback_ok, recall_ok)
+
+
+def missed_breach_condition(now: datetime) -> ColumnElement[bool]:
+    """SQL twin of `MissedCall.evidence(now).breach`: not reached in time, and not still pending
+    (open with its deadline ahead)."""
+    pending = and_(MissedCall.status == MissedCallStatus.OPEN, MissedCall.deadline_at >= now)
+    return and_(~_reached_in_time(), ~pending)
+
+
+def missed_calls_list(session: Session, *, org_ids: Iterable[int], f: MissedFilter,
+                      now: datetime | None = None) -> Sequence[MissedCall]:
+    """Missed-call items by the filter: open ones the most urgent first (as the queue), closed or
+    all the newest first (keyset pages on `(first_call_at, id)`), with their attempts (and each
+    attempt's call, dispatcher and recordings) and voice message loaded for the breach marks."""
+    ids = _ids(org_ids)
+    if f.organization_id is not None:
+        ids = [i for i in ids if i == f.organization_id] or [-1]
+    conds: list[ColumnElement[bool]] = [MissedCall.organization_id.in_(ids)]
+    if f.status != MissedStatusFilter.ALL:
+        conds.append(MissedCall.status == MissedCallStatus(f.status.value))
+    if f.first_from is not None:
+        conds.append(MissedCall.first_call_at >= f.first_from)
+    if f.first_to is not None:
+        conds.append(MissedCall.first_call_at < f.first_to)
+    if f.breach_only:
+        conds.append(missed_breach_condition(now or utcnow()))
+    stmt = select(MissedCall).where(*conds).options(
+        joinedload(MissedCall.organization), joinedload(MissedCall.resident),
+        joinedload(MissedCall.voice_message).joinedload(Recording.reviewed_by),
+        selectinload(MissedCall.attempts).joinedload(CallbackAttempt.dispatcher),
+        selectinload(MissedCall.attempts).joinedload(CallbackAttempt.call).selectinload(Call.recordings),
+    )
+    if f.status == MissedStatusFilter.OPEN:
+        stmt = stmt.order_by(MissedCall.deadline_at, MissedCall.id)
+    else:
+        if f.before is not None:
+            at, mid = f.before
+            stmt = stmt.where(or_(MissedCall.first_call_at < at, and_(MissedCall.first_call_at == at, MissedCall.id < mid)))
+        stmt = stmt.order_by(MissedCall.first_call_at.desc(), MissedCall.id.desc())
+    return session.scalars(stmt.limit(max(1, min(f.limit, 500)))).unique().all()
+
+
+def missed_items_of_calls(session: Session, *, org_ids: Iterable[int], call_ids: Iterable[int]) -> dict[int, int]:
+    """call id → the missed-call item it belongs to: a missed call merged into it, or a callback
+    call of one of its attempts, or the call of the resident's own that closed it."""
+    wanted = list(call_ids)
+    if not wanted:
+        return {}
+    ids = _ids(org_ids)
+    found: dict[int, int] = {}
+    for call_id, item_id in session.execute(
+        select(CallbackAttempt.call_id, CallbackAttempt.missed_call_id)
+        .where(CallbackAttempt.call_id.in_(wanted), CallbackAttempt.organization_id.in_(ids))
+    ):
+        found[call_id] = item_id
+    for call_id, item_id in session.execute(
+        select(MissedCallCall.call_id, MissedCallCall.missed_call_id)
+        .where(MissedCallCall.call_id.in_(wanted), MissedCallCall.organization_id.in_(ids))
+    ):
+        found.setdefault(call_id, item_id)
+    for closing_id, item_id in session.execute(
+        select(MissedCall.closing_call_id, MissedCall.id)
+        .where(MissedCall.closing_call_id.in_(wanted), MissedCall.organization_id.in_(ids))
+    ):
+        if closing_id is not None:
+            found.setdefault(closing_id, item_id)
+    return found
+
+
 def missed_count(session: Session, *, org_ids: Iterable[int]) -> int:
     """Waiting missed calls (the browser tab title)."""
     return int(session.scalar(
@@ -396,7 +497,9 @@ def missed_call_card(session: Session, *, org_ids: Iterable[int], missed_call_id
         select(MissedCall)
         .where(MissedCall.id == missed_call_id, MissedCall.organization_id.in_(_ids(org_ids)))
         .options(joinedload(MissedCall.resident), joinedload(MissedCall.voice_message),
-                 selectinload(MissedCall.attempts).joinedload(CallbackAttempt.dispatcher))
+                 joinedload(MissedCall.closing_call),
+                 selectinload(MissedCall.attempts).joinedload(CallbackAttempt.dispatcher),
+                 selectinload(MissedCall.attempts).joinedload(CallbackAttempt.call).selectinload(Call.recordings))
     )
     if item is None:
         raise NotFound("пропущенный звонок не найден", missed_call_id=missed_call_id)

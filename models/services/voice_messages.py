@@ -54,6 +54,17 @@ def mark_voice_message_reviewed(
     return rec
 
 
+def voice_message_of(session: Session, *, org_ids: list[int] | set[int], recording_id: int) -> Recording:
+    """A voice message of one of these organizations (another's, or a conversation: not found)."""
+    rec = session.scalar(
+        select(Recording).where(Recording.id == recording_id, Recording.organization_id.in_(list(org_ids)),
+                                Recording.kind == RecordingKind.VOICEMAIL)
+    )
+    if rec is None:
+        raise RecordingNotFound("голосовое сообщение не найдено", recording_id=recording_id)
+    return rec
+
+
 def voice_message_item(session: Session, rec: Recording) -> MissedCall | None:
     """The missed-call item the voice message's call was merged into (None: not queued)."""
     if rec.call_id is None:

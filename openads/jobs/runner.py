@@ -59,6 +59,7 @@ HANDLERS: dict[JobKind, Handler] = {
     JobKind.HOUSING_IMPORT: housing.apply,
     JobKind.JOURNAL_EXPORT: export.export,
     JobKind.RECORDINGS_PURGE: recordings.purge,
+    JobKind.CALLS_EXPORT: export.export_calls,
 }
 
 
