@@ -252,6 +252,7 @@ def parse_call_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: in
 
 
 MISSED_FILTER_ARGS = ("organization_id", "status", "from", "to", "breach")
+QUEUE_LIMIT = 500
 MISSED_STATUS_TITLES = {MissedStatusFilter.OPEN: "ждут перезвона", MissedStatusFilter.CLOSED: "закрытые",
                         MissedStatusFilter.ALL: "все"}
 
@@ -268,6 +269,8 @@ def parse_missed_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: 
     except ValueError as exc:
         raise ValidationFailed(f"неизвестное состояние «{raw[:40]}»: open, closed или all", field="status",
                                value=raw) from exc
+    if f.status == MissedStatusFilter.OPEN:
+        f.limit = QUEUE_LIMIT  # the queue is one page: every waiting item
     f.first_from = moment_arg("from", args.get("from"), tz)
     f.first_to = moment_arg("to", args.get("to"), tz, end_day=True)
     if f.first_from is not None and f.first_to is not None and f.first_from > f.first_to:

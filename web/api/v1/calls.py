@@ -18,19 +18,29 @@ from models.call import CallDirection, CallKind, CallOutcome
 from models.call_stats import CallBreach, DailyCallStats
 from models.missed_call import CloseReason, MissedCallStatus
 from models.missed_call import MissedCall as MissedRow
+from models.organization import User
+from models.recording import Recording
 from models.rules import access
 from models.rules.access import Scope
-from models.rules.call_evidence import BreachKind
+from models.rules.call_evidence import BreachKind, MissedOutcome
 from models.rules.text_limits import max_length
 from models.services import callbacks as cb_svc
 from models.services import calls as calls_svc
+from models.services import voice_messages as vm_svc
 from web.api.v1 import bp
 from web.api.v1 import common as c
 from web.api.v1.schemas import Body, Out, UserRef
 from web.auth import api_scope, require_user
 from web.dbsession import session as db_session
 from web.inputs import optional_int
-from web.panel.calls import calls_page, compliance_period, compliance_stats, parse_call_filter
+from web.panel.calls import (
+    calls_page,
+    compliance_period,
+    compliance_stats,
+    missed_page,
+    parse_call_filter,
+    parse_missed_filter,
+)
 
 # --- schemas -----------------------------------------------------------------------------------
 
@@ -82,12 +92,27 @@ class CallPage(Out):
 
 class CallbackAttemptOut(Out):
     id: int
-    call_id: int
-    dispatcher_id: int | None
+    call_id: int = Field(description="Звонок обратного вызова (/calls/{call_id})")
+    dispatcher_id: int | None = Field(description="Кто перезванивал; null — автоперезвон")
+    dispatcher: UserRef | None
     started_at: datetime
     ended_at: datetime | None
     outcome: CallOutcome | None
     resident_answered: bool
+    resident_answered_at: datetime | None = Field(description="Когда житель ответил")
+    recording_url: str | None = Field(description="Запись разговора (прослушивание в панели, с журналом доступа)")
+
+
+class VoiceMessageOut(Out):
+    id: int = Field(description="Запись (recording) голосового сообщения")
+    call_id: int | None
+    received_at: datetime
+    review_deadline_at: datetime = Field(description="Получено + 10 минут (ПП 416)")
+    reviewed_at: datetime | None
+    reviewed_by: UserRef | None
+    review_breach: bool = Field(description="Прослушано позже 10 минут или не прослушано, а срок прошёл")
+    deleted: bool
+    play_url: str | None
 
 
 class MissedCall(Out):
@@ -95,21 +120,38 @@ class MissedCall(Out):
     organization_id: int
     phone: str
     resident_id: int | None
+    first_call_id: int
     first_call_at: datetime
     last_call_at: datetime
     calls_count: int = Field(description="Повторные звонки с того же номера объединяются")
     deadline_at: datetime = Field(description="Первый звонок + 10 минут")
     overdue: bool
     status: MissedCallStatus
+    outcome: MissedOutcome = Field(description="in_time — житель достигнут в срок; late — позже срока; "
+                                               "not_reached — не достигнут, срок прошёл; pending — срок не прошёл")
+    breach: bool = Field(description="Нарушение ПП 416: late или not_reached")
+    reached_at: datetime | None = Field(description="Когда житель был достигнут (ответил на обратный вызов "
+                                                    "или его повторный звонок принят)")
+    late_seconds: int | None = Field(description="На сколько позже срока (для late)")
     voice_message_id: int | None
+    voice_message: VoiceMessageOut | None
+    voice_review_breach: bool = Field(description="Голосовое сообщение не прослушано за 10 минут")
     closed_at: datetime | None
     close_reason: CloseReason | None
     close_note: str
+    closed_by_id: int | None
+    closing_call_id: int | None = Field(description="Звонок, которым житель был достигнут")
     attempts: list[CallbackAttemptOut]
 
 
 class MissedCallList(Out):
     items: list[MissedCall]
+    next_cursor: str | None = Field(default=None, description="Следующая страница (закрытые и все; очередь — одна страница)")
+
+
+class VoiceMessageReviewed(Out):
+    voice_message: VoiceMessageOut
+    missed_call_id: int | None
 
 
 class ComplianceDay(Out):
@@ -157,7 +199,8 @@ class ComplianceList(Out):
 
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (MissedCallCloseRequest,)
-RESPONSE_MODELS: tuple[type[BaseModel], ...] = (Call, CallPage, MissedCall, MissedCallList, ComplianceList)
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (Call, CallPage, MissedCall, MissedCallList, ComplianceList,
+                                                VoiceMessageReviewed)
 
 
 # --- serialisation -----------------------------------------------------------------------------
@@ -183,21 +226,45 @@ def call_json(call: CallRow) -> dict[str, Any]:
     }
 
 
+def user_ref(u: User | None) -> dict[str, Any] | None:
+    return {"id": u.id, "full_name": u.full_name} if u is not None else None
+
+
+def voice_json(rec: Recording, now: datetime) -> dict[str, Any]:
+    return {
+        "id": rec.id, "call_id": rec.call_id, "received_at": c.utc_iso(rec.created_at),
+        "review_deadline_at": c.utc_iso(rec.review_deadline_at), "reviewed_at": c.utc_iso(rec.reviewed_at),
+        "reviewed_by": user_ref(rec.reviewed_by), "review_breach": rec.review_breach(now), "deleted": rec.deleted,
+        "play_url": None if rec.deleted else f"/recordings/{rec.id}",
+    }
+
+
 def missed_json(item: MissedRow) -> dict[str, Any]:
     now = c.now()
+    ev = item.evidence(now)
+    voice = item.voice_message
+    attempts = []
+    for a in item.attempts:
+        rec = a.call.recording
+        attempts.append({
+            "id": a.id, "call_id": a.call_id, "dispatcher_id": a.dispatcher_id, "dispatcher": user_ref(a.dispatcher),
+            "started_at": c.utc_iso(a.started_at), "ended_at": c.utc_iso(a.ended_at),
+            "outcome": a.outcome.value if a.outcome else None, "resident_answered": a.resident_answered,
+            "resident_answered_at": c.utc_iso(a.resident_answered_at),
+            "recording_url": f"/recordings/{rec.id}" if rec is not None and not rec.deleted else None,
+        })
     return {
         "id": item.id, "organization_id": item.organization_id, "phone": item.phone, "resident_id": item.resident_id,
-        "first_call_at": c.utc_iso(item.first_call_at), "last_call_at": c.utc_iso(item.last_call_at),
-        "calls_count": item.calls_count, "deadline_at": c.utc_iso(item.deadline_at),
-        "overdue": item.is_overdue(now), "status": item.status.value, "voice_message_id": item.voice_message_id,
+        "first_call_id": item.first_call_id, "first_call_at": c.utc_iso(item.first_call_at),
+        "last_call_at": c.utc_iso(item.last_call_at), "calls_count": item.calls_count,
+        "deadline_at": c.utc_iso(item.deadline_at), "overdue": item.is_overdue(now), "status": item.status.value,
+        "outcome": ev.outcome.value, "breach": ev.breach, "reached_at": c.utc_iso(ev.reached_at),
+        "late_seconds": ev.late_seconds, "voice_message_id": item.voice_message_id,
+        "voice_message": voice_json(voice, now) if voice is not None else None,
+        "voice_review_breach": voice.review_breach(now) if voice is not None else False,
         "closed_at": c.utc_iso(item.closed_at), "close_reason": item.close_reason.value if item.close_reason else None,
-        "close_note": item.close_note or "",
-        "attempts": [
-            {"id": a.id, "call_id": a.call_id, "dispatcher_id": a.dispatcher_id, "started_at": c.utc_iso(a.started_at),
-             "ended_at": c.utc_iso(a.ended_at), "outcome": a.outcome.value if a.outcome else None,
-             "resident_answered": a.resident_answered}
-            for a in item.attempts
-        ],
+        "close_note": item.close_note or "", "closed_by_id": item.closed_by_id, "closing_call_id": item.closing_call_id,
+        "attempts": attempts,
     }
 
 
@@ -234,14 +301,32 @@ def get_call(call_id: int) -> Any:
 @bp.get("/missed-calls")
 @api_scope(Scope.TELEPHONY)
 def list_missed_calls() -> Any:
-    """The open queue, the most urgent first."""
+    """`status=open` (default): the queue, the most urgent first; `closed` or `all`: the newest
+    first, in pages (`cursor`). `from`/`to`: the first call's local days; `breach=1`: breaches only."""
     user = require_user(access.CALL_RECORDS)
     ids = c.user_orgs(user)
-    oid = _organization_arg()
-    if oid is not None:
-        ids = [i for i in ids if i == oid] or [-1]
-    items = qc.missed_queue(db_session(), org_ids=ids)
-    return {"items": [missed_json(x) for x in items]}
+    f = parse_missed_filter(request.args, _zone(ids, _organization_arg()))
+    items, cursor = missed_page(db_session(), ids, f, c.now())
+    return {"items": [missed_json(x) for x in items], "next_cursor": cursor}
+
+
+@bp.get("/missed-calls/<int:missed_call_id>")
+@api_scope(Scope.TELEPHONY)
+def get_missed_call(missed_call_id: int) -> Any:
+    user = require_user(access.CALL_RECORDS)
+    return missed_json(qc.missed_call_card(db_session(), org_ids=c.user_orgs(user), missed_call_id=missed_call_id))
+
+
+@bp.post("/voice-messages/<int:recording_id>/reviewed")
+@api_scope(Scope.TELEPHONY)
+def voice_message_reviewed(recording_id: int) -> Any:
+    """Mark a voice message reviewed (who and when: the caller, now); idempotent."""
+    user = require_user(access.CALL_RECORDS)
+    s = db_session()
+    rec = vm_svc.voice_message_of(s, org_ids=c.user_orgs(user), recording_id=recording_id)
+    vm_svc.mark_voice_message_reviewed(s, org_id=rec.organization_id, recording_id=rec.id, by=user, now=c.now())
+    item = vm_svc.voice_message_item(s, rec)
+    return {"voice_message": voice_json(rec, c.now()), "missed_call_id": item.id if item else None}
 
 
 @bp.post("/missed-calls/<int:missed_call_id>/close")
