@@ -412,7 +412,9 @@ def _reached_in_time() -> ColumnElement[bool]:
         CallbackAttempt.missed_call_id == MissedCall.id, CallbackAttempt.resident_answered.is_(True),
         CallbackAttempt.resident_answered_at <= MissedCall.deadline_at,
     )
-    recall_ok = and_(MissedCall.close_reason == CloseReason.CALLED_AGAIN_ANSWERED,
+    # `IS NOT NULL` first: an open item's NULLs must make this false, not NULL (NOT NULL is NULL).
+    recall_ok = and_(MissedCall.close_reason.is_not(None), MissedCall.closed_at.is_not(None),
+                     MissedCall.close_reason == CloseReason.CALLED_AGAIN_ANSWERED,
                      MissedCall.closed_at <= MissedCall.deadline_at)
     return or_(callback_ok, recall_ok)
 
