@@ -268,3 +268,14 @@ def test_calls_export_as_a_background_job(db, scene, world, login_as, settings) 
     assert download.status_code == 200 and len(_export_rows(data)) == 5
     bad = client.post("/calls/export", data={"outcome": "bogus"})
     assert bad.status_code == 400
+
+
+def test_export_calls_command_writes_the_same_workbook(db, scene, world, tmp_path, capsys) -> None:
+    from openads.commands.exchange import export_calls_cmd
+
+    out = tmp_path / "calls.xlsx"
+    assert export_calls_cmd(db, [world.org_a.id], {"from": DAY, "to": DAY, "outcome": ["missed"]}, out) == 0
+    assert "Выгружено звонков: 5" in capsys.readouterr().out
+    rows = _export_rows(out.read_bytes())
+    assert sorted(r["Номер"] for r in rows) == ["+7 916 000-00-11", "+7 916 000-00-12", "+7 916 000-00-13",
+                                                "+7 916 000-00-14", "+7 916 000-00-15"]
