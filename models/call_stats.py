@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -285,13 +285,17 @@ def _count_missed(session: Session, org_id: int, lo: datetime, hi: datetime, now
 
 def _count_voice_messages(session: Session, org_id: int, lo: datetime, hi: datetime, now: datetime,
                           bucket: _Bucket, breaches: list[CallBreach]) -> None:
+    # Through the calls of the period (`calls (organization_id, started_at)`, then the recording's
+    # `(call_id, kind)`): a message is recorded during its call, so a day's margin before the
+    # window loses none, and the recordings table is never scanned by organization.
     rows = session.execute(
         select(Recording.id, Recording.created_at, Recording.reviewed_at, Recording.reviewed_by_id, Recording.call_id,
                Call.phone, MissedCallCall.missed_call_id)
-        .outerjoin(Call, Call.id == Recording.call_id)
-        .outerjoin(MissedCallCall, MissedCallCall.call_id == Recording.call_id)
-        .where(Recording.organization_id == org_id, Recording.kind == RecordingKind.VOICEMAIL,
-               Recording.created_at >= lo, Recording.created_at < hi)
+        .select_from(Call)
+        .join(Recording, and_(Recording.call_id == Call.id, Recording.kind == RecordingKind.VOICEMAIL))
+        .outerjoin(MissedCallCall, MissedCallCall.call_id == Call.id)
+        .where(Call.organization_id == org_id, Call.started_at >= lo - timedelta(days=1), Call.started_at < hi,
+               Recording.organization_id == org_id, Recording.created_at >= lo, Recording.created_at < hi)
     ).all()
     for rec_id, received_at, reviewed_at, reviewed_by_id, call_id, phone, item_id in rows:
         day, c = bucket(received_at)
