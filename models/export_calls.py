@@ -81,11 +81,12 @@ def _batches(db: Database, org_ids: list[int], f: CallFilter, now: datetime,
             if not calls:
                 return
             rows = _rows(session, org_ids, calls, now, multi=len(org_ids) > 1)
+            last = (calls[-1].started_at, calls[-1].id)  # read while the session holds the rows
         counter[0] += len(rows)
         yield rows
-        if len(calls) < BATCH_SIZE:
+        if len(calls) < f.limit:
             return
-        f = replace(f, before=(calls[-1].started_at, calls[-1].id))
+        f = replace(f, before=last)
 
 
 def _rows(session: Session, org_ids: list[int], calls: list[Call], now: datetime, *, multi: bool) -> list[Sequence[Cell]]:

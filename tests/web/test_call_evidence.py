@@ -17,7 +17,7 @@ from models.recording import Recording
 from models.services import calls as calls_svc
 from openads.jobs import runner
 from tests import factories as f
-from tests.call_scene import DAY, Scene, build_call_day
+from tests.call_scene import DAY, Scene, build_call_day, u
 from tests.sheets import sheet_rows
 from tests.web.helpers import API, check_error, check_not_found, check_schema
 
@@ -279,3 +279,15 @@ def test_export_calls_command_writes_the_same_workbook(db, scene, world, tmp_pat
     rows = _export_rows(out.read_bytes())
     assert sorted(r["Номер"] for r in rows) == ["+7 916 000-00-11", "+7 916 000-00-12", "+7 916 000-00-13",
                                                 "+7 916 000-00-14", "+7 916 000-00-15"]
+
+
+def test_calls_export_reads_in_batches_without_losing_or_repeating_a_call(db, scene, world, tmp_path,
+                                                                          monkeypatch) -> None:
+    from models import export_calls
+    from models.queries_calls import CallFilter
+
+    whole = _export_rows(b"".join(export_calls.iter_calls_xlsx(db, [world.org_a.id], CallFilter(), u(23, 0))))
+    monkeypatch.setattr(export_calls, "BATCH_SIZE", 3)
+    out = tmp_path / "calls.xlsx"
+    assert export_calls.write_calls_xlsx(db, [world.org_a.id], CallFilter(), u(23, 0), out) == 11
+    assert _export_rows(out.read_bytes()) == whole
