@@ -124,6 +124,12 @@ def test_missed_calls_api_lists_closed_items_with_filters_and_breach_fields(clie
     rest = client.get(f"{API}/missed-calls?status=closed&limit=3&cursor={paged['next_cursor']}&{PERIOD}",
                       headers=headers).get_json()
     assert [m["id"] for m in rest["items"]] == [scene.m_cb6] and rest["next_cursor"] is None
+    callback_call = client.get(f"{API}/calls/{scene.cb14_call}", headers=headers).get_json()
+    check_schema(client, callback_call, "Call")
+    assert callback_call["missed_call_id"] == scene.m_cb14
+    listed = client.get(f"{API}/calls?{PERIOD}&limit=200", headers=headers).get_json()["items"]
+    assert {c["id"]: c["missed_call_id"] for c in listed}[scene.answered_3] is None
+    assert {c["id"]: c["missed_call_id"] for c in listed}[scene.rec_25_call] == scene.v_25
     one = client.get(f"{API}/missed-calls/{scene.m_cb14}", headers=headers).get_json()
     check_schema(client, one, "MissedCall")
     assert one["outcome"] == "late"

@@ -83,6 +83,8 @@ class Call(Out):
     is_fallback: bool
     recordings: list[RecordingOut]
     tickets: list[TicketLink]
+    missed_call_id: int | None = Field(description="Пропущенный звонок, к которому относится звонок: пропущенный, "
+                                                   "обратный вызов по нему или повторный звонок жителя, закрывший его")
 
 
 class CallPage(Out):
@@ -206,7 +208,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (Call, CallPage, MissedCall, Miss
 # --- serialisation -----------------------------------------------------------------------------
 
 
-def call_json(call: CallRow) -> dict[str, Any]:
+def call_json(call: CallRow, missed_call_id: int | None = None) -> dict[str, Any]:
     return {
         "id": call.id, "organization_id": call.organization_id, "direction": call.direction.value,
         "kind": call.kind.value, "did": call.did, "phone": call.phone, "resident_id": call.resident_id,
@@ -223,6 +225,7 @@ def call_json(call: CallRow) -> dict[str, Any]:
             for r in call.recordings
         ],
         "tickets": [{"id": t.id, "number": t.number} for t in call.tickets],
+        "missed_call_id": missed_call_id,
     }
 
 
@@ -287,15 +290,20 @@ def list_calls() -> Any:
     user = require_user(access.CALL_RECORDS)
     ids = c.user_orgs(user)
     f = parse_call_filter(request.args, _zone(ids, _organization_arg()))
-    rows, cursor = calls_page(db_session(), ids, f)
-    return {"items": [call_json(x) for x in rows], "next_cursor": cursor}
+    s = db_session()
+    rows, cursor = calls_page(s, ids, f)
+    items = qc.missed_items_of_calls(s, org_ids=ids, call_ids=[x.id for x in rows])
+    return {"items": [call_json(x, items.get(x.id)) for x in rows], "next_cursor": cursor}
 
 
 @bp.get("/calls/<int:call_id>")
 @api_scope(Scope.TELEPHONY)
 def get_call(call_id: int) -> Any:
     user = require_user(access.CALL_RECORDS)
-    return call_json(qc.call_card(db_session(), org_ids=c.user_orgs(user), call_id=call_id))
+    s = db_session()
+    call = qc.call_card(s, org_ids=c.user_orgs(user), call_id=call_id)
+    items = qc.missed_items_of_calls(s, org_ids=[call.organization_id], call_ids=[call.id])
+    return call_json(call, items.get(call.id))
 
 
 @bp.get("/missed-calls")
