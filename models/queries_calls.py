@@ -20,6 +20,7 @@ from sqlalchemy import (
     Connection,
     Executable,
     Integer,
+    Interval,
     Select,
     String,
     TableValuedAlias,
@@ -49,6 +50,7 @@ from models.errors import NotFound
 from models.housing import Account, House, Premise, Resident, ResidentPhone
 from models.missed_call import CallbackAttempt, CloseReason, MissedCall, MissedCallCall, MissedCallStatus
 from models.recording import Recording
+from models.rules.call_evidence import VOICE_REVIEW_WITHIN
 from models.rules.phones import try_e164
 from models.rules.ticket_states import OPEN
 from models.rules.utilities import utility_title
@@ -426,6 +428,25 @@ def missed_breach_condition(now: datetime) -> ColumnElement[bool]:
     return and_(~_reached_in_time(), ~pending)
 
 
+def _reviewed_late(dialect: str) -> ColumnElement[bool]:
+    """A reviewed voice message's review came more than 10 minutes after its receipt."""
+    if dialect == "sqlite":  # no interval arithmetic: julianday differences (a millisecond's tolerance)
+        seconds = (func.julianday(Recording.reviewed_at) - func.julianday(Recording.created_at)) * 86400
+        return and_(Recording.reviewed_at.is_not(None), seconds > VOICE_REVIEW_WITHIN.total_seconds() + 0.001)
+    return and_(Recording.reviewed_at.is_not(None),
+                Recording.reviewed_at > Recording.created_at + literal(VOICE_REVIEW_WITHIN, type_=Interval()))
+
+
+def voice_review_breach_condition(now: datetime, dialect: str) -> ColumnElement[bool]:
+    """SQL twin of `item.voice_message.review_breach(now)`: the item's voice message was reviewed
+    late, or is unreviewed with its 10 minutes gone."""
+    return exists().where(
+        Recording.id == MissedCall.voice_message_id,
+        or_(_reviewed_late(dialect),
+            and_(Recording.reviewed_at.is_(None), Recording.created_at < now - VOICE_REVIEW_WITHIN)),
+    )
+
+
 def missed_calls_list(session: Session, *, org_ids: Iterable[int], f: MissedFilter,
                       now: datetime | None = None) -> Sequence[MissedCall]:
     """Missed-call items by the filter: open ones the most urgent first (as the queue), closed or
@@ -442,7 +463,9 @@ def missed_calls_list(session: Session, *, org_ids: Iterable[int], f: MissedFilt
     if f.first_to is not None:
         conds.append(MissedCall.first_call_at < f.first_to)
     if f.breach_only:
-        conds.append(missed_breach_condition(now or utcnow()))
+        moment = now or utcnow()
+        conds.append(or_(missed_breach_condition(moment),
+                         voice_review_breach_condition(moment, session.get_bind().dialect.name)))
     stmt = select(MissedCall).where(*conds).options(
         joinedload(MissedCall.organization), joinedload(MissedCall.resident),
         joinedload(MissedCall.voice_message).joinedload(Recording.reviewed_by),

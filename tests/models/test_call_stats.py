@@ -9,8 +9,9 @@ import pytest
 
 from models.call_stats import CallBreach, CallCounts, daily_call_stats
 from models.errors import NotFound, ValidationFailed
-from models.missed_call import MissedCall
+from models.missed_call import MissedCall, MissedCallCall
 from models.outbox import DomainEvent as Event
+from models.queries_calls import MissedFilter, MissedStatusFilter, missed_calls_list
 from models.recording import Recording
 from models.rules.call_evidence import (
     BreachKind,
@@ -20,6 +21,7 @@ from models.rules.call_evidence import (
     voice_review_breach,
 )
 from models.services import calls as calls_svc
+from models.services.callbacks import record_callback_result, start_callback
 from models.services.voice_messages import mark_voice_message_reviewed
 from tests import factories as f
 from tests.call_scene import NOW, build_call_day, u
@@ -135,3 +137,25 @@ def test_marking_a_voice_message_reviewed_keeps_the_first_review_and_emits_an_ev
     conversation = calls_svc.attach_recording(session, org_id=org.id, call_id=call.id, path=f"{org.id}/c/x.wav")
     with pytest.raises(ValidationFailed):
         mark_voice_message_reviewed(session, org_id=org.id, recording_id=conversation.id, by=disp)
+
+
+def test_the_breach_filter_agrees_with_the_rules_at_the_edges(session, world) -> None:
+    """`missed_calls_list(breach_only)` (SQL) against `evidence` / `review_breach` (Python): a voice
+    message reviewed exactly 10 minutes after receipt is in time, a second later is not; an item
+    reached exactly at its deadline is in time."""
+    org, disp = session.merge(world.org_a), session.merge(world.dispatcher_a)
+    ids = {}
+    for n, review_after in ((1, timedelta(minutes=10)), (2, timedelta(minutes=10, seconds=1))):
+        call = f.make_inbound_call(session, org, f"+7916000009{n}", at=u(15, n))
+        rec = calls_svc.attach_voice_message(session, org_id=org.id, call_id=call.id, path=f"{org.id}/vm/e{n}.wav",
+                                             at=u(15, n, 30))
+        mark_voice_message_reviewed(session, org_id=org.id, recording_id=rec.id, by=disp, now=u(15, n, 30) + review_after)
+        ids[n] = session.get(MissedCallCall, call.id).missed_call_id
+        attempt = start_callback(session, org_id=org.id, missed_call_id=ids[n], by=disp, now=u(15, n, 40))
+        record_callback_result(session, org_id=org.id, attempt_id=attempt.id, resident_answered=True,
+                               at=u(15, n + 10))  # exactly at the deadline
+    session.flush()
+    found = missed_calls_list(session, org_ids=[org.id], now=NOW,
+                              f=MissedFilter(status=MissedStatusFilter.ALL, breach_only=True))
+    assert [i.id for i in found] == [ids[2]]
+    assert [session.get(MissedCall, i).evidence(NOW).outcome for i in ids.values()] == [MissedOutcome.IN_TIME] * 2

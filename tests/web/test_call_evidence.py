@@ -115,8 +115,8 @@ def test_missed_calls_api_lists_closed_items_with_filters_and_breach_fields(clie
         "id": scene.rec_25, "received_at": "2026-03-10T12:01:00Z", "review_deadline_at": "2026-03-10T12:11:00Z",
         "reviewed_at": "2026-03-10T12:26:00Z", "review_breach": True}
     breaches = client.get(f"{API}/missed-calls?status=all&breach=1&{PERIOD}", headers=headers).get_json()
-    assert [(m["id"], m["outcome"]) for m in breaches["items"]] == [(scene.m_never, "not_reached"),
-                                                                     (scene.m_cb14, "late")]
+    assert [(m["id"], m["outcome"], m["voice_review_breach"]) for m in breaches["items"]] == [
+        (scene.v_25, "in_time", True), (scene.m_never, "not_reached", False), (scene.m_cb14, "late", False)]
     queue = client.get(f"{API}/missed-calls", headers=headers).get_json()
     assert [m["id"] for m in queue["items"]] == [scene.m_never]
     paged = client.get(f"{API}/missed-calls?status=closed&limit=3&{PERIOD}", headers=headers).get_json()
@@ -144,7 +144,8 @@ def test_missed_lists_and_card_mark_late_items_and_link_the_callback_call(scene,
     client = login_as(world.dispatcher_a)
     html = client.get(f"/missed-calls?status=closed&breach=1&{PERIOD}").get_data(as_text=True)
     rows = dict(re.findall(r'<tr class="missed-row[^"]*" id="missed-row-(\d+)" data-id="\d+" data-outcome="(\w+)"', html))
-    assert rows == {str(scene.m_cb14): "late"}
+    assert rows == {str(scene.m_cb14): "late", str(scene.v_25): "in_time"}  # the latter: its voice message
+    assert "нарушение: не прослушано за 10 минут" in html.split(f'id="missed-row-{scene.v_25}"')[1].split("</tr>")[0]
     row = html.split(f'id="missed-row-{scene.m_cb14}"')[1].split("</tr>")[0]
     assert "нарушение: житель достигнут позже срока на 4:00" in row
     assert "срок до <strong class=\"deadline\">12:10:00</strong>" in row and "<strong class=\"reached\">12:14:00</strong>" in row

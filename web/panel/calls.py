@@ -260,7 +260,8 @@ MISSED_STATUS_TITLES = {MissedStatusFilter.OPEN: "ждут перезвона", 
 def parse_missed_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: int = 100) -> MissedFilter:
     """The missed-call lists' filter (panel and API): organization_id, status (open — the queue,
     closed, all), from/to (the first call's local days, inclusive, or ISO date-times), breach
-    (1: only late or missing callbacks and voice messages reviewed late), cursor, limit (1..500)."""
+    (1: only breaches — the resident reached late or not at all, or the item's voice message not
+    reviewed within 10 minutes), cursor, limit (1..500)."""
     f = MissedFilter(limit=default_limit)
     f.organization_id = optional_int(args.get("organization_id"), "organization_id")
     raw = args.get("status", "").strip() or MissedStatusFilter.OPEN.value
