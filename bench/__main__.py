@@ -8,7 +8,7 @@ stderr. A missed target is only reported (exit 0); anything that crashes exits n
 
 Environment: BENCH_TICKETS (default 1 000 000), BENCH_SKIP_PG=1 (SQLite only), BENCH_PG_URL
 (server, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres), BENCH_ONLY
-(comma-separated subset of journal,analytics,export,inspection,api,api_seq,import,sse,telephony,robot,pbx; or the parts as arguments:
+(comma-separated subset of journal,analytics,export,inspection,api,api_seq,import,sse,telephony,robot,pbx,call_stats; or the parts as arguments:
 `python -m bench pbx`),
 BENCH_ENGINES (default sqlite,postgresql), BENCH_JOURNAL_ROUNDS, BENCH_API_REQUESTS,
 BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS, BENCH_WEB_THREADS; analytics (bench/analytics.py): BENCH_ANALYTICS_ROUNDS;
@@ -19,7 +19,8 @@ BENCH_API_SEQ_REQUESTS; import (bench/import_load.py): BENCH_IMPORT_ROWS (160 00
 BENCH_SSE_RATE (sign-ins and tickets per second, 10 each), BENCH_SSE_SECONDS (30); telephony (bench/telephony.py): BENCH_RESIDENTS, BENCH_CALLS,
 BENCH_CALL_RATE, BENCH_MISSED, BENCH_MISSED_SPREAD, BENCH_REDIS_URL; pbx (bench/pbx.py): BENCH_PBX_ENGINES
 (default postgresql), BENCH_PBX_CALLS, BENCH_PBX_WITHIN, BENCH_PBX_STORM_CALLS, BENCH_PBX_STORM_SECONDS and the
-OPENADS_PBX_* ports of pbx/run.sh (the bench has its own defaults).
+OPENADS_PBX_* ports of pbx/run.sh (the bench has its own defaults); call_stats (bench/call_stats.py):
+BENCH_STATS_CALLS (30 000 calls in one month).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> int:
         analytics,
         api,
         api_sequential,
+        call_stats,
         export,
         import_load,
         inspection,
@@ -68,7 +70,7 @@ def main() -> int:
         engines = [e for e in engines if e != "postgresql"]
     # pbx beside the emulator's figures
     parts = ("journal", "analytics", "export", "inspection", "api", "api_seq", "import", "sse", "telephony", "pbx",
-             "robot")
+             "robot", "call_stats")
     wanted = ",".join(sys.argv[1:]) or os.environ.get("BENCH_ONLY", ",".join(parts))
     only = {p.strip() for p in wanted.split(",") if p.strip()}
     if only - set(parts):
@@ -118,6 +120,8 @@ def main() -> int:
                     sse.run(url, engine, facts, OUT)
                 elif part == "robot":  # bench/robot.py: 50 concurrent robot calls (BENCH_ROBOT_CALLS)
                     robot.run(url, engine, OUT)
+                elif part == "call_stats":  # bench/call_stats.py: a month's call statistics and calls export
+                    call_stats.run(url, engine, OUT)
                 elif part == "pbx":  # bench/pbx.py: the real Asterisk with SIPp (skipped when it cannot run)
                     pbx.run(url, engine, OUT)
                 else:

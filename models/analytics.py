@@ -28,12 +28,12 @@ from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from models.call import Call, CallDirection
+from models.call_stats import daily_call_stats
 from models.export import epoch_seconds
 from models.housing import House
 from models.missed_call import MissedCall, MissedCallStatus
 from models.organization import Organization, User
 from models.queries import journal_counters
-from models.queries_calls import callback_compliance
 from models.rating import TicketRating
 from models.rules.ticket_states import OPEN
 from models.ticket import Category, Incident, Ticket, TicketStatus
@@ -271,20 +271,8 @@ def today_live_figures(session: Session, *, org_id: int, now: datetime) -> Today
     """The «Сегодня» dashboard of one organization (a handful of indexed counts)."""
     tz = ZoneInfo(session.scalar(select(Organization.timezone).where(Organization.id == org_id)) or "Europe/Moscow")
     today = now.astimezone(tz).date()
-    start = datetime.combine(today, time(0), tz).astimezone(UTC)
-    sqlite = _is_sqlite(session)
-    wait = func.coalesce(Call.wait_seconds,
-                         epoch_seconds(Call.answered_at, sqlite) - epoch_seconds(Call.started_at, sqlite))
-    answered = Call.answered_at.is_not(None)
-    calls, n_answered, in_5 = session.execute(
-        select(func.count(), func.sum(case((answered, 1), else_=0)),
-               func.sum(case((and_(answered, wait <= ANSWER_WITHIN_SECONDS), 1), else_=0)))
-        .where(Call.organization_id == org_id, Call.direction == CallDirection.INBOUND, _settled_call(),
-               Call.started_at >= start)
-    ).one()
-    day = callback_compliance(session, org_ids=[org_id], day_from=today, day_to=today, tz=tz)
-    missed = day[0].missed if day else 0
-    reached = day[0].reached_in_time if day else 0
+    # The ПП 416 call figures come from the one place that decides them (models/call_stats.py).
+    day = daily_call_stats(session, org_id=org_id, start=today, end=today, now=now).totals
     open_missed = MissedCall.status == MissedCallStatus.OPEN
     missed_open, breaches_missed = session.execute(
         select(func.sum(case((MissedCall.deadline_at >= now, 1), else_=0)),
@@ -302,8 +290,9 @@ def today_live_figures(session: Session, *, org_id: int, now: datetime) -> Today
         .where(Incident.organization_id == org_id, Incident.localized_at.is_(None), Incident.liquidated_at.is_(None))
     )
     return TodayFigures(
-        organization_id=org_id, day=today, at=now, calls=int(calls or 0), answered=int(n_answered or 0),
-        answered_in_5=int(in_5 or 0), missed=missed, called_back_in_10=reached, missed_open=int(missed_open or 0),
+        organization_id=org_id, day=today, at=now, calls=day.calls, answered=day.answered,
+        answered_in_5=day.answered_in_5min, missed=day.missed, called_back_in_10=day.called_back_in_time,
+        missed_open=int(missed_open or 0),
         breaches_missed=int(breaches_missed or 0), breaches_tickets=overdue_tickets,
         emergencies_not_localised=int(emergencies or 0), incidents_not_localised=int(incidents or 0),
         last_event_id=last_event_id,

@@ -81,6 +81,15 @@ CALL_OUTCOME_TITLES_RU: dict[CallOutcome, str] = {
 }
 
 
+CALL_DIRECTION_TITLES_RU: dict[CallDirection, str] = {CallDirection.INBOUND: "входящий",
+                                                      CallDirection.OUTBOUND: "исходящий"}
+CALL_KIND_TITLES_RU: dict[CallKind, str] = {
+    CallKind.INBOUND: "звонок жителя", CallKind.CALLBACK: "обратный вызов", CallKind.AUTO_CALLBACK: "автоперезвон",
+    CallKind.ROBOT: "робот: оценка заявки", CallKind.FALLBACK: "резервная схема",
+    CallKind.VOICE_NOTIFICATION: "робот: голосовое уведомление",
+}
+
+
 class RingStrategy(enum.StrEnum):
     RINGALL = "ringall"  # every phone at once
     ROUND_ROBIN = "round_robin"  # one at a time, each call starting from the next phone

@@ -614,13 +614,14 @@ Table = tuple[str, Sequence[tuple[str, int]], Iterable[Sequence[Cell]]]
 
 
 def iter_table_xlsx(sheet_name: str, columns: Sequence[tuple[str, int]], rows: Iterable[Sequence[Cell]],
-                    *, tz: ZoneInfo, now: datetime) -> Iterator[bytes]:
+                    *, tz: ZoneInfo | None, now: datetime) -> Iterator[bytes]:
     """A plain one-sheet workbook in the journal's style (bold frozen header, autofilter): text,
-    whole numbers, and date-times shown in `tz` (the reports' small logs: recording access, purges)."""
+    whole numbers, and date-times shown in `tz` (the reports' small logs: recording access, purges),
+    or with `tz=None` each in its own zone (rows of several organizations, e.g. the calls journal)."""
     return iter_tables_xlsx([(sheet_name, columns, rows)], tz=tz, now=now)
 
 
-def iter_tables_xlsx(tables: Sequence[Table], *, tz: ZoneInfo, now: datetime) -> Iterator[bytes]:
+def iter_tables_xlsx(tables: Sequence[Table], *, tz: ZoneInfo | None, now: datetime) -> Iterator[bytes]:
     """`iter_table_xlsx` of several sheets (the analytics' blocks); numbers may be fractional."""
     counters = [[0] for _ in tables]
 
@@ -628,7 +629,7 @@ def iter_tables_xlsx(tables: Sequence[Table], *, tz: ZoneInfo, now: datetime) ->
         if value is None:
             return _EMPTY
         if isinstance(value, datetime):
-            local = value.astimezone(tz).replace(tzinfo=None)
+            local = (value.astimezone(tz) if tz is not None else value).replace(tzinfo=None)
             return _DATE_OPEN + repr((local - datetime(1899, 12, 30)).total_seconds() / 86400) + _NUM_CLOSE
         if isinstance(value, int | float) and not isinstance(value, bool):
             return _NUM_OPEN + repr(value) + _NUM_CLOSE

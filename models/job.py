@@ -27,6 +27,7 @@ class JobKind(enum.StrEnum):
     JOURNAL_EXPORT = "journal_export"  # the filtered journal to an .xlsx file
     RECORDINGS_PURGE = "recordings_purge"  # delete call recordings past the retention
     INSPECTION_PACK = "inspection_pack"  # the ZIP of registers for a housing inspection (decision 0038)
+    CALLS_EXPORT = "calls_export"  # the filtered calls journal to an .xlsx file
 
 
 KIND_TITLES_RU = {
@@ -35,7 +36,12 @@ KIND_TITLES_RU = {
     JobKind.JOURNAL_EXPORT: "Выгрузка журнала в Excel",
     JobKind.RECORDINGS_PURGE: "Удаление записей разговоров по сроку хранения",
     JobKind.INSPECTION_PACK: "Пакет документов для проверки ГЖИ",
+    JobKind.CALLS_EXPORT: "Выгрузка журнала звонков в Excel",
 }
+
+
+# Jobs whose result is a file to download (`/jobs/<id>/file`).
+EXPORT_KINDS: frozenset[JobKind] = frozenset({JobKind.JOURNAL_EXPORT, JobKind.CALLS_EXPORT})
 
 
 class JobStatus(enum.StrEnum):

@@ -19,6 +19,7 @@ from models.call import Call, CallOutcome
 from models.housing import Resident
 from models.organization import Organization, User
 from models.recording import Recording
+from models.rules.call_evidence import MissedEvidence, missed_outcome, missed_reached_at
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
@@ -98,6 +99,20 @@ class MissedCall(OrgOwned, Base):
 
     def is_overdue(self, now: datetime) -> bool:
         return self.is_open and self.deadline_at < now
+
+    @property
+    def reached_at(self) -> datetime | None:
+        """When the resident was first reached (a callback they answered, or their own later call
+        a dispatcher answered); None: not reached. Reads `attempts` (load them with the item)."""
+        recall = self.closed_at if self.close_reason == CloseReason.CALLED_AGAIN_ANSWERED else None
+        return missed_reached_at((a.resident_answered_at for a in self.attempts if a.resident_answered), recall)
+
+    def evidence(self, now: datetime) -> MissedEvidence:
+        """The item against its 10-minute deadline (models/rules/call_evidence.py): in time, late
+        with the actual time, not reached, or still pending."""
+        reached = self.reached_at
+        return MissedEvidence(missed_outcome(self.deadline_at, reached, is_open=self.is_open, now=now),
+                              self.deadline_at, reached)
 
 
 class MissedCallCall(OrgOwned, Base):

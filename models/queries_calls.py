@@ -1,15 +1,16 @@
-"""Telephony reads: the caller card, the missed-call queue, the calls journal, the compliance figure.
+"""Telephony reads: the caller card, the missed-call queue and lists, the calls journal (the compliance
+figures are `models/call_stats.py`).
 
 Every function takes the organization(s) the caller may see; an empty list is refused.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ARRAY,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Connection,
     Executable,
     Integer,
+    Interval,
     Select,
     String,
     TableValuedAlias,
@@ -46,8 +48,9 @@ from models.base import utcnow
 from models.call import MISSED_OUTCOMES, Call, CallDirection, CallKind, CallOutcome, TelephonySettings
 from models.errors import NotFound
 from models.housing import Account, House, Premise, Resident, ResidentPhone
-from models.missed_call import CallbackAttempt, CloseReason, MissedCall, MissedCallStatus
-from models.organization import Organization
+from models.missed_call import CallbackAttempt, CloseReason, MissedCall, MissedCallCall, MissedCallStatus
+from models.recording import Recording
+from models.rules.call_evidence import VOICE_REVIEW_WITHIN
 from models.rules.phones import try_e164
 from models.rules.ticket_states import OPEN
 from models.rules.utilities import utility_title
@@ -384,6 +387,128 @@ def missed_queue(session: Session, *, org_ids: Iterable[int], limit: int = 500) 
     ).unique().all()
 
 
+class MissedStatusFilter(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    ALL = "all"
+
+
+@dataclass
+class MissedFilter:
+    """The missed-call lists (panel and API): status, the first call's period [from, to), breaches only."""
+
+    organization_id: int | None = None
+    status: MissedStatusFilter = MissedStatusFilter.OPEN
+    first_from: datetime | None = None
+    first_to: datetime | None = None
+    breach_only: bool = False
+    # keyset pagination of the closed/all lists: rows strictly older than (first_call_at, id)
+    before: tuple[datetime, int] | None = None
+    limit: int = 100
+
+
+def _reached_in_time() -> ColumnElement[bool]:
+    """SQL twin of `models.rules.call_evidence.missed_outcome(...) == IN_TIME`: a callback the
+    resident answered, or their own call answered (`called_again_answered`), by the deadline."""
+    callback_ok = exists().where(
+        CallbackAttempt.missed_call_id == MissedCall.id, CallbackAttempt.resident_answered.is_(True),
+        CallbackAttempt.resident_answered_at <= MissedCall.deadline_at,
+    )
+    # `IS NOT NULL` first: an open item's NULLs must make this false, not NULL (NOT NULL is NULL).
+    recall_ok = and_(MissedCall.close_reason.is_not(None), MissedCall.closed_at.is_not(None),
+                     MissedCall.close_reason == CloseReason.CALLED_AGAIN_ANSWERED,
+                     MissedCall.closed_at <= MissedCall.deadline_at)
+    return or_(callback_ok, recall_ok)
+
+
+def missed_breach_condition(now: datetime) -> ColumnElement[bool]:
+    """SQL twin of `MissedCall.evidence(now).breach`: not reached in time, and not still pending
+    (open with its deadline ahead)."""
+    pending = and_(MissedCall.status == MissedCallStatus.OPEN, MissedCall.deadline_at >= now)
+    return and_(~_reached_in_time(), ~pending)
+
+
+def _reviewed_late(dialect: str) -> ColumnElement[bool]:
+    """A reviewed voice message's review came more than 10 minutes after its receipt."""
+    if dialect == "sqlite":  # no interval arithmetic: julianday differences (a millisecond's tolerance)
+        seconds = (func.julianday(Recording.reviewed_at) - func.julianday(Recording.created_at)) * 86400
+        return and_(Recording.reviewed_at.is_not(None), seconds > VOICE_REVIEW_WITHIN.total_seconds() + 0.001)
+    return and_(Recording.reviewed_at.is_not(None),
+                Recording.reviewed_at > Recording.created_at + literal(VOICE_REVIEW_WITHIN, type_=Interval()))
+
+
+def voice_review_breach_condition(now: datetime, dialect: str) -> ColumnElement[bool]:
+    """SQL twin of `item.voice_message.review_breach(now)`: the item's voice message was reviewed
+    late, or is unreviewed with its 10 minutes gone."""
+    return exists().where(
+        Recording.id == MissedCall.voice_message_id,
+        or_(_reviewed_late(dialect),
+            and_(Recording.reviewed_at.is_(None), Recording.created_at < now - VOICE_REVIEW_WITHIN)),
+    )
+
+
+def missed_calls_list(session: Session, *, org_ids: Iterable[int], f: MissedFilter,
+                      now: datetime | None = None) -> Sequence[MissedCall]:
+    """Missed-call items by the filter: open ones the most urgent first (as the queue), closed or
+    all the newest first (keyset pages on `(first_call_at, id)`), with their attempts (and each
+    attempt's call, dispatcher and recordings) and voice message loaded for the breach marks."""
+    ids = _ids(org_ids)
+    if f.organization_id is not None:
+        ids = [i for i in ids if i == f.organization_id] or [-1]
+    conds: list[ColumnElement[bool]] = [MissedCall.organization_id.in_(ids)]
+    if f.status != MissedStatusFilter.ALL:
+        conds.append(MissedCall.status == MissedCallStatus(f.status.value))
+    if f.first_from is not None:
+        conds.append(MissedCall.first_call_at >= f.first_from)
+    if f.first_to is not None:
+        conds.append(MissedCall.first_call_at < f.first_to)
+    if f.breach_only:
+        moment = now or utcnow()
+        conds.append(or_(missed_breach_condition(moment),
+                         voice_review_breach_condition(moment, session.get_bind().dialect.name)))
+    stmt = select(MissedCall).where(*conds).options(
+        joinedload(MissedCall.organization), joinedload(MissedCall.resident),
+        joinedload(MissedCall.voice_message).joinedload(Recording.reviewed_by),
+        selectinload(MissedCall.attempts).joinedload(CallbackAttempt.dispatcher),
+        selectinload(MissedCall.attempts).joinedload(CallbackAttempt.call).selectinload(Call.recordings),
+    )
+    if f.status == MissedStatusFilter.OPEN:
+        stmt = stmt.order_by(MissedCall.deadline_at, MissedCall.id)
+    else:
+        if f.before is not None:
+            at, mid = f.before
+            stmt = stmt.where(or_(MissedCall.first_call_at < at, and_(MissedCall.first_call_at == at, MissedCall.id < mid)))
+        stmt = stmt.order_by(MissedCall.first_call_at.desc(), MissedCall.id.desc())
+    return session.scalars(stmt.limit(max(1, min(f.limit, 500)))).unique().all()
+
+
+def missed_items_of_calls(session: Session, *, org_ids: Iterable[int], call_ids: Iterable[int]) -> dict[int, int]:
+    """call id → the missed-call item it belongs to: a missed call merged into it, or a callback
+    call of one of its attempts, or the call of the resident's own that closed it."""
+    wanted = list(call_ids)
+    if not wanted:
+        return {}
+    ids = _ids(org_ids)
+    found: dict[int, int] = {}
+    for call_id, item_id in session.execute(
+        select(CallbackAttempt.call_id, CallbackAttempt.missed_call_id)
+        .where(CallbackAttempt.call_id.in_(wanted), CallbackAttempt.organization_id.in_(ids))
+    ):
+        found[call_id] = item_id
+    for call_id, item_id in session.execute(
+        select(MissedCallCall.call_id, MissedCallCall.missed_call_id)
+        .where(MissedCallCall.call_id.in_(wanted), MissedCallCall.organization_id.in_(ids))
+    ):
+        found.setdefault(call_id, item_id)
+    for closing_id, item_id in session.execute(
+        select(MissedCall.closing_call_id, MissedCall.id)
+        .where(MissedCall.closing_call_id.in_(wanted), MissedCall.organization_id.in_(ids))
+    ):
+        if closing_id is not None:
+            found.setdefault(closing_id, item_id)
+    return found
+
+
 def missed_count(session: Session, *, org_ids: Iterable[int]) -> int:
     """Waiting missed calls (the browser tab title)."""
     return int(session.scalar(
@@ -397,7 +522,9 @@ def missed_call_card(session: Session, *, org_ids: Iterable[int], missed_call_id
         select(MissedCall)
         .where(MissedCall.id == missed_call_id, MissedCall.organization_id.in_(_ids(org_ids)))
         .options(joinedload(MissedCall.resident), joinedload(MissedCall.voice_message),
-                 selectinload(MissedCall.attempts).joinedload(CallbackAttempt.dispatcher))
+                 joinedload(MissedCall.closing_call),
+                 selectinload(MissedCall.attempts).joinedload(CallbackAttempt.dispatcher),
+                 selectinload(MissedCall.attempts).joinedload(CallbackAttempt.call).selectinload(Call.recordings))
     )
     if item is None:
         raise NotFound("пропущенный звонок не найден", missed_call_id=missed_call_id)
@@ -622,89 +749,3 @@ def next_overdue_deadline_all_orgs(session: Session) -> datetime | None:
         .order_by(MissedCall.deadline_at)
         .limit(1)
     )
-
-
-# --- compliance (ПП 416 T2) ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ComplianceDay:
-    """One organization, one local day (by the first missed call's arrival).
-
-    `reached_in_time`: a callback the resident answered, or a later call of theirs that was
-    answered, no later than the 10-minute deadline; `share` = reached_in_time / missed.
-    Unanswered attempts never count (the regulation's open point): they are shown as `attempts`.
-    """
-
-    organization_id: int
-    day: date
-    missed: int
-    callback_in_time: int
-    recall_in_time: int
-    attempts: int
-
-    @property
-    def reached_in_time(self) -> int:
-        return self.callback_in_time + self.recall_in_time
-
-    @property
-    def share(self) -> float | None:
-        return self.reached_in_time / self.missed if self.missed else None
-
-
-def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=tz)
-
-
-def callback_compliance(
-    session: Session, *, org_ids: Iterable[int], day_from: date, day_to: date, tz: ZoneInfo | None = None,
-) -> list[ComplianceDay]:
-    """Per organization and local day in [day_from, day_to]: missed items and how many were reached
-    within 10 minutes. Days are the organization's own (or `tz` for all when given). Every day of
-    the range is listed, with zeros when nothing was missed."""
-    ids = sorted(set(_ids(org_ids)))
-    if day_to < day_from:
-        return []
-    zones: dict[int, ZoneInfo] = {
-        oid: tz or ZoneInfo(name)
-        for oid, name in session.execute(select(Organization.id, Organization.timezone).where(Organization.id.in_(ids)))
-    }
-    if not zones:
-        return []
-    windows = {oid: (_local_midnight(day_from, z), _local_midnight(day_to + timedelta(days=1), z)) for oid, z in zones.items()}
-    lo = min(w[0] for w in windows.values())
-    hi = max(w[1] for w in windows.values())
-    callback_ok = exists().where(
-        CallbackAttempt.missed_call_id == MissedCall.id, CallbackAttempt.resident_answered.is_(True),
-        CallbackAttempt.resident_answered_at <= MissedCall.deadline_at,
-    )
-    attempts = (
-        select(func.count()).select_from(CallbackAttempt).where(CallbackAttempt.missed_call_id == MissedCall.id)
-        .scalar_subquery()
-    )
-    rows = session.execute(
-        select(MissedCall.organization_id, MissedCall.first_call_at, MissedCall.deadline_at, MissedCall.close_reason,
-               MissedCall.closed_at, callback_ok, attempts)
-        .where(MissedCall.organization_id.in_(list(zones)), MissedCall.first_call_at >= lo, MissedCall.first_call_at < hi)
-    ).all()
-    counts: dict[tuple[int, date], list[int]] = {}
-    ndays = (day_to - day_from).days + 1
-    for oid in zones:
-        for i in range(ndays):
-            counts[(oid, day_from + timedelta(days=i))] = [0, 0, 0, 0]
-    for oid, first_at, deadline_at, reason, closed_at, cb_ok, n_attempts in rows:
-        day = first_at.astimezone(zones[oid]).date()
-        bucket = counts.get((oid, day))
-        if bucket is None:
-            continue
-        bucket[0] += 1
-        if cb_ok:
-            bucket[1] += 1
-        elif reason == CloseReason.CALLED_AGAIN_ANSWERED and closed_at is not None and closed_at <= deadline_at:
-            bucket[2] += 1
-        bucket[3] += int(n_attempts or 0)
-    return [
-        ComplianceDay(organization_id=oid, day=day, missed=c[0], callback_in_time=c[1], recall_in_time=c[2],
-                      attempts=c[3])
-        for (oid, day), c in sorted(counts.items())
-    ]

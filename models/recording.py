@@ -12,9 +12,11 @@ from datetime import datetime
 from pathlib import PurePosixPath
 
 from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, OrgOwned, UTCDateTime, utcnow
+from models.organization import User
+from models.rules.call_evidence import voice_review_breach, voice_review_deadline
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
@@ -55,10 +57,24 @@ class Recording(OrgOwned, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_reason: Mapped[str | None] = mapped_column(String(200))
+    # A voice message (T3) marked reviewed by a dispatcher: when and by whom (decision 0037).
+    # `created_at` is its receipt; reviewed later than 10 minutes after it is a breach.
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    reviewed_by: Mapped[User | None] = relationship()
 
     @property
     def deleted(self) -> bool:
         return self.deleted_at is not None
+
+    def review_breach(self, now: datetime) -> bool:
+        """A voice message reviewed after 10 minutes, or still unreviewed past them."""
+        return self.kind == RecordingKind.VOICEMAIL and voice_review_breach(self.created_at, self.reviewed_at, now)
+
+    @property
+    def review_deadline_at(self) -> datetime:
+        return voice_review_deadline(self.created_at)
 
 
 class PurgeRule(enum.StrEnum):

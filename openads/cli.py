@@ -1,4 +1,4 @@
-"""`openads`: the one console script (db, org, user, web, worker, demo, import-housing, export-journal).
+"""`openads`: the one console script (db, org, user, web, worker, demo, import-housing, export-journal, export-calls).
 
 Exit codes: 0 success; 1 the operation failed (database unreachable, schema out of date, ...);
 2 bad usage or invalid input, always with a clear Russian message on stderr and never a traceback.

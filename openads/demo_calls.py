@@ -28,6 +28,7 @@ from models.recording import RecordingKind, recording_relpath
 from models.services import callbacks as callback_services
 from models.services import calls as call_services
 from models.services import ratings as rating_services
+from models.services import voice_messages as voice_services
 from models.ticket import Channel, Ticket
 from models.ticket import TicketStatus as S
 
@@ -127,10 +128,15 @@ def seed_call_week(db: Database, rng: random.Random, org_ids: Sequence[int], dis
                             target.parent.mkdir(parents=True, exist_ok=True)
                             target.write_bytes(wav)
                             path = rel
-                        call_services.attach_voice_message(
+                        received = at + wait + timedelta(seconds=20)
+                        rec = call_services.attach_voice_message(
                             s, org_id=org_id, call_id=call.id, path=path or f"{org_id}/demo/{call.id}.voicemail.wav",
-                            duration_seconds=rng.randrange(8, 40), size_bytes=len(wav) or None,
-                            at=at + wait + timedelta(seconds=20))
+                            duration_seconds=rng.randrange(8, 40), size_bytes=len(wav) or None, at=received)
+                        # listened to by a dispatcher, mostly within the 10 minutes (ПП 416), now and then late
+                        listened = received + timedelta(minutes=rng.randrange(12, 40) if rng.random() < 0.2
+                                                        else rng.randrange(1, 9))
+                        voice_services.mark_voice_message_reviewed(s, org_id=org_id, recording_id=rec.id,
+                                                                   by=rng.choice(staff), now=min(listened, now))
                         week.voice_messages += 1
                     else:
                         call_services.mark_call_missed(s, org_id=org_id, call_id=call.id, at=at + wait)

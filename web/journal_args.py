@@ -27,7 +27,7 @@ INT_FIELDS = ("organization_id", "house_id", "category_id", "executor_id")
 MAX_LIMIT = 200
 
 
-def _bool(name: str, raw: str) -> bool | None:
+def bool_arg(name: str, raw: str) -> bool | None:
     value = raw.strip().lower()
     if value in ("", "any"):
         return None
@@ -59,8 +59,8 @@ def parse_journal_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit:
             except ValueError as exc:
                 raise ValidationFailed(f"неизвестный статус «{part[:40]}»", field="status", value=part) from exc
     f.statuses = statuses
-    f.emergency = _bool("emergency", args.get("emergency", ""))
-    f.overdue = _bool("overdue", args.get("overdue", ""))
+    f.emergency = bool_arg("emergency", args.get("emergency", ""))
+    f.overdue = bool_arg("overdue", args.get("overdue", ""))
     for name in DATE_FIELDS:
         raw = args.get(name, "").strip()
         if raw:

@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import chain
+from models.call_stats import daily_call_stats
 from models.db import Database
 from models.errors import NotFound, PermissionDenied, ValidationFailed
 from models.export import CHANNEL_TITLES_RU, iter_journal_xlsx, iter_table_xlsx
@@ -53,6 +54,7 @@ from models.rating import (
     TicketRating,
 )
 from models.rules import access
+from models.rules.call_evidence import BREACH_TITLES_RU
 from models.rules.phones import display
 from models.rules.ticket_states import STATUS_TITLES_RU
 from models.services import recordings as rec_svc
@@ -697,9 +699,52 @@ def recordings_section(ctx: PackContext) -> None:
               sheet="Удаление записей")
 
 
-# The pack's registers, in order. The call statistics per day (issue 14 item 3) is one more entry:
-# a function `calls_section(ctx)` that reads `daily_call_stats(session, org_id=..., start=..., end=...)`
-# and writes `ctx.table("NN-звонки-по-дням", ...)` — the cover and the manifest include it as they are.
+CALL_DAY_COLUMNS = (
+    ("День", 12), ("Звонков", 9), ("Принято", 9), ("Принято за 5 мин", 11), ("Доля за 5 мин, %", 11),
+    ("Пропущено (номеров)", 12), ("Перезвон за 10 мин", 11), ("Житель позвонил сам за 10 мин", 13),
+    ("Перезвон позже срока", 11), ("Не перезвонили", 11), ("Ожидают перезвона", 11), ("Попыток перезвона", 11),
+    ("Голосовых сообщений", 11), ("Из них не прослушаны за 10 мин", 14),
+)
+CALL_BREACH_COLUMNS = (
+    ("Нарушение", 26), ("Номер жителя", 16), ("Звонок поступил", 16), ("Срок", 16), ("Фактически", 16),
+    ("Позже срока, мин", 10), ("Кто", 24), ("Причина, записанная диспетчером", 40),
+)
+
+
+def calls_section(ctx: PackContext) -> None:
+    """Call handling per day (ПП 416: answered within 5 minutes, missed calls called back within 10,
+    voice messages reviewed within 10) and every breach with its actual times (models/call_stats.py)."""
+    s = ctx.scope
+
+    def stats() -> Any:
+        with ctx.db.read() as session:
+            return daily_call_stats(session, org_id=s.org_id, start=s.day_from, end=s.day_to, now=s.now)
+
+    def day_rows() -> Iterator[Sequence[Cell]]:
+        for d in stats().days:
+            share = d.answered_in_5min_share
+            yield (d.day.strftime("%d.%m.%Y"), d.calls, d.answered, d.answered_in_5min,
+                   "—" if share is None else f"{share * 100:.1f}", d.missed, d.callback_in_time, d.recall_in_time,
+                   d.called_back_late, d.not_called_back, d.awaiting_callback, d.attempts, d.voice_messages,
+                   d.voice_messages_reviewed_late)
+
+    def breach_rows() -> Iterator[Sequence[Cell]]:
+        names = _Names()
+        breaches = stats().breaches
+        with ctx.db.read() as session:
+            names.load(session, users=[b.user_id for b in breaches])
+        for b in breaches:
+            late = b.late_seconds
+            yield (BREACH_TITLES_RU[b.kind], display(b.phone) if b.phone else "скрыт", b.started_at,
+                   b.deadline_at, b.actual_at if b.actual_at is not None else "не было",
+                   "" if late is None else -(-late // 60), names.user(b.user_id), b.note or "")
+
+    ctx.table("10-звонки-по-дням", "Обработка звонков по дням", CALL_DAY_COLUMNS, day_rows, sheet="Звонки по дням")
+    ctx.table("11-нарушения-по-звонкам", "Нарушения сроков ответа, перезвона и прослушивания", CALL_BREACH_COLUMNS,
+              breach_rows, sheet="Нарушения по звонкам")
+
+
+# The pack's registers, in order; the cover and the manifest include whatever they write.
 SECTIONS: list[tuple[str, Section]] = [
     ("journal", journal_section),
     ("breaches", breaches_section),
@@ -707,6 +752,7 @@ SECTIONS: list[tuple[str, Section]] = [
     ("residents", residents_section),
     ("ratings", ratings_section),
     ("recordings", recordings_section),
+    ("calls", calls_section),
 ]
 
 

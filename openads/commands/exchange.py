@@ -1,4 +1,5 @@
-"""The work behind `openads export-journal` and `openads import-housing` (argparse is in exchange_cli.py)."""
+"""The work behind `openads export-journal`, `openads export-calls` and `openads import-housing`
+(argparse is in exchange_cli.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from models.base import utcnow
 from models.db import Database
 from models.errors import ImportFailed, NotFound
 from models.export import write_journal_xlsx
+from models.export_calls import write_calls_xlsx
 from models.job import Job, JobKind, JobStatus
 from models.organization import Organization
 from models.services.housing_import import ImportReport, parse_housing_file
@@ -45,6 +47,27 @@ def export_journal_cmd(db: Database, org_ids: Sequence[int], args: Mapping[str, 
     from web.journal_args import parse_journal_filter
 
     orgs = _org_zones(db, list(org_ids))
+    f = parse_journal_filter(_multi(args), ZoneInfo(orgs[0][1]))
+    rows = write_journal_xlsx(db, [oid for oid, _tz in orgs], f, utcnow(), out_path)
+    print(f"Выгружено заявок: {rows} → {out_path}")
+    return 0
+
+
+def export_calls_cmd(db: Database, org_ids: Sequence[int], args: Mapping[str, Any], out_path: str | Path) -> int:
+    """Export the calls journal of `org_ids` to `out_path` (.xlsx), with each call's ПП 416
+    evidence (models/export_calls.py); returns the exit code (0). `args`: the calls journal's
+    query-string arguments (from, to, direction, outcome, phone), read in the first organization's
+    zone. Raises NotFound for an unknown organization and ValidationFailed for a bad argument."""
+    from web.panel.calls import parse_call_filter
+
+    orgs = _org_zones(db, list(org_ids))
+    f = parse_call_filter(_multi(args), ZoneInfo(orgs[0][1]))
+    rows = write_calls_xlsx(db, [oid for oid, _tz in orgs], f, utcnow(), out_path)
+    print(f"Выгружено звонков: {rows} → {out_path}")
+    return 0
+
+
+def _multi(args: Mapping[str, Any]) -> MultiDict[str, str]:
     multi: MultiDict[str, str] = MultiDict()
     for key, value in args.items():
         for item in value if isinstance(value, list | tuple) else [value]:
@@ -52,10 +75,7 @@ def export_journal_cmd(db: Database, org_ids: Sequence[int], args: Mapping[str, 
                 multi.add(key, str(item))
     multi.pop("limit", None)
     multi.pop("cursor", None)
-    f = parse_journal_filter(multi, ZoneInfo(orgs[0][1]))
-    rows = write_journal_xlsx(db, [oid for oid, _tz in orgs], f, utcnow(), out_path)
-    print(f"Выгружено заявок: {rows} → {out_path}")
-    return 0
+    return multi
 
 
 def report_text(report: ImportReport) -> str:

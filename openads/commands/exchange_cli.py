@@ -1,6 +1,7 @@
-"""`openads import-housing` and `openads export-journal`: the argparse side.
+"""`openads import-housing`, `openads export-journal` and `openads export-calls`: the argparse side.
 
-The work itself is in `openads.commands.exchange` (`import_housing_cmd`, `export_journal_cmd`),
+The work itself is in `openads.commands.exchange` (`import_housing_cmd`, `export_journal_cmd`,
+`export_calls_cmd`),
 imported lazily so the other commands start without openpyxl.
 """
 
@@ -49,6 +50,19 @@ def register(sub: Any) -> None:
     for option, key, text in JOURNAL_FILTERS:
         exp.add_argument(option, dest=key, metavar="ЗНАЧЕНИЕ", help=text)
     exp.set_defaults(handler=run_export)
+
+    calls = sub.add_parser("export-calls", help="выгрузить журнал звонков в .xlsx (с фильтрами журнала звонков и "
+                                                "отметками о соблюдении сроков ПП 416)")
+    calls.add_argument("--org", required=True, action="append", type=positive_int, metavar="ID",
+                       help="id организации (можно несколько раз)")
+    calls.add_argument("--out", "-o", required=True, type=Path, help="файл .xlsx, куда записать журнал звонков")
+    calls.add_argument("--from", dest="from_", metavar="ГГГГ-ММ-ДД", help="звонки с этого дня (время организации)")
+    calls.add_argument("--to", metavar="ГГГГ-ММ-ДД", help="звонки по этот день включительно")
+    calls.add_argument("--direction", choices=("inbound", "outbound"), help="направление")
+    calls.add_argument("--outcome", action="append", default=[], metavar="ИСХОД",
+                       help="исход (можно несколько раз): missed — все пропущенные, answered, voicemail, ...")
+    calls.add_argument("--phone", metavar="НОМЕР", help="номер жителя")
+    calls.set_defaults(handler=run_export_calls)
 
 
 def _progress(quiet: bool) -> Any:
@@ -120,6 +134,24 @@ def run_export(args: argparse.Namespace) -> int:
     db = database(settings().database_url)
     try:
         result = export_journal_cmd(db, list(dict.fromkeys(args.org)), journal_args(args), out)
+    finally:
+        db.dispose()
+    return _finish(result)
+
+
+def run_export_calls(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if out.suffix.lower() != ".xlsx":
+        raise UsageError(f"--out: ожидается имя файла .xlsx, получено {out.name!r}")
+    if not out.parent.exists():
+        raise UsageError(f"--out: нет каталога {out.parent}")
+    from openads.commands.exchange import export_calls_cmd
+
+    values: dict[str, Any] = {"from": args.from_, "to": args.to, "direction": args.direction,
+                              "outcome": list(args.outcome), "phone": args.phone}
+    db = database(settings().database_url)
+    try:
+        result = export_calls_cmd(db, list(dict.fromkeys(args.org)), values, out)
     finally:
         db.dispose()
     return _finish(result)

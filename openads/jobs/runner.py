@@ -60,6 +60,7 @@ HANDLERS: dict[JobKind, Handler] = {
     JobKind.JOURNAL_EXPORT: export.export,
     JobKind.RECORDINGS_PURGE: recordings.purge,
     JobKind.INSPECTION_PACK: inspection.pack,
+    JobKind.CALLS_EXPORT: export.export_calls,
 }
 
 

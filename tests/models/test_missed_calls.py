@@ -1,14 +1,14 @@
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
 from models.call import Call, CallKind, CallOutcome
+from models.call_stats import daily_call_stats_of
 from models.errors import NotFound, ValidationFailed
 from models.missed_call import CallbackAttempt, CloseReason, MissedCall, MissedCallCall, MissedCallStatus
 from models.outbox import DomainEvent
-from models.queries_calls import auto_callback_candidates, callback_compliance, missed_count, missed_queue
+from models.queries_calls import auto_callback_candidates, missed_count, missed_queue
 from models.recording import RecordingKind
 from models.rules.deadlines import missed_call_deadline
 from models.services import callbacks, calls
@@ -262,23 +262,22 @@ def test_compliance_per_organization_and_local_day_across_time_zones(session, wo
     _item(session, org_a, "+79165550036", datetime(2026, 3, 4, 21, 0, tzinfo=UTC))
     session.flush()
 
-    rows = callback_compliance(session, org_ids=[org_a.id, org_b.id], day_from=date(2026, 3, 2), day_to=date(2026, 3, 3))
-    got = {(r.organization_id, r.day): (r.missed, r.callback_in_time, r.recall_in_time, r.attempts, r.share) for r in rows}
+    now = datetime(2026, 3, 5, tzinfo=UTC)
+    rows = [d for st in daily_call_stats_of(session, org_ids=[org_a.id, org_b.id], start=date(2026, 3, 2),
+                                            end=date(2026, 3, 3), now=now) for d in st.days]
+    got = {(r.organization_id, r.day): (r.missed, r.callback_in_time, r.recall_in_time, r.attempts, r.callback_share,
+                                        r.called_back_late, r.not_called_back) for r in rows}
     assert got == {
-        (org_a.id, date(2026, 3, 2)): (3, 1, 1, 2, 2 / 3),
-        (org_a.id, date(2026, 3, 3)): (2, 1, 0, 3, 0.5),
-        (org_b.id, date(2026, 3, 2)): (0, 0, 0, 0, None),
-        (org_b.id, date(2026, 3, 3)): (1, 1, 0, 1, 1.0),
+        (org_a.id, date(2026, 3, 2)): (3, 1, 1, 2, 2 / 3, 0, 1),
+        (org_a.id, date(2026, 3, 3)): (2, 1, 0, 3, 0.5, 1, 0),
+        (org_b.id, date(2026, 3, 2)): (0, 0, 0, 0, None, 0, 0),
+        (org_b.id, date(2026, 3, 3)): (1, 1, 0, 1, 1.0, 0, 0),
     }
-    # one zone for all (e.g. a dispatch centre's report in UTC): the 21:30 and 22:00 UTC items fall on 2 March
-    utc_rows = callback_compliance(session, org_ids=[org_a.id], day_from=date(2026, 3, 2), day_to=date(2026, 3, 2),
-                                   tz=ZoneInfo("UTC"))
-    assert [(r.missed, r.reached_in_time) for r in utc_rows] == [(5, 3)]
     # tenant scoping
-    assert {r.organization_id for r in callback_compliance(session, org_ids=[org_b.id], day_from=date(2026, 3, 2),
-                                                           day_to=date(2026, 3, 3))} == {org_b.id}
+    assert {st.organization_id for st in daily_call_stats_of(session, org_ids=[org_b.id], start=date(2026, 3, 2),
+                                                             end=date(2026, 3, 3), now=now)} == {org_b.id}
     with pytest.raises(NotFound):
-        callback_compliance(session, org_ids=[], day_from=date(2026, 3, 2), day_to=date(2026, 3, 3))
+        daily_call_stats_of(session, org_ids=[], start=date(2026, 3, 2), end=date(2026, 3, 3))
     assert i2.close_reason == CloseReason.CALLED_AGAIN_ANSWERED
 
 

@@ -41,6 +41,7 @@ def test_demo_seeds_a_week_of_calls_callbacks_voice_messages_and_ratings(db, tmp
         assert on_time and late
         voice = s.scalars(select(Recording).where(Recording.kind == RecordingKind.VOICEMAIL)).all()
         assert voice and all((tmp_path / r.path).exists() for r in voice)
+        assert all(r.reviewed_at is not None and r.reviewed_by_id is not None for r in voice)  # listened to (T3)
         # phone tickets of the week carry their call; ratings exist, some low ones for the manager
         assert s.scalar(select(func.count()).select_from(CallTicket)) or 0 >= 10
         ratings = s.scalars(select(TicketRating)).all()

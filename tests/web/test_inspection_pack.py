@@ -399,3 +399,37 @@ def test_a_long_journal_is_printed_in_volumes(db, world, day, settings, tmp_path
     assert "том 1" in first and day["t1"] in first and day["t2"] in first and day["t3"] not in first
     assert "том 2" in second and day["t3"] in second and "записи с 3-й" in second
     assert {f["name"] for f in result["files"]} >= set(volumes)
+
+
+def test_the_calls_registers_give_each_day_and_each_breach_with_its_times(db, world, settings, tmp_path) -> None:
+    """The scripted day of calls (tests/call_scene.py): the per-day register and the breaches with
+    their actual times, in Excel and in the PDF, from the same figures as the compliance page."""
+    from tests.call_scene import NOW as CALLS_NOW
+    from tests.call_scene import build_call_day
+
+    with db.write() as s:
+        build_call_day(s, world)
+    path = tmp_path / "calls.zip"
+    inspection.build_pack(db, org_id=world.org_a.id, day_from=date(2026, 3, 10), day_to=date(2026, 3, 10),
+                          now=CALLS_NOW, path=path)
+    zf = open_pack(path.read_bytes())
+    [header, row] = xlsx_rows(zf, "10-звонки-по-дням.xlsx")
+    assert dict(zip(header, row, strict=True)) == {
+        "День": "10.03.2026", "Звонков": 7, "Принято": 2, "Принято за 5 мин": 1, "Доля за 5 мин, %": "14.3",
+        "Пропущено (номеров)": 5, "Перезвон за 10 мин": 3, "Житель позвонил сам за 10 мин": 0,
+        "Перезвон позже срока": 1, "Не перезвонили": 1, "Ожидают перезвона": 0, "Попыток перезвона": 4,
+        "Голосовых сообщений": 2, "Из них не прослушаны за 10 мин": 1,
+    }
+    header, *breaches = xlsx_rows(zf, "11-нарушения-по-звонкам.xlsx")
+    assert [(b[0], b[1], b[5]) for b in breaches] == [
+        ("Ответ позже 5 минут", "+7 916 000-00-02", 2), ("Перезвон позже 10 минут", "+7 916 000-00-12", 4),
+        ("Не перезвонили", "+7 916 000-00-13", None), ("Голосовое сообщение не прослушано за 10 минут",
+                                                       "+7 916 000-00-15", 15)]
+    # Times in the organization's zone (Moscow, UTC+3): the late callback's call 12:00, deadline 12:10.
+    late = breaches[1]
+    assert (late[2], late[3]) == (datetime(2026, 3, 10, 12, 0), datetime(2026, 3, 10, 12, 10))
+    assert breaches[2][4] == "не было"
+    text = " ".join(pdf_text(zf, "11-нарушения-по-звонкам.pdf").split())
+    assert "Перезвон позже 10 минут" in text and "Не перезвонили" in text
+    manifest = zf.read("manifest.txt").decode()
+    assert "10-звонки-по-дням.xlsx" in manifest and "11-нарушения-по-звонкам.pdf" in manifest

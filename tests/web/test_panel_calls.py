@@ -233,6 +233,8 @@ def test_compliance_page_for_managers_only(db, world, login_as) -> None:
     assert login_as(world.dispatcher_a).get("/calls/compliance").status_code == 403
     html = login_as(world.manager_a).get("/calls/compliance?from=2026-03-10&to=2026-03-10").get_data(as_text=True)
     row = html.split('data-day="2026-03-10"')[1].split("</tr>")[0]
-    cells = re.findall(r'<td class="num-cell">(\d+)</td>', row)
-    assert cells == ["2", "1", "0", "1"]  # missed, called back in time, recalled, attempts
-    assert "50 %" in row and "нарушение" in row and '<rect x="0" y="2" width="120"' in row
+    cells = dict(re.findall(r'<td class="num-cell" data-col="(\w+)">(\d+)</td>', row))
+    assert cells == {"calls": "2", "answered": "0", "answered_in_5min": "0", "missed": "2", "callback_in_time": "1",
+                     "recall_in_time": "0", "called_back_late": "0", "not_called_back": "1", "attempts": "1",
+                     "voice_messages": "0", "voice_messages_reviewed_late": "0"}
+    assert "50 %" in row.split('class="share callback-share"')[1] and "нарушение" in row

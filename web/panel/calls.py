@@ -13,31 +13,62 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from flask import abort, flash, redirect, render_template, request, send_file, url_for
-from sqlalchemy import select
+from flask import (
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    stream_with_context,
+    url_for,
+)
+from sqlalchemy import false, select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from models import queries_calls as qc
 from models.base import utcnow
-from models.call import CALL_OUTCOME_TITLES_RU, Call, CallDirection, CallKind, CallOutcome
+from models.call import (
+    CALL_DIRECTION_TITLES_RU,
+    CALL_KIND_TITLES_RU,
+    CALL_OUTCOME_TITLES_RU,
+    Call,
+    CallDirection,
+    CallOutcome,
+)
+from models.call_stats import CallStats, daily_call_stats_of
 from models.errors import DomainError, NotFound, ValidationFailed
+from models.export import MIMETYPE
+from models.export_calls import iter_calls_xlsx
 from models.housing import Premise
-from models.missed_call import CLOSE_REASON_TITLES_RU, CallbackAttempt, MissedCall, MissedCallCall
+from models.job import JobKind
+from models.missed_call import (
+    CLOSE_REASON_TITLES_RU,
+    CallbackAttempt,
+    CloseReason,
+    MissedCall,
+    MissedCallCall,
+)
 from models.organization import Organization, User
-from models.queries_calls import CallerCard, CallFilter
-from models.recording import RecordingAction
+from models.queries_calls import CallerCard, CallFilter, MissedFilter, MissedStatusFilter
+from models.recording import Recording, RecordingAction, RecordingKind
 from models.rules import access
+from models.rules.call_evidence import BREACH_TITLES_RU, answered_in_time
 from models.rules.phones import display as phone_display
 from models.rules.phones import try_e164
 from models.services import callbacks as cb_svc
 from models.services import calls as calls_svc
 from models.services import housing
+from models.services import voice_messages as vm_svc
+from models.services.jobs import enqueue_job
 from models.ticket import Ticket
 from web.auth import login_required, org_ids
 from web.dbsession import database
 from web.dbsession import session as db_session
 from web.inputs import day_arg, decode_cursor, encode_cursor, moment_arg, optional_int
+from web.journal_args import bool_arg
 from web.panel import bp
 from web.panel.common import STAFF, my_orgs, org_by_id, settings, user
 from web.redirects import next_target
@@ -47,12 +78,8 @@ SOON_SECONDS = 120  # a missed call's countdown turns red two minutes before its
 COMPLIANCE_DEFAULT_DAYS = 7
 COMPLIANCE_MAX_DAYS = 92
 
-DIRECTION_TITLES = {CallDirection.INBOUND: "входящий", CallDirection.OUTBOUND: "исходящий"}
-KIND_TITLES = {
-    CallKind.INBOUND: "звонок жителя", CallKind.CALLBACK: "обратный вызов", CallKind.AUTO_CALLBACK: "автоперезвон",
-    CallKind.ROBOT: "робот: оценка заявки", CallKind.FALLBACK: "резервная схема",
-    CallKind.VOICE_NOTIFICATION: "робот: голосовое уведомление",
-}
+DIRECTION_TITLES = CALL_DIRECTION_TITLES_RU
+KIND_TITLES = CALL_KIND_TITLES_RU
 OUTCOME_CLASS = {CallOutcome.ANSWERED: "ok", CallOutcome.VOICEMAIL: "warn"}
 
 
@@ -94,6 +121,7 @@ def _zone(org: Organization) -> ZoneInfo:
     return ZoneInfo(org.timezone)
 
 
+@bp.app_template_filter("mmss")
 def mmss(seconds: float) -> str:
     s = int(abs(seconds))
     return f"{s // 60}:{s % 60:02d}"
@@ -166,7 +194,7 @@ def times_ru(n: int) -> str:
 def _call_titles() -> dict[str, Any]:
     return {"outcome_titles": CALL_OUTCOME_TITLES_RU, "kind_titles": KIND_TITLES,
             "direction_titles": DIRECTION_TITLES, "close_reason_titles": CLOSE_REASON_TITLES_RU,
-            "outcome_class": OUTCOME_CLASS}
+            "outcome_class": OUTCOME_CLASS, "answered_in_time": answered_in_time}
 
 
 # --- filters and keyset paging -----------------------------------------------------------------
@@ -223,6 +251,58 @@ def parse_call_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: in
     return f
 
 
+MISSED_FILTER_ARGS = ("organization_id", "status", "from", "to", "breach")
+QUEUE_LIMIT = 500
+MISSED_STATUS_TITLES = {MissedStatusFilter.OPEN: "ждут перезвона", MissedStatusFilter.CLOSED: "закрытые",
+                        MissedStatusFilter.ALL: "все"}
+
+
+def parse_missed_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: int = 100) -> MissedFilter:
+    """The missed-call lists' filter (panel and API): organization_id, status (open — the queue,
+    closed, all), from/to (the first call's local days, inclusive, or ISO date-times), breach
+    (1: only breaches — the resident reached late or not at all, or the item's voice message not
+    reviewed within 10 minutes), cursor, limit (1..500)."""
+    f = MissedFilter(limit=default_limit)
+    f.organization_id = optional_int(args.get("organization_id"), "organization_id")
+    raw = args.get("status", "").strip() or MissedStatusFilter.OPEN.value
+    try:
+        f.status = MissedStatusFilter(raw)
+    except ValueError as exc:
+        raise ValidationFailed(f"неизвестное состояние «{raw[:40]}»: open, closed или all", field="status",
+                               value=raw) from exc
+    if f.status == MissedStatusFilter.OPEN:
+        f.limit = QUEUE_LIMIT  # the queue is one page: every waiting item
+    f.first_from = moment_arg("from", args.get("from"), tz)
+    f.first_to = moment_arg("to", args.get("to"), tz, end_day=True)
+    if f.first_from is not None and f.first_to is not None and f.first_from > f.first_to:
+        raise ValidationFailed("период задан наоборот: дата «с» позже даты «по»; поменяйте даты местами",
+                               field="from", value=args.get("from", ""))
+    f.breach_only = bool(bool_arg("breach", args.get("breach", "")))
+    cursor = args.get("cursor", "").strip()
+    if cursor:
+        f.before = decode_cursor(cursor)
+    raw_limit = args.get("limit", "").strip()
+    if raw_limit:
+        limit = optional_int(raw_limit, "limit")
+        if limit is None or not 1 <= limit <= 500:
+            raise ValidationFailed("limit должен быть от 1 до 500", field="limit", value=raw_limit)
+        f.limit = limit
+    return f
+
+
+def missed_page(session: Session, ids: list[int], f: MissedFilter,
+                now: datetime | None = None) -> tuple[list[MissedCall], str | None]:
+    """One page of a missed-call list and the next page's cursor (None: the last page; the open
+    queue is one page)."""
+    limit = f.limit
+    f.limit = limit + 1
+    found = list(qc.missed_calls_list(session, org_ids=ids, f=f, now=now))
+    f.limit = limit
+    if len(found) > limit and f.status != MissedStatusFilter.OPEN:
+        return found[:limit], encode_cursor(found[limit - 1].first_call_at, found[limit - 1].id)
+    return found[:limit], None
+
+
 def calls_page(session: Session, ids: list[int], f: CallFilter) -> tuple[list[Call], str | None]:
     """One keyset page of the calls journal and the cursor of the next one (None: the last page)."""
     limit = f.limit
@@ -262,13 +342,61 @@ def calls_journal() -> Any:
     else:
         if cursor:
             next_url = url_for("panel.calls_journal") + "?" + urlencode([*args.items(multi=True), ("cursor", cursor)])
+    items = qc.missed_items_of_calls(db_session(), org_ids=ids, call_ids=[c.id for c in rows]) if rows else {}
     context = dict(
-        rows=rows, error=error, next_url=next_url, v={k: args.get(k, "") for k in CALL_FILTER_ARGS},
+        rows=rows, error=error, next_url=next_url, v={k: args.get(k, "") for k in CALL_FILTER_ARGS}, items=items,
+        export_url=url_for("panel.calls_export") + ("?" + urlencode(list(args.items(multi=True))) if args else ""),
         outcomes=args.getlist("outcome"), orgs=orgs, org_map={o.id: o for o in orgs},
         first_page_url=url_for("panel.calls_journal") + "?" + urlencode(list(args.items(multi=True)))
         if request.args.get("cursor") else None,
     )
     return render_template("calls/journal.html", **context), 400 if error else 200
+
+
+def _export_filter(args: MultiDict[str, str], orgs: list[Organization]) -> tuple[MultiDict[str, str], CallFilter]:
+    """The calls journal's filter arguments (no page cursor or size) and the filter they make;
+    another organization's id is not found."""
+    kept = MultiDict([(k, v.strip()) for k in CALL_FILTER_ARGS for v in args.getlist(k) if v.strip()])
+    f = parse_call_filter(kept, _tz_for(kept, orgs))
+    if f.organization_id is not None and f.organization_id not in {o.id for o in orgs}:
+        raise NotFound("организация не найдена", organization_id=f.organization_id)
+    return kept, f
+
+
+def _export_name(orgs: list[Organization], args: MultiDict[str, str]) -> str:
+    return f"calls-{utcnow().astimezone(_tz_for(args, orgs)).date().isoformat()}.xlsx"
+
+
+@bp.get("/calls/export.xlsx")
+@login_required(access.CALL_RECORDS)
+def calls_export() -> Any:
+    """The filtered calls journal (every page) as a streamed .xlsx, with each call's ПП 416
+    evidence (`models/export_calls.py`). For inspectors and small sets: the page's button queues
+    a job for staff (`calls_export_job`)."""
+    orgs = my_orgs()
+    if not orgs:
+        raise NotFound("нет доступных организаций")
+    args, f = _export_filter(request.args, orgs)
+    body = iter_calls_xlsx(database(), [o.id for o in orgs], f, utcnow())  # each batch opens its own read session
+    return Response(stream_with_context(body), mimetype=MIMETYPE,
+                    headers={"Content-Disposition": f'attachment; filename="{_export_name(orgs, args)}"',
+                             "Cache-Control": "no-store"})
+
+
+@bp.post("/calls/export")
+@login_required(STAFF)
+def calls_export_job() -> Any:
+    """The filtered calls journal exported in the background (large periods): a job, redirected to;
+    its page offers the file when it is written."""
+    orgs = my_orgs()
+    if not orgs:
+        raise NotFound("нет доступных организаций")
+    args, f = _export_filter(request.form, orgs)  # a bad filter is refused now, not in the worker
+    covered = [f.organization_id] if f.organization_id is not None else sorted(o.id for o in orgs)
+    job = enqueue_job(db_session(), org_id=covered[0], kind=JobKind.CALLS_EXPORT, by=user(),
+                      params={"args": [[k, v] for k, v in args.items(multi=True)], "org_ids": covered,
+                              "filename": _export_name(orgs, args)})
+    return redirect(url_for("panel.job_page", job_id=job.id))
 
 
 @bp.get("/calls/<int:call_id>")
@@ -277,7 +405,8 @@ def call_card(call_id: int) -> Any:
     """The call (right zone of the console with `?partial=1`, or a page of its own)."""
     s = db_session()
     call = qc.call_card(s, org_ids=org_ids(), call_id=call_id)
-    missed = s.scalar(select(MissedCall).where(MissedCall.first_call_id == call.id))
+    item_id = qc.missed_items_of_calls(s, org_ids=[call.organization_id], call_ids=[call.id]).get(call.id)
+    missed = qc.missed_call_card(s, org_ids=[call.organization_id], missed_call_id=item_id) if item_id else None
     return render_template("calls/call_card.html", call=call, partial=request.args.get("partial") == "1",
                            missed=missed, now=utcnow(), **card_context(s, call))
 
@@ -328,12 +457,31 @@ def recording_download(recording_id: int) -> Any:
 @bp.get("/missed-calls")
 @login_required(access.CALL_RECORDS)
 def missed_calls() -> Any:
+    """The open queue (live, the most urgent first), or with `status=closed|all` the closed items
+    the newest first, each marked in time or a breach with its actual times; `from`/`to` (the first
+    call's days) and `breach=1` narrow both."""
+    orgs = my_orgs()
+    args = MultiDict([(k, v.strip()) for k in MISSED_FILTER_ARGS for v in request.args.getlist(k) if v.strip()])
     s = db_session()
-    items = qc.missed_queue(s, org_ids=org_ids())
     now = utcnow()
-    return render_template("calls/missed.html", items=items, now=now, countdown=countdown,
-                           server_now=now.replace(tzinfo=UTC).isoformat(), org_map={o.id: o for o in my_orgs()},
-                           back=url_for("panel.missed_calls"))
+    error = None
+    items: list[MissedCall] = []
+    next_url = None
+    f = MissedFilter()
+    try:
+        f = parse_missed_filter(request.args, _tz_for(args, orgs))
+        items, cursor = missed_page(s, [o.id for o in orgs], f, now)
+    except ValidationFailed as exc:
+        error = exc.message
+    else:
+        if cursor:
+            next_url = url_for("panel.missed_calls") + "?" + urlencode([*args.items(multi=True), ("cursor", cursor)])
+    queue = f.status == MissedStatusFilter.OPEN and not f.breach_only and f.first_from is None and f.first_to is None
+    return render_template("calls/missed.html", items=items, now=now, countdown=countdown, queue=queue,
+                           server_now=now.replace(tzinfo=UTC).isoformat(), org_map={o.id: o for o in orgs},
+                           orgs=orgs, error=error, next_url=next_url, status_titles=MISSED_STATUS_TITLES,
+                           v={k: args.get(k, "") for k in MISSED_FILTER_ARGS}, status=f.status.value,
+                           back=url_for("panel.missed_calls")), 400 if error else 200
 
 
 def _missed_card(missed_call_id: int, *, error: str | None = None, status: int = 200) -> Any:
@@ -343,6 +491,12 @@ def _missed_card(missed_call_id: int, *, error: str | None = None, status: int =
         select(Call).join(MissedCallCall, MissedCallCall.call_id == Call.id)
         .where(MissedCallCall.missed_call_id == item.id).order_by(Call.started_at)
     ))
+    voice_messages = list(s.scalars(
+        select(Recording).where(Recording.call_id.in_([c.id for c in calls]) if calls else false(),
+                                Recording.kind == RecordingKind.VOICEMAIL, Recording.organization_id == item.organization_id)
+        .order_by(Recording.created_at, Recording.id)
+    ))
+    recall = item.closing_call if item.close_reason == CloseReason.CALLED_AGAIN_ANSWERED else None
     card = qc.caller_card(s, org_id=item.organization_id, phone=item.phone)
     # «Создать заявку» from a missed call: prefilled from its first call (phone, resident, house,
     # premise), and that call (with its voice message) is linked to the ticket on save
@@ -353,6 +507,7 @@ def _missed_card(missed_call_id: int, *, error: str | None = None, status: int =
                                            card.residents[0].id if len(card.residents) == 1 else None)}
     return render_template(
         "calls/missed_card.html", item=item, calls=calls, card=card, **links, now=utcnow(), countdown=countdown,
+        voice_messages=voice_messages, recall=recall,
         partial=request.args.get("partial") == "1", error=error, reason=request.form.get("reason", ""),
         running=any(a.ended_at is None for a in item.attempts),
     ), status
@@ -397,6 +552,17 @@ def missed_call_close(missed_call_id: int) -> Any:
     return redirect(next_target(url_for("panel.index")))
 
 
+@bp.post("/voice-messages/<int:recording_id>/reviewed")
+@login_required(STAFF)
+def voice_message_reviewed(recording_id: int) -> Any:
+    """«Отметить прослушанным»: the voice message's review (ПП 416 T3) stamped with who and when."""
+    s = db_session()
+    rec = vm_svc.voice_message_of(s, org_ids=org_ids(), recording_id=recording_id)
+    vm_svc.mark_voice_message_reviewed(s, org_id=rec.organization_id, recording_id=rec.id, by=user())
+    flash("Голосовое сообщение отмечено прослушанным", "ok")
+    return redirect(next_target(url_for("panel.missed_calls")))
+
+
 # --- "create resident" from an unknown caller's card --------------------------------------------
 
 
@@ -435,29 +601,21 @@ def call_resident_new(call_id: int) -> Any:
         400 if error else 200
 
 
-# --- compliance (ПП 416: missed calls called back within 10 minutes) ----------------------------
+# --- compliance (ПП 416: calls answered within 5 minutes, missed calls called back within 10) ----
 
 
-@dataclass(frozen=True)
-class ComplianceRow:
-    org: Organization
-    day: date
-    missed: int
-    reached: int
-    callback_in_time: int
-    recall_in_time: int
-    attempts: int
-    share: float | None
+@bp.app_template_filter("share_percent")
+def share_percent(share: float | None) -> str:
+    """0.5 → "50 %"; None (nothing to count) → "—"."""
+    return "—" if share is None else f"{share * 100:.0f} %"
 
-    @property
-    def percent(self) -> str:
-        return "—" if self.share is None else f"{self.share * 100:.0f} %"
 
-    @property
-    def css(self) -> str:
-        if self.share is None:
-            return "none"
-        return "ok" if self.share >= 1 else "warn" if self.share >= 0.9 else "bad"
+@bp.app_template_filter("share_css")
+def share_css(share: float | None) -> str:
+    """The mark of a compliance share: all in time "ok", at least 90 % "warn", less "bad"."""
+    if share is None:
+        return "none"
+    return "ok" if share >= 1 else "warn" if share >= 0.9 else "bad"
 
 
 def compliance_period(args: MultiDict[str, str], tz: ZoneInfo, now: datetime) -> tuple[date, date]:
@@ -472,13 +630,18 @@ def compliance_period(args: MultiDict[str, str], tz: ZoneInfo, now: datetime) ->
     return day_from, day_to
 
 
-def compliance_rows(session: Session, ids: list[int], organization_id: int | None, day_from: date,
-                    day_to: date) -> list[qc.ComplianceDay]:
+def compliance_stats(session: Session, ids: list[int], organization_id: int | None, day_from: date,
+                     day_to: date, now: datetime | None = None) -> list[CallStats]:
+    """The call statistics of the period for the chosen organization, or each of the caller's
+    (another organization's id: not found)."""
     if organization_id is not None:
         if organization_id not in ids:
             raise NotFound("организация не найдена", organization_id=organization_id)
         ids = [organization_id]
-    return qc.callback_compliance(session, org_ids=ids, day_from=day_from, day_to=day_to)
+    return daily_call_stats_of(session, org_ids=ids, start=day_from, end=day_to, now=now)
+
+
+COMPLIANCE_BREACH_ROWS = 200  # per organization on the page; the inspection pack lists all
 
 
 @bp.get("/calls/compliance")
@@ -488,30 +651,21 @@ def calls_compliance() -> Any:
     org_map = {o.id: o for o in orgs}
     args = request.args
     error = None
-    rows: list[ComplianceRow] = []
-    totals: dict[int, ComplianceRow] = {}
+    stats: list[CallStats] = []
     tz = _tz_for(args, orgs)
     day_from, day_to = date.today(), date.today()
+    s = db_session()
     try:
         day_from, day_to = compliance_period(args, tz, utcnow())
-        days = compliance_rows(db_session(), list(org_map), optional_int(args.get("organization_id"),
-                                                                          "organization_id"), day_from, day_to)
+        stats = compliance_stats(s, list(org_map), optional_int(args.get("organization_id"), "organization_id"),
+                                 day_from, day_to)
     except ValidationFailed as exc:
         error = exc.message
-        days = []
-    for d in days:
-        rows.append(ComplianceRow(org_map[d.organization_id], d.day, d.missed, d.reached_in_time, d.callback_in_time,
-                                  d.recall_in_time, d.attempts, d.share))
-    for oid in sorted({r.org.id for r in rows}):
-        mine = [r for r in rows if r.org.id == oid]
-        missed = sum(r.missed for r in mine)
-        reached = sum(r.reached for r in mine)
-        totals[oid] = ComplianceRow(org_map[oid], day_to, missed, reached, sum(r.callback_in_time for r in mine),
-                                    sum(r.recall_in_time for r in mine), sum(r.attempts for r in mine),
-                                    reached / missed if missed else None)
+    user_ids = {b.user_id for st in stats for b in st.breaches if b.user_id is not None}
+    people = {u.id: u.full_name for u in s.scalars(select(User).where(User.id.in_(user_ids)))} if user_ids else {}
     return render_template(
-        "calls/compliance.html", rows=rows, totals=totals, orgs=orgs, error=error,
+        "calls/compliance.html", stats=stats, org_map=org_map, orgs=orgs, error=error, people=people,
+        breach_titles=BREACH_TITLES_RU, breach_rows=COMPLIANCE_BREACH_ROWS,
         v={"organization_id": args.get("organization_id", ""), "from": day_from.isoformat(),
            "to": day_to.isoformat()},
     ), 400 if error else 200
-

@@ -19,8 +19,9 @@ from sqlalchemy import select
 from models.base import utcnow
 from models.errors import NotFound, ValidationFailed
 from models.export import MIMETYPE
-from models.job import Job, JobKind, JobStatus
+from models.job import EXPORT_KINDS, Job, JobKind, JobStatus
 from models.organization import Role, User
+from models.rules import access
 from models.rules.housing_rows import FIELD_TITLES_RU
 from models.services.housing_import import ImportReport
 from models.services.jobs import enqueue_job, update_result, visible_job, visible_jobs
@@ -150,8 +151,10 @@ def job_discard(job_id: int) -> Any:
 def job_file(job_id: int) -> Any:
     """An export's file: for those who see the job and every organization it covers."""
     job = _job(job_id)
-    if job.kind != JobKind.JOURNAL_EXPORT or job.status != JobStatus.DONE or not job.result.get("file"):
+    if job.kind not in EXPORT_KINDS or job.status != JobStatus.DONE or not job.result.get("file"):
         raise NotFound("файл не найден", job_id=job_id)
+    if job.kind == JobKind.CALLS_EXPORT and user().role not in access.CALL_RECORDS:
+        raise NotFound("файл не найден", job_id=job_id)  # calls carry residents' data: staff and inspectors
     covered = {int(i) for i in job.params.get("org_ids") or [job.organization_id]}
     if not covered <= set(user().organization_ids):
         raise NotFound("файл не найден", job_id=job_id)

@@ -6,7 +6,7 @@ The calls already over and the messages already sent or failed are sealed here, 
 in id order, with the evidence fields of `models/seals.py`, which must therefore never change.
 
 Revision ID: 0024_record_seals
-Revises: 0019_hash_chain
+Revises: 0020_call_evidence
 Create Date: 2026-12-06 18:40:00.000000
 """
 
@@ -17,7 +17,7 @@ import models.base
 from models import chain, seals
 
 revision = '0024_record_seals'
-down_revision = '0019_hash_chain'
+down_revision = '0020_call_evidence'
 branch_labels = None
 depends_on = None
 

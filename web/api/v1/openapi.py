@@ -110,6 +110,18 @@ CALL_FILTERS = [
     *PAGING,
 ]
 LOCAL_DAY = {"type": "string", "format": "date", "description": "YYYY-MM-DD, местный день организации"}
+RECORDING_ID = {"name": "recording_id", "in": "path", "required": True, "schema": ID}
+MISSED_FILTERS = [
+    _q("organization_id", "Организация (из доступных пользователю)", ID),
+    _q("status", "open — очередь (по умолчанию), closed — закрытые, all — все",
+       {"type": "string", "enum": ["open", "closed", "all"]}),
+    _q("from", "Первый звонок не раньше", DATE),
+    _q("to", "Первый звонок не позже (дата включительно)", DATE),
+    _q("breach", "Только нарушения (1): житель достигнут позже 10 минут или не достигнут, голосовое сообщение "
+                 "не прослушано за 10 минут", BOOL01),
+    _q("cursor", "Курсор следующей страницы из next_cursor"),
+    _q("limit", "Размер страницы, 1..500 (по умолчанию 100; очередь — 500)", {"type": "integer", "minimum": 1, "maximum": 500}),
+]
 STAFF_ONLY = "Роли: администратор, руководитель, диспетчер."
 READERS_TOO = "Роли: администратор, руководитель, диспетчер, проверяющий (только чтение)."
 EXECUTOR_TOO = "Исполнитель видит и меняет только назначенные ему заявки."
@@ -171,16 +183,26 @@ OPERATIONS: tuple[Op, ...] = (
        params=CALL_FILTERS, errors=(400, 401, 403), description=READERS_TOO),
     Op("get", "/calls/{call_id}", "Звонок: записи и связанные заявки", "calls", calls_api.Call, params=[CALL_ID],
        errors=(401, 403, 404), description=READERS_TOO + " Прослушивание и скачивание записей — в панели, с журналом доступа."),
-    Op("get", "/calls/compliance", "Доля пропущенных звонков с перезвоном в течение 10 минут, по дням",
+    Op("get", "/calls/compliance", "Ответ за 5 минут, перезвон и прослушивание голосовых за 10 минут, по дням; нарушения",
        "calls", calls_api.ComplianceList,
        params=[_q("organization_id", "Только эта организация", ID), _q("from", "Первый день (по умолчанию 6 дней назад)",
                                                                        LOCAL_DAY),
                _q("to", "Последний день включительно (по умолчанию сегодня)", LOCAL_DAY)],
        errors=(400, 401, 403, 404),
-       description="Роли: администратор, руководитель, проверяющий (как и страница панели). День — местный день каждой организации по времени первого звонка; "
-       "засчитываются обратный вызов, на который житель ответил, и повторный звонок жителя, принятый диспетчером."),
-    Op("get", "/missed-calls", "Очередь пропущенных звонков (срочные сверху)", "calls", calls_api.MissedCallList,
-       params=ORG_FILTER, errors=(400, 401, 403), description=READERS_TOO),
+       description="Роли: администратор, руководитель, проверяющий (как и страница панели). День — местный день каждой "
+       "организации: поступления звонка, первого пропущенного звонка, получения голосового сообщения. Для перезвона "
+       "засчитываются обратный вызов, на который житель ответил, и повторный звонок жителя, принятый диспетчером. "
+       "`breaches` — каждое нарушение с фактическим временем."),
+    Op("get", "/missed-calls", "Пропущенные звонки: очередь (срочные сверху) или закрытые, с отметкой о нарушении",
+       "calls", calls_api.MissedCallList, params=MISSED_FILTERS, errors=(400, 401, 403),
+       description=READERS_TOO + " Закрытые и все — новые сверху, постранично; у каждого срок, фактическое время, "
+       "когда житель был достигнут, и обратные вызовы со временем ответа, кто перезванивал и записью."),
+    Op("get", "/missed-calls/{missed_call_id}", "Пропущенный звонок: срок, факт, обратные вызовы, голосовое сообщение",
+       "calls", calls_api.MissedCall, params=[MISSED_CALL_ID], errors=(401, 403, 404), description=READERS_TOO),
+    Op("post", "/voice-messages/{recording_id}/reviewed", "Отметить голосовое сообщение прослушанным", "calls",
+       calls_api.VoiceMessageReviewed, params=[RECORDING_ID], errors=(401, 403, 404),
+       description=STAFF_ONLY + " Записывает, кто и когда прослушал; повторная отметка ничего не меняет. "
+       "Не прослушанное за 10 минут с получения — нарушение ПП 416."),
     Op("post", "/missed-calls/{missed_call_id}/close", "Закрыть пропущенный звонок с причиной", "calls",
        calls_api.MissedCall, body=calls_api.MissedCallCloseRequest, params=[MISSED_CALL_ID],
        errors=(400, 401, 403, 404, 409), description=STAFF_ONLY + " Причина обязательна."),
