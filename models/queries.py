@@ -255,3 +255,13 @@ def journal_counters(session: Session, org_ids: Iterable[int], now: datetime) ->
     last_event = select(func.max(DomainEvent.id)).where(DomainEvent.organization_id.in_(ids)).scalar_subquery()
     overdue, last_id = session.execute(select(_overdue_count(ids, now), last_event)).one()
     return int(overdue or 0), int(last_id or 0)
+
+
+def current_max_id(session: Session, org_ids: list[int] | None) -> int:
+    """The newest event id of these organizations (None: of all)."""
+    if org_ids is not None and not org_ids:
+        return 0
+    query = select(func.max(DomainEvent.id))
+    if org_ids is not None:
+        query = query.where(DomainEvent.organization_id.in_(org_ids))
+    return session.scalar(query) or 0

@@ -42,7 +42,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, request
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from models import access
@@ -50,6 +50,7 @@ from models.base import utcnow
 from models.db import Database, is_unavailable
 from models.organization import Role
 from models.outbox import DomainEvent
+from models.queries import current_max_id
 from openads.bus import Bus
 from openads.config import Settings, WebSettings
 from web.auth import current_user, pending_setup, session_check
@@ -98,16 +99,6 @@ def still_signed_in(signed_in: Callable[[], bool]) -> bool:
         if not is_unavailable(exc):
             raise
         return True
-
-
-def current_max_id(session: Session, org_ids: list[int] | None) -> int:
-    """The newest event id of these organizations (None: of all)."""
-    if org_ids is not None and not org_ids:
-        return 0
-    query = select(func.max(DomainEvent.id))
-    if org_ids is not None:
-        query = query.where(DomainEvent.organization_id.in_(org_ids))
-    return session.scalar(query) or 0
 
 
 WINDOW_BYTES = (LOOKBACK_IDS + 7) // 8

@@ -28,6 +28,7 @@ from models import analytics
 from models.base import utcnow
 from models.errors import ValidationFailed
 from models.export import MIMETYPE, Cell, Table, iter_tables_xlsx
+from models.queries import current_max_id
 from models.rules import access
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
@@ -35,7 +36,6 @@ from web.filters import duration_ru
 from web.panel import bp
 from web.panel.common import my_orgs
 from web.panel.ratings import rating_scope
-from web.sse import current_max_id
 
 PAGE_ROWS = 50  # rows of a workload table on the page (most tickets first); the .xlsx has all
 CHART_ROWS = 12  # bars of a workload chart
