@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import abort, flash, jsonify, redirect, render_template, request, send_file, url_for
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import secure_filename
@@ -23,10 +23,12 @@ from models.files import open_private, private_dir
 from models.housing import HouseNote, Premise
 from models.organization import Organization, User
 from models.outbox import MessageChannel, OutboxMessage
+from models.rules import messages as message_rules
 from models.rules.access import is_read_only
 from models.rules.attachments import safe_content_type
 from models.rules.deadlines import compute_deadlines
 from models.rules.phones import display as phone_display
+from models.rules.ticket_history import ACTION_TITLES_RU, FIELD_TITLES_RU, action_title
 from models.rules.ticket_states import (
     ALLOWED_TRANSITIONS,
     EXECUTOR_TARGETS,
@@ -37,7 +39,8 @@ from models.rules.ticket_states import (
 )
 from models.services import housing
 from models.services import tickets as svc
-from models.ticket import Attachment, Category, Channel, Ticket, Visibility
+from models.services.notifications import NOTICE_IMPOSSIBLE, RATING_CALL_IMPOSSIBLE
+from models.ticket import Attachment, Category, Channel, Ticket, Visibility, breach_text
 from models.ticket import TicketStatus as S
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
@@ -67,25 +70,8 @@ TRANSITION_LABELS = {
     S.CANCELLED: "Отменить",
     S.REJECTED: "Отклонить",
 }
-ACTION_TITLES = {
-    "created": "Зарегистрирована",
-    "assigned": "Назначен исполнитель",
-    "status": "Смена статуса",
-    "reopened": "Повторно открыта",
-    "localized": "Локализована",
-    "edited": "Изменена",
-    "commented": "Комментарий",
-    "municipality_notified": "ЕДДС уведомлена",
-}
-FIELD_TITLES = {
-    "category": "категория", "category_id": "категория", "description": "описание",
-    "is_emergency": "аварийная", "due_at": "срок устранения", "executor": "исполнитель",
-    "resolved_at": "выполнена", "closed_at": "закрыта", "localized_at": "локализована",
-    "reopen_count": "открыта повторно (раз)", "reporter_name": "заявитель", "reporter_phone": "телефон",
-    "house_id": "дом", "premise_id": "помещение", "resident_id": "житель", "damage_detected_at": "обнаружено",
-    "planned_due_at": "срок, сообщённый жителю", "incident_id": "авария", "comment": "текст",
-    "visibility": "видимость", "municipality_notified_at": "уведомлена", "recipient": "адрес",
-}
+ACTION_TITLES = ACTION_TITLES_RU
+FIELD_TITLES = FIELD_TITLES_RU
 VISIBILITY_TITLES = {Visibility.INTERNAL: "внутренний", Visibility.RESIDENT: "виден жителю"}
 CHANNEL_TITLES = {
     Channel.PHONE: "телефон", Channel.PANEL: "панель", Channel.RESIDENT_WEB: "сайт жителя",
@@ -117,7 +103,7 @@ def history_lines(ticket: Ticket) -> list[dict[str, Any]]:
     tz = ticket.organization.timezone
     out = []
     for h in ticket.history:
-        what = [ACTION_TITLES.get(h.action, h.action)]
+        what = [action_title(h.action)]
         if h.from_status and h.to_status:
             what.append(f"{STATUS_TITLES_RU[S(h.from_status)]} → {STATUS_TITLES_RU[S(h.to_status)]}")
         elif h.to_status:
@@ -152,17 +138,6 @@ def deadline_text(org: Organization, category: Category, emergency: bool, now: d
     }
 
 
-MESSAGE_PURPOSES = {
-    svc.MUNICIPALITY_PURPOSE: "ОМСУ/ЕДДС: авария",
-    svc.MUNICIPALITY_DONE_PURPOSE: "ОМСУ/ЕДДС: авария устранена",
-    svc.EXECUTOR_PURPOSE: "Исполнителю: назначение",
-    "resident_registered": "Жителю: заявка зарегистрирована",
-    "resident_assigned": "Жителю: назначен исполнитель",
-    "resident_done": "Жителю: выполнена, приглашение оценить",
-    "resident_closed": "Жителю: заявка закрыта",
-}
-
-
 def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: dict[str, Any] | None = None) -> Any:
     s = db_session()
     ids = org_ids()
@@ -188,6 +163,7 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         if ticket.house_id else []
     context = dict(
         t=ticket, org=org, now=now, error=error, form=form or {},
+        broken=ticket.broken_deadlines(now), breach_text=breach_text,
         history=history_lines(ticket),
         transitions=transitions,
         can_reopen=ticket.status in REOPENABLE and not executor_view,
@@ -205,11 +181,10 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         incidents=queries.active_incidents(s, [org.id], ticket.house_id) if ticket.house_id else [],
         visibility_titles=VISIBILITY_TITLES, channel_titles=CHANNEL_TITLES,
         max_upload_mb=settings().max_upload_mb,
-        messages=list(s.scalars(select(OutboxMessage).where(OutboxMessage.ticket_id == ticket.id,
-                                                            OutboxMessage.organization_id == org.id)
-                                .options(selectinload(OutboxMessage.attempt_log)).order_by(OutboxMessage.id))),
-        message_purposes=MESSAGE_PURPOSES,
+        messages=ticket_messages(s, ticket) if not executor_view else [],
+        message_titles=message_rules,
         attempt_text=attempt_text,
+        impossible=_impossible(ticket),
         **ratings_panel.card_context(s, ticket),
         calls=_ticket_calls(s, ticket) if not executor_view else [],
         call_kind_titles=KIND_TITLES,
@@ -218,6 +193,31 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         context.update(transitions=[], can_reopen=False, can_localize=False, can_edit=False, can_assign=False,
                        can_rate=False)
     return render_template("ticket_card.html", **context), status
+
+
+def ticket_messages(s: Any, ticket: Ticket) -> list[OutboxMessage]:
+    """Every message sent about the ticket (to the municipality, the resident, the executor) and
+    the municipality's notices of the incident it is linked to, oldest first, with their attempts."""
+    about = OutboxMessage.ticket_id == ticket.id
+    if ticket.incident_id is not None:
+        about = or_(about, OutboxMessage.incident_id == ticket.incident_id)
+    return list(s.scalars(
+        select(OutboxMessage).where(about, OutboxMessage.organization_id == ticket.organization_id)
+        .options(selectinload(OutboxMessage.attempt_log)).order_by(OutboxMessage.created_at, OutboxMessage.id)
+    ))
+
+
+def _impossible(ticket: Ticket) -> list[tuple[str, str]]:
+    """(title, reason) of the latest «not possible» entry per kind (notice, rating call) since the
+    ticket was last completed: why the resident got no completion notice or rating call."""
+    since = ticket.resolved_at or ticket.closed_at
+    if since is None:
+        return []
+    latest: dict[str, str] = {}
+    for h in ticket.history:
+        if h.action in (NOTICE_IMPOSSIBLE, RATING_CALL_IMPOSSIBLE) and h.at >= since:
+            latest[h.action] = h.reason
+    return [(action_title(a), r) for a, r in latest.items()]
 
 
 _ACCEPTED_RU = {MessageChannel.EMAIL: "письмо принято почтовым сервером", MessageChannel.SMS: "SMS принято оператором",
@@ -494,6 +494,7 @@ def ticket_new() -> Any:
                 reporter_name=form.get("reporter_name", ""),
                 reporter_phone=form.get("reporter_phone") or None,
                 is_emergency=bool(form.get("is_emergency")),
+                not_emergency_reason=form.get("not_emergency_reason", ""),
                 damage_detected_at=parse_local_datetime(form.get("damage_detected_at"), tz, "damage_detected_at"),
                 executor_id=optional_int(form.get("executor_id"), "executor_id"),
             )
@@ -514,8 +515,10 @@ def ticket_new() -> Any:
     now = utcnow()
     org_map = {o.id: o for o in orgs}
     cats = queries.categories(s, ids)
+    chosen = possible_id(form.get("category_id"))
     context = dict(
         orgs=orgs, form=form, error=error,
+        chosen_emergency=any(c.id == chosen and c.is_emergency for c in cats),
         categories=[(c, org_map[c.organization_id], deadline_text(org_map[c.organization_id], c, c.is_emergency, now))
                     for c in cats],
         executors=queries.executors(s, ids),

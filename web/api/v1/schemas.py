@@ -43,6 +43,11 @@ class TicketCreate(Body):
     reporter_name: str = Field("", max_length=_limit("reporter_name"))
     reporter_phone: str | None = Field(None, max_length=_limit("reporter_phone"), description="Любая запись номера; хранится в E.164")
     is_emergency: bool | None = Field(None, description="null: как у категории")
+    not_emergency_reason: str = Field(
+        "", max_length=_limit("reason"),
+        description="Почему заявка аварийной категории не аварийная: обязательна при is_emergency=false "
+                    "для аварийной категории (иначе 422 not-emergency-reason-required)",
+    )
     damage_detected_at: Moment | None = None
     planned_due_at: Moment | None = None
     incident_id: Id | None = None
@@ -146,6 +151,7 @@ class Ticket(Out):
     category: CategoryRef
     description: str
     is_emergency: bool
+    not_emergency_reason: str | None = Field(description="Почему заявка аварийной категории не аварийная")
     executor: UserRef | None
     incident_id: int | None
     damage_detected_at: datetime | None
