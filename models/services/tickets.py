@@ -941,10 +941,15 @@ def update_ticket(
             raise ValidationFailed("описание заявки обязательно", field="description")
     if "reporter_phone" in values:
         values["reporter_phone"] = _phone(values["reporter_phone"])
+    category = ticket.category
     if "category_id" in values:
         # validate only: assigning the relationship here would let an autoflush (any query below) sync
         # category_id early, hide it from the diff and skip the deadline recomputation
-        _category(session, org.id, values["category_id"])
+        category = _category(session, org.id, values["category_id"])
+    if values.get("is_emergency", ticket.is_emergency) != ticket.is_emergency or category.id != ticket.category_id:
+        # checked before anything changes: an emergency category made not an emergency needs a reason
+        values["not_emergency_reason"] = not_emergency_reason(
+            category, values.get("is_emergency", ticket.is_emergency), reason)
     for name, model, what in (("house_id", House, "дом"), ("premise_id", Premise, "помещение"),
                               ("resident_id", Resident, "житель"), ("incident_id", Incident, "авария")):
         if name in values:
@@ -965,11 +970,6 @@ def update_ticket(
         return ticket
     session.flush()
     session.refresh(ticket)
-    if {"is_emergency", "category_id"} & set(diff):
-        why_not = not_emergency_reason(ticket.category, ticket.is_emergency, reason)
-        if why_not != ticket.not_emergency_reason:
-            diff["not_emergency_reason"] = [ticket.not_emergency_reason, why_not]
-            ticket.not_emergency_reason = why_not
     if DEADLINE_FIELDS & set(diff):
         old_due = ticket.due_at
         _apply_deadlines(ticket, org, ticket.category)

@@ -17,14 +17,15 @@ from werkzeug.utils import secure_filename
 
 from models import access, queries
 from models.base import utcnow
-from models.call import Call, CallTicket
+from models.call import Call, CallTicket, TicketLegalHold
 from models.errors import DomainError, NotFound, PermissionDenied, ValidationFailed
 from models.files import open_private, private_dir
 from models.housing import HouseNote, Premise
 from models.organization import Organization, User
 from models.outbox import MessageChannel, OutboxMessage
+from models.recording import Recording
 from models.rules import messages as message_rules
-from models.rules.access import is_read_only
+from models.rules.access import MANAGERS, is_read_only
 from models.rules.attachments import safe_content_type
 from models.rules.deadlines import compute_deadlines
 from models.rules.phones import display as phone_display
@@ -38,11 +39,13 @@ from models.rules.ticket_states import (
     STATUS_TITLES_RU,
 )
 from models.services import housing
+from models.services import recordings as rec_svc
 from models.services import tickets as svc
 from models.services.notifications import NOTICE_IMPOSSIBLE, RATING_CALL_IMPOSSIBLE
 from models.ticket import Attachment, Category, Channel, Ticket, Visibility, breach_text
 from models.ticket import TicketStatus as S
 from web.auth import login_required, org_ids
+from web.dbsession import commit_now, database
 from web.dbsession import session as db_session
 from web.filters import local_time
 from web.inputs import optional_int, possible_id
@@ -161,6 +164,7 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
     )))} if (ticket.comments or notes) else {}
     premises = list(s.scalars(select(Premise).where(Premise.house_id == ticket.house_id).order_by(Premise.id))) \
         if ticket.house_id else []
+    calls = _ticket_calls(s, ticket) if not executor_view else []
     context = dict(
         t=ticket, org=org, now=now, error=error, form=form or {},
         broken=ticket.broken_deadlines(now), breach_text=breach_text,
@@ -186,12 +190,14 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         attempt_text=attempt_text,
         impossible=_impossible(ticket),
         **ratings_panel.card_context(s, ticket),
-        calls=_ticket_calls(s, ticket) if not executor_view else [],
+        calls=calls,
+        held_calls=_held_calls(s, calls),
+        delete_ticket_id=ticket.id if user().role in MANAGERS else None,
         call_kind_titles=KIND_TITLES,
     )
     if is_read_only(user().role):  # an inspector reads the card: no action is offered
         context.update(transitions=[], can_reopen=False, can_localize=False, can_edit=False, can_assign=False,
-                       can_rate=False)
+                       can_rate=False, delete_ticket_id=None)
     return render_template("ticket_card.html", **context), status
 
 
@@ -243,6 +249,47 @@ def _ticket_calls(s: Any, ticket: Ticket) -> list[Call]:
         .where(CallTicket.ticket_id == ticket.id, Call.organization_id == ticket.organization_id)
         .options(selectinload(Call.recordings)).order_by(Call.started_at, Call.id)
     ))
+
+
+def _held_calls(s: Any, calls: list[Call]) -> set[int]:
+    """The calls linked to a ticket under legal hold (any ticket, not only this one): their
+    recordings are kept whatever the retention and cannot be deleted by hand."""
+    if not calls:
+        return set()
+    return set(s.scalars(
+        select(CallTicket.call_id).join(TicketLegalHold, TicketLegalHold.ticket_id == CallTicket.ticket_id)
+        .where(CallTicket.call_id.in_([c.id for c in calls]))
+    ))
+
+
+@bp.post("/tickets/<int:ticket_id>/recordings/<int:recording_id>/delete")
+@form_page("panel.ticket_card")
+@login_required(MANAGERS)
+def ticket_recording_delete(ticket_id: int, recording_id: int) -> Any:
+    """A manager or an administrator deletes one recording of the ticket's calls by hand (a
+    resident's 152-ФЗ request): `models.services.recordings.purge_recording`, logged in the purge
+    log with who and why; refused under legal hold (the card says why, the form kept)."""
+    s = db_session()
+    ticket = _owned_ticket(ticket_id)
+    linked = s.scalar(
+        select(Recording.id).join(CallTicket, CallTicket.call_id == Recording.call_id)
+        .where(Recording.id == recording_id, CallTicket.ticket_id == ticket.id,
+               Recording.organization_id == ticket.organization_id)
+    )
+    if linked is None:
+        abort(404)
+    org_id = ticket.organization_id
+    commit_now()  # the purge writes in transactions of its own (SQLite: one writer at a time)
+    try:
+        rec_svc.purge_recording(database(), org_ids=[org_id], recording_id=recording_id,
+                                reason=request.form.get("reason", ""), recordings_dir=settings().recordings_dir,
+                                by=user())
+    except NotFound:
+        raise
+    except DomainError as exc:
+        return _card(ticket_id, error=exc.message, status=exc.http_status, form=request.form.to_dict())
+    flash("Запись удалена; удаление записано в журнал удалений записей", "ok")
+    return redirect(url_for("panel.ticket_card", ticket_id=ticket_id) + "#calls")
 
 
 def _owned_ticket(ticket_id: int) -> Ticket:
