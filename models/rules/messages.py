@@ -17,7 +17,7 @@ PURPOSE_TITLES_RU: dict[str, str] = {
     "resident_closed": "Жителю: заявка закрыта",
 }
 
-CHANNEL_TITLES_RU: dict[str, str] = {"email": "e-mail", "sms": "SMS", "push": "push-уведомление",
+CHANNEL_TITLES_RU: dict[str, str] = {"email": "эл. почта", "sms": "SMS", "push": "уведомление в приложении",
                                      "voice": "звонок робота"}
 
 STATUS_TITLES_RU: dict[str, str] = {"pending": "в очереди", "sent": "отправлено", "failed": "не отправлено"}

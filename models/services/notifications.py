@@ -140,7 +140,7 @@ def _plan(session: Session, ticket: Ticket) -> tuple[RobotSettings, tuple[Messag
         return settings, choice, ""
     if preference is not None and (preference.opt_out or preference.preferred_channel == ContactChannel.NONE):
         return settings, None, "житель отказался от уведомлений"
-    return settings, None, "нет мобильного телефона и e-mail заявителя"
+    return settings, None, "нет мобильного телефона и эл. почты заявителя"
 
 
 def notice_refusal(session: Session, *, ticket: Ticket) -> str | None:

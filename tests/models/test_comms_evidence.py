@@ -240,7 +240,7 @@ def test_a_done_ticket_without_a_phone_records_why_there_is_no_notice_and_no_rat
     with db.read() as s:
         [notice] = _history(s, ticket_id, NOTICE_IMPOSSIBLE)
         [rating] = _history(s, ticket_id, RATING_CALL_IMPOSSIBLE)
-        assert notice.reason == "уведомление о выполнении не отправлено: нет мобильного телефона и e-mail заявителя"
+        assert notice.reason == "уведомление о выполнении не отправлено: нет мобильного телефона и эл. почты заявителя"
         assert rating.reason == "звонок для оценки невозможен: нет телефона заявителя"
         assert notice.user_id is None and notice.changes == {}
         assert s.scalars(select(RatingCall)).all() == []
@@ -251,8 +251,8 @@ def test_a_done_ticket_without_a_phone_records_why_there_is_no_notice_and_no_rat
         on_ticket_event(s, ticket=s.get(Ticket, ticket_id), action="status", now=NOON + timedelta(hours=1))
     with db.read() as s:
         assert [h.reason for h in _history(s, ticket_id, NOTICE_IMPOSSIBLE)] == [
-            "уведомление о выполнении не отправлено: нет мобильного телефона и e-mail заявителя",
-            "уведомление о закрытии не отправлено: нет мобильного телефона и e-mail заявителя",
+            "уведомление о выполнении не отправлено: нет мобильного телефона и эл. почты заявителя",
+            "уведомление о закрытии не отправлено: нет мобильного телефона и эл. почты заявителя",
         ]
         assert len(_history(s, ticket_id, RATING_CALL_IMPOSSIBLE)) == 1
 

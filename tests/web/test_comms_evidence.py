@@ -75,7 +75,7 @@ def test_card_shows_every_message_with_text_channel_recipient_and_delivery(db, w
         local = mail.sent_at.astimezone(MSK)
     mail_item = _text(section[section.index(f'id="message-{mail_id}"'):section.index(f'id="message-{sms_id}"')])
     assert f"{local:%H:%M} {local:%d.%m.%Y} · ОМСУ/ЕДДС: авария" in mail_item
-    assert f"e-mail → {world.org_a.municipality_emails[0]}" in mail_item
+    assert f"эл. почта → {world.org_a.municipality_emails[0]}" in mail_item
     assert f"отправлено {local:%d.%m.%Y %H:%M}" in mail_item
     assert "Тема: Авария: г. Москва, ул. Ленина, д. 10" in mail_item
     assert "Характер повреждения: Авария ХВС (течь, прорыв). Прорыв трубы в подвале" in mail_item
@@ -209,7 +209,7 @@ def test_card_shows_why_there_was_no_notice_and_no_rating_call(db, world, login_
     for who in (world.dispatcher_a, inspector):
         text = _text(login_as(who).get(f"/tickets/{ticket_id}").get_data(as_text=True))
         assert ("Уведомление жителю невозможно уведомление о выполнении не отправлено: "
-                "нет мобильного телефона и e-mail заявителя") in text
+                "нет мобильного телефона и эл. почты заявителя") in text
         assert "Звонок для оценки невозможен звонок для оценки невозможен: нет телефона заявителя" in text
         assert "notice_impossible" not in text and "rating_call_impossible" not in text
 
