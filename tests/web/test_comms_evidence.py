@@ -323,3 +323,32 @@ def test_dispatchers_inspectors_and_other_organizations_cannot_delete(db, world,
                                           data={"reason": "x"}).status_code == 404
     with db.read() as s:
         assert s.get(Recording, rec_id).deleted_at is None and s.scalars(select(RecordingPurge)).all() == []
+
+
+def test_api_lists_the_tickets_messages_field_by_field(db, world, token_for, client, inspector) -> None:
+    ticket_id, mail_id, sms_id = _emergency_with_messages(db, world)
+    url = f"{API}/tickets/{ticket_id}/messages"
+    items = call(client, "get", url, token_for(world.dispatcher_a)).get_json()["items"]
+    by_id = {m["id"]: m for m in items}
+    mail, sms = by_id[mail_id], by_id[sms_id]
+    with db.read() as s:
+        stored = s.get(OutboxMessage, mail_id)
+        assert mail == {
+            "id": mail_id, "ticket_id": ticket_id, "incident_id": None, "purpose": "municipality_emergency",
+            "purpose_title": "ОМСУ/ЕДДС: авария", "channel": "email", "recipient": world.org_a.municipality_emails[0],
+            "subject": stored.subject, "body": stored.body, "status": "sent",
+            "created_at": stored.created_at.isoformat().replace("+00:00", "Z"),
+            "sent_at": stored.sent_at.isoformat().replace("+00:00", "Z"), "attempts": 1, "last_error": "",
+            "provider_message_id": "<openads.1.abc@mail>", "delivery_status": None, "delivery_title": "",
+            "delivery_checked_at": None,
+        }
+    assert (sms["channel"], sms["recipient"], sms["provider_message_id"], sms["delivery_status"],
+            sms["delivery_title"]) == ("sms", "+79161234567", "smsc-778899", "delivered", "доставлено")
+    assert sms["delivery_checked_at"] is not None
+    assert len(items) == 3
+    assert call(client, "get", url, token_for(inspector)).get_json()["items"] == items
+    check_error(call(client, "get", url, token_for(world.dispatcher_b)), 404)
+    with db.write() as s:
+        from models.services.tickets import assign_ticket
+        assign_ticket(s, org=s.merge(world.org_a), ticket_id=ticket_id, executor_id=world.executor_a.id, by=None)
+    check_error(call(client, "get", url, token_for(world.executor_a)), 403)

@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import abort, flash, jsonify, redirect, render_template, request, send_file, url_for
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import secure_filename
@@ -22,7 +22,7 @@ from models.errors import DomainError, NotFound, PermissionDenied, ValidationFai
 from models.files import open_private, private_dir
 from models.housing import HouseNote, Premise
 from models.organization import Organization, User
-from models.outbox import MessageChannel, OutboxMessage
+from models.outbox import MessageChannel
 from models.recording import Recording
 from models.rules import messages as message_rules
 from models.rules.access import MANAGERS, is_read_only
@@ -185,7 +185,7 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         incidents=queries.active_incidents(s, [org.id], ticket.house_id) if ticket.house_id else [],
         visibility_titles=VISIBILITY_TITLES, channel_titles=CHANNEL_TITLES,
         max_upload_mb=settings().max_upload_mb,
-        messages=ticket_messages(s, ticket) if not executor_view else [],
+        messages=queries.ticket_messages(s, ticket) if not executor_view else [],
         message_titles=message_rules,
         attempt_text=attempt_text,
         impossible=_impossible(ticket),
@@ -199,18 +199,6 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         context.update(transitions=[], can_reopen=False, can_localize=False, can_edit=False, can_assign=False,
                        can_rate=False, delete_ticket_id=None)
     return render_template("ticket_card.html", **context), status
-
-
-def ticket_messages(s: Any, ticket: Ticket) -> list[OutboxMessage]:
-    """Every message sent about the ticket (to the municipality, the resident, the executor) and
-    the municipality's notices of the incident it is linked to, oldest first, with their attempts."""
-    about = OutboxMessage.ticket_id == ticket.id
-    if ticket.incident_id is not None:
-        about = or_(about, OutboxMessage.incident_id == ticket.incident_id)
-    return list(s.scalars(
-        select(OutboxMessage).where(about, OutboxMessage.organization_id == ticket.organization_id)
-        .options(selectinload(OutboxMessage.attempt_log)).order_by(OutboxMessage.created_at, OutboxMessage.id)
-    ))
 
 
 def _impossible(ticket: Ticket) -> list[tuple[str, str]]:

@@ -130,12 +130,18 @@ OPERATIONS: tuple[Op, ...] = (
     Op("get", "/tickets", "Журнал заявок с фильтрами (новые сверху, постранично)", "tickets", sc.TicketPage,
        params=JOURNAL_FILTERS, errors=(400, 401), description=EXECUTOR_TOO),
     Op("post", "/tickets", "Зарегистрировать заявку", "tickets", sc.Ticket, 201, sc.TicketCreate,
-       errors=(400, 401, 403), description=STAFF_ONLY + " Номер и нормативные сроки назначаются автоматически."),
+       errors=(400, 401, 403, 422), description=STAFF_ONLY + " Номер и нормативные сроки назначаются автоматически."
+       " Заявка аварийной категории с is_emergency=false требует not_emergency_reason."),
+    Op("get", "/tickets/{ticket_id}/messages", "Сообщения по заявке: ОМСУ/ЕДДС, жителю, исполнителю", "tickets",
+       sc.TicketMessages, params=[TICKET_ID], errors=(401, 403, 404),
+       description=READERS_TOO + " Текст, канал, получатель, номер у оператора и отчёт о доставке каждого "
+       "сообщения, и сообщения ОМСУ/ЕДДС об аварии, к которой привязана заявка."),
     Op("get", "/tickets/{ticket_id}", "Карточка заявки с историей и комментариями", "tickets", sc.TicketCard,
        params=[TICKET_ID], errors=(401, 404), description=EXECUTOR_TOO),
     Op("patch", "/tickets/{ticket_id}", "Изменить поля заявки", "tickets", sc.Ticket, body=sc.TicketUpdate,
-       params=[TICKET_ID], errors=(400, 401, 403, 404, 409),
-       description=STAFF_ONLY + " Сроки пересчитываются при смене категории, аварийности или времени повреждения."),
+       params=[TICKET_ID], errors=(400, 401, 403, 404, 409, 422),
+       description=STAFF_ONLY + " Сроки пересчитываются при смене категории, аварийности или времени повреждения."
+       " Снять аварийность с заявки аварийной категории можно только с причиной (reason)."),
     Op("post", "/tickets/{ticket_id}/transition", "Сменить статус заявки", "tickets", sc.Ticket,
        body=sc.TransitionRequest, params=[TICKET_ID], errors=(400, 401, 403, 404, 409),
        description="Отмена и отклонение требуют причину. " + EXECUTOR_TOO
@@ -307,6 +313,8 @@ ERROR_TEXTS = {
          "(error_id insufficient-scope)",
     404: "Не найдено (в том числе объект другой организации)",
     409: "Конфликт состояния: переход статуса не разрешён или объект уже закрыт",
+    422: "Заявка аварийной категории регистрируется как неаварийная без причины "
+         "(error_id not-emergency-reason-required, details.field not_emergency_reason)",
     503: "База данных недоступна (error_id database-unavailable) или занята другой записью (database-busy): "
          "повторите запрос через столько секунд, сколько в заголовке Retry-After (details.retry_after)",
 }

@@ -200,6 +200,31 @@ class TicketCard(Ticket):
     attachments: list[AttachmentOut]
 
 
+class MessageOut(Out):
+    id: int
+    ticket_id: int | None
+    incident_id: int | None = Field(description="Сообщение ОМСУ/ЕДДС об аварии (не об одной заявке)")
+    purpose: str = Field(description="Назначение: municipality_emergency, resident_done, executor_assigned, ...")
+    purpose_title: str = Field(description="Назначение по-русски")
+    channel: str = Field(description="email, sms, voice, push")
+    recipient: str = Field(description="Адрес или номер (E.164)")
+    subject: str
+    body: str = Field(description="Текст сообщения, как он отправлен")
+    status: str = Field(description="pending — в очереди, sent — отправлено, failed — не отправлено")
+    created_at: datetime
+    sent_at: datetime | None
+    attempts: int
+    last_error: str
+    provider_message_id: str | None = Field(description="Номер сообщения у оператора (почтового сервера, SMS-шлюза)")
+    delivery_status: str | None = Field(description="Отчёт о доставке SMS: queued, sent, delivered, failed, unknown")
+    delivery_title: str = Field(description="Отчёт о доставке по-русски (пусто — отчёта нет)")
+    delivery_checked_at: datetime | None
+
+
+class TicketMessages(Out):
+    items: list[MessageOut]
+
+
 class TicketPage(Out):
     items: list[Ticket]
     next_cursor: str | None = Field(description="Передайте в ?cursor= для следующей страницы; null — это последняя")
@@ -313,5 +338,5 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
 )
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Error, Ticket, TicketCard, TicketPage, Comment, House, HouseCard, HousePage, Resident, ResidentList,
-    Organization, OrganizationList, Category, CategoryList, Executor, ExecutorList,
+    Organization, OrganizationList, Category, CategoryList, Executor, ExecutorList, TicketMessages,
 )

@@ -15,11 +15,14 @@ from flask import request
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from models import access
+from models import access, queries
 from models.errors import TicketNotFound, ValidationFailed
 from models.organization import Organization, User
+from models.outbox import OutboxMessage
 from models.queries import journal_select, ticket_card
 from models.rating import TicketRating
+from models.rules import messages as message_rules
+from models.rules.access import READERS
 from models.rules.ticket_states import EXECUTOR_TARGETS, STATUS_TITLES_RU
 from models.services import tickets as svc
 from models.ticket import Attachment, Ticket, TicketComment, TicketHistory
@@ -218,6 +221,27 @@ def get_ticket(ticket_id: int) -> Any:
     user = require_user()
     ticket = access.visible_ticket(user, ticket_card(db_session(), c.user_orgs(user), ticket_id))
     return card_json(ticket, c.now())
+
+
+def message_json(m: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": m.id, "ticket_id": m.ticket_id, "incident_id": m.incident_id, "purpose": m.purpose,
+        "purpose_title": message_rules.purpose_title(m.purpose), "channel": m.channel.value,
+        "recipient": m.recipient, "subject": m.subject, "body": m.body, "status": m.status.value,
+        "created_at": c.utc_iso(m.created_at), "sent_at": c.utc_iso(m.sent_at), "attempts": m.attempts,
+        "last_error": m.last_error, "provider_message_id": m.provider_message_id,
+        "delivery_status": m.delivery_status, "delivery_title": message_rules.delivery_title(m.delivery_status),
+        "delivery_checked_at": c.utc_iso(m.delivery_checked_at),
+    }
+
+
+@bp.get("/tickets/<int:ticket_id>/messages")
+def ticket_messages(ticket_id: int) -> Any:
+    """The ticket's outgoing messages with their texts and delivery reports (decision 0039)."""
+    user = require_user(READERS)
+    s = db_session()
+    ticket = svc.get_ticket(s, org_ids=c.user_orgs(user), ticket_id=ticket_id)
+    return {"items": [message_json(m) for m in queries.ticket_messages(s, ticket)]}
 
 
 @bp.patch("/tickets/<int:ticket_id>")
