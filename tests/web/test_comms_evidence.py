@@ -352,3 +352,30 @@ def test_api_lists_the_tickets_messages_field_by_field(db, world, token_for, cli
         from models.services.tickets import assign_ticket
         assign_ticket(s, org=s.merge(world.org_a), ticket_id=ticket_id, executor_id=world.executor_a.id, by=None)
     check_error(call(client, "get", url, token_for(world.executor_a)), 403)
+
+
+def test_panel_edit_unchecking_the_emergency_needs_the_reason(db, world, login_as) -> None:
+    with db.write() as s:
+        t = f.make_ticket(s, s.merge(world.org_a), s.merge(world.cats_a["emergency_sewer"]))
+        ticket_id = t.id
+    client = login_as(world.dispatcher_a)
+    form = {"description": "Течь", "is_emergency_shown": "1", "reason": ""}
+    resp = client.post(f"/tickets/{ticket_id}/edit", data=form)
+    assert resp.status_code == 422
+    assert "аварийная: укажите причину, по которой заявка не аварийная" in html_lib.unescape(resp.get_data(as_text=True))
+    with db.read() as s:
+        assert s.get(Ticket, ticket_id).is_emergency is True
+    assert client.post(f"/tickets/{ticket_id}/edit", data={**form, "reason": "течь в квартире, не стояк"}).status_code == 302
+    with db.read() as s:
+        t = s.get(Ticket, ticket_id)
+        assert (t.is_emergency, t.not_emergency_reason) == (False, "течь в квартире, не стояк")
+
+
+def test_executor_sees_no_municipality_notices_on_the_incidents_page(db, world, login_as) -> None:
+    with db.write() as s:
+        incident = inc_svc.create_incident(s, org=s.merge(world.org_a), house_id=world.house_a.id, title="Нет ХВС",
+                                           utility="cold_water", by=None)
+        incident_id = incident.id
+    page = login_as(world.executor_a).get("/incidents").get_data(as_text=True)
+    assert "Нет ХВС" in page and "сообщений:" not in page
+    assert f'id="notices-{incident_id}"' not in page and "ОМСУ/ЕДДС" not in page

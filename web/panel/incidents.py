@@ -43,7 +43,8 @@ def incidents() -> Any:
             ).all()
         )
     notices: dict[int, list[OutboxMessage]] = {}
-    if rows and not is_executor():  # the municipality's notices: for the office and the inspector
+    show_notices = not is_executor()
+    if rows and show_notices:  # the municipality's notices: for the office and the inspector
         for m in s.scalars(select(OutboxMessage).where(OutboxMessage.incident_id.in_([i.id for i in rows]),
                                                        OutboxMessage.organization_id.in_(ids))
                            .order_by(OutboxMessage.created_at, OutboxMessage.id)):
@@ -53,7 +54,7 @@ def incidents() -> Any:
     return render_template(
         "incidents/list.html", incidents=rows, orgs=orgs, org_map={o.id: o for o in orgs},
         houses=queries.houses(s, ids, limit=1000), linked=linked, utility_titles=UTILITY_TITLES_RU,
-        notices=notices, message_titles=message_rules,
+        notices=notices, show_notices=show_notices, message_titles=message_rules,
     )
 
 
