@@ -43,7 +43,16 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from models.base import utcnow
-from models.call import MISSED_OUTCOMES, Call, CallDirection, CallKind, CallOutcome, TelephonySettings
+from models.call import (
+    MISSED_OUTCOMES,
+    Call,
+    CallDirection,
+    CallKind,
+    CallOutcome,
+    CallTicket,
+    TelephonySettings,
+    TicketLegalHold,
+)
 from models.errors import NotFound
 from models.housing import Account, House, Premise, Resident, ResidentPhone
 from models.missed_call import CallbackAttempt, CloseReason, MissedCall, MissedCallStatus
@@ -708,3 +717,15 @@ def callback_compliance(
                       attempts=c[3])
         for (oid, day), c in sorted(counts.items())
     ]
+
+
+def held_call_ids(session: Session, call_ids: Iterable[int]) -> set[int]:
+    """Of these calls, those linked to a ticket under legal hold: their recordings are kept whatever
+    the retention and cannot be deleted by hand (shown «на удержании»; decision 0039)."""
+    ids = list(call_ids)
+    if not ids:
+        return set()
+    return set(session.scalars(
+        select(CallTicket.call_id).join(TicketLegalHold, TicketLegalHold.ticket_id == CallTicket.ticket_id)
+        .where(CallTicket.call_id.in_(ids))
+    ))

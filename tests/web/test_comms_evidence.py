@@ -278,6 +278,9 @@ def test_a_held_recording_is_marked_and_cannot_be_deleted(db, world, login_as, s
     assert "запись относится к заявке с запретом удаления" in body
     with db.read() as s:
         assert s.get(Recording, rec_id).deleted_at is None and s.scalars(select(RecordingPurge)).all() == []
+        call_id = s.get(Recording, rec_id).call_id
+    assert "на удержании" in client.get(f"/calls/{call_id}").get_data(as_text=True)
+    assert "на удержании" in client.get("/calls").get_data(as_text=True)
 
 
 def test_a_manager_deletes_a_recording_by_hand_and_the_purge_log_says_who_and_why(db, world, login_as,

@@ -17,12 +17,13 @@ from werkzeug.utils import secure_filename
 
 from models import access, queries
 from models.base import utcnow
-from models.call import Call, CallTicket, TicketLegalHold
+from models.call import Call, CallTicket
 from models.errors import DomainError, NotFound, PermissionDenied, ValidationFailed
 from models.files import open_private, private_dir
 from models.housing import HouseNote, Premise
 from models.organization import Organization, User
 from models.outbox import MessageChannel
+from models.queries_calls import held_call_ids
 from models.recording import Recording
 from models.rules import messages as message_rules
 from models.rules.access import MANAGERS, is_read_only
@@ -191,7 +192,7 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         impossible=_impossible(ticket),
         **ratings_panel.card_context(s, ticket),
         calls=calls,
-        held_calls=_held_calls(s, calls),
+        held_calls=held_call_ids(s, [c.id for c in calls]),
         delete_ticket_id=ticket.id if user().role in MANAGERS else None,
         call_kind_titles=KIND_TITLES,
     )
@@ -236,17 +237,6 @@ def _ticket_calls(s: Any, ticket: Ticket) -> list[Call]:
         select(Call).join(CallTicket, CallTicket.call_id == Call.id)
         .where(CallTicket.ticket_id == ticket.id, Call.organization_id == ticket.organization_id)
         .options(selectinload(Call.recordings)).order_by(Call.started_at, Call.id)
-    ))
-
-
-def _held_calls(s: Any, calls: list[Call]) -> set[int]:
-    """The calls linked to a ticket under legal hold (any ticket, not only this one): their
-    recordings are kept whatever the retention and cannot be deleted by hand."""
-    if not calls:
-        return set()
-    return set(s.scalars(
-        select(CallTicket.call_id).join(TicketLegalHold, TicketLegalHold.ticket_id == CallTicket.ticket_id)
-        .where(CallTicket.call_id.in_([c.id for c in calls]))
     ))
 
 
