@@ -382,3 +382,29 @@ def test_executor_sees_no_municipality_notices_on_the_incidents_page(db, world, 
     page = login_as(world.executor_a).get("/incidents").get_data(as_text=True)
     assert "Нет ХВС" in page and "сообщений:" not in page
     assert f'id="notices-{incident_id}"' not in page and "ОМСУ/ЕДДС" not in page
+
+
+def test_api_deletes_a_recording_for_managers_only_and_never_under_hold(db, world, token_for, client, settings,
+                                                                        inspector) -> None:
+    ticket_id, rec_id = _ticket_with_recording(db, world, settings)
+    _held_ticket, held_id = _ticket_with_recording(db, world, settings, hold=True)
+    url = f"{API}/recordings/{rec_id}/delete"
+    body = {"reason": "заявление жителя (152-ФЗ)"}
+    check_error(call(client, "post", url, token_for(world.dispatcher_a), json=body), 403)
+    check_error(call(client, "post", url, token_for(inspector), json=body), 403)
+    with db.write() as s:
+        manager_b = f.make_user(s, [s.merge(world.org_b)], world.manager_a.role, login="man_b_api")
+    check_error(call(client, "post", url, token_for(manager_b), json=body), 404, "recording-not-found")
+    manager = token_for(world.manager_a)
+    check_error(call(client, "post", f"{API}/recordings/{held_id}/delete", manager, json=body), 409, "recording-held")
+    check_error(call(client, "post", url, manager, json={"reason": ""}), 400, "invalid-input")
+    resp = call(client, "post", url, manager, json=body)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    with db.read() as s:
+        purge = s.scalars(select(RecordingPurge)).one()
+        assert resp.get_json() == {"recording_id": rec_id, "purge_id": purge.id}
+        assert (purge.rule, purge.by_id, purge.note) == (PurgeRule.MANUAL, world.manager_a.id,
+                                                         "заявление жителя (152-ФЗ)")
+        assert s.get(Recording, held_id).deleted_at is None
+    check_error(call(client, "post", url, manager, json=body), 410, "recording-deleted")
+    assert ticket_id

@@ -119,6 +119,7 @@ RECORDING_LOG_FILTERS = [_q("organization_id", "Только эта органи
                          _q("to", "Последний день включительно (по умолчанию сегодня)", LOCAL_DAY)]
 ORGANIZATION_ID = {"name": "organization_id", "in": "path", "required": True, "schema": ID}
 PHONE_ID = {"name": "phone_id", "in": "path", "required": True, "schema": ID}
+RECORDING_ID = {"name": "recording_id", "in": "path", "required": True, "schema": ID}
 CATEGORY_ID = {"name": "category_id", "in": "path", "required": True, "schema": ID}
 USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": ID}
 SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": ID}
@@ -207,6 +208,12 @@ OPERATIONS: tuple[Op, ...] = (
        recordings_api.RecordingPurgeLog, params=RECORDING_LOG_FILTERS, errors=(400, 401, 403, 404),
        description=RECORDING_LOGS_ROLES + " Что удалено, когда, какого размера и по какому правилу "
        "(срок хранения организации или вручную), новые сверху."),
+    Op("post", "/recordings/{recording_id}/delete", "Удалить запись разговора вручную", "recordings",
+       recordings_api.RecordingDeletedOut, body=recordings_api.RecordingDeleteRequest, params=[RECORDING_ID],
+       errors=(400, 401, 403, 404, 409, 410),
+       description="Роли: администратор, руководитель. Файл удаляется, удаление пишется в журнал удаления "
+       "(правило «вручную», кто и почему). Запись звонка по заявке с запретом удаления не удаляется (409, "
+       "error_id recording-held)."),
     Op("get", "/admin/organizations", "Настройки организаций администратора", "admin",
        admin_api.OrganizationSettingsList, description=ADMIN_ONLY),
     Op("post", "/admin/organizations", "Добавить организацию", "admin", admin_api.OrganizationSettings, 201,
@@ -313,6 +320,7 @@ ERROR_TEXTS = {
          "(error_id insufficient-scope)",
     404: "Не найдено (в том числе объект другой организации)",
     409: "Конфликт состояния: переход статуса не разрешён или объект уже закрыт",
+    410: "Запись уже удалена (error_id recording-deleted)",
     422: "Заявка аварийной категории регистрируется как неаварийная без причины "
          "(error_id not-emergency-reason-required, details.field not_emergency_reason)",
     503: "База данных недоступна (error_id database-unavailable) или занята другой записью (database-busy): "
