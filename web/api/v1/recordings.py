@@ -9,11 +9,13 @@ from typing import Any
 
 from flask import request
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
-from models.recording import PurgeRule, RecordingAction
+from models.recording import PurgeRule, Recording, RecordingAction
 from models.rules import access
 from models.rules.access import MANAGERS, Scope
 from models.services import recordings as rec_svc
+from models.services.calls import RecordingNotFound
 from web.api.v1 import bp
 from web.api.v1 import common as c
 from web.api.v1.schemas import Body, Out
@@ -107,8 +109,11 @@ def recording_delete(recording_id: int) -> Any:
     the purge log (rule `manual`, who, why); 409 under legal hold, 410 already deleted, 404 another
     organization's."""
     user = require_user(MANAGERS)
-    body = c.parse_body(RecordingDeleteRequest)
     ids = c.user_orgs(user)
+    if db_session().scalar(select(Recording.id).where(Recording.id == recording_id,
+                                                      Recording.organization_id.in_(ids))) is None:
+        raise RecordingNotFound("запись не найдена", recording_id=recording_id)  # before the body: 404 first
+    body = c.parse_body(RecordingDeleteRequest)
     commit_now()  # the purge writes in transactions of its own (SQLite: one writer at a time)
     purge_id = rec_svc.purge_recording(database(), org_ids=ids, recording_id=recording_id, reason=body.reason,
                                        recordings_dir=settings().recordings_dir, by=user)
