@@ -41,6 +41,14 @@ class ValidationFailed(DomainError):
     http_status = 400
 
 
+class NotEmergencyReasonRequired(ValidationFailed):
+    """A ticket of an emergency category registered (or changed) as not an emergency without the
+    dispatcher saying why (decision 0039)."""
+
+    error_id = "not-emergency-reason-required"
+    http_status = 422
+
+
 class PermissionDenied(DomainError):
     error_id = "forbidden"
     http_status = 403

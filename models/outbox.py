@@ -55,6 +55,8 @@ class OutboxMessage(Base):
     subject: Mapped[str] = mapped_column(String(300), default="")
     body: Mapped[str] = mapped_column(Text)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
+    # A municipality notice about an incident (авария) rather than one ticket (decision 0039).
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="SET NULL"), index=True)
     status: Mapped[MessageStatus] = mapped_column(
         Enum(MessageStatus, native_enum=False, length=10, values_callable=lambda e: [m.value for m in e]),
         default=MessageStatus.PENDING,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from models.errors import NotFound
 from models.housing import House, Premise, Resident, ResidentPhone
 from models.organization import Membership, Organization, Role, User
-from models.outbox import DomainEvent
+from models.outbox import DomainEvent, OutboxMessage
 from models.rules.phones import try_e164
 from models.rules.ticket_states import OPEN
 from models.ticket import Category, Incident, Ticket, TicketStatus
@@ -135,6 +135,19 @@ def ticket_card(session: Session, org_ids: Iterable[int], ticket_id: int) -> Tic
     if ticket is None:
         raise NotFound("заявка не найдена", ticket_id=ticket_id)
     return ticket
+
+
+def ticket_messages(session: Session, ticket: Ticket) -> list[OutboxMessage]:
+    """Every message sent about the ticket (to the municipality, the resident, the executor) and
+    the municipality's notices of the incident it is linked to, oldest first, with their attempts
+    (the card's «Сообщения», the API; decision 0039)."""
+    about = OutboxMessage.ticket_id == ticket.id
+    if ticket.incident_id is not None:
+        about = or_(about, OutboxMessage.incident_id == ticket.incident_id)
+    return list(session.scalars(
+        select(OutboxMessage).where(about, OutboxMessage.organization_id == ticket.organization_id)
+        .options(selectinload(OutboxMessage.attempt_log)).order_by(OutboxMessage.created_at, OutboxMessage.id)
+    ))
 
 
 def get_owned(session: Session, model: type, org_ids: Iterable[int], obj_id: int):  # type: ignore[no-untyped-def]

@@ -45,7 +45,16 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from models.base import utcnow
-from models.call import MISSED_OUTCOMES, Call, CallDirection, CallKind, CallOutcome, TelephonySettings
+from models.call import (
+    MISSED_OUTCOMES,
+    Call,
+    CallDirection,
+    CallKind,
+    CallOutcome,
+    CallTicket,
+    TelephonySettings,
+    TicketLegalHold,
+)
 from models.errors import NotFound
 from models.housing import Account, House, Premise, Resident, ResidentPhone
 from models.missed_call import CallbackAttempt, CloseReason, MissedCall, MissedCallCall, MissedCallStatus
@@ -749,3 +758,15 @@ def next_overdue_deadline_all_orgs(session: Session) -> datetime | None:
         .order_by(MissedCall.deadline_at)
         .limit(1)
     )
+
+
+def held_call_ids(session: Session, call_ids: Iterable[int]) -> set[int]:
+    """Of these calls, those linked to a ticket under legal hold: their recordings are kept whatever
+    the retention and cannot be deleted by hand (shown «на удержании»; decision 0039)."""
+    ids = list(call_ids)
+    if not ids:
+        return set()
+    return set(session.scalars(
+        select(CallTicket.call_id).join(TicketLegalHold, TicketLegalHold.ticket_id == CallTicket.ticket_id)
+        .where(CallTicket.call_id.in_(ids))
+    ))

@@ -149,6 +149,8 @@ class Ticket(OrgOwned, Base):
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"))
     description: Mapped[str] = mapped_column(Text)
     is_emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why a ticket of an emergency category was registered as not an emergency (required then, decision 0039).
+    not_emergency_reason: Mapped[str | None] = mapped_column(Text)
     status: Mapped[TicketStatus] = mapped_column(_enum(TicketStatus), default=TicketStatus.NEW)
     executor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="SET NULL"))
@@ -192,6 +194,31 @@ class Ticket(OrgOwned, Base):
         if self.localize_due_at and self.localized_at and self.localized_at > self.localize_due_at:
             return True
         return bool(self.resolved_at and self.resolved_at > self.due_at)
+
+    def broken_deadlines(self, now: datetime) -> tuple[str, ...]:
+        """Which deadlines are broken, pending or met late: `localize` (the 30-minute localisation,
+        D1) and/or `resolve` (completion); what the breach mark names (`BREACH_TITLES_RU`)."""
+        out = []
+        if self.localize_due_at is not None:
+            if self.localized_at is not None:
+                if self.localized_at > self.localize_due_at:
+                    out.append("localize")
+            elif self.next_due_at is not None and self.next_due_at == self.localize_due_at and self.localize_due_at < now:
+                out.append("localize")
+        if self.resolved_at is not None:
+            if self.resolved_at > self.due_at:
+                out.append("resolve")
+        elif self.next_due_at is not None and self.due_at < now:  # still open (settled: no next deadline)
+            out.append("resolve")
+        return tuple(out)
+
+
+# What a breach mark names: «нарушен срок локализации», «... устранения», «... локализации и устранения».
+BREACH_TITLES_RU = {"localize": "локализации", "resolve": "устранения"}
+
+
+def breach_text(broken: tuple[str, ...]) -> str:
+    return " и ".join(BREACH_TITLES_RU[b] for b in broken)
 
 
 class TicketHistory(OrgOwned, Base):

@@ -18,7 +18,7 @@ from flask import Flask
 from models.rules.phones import display
 from models.rules.text_limits import max_length
 from models.rules.ticket_states import SETTLED, STATUS_TITLES_RU
-from models.ticket import TicketStatus
+from models.ticket import TicketStatus, breach_text
 
 
 @lru_cache(maxsize=64)
@@ -55,6 +55,8 @@ class _Deadlines(Protocol):
 
     def was_late(self, now: datetime) -> bool: ...
 
+    def broken_deadlines(self, now: datetime) -> tuple[str, ...]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Deadline:
@@ -68,6 +70,7 @@ class Deadline:
     due_late: bool
     mark: str  # "overdue", "late" (done with a broken deadline) or ""
     next_due_ts: int = 0  # UNIX seconds of the next pending deadline (the row's countdown), 0 when settled
+    breach: str = ""  # which deadlines the mark is about: «локализации», «устранения», «локализации и устранения»
 
 
 def hm(moment: datetime) -> str:
@@ -96,7 +99,8 @@ def deadline_parts(t: _Deadlines, now: datetime, tz: str | ZoneInfo) -> Deadline
     pending = t.next_due_at if t.next_due_at and t.status not in SETTLED else None
     if pending is not None and pending.tzinfo is None:
         pending = pending.replace(tzinfo=UTC)
-    return Deadline(lt, ld, l_late, dt, dd, d_late, mark, int(pending.timestamp()) if pending else 0)
+    breach = breach_text(t.broken_deadlines(now)) if mark else ""
+    return Deadline(lt, ld, l_late, dt, dd, d_late, mark, int(pending.timestamp()) if pending else 0, breach)
 
 
 def duration_ru(seconds: float | None) -> str:

@@ -64,3 +64,10 @@ def utility_title(code: str | None) -> str:
 
 
 __all__ = ["UTILITY_TITLES_RU", "utility_code", "utility_title"]
+
+
+# Incidents of these resources (and of an unspecified or "other" one) are reported to the
+# municipality (ОМСУ/ЕДДС, regulations M1: in-house water, sewer, heating; electricity and gas as
+# emergencies of the same kind). A lift, a roof or an intercom is not a utility accident.
+MUNICIPALITY_UTILITIES = frozenset({"", "cold_water", "hot_water", "heating", "electricity", "gas", "sewerage",
+                                    "other"})

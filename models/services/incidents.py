@@ -1,6 +1,8 @@
 """Incidents (аварии): an accident in a house with start, localisation and liquidation; tickets link to it.
 
 Emits `incident.changed`; linking a ticket writes the ticket's history (`edited`, incident_id).
+Start, localisation and liquidation each queue the municipality's notice (ОМСУ/ЕДДС, M1) through
+`models.services.municipality`, as emergency tickets do (decision 0039).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from models.errors import NotFound, ValidationFailed
 from models.organization import Organization, User
 from models.rules.text_limits import limited
 from models.rules.utilities import UTILITY_TITLES_RU
+from models.services import municipality
 from models.services.housing import owned_house
 from models.services.tickets import update_ticket
 from models.ticket import Incident
@@ -56,7 +59,9 @@ def create_incident(
         created_by_id=by.id if by else None,
     )
     session.add(incident)
+    incident.house = house
     _emit(session, incident, "created")
+    municipality.notify_incident(session, org, incident, "started", now)
     return incident
 
 
@@ -82,6 +87,7 @@ def localize_incident(
     incident = _stamp(session, org=org, incident_id=incident_id, field="localized_at", what="локализована",
                       at=at, now=now)
     _emit(session, incident, "localized")
+    municipality.notify_incident(session, org, incident, "localized", now or utcnow())
     return incident
 
 
@@ -94,6 +100,7 @@ def liquidate_incident(
     if incident.localized_at is None:
         incident.localized_at = incident.liquidated_at
     _emit(session, incident, "liquidated")
+    municipality.notify_incident(session, org, incident, "liquidated", now or utcnow())
     return incident
 
 

@@ -10,7 +10,10 @@ organization's quiet hours (default 21:00–09:00 local) through `not_before`; e
 ring anyone and goes at once.
 
 `on_ticket_event` is the one hook the ticket services call after a change: it queues the
-notification and, on done or closed, schedules the rating call.
+notification and, on done or closed, schedules the rating call. When the completion notice or the
+rating call cannot be made (no phone or address, the resident refused, switched off for the
+organization), the reason is written to the ticket's history (`notice_impossible`,
+`rating_call_impossible`; decision 0039), once per completion.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models import events
 from models.housing import Resident
 from models.notification import ContactChannel, ResidentContactPreference, RobotSettings
 from models.organization import Organization
@@ -31,7 +35,7 @@ from models.rules import robot as rules
 from models.rules.phones import display
 from models.services import ratings
 from models.services.outbox import enqueue_message
-from models.ticket import Ticket, TicketStatus
+from models.ticket import Ticket, TicketHistory, TicketStatus
 
 
 class NotificationEvent(enum.StrEnum):
@@ -48,6 +52,12 @@ SUBJECTS_RU: dict[NotificationEvent, str] = {
     NotificationEvent.DONE: "Заявка № {number} выполнена — оцените работу",
     NotificationEvent.CLOSED: "Заявка № {number} закрыта",
 }
+EVENT_TITLES_RU: dict[NotificationEvent, str] = {
+    NotificationEvent.REGISTERED: "о регистрации", NotificationEvent.ASSIGNED: "о назначении исполнителя",
+    NotificationEvent.DONE: "о выполнении", NotificationEvent.CLOSED: "о закрытии",
+}
+NOTICE_IMPOSSIBLE = "notice_impossible"
+RATING_CALL_IMPOSSIBLE = "rating_call_impossible"
 _QUIET_CHANNELS = (MessageChannel.SMS, MessageChannel.VOICE)
 
 
@@ -111,19 +121,12 @@ def render_notification(settings: RobotSettings, org: Organization, ticket: Tick
     return subject, body
 
 
-def notify_resident(
-    session: Session, *, ticket: Ticket, event: NotificationEvent, now: datetime
-) -> OutboxMessage | None:
-    """Queue the resident's notification of `event`; returns the message, or None when nothing is sent.
-
-    Nothing is sent when notifications are off for the organization, the resident opted out or
-    has no usable address, or the same text is already waiting for this ticket. Side effect: one
-    `outbox_messages` row (no domain event: the card shows it through the outbox).
-    """
+def _plan(session: Session, ticket: Ticket) -> tuple[RobotSettings, tuple[MessageChannel, str] | None, str]:
+    """(settings, (channel, recipient) or None, why none) of the resident's notification."""
     org: Organization = ticket.organization
     settings = ratings.robot_settings(session, org.id)
     if not settings.notifications_enabled:
-        return None
+        return settings, None, "уведомления жителям отключены в настройках организации"
     resident: Resident | None = ticket.resident if ticket.resident_id is not None else None
     preference = (
         session.scalar(select(ResidentContactPreference).where(ResidentContactPreference.resident_id == resident.id))
@@ -133,6 +136,31 @@ def notify_resident(
         resident.email if resident is not None else None
     )
     choice = choose_channel(phone=ratings.resident_phone(session, ticket), email=email, preference=preference)
+    if choice is not None:
+        return settings, choice, ""
+    if preference is not None and (preference.opt_out or preference.preferred_channel == ContactChannel.NONE):
+        return settings, None, "житель отказался от уведомлений"
+    return settings, None, "нет мобильного телефона и эл. почты заявителя"
+
+
+def notice_refusal(session: Session, *, ticket: Ticket) -> str | None:
+    """Why the resident gets no notification about the ticket (None: they can get one)."""
+    _settings, choice, why = _plan(session, ticket)
+    return None if choice is not None else why
+
+
+def notify_resident(
+    session: Session, *, ticket: Ticket, event: NotificationEvent, now: datetime
+) -> OutboxMessage | None:
+    """Queue the resident's notification of `event`; returns the message, or None when nothing is sent.
+
+    Nothing is sent when notifications are off for the organization, the resident opted out or
+    has no usable address (`notice_refusal` says which), or the same text is already waiting for
+    this ticket. Side effect: one `outbox_messages` row (no domain event: the card shows it
+    through the outbox).
+    """
+    org: Organization = ticket.organization
+    settings, choice, _why = _plan(session, ticket)
     if choice is None:
         return None
     channel, recipient = choice
@@ -157,6 +185,26 @@ def notify_resident(
     )
 
 
+def record_impossible(session: Session, *, ticket: Ticket, action: str, reason: str, now: datetime) -> bool:
+    """Write why a completion notice or a rating call cannot be made to the ticket's history (by the
+    system), once per completion: not again when the same entry was written since the ticket was
+    last done or closed. Emits `ticket.changed`, so an open card refreshes. Returns whether written."""
+    since = ticket.resolved_at or ticket.closed_at or ticket.registered_at
+    already = session.scalar(
+        select(TicketHistory.id).where(TicketHistory.ticket_id == ticket.id, TicketHistory.action == action,
+                                       TicketHistory.reason == reason, TicketHistory.at >= since).limit(1)
+    )
+    if already is not None:
+        return False
+    session.add(TicketHistory(organization_id=ticket.organization_id, ticket_id=ticket.id, at=now, user_id=None,
+                              action=action, from_status=None, to_status=None, changes={}, reason=reason))
+    events.emit(session, ticket.organization_id, events.TICKET_CHANGED, {
+        "ticket_id": ticket.id, "number": ticket.number, "status": ticket.status.value, "action": action,
+        "executor_ids": [ticket.executor_id] if ticket.executor_id is not None else [], "by": None, "fields": [],
+    })
+    return True
+
+
 _STATUS_EVENTS = {TicketStatus.DONE: NotificationEvent.DONE, TicketStatus.CLOSED: NotificationEvent.CLOSED}
 
 
@@ -172,5 +220,14 @@ def on_ticket_event(session: Session, *, ticket: Ticket, action: str, now: datet
     elif action == "assigned":
         notify_resident(session, ticket=ticket, event=NotificationEvent.ASSIGNED, now=now)
     elif action == "status" and ticket.status in _STATUS_EVENTS:
-        notify_resident(session, ticket=ticket, event=_STATUS_EVENTS[ticket.status], now=now)
-        ratings.schedule_rating_call(session, ticket=ticket, now=now)
+        event = _STATUS_EVENTS[ticket.status]
+        if notify_resident(session, ticket=ticket, event=event, now=now) is None:
+            why = notice_refusal(session, ticket=ticket)
+            if why is not None:
+                record_impossible(session, ticket=ticket, action=NOTICE_IMPOSSIBLE, now=now,
+                                  reason=f"уведомление {EVENT_TITLES_RU[event]} не отправлено: {why}")
+        if ratings.schedule_rating_call(session, ticket=ticket, now=now) is None:
+            why = ratings.rating_call_refusal(session, ticket=ticket)
+            if why is not None:
+                record_impossible(session, ticket=ticket, action=RATING_CALL_IMPOSSIBLE, now=now,
+                                  reason=f"звонок для оценки невозможен: {why}")

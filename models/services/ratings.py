@@ -200,6 +200,29 @@ def schedule_rating_call(
     return call
 
 
+def rating_call_refusal(session: Session, *, ticket: Ticket) -> str | None:
+    """Why no rating call can be made about a done or closed ticket (the reason recorded on the
+    ticket, decision 0039), or None when one can, or when none is needed (already rated or
+    called about since this completion)."""
+    if ticket.status not in RATED_STATUSES:
+        return None
+    completed = _completed_at(ticket)
+    if completed is not None and session.scalar(
+        select(TicketRating.id).where(TicketRating.ticket_id == ticket.id, TicketRating.rated_at >= completed)
+    ) is not None:
+        return None
+    if not robot_settings(session, ticket.organization_id).rating_calls_enabled:
+        return "звонки робота для оценки отключены в настройках организации"
+    pref = _preference(session, ticket.resident_id)
+    if pref is not None and pref.opt_out:
+        return "житель отказался от уведомлений и звонков"
+    if pref is not None and pref.no_robot_calls:
+        return "житель отказался от звонков робота"
+    if not resident_phone(session, ticket):
+        return "нет телефона заявителя"
+    return None
+
+
 def cancel_rating_call(session: Session, *, ticket_id: int, reason: str, now: datetime) -> RatingCall | None:
     """Cancel the ticket's active rating call (reopened, rated by a dispatcher, ...); an open attempt is closed."""
     call = _active_call(session, ticket_id, lock=True)

@@ -37,7 +37,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from models import chain, events
 from models.base import attach_inserted, insert_values, table_of, utcnow
-from models.errors import TicketNotFound, TransitionNotAllowed, ValidationFailed
+from models.errors import NotEmergencyReasonRequired, TicketNotFound, TransitionNotAllowed, ValidationFailed
 from models.housing import House, Premise, Resident
 from models.organization import Membership, Organization, Role, User
 from models.outbox import DomainEvent, MessageChannel, OutboxMessage
@@ -52,6 +52,7 @@ from models.rules.ticket_states import (
     STATUS_TITLES_RU,
     can_transition,
 )
+from models.services import municipality
 from models.services.outbox import enqueue_message
 from models.ticket import (
     Category,
@@ -65,8 +66,8 @@ from models.ticket import (
 )
 from models.ticket import TicketStatus as S
 
-MUNICIPALITY_PURPOSE = "municipality_emergency"
-MUNICIPALITY_DONE_PURPOSE = "municipality_emergency_done"
+MUNICIPALITY_PURPOSE = municipality.TICKET_EMERGENCY
+MUNICIPALITY_DONE_PURPOSE = municipality.TICKET_DONE
 EXECUTOR_PURPOSE = "executor_assigned"
 
 _TICKETS = table_of(Ticket)
@@ -247,6 +248,8 @@ class TicketDraft:
     incident_id: int | None = None
     executor_id: int | None = None
     registered_at: datetime | None = None
+    # Required when `is_emergency` is False for a category flagged as an emergency one.
+    not_emergency_reason: str = ""
 
 
 EDITABLE_FIELDS = (
@@ -365,6 +368,23 @@ def _executor(session: Session, org_id: int, executor_id: int) -> User:
     if user is None or user.role != Role.EXECUTOR:
         raise ValidationFailed("исполнитель не найден в этой организации", field="executor_id", value=executor_id)
     return user
+
+
+NOT_EMERGENCY_REASON_RU = (
+    "Категория «{category}» аварийная: укажите причину, по которой заявка не аварийная"
+)
+
+
+def not_emergency_reason(category: Category, is_emergency: bool, raw: str | None) -> str | None:
+    """The reason stored for a ticket of an emergency category that is not an emergency (None for
+    any other ticket); raises `NotEmergencyReasonRequired` when it is missing (decision 0039)."""
+    if not category.is_emergency or is_emergency:
+        return None
+    reason = limited("reason", raw or "", form_field="not_emergency_reason")
+    if not reason:
+        raise NotEmergencyReasonRequired(NOT_EMERGENCY_REASON_RU.format(category=category.name),
+                                         field="not_emergency_reason")
+    return reason
 
 
 def _phone(raw: str | None) -> str | None:
@@ -571,10 +591,7 @@ def _emit(session: Session, ticket: Ticket, event: str, action: str, *, by: User
                 _event_payload(ticket, action, concerned=concerned, by=by, fields=fields))
 
 
-def _fmt_local(org: Organization, moment: datetime | None) -> str:
-    if moment is None:
-        return "—"
-    return moment.astimezone(tz_of(org)).strftime("%d.%m.%Y %H:%M")
+_fmt_local = municipality.fmt_local
 
 
 def _address(ticket: Ticket) -> str:
@@ -588,15 +605,8 @@ def _address(ticket: Ticket) -> str:
 
 def _notify_municipality(session: Session, org: Organization, ticket: Ticket, now: datetime) -> None:
     """M1: tell the municipality the nature of the damage and the planned elimination time: one
-    e-mail to each of its addresses (ОМСУ, ЕДДС), each sent and retried on its own."""
+    e-mail to each of its addresses (ОМСУ, ЕДДС), each sent and retried on its own; once per address."""
     if not org.municipality_emails:
-        return
-    already = session.scalar(
-        select(OutboxMessage.id).where(
-            OutboxMessage.ticket_id == ticket.id, OutboxMessage.purpose == MUNICIPALITY_PURPOSE
-        )
-    )
-    if already:
         return
     session.flush()
     body = (
@@ -608,28 +618,15 @@ def _notify_municipality(session: Session, org: Organization, ticket: Ticket, no
         f"Плановый срок устранения: {_fmt_local(org, ticket.due_at)}\n\n"
         f"Аварийно-диспетчерская служба {org.short_name}"
     )
-    for recipient in org.municipality_emails:
-        enqueue_message(
-            session,
-            organization_id=org.id,
-            channel=MessageChannel.EMAIL,
-            purpose=MUNICIPALITY_PURPOSE,
-            recipient=recipient,
-            subject=f"Авария: {_address(ticket)} — заявка № {ticket.number}",
-            body=body,
-            ticket_id=ticket.id,
-            now=now,
-        )
+    municipality.queue_notice(session, org, purpose=MUNICIPALITY_PURPOSE, ticket_id=ticket.id, now=now,
+                              subject=f"Авария: {_address(ticket)} — заявка № {ticket.number}", body=body)
 
 
 def _notify_municipality_done(session: Session, org: Organization, ticket: Ticket, now: datetime) -> None:
-    """M1 follow-up: each address that was told of the accident is told of its elimination."""
-    told = session.scalars(
-        select(OutboxMessage.recipient).where(
-            OutboxMessage.ticket_id == ticket.id, OutboxMessage.purpose == MUNICIPALITY_PURPOSE
-        ).order_by(OutboxMessage.id)
-    ).all()
-    for recipient in dict.fromkeys(told):
+    """M1 follow-up: each address that was told of the accident is told of its elimination (again
+    after a reopening and a second completion: each completion is a new notice)."""
+    told = municipality.told_addresses(session, purpose=MUNICIPALITY_PURPOSE, ticket_id=ticket.id)
+    for recipient in told:
         _notify_municipality_done_to(session, org, ticket, recipient, now)
 
 
@@ -713,6 +710,8 @@ def create_ticket(
     if draft.damage_detected_at is not None and draft.damage_detected_at > registered_at:
         raise ValidationFailed("время обнаружения повреждения позже регистрации", field="damage_detected_at")
     year = registered_at.astimezone(tz_of(org)).year
+    is_emergency = category.is_emergency if draft.is_emergency is None else draft.is_emergency
+    why_not = not_emergency_reason(category, is_emergency, draft.not_emergency_reason)
     ticket = Ticket(
         organization_id=org.id,
         number="",  # provisional, then allocated last: see below
@@ -726,7 +725,8 @@ def create_ticket(
         premise_id=premise.id if premise else None,
         category_id=category.id,
         description=description,
-        is_emergency=category.is_emergency if draft.is_emergency is None else draft.is_emergency,
+        is_emergency=is_emergency,
+        not_emergency_reason=why_not,
         status=S.NEW,
         damage_detected_at=draft.damage_detected_at,
         planned_due_at=draft.planned_due_at,
@@ -742,6 +742,14 @@ def create_ticket(
         ticket.planned_due_at = ticket.due_at
     # Registration is the hottest write of the product (a burst of calls during an outage): its rows
     # go out as Core statements (one on PostgreSQL) instead of an ORM flush, see _write_registration.
+    created_changes: dict[str, list[Any]] = {
+        "category": [None, category.name],
+        "description": [None, description],
+        "is_emergency": [None, ticket.is_emergency],
+        "due_at": [None, ticket.due_at],
+    }
+    if why_not is not None:
+        created_changes["not_emergency_reason"] = [None, why_not]
     history = _history_values(
         ticket,
         action="created",
@@ -749,13 +757,8 @@ def create_ticket(
         now=now,
         from_status=None,
         to_status=S.NEW,
-        changes={
-            "category": [None, category.name],
-            "description": [None, description],
-            "is_emergency": [None, ticket.is_emergency],
-            "due_at": [None, ticket.due_at],
-        },
-        reason="",
+        changes=created_changes,
+        reason=f"не аварийная: {why_not}" if why_not is not None else "",
     )
     _write_registration(session, ticket, history, year=year, now=now,
                         assignment=_Assignment(org, executor, by) if executor is not None else None)
@@ -938,10 +941,15 @@ def update_ticket(
             raise ValidationFailed("описание заявки обязательно", field="description")
     if "reporter_phone" in values:
         values["reporter_phone"] = _phone(values["reporter_phone"])
+    category = ticket.category
     if "category_id" in values:
         # validate only: assigning the relationship here would let an autoflush (any query below) sync
         # category_id early, hide it from the diff and skip the deadline recomputation
-        _category(session, org.id, values["category_id"])
+        category = _category(session, org.id, values["category_id"])
+    if values.get("is_emergency", ticket.is_emergency) != ticket.is_emergency or category.id != ticket.category_id:
+        # checked before anything changes: an emergency category made not an emergency needs a reason
+        values["not_emergency_reason"] = not_emergency_reason(
+            category, values.get("is_emergency", ticket.is_emergency), reason)
     for name, model, what in (("house_id", House, "дом"), ("premise_id", Premise, "помещение"),
                               ("resident_id", Resident, "житель"), ("incident_id", Incident, "авария")):
         if name in values:

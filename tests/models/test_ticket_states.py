@@ -99,7 +99,8 @@ def test_emergency_ticket_queues_municipality_email_once_in_same_transaction(ses
     org = _org(session, world)
     cat = session.merge(world.cats_a["emergency_hot_water"])
     t = make_ticket(session, org, cat, now=T0, house_id=world.house_a.id, description="Прорыв стояка ГВС")
-    svc.update_ticket(session, org=org, ticket_id=t.id, changes={"is_emergency": False}, by=None, now=T0)
+    svc.update_ticket(session, org=org, ticket_id=t.id, changes={"is_emergency": False}, by=None, now=T0,
+                      reason="ошибка диспетчера")
     svc.update_ticket(session, org=org, ticket_id=t.id, changes={"is_emergency": True}, by=None, now=T0)
     msgs = session.scalars(select(OutboxMessage).where(OutboxMessage.ticket_id == t.id)).all()
     assert [(m.purpose, m.recipient) for m in msgs] == [("municipality_emergency", org.municipality_email)]

@@ -18,7 +18,7 @@ from models.event_cursor import ASTERISK_CDR, EventCursor
 from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxMessage
 from models.rating import RatingCall, RatingCallStatus
 from models.services.tickets import assign_ticket, transition_ticket
-from models.ticket import TicketStatus
+from models.ticket import TicketHistory, TicketStatus
 from openads import consumers, worker
 from openads.bus import Bus, install
 from tests import factories as f
@@ -213,6 +213,11 @@ def test_opt_out_gets_no_notification_and_no_rating_call(db: Database, world: Wo
 
     assert resident_messages(db) == []
     assert rating_calls(db, ticket_id) == []
+    with db.read() as s:  # why, on the ticket (decision 0039): two history rows and their ticket.changed
+        assert sorted(s.scalars(select(TicketHistory.action).where(
+            TicketHistory.ticket_id == ticket_id, TicketHistory.action.like("%_impossible")))) == [
+            "notice_impossible", "rating_call_impossible"]
+    consume_all(db)  # the next round passes the events the handler wrote
     assert cursor_of(db) == (max_event_id(db), {})
 
 

@@ -56,7 +56,7 @@ def test_create_ticket_via_form(db: Any, world: Any, login_as: Any) -> None:
     card = client.get(resp.headers["Location"]).get_data(as_text=True)
     assert f"Заявка № {t.number}, зарегистрирована" in card
     assert "диспетчер Смирнова Анна Петровна" in card
-    assert "АВАРИЙНАЯ" in card and "локализ. до" in card and "ЕДДС не уведомлена" in card
+    assert "АВАРИЙНАЯ" in card and "локализовать до" in card and "ЕДДС не уведомлена" in card
     assert "Зарегистрирована" in card  # history
 
 

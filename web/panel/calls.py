@@ -169,6 +169,7 @@ def card_context(session: Session, call: Call) -> dict[str, Any]:
     card = qc.caller_card(session, org_id=call.organization_id, phone=call.phone)
     return {
         "card": card,
+        "held_calls": qc.held_call_ids(session, [call.id]),
         "ticket_links": {r.id: ticket_url(call, card, r.id) for r in card.residents},
         "ticket_link": ticket_url(call, card, card.residents[0].id if len(card.residents) == 1 else None),
     }
@@ -346,6 +347,7 @@ def calls_journal() -> Any:
     context = dict(
         rows=rows, error=error, next_url=next_url, v={k: args.get(k, "") for k in CALL_FILTER_ARGS}, items=items,
         export_url=url_for("panel.calls_export") + ("?" + urlencode(list(args.items(multi=True))) if args else ""),
+        held_calls=qc.held_call_ids(db_session(), [c.id for c in rows]),
         outcomes=args.getlist("outcome"), orgs=orgs, org_map={o.id: o for o in orgs},
         first_page_url=url_for("panel.calls_journal") + "?" + urlencode(list(args.items(multi=True)))
         if request.args.get("cursor") else None,

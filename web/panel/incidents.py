@@ -11,6 +11,8 @@ from sqlalchemy.orm import joinedload
 
 from models import queries
 from models.base import utcnow
+from models.outbox import OutboxMessage
+from models.rules import messages as message_rules
 from models.rules.utilities import UTILITY_TITLES_RU
 from models.services import incidents as svc
 from models.ticket import Incident, Ticket
@@ -19,7 +21,7 @@ from web.dbsession import session as db_session
 from web.inputs import optional_int
 from web.kept_form import form_page
 from web.panel import bp
-from web.panel.common import STAFF, my_orgs, org_by_id, parse_local_datetime, user
+from web.panel.common import STAFF, is_executor, my_orgs, org_by_id, parse_local_datetime, user
 
 
 @bp.get("/incidents")
@@ -40,10 +42,19 @@ def incidents() -> Any:
                 .group_by(Ticket.incident_id)
             ).all()
         )
+    notices: dict[int, list[OutboxMessage]] = {}
+    show_notices = not is_executor()
+    if rows and show_notices:  # the municipality's notices: for the office and the inspector
+        for m in s.scalars(select(OutboxMessage).where(OutboxMessage.incident_id.in_([i.id for i in rows]),
+                                                       OutboxMessage.organization_id.in_(ids))
+                           .order_by(OutboxMessage.created_at, OutboxMessage.id)):
+            if m.incident_id is not None:
+                notices.setdefault(m.incident_id, []).append(m)
     orgs = my_orgs()
     return render_template(
         "incidents/list.html", incidents=rows, orgs=orgs, org_map={o.id: o for o in orgs},
         houses=queries.houses(s, ids, limit=1000), linked=linked, utility_titles=UTILITY_TITLES_RU,
+        notices=notices, show_notices=show_notices, message_titles=message_rules,
     )
 
 

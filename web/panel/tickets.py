@@ -22,11 +22,15 @@ from models.errors import DomainError, NotFound, PermissionDenied, ValidationFai
 from models.files import open_private, private_dir
 from models.housing import HouseNote, Premise
 from models.organization import Organization, User
-from models.outbox import MessageChannel, OutboxMessage
-from models.rules.access import is_read_only
+from models.outbox import MessageChannel
+from models.queries_calls import held_call_ids
+from models.recording import Recording
+from models.rules import messages as message_rules
+from models.rules.access import MANAGERS, is_read_only
 from models.rules.attachments import safe_content_type
 from models.rules.deadlines import compute_deadlines
 from models.rules.phones import display as phone_display
+from models.rules.ticket_history import ACTION_TITLES_RU, FIELD_TITLES_RU, action_title
 from models.rules.ticket_states import (
     ALLOWED_TRANSITIONS,
     EXECUTOR_TARGETS,
@@ -36,10 +40,13 @@ from models.rules.ticket_states import (
     STATUS_TITLES_RU,
 )
 from models.services import housing
+from models.services import recordings as rec_svc
 from models.services import tickets as svc
-from models.ticket import Attachment, Category, Channel, Ticket, Visibility
+from models.services.notifications import NOTICE_IMPOSSIBLE, RATING_CALL_IMPOSSIBLE
+from models.ticket import Attachment, Category, Channel, Ticket, Visibility, breach_text
 from models.ticket import TicketStatus as S
 from web.auth import login_required, org_ids
+from web.dbsession import commit_now, database
 from web.dbsession import session as db_session
 from web.filters import local_time
 from web.inputs import optional_int, possible_id
@@ -67,25 +74,8 @@ TRANSITION_LABELS = {
     S.CANCELLED: "Отменить",
     S.REJECTED: "Отклонить",
 }
-ACTION_TITLES = {
-    "created": "Зарегистрирована",
-    "assigned": "Назначен исполнитель",
-    "status": "Смена статуса",
-    "reopened": "Повторно открыта",
-    "localized": "Локализована",
-    "edited": "Изменена",
-    "commented": "Комментарий",
-    "municipality_notified": "ЕДДС уведомлена",
-}
-FIELD_TITLES = {
-    "category": "категория", "category_id": "категория", "description": "описание",
-    "is_emergency": "аварийная", "due_at": "срок устранения", "executor": "исполнитель",
-    "resolved_at": "выполнена", "closed_at": "закрыта", "localized_at": "локализована",
-    "reopen_count": "открыта повторно (раз)", "reporter_name": "заявитель", "reporter_phone": "телефон",
-    "house_id": "дом", "premise_id": "помещение", "resident_id": "житель", "damage_detected_at": "обнаружено",
-    "planned_due_at": "срок, сообщённый жителю", "incident_id": "авария", "comment": "текст",
-    "visibility": "видимость", "municipality_notified_at": "уведомлена", "recipient": "адрес",
-}
+ACTION_TITLES = ACTION_TITLES_RU
+FIELD_TITLES = FIELD_TITLES_RU
 VISIBILITY_TITLES = {Visibility.INTERNAL: "внутренний", Visibility.RESIDENT: "виден жителю"}
 CHANNEL_TITLES = {
     Channel.PHONE: "телефон", Channel.PANEL: "панель", Channel.RESIDENT_WEB: "сайт жителя",
@@ -117,7 +107,7 @@ def history_lines(ticket: Ticket) -> list[dict[str, Any]]:
     tz = ticket.organization.timezone
     out = []
     for h in ticket.history:
-        what = [ACTION_TITLES.get(h.action, h.action)]
+        what = [action_title(h.action)]
         if h.from_status and h.to_status:
             what.append(f"{STATUS_TITLES_RU[S(h.from_status)]} → {STATUS_TITLES_RU[S(h.to_status)]}")
         elif h.to_status:
@@ -152,17 +142,6 @@ def deadline_text(org: Organization, category: Category, emergency: bool, now: d
     }
 
 
-MESSAGE_PURPOSES = {
-    svc.MUNICIPALITY_PURPOSE: "ОМСУ/ЕДДС: авария",
-    svc.MUNICIPALITY_DONE_PURPOSE: "ОМСУ/ЕДДС: авария устранена",
-    svc.EXECUTOR_PURPOSE: "Исполнителю: назначение",
-    "resident_registered": "Жителю: заявка зарегистрирована",
-    "resident_assigned": "Жителю: назначен исполнитель",
-    "resident_done": "Жителю: выполнена, приглашение оценить",
-    "resident_closed": "Жителю: заявка закрыта",
-}
-
-
 def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: dict[str, Any] | None = None) -> Any:
     s = db_session()
     ids = org_ids()
@@ -186,8 +165,10 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
     )))} if (ticket.comments or notes) else {}
     premises = list(s.scalars(select(Premise).where(Premise.house_id == ticket.house_id).order_by(Premise.id))) \
         if ticket.house_id else []
+    calls = _ticket_calls(s, ticket) if not executor_view else []
     context = dict(
         t=ticket, org=org, now=now, error=error, form=form or {},
+        broken=ticket.broken_deadlines(now), breach_text=breach_text,
         history=history_lines(ticket),
         transitions=transitions,
         can_reopen=ticket.status in REOPENABLE and not executor_view,
@@ -205,19 +186,33 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         incidents=queries.active_incidents(s, [org.id], ticket.house_id) if ticket.house_id else [],
         visibility_titles=VISIBILITY_TITLES, channel_titles=CHANNEL_TITLES,
         max_upload_mb=settings().max_upload_mb,
-        messages=list(s.scalars(select(OutboxMessage).where(OutboxMessage.ticket_id == ticket.id,
-                                                            OutboxMessage.organization_id == org.id)
-                                .options(selectinload(OutboxMessage.attempt_log)).order_by(OutboxMessage.id))),
-        message_purposes=MESSAGE_PURPOSES,
+        messages=queries.ticket_messages(s, ticket) if not executor_view else [],
+        message_titles=message_rules,
         attempt_text=attempt_text,
+        impossible=_impossible(ticket),
         **ratings_panel.card_context(s, ticket),
-        calls=_ticket_calls(s, ticket) if not executor_view else [],
+        calls=calls,
+        held_calls=held_call_ids(s, [c.id for c in calls]),
+        delete_ticket_id=ticket.id if user().role in MANAGERS else None,
         call_kind_titles=KIND_TITLES,
     )
     if is_read_only(user().role):  # an inspector reads the card: no action is offered
         context.update(transitions=[], can_reopen=False, can_localize=False, can_edit=False, can_assign=False,
-                       can_rate=False)
+                       can_rate=False, delete_ticket_id=None)
     return render_template("ticket_card.html", **context), status
+
+
+def _impossible(ticket: Ticket) -> list[tuple[str, str]]:
+    """(title, reason) of the latest «not possible» entry per kind (notice, rating call) since the
+    ticket was last completed: why the resident got no completion notice or rating call."""
+    since = ticket.resolved_at or ticket.closed_at
+    if since is None:
+        return []
+    latest: dict[str, str] = {}
+    for h in ticket.history:
+        if h.action in (NOTICE_IMPOSSIBLE, RATING_CALL_IMPOSSIBLE) and h.at >= since:
+            latest[h.action] = h.reason
+    return [(action_title(a), r) for a, r in latest.items()]
 
 
 _ACCEPTED_RU = {MessageChannel.EMAIL: "письмо принято почтовым сервером", MessageChannel.SMS: "SMS принято оператором",
@@ -243,6 +238,36 @@ def _ticket_calls(s: Any, ticket: Ticket) -> list[Call]:
         .where(CallTicket.ticket_id == ticket.id, Call.organization_id == ticket.organization_id)
         .options(selectinload(Call.recordings)).order_by(Call.started_at, Call.id)
     ))
+
+
+@bp.post("/tickets/<int:ticket_id>/recordings/<int:recording_id>/delete")
+@form_page("panel.ticket_card")
+@login_required(MANAGERS)
+def ticket_recording_delete(ticket_id: int, recording_id: int) -> Any:
+    """A manager or an administrator deletes one recording of the ticket's calls by hand (a
+    resident's 152-ФЗ request): `models.services.recordings.purge_recording`, logged in the purge
+    log with who and why; refused under legal hold (the card says why, the form kept)."""
+    s = db_session()
+    ticket = _owned_ticket(ticket_id)
+    linked = s.scalar(
+        select(Recording.id).join(CallTicket, CallTicket.call_id == Recording.call_id)
+        .where(Recording.id == recording_id, CallTicket.ticket_id == ticket.id,
+               Recording.organization_id == ticket.organization_id)
+    )
+    if linked is None:
+        abort(404)
+    org_id = ticket.organization_id
+    commit_now()  # the purge writes in transactions of its own (SQLite: one writer at a time)
+    try:
+        rec_svc.purge_recording(database(), org_ids=[org_id], recording_id=recording_id,
+                                reason=request.form.get("reason", ""), recordings_dir=settings().recordings_dir,
+                                by=user())
+    except NotFound:
+        raise
+    except DomainError as exc:
+        return _card(ticket_id, error=exc.message, status=exc.http_status, form=request.form.to_dict())
+    flash("Запись удалена; удаление записано в журнал удалений записей", "ok")
+    return redirect(url_for("panel.ticket_card", ticket_id=ticket_id) + "#calls")
 
 
 def _owned_ticket(ticket_id: int) -> Ticket:
@@ -494,6 +519,7 @@ def ticket_new() -> Any:
                 reporter_name=form.get("reporter_name", ""),
                 reporter_phone=form.get("reporter_phone") or None,
                 is_emergency=bool(form.get("is_emergency")),
+                not_emergency_reason=form.get("not_emergency_reason", ""),
                 damage_detected_at=parse_local_datetime(form.get("damage_detected_at"), tz, "damage_detected_at"),
                 executor_id=optional_int(form.get("executor_id"), "executor_id"),
             )
@@ -514,8 +540,10 @@ def ticket_new() -> Any:
     now = utcnow()
     org_map = {o.id: o for o in orgs}
     cats = queries.categories(s, ids)
+    chosen = possible_id(form.get("category_id"))
     context = dict(
         orgs=orgs, form=form, error=error,
+        chosen_emergency=any(c.id == chosen and c.is_emergency for c in cats),
         categories=[(c, org_map[c.organization_id], deadline_text(org_map[c.organization_id], c, c.is_emergency, now))
                     for c in cats],
         executors=queries.executors(s, ids),

@@ -192,6 +192,7 @@ class _Ticket(NamedTuple):
 
     is_overdue = Ticket.is_overdue
     was_late = Ticket.was_late
+    broken_deadlines = Ticket.broken_deadlines
 
 
 def _name_of(column: Any, key: Any, ref: Any) -> Any:

@@ -628,7 +628,13 @@
         o.hidden = !okOrg; o.disabled = !okOrg;
       });
     };
+    var whyNot = $("#not-emergency-reason");
+    var showWhyNot = function () {  /* an emergency category registered as not an emergency needs a reason */
+      var opt = catSel.selectedOptions[0];
+      if (whyNot) whyNot.hidden = !(opt && opt.dataset.emergency === "1" && !emergency.checked);
+    };
     var showDeadline = function () {
+      showWhyNot();
       var opt = catSel.selectedOptions[0];
       if (!opt) { hint.textContent = "Выберите категорию — срок появится здесь."; return; }
       hint.textContent = opt.dataset.deadline;

@@ -134,6 +134,7 @@ RECORDING_LOG_FILTERS = [_q("organization_id", "Только эта органи
 ORGANIZATION_ID = {"name": "organization_id", "in": "path", "required": True, "schema": ID}
 PACK_ID = {"name": "pack_id", "in": "path", "required": True, "schema": ID}
 PHONE_ID = {"name": "phone_id", "in": "path", "required": True, "schema": ID}
+RECORDING_ID = {"name": "recording_id", "in": "path", "required": True, "schema": ID}
 CATEGORY_ID = {"name": "category_id", "in": "path", "required": True, "schema": ID}
 USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": ID}
 SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": ID}
@@ -145,12 +146,18 @@ OPERATIONS: tuple[Op, ...] = (
     Op("get", "/tickets", "Журнал заявок с фильтрами (новые сверху, постранично)", "tickets", sc.TicketPage,
        params=JOURNAL_FILTERS, errors=(400, 401), description=EXECUTOR_TOO),
     Op("post", "/tickets", "Зарегистрировать заявку", "tickets", sc.Ticket, 201, sc.TicketCreate,
-       errors=(400, 401, 403), description=STAFF_ONLY + " Номер и нормативные сроки назначаются автоматически."),
+       errors=(400, 401, 403, 422), description=STAFF_ONLY + " Номер и нормативные сроки назначаются автоматически."
+       " Заявка аварийной категории с is_emergency=false требует not_emergency_reason."),
+    Op("get", "/tickets/{ticket_id}/messages", "Сообщения по заявке: ОМСУ/ЕДДС, жителю, исполнителю", "tickets",
+       sc.TicketMessages, params=[TICKET_ID], errors=(401, 403, 404),
+       description=READERS_TOO + " Текст, канал, получатель, номер у оператора и отчёт о доставке каждого "
+       "сообщения, и сообщения ОМСУ/ЕДДС об аварии, к которой привязана заявка."),
     Op("get", "/tickets/{ticket_id}", "Карточка заявки с историей и комментариями", "tickets", sc.TicketCard,
        params=[TICKET_ID], errors=(401, 404), description=EXECUTOR_TOO),
     Op("patch", "/tickets/{ticket_id}", "Изменить поля заявки", "tickets", sc.Ticket, body=sc.TicketUpdate,
-       params=[TICKET_ID], errors=(400, 401, 403, 404, 409),
-       description=STAFF_ONLY + " Сроки пересчитываются при смене категории, аварийности или времени повреждения."),
+       params=[TICKET_ID], errors=(400, 401, 403, 404, 409, 422),
+       description=STAFF_ONLY + " Сроки пересчитываются при смене категории, аварийности или времени повреждения."
+       " Снять аварийность с заявки аварийной категории можно только с причиной (reason)."),
     Op("post", "/tickets/{ticket_id}/transition", "Сменить статус заявки", "tickets", sc.Ticket,
        body=sc.TransitionRequest, params=[TICKET_ID], errors=(400, 401, 403, 404, 409),
        description="Отмена и отклонение требуют причину. " + EXECUTOR_TOO
@@ -246,6 +253,12 @@ OPERATIONS: tuple[Op, ...] = (
     Op("get", "/inspection-packs/{pack_id}/file", "Скачать пакет для проверки (ZIP)", "reports",
        inspection_api.InspectionPackOut, params=[PACK_ID], errors=(401, 403, 404), media="application/zip",
        description=RECORDING_LOGS_ROLES + " Каждое скачивание записывается (кто, когда, откуда)."),
+    Op("post", "/recordings/{recording_id}/delete", "Удалить запись разговора вручную", "recordings",
+       recordings_api.RecordingDeletedOut, body=recordings_api.RecordingDeleteRequest, params=[RECORDING_ID],
+       errors=(400, 401, 403, 404, 409, 410),
+       description="Роли: администратор, руководитель. Файл удаляется, удаление пишется в журнал удаления "
+       "(правило «вручную», кто и почему). Запись звонка по заявке с запретом удаления не удаляется (409, "
+       "error_id recording-held)."),
     Op("get", "/admin/organizations", "Настройки организаций администратора", "admin",
        admin_api.OrganizationSettingsList, description=ADMIN_ONLY),
     Op("post", "/admin/organizations", "Добавить организацию", "admin", admin_api.OrganizationSettings, 201,
@@ -352,6 +365,9 @@ ERROR_TEXTS = {
          "(error_id insufficient-scope)",
     404: "Не найдено (в том числе объект другой организации)",
     409: "Конфликт состояния: переход статуса не разрешён или объект уже закрыт",
+    410: "Запись уже удалена (error_id recording-deleted)",
+    422: "Заявка аварийной категории регистрируется как неаварийная без причины "
+         "(error_id not-emergency-reason-required, details.field not_emergency_reason)",
     503: "База данных недоступна (error_id database-unavailable) или занята другой записью (database-busy): "
          "повторите запрос через столько секунд, сколько в заголовке Retry-After (details.retry_after)",
 }

@@ -1,5 +1,6 @@
 """The recordings' logs (issue 14 item 4, decision 0035): who played or downloaded recordings, and
-which recordings were purged and by which rule. Managers, administrators and inspectors; read scope."""
+which recordings were purged and by which rule. Managers, administrators and inspectors; read scope.
+And the manual delete of one recording (decision 0039): managers and administrators, telephony scope."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ from typing import Any
 
 from flask import request
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
-from models.recording import PurgeRule, RecordingAction
+from models.recording import PurgeRule, Recording, RecordingAction
 from models.rules import access
+from models.rules.access import MANAGERS, Scope
 from models.services import recordings as rec_svc
+from models.services.calls import RecordingNotFound
 from web.api.v1 import bp
 from web.api.v1 import common as c
-from web.api.v1.schemas import Out
-from web.auth import require_user
+from web.api.v1.schemas import Body, Out
+from web.auth import api_scope, require_user
+from web.dbsession import commit_now, database
 from web.dbsession import session as db_session
+from web.panel.common import settings
 from web.panel.ratings import rating_scope
 
 LIMIT = 10_000
@@ -57,7 +63,18 @@ class RecordingPurgeLog(Out):
     items: list[RecordingPurgeOut]
 
 
-RESPONSE_MODELS: tuple[type[BaseModel], ...] = (RecordingAccessLog, RecordingPurgeLog)
+class RecordingDeleteRequest(Body):
+    reason: str = Field(min_length=1, max_length=150,
+                        description="Основание удаления (заявление жителя по 152-ФЗ, запись по ошибке); "
+                                    "пишется в журнал удаления")
+
+
+class RecordingDeletedOut(Out):
+    recording_id: int
+    purge_id: int = Field(description="Строка журнала удаления записей")
+
+
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (RecordingAccessLog, RecordingPurgeLog, RecordingDeletedOut)
 
 
 def _period() -> tuple[list[int], date, date, tuple[datetime, datetime]]:
@@ -83,3 +100,21 @@ def recording_purge_log() -> Any:
                        "recording_id": r.recording_id, "call_id": r.call_id, "path": r.path,
                        "size_bytes": r.size_bytes, "rule": r.rule.value, "retention_days": r.retention_days,
                        "by": r.by, "note": r.note} for r in rows]}
+
+
+@bp.post("/recordings/<int:recording_id>/delete")
+@api_scope(Scope.TELEPHONY)
+def recording_delete(recording_id: int) -> Any:
+    """`models.services.recordings.purge_recording`, as the ticket card's «Удалить запись»: logged in
+    the purge log (rule `manual`, who, why); 409 under legal hold, 410 already deleted, 404 another
+    organization's."""
+    user = require_user(MANAGERS)
+    ids = c.user_orgs(user)
+    if db_session().scalar(select(Recording.id).where(Recording.id == recording_id,
+                                                      Recording.organization_id.in_(ids))) is None:
+        raise RecordingNotFound("запись не найдена", recording_id=recording_id)  # before the body: 404 first
+    body = c.parse_body(RecordingDeleteRequest)
+    commit_now()  # the purge writes in transactions of its own (SQLite: one writer at a time)
+    purge_id = rec_svc.purge_recording(database(), org_ids=ids, recording_id=recording_id, reason=body.reason,
+                                       recordings_dir=settings().recordings_dir, by=user)
+    return {"recording_id": recording_id, "purge_id": purge_id}

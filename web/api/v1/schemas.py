@@ -43,6 +43,11 @@ class TicketCreate(Body):
     reporter_name: str = Field("", max_length=_limit("reporter_name"))
     reporter_phone: str | None = Field(None, max_length=_limit("reporter_phone"), description="Любая запись номера; хранится в E.164")
     is_emergency: bool | None = Field(None, description="null: как у категории")
+    not_emergency_reason: str = Field(
+        "", max_length=_limit("reason"),
+        description="Почему заявка аварийной категории не аварийная: обязательна при is_emergency=false "
+                    "для аварийной категории (иначе 422 not-emergency-reason-required)",
+    )
     damage_detected_at: Moment | None = None
     planned_due_at: Moment | None = None
     incident_id: Id | None = None
@@ -146,6 +151,7 @@ class Ticket(Out):
     category: CategoryRef
     description: str
     is_emergency: bool
+    not_emergency_reason: str | None = Field(description="Почему заявка аварийной категории не аварийная")
     executor: UserRef | None
     incident_id: int | None
     damage_detected_at: datetime | None
@@ -192,6 +198,31 @@ class TicketCard(Ticket):
     history: list[HistoryEntry]
     comments: list[Comment]
     attachments: list[AttachmentOut]
+
+
+class MessageOut(Out):
+    id: int
+    ticket_id: int | None
+    incident_id: int | None = Field(description="Сообщение ОМСУ/ЕДДС об аварии (не об одной заявке)")
+    purpose: str = Field(description="Назначение: municipality_emergency, resident_done, executor_assigned, ...")
+    purpose_title: str = Field(description="Назначение по-русски")
+    channel: str = Field(description="email, sms, voice, push")
+    recipient: str = Field(description="Адрес или номер (E.164)")
+    subject: str
+    body: str = Field(description="Текст сообщения, как он отправлен")
+    status: str = Field(description="pending — в очереди, sent — отправлено, failed — не отправлено")
+    created_at: datetime
+    sent_at: datetime | None
+    attempts: int
+    last_error: str
+    provider_message_id: str | None = Field(description="Номер сообщения у оператора (почтового сервера, SMS-шлюза)")
+    delivery_status: str | None = Field(description="Отчёт о доставке SMS: queued, sent, delivered, failed, unknown")
+    delivery_title: str = Field(description="Отчёт о доставке по-русски (пусто — отчёта нет)")
+    delivery_checked_at: datetime | None
+
+
+class TicketMessages(Out):
+    items: list[MessageOut]
 
 
 class TicketPage(Out):
@@ -307,5 +338,5 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
 )
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Error, Ticket, TicketCard, TicketPage, Comment, House, HouseCard, HousePage, Resident, ResidentList,
-    Organization, OrganizationList, Category, CategoryList, Executor, ExecutorList,
+    Organization, OrganizationList, Category, CategoryList, Executor, ExecutorList, TicketMessages,
 )

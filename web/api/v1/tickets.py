@@ -15,11 +15,14 @@ from flask import request
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from models import access
+from models import access, queries
 from models.errors import TicketNotFound, ValidationFailed
 from models.organization import Organization, User
+from models.outbox import OutboxMessage
 from models.queries import journal_select, ticket_card
 from models.rating import TicketRating
+from models.rules import messages as message_rules
+from models.rules.access import READERS
 from models.rules.ticket_states import EXECUTOR_TARGETS, STATUS_TITLES_RU
 from models.services import tickets as svc
 from models.ticket import Attachment, Ticket, TicketComment, TicketHistory
@@ -86,6 +89,7 @@ def ticket_json(t: Ticket, now: datetime, ratings: dict[int, TicketRating] | Non
         "category": {"id": t.category.id, "name": t.category.name},
         "description": t.description,
         "is_emergency": t.is_emergency,
+        "not_emergency_reason": t.not_emergency_reason,
         "executor": _user_ref(t.executor),
         "incident_id": t.incident_id,
         "damage_detected_at": c.utc_iso(t.damage_detected_at),
@@ -201,6 +205,7 @@ def create_ticket() -> Any:
         reporter_name=body.reporter_name,
         reporter_phone=body.reporter_phone,
         is_emergency=body.is_emergency,
+        not_emergency_reason=body.not_emergency_reason,
         damage_detected_at=c.aware(body.damage_detected_at, tz),
         planned_due_at=c.aware(body.planned_due_at, tz),
         incident_id=body.incident_id,
@@ -216,6 +221,27 @@ def get_ticket(ticket_id: int) -> Any:
     user = require_user()
     ticket = access.visible_ticket(user, ticket_card(db_session(), c.user_orgs(user), ticket_id))
     return card_json(ticket, c.now())
+
+
+def message_json(m: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": m.id, "ticket_id": m.ticket_id, "incident_id": m.incident_id, "purpose": m.purpose,
+        "purpose_title": message_rules.purpose_title(m.purpose), "channel": m.channel.value,
+        "recipient": m.recipient, "subject": m.subject, "body": m.body, "status": m.status.value,
+        "created_at": c.utc_iso(m.created_at), "sent_at": c.utc_iso(m.sent_at), "attempts": m.attempts,
+        "last_error": m.last_error, "provider_message_id": m.provider_message_id,
+        "delivery_status": m.delivery_status, "delivery_title": message_rules.delivery_title(m.delivery_status),
+        "delivery_checked_at": c.utc_iso(m.delivery_checked_at),
+    }
+
+
+@bp.get("/tickets/<int:ticket_id>/messages")
+def ticket_messages(ticket_id: int) -> Any:
+    """The ticket's outgoing messages with their texts and delivery reports (decision 0039)."""
+    user = require_user(READERS)
+    s = db_session()
+    ticket = svc.get_ticket(s, org_ids=c.user_orgs(user), ticket_id=ticket_id)
+    return {"items": [message_json(m) for m in queries.ticket_messages(s, ticket)]}
 
 
 @bp.patch("/tickets/<int:ticket_id>")
