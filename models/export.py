@@ -671,12 +671,20 @@ def write_journal_xlsx(db: Database, org_ids: Iterable[int], f: JournalFilter, n
     """Write the export to `path` (atomically: a private temporary file renamed at the end); returns
     the row count. `progress(rows_written)` is called after each batch of rows."""
     counter = [0]
+    return write_rows_file(path, _journal_zip(db, list(org_ids), f, now, counter), counter, progress)
+
+
+def write_rows_file(path: str | Path, chunks: Iterable[bytes], counter: list[int],
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Write a streamed workbook to `path` atomically (a private temporary file, mode 0640 like the
+    database: residents' names and phones, renamed at the end); `counter[0]` is the rows the stream
+    has written so far, reported to `progress` as it grows. Returns the row count."""
     target = Path(path)
     tmp = target.with_name(target.name + ".part")
     reported = 0
     try:
-        with open_private(tmp) as out:  # residents' names and phones: 0640 like the database
-            for chunk in _journal_zip(db, list(org_ids), f, now, counter):
+        with open_private(tmp) as out:
+            for chunk in chunks:
                 out.write(chunk)
                 if progress is not None and counter[0] != reported:
                     reported = counter[0]

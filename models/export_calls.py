@@ -29,8 +29,7 @@ from models.call import (
     CallDirection,
 )
 from models.db import Database
-from models.export import Cell, iter_table_xlsx, phone_for_humans
-from models.files import open_private
+from models.export import Cell, iter_table_xlsx, phone_for_humans, write_rows_file
 from models.missed_call import CallbackAttempt, MissedCall
 from models.organization import User
 from models.queries_calls import CallFilter
@@ -167,17 +166,4 @@ def write_calls_xlsx(db: Database, org_ids: Iterable[int], f: CallFilter, now: d
     """Write the export to `path` (atomically, a private file: residents' phones); returns the row
     count. `progress(rows_written)` is called as batches are written."""
     counter = [0]
-    target = Path(path)
-    tmp = target.with_name(target.name + ".part")
-    reported = 0
-    try:
-        with open_private(tmp) as out:
-            for chunk in _calls_zip(db, list(org_ids), f, now, counter):
-                out.write(chunk)
-                if progress is not None and counter[0] != reported:
-                    reported = counter[0]
-                    progress(reported)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return counter[0]
+    return write_rows_file(path, _calls_zip(db, list(org_ids), f, now, counter), counter, progress)

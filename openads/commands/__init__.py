@@ -136,3 +136,26 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def run_job_here(db: Any, claim: Any, *, var_dir: Any, recordings_dir: Any, on_progress: Any) -> Any:
+    """Run a job this command queued and claimed, in this process, as `openads worker` would; returns
+    its final status. Ctrl+C (or the job stopping half-way) hands it back to the worker."""
+    import threading
+
+    from models.services.jobs import release_job
+    from openads.jobs import runner
+
+    stop = threading.Event()
+    try:
+        status = runner.run_claimed(db, claim, var_dir=var_dir, recordings_dir=recordings_dir, stop=stop,
+                                    on_progress=on_progress)
+    except KeyboardInterrupt:
+        stop.set()
+        with db.write() as s:
+            release_job(s, claim)
+        raise CommandError(f"прервано: задание № {claim.job_id} продолжит обработчик заданий (openads worker)") \
+            from None
+    if status is None:
+        raise CommandError(f"задание № {claim.job_id} прервано; его продолжит обработчик заданий (openads worker)")
+    return status

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from models.export_calls import write_calls_xlsx
 from models.job import Job, JobKind, JobStatus
 from models.organization import Organization
 from models.services.housing_import import ImportReport, parse_housing_file
-from models.services.jobs import claim_job, enqueue_job, release_job
-from openads.commands import CommandError
+from models.services.jobs import claim_job, enqueue_job
+from openads.commands import run_job_here
 from openads.jobs import uploads
 
 
@@ -137,22 +136,12 @@ def import_housing_cmd(db: Database, org_id: int, path: str | Path, dry_run: boo
         if progress is not None:
             progress(f"обработано строк: {done}" + (f" из {total}" if total and total != done else ""))
 
-    stop = threading.Event()
-    try:
-        # A housing job reads no recordings: the var dir stands in for their directory.
-        status = runner.run_claimed(db, claim, var_dir=var, recordings_dir=var, stop=stop, on_progress=tick)
-    except KeyboardInterrupt:
-        stop.set()
-        with db.write() as s:
-            release_job(s, claim)
-        raise CommandError(f"прервано: задание № {claim.job_id} продолжит обработчик заданий (openads worker)") \
-            from None
+    # A housing job reads no recordings: the var dir stands in for their directory.
+    status = run_job_here(db, claim, var_dir=var, recordings_dir=var, on_progress=tick)
     with db.read() as s:
         done = s.get(Job, claim.job_id)
         assert done is not None
         error, result = done.error, dict(done.result or {})
-    if status is None:
-        raise CommandError(f"задание № {claim.job_id} прервано; его продолжит обработчик заданий (openads worker)")
     if status == JobStatus.FAILED:
         if dry_run:
             uploads.remove(var, name)

@@ -8,12 +8,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import threading
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from openads.commands import CommandError, UsageError, database, positive_int, settings
+from openads.commands import CommandError, UsageError, database, positive_int, run_job_here, settings
 
 
 def _day(raw: str) -> date:
@@ -43,7 +42,7 @@ def run_inspection(args: argparse.Namespace) -> int:
     from models.base import utcnow
     from models.job import Job, JobStatus
     from models.services import inspection
-    from models.services.jobs import claim_job, release_job
+    from models.services.jobs import claim_job
     from openads.jobs import runner
 
     cfg = settings()
@@ -65,20 +64,11 @@ def run_inspection(args: argparse.Namespace) -> int:
                 print(f"\rобработано: {done}" + (f" из {total}" if total else ""), end="", file=sys.stderr,
                       flush=True)
 
-        stop = threading.Event()
         try:
-            status = runner.run_claimed(db, claim, var_dir=var, recordings_dir=Path(cfg.recordings_dir), stop=stop,
-                                        on_progress=tick)
-        except KeyboardInterrupt:
-            stop.set()
-            with db.write() as s:
-                release_job(s, claim)
-            raise CommandError(f"прервано: задание № {claim.job_id} продолжит обработчик заданий (openads worker)") \
-                from None
-        if not args.quiet:
-            print(file=sys.stderr)
-        if status is None:
-            raise CommandError(f"задание № {claim.job_id} прервано; его продолжит обработчик заданий (openads worker)")
+            status = run_job_here(db, claim, var_dir=var, recordings_dir=Path(cfg.recordings_dir), on_progress=tick)
+        finally:
+            if not args.quiet:
+                print(file=sys.stderr)
         with db.write() as s:
             done = s.get(Job, claim.job_id)
             assert done is not None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -240,14 +240,22 @@ def parse_call_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: in
         if try_e164(phone) is None:
             raise ValidationFailed("некорректный номер телефона", field="phone", value=phone)
         f.phone = phone
+    return _paged(f, args, 200)
+
+
+F = TypeVar("F", CallFilter, MissedFilter)
+
+
+def _paged(f: F, args: MultiDict[str, str], max_limit: int) -> F:
+    """The page of a list filter: `cursor` (where the previous page ended) and `limit` (1..max_limit)."""
     cursor = args.get("cursor", "").strip()
     if cursor:
         f.before = decode_cursor(cursor)
     raw_limit = args.get("limit", "").strip()
     if raw_limit:
         limit = optional_int(raw_limit, "limit")
-        if limit is None or not 1 <= limit <= 200:
-            raise ValidationFailed("limit должен быть от 1 до 200", field="limit", value=raw_limit)
+        if limit is None or not 1 <= limit <= max_limit:
+            raise ValidationFailed(f"limit должен быть от 1 до {max_limit}", field="limit", value=raw_limit)
         f.limit = limit
     return f
 
@@ -279,16 +287,7 @@ def parse_missed_filter(args: MultiDict[str, str], tz: ZoneInfo, default_limit: 
         raise ValidationFailed("период задан наоборот: дата «с» позже даты «по»; поменяйте даты местами",
                                field="from", value=args.get("from", ""))
     f.breach_only = bool(bool_arg("breach", args.get("breach", "")))
-    cursor = args.get("cursor", "").strip()
-    if cursor:
-        f.before = decode_cursor(cursor)
-    raw_limit = args.get("limit", "").strip()
-    if raw_limit:
-        limit = optional_int(raw_limit, "limit")
-        if limit is None or not 1 <= limit <= 500:
-            raise ValidationFailed("limit должен быть от 1 до 500", field="limit", value=raw_limit)
-        f.limit = limit
-    return f
+    return _paged(f, args, QUEUE_LIMIT)
 
 
 def missed_page(session: Session, ids: list[int], f: MissedFilter,
