@@ -818,6 +818,10 @@ def assign_ticket(
     ticket.executor = executor
     if ticket.status == S.NEW:
         ticket.status = S.ASSIGNED
+    changes: dict[str, list[Any]] = {"executor": [old_executor, executor.full_name]}
+    # The former executor's acknowledgement and field progress are not the new one's (decision 0042).
+    clear_field_progress(ticket, changes)
+    ticket.returned_at, ticket.return_reason = None, None
     _record(
         session,
         ticket,
@@ -826,10 +830,24 @@ def assign_ticket(
         now=now,
         from_status=from_status if from_status != ticket.status else None,
         to_status=ticket.status if from_status != ticket.status else None,
-        changes={"executor": [old_executor, executor.full_name]},
+        changes=changes,
     )
     _notify_executor(session, org, ticket, executor, now)
     return ticket
+
+
+_FIELD_PROGRESS = ("accepted_at", "accepted_by_id", "accepted_via", "en_route_at", "eta_at", "on_site_at")
+
+
+def clear_field_progress(ticket: Ticket, changes: dict[str, list[Any]]) -> None:
+    """The executor's acknowledgement and field progress cleared (another executor, or back to the
+    dispatcher); the times cleared are noted in `changes`."""
+    for name in _FIELD_PROGRESS:
+        old = getattr(ticket, name)
+        if old is not None:
+            if name.endswith("_at"):
+                changes[name] = [old, None]
+            setattr(ticket, name, None)
 
 
 def transition_ticket(
@@ -852,6 +870,7 @@ def transition_ticket(
     if to == S.NEW:
         changes["executor"] = [ticket.executor.full_name if ticket.executor else None, None]
         ticket.executor_id = None
+        clear_field_progress(ticket, changes)
     if to == S.DONE:
         ticket.resolved_at = now
         changes["resolved_at"] = [None, now]
