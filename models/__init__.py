@@ -3,6 +3,7 @@
 No Asterisk, no Flask, no HTTP in here.
 """
 
+from models.alerts import ExecutorAlertSettings, PushSubscription, TicketAlert, TicketAlertStep  # noqa: F401
 from models.audit import AuditEntry  # noqa: F401
 from models.auth import LoginFailure, LoginLock, RecoveryCode, UserSession  # noqa: F401
 from models.base import Base  # noqa: F401

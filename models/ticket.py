@@ -75,6 +75,8 @@ class Category(OrgOwned, Base):
     # D4: count from the earlier of damage detection and registration.
     count_from_damage: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Emergencies: minutes the assigned executor has to accept before the next alert step (decision 0043).
+    ack_minutes: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
 
 
 class Incident(OrgOwned, Base):

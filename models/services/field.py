@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from models import events
 from models.base import utcnow
@@ -70,6 +70,11 @@ def _accept(ticket: Ticket, by: User, via: str, now: datetime, changes: dict[str
     if ticket.accepted_at is not None:
         return False
     ticket.accepted_at, ticket.accepted_by_id, ticket.accepted_via = now, ticket.executor_id, via
+    session = object_session(ticket)
+    if session is not None:  # the acknowledgement escalation stops here (decision 0043)
+        from models.services import alerts
+
+        alerts.note_accepted(session, ticket=ticket, now=now)
     changes["accepted_at"] = [None, now]
     changes["accepted_via"] = [None, via]
     return True

@@ -678,9 +678,14 @@ def _executor_mail(org: Organization, ticket: Ticket, executor: User, now: datet
 
 
 def _notify_executor(session: Session, org: Organization, ticket: Ticket, executor: User, now: datetime) -> None:
-    mail = _executor_mail(org, ticket, executor, now)
+    """The executor's e-mail (unless they turned e-mail off), push, and for an emergency the
+    acknowledgement escalation (models/services/alerts.py, decision 0043)."""
+    from models.services import alerts
+
+    mail = _executor_mail(org, ticket, executor, now) if alerts.wants_email(session, executor.id) else None
     if mail is not None:
         session.add(mail)
+    alerts.on_assigned(session, org=org, ticket=ticket, executor=executor, now=now)
 
 
 # --- services ------------------------------------------------------------------------------------
@@ -761,6 +766,10 @@ def create_ticket(
                         assignment=_Assignment(org, executor, by) if executor is not None else None)
     if ticket.is_emergency:
         _notify_municipality(session, org, ticket, now)
+    if executor is not None:  # push, and an emergency's acknowledgement escalation (decision 0043)
+        from models.services import alerts
+
+        alerts.on_assigned(session, org=org, ticket=ticket, executor=executor, now=now)
     return ticket
 
 
