@@ -30,7 +30,7 @@ from models.rules.robot import LocalWindow, after_quiet_hours
 from models.services.outbox import enqueue_message
 from models.ticket import Ticket
 
-UNACKNOWLEDGED = "ticket.unacknowledged"  # the console's red «не подтверждено»
+UNACKNOWLEDGED = events.TICKET_UNACKNOWLEDGED  # the console's red «не подтверждено»
 
 # --- preferences ------------------------------------------------------------------------------------
 
@@ -300,14 +300,19 @@ def voice_call_needed(session: Session, message: OutboxMessage) -> bool:
 # --- what the panels show ---------------------------------------------------------------------------
 
 
-def unacknowledged_ticket_ids(session: Session, *, org_ids: list[int]) -> set[int]:
-    """Tickets whose escalation ran out without acceptance (the console's red «не подтверждено»)."""
-    rows = session.execute(
-        select(TicketAlert.ticket_id).join(Ticket, Ticket.id == TicketAlert.ticket_id)
-        .where(TicketAlert.organization_id.in_(org_ids), TicketAlert.state == AlertState.UNACKNOWLEDGED,
-               Ticket.executor_id == TicketAlert.executor_id, Ticket.accepted_at.is_(None),
-               Ticket.status.in_(list(field_rules.ACTIVE)))).all()
-    return {r[0] for r in rows}
+def unacknowledged_ticket_ids(session: Session, *, org_ids: list[int],
+                              ticket_ids: list[int] | None = None) -> set[int]:
+    """Tickets whose escalation ran out without acceptance (the console's red «не подтверждено»),
+    among `ticket_ids` when given."""
+    if ticket_ids is not None and not ticket_ids:
+        return set()
+    stmt = (select(TicketAlert.ticket_id).join(Ticket, Ticket.id == TicketAlert.ticket_id)
+            .where(TicketAlert.organization_id.in_(org_ids), TicketAlert.state == AlertState.UNACKNOWLEDGED,
+                   Ticket.executor_id == TicketAlert.executor_id, Ticket.accepted_at.is_(None),
+                   Ticket.status.in_(list(field_rules.ACTIVE))))
+    if ticket_ids is not None:
+        stmt = stmt.where(TicketAlert.ticket_id.in_(ticket_ids))
+    return {r[0] for r in session.execute(stmt).all()}
 
 
 def alert_log(session: Session, *, org_id: int, ticket_id: int) -> list[TicketAlertStep]:

@@ -23,6 +23,7 @@ from models.files import open_private, private_dir
 from models.housing import HouseNote, Premise
 from models.organization import Organization, User
 from models.outbox import MessageChannel, OutboxMessage
+from models.rules import alerts as alert_rules
 from models.rules.access import is_read_only
 from models.rules.attachments import safe_content_type
 from models.rules.deadlines import compute_deadlines
@@ -35,6 +36,7 @@ from models.rules.ticket_states import (
     SETTLED,
     STATUS_TITLES_RU,
 )
+from models.services import alerts as alerts_svc
 from models.services import housing
 from models.services import tickets as svc
 from models.ticket import Attachment, Category, Channel, Ticket, Visibility
@@ -160,6 +162,9 @@ MESSAGE_PURPOSES = {
     "resident_assigned": "Жителю: назначен исполнитель",
     "resident_done": "Жителю: выполнена, приглашение оценить",
     "resident_closed": "Жителю: заявка закрыта",
+    "resident_en_route": "Жителю: исполнитель выехал",
+    "executor_alert": "Исполнителю: аварийная заявка, требуется подтверждение",
+    "executor_push": "Исполнителю: назначение (push)",
 }
 
 
@@ -210,6 +215,9 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
                                 .options(selectinload(OutboxMessage.attempt_log)).order_by(OutboxMessage.id))),
         message_purposes=MESSAGE_PURPOSES,
         attempt_text=attempt_text,
+        ticket_alerts=alerts_svc.alerts_of(s, org_id=org.id, ticket_id=ticket.id),
+        alert_titles=alert_rules.CHANNEL_TITLES_RU, alert_states=ALERT_STATES_RU,
+        accepted_via=ACCEPTED_VIA_RU,
         **ratings_panel.card_context(s, ticket),
         calls=_ticket_calls(s, ticket) if not executor_view else [],
         call_kind_titles=KIND_TITLES,
@@ -219,6 +227,12 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
                        can_rate=False)
     return render_template("ticket_card.html", **context), status
 
+
+ALERT_STATES_RU = {"waiting": "ждём подтверждения", "accepted": "подтверждено",
+                   "cancelled": "остановлено (переназначена, возвращена или закрыта)",
+                   "unacknowledged": "НЕ ПОДТВЕРЖДЕНО"}
+ACCEPTED_VIA_RU = {"app": "в приложении", "sms": "по SMS", "voice": "кнопкой 1 в звонке робота",
+                   "panel": "в панели"}
 
 _ACCEPTED_RU = {MessageChannel.EMAIL: "письмо принято почтовым сервером", MessageChannel.SMS: "SMS принято оператором",
                 MessageChannel.PUSH: "уведомление принято сервисом", MessageChannel.VOICE: "звонок передан оператору"}

@@ -254,3 +254,85 @@ def executor_positions() -> Any:
         "user_id": p.user_id, "full_name": p.full_name, "on_duty": p.on_duty, "lat": p.lat, "lon": p.lon,
         "accuracy_m": p.accuracy_m, "position_at": c.utc_iso(p.position_at), "last_seen_at": c.utc_iso(p.last_seen_at),
     } for p in svc.executor_positions(db_session(), org_id=org.id)]}
+
+
+# --- notifications that demand acknowledgement (issue 15 B; decision 0043) -----------------------------
+
+
+class PushKeys(Body):
+    p256dh: str = Field(min_length=1, max_length=200)
+    auth: str = Field(min_length=1, max_length=100)
+
+
+class PushSubscriptionRequest(Body):
+    """The browser's `PushSubscription.toJSON()` plus a device label."""
+
+    endpoint: str = Field(min_length=1, max_length=1000)
+    keys: PushKeys
+    device: str = Field("", max_length=100)
+    expirationTime: int | None = None  # noqa: N815 - the browser's name, ignored
+
+
+class PushUnsubscribeRequest(Body):
+    endpoint: str = Field(min_length=1, max_length=1000)
+
+
+class AlertSettingsRequest(Body):
+    channels: list[Literal["push", "sms", "voice", "email"]]
+    quiet_start: str | None = Field(None, max_length=5, description="ЧЧ:ММ; пусто — без тихих часов")
+    quiet_end: str | None = Field(None, max_length=5)
+
+
+def alert_settings_json(prefs: Any) -> dict[str, Any]:
+    return {"channels": list(prefs.channels),
+            "quiet_start": prefs.quiet_start.strftime("%H:%M") if prefs.quiet_start else None,
+            "quiet_end": prefs.quiet_end.strftime("%H:%M") if prefs.quiet_end else None,
+            "quiet_hours_apply_to_emergencies": False}
+
+
+@bp.get("/executor/push-key")
+def executor_push_key() -> Any:
+    """The VAPID public key: the app's `applicationServerKey` (null: push is not configured)."""
+    _executor()
+    push = settings().push
+    return {"public_key": push.vapid_public_key or None}
+
+
+@bp.post("/executor/push-subscriptions")
+def executor_push_subscribe() -> Any:
+    from models.services import alerts
+
+    user = _executor()
+    body = c.parse_body(PushSubscriptionRequest)
+    row = alerts.subscribe(db_session(), user=user, endpoint=body.endpoint, p256dh=body.keys.p256dh,
+                           auth=body.keys.auth, device=body.device, now=c.now())
+    return {"id": row.id, "device": row.device, "created_at": c.utc_iso(row.created_at)}, 201
+
+
+@bp.delete("/executor/push-subscriptions")
+def executor_push_unsubscribe() -> Any:
+    from models.services import alerts
+
+    user = _executor()
+    body = c.parse_body(PushUnsubscribeRequest)
+    removed = alerts.unsubscribe(db_session(), user=user, endpoint=body.endpoint)
+    return {"removed": removed}
+
+
+@bp.get("/executor/alert-settings")
+def executor_alert_settings() -> Any:
+    from models.services import alerts
+
+    user = _executor()
+    return alert_settings_json(alerts.preferences(db_session(), user.id))
+
+
+@bp.put("/executor/alert-settings")
+def executor_set_alert_settings() -> Any:
+    from models.services import alerts
+
+    user = _executor()
+    body = c.parse_body(AlertSettingsRequest)
+    prefs = alerts.set_preferences(db_session(), user=user, by=user, channels=list(body.channels),
+                                   quiet_start=body.quiet_start, quiet_end=body.quiet_end, now=c.now())
+    return alert_settings_json(prefs)
