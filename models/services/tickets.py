@@ -387,6 +387,7 @@ class _Assignment:
     org: Organization
     executor: User
     by: User | None
+    mail: bool = True  # the executor keeps the assignment e-mail on (decision 0043)
 
 
 def _write_registration(session: Session, ticket: Ticket, history: dict[str, Any], *, year: int, now: datetime,
@@ -677,6 +678,12 @@ def _executor_mail(org: Organization, ticket: Ticket, executor: User, now: datet
     )
 
 
+def _wants_email(session: Session, executor: User | None) -> bool:
+    from models.services import alerts
+
+    return executor is not None and alerts.wants_email(session, executor.id)
+
+
 def _notify_executor(session: Session, org: Organization, ticket: Ticket, executor: User, now: datetime) -> None:
     """The executor's e-mail (unless they turned e-mail off), push, and for an emergency the
     acknowledgement escalation (models/services/alerts.py, decision 0043)."""
@@ -763,7 +770,8 @@ def create_ticket(
         reason="",
     )
     _write_registration(session, ticket, history, year=year, now=now,
-                        assignment=_Assignment(org, executor, by) if executor is not None else None)
+                        assignment=_Assignment(org, executor, by, _wants_email(session, executor))
+                        if executor is not None else None)
     if ticket.is_emergency:
         _notify_municipality(session, org, ticket, now)
     if executor is not None:  # push, and an emergency's acknowledgement escalation (decision 0043)
@@ -784,7 +792,7 @@ def _assignment_rows(assignment: _Assignment, ticket: Ticket,
     payload = {**_event_payload(ticket, "assigned", concerned=[executor.id], by=by,
                                 fields=sorted({_EVENT_FIELD["executor"], "status"})),  # as `_record` names them
                "status": S.ASSIGNED.value}
-    return history, payload, _executor_mail(assignment.org, ticket, executor, now)
+    return history, payload, _executor_mail(assignment.org, ticket, executor, now) if assignment.mail else None
 
 
 def _mark_assigned(ticket: Ticket, executor: User, now: datetime) -> None:
