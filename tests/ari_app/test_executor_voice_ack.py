@@ -21,7 +21,14 @@ from models.ticket import Ticket
 from tests import factories as f
 from tests.ari_app.helpers import until
 from tests.ari_app.test_app_support import read, run
-from tests.ari_app.test_robot_rating import NOON_MSK, PROMPT_SECONDS, make_kit, originates, robot_app, wait_requests
+from tests.ari_app.test_robot_rating import (
+    NOON_MSK,
+    PROMPT_SECONDS,
+    make_kit,
+    originates,
+    robot_app,
+    wait_requests,
+)
 
 EXECUTOR = "79161112233"
 N = timedelta(minutes=5)

@@ -43,6 +43,7 @@ from web.panel import bp
 from web.panel.account import form_days, form_scopes, panel_zone
 from web.panel.admin import ADMINS, actor
 from web.panel.common import field_errors, my_orgs, settings
+from web.panel.common import user as panel_user
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -116,11 +117,30 @@ def admin_users() -> Any:
 # --- create and edit ----------------------------------------------------------------------------------------------
 
 
+def _alert_values(user: User, form: MultiDict[str, str] | None) -> dict[str, Any]:
+    """The executor's notification preferences as the form shows them (as typed after an error)."""
+    from models.services import alerts
+
+    if form is not None:
+        return {"channels": form.getlist("channels"), "quiet_start": form.get("quiet_start", ""),
+                "quiet_end": form.get("quiet_end", "")}
+    prefs = alerts.preferences(db_session(), user.id)
+    return {"channels": list(prefs.channels),
+            "quiet_start": f"{prefs.quiet_start:%H:%M}" if prefs.quiet_start else "",
+            "quiet_end": f"{prefs.quiet_end:%H:%M}" if prefs.quiet_end else ""}
+
+
 def _user_page(user: User | None, *, values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
                token_form: MultiDict[str, str] | None = None, token_error: str | None = None,
+               alert_form: MultiDict[str, str] | None = None, alert_error: str | None = None,
                status: int = 200) -> Any:
+    from models.rules.alerts import CHANNEL_TITLES_RU, CHANNELS
+
     s, at = db_session(), now()
     ctx: dict[str, Any] = {}
+    if user is not None and user.role == Role.EXECUTOR:
+        ctx.update(alert_values=_alert_values(user, alert_form), alert_error=alert_error,
+                   alert_channels=[(c, CHANNEL_TITLES_RU[c]) for c in CHANNELS])
     if user is not None:
         tokens = access_svc.user_tokens(s, user_id=user.id)
         ctx = {
@@ -243,6 +263,26 @@ def admin_user_session_end(user_id: int, session_id: int) -> Any:
     users_svc.end_one_session(db_session(), user=user, session_id=session_id, admin_orgs=org_ids(), by=actor(),
                               now=now())
     flash("Сессия завершена", "ok")
+    return redirect(url_for("panel.admin_user", user_id=user.id))
+
+
+@bp.post("/admin/users/<int:user_id>/alerts")
+@form_page("panel.admin_user")
+@login_required(ADMINS)
+def admin_user_alerts(user_id: int) -> Any:
+    """An executor's notification channels and quiet hours (decision 0043)."""
+    from models.services import alerts
+
+    user = _user(user_id)
+    form = request.form
+    try:
+        alerts.set_preferences(db_session(), user=user, by=panel_user(), channels=form.getlist("channels"),
+                               quiet_start=form.get("quiet_start", ""), quiet_end=form.get("quiet_end", ""),
+                               now=now())
+    except ValidationFailed as exc:
+        db_session().rollback()
+        return _user_page(user, alert_form=form, alert_error=exc.message, status=400)
+    flash("Настройки уведомлений сохранены", "ok")
     return redirect(url_for("panel.admin_user", user_id=user.id))
 
 
