@@ -29,7 +29,7 @@ from models.services.ratings import resident_phone
 from models.ticket import Attachment, Ticket, TicketComment, Visibility
 from web.api.v1 import bp
 from web.api.v1 import common as c
-from web.api.v1.schemas import Body
+from web.api.v1.schemas import Body, Out
 from web.api.v1.tickets import card_json, comment_json
 from web.auth import require_user
 from web.dbsession import session as db_session
@@ -281,6 +281,32 @@ class AlertSettingsRequest(Body):
     channels: list[Literal["push", "sms", "voice", "email"]]
     quiet_start: str | None = Field(None, max_length=5, description="ЧЧ:ММ; пусто — без тихих часов")
     quiet_end: str | None = Field(None, max_length=5)
+
+
+class PushKeyOut(Out):
+    public_key: str | None = Field(description="VAPID, base64url: applicationServerKey для PushManager.subscribe; "
+                                               "null — push не настроен")
+
+
+class PushSubscriptionOut(Out):
+    id: int
+    device: str
+    created_at: str | None
+
+
+class PushRemovedOut(Out):
+    removed: bool
+
+
+class AlertSettingsOut(Out):
+    channels: list[str]
+    quiet_start: str | None
+    quiet_end: str | None
+    quiet_hours_apply_to_emergencies: bool
+
+
+ALERT_REQUEST_MODELS: tuple[type[Body], ...] = (PushSubscriptionRequest, PushUnsubscribeRequest, AlertSettingsRequest)
+ALERT_RESPONSE_MODELS: tuple[type[Out], ...] = (PushKeyOut, PushSubscriptionOut, PushRemovedOut, AlertSettingsOut)
 
 
 def alert_settings_json(prefs: Any) -> dict[str, Any]:
