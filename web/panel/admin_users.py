@@ -138,9 +138,6 @@ def _user_page(user: User | None, *, values: dict[str, Any] | None = None, error
 
     s, at = db_session(), now()
     ctx: dict[str, Any] = {}
-    if user is not None and user.role == Role.EXECUTOR:
-        ctx.update(alert_values=_alert_values(user, alert_form), alert_error=alert_error,
-                   alert_channels=[(c, CHANNEL_TITLES_RU[c]) for c in CHANNELS])
     if user is not None:
         tokens = access_svc.user_tokens(s, user_id=user.id)
         ctx = {
@@ -156,6 +153,9 @@ def _user_page(user: User | None, *, values: dict[str, Any] | None = None, error
             "token_name": token_form.get("name", "") if token_form is not None else "",
             "other_orgs": [i for i in user.organization_ids if i not in org_ids()],
         }
+        if user.role == Role.EXECUTOR:
+            ctx.update(alert_values=_alert_values(user, alert_form), alert_error=alert_error,
+                       alert_channels=[(c, CHANNEL_TITLES_RU[c]) for c in CHANNELS])
     return render_template(
         "admin/user.html", u=user, v=values or _values(user), errors=errors or {}, orgs=my_orgs(), roles=ROLE_TITLES_RU,
         tz=panel_zone(), scope_titles=SCOPE_TITLES_RU, state_titles=TOKEN_STATE_TITLES_RU, max_days=MAX_TOKEN_DAYS,
