@@ -29,7 +29,8 @@ def register(sub: Any) -> None:
 
 
 def write_env(path: Path, values: dict[str, str], *, force: bool) -> None:
-    """Set `values` in the env file (other lines kept, the file created 0600 if missing)."""
+    """Set `values` in the env file (other lines kept; a new file is created 0600, an existing one
+    keeps its mode and owner: the services read it)."""
     text = path.read_text() if path.exists() else ""
     lines = text.splitlines()
     for name, value in values.items():
