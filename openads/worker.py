@@ -1,6 +1,9 @@
 """`openads worker`: delivers the durable outbox, runs the consumers of the `events` table
 (residents' notifications and rating calls from ticket events, `openads/consumers.py`, decision
-0008) and prunes old domain events, never above the slowest consumer's cursor.
+0008), takes the due steps of the emergencies' acknowledgement escalations (`escalate`, decision
+0043: each step and its outbox messages in one transaction) and prunes old domain events, never
+above the slowest consumer's cursor. Web Push goes through `openads/providers/push.py` when the
+VAPID keys are configured.
 
 Delivery of one message is two short transactions around the network call, so no database
 lock is held while an SMTP server thinks:
