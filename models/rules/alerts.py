@@ -24,7 +24,7 @@ from typing import Any
 
 PUSH, SMS, VOICE, EMAIL, CONSOLE = "push", "sms", "voice", "email", "console"
 CHANNELS = (PUSH, SMS, VOICE, EMAIL)
-CHANNEL_TITLES_RU = {PUSH: "push-уведомление", SMS: "SMS", VOICE: "звонок робота", EMAIL: "e-mail",
+CHANNEL_TITLES_RU = {PUSH: "уведомление на телефон", SMS: "SMS", VOICE: "звонок робота", EMAIL: "эл. почта",
                      CONSOLE: "пульт диспетчера"}
 # (channel, offset in units of N minutes)
 STEPS: tuple[tuple[str, int], ...] = ((PUSH, 0), (SMS, 1), (VOICE, 2), (CONSOLE, 3))

@@ -59,7 +59,7 @@ def test_push_keys_printed(cli) -> None:
 
 def test_user_alerts_shows_and_sets_an_executors_channels(cli, db, world) -> None:
     code, out, _ = cli("user", "alerts", "exec_a")
-    assert code == 0 and "каналы — push-уведомление, SMS, звонок робота, e-mail; тихие часы — нет" in out
+    assert code == 0 and "каналы — уведомление на телефон, SMS, звонок робота, эл. почта; тихие часы — нет" in out
     code, out, _ = cli("user", "alerts", "exec_a", "--channels", "sms,voice", "--quiet", "22:00-07:00")
     assert code == 0 and "каналы — SMS, звонок робота; тихие часы — 22:00–07:00" in out
     code, _, err = cli("user", "alerts", "exec_a", "--channels", "голубь")
