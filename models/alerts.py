@@ -55,10 +55,12 @@ class AlertState(enum.StrEnum):
     ACCEPTED = "accepted"  # the executor accepted: no more steps
     CANCELLED = "cancelled"  # reassigned, returned, closed: no more steps
     UNACKNOWLEDGED = "unacknowledged"  # every step done, nobody accepted: red on the console
+    NOTIFIED = "notified"  # not an emergency: told once (push), no escalation
 
 
 class TicketAlert(OrgOwned, Base):
-    """The acknowledgement escalation of one assignment of an emergency ticket. `step` is the
+    """One assignment as the executor was told of it; for an emergency, its acknowledgement
+    escalation. `step` is the
     index of the next step in `rules.alerts.STEPS`; the worker advances it (and queues that step's
     message) in one transaction, so a killed worker redoes a step or not at all, never twice."""
 

@@ -146,22 +146,41 @@ def wants_email(session: Session, user_id: int) -> bool:
     return preferences(session, user_id).wants(rules.EMAIL)
 
 
-def on_assigned(session: Session, *, org: Organization, ticket: Ticket, executor: User, now: datetime) -> None:
-    """The assignment's messages, in the assignment's transaction: the escalations of earlier
-    assignments stop; an emergency starts its escalation (step 0, push, taken now); another ticket
-    gets a push, after the executor's quiet hours."""
+def on_assigned(session: Session, *, ticket: Ticket, now: datetime) -> TicketAlert | None:
+    """The `assigned` event, handled by the notification consumer (`openads worker`, right after
+    the assignment's commit, so the registration stays lean): tell the ticket's current executor.
+    An emergency starts its escalation (step 0, push, taken now); another ticket gets a push after
+    the executor's quiet hours. Earlier assignments' alerts stop.
+
+    Idempotent: events of assignments the ticket has already left (A→B→A handled in one round)
+    find the current executor already told and do nothing."""
+    executor = ticket.executor
+    if executor is None or ticket.status not in field_rules.ACTIVE:
+        return None
+    latest = session.scalar(select(TicketAlert).where(TicketAlert.ticket_id == ticket.id)
+                            .order_by(TicketAlert.id.desc()).limit(1))
+    if latest is not None and latest.executor_id == executor.id and (
+            latest.state in (AlertState.WAITING, AlertState.UNACKNOWLEDGED, AlertState.NOTIFIED)
+            or (latest.state == AlertState.ACCEPTED and ticket.accepted_at is not None)):
+        return None
     cancel_alerts(session, ticket_id=ticket.id, now=now)
+    org = ticket.organization
     prefs = preferences(session, executor.id)
+    minutes = ticket.category.ack_minutes if ticket.category is not None else rules.DEFAULT_ACK_MINUTES
+    alert = TicketAlert(organization_id=org.id, ticket_id=ticket.id, executor_id=executor.id, started_at=now,
+                        ack_minutes=minutes or rules.DEFAULT_ACK_MINUTES, step=0, next_at=now,
+                        state=AlertState.WAITING if ticket.is_emergency else AlertState.NOTIFIED)
+    session.add(alert)
+    session.flush()
     if ticket.is_emergency:
-        minutes = ticket.category.ack_minutes if ticket.category is not None else rules.DEFAULT_ACK_MINUTES
-        alert = TicketAlert(organization_id=org.id, ticket_id=ticket.id, executor_id=executor.id, started_at=now,
-                            ack_minutes=minutes or rules.DEFAULT_ACK_MINUTES, step=0, next_at=now,
-                            state=AlertState.WAITING)
-        session.add(alert)
-        session.flush()
         _take_step(session, alert, ticket, executor, now)
-    elif prefs.wants(rules.PUSH):
-        _push(session, ticket, executor.id, rules.ASSIGNED_PUSH_PURPOSE, now, quiet_until(prefs, org, now))
+    else:
+        alert.next_at, alert.closed_at = None, now
+        if prefs.wants(rules.PUSH):
+            for message in _push(session, ticket, executor.id, rules.ASSIGNED_PUSH_PURPOSE, now,
+                                 quiet_until(prefs, org, now)):
+                _log(session, alert, rules.PUSH, now, message)
+    return alert
 
 
 def cancel_alerts(session: Session, *, ticket_id: int, now: datetime) -> None:
@@ -169,6 +188,7 @@ def cancel_alerts(session: Session, *, ticket_id: int, now: datetime) -> None:
             TicketAlert.ticket_id == ticket_id,
             TicketAlert.state.in_([AlertState.WAITING, AlertState.UNACKNOWLEDGED]))):
         alert.state, alert.next_at, alert.closed_at = AlertState.CANCELLED, None, now
+    session.flush()
 
 
 def note_accepted(session: Session, *, ticket: Ticket, now: datetime) -> None:

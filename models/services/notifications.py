@@ -167,13 +167,16 @@ def on_ticket_event(session: Session, *, ticket: Ticket, action: str, now: datet
     """The ticket services' hook, called after a change is recorded, in the same transaction.
 
     `action` is the `ticket.changed`/`ticket.created` action: `created` → registered,
-    `assigned` → assigned, `en_route` → «исполнитель выехал, ориентировочно в HH:MM», `status` to done/closed → done/closed plus the rating call
+    `assigned` → assigned (and the executor's push, an emergency's escalation: `alerts.on_assigned`), `en_route` → «исполнитель выехал, ориентировочно в HH:MM», `status` to done/closed → done/closed plus the rating call
     (`ratings.schedule_rating_call`, idempotent). Other actions do nothing.
     """
     if action == "created":
         notify_resident(session, ticket=ticket, event=NotificationEvent.REGISTERED, now=now)
     elif action == "assigned":
         notify_resident(session, ticket=ticket, event=NotificationEvent.ASSIGNED, now=now)
+        from models.services import alerts
+
+        alerts.on_assigned(session, ticket=ticket, now=now)
     elif action == "en_route" and ticket.eta_at is not None:
         notify_resident(session, ticket=ticket, event=NotificationEvent.EN_ROUTE, now=now)
     elif action == "status" and ticket.status in _STATUS_EVENTS:

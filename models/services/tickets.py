@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import chain, events
+from models.alerts import ExecutorAlertSettings
 from models.base import attach_inserted, insert_values, table_of, utcnow
 from models.errors import TicketNotFound, TransitionNotAllowed, ValidationFailed
 from models.housing import House, Premise, Resident
@@ -311,12 +312,14 @@ def _references_select(with_house: bool, with_premise: bool, with_executor: bool
         User.id == bindparam("executor_id"), User.role == Role.EXECUTOR, User.is_active.is_(True),
         exists().where(Membership.user_id == User.id, Membership.organization_id == org),
     ) if with_executor else false()
+    prefs_on = ExecutorAlertSettings.user_id == User.id if with_executor else false()
     return (
-        select(Category, House, Premise, User)
+        select(Category, House, Premise, User, ExecutorAlertSettings.channels)
         .select_from(Category)
         .outerjoin(House, house_on)
         .outerjoin(Premise, premise_on)
         .outerjoin(User, executor_on)
+        .outerjoin(ExecutorAlertSettings, prefs_on)
         .where(Category.id == bindparam("category_id"), Category.organization_id == org, Category.active.is_(True))
     )
 
@@ -328,9 +331,10 @@ _REFERENCES = {(h, p, e): _references_select(h, p, e) for h in (False, True) for
 
 def _registration_references(
     session: Session, org_id: int, draft: TicketDraft
-) -> tuple[Category, House | None, Premise | None, User | None]:
+) -> tuple[Category, House | None, Premise | None, User | None, bool]:
     """Category, house, premise and executor of a new ticket in one query (each checked to be the
-    organization's, the executor an active executor of it).
+    organization's, the executor an active executor of it), and whether the executor keeps the
+    assignment e-mail on (their notification settings, decision 0043).
 
     A registration's lookups are one round trip; when anything is missing, the per-object lookups
     name the field that is wrong.
@@ -347,13 +351,14 @@ def _registration_references(
     row = session.execute(_REFERENCES[with_house, with_premise, with_executor], params).one_or_none()
     if row is None or (with_house and row[1] is None) or (with_premise and row[2] is None) or (
             with_executor and row[3] is None):
+        executor = _executor(session, org_id, draft.executor_id) if draft.executor_id is not None else None
         return (
             _category(session, org_id, draft.category_id),
             _owned(session, House, draft.house_id, org_id, "дом", "house_id"),
             _owned(session, Premise, draft.premise_id, org_id, "помещение", "premise_id"),
-            _executor(session, org_id, draft.executor_id) if draft.executor_id is not None else None,
+            executor, _wants_email(session, executor),
         )
-    return row[0], row[1], row[2], row[3]
+    return row[0], row[1], row[2], row[3], row[4] is None or "email" in row[4]
 
 
 def _executor(session: Session, org_id: int, executor_id: int) -> User:
@@ -685,14 +690,12 @@ def _wants_email(session: Session, executor: User | None) -> bool:
 
 
 def _notify_executor(session: Session, org: Organization, ticket: Ticket, executor: User, now: datetime) -> None:
-    """The executor's e-mail (unless they turned e-mail off), push, and for an emergency the
-    acknowledgement escalation (models/services/alerts.py, decision 0043)."""
-    from models.services import alerts
-
-    mail = _executor_mail(org, ticket, executor, now) if alerts.wants_email(session, executor.id) else None
+    """The executor's e-mail, unless they turned e-mail off. Push and an emergency's
+    acknowledgement escalation follow the `assigned` event (the notification consumer,
+    models/services/alerts.py, decision 0043)."""
+    mail = _executor_mail(org, ticket, executor, now) if _wants_email(session, executor) else None
     if mail is not None:
         session.add(mail)
-    alerts.on_assigned(session, org=org, ticket=ticket, executor=executor, now=now)
 
 
 # --- services ------------------------------------------------------------------------------------
@@ -710,7 +713,7 @@ def create_ticket(
     if not description:
         raise ValidationFailed("описание заявки обязательно", field="description")
     reporter_name = limited("reporter_name", draft.reporter_name)
-    category, house, premise, executor = _registration_references(session, org.id, draft)
+    category, house, premise, executor, mail = _registration_references(session, org.id, draft)
     resident = _owned(session, Resident, draft.resident_id, org.id, "житель", "resident_id")
     incident = _owned(session, Incident, draft.incident_id, org.id, "авария", "incident_id")
     if premise is not None:
@@ -770,14 +773,9 @@ def create_ticket(
         reason="",
     )
     _write_registration(session, ticket, history, year=year, now=now,
-                        assignment=_Assignment(org, executor, by, _wants_email(session, executor))
-                        if executor is not None else None)
+                        assignment=_Assignment(org, executor, by, mail) if executor is not None else None)
     if ticket.is_emergency:
         _notify_municipality(session, org, ticket, now)
-    if executor is not None:  # push, and an emergency's acknowledgement escalation (decision 0043)
-        from models.services import alerts
-
-        alerts.on_assigned(session, org=org, ticket=ticket, executor=executor, now=now)
     return ticket
 
 

@@ -18,6 +18,7 @@ from models.outbox import MessageChannel, MessageStatus, OutboxAttempt, OutboxMe
 from models.services import alerts
 from models.services.tickets import assign_ticket
 from models.ticket import Ticket
+from openads.consumers import consume_ticket_events
 from tests import factories as f
 from tests.ari_app.helpers import until
 from tests.ari_app.test_app_support import read, run
@@ -43,6 +44,8 @@ def _escalated_to_the_call(db: Database, world: Any) -> tuple[int, int]:
                           house_id=world.house_a.id, description="Прорыв трубы в подвале")
         assign_ticket(s, org=t.organization, ticket_id=t.id, executor_id=world.executor_a.id, by=None, now=NOON_MSK)
         ticket_id = t.id
+    while consume_ticket_events(db, now=NOON_MSK).more:
+        pass
     for k in (1, 2):
         with db.write() as s:
             alerts.escalate_due(s, now=NOON_MSK + k * N)

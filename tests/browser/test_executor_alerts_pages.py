@@ -14,6 +14,7 @@ from models.base import utcnow
 from models.organization import Role, User
 from models.services import alerts
 from models.services.tickets import assign_ticket
+from openads.consumers import consume_ticket_events
 from tests import factories as f
 from tests.browser.conftest import browser_login
 from tests.browser.test_layout import JS_OVERLAPS, JS_PAGE_STATE, JS_TEXTS, english_words
@@ -31,6 +32,8 @@ def test_the_alert_pages_fit_and_speak_russian(live_server: Any, chromium: Any, 
         t = f.make_ticket(s, org, world.cats_a["emergency_cold_water"], now=now, house_id=world.house_a.id)
         assign_ticket(s, org=t.organization, ticket_id=t.id, executor_id=world.executor_a.id, by=None, now=now)
         ticket_id = t.id
+    while consume_ticket_events(db, now=now).more:
+        pass
     for k in (1, 2, 3):
         with db.write() as s:
             alerts.escalate_due(s, now=now + timedelta(minutes=5 * k))

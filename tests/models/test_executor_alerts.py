@@ -22,6 +22,7 @@ from models.services import alerts
 from models.services.field import accept_ticket
 from models.services.tickets import assign_ticket
 from models.ticket import Category, Ticket
+from openads.consumers import consume_ticket_events
 from tests import factories as f
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -45,7 +46,15 @@ def _emergency(db: Database, world, now: datetime = T0, executor=None) -> int:
                           house_id=world.house_a.id, description="Прорыв трубы в подвале")
         assign_ticket(s, org=t.organization, ticket_id=t.id, executor_id=(executor or world.executor_a).id,
                       by=None, now=now)
-        return t.id
+        ticket_id = t.id
+    _consume(db, now)
+    return ticket_id
+
+
+def _consume(db: Database, now: datetime) -> None:
+    """The notification consumer of `openads worker` handles the `assigned` event (decision 0043)."""
+    while consume_ticket_events(db, now=now).more:
+        pass
 
 
 def _escalate(db: Database, now: datetime) -> int:
@@ -157,6 +166,7 @@ def test_reassignment_stops_the_first_escalation_and_starts_one_for_the_new_exec
     with db.write() as s:
         t = s.get(Ticket, ticket_id)
         assign_ticket(s, org=t.organization, ticket_id=ticket_id, executor_id=other_id, by=None, now=T0 + 6 * N // 5)
+    _consume(db, T0 + 6 * N // 5)
     assert _escalate(db, T0 + 2 * N) == 0  # the first one is cancelled; the new one's SMS is due at +N
     assert _escalate(db, T0 + 6 * N // 5 + N) == 1
     with db.read() as s:
@@ -212,6 +222,7 @@ def test_quiet_hours_delay_an_ordinary_push_and_never_an_emergency(db, world) ->
         assert not alerts.wants_email(s, u.id)
         t = f.make_ticket(s, world.org_a, world.cats_a["other"], now=NIGHT, executor_id=u.id)
         ordinary = t.id
+    _consume(db, NIGHT)
     emergency = _emergency(db, world, now=NIGHT)
     with db.read() as s:
         push = s.scalars(select(OutboxMessage).where(OutboxMessage.ticket_id == ordinary)).all()

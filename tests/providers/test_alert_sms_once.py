@@ -17,6 +17,7 @@ from models.outbox import MessageChannel, MessageStatus, OutboxMessage
 from models.services import alerts
 from models.services.tickets import assign_ticket
 from openads import worker
+from openads.consumers import consume_ticket_events
 from openads.providers.sms.common import SmsChannel
 from openads.providers.sms.fake import FakeSms
 from tests import factories as f
@@ -42,7 +43,10 @@ def _emergency(db: Database, world) -> int:
         s.get(User, world.executor_a.id).phone = PHONE
         t = f.make_ticket(s, world.org_a, world.cats_a["emergency_cold_water"], now=T0, house_id=world.house_a.id)
         assign_ticket(s, org=t.organization, ticket_id=t.id, executor_id=world.executor_a.id, by=None, now=T0)
-        return t.id
+        ticket_id = t.id
+    while consume_ticket_events(db, now=T0).more:
+        pass
+    return ticket_id
 
 
 def _sms(db: Database) -> list[tuple[MessageStatus, str | None]]:

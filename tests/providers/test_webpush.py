@@ -25,6 +25,7 @@ from models.services import alerts
 from models.services.tickets import assign_ticket
 from openads import worker
 from openads.config import PushSettings
+from openads.consumers import consume_ticket_events
 from openads.providers.push import WebPushSender, generate_vapid_keys
 from tests import factories as f
 from tests.providers.conftest import FakeApi, Reply
@@ -66,7 +67,10 @@ def _assigned(db: Database, world, category: str = "emergency_cold_water") -> in
         t = f.make_ticket(s, world.org_a, world.cats_a[category], now=NOON, house_id=world.house_a.id,
                           description="Прорыв трубы в подвале")
         assign_ticket(s, org=t.organization, ticket_id=t.id, executor_id=world.executor_a.id, by=None, now=NOON)
-        return t.id
+        ticket_id = t.id
+    while consume_ticket_events(db, now=NOON).more:
+        pass
+    return ticket_id
 
 
 def _sender(db: Database) -> tuple[WebPushSender, PushSettings]:

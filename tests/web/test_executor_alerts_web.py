@@ -15,6 +15,7 @@ from models.organization import User
 from models.services import alerts
 from models.services.tickets import assign_ticket
 from models.ticket import Category
+from openads.consumers import consume_ticket_events
 from tests import factories as f
 from tests.conftest import login
 from tests.web.helpers import API, check_error
@@ -115,6 +116,8 @@ def _unacknowledged(db, world) -> int:
         t = f.make_ticket(s, world.org_a, world.cats_a["emergency_cold_water"], now=now, house_id=world.house_a.id)
         assign_ticket(s, org=t.organization, ticket_id=t.id, executor_id=world.executor_a.id, by=None, now=now)
         ticket_id = t.id
+    while consume_ticket_events(db, now=now).more:
+        pass
     for k in (1, 2, 3):
         with db.write() as s:
             alerts.escalate_due(s, now=now + timedelta(minutes=5 * k))
@@ -129,7 +132,7 @@ def test_the_console_marks_the_ticket_not_acknowledged_for_its_organization_only
     row = row[:row.index("</tr>")]
     assert "не подтверждено" in row and "#assign-form" in row
     card = client.get(f"/tickets/{ticket_id}").get_data(as_text=True)
-    assert "Подтверждение исполнителем" in card and "НЕ ПОДТВЕРЖДЕНО" in card
+    assert "Оповещение исполнителя" in card and "НЕ ПОДТВЕРЖДЕНО" in card
     assert "SMS" in card and "звонок робота" in card and "нет подписанных устройств" in card
     client.post("/logout")
     login(client, world.dispatcher_b)
@@ -141,4 +144,4 @@ def test_the_inspector_reads_the_log_and_the_mark(client, db, world, inspector) 
     ticket_id = _unacknowledged(db, world)
     login(client, inspector)
     card = client.get(f"/tickets/{ticket_id}").get_data(as_text=True)
-    assert "Подтверждение исполнителем" in card and "НЕ ПОДТВЕРЖДЕНО" in card
+    assert "Оповещение исполнителя" in card and "НЕ ПОДТВЕРЖДЕНО" in card

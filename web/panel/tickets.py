@@ -228,7 +228,7 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
     return render_template("ticket_card.html", **context), status
 
 
-ALERT_STATES_RU = {"waiting": "ждём подтверждения", "accepted": "подтверждено",
+ALERT_STATES_RU = {"waiting": "ждём подтверждения", "accepted": "подтверждено", "notified": "исполнитель оповещён",
                    "cancelled": "остановлено (переназначена, возвращена или закрыта)",
                    "unacknowledged": "НЕ ПОДТВЕРЖДЕНО"}
 ACCEPTED_VIA_RU = {"app": "в приложении", "sms": "по SMS", "voice": "кнопкой 1 в звонке робота",

@@ -61,7 +61,7 @@ def upgrade() -> None:
         sa.Column('ack_minutes', sa.Integer(), nullable=False),
         sa.Column('step', sa.Integer(), nullable=False),
         sa.Column('next_at', dt(), nullable=True),
-        sa.Column('state', sa.Enum('waiting', 'accepted', 'cancelled', 'unacknowledged', name='alertstate',
+        sa.Column('state', sa.Enum('waiting', 'accepted', 'cancelled', 'unacknowledged', 'notified', name='alertstate',
                                    native_enum=False, length=20), nullable=False),
         sa.Column('closed_at', dt(), nullable=True),
         sa.Column('organization_id', sa.Integer(), nullable=False),
