@@ -112,10 +112,14 @@ def default_senders(settings: Settings, db: Database | None = None) -> dict[Mess
 def escalate(db: Database, now: datetime | None = None) -> int:
     """One round of the acknowledgement escalations (models/services/alerts.py): each due step and
     its messages in one transaction. Returns the steps taken."""
-    from models.services.alerts import escalate_due
+    from models.services.alerts import escalate_due, has_due_alerts
 
+    moment = now or utcnow()
+    with db.read() as s:  # a cheap read first: no write transaction (SQLite's write lock) when nothing is due
+        if not has_due_alerts(s, now=moment):
+            return 0
     with db.write() as s:
-        return escalate_due(s, now=now or utcnow())
+        return escalate_due(s, now=moment)
 
 
 def _warn_unconfigured(db: Database, channels: list[MessageChannel], now: datetime) -> None:

@@ -253,6 +253,11 @@ def _take_step(session: Session, alert: TicketAlert, ticket: Ticket, executor: U
         alert.next_at = None
 
 
+def has_due_alerts(session: Session, *, now: datetime) -> bool:
+    return session.scalar(select(TicketAlert.id).where(TicketAlert.state == AlertState.WAITING,
+                                                       TicketAlert.next_at <= now).limit(1)) is not None
+
+
 def escalate_due(session: Session, *, now: datetime | None = None, limit: int = 100) -> int:
     """Take the due step of every waiting alert (at most `limit`); returns how many were taken.
     An alert whose ticket was accepted, reassigned, returned or closed ends without a step. Run by
