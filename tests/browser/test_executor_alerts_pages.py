@@ -66,3 +66,34 @@ def test_the_alert_pages_fit_and_speak_russian(live_server: Any, chromium: Any, 
     finally:
         ctx.close()
     assert not problems, "\n".join(problems)
+
+
+def test_the_console_turns_the_row_red_live_and_sounds(live_server: Any, chromium: Any, db: Any, world: Any,
+                                                       screenshots_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    now = utcnow() - timedelta(minutes=12)
+    with db.write() as s:
+        s.get(User, world.executor_a.id).phone = "+79161112233"
+        t = f.make_ticket(s, world.org_a, world.cats_a["emergency_cold_water"], now=now, house_id=world.house_a.id)
+        assign_ticket(s, org=t.organization, ticket_id=t.id, executor_id=world.executor_a.id, by=None, now=now)
+        ticket_id, number = t.id, t.number
+    while consume_ticket_events(db, now=now).more:
+        pass
+    for k in (1, 2):
+        with db.write() as s:
+            alerts.escalate_due(s, now=now + timedelta(minutes=5 * k))
+    ctx = chromium.new_context(viewport={"width": 1600, "height": 1000}, locale="ru-RU")
+    try:
+        page = browser_login(ctx, live_server.url, world.dispatcher_a.login)
+        expect(page.locator("#live-state")).to_have_text("● онлайн", timeout=10_000)
+        row = page.locator(f"#ticket-{ticket_id}")
+        expect(row).to_be_visible()
+        assert row.locator(".unack").count() == 0
+        with db.write() as s:  # the worker's round at 3N, while the dispatcher watches
+            assert alerts.escalate_due(s, now=now + timedelta(minutes=15)) == 1
+        expect(page.locator(f"#ticket-{ticket_id} .unack")).to_have_text("не подтверждено", timeout=10_000)
+        expect(page.locator("#console-alert")).to_contain_text(f"№ {number}")
+        page.screenshot(path=str(screenshots_dir / "alerts-console-unacknowledged.png"))
+    finally:
+        ctx.close()
