@@ -40,16 +40,31 @@ def test_the_alert_pages_fit_and_speak_russian(live_server: Any, chromium: Any, 
     urls = [f"/admin/users/{world.executor_a.id}", f"/admin/categories/{world.cats_a['emergency_cold_water'].id}",
             f"/tickets/{ticket_id}", "/"]
     problems: list[str] = []
+    for who, pages in ((world.executor_a.login, ["/account/security"]), (admin.login, urls)):
+        problems += _check_pages(chromium, live_server.url, who, pages, screenshots_dir)
     ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
     try:
         page = browser_login(ctx, live_server.url, admin.login)
+        page.goto(live_server.url + "/")
+        assert page.locator(f"#ticket-{ticket_id} .unack").count() == 1
+    finally:
+        ctx.close()
+    assert not problems, "\n".join(problems)
+
+
+def _check_pages(chromium: Any, base: str, login: str, urls: list[str], screenshots_dir: Path) -> list[str]:
+    problems: list[str] = []
+    ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
+    try:
+        page = browser_login(ctx, base, login)
+        live_server_url = base
         for url in urls:
             for vp_name, (w, h) in VIEWPORTS.items():
                 page.set_viewport_size({"width": w, "height": h})
-                resp = page.goto(live_server.url + url, wait_until="domcontentloaded")
-                where = f"{vp_name} {url}"
+                resp = page.goto(live_server_url + url, wait_until="domcontentloaded")
+                where = f"{login} {vp_name} {url}"
                 assert resp is not None and resp.status == 200, where
-                page.screenshot(path=str(screenshots_dir / f"alerts-{vp_name}-{url.strip('/').replace('/', '_')}.png"))
+                page.screenshot(path=str(screenshots_dir / f"alerts-{login}-{vp_name}-{url.strip('/').replace('/', '_')}.png"))
                 state = page.evaluate(JS_PAGE_STATE)
                 if state["scrollWidth"] > state["innerWidth"]:
                     problems.append(f"{where}: page is {state['scrollWidth']} px wide")
@@ -61,11 +76,9 @@ def test_the_alert_pages_fit_and_speak_russian(live_server: Any, chromium: Any, 
                 if english:
                     seen = [re.search(rf".{{0,30}}\b{w}\b.{{0,30}}", text) for w in sorted(english)[:8]]
                     problems.append(f"{where}: English words: {[m.group(0) if m else '' for m in seen]}")
-        page.goto(live_server.url + "/")
-        assert page.locator(f"#ticket-{ticket_id} .unack").count() == 1
     finally:
         ctx.close()
-    assert not problems, "\n".join(problems)
+    return problems
 
 
 def test_the_console_turns_the_row_red_live_and_sounds(live_server: Any, chromium: Any, db: Any, world: Any,

@@ -145,3 +145,21 @@ def test_the_inspector_reads_the_log_and_the_mark(client, db, world, inspector) 
     login(client, inspector)
     card = client.get(f"/tickets/{ticket_id}").get_data(as_text=True)
     assert "Оповещение исполнителя" in card and "НЕ ПОДТВЕРЖДЕНО" in card
+
+
+def test_the_executor_edits_their_own_notifications_on_the_security_page(client, db, world) -> None:
+    login(client, world.executor_a)
+    page = client.get("/account/security").get_data(as_text=True)
+    assert "Мои уведомления" in page
+    bad = client.post("/account/alerts", data={"channels": ["sms"], "quiet_start": "22:00", "quiet_end": ""})
+    assert bad.status_code == 400
+    assert "укажите начало и конец тихих часов" in bad.get_data(as_text=True)
+    ok = client.post("/account/alerts", data={"channels": ["sms", "voice"], "quiet_start": "22:00",
+                                               "quiet_end": "07:00"})
+    assert ok.status_code == 302
+    with db.read() as s:
+        assert s.get(ExecutorAlertSettings, world.executor_a.id).channels == ["sms", "voice"]
+    client.post("/logout")
+    login(client, world.dispatcher_a)
+    assert "Мои уведомления" not in client.get("/account/security").get_data(as_text=True)
+    assert client.post("/account/alerts", data={"channels": ["sms"]}).status_code == 403

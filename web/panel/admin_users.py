@@ -40,7 +40,7 @@ from web.dbsession import session as db_session
 from web.inputs import optional_int
 from web.kept_form import form_page
 from web.panel import bp
-from web.panel.account import form_days, form_scopes, panel_zone
+from web.panel.account import alert_context, form_days, form_scopes, panel_zone
 from web.panel.admin import ADMINS, actor
 from web.panel.common import field_errors, my_orgs, settings
 from web.panel.common import user as panel_user
@@ -117,25 +117,10 @@ def admin_users() -> Any:
 # --- create and edit ----------------------------------------------------------------------------------------------
 
 
-def _alert_values(user: User, form: MultiDict[str, str] | None) -> dict[str, Any]:
-    """The executor's notification preferences as the form shows them (as typed after an error)."""
-    from models.services import alerts
-
-    if form is not None:
-        return {"channels": form.getlist("channels"), "quiet_start": form.get("quiet_start", ""),
-                "quiet_end": form.get("quiet_end", "")}
-    prefs = alerts.preferences(db_session(), user.id)
-    return {"channels": list(prefs.channels),
-            "quiet_start": f"{prefs.quiet_start:%H:%M}" if prefs.quiet_start else "",
-            "quiet_end": f"{prefs.quiet_end:%H:%M}" if prefs.quiet_end else ""}
-
-
 def _user_page(user: User | None, *, values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
                token_form: MultiDict[str, str] | None = None, token_error: str | None = None,
                alert_form: MultiDict[str, str] | None = None, alert_error: str | None = None,
                status: int = 200) -> Any:
-    from models.rules.alerts import CHANNEL_TITLES_RU, CHANNELS
-
     s, at = db_session(), now()
     ctx: dict[str, Any] = {}
     if user is not None:
@@ -154,8 +139,7 @@ def _user_page(user: User | None, *, values: dict[str, Any] | None = None, error
             "other_orgs": [i for i in user.organization_ids if i not in org_ids()],
         }
         if user.role == Role.EXECUTOR:
-            ctx.update(alert_values=_alert_values(user, alert_form), alert_error=alert_error,
-                       alert_channels=[(c, CHANNEL_TITLES_RU[c]) for c in CHANNELS])
+            ctx.update(alert_context(user, alert_form, alert_error))
     return render_template(
         "admin/user.html", u=user, v=values or _values(user), errors=errors or {}, orgs=my_orgs(), roles=ROLE_TITLES_RU,
         tz=panel_zone(), scope_titles=SCOPE_TITLES_RU, state_titles=TOKEN_STATE_TITLES_RU, max_days=MAX_TOKEN_DAYS,
