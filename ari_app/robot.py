@@ -87,19 +87,24 @@ class VoiceJob:
     text: str
     caller_id: str | None
     voice: str | None
+    accept: bool = False  # an executor's acknowledgement call: «1» accepts the ticket (decision 0043)
 
 
 def claim_voice_messages(session: Session, *, now: datetime, limit: int, lease: timedelta = VOICE_LEASE
                          ) -> list[VoiceJob]:
     """Lease up to `limit` due pending VOICE messages. One inside its organization's quiet hours
-    is not called: its `next_attempt_at` moves to their end (never a call at night)."""
+    is not called: its `next_attempt_at` moves to their end (never a call at night) — except an
+    executor's acknowledgement call of an emergency (purpose `executor_alert`, decision 0043),
+    which is not made at all once the ticket was accepted (closed as failed, «не понадобился»)."""
     from zoneinfo import ZoneInfo
 
     from sqlalchemy import select
 
     from models.organization import Organization
     from models.outbox import MessageChannel, MessageStatus, OutboxMessage
+    from models.rules import alerts as alert_rules
     from models.rules import robot as rules
+    from models.services.alerts import voice_call_needed
     from models.services.ratings import robot_settings
 
     stmt = (
@@ -116,14 +121,18 @@ def claim_voice_messages(session: Session, *, now: datetime, limit: int, lease: 
         org = session.get(Organization, message.organization_id)
         assert org is not None  # FK, cascade
         settings = robot_settings(session, org.id)
+        alert = message.purpose == alert_rules.ALERT_PURPOSE
+        if alert and not voice_call_needed(session, message):
+            message.status, message.last_error = MessageStatus.FAILED, "звонок не понадобился: заявка уже принята"
+            continue
         earliest = rules.after_quiet_hours(now, settings.quiet_hours, ZoneInfo(org.timezone))
-        if earliest > now:
+        if earliest > now and not alert:
             message.next_attempt_at = earliest
             continue
         message.next_attempt_at = now + lease
         jobs.append(VoiceJob(message_id=message.id, organization_id=org.id, phone=message.recipient,
                              text=message.body, caller_id=org.hotlines[0] if org.hotlines else None,
-                             voice=settings.voice))
+                             voice=settings.voice, accept=alert))
     return jobs
 
 
@@ -183,7 +192,7 @@ class Robot:
 
     def deps(self) -> RobotDeps:
         return RobotDeps(speech=self.speech, config=self.config, clock=lambda: self.clock(),
-                         voice_result=self._voice_result)
+                         voice_result=self._voice_result, voice_accept=self._voice_accept)
 
     @property
     def active_calls(self) -> int:
@@ -264,7 +273,8 @@ class Robot:
             await self._voice_result(job.message_id, False, f"синтез речи: {exc.provider} {exc.code}")
             return 0
         plan = VoicePlan(message_id=job.message_id, organization_id=job.organization_id, phone=job.phone,
-                         caller_id=job.caller_id, channel_id=new_channel_id(), media=media)
+                         caller_id=job.caller_id, channel_id=new_channel_id(), media=media, accept=job.accept,
+                         voice=job.voice)
         session = self.dispatcher.start_session(VOICE_FLOW_NAME, plan.channel_id)
         synthetic(session, "VoiceBegin", plan=plan, deps=self.deps())
         self.started["voice"] += 1
@@ -275,6 +285,17 @@ class Robot:
         await self.db.write_until_stored(
             lambda s: record_voice_result(s, message_id=message_id, ok=ok, detail=detail, now=now),
             f"result of voice message {message_id}")
+
+    async def _voice_accept(self, message_id: int) -> bool:
+        """«1» in an executor's acknowledgement call: `accept_by_voice` (stored through an outage)."""
+        now = self.clock()
+
+        def write(s: Session) -> bool:
+            from models.services.alerts import accept_by_voice
+
+            return accept_by_voice(s, message_id=message_id, now=now)
+
+        return bool(await self.db.write_until_stored(write, f"acceptance by voice message {message_id}"))
 
     def as_dict(self) -> dict[str, Any]:
         return {"worker_id": self.worker_id, "active_calls": self.active_calls, "started": dict(self.started),

@@ -3,11 +3,13 @@
 No Asterisk, no Flask, no HTTP in here.
 """
 
+from models.alerts import ExecutorAlertSettings, PushSubscription, TicketAlert, TicketAlertStep  # noqa: F401
 from models.audit import AuditEntry  # noqa: F401
 from models.auth import LoginFailure, LoginLock, RecoveryCode, UserSession  # noqa: F401
 from models.base import Base  # noqa: F401
 from models.call import Call, CallTicket, DispatcherPhone, TelephonySettings, TicketLegalHold  # noqa: F401
 from models.event_cursor import EventCursor  # noqa: F401
+from models.field import ExecutorAction, ExecutorDuty, ExecutorPosition  # noqa: F401
 from models.housing import Account, House, HouseNote, Premise, Resident, ResidentPhone  # noqa: F401
 from models.job import Job  # noqa: F401
 from models.missed_call import CallbackAttempt, MissedCall, MissedCallCall  # noqa: F401

@@ -84,7 +84,7 @@ def scope_journal(user: User, f: JournalFilter) -> JournalFilter:
 # incidents (the same notice residents hear on the hotline). Everything else is withheld, including
 # event kinds added later: calls and missed calls (residents' phones, names, caller cards), failed
 # notices (recipients' addresses, other tickets' numbers).
-EXECUTOR_TICKET_EVENTS = frozenset({events.TICKET_CREATED, events.TICKET_CHANGED})
+EXECUTOR_TICKET_EVENTS = frozenset({events.TICKET_CREATED, events.TICKET_CHANGED, events.TICKET_ACCEPTED})
 EXECUTOR_PUBLIC_EVENTS = frozenset({events.INCIDENT_CHANGED})
 # Background jobs: an executor's own (a journal export), by `requested_by_id`.
 EXECUTOR_OWN_EVENTS = frozenset({events.JOB_PROGRESS, events.JOB_FINISHED})

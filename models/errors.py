@@ -57,3 +57,18 @@ class PermissionDenied(DomainError):
 class ImportFailed(DomainError):
     error_id = "import-failed"
     http_status = 400
+
+
+class FieldConflict(DomainError):
+    """An executor's action that no longer fits the ticket (reassigned meanwhile, already done,
+    cancelled): the app shows `message` to the executor instead of overwriting (decision 0042)."""
+
+    error_id = "field-conflict"
+    http_status = 409
+
+
+class OffDuty(DomainError):
+    """A position reported while the executor is not on duty: never stored (152-ФЗ)."""
+
+    error_id = "off-duty"
+    http_status = 409

@@ -17,6 +17,9 @@ from models.outbox import DomainEvent
 
 TICKET_CREATED = "ticket.created"
 TICKET_CHANGED = "ticket.changed"
+TICKET_ACCEPTED = "ticket.accepted"
+TICKET_UNACKNOWLEDGED = "ticket.unacknowledged"  # an emergency's escalation ran out (decision 0043)
+EXECUTOR_DUTY = "executor.duty"
 INCIDENT_CHANGED = "incident.changed"
 OUTBOX_FAILED = "outbox.failed"
 CALL_RINGING = "call.ringing"
@@ -32,7 +35,7 @@ JOB_FINISHED = "job.finished"
 _INSERT = insert(table_of(DomainEvent))
 
 ALL_EVENTS = (
-    TICKET_CREATED, TICKET_CHANGED, INCIDENT_CHANGED, OUTBOX_FAILED,
+    TICKET_CREATED, TICKET_CHANGED, TICKET_ACCEPTED, TICKET_UNACKNOWLEDGED, EXECUTOR_DUTY, INCIDENT_CHANGED, OUTBOX_FAILED,
     CALL_RINGING, CALL_ANSWERED, CALL_ENDED, MISSED_CALL_CREATED, MISSED_CALL_UPDATED, MISSED_CALL_CLOSED,
     MISSED_CALL_OVERDUE, JOB_PROGRESS, JOB_FINISHED,
 )

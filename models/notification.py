@@ -67,7 +67,10 @@ class RobotSettings(Base):
         return rules.LocalWindow(self.quiet_start, self.quiet_end)
 
     def template_for(self, event: str) -> str:
-        """The template of a notification event (`registered`, `assigned`, `done`, `closed`)."""
+        """The template of a notification event (`registered`, `assigned`, `done`, `closed`; `en_route`
+        is not editable yet: its fixed text, decision 0042)."""
+        if event in rules.FIXED_TEMPLATES:
+            return rules.FIXED_TEMPLATES[event]
         value: str = getattr(self, f"template_{event}")
         return value
 

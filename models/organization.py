@@ -57,6 +57,8 @@ class Organization(Base):
     dispatch_centre_id: Mapped[int | None] = mapped_column(ForeignKey("dispatch_centres.id"))
     # Deadline for categories that carry no regulated deadline of their own (minutes).
     default_deadline_minutes: Mapped[int] = mapped_column(Integer, default=3 * 24 * 60)
+    # Days the executors' reported positions are kept (152-ФЗ: no longer than needed; decision 0042).
+    position_retention_days: Mapped[int] = mapped_column(Integer, default=7, server_default="7")
     # Working hours of the dispatch service, local time ([start, end), may wrap midnight); both
     # NULL: round the clock. Tickets are registered at any hour whatever these say (ПП 416, T4).
     dispatch_hours_start: Mapped[time | None] = mapped_column(Time)

@@ -75,6 +75,8 @@ class Category(OrgOwned, Base):
     # D4: count from the earlier of damage detection and registration.
     count_from_damage: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Emergencies: minutes the assigned executor has to accept before the next alert step (decision 0043).
+    ack_minutes: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
 
 
 class Incident(OrgOwned, Base):
@@ -167,6 +169,18 @@ class Ticket(OrgOwned, Base):
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     municipality_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     rating: Mapped[int | None] = mapped_column(Integer)
+    # The executor in the field (decision 0042): acknowledged, on the way (with the ETA told to
+    # the resident), on site. Cleared when the ticket goes to another executor.
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    accepted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    accepted_via: Mapped[str | None] = mapped_column(String(10))
+    en_route_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    eta_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    on_site_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The executor could not complete it and gave it back (status `new`, no executor): the
+    # console shows it as returned until a dispatcher assigns someone.
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    return_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     organization: Mapped[Organization] = relationship()
@@ -177,6 +191,7 @@ class Ticket(OrgOwned, Base):
     executor: Mapped[User | None] = relationship(foreign_keys=[executor_id])
     registered_by: Mapped[User | None] = relationship(foreign_keys=[registered_by_id])
     closed_by: Mapped[User | None] = relationship(foreign_keys=[closed_by_id])
+    accepted_by: Mapped[User | None] = relationship(foreign_keys=[accepted_by_id])
     incident: Mapped[Incident | None] = relationship()
     history: Mapped[list[TicketHistory]] = relationship(
         back_populates="ticket", order_by="TicketHistory.id", viewonly=True
@@ -267,6 +282,10 @@ class Attachment(OrgOwned, Base):
     size: Mapped[int] = mapped_column(Integer)
     storage_path: Mapped[str] = mapped_column(String(500))
     visibility: Mapped[Visibility] = mapped_column(_enum(Visibility), default=Visibility.INTERNAL)
+    # `file` (the panel), `photo_before`, `photo_after`, `voice` (the executor app).
+    kind: Mapped[str] = mapped_column(String(20), default="file", server_default="file")
+    # What the device said of the file: EXIF time and GPS of a photo, a voice note's length.
+    meta: Mapped[dict[str, object] | None] = mapped_column(JSON)
     uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

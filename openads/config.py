@@ -92,6 +92,31 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class PushSettings:
+    """Web Push to executors' devices (decision 0043): the VAPID key pair (`openads push keys`
+    makes one). Private key "" = push not configured (push messages stay pending, logged)."""
+
+    vapid_private_key: str = ""  # base64url of the raw P-256 private key (OPENADS_VAPID_PRIVATE_KEY)
+    vapid_public_key: str = ""  # base64url of the uncompressed public point: the app's applicationServerKey
+    subject: str = "mailto:openads@localhost"  # who runs this server (the push service may write)
+    ttl_seconds: int = 3600
+    timeout: float = 10.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.vapid_private_key and self.vapid_public_key)
+
+
+def push_settings() -> PushSettings:
+    return PushSettings(
+        vapid_private_key=os.environ.get("OPENADS_VAPID_PRIVATE_KEY", "").strip(),
+        vapid_public_key=os.environ.get("OPENADS_VAPID_PUBLIC_KEY", "").strip(),
+        subject=os.environ.get("OPENADS_VAPID_SUBJECT") or "mailto:" + os.environ.get("SMTP_FROM", "openads@localhost"),
+        ttl_seconds=_int("OPENADS_PUSH_TTL_SECONDS", 3600),
+    )
+
+
+@dataclass(frozen=True)
 class SmsSettings:
     """SMS gateway (`openads/providers/sms/`). provider "" = not configured (SMS stay pending)."""
 
@@ -430,6 +455,7 @@ class Settings:
     sms: SmsSettings = field(default_factory=SmsSettings)
     speech: SpeechSettings = field(default_factory=SpeechSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    push: PushSettings = field(default_factory=PushSettings)
 
 
 def load_settings() -> Settings:
@@ -482,6 +508,7 @@ def load_settings() -> Settings:
         demo=_bool("OPENADS_DEMO", False),
         allow_sqlite=_bool("OPENADS_ALLOW_SQLITE", False),
         sms=_sms_settings(),
+        push=push_settings(),
         speech=_speech_settings(var_dir),
         auth=auth_settings(),
     )

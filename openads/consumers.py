@@ -47,7 +47,7 @@ MAX_GAPS = 5000
 MAX_LEADING_HOLE = 1000
 LAG_WARNING = timedelta(minutes=1)
 # ticket.changed actions the notifications act on; `created` comes with ticket.created.
-HANDLED_ACTIONS = frozenset({"created", "assigned", "status"})
+HANDLED_ACTIONS = frozenset({"created", "assigned", "status", "en_route"})
 
 Handler = Callable[[Session, Ticket, str, datetime], None]
 

@@ -1,6 +1,9 @@
 """`openads worker`: delivers the durable outbox, runs the consumers of the `events` table
 (residents' notifications and rating calls from ticket events, `openads/consumers.py`, decision
-0008) and prunes old domain events, never above the slowest consumer's cursor.
+0008), takes the due steps of the emergencies' acknowledgement escalations (`escalate`, decision
+0043: each step and its outbox messages in one transaction) and prunes old domain events, never
+above the slowest consumer's cursor. Web Push goes through `openads/providers/push.py` when the
+VAPID keys are configured.
 
 Delivery of one message is two short transactions around the network call, so no database
 lock is held while an SMTP server thinks:
@@ -92,13 +95,31 @@ class _Claimed:
     key_reused: bool
 
 
-def default_senders(settings: Settings) -> dict[MessageChannel, Sender]:
-    """The senders configured for this deployment: e-mail, and SMS when SMS_PROVIDER is set."""
+def default_senders(settings: Settings, db: Database | None = None) -> dict[MessageChannel, Sender]:
+    """The senders configured for this deployment: e-mail, SMS when SMS_PROVIDER is set, Web Push
+    when the VAPID keys are set (`db`: the push sender reads the subscriptions)."""
     senders: dict[MessageChannel, Sender] = {MessageChannel.EMAIL: SmtpMailer(settings.smtp)}
     sms = make_sms_sender(settings.sms)
     if sms is not None:
         senders[MessageChannel.SMS] = SmsChannel(sms)
+    if db is not None and settings.push.configured:
+        from openads.providers.push import WebPushSender
+
+        senders[MessageChannel.PUSH] = WebPushSender(db, settings.push)
     return senders
+
+
+def escalate(db: Database, now: datetime | None = None) -> int:
+    """One round of the acknowledgement escalations (models/services/alerts.py): each due step and
+    its messages in one transaction. Returns the steps taken."""
+    from models.services.alerts import escalate_due, has_due_alerts
+
+    moment = now or utcnow()
+    with db.read() as s:  # a cheap read first: no write transaction (SQLite's write lock) when nothing is due
+        if not has_due_alerts(s, now=moment):
+            return 0
+    with db.write() as s:
+        return escalate_due(s, now=moment)
 
 
 def _warn_unconfigured(db: Database, channels: list[MessageChannel], now: datetime) -> None:
@@ -428,7 +449,8 @@ def _loop(
         busy = False
         try:
             consumed = consumers.consume_ticket_events(db)
-            if consumed.handled or time.monotonic() - last_delivery >= poll_seconds:
+            escalated = escalate(db)
+            if consumed.handled or escalated or time.monotonic() - last_delivery >= poll_seconds:
                 last_delivery = time.monotonic()
                 busy = deliver_due(db, senders, journal=journal, lease=lease) > 0
             busy = busy or consumed.more

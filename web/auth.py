@@ -177,7 +177,7 @@ def _session_user() -> User | None:
         return None
     row = db_session().execute(_SESSION_BY_KEY, {"digest": credentials.digest(key)}).unique().scalar_one_or_none()
     at = now()
-    if row is None or not session_alive(row.created_at, row.last_seen_at, at, session_limits()):
+    if row is None or not session_alive(row.created_at, row.last_seen_at, at, session_limits(), row.device):
         session.clear()  # the browser drops the dead cookie
         return None
     if not account_valid(row.user.valid_until, at):
@@ -203,7 +203,7 @@ def session_check() -> Callable[[], bool]:
         with db.read() as s:
             row = s.execute(_SESSION_BY_KEY, {"digest": digest}).unique().scalar_one_or_none()
             at = clock()
-            return row is not None and session_alive(row.created_at, row.last_seen_at, at, limits) \
+            return row is not None and session_alive(row.created_at, row.last_seen_at, at, limits, row.device) \
                 and account_valid(row.user.valid_until, at)
 
     return alive
@@ -288,9 +288,10 @@ def check_login(login: str, password: str) -> access_svc.LoginOutcome:
     return access_svc.record_login(db_session(), checked, now=at, limits=login_limits())
 
 
-def login_user(user: User) -> None:
+def login_user(user: User, *, device: bool = False) -> None:
+    """`device`: the executor app's long-lived session on this phone (decision 0042)."""
     key = access_svc.start_session(db_session(), user=user, ip=request.remote_addr,
-                                   user_agent=request.user_agent.string, now=now())
+                                   user_agent=request.user_agent.string, now=now(), device=device)
     session.clear()  # nothing from before the login survives it (session fixation)
     session.permanent = True
     session[SESSION_KEY] = key

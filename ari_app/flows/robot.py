@@ -33,6 +33,13 @@ TTS) ─played─▶ ENDED; not answered → FAILED. A resident who answered and
 message has received it (delivered, not called again). The result goes to `deps.voice_result`
 (the loop writes the outbox attempt).
 
+An executor's acknowledgement call (`VoicePlan.accept`, decision 0043) reads the emergency
+(address and problem, «нажмите 1, чтобы принять заявку») and then waits for a key (a short
+recording as the timer, like the rating's keypad wait): SPEAKING ─played─▶ KEYPAD_WAIT ─nothing
+pressed─▶ ENDED (delivered, not accepted: the escalation goes on). «1» in SPEAKING or KEYPAD_WAIT
+─▶ CONFIRMING: `deps.voice_accept(message id)` stores the acceptance (`accept_ticket`, via
+voice), the robot says so and hangs up.
+
 The calls journal: each robot call is a `calls` row (`JournalCall`): registered before the
 originate (kind `robot` for a rating call, `voice_notification` for a notification), answered
 when the resident picks up, ended when the session ends with `answered`, `no_answer`, `busy` or
@@ -121,10 +128,15 @@ class RobotConfig:
 
 
 VoiceResult = Callable[[int, bool, str], Awaitable[None]]  # (message id, ok, detail)
+VoiceAccept = Callable[[int], Awaitable[bool]]  # (message id) → the executor's acceptance stored
 
 
 async def _no_voice_result(_message_id: int, _ok: bool, _detail: str) -> None:
     return None
+
+
+async def _no_voice_accept(_message_id: int) -> bool:
+    return False
 
 
 @dataclass
@@ -133,6 +145,7 @@ class RobotDeps:
     config: RobotConfig = field(default_factory=RobotConfig)
     clock: Callable[[], datetime] = field(default=lambda: _utcnow())
     voice_result: VoiceResult = _no_voice_result
+    voice_accept: VoiceAccept = _no_voice_accept
 
 
 def _utcnow() -> datetime:
@@ -165,6 +178,9 @@ class VoicePlan:
     caller_id: str | None
     channel_id: str
     media: str
+    # An executor's acknowledgement call (decision 0043): after the text, «1» accepts the ticket.
+    accept: bool = False
+    voice: str | None = None
 
 
 class JournalCall:
@@ -690,16 +706,23 @@ class VoiceState(enum.Enum):
     SPEAKING = "speaking"
     ENDED = "ended"
     FAILED = "failed"
+    KEYPAD_WAIT = "keypad_wait"
+    CONFIRMING = "confirming"
 
 
 V = VoiceState
 VOICE_TRANSITIONS: dict[VoiceState, frozenset[VoiceState]] = {
     V.NEW: frozenset({V.DIALING, V.FAILED}),
     V.DIALING: frozenset({V.SPEAKING, V.FAILED}),
-    V.SPEAKING: frozenset({V.ENDED}),
+    V.SPEAKING: frozenset({V.ENDED, V.KEYPAD_WAIT, V.CONFIRMING}),
+    V.KEYPAD_WAIT: frozenset({V.ENDED, V.CONFIRMING}),
+    V.CONFIRMING: frozenset({V.ENDED}),
     V.ENDED: frozenset(),
     V.FAILED: frozenset(),
 }
+ACCEPT_KEY = "1"
+ACCEPTED_TEXT = "Заявка принята. Спасибо!"
+NOT_ACCEPTED_TEXT = "Заявка уже назначена другому исполнителю или закрыта."
 
 
 class VoiceMessageCall(CallFlow):
@@ -716,6 +739,9 @@ class VoiceMessageCall(CallFlow):
         self.deps: RobotDeps | None = None
         self.reported = False
         self.fail_outcome: str | None = None
+        self.playback_id: str | None = None
+        self.recording: str | None = None
+        self.accepted: bool | None = None
         from models.call import CallKind
 
         self.journal = JournalCall(self, CallKind.VOICE_NOTIFICATION.value)
@@ -739,7 +765,7 @@ class VoiceMessageCall(CallFlow):
         self.to(V.SPEAKING, "answered")
         answered_at = self.deps.clock() if self.deps is not None else None
         try:
-            await self.play(self.plan.channel_id, self.plan.media, self._after_message)
+            self.playback_id = await self.play(self.plan.channel_id, self.plan.media, self._after_message)
         except AriError as exc:
             log.warning("robot: voice message %s: play failed: %s", self.plan.message_id, exc)
             await self._report(False, f"сообщение не воспроизведено: {exc.message}")
@@ -759,10 +785,80 @@ class VoiceMessageCall(CallFlow):
             self.to(V.ENDED, "hung up during the message")
             await self._report(True, HUNG_UP_DURING_MESSAGE)
             return
+        if ok and self.plan.accept:
+            await self._report(True, "прослушано полностью")
+            await self._keypad_wait()
+            return
         self.to(V.ENDED, "message played" if ok else "playback failed")
         # Not played on a line that is still up (the file is missing or unreadable): tried again later.
         await self._report(ok, "прослушано полностью" if ok else "сообщение не воспроизведено")
         await self.hangup(self.plan.channel_id)
+
+    # -- the executor's acknowledgement (VoicePlan.accept) --
+
+    async def _keypad_wait(self) -> None:
+        assert self.plan is not None and self.deps is not None
+        self.to(V.KEYPAD_WAIT, f"{self.deps.config.keypad_seconds} s")
+        name = f"openads-voice-{self.plan.message_id}-keys"
+        self.session.claim_recording(name)
+        self.recording = name
+        try:
+            await self.ari.record(self.plan.channel_id, name, format=self.config.recording_format,
+                                  max_duration_seconds=self.deps.config.keypad_seconds, if_exists="overwrite")
+        except AriError as exc:
+            self.recording = None
+            self.session.release_recording(name)
+            log.warning("robot: voice message %s: keypad wait failed: %s", self.plan.message_id, exc)
+            self.to(V.ENDED, "keypad wait failed")
+            await self.hangup(self.plan.channel_id)
+
+    async def on_recording_finished(self, event: Event) -> None:
+        await self._keys_over(event)
+
+    async def on_recording_failed(self, event: Event) -> None:
+        await self._keys_over(event)
+
+    async def _keys_over(self, event: Event) -> None:
+        name = event.recording_name
+        if name is None or not name.startswith("openads-voice-"):
+            return
+        await self.quietly(f"delete {name}", self.ari.delete_stored_recording(name))
+        if name != self.recording or self.plan is None:
+            return
+        self.recording = None
+        if self.state == V.KEYPAD_WAIT:  # nothing pressed in time: the escalation goes on
+            self.to(V.ENDED, "no key")
+            if not self.gone(self.plan.channel_id):
+                await self.hangup(self.plan.channel_id)
+
+    async def on_channel_dtmf_received(self, event: Event) -> None:
+        plan, deps = self.plan, self.deps
+        if plan is None or deps is None or not plan.accept or event.channel_id != plan.channel_id:
+            return
+        if str(event.raw.get("digit", "")) != ACCEPT_KEY or self.state not in (V.SPEAKING, V.KEYPAD_WAIT):
+            return
+        self.to(V.CONFIRMING, "key 1")
+        if self.recording is not None:
+            name, self.recording = self.recording, None
+            await self.quietly("stop keypad wait", self.ari.stop_live_recording(name))
+        elif self.playback_id:
+            await self.quietly("stop message", self.ari.stop_playback(self.playback_id))
+        await self._report(True, "прослушано, принята кнопкой 1")
+        self.accepted = await deps.voice_accept(plan.message_id)
+        log.info("robot: voice message %s: key 1, accepted: %s", plan.message_id, self.accepted)
+        try:
+            media = await deps.speech.sound(ACCEPTED_TEXT if self.accepted else NOT_ACCEPTED_TEXT, plan.voice)
+            self.playback_id = await self.play(plan.channel_id, media, self._after_confirmation)
+        except (ProviderError, AriError) as exc:
+            log.warning("robot: voice message %s: confirmation not played: %s", plan.message_id, exc)
+            await self._after_confirmation(event)
+
+    async def _after_confirmation(self, _event: Event) -> None:
+        if self.plan is None or self.state != V.CONFIRMING:
+            return
+        self.to(V.ENDED, "confirmed")
+        if not self.gone(self.plan.channel_id):
+            await self.hangup(self.plan.channel_id)
 
     async def on_channel_destroyed(self, event: Event) -> None:
         if self.plan is None or event.channel_id != self.plan.channel_id:
@@ -788,7 +884,7 @@ class VoiceMessageCall(CallFlow):
 
     async def on_session_end(self) -> None:
         if self.plan is not None and not self.reported:
-            await self._report(self.state == V.SPEAKING, "звонок прервался")
+            await self._report(self.state in (V.SPEAKING, V.KEYPAD_WAIT, V.CONFIRMING), "звонок прервался")
         if self.deps is not None:
             await self.journal.end(outcome=self.fail_outcome or "failed", at=self.deps.clock())
 

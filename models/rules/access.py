@@ -155,7 +155,15 @@ def session_ends_at(created_at: datetime, last_seen_at: datetime, limits: Sessio
     return min(created_at + limits.lifetime, last_seen_at + limits.idle)
 
 
-def session_alive(created_at: datetime, last_seen_at: datetime, now: datetime, limits: SessionLimits) -> bool:
+# A device session (the executor app on their phone, decision 0042): no shift-long lifetime; it
+# lapses after this long unused, or when the user or an administrator ends it.
+DEVICE_IDLE = timedelta(days=30)
+
+
+def session_alive(created_at: datetime, last_seen_at: datetime, now: datetime, limits: SessionLimits,
+                  device: bool = False) -> bool:
+    if device:
+        return now < last_seen_at + DEVICE_IDLE
     return now < session_ends_at(created_at, last_seen_at, limits)
 
 

@@ -31,6 +31,7 @@ FIELD_TITLES_RU: dict[str, dict[str, str]] = {
     },
     "category": {
         "code": "Код", "name": "Название", "is_emergency": "Аварийная", "localize_minutes": "Локализация, мин",
+        "ack_minutes": "Подтвердить за, мин",
         "resolve_minutes": "Устранение, мин", "window": "Окно отсчёта срока",
         "count_from_damage": "Срок от обнаружения повреждения", "active": "Действует",
     },

@@ -15,6 +15,9 @@ PURPOSE_TITLES_RU: dict[str, str] = {
     "resident_assigned": "Жителю: назначен исполнитель",
     "resident_done": "Жителю: выполнена, приглашение оценить",
     "resident_closed": "Жителю: заявка закрыта",
+    "resident_en_route": "Жителю: исполнитель выехал",
+    "executor_alert": "Исполнителю: аварийная заявка, требуется подтверждение",
+    "executor_push": "Исполнителю: назначение (push)",
 }
 
 CHANNEL_TITLES_RU: dict[str, str] = {"email": "эл. почта", "sms": "SMS", "push": "уведомление в приложении",

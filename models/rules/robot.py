@@ -47,6 +47,10 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "closed": "{company}: заявка № {number} закрыта. Спасибо за обращение!",
 }
 NOTIFICATION_EVENTS = tuple(DEFAULT_TEMPLATES)
+# Notifications whose text is not (yet) an administrator's template (decision 0042).
+FIXED_TEMPLATES: dict[str, str] = {
+    "en_route": "{company}: по заявке № {number} исполнитель выехал, ориентировочно в {eta}.",
+}
 TEMPLATE_PLACEHOLDERS = ("company", "number", "deadline", "executor", "registered_at", "hotline")
 PROMPT_PLACEHOLDERS = ("company", "number")
 RATING_WORDS_RU = {1: "один", 2: "два", 3: "три", 4: "четыре", 5: "пять"}

@@ -187,11 +187,13 @@ def unlock(session: Session, *, login: str | None = None, ip: str | None = None)
 # --- panel sessions --------------------------------------------------------------------------------
 
 
-def start_session(session: Session, *, user: User, ip: str | None, user_agent: str, now: datetime) -> str:
-    """A new panel session of `user`. Returns its key (for the cookie); only the key's digest is stored."""
+def start_session(session: Session, *, user: User, ip: str | None, user_agent: str, now: datetime,
+                  device: bool = False) -> str:
+    """A new panel session of `user` (`device`: the executor app's long-lived one on a phone).
+    Returns its key (for the cookie); only the key's digest is stored."""
     key = credentials.new_session_key()
     session.add(UserSession(user_id=user.id, key_sha256=credentials.digest(key), created_at=now, last_seen_at=now,
-                            ip=(ip or "")[:IP_MAX], user_agent=(user_agent or "")[:200]))
+                            ip=(ip or "")[:IP_MAX], user_agent=(user_agent or "")[:200], device=device))
     return key
 
 
@@ -230,7 +232,7 @@ def live_sessions(session: Session, *, user_id: int, now: datetime, limits: Sess
     """The user's sessions that still open the panel, the most recent first."""
     rows = session.scalars(select(UserSession).where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
                            .order_by(UserSession.last_seen_at.desc()))
-    return [r for r in rows if session_alive(r.created_at, r.last_seen_at, now, limits)]
+    return [r for r in rows if session_alive(r.created_at, r.last_seen_at, now, limits, r.device)]
 
 
 # --- users -------------------------------------------------------------------------------------------

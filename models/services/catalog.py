@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from models.errors import NotFound, ValidationFailed
 from models.organization import Organization, User
+from models.rules import alerts as alert_rules
 from models.rules import org_settings as org_rules
 from models.rules.audit import field_title
 from models.rules.catalog import DEFAULT_CATEGORIES, CategorySpec
@@ -79,13 +80,16 @@ class CategoryDraft:
     window: tuple[time | str | None, time | str | None] | None = None
     count_from_damage: bool = False
     code: str | None = None  # kept on edit; on creation generated when empty
+    # Emergencies: minutes to accept before the next alert step (decision 0043); None: the default, 5.
+    ack_minutes: int | str | None = None
 
 
 def draft_of(category: Category) -> CategoryDraft:
     window = (category.window_start, category.window_end) if category.window_start and category.window_end else None
     return CategoryDraft(name=category.name, is_emergency=category.is_emergency,
                          resolve_minutes=category.resolve_minutes, localize_minutes=category.localize_minutes,
-                         window=window, count_from_damage=category.count_from_damage, code=category.code)
+                         window=window, count_from_damage=category.count_from_damage, code=category.code,
+                         ack_minutes=category.ack_minutes)
 
 
 def _audit_values(category: Category) -> dict[str, Any]:
@@ -94,6 +98,7 @@ def _audit_values(category: Category) -> dict[str, Any]:
         "localize_minutes": category.localize_minutes, "resolve_minutes": category.resolve_minutes,
         "window": format_interval(category.window_start, category.window_end),
         "count_from_damage": category.count_from_damage, "active": category.active,
+        "ack_minutes": category.ack_minutes,
     }
 
 
@@ -126,6 +131,11 @@ def _check(session: Session, org: Organization, draft: CategoryDraft, current: C
             clean[name] = _minutes(getattr(draft, name))
         except ValueError as exc:
             errors[name] = str(exc)
+    try:
+        clean["ack_minutes"] = (alert_rules.DEFAULT_ACK_MINUTES if draft.ack_minutes in (None, "")
+                                else alert_rules.ack_minutes(draft.ack_minutes))
+    except ValueError as exc:
+        errors["ack_minutes"] = str(exc)
     if clean.get("localize_minutes") and clean.get("resolve_minutes") \
             and clean["localize_minutes"] > clean["resolve_minutes"]:
         errors["localize_minutes"] = "локализация не может быть дольше устранения"
@@ -166,6 +176,7 @@ def _apply(category: Category, clean: dict[str, Any]) -> None:
     category.count_from_damage = clean["count_from_damage"]
     category.resolve_minutes = clean["resolve_minutes"]
     category.localize_minutes = clean["localize_minutes"]
+    category.ack_minutes = clean["ack_minutes"]
     category.window_start, category.window_end = clean["window"]
 
 

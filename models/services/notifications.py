@@ -43,6 +43,7 @@ class NotificationEvent(enum.StrEnum):
     ASSIGNED = "assigned"
     DONE = "done"
     CLOSED = "closed"
+    EN_ROUTE = "en_route"
 
 
 PURPOSES: dict[NotificationEvent, str] = {e: f"resident_{e.value}" for e in NotificationEvent}
@@ -51,6 +52,7 @@ SUBJECTS_RU: dict[NotificationEvent, str] = {
     NotificationEvent.ASSIGNED: "Заявка № {number}: назначен исполнитель",
     NotificationEvent.DONE: "Заявка № {number} выполнена — оцените работу",
     NotificationEvent.CLOSED: "Заявка № {number} закрыта",
+    NotificationEvent.EN_ROUTE: "Заявка № {number}: исполнитель выехал",
 }
 EVENT_TITLES_RU: dict[NotificationEvent, str] = {
     NotificationEvent.REGISTERED: "о регистрации", NotificationEvent.ASSIGNED: "о назначении исполнителя",
@@ -107,6 +109,7 @@ def notification_values(org: Organization, ticket: Ticket) -> dict[str, str]:
         "registered_at": _fmt_local(tz, ticket.registered_at),
         "executor": ticket.executor.short_name if ticket.executor is not None else "—",
         "hotline": display(org.hotlines[0]) if org.hotlines else "—",
+        "eta": ticket.eta_at.astimezone(tz).strftime("%H:%M") if ticket.eta_at is not None else "—",
     }
 
 
@@ -212,13 +215,18 @@ def on_ticket_event(session: Session, *, ticket: Ticket, action: str, now: datet
     """The ticket services' hook, called after a change is recorded, in the same transaction.
 
     `action` is the `ticket.changed`/`ticket.created` action: `created` → registered,
-    `assigned` → assigned, `status` to done/closed → done/closed plus the rating call
+    `assigned` → assigned (and the executor's push, an emergency's escalation: `alerts.on_assigned`), `en_route` → «исполнитель выехал, ориентировочно в HH:MM», `status` to done/closed → done/closed plus the rating call
     (`ratings.schedule_rating_call`, idempotent). Other actions do nothing.
     """
     if action == "created":
         notify_resident(session, ticket=ticket, event=NotificationEvent.REGISTERED, now=now)
     elif action == "assigned":
         notify_resident(session, ticket=ticket, event=NotificationEvent.ASSIGNED, now=now)
+        from models.services import alerts
+
+        alerts.on_assigned(session, ticket=ticket, now=now)
+    elif action == "en_route" and ticket.eta_at is not None:
+        notify_resident(session, ticket=ticket, event=NotificationEvent.EN_ROUTE, now=now)
     elif action == "status" and ticket.status in _STATUS_EVENTS:
         event = _STATUS_EVENTS[ticket.status]
         if notify_resident(session, ticket=ticket, event=event, now=now) is None:

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import chain, events
+from models.alerts import ExecutorAlertSettings
 from models.base import attach_inserted, insert_values, table_of, utcnow
 from models.errors import NotEmergencyReasonRequired, TicketNotFound, TransitionNotAllowed, ValidationFailed
 from models.housing import House, Premise, Resident
@@ -314,12 +315,14 @@ def _references_select(with_house: bool, with_premise: bool, with_executor: bool
         User.id == bindparam("executor_id"), User.role == Role.EXECUTOR, User.is_active.is_(True),
         exists().where(Membership.user_id == User.id, Membership.organization_id == org),
     ) if with_executor else false()
+    prefs_on = ExecutorAlertSettings.user_id == User.id if with_executor else false()
     return (
-        select(Category, House, Premise, User)
+        select(Category, House, Premise, User, ExecutorAlertSettings.channels)
         .select_from(Category)
         .outerjoin(House, house_on)
         .outerjoin(Premise, premise_on)
         .outerjoin(User, executor_on)
+        .outerjoin(ExecutorAlertSettings, prefs_on)
         .where(Category.id == bindparam("category_id"), Category.organization_id == org, Category.active.is_(True))
     )
 
@@ -331,9 +334,10 @@ _REFERENCES = {(h, p, e): _references_select(h, p, e) for h in (False, True) for
 
 def _registration_references(
     session: Session, org_id: int, draft: TicketDraft
-) -> tuple[Category, House | None, Premise | None, User | None]:
+) -> tuple[Category, House | None, Premise | None, User | None, bool]:
     """Category, house, premise and executor of a new ticket in one query (each checked to be the
-    organization's, the executor an active executor of it).
+    organization's, the executor an active executor of it), and whether the executor keeps the
+    assignment e-mail on (their notification settings, decision 0043).
 
     A registration's lookups are one round trip; when anything is missing, the per-object lookups
     name the field that is wrong.
@@ -350,13 +354,14 @@ def _registration_references(
     row = session.execute(_REFERENCES[with_house, with_premise, with_executor], params).one_or_none()
     if row is None or (with_house and row[1] is None) or (with_premise and row[2] is None) or (
             with_executor and row[3] is None):
+        executor = _executor(session, org_id, draft.executor_id) if draft.executor_id is not None else None
         return (
             _category(session, org_id, draft.category_id),
             _owned(session, House, draft.house_id, org_id, "дом", "house_id"),
             _owned(session, Premise, draft.premise_id, org_id, "помещение", "premise_id"),
-            _executor(session, org_id, draft.executor_id) if draft.executor_id is not None else None,
+            executor, _wants_email(session, executor),
         )
-    return row[0], row[1], row[2], row[3]
+    return row[0], row[1], row[2], row[3], row[4] is None or "email" in row[4]
 
 
 def _executor(session: Session, org_id: int, executor_id: int) -> User:
@@ -407,6 +412,7 @@ class _Assignment:
     org: Organization
     executor: User
     by: User | None
+    mail: bool = True  # the executor keeps the assignment e-mail on (decision 0043)
 
 
 def _write_registration(session: Session, ticket: Ticket, history: dict[str, Any], *, year: int, now: datetime,
@@ -674,8 +680,17 @@ def _executor_mail(org: Organization, ticket: Ticket, executor: User, now: datet
     )
 
 
+def _wants_email(session: Session, executor: User | None) -> bool:
+    from models.services import alerts
+
+    return executor is not None and alerts.wants_email(session, executor.id)
+
+
 def _notify_executor(session: Session, org: Organization, ticket: Ticket, executor: User, now: datetime) -> None:
-    mail = _executor_mail(org, ticket, executor, now)
+    """The executor's e-mail, unless they turned e-mail off. Push and an emergency's
+    acknowledgement escalation follow the `assigned` event (the notification consumer,
+    models/services/alerts.py, decision 0043)."""
+    mail = _executor_mail(org, ticket, executor, now) if _wants_email(session, executor) else None
     if mail is not None:
         session.add(mail)
 
@@ -695,7 +710,7 @@ def create_ticket(
     if not description:
         raise ValidationFailed("описание заявки обязательно", field="description")
     reporter_name = limited("reporter_name", draft.reporter_name)
-    category, house, premise, executor = _registration_references(session, org.id, draft)
+    category, house, premise, executor, mail = _registration_references(session, org.id, draft)
     resident = _owned(session, Resident, draft.resident_id, org.id, "житель", "resident_id")
     incident = _owned(session, Incident, draft.incident_id, org.id, "авария", "incident_id")
     if premise is not None:
@@ -761,7 +776,7 @@ def create_ticket(
         reason=f"не аварийная: {why_not}" if why_not is not None else "",
     )
     _write_registration(session, ticket, history, year=year, now=now,
-                        assignment=_Assignment(org, executor, by) if executor is not None else None)
+                        assignment=_Assignment(org, executor, by, mail) if executor is not None else None)
     if ticket.is_emergency:
         _notify_municipality(session, org, ticket, now)
     return ticket
@@ -778,7 +793,7 @@ def _assignment_rows(assignment: _Assignment, ticket: Ticket,
     payload = {**_event_payload(ticket, "assigned", concerned=[executor.id], by=by,
                                 fields=sorted({_EVENT_FIELD["executor"], "status"})),  # as `_record` names them
                "status": S.ASSIGNED.value}
-    return history, payload, _executor_mail(assignment.org, ticket, executor, now)
+    return history, payload, _executor_mail(assignment.org, ticket, executor, now) if assignment.mail else None
 
 
 def _mark_assigned(ticket: Ticket, executor: User, now: datetime) -> None:
@@ -821,6 +836,10 @@ def assign_ticket(
     ticket.executor = executor
     if ticket.status == S.NEW:
         ticket.status = S.ASSIGNED
+    changes: dict[str, list[Any]] = {"executor": [old_executor, executor.full_name]}
+    # The former executor's acknowledgement and field progress are not the new one's (decision 0042).
+    clear_field_progress(ticket, changes)
+    ticket.returned_at, ticket.return_reason = None, None
     _record(
         session,
         ticket,
@@ -829,10 +848,24 @@ def assign_ticket(
         now=now,
         from_status=from_status if from_status != ticket.status else None,
         to_status=ticket.status if from_status != ticket.status else None,
-        changes={"executor": [old_executor, executor.full_name]},
+        changes=changes,
     )
     _notify_executor(session, org, ticket, executor, now)
     return ticket
+
+
+_FIELD_PROGRESS = ("accepted_at", "accepted_by_id", "accepted_via", "en_route_at", "eta_at", "on_site_at")
+
+
+def clear_field_progress(ticket: Ticket, changes: dict[str, list[Any]]) -> None:
+    """The executor's acknowledgement and field progress cleared (another executor, or back to the
+    dispatcher); the times cleared are noted in `changes`."""
+    for name in _FIELD_PROGRESS:
+        old = getattr(ticket, name)
+        if old is not None:
+            if name.endswith("_at"):
+                changes[name] = [old, None]
+            setattr(ticket, name, None)
 
 
 def transition_ticket(
@@ -855,6 +888,7 @@ def transition_ticket(
     if to == S.NEW:
         changes["executor"] = [ticket.executor.full_name if ticket.executor else None, None]
         ticket.executor_id = None
+        clear_field_progress(ticket, changes)
     if to == S.DONE:
         ticket.resolved_at = now
         changes["resolved_at"] = [None, now]

@@ -83,6 +83,7 @@ def build_parser() -> Parser:
         exchange_cli,
         fastagi,
         org,
+        push,
         recordings,
         report,
         serve,
@@ -98,7 +99,7 @@ def build_parser() -> Parser:
     )
     sub = parser.add_subparsers(title="команды", metavar="КОМАНДА", parser_class=Parser)
     for module in (db, org, category, audit, recordings, report, user, serve, work, demo, exchange_cli, fastagi, telephony, ari,
-                   ari_watchdog):
+                   ari_watchdog, push):
         module.register(sub)
     return parser
 

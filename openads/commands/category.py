@@ -12,7 +12,7 @@ from openads.commands import UsageError, positive_int
 from openads.commands.org import _interval, _org, _session, field_errors
 
 OPTIONS = {"name": "--name", "code": "--code", "resolve_minutes": "--resolve-minutes",
-           "localize_minutes": "--localize-minutes", "window": "--window"}
+           "localize_minutes": "--localize-minutes", "window": "--window", "ack_minutes": "--ack-minutes"}
 NONE_WORDS = ("none", "нет", "-", "default", "по-умолчанию")
 
 
@@ -25,6 +25,9 @@ def _deadline_args(p: argparse.ArgumentParser, *, edit: bool) -> None:
                    help="срок локализации аварии, минут (" + ("none — " if edit else "без него — ") + "без локализации)")
     p.add_argument("--window", metavar="ЧЧ:ММ-ЧЧ:ММ",
                    help="срок идёт только в эти часы, например 08:00-23:00" + (" (none — круглосуточно)" if edit else ""))
+    p.add_argument("--ack-minutes", metavar="N",
+                   help="аварийная: минут на подтверждение исполнителем, затем SMS, звонок и «не подтверждено» "
+                        "(по умолчанию 5)")
     emergency = p.add_mutually_exclusive_group()
     emergency.add_argument("--emergency", action="store_true", default=None, help="аварийная (уведомление ЕДДС)")
     if edit:
@@ -67,6 +70,7 @@ def _describe(c: Any) -> str:
              f"локализация {c.localize_minutes} мин" if c.localize_minutes else "",
              f"устранение {c.resolve_minutes} мин" if c.resolve_minutes else "устранение — срок по умолчанию",
              f"отсчёт {format_interval(c.window_start, c.window_end)}" if c.window_start else "",
+             f"подтверждение {c.ack_minutes} мин" if c.is_emergency else "",
              "" if c.active else "ОТКЛЮЧЕНА"]
     return "; ".join(p for p in parts if p)
 
@@ -104,7 +108,7 @@ def run_add(args: argparse.Namespace) -> int:
     draft = CategoryDraft(name=args.name, code=args.code, is_emergency=bool(args.emergency),
                           resolve_minutes=args.resolve_minutes, localize_minutes=args.localize_minutes,
                           window=_interval(args.window, "--window") if args.window else None,
-                          count_from_damage=bool(args.from_damage))
+                          count_from_damage=bool(args.from_damage), ack_minutes=args.ack_minutes)
     with _session(True) as s:
         org = _org(s, args.org)
         try:
@@ -133,7 +137,8 @@ def run_set(args: argparse.Namespace) -> int:
             resolve_minutes=_minutes(args.resolve_minutes, current.resolve_minutes),
             localize_minutes=_minutes(args.localize_minutes, current.localize_minutes), window=window,
             is_emergency=current.is_emergency if args.emergency is None else args.emergency,
-            count_from_damage=current.count_from_damage if args.from_damage is None else args.from_damage)
+            count_from_damage=current.count_from_damage if args.from_damage is None else args.from_damage,
+            ack_minutes=current.ack_minutes if args.ack_minutes is None else args.ack_minutes)
         try:
             update_category(s, org=_org(s, category.organization_id), category_id=category.id, draft=draft,
                             by=Actor.command_line())

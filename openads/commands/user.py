@@ -77,6 +77,14 @@ def register(sub: Any) -> None:
     login_action("sign-out", "завершить все сессии пользователя («выйти на всех устройствах»)", run_sign_out)
     login_action("sessions", "открытые сессии пользователя", run_sessions)
 
+    alerts = login_action("alerts", "уведомления исполнителя: каналы и тихие часы (без параметров — показать)",
+                          run_alerts)
+    alerts.add_argument("--channels", metavar="КАНАЛЫ",
+                        help="через запятую: push, sms, voice, email (none — ни одного)")
+    alerts.add_argument("--quiet", metavar="ЧЧ:ММ-ЧЧ:ММ",
+                        help="тихие часы по местному времени, например 22:00-07:00 (none — без них); "
+                             "на аварийные заявки не действуют")
+
     unlock = usub.add_parser("unlock", help="снять блокировку входа после неудачных попыток",
                              description="Снять блокировку входа с логина и/или адреса и забыть их неудачные попытки.")
     unlock.add_argument("login", metavar="ЛОГИН", nargs="?", help="логин (как его вводили)")
@@ -468,4 +476,34 @@ def run_token_revoke(args: argparse.Namespace) -> int:
                 users.revoke_token(s, user=user, token_id=token_id, admin_orgs=None, by=_by(), now=_now())
             count = len(ids)
     print(f"Отозвано токенов: {count}")
+    return 0
+
+
+def run_alerts(args: argparse.Namespace) -> int:
+    from models.rules.alerts import CHANNEL_TITLES_RU
+    from models.services import alerts, users
+
+    with _write() as s, _checked():
+        user = users.user_by_login(s, admin_orgs=None, login=args.login)
+        prefs = alerts.preferences(s, user.id)
+        if args.channels is not None or args.quiet is not None:
+            channels: Any = list(prefs.channels)
+            if args.channels is not None:
+                channels = [] if args.channels.strip().lower() in ("none", "нет", "-") else args.channels
+            start: Any = prefs.quiet_start
+            end: Any = prefs.quiet_end
+            if args.quiet is not None:
+                raw = args.quiet.strip().lower()
+                if raw in ("none", "нет", "-", ""):
+                    start, end = None, None
+                elif raw.count("-") != 1:
+                    raise UsageError("тихие часы в виде ЧЧ:ММ-ЧЧ:ММ, например 22:00-07:00")
+                else:
+                    start, end = raw.split("-")
+            prefs = alerts.set_preferences(s, user=user, by=None, channels=channels, quiet_start=start,
+                                           quiet_end=end, now=_now())
+    titles = ", ".join(CHANNEL_TITLES_RU[c] for c in prefs.channels) or "никаких"
+    quiet = (f"{prefs.quiet_start:%H:%M}–{prefs.quiet_end:%H:%M}" if prefs.quiet_start and prefs.quiet_end
+             else "нет")
+    print(f"{args.login}: каналы — {titles}; тихие часы — {quiet} (на аварийные заявки не действуют)")
     return 0

@@ -38,7 +38,7 @@ def run_worker(args: argparse.Namespace) -> int:
     bus = bus_mod.Bus(app_settings.redis_url)
     bus_mod.install(bus)  # wake the panels after our commits
     db = database(app_settings.database_url)
-    senders = worker.default_senders(app_settings)
+    senders = worker.default_senders(app_settings, db)
     journal = worker.AcceptedJournal(app_settings.outbox_journal)
     lease = timedelta(seconds=app_settings.outbox_lease_seconds)
     try:
@@ -47,6 +47,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
             while consumers.consume_ticket_events(db).more:
                 pass
+            worker.escalate(db)
             tried = worker.deliver_due(db, senders, journal=journal, lease=lease)
             pruned = worker.prune_events(db)
             jobs = runner.run_pending(db, var_dir=app_settings.var_dir, recordings_dir=app_settings.recordings_dir)

@@ -24,6 +24,7 @@ from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from models.errors import DomainError, ValidationFailed
+from models.organization import Role
 from models.rules import two_factor
 from models.rules.access import (
     DEFAULT_SCOPES,
@@ -67,8 +68,10 @@ def panel_zone() -> str:
 
 
 def _security_page(*, form: MultiDict[str, str] | None = None, error: str | None = None,
-                   error_field: str = "", status: int = 200) -> Any:
+                   error_field: str = "", status: int = 200, alert_form: MultiDict[str, str] | None = None,
+                   alert_error: str | None = None) -> Any:
     me, at, key = user(), now(), session_key()
+    extra: dict[str, Any] = alert_context(me, alert_form, alert_error) if me.role == Role.EXECUTOR else {}
     s = db_session()
     sessions = access_svc.live_sessions(s, user_id=me.id, now=at, limits=session_limits())
     tokens = access_svc.user_tokens(s, user_id=me.id)
@@ -81,8 +84,45 @@ def _security_page(*, form: MultiDict[str, str] | None = None, error: str | None
         chosen_scopes=chosen, max_days=MAX_TOKEN_DAYS,
         days=form.get("days", "") if form is not None else settings().auth.api_token_days,
         name=form.get("name", "") if form is not None else "", error=error, error_field=error_field,
-        **two_factor_context(me),
+        **two_factor_context(me), **extra,
     ), status
+
+
+def alert_context(who: Any, form: MultiDict[str, str] | None, error: str | None) -> dict[str, Any]:
+    """The notification settings form of an executor (decision 0043), as saved or as typed."""
+    from models.rules.alerts import CHANNEL_TITLES_RU, CHANNELS
+    from models.services import alerts
+
+    if form is not None:
+        values = {"channels": form.getlist("channels"), "quiet_start": form.get("quiet_start", ""),
+                  "quiet_end": form.get("quiet_end", "")}
+    else:
+        prefs = alerts.preferences(db_session(), who.id)
+        values = {"channels": list(prefs.channels),
+                  "quiet_start": f"{prefs.quiet_start:%H:%M}" if prefs.quiet_start else "",
+                  "quiet_end": f"{prefs.quiet_end:%H:%M}" if prefs.quiet_end else ""}
+    return {"alert_values": values, "alert_error": error,
+            "alert_channels": [(c, CHANNEL_TITLES_RU[c]) for c in CHANNELS]}
+
+
+@bp.post("/account/alerts")
+@form_page("panel.account_security")
+@login_required((Role.EXECUTOR,))
+def account_alerts() -> Any:
+    """The executor's own notification channels and quiet hours."""
+    from models.services import alerts
+
+    form = request.form
+    me = user()
+    try:
+        alerts.set_preferences(db_session(), user=me, by=me, channels=form.getlist("channels"),
+                               quiet_start=form.get("quiet_start", ""), quiet_end=form.get("quiet_end", ""),
+                               now=now())
+    except ValidationFailed as exc:
+        db_session().rollback()
+        return _security_page(alert_form=form, alert_error=exc.message, status=400)
+    flash("Настройки уведомлений сохранены", "ok")
+    return redirect(url_for("panel.account_security") + "#alerts")
 
 
 def form_scopes(form: MultiDict[str, str]) -> tuple[Scope, ...]:

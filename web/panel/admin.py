@@ -141,20 +141,21 @@ def _draft(form: MultiDict[str, str], code: str | None) -> cat_svc.CategoryDraft
         name=form.get("name", ""), is_emergency=bool(form.get("is_emergency")),
         resolve_minutes=form.get("resolve_minutes", ""), localize_minutes=form.get("localize_minutes", ""),
         window=(start, end) if (start or end) else None, count_from_damage=bool(form.get("count_from_damage")),
-        code=code,
+        code=code, ack_minutes=form.get("ack_minutes", ""),
     )
 
 
 def _category_values(category: Category | None) -> dict[str, str]:
     if category is None:
         return {"name": "", "code": "", "resolve_minutes": "", "localize_minutes": "", "window_start": "",
-                "window_end": "", "is_emergency": "", "count_from_damage": ""}
+                "window_end": "", "is_emergency": "", "count_from_damage": "", "ack_minutes": "5"}
     return {
         "name": category.name, "code": category.code,
         "resolve_minutes": str(category.resolve_minutes or ""), "localize_minutes": str(category.localize_minutes or ""),
         "window_start": f"{category.window_start:%H:%M}" if category.window_start else "",
         "window_end": f"{category.window_end:%H:%M}" if category.window_end else "",
         "is_emergency": "1" if category.is_emergency else "", "count_from_damage": "1" if category.count_from_damage else "",
+        "ack_minutes": str(category.ack_minutes),
     }
 
 

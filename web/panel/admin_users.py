@@ -40,9 +40,10 @@ from web.dbsession import session as db_session
 from web.inputs import optional_int
 from web.kept_form import form_page
 from web.panel import bp
-from web.panel.account import form_days, form_scopes, panel_zone
+from web.panel.account import alert_context, form_days, form_scopes, panel_zone
 from web.panel.admin import ADMINS, actor
 from web.panel.common import field_errors, my_orgs, settings
+from web.panel.common import user as panel_user
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -118,6 +119,7 @@ def admin_users() -> Any:
 
 def _user_page(user: User | None, *, values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
                token_form: MultiDict[str, str] | None = None, token_error: str | None = None,
+               alert_form: MultiDict[str, str] | None = None, alert_error: str | None = None,
                status: int = 200) -> Any:
     s, at = db_session(), now()
     ctx: dict[str, Any] = {}
@@ -136,6 +138,8 @@ def _user_page(user: User | None, *, values: dict[str, Any] | None = None, error
             "token_name": token_form.get("name", "") if token_form is not None else "",
             "other_orgs": [i for i in user.organization_ids if i not in org_ids()],
         }
+        if user.role == Role.EXECUTOR:
+            ctx.update(alert_context(user, alert_form, alert_error))
     return render_template(
         "admin/user.html", u=user, v=values or _values(user), errors=errors or {}, orgs=my_orgs(), roles=ROLE_TITLES_RU,
         tz=panel_zone(), scope_titles=SCOPE_TITLES_RU, state_titles=TOKEN_STATE_TITLES_RU, max_days=MAX_TOKEN_DAYS,
@@ -243,6 +247,26 @@ def admin_user_session_end(user_id: int, session_id: int) -> Any:
     users_svc.end_one_session(db_session(), user=user, session_id=session_id, admin_orgs=org_ids(), by=actor(),
                               now=now())
     flash("Сессия завершена", "ok")
+    return redirect(url_for("panel.admin_user", user_id=user.id))
+
+
+@bp.post("/admin/users/<int:user_id>/alerts")
+@form_page("panel.admin_user")
+@login_required(ADMINS)
+def admin_user_alerts(user_id: int) -> Any:
+    """An executor's notification channels and quiet hours (decision 0043)."""
+    from models.services import alerts
+
+    user = _user(user_id)
+    form = request.form
+    try:
+        alerts.set_preferences(db_session(), user=user, by=panel_user(), channels=form.getlist("channels"),
+                               quiet_start=form.get("quiet_start", ""), quiet_end=form.get("quiet_end", ""),
+                               now=now())
+    except ValidationFailed as exc:
+        db_session().rollback()
+        return _user_page(user, alert_form=form, alert_error=exc.message, status=400)
+    flash("Настройки уведомлений сохранены", "ok")
     return redirect(url_for("panel.admin_user", user_id=user.id))
 
 

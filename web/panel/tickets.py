@@ -25,6 +25,7 @@ from models.organization import Organization, User
 from models.outbox import MessageChannel
 from models.queries_calls import held_call_ids
 from models.recording import Recording
+from models.rules import alerts as alert_rules
 from models.rules import messages as message_rules
 from models.rules.access import MANAGERS, is_read_only
 from models.rules.attachments import safe_content_type
@@ -39,6 +40,7 @@ from models.rules.ticket_states import (
     SETTLED,
     STATUS_TITLES_RU,
 )
+from models.services import alerts as alerts_svc
 from models.services import housing
 from models.services import recordings as rec_svc
 from models.services import tickets as svc
@@ -190,6 +192,9 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         message_titles=message_rules,
         attempt_text=attempt_text,
         impossible=_impossible(ticket),
+        ticket_alerts=alerts_svc.alerts_of(s, org_id=org.id, ticket_id=ticket.id),
+        alert_titles=alert_rules.CHANNEL_TITLES_RU, alert_states=ALERT_STATES_RU,
+        accepted_via=ACCEPTED_VIA_RU,
         **ratings_panel.card_context(s, ticket),
         calls=calls,
         held_calls=held_call_ids(s, [c.id for c in calls]),
@@ -214,6 +219,12 @@ def _impossible(ticket: Ticket) -> list[tuple[str, str]]:
             latest[h.action] = h.reason
     return [(action_title(a), r) for a, r in latest.items()]
 
+
+ALERT_STATES_RU = {"waiting": "ждём подтверждения", "accepted": "подтверждено", "notified": "исполнитель оповещён",
+                   "cancelled": "остановлено (переназначена, возвращена или закрыта)",
+                   "unacknowledged": "НЕ ПОДТВЕРЖДЕНО"}
+ACCEPTED_VIA_RU = {"app": "в приложении", "sms": "по SMS", "voice": "кнопкой 1 в звонке робота",
+                   "panel": "в панели"}
 
 _ACCEPTED_RU = {MessageChannel.EMAIL: "письмо принято почтовым сервером", MessageChannel.SMS: "SMS принято оператором",
                 MessageChannel.PUSH: "уведомление принято сервисом", MessageChannel.VOICE: "звонок передан оператору"}

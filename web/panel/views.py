@@ -20,6 +20,7 @@ from models.organization import Organization, User
 from models.rules.phones import display as phone_display
 from models.rules.ticket_states import STATUS_TITLES_RU
 from models.services import access as access_svc
+from models.services import alerts
 from models.services import two_factor as two_factor_svc
 from models.ticket import Category, Ticket, TicketStatus
 from web.auth import (
@@ -162,6 +163,7 @@ class JournalRow:
     deadline: Deadline
     notified: str
     rating: int | None = None  # 1–2: needs the manager's attention
+    unacknowledged: bool = False  # an emergency's executor did not accept (decision 0043)
 
 
 class _Ticket(NamedTuple):
@@ -234,8 +236,12 @@ def journal_rows(
     card = url_for("panel.ticket_card", ticket_id=0)[:-1]  # ".../tickets/" + id
     found: list[_Ticket] = []
     rows: list[JournalRow] = []
-    for raw in db_session().connection().execute(stmt).all():  # Core: plain rows, no ORM result layer
-        t = _Ticket._make(raw)
+    fetched = [_Ticket._make(raw) for raw in db_session().connection().execute(stmt).all()]  # Core: plain rows
+    unacked = alerts.unacknowledged_ticket_ids(
+        db_session(), org_ids=list(by_id),
+        ticket_ids=[t.id for t in fetched if t.is_emergency and t.status in (TicketStatus.ASSIGNED,
+                                                                             TicketStatus.IN_PROGRESS)])
+    for t in fetched:
         tz, badge = by_id[t.organization_id]
         overdue = t.is_overdue(now)
         registered = t.registered_at.astimezone(tz)
@@ -264,6 +270,7 @@ def journal_rows(
             deadline=deadline_parts(t, now, tz),  # type: ignore[arg-type]
             notified=f"{hm(notified)} {dm(notified)}" if notified else "",
             rating=t.rating,
+            unacknowledged=t.id in unacked,
         ))
     return found, rows
 

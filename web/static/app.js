@@ -434,6 +434,9 @@
       var es = window.OpenADS.stream(table.dataset.stream);
       es.addEventListener("ticket.created", function (ev) { onCreated(JSON.parse(ev.data)); });
       es.addEventListener("ticket.changed", function (ev) { onChanged(JSON.parse(ev.data)); });
+      /* an emergency's executor did not accept (red «не подтверждено»), or accepted at last */
+      es.addEventListener("ticket.unacknowledged", function (ev) { onChanged(JSON.parse(ev.data)); });
+      es.addEventListener("ticket.accepted", function (ev) { onChanged(JSON.parse(ev.data)); });
     }
 
     var more = $("#more");

@@ -299,6 +299,10 @@
       recount();
       reloadDetailIf("missed", d.missed_call_id);
     });
+    /* an emergency's executor did not accept it (decision 0043): the row turns red (app.js), the console sounds */
+    on("ticket.unacknowledged", function (d) {
+      alarm("Не подтверждено: аварийная заявка № " + d.number + " — " + d.executor + " не ответил. Переназначьте.", true);
+    });
   }
 
   if (zoneUrl) loadZone();

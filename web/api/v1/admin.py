@@ -105,6 +105,7 @@ class CategoryCreate(Body):
                                         description="null — срок организации по умолчанию")
     window: TimeInterval | None = Field(None, description="Срок идёт только в эти часы; null — круглосуточно")
     count_from_damage: bool = False
+    ack_minutes: int = Field(5, ge=1, le=120, description="Аварийные: минут на подтверждение исполнителем")
 
 
 class CategoryUpdate(Body):
@@ -116,10 +117,11 @@ class CategoryUpdate(Body):
     resolve_minutes: int | None = Field(None, ge=1, le=cat_svc.MAX_MINUTES)
     window: TimeInterval | None = None
     count_from_damage: bool | None = None
+    ack_minutes: int | None = Field(None, ge=1, le=120)
     active: bool | None = Field(None, description="false — отключить (новые заявки в ней не регистрируются)")
 
 
-CATEGORY_NOT_NULLABLE = ("name", "is_emergency", "count_from_damage", "active")
+CATEGORY_NOT_NULLABLE = ("name", "is_emergency", "count_from_damage", "active", "ack_minutes")
 
 
 class AdminCategory(Out):
@@ -133,6 +135,7 @@ class AdminCategory(Out):
     window: TimeIntervalOut | None
     count_from_damage: bool
     active: bool
+    ack_minutes: int
 
 
 class AdminCategoryList(Out):
@@ -189,7 +192,7 @@ def category_json(cat: Category) -> dict[str, Any]:
         "id": cat.id, "organization_id": cat.organization_id, "code": cat.code, "name": cat.name,
         "is_emergency": cat.is_emergency, "localize_minutes": cat.localize_minutes,
         "resolve_minutes": cat.resolve_minutes, "window": _interval(cat.window_start, cat.window_end),
-        "count_from_damage": cat.count_from_damage, "active": cat.active,
+        "count_from_damage": cat.count_from_damage, "active": cat.active, "ack_minutes": cat.ack_minutes,
     }
 
 
@@ -321,7 +324,8 @@ def admin_create_category() -> Any:
     org = c.org_for_create(user, body.organization_id)
     draft = cat_svc.CategoryDraft(
         name=body.name, code=body.code, is_emergency=body.is_emergency, localize_minutes=body.localize_minutes,
-        resolve_minutes=body.resolve_minutes, window=_window(body.window), count_from_damage=body.count_from_damage)
+        resolve_minutes=body.resolve_minutes, window=_window(body.window), count_from_damage=body.count_from_damage,
+        ack_minutes=body.ack_minutes)
     category = cat_svc.create_category(db_session(), org=org, draft=draft, by=_actor())
     return category_json(category), 201
 

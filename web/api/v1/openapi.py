@@ -27,6 +27,7 @@ from web.api.v1 import analytics as analytics_api
 from web.api.v1 import audit_chain as chain_api
 from web.api.v1 import bp
 from web.api.v1 import calls as calls_api
+from web.api.v1 import executor as executor_api
 from web.api.v1 import inspection as inspection_api
 from web.api.v1 import ratings as ratings_api
 from web.api.v1 import recordings as recordings_api
@@ -127,6 +128,7 @@ READERS_TOO = "Роли: администратор, руководитель, �
 EXECUTOR_TOO = "Исполнитель видит и меняет только назначенные ему заявки."
 EXECUTOR_HOUSES = "Исполнитель видит только дома назначенных ему заявок."
 ADMIN_ONLY = "Роль: администратор; только его организации."
+EXECUTOR_ONLY = "Роль: исполнитель (приложение исполнителя)."
 RECORDING_LOGS_ROLES = "Роли: администратор, руководитель, проверяющий (только чтение)."
 RECORDING_LOG_FILTERS = [_q("organization_id", "Только эта организация", ID),
                          _q("from", "Первый день (по умолчанию 29 дней назад)", LOCAL_DAY),
@@ -355,6 +357,19 @@ OPERATIONS: tuple[Op, ...] = (
        tel_api.TestCallOut, 202, tel_api.TestCallCreate, params=[ORGANIZATION_ID], errors=(400, 401, 403, 404, 409),
        description=ADMIN_ONLY + " openads ari звонит на телефон и проигрывает проверочную фразу; итог — в "
        "test_calls состояния телефонии. 409 — на этот телефон тестовый звонок уже идёт."),
+    Op("get", "/executor/push-key", "Открытый ключ VAPID для подписки устройства на push", "executor",
+       executor_api.PushKeyOut, errors=(401, 403), description=EXECUTOR_ONLY),
+    Op("post", "/executor/push-subscriptions", "Подписать это устройство на push (PushSubscription.toJSON())",
+       "executor", executor_api.PushSubscriptionOut, 201, executor_api.PushSubscriptionRequest,
+       errors=(400, 401, 403), description=EXECUTOR_ONLY + " Та же подписка повторно — обновляется."),
+    Op("delete", "/executor/push-subscriptions", "Отписать устройство от push", "executor",
+       executor_api.PushRemovedOut, body=executor_api.PushUnsubscribeRequest, errors=(400, 401, 403),
+       description=EXECUTOR_ONLY),
+    Op("get", "/executor/alert-settings", "Мои уведомления: каналы и тихие часы", "executor",
+       executor_api.AlertSettingsOut, errors=(401, 403), description=EXECUTOR_ONLY),
+    Op("put", "/executor/alert-settings", "Изменить мои уведомления", "executor", executor_api.AlertSettingsOut,
+       body=executor_api.AlertSettingsRequest, errors=(400, 401, 403),
+       description=EXECUTOR_ONLY + " Тихие часы на аварийные заявки не действуют."),
     Op("get", "/openapi.json", "Этот документ OpenAPI", "meta", sc.Error, public=True, errors=()),
 )
 
@@ -398,13 +413,13 @@ def document() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS, *admin_api.REQUEST_MODELS,
                                     *users_api.REQUEST_MODELS, *tel_api.REQUEST_MODELS,
-                                    *inspection_api.REQUEST_MODELS)]
+                                    *inspection_api.REQUEST_MODELS, *executor_api.ALERT_REQUEST_MODELS)]
     models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
                                               *ratings_api.RESPONSE_MODELS, *recordings_api.RESPONSE_MODELS,
                                               *analytics_api.RESPONSE_MODELS,
                                               *admin_api.RESPONSE_MODELS, *chain_api.RESPONSE_MODELS,
                                               *users_api.RESPONSE_MODELS, *tel_api.RESPONSE_MODELS,
-                                              *inspection_api.RESPONSE_MODELS)]
+                                              *inspection_api.RESPONSE_MODELS, *executor_api.ALERT_RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
     scopes = route_scopes()
     paths: dict[str, dict[str, Any]] = {}
@@ -471,6 +486,7 @@ def document() -> dict[str, Any]:
                  {"name": "recordings", "description": "Журналы доступа к записям разговоров и их удаления"},
                  {"name": "reports", "description": "Пакет документов для проверки ГЖИ"},
                  {"name": "directory", "description": "Справочники"},
+                 {"name": "executor", "description": "Приложение исполнителя"},
                  {"name": "admin", "description": "Администрирование"}, {"name": "meta", "description": "Служебное"}],
         "paths": paths,
         "components": {
