@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install install-units demo test test-pbx test-chaos pbx pbx-stop lint bench migrate-check clean
+.PHONY: install vendor install-units demo test test-pbx test-chaos pbx pbx-stop lint bench migrate-check clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,17 +13,32 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The panel's front-end libraries from npm (package.json, pinned by package-lock.json), copied into
+# web/static/vendor/ (not committed): the panel serves them itself, no CDN (decision 0040).
+VENDOR := web/static/vendor/chart.umd.min.js
+
+$(VENDOR): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	mkdir -p web/static/vendor
+	cp node_modules/chart.js/dist/chart.umd.min.js $(VENDOR)
+	cp node_modules/chart.js/LICENSE.md web/static/vendor/chart.js.LICENSE.md
+	mkdir -p web/static/vendor/leaflet
+	cp -r node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css \
+		node_modules/leaflet/dist/images node_modules/leaflet/LICENSE web/static/vendor/leaflet/
+
+vendor: $(VENDOR)
+
+install: $(STAMP) $(VENDOR)
 
 # The systemd units and the `openads` command of a production server (docs/install.md), as root;
 # options of deploy/install-units.sh in UNITS_ARGS, e.g. UNITS_ARGS="--user ads --env-file /etc/ads.env".
 install-units:
 	deploy/install-units.sh $(UNITS_ARGS)
 
-demo: $(STAMP)
+demo: $(STAMP) $(VENDOR)
 	$(BIN)/openads demo
 
-test: $(STAMP)
+test: $(STAMP) $(VENDOR)
 	$(BIN)/ruff check .
 	$(BIN)/mypy models ari_app
 	$(BIN)/python -m pytest -q
@@ -58,4 +73,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var/ build/ *.egg-info
+	rm -rf $(VENV) var/ build/ *.egg-info node_modules/ web/static/vendor/
