@@ -45,6 +45,7 @@ from web.filters import local_time
 from web.inputs import optional_int, possible_id
 from web.kept_form import form_page, sent_values
 from web.panel import bp
+from web.panel import dispatch as dispatch_panel
 from web.panel import ratings as ratings_panel
 from web.panel.calls import KIND_TITLES
 from web.panel.common import (
@@ -217,6 +218,8 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
     if is_read_only(user().role):  # an inspector reads the card: no action is offered
         context.update(transitions=[], can_reopen=False, can_localize=False, can_edit=False, can_assign=False,
                        can_rate=False)
+    # «Ближайший свободный исполнитель» for an emergency (decision 0044): staff only (positions).
+    context["nearest"] = dispatch_panel.nearest_for_card(ticket) if context["can_assign"] else []
     return render_template("ticket_card.html", **context), status
 
 

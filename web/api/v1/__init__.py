@@ -68,6 +68,7 @@ from web.api.v1 import (  # noqa: E402,F401
     admin_users,
     audit_chain,
     calls,
+    dispatch,
     executor,
     houses,
     openapi,
