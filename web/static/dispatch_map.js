@@ -80,7 +80,8 @@
     return;
   }
   var L = window.L;
-  var map = L.map(box, { attributionControl: false, zoomControl: true, preferCanvas: false });
+  var map = L.map(box, { attributionControl: false, zoomControl: false, fadeAnimation: false });
+  L.control.zoom({ zoomInTitle: "Приблизить", zoomOutTitle: "Отдалить" }).addTo(map);
   if (box.dataset.tiles) {
     L.tileLayer(box.dataset.tiles, { maxZoom: 19 }).addTo(map);
   } else {
@@ -138,7 +139,7 @@
       points.push([x.lat, x.lon]);
     });
     if (first && points.length) {
-      map.fitBounds(points, { padding: [30, 30], maxZoom: 16 });
+      map.fitBounds(points, { padding: [30, 30], maxZoom: 16, animate: false });
       first = false;
     }
     var parts = ["Заявок на карте: " + data.tickets.length];
