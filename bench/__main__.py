@@ -8,10 +8,10 @@ stderr. A missed target is only reported (exit 0); anything that crashes exits n
 
 Environment: BENCH_TICKETS (default 1 000 000), BENCH_SKIP_PG=1 (SQLite only), BENCH_PG_URL
 (server, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres), BENCH_ONLY
-(comma-separated subset of journal,export,api,api_seq,import,sse,telephony,robot,pbx; or the parts as arguments:
+(comma-separated subset of journal,dispatch_map,export,api,api_seq,import,sse,telephony,robot,pbx; or the parts as arguments:
 `python -m bench pbx`),
 BENCH_ENGINES (default sqlite,postgresql), BENCH_JOURNAL_ROUNDS, BENCH_API_REQUESTS,
-BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS, BENCH_WEB_THREADS; api_seq (bench/api_sequential.py):
+BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS, BENCH_WEB_THREADS; dispatch_map (bench/dispatch_map.py): BENCH_MAP_TICKETS, BENCH_MAP_EXECUTORS, BENCH_MAP_ROUNDS; api_seq (bench/api_sequential.py):
 BENCH_API_SEQ_REQUESTS; import (bench/import_load.py): BENCH_IMPORT_ROWS (160 000), BENCH_IMPORT_RATE
 (registrations and sign-ins per second, 4 each), BENCH_IMPORT_LIMIT (seconds); sse (bench/sse.py): BENCH_SSE_STREAMS (500),
 BENCH_SSE_RATE (sign-ins and tickets per second, 10 each), BENCH_SSE_SECONDS (30); telephony (bench/telephony.py): BENCH_RESIDENTS, BENCH_CALLS,
@@ -44,7 +44,7 @@ def _loop_ms() -> float:
 
 
 def main() -> int:
-    from bench import api, api_sequential, export, import_load, journal, pbx, robot, sse, telephony
+    from bench import api, api_sequential, dispatch_map, export, import_load, journal, pbx, robot, sse, telephony
     from bench.common import figure, note, read_facts
     from bench.data import BENCH_LOGIN, DEFAULT_TICKETS, prepare
 
@@ -53,7 +53,7 @@ def main() -> int:
     if os.environ.get("BENCH_SKIP_PG", "") in ("1", "true", "yes"):
         engines = [e for e in engines if e != "postgresql"]
     # pbx beside the emulator's figures
-    parts = ("journal", "export", "api", "api_seq", "import", "sse", "telephony", "pbx", "robot")
+    parts = ("journal", "dispatch_map", "export", "api", "api_seq", "import", "sse", "telephony", "pbx", "robot")
     wanted = ",".join(sys.argv[1:]) or os.environ.get("BENCH_ONLY", ",".join(parts))
     only = {p.strip() for p in wanted.split(",") if p.strip()}
     if only - set(parts):
@@ -87,6 +87,8 @@ def main() -> int:
             try:
                 if part == "journal":
                     journal.run(url, engine, facts)
+                elif part == "dispatch_map":  # bench/dispatch_map.py: the map's data, 2 000 tickets, 200 executors
+                    dispatch_map.run(url, engine, facts)
                 elif part == "export":
                     export.run(url, engine, n, OUT)
                 elif part == "api":

@@ -14,6 +14,9 @@ from typing import Any
 from flask import request
 from pydantic import Field
 
+from models import dispatch
+from models.errors import NotFound
+from models.housing import House as HouseRow
 from models.queries import ticket_card
 from models.rules.access import READERS, STAFF
 from models.services import housing as housing_svc
@@ -106,8 +109,6 @@ def dispatch_map() -> Any:
 @bp.get("/tickets/<int:ticket_id>/nearest-executors")
 def nearest_executors(ticket_id: int) -> Any:
     """Staff only (positions). Not an emergency, or a house without coordinates: no items."""
-    from models import dispatch
-
     user = require_user(STAFF)
     t = ticket_card(db_session(), c.user_orgs(user), ticket_id)
     placed = t.house is not None and t.house.latitude is not None and t.house.longitude is not None
@@ -123,14 +124,10 @@ def nearest_executors(ticket_id: int) -> Any:
 @bp.patch("/houses/<int:house_id>/location")
 def house_location(house_id: int) -> Any:
     user = require_user(STAFF)
-    body = c.parse_body(HouseLocation)
-    from models.housing import House as HouseRow
-
     row = db_session().get(HouseRow, house_id)
-    if row is None or row.organization_id not in c.user_orgs(user):
-        from models.errors import NotFound
-
+    if row is None or row.organization_id not in c.user_orgs(user):  # another organization's: 404 first
         raise NotFound("дом не найден", house_id=house_id)
+    body = c.parse_body(HouseLocation)
     house = housing_svc.set_house_location(db_session(), org=c.organization(row.organization_id), house_id=house_id,
                                            latitude=body.latitude, longitude=body.longitude,
                                            by=Actor.of(user, "api"), now=c.now())
