@@ -62,7 +62,7 @@ class OrganizationSettings:
             "name": self.name, "short_name": self.short_name, "timezone": self.timezone,
             "hotlines": self.hotlines, "municipality_emails": self.municipality_emails,
             "dispatch_hours": rules.format_interval(*(self.dispatch_hours or (None, None))),
-            "map_tile_url": self.map_tile_url or "",
+            "map_tile_url": self.map_tile_url or "нет",
         }
 
 

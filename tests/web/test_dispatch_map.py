@@ -251,3 +251,43 @@ def test_duty_rows_of_another_organization_do_not_count(db, world, scripted):
         shown = dispatch.map_data(s, org_id=scripted["org_b"], now=NOW, with_executors=True)
         assert [e.user_id for e in shown.executors] == [scripted["ex_b"]]
         assert s.query(ExecutorDuty).count() == 5
+
+
+def test_panel_tile_server_form_keeps_a_bad_value_with_a_russian_message(client, world, admin_a, db):
+    login(client, admin_a)
+    url = f"/admin/organizations/{world.org_a.id}"
+    form = {"name": world.org_a.name, "short_name": world.org_a.short_name, "timezone": "Europe/Moscow",
+            "hotlines": world.org_a.hotlines[0], "municipality_emails": "", "call_window_start": "09:00",
+            "call_window_end": "20:00", "recording_retention_days": "365", "around_the_clock": "1",
+            "map_tile_url": "tiles.local/{z}/{x}/{y}"}
+    resp = client.post(url, data=form)
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and "укажите адрес вида https://tiles.example.ru/{z}/{x}/{y}.png" in html
+    assert 'value="tiles.local/{z}/{x}/{y}"' in html
+    resp = client.post(url, data={**form, "map_tile_url": "https://tiles.local/{z}/{x}/{y}.png"})
+    assert resp.status_code == 302
+    with db.read() as s:
+        from models.organization import Organization
+
+        assert s.get(Organization, world.org_a.id).map_tile_url == "https://tiles.local/{z}/{x}/{y}.png"
+
+
+def test_house_location_over_the_api_is_checked_logged_and_tenant_scoped(client, world, token_for, inspector, db):
+    headers = token_for(world.dispatcher_a)
+    url = f"{API}/houses/{world.house_a.id}/location"
+    resp = client.patch(url, headers=headers, json={"latitude": 55.75, "longitude": 37.62})
+    assert resp.status_code == 200 and (resp.get_json()["latitude"], resp.get_json()["longitude"]) == (55.75, 37.62)
+    assert client.patch(url, headers=headers, json={"latitude": 55.75, "longitude": None}).status_code == 400
+    assert client.patch(url, headers=headers, json={"latitude": 95, "longitude": 37}).status_code == 400
+    assert client.patch(f"{API}/houses/{world.house_b.id}/location", headers=headers,
+                        json={"latitude": 1.0, "longitude": 1.0}).status_code == 404
+    assert client.patch(url, headers=token_for(inspector), json={"latitude": 1.0, "longitude": 1.0}).status_code == 403
+    resp = client.patch(url, headers=headers, json={"latitude": None, "longitude": None})
+    assert resp.status_code == 200 and resp.get_json()["latitude"] is None
+    with db.read() as s:
+        from sqlalchemy import select
+
+        from models.audit import AuditEntry
+
+        rows = s.scalars(select(AuditEntry).where(AuditEntry.object_type == "house")).all()
+        assert [(r.field, r.new_value) for r in rows][:2] == [("latitude", "55.75"), ("longitude", "37.62")]
