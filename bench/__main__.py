@@ -44,7 +44,18 @@ def _loop_ms() -> float:
 
 
 def main() -> int:
-    from bench import api, api_sequential, dispatch_map, export, import_load, journal, pbx, robot, sse, telephony
+    from bench import (
+        api,
+        api_sequential,
+        dispatch_map,
+        export,
+        import_load,
+        journal,
+        pbx,
+        robot,
+        sse,
+        telephony,
+    )
     from bench.common import figure, note, read_facts
     from bench.data import BENCH_LOGIN, DEFAULT_TICKETS, prepare
 

@@ -62,8 +62,10 @@ def test_map_draws_markers_on_the_offline_grid_without_other_hosts(live_server: 
     ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
     hosts: list[str] = []
     ctx.on("request", lambda req: hosts.append(urlsplit(req.url).netloc))
+    csp: list[str] = []
     try:
         page = browser_login(ctx, live_server.url, world.dispatcher_a.login)
+        page.on("console", lambda msg: csp.append(msg.text) if "Content Security Policy" in msg.text else None)
         page.goto(live_server.url + "/map")
         page.wait_for_selector("#dispatch-map[data-loaded='2']")
         assert page.locator("path.mk-emergency").count() == 1
@@ -78,6 +80,9 @@ def test_map_draws_markers_on_the_offline_grid_without_other_hosts(live_server: 
         page.locator(".mk-exec").first.dispatch_event("click")
         assert "На связи" in card.inner_text()
         assert {h for h in hosts if h} == {urlsplit(live_server.url).netloc}, hosts
+        page.goto(live_server.url + "/board")
+        page.wait_for_selector(".board-card")
+        assert csp == []  # neither page breaks the panel's Content-Security-Policy
     finally:
         ctx.close()
 

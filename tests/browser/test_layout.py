@@ -163,7 +163,8 @@ def _pages(app: Any, role: Role, cards: list[str]) -> list[str]:
             continue
         if not rule.endpoint.startswith(("panel.", "simulator.")) or rule.rule.startswith(("/api", "/static")):
             continue
-        if any(part in rule.rule for part in ("/row", "/stream", "/zone", "/export", ".xlsx", "/lookup", "/search")):
+        if any(part in rule.rule for part in ("/row", "/stream", "/zone", "/export", ".xlsx", ".json", "/lookup",
+                                              "/search")):
             continue
         urls.append(rule.rule)
     return sorted(set(urls + cards))
