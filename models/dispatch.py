@@ -188,8 +188,8 @@ def nearest_free_executors(session: Session, *, org_id: int, lat: float | None, 
 def board(session: Session, *, org_id: int, now: datetime) -> list[BoardColumn]:
     """The dispatch board: first the open tickets nobody has, then each executor — free, busy,
     off duty, by name — with their open tickets, most urgent first. A ticket of someone who is no
-    longer an active executor of the organization stays in the first column's company: it is
-    shown there too (a dispatcher must see it to reassign it)."""
+    longer an active executor of the organization is in the first column (a dispatcher must see
+    it to reassign it)."""
     tickets = open_tickets(session, org_id=org_id, now=now)
     people = executors(session, org_id=org_id, open_counts=_counts(tickets))
     order = {ExecutorState.FREE: 0, ExecutorState.BUSY: 1, ExecutorState.OFF: 2}

@@ -104,6 +104,34 @@ def test_drag_a_ticket_to_another_executor_reassigns_it(live_server: Any, chromi
         ctx.close()
 
 
+def test_board_follows_assignments_and_completions_live(live_server: Any, chromium: Any, db: Any,
+                                                        world: Any) -> None:
+    """Changes made elsewhere (another dispatcher, the executor's app) reach an open board over the
+    event stream, without a reload."""
+    from models.services import tickets as tickets_svc
+    from models.ticket import TicketStatus as S
+
+    ids = _seed(db, world)
+    ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
+    try:
+        page = browser_login(ctx, live_server.url, world.dispatcher_a.login)
+        page.goto(live_server.url + "/board")
+        page.wait_for_selector(f".board-col:not([data-executor]) .board-card[data-ticket='{ids['em']}']")
+        page.wait_for_selector("#live-state:not([hidden]):not(.off)")
+        with db.write() as s:
+            org, disp = s.merge(world.org_a), s.merge(world.dispatcher_a)
+            tickets_svc.assign_ticket(s, org=org, ticket_id=ids["em"], executor_id=ids["second"], by=disp)
+        page.wait_for_selector(f".board-col[data-executor='{ids['second']}'] .board-card[data-ticket='{ids['em']}']",
+                               timeout=15000)
+        with db.write() as s:
+            org, who = s.merge(world.org_a), s.merge(world.executor_a)
+            field_svc.accept_ticket(s, org=org, ticket_id=ids["plain"], by=who, via="app")
+            tickets_svc.transition_ticket(s, org=org, ticket_id=ids["plain"], to=S.DONE, by=who)
+        page.wait_for_selector(f".board-card[data-ticket='{ids['plain']}']", state="detached", timeout=15000)
+    finally:
+        ctx.close()
+
+
 def _executor_of(db: Any, ticket_id: int) -> int | None:
     with db.read() as s:
         return s.get(Ticket, ticket_id).executor_id
