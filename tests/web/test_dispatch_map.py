@@ -291,3 +291,28 @@ def test_house_location_over_the_api_is_checked_logged_and_tenant_scoped(client,
 
         rows = s.scalars(select(AuditEntry).where(AuditEntry.object_type == "house")).all()
         assert [(r.field, r.new_value) for r in rows][:2] == [("latitude", "55.75"), ("longitude", "37.62")]
+
+
+def test_house_location_from_the_ticket_card(client, world, db, inspector):
+    with db.write() as s:
+        t = f.make_ticket(s, s.merge(world.org_a), s.merge(world.cats_a["roof_leak"]), house_id=world.house_a.id)
+        tid = t.id
+    login(client, world.dispatcher_a)
+    assert 'id="house-location"' in client.get(f"/tickets/{tid}").get_data(as_text=True)
+    url = f"/houses/{world.house_a.id}/location"
+    resp = client.post(url, data={"ticket_id": tid, "latitude": "55,7512", "longitude": "сорок"})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and "долгота: укажите число" in html and 'value="55,7512"' in html
+    resp = client.post(url, data={"ticket_id": tid, "latitude": "55,7512", "longitude": "37.6184"})
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/tickets/{tid}#house-location")
+    with db.read() as s:
+        from models.housing import House
+
+        h = s.get(House, world.house_a.id)
+        assert (h.latitude, h.longitude) == (55.7512, 37.6184)
+    assert client.post(f"/houses/{world.house_b.id}/location",
+                       data={"latitude": "1", "longitude": "1"}).status_code == 404
+    client.post("/logout")
+    login(client, inspector)
+    assert 'id="house-location"' not in client.get(f"/tickets/{tid}").get_data(as_text=True)
+    assert client.post(url, data={"latitude": "1", "longitude": "1"}).status_code == 403

@@ -467,6 +467,38 @@ def house_note_add(house_id: int) -> Any:
     return redirect(target + "#house-notes")
 
 
+def _coordinate(raw: str | None, field: str, title: str) -> float | None:
+    value = (raw or "").strip().replace(",", ".")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ValidationFailed(f"{title}: укажите число, например 55.7512", field=field, value=raw) from None
+
+
+@bp.post("/houses/<int:house_id>/location")
+@login_required(STAFF)
+def house_location(house_id: int) -> Any:
+    """The house's coordinates from the ticket card (the map and the nearest executor, decision 0044).
+    Refused: the card again with the message and the values as typed."""
+    house = access.visible_house(db_session(), user(), house_id)
+    back = request.form.get("ticket_id", "")
+    try:
+        housing.set_house_location(
+            db_session(), org=org_by_id(house.organization_id), house_id=house.id,
+            latitude=_coordinate(request.form.get("latitude"), "latitude", "широта"),
+            longitude=_coordinate(request.form.get("longitude"), "longitude", "долгота"), by=user())
+    except ValidationFailed as exc:
+        db_session().rollback()
+        if back.isdigit():
+            return _card(int(back), error=exc.message, status=400, form=request.form.to_dict())
+        raise
+    flash("Координаты дома сохранены", "ok")
+    target = url_for("panel.ticket_card", ticket_id=int(back)) if back.isdigit() else url_for("panel.index")
+    return redirect(target + "#house-location")
+
+
 # --- new ticket ---------------------------------------------------------------------------------
 
 
