@@ -86,6 +86,7 @@ class MapData:
     tickets: list[OpenTicket]  # with coordinates
     unplaced: list[OpenTicket]  # the house has no coordinates (yet)
     executors: list[ExecutorView]  # on duty only
+    names: dict[int, str] = field(default_factory=dict)  # every executor's name (the tickets' executor)
 
 
 @dataclass
@@ -166,10 +167,11 @@ def map_data(session: Session, *, org_id: int, now: datetime, with_executors: bo
     """The map of one organization. `with_executors` False (an inspector): no executor and no
     position at all (personal data, decision 0042)."""
     tickets = open_tickets(session, org_id=org_id, now=now)
-    people = ([e for e in executors(session, org_id=org_id, open_counts=_counts(tickets))
-               if e.state != ExecutorState.OFF] if with_executors else [])
+    everyone = executors(session, org_id=org_id, open_counts=_counts(tickets)) if with_executors else []
     return MapData(tickets=[t for t in tickets if t.lat is not None and t.lon is not None],
-                   unplaced=[t for t in tickets if t.lat is None or t.lon is None], executors=people)
+                   unplaced=[t for t in tickets if t.lat is None or t.lon is None],
+                   executors=[e for e in everyone if e.state != ExecutorState.OFF],
+                   names={e.user_id: e.full_name for e in everyone})
 
 
 def nearest_free_executors(session: Session, *, org_id: int, lat: float | None, lon: float | None,

@@ -34,6 +34,7 @@ def _seed(db: Any, world: Any) -> dict[str, Any]:
         em = f.make_ticket(s, a, cats["emergency_cold_water"], house_id=house.id, by=disp, now=now)
         plain = f.make_ticket(s, a, cats["roof_leak"], house_id=other.id, by=disp, executor_id=world.executor_a.id,
                               now=now)
+        f.make_ticket(s, a, cats["lighting"], house_id=world.house_a.id, by=disp, now=now)  # no coordinates
         second = f.make_user(s, [a], Role.EXECUTOR, login="exec_two", full_name="Второй Виталий Витальевич")
         for who, lat in ((s.merge(world.executor_a), 55.751), (second, 55.752)):
             field_svc.set_duty(s, org=a, user=who, on_duty=True, now=now - timedelta(minutes=1))
@@ -73,6 +74,8 @@ def test_map_draws_markers_on_the_offline_grid_without_other_hosts(live_server: 
         assert page.locator(".mk-exec").count() == 2
         assert page.locator("#dispatch-map canvas").count() > 0  # the grid's tiles, drawn locally
         assert page.locator("#dispatch-map img.leaflet-tile").count() == 0
+        assert page.locator("#map-unplaced").is_visible() and page.locator("#map-unplaced-list li").count() == 1
+        assert "без координат дома: 1" in page.locator("#map-summary").inner_text()
         page.locator("path.mk-emergency").click(force=True)
         card = page.locator("#map-card-body")
         assert "Аварийная" in card.inner_text()

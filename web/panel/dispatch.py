@@ -73,8 +73,7 @@ def executor_json(e: dispatch.ExecutorView, tz: str) -> dict[str, Any]:
 def map_json(org: Organization, *, with_executors: bool, now: datetime) -> dict[str, Any]:
     """The map's data for one organization (the panel's data endpoint and the API give this)."""
     data = dispatch.map_data(db_session(), org_id=org.id, now=now, with_executors=with_executors)
-    names = {e.user_id: e.full_name for e in dispatch.executors(db_session(), org_id=org.id)} \
-        if with_executors else {}
+    names = data.names
     return {
         "organization_id": org.id, "server_time": _iso(now), "tile_url": org.map_tile_url,
         "tickets": [ticket_json(t, org.timezone, names) for t in data.tickets],

@@ -146,6 +146,18 @@
     if (data.unplaced.length) parts.push("без координат дома: " + data.unplaced.length);
     if (data.positions_shown) parts.push("исполнителей на смене: " + data.executors.length);
     summary.textContent = parts.join(" · ");
+    var box2 = document.getElementById("map-unplaced");
+    var list = document.getElementById("map-unplaced-list");
+    list.textContent = "";
+    data.unplaced.slice(0, 100).forEach(function (t) {
+      var li = el("li");
+      var a = el("a", null, "№ " + t.number + " — " + t.category + (t.address ? ", " + t.address : ""));
+      a.href = t.url;
+      li.appendChild(a);
+      li.appendChild(el("span", "badge urg-badge-" + t.urgency, t.urgency_title));
+      list.appendChild(li);
+    });
+    box2.hidden = data.unplaced.length === 0;
     box.dataset.loaded = String(data.tickets.length);
   }
 
