@@ -316,3 +316,16 @@ def test_house_location_from_the_ticket_card(client, world, db, inspector):
     login(client, inspector)
     assert 'id="house-location"' not in client.get(f"/tickets/{tid}").get_data(as_text=True)
     assert client.post(url, data={"latitude": "1", "longitude": "1"}).status_code == 403
+
+
+def test_a_dispatcher_of_two_organizations_picks_one_at_a_time(client, world, scripted):
+    login(client, world.centre_dispatcher)
+    html = client.get("/map").get_data(as_text=True)
+    assert 'id="org-select"' in html
+    first = client.get("/map/data.json").get_json()
+    assert first["organization_id"] == min((world.org_a, world.org_b), key=lambda o: o.name).id
+    b = client.get(f"/map/data.json?organization_id={scripted['org_b']}").get_json()
+    assert [t["id"] for t in b["tickets"]] == [scripted["tb"]]
+    board = client.get(f"/board?organization_id={scripted['org_b']}").get_data(as_text=True)
+    assert "Волков Виктор Викторович" in board and "Андреев" not in board
+    assert client.get("/map/data.json?organization_id=abc").status_code == 400
