@@ -20,6 +20,7 @@ from models.ticket import Ticket
 from models.ticket import TicketStatus as S
 from tests import factories as f
 from tests.conftest import login
+from tests.web.helpers import check_schema
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 API = "/api/v1"
@@ -134,6 +135,7 @@ def test_nearest_free_executor_on_the_card_and_in_the_api(client, world, scripte
     assert 'id="nearest-executors"' not in client.get(f"/tickets/{scripted['normal']}").get_data(as_text=True)
     headers = token_for(world.dispatcher_a)
     body = client.get(f"{API}/tickets/{scripted['em']}/nearest-executors", headers=headers).get_json()
+    check_schema(client, body, "NearestExecutorList")
     assert [i["user_id"] for i in body["items"]] == [scripted["free_near"], scripted["far"]]
     expected = rules.distance_m(55.751, 37.601, 55.75, 37.6)
     assert body["items"][0]["distance_m"] == round(expected, 1) and 120 < expected < 140
@@ -147,6 +149,7 @@ def test_nearest_free_executor_on_the_card_and_in_the_api(client, world, scripte
 def test_api_map_equals_the_panel_data_and_hides_positions_from_inspectors(client, world, scripted, token_for,
                                                                            inspector):
     api = client.get(f"{API}/dispatch/map", headers=token_for(world.dispatcher_a)).get_json()
+    check_schema(client, api, "DispatchMap")
     login(client, world.dispatcher_a)
     assert api == client.get("/map/data.json").get_json()
     insp = client.get(f"{API}/dispatch/map", headers=token_for(inspector)).get_json()
@@ -276,6 +279,7 @@ def test_house_location_over_the_api_is_checked_logged_and_tenant_scoped(client,
     headers = token_for(world.dispatcher_a)
     url = f"{API}/houses/{world.house_a.id}/location"
     resp = client.patch(url, headers=headers, json={"latitude": 55.75, "longitude": 37.62})
+    check_schema(client, resp.get_json(), "House")
     assert resp.status_code == 200 and (resp.get_json()["latitude"], resp.get_json()["longitude"]) == (55.75, 37.62)
     assert client.patch(url, headers=headers, json={"latitude": 55.75, "longitude": None}).status_code == 400
     assert client.patch(url, headers=headers, json={"latitude": 95, "longitude": 37}).status_code == 400
