@@ -49,14 +49,16 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
-def ticket_json(t: dispatch.OpenTicket, tz: str, names: dict[int, str]) -> dict[str, Any]:
+def ticket_json(t: dispatch.OpenTicket, tz: str, names: dict[int, str], card_prefix: str) -> dict[str, Any]:
+    """One ticket of the map; `card_prefix` is the cards' address less the id (one `url_for` per
+    map, not per ticket: a third of the map's time with 2 000 tickets)."""
     return {
         "id": t.id, "number": t.number, "lat": t.lat, "lon": t.lon, "urgency": t.urgency.value,
         "urgency_title": t.urgency_title, "is_emergency": t.is_emergency, "status": t.status.value,
         "status_title": t.status_title, "category": t.category, "address": t.address,
         "executor_id": t.executor_id, "executor_name": names.get(t.executor_id or 0),
         "next_due_at": _iso(t.next_due_at), "next_due_local": local_time(t.next_due_at, tz) if t.next_due_at else None,
-        "url": url_for("panel.ticket_card", ticket_id=t.id),
+        "url": f"{card_prefix}{t.id}",
     }
 
 
@@ -74,10 +76,11 @@ def map_json(org: Organization, *, with_executors: bool, now: datetime) -> dict[
     """The map's data for one organization (the panel's data endpoint and the API give this)."""
     data = dispatch.map_data(db_session(), org_id=org.id, now=now, with_executors=with_executors)
     names = data.names
+    card_prefix = url_for("panel.ticket_card", ticket_id=1)[:-1]
     return {
         "organization_id": org.id, "server_time": _iso(now), "tile_url": org.map_tile_url,
-        "tickets": [ticket_json(t, org.timezone, names) for t in data.tickets],
-        "unplaced": [ticket_json(t, org.timezone, names) for t in data.unplaced],
+        "tickets": [ticket_json(t, org.timezone, names, card_prefix) for t in data.tickets],
+        "unplaced": [ticket_json(t, org.timezone, names, card_prefix) for t in data.unplaced],
         "executors": [executor_json(e, org.timezone) for e in data.executors],
         "positions_shown": with_executors,
     }
