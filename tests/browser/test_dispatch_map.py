@@ -160,3 +160,25 @@ def test_map_and_board_fit_desktop_and_phone_for_dispatcher_and_inspector(live_s
         finally:
             ctx.close()
     assert not problems, "\n".join(problems)
+
+
+def test_map_takes_tiles_from_the_configured_server_only(live_server: Any, chromium: Any, db: Any,
+                                                         world: Any) -> None:
+    """With a tile server set (here the panel itself stands in for it), the map asks it for tiles."""
+    from models.organization import Organization
+
+    _seed(db, world)
+    with db.write() as s:
+        s.get(Organization, world.org_a.id).map_tile_url = live_server.url + "/static/favicon.svg?t={z}-{x}-{y}"
+    ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
+    tiles: list[str] = []
+    ctx.on("request", lambda req: tiles.append(req.url) if "favicon.svg?t=" in req.url else None)
+    try:
+        page = browser_login(ctx, live_server.url, world.dispatcher_a.login)
+        page.goto(live_server.url + "/map")
+        page.wait_for_selector("#dispatch-map[data-loaded='2']")
+        page.wait_for_selector("#dispatch-map img.leaflet-tile", state="attached")
+        assert tiles and all(u.startswith(live_server.url + "/static/favicon.svg?t=") for u in tiles)
+        assert page.locator("#map-offline").count() == 0
+    finally:
+        ctx.close()
