@@ -22,6 +22,9 @@ $(VENDOR): package.json package-lock.json
 	mkdir -p web/static/vendor
 	cp node_modules/chart.js/dist/chart.umd.min.js $(VENDOR)
 	cp node_modules/chart.js/LICENSE.md web/static/vendor/chart.js.LICENSE.md
+	mkdir -p web/static/vendor/leaflet
+	cp -r node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css \
+		node_modules/leaflet/dist/images node_modules/leaflet/LICENSE web/static/vendor/leaflet/
 
 vendor: $(VENDOR)
 

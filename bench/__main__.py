@@ -8,10 +8,11 @@ stderr. A missed target is only reported (exit 0); anything that crashes exits n
 
 Environment: BENCH_TICKETS (default 1 000 000), BENCH_SKIP_PG=1 (SQLite only), BENCH_PG_URL
 (server, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres), BENCH_ONLY
-(comma-separated subset of journal,analytics,export,inspection,api,api_seq,import,sse,telephony,robot,pbx,call_stats; or the parts as arguments:
+(comma-separated subset of journal,analytics,dispatch_map,export,inspection,api,api_seq,import,sse,telephony,robot,pbx,call_stats; or the parts as arguments:
 `python -m bench pbx`),
 BENCH_ENGINES (default sqlite,postgresql), BENCH_JOURNAL_ROUNDS, BENCH_API_REQUESTS,
 BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS, BENCH_WEB_THREADS; analytics (bench/analytics.py): BENCH_ANALYTICS_ROUNDS;
+dispatch_map (bench/dispatch_map.py): BENCH_MAP_TICKETS, BENCH_MAP_EXECUTORS, BENCH_MAP_ROUNDS;
 inspection (bench/inspection.py): BENCH_INSPECTION_TICKETS (30 000 in the period), BENCH_INSPECTION_TIMEOUT;
 api_seq (bench/api_sequential.py):
 BENCH_API_SEQ_REQUESTS; import (bench/import_load.py): BENCH_IMPORT_ROWS (160 000), BENCH_IMPORT_RATE
@@ -52,6 +53,7 @@ def main() -> int:
         api,
         api_sequential,
         call_stats,
+        dispatch_map,
         export,
         import_load,
         inspection,
@@ -69,7 +71,7 @@ def main() -> int:
     if os.environ.get("BENCH_SKIP_PG", "") in ("1", "true", "yes"):
         engines = [e for e in engines if e != "postgresql"]
     # pbx beside the emulator's figures
-    parts = ("journal", "analytics", "export", "inspection", "api", "api_seq", "import", "sse", "telephony", "pbx",
+    parts = ("journal", "analytics", "dispatch_map", "export", "inspection", "api", "api_seq", "import", "sse", "telephony", "pbx",
              "robot", "call_stats")
     wanted = ",".join(sys.argv[1:]) or os.environ.get("BENCH_ONLY", ",".join(parts))
     only = {p.strip() for p in wanted.split(",") if p.strip()}
@@ -106,6 +108,8 @@ def main() -> int:
                     journal.run(url, engine, facts)
                 elif part == "analytics":  # bench/analytics.py: the analytics page, its .xlsx, «Сегодня»
                     analytics.run(url, engine, facts)
+                elif part == "dispatch_map":  # bench/dispatch_map.py: the map's data, 2 000 tickets, 200 executors
+                    dispatch_map.run(url, engine, facts)
                 elif part == "export":
                     export.run(url, engine, n, OUT)
                 elif part == "inspection":  # bench/inspection.py: the inspection pack of a month

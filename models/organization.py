@@ -59,6 +59,9 @@ class Organization(Base):
     default_deadline_minutes: Mapped[int] = mapped_column(Integer, default=3 * 24 * 60)
     # Days the executors' reported positions are kept (152-ФЗ: no longer than needed; decision 0042).
     position_retention_days: Mapped[int] = mapped_column(Integer, default=7, server_default="7")
+    # The dispatcher's map tile server, a URL template with {z}/{x}/{y} (decision 0044); NULL: none,
+    # the map draws a plain grid and asks no other host (a closed network).
+    map_tile_url: Mapped[str | None] = mapped_column(String(500))
     # Working hours of the dispatch service, local time ([start, end), may wrap midnight); both
     # NULL: round the clock. Tickets are registered at any hour whatever these say (ПП 416, T4).
     dispatch_hours_start: Mapped[time | None] = mapped_column(Time)

@@ -30,6 +30,12 @@ CSP = "; ".join((
     "frame-ancestors 'none'",
 ))
 
+
+def csp_with_images(origin: str) -> str:
+    """The policy with images allowed from one more origin too (the map's tile server, decision 0044)."""
+    return CSP.replace("img-src 'self'", f"img-src 'self' {origin}")
+
+
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",

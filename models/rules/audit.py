@@ -20,14 +20,17 @@ OBJECT_TITLES_RU: dict[str, str] = {
     "telephony_settings": "Телефония",
     "user": "Пользователь",
     "dispatcher_phone": "Телефон диспетчера",
+    "house": "Дом",
 }
 
 FIELD_TITLES_RU: dict[str, dict[str, str]] = {
+    "house": {"latitude": "Широта", "longitude": "Долгота"},
     "organization": {
         "name": "Название", "short_name": "Краткое название", "timezone": "Часовой пояс",
         "hotlines": "Номера горячей линии", "municipality_emails": "Адреса ОМСУ/ЕДДС",
         "call_window": "Окно звонков жителям", "recording_retention_days": "Хранение записей, дней",
         "dispatch_hours": "Часы работы диспетчерской службы",
+        "map_tile_url": "Сервер карты",
     },
     "category": {
         "code": "Код", "name": "Название", "is_emergency": "Аварийная", "localize_minutes": "Локализация, мин",

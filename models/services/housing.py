@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -11,8 +12,10 @@ from models.base import utcnow
 from models.errors import ValidationFailed
 from models.housing import House, HouseNote, Premise, Resident, ResidentPhone
 from models.organization import Organization, User
+from models.rules import field as field_rules
 from models.rules.phones import InvalidPhone, to_e164
 from models.rules.text_limits import limited
+from models.services import audit
 
 
 def owned_house(session: Session, *, org: Organization, house_id: int) -> House:
@@ -70,3 +73,28 @@ def create_resident(
         session.add(ResidentPhone(organization_id=org.id, resident_id=resident.id, phone=phone))
     session.flush()
     return resident
+
+
+def set_house_location(
+    session: Session, *, org: Organization, house_id: int, latitude: float | None, longitude: float | None,
+    by: Any, now: datetime | None = None,
+) -> House:
+    """The house's coordinates (the dispatcher's map and the nearest executor, decision 0044); both
+    None clears them. The import sets them too (a file's «широта», «долгота»). Audit log: object
+    `house`, fields `latitude`, `longitude`."""
+    house = owned_house(session, org=org, house_id=house_id)
+    if (latitude is None) != (longitude is None):
+        raise ValidationFailed("укажите и широту, и долготу (или очистите обе)", field="latitude")
+    if latitude is not None and longitude is not None:
+        try:
+            field_rules.check_position(float(latitude), float(longitude), None)
+        except (TypeError, ValueError) as exc:
+            raise ValidationFailed("широта от −90 до 90, долгота от −180 до 180", field="latitude") from exc
+        latitude, longitude = float(latitude), float(longitude)
+    before = {"latitude": house.latitude, "longitude": house.longitude}
+    house.latitude, house.longitude = latitude, longitude
+    session.flush()
+    audit.record_changes(session, by=by, organization_id=org.id, object_type="house", object_id=house.id,
+                         object_label=house.address, before=before,
+                         after={"latitude": latitude, "longitude": longitude}, now=now)
+    return house

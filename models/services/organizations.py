@@ -1,6 +1,7 @@
 """An organization's settings as an administrator edits them: name, short name, time zone, hotline
 numbers, municipality addresses, the resident call window, recording retention, the dispatch
-service's working hours. The panel, the API and `openads org set` call these same functions.
+service's working hours, the dispatcher's map tile server. The panel, the API and `openads org set`
+call these same functions.
 
 The settings live where their users read them: the organization's row (names, zone, addresses,
 working hours), `hotlines` (one organization per number), the robot's settings (the call window)
@@ -25,6 +26,7 @@ from models.call import TelephonySettings, default_telephony_settings
 from models.errors import ValidationFailed
 from models.notification import RobotSettings, default_robot_settings
 from models.organization import Hotline, Membership, Organization, User
+from models.rules import dispatch as dispatch_rules
 from models.rules import org_settings as rules
 from models.rules import robot as robot_rules
 from models.services import audit
@@ -34,7 +36,7 @@ from models.services.audit import Actor
 from models.services.catalog import seed_default_categories
 
 EDITABLE = ("name", "short_name", "timezone", "hotlines", "municipality_emails", "call_window",
-            "recording_retention_days", "dispatch_hours")
+            "recording_retention_days", "dispatch_hours", "map_tile_url")
 OBJECT_TYPE = "organization"
 
 
@@ -52,6 +54,7 @@ class OrganizationSettings:
     call_window: tuple[time, time]
     recording_retention_days: int
     dispatch_hours: tuple[time, time] | None  # None: round the clock
+    map_tile_url: str | None = None  # the dispatcher's map tiles; None: a plain grid (decision 0044)
 
     def own_values(self) -> dict[str, Any]:
         """The fields kept on the organization's own rows (the audit log's "organization" object)."""
@@ -59,6 +62,7 @@ class OrganizationSettings:
             "name": self.name, "short_name": self.short_name, "timezone": self.timezone,
             "hotlines": self.hotlines, "municipality_emails": self.municipality_emails,
             "dispatch_hours": rules.format_interval(*(self.dispatch_hours or (None, None))),
+            "map_tile_url": self.map_tile_url or "нет",
         }
 
 
@@ -72,6 +76,7 @@ def organization_settings(session: Session, org: Organization) -> OrganizationSe
         call_window=(robot.call_window_start, robot.call_window_end),
         recording_retention_days=telephony.recording_retention_days,
         dispatch_hours=hours,  # type: ignore[arg-type]
+        map_tile_url=org.map_tile_url,
     )
 
 
@@ -104,6 +109,7 @@ def _clean(session: Session, org: Organization, changes: Mapping[str, Any]) -> d
         "call_window": _call_window,
         "recording_retention_days": rules.retention_days,
         "dispatch_hours": lambda v: None if v is None else rules.local_interval(v),
+        "map_tile_url": dispatch_rules.tile_url,
     }
     for name, value in changes.items():
         try:
@@ -141,7 +147,7 @@ def update_organization(
     now = now or utcnow()
     clean = _clean(session, org, changes)
     before = organization_settings(session, org).own_values()
-    for name in ("name", "short_name", "timezone"):
+    for name in ("name", "short_name", "timezone", "map_tile_url"):
         if name in clean:
             setattr(org, name, clean[name])
     if "municipality_emails" in clean:

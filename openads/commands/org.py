@@ -55,6 +55,10 @@ def register(sub: Any) -> None:
     st.add_argument("--retention-days", metavar="N", help="сколько дней хранить записи разговоров (от 90 до 3650)")
     st.add_argument("--dispatch-hours", metavar="ЧЧ:ММ-ЧЧ:ММ",
                     help="часы работы диспетчерской службы, например 08:00-20:00, или «круглосуточно»")
+    st.add_argument("--map-tiles", metavar="URL",
+                    help="сервер подложки карты диспетчера, шаблон https://…/{z}/{x}/{y}.png")
+    st.add_argument("--no-map-tiles", action="store_true",
+                    help="карта без подложки: простая сетка, без обращений к другим серверам")
     st.set_defaults(handler=run_set)
     p.set_defaults(handler=lambda args: p.error("укажите действие: add, list, show, set"))
 
@@ -187,6 +191,7 @@ def _print_settings(st: Any) -> None:
     print(f"  робот звонит жителям: {format_interval(*st.call_window)}")
     print(f"  записи разговоров хранятся, дней: {st.recording_retention_days}")
     print(f"  диспетчерская служба: {format_interval(*(st.dispatch_hours or (None, None)))}")
+    print(f"  сервер карты: {st.map_tile_url or 'нет (сетка без подложки)'}")
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -213,7 +218,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 SET_OPTIONS = {"name": "--name", "short_name": "--short-name", "timezone": "--tz", "hotlines": "--hotline",
                "municipality_emails": "--municipality-email", "call_window": "--call-window",
-               "recording_retention_days": "--retention-days", "dispatch_hours": "--dispatch-hours"}
+               "recording_retention_days": "--retention-days", "dispatch_hours": "--dispatch-hours",
+               "map_tile_url": "--map-tiles"}
 
 
 def run_set(args: argparse.Namespace) -> int:
@@ -235,6 +241,8 @@ def run_set(args: argparse.Namespace) -> int:
     if args.dispatch_hours is not None:
         around = args.dispatch_hours.strip().lower() in ("круглосуточно", "24/7", "24x7", "always")
         changes["dispatch_hours"] = None if around else _interval(args.dispatch_hours, "--dispatch-hours")
+    if args.map_tiles is not None or args.no_map_tiles:
+        changes["map_tile_url"] = None if args.no_map_tiles else args.map_tiles
     if not changes:
         raise UsageError("укажите, что изменить (см. openads org set --help)")
     with _session(True) as s:

@@ -127,3 +127,22 @@ def test_category_set_keeps_deadlines_of_registered_tickets_and_checks_input(cli
     code, _, err = cli("category", "add", "--org", str(world.org_a.id), "--name", "Новая", "--code", "Плохой")
     assert code == 2 and "--code: код — строчные латинские буквы" in err
     assert "нет категории с id 99999" in cli("category", "set", "99999", "--name", "x")[2]
+
+
+def test_org_set_map_tiles_sets_checks_and_clears_the_tile_server(cli, db, world) -> None:
+    """The dispatcher's map tile server (decision 0044) from the command line, as the panel and the API."""
+    org = str(world.org_a.id)
+    code, _, err = cli("org", "set", org, "--map-tiles", "http://tiles.local/{z}/{x}.png")
+    assert code == 2 and "--map-tiles: в адресе нет {y}" in err
+    code, out, err = cli("org", "set", org, "--map-tiles", "http://tiles.local/{z}/{x}/{y}.png")
+    assert code == 0, err
+    assert "сервер карты: http://tiles.local/{z}/{x}/{y}.png" in out
+    with db.read() as s:
+        assert s.get(Organization, world.org_a.id).map_tile_url == "http://tiles.local/{z}/{x}/{y}.png"
+    code, out, _ = cli("org", "set", org, "--no-map-tiles")
+    assert code == 0 and "сервер карты: нет (сетка без подложки)" in out
+    with db.read() as s:
+        assert s.get(Organization, world.org_a.id).map_tile_url is None
+    code, out, _ = cli("audit", "--org", org)
+    assert "Сервер карты: нет → http://tiles.local/{z}/{x}/{y}.png" in out
+    assert "Сервер карты: http://tiles.local/{z}/{x}/{y}.png → нет" in out

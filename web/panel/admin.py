@@ -65,6 +65,7 @@ def _org_form(form: MultiDict[str, str]) -> dict[str, Any]:
         "recording_retention_days": form.get("recording_retention_days", ""),
         "dispatch_hours": None if form.get("around_the_clock") else (
             form.get("dispatch_hours_start", ""), form.get("dispatch_hours_end", "")),
+        "map_tile_url": form.get("map_tile_url", ""),
     }
 
 
@@ -81,6 +82,7 @@ def _org_page(org: Organization | None, *, form: dict[str, str] | None = None,
         "around_the_clock": "1" if current.dispatch_hours is None else "",
         "dispatch_hours_start": f"{current.dispatch_hours[0]:%H:%M}" if current.dispatch_hours else "",
         "dispatch_hours_end": f"{current.dispatch_hours[1]:%H:%M}" if current.dispatch_hours else "",
+        "map_tile_url": current.map_tile_url or "",
     }
     if form is not None:
         values = {**{k: "" for k in values}, **form}

@@ -54,6 +54,7 @@ from web.filters import local_time
 from web.inputs import optional_int, possible_id
 from web.kept_form import form_page, sent_values
 from web.panel import bp
+from web.panel import dispatch as dispatch_panel
 from web.panel import ratings as ratings_panel
 from web.panel.calls import KIND_TITLES
 from web.panel.common import (
@@ -204,6 +205,8 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
     if is_read_only(user().role):  # an inspector reads the card: no action is offered
         context.update(transitions=[], can_reopen=False, can_localize=False, can_edit=False, can_assign=False,
                        can_rate=False, delete_ticket_id=None)
+    # «Ближайший свободный исполнитель» for an emergency (decision 0044): staff only (positions).
+    context["nearest"] = dispatch_panel.nearest_for_card(ticket) if context["can_assign"] else []
     return render_template("ticket_card.html", **context), status
 
 
@@ -498,6 +501,38 @@ def house_note_add(house_id: int) -> Any:
                            text=text[:4000], by=user())
     flash("Заметка по дому сохранена", "ok")
     return redirect(target + "#house-notes")
+
+
+def _coordinate(raw: str | None, field: str, title: str) -> float | None:
+    value = (raw or "").strip().replace(",", ".")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ValidationFailed(f"{title}: укажите число, например 55.7512", field=field, value=raw) from None
+
+
+@bp.post("/houses/<int:house_id>/location")
+@login_required(STAFF)
+def house_location(house_id: int) -> Any:
+    """The house's coordinates from the ticket card (the map and the nearest executor, decision 0044).
+    Refused: the card again with the message and the values as typed."""
+    house = access.visible_house(db_session(), user(), house_id)
+    back = request.form.get("ticket_id", "")
+    try:
+        housing.set_house_location(
+            db_session(), org=org_by_id(house.organization_id), house_id=house.id,
+            latitude=_coordinate(request.form.get("latitude"), "latitude", "широта"),
+            longitude=_coordinate(request.form.get("longitude"), "longitude", "долгота"), by=user())
+    except ValidationFailed as exc:
+        db_session().rollback()
+        if back.isdigit():
+            return _card(int(back), error=exc.message, status=400, form=request.form.to_dict())
+        raise
+    flash("Координаты дома сохранены", "ok")
+    target = url_for("panel.ticket_card", ticket_id=int(back)) if back.isdigit() else url_for("panel.index")
+    return redirect(target + "#house-location")
 
 
 # --- new ticket ---------------------------------------------------------------------------------

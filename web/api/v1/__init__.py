@@ -69,6 +69,7 @@ from web.api.v1 import (  # noqa: E402,F401
     analytics,
     audit_chain,
     calls,
+    dispatch,
     executor,
     houses,
     inspection,

@@ -63,6 +63,8 @@ class OrganizationSettingsUpdate(Body):
     call_window: TimeInterval | None = Field(None, description="Когда робот звонит жителям (в пределах 08:00–22:00)")
     recording_retention_days: int | None = Field(None, ge=MIN_RETENTION_DAYS, le=MAX_RETENTION_DAYS)
     dispatch_hours: TimeInterval | None = Field(None, description="Часы работы диспетчерской службы; null — круглосуточно")
+    map_tile_url: str | None = Field(None, max_length=500, description="Сервер подложки карты диспетчера: шаблон "
+                                     "https://…/{z}/{x}/{y}.png; null или пусто — без подложки (сетка, закрытая сеть)")
 
 
 class OrganizationCreate(OrganizationSettingsUpdate):
@@ -89,6 +91,7 @@ class OrganizationSettings(Out):
     call_window: TimeIntervalOut
     recording_retention_days: int
     dispatch_hours: TimeIntervalOut | None = Field(description="null — круглосуточно")
+    map_tile_url: str | None = Field(description="null — карта без подложки")
 
 
 class OrganizationSettingsList(Out):
@@ -184,6 +187,7 @@ def settings_json(s: org_svc.OrganizationSettings) -> dict[str, Any]:
         "hotline_numbers": s.hotlines, "municipality_emails": s.municipality_emails,
         "call_window": _interval(*s.call_window), "recording_retention_days": s.recording_retention_days,
         "dispatch_hours": _interval(*s.dispatch_hours) if s.dispatch_hours else None,
+        "map_tile_url": s.map_tile_url,
     }
 
 

@@ -27,6 +27,7 @@ from web.api.v1 import analytics as analytics_api
 from web.api.v1 import audit_chain as chain_api
 from web.api.v1 import bp
 from web.api.v1 import calls as calls_api
+from web.api.v1 import dispatch as dispatch_api
 from web.api.v1 import executor as executor_api
 from web.api.v1 import inspection as inspection_api
 from web.api.v1 import ratings as ratings_api
@@ -178,6 +179,16 @@ OPERATIONS: tuple[Op, ...] = (
        params=[_q("q", "Слова адреса"), *ORG_FILTER, *PAGING], errors=(400, 401), description=EXECUTOR_HOUSES),
     Op("get", "/houses/{house_id}", "Карточка дома: помещения и заметки", "houses", sc.HouseCard,
        params=[HOUSE_ID], errors=(401, 404), description=EXECUTOR_HOUSES),
+    Op("patch", "/houses/{house_id}/location", "Координаты дома (карта диспетчера)", "houses", sc.House,
+       body=dispatch_api.HouseLocation, params=[HOUSE_ID], errors=(400, 401, 403, 404),
+       description=STAFF_ONLY + " Обе координаты null — очистить. Изменение записывается в журнал изменений."),
+    Op("get", "/dispatch/map", "Карта диспетчера: открытые заявки по срочности и исполнители на смене", "dispatch",
+       dispatch_api.DispatchMap, params=[_q("organization_id", "Организация (обязательна, если их несколько)", ID)],
+       errors=(400, 401, 403), description=READERS_TOO + " Проверяющему местоположение исполнителей не выдаётся."),
+    Op("get", "/tickets/{ticket_id}/nearest-executors", "Ближайшие свободные исполнители для аварийной заявки",
+       "dispatch", dispatch_api.NearestExecutorList, params=[TICKET_ID], errors=(401, 403, 404),
+       description=STAFF_ONLY + " Свободен — на смене и без открытой аварийной заявки; расстояние по прямой "
+       "от последнего местоположения до дома."),
     Op("get", "/residents", "Поиск жителя по телефону (карточка звонящего)", "residents", sc.ResidentList,
        params=[_q("phone", "Номер в любой записи; сравнивается в E.164", required=True)], errors=(400, 401, 403),
        description=READERS_TOO + " Неизвестный номер — пустой список."),
@@ -413,13 +424,15 @@ def document() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS, *admin_api.REQUEST_MODELS,
                                     *users_api.REQUEST_MODELS, *tel_api.REQUEST_MODELS,
-                                    *inspection_api.REQUEST_MODELS, *executor_api.ALERT_REQUEST_MODELS)]
+                                    *inspection_api.REQUEST_MODELS, *executor_api.ALERT_REQUEST_MODELS,
+                                    *dispatch_api.REQUEST_MODELS)]
     models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
                                               *ratings_api.RESPONSE_MODELS, *recordings_api.RESPONSE_MODELS,
                                               *analytics_api.RESPONSE_MODELS,
                                               *admin_api.RESPONSE_MODELS, *chain_api.RESPONSE_MODELS,
                                               *users_api.RESPONSE_MODELS, *tel_api.RESPONSE_MODELS,
-                                              *inspection_api.RESPONSE_MODELS, *executor_api.ALERT_RESPONSE_MODELS)]
+                                              *inspection_api.RESPONSE_MODELS, *executor_api.ALERT_RESPONSE_MODELS,
+                                              *dispatch_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
     scopes = route_scopes()
     paths: dict[str, dict[str, Any]] = {}
