@@ -19,6 +19,11 @@ ACTION_TITLES_RU: dict[str, str] = {
     "rated": "Оценка жителя",
     "notice_impossible": "Уведомление жителю невозможно",
     "rating_call_impossible": "Звонок для оценки невозможен",
+    "accepted": "Исполнитель принял заявку",
+    "en_route": "Исполнитель выехал",
+    "on_site": "Исполнитель на месте",
+    "returned": "Исполнитель вернул заявку диспетчеру",
+    "attached": "Добавлен файл",
 }
 
 # The keys of a history row's `changes`, as a person reads them.
@@ -31,6 +36,9 @@ FIELD_TITLES_RU: dict[str, str] = {
     "planned_due_at": "срок, сообщённый жителю", "incident_id": "авария", "comment": "текст",
     "visibility": "видимость", "municipality_notified_at": "уведомлена", "recipient": "адрес",
     "rating": "оценка", "not_emergency_reason": "почему не аварийная",
+    "accepted_at": "принята", "accepted_via": "как принята", "en_route_at": "выехал",
+    "eta_at": "ориентировочное прибытие", "on_site_at": "на месте", "returned_at": "возвращена",
+    "attachment": "файл", "kind": "вид",
 }
 
 

@@ -17,6 +17,7 @@ from models.errors import NotEmergencyReasonRequired, NotFound, ValidationFailed
 from models.organization import Organization
 from models.outbox import MessageChannel, OutboxMessage
 from models.rating import RatingCall
+from models.rules import alerts as alert_rules
 from models.rules.messages import PURPOSE_TITLES_RU
 from models.rules.ticket_history import ACTION_TITLES_RU, FIELD_TITLES_RU
 from models.services import incidents as inc_svc
@@ -377,5 +378,6 @@ def test_every_history_row_written_by_a_lifecycle_has_titled_action_and_fields(d
 
 def test_every_message_purpose_has_a_russian_title() -> None:
     purposes = {MUNICIPALITY_PURPOSE, MUNICIPALITY_DONE_PURPOSE, EXECUTOR_PURPOSE, *PURPOSES.values(),
-                municipality.INCIDENT_STARTED, municipality.INCIDENT_LOCALIZED, municipality.INCIDENT_LIQUIDATED}
+                municipality.INCIDENT_STARTED, municipality.INCIDENT_LOCALIZED, municipality.INCIDENT_LIQUIDATED,
+                alert_rules.ALERT_PURPOSE, alert_rules.ASSIGNED_PUSH_PURPOSE}
     assert purposes == set(PURPOSE_TITLES_RU)
