@@ -723,6 +723,7 @@ VOICE_TRANSITIONS: dict[VoiceState, frozenset[VoiceState]] = {
 ACCEPT_KEY = "1"
 ACCEPTED_TEXT = "Заявка принята. Спасибо!"
 NOT_ACCEPTED_TEXT = "Заявка уже назначена другому исполнителю или закрыта."
+HEARD_IN_FULL = "прослушано полностью"
 
 
 class VoiceMessageCall(CallFlow):
@@ -786,7 +787,7 @@ class VoiceMessageCall(CallFlow):
             await self._report(True, HUNG_UP_DURING_MESSAGE)
             return
         if ok and self.plan.accept:
-            await self._report(True, "прослушано полностью")
+            # Reported when the keypad wait is over: «1» pressed in it is the attempt's result too.
             await self._keypad_wait()
             return
         self.to(V.ENDED, "message played" if ok else "playback failed")
@@ -810,6 +811,7 @@ class VoiceMessageCall(CallFlow):
             self.session.release_recording(name)
             log.warning("robot: voice message %s: keypad wait failed: %s", self.plan.message_id, exc)
             self.to(V.ENDED, "keypad wait failed")
+            await self._report(True, HEARD_IN_FULL)
             await self.hangup(self.plan.channel_id)
 
     async def on_recording_finished(self, event: Event) -> None:
@@ -828,6 +830,7 @@ class VoiceMessageCall(CallFlow):
         self.recording = None
         if self.state == V.KEYPAD_WAIT:  # nothing pressed in time: the escalation goes on
             self.to(V.ENDED, "no key")
+            await self._report(True, HEARD_IN_FULL)
             if not self.gone(self.plan.channel_id):
                 await self.hangup(self.plan.channel_id)
 
@@ -884,7 +887,10 @@ class VoiceMessageCall(CallFlow):
 
     async def on_session_end(self) -> None:
         if self.plan is not None and not self.reported:
-            await self._report(self.state in (V.SPEAKING, V.KEYPAD_WAIT, V.CONFIRMING), "звонок прервался")
+            if self.state == V.KEYPAD_WAIT:  # hung up while the robot waited for a key
+                await self._report(True, HEARD_IN_FULL)
+            else:
+                await self._report(self.state in (V.SPEAKING, V.CONFIRMING), "звонок прервался")
         if self.deps is not None:
             await self.journal.end(outcome=self.fail_outcome or "failed", at=self.deps.clock())
 

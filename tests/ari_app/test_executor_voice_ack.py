@@ -98,6 +98,59 @@ def test_key_1_in_the_call_accepts_the_ticket_and_stops_the_escalation(
     assert read(db, lambda s: s.scalars(select(TicketAlert.state)).one()) == AlertState.ACCEPTED
 
 
+def test_key_1_in_the_keypad_wait_after_the_whole_text_is_the_attempts_result(
+        make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path) -> None:
+    """Found on the real PBX: the executor who listens to the end and then presses 1 accepted the
+    ticket, but the call's attempt said «прослушано полностью» (it was reported before the wait)."""
+    ticket_id, voice_id = _escalated_to_the_call(db, world)
+    kit = make_kit(make_ari_emulator, db, tmp_path, now=NOON_MSK + 2 * N)
+    emu = kit.emu
+
+    async def main() -> None:
+        async with robot_app(kit):
+            await wait_requests(emu, "POST /channels", 1, "executor dialled")
+            channel = emu.answer(EXECUTOR)
+            await wait_requests(emu, "POST /channels/{channelId}/play", 1, "emergency read")
+            emu.advance(PROMPT_SECONDS)
+            await wait_requests(emu, "POST /channels/{channelId}/record", 1, "keypad wait")
+            assert _attempts(db, voice_id) == []  # not reported before the wait is over
+            emu.press(channel, "1")
+            emu.advance(0.3)
+            confirmation = await wait_requests(emu, "POST /channels/{channelId}/play", 2, "confirmation")
+            assert confirmation.query["media"] == kit.media(ACCEPTED_TEXT)
+            emu.advance(PROMPT_SECONDS)
+            await until(lambda: not emu.snapshot()["channels"], message="hung up")
+
+    run(main())
+    t = _ticket(db, ticket_id)
+    assert (t.accepted_by_id, t.accepted_via) == (world.executor_a.id, "voice")
+    assert _attempts(db, voice_id) == [(True, "прослушано, принята кнопкой 1")]
+    assert read(db, lambda s: s.get(OutboxMessage, voice_id).status) == MessageStatus.SENT
+
+
+def test_hanging_up_in_the_keypad_wait_counts_as_heard(
+        make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path) -> None:
+    ticket_id, voice_id = _escalated_to_the_call(db, world)
+    kit = make_kit(make_ari_emulator, db, tmp_path, now=NOON_MSK + 2 * N)
+    emu = kit.emu
+
+    async def main() -> None:
+        async with robot_app(kit):
+            await wait_requests(emu, "POST /channels", 1, "executor dialled")
+            channel = emu.answer(EXECUTOR)
+            await wait_requests(emu, "POST /channels/{channelId}/play", 1, "emergency read")
+            emu.advance(PROMPT_SECONDS)
+            await wait_requests(emu, "POST /channels/{channelId}/record", 1, "keypad wait")
+            emu.hangup(channel)
+            await until(lambda: not emu.snapshot()["channels"], message="hung up")
+            await until(lambda: bool(_attempts(db, voice_id)), message="reported")
+
+    run(main())
+    assert _ticket(db, ticket_id).accepted_at is None
+    assert _attempts(db, voice_id) == [(True, "прослушано полностью")]
+    assert read(db, lambda s: s.get(OutboxMessage, voice_id).status) == MessageStatus.SENT
+
+
 def test_no_key_leaves_the_ticket_unaccepted_and_the_console_is_told_at_3n(
         make_ari_emulator: Any, db: Database, world: Any, tmp_path: Path) -> None:
     ticket_id, voice_id = _escalated_to_the_call(db, world)

@@ -73,11 +73,12 @@ class Phones:
         return self._start(Phone(f"r{number.lstrip('+')}", self.home, "127.0.0.2:0",
                                  [f"<sip:{number.lstrip('+')}@127.0.0.2>;regint=0;answermode=manual"], source=source))
 
-    def operator(self, answermode: str = "manual", source: Path | None = None) -> Phone:
+    def operator(self, answermode: str = "manual", source: Path | None = None,
+                 numbers: list[str] | None = None) -> Phone:
         """The operator's side of the trunk: Asterisk's PJSIP/<number>@trunk-operator rings here, as the
-        resident <number> (one account per test resident)."""
+        resident <number> (one account per test resident), or as each of `numbers` (an executor's mobile)."""
         accounts = [f"<sip:{phone.lstrip('+')}@127.0.0.2>;regint=0;answermode={answermode}"
-                    for phone, _, _ in [*RESIDENTS, INCIDENT_HOUSE_RESIDENT]]
+                    for phone in numbers or [p for p, _, _ in [*RESIDENTS, INCIDENT_HOUSE_RESIDENT]]]
         phone = self._start(Phone("operator", self.home, self.stack.pbx["OPENADS_PBX_TRUNK"], accounts, source=source))
         self.wait_trunk_reachable()
         return phone
