@@ -28,6 +28,7 @@ FIELD_TITLES_RU: dict[str, dict[str, str]] = {
         "hotlines": "Номера горячей линии", "municipality_emails": "Адреса ОМСУ/ЕДДС",
         "call_window": "Окно звонков жителям", "recording_retention_days": "Хранение записей, дней",
         "dispatch_hours": "Часы работы диспетчерской службы",
+        "position_retention_days": "Хранение местоположений исполнителей, дней",
     },
     "category": {
         "code": "Код", "name": "Название", "is_emergency": "Аварийная", "localize_minutes": "Локализация, мин",

@@ -1,6 +1,6 @@
 """An organization's settings as an administrator edits them: name, short name, time zone, hotline
 numbers, municipality addresses, the resident call window, recording retention, the dispatch
-service's working hours. The panel, the API and `openads org set` call these same functions.
+service's working hours, how long executors' positions are kept. The panel, the API and `openads org set` call these same functions.
 
 The settings live where their users read them: the organization's row (names, zone, addresses,
 working hours), `hotlines` (one organization per number), the robot's settings (the call window)
@@ -25,6 +25,7 @@ from models.call import TelephonySettings, default_telephony_settings
 from models.errors import ValidationFailed
 from models.notification import RobotSettings, default_robot_settings
 from models.organization import Hotline, Membership, Organization, User
+from models.rules import field as field_rules
 from models.rules import org_settings as rules
 from models.rules import robot as robot_rules
 from models.services import audit
@@ -34,7 +35,7 @@ from models.services.audit import Actor
 from models.services.catalog import seed_default_categories
 
 EDITABLE = ("name", "short_name", "timezone", "hotlines", "municipality_emails", "call_window",
-            "recording_retention_days", "dispatch_hours")
+            "recording_retention_days", "dispatch_hours", "position_retention_days")
 OBJECT_TYPE = "organization"
 
 
@@ -52,6 +53,7 @@ class OrganizationSettings:
     call_window: tuple[time, time]
     recording_retention_days: int
     dispatch_hours: tuple[time, time] | None  # None: round the clock
+    position_retention_days: int = 7  # executors' positions (decision 0042)
 
     def own_values(self) -> dict[str, Any]:
         """The fields kept on the organization's own rows (the audit log's "organization" object)."""
@@ -59,6 +61,7 @@ class OrganizationSettings:
             "name": self.name, "short_name": self.short_name, "timezone": self.timezone,
             "hotlines": self.hotlines, "municipality_emails": self.municipality_emails,
             "dispatch_hours": rules.format_interval(*(self.dispatch_hours or (None, None))),
+            "position_retention_days": self.position_retention_days,
         }
 
 
@@ -72,6 +75,7 @@ def organization_settings(session: Session, org: Organization) -> OrganizationSe
         call_window=(robot.call_window_start, robot.call_window_end),
         recording_retention_days=telephony.recording_retention_days,
         dispatch_hours=hours,  # type: ignore[arg-type]
+        position_retention_days=org.position_retention_days or field_rules.DEFAULT_RETENTION_DAYS,
     )
 
 
@@ -104,6 +108,7 @@ def _clean(session: Session, org: Organization, changes: Mapping[str, Any]) -> d
         "call_window": _call_window,
         "recording_retention_days": rules.retention_days,
         "dispatch_hours": lambda v: None if v is None else rules.local_interval(v),
+        "position_retention_days": field_rules.retention_days,
     }
     for name, value in changes.items():
         try:
@@ -146,6 +151,8 @@ def update_organization(
             setattr(org, name, clean[name])
     if "municipality_emails" in clean:
         org.municipality_email = ",".join(clean["municipality_emails"]) or None
+    if "position_retention_days" in clean:
+        org.position_retention_days = clean["position_retention_days"]
     if "dispatch_hours" in clean:
         org.dispatch_hours_start, org.dispatch_hours_end = clean["dispatch_hours"] or (None, None)
     if "hotlines" in clean:

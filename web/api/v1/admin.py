@@ -18,6 +18,7 @@ from models.audit import AuditEntry as AuditRow
 from models.errors import ValidationFailed
 from models.organization import Organization, Role
 from models.rules import audit as audit_rules
+from models.rules import field as field_rules
 from models.rules.access import Scope
 from models.rules.telephony import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
 from models.services import audit as audit_svc
@@ -63,6 +64,9 @@ class OrganizationSettingsUpdate(Body):
     call_window: TimeInterval | None = Field(None, description="Когда робот звонит жителям (в пределах 08:00–22:00)")
     recording_retention_days: int | None = Field(None, ge=MIN_RETENTION_DAYS, le=MAX_RETENTION_DAYS)
     dispatch_hours: TimeInterval | None = Field(None, description="Часы работы диспетчерской службы; null — круглосуточно")
+    position_retention_days: int | None = Field(
+        None, ge=field_rules.MIN_RETENTION_DAYS, le=field_rules.MAX_RETENTION_DAYS,
+        description="Сколько дней хранить местоположения исполнителей (152-ФЗ)")
 
 
 class OrganizationCreate(OrganizationSettingsUpdate):
@@ -75,7 +79,7 @@ class OrganizationCreate(OrganizationSettingsUpdate):
 
 
 NOT_NULLABLE = ("name", "short_name", "timezone", "hotline_numbers", "municipality_emails", "call_window",
-                "recording_retention_days")
+                "recording_retention_days", "position_retention_days")
 
 
 class OrganizationSettings(Out):
@@ -89,6 +93,7 @@ class OrganizationSettings(Out):
     call_window: TimeIntervalOut
     recording_retention_days: int
     dispatch_hours: TimeIntervalOut | None = Field(description="null — круглосуточно")
+    position_retention_days: int
 
 
 class OrganizationSettingsList(Out):
@@ -181,6 +186,7 @@ def settings_json(s: org_svc.OrganizationSettings) -> dict[str, Any]:
         "hotline_numbers": s.hotlines, "municipality_emails": s.municipality_emails,
         "call_window": _interval(*s.call_window), "recording_retention_days": s.recording_retention_days,
         "dispatch_hours": _interval(*s.dispatch_hours) if s.dispatch_hours else None,
+        "position_retention_days": s.position_retention_days,
     }
 
 

@@ -13,15 +13,16 @@ import json
 from typing import Any, Literal
 
 from flask import request
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from sqlalchemy import select
 
+from models import access
 from models.errors import PermissionDenied, TicketNotFound, ValidationFailed
 from models.housing import HouseNote
 from models.organization import Organization, Role, User
 from models.queries import ticket_card
 from models.rules import field as rules
-from models.rules.access import STAFF
+from models.rules.access import READERS, STAFF
 from models.rules.ticket_states import STATUS_TITLES_RU
 from models.services import field as svc
 from models.services import tickets as tickets_svc
@@ -29,7 +30,7 @@ from models.services.ratings import resident_phone
 from models.ticket import Attachment, Ticket, TicketComment, Visibility
 from web.api.v1 import bp
 from web.api.v1 import common as c
-from web.api.v1.schemas import Body
+from web.api.v1.schemas import Body, Out
 from web.api.v1.tickets import card_json, comment_json
 from web.auth import require_user
 from web.dbsession import session as db_session
@@ -60,6 +61,100 @@ class PositionRequest(Body):
     organization_id: Id | None = None
 
 
+# --- response shapes (the OpenAPI document) -----------------------------------------------------------
+
+
+class FieldTicket(Out):
+    id: int
+    number: str
+    organization_id: int
+    status: str
+    status_title: str
+    is_emergency: bool
+    category: str
+    description: str
+    address: str | None
+    premise: str | None
+    registered_at: str
+    localize_due_at: str | None = Field(description="Срок локализации (ПП 416), UTC")
+    due_at: str = Field(description="Срок выполнения (ПП 416), UTC")
+    next_due_at: str | None = Field(description="Ближайший ещё не наступивший срок: обратный отсчёт")
+    localized_at: str | None
+    overdue: bool
+    accepted_at: str | None
+    en_route_at: str | None
+    eta_at: str | None
+    on_site_at: str | None
+    resolved_at: str | None
+    updated_at: str | None
+
+
+class FieldTicketList(Out):
+    items: list[FieldTicket]
+    server_time: str = Field(description="Время сервера: приложение поправляет по нему свои часы для отсчёта")
+
+
+class FieldTicketCard(Out):
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    number: str
+    status: str
+    premise: dict[str, Any] | None = Field(description="label, number, entrance, floor")
+    house: dict[str, Any] | None = Field(description="id, address, latitude, longitude")
+    resident: dict[str, Any] = Field(description="name, phone (E.164)")
+    house_notes: list[str]
+    history: list[dict[str, Any]]
+    comments: list[dict[str, Any]]
+    attachments: list[dict[str, Any]]
+
+
+class ActionOut(Out):
+    result: dict[str, Any] = Field(description="Первый результат действия (повтор того же client_id — он же)")
+    replayed: bool = Field(description="true: это повтор, ничего не изменено")
+    ticket: FieldTicket | None = None
+
+
+class FileUpload(Out):
+    """multipart/form-data"""
+
+    client_id: str = Field(description="UUID, создаётся на устройстве")
+    kind: Literal["photo_before", "photo_after", "voice"]
+    visibility: Visibility = Visibility.INTERNAL
+    meta: str = Field("{}", description="JSON: taken_at, lat, lon, width, height, duration_s (из EXIF на устройстве)")
+    file: bytes = Field(description="JPEG, PNG, WebP (фото, до 8 МБ) или звукозапись (до 8 МБ)")
+
+
+class DutyOut(Out):
+    organization_id: int | None
+    on_duty: bool
+    changed_at: str | None
+    sharing_location: bool = Field(description="Местоположение передаётся (только на смене)")
+
+
+class PositionStored(Out):
+    stored: bool
+
+
+class ExecutorPositionOut(Out):
+    user_id: int
+    full_name: str
+    on_duty: bool
+    lat: float | None
+    lon: float | None
+    accuracy_m: float | None
+    position_at: str | None
+    last_seen_at: str | None
+
+
+class ExecutorPositionList(Out):
+    items: list[ExecutorPositionOut]
+
+
+REQUEST_MODELS = (ActionRequest, DutyRequest, PositionRequest, FileUpload)
+RESPONSE_MODELS = (FieldTicketList, FieldTicketCard, ActionOut, DutyOut, PositionStored, ExecutorPositionList)
+
+
 def _executor() -> User:
     return require_user((Role.EXECUTOR,))
 
@@ -87,11 +182,9 @@ def _file_json(a: Attachment) -> dict[str, Any]:
             "url": f"/attachments/{a.id}"}
 
 
-def _own_ticket(user: User, ticket_id: int) -> Ticket:
-    ticket = ticket_card(db_session(), c.user_orgs(user), ticket_id)
-    if ticket.executor_id != user.id:
-        raise TicketNotFound("заявка не найдена", ticket_id=ticket_id)
-    return ticket
+def _visible_ticket(user: User, ticket_id: int) -> Ticket:
+    """An executor's own ticket; any ticket of their organizations for staff and inspectors."""
+    return access.visible_ticket(user, ticket_card(db_session(), c.user_orgs(user), ticket_id))
 
 
 def _org_of_ticket(user: User, ticket_id: int) -> Organization:
@@ -114,9 +207,10 @@ def executor_tickets() -> Any:
 
 @bp.get("/executor/tickets/<int:ticket_id>")
 def executor_ticket(ticket_id: int) -> Any:
-    user = _executor()
+    """The field card; staff and inspectors may read it too (what the executor sees)."""
+    user = require_user((*READERS, Role.EXECUTOR))
     s, now = db_session(), c.now()
-    t = _own_ticket(user, ticket_id)
+    t = _visible_ticket(user, ticket_id)
     out = card_json(t, now)
     out.update(field_ticket_json(t, now))
     out["attachments"] = [_file_json(a) for a in t.attachments]
@@ -166,8 +260,8 @@ def _do(org: Organization, user: User, ticket_id: int, body: ActionRequest) -> d
 @bp.post("/executor/tickets/<int:ticket_id>/actions")
 def executor_action(ticket_id: int) -> Any:
     user = require_user((*STAFF, Role.EXECUTOR))
-    body = c.parse_body(ActionRequest)
     org = _org_of_ticket(user, ticket_id)
+    body = c.parse_body(ActionRequest)
     outcome = svc.run_action(db_session(), org=org, by=user, client_id=body.client_id, ticket_id=ticket_id,
                              kind=body.action, do=lambda: _do(org, user, ticket_id, body), now=c.now())
     ticket = tickets_svc.get_ticket(db_session(), org_ids=[org.id], ticket_id=ticket_id)
