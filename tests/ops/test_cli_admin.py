@@ -127,3 +127,14 @@ def test_category_set_keeps_deadlines_of_registered_tickets_and_checks_input(cli
     code, _, err = cli("category", "add", "--org", str(world.org_a.id), "--name", "Новая", "--code", "Плохой")
     assert code == 2 and "--code: код — строчные латинские буквы" in err
     assert "нет категории с id 99999" in cli("category", "set", "99999", "--name", "x")[2]
+
+
+def test_org_set_position_retention_days_and_a_wrong_value_names_the_option(cli, db, world) -> None:
+    code, out, err = cli("org", "set", str(world.org_a.id), "--position-retention-days", "14")
+    assert code == 0, err
+    assert "местоположения исполнителей хранятся, дней: 14" in out
+    with db.read() as s:
+        assert s.get(Organization, world.org_a.id).position_retention_days == 14
+        assert any(r.field == "position_retention_days" for r in s.scalars(select(AuditEntry)))
+    code, _, err = cli("org", "set", str(world.org_a.id), "--position-retention-days", "365")
+    assert code == 2 and "--position-retention-days: от 1 до 90 дней" in err

@@ -285,3 +285,11 @@ def test_positions_are_refused_off_duty_and_stored_on_duty_for_the_organizations
 def test_position_out_of_range_is_a_400(client, world, ex_a):
     client.post(f"{API}/executor/duty", headers=ex_a, json={"on_duty": True})
     check_error(client.post(f"{API}/executor/position", headers=ex_a, json={"lat": 95.0, "lon": 10.0}), 400)
+
+
+def test_admin_sets_the_position_retention_through_the_api(client, world, admin_a, token_for):
+    h = token_for(admin_a, scopes="read write telephony settings")
+    url = f"{API}/admin/organizations/{world.org_a.id}"
+    resp = client.patch(url, headers=h, json={"position_retention_days": 3})
+    assert resp.status_code == 200 and resp.get_json()["position_retention_days"] == 3
+    check_error(client.patch(url, headers=h, json={"position_retention_days": 0}), 400, "invalid-input")
