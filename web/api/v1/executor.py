@@ -87,6 +87,7 @@ class FieldTicket(Out):
     on_site_at: str | None
     resolved_at: str | None
     updated_at: str | None
+    timezone: str = Field(description="Часовой пояс организации: времена показываются в нём")
 
 
 class FieldTicketList(Out):
@@ -173,6 +174,7 @@ def field_ticket_json(t: Ticket, now: Any) -> dict[str, Any]:
         "accepted_at": c.utc_iso(t.accepted_at), "en_route_at": c.utc_iso(t.en_route_at),
         "eta_at": c.utc_iso(t.eta_at), "on_site_at": c.utc_iso(t.on_site_at),
         "resolved_at": c.utc_iso(t.resolved_at), "updated_at": c.utc_iso(t.updated_at),
+        "timezone": t.organization.timezone,
     }
 
 

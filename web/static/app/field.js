@@ -102,11 +102,20 @@
   const serverNow = () => Date.now() + state.skew;
   function noteServerTime(iso) { if (iso) state.skew = Date.parse(iso) - Date.now(); }
   const pad = (n) => String(n).padStart(2, '0');
-  function hhmm(iso) { const d = new Date(iso); return `${pad(d.getHours())}:${pad(d.getMinutes())}`; }
-  function dateTime(iso) {
-    const d = new Date(iso);
-    return `${pad(d.getDate())}.${pad(d.getMonth() + 1)} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  // Times in the organization's zone (the ticket says which), as the panel shows them.
+  const formats = {};
+  function fmt(iso, withDate) {
+    const zone = (state.ticket && state.ticket.timezone) || state.zone || undefined;
+    const key = `${zone}|${withDate}`;
+    if (!formats[key]) {
+      const opts = {hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZone: zone};
+      if (withDate) Object.assign(opts, {day: '2-digit', month: '2-digit'});
+      try { formats[key] = new Intl.DateTimeFormat('ru-RU', opts); } catch (err) { delete opts.timeZone; formats[key] = new Intl.DateTimeFormat('ru-RU', opts); }
+    }
+    return formats[key].format(new Date(iso)).replace(',', '');
   }
+  const hhmm = (iso) => fmt(iso, false);
+  const dateTime = (iso) => fmt(iso, true);
   function span(ms) {
     const minutes = Math.max(0, Math.floor(ms / 60000));
     const days = Math.floor(minutes / 1440);
@@ -146,6 +155,9 @@
     for (const c of children) if (c !== null && c !== undefined) node.append(c);
     return node;
   }
+  // replaceChildren writes a null as the text "null": absent parts are dropped first
+  const fill = (node, ...children) => node.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
+
   function show(view) {
     state.view = view;
     for (const id of ['login-view', 'list-view', 'ticket-view']) $(id).hidden = id !== `${view}-view`;
@@ -189,6 +201,7 @@
         if (r.status === 200) {
           noteServerTime(r.data.server_time);
           list = r.data.items;
+          if (list.length) state.zone = list[0].timezone;
           await kvSet('list', {items: list, at: new Date().toISOString(), skew: state.skew});
           for (const t of list) {
             const old = await ticketGet(t.id);
@@ -212,7 +225,7 @@
 
   function renderList(list) {
     const ul = $('tickets');
-    ul.replaceChildren();
+    fill(ul);
     for (const t of list) {
       const c = countdown(t);
       const li = el('li', {class: `ticket${t.is_emergency ? ' emergency' : ''}`, 'data-id': t.id},
@@ -247,7 +260,7 @@
     }
     if (!t) t = await ticketGet(id);
     if (!t) {
-      $('t-head').replaceChildren(el('p', {text: 'Заявка не найдена на этом телефоне: откройте её, когда будет сеть.'}));
+      fill($('t-head'), el('p', {text: 'Заявка не найдена на этом телефоне: откройте её, когда будет сеть.'}));
       for (const id2 of ['t-where', 't-actions', 't-media']) $(id2).hidden = true;
       return;
     }
@@ -266,7 +279,7 @@
   function renderTicket(t) {
     state.ticket = t;
     const c = countdown(t);
-    $('t-head').replaceChildren(
+    fill($('t-head'), 
       el('div', {class: 'row'},
         el('strong', {class: 'number', text: `№ ${t.number}`}),
         t.is_emergency ? el('span', {class: 'badge danger', text: 'Аварийная'}) : null,
@@ -281,7 +294,7 @@
     const resident = t.resident || {};
     const address = (t.house && t.house.address) || t.address || 'адрес не указан';
     $('t-where').hidden = false;
-    $('t-where').replaceChildren(
+    fill($('t-where'), 
       el('a', {class: 'big link-button', href: mapLink(t), id: 'map-link'}, el('span', {text: address})),
       p ? el('p', {text: [p.label, p.entrance ? `подъезд ${p.entrance}` : null, p.floor ? `этаж ${p.floor}` : null]
         .filter(Boolean).join(', ')}) : (typeof t.premise === 'string' ? el('p', {text: t.premise}) : null),
@@ -291,14 +304,14 @@
       ...(t.house_notes || []).map((n) => el('p', {class: 'house-note', text: n})));
     renderActions(t);
     $('t-media').hidden = false;
-    $('t-files').replaceChildren(...(t.attachments || []).map((a) => el('li', {},
+    fill($('t-files'), ...(t.attachments || []).map((a) => el('li', {},
       el('span', {text: `${ACTION_TITLES[a.kind] || 'Файл'}${a.pending ? ' — ждёт отправки' : ''}`}),
       a.meta && a.meta.lat !== undefined ? el('span', {class: 'muted', text: ' · с координатами'}) : null)));
-    $('t-comments').replaceChildren(...(t.comments || []).map((cm) => el('li', {},
+    fill($('t-comments'), ...(t.comments || []).map((cm) => el('li', {},
       el('div', {class: 'muted', text: `${cm.author ? cm.author.full_name : ''} · ${dateTime(cm.created_at)}`
         + `${cm.visibility === 'resident' ? ' · видит житель' : ''}${cm.pending ? ' · ждёт отправки' : ''}`}),
       el('div', {text: cm.text}))));
-    $('t-history').replaceChildren(...(t.history || []).slice().reverse().map((h) => el('li', {},
+    fill($('t-history'), ...(t.history || []).slice().reverse().map((h) => el('li', {},
       el('div', {class: 'muted', text: `${dateTime(h.at)} · ${h.user ? h.user.full_name : 'система'}`}),
       el('div', {text: HISTORY_TITLES[h.action] || h.action}),
       h.reason ? el('div', {class: 'muted', text: h.reason}) : null)));
@@ -317,7 +330,7 @@
       buttons.push(['done', 'Выполнено', t.on_site_at ? 'primary' : '']);
       buttons.push(['decline', 'Не могу выполнить', 'danger']);
     }
-    box.replaceChildren(...buttons.map(([action, title, kind]) => el('button', {
+    fill(box, ...buttons.map(([action, title, kind]) => el('button', {
       type: 'button', class: `big ${kind}`, id: `act-${action}`, 'data-action': action, text: title,
       onclick: () => onAction(action)})));
     if (!open) box.append(el('p', {class: 'muted', text: t.status === 'done' ? 'Заявка выполнена.' : 'Действий нет.'}));
@@ -342,7 +355,7 @@
 
   function openEta() {
     const quick = $('eta-quick');
-    quick.replaceChildren(...[15, 30, 45, 60, 90].map((m) => el('button', {type: 'button', class: 'big',
+    fill(quick, ...[15, 30, 45, 60, 90].map((m) => el('button', {type: 'button', class: 'big',
       text: `+${m} мин`, onclick: () => sendEta(new Date(serverNow() + m * 60000))})));
     const soon = new Date(serverNow() + 30 * 60000);
     $('eta-time').value = `${pad(soon.getHours())}:${pad(soon.getMinutes())}`;
@@ -437,7 +450,7 @@
   }
   async function renderConflicts() {
     const list = (await kvGet('conflicts')) || [];
-    $('conflicts').replaceChildren(...list.map((c) => el('div', {class: 'notice conflict', role: 'alert'},
+    fill($('conflicts'), ...list.map((c) => el('div', {class: 'notice conflict', role: 'alert'},
       el('p', {text: `${c.number ? `№ ${c.number}: ` : ''}${c.text}`}),
       el('button', {type: 'button', class: 'link', text: 'Понятно', onclick: async () => {
         await kvSet('conflicts', ((await kvGet('conflicts')) || []).filter((x) => x.id !== c.id));
@@ -748,5 +761,5 @@
     start();
   });
 
-  window.fieldApp = {sync, queueAll, readExif};
+  window.fieldApp = {sync, queueAll, queueAdd, readExif};
 })();
