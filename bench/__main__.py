@@ -8,10 +8,11 @@ stderr. A missed target is only reported (exit 0); anything that crashes exits n
 
 Environment: BENCH_TICKETS (default 1 000 000), BENCH_SKIP_PG=1 (SQLite only), BENCH_PG_URL
 (server, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres), BENCH_ONLY
-(comma-separated subset of journal,export,api,api_seq,import,sse,telephony,robot,pbx; or the parts as arguments:
+(comma-separated subset of journal,export,api,api_seq,import,sse,telephony,robot,pbx,executor_sync; or the parts as arguments:
 `python -m bench pbx`),
 BENCH_ENGINES (default sqlite,postgresql), BENCH_JOURNAL_ROUNDS, BENCH_API_REQUESTS,
-BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS, BENCH_WEB_THREADS; api_seq (bench/api_sequential.py):
+BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS, BENCH_WEB_THREADS; executor_sync (bench/executor_sync.py):
+BENCH_FIELD_ACTIONS (100); api_seq (bench/api_sequential.py):
 BENCH_API_SEQ_REQUESTS; import (bench/import_load.py): BENCH_IMPORT_ROWS (160 000), BENCH_IMPORT_RATE
 (registrations and sign-ins per second, 4 each), BENCH_IMPORT_LIMIT (seconds); sse (bench/sse.py): BENCH_SSE_STREAMS (500),
 BENCH_SSE_RATE (sign-ins and tickets per second, 10 each), BENCH_SSE_SECONDS (30); telephony (bench/telephony.py): BENCH_RESIDENTS, BENCH_CALLS,
@@ -44,16 +45,29 @@ def _loop_ms() -> float:
 
 
 def main() -> int:
-    from bench import api, api_sequential, export, import_load, journal, pbx, robot, sse, telephony
+    from bench import (
+        api,
+        api_sequential,
+        executor_sync,
+        export,
+        import_load,
+        journal,
+        pbx,
+        robot,
+        sse,
+        telephony,
+    )
     from bench.common import figure, note, read_facts
-    from bench.data import BENCH_LOGIN, DEFAULT_TICKETS, prepare
+    from bench.data import BENCH_LOGIN, DEFAULT_TICKETS, pg_url, prepare, sqlite_url
 
     n = int(os.environ.get("BENCH_TICKETS", DEFAULT_TICKETS))
     engines = [e.strip() for e in os.environ.get("BENCH_ENGINES", "sqlite,postgresql").split(",") if e.strip()]
     if os.environ.get("BENCH_SKIP_PG", "") in ("1", "true", "yes"):
         engines = [e for e in engines if e != "postgresql"]
     # pbx beside the emulator's figures
-    parts = ("journal", "export", "api", "api_seq", "import", "sse", "telephony", "pbx", "robot")
+    parts = ("journal", "export", "api", "api_seq", "import", "sse", "telephony", "pbx", "robot", "executor_sync")
+    # On a scratch database of its own, made from the engine's URL: no loaded bench organization needed.
+    scratch_only = {"executor_sync"}
     wanted = ",".join(sys.argv[1:]) or os.environ.get("BENCH_ONLY", ",".join(parts))
     only = {p.strip() for p in wanted.split(",") if p.strip()}
     if only - set(parts):
@@ -70,6 +84,16 @@ def main() -> int:
     note(f"{os.cpu_count()} CPUs, load average {os.getloadavg()} (other processes skew every figure)")
     note(f"machine speed: a 1M-iteration Python loop takes {_loop_ms():.0f} ms (about 40 ms on a quiet machine here)")
     for engine in engines:
+        if only <= scratch_only:  # `python -m bench executor_sync`: skip loading a million tickets
+            url = sqlite_url(n) if engine == "sqlite" else pg_url(n)
+            for part in sorted(only):
+                try:
+                    executor_sync.run(url, engine, OUT)
+                except Exception:
+                    traceback.print_exc()
+                    note(f"{part} on {engine} crashed")
+                    failed = True
+            continue
         try:
             url, seconds = prepare(engine, n)
             if seconds is None:
@@ -99,6 +123,8 @@ def main() -> int:
                     sse.run(url, engine, facts, OUT)
                 elif part == "robot":  # bench/robot.py: 50 concurrent robot calls (BENCH_ROBOT_CALLS)
                     robot.run(url, engine, OUT)
+                elif part == "executor_sync":  # bench/executor_sync.py: an offline queue of 100 actions
+                    executor_sync.run(url, engine, OUT)
                 elif part == "pbx":  # bench/pbx.py: the real Asterisk with SIPp (skipped when it cannot run)
                     pbx.run(url, engine, OUT)
                 else:

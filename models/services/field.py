@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from models import events
 from models.base import utcnow
@@ -278,7 +278,9 @@ def run_action(session: Session, *, org: Organization, by: User, client_id: str,
         client_id = rules.client_id(client_id)
     except ValueError as exc:
         raise ValidationFailed(str(exc), field="client_id") from exc
-    tickets_svc.get_ticket(session, org_ids=[org.id], ticket_id=ticket_id, lock=True)
+    # Locked once for the whole request, with what the answer shows (the services reuse it).
+    tickets_svc.get_ticket(session, org_ids=[org.id], ticket_id=ticket_id, lock=True, options=(
+        joinedload(Ticket.category), joinedload(Ticket.house), joinedload(Ticket.premise)))
     done = replayed_action(session, by=by, client_id=client_id, ticket_id=ticket_id, kind=kind)
     if done is not None:
         return done
