@@ -283,7 +283,7 @@ def _locked_here(session: Session) -> dict[int, Ticket]:
     if transaction is None or held is None or held[0] is not transaction:
         held = (transaction, {})
         session.info[_LOCKED] = held
-    return held[1]  # type: ignore[no-any-return]
+    return held[1]
 
 
 def get_ticket(session: Session, *, org_ids: list[int] | set[int], ticket_id: int, lock: bool = False,

@@ -101,3 +101,19 @@ def test_admin_sees_and_ends_the_device_session(client, db, world, admin_a, toke
     resp = client.post(f"/api/v1/admin/users/{world.executor_a.id}/sessions/{sessions[0]['id']}/end", headers=h)
     assert resp.status_code == 200
     assert app_client.get("/api/v1/executor/tickets").status_code == 401
+
+
+def test_console_shows_a_ticket_the_executor_gave_back_and_an_unconfirmed_emergency(db, world, login_as):
+    from models.services import field as field_svc
+    from tests import factories as f
+
+    with db.write() as s:
+        org, ex = s.merge(world.org_a), s.merge(world.executor_a)
+        back = f.make_ticket(s, org, world.cats_a["sewer_blockage"], executor_id=ex.id, house_id=world.house_a.id)
+        field_svc.return_ticket(s, org=org, ticket_id=back.id, by=ex, reason="Нужна автовышка")
+        f.make_ticket(s, org, world.cats_a["emergency_heating"], executor_id=ex.id, house_id=world.house_a.id)
+    client = login_as(world.dispatcher_a)
+    card = client.get(f"/tickets/{back.id}").get_data(as_text=True)
+    assert "возвращена исполнителем" in card and "Нужна автовышка. Назначьте другого исполнителя." in card
+    journal = client.get("/?f=1").get_data(as_text=True)
+    assert journal.count("возвращена исполнителем") == 1 and journal.count("не подтверждена") == 1
