@@ -117,3 +117,29 @@ def test_console_shows_a_ticket_the_executor_gave_back_and_an_unconfirmed_emerge
     assert "возвращена исполнителем" in card and "Нужна автовышка. Назначьте другого исполнителя." in card
     journal = client.get("/?f=1").get_data(as_text=True)
     assert journal.count("возвращена исполнителем") == 1 and journal.count("не подтверждена") == 1
+
+
+def test_dispatcher_marks_the_ticket_accepted_from_the_card_and_the_executor_too(db, world, login_as):
+    from sqlalchemy import select as sql_select
+
+    from models.ticket import Ticket, TicketHistory
+    from tests import factories as f
+
+    with db.write() as s:
+        org = s.merge(world.org_a)
+        a = f.make_ticket(s, org, world.cats_a["sewer_blockage"], executor_id=world.executor_a.id)
+        b = f.make_ticket(s, org, world.cats_a["sewer_blockage"], executor_id=world.executor_a.id)
+    client = login_as(world.dispatcher_a)
+    assert "Исполнитель принял (по телефону)" in client.get(f"/tickets/{a.id}").get_data(as_text=True)
+    assert client.post(f"/tickets/{a.id}/accept").status_code == 302
+    client = login_as(world.executor_a)
+    assert "Принял заявку" in client.get(f"/tickets/{b.id}").get_data(as_text=True)
+    assert client.post(f"/tickets/{b.id}/accept").status_code == 302
+    with db.read() as s:
+        for t, who in ((a, world.dispatcher_a), (b, world.executor_a)):
+            row = s.get(Ticket, t.id)
+            assert row.accepted_via == "panel" and row.accepted_by_id == world.executor_a.id
+            h = s.scalar(sql_select(TicketHistory).where(TicketHistory.ticket_id == t.id,
+                                                         TicketHistory.action == "accepted"))
+            assert h.user_id == who.id
+    assert "Принял заявку" not in client.get(f"/tickets/{b.id}").get_data(as_text=True)
