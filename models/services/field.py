@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from models import events
 from models.base import utcnow
-from models.errors import FieldConflict, OffDuty, TicketNotFound, ValidationFailed
+from models.errors import FieldConflict, FileTooLarge, OffDuty, TicketNotFound, ValidationFailed
 from models.field import ExecutorAction, ExecutorDuty, ExecutorPosition
 from models.files import open_private, private_dir
 from models.organization import Membership, Organization, Role, User
@@ -199,8 +199,8 @@ def store_file(upload: Upload, *, root: Path, org_id: int, max_bytes: int) -> tu
             while chunk := upload.stream.read(64 * 1024):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise ValidationFailed(f"файл больше {max_bytes // (1024 * 1024)} МБ", field="file",
-                                           max_bytes=max_bytes)
+                    raise FileTooLarge(f"файл слишком большой: не больше {max(1, max_bytes // (1024 * 1024))} МБ",
+                                       field="file", max_bytes=max_bytes)
                 out.write(chunk)
         if size == 0:
             raise ValidationFailed("пустой файл", field="file")

@@ -5,7 +5,6 @@ tenants (404) and the inspector (refused)."""
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
 from datetime import timedelta
@@ -220,12 +219,23 @@ def test_inspector_is_refused_every_executor_write(client, world, db, inspector,
 _JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 2000 + b"\xff\xd9"
 
 
+def _multipart(fields: dict[str, str], data: bytes, mime: str) -> tuple[bytes, str]:
+    """A multipart body built here (the test client spools large ones to temporary files it leaves open)."""
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="photo.jpg"\r\n'
+                 f"Content-Type: {mime}\r\n\r\n".encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
 def _upload(client: Any, headers: dict[str, str], ticket_id: int, client_id: str, *, kind: str = "photo_before",
             data: bytes = _JPEG, mime: str = "image/jpeg", meta: dict[str, Any] | None = None) -> Any:
-    return client.post(f"{API}/executor/tickets/{ticket_id}/files", headers=headers, data={
+    body, content_type = _multipart({
         "client_id": client_id, "kind": kind, "visibility": "resident",
-        "meta": json.dumps(meta or {"taken_at": "2026-12-06T10:15:00Z", "lat": 55.75, "lon": 37.61}),
-        "file": (io.BytesIO(data), "photo.jpg", mime)}, content_type="multipart/form-data")
+        "meta": json.dumps(meta or {"taken_at": "2026-12-06T10:15:00Z", "lat": 55.75, "lon": 37.61})}, data, mime)
+    return client.post(f"{API}/executor/tickets/{ticket_id}/files", headers=headers, data=body,
+                       content_type=content_type)
 
 
 def test_photo_upload_keeps_exif_time_and_gps_and_a_retry_stores_it_once(client, world, db, ex_a):
@@ -293,3 +303,27 @@ def test_admin_sets_the_position_retention_through_the_api(client, world, admin_
     resp = client.patch(url, headers=h, json={"position_retention_days": 3})
     assert resp.status_code == 200 and resp.get_json()["position_retention_days"] == 3
     check_error(client.patch(url, headers=h, json={"position_retention_days": 0}), 400, "invalid-input")
+
+
+def test_a_photo_over_the_limit_is_a_413_and_nothing_is_kept(client, world, db, ex_a, monkeypatch, settings):
+    from models.rules import field as field_rules
+
+    t = _ticket(db, world)
+    monkeypatch.setattr(field_rules, "MAX_PHOTO_BYTES", 1024 * 1024)
+    err = check_error(_upload(client, ex_a, t.id, _cid(), data=_JPEG + b"\x00" * (1024 * 1024)), 413,
+                      "file-too-large")
+    assert err["message"] == "файл слишком большой: не больше 1 МБ"
+    huge = b"\x00" * (field_rules.MAX_VOICE_BYTES + 128 * 1024)
+    check_error(_upload(client, ex_a, t.id, _cid(), data=huge), 413, "file-too-large")  # refused by its length
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Attachment)) == 0
+    folder = settings.var_dir / "attachments" / str(world.org_a.id)
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_localized_from_the_field_marks_the_emergency_localized(client, world, db, ex_a):
+    t = _ticket(db, world, "emergency_heating")
+    resp = _act(client, ex_a, t.id, "localized")
+    assert resp.status_code == 201
+    assert resp.get_json()["ticket"]["localized_at"] is not None
+    assert _history(db, t.id)[-1] == "localized"

@@ -116,7 +116,7 @@ def test_console_shows_a_ticket_the_executor_gave_back_and_an_unconfirmed_emerge
     card = client.get(f"/tickets/{back.id}").get_data(as_text=True)
     assert "возвращена исполнителем" in card and "Нужна автовышка. Назначьте другого исполнителя." in card
     journal = client.get("/?f=1").get_data(as_text=True)
-    assert journal.count("возвращена исполнителем") == 1 and journal.count("не подтверждена") == 1
+    assert journal.count(">возвращена</span>") == 1 and journal.count(">не принята</span>") == 1
 
 
 def test_dispatcher_marks_the_ticket_accepted_from_the_card_and_the_executor_too(db, world, login_as):

@@ -15,9 +15,10 @@ from typing import Any, Literal
 from flask import request
 from pydantic import ConfigDict, Field
 from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from models import access
-from models.errors import PermissionDenied, TicketNotFound, ValidationFailed
+from models.errors import FileTooLarge, PermissionDenied, TicketNotFound, ValidationFailed
 from models.housing import HouseNote
 from models.organization import Organization, Role, User
 from models.queries import ticket_card
@@ -277,10 +278,18 @@ def executor_file(ticket_id: int) -> Any:
     """multipart/form-data: `client_id`, `kind` (photo_before, photo_after, voice), `visibility`
     (internal, resident), `meta` (JSON: taken_at, lat, lon, width, height, duration_s), `file`."""
     user = require_user((*STAFF, Role.EXECUTOR))
-    request.max_content_length = max(rules.MAX_PHOTO_BYTES, rules.MAX_VOICE_BYTES) + 64 * 1024
+    limit = max(rules.MAX_PHOTO_BYTES, rules.MAX_VOICE_BYTES)
+    request.max_content_length = limit + 64 * 1024  # the form's other fields besides the file
     org = _org_of_ticket(user, ticket_id)
-    form = request.form
-    upload = request.files.get("file")
+    too_large = FileTooLarge(f"файл слишком большой: не больше {limit // (1024 * 1024)} МБ", field="file",
+                             max_bytes=limit)
+    if (request.content_length or 0) > request.max_content_length:
+        raise too_large  # refused before the body is read (a parser stopped midway leaves a temp file)
+    try:
+        form = request.form
+        upload = request.files.get("file")
+    except RequestEntityTooLarge:  # a body without a length that turned out too long
+        raise too_large from None
     if upload is None:
         raise ValidationFailed("выберите файл", field="file")
     kind = form.get("kind", "")
@@ -302,8 +311,11 @@ def executor_file(ticket_id: int) -> Any:
                                  visibility=visibility, meta=meta, root=root, now=c.now())
         return {"action": "file", "ticket_id": ticket_id, "attachment": _file_json(att)}
 
-    outcome = svc.run_action(db_session(), org=org, by=user, client_id=form.get("client_id", ""),
-                             ticket_id=ticket_id, kind=kind[:20], do=attach, now=c.now())
+    try:
+        outcome = svc.run_action(db_session(), org=org, by=user, client_id=form.get("client_id", ""),
+                                 ticket_id=ticket_id, kind=kind[:20], do=attach, now=c.now())
+    finally:
+        upload.close()  # a large upload is a temporary file: closed also when it was refused
     return {"result": outcome.result, "replayed": outcome.replayed}, (200 if outcome.replayed else 201)
 
 
