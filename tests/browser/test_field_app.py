@@ -2,7 +2,8 @@
 (manifest, service worker), login, «Мои заявки» emergencies first, accept, «выехал» with the ETA
 picker, on duty with the position sent; then offline: «на месте» and a photo queued, the app
 reloaded without network still shows the ticket; back online the queue is sent once — and sent
-again (as after a lost answer) it changes nothing. Screenshots of the main screens at 360 px."""
+again (as after a lost answer) it changes nothing; a conflict is shown; a voice note is recorded.
+Screenshots of the main screens at 360 px."""
 
 from __future__ import annotations
 
@@ -240,3 +241,42 @@ def test_a_ticket_reassigned_while_offline_is_shown_as_a_conflict(
         assert _ticket(db, t.id).on_site_at is None
     finally:
         ctx.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_voice_note_is_recorded_and_attached(live_server: Any, db: Any, world: Any) -> None:
+    """MediaRecorder with Chromium's fake microphone: the note reaches the ticket with its length."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian Chromium is not installed (/usr/bin/chromium)")
+    with db.write() as s:
+        t = f.make_ticket(s, s.merge(world.org_a), world.cats_a["sewer_blockage"], executor_id=world.executor_a.id,
+                          house_id=world.house_a.id)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+            *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        try:
+            ctx = browser.new_context(viewport={"width": 360, "height": 640}, is_mobile=True, has_touch=True,
+                                      locale="ru-RU", user_agent=PIXEL_UA, permissions=["microphone"])
+            page = ctx.new_page()
+            page.goto(live_server.url + "/app")
+            page.wait_for_selector("#login-view:not([hidden])")
+            page.fill("input[name=login]", world.executor_a.login)
+            page.fill("input[name=password]", f.PASSWORD)
+            page.locator("#login-form button[type=submit]").tap()
+            page.locator(f"#tickets li[data-id='{t.id}'] a").tap()
+            page.locator("#voice").tap()
+            page.wait_for_selector("#voice:has-text('Остановить запись')")
+            until(lambda: page.evaluate("fieldApp.recordingMs()") >= 1000, timeout=10)  # a second of the fake tone
+            page.locator("#voice").tap()
+            until(lambda: _count(db, Attachment) == 1, timeout=20)
+            with db.read() as s:
+                att = s.scalar(select(Attachment))
+                assert att.kind == "voice" and att.content_type.startswith("audio/") and att.size > 0
+                assert att.meta["duration_s"] >= 1.0
+            ctx.close()
+        finally:
+            browser.close()

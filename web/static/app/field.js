@@ -587,6 +587,7 @@
         filename: `voice-${Date.now()}.${type.includes('ogg') ? 'ogg' : 'webm'}`});
     };
     state.recorder = recorder;
+    state.recordingSince = started;
     recorder.start();
     button.textContent = 'Остановить запись';
   }
@@ -761,5 +762,6 @@
     start();
   });
 
-  window.fieldApp = {sync, queueAll, queueAdd, readExif};
+  window.fieldApp = {sync, queueAll, queueAdd, readExif,
+    recordingMs: () => (state.recorder ? Date.now() - state.recordingSince : 0)};
 })();
