@@ -8,12 +8,13 @@ stderr. A missed target is only reported (exit 0); anything that crashes exits n
 
 Environment: BENCH_TICKETS (default 1 000 000), BENCH_SKIP_PG=1 (SQLite only), BENCH_PG_URL
 (server, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres), BENCH_ONLY
-(comma-separated subset of journal,analytics,dispatch_map,export,inspection,api,api_seq,import,sse,telephony,robot,pbx,call_stats; or the parts as arguments:
+(comma-separated subset of journal,analytics,dispatch_map,export,inspection,api,api_seq,import,sse,telephony,robot,pbx,call_stats,executor_sync; or the parts as arguments:
 `python -m bench pbx`),
 BENCH_ENGINES (default sqlite,postgresql), BENCH_JOURNAL_ROUNDS, BENCH_API_REQUESTS,
 BENCH_API_CONCURRENCY, BENCH_WEB_WORKERS, BENCH_WEB_THREADS; analytics (bench/analytics.py): BENCH_ANALYTICS_ROUNDS;
 dispatch_map (bench/dispatch_map.py): BENCH_MAP_TICKETS, BENCH_MAP_EXECUTORS, BENCH_MAP_ROUNDS;
 inspection (bench/inspection.py): BENCH_INSPECTION_TICKETS (30 000 in the period), BENCH_INSPECTION_TIMEOUT;
+executor_sync (bench/executor_sync.py): BENCH_FIELD_ACTIONS (100);
 api_seq (bench/api_sequential.py):
 BENCH_API_SEQ_REQUESTS; import (bench/import_load.py): BENCH_IMPORT_ROWS (160 000), BENCH_IMPORT_RATE
 (registrations and sign-ins per second, 4 each), BENCH_IMPORT_LIMIT (seconds); sse (bench/sse.py): BENCH_SSE_STREAMS (500),
@@ -54,6 +55,7 @@ def main() -> int:
         api_sequential,
         call_stats,
         dispatch_map,
+        executor_sync,
         export,
         import_load,
         inspection,
@@ -64,7 +66,7 @@ def main() -> int:
         telephony,
     )
     from bench.common import figure, note, read_facts
-    from bench.data import BENCH_LOGIN, DEFAULT_TICKETS, prepare
+    from bench.data import BENCH_LOGIN, DEFAULT_TICKETS, pg_url, prepare, sqlite_url
 
     n = int(os.environ.get("BENCH_TICKETS", DEFAULT_TICKETS))
     engines = [e.strip() for e in os.environ.get("BENCH_ENGINES", "sqlite,postgresql").split(",") if e.strip()]
@@ -72,7 +74,10 @@ def main() -> int:
         engines = [e for e in engines if e != "postgresql"]
     # pbx beside the emulator's figures
     parts = ("journal", "analytics", "dispatch_map", "export", "inspection", "api", "api_seq", "import", "sse", "telephony", "pbx",
-             "robot", "call_stats")
+             "robot", "call_stats",
+             "executor_sync")
+    # On a scratch database of its own, made from the engine's URL: no loaded bench organization needed.
+    scratch_only = {"executor_sync"}
     wanted = ",".join(sys.argv[1:]) or os.environ.get("BENCH_ONLY", ",".join(parts))
     only = {p.strip() for p in wanted.split(",") if p.strip()}
     if only - set(parts):
@@ -89,6 +94,16 @@ def main() -> int:
     note(f"{os.cpu_count()} CPUs, load average {os.getloadavg()} (other processes skew every figure)")
     note(f"machine speed: a 1M-iteration Python loop takes {_loop_ms():.0f} ms (about 40 ms on a quiet machine here)")
     for engine in engines:
+        if only <= scratch_only:  # `python -m bench executor_sync`: skip loading a million tickets
+            url = sqlite_url(n) if engine == "sqlite" else pg_url(n)
+            for part in sorted(only):
+                try:
+                    executor_sync.run(url, engine, OUT)
+                except Exception:
+                    traceback.print_exc()
+                    note(f"{part} on {engine} crashed")
+                    failed = True
+            continue
         try:
             url, seconds = prepare(engine, n)
             if seconds is None:
@@ -126,6 +141,8 @@ def main() -> int:
                     robot.run(url, engine, OUT)
                 elif part == "call_stats":  # bench/call_stats.py: a month's call statistics and calls export
                     call_stats.run(url, engine, OUT)
+                elif part == "executor_sync":  # bench/executor_sync.py: an offline queue of 100 actions
+                    executor_sync.run(url, engine, OUT)
                 elif part == "pbx":  # bench/pbx.py: the real Asterisk with SIPp (skipped when it cannot run)
                     pbx.run(url, engine, OUT)
                 else:

@@ -72,3 +72,10 @@ class OffDuty(DomainError):
 
     error_id = "off-duty"
     http_status = 409
+
+
+class FileTooLarge(ValidationFailed):
+    """An upload over its limit (a photo, a voice note): 413, nothing kept."""
+
+    error_id = "file-too-large"
+    http_status = 413

@@ -51,6 +51,7 @@ from models.db import Database
 from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxMessage
 from models.ports import ProviderError as PortProviderError
 from models.ports import ProviderMessageId, SentBefore, SmsSender
+from models.services import field as field_svc
 from models.services.outbox import ensure_idempotency_key, record_accepted, record_attempt
 from models.services.tickets import MUNICIPALITY_PURPOSE, record_municipality_notified
 from openads import consumers
@@ -403,6 +404,17 @@ def prune_events(db: Database, now: datetime | None = None, keep: timedelta = EV
         removed += len(ids)
 
 
+def purge_positions(db: Database, now: datetime | None = None) -> int:
+    """Executors' positions past their organization's retention (152-ФЗ, decision 0042), in batches."""
+    removed = 0
+    while True:
+        with db.write() as s:
+            batch = field_svc.purge_positions(s, now=now or utcnow(), batch=PRUNE_BATCH)
+        removed += batch
+        if batch == 0:
+            return removed
+
+
 def run(
     db: Database,
     senders: Mapping[MessageChannel, Sender],
@@ -459,6 +471,9 @@ def _loop(
                 pruned = prune_events(db, moment)
                 if pruned:
                     log.info("pruned %d old events", pruned)
+                purged = purge_positions(db, moment)
+                if purged:
+                    log.info("purged %d executor positions past their retention", purged)
                 last_prune = moment
             if sms is not None and (last_delivery_check is None or moment - last_delivery_check >= timedelta(seconds=30)):
                 check_sms_delivery(db, sms, moment)

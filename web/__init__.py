@@ -54,6 +54,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None, **o
 
     csrf.exempt(api_bp)  # the API authenticates by token, not cookie
     app.register_blueprint(panel_bp)
+    from web.panel.field_app import bp as field_app_bp
+
+    app.register_blueprint(field_app_bp)
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     # Browsers ask for /favicon.ico on their own, before any page's <link rel="icon">
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import Flask, abort, current_app, flash, g, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from sqlalchemy import Executable, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import contains_eager, joinedload
@@ -40,6 +41,7 @@ from models.errors import DomainError, PermissionDenied
 from models.organization import ApiToken, Membership, Role, User
 from models.rules import credentials
 from models.rules.access import (
+    DEVICE_IDLE,
     SAFE_METHODS,
     LoginLimits,
     Scope,
@@ -288,6 +290,9 @@ def check_login(login: str, password: str) -> access_svc.LoginOutcome:
     return access_svc.record_login(db_session(), checked, now=at, limits=login_limits())
 
 
+DEVICE_KEY = "device"  # the cookie's entry marking the executor app's device session
+
+
 def login_user(user: User, *, device: bool = False) -> None:
     """`device`: the executor app's long-lived session on this phone (decision 0042)."""
     key = access_svc.start_session(db_session(), user=user, ip=request.remote_addr,
@@ -295,6 +300,8 @@ def login_user(user: User, *, device: bool = False) -> None:
     session.clear()  # nothing from before the login survives it (session fixation)
     session.permanent = True
     session[SESSION_KEY] = key
+    if device:
+        session[DEVICE_KEY] = True
     g.user = user
 
 
@@ -468,7 +475,18 @@ def api_auth(roles: tuple[Role, ...] | None = None) -> Callable[[F], F]:
     return deco
 
 
+class _SessionCookies(SecureCookieSessionInterface):
+    """The panel's cookie lasts the shift (PERMANENT_SESSION_LIFETIME); a device session's as long
+    as the session may stay unused (`DEVICE_IDLE`), renewed with every request."""
+
+    def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
+        if session.permanent and session.get(DEVICE_KEY):
+            return utcnow() + DEVICE_IDLE
+        return super().get_expiration_time(app, session)
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = _SessionCookies()
     app.before_request(_refuse_read_only_panel)
 
     @app.context_processor

@@ -36,7 +36,8 @@ DB_UNAVAILABLE = DB_ERROR_IDS[Failure.UNAVAILABLE]
 
 
 def is_api() -> bool:
-    return request.path.startswith("/api/")
+    """JSON errors: the API, and the executor app's own endpoints (/app/login, /app/csrf, ...)."""
+    return request.path.startswith(("/api/", "/app/"))
 
 
 def error_response(status: int, error_id: str, message: str, details: dict[str, Any] | None = None) -> Any:

@@ -31,6 +31,7 @@ FIELD_TITLES_RU: dict[str, dict[str, str]] = {
         "call_window": "Окно звонков жителям", "recording_retention_days": "Хранение записей, дней",
         "dispatch_hours": "Часы работы диспетчерской службы",
         "map_tile_url": "Сервер карты",
+        "position_retention_days": "Хранение местоположений исполнителей, дней",
     },
     "category": {
         "code": "Код", "name": "Название", "is_emergency": "Аварийная", "localize_minutes": "Локализация, мин",

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session, joinedload, object_session
 
 from models import events
 from models.base import utcnow
-from models.errors import FieldConflict, OffDuty, TicketNotFound, ValidationFailed
+from models.errors import FieldConflict, FileTooLarge, OffDuty, TicketNotFound, ValidationFailed
 from models.field import ExecutorAction, ExecutorDuty, ExecutorPosition
 from models.files import open_private, private_dir
 from models.organization import Membership, Organization, Role, User
@@ -204,8 +204,8 @@ def store_file(upload: Upload, *, root: Path, org_id: int, max_bytes: int) -> tu
             while chunk := upload.stream.read(64 * 1024):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise ValidationFailed(f"файл больше {max_bytes // (1024 * 1024)} МБ", field="file",
-                                           max_bytes=max_bytes)
+                    raise FileTooLarge(f"файл слишком большой: не больше {max(1, max_bytes // (1024 * 1024))} МБ",
+                                       field="file", max_bytes=max_bytes)
                 out.write(chunk)
         if size == 0:
             raise ValidationFailed("пустой файл", field="file")
@@ -283,7 +283,9 @@ def run_action(session: Session, *, org: Organization, by: User, client_id: str,
         client_id = rules.client_id(client_id)
     except ValueError as exc:
         raise ValidationFailed(str(exc), field="client_id") from exc
-    tickets_svc.get_ticket(session, org_ids=[org.id], ticket_id=ticket_id, lock=True)
+    # Locked once for the whole request, with what the answer shows (the services reuse it).
+    tickets_svc.get_ticket(session, org_ids=[org.id], ticket_id=ticket_id, lock=True, options=(
+        joinedload(Ticket.category), joinedload(Ticket.house), joinedload(Ticket.premise)))
     done = replayed_action(session, by=by, client_id=client_id, ticket_id=ticket_id, kind=kind)
     if done is not None:
         return done

@@ -1,7 +1,7 @@
 """An organization's settings as an administrator edits them: name, short name, time zone, hotline
 numbers, municipality addresses, the resident call window, recording retention, the dispatch
-service's working hours, the dispatcher's map tile server. The panel, the API and `openads org set`
-call these same functions.
+service's working hours, the dispatcher's map tile server, how long executors' positions are kept.
+The panel, the API and `openads org set` call these same functions.
 
 The settings live where their users read them: the organization's row (names, zone, addresses,
 working hours), `hotlines` (one organization per number), the robot's settings (the call window)
@@ -27,6 +27,7 @@ from models.errors import ValidationFailed
 from models.notification import RobotSettings, default_robot_settings
 from models.organization import Hotline, Membership, Organization, User
 from models.rules import dispatch as dispatch_rules
+from models.rules import field as field_rules
 from models.rules import org_settings as rules
 from models.rules import robot as robot_rules
 from models.services import audit
@@ -36,7 +37,8 @@ from models.services.audit import Actor
 from models.services.catalog import seed_default_categories
 
 EDITABLE = ("name", "short_name", "timezone", "hotlines", "municipality_emails", "call_window",
-            "recording_retention_days", "dispatch_hours", "map_tile_url")
+            "recording_retention_days", "dispatch_hours", "map_tile_url",
+            "position_retention_days")
 OBJECT_TYPE = "organization"
 
 
@@ -55,6 +57,7 @@ class OrganizationSettings:
     recording_retention_days: int
     dispatch_hours: tuple[time, time] | None  # None: round the clock
     map_tile_url: str | None = None  # the dispatcher's map tiles; None: a plain grid (decision 0044)
+    position_retention_days: int = 7  # executors' positions (decision 0042)
 
     def own_values(self) -> dict[str, Any]:
         """The fields kept on the organization's own rows (the audit log's "organization" object)."""
@@ -63,6 +66,7 @@ class OrganizationSettings:
             "hotlines": self.hotlines, "municipality_emails": self.municipality_emails,
             "dispatch_hours": rules.format_interval(*(self.dispatch_hours or (None, None))),
             "map_tile_url": self.map_tile_url or "нет",
+            "position_retention_days": self.position_retention_days,
         }
 
 
@@ -77,6 +81,7 @@ def organization_settings(session: Session, org: Organization) -> OrganizationSe
         recording_retention_days=telephony.recording_retention_days,
         dispatch_hours=hours,  # type: ignore[arg-type]
         map_tile_url=org.map_tile_url,
+        position_retention_days=org.position_retention_days or field_rules.DEFAULT_RETENTION_DAYS,
     )
 
 
@@ -110,6 +115,7 @@ def _clean(session: Session, org: Organization, changes: Mapping[str, Any]) -> d
         "recording_retention_days": rules.retention_days,
         "dispatch_hours": lambda v: None if v is None else rules.local_interval(v),
         "map_tile_url": dispatch_rules.tile_url,
+        "position_retention_days": field_rules.retention_days,
     }
     for name, value in changes.items():
         try:
@@ -152,6 +158,8 @@ def update_organization(
             setattr(org, name, clean[name])
     if "municipality_emails" in clean:
         org.municipality_email = ",".join(clean["municipality_emails"]) or None
+    if "position_retention_days" in clean:
+        org.position_retention_days = clean["position_retention_days"]
     if "dispatch_hours" in clean:
         org.dispatch_hours_start, org.dispatch_hours_end = clean["dispatch_hours"] or (None, None)
     if "hotlines" in clean:

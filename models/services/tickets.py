@@ -276,13 +276,36 @@ def tz_of(org: Organization) -> ZoneInfo:
 # --- lookups scoped to one organization -------------------------------------------------------
 
 
-def get_ticket(session: Session, *, org_ids: list[int] | set[int], ticket_id: int, lock: bool = False) -> Ticket:
-    stmt = select(Ticket).where(Ticket.id == ticket_id, Ticket.organization_id.in_(list(org_ids)))
+_LOCKED = "locked_tickets"  # session.info: (the transaction, the tickets it has locked by id)
+
+
+def _locked_here(session: Session) -> dict[int, Ticket]:
+    """The tickets this transaction already holds the row lock of (and so has read current); held
+    here, as the session's identity map keeps only objects someone else refers to."""
+    transaction = session.get_transaction()
+    held = session.info.get(_LOCKED)
+    if transaction is None or held is None or held[0] is not transaction:
+        held = (transaction, {})
+        session.info[_LOCKED] = held
+    return held[1]
+
+
+def get_ticket(session: Session, *, org_ids: list[int] | set[int], ticket_id: int, lock: bool = False,
+               options: tuple[Any, ...] = ()) -> Ticket:
+    """The ticket of one of `org_ids` (TicketNotFound otherwise); `lock`: with its row lock until
+    commit. A ticket this transaction has already locked is not read again (several services
+    called in one request: the executor app's actions, decision 0042)."""
+    held = _locked_here(session).get(ticket_id)
+    if held is not None and held.organization_id in org_ids:
+        return held
+    stmt = select(Ticket).where(Ticket.id == ticket_id, Ticket.organization_id.in_(list(org_ids))).options(*options)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(of=Ticket)
     ticket = session.scalar(stmt)
     if ticket is None:
         raise TicketNotFound("заявка не найдена", ticket_id=ticket_id)
+    if lock:
+        _locked_here(session)[ticket.id] = ticket
     return ticket
 
 

@@ -53,6 +53,8 @@ def register(sub: Any) -> None:
     st.add_argument("--no-municipality-emails", action="store_true", help="убрать все адреса ОМСУ/ЕДДС")
     st.add_argument("--call-window", metavar="ЧЧ:ММ-ЧЧ:ММ", help="когда робот звонит жителям, например 09:00-20:00")
     st.add_argument("--retention-days", metavar="N", help="сколько дней хранить записи разговоров (от 90 до 3650)")
+    st.add_argument("--position-retention-days", metavar="N",
+                    help="сколько дней хранить местоположения исполнителей (от 1 до 90)")
     st.add_argument("--dispatch-hours", metavar="ЧЧ:ММ-ЧЧ:ММ",
                     help="часы работы диспетчерской службы, например 08:00-20:00, или «круглосуточно»")
     st.add_argument("--map-tiles", metavar="URL",
@@ -192,6 +194,7 @@ def _print_settings(st: Any) -> None:
     print(f"  записи разговоров хранятся, дней: {st.recording_retention_days}")
     print(f"  диспетчерская служба: {format_interval(*(st.dispatch_hours or (None, None)))}")
     print(f"  сервер карты: {st.map_tile_url or 'нет (сетка без подложки)'}")
+    print(f"  местоположения исполнителей хранятся, дней: {st.position_retention_days}")
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -219,7 +222,7 @@ def run_show(args: argparse.Namespace) -> int:
 SET_OPTIONS = {"name": "--name", "short_name": "--short-name", "timezone": "--tz", "hotlines": "--hotline",
                "municipality_emails": "--municipality-email", "call_window": "--call-window",
                "recording_retention_days": "--retention-days", "dispatch_hours": "--dispatch-hours",
-               "map_tile_url": "--map-tiles"}
+               "map_tile_url": "--map-tiles", "position_retention_days": "--position-retention-days"}
 
 
 def run_set(args: argparse.Namespace) -> int:
@@ -229,7 +232,8 @@ def run_set(args: argparse.Namespace) -> int:
 
     changes: dict[str, Any] = {}
     for name, value in (("name", args.name), ("short_name", args.short_name), ("timezone", args.tz),
-                        ("recording_retention_days", args.retention_days)):
+                        ("recording_retention_days", args.retention_days),
+                        ("position_retention_days", args.position_retention_days)):
         if value is not None:
             changes[name] = value
     if args.hotline is not None or args.no_hotlines:

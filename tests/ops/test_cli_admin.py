@@ -146,3 +146,14 @@ def test_org_set_map_tiles_sets_checks_and_clears_the_tile_server(cli, db, world
     code, out, _ = cli("audit", "--org", org)
     assert "Сервер карты: нет → http://tiles.local/{z}/{x}/{y}.png" in out
     assert "Сервер карты: http://tiles.local/{z}/{x}/{y}.png → нет" in out
+
+
+def test_org_set_position_retention_days_and_a_wrong_value_names_the_option(cli, db, world) -> None:
+    code, out, err = cli("org", "set", str(world.org_a.id), "--position-retention-days", "14")
+    assert code == 0, err
+    assert "местоположения исполнителей хранятся, дней: 14" in out
+    with db.read() as s:
+        assert s.get(Organization, world.org_a.id).position_retention_days == 14
+        assert any(r.field == "position_retention_days" for r in s.scalars(select(AuditEntry)))
+    code, _, err = cli("org", "set", str(world.org_a.id), "--position-retention-days", "365")
+    assert code == 2 and "--position-retention-days: от 1 до 90 дней" in err

@@ -33,6 +33,7 @@ OWN_ACCOUNT = {
     "panel.account_two_factor_start", "panel.account_two_factor_confirm", "panel.account_two_factor_recovery_codes",
     "panel.account_two_factor_disable", "panel.account_session_end", "panel.account_sessions_end_others",
     "panel.account_sessions_end_all", "panel.account_token_revoke",
+    "field_app.login", "field_app.logout",  # the executor app's sign-in (decision 0042)
 }
 # The only other writes an inspector may make: requesting an inspection pack (a job that only
 # reads, decision 0038; web/auth.py `read_only_request`). Tested in tests/web/test_inspection_pack.py.

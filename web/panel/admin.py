@@ -17,6 +17,7 @@ from werkzeug.datastructures import MultiDict
 from models.errors import ValidationFailed
 from models.organization import Organization, Role
 from models.rules import audit as audit_rules
+from models.rules import field as field_rules
 from models.rules.org_settings import format_interval, format_minutes
 from models.rules.telephony import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
 from models.services import audit as audit_svc
@@ -57,7 +58,9 @@ def admin_index() -> Any:
 
 
 def _org_form(form: MultiDict[str, str]) -> dict[str, Any]:
-    return {
+    """The settings as typed; the positions' retention only when the form has the field (a form
+    from before it existed keeps the current value)."""
+    values = {
         "name": form.get("name", ""), "short_name": form.get("short_name", ""),
         "timezone": form.get("timezone", ""), "hotlines": form.get("hotlines", ""),
         "municipality_emails": form.get("municipality_emails", ""),
@@ -67,6 +70,9 @@ def _org_form(form: MultiDict[str, str]) -> dict[str, Any]:
             form.get("dispatch_hours_start", ""), form.get("dispatch_hours_end", "")),
         "map_tile_url": form.get("map_tile_url", ""),
     }
+    if "position_retention_days" in form:
+        values["position_retention_days"] = form["position_retention_days"]
+    return values
 
 
 def _org_page(org: Organization | None, *, form: dict[str, str] | None = None,
@@ -79,6 +85,7 @@ def _org_page(org: Organization | None, *, form: dict[str, str] | None = None,
         "hotlines": "\n".join(current.hotlines), "municipality_emails": "\n".join(current.municipality_emails),
         "call_window_start": f"{current.call_window[0]:%H:%M}", "call_window_end": f"{current.call_window[1]:%H:%M}",
         "recording_retention_days": str(current.recording_retention_days),
+        "position_retention_days": str(current.position_retention_days),
         "around_the_clock": "1" if current.dispatch_hours is None else "",
         "dispatch_hours_start": f"{current.dispatch_hours[0]:%H:%M}" if current.dispatch_hours else "",
         "dispatch_hours_end": f"{current.dispatch_hours[1]:%H:%M}" if current.dispatch_hours else "",
@@ -87,7 +94,9 @@ def _org_page(org: Organization | None, *, form: dict[str, str] | None = None,
     if form is not None:
         values = {**{k: "" for k in values}, **form}
     return render_template("admin/organization.html", org=org, v=values, errors=errors or {},
-                           zones=RUSSIAN_ZONES, retention_min=MIN_RETENTION_DAYS, retention_max=MAX_RETENTION_DAYS), status
+                           zones=RUSSIAN_ZONES, retention_min=MIN_RETENTION_DAYS, retention_max=MAX_RETENTION_DAYS,
+                           positions_min=field_rules.MIN_RETENTION_DAYS,
+                           positions_max=field_rules.MAX_RETENTION_DAYS), status
 
 
 @bp.get("/admin/organizations/new")

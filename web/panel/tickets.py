@@ -26,6 +26,7 @@ from models.outbox import MessageChannel
 from models.queries_calls import held_call_ids
 from models.recording import Recording
 from models.rules import alerts as alert_rules
+from models.rules import field as field_rules
 from models.rules import messages as message_rules
 from models.rules.access import MANAGERS, is_read_only
 from models.rules.attachments import safe_content_type
@@ -41,6 +42,7 @@ from models.rules.ticket_states import (
     STATUS_TITLES_RU,
 )
 from models.services import alerts as alerts_svc
+from models.services import field as field_svc
 from models.services import housing
 from models.services import recordings as rec_svc
 from models.services import tickets as svc
@@ -179,6 +181,8 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
         and ticket.status not in SETTLED,
         can_edit=ticket.status not in (S.CLOSED, S.CANCELLED, S.REJECTED) and not executor_view,
         can_assign=ticket.status not in SETTLED and not executor_view,
+        can_accept=ticket.status in field_rules.ACTIVE and ticket.executor_id is not None
+        and ticket.accepted_at is None,
         executors=[e for e in queries.executors(s, [org.id])],
         categories=queries.categories(s, [org.id]),
         notes=notes, authors=authors, premises=premises,
@@ -204,7 +208,7 @@ def _card(ticket_id: int, *, error: str | None = None, status: int = 200, form: 
     )
     if is_read_only(user().role):  # an inspector reads the card: no action is offered
         context.update(transitions=[], can_reopen=False, can_localize=False, can_edit=False, can_assign=False,
-                       can_rate=False, delete_ticket_id=None)
+                       can_rate=False, delete_ticket_id=None, can_accept=False)
     # «Ближайший свободный исполнитель» for an emergency (decision 0044): staff only (positions).
     context["nearest"] = dispatch_panel.nearest_for_card(ticket) if context["can_assign"] else []
     return render_template("ticket_card.html", **context), status
@@ -349,6 +353,18 @@ def ticket_assign(ticket_id: int) -> Any:
         svc.assign_ticket(db_session(), org=t.organization, ticket_id=t.id, executor_id=executor_id, by=user())
 
     return _act(ticket_id, run, "Исполнитель назначен")
+
+
+@bp.post("/tickets/<int:ticket_id>/accept")
+@form_page("panel.ticket_card")
+@login_required()
+def ticket_accept(ticket_id: int) -> Any:
+    """The executor acknowledges the ticket from the panel, or a dispatcher does it for them (they
+    said so on the phone): `accept_ticket(via="panel")` (decision 0042)."""
+    def run(t: Ticket) -> None:
+        field_svc.accept_ticket(db_session(), org=t.organization, ticket_id=t.id, by=user(), via="panel")
+
+    return _act(ticket_id, run, "Отмечено: исполнитель принял заявку")
 
 
 @bp.post("/tickets/<int:ticket_id>/localize")

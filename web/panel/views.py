@@ -18,7 +18,7 @@ from models.errors import ValidationFailed
 from models.housing import House, Premise
 from models.organization import Organization, User
 from models.rules.phones import display as phone_display
-from models.rules.ticket_states import STATUS_TITLES_RU
+from models.rules.ticket_states import OPEN, STATUS_TITLES_RU
 from models.services import access as access_svc
 from models.services import alerts
 from models.services import two_factor as two_factor_svc
@@ -164,6 +164,8 @@ class JournalRow:
     notified: str
     rating: int | None = None  # 1–2: needs the manager's attention
     unacknowledged: bool = False  # an emergency's executor did not accept (decision 0043)
+    returned: bool = False  # the executor could not complete it: back to the dispatcher (decision 0042)
+    unaccepted: bool = False  # an emergency assigned and not yet acknowledged by its executor
 
 
 class _Ticket(NamedTuple):
@@ -191,6 +193,9 @@ class _Ticket(NamedTuple):
     category: str | None
     executor: str | None
     rating: int | None
+    returned_at: datetime | None
+    accepted_at: datetime | None
+    executor_id: int | None
 
     is_overdue = Ticket.is_overdue
     was_late = Ticket.was_late
@@ -215,7 +220,7 @@ _ROW_COLUMNS = (
     _name_of(Premise.kind + " " + Premise.number, Premise.id, Ticket.premise_id),
     _name_of(Category.name, Category.id, Ticket.category_id),
     _name_of(User.full_name, User.id, Ticket.executor_id),
-    Ticket.rating,
+    Ticket.rating, Ticket.returned_at, Ticket.accepted_at, Ticket.executor_id,
 )
 DESCRIPTION_CHARS = 90
 
@@ -271,6 +276,8 @@ def journal_rows(
             notified=f"{hm(notified)} {dm(notified)}" if notified else "",
             rating=t.rating,
             unacknowledged=t.id in unacked,
+            returned=t.returned_at is not None and t.executor_id is None,
+            unaccepted=t.is_emergency and t.executor_id is not None and t.accepted_at is None and t.status in OPEN,
         ))
     return found, rows
 

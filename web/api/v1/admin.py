@@ -18,6 +18,7 @@ from models.audit import AuditEntry as AuditRow
 from models.errors import ValidationFailed
 from models.organization import Organization, Role
 from models.rules import audit as audit_rules
+from models.rules import field as field_rules
 from models.rules.access import Scope
 from models.rules.telephony import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
 from models.services import audit as audit_svc
@@ -65,6 +66,9 @@ class OrganizationSettingsUpdate(Body):
     dispatch_hours: TimeInterval | None = Field(None, description="Часы работы диспетчерской службы; null — круглосуточно")
     map_tile_url: str | None = Field(None, max_length=500, description="Сервер подложки карты диспетчера: шаблон "
                                      "https://…/{z}/{x}/{y}.png; null или пусто — без подложки (сетка, закрытая сеть)")
+    position_retention_days: int | None = Field(
+        None, ge=field_rules.MIN_RETENTION_DAYS, le=field_rules.MAX_RETENTION_DAYS,
+        description="Сколько дней хранить местоположения исполнителей (152-ФЗ)")
 
 
 class OrganizationCreate(OrganizationSettingsUpdate):
@@ -77,7 +81,7 @@ class OrganizationCreate(OrganizationSettingsUpdate):
 
 
 NOT_NULLABLE = ("name", "short_name", "timezone", "hotline_numbers", "municipality_emails", "call_window",
-                "recording_retention_days")
+                "recording_retention_days", "position_retention_days")
 
 
 class OrganizationSettings(Out):
@@ -92,6 +96,7 @@ class OrganizationSettings(Out):
     recording_retention_days: int
     dispatch_hours: TimeIntervalOut | None = Field(description="null — круглосуточно")
     map_tile_url: str | None = Field(description="null — карта без подложки")
+    position_retention_days: int
 
 
 class OrganizationSettingsList(Out):
@@ -188,6 +193,7 @@ def settings_json(s: org_svc.OrganizationSettings) -> dict[str, Any]:
         "call_window": _interval(*s.call_window), "recording_retention_days": s.recording_retention_days,
         "dispatch_hours": _interval(*s.dispatch_hours) if s.dispatch_hours else None,
         "map_tile_url": s.map_tile_url,
+        "position_retention_days": s.position_retention_days,
     }
 
 

@@ -107,6 +107,8 @@ class AdminSession(Out):
     last_seen_at: datetime
     ip: str
     user_agent: str
+    device: bool = Field(description="Сессия приложения исполнителя на телефоне: без ограничения смены, "
+                                     "заканчивается через 30 дней без запросов или при завершении")
 
 
 class AdminSessionList(Out):
@@ -196,7 +198,7 @@ def token_json(t: ApiToken) -> dict[str, Any]:
 
 def session_json(r: UserSession) -> dict[str, Any]:
     return {"id": r.id, "created_at": c.utc_iso(r.created_at), "last_seen_at": c.utc_iso(r.last_seen_at),
-            "ip": r.ip, "user_agent": r.user_agent}
+            "ip": r.ip, "user_agent": r.user_agent, "device": r.device}
 
 
 def _user(user_id: int, admin_orgs: list[int]) -> User:

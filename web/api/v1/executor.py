@@ -13,15 +13,17 @@ import json
 from typing import Any, Literal
 
 from flask import request
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from models.errors import PermissionDenied, TicketNotFound, ValidationFailed
+from models import access
+from models.errors import FileTooLarge, PermissionDenied, TicketNotFound, ValidationFailed
 from models.housing import HouseNote
 from models.organization import Organization, Role, User
 from models.queries import ticket_card
 from models.rules import field as rules
-from models.rules.access import STAFF
+from models.rules.access import READERS, STAFF
 from models.rules.ticket_states import STATUS_TITLES_RU
 from models.services import field as svc
 from models.services import tickets as tickets_svc
@@ -60,6 +62,101 @@ class PositionRequest(Body):
     organization_id: Id | None = None
 
 
+# --- response shapes (the OpenAPI document) -----------------------------------------------------------
+
+
+class FieldTicket(Out):
+    id: int
+    number: str
+    organization_id: int
+    status: str
+    status_title: str
+    is_emergency: bool
+    category: str
+    description: str
+    address: str | None
+    premise: str | None
+    registered_at: str
+    localize_due_at: str | None = Field(description="Срок локализации (ПП 416), UTC")
+    due_at: str = Field(description="Срок выполнения (ПП 416), UTC")
+    next_due_at: str | None = Field(description="Ближайший ещё не наступивший срок: обратный отсчёт")
+    localized_at: str | None
+    overdue: bool
+    accepted_at: str | None
+    en_route_at: str | None
+    eta_at: str | None
+    on_site_at: str | None
+    resolved_at: str | None
+    updated_at: str | None
+    timezone: str = Field(description="Часовой пояс организации: времена показываются в нём")
+
+
+class FieldTicketList(Out):
+    items: list[FieldTicket]
+    server_time: str = Field(description="Время сервера: приложение поправляет по нему свои часы для отсчёта")
+
+
+class FieldTicketCard(Out):
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    number: str
+    status: str
+    premise: dict[str, Any] | None = Field(description="label, number, entrance, floor")
+    house: dict[str, Any] | None = Field(description="id, address, latitude, longitude")
+    resident: dict[str, Any] = Field(description="name, phone (E.164)")
+    house_notes: list[str]
+    history: list[dict[str, Any]]
+    comments: list[dict[str, Any]]
+    attachments: list[dict[str, Any]]
+
+
+class ActionOut(Out):
+    result: dict[str, Any] = Field(description="Первый результат действия (повтор того же client_id — он же)")
+    replayed: bool = Field(description="true: это повтор, ничего не изменено")
+    ticket: FieldTicket | None = None
+
+
+class FileUpload(Out):
+    """multipart/form-data"""
+
+    client_id: str = Field(description="UUID, создаётся на устройстве")
+    kind: Literal["photo_before", "photo_after", "voice"]
+    visibility: Visibility = Visibility.INTERNAL
+    meta: str = Field("{}", description="JSON: taken_at, lat, lon, width, height, duration_s (из EXIF на устройстве)")
+    file: bytes = Field(description="JPEG, PNG, WebP (фото, до 8 МБ) или звукозапись (до 8 МБ)")
+
+
+class DutyOut(Out):
+    organization_id: int | None
+    on_duty: bool
+    changed_at: str | None
+    sharing_location: bool = Field(description="Местоположение передаётся (только на смене)")
+
+
+class PositionStored(Out):
+    stored: bool
+
+
+class ExecutorPositionOut(Out):
+    user_id: int
+    full_name: str
+    on_duty: bool
+    lat: float | None
+    lon: float | None
+    accuracy_m: float | None
+    position_at: str | None
+    last_seen_at: str | None
+
+
+class ExecutorPositionList(Out):
+    items: list[ExecutorPositionOut]
+
+
+REQUEST_MODELS = (ActionRequest, DutyRequest, PositionRequest, FileUpload)
+RESPONSE_MODELS = (FieldTicketList, FieldTicketCard, ActionOut, DutyOut, PositionStored, ExecutorPositionList)
+
+
 def _executor() -> User:
     return require_user((Role.EXECUTOR,))
 
@@ -78,6 +175,7 @@ def field_ticket_json(t: Ticket, now: Any) -> dict[str, Any]:
         "accepted_at": c.utc_iso(t.accepted_at), "en_route_at": c.utc_iso(t.en_route_at),
         "eta_at": c.utc_iso(t.eta_at), "on_site_at": c.utc_iso(t.on_site_at),
         "resolved_at": c.utc_iso(t.resolved_at), "updated_at": c.utc_iso(t.updated_at),
+        "timezone": t.organization.timezone,
     }
 
 
@@ -87,11 +185,9 @@ def _file_json(a: Attachment) -> dict[str, Any]:
             "url": f"/attachments/{a.id}"}
 
 
-def _own_ticket(user: User, ticket_id: int) -> Ticket:
-    ticket = ticket_card(db_session(), c.user_orgs(user), ticket_id)
-    if ticket.executor_id != user.id:
-        raise TicketNotFound("заявка не найдена", ticket_id=ticket_id)
-    return ticket
+def _visible_ticket(user: User, ticket_id: int) -> Ticket:
+    """An executor's own ticket; any ticket of their organizations for staff and inspectors."""
+    return access.visible_ticket(user, ticket_card(db_session(), c.user_orgs(user), ticket_id))
 
 
 def _org_of_ticket(user: User, ticket_id: int) -> Organization:
@@ -114,9 +210,10 @@ def executor_tickets() -> Any:
 
 @bp.get("/executor/tickets/<int:ticket_id>")
 def executor_ticket(ticket_id: int) -> Any:
-    user = _executor()
+    """The field card; staff and inspectors may read it too (what the executor sees)."""
+    user = require_user((*READERS, Role.EXECUTOR))
     s, now = db_session(), c.now()
-    t = _own_ticket(user, ticket_id)
+    t = _visible_ticket(user, ticket_id)
     out = card_json(t, now)
     out.update(field_ticket_json(t, now))
     out["attachments"] = [_file_json(a) for a in t.attachments]
@@ -166,8 +263,8 @@ def _do(org: Organization, user: User, ticket_id: int, body: ActionRequest) -> d
 @bp.post("/executor/tickets/<int:ticket_id>/actions")
 def executor_action(ticket_id: int) -> Any:
     user = require_user((*STAFF, Role.EXECUTOR))
-    body = c.parse_body(ActionRequest)
     org = _org_of_ticket(user, ticket_id)
+    body = c.parse_body(ActionRequest)
     outcome = svc.run_action(db_session(), org=org, by=user, client_id=body.client_id, ticket_id=ticket_id,
                              kind=body.action, do=lambda: _do(org, user, ticket_id, body), now=c.now())
     ticket = tickets_svc.get_ticket(db_session(), org_ids=[org.id], ticket_id=ticket_id)
@@ -181,10 +278,18 @@ def executor_file(ticket_id: int) -> Any:
     """multipart/form-data: `client_id`, `kind` (photo_before, photo_after, voice), `visibility`
     (internal, resident), `meta` (JSON: taken_at, lat, lon, width, height, duration_s), `file`."""
     user = require_user((*STAFF, Role.EXECUTOR))
-    request.max_content_length = max(rules.MAX_PHOTO_BYTES, rules.MAX_VOICE_BYTES) + 64 * 1024
+    limit = max(rules.MAX_PHOTO_BYTES, rules.MAX_VOICE_BYTES)
+    request.max_content_length = limit + 64 * 1024  # the form's other fields besides the file
     org = _org_of_ticket(user, ticket_id)
-    form = request.form
-    upload = request.files.get("file")
+    too_large = FileTooLarge(f"файл слишком большой: не больше {limit // (1024 * 1024)} МБ", field="file",
+                             max_bytes=limit)
+    if (request.content_length or 0) > request.max_content_length:
+        raise too_large  # refused before the body is read (a parser stopped midway leaves a temp file)
+    try:
+        form = request.form
+        upload = request.files.get("file")
+    except RequestEntityTooLarge:  # a body without a length that turned out too long
+        raise too_large from None
     if upload is None:
         raise ValidationFailed("выберите файл", field="file")
     kind = form.get("kind", "")
@@ -206,8 +311,11 @@ def executor_file(ticket_id: int) -> Any:
                                  visibility=visibility, meta=meta, root=root, now=c.now())
         return {"action": "file", "ticket_id": ticket_id, "attachment": _file_json(att)}
 
-    outcome = svc.run_action(db_session(), org=org, by=user, client_id=form.get("client_id", ""),
-                             ticket_id=ticket_id, kind=kind[:20], do=attach, now=c.now())
+    try:
+        outcome = svc.run_action(db_session(), org=org, by=user, client_id=form.get("client_id", ""),
+                                 ticket_id=ticket_id, kind=kind[:20], do=attach, now=c.now())
+    finally:
+        upload.close()  # a large upload is a temporary file: closed also when it was refused
     return {"result": outcome.result, "replayed": outcome.replayed}, (200 if outcome.replayed else 201)
 
 

@@ -93,6 +93,7 @@ class Op:
     description: str = ""
     public: bool = False
     media: str = "application/json"  # the success response's content type (audio/wav: a binary body)
+    body_media: str = "application/json"  # multipart/form-data: a file upload
 
 
 TICKET_ID = {"name": "ticket_id", "in": "path", "required": True, "schema": ID}
@@ -130,6 +131,10 @@ EXECUTOR_TOO = "Исполнитель видит и меняет только �
 EXECUTOR_HOUSES = "Исполнитель видит только дома назначенных ему заявок."
 ADMIN_ONLY = "Роль: администратор; только его организации."
 EXECUTOR_ONLY = "Роль: исполнитель (приложение исполнителя)."
+FIELD_ACTIONS = ("Исполнитель — по своим заявкам; диспетчер, руководитель, администратор — за исполнителя. Повтор "
+                 "того же client_id отвечает 200 с первым результатом и ничего не меняет. 409 field-conflict — "
+                 "заявку передали другому исполнителю или она уже в состоянии, где действие не имеет смысла "
+                 "(сообщение — для показа исполнителю).")
 RECORDING_LOGS_ROLES = "Роли: администратор, руководитель, проверяющий (только чтение)."
 RECORDING_LOG_FILTERS = [_q("organization_id", "Только эта организация", ID),
                          _q("from", "Первый день (по умолчанию 29 дней назад)", LOCAL_DAY),
@@ -381,6 +386,30 @@ OPERATIONS: tuple[Op, ...] = (
     Op("put", "/executor/alert-settings", "Изменить мои уведомления", "executor", executor_api.AlertSettingsOut,
        body=executor_api.AlertSettingsRequest, errors=(400, 401, 403),
        description=EXECUTOR_ONLY + " Тихие часы на аварийные заявки не действуют."),
+    Op("get", "/executor/tickets", "Мои заявки: открытые, назначенные мне (аварийные, затем ближайший срок)",
+       "executor", executor_api.FieldTicketList, errors=(401, 403), description=EXECUTOR_ONLY),
+    Op("get", "/executor/tickets/{ticket_id}", "Моя заявка: адрес, подъезд и этаж, житель, заметки по дому, история",
+       "executor", executor_api.FieldTicketCard, params=[TICKET_ID], errors=(401, 403, 404),
+       description=EXECUTOR_TOO + " Диспетчер, руководитель, администратор и проверяющий видят карточку любой заявки "
+       "своей организации."),
+    Op("post", "/executor/tickets/{ticket_id}/actions", "Действие исполнителя (идемпотентно по client_id)",
+       "executor", executor_api.ActionOut, 201, executor_api.ActionRequest, params=[TICKET_ID],
+       errors=(400, 401, 403, 404, 409), description=FIELD_ACTIONS),
+    Op("post", "/executor/tickets/{ticket_id}/files", "Фото (до/после) или голосовая заметка (идемпотентно по client_id)",
+       "executor", executor_api.ActionOut, 201, executor_api.FileUpload, params=[TICKET_ID],
+       errors=(400, 401, 403, 404, 409, 413), body_media="multipart/form-data", description=FIELD_ACTIONS),
+    Op("get", "/executor/duty", "Моя смена", "executor", executor_api.DutyOut,
+       params=[_q("organization_id", "Организация (если их несколько)", ID)], errors=(400, 401, 403),
+       description=EXECUTOR_ONLY),
+    Op("post", "/executor/duty", "Выйти на смену или уйти со смены", "executor", executor_api.DutyOut,
+       body=executor_api.DutyRequest, errors=(400, 401, 403), description=EXECUTOR_ONLY),
+    Op("post", "/executor/position", "Местоположение исполнителя (только на смене)", "executor",
+       executor_api.PositionStored, 201, executor_api.PositionRequest, errors=(400, 401, 403, 409),
+       description=EXECUTOR_ONLY + " Не на смене — 409 off-duty, ничего не сохраняется. Хранится столько дней, "
+       "сколько задано в настройках организации."),
+    Op("get", "/executor-positions", "Исполнители на карте: смена, последнее местоположение и время связи",
+       "executor", executor_api.ExecutorPositionList, params=[_q("organization_id", "Организация", ID)],
+       errors=(400, 401, 403), description=STAFF_ONLY + " Персональные данные (152-ФЗ): только своей организации."),
     Op("get", "/openapi.json", "Этот документ OpenAPI", "meta", sc.Error, public=True, errors=()),
 )
 
@@ -394,6 +423,7 @@ ERROR_TEXTS = {
     410: "Запись уже удалена (error_id recording-deleted)",
     422: "Заявка аварийной категории регистрируется как неаварийная без причины "
          "(error_id not-emergency-reason-required, details.field not_emergency_reason)",
+    413: "Файл слишком большой",
     503: "База данных недоступна (error_id database-unavailable) или занята другой записью (database-busy): "
          "повторите запрос через столько секунд, сколько в заголовке Retry-After (details.retry_after)",
 }
@@ -424,14 +454,16 @@ def document() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS, *admin_api.REQUEST_MODELS,
                                     *users_api.REQUEST_MODELS, *tel_api.REQUEST_MODELS,
-                                    *inspection_api.REQUEST_MODELS, *executor_api.ALERT_REQUEST_MODELS,
+                                    *inspection_api.REQUEST_MODELS, *executor_api.REQUEST_MODELS,
+                                    *executor_api.ALERT_REQUEST_MODELS,
                                     *dispatch_api.REQUEST_MODELS)]
     models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
                                               *ratings_api.RESPONSE_MODELS, *recordings_api.RESPONSE_MODELS,
                                               *analytics_api.RESPONSE_MODELS,
                                               *admin_api.RESPONSE_MODELS, *chain_api.RESPONSE_MODELS,
                                               *users_api.RESPONSE_MODELS, *tel_api.RESPONSE_MODELS,
-                                              *inspection_api.RESPONSE_MODELS, *executor_api.ALERT_RESPONSE_MODELS,
+                                              *inspection_api.RESPONSE_MODELS, *executor_api.RESPONSE_MODELS,
+                                              *executor_api.ALERT_RESPONSE_MODELS,
                                               *dispatch_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
     scopes = route_scopes()
@@ -456,7 +488,7 @@ def document() -> dict[str, Any]:
                 "application/json": {"schema": _ref(op.response)}}}}
         if op.body is not None:
             entry["requestBody"] = {"required": not op.body_optional,
-                                    "content": {"application/json": {"schema": _ref(op.body)}}}
+                                    "content": {op.body_media: {"schema": _ref(op.body)}}}
         description = op.description
         if not op.public:
             scope = scopes[(op.path, op.method)]
