@@ -291,6 +291,22 @@ async def dial_resident(
     return None
 
 
+async def _record_keypad_wait(flow: Any, channel_id: str, name: str, seconds: int) -> AriError | None:
+    """Wait for a digit: a short recording is the timer, so Asterisk's clock (and the emulator's fake
+    one) decides, and nothing in this process has to remember a deadline. The recording is the
+    flow's (`flow.recording`) until it ends; the ARI error when it could not start (None: started)."""
+    flow.session.claim_recording(name)
+    flow.recording = name
+    try:
+        await flow.ari.record(channel_id, name, format=flow.config.recording_format, max_duration_seconds=seconds,
+                              if_exists="overwrite")
+    except AriError as exc:
+        flow.recording = None
+        flow.session.release_recording(name)
+        return exc
+    return None
+
+
 class RatingState(enum.Enum):
     NEW = "new"
     DIALING = "dialing"
@@ -519,19 +535,12 @@ class RatingCall(CallFlow):
             await self._keypad_wait()
 
     async def _keypad_wait(self) -> None:
-        """Wait for a digit: a short recording is the timer, so Asterisk's clock (and the
-        emulator's fake one) decides, and nothing in this process has to remember a deadline."""
+        """Wait for the rating's digit (`_record_keypad_wait`)."""
         assert self.plan is not None and self.deps is not None
         self.to(R.KEYPAD_WAIT, f"{self.deps.config.keypad_seconds} s")
-        name = f"openads-rating-{self.plan.attempt_id}-keys"
-        self.session.claim_recording(name)
-        self.recording = name
-        try:
-            await self.ari.record(self.plan.channel_id, name, format=self.config.recording_format,
-                                  max_duration_seconds=self.deps.config.keypad_seconds, if_exists="overwrite")
-        except AriError as exc:
-            self.recording = None
-            self.session.release_recording(name)
+        exc = await _record_keypad_wait(self, self.plan.channel_id, f"openads-rating-{self.plan.attempt_id}-keys",
+                                        self.deps.config.keypad_seconds)
+        if exc is not None:
             if not isinstance(exc, AriNotFound):
                 log.warning("robot: attempt %s: keypad wait failed: %s", self.plan.attempt_id, exc)
                 await self._goodbye()
@@ -798,17 +807,12 @@ class VoiceMessageCall(CallFlow):
     # -- the executor's acknowledgement (VoicePlan.accept) --
 
     async def _keypad_wait(self) -> None:
+        """Wait for the executor's 1 (`_record_keypad_wait`)."""
         assert self.plan is not None and self.deps is not None
         self.to(V.KEYPAD_WAIT, f"{self.deps.config.keypad_seconds} s")
-        name = f"openads-voice-{self.plan.message_id}-keys"
-        self.session.claim_recording(name)
-        self.recording = name
-        try:
-            await self.ari.record(self.plan.channel_id, name, format=self.config.recording_format,
-                                  max_duration_seconds=self.deps.config.keypad_seconds, if_exists="overwrite")
-        except AriError as exc:
-            self.recording = None
-            self.session.release_recording(name)
+        exc = await _record_keypad_wait(self, self.plan.channel_id, f"openads-voice-{self.plan.message_id}-keys",
+                                        self.deps.config.keypad_seconds)
+        if exc is not None:
             log.warning("robot: voice message %s: keypad wait failed: %s", self.plan.message_id, exc)
             self.to(V.ENDED, "keypad wait failed")
             await self._report(True, HEARD_IN_FULL)

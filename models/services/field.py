@@ -105,35 +105,33 @@ def mark_en_route(session: Session, *, org: Organization, ticket_id: int, by: Us
         rules.check_eta(eta, now)
     except ValueError as exc:
         raise ValidationFailed(str(exc), field="eta") from exc
-    ticket = _field_ticket(session, org, ticket_id, by, A.EN_ROUTE)
-    changes: dict[str, list[Any]] = {}
-    if _accept(ticket, by, "app", now, changes):
-        tickets_svc._record(session, ticket, action="accepted", by=by, now=now, changes=dict(changes),
-                            event=events.TICKET_ACCEPTED)
-        changes = {}
-    before = _start_work(ticket, changes)
-    changes["en_route_at"] = [ticket.en_route_at, now]
-    changes["eta_at"] = [ticket.eta_at, eta]
-    ticket.en_route_at, ticket.eta_at = now, eta
-    tickets_svc._record(session, ticket, action="en_route", by=by, now=now, from_status=before,
-                        to_status=ticket.status if before else None, changes=changes)
-    return ticket
+    return _field_step(session, org, ticket_id, by, step=A.EN_ROUTE, action="en_route", now=now,
+                       marks={"en_route_at": now, "eta_at": eta})
 
 
 def mark_on_site(session: Session, *, org: Organization, ticket_id: int, by: User,
                  now: datetime | None = None) -> Ticket:
     """«На месте»: arrived. Accepts and takes into work like «выехал»."""
     now = now or utcnow()
-    ticket = _field_ticket(session, org, ticket_id, by, A.ON_SITE)
+    return _field_step(session, org, ticket_id, by, step=A.ON_SITE, action="on_site", now=now,
+                       marks={"on_site_at": now})
+
+
+def _field_step(session: Session, org: Organization, ticket_id: int, by: User, *, step: A, action: str,
+                now: datetime, marks: dict[str, Any]) -> Ticket:
+    """A step on the way to the resident («выехал», «на месте»): accepts the ticket if it was not yet
+    (history `accepted`), takes an assigned one into work, sets `marks` (history `action`)."""
+    ticket = _field_ticket(session, org, ticket_id, by, step)
     changes: dict[str, list[Any]] = {}
     if _accept(ticket, by, "app", now, changes):
         tickets_svc._record(session, ticket, action="accepted", by=by, now=now, changes=dict(changes),
                             event=events.TICKET_ACCEPTED)
         changes = {}
     before = _start_work(ticket, changes)
-    changes["on_site_at"] = [ticket.on_site_at, now]
-    ticket.on_site_at = now
-    tickets_svc._record(session, ticket, action="on_site", by=by, now=now, from_status=before,
+    for name, value in marks.items():
+        changes[name] = [getattr(ticket, name), value]
+        setattr(ticket, name, value)
+    tickets_svc._record(session, ticket, action=action, by=by, now=now, from_status=before,
                         to_status=ticket.status if before else None, changes=changes)
     return ticket
 

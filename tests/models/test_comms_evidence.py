@@ -314,7 +314,7 @@ def test_broken_deadlines_name_localisation_and_completion(db, world) -> None:
 
 # --- every history action and field has a Russian title --------------------------------------------------
 
-_WRITERS = {"_record", "_history_values", "TicketHistory", "record_impossible", "dict"}
+_WRITERS = {"_record", "_history_values", "TicketHistory", "record_impossible", "dict", "_field_step"}
 
 
 def _history_actions_in_source() -> set[str]:
