@@ -64,6 +64,9 @@ def _checks(page: Any, where: str) -> list[str]:
     state = page.evaluate("() => [document.scrollingElement.scrollWidth, innerWidth]")
     if state[0] > state[1]:
         problems.append(f"{where}: page is {state[0]} px wide")
+    # From the top: the sticky header rightly covers what is scrolled under it (a reload restores the
+    # scroll position, sooner or later depending on the machine's load).
+    page.evaluate("window.scrollTo(0, 0)")
     overlaps = page.evaluate(JS_OVERLAPS)
     if overlaps:
         problems.append(f"{where}: elements overlap: {overlaps[:5]}")
