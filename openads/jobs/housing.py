@@ -16,6 +16,7 @@ change nothing: the import is idempotent).
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Iterator
@@ -127,6 +128,7 @@ def apply(ctx: JobContext) -> tuple[dict[str, Any], int]:
             with ctx.db.read() as s:
                 batch = importer.plan(s, chunk)
             started = time.perf_counter()
+            gc.disable()  # no collection of the importer's caches while the write lock is held
             try:
                 with ctx.db.write() as s:
                     s.connection()  # BEGIN (IMMEDIATE on SQLite): waits until the write lock is ours
@@ -139,6 +141,8 @@ def apply(ctx: JobContext) -> tuple[dict[str, Any], int]:
                 # Another writer added the same house, premise or account between our read and our
                 # write: plan the batch again against what is committed now.
                 raise Retry(f"batch up to file row {batch.last_row}: {exc.orig}") from exc
+            finally:
+                gc.enable()
             done = time.perf_counter()
             held = done - locked
             log.debug("housing import job %s: %d rows up to file row %d, planned in %.0f ms, written in %.0f ms, "

@@ -196,6 +196,29 @@ def test_a_worker_killed_mid_import_is_resumed_after_its_lease_without_duplicati
     assert {k: v for k, v in job.result.items() if k in hi.COUNTERS} == {k: getattr(report, k) for k in hi.COUNTERS}
 
 
+def test_no_garbage_collection_runs_while_a_batch_holds_the_write_lock(
+        db: Database, world: World, settings: Any, import_file: tuple[str, int], small_batches: None) -> None:
+    """A full collection of the importer's caches took 100 ms and more inside the lock (the bench's
+    slowest batches, issue 12 item B4): the collector is off while a batch writes, on again after."""
+    import gc
+
+    name, rows = import_file
+    _enqueue(db, world.org_a.id, JobKind.HOUSING_IMPORT, _import_params(name))
+    collector: list[bool] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO RESIDENTS"):
+            collector.append(gc.isenabled())
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        assert _run_all(db, settings) == 1
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert collector == [False] * (rows // 45)
+    assert gc.isenabled()
+
+
 def test_a_runner_that_lost_its_lease_cannot_write_its_batch(db: Database, world: World) -> None:
     job_id = _enqueue(db, world.org_a.id, JobKind.HOUSING_IMPORT, {"file": "imports/x.csv"})
     now = datetime.now(UTC)
