@@ -207,7 +207,7 @@ def test_resident_busy_leaves_the_item_open_with_the_busy_attempt_logged(stack: 
     finally:
         panel.close()
     assert card.status_code == 200
-    attempts_line = card.text.split("Попытки", 1)[1].split("</dd>", 1)[0]
+    attempts_line = card.text.split("Обратные вызовы", 1)[1].split("</dd>", 1)[0]
     assert attempts_line.count("Занято") == 2 and "Смирнов Олег Игоревич" in attempts_line, attempts_line
     assert "Перезвонить <kbd>" in card.text  # the button is enabled again
 
