@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 
 from models.organization import Membership, Role, User
 from models.ticket import Category, Ticket
@@ -171,3 +172,24 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"web server not ready on port {port} after {START_TIMEOUT_S:.0f} s")
+
+
+def scratch_url(url: str, engine_name: str, out_dir: Path, name: str) -> str:
+    """A new, empty database of its own for a bench part that builds its data from nothing: the SQLite
+    file `<out_dir>/<name>.sqlite3`, or the PostgreSQL database `openads_bench_<name>` on `url`'s
+    server, dropped and created again."""
+    if engine_name == "sqlite":
+        path = out_dir / f"{name}.sqlite3"
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        return f"sqlite:///{path}"
+    database = f"openads_bench_{name}"
+    server = make_url(url).set(database="postgres")
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+    finally:
+        engine.dispose()
+    return make_url(url).set(database=database).render_as_string(hide_password=False)

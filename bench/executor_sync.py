@@ -19,31 +19,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
-from bench.common import figure, note
+from bench.common import figure, note, scratch_url
 
 ACTIONS = int(os.environ.get("BENCH_FIELD_ACTIONS", "100"))
-SCRATCH_PG_DB = "openads_bench_field"
 PHOTO_BYTES = 150 * 1024
 
-
-def _scratch_url(url: str, engine_name: str, out_dir: Path) -> str:
-    if engine_name == "sqlite":
-        path = out_dir / "field.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-        return f"sqlite:///{path}"
-    server = make_url(url).set(database="postgres")
-    engine = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH_PG_DB}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{SCRATCH_PG_DB}"'))
-    finally:
-        engine.dispose()
-    return make_url(url).set(database=SCRATCH_PG_DB).render_as_string(hide_password=False)
 
 
 def _queue(ticket_ids: list[int], now: Any) -> list[dict[str, Any]]:
@@ -89,7 +71,7 @@ def run(url: str, engine_name: str, out_dir: Path) -> None:
 
     run_dir = out_dir / f"field_{engine_name}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    scratch = _scratch_url(url, engine_name, run_dir)
+    scratch = scratch_url(url, engine_name, run_dir, "field")
     upgrade(scratch)
     db = Database(scratch)
     now = utcnow()

@@ -22,32 +22,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
-from bench.common import figure, note
+from bench.common import figure, note, scratch_url
 
 CALLS = int(os.environ.get("BENCH_ROBOT_CALLS", "50"))
-SCRATCH_PG_DB = "openads_bench_robot"
 NOON_MSK = datetime(2026, 3, 2, 12, 0, tzinfo=ZoneInfo("Europe/Moscow")).astimezone(UTC)
 DEADLINE_SECONDS = 120.0
 
-
-def _scratch_url(url: str, engine_name: str, out_dir: Path) -> str:
-    if engine_name == "sqlite":
-        path = out_dir / "robot.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-        return f"sqlite:///{path}"
-    server = make_url(url).set(database="postgres")
-    engine = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH_PG_DB}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{SCRATCH_PG_DB}"'))
-    finally:
-        engine.dispose()
-    return make_url(url).set(database=SCRATCH_PG_DB).render_as_string(hide_password=False)
 
 
 def _thread_cpu(native_id: int | None) -> float:
@@ -88,7 +70,7 @@ def run(url: str, engine_name: str, out_dir: Path) -> None:
 
     run_dir = out_dir / f"robot_{engine_name}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    scratch = _scratch_url(url, engine_name, run_dir)
+    scratch = scratch_url(url, engine_name, run_dir, "robot")
     upgrade(scratch)
     db = Database(scratch)
     phones = [f"+7916{5000000 + i:07d}" for i in range(CALLS)]
