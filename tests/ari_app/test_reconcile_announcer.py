@@ -32,6 +32,8 @@ def test_the_emulator_lists_the_moh_announcer_as_the_last_caller_leaves_the_queu
             caller = emu.incoming_call(did(org), "79161234567")
             await until(lambda: any(e["channel"]["id"] == caller.id for e in emu.events("ChannelEnteredBridge")),
                         message="queued")
+            # The queue's music starts after the caller enters the bridge (a loaded CI machine hung up in between).
+            await until(lambda: (emu.hears(caller) or "").startswith("moh:"), message="music on hold")
             queue = next(b for b in await app.ari.list_bridges() if b.id.startswith("openads-queue-"))
             seen["queued"] = queue.channels
             seen["all channels"] = [c.id for c in await app.ari.list_channels()]

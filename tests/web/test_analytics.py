@@ -9,8 +9,9 @@ import html
 import io
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from openpyxl import load_workbook
@@ -153,22 +154,23 @@ def _today(client: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def live_now(monkeypatch):
-    """«Сегодня» runs on the real clock (the events are written now)."""
+def live_now(monkeypatch, world):
+    """«Сегодня»'s clock: now, but never in the first minutes of the company's local day (a test that
+    writes a call "40 s ago" just after local midnight wrote it into yesterday: CI ran at 00:00 MSK).
+    The panel's clock stands still, so a minute turning cannot count as a recomputation either."""
     import web.panel.analytics as page
 
-    monkeypatch.setattr(page, "utcnow", utcnow)
+    now = utcnow()
+    local = now.astimezone(ZoneInfo(world.org_a.timezone))
+    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+    frozen = max(now, day_start + timedelta(minutes=5))
+    monkeypatch.setattr(page, "utcnow", lambda: frozen)
+    return frozen
 
 
-def test_today_is_computed_once_per_organization_and_event(app, db, world, inspector, login_as, live_now,
-                                                           monkeypatch) -> None:
-    from web.panel import analytics as panel_analytics
+def test_today_is_computed_once_per_organization_and_event(app, db, world, inspector, login_as, live_now) -> None:
     from web.panel.analytics import today_cache
 
-    # The cache also keys on the minute: the panel's clock stands still, so a minute turning during
-    # the test cannot count as a recomputation (it did once in CI).
-    frozen = utcnow()
-    monkeypatch.setattr(panel_analytics, "utcnow", lambda: frozen)
     client = login_as(inspector)
     page = client.get("/reports/today")
     assert page.status_code == 200
@@ -183,7 +185,7 @@ def test_today_is_computed_once_per_organization_and_event(app, db, world, inspe
     assert _today(other) == first and _today(client) == first
     assert cache.computed == before  # the page's figures served both clients
     with db.write() as s:
-        f.make_missed_call(s, s.merge(world.org_a), "+79160000301", at=utcnow() - timedelta(minutes=2),
+        f.make_missed_call(s, s.merge(world.org_a), "+79160000301", at=live_now - timedelta(minutes=2),
                            waited_seconds=60)
     after = _today(other)
     assert _today(client) == after
@@ -191,7 +193,7 @@ def test_today_is_computed_once_per_organization_and_event(app, db, world, inspe
     assert after["missed"] == first["missed"] + 1 and after["missed_open"] == first["missed_open"] + 1
     # An event of another organization does not touch A's figures.
     with db.write() as s:
-        f.make_missed_call(s, s.merge(world.org_b), "+79030000301", at=utcnow())
+        f.make_missed_call(s, s.merge(world.org_b), "+79030000301", at=live_now)
     assert _today(client) == after and cache.computed == before + 1
 
 
@@ -206,10 +208,10 @@ def test_the_dashboard_hears_a_call_event_and_gets_new_figures(app, db, world, l
     try:
         events = _events(resp)
         with db.write() as s:
-            call = f.make_inbound_call(s, s.merge(world.org_a), "+79160000401", at=utcnow() - timedelta(seconds=40))
+            call = f.make_inbound_call(s, s.merge(world.org_a), "+79160000401", at=live_now - timedelta(seconds=40))
             from models.services.calls import mark_call_answered
 
-            mark_call_answered(s, org_id=world.org_a.id, call_id=call.id, by=None, at=utcnow())
+            mark_call_answered(s, org_id=world.org_a.id, call_id=call.id, by=None, at=live_now)
         names = set()
         while "call.answered" not in names:
             names.add(_next_event(events)[1])
