@@ -53,7 +53,7 @@ def register(sub: Any) -> None:
     add.add_argument("--role", required=True, choices=ROLES, help="роль")
     add.add_argument("--org", required=True, action="append", type=positive_int, metavar="ID",
                      help="id организации (можно несколько раз: диспетчер центра)")
-    add.add_argument("--email", help="e-mail (исполнителю приходят назначенные заявки)")
+    add.add_argument("--email", help="адрес эл. почты (исполнителю приходят назначенные заявки)")
     add.add_argument("--phone", help="телефон")
     add.add_argument("--password", help="пароль (лучше OPENADS_PASSWORD или запрос)")
     add.add_argument("--valid-until", metavar="ДАТА", help=VALID_UNTIL_HELP)
@@ -97,11 +97,11 @@ def register(sub: Any) -> None:
     ulist.add_argument("--org", type=positive_int, metavar="ID", help="только эта организация")
     ulist.add_argument("--inactive", action="store_true", help="и отключённые")
     ulist.set_defaults(handler=run_list)
-    uset = usub.add_parser("set", help="изменить ФИО, e-mail, телефон, роль, организации",
+    uset = usub.add_parser("set", help="изменить ФИО, адрес эл. почты, телефон, роль, организации",
                            description="Меняются только указанные параметры. --org заменяет список организаций.")
     uset.add_argument("login", metavar="ЛОГИН")
     uset.add_argument("--name", help="ФИО")
-    uset.add_argument("--email", help="e-mail (пустая строка — убрать)")
+    uset.add_argument("--email", help="адрес эл. почты (пустая строка — убрать)")
     uset.add_argument("--phone", help="телефон (пустая строка — убрать)")
     uset.add_argument("--role", choices=ROLES, help="роль")
     uset.add_argument("--valid-until", metavar="ДАТА", help=VALID_UNTIL_HELP + "; none — бессрочно")

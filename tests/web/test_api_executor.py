@@ -77,7 +77,7 @@ def test_field_card_has_premise_entrance_floor_resident_phone_and_house_notes(cl
     card = client.get(f"{API}/executor/tickets/{t.id}", headers=ex_a).get_json()
     check_schema(client, card, "FieldTicketCard")
     assert card["premise"] == {"label": "кв. 31", "number": "31", "entrance": "2", "floor": "5"}
-    assert card["resident"] == {"name": "Леонидов Л. Л.", "phone": "+79161234567"}
+    assert card["resident"] == {"name": "Леонидов Л. Л.", "phone": "+79161234567", "phone_display": "+7 916 123-45-67"}
     assert card["house_notes"] == ["Ключи от подвала у старшей"]
     assert [h["action"] for h in card["history"]] == ["created", "assigned"]
 

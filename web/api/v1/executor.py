@@ -24,6 +24,7 @@ from models.organization import Organization, Role, User
 from models.queries import ticket_card
 from models.rules import field as rules
 from models.rules.access import READERS, STAFF
+from models.rules.phones import display as display_phone
 from models.rules.ticket_states import STATUS_TITLES_RU
 from models.services import field as svc
 from models.services import tickets as tickets_svc
@@ -104,7 +105,7 @@ class FieldTicketCard(Out):
     status: str
     premise: dict[str, Any] | None = Field(description="label, number, entrance, floor")
     house: dict[str, Any] | None = Field(description="id, address, latitude, longitude")
-    resident: dict[str, Any] = Field(description="name, phone (E.164)")
+    resident: dict[str, Any] = Field(description="name, phone (E.164), phone_display (+7 916 123-45-67)")
     house_notes: list[str]
     history: list[dict[str, Any]]
     comments: list[dict[str, Any]]
@@ -221,8 +222,9 @@ def executor_ticket(ticket_id: int) -> Any:
                        "floor": t.premise.floor} if t.premise else None)
     out["house"] = ({"id": t.house.id, "address": t.house.address, "latitude": t.house.latitude,
                      "longitude": t.house.longitude} if t.house else None)
+    phone = resident_phone(s, t)
     out["resident"] = {"name": t.reporter_name or (t.resident.full_name if t.resident else ""),
-                       "phone": resident_phone(s, t)}
+                       "phone": phone, "phone_display": display_phone(phone) if phone else None}
     out["house_notes"] = ([n.text for n in s.scalars(select(HouseNote).where(
         HouseNote.house_id == t.house_id, HouseNote.organization_id == t.organization_id).order_by(HouseNote.id))]
         if t.house_id else [])
