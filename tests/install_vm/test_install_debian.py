@@ -293,7 +293,9 @@ def test_section_9_telephony_services_without_asterisk(box: Container) -> None:
         assert state["ActiveState"] in ("active", "activating"), (state, journal)
     ari = box.sh("journalctl -u openads-ari --no-pager -o cat").stdout
     assert "ARI: http://127.0.0.1:8088 app=openads" in ari
-    assert "8088" in ari
+    assert re.search(r"WARNING .*ARI events: .*8088", ari), ari[-2000:]  # why it is not connected
+    watchdog = box.sh("journalctl -u openads-ari-watchdog --no-pager -o cat").stdout
+    assert "ARI is unreachable" in watchdog, watchdog[-2000:]
 
 
 def test_section_10_backup_and_the_restore_drill(box: Container) -> None:
@@ -337,3 +339,5 @@ def test_after_a_reboot_everything_is_back(box: Container) -> None:
         assert wait_for(box, f"systemctl is-active {unit}", 30).stdout.strip() == "active", unit
     assert box.sh("systemctl show -p ActiveState --value openads-ari").stdout.strip() in ("active", "activating")
     assert box.sh("systemctl --failed --no-legend --plain").stdout.strip() == ""
+    # section 8: the journal is kept on disk, so the previous boot's logs are still there
+    assert box.sh("journalctl -b -1 -u openads-web --no-pager -o cat", check=False).stdout.strip()
