@@ -65,7 +65,7 @@ class Container:
         self.nat_added = False
 
     def copy_base(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        subprocess.run(["rm", "-rf", "--one-file-system", str(self.root)], check=True)
         subprocess.run(["cp", "-a", str(base_root()), str(self.root)], check=True)
         for inside in [*self.binds.values(), *self.binds_ro.values()]:
             (self.root / inside.lstrip("/")).mkdir(parents=True, exist_ok=True)
@@ -149,7 +149,7 @@ class Container:
             subprocess.run(["iptables", *self.nat[:2], "-D", *self.nat[3:]], check=False)
             self.nat_added = False
         if not keep_root:
-            shutil.rmtree(self.root, ignore_errors=True)
+            subprocess.run(["rm", "-rf", "--one-file-system", str(self.root)], check=False)
 
 
 def quote(*args: str) -> str:
