@@ -32,8 +32,10 @@ from tests import factories as f
 
 # The real-PBX scenarios run only under `make test-pbx`, which builds and starts the test PBX.
 # The chaos suite runs only under `make test-chaos` (its own PostgreSQL cluster and Redis, minutes long).
+# docs/install.md on a booted Debian 12 (systemd-nspawn, root) only under `make test-install`.
 collect_ignore = ([] if os.environ.get("OPENADS_PBX_TESTS") else ["pbx"]) + (
-    [] if os.environ.get("OPENADS_CHAOS_TESTS") else ["chaos"])
+    [] if os.environ.get("OPENADS_CHAOS_TESTS") else ["chaos"]) + (
+    [] if os.environ.get("OPENADS_INSTALL_TESTS") else ["install_vm"])
 
 
 def _pg_database(base_url: str) -> Iterator[str]:

@@ -220,6 +220,31 @@ def test_each_service_runs_an_existing_openads_command_and_restarts_unless_misco
         assert values["PartOf"] == ["openads.target"] and values["WantedBy"] == ["openads.target"]
 
 
+def test_openads_web_tells_systemd_it_is_ready_once_it_accepts_connections(installed: Path, tmp_path: Path) -> None:
+    """Type=notify: `systemctl start openads-web` returns when the port accepts connections, so the doc's
+    `curl .../status` right after `systemctl enable --now` works (Type=exec: refused, make test-install)."""
+    assert unit(installed / "units" / "openads-web.service")["Type"] == ["notify"]
+    notify = tmp_path / "notify"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENADS_", "DATABASE_URL", "SECRET_KEY"))}
+    env.update(NOTIFY_SOCKET=str(notify), DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite3'}", OPENADS_ALLOW_SQLITE="1",
+               OPENADS_VAR_DIR=str(tmp_path / "var"), OPENADS_WEB_WORKERS="1", PYTHONPATH=str(ROOT))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(notify))
+        listener.settimeout(60)
+        proc = subprocess.Popen([sys.executable, "-m", "openads.cli", "web", "--port", str(port)], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            message = listener.recv(4096).decode()
+            assert "READY=1" in message.split("\n")
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()  # at once: no "connection refused"
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+
+
 def test_every_unit_the_doc_names_is_shipped() -> None:
     named = set(re.findall(r"\bopenads(?:-[a-z-]+)?\.(?:service|timer|target)\b", DOC))
     assert {"openads.target", "openads-web.service", "openads-backup.timer"} <= named
