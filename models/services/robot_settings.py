@@ -39,7 +39,7 @@ class RobotSettingsDraft:
     notifications_enabled: bool
     quiet_start: time
     quiet_end: time
-    templates: dict[str, str]  # registered, assigned, done, closed
+    templates: dict[str, str]  # registered, assigned, en_route, done, closed
 
 
 def _template(text: str, field: str, allowed: tuple[str, ...]) -> str:
@@ -132,7 +132,7 @@ def update_robot_settings(
     if set(draft.templates) != set(rules.NOTIFICATION_EVENTS):
         raise ValidationFailed("нужны все шаблоны уведомлений", field="templates")
     prompt = _template(draft.rating_prompt, "rating_prompt", rules.PROMPT_PLACEHOLDERS)
-    templates = {e: _template(draft.templates[e], f"template_{e}", rules.TEMPLATE_PLACEHOLDERS)
+    templates = {e: _template(draft.templates[e], f"template_{e}", rules.template_placeholders(e))
                  for e in rules.NOTIFICATION_EVENTS}
     now = now or utcnow()
     row, before = _row(session, org)

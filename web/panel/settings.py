@@ -27,6 +27,7 @@ MANAGERS = (Role.ADMIN, Role.MANAGER)
 TEMPLATE_TITLES_RU = {
     "registered": "Заявка зарегистрирована",
     "assigned": "Назначен исполнитель",
+    "en_route": "Исполнитель выехал",
     "done": "Заявка выполнена (приглашение оценить)",
     "closed": "Заявка закрыта",
 }
@@ -72,7 +73,8 @@ def _settings_page(org: Organization, *, error: str | None = None, field: str | 
     return render_template(
         "settings_robot.html", org=org, orgs=[o for o in my_orgs()], s=current, form=form, error=error,
         error_field=field, template_titles=TEMPLATE_TITLES_RU, events=rules.NOTIFICATION_EVENTS,
-        placeholders=rules.TEMPLATE_PLACEHOLDERS, prompt_placeholders=rules.PROMPT_PLACEHOLDERS,
+        placeholders=rules.TEMPLATE_PLACEHOLDERS, event_placeholders=rules.EVENT_PLACEHOLDERS,
+        prompt_placeholders=rules.PROMPT_PLACEHOLDERS,
     ), status
 
 
