@@ -82,6 +82,7 @@ def build_parser() -> Parser:
         demo,
         exchange_cli,
         fastagi,
+        house,
         org,
         push,
         recordings,
@@ -98,7 +99,7 @@ def build_parser() -> Parser:
         epilog="Настройки берутся из переменных окружения (см. .env.example).",
     )
     sub = parser.add_subparsers(title="команды", metavar="КОМАНДА", parser_class=Parser)
-    for module in (db, org, category, audit, recordings, report, user, serve, work, demo, exchange_cli, fastagi, telephony, ari,
+    for module in (db, org, category, house, audit, recordings, report, user, serve, work, demo, exchange_cli, fastagi, telephony, ari,
                    ari_watchdog, push):
         module.register(sub)
     return parser
