@@ -48,6 +48,13 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "closed": "{company}: заявка № {number} закрыта. Спасибо за обращение!",
 }
 NOTIFICATION_EVENTS = tuple(DEFAULT_TEMPLATES)
+TEMPLATE_TITLES_RU = {
+    "registered": "Заявка зарегистрирована",
+    "assigned": "Назначен исполнитель",
+    "en_route": "Исполнитель выехал",
+    "done": "Заявка выполнена (приглашение оценить)",
+    "closed": "Заявка закрыта",
+}
 TEMPLATE_PLACEHOLDERS = ("company", "number", "deadline", "executor", "registered_at", "hotline")
 # Placeholders only one event's template may use: the executor's estimated arrival (local HH:MM).
 EVENT_PLACEHOLDERS: dict[str, tuple[str, ...]] = {"en_route": ("eta",)}

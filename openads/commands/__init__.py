@@ -87,6 +87,7 @@ def build_parser() -> Parser:
         push,
         recordings,
         report,
+        robot,
         serve,
         telephony,
         user,
@@ -99,7 +100,7 @@ def build_parser() -> Parser:
         epilog="Настройки берутся из переменных окружения (см. .env.example).",
     )
     sub = parser.add_subparsers(title="команды", metavar="КОМАНДА", parser_class=Parser)
-    for module in (db, org, category, house, audit, recordings, report, user, serve, work, demo, exchange_cli, fastagi, telephony, ari,
+    for module in (db, org, category, robot, house, audit, recordings, report, user, serve, work, demo, exchange_cli, fastagi, telephony, ari,
                    ari_watchdog, push):
         module.register(sub)
     return parser

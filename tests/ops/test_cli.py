@@ -275,3 +275,43 @@ def test_house_location_is_set_shown_checked_and_cleared_by_house_id_within_the_
         ("house", house_id, "latitude", None, "55.7512", "cli"), ("house", house_id, "longitude", None, "37.6184", "cli"),
         ("house", house_id, "latitude", "55.7512", None, "cli"), ("house", house_id, "longitude", "37.6184", None, "cli"),
     ]
+
+
+def test_robot_settings_and_notification_templates_are_shown_and_set_like_the_settings_page(
+    migrated: dict[str, str],
+) -> None:
+    from models.notification import RobotSettings
+
+    db = db_of(migrated)
+    with db.write() as s:
+        org_id = f.make_org(s).id
+
+    shown = openads(migrated, "robot", "show", "--org", str(org_id))
+    assert shown.returncode == 0, shown.stderr
+    assert "en_route — Исполнитель выехал" in shown.stdout and "{eta}" in shown.stdout
+    assert "{company}: по заявке № {number} исполнитель выехал, ориентировочно в {eta}." in shown.stdout
+    saved = openads(migrated, "robot", "set", "--org", str(org_id), "--attempts", "2", "--quiet", "22:00-08:00",
+                    "--template", "en_route", "{company}: мастер выехал по заявке {number}, будет в {eta}")
+    assert saved.returncode == 0, saved.stderr
+    assert "мастер выехал по заявке {number}, будет в {eta}" in saved.stdout
+    # The settings page's checks and messages, named by the option; a refused change writes nothing.
+    for args, message in (
+        (("--template", "assigned", "будет в {eta}"), "--template assigned: неизвестные подстановки: {eta}"),
+        (("--template", "en_route", "  "), "--template en_route: текст не может быть пустым"),
+        (("--template", "arrived", "текст"), "--template: нет такого уведомления: arrived"),
+        (("--attempts", "11"), "--attempts: попыток — от 1 до 10"),
+        (("--call-window", "06:00-20:00"), "--call-window: робот звонит только с 08:00 до 22:00"),
+        ((), "укажите, что изменить"),
+    ):
+        refused = openads(migrated, "robot", "set", "--org", str(org_id), *args)
+        assert refused.returncode == 2 and message in refused.stderr, (args, refused.stderr)
+    with db.read() as s:
+        row = s.get(RobotSettings, org_id)
+        assert (row.max_attempts, row.quiet_start.hour, row.template_en_route, row.template_assigned) == (
+            2, 22, "{company}: мастер выехал по заявке {number}, будет в {eta}",
+            "{company}: по заявке № {number} назначен исполнитель {executor}, срок выполнения {deadline}.")
+        logged = {(e.object_type, e.field, e.via) for e in s.scalars(
+            select(AuditEntry).where(AuditEntry.organization_id == org_id))}
+    db.dispose()
+    assert logged == {("robot_settings", "max_attempts", "cli"), ("robot_settings", "quiet_hours", "cli"),
+                      ("robot_settings", "template_en_route", "cli")}

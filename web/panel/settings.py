@@ -24,13 +24,7 @@ from web.panel.common import STAFF, my_orgs, org_by_id, user
 from web.redirects import next_target
 
 MANAGERS = (Role.ADMIN, Role.MANAGER)
-TEMPLATE_TITLES_RU = {
-    "registered": "Заявка зарегистрирована",
-    "assigned": "Назначен исполнитель",
-    "en_route": "Исполнитель выехал",
-    "done": "Заявка выполнена (приглашение оценить)",
-    "closed": "Заявка закрыта",
-}
+TEMPLATE_TITLES_RU = rules.TEMPLATE_TITLES_RU
 CHANNEL_TITLES_RU = {
     "": "как обычно (SMS на мобильный, иначе эл. почта)",
     ContactChannel.SMS.value: "SMS",
