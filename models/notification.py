@@ -53,6 +53,7 @@ class RobotSettings(Base):
     quiet_end: Mapped[time] = mapped_column(Time, default=rules.DEFAULT_QUIET_HOURS.end)
     template_registered: Mapped[str] = mapped_column(Text, default=rules.DEFAULT_TEMPLATES["registered"])
     template_assigned: Mapped[str] = mapped_column(Text, default=rules.DEFAULT_TEMPLATES["assigned"])
+    template_en_route: Mapped[str] = mapped_column(Text, default=rules.DEFAULT_TEMPLATES["en_route"])
     template_done: Mapped[str] = mapped_column(Text, default=rules.DEFAULT_TEMPLATES["done"])
     template_closed: Mapped[str] = mapped_column(Text, default=rules.DEFAULT_TEMPLATES["closed"])
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -67,10 +68,7 @@ class RobotSettings(Base):
         return rules.LocalWindow(self.quiet_start, self.quiet_end)
 
     def template_for(self, event: str) -> str:
-        """The template of a notification event (`registered`, `assigned`, `done`, `closed`; `en_route`
-        is not editable yet: its fixed text, decision 0042)."""
-        if event in rules.FIXED_TEMPLATES:
-            return rules.FIXED_TEMPLATES[event]
+        """The template of a notification event (`registered`, `assigned`, `en_route`, `done`, `closed`)."""
         value: str = getattr(self, f"template_{event}")
         return value
 
@@ -85,6 +83,7 @@ def default_robot_settings(organization_id: int) -> RobotSettings:
         quiet_start=rules.DEFAULT_QUIET_HOURS.start, quiet_end=rules.DEFAULT_QUIET_HOURS.end,
         template_registered=rules.DEFAULT_TEMPLATES["registered"],
         template_assigned=rules.DEFAULT_TEMPLATES["assigned"],
+        template_en_route=rules.DEFAULT_TEMPLATES["en_route"],
         template_done=rules.DEFAULT_TEMPLATES["done"], template_closed=rules.DEFAULT_TEMPLATES["closed"],
     )
 

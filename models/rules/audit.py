@@ -44,7 +44,8 @@ FIELD_TITLES_RU: dict[str, dict[str, str]] = {
         "max_attempts": "Попыток", "retry_interval_minutes": "Между попытками, мин",
         "rating_prompt": "Текст звонка", "voice": "Голос", "notifications_enabled": "Уведомления жителей",
         "quiet_hours": "Тихие часы", "template_registered": "Шаблон: зарегистрирована",
-        "template_assigned": "Шаблон: назначен исполнитель", "template_done": "Шаблон: выполнена",
+        "template_assigned": "Шаблон: назначен исполнитель", "template_en_route": "Шаблон: исполнитель выехал",
+        "template_done": "Шаблон: выполнена",
         "template_closed": "Шаблон: закрыта",
     },
     "telephony_settings": {

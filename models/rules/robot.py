@@ -40,6 +40,7 @@ DEFAULT_RATING_PROMPT = (
 DEFAULT_TEMPLATES: dict[str, str] = {
     "registered": "{company}: заявка № {number} зарегистрирована. Плановый срок выполнения: {deadline}.",
     "assigned": "{company}: по заявке № {number} назначен исполнитель {executor}, срок выполнения {deadline}.",
+    "en_route": "{company}: по заявке № {number} исполнитель выехал, ориентировочно в {eta}.",
     "done": (
         "{company}: заявка № {number} выполнена. Оцените работу от 1 до 5: "
         "мы позвоним вам, или сообщите оценку по телефону {hotline}."
@@ -47,11 +48,16 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "closed": "{company}: заявка № {number} закрыта. Спасибо за обращение!",
 }
 NOTIFICATION_EVENTS = tuple(DEFAULT_TEMPLATES)
-# Notifications whose text is not (yet) an administrator's template (decision 0042).
-FIXED_TEMPLATES: dict[str, str] = {
-    "en_route": "{company}: по заявке № {number} исполнитель выехал, ориентировочно в {eta}.",
+TEMPLATE_TITLES_RU = {
+    "registered": "Заявка зарегистрирована",
+    "assigned": "Назначен исполнитель",
+    "en_route": "Исполнитель выехал",
+    "done": "Заявка выполнена (приглашение оценить)",
+    "closed": "Заявка закрыта",
 }
 TEMPLATE_PLACEHOLDERS = ("company", "number", "deadline", "executor", "registered_at", "hotline")
+# Placeholders only one event's template may use: the executor's estimated arrival (local HH:MM).
+EVENT_PLACEHOLDERS: dict[str, tuple[str, ...]] = {"en_route": ("eta",)}
 PROMPT_PLACEHOLDERS = ("company", "number")
 RATING_WORDS_RU = {1: "один", 2: "два", 3: "три", 4: "четыре", 5: "пять"}
 
@@ -70,6 +76,11 @@ def validate_call_window(window: LocalWindow) -> None:
         raise InvalidWindow(
             f"робот звонит только с {EARLIEST_CALL:%H:%M} до {LATEST_CALL:%H:%M} по местному времени"
         )
+
+
+def template_placeholders(event: str) -> tuple[str, ...]:
+    """The placeholders the template of a notification event may use."""
+    return TEMPLATE_PLACEHOLDERS + EVENT_PLACEHOLDERS.get(event, ())
 
 
 def validate_template(template: str, allowed: tuple[str, ...] = TEMPLATE_PLACEHOLDERS) -> None:

@@ -57,6 +57,7 @@ SUBJECTS_RU: dict[NotificationEvent, str] = {
 EVENT_TITLES_RU: dict[NotificationEvent, str] = {
     NotificationEvent.REGISTERED: "о регистрации", NotificationEvent.ASSIGNED: "о назначении исполнителя",
     NotificationEvent.DONE: "о выполнении", NotificationEvent.CLOSED: "о закрытии",
+    NotificationEvent.EN_ROUTE: "о выезде исполнителя",
 }
 NOTICE_IMPOSSIBLE = "notice_impossible"
 RATING_CALL_IMPOSSIBLE = "rating_call_impossible"

@@ -3,7 +3,8 @@ code that writes them (the panel's settings page and the resident's contact form
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, time
 from typing import Any
 
@@ -39,7 +40,7 @@ class RobotSettingsDraft:
     notifications_enabled: bool
     quiet_start: time
     quiet_end: time
-    templates: dict[str, str]  # registered, assigned, done, closed
+    templates: dict[str, str]  # registered, assigned, en_route, done, closed
 
 
 def _template(text: str, field: str, allowed: tuple[str, ...]) -> str:
@@ -132,7 +133,7 @@ def update_robot_settings(
     if set(draft.templates) != set(rules.NOTIFICATION_EVENTS):
         raise ValidationFailed("нужны все шаблоны уведомлений", field="templates")
     prompt = _template(draft.rating_prompt, "rating_prompt", rules.PROMPT_PLACEHOLDERS)
-    templates = {e: _template(draft.templates[e], f"template_{e}", rules.TEMPLATE_PLACEHOLDERS)
+    templates = {e: _template(draft.templates[e], f"template_{e}", rules.template_placeholders(e))
                  for e in rules.NOTIFICATION_EVENTS}
     now = now or utcnow()
     row, before = _row(session, org)
@@ -151,6 +152,36 @@ def update_robot_settings(
     session.flush()
     _log(session, org, row, before, by, now)
     return row
+
+
+def current_draft(session: Session, org: Organization) -> RobotSettingsDraft:
+    """The organization's settings as they are (the defaults when it has no row), as a draft."""
+    row = session.get(RobotSettings, org.id) or default_robot_settings(org.id)
+    return RobotSettingsDraft(
+        rating_calls_enabled=row.rating_calls_enabled, call_window_start=row.call_window_start,
+        call_window_end=row.call_window_end, max_attempts=row.max_attempts,
+        retry_interval_minutes=row.retry_interval_minutes, rating_prompt=row.rating_prompt, voice=row.voice,
+        notifications_enabled=row.notifications_enabled, quiet_start=row.quiet_start, quiet_end=row.quiet_end,
+        templates={e: row.template_for(e) for e in rules.NOTIFICATION_EVENTS},
+    )
+
+
+def change_robot_settings(
+    session: Session, *, org: Organization, changes: Mapping[str, Any], by: Actor | User | None,
+    now: datetime | None = None,
+) -> RobotSettings:
+    """Change only the given fields (the API's PATCH, `openads robot set`); the others keep their
+    values. `changes` holds draft fields; `templates` may name only some events. Same checks,
+    messages and audit log as the settings page (`update_robot_settings`)."""
+    edits = dict(changes)
+    draft = current_draft(session, org)
+    templates = dict(edits.pop("templates", None) or {})
+    unknown = sorted(set(templates) - set(rules.NOTIFICATION_EVENTS))
+    if unknown:
+        raise ValidationFailed("нет такого уведомления: " + ", ".join(unknown) + " (есть: "
+                               + ", ".join(rules.NOTIFICATION_EVENTS) + ")", field="templates")
+    draft = replace(draft, templates={**draft.templates, **templates}, **edits)
+    return update_robot_settings(session, org=org, draft=draft, by=by, now=now)
 
 
 def contact_preference(

@@ -82,10 +82,12 @@ def build_parser() -> Parser:
         demo,
         exchange_cli,
         fastagi,
+        house,
         org,
         push,
         recordings,
         report,
+        robot,
         serve,
         telephony,
         user,
@@ -98,7 +100,7 @@ def build_parser() -> Parser:
         epilog="Настройки берутся из переменных окружения (см. .env.example).",
     )
     sub = parser.add_subparsers(title="команды", metavar="КОМАНДА", parser_class=Parser)
-    for module in (db, org, category, audit, recordings, report, user, serve, work, demo, exchange_cli, fastagi, telephony, ari,
+    for module in (db, org, category, robot, house, audit, recordings, report, user, serve, work, demo, exchange_cli, fastagi, telephony, ari,
                    ari_watchdog, push):
         module.register(sub)
     return parser

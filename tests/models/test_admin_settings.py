@@ -15,6 +15,7 @@ from models.errors import NotFound, ValidationFailed
 from models.notification import RobotSettings
 from models.organization import Hotline, Organization
 from models.outbox import OutboxMessage
+from models.rules.audit import field_title
 from models.services import audit, calls
 from models.services import catalog as cat_svc
 from models.services import organizations as org_svc
@@ -164,12 +165,17 @@ def test_robot_settings_changes_are_logged(session, world) -> None:
     draft = robot_svc.RobotSettingsDraft(
         rating_calls_enabled=False, call_window_start=time(10), call_window_end=time(20), max_attempts=2,
         retry_interval_minutes=60, rating_prompt="Оцените {number}", voice=None, notifications_enabled=True,
-        quiet_start=time(21), quiet_end=time(9), templates=dict(robot_svc.rules.DEFAULT_TEMPLATES))
+        quiet_start=time(21), quiet_end=time(9),
+        templates={**robot_svc.rules.DEFAULT_TEMPLATES, "en_route": "Мастер выехал, будет в {eta}"})
     robot_svc.update_robot_settings(session, org=org, draft=draft, by=world.manager_a, now=T0)
     log = _log(session, org.id)
     assert ("robot_settings", "rating_calls_enabled", "да", "нет") in log
     assert ("robot_settings", "max_attempts", "3", "2") in log
-    assert {r[1] for r in log} == {"rating_calls_enabled", "max_attempts", "retry_interval_minutes", "rating_prompt"}
+    assert ("robot_settings", "template_en_route", robot_svc.rules.DEFAULT_TEMPLATES["en_route"],
+            "Мастер выехал, будет в {eta}") in log
+    assert {r[1] for r in log} == {"rating_calls_enabled", "max_attempts", "retry_interval_minutes", "rating_prompt",
+                                   "template_en_route"}
+    assert field_title("robot_settings", "template_en_route") == "Шаблон: исполнитель выехал"
 
 
 # --- categories -----------------------------------------------------------------------------------

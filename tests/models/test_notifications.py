@@ -162,3 +162,28 @@ def test_ticket_hook_notifies_on_each_event_and_schedules_the_rating_call_on_don
             "resident_registered", "resident_assigned", "resident_done", "resident_closed"]
         calls = s.scalars(select(RatingCall).where(RatingCall.ticket_id == ticket.id)).all()
         assert [(c.planned_at, c.phone) for c in calls] == [(NOON, "+79161234567")]
+
+
+def test_migration_gives_existing_settings_the_former_fixed_en_route_text(tmp_path) -> None:
+    import sqlalchemy as sa
+
+    from models.migrate import upgrade
+    from models.rules.robot import DEFAULT_TEMPLATES
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url, "0027_dispatch_map")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # SQLite does not check foreign keys on this connection
+        conn.execute(sa.text(
+            "INSERT INTO robot_settings (organization_id, rating_calls_enabled, call_window_start, call_window_end,"
+            " max_attempts, retry_interval_minutes, rating_prompt, notifications_enabled, quiet_start, quiet_end,"
+            " template_registered, template_assigned, template_done, template_closed, updated_at) VALUES (7, 1,"
+            " '10:00:00', '20:00:00', 3, 30, 'p', 1, '21:00:00', '09:00:00', 'r', 'a', 'd', 'c',"
+            " '2026-01-01 00:00:00')"))
+    upgrade(url, "0029_en_route_template")
+    with engine.begin() as conn:
+        rows = conn.execute(sa.text("SELECT organization_id, template_assigned, template_en_route FROM robot_settings"))
+        assert [tuple(r) for r in rows] == [
+            (7, "a", "{company}: по заявке № {number} исполнитель выехал, ориентировочно в {eta}.")]
+    engine.dispose()
+    assert DEFAULT_TEMPLATES["en_route"] == "{company}: по заявке № {number} исполнитель выехал, ориентировочно в {eta}."

@@ -227,3 +227,91 @@ def test_import_housing_and_export_journal_are_wired_to_the_exchange_commands(
                        "--from", "2026-01-01", "--out", str(out))
     assert exported.returncode == 0, exported.stderr
     assert out.stat().st_size > 0
+
+
+def test_house_location_is_set_shown_checked_and_cleared_by_house_id_within_the_named_organization(
+    migrated: dict[str, str],
+) -> None:
+    db = db_of(migrated)
+    with db.write() as s:
+        org, other = f.make_org(s), f.make_org(s)
+        house_id, foreign_id = f.make_house(s, org).id, f.make_house(s, other).id
+        org_id = org.id
+
+    def location(*args: str) -> subprocess.CompletedProcess[str]:
+        return openads(migrated, "house", "location", *args)
+
+    shown = location(str(house_id), "--org", str(org_id))
+    assert shown.returncode == 0, shown.stderr
+    assert "координаты не заданы" in shown.stdout
+    saved = location(str(house_id), "--org", str(org_id), "--lat", "55,7512", "--lon", "37.6184")
+    assert saved.returncode == 0, saved.stderr
+    assert "Координаты дома сохранены" in saved.stdout and "широта 55.7512, долгота 37.6184" in saved.stdout
+    # The API's checks and messages; a refused change writes nothing.
+    for args, message in (
+        (("--lat", "95", "--lon", "37"), "--lat: широта от −90 до 90, долгота от −180 до 180"),
+        (("--lat", "55", "--lon", "-181"), "--lat: широта от −90 до 90, долгота от −180 до 180"),
+        (("--lat", "55.1"), "--lat: укажите и широту, и долготу (или очистите обе)"),
+        (("--lat", "55", "--lon", "сорок"), "--lon: долгота: укажите число"),
+        (("--clear", "--lat", "55"), "--clear нельзя указывать вместе с --lat и --lon"),
+    ):
+        refused = location(str(house_id), "--org", str(org_id), *args)
+        assert refused.returncode == 2 and message in refused.stderr, (args, refused.stderr)
+        assert "Traceback" not in refused.stderr
+    # Another organization's house is not found in this one (and keeps no coordinates).
+    foreign = location(str(foreign_id), "--org", str(org_id), "--lat", "1", "--lon", "1")
+    assert foreign.returncode == 2 and "дом не найден в этой организации" in foreign.stderr
+    with db.read() as s:
+        assert (s.get(House, house_id).latitude, s.get(House, house_id).longitude) == (55.7512, 37.6184)
+        assert s.get(House, foreign_id).latitude is None
+    cleared = location(str(house_id), "--org", str(org_id), "--clear")
+    assert cleared.returncode == 0 and "Координаты дома очищены" in cleared.stdout
+    with db.read() as s:
+        assert (s.get(House, house_id).latitude, s.get(House, house_id).longitude) == (None, None)
+        logged = [(e.object_type, e.object_id, e.field, e.old_value, e.new_value, e.via) for e in s.scalars(
+            select(AuditEntry).where(AuditEntry.organization_id == org_id).order_by(AuditEntry.id))]
+    db.dispose()
+    assert logged == [
+        ("house", house_id, "latitude", None, "55.7512", "cli"), ("house", house_id, "longitude", None, "37.6184", "cli"),
+        ("house", house_id, "latitude", "55.7512", None, "cli"), ("house", house_id, "longitude", "37.6184", None, "cli"),
+    ]
+
+
+def test_robot_settings_and_notification_templates_are_shown_and_set_like_the_settings_page(
+    migrated: dict[str, str],
+) -> None:
+    from models.notification import RobotSettings
+
+    db = db_of(migrated)
+    with db.write() as s:
+        org_id = f.make_org(s).id
+
+    shown = openads(migrated, "robot", "show", "--org", str(org_id))
+    assert shown.returncode == 0, shown.stderr
+    assert "en_route — Исполнитель выехал" in shown.stdout and "{eta}" in shown.stdout
+    assert "{company}: по заявке № {number} исполнитель выехал, ориентировочно в {eta}." in shown.stdout
+    saved = openads(migrated, "robot", "set", "--org", str(org_id), "--attempts", "2", "--quiet", "22:00-08:00",
+                    "--template", "en_route", "{company}: мастер выехал по заявке {number}, будет в {eta}")
+    assert saved.returncode == 0, saved.stderr
+    assert "мастер выехал по заявке {number}, будет в {eta}" in saved.stdout
+    # The settings page's checks and messages, named by the option; a refused change writes nothing.
+    for args, message in (
+        (("--template", "assigned", "будет в {eta}"), "--template assigned: неизвестные подстановки: {eta}"),
+        (("--template", "en_route", "  "), "--template en_route: текст не может быть пустым"),
+        (("--template", "arrived", "текст"), "--template: нет такого уведомления: arrived"),
+        (("--attempts", "11"), "--attempts: попыток — от 1 до 10"),
+        (("--call-window", "06:00-20:00"), "--call-window: робот звонит только с 08:00 до 22:00"),
+        ((), "укажите, что изменить"),
+    ):
+        refused = openads(migrated, "robot", "set", "--org", str(org_id), *args)
+        assert refused.returncode == 2 and message in refused.stderr, (args, refused.stderr)
+    with db.read() as s:
+        row = s.get(RobotSettings, org_id)
+        assert (row.max_attempts, row.quiet_start.hour, row.template_en_route, row.template_assigned) == (
+            2, 22, "{company}: мастер выехал по заявке {number}, будет в {eta}",
+            "{company}: по заявке № {number} назначен исполнитель {executor}, срок выполнения {deadline}.")
+        logged = {(e.object_type, e.field, e.via) for e in s.scalars(
+            select(AuditEntry).where(AuditEntry.organization_id == org_id))}
+    db.dispose()
+    assert logged == {("robot_settings", "max_attempts", "cli"), ("robot_settings", "quiet_hours", "cli"),
+                      ("robot_settings", "template_en_route", "cli")}

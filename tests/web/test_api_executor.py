@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any
 
 import pytest
@@ -112,6 +112,58 @@ def test_accept_en_route_on_site_done_each_in_history_and_resident_told_the_eta(
             OutboxMessage.ticket_id == t.id, OutboxMessage.purpose == "resident_en_route"))]
     local = eta.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Moscow")).strftime("%H:%M")
     assert len(bodies) == 1 and f"исполнитель выехал, ориентировочно в {local}" in bodies[0]
+
+
+def _en_route_bodies(client: Any, db: Any, world: Any, ex_a: dict[str, str]) -> tuple[list[str], str, str]:
+    """Accept and set off on a new ticket through the API, run the notification consumer: the bodies of
+    the resident's «исполнитель выехал» messages in the outbox, the ticket's number, the ETA (Moscow)."""
+    from openads.consumers import consume_ticket_events
+
+    t = _ticket(db, world, reporter_phone="+79161234567")
+    assert _act(client, ex_a, t.id, "accept").status_code == 201
+    eta = (utcnow() + timedelta(minutes=40)).replace(microsecond=0)
+    assert _act(client, ex_a, t.id, "en_route", eta=eta.isoformat()).status_code == 201
+    consume_ticket_events(db, now=utcnow())
+    with db.read() as s:
+        bodies = list(s.scalars(select(OutboxMessage.body).where(
+            OutboxMessage.ticket_id == t.id, OutboxMessage.purpose == "resident_en_route")))
+    return bodies, t.number, eta.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Moscow")).strftime("%H:%M")
+
+
+def test_en_route_text_unedited_is_the_fixed_one_of_before_with_or_without_a_settings_row(client, world, db, ex_a):
+    # No settings row: the organization's defaults.
+    bodies, number, local = _en_route_bodies(client, db, world, ex_a)
+    assert bodies == [f"УК «Альфа»: по заявке № {number} исполнитель выехал, ориентировочно в {local}."]
+    # A row saved from the settings page with every other field changed, en_route left as shown.
+    from models.rules.robot import DEFAULT_TEMPLATES
+    from models.services import robot_settings as robot_svc
+    with db.write() as s:
+        org = s.merge(world.org_a)
+        current = robot_svc._audit_values(robot_svc.default_robot_settings(org.id))
+        assert current["template_en_route"] == DEFAULT_TEMPLATES["en_route"]
+        robot_svc.update_robot_settings(s, org=org, by=None, draft=robot_svc.RobotSettingsDraft(
+            rating_calls_enabled=True, call_window_start=time(10),
+            call_window_end=time(20), max_attempts=2, retry_interval_minutes=30,
+            rating_prompt="Оцените {number}", voice=None, notifications_enabled=True,
+            quiet_start=time(0, 1), quiet_end=time(0, 2),
+            templates={**DEFAULT_TEMPLATES, "registered": "{company}: № {number}"}))
+    bodies, number, local = _en_route_bodies(client, db, world, ex_a)
+    assert bodies == [f"УК «Альфа»: по заявке № {number} исполнитель выехал, ориентировочно в {local}."]
+
+
+def test_an_edited_en_route_template_is_what_the_resident_gets(client, world, db, ex_a, login_as):
+    from models.rules.robot import DEFAULT_RATING_PROMPT, DEFAULT_TEMPLATES
+    panel = login_as(world.manager_a)
+    form = {
+        "organization_id": str(world.org_a.id), "rating_calls_enabled": "1", "call_window_start": "10:00",
+        "call_window_end": "20:00", "max_attempts": "3", "retry_interval_minutes": "30",
+        "rating_prompt": DEFAULT_RATING_PROMPT, "notifications_enabled": "1", "quiet_start": "00:01",
+        "quiet_end": "00:02", **{f"template_{k}": v for k, v in DEFAULT_TEMPLATES.items()},
+        "template_en_route": "{company}: мастер {executor} едет по заявке {number}, будет к {eta}",
+    }
+    assert panel.post("/settings/robot", data=form).status_code == 302
+    bodies, number, local = _en_route_bodies(client, db, world, ex_a)
+    assert bodies == [f"УК «Альфа»: мастер Сидоров С.С. едет по заявке {number}, будет к {local}"]
 
 
 def test_a_retried_action_returns_the_first_result_and_changes_nothing(client, world, db, ex_a):

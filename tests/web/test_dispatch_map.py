@@ -314,6 +314,13 @@ def test_house_location_from_the_ticket_card(client, world, db, inspector):
 
         h = s.get(House, world.house_a.id)
         assert (h.latitude, h.longitude) == (55.7512, 37.6184)
+        from sqlalchemy import select
+
+        from models.audit import AuditEntry
+
+        logged = s.scalars(select(AuditEntry).where(AuditEntry.object_type == "house")).all()
+        assert {(r.field, r.new_value, r.via, r.actor_id) for r in logged} == {
+            ("latitude", "55.7512", "panel", world.dispatcher_a.id), ("longitude", "37.6184", "panel", world.dispatcher_a.id)}
     assert client.post(f"/houses/{world.house_b.id}/location",
                        data={"latitude": "1", "longitude": "1"}).status_code == 404
     client.post("/logout")

@@ -169,6 +169,7 @@ def test_robot_settings_are_saved_and_validation_errors_shown(db, world, login_a
         "quiet_start": "22:00", "quiet_end": "08:00",
         "template_registered": "{company}: заявка {number} принята", "template_assigned": "назначен {executor}",
         "template_done": "выполнена {number}", "template_closed": "закрыта {number}",
+        "template_en_route": "выехал {executor}, будет в {eta}",
     }
 
     assert client.post("/settings/robot", data=form).status_code == 302
@@ -176,14 +177,22 @@ def test_robot_settings_are_saved_and_validation_errors_shown(db, world, login_a
     with db.read() as s:
         row = s.get(RobotSettings, world.org_a.id)
         assert (row.call_window_start, row.call_window_end, row.max_attempts, row.retry_interval_minutes,
-                row.notifications_enabled, row.quiet_start, row.template_assigned, row.updated_by_id) == (
-            time(9), time(19), 2, 45, False, time(22), "назначен {executor}", world.manager_a.id)
+                row.notifications_enabled, row.quiet_start, row.template_assigned, row.template_en_route,
+                row.updated_by_id) == (
+            time(9), time(19), 2, 45, False, time(22), "назначен {executor}", "выехал {executor}, будет в {eta}",
+            world.manager_a.id)
 
     night = client.post("/settings/robot", data={**form, "call_window_start": "06:00"})
     assert night.status_code == 400
     assert "робот звонит только с 08:00 до 22:00" in night.get_data(as_text=True)
     unknown = client.post("/settings/robot", data={**form, "template_done": "{company} {bonus}"})
     assert unknown.status_code == 400 and "неизвестные подстановки: {bonus}" in unknown.get_data(as_text=True)
+    # {eta} is the en_route template's own: the others refuse it, with the same message.
+    eta_elsewhere = client.post("/settings/robot", data={**form, "template_assigned": "будет в {eta}"})
+    assert eta_elsewhere.status_code == 400 and "неизвестные подстановки: {eta}" in eta_elsewhere.get_data(as_text=True)
+    empty = client.post("/settings/robot", data={**form, "template_en_route": "  "})
+    assert empty.status_code == 400 and "текст не может быть пустым" in empty.get_data(as_text=True)
+    assert 'name="template_en_route"' in page and "<code>{eta}</code>" in page
     assert client.post("/settings/robot", data={**form, "organization_id": str(world.org_b.id)}).status_code == 404
     with db.read() as s:
         assert s.get(RobotSettings, world.org_a.id).call_window_start == time(9)

@@ -24,12 +24,7 @@ from web.panel.common import STAFF, my_orgs, org_by_id, user
 from web.redirects import next_target
 
 MANAGERS = (Role.ADMIN, Role.MANAGER)
-TEMPLATE_TITLES_RU = {
-    "registered": "Заявка зарегистрирована",
-    "assigned": "Назначен исполнитель",
-    "done": "Заявка выполнена (приглашение оценить)",
-    "closed": "Заявка закрыта",
-}
+TEMPLATE_TITLES_RU = rules.TEMPLATE_TITLES_RU
 CHANNEL_TITLES_RU = {
     "": "как обычно (SMS на мобильный, иначе эл. почта)",
     ContactChannel.SMS.value: "SMS",
@@ -72,7 +67,8 @@ def _settings_page(org: Organization, *, error: str | None = None, field: str | 
     return render_template(
         "settings_robot.html", org=org, orgs=[o for o in my_orgs()], s=current, form=form, error=error,
         error_field=field, template_titles=TEMPLATE_TITLES_RU, events=rules.NOTIFICATION_EVENTS,
-        placeholders=rules.TEMPLATE_PLACEHOLDERS, prompt_placeholders=rules.PROMPT_PLACEHOLDERS,
+        placeholders=rules.TEMPLATE_PLACEHOLDERS, event_placeholders=rules.EVENT_PLACEHOLDERS,
+        prompt_placeholders=rules.PROMPT_PLACEHOLDERS,
     ), status
 
 

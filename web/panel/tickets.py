@@ -46,6 +46,7 @@ from models.services import field as field_svc
 from models.services import housing
 from models.services import recordings as rec_svc
 from models.services import tickets as svc
+from models.services.audit import Actor
 from models.services.notifications import NOTICE_IMPOSSIBLE, RATING_CALL_IMPOSSIBLE
 from models.ticket import Attachment, Category, Channel, Ticket, Visibility, breach_text
 from models.ticket import TicketStatus as S
@@ -540,7 +541,8 @@ def house_location(house_id: int) -> Any:
         housing.set_house_location(
             db_session(), org=org_by_id(house.organization_id), house_id=house.id,
             latitude=_coordinate(request.form.get("latitude"), "latitude", "широта"),
-            longitude=_coordinate(request.form.get("longitude"), "longitude", "долгота"), by=user())
+            longitude=_coordinate(request.form.get("longitude"), "longitude", "долгота"),
+            by=Actor.of(user(), "panel"))
     except ValidationFailed as exc:
         db_session().rollback()
         if back.isdigit():

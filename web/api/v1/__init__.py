@@ -64,6 +64,7 @@ def _pydantic(exc: PydanticValidationError) -> Any:
 
 from web.api.v1 import (  # noqa: E402,F401
     admin,
+    admin_robot,
     admin_telephony,
     admin_users,
     analytics,

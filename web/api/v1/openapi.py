@@ -21,6 +21,7 @@ from models.rules.access import Scope
 from models.rules.audit import OBJECT_TITLES_RU
 from models.ticket import TicketStatus
 from web.api.v1 import admin as admin_api
+from web.api.v1 import admin_robot as robot_api
 from web.api.v1 import admin_telephony as tel_api
 from web.api.v1 import admin_users as users_api
 from web.api.v1 import analytics as analytics_api
@@ -343,6 +344,13 @@ OPERATIONS: tuple[Op, ...] = (
        description=ADMIN_ONLY + " Область settings — только администраторам, telephony — не исполнителям." + WHOLE),
     Op("post", "/admin/users/{user_id}/tokens/{token_id}/revoke", "Отозвать API-токен пользователя", "admin",
        users_api.AdminToken, params=[USER_ID, TOKEN_ID], errors=(401, 403, 404), description=ADMIN_ONLY + WHOLE),
+    Op("get", "/admin/robot/{organization_id}", "Робот и уведомления: звонок за оценкой, тихие часы, шаблоны уведомлений",
+       "admin", robot_api.RobotSettingsOut, params=[ORGANIZATION_ID], errors=(401, 403, 404), description=ADMIN_ONLY),
+    Op("patch", "/admin/robot/{organization_id}", "Изменить настройки робота и уведомлений", "admin",
+       robot_api.RobotSettingsOut, body=robot_api.RobotSettingsUpdate, params=[ORGANIZATION_ID],
+       errors=(400, 401, 403, 404),
+       description=ADMIN_ONLY + " Меняются только переданные поля (в `templates` — только названные события); "
+       "проверки и сообщения — как на странице «Робот и уведомления»; каждое изменение — в журнале изменений."),
     Op("get", "/admin/telephony/{organization_id}", "Настройки телефонии и телефоны диспетчеров", "admin",
        tel_api.TelephonySettingsOut, params=[ORGANIZATION_ID], errors=(401, 403, 404), description=ADMIN_ONLY),
     Op("patch", "/admin/telephony/{organization_id}", "Изменить настройки телефонии", "admin",
@@ -453,7 +461,7 @@ def route_scopes() -> dict[tuple[str, str], Scope]:
 def document() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "validation") for m in (*sc.REQUEST_MODELS, *calls_api.REQUEST_MODELS, *admin_api.REQUEST_MODELS,
-                                    *users_api.REQUEST_MODELS, *tel_api.REQUEST_MODELS,
+                                    *users_api.REQUEST_MODELS, *tel_api.REQUEST_MODELS, *robot_api.REQUEST_MODELS,
                                     *inspection_api.REQUEST_MODELS, *executor_api.REQUEST_MODELS,
                                     *executor_api.ALERT_REQUEST_MODELS,
                                     *dispatch_api.REQUEST_MODELS)]
@@ -461,7 +469,7 @@ def document() -> dict[str, Any]:
                                               *ratings_api.RESPONSE_MODELS, *recordings_api.RESPONSE_MODELS,
                                               *analytics_api.RESPONSE_MODELS,
                                               *admin_api.RESPONSE_MODELS, *chain_api.RESPONSE_MODELS,
-                                              *users_api.RESPONSE_MODELS, *tel_api.RESPONSE_MODELS,
+                                              *users_api.RESPONSE_MODELS, *tel_api.RESPONSE_MODELS, *robot_api.RESPONSE_MODELS,
                                               *inspection_api.RESPONSE_MODELS, *executor_api.RESPONSE_MODELS,
                                               *executor_api.ALERT_RESPONSE_MODELS,
                                               *dispatch_api.RESPONSE_MODELS)]
