@@ -38,10 +38,15 @@ install-units:
 demo: $(STAMP) $(VENDOR)
 	$(BIN)/openads demo
 
+# The suite in TEST_WORKERS processes (pytest-xdist; each has its own database): its tests wait on
+# browsers, sockets and subprocesses as much as they compute, so two processes on two cores halve it.
+# TEST_WORKERS=0 runs it in this one process (for a debugger).
+TEST_WORKERS ?= 2
+
 test: $(STAMP) $(VENDOR)
 	$(BIN)/ruff check .
 	$(BIN)/mypy models ari_app
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 # The real Asterisk for tests (pbx/build.sh builds it once into ~/.cache/openads-pbx).
 pbx:
