@@ -17,7 +17,7 @@ from models.rules import robot as rules
 from models.rules.access import Scope
 from models.services import robot_settings as svc
 from web.api.v1 import bp
-from web.api.v1.admin import TimeInterval, TimeIntervalOut, _actor, _admin, _my_org, _nulls
+from web.api.v1.admin import TimeInterval, TimeIntervalOut, _actor, _admin, _interval, _my_org, _nulls
 from web.api.v1.schemas import Body, Out
 from web.auth import api_scope
 from web.dbsession import session as db_session
@@ -66,18 +66,14 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (RobotSettingsUpdate,)
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (RobotSettingsOut,)
 
 
-def _hhmm(at: time) -> str:
-    return at.strftime("%H:%M")
-
-
 def settings_json(org: Organization) -> dict[str, Any]:
     d = svc.current_draft(db_session(), org)
     return {
         "organization_id": org.id, "rating_calls_enabled": d.rating_calls_enabled,
-        "call_window": {"start": _hhmm(d.call_window_start), "end": _hhmm(d.call_window_end)},
+        "call_window": _interval(d.call_window_start, d.call_window_end),
         "max_attempts": d.max_attempts, "retry_interval_minutes": d.retry_interval_minutes,
         "rating_prompt": d.rating_prompt, "voice": d.voice, "notifications_enabled": d.notifications_enabled,
-        "quiet_hours": {"start": _hhmm(d.quiet_start), "end": _hhmm(d.quiet_end)},
+        "quiet_hours": _interval(d.quiet_start, d.quiet_end),
         "templates": dict(d.templates), "template_titles": dict(rules.TEMPLATE_TITLES_RU),
         "placeholders": {e: list(rules.template_placeholders(e)) for e in rules.NOTIFICATION_EVENTS},
         "prompt_placeholders": list(rules.PROMPT_PLACEHOLDERS),
