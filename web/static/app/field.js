@@ -300,7 +300,7 @@
         .filter(Boolean).join(', ')}) : (typeof t.premise === 'string' ? el('p', {text: t.premise}) : null),
       resident.name ? el('p', {text: resident.name}) : null,
       resident.phone ? el('a', {class: 'big link-button call', href: `tel:${resident.phone}`, id: 'call-link'},
-        el('span', {text: `Позвонить ${resident.phone_display || resident.phone}`})) : null,
+        el('span', {}, 'Позвонить ', el('span', {class: 'number', text: resident.phone_display || resident.phone}))) : null,
       ...(t.house_notes || []).map((n) => el('p', {class: 'house-note', text: n})));
     renderActions(t);
     $('t-media').hidden = false;
