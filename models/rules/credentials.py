@@ -34,8 +34,15 @@ COMMON_PASSWORDS = frozenset({
 })
 
 
+# Werkzeug's scrypt (N=2^15, r=8, p=1): about 0.1 s of CPU a check, the price of every guess. The
+# test suite sets a cheap method (tests/conftest.py), as Django's test settings do: its hundreds of
+# sign-ins would cost minutes. Existing hashes are checked by the method they name, whatever this is.
+DEFAULT_PASSWORD_METHOD = "scrypt"
+password_method = DEFAULT_PASSWORD_METHOD
+
+
 def hash_password(password: str) -> str:
-    return generate_password_hash(password)
+    return generate_password_hash(password, method=password_method)
 
 
 def check_password(password_hash: str, password: str) -> bool:

@@ -217,51 +217,53 @@ def _seed(db: Any, world: Any) -> tuple[Any, Any, int, list[str]]:
     return admin, inspector, first, cards
 
 
-@pytest.mark.timeout(900)  # about 40 pages × 3 screens × 5 roles, each screenshot and checked
+# One test per role (about 40 pages × 3 screens each, screenshotted and checked), so that the suite's
+# processes share them.
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("role", ["admin", "manager", "dispatcher", "executor", "inspector"])
 def test_every_page_fits_every_screen_for_every_role(
-    live_server: Any, chromium: Any, db: Any, world: Any, screenshots_dir: Path
+    live_server: Any, chromium: Any, db: Any, world: Any, screenshots_dir: Path, role: str
 ) -> None:
     admin, inspector, _ticket_id, cards = _seed(db, world)
-    users = {"admin": admin, "manager": world.manager_a, "dispatcher": world.dispatcher_a,
-             "executor": world.executor_a, "inspector": inspector}
+    user = {"admin": admin, "manager": world.manager_a, "dispatcher": world.dispatcher_a,
+            "executor": world.executor_a, "inspector": inspector}[role]
     problems: list[str] = []
-    for role, user in users.items():
-        ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
-        try:
-            page = browser_login(ctx, live_server.url, user.login)
-            urls = _pages(live_server.app, user.role, cards)
-            for url in urls:
-                for vp_name, (w, h) in VIEWPORTS.items():
-                    page.set_viewport_size({"width": w, "height": h})
-                    resp = page.goto(live_server.url + url, wait_until="domcontentloaded")
-                    if resp is None or resp.status in (403, 404):
-                        break  # not this role's page
-                    state = page.evaluate(JS_PAGE_STATE)
-                    name = f"{role}-{vp_name}-{url.strip('/').replace('/', '_') or 'console'}.png"
-                    page.screenshot(path=str(screenshots_dir / name))
-                    where = f"{role} {vp_name} {url}"
-                    if resp.status >= 500:
-                        problems.append(f"{where}: HTTP {resp.status}")
-                    if state["scrollWidth"] > state["innerWidth"]:
-                        problems.append(f"{where}: page is {state['scrollWidth']} px wide")
-                    if state["cut"]:
-                        problems.append(f"{where}: addresses cut: {state['cut'][:3]}")
-                    overlaps = page.evaluate(JS_OVERLAPS)
-                    if overlaps:
-                        problems.append(f"{where}: elements overlap: {overlaps[:5]}")
-                    # the words: the desktop markup is the same at both sizes, the phone's differs
-                    text = page.evaluate(JS_TEXTS) if vp_name != "1920x1080" else ""
-                    if EMOJI.search(text):  # no emoji font on many desktops (and none in headless Chromium)
-                        problems.append(f"{where}: emoji: {EMOJI.findall(text)[:5]}")
-                    english = english_words(text)
-                    if english:
-                        seen = [re.search(rf".{{0,30}}\b{w}\b.{{0,30}}", text) for w in sorted(english)[:8]]
-                        problems.append(f"{where}: English words: {[m.group(0) if m else '' for m in seen]}")
-                    if url == "/":
-                        problems += _check_home(page, where, vp_name, role)
-                        page.screenshot(path=str(screenshots_dir / name.replace(".png", "-menu.png")))
-        finally:
-            ctx.close()
+    ctx = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU")
+    try:
+        page = browser_login(ctx, live_server.url, user.login)
+        urls = _pages(live_server.app, user.role, cards)
+        for url in urls:
+            for vp_name, (w, h) in VIEWPORTS.items():
+                page.set_viewport_size({"width": w, "height": h})
+                resp = page.goto(live_server.url + url, wait_until="domcontentloaded")
+                if resp is None or resp.status in (403, 404):
+                    break  # not this role's page
+                state = page.evaluate(JS_PAGE_STATE)
+                name = f"{role}-{vp_name}-{url.strip('/').replace('/', '_') or 'console'}.png"
+                page.screenshot(path=str(screenshots_dir / name))
+                where = f"{role} {vp_name} {url}"
+                if resp.status >= 500:
+                    problems.append(f"{where}: HTTP {resp.status}")
+                if state["scrollWidth"] > state["innerWidth"]:
+                    problems.append(f"{where}: page is {state['scrollWidth']} px wide")
+                if state["cut"]:
+                    problems.append(f"{where}: addresses cut: {state['cut'][:3]}")
+                overlaps = page.evaluate(JS_OVERLAPS)
+                if overlaps:
+                    problems.append(f"{where}: elements overlap: {overlaps[:5]}")
+                # the words: the desktop markup is the same at both sizes, the phone's differs
+                text = page.evaluate(JS_TEXTS) if vp_name != "1920x1080" else ""
+                if EMOJI.search(text):  # no emoji font on many desktops (and none in headless Chromium)
+                    problems.append(f"{where}: emoji: {EMOJI.findall(text)[:5]}")
+                english = english_words(text)
+                if english:
+                    seen = [re.search(rf".{{0,30}}\b{w}\b.{{0,30}}", text) for w in sorted(english)[:8]]
+                    problems.append(f"{where}: English words: {[m.group(0) if m else '' for m in seen]}")
+                if url == "/":
+                    problems += _check_home(page, where, vp_name, role)
+                    page.screenshot(path=str(screenshots_dir / name.replace(".png", "-menu.png")))
+    finally:
+        ctx.close()
     assert not problems, "\n".join(problems)
 
 

@@ -131,7 +131,7 @@ def test_old_failures_fall_out_of_the_window_and_are_pruned(session) -> None:
     assert session.scalar(select(func.count()).select_from(LoginFailure)) == 1
 
 
-def test_a_missing_or_deactivated_login_still_costs_a_password_hash(session, monkeypatch) -> None:
+def test_a_missing_or_deactivated_login_still_costs_a_password_hash(session, monkeypatch, production_password_hashing) -> None:
     org = f.make_org(session)
     gone = f.make_user(session, [org], Role.DISPATCHER, login="gone")
     gone.is_active = False

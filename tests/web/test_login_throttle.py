@@ -54,7 +54,7 @@ def test_a_missing_login_gets_the_same_answers_as_a_real_one(client, admin) -> N
         assert "Неверный логин или пароль" in resp.get_data(as_text=True)
 
 
-def test_the_login_form_hashes_for_a_missing_login(client, world, monkeypatch) -> None:
+def test_the_login_form_hashes_for_a_missing_login(client, world, monkeypatch, production_password_hashing) -> None:
     compared: list[str] = []
     real = credentials.check_password
     monkeypatch.setattr(credentials, "check_password",
