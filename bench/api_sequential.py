@@ -6,7 +6,9 @@ The server is the Flask app under `gunicorn -w 1 -k sync` (one process, one requ
 worker closes the connection after each response, so the client reconnects each time, as any client
 of such a server does). The client sends POST /api/v1/tickets one after the other, each naming an
 executor, so the ticket is registered and assigned in one request (history, events, the executor's
-e-mail queued). Also printed: the SQL statements one such request runs, counted in-process.
+e-mail queued). Also printed: the SQL statements one such request runs, counted in-process, and on
+PostgreSQL the SQL floor: the same statements sent from a bare Flask app (bench/sql_floor.py,
+decision 0048), the most any Python on this machine could get from this database work.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
+from bench import sql_floor
 from bench.api import payloads
 from bench.common import ROOT, Facts, figure, free_port, note, stop_web, wait_ready
 from bench.data import BENCH_TOKEN
@@ -51,6 +54,13 @@ def start_sync_web(url: str, port: int, var_dir: Path, log: IO[bytes]) -> subpro
     return subprocess.Popen(cmd, env=environ, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def start_sql_floor(floor_file: Path, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    environ = {**os.environ, "OPENADS_SQL_FLOOR": str(floor_file)}
+    cmd = [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync", "--bind",
+           f"127.0.0.1:{port}", "--timeout", "120", "bench.sql_floor:app"]
+    return subprocess.Popen(cmd, env=environ, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def _send(port: int, bodies: list[bytes]) -> tuple[Counter[int], list[str], float]:
     headers = {"Authorization": f"Bearer {BENCH_TOKEN}", "Content-Type": "application/json"}
     statuses: Counter[int] = Counter()
@@ -76,8 +86,10 @@ def _send(port: int, bodies: list[bytes]) -> tuple[Counter[int], list[str], floa
     return statuses, samples, elapsed
 
 
-def statements_per_create(url: str, facts: Facts, var_dir: Path) -> tuple[float, Counter[str]]:
-    """The SQL statements of one API registration with an executor, counted in this process."""
+def statements_per_create(url: str, facts: Facts, var_dir: Path,
+                          floor_file: Path | None = None) -> tuple[float, Counter[str]]:
+    """The SQL statements of one API registration with an executor, counted in this process; with
+    `floor_file`, the last registration's statements are written there for the SQL floor."""
     from sqlalchemy import event
 
     from openads.config import load_settings
@@ -92,8 +104,10 @@ def statements_per_create(url: str, facts: Facts, var_dir: Path) -> tuple[float,
     for body in bodies[:3]:  # warm caches (the token's last-used stamp, compiled statements)
         client.post("/api/v1/tickets", data=body, headers={**headers, "Content-Type": "application/json"})
     kinds: Counter[str] = Counter()
+    last: list[tuple[str, Any]] = []
 
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        last.append((statement, parameters))
         words = statement.split()
         head = " ".join(words[:3]) if words and words[0].upper() in ("INSERT", "UPDATE", "DELETE") else \
             " ".join(words[:1])
@@ -104,9 +118,12 @@ def statements_per_create(url: str, facts: Facts, var_dir: Path) -> tuple[float,
         event.listen(engine, "before_cursor_execute", count)
     try:
         for body in bodies[3:]:
+            last.clear()
             resp = client.post("/api/v1/tickets", data=body, headers={**headers, "Content-Type": "application/json"})
             if resp.status_code != 201:
                 raise RuntimeError(f"in-process registration failed: {resp.status_code} {resp.get_data()[:300]!r}")
+        if floor_file is not None:
+            sql_floor.capture(floor_file, list(last), resp.get_data(), url.replace("+psycopg", "", 1))
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", count)
@@ -142,7 +159,30 @@ def run(url: str, engine: str, facts: Facts, out_dir: Path) -> None:
          f"statuses {dict(statuses)}; load average {os.getloadavg()[0]:.2f}")
     for s in samples:
         note(f"api sequential {engine} error sample: {s}")
-    per_create, kinds = statements_per_create(url, facts, run_dir)
+    floor_file = run_dir / "registration.pickle" if engine == "postgresql" else None
+    per_create, kinds = statements_per_create(url, facts, run_dir, floor_file)
     figure(f"api_ticket_create_statements_{engine}", per_create, "statements/request", digits=1)
     note(f"api sequential {engine}: statements of {COUNTED} registrations with an executor: "
          + ", ".join(f"{k} x{v}" for k, v in kinds.most_common()))
+    if floor_file is not None:
+        floor(floor_file, out_dir, elapsed / max(created, 1))
+
+
+def floor(floor_file: Path, out_dir: Path, openads_seconds: float) -> None:
+    """The same requests against `bench.sql_floor`: PostgreSQL's and HTTP's share of each request."""
+    port = free_port()
+    with open(out_dir / "sql_floor.log", "wb") as log:
+        proc = start_sql_floor(floor_file, port, log)
+        try:
+            wait_ready(port, proc)
+            body = json.dumps({"floor": True}).encode()
+            _send(port, [body] * WARMUP)
+            statuses, samples, elapsed = _send(port, [body] * REQUESTS)
+        finally:
+            stop_web(proc)
+    if statuses.get(201, 0) != REQUESTS:
+        raise RuntimeError(f"the SQL floor failed: {dict(statuses)} {samples}")
+    each = elapsed / REQUESTS
+    figure("api_ticket_create_sql_floor_postgresql", REQUESTS / elapsed, "tickets/s", "informational")
+    note(f"sql floor: {each * 1000:.2f} ms a request (bare Flask, psycopg, the registration's own statements); "
+         f"OpenADS {openads_seconds * 1000:.2f} ms: {(openads_seconds - each) * 1000:.2f} ms is OpenADS's Python")
