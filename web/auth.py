@@ -477,12 +477,23 @@ def api_auth(roles: tuple[Role, ...] | None = None) -> Callable[[F], F]:
 
 class _SessionCookies(SecureCookieSessionInterface):
     """The panel's cookie lasts the shift (PERMANENT_SESSION_LIFETIME); a device session's as long
-    as the session may stay unused (`DEVICE_IDLE`), renewed with every request."""
+    as the session may stay unused (`DEVICE_IDLE`), renewed with every request.
+
+    A panel cookie goes out only when the request changed the session. Sent again unchanged, the
+    cookie of a request the browser made before a change (a row refresh of the journal while the
+    dispatcher chose a filter) could answer last and put the older session back. Its expiry needs
+    no renewing: the server ends a panel session a shift after sign-in whatever its use
+    (`session_ends_at`)."""
 
     def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
         if session.permanent and session.get(DEVICE_KEY):
             return utcnow() + DEVICE_IDLE
         return super().get_expiration_time(app, session)
+
+    def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
+        if session.modified:
+            return True
+        return bool(session.permanent and session.get(DEVICE_KEY) and app.config["SESSION_REFRESH_EACH_REQUEST"])
 
 
 def init_app(app: Flask) -> None:

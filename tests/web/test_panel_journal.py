@@ -155,3 +155,22 @@ def test_export_and_import_links_only_when_present(app: Any, world: Any, login_a
     assert 'id="nav-import"' not in html  # importing the housing stock is for managers and admins
     manager_html = login_as(world.manager_a).get("/?f=1").get_data(as_text=True)
     assert ('id="nav-import"' in manager_html) == ("panel.import_housing" in app.view_functions)
+
+
+def test_a_request_sent_before_a_filter_was_saved_does_not_put_the_old_cookie_back(
+        db: Any, world: Any, login_as: Any, app: Any) -> None:
+    """The journal's rows refresh by themselves: a request the browser sent with the cookie it held
+    before the dispatcher chose a filter may answer after the page that saved it. Its answer must
+    not carry that older cookie, or the browser would keep it and forget the filter."""
+    client = login_as(world.dispatcher_a)
+    name = app.config["SESSION_COOKIE_NAME"]
+    before = client.get_cookie(name).value
+    client.get("/?f=1&emergency=1&status=new")  # saves the filter: a new cookie
+    assert client.get_cookie(name).value != before
+    stale = app.test_client()
+    stale.set_cookie(name, before)
+    resp = stale.get("/?f=1&partial=1")  # a row refresh sent before the filter was chosen
+    assert resp.status_code == 200
+    assert not [c for c in resp.headers.getlist("Set-Cookie") if c.startswith(name + "=")]
+    resp = client.get("/")
+    assert resp.status_code == 302 and "status=new" in resp.headers["Location"]
