@@ -60,7 +60,7 @@ pbx-stop:
 test-pbx: $(STAMP)
 	pbx/deps.sh
 	pbx/run.sh start
-	OPENADS_PBX_TESTS=1 $(BIN)/python -m pytest -q tests/pbx; rc=$$?; pbx/run.sh stop; exit $$rc
+	OPENADS_PBX_TESTS=1 $(BIN)/python -m pytest -q --durations=10 tests/pbx; rc=$$?; pbx/run.sh stop; exit $$rc
 
 # Issue 11's chaos suite: web, worker and ari as real processes on their own PostgreSQL cluster and
 # Redis, killed and restarted under load; checks nothing is lost or sent twice (about 5 minutes).
