@@ -46,19 +46,21 @@ def with_executors(facts: Facts, count: int, seed: int) -> list[bytes]:
     return out
 
 
+def _sync_worker(app: str, port: int, environ: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """`app` (a gunicorn app spec) under one gunicorn sync worker, in its own process group."""
+    cmd = [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync", "--bind",
+           f"127.0.0.1:{port}", "--timeout", "120", app]
+    return subprocess.Popen(cmd, env=environ, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def start_sync_web(url: str, port: int, var_dir: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
     environ = {**os.environ, "DATABASE_URL": url, "OPENADS_VAR_DIR": str(var_dir)}
     environ.pop("REDIS_URL", None)
-    cmd = [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync", "--bind",
-           f"127.0.0.1:{port}", "--timeout", "120", "web:create_app()"]
-    return subprocess.Popen(cmd, env=environ, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return _sync_worker("web:create_app()", port, environ, log)
 
 
 def start_sql_floor(floor_file: Path, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    environ = {**os.environ, "OPENADS_SQL_FLOOR": str(floor_file)}
-    cmd = [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync", "--bind",
-           f"127.0.0.1:{port}", "--timeout", "120", "bench.sql_floor:app"]
-    return subprocess.Popen(cmd, env=environ, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return _sync_worker("bench.sql_floor:app", port, {**os.environ, "OPENADS_SQL_FLOOR": str(floor_file)}, log)
 
 
 def _send(port: int, bodies: list[bytes]) -> tuple[Counter[int], list[str], float]:

@@ -485,15 +485,18 @@ class _SessionCookies(SecureCookieSessionInterface):
     no renewing: the server ends a panel session a shift after sign-in whatever its use
     (`session_ends_at`)."""
 
+    @staticmethod
+    def _device(session: SessionMixin) -> bool:
+        return bool(session.permanent and session.get(DEVICE_KEY))
+
     def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
-        if session.permanent and session.get(DEVICE_KEY):
+        if self._device(session):
             return utcnow() + DEVICE_IDLE
         return super().get_expiration_time(app, session)
 
     def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
-        if session.modified:
-            return True
-        return bool(session.permanent and session.get(DEVICE_KEY) and app.config["SESSION_REFRESH_EACH_REQUEST"])
+        """Flask's rule (changed, or refreshed on every request) with the refresh kept to devices."""
+        return session.modified or (self._device(session) and super().should_set_cookie(app, session))
 
 
 def init_app(app: Flask) -> None:
