@@ -43,6 +43,8 @@ def _check(page: Any, where: str, screenshots_dir: Path) -> list[str]:
 
 def test_the_inspector_asks_for_the_pack_and_downloads_it(live_server: Any, chromium: Any, db: Any, world: Any,
                                                           settings: Any, screenshots_dir: Path) -> None:
+    from playwright.sync_api import expect
+
     with db.write() as s:
         org = s.merge(world.org_a)
         inspector = f.make_user(s, [org], Role.INSPECTOR, login="inspector_pack",
@@ -58,10 +60,11 @@ def test_the_inspector_asks_for_the_pack_and_downloads_it(live_server: Any, chro
         page.reload()
         page.click("#inspection-submit")
         page.wait_for_url(re.compile(r"/jobs/\d+$"))
-        job_url = page.url
         assert runner.run_pending(db, var_dir=Path(settings.var_dir), recordings_dir=Path(settings.recordings_dir),
                                   stop=threading.Event()) == 1
-        page.goto(job_url)
+        # The page reloads itself when the job's end reaches it (stream or poll); a goto of our own
+        # would race that reload, so wait for the finished page instead.
+        expect(page.locator("#job")).to_have_attribute("data-finished", "1", timeout=15000)
         problems += _check(page, "/jobs/pack", screenshots_dir)
         page.set_viewport_size({"width": 1366, "height": 768})
         page.reload()
