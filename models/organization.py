@@ -6,7 +6,18 @@ import enum
 from collections.abc import Iterable
 from datetime import datetime, time
 
-from sqlalchemy import BigInteger, Boolean, Enum, ForeignKey, Integer, String, Text, Time, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Enum,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, OrgOwned, UTCDateTime, utcnow
@@ -66,6 +77,9 @@ class Organization(Base):
     # NULL: round the clock. Tickets are registered at any hour whatever these say (ПП 416, T4).
     dispatch_hours_start: Mapped[time | None] = mapped_column(Time)
     dispatch_hours_end: Mapped[time | None] = mapped_column(Time)
+    # Allowed interruptions of utilities that differ from ПП 354 Appendix 1 (models/rules/interruptions.py
+    # `stored_limits`: utility → [hours a month, hours at once], null for none); NULL: all as the act says.
+    interruption_limits: Mapped[dict[str, list[int | None]] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     dispatch_centre: Mapped[DispatchCentre | None] = relationship()

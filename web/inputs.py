@@ -46,6 +46,7 @@ FIELD_TITLES_RU = {
     "damage_detected_at": "время обнаружения повреждения", "localized_at": "время локализации",
     "planned_due_at": "срок, сообщённый жителю", "days": "число дней", "emergency": "«аварийные»",
     "overdue": "«просрочка»", "value": "значение", "breach": "«только нарушения»", "status": "состояние",
+    "month": "«месяц»",
 }
 
 
@@ -130,6 +131,22 @@ def _moment_in_range(moment: datetime) -> datetime:
 
 # A date-time in a JSON body.
 Moment = Annotated[datetime, AfterValidator(_moment_in_range)]
+
+
+def month_arg(raw: str | None, field: str) -> date | None:
+    """YYYY-MM (a local month) as its first day; blank is None."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        month = date.fromisoformat(raw + "-01") if len(raw) == 7 else None
+    except ValueError:
+        month = None
+    if month is None:
+        raise ValidationFailed(f"{field_title(field)}: месяц в виде ГГГГ-ММ", field=field, value=raw[:40])
+    if not in_range(month):
+        raise ValidationFailed(f"{field_title(field)}: {OUT_OF_RANGE_RU}", field=field, value=raw)
+    return month
 
 
 def day_arg(raw: str | None, field: str) -> date | None:

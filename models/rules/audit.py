@@ -32,6 +32,7 @@ FIELD_TITLES_RU: dict[str, dict[str, str]] = {
         "dispatch_hours": "Часы работы диспетчерской службы",
         "map_tile_url": "Сервер карты",
         "position_retention_days": "Хранение местоположений исполнителей, дней",
+        "interruption_limits": "Допустимые перерывы коммунальных услуг",
     },
     "category": {
         "code": "Код", "name": "Название", "is_emergency": "Аварийная", "localize_minutes": "Локализация, мин",

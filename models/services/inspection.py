@@ -38,6 +38,7 @@ from models.db import Database
 from models.errors import NotFound, PermissionDenied, ValidationFailed
 from models.export import CHANNEL_TITLES_RU, iter_journal_xlsx, iter_table_xlsx
 from models.housing import House, Premise
+from models.interruption_report import hours, month_report, stretch_text, verdict
 from models.job import Job, JobKind, JobStatus
 from models.organization import Organization, User
 from models.outbox import MessageStatus, OutboxAttempt, OutboxMessage
@@ -54,9 +55,11 @@ from models.rating import (
     TicketRating,
 )
 from models.rules import access
+from models.rules import interruptions as interruption_rules
 from models.rules.call_evidence import BREACH_TITLES_RU
 from models.rules.phones import display
 from models.rules.ticket_states import STATUS_TITLES_RU
+from models.rules.utilities import utility_title
 from models.services import recordings as rec_svc
 from models.services.jobs import enqueue_job, update_result, visible_job
 from models.ticket import Category, Channel, Ticket, TicketHistory, TicketStatus
@@ -80,7 +83,7 @@ MANIFEST_TXT = "manifest.txt"
 MANIFEST_JSON = "manifest.json"
 COVER = "00-титульный-лист.pdf"
 
-Cell = str | int | datetime | None
+Cell = str | int | float | datetime | None
 
 
 # --- request, access, download log --------------------------------------------------------------------
@@ -304,6 +307,8 @@ class PackContext:
             return ""
         if isinstance(value, datetime):
             return self.scope.local(value)
+        if isinstance(value, float):
+            return f"{value:.2f}".replace(".", ",")
         return str(value)
 
 
@@ -744,6 +749,36 @@ def calls_section(ctx: PackContext) -> None:
               breach_rows, sheet="Нарушения по звонкам")
 
 
+INTERRUPTION_COLUMNS = (
+    ("Месяц", 14), ("Дом", 40), ("Ресурс", 18), ("Перерывы (местное время)", 44), ("Всего за месяц, ч", 11),
+    ("Самый долгий, ч", 11), ("Допустимо", 24), ("Дольше допустимого", 11), ("Сверх нормы, ч", 11),
+    ("Снижение платы, %", 11), ("Итог", 13),
+)
+
+
+def interruptions_section(ctx: PackContext) -> None:
+    """Interruptions of utilities per house in each billing month the period touches, against the
+    allowed ones of ПП 354 Appendix 1 or the organization's own (regulations D5,
+    models/interruption_report.py): whole months, as the fee is recomputed per month."""
+    s = ctx.scope
+
+    def rows() -> Iterator[Sequence[Cell]]:
+        month = s.day_from.replace(day=1)
+        while month <= s.day_to:
+            with ctx.db.read() as session:
+                report = month_report(session, org_ids=[s.org_id], month=month, now=s.now)
+            for r in report.rows:
+                led = r.ledger
+                yield (interruption_rules.month_title(month), r.address, utility_title(led.utility),
+                       "; ".join(stretch_text(st, s.tz) for st in led.stretches), hours(led.total_hours),
+                       hours(led.longest_hours), interruption_rules.format_limit(led.limit), led.singles_over,
+                       hours(led.hours_over), float(led.fee_reduction_percent), verdict(led))
+            month = (month + timedelta(days=32)).replace(day=1)
+
+    ctx.table("12-перерывы-в-подаче-услуг", "Перерывы в подаче коммунальных услуг по месяцам (ПП № 354, прил. 1)",
+              INTERRUPTION_COLUMNS, rows, sheet="Перерывы в подаче услуг")
+
+
 # The pack's registers, in order; the cover and the manifest include whatever they write.
 SECTIONS: list[tuple[str, Section]] = [
     ("journal", journal_section),
@@ -753,6 +788,7 @@ SECTIONS: list[tuple[str, Section]] = [
     ("ratings", ratings_section),
     ("recordings", recordings_section),
     ("calls", calls_section),
+    ("interruptions", interruptions_section),
 ]
 
 

@@ -1,6 +1,7 @@
 """An organization's settings as an administrator edits them: name, short name, time zone, hotline
 numbers, municipality addresses, the resident call window, recording retention, the dispatch
-service's working hours, the dispatcher's map tile server, how long executors' positions are kept.
+service's working hours, the dispatcher's map tile server, how long executors' positions are kept,
+the allowed interruptions of utilities (ПП 354 Appendix 1, where the organization's differ).
 The panel, the API and `openads org set` call these same functions.
 
 The settings live where their users read them: the organization's row (names, zone, addresses,
@@ -13,7 +14,7 @@ settings take effect for the next call, ticket or notification.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
 
@@ -24,10 +25,12 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.call import TelephonySettings, default_telephony_settings
 from models.errors import ValidationFailed
+from models.interruption_report import organization_limits
 from models.notification import RobotSettings, default_robot_settings
 from models.organization import Hotline, Membership, Organization, User
 from models.rules import dispatch as dispatch_rules
 from models.rules import field as field_rules
+from models.rules import interruptions as interruption_rules
 from models.rules import org_settings as rules
 from models.rules import robot as robot_rules
 from models.services import audit
@@ -38,7 +41,7 @@ from models.services.catalog import seed_default_categories
 
 EDITABLE = ("name", "short_name", "timezone", "hotlines", "municipality_emails", "call_window",
             "recording_retention_days", "dispatch_hours", "map_tile_url",
-            "position_retention_days")
+            "position_retention_days", "interruption_limits")
 OBJECT_TYPE = "organization"
 
 
@@ -58,6 +61,9 @@ class OrganizationSettings:
     dispatch_hours: tuple[time, time] | None  # None: round the clock
     map_tile_url: str | None = None  # the dispatcher's map tiles; None: a plain grid (decision 0044)
     position_retention_days: int = 7  # executors' positions (decision 0042)
+    # Allowed interruptions per utility, the whole table (the act's where the organization set none).
+    interruption_limits: Mapping[str, interruption_rules.Limit] = field(
+        default_factory=lambda: dict(interruption_rules.DEFAULT_LIMITS))
 
     def own_values(self) -> dict[str, Any]:
         """The fields kept on the organization's own rows (the audit log's "organization" object)."""
@@ -67,6 +73,7 @@ class OrganizationSettings:
             "dispatch_hours": rules.format_interval(*(self.dispatch_hours or (None, None))),
             "map_tile_url": self.map_tile_url or "нет",
             "position_retention_days": self.position_retention_days,
+            "interruption_limits": interruption_rules.format_limits(self.interruption_limits),
         }
 
 
@@ -82,6 +89,7 @@ def organization_settings(session: Session, org: Organization) -> OrganizationSe
         dispatch_hours=hours,  # type: ignore[arg-type]
         map_tile_url=org.map_tile_url,
         position_retention_days=org.position_retention_days or field_rules.DEFAULT_RETENTION_DAYS,
+        interruption_limits=organization_limits(org),
     )
 
 
@@ -116,6 +124,7 @@ def _clean(session: Session, org: Organization, changes: Mapping[str, Any]) -> d
         "dispatch_hours": lambda v: None if v is None else rules.local_interval(v),
         "map_tile_url": dispatch_rules.tile_url,
         "position_retention_days": field_rules.retention_days,
+        "interruption_limits": interruption_rules.parse_limits,
     }
     for name, value in changes.items():
         try:
@@ -160,6 +169,8 @@ def update_organization(
         org.municipality_email = ",".join(clean["municipality_emails"]) or None
     if "position_retention_days" in clean:
         org.position_retention_days = clean["position_retention_days"]
+    if "interruption_limits" in clean:
+        org.interruption_limits = interruption_rules.stored_limits(clean["interruption_limits"])
     if "dispatch_hours" in clean:
         org.dispatch_hours_start, org.dispatch_hours_end = clean["dispatch_hours"] or (None, None)
     if "hotlines" in clean:

@@ -61,6 +61,11 @@ def register(sub: Any) -> None:
                     help="сервер подложки карты диспетчера, шаблон https://…/{z}/{x}/{y}.png")
     st.add_argument("--no-map-tiles", action="store_true",
                     help="карта без подложки: простая сетка, без обращений к другим серверам")
+    st.add_argument("--interruption-limits", metavar="РЕСУРС=М/Е;…",
+                    help="допустимые перерывы коммунальных услуг, где они иные, чем в приложении 1 к ПП № 354: "
+                         "часы в месяц/единовременно, «-» — без ограничения, например "
+                         "\"electricity=-/24; heating=24/8\"; ресурсы: cold_water, hot_water, sewerage, electricity, "
+                         "gas, heating; остальные — по ПП № 354; «пп354» — вся таблица по ПП № 354")
     st.set_defaults(handler=run_set)
     p.set_defaults(handler=lambda args: p.error("укажите действие: add, list, show, set"))
 
@@ -184,6 +189,7 @@ def _interval(raw: str, option: str) -> tuple[str, str]:
 
 
 def _print_settings(st: Any) -> None:
+    from models.rules.interruptions import format_limits
     from models.rules.org_settings import format_interval
 
     print(f"Организация id={st.id}: «{st.name}» ({st.short_name}, {st.kind})")
@@ -195,6 +201,7 @@ def _print_settings(st: Any) -> None:
     print(f"  диспетчерская служба: {format_interval(*(st.dispatch_hours or (None, None)))}")
     print(f"  сервер карты: {st.map_tile_url or 'нет (сетка без подложки)'}")
     print(f"  местоположения исполнителей хранятся, дней: {st.position_retention_days}")
+    print(f"  допустимые перерывы: {format_limits(st.interruption_limits)}")
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -222,7 +229,8 @@ def run_show(args: argparse.Namespace) -> int:
 SET_OPTIONS = {"name": "--name", "short_name": "--short-name", "timezone": "--tz", "hotlines": "--hotline",
                "municipality_emails": "--municipality-email", "call_window": "--call-window",
                "recording_retention_days": "--retention-days", "dispatch_hours": "--dispatch-hours",
-               "map_tile_url": "--map-tiles", "position_retention_days": "--position-retention-days"}
+               "map_tile_url": "--map-tiles", "position_retention_days": "--position-retention-days",
+               "interruption_limits": "--interruption-limits"}
 
 
 def run_set(args: argparse.Namespace) -> int:
@@ -247,6 +255,9 @@ def run_set(args: argparse.Namespace) -> int:
         changes["dispatch_hours"] = None if around else _interval(args.dispatch_hours, "--dispatch-hours")
     if args.map_tiles is not None or args.no_map_tiles:
         changes["map_tile_url"] = None if args.no_map_tiles else args.map_tiles
+    if args.interruption_limits is not None:
+        act = args.interruption_limits.strip().lower() in ("пп354", "pp354", "default")
+        changes["interruption_limits"] = None if act else args.interruption_limits
     if not changes:
         raise UsageError("укажите, что изменить (см. openads org set --help)")
     with _session(True) as s:

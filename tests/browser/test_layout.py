@@ -207,6 +207,11 @@ def _seed(db: Any, world: Any) -> tuple[Any, Any, int, list[str]]:
                               reporter_phone="+79161234567", description="Течь из-под ванны, заливает соседей снизу",
                               now=utcnow() - timedelta(minutes=10 * n), executor_id=world.executor_a.id)
             first = first or t.id
+        # Interruptions of this month (the «Перерывы в подаче услуг» report): one over the limit, one going on.
+        f.make_incident(s, houses[0], title="Прорыв ГВС", utility="hot_water", started_at=utcnow() - timedelta(hours=7),
+                        liquidated_at=utcnow() - timedelta(hours=1))
+        f.make_incident(s, houses[1], title="Нет электричества в подъезде 2", utility="electricity",
+                        started_at=utcnow() - timedelta(minutes=40))
         missed = f.make_missed_call(s, org, "+79165550000", waited_seconds=30)
         call = f.make_inbound_call(s, org, "+79165550001")
         _seed_recording_logs(s, org, call, world.dispatcher_a)

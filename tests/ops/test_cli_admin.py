@@ -157,3 +157,19 @@ def test_org_set_position_retention_days_and_a_wrong_value_names_the_option(cli,
         assert any(r.field == "position_retention_days" for r in s.scalars(select(AuditEntry)))
     code, _, err = cli("org", "set", str(world.org_a.id), "--position-retention-days", "365")
     assert code == 2 and "--position-retention-days: от 1 до 90 дней" in err
+
+
+def test_org_set_interruption_limits_and_back_to_the_act(cli, db, world) -> None:
+    org = str(world.org_a.id)
+    code, out, err = cli("org", "set", org, "--interruption-limits", "electricity=-/24; heating=24/8")
+    assert code == 0, err
+    assert "Электроснабжение: 24 ч единовременно" in out and "Отопление: 24 ч в месяц, 8 ч единовременно" in out
+    with db.read() as s:
+        assert s.get(Organization, world.org_a.id).interruption_limits == {"electricity": [None, 24],
+                                                                           "heating": [24, 8]}
+    code, _, err = cli("org", "set", org, "--interruption-limits", "lift=1/1")
+    assert code == 2 and "--interruption-limits: «lift»: нет такого ресурса" in err
+    code, out, err = cli("org", "set", org, "--interruption-limits", "пп354")
+    assert code == 0 and "Электроснабжение: 2 ч единовременно" in out, err
+    with db.read() as s:
+        assert s.get(Organization, world.org_a.id).interruption_limits is None

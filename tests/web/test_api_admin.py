@@ -181,3 +181,27 @@ def test_audit_log_pages_and_filters(client, db, world, h) -> None:
     check_error(client.get(f"{API}/admin/audit?cursor=abc", headers=h), 400, "invalid-input")
     check_error(client.get(f"{API}/admin/audit?from=вчера", headers=h), 400, "invalid-input")
     check_error(client.get(f"{API}/admin/audit?object_type=thing", headers=h), 400, "invalid-input")
+
+
+def test_allowed_interruptions_are_read_and_set_as_a_whole_table(client, db, world, h) -> None:
+    url = f"{API}/admin/organizations/{world.org_a.id}"
+    body = client.get(url, headers=h).get_json()
+    assert body["interruption_limits"]["cold_water"] == {"month_hours": 8, "single_hours": 4}
+    assert body["interruption_limits"]["electricity"] == {"month_hours": None, "single_hours": 2}
+    resp = call(client, "patch", url, h, json={"interruption_limits": {
+        "electricity": {"month_hours": None, "single_hours": 24}}})
+    assert resp.status_code == 200, resp.get_json()
+    check_schema(client, resp.get_json(), "OrganizationSettings")
+    assert resp.get_json()["interruption_limits"]["electricity"] == {"month_hours": None, "single_hours": 24}
+    with db.read() as s:
+        assert s.get(Organization, world.org_a.id).interruption_limits == {"electricity": [None, 24]}
+    for wrong, path in (({"lift": {"month_hours": 1, "single_hours": 1}}, "interruption_limits.lift.[key]"),
+                        ({"gas": {"month_hours": 0, "single_hours": None}}, "interruption_limits.gas.month_hours"),
+                        ({"gas": {"month_hours": 4}}, "interruption_limits.gas.single_hours")):
+        err = check_error(call(client, "patch", url, h, json={"interruption_limits": wrong}), 400, "invalid-input")
+        assert [f["field"] for f in err["details"]["fields"]] == [path]
+    resp = call(client, "patch", url, h, json={"interruption_limits": None})  # back to the act's table
+    assert resp.get_json()["interruption_limits"]["electricity"] == {"month_hours": None, "single_hours": 2}
+    with db.read() as s:
+        assert s.get(Organization, world.org_a.id).interruption_limits is None
+        assert [e.field for e in s.scalars(select(AuditEntry))] == ["interruption_limits", "interruption_limits"]

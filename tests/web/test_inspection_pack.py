@@ -433,3 +433,19 @@ def test_the_calls_registers_give_each_day_and_each_breach_with_its_times(db, wo
     assert "Перезвон позже 10 минут" in text and "Не перезвонили" in text
     manifest = zf.read("manifest.txt").decode()
     assert "10-звонки-по-дням.xlsx" in manifest and "11-нарушения-по-звонкам.pdf" in manifest
+
+
+def test_the_pack_holds_the_interruptions_of_each_month_the_period_touches(db, world, settings, tmp_path) -> None:
+    with db.write() as s:
+        house = s.merge(world.house_a)
+        f.make_incident(s, house, title="Прорыв ГВС", utility="hot_water", started_at=at(8), liquidated_at=at(14))
+        f.make_incident(s, s.merge(world.house_b), utility="gas", started_at=at(8), liquidated_at=at(20))  # Бета
+    zf = open_pack(build(db, settings, world.org_a.id, tmp_path)[0])
+    rows = xlsx_rows(zf, "12-перерывы-в-подаче-услуг.xlsx")
+    assert rows[0][:4] == ["Месяц", "Дом", "Ресурс", "Перерывы (местное время)"]
+    assert [r[1:3] + r[4:6] + r[7:] for r in rows[1:]] == [
+        ["г. Москва, ул. Ленина, д. 10", "ГВС", 6, 6, 1, 0, 0, "превышение"]]
+    assert rows[1][3] == f"{DAY:%d.%m} 08:00–14:00"
+    text = " ".join(pdf_text(zf, "12-перерывы-в-подаче-услуг.pdf").split())
+    assert "Перерывы в подаче коммунальных услуг" in text and "8 ч в месяц, 4 ч единовременно" in text
+    assert "6,00" in text and "Газ" not in text

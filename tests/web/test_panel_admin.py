@@ -13,6 +13,7 @@ from models.audit import AuditEntry
 from models.call import TelephonySettings
 from models.notification import RobotSettings
 from models.organization import Organization, Role
+from models.rules.interruptions import DEFAULT_LIMITS
 from models.services import audit
 from models.services import calls as calls_svc
 from models.services import organizations as org_svc
@@ -270,3 +271,34 @@ def test_robot_settings_page_changes_are_in_the_audit_log_as_the_panels(db, worl
         (row,) = s.scalars(select(AuditEntry)).all()
         assert (row.object_type, row.field, row.old_value, row.new_value, row.actor_id, row.via) == (
             "robot_settings", "max_attempts", "3", "5", world.manager_a.id, "panel")
+
+
+def test_allowed_interruptions_are_set_in_the_form_kept_as_typed_when_wrong_and_logged(db, world, login_as,
+                                                                                        admin_a) -> None:
+    client = login_as(admin_a)
+    page = client.get(f"/admin/organizations/{world.org_a.id}").get_data(as_text=True)
+    # The act's table until the organization sets its own: electricity 2 h at once, no monthly total.
+    assert 'name="limit_electricity_single" min="1" max="744" value="2"' in page
+    assert 'name="limit_electricity_month" min="1" max="744" value=""' in page
+    limits = {f"limit_{u}_{k}": str(v or "") for u, lim in DEFAULT_LIMITS.items()
+              for k, v in (("month", lim.month_hours), ("single", lim.single_hours))}
+    resp = client.post(f"/admin/organizations/{world.org_a.id}", data=_org_form(
+        world.org_a, **{**limits, "limit_electricity_single": "0", "limit_heating_single": "восемь"}))
+    assert resp.status_code == 400
+    page = resp.get_data(as_text=True)
+    assert "Электроснабжение, единовременно: от 1 до 744 часов" in page and 'id="err-interruption_limits"' in page
+    assert 'name="limit_heating_single" min="1" max="744" value="восемь"' in page
+    resp = client.post(f"/admin/organizations/{world.org_a.id}", data=_org_form(
+        world.org_a, **{**limits, "limit_electricity_single": "24", "limit_heating_single": "8"}))
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    with db.read() as s:
+        assert s.get(Organization, world.org_a.id).interruption_limits == {"electricity": [None, 24],
+                                                                           "heating": [24, 8]}
+        (entry,) = s.scalars(select(AuditEntry).where(AuditEntry.field == "interruption_limits")).all()
+        assert "Электроснабжение: 2 ч единовременно" in entry.old_value
+        assert "Электроснабжение: 24 ч единовременно" in entry.new_value
+    # A form without the table (an older page) leaves it as it is.
+    assert client.post(f"/admin/organizations/{world.org_a.id}", data=_org_form(world.org_a)).status_code == 302
+    with db.read() as s:
+        assert s.get(Organization, world.org_a.id).interruption_limits == {"electricity": [None, 24],
+                                                                           "heating": [24, 8]}

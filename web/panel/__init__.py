@@ -12,5 +12,6 @@ from web.panel import admin_users as _admin_users  # noqa: E402,F401
 from web.panel import analytics as _analytics  # noqa: E402,F401
 from web.panel import dispatch as _dispatch  # noqa: E402,F401
 from web.panel import inspection as _inspection  # noqa: E402,F401
+from web.panel import interruptions as _interruptions  # noqa: E402,F401
 from web.panel import recording_logs as _recording_logs  # noqa: E402,F401
 from web.panel import settings as _settings  # noqa: E402,F401

@@ -8,6 +8,7 @@ with the values as typed and a Russian message next to each wrong field (HTTP 40
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,8 +19,10 @@ from models.errors import ValidationFailed
 from models.organization import Organization, Role
 from models.rules import audit as audit_rules
 from models.rules import field as field_rules
+from models.rules import interruptions as interruption_rules
 from models.rules.org_settings import format_interval, format_minutes
 from models.rules.telephony import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
+from models.rules.utilities import utility_title
 from models.services import audit as audit_svc
 from models.services import catalog as cat_svc
 from models.services import organizations as org_svc
@@ -72,6 +75,10 @@ def _org_form(form: MultiDict[str, str]) -> dict[str, Any]:
     }
     if "position_retention_days" in form:
         values["position_retention_days"] = form["position_retention_days"]
+    if any(f"limit_{u}_month" in form for u in interruption_rules.LIMITED_UTILITIES):
+        values["interruption_limits"] = {
+            u: {"month_hours": form.get(f"limit_{u}_month", ""), "single_hours": form.get(f"limit_{u}_single", "")}
+            for u in interruption_rules.LIMITED_UTILITIES}
     return values
 
 
@@ -90,13 +97,24 @@ def _org_page(org: Organization | None, *, form: dict[str, str] | None = None,
         "dispatch_hours_start": f"{current.dispatch_hours[0]:%H:%M}" if current.dispatch_hours else "",
         "dispatch_hours_end": f"{current.dispatch_hours[1]:%H:%M}" if current.dispatch_hours else "",
         "map_tile_url": current.map_tile_url or "",
+        **_limit_fields(current.interruption_limits),
     }
     if form is not None:
         values = {**{k: "" for k in values}, **form}
     return render_template("admin/organization.html", org=org, v=values, errors=errors or {},
                            zones=RUSSIAN_ZONES, retention_min=MIN_RETENTION_DAYS, retention_max=MAX_RETENTION_DAYS,
                            positions_min=field_rules.MIN_RETENTION_DAYS,
-                           positions_max=field_rules.MAX_RETENTION_DAYS), status
+                           positions_max=field_rules.MAX_RETENTION_DAYS,
+                           limit_utilities=[(u, utility_title(u)) for u in interruption_rules.LIMITED_UTILITIES],
+                           limit_max=interruption_rules.MAX_LIMIT_HOURS), status
+
+
+def _limit_fields(limits: Mapping[str, interruption_rules.Limit]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for u, limit in limits.items():
+        fields[f"limit_{u}_month"] = str(limit.month_hours or "")
+        fields[f"limit_{u}_single"] = str(limit.single_hours or "")
+    return fields
 
 
 @bp.get("/admin/organizations/new")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from flask import request
 from pydantic import BaseModel, Field
@@ -19,6 +19,7 @@ from models.errors import ValidationFailed
 from models.organization import Organization, Role
 from models.rules import audit as audit_rules
 from models.rules import field as field_rules
+from models.rules import interruptions as interruption_rules
 from models.rules.access import Scope
 from models.rules.telephony import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
 from models.services import audit as audit_svc
@@ -51,6 +52,20 @@ class TimeIntervalOut(Out):
     end: str
 
 
+LimitHours = Annotated[int, Field(ge=1, le=interruption_rules.MAX_LIMIT_HOURS)]
+UtilityCode = Literal[interruption_rules.LIMITED_UTILITIES]  # type: ignore[valid-type]
+
+
+class InterruptionLimit(Body):
+    month_hours: LimitHours | None = Field(description="Допустимо в сумме за месяц, ч; null — не ограничено")
+    single_hours: LimitHours | None = Field(description="Допустимо единовременно, ч; null — не ограничено")
+
+
+class InterruptionLimitOut(Out):
+    month_hours: int | None
+    single_hours: int | None
+
+
 class OrganizationSettingsUpdate(Body):
     """Only the fields present change. `dispatch_hours: null` — круглосуточно."""
 
@@ -69,6 +84,10 @@ class OrganizationSettingsUpdate(Body):
     position_retention_days: int | None = Field(
         None, ge=field_rules.MIN_RETENTION_DAYS, le=field_rules.MAX_RETENTION_DAYS,
         description="Сколько дней хранить местоположения исполнителей (152-ФЗ)")
+    interruption_limits: dict[UtilityCode, InterruptionLimit] | None = Field(
+        None, description="Допустимые перерывы коммунальных услуг, где они у организации иные, чем в приложении 1 "
+                          "к ПП № 354 (например, электроснабжение от одного источника — 24 ч единовременно). Таблица "
+                          "целиком: ресурсы, которых нет в ней, — по ПП № 354; null — всё по ПП № 354")
 
 
 class OrganizationCreate(OrganizationSettingsUpdate):
@@ -97,6 +116,8 @@ class OrganizationSettings(Out):
     dispatch_hours: TimeIntervalOut | None = Field(description="null — круглосуточно")
     map_tile_url: str | None = Field(description="null — карта без подложки")
     position_retention_days: int
+    interruption_limits: dict[str, InterruptionLimitOut] = Field(
+        description="Допустимые перерывы по ресурсам (cold_water, hot_water, sewerage, electricity, gas, heating)")
 
 
 class OrganizationSettingsList(Out):
@@ -194,6 +215,8 @@ def settings_json(s: org_svc.OrganizationSettings) -> dict[str, Any]:
         "dispatch_hours": _interval(*s.dispatch_hours) if s.dispatch_hours else None,
         "map_tile_url": s.map_tile_url,
         "position_retention_days": s.position_retention_days,
+        "interruption_limits": {u: {"month_hours": v.month_hours, "single_hours": v.single_hours}
+                                for u, v in s.interruption_limits.items()},
     }
 
 
@@ -298,6 +321,8 @@ def _changes(body: BaseModel) -> dict[str, Any]:
         value = getattr(body, name)
         if name in ("call_window", "dispatch_hours"):
             value = _window(value)
+        elif name == "interruption_limits" and value is not None:
+            value = {u: v.model_dump() for u, v in value.items()}
         changes[BODY_TO_SERVICE.get(name, name)] = value
     return changes
 

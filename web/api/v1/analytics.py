@@ -9,13 +9,16 @@ from typing import Any
 from flask import request
 from pydantic import Field
 
+from models.interruption_report import hours, month_report
 from models.rules import access
+from models.rules.utilities import utility_title
 from web.api.v1 import bp
 from web.api.v1 import common as c
 from web.api.v1.schemas import Out
 from web.auth import require_user
 from web.dbsession import session as db_session
 from web.panel.analytics import GROUPS, report, today_cache
+from web.panel.interruptions import interruptions_scope
 from web.panel.ratings import rating_scope
 
 
@@ -78,7 +81,39 @@ class TodayList(Out):
     items: list[TodayOut]
 
 
-RESPONSE_MODELS = (AnalyticsOut, TodayList)
+class InterruptionOut(Out):
+    start: datetime
+    end: datetime = Field(description="Ликвидация аварии; у продолжающегося перерыва — момент запроса")
+    ongoing: bool
+    hours: float = Field(description="Длительность целиком, ч")
+    incident_ids: list[int] = Field(description="Аварии, составившие перерыв (совпавшие по времени считаются одним)")
+
+
+class HouseUtilityOut(Out):
+    organization_id: int
+    house_id: int
+    address: str
+    utility: str = Field(description="cold_water, hot_water, sewerage, electricity, gas, heating")
+    utility_title: str
+    interruptions: list[InterruptionOut]
+    total_hours: float = Field(description="Всего за месяц, ч")
+    longest_hours: float = Field(description="Самый долгий перерыв целиком, ч")
+    allowed_month_hours: int | None = Field(description="Допустимо за месяц, ч; null — не ограничено")
+    allowed_single_hours: int | None = Field(description="Допустимо единовременно, ч; null — не ограничено")
+    singles_over: int = Field(description="Перерывов дольше допустимого единовременно")
+    hours_over: float = Field(description="Часов сверх нормы (основание снижения платы)")
+    fee_reduction_percent: float = Field(description="Снижение платы за услугу за месяц, % (0,15 % за час)")
+    breached: bool
+    ongoing: bool
+
+
+class InterruptionsOut(Out):
+    month: str = Field(description="ГГГГ-ММ, местный месяц организации")
+    breaches: int = Field(description="Строк с превышением")
+    items: list[HouseUtilityOut]
+
+
+RESPONSE_MODELS = (AnalyticsOut, TodayList, InterruptionsOut)
 
 
 def _workload(rows: Any) -> list[dict[str, Any]]:
@@ -111,3 +146,23 @@ def analytics_today() -> Any:
         figures = cache.figures(s, oid, now)
         items.append({**figures.as_payload(), "at": c.utc_iso(figures.at)})
     return {"items": items}
+
+
+@bp.get("/analytics/interruptions")
+def analytics_interruptions() -> Any:
+    """The month's interruptions of utilities per house (regulations D5), as «Отчёты → Перерывы в подаче услуг»."""
+    user = require_user(access.ANALYTICS)
+    org_ids, month = interruptions_scope(request.args, c.user_orgs(user))
+    report = month_report(db_session(), org_ids=org_ids, month=month, now=c.now())
+    return {"month": f"{month:%Y-%m}", "breaches": report.breaches, "items": [{
+        "organization_id": r.organization_id, "house_id": r.house_id, "address": r.address,
+        "utility": r.ledger.utility, "utility_title": utility_title(r.ledger.utility),
+        "interruptions": [{"start": c.utc_iso(st.start), "end": c.utc_iso(st.end), "ongoing": st.ongoing,
+                           "hours": hours(st.hours), "incident_ids": list(st.incident_ids)}
+                          for st in r.ledger.stretches],
+        "total_hours": hours(r.ledger.total_hours), "longest_hours": hours(r.ledger.longest_hours),
+        "allowed_month_hours": r.ledger.limit.month_hours, "allowed_single_hours": r.ledger.limit.single_hours,
+        "singles_over": r.ledger.singles_over, "hours_over": hours(r.ledger.hours_over),
+        "fee_reduction_percent": float(r.ledger.fee_reduction_percent), "breached": r.ledger.breached,
+        "ongoing": r.ledger.ongoing,
+    } for r in report.rows]}
