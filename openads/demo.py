@@ -33,6 +33,7 @@ from models.event_cursor import EventCursor
 from models.housing import Account, House, HouseNote, Premise, Resident, ResidentPhone
 from models.organization import DispatchCentre, Membership, Organization, Role, User
 from models.outbox import DomainEvent, MessageChannel, MessageStatus, OutboxAttempt, OutboxMessage
+from models.rules.catalog import FOLLOW_UP_INSPECTION
 from models.rules.utilities import utility_code
 from models.services import incidents as incident_services
 from models.services import tickets as ticket_services
@@ -550,6 +551,13 @@ def _incident_plans(rng: random.Random, org: Organization, houses: list[tuple[in
             plans.append(_Plan(org.id, moment, code, rng.choice(TICKET_TEXTS[code][1]), Channel.PHONE, house_id,
                                resident, (resident[2], resident[3]), incident_key=key,
                                cap=(S.IN_PROGRESS if k == 0 else S.ASSIGNED) if active else None))
+        liquidated = incidents[-1]["liquidated_at"]
+        if liquidated is not None and liquidated + timedelta(minutes=5) < now:
+            # What liquidation registers (regulations D7), written with the other plans.
+            plans.append(_Plan(org.id, liquidated + timedelta(seconds=1), FOLLOW_UP_INSPECTION,
+                               incident_services.follow_up_description(title, incidents[-1]["utility"], liquidated,
+                                                                       ZoneInfo(org.timezone)),
+                               Channel.PANEL, house_id, None, ("", ""), incident_key=key))
     return incidents, plans
 
 
@@ -701,7 +709,7 @@ def _bulk_tickets(db: Database, rng: random.Random, plans: list[_Plan], staff: d
                 row: dict[str, Any] = dict(
                     organization_id=org.id, number=f"{year}-{counters[(org.id, year)]:06d}", channel=plan.channel,
                     registered_at=plan.registered_at, registered_by_id=by, reporter_name=plan.reporter[0],
-                    reporter_phone=plan.reporter[1], resident_id=plan.resident[0] if plan.resident else None,
+                    reporter_phone=plan.reporter[1] or None, resident_id=plan.resident[0] if plan.resident else None,
                     house_id=plan.house_id, premise_id=plan.resident[1] if plan.resident else None,
                     category_id=category.id, description=plan.description, is_emergency=category.is_emergency,
                     status=S.NEW, executor_id=None,
@@ -932,8 +940,9 @@ def load_demo(
             if d["liquidated_at"] is not None:
                 incident_services.localize_incident(s, org=owner, incident_id=incident.id, at=d["localized_at"],
                                                     now=d["localized_at"])
+                # The follow-up inspection is one of the plans (_incident_plans), numbered with the others.
                 incident_services.liquidate_incident(s, org=owner, incident_id=incident.id, at=d["liquidated_at"],
-                                                     now=d["liquidated_at"])
+                                                     now=d["liquidated_at"], follow_up=False)
             incident_ids[d["key"]] = incident.id
     summary.incidents = len(incident_ids)
 

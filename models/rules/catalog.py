@@ -36,5 +36,11 @@ DEFAULT_CATEGORIES: tuple[CategorySpec, ...] = (
     CategorySpec("intercom", "Неисправность домофона", 24 * 60),
     CategorySpec("cleaning", "Уборка подъезда и территории", 24 * 60),
     CategorySpec("heating_quality", "Недостаточная температура отопления", 2 * 60),
+    # D7: registered by itself when an incident is liquidated (models/services/incidents.py); an
+    # organization that deactivates the category gets no such tickets.
+    CategorySpec("extraordinary_inspection", "Внеочередной осмотр общего имущества после аварии", 24 * 60),
     CategorySpec("other", "Прочее", None),
 )
+
+
+FOLLOW_UP_INSPECTION = "extraordinary_inspection"

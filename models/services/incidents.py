@@ -3,24 +3,31 @@
 Emits `incident.changed`; linking a ticket writes the ticket's history (`edited`, incident_id).
 Start, localisation and liquidation each queue the municipality's notice (ОМСУ/ЕДДС, M1) through
 `models.services.municipality`, as emergency tickets do (decision 0039).
+
+Liquidation registers the follow-up ticket «Внеочередной осмотр общего имущества после аварии»
+(regulations D7: within a day of the accident) in the same transaction, linked to the incident, when
+the organization's category of that code is active (decision 0050).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import events
 from models.base import utcnow
 from models.errors import NotFound, ValidationFailed
 from models.organization import Organization, User
+from models.rules.catalog import FOLLOW_UP_INSPECTION
 from models.rules.text_limits import limited
-from models.rules.utilities import UTILITY_TITLES_RU
+from models.rules.utilities import UTILITY_TITLES_RU, utility_title
 from models.services import municipality
 from models.services.housing import owned_house
-from models.services.tickets import update_ticket
-from models.ticket import Incident
+from models.services.tickets import TicketDraft, create_ticket, tz_of, update_ticket
+from models.ticket import Category, Channel, Incident, Ticket
 
 
 def _emit(session: Session, incident: Incident, action: str) -> None:
@@ -92,16 +99,46 @@ def localize_incident(
 
 
 def liquidate_incident(
-    session: Session, *, org: Organization, incident_id: int, at: datetime | None = None, now: datetime | None = None
+    session: Session, *, org: Organization, incident_id: int, at: datetime | None = None, now: datetime | None = None,
+    by: User | None = None, follow_up: bool = True,
 ) -> Incident:
-    """Liquidation also closes localisation when it was never marked."""
+    """Liquidation also closes localisation when it was never marked, and registers the follow-up
+    inspection (`follow_up_inspection`); `by` registers it (None: the system). `follow_up=False`:
+    the caller registers it itself (the demo writes a past incident's tickets in its own order)."""
+    now = now or utcnow()
     incident = _stamp(session, org=org, incident_id=incident_id, field="liquidated_at", what="ликвидирована",
                       at=at, now=now)
     if incident.localized_at is None:
         incident.localized_at = incident.liquidated_at
     _emit(session, incident, "liquidated")
-    municipality.notify_incident(session, org, incident, "liquidated", now or utcnow())
+    municipality.notify_incident(session, org, incident, "liquidated", now)
+    if follow_up:
+        follow_up_inspection(session, org=org, incident=incident, by=by, now=now)
     return incident
+
+
+def follow_up_inspection(
+    session: Session, *, org: Organization, incident: Incident, by: User | None, now: datetime
+) -> Ticket | None:
+    """The ticket «Внеочередной осмотр общего имущества после аварии» for the incident's house, linked
+    to it, due by its category's deadline (a day by default); None when the organization turned the
+    category off. Liquidation happens once, so there is one such ticket per incident."""
+    category = session.scalar(select(Category).where(
+        Category.organization_id == org.id, Category.code == FOLLOW_UP_INSPECTION, Category.active.is_(True)))
+    if category is None:
+        return None
+    assert incident.liquidated_at is not None
+    description = follow_up_description(incident.title, incident.utility, incident.liquidated_at, tz_of(org))
+    return create_ticket(session, org=org, by=by, now=now, draft=TicketDraft(
+        category_id=category.id, description=description, channel=Channel.PANEL, house_id=incident.house_id,
+        incident_id=incident.id))
+
+
+def follow_up_description(title: str, utility: str, liquidated_at: datetime, tz: ZoneInfo) -> str:
+    when = liquidated_at.astimezone(tz).strftime("%d.%m.%Y %H:%M")
+    what = f" ({utility_title(utility)})" if utility else ""
+    return (f"Провести внеочередной осмотр общего имущества после аварии «{title}»{what}, ликвидирована {when}; "
+            "результаты оформить актом осмотра.")
 
 
 def link_ticket(

@@ -16,6 +16,7 @@ from models.notification import RobotSettings
 from models.organization import Hotline, Organization
 from models.outbox import OutboxMessage
 from models.rules.audit import field_title
+from models.rules.catalog import DEFAULT_CATEGORIES
 from models.services import audit, calls
 from models.services import catalog as cat_svc
 from models.services import organizations as org_svc
@@ -187,7 +188,7 @@ def test_create_edit_and_deactivate_a_category_each_logged(session, world) -> No
                                   window=("08:00", "20:00"), is_emergency=False)
     cat = cat_svc.create_category(session, org=org, draft=draft, by=None, now=T0)
     assert (cat.code, cat.resolve_minutes, cat.localize_minutes, cat.window_start, cat.active) == (
-        "custom_16", 1440, None, time(8), True)
+        f"custom_{len(DEFAULT_CATEGORIES) + 1}", 1440, None, time(8), True)
     cat_svc.update_category(session, org=org, category_id=cat.id, by=None, now=T0, draft=cat_svc.CategoryDraft(
         name="Протечка с балкона", resolve_minutes=720, localize_minutes=60, is_emergency=True, window=None))
     cat_svc.set_category_active(session, org=org, category_id=cat.id, active=False, by=None, now=T0)

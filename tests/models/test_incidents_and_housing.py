@@ -1,12 +1,13 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models.errors import NotFound, ValidationFailed
 from models.outbox import DomainEvent
 from models.queries import JournalFilter, active_incidents, journal_select
 from models.services import housing, incidents
+from models.ticket import Ticket
 from tests.factories import make_ticket
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -24,12 +25,16 @@ def test_incident_lifecycle_and_journal_filters_by_its_periods(session, world) -
     incidents.localize_incident(session, org=org, incident_id=inc.id, at=T0 + timedelta(minutes=25), now=T0 + timedelta(hours=1))
     incidents.liquidate_incident(session, org=org, incident_id=inc.id, now=T0 + timedelta(hours=5))
     assert active_incidents(session, [org.id], world.house_a.id) == []
+    # Liquidation registered the follow-up inspection, linked to the incident like the caller's ticket.
+    follow_up = session.scalar(select(Ticket.id).where(Ticket.incident_id == inc.id, Ticket.id != linked.id))
 
     def found(**kw):
         return [t.id for t in session.scalars(journal_select([org.id], JournalFilter(**kw), T0 + timedelta(days=1)))]
 
-    assert found(incident_started_from=T0 - timedelta(hours=1), incident_started_to=T0 + timedelta(hours=1)) == [linked.id]
-    assert found(incident_liquidated_from=T0 + timedelta(hours=4), incident_liquidated_to=T0 + timedelta(hours=6)) == [linked.id]
+    assert found(incident_started_from=T0 - timedelta(hours=1), incident_started_to=T0 + timedelta(hours=1)) == [
+        follow_up, linked.id]
+    assert found(incident_liquidated_from=T0 + timedelta(hours=4), incident_liquidated_to=T0 + timedelta(hours=6)) == [
+        follow_up, linked.id]
     assert found(incident_liquidated_from=T0 + timedelta(days=2)) == []
     assert other.id in found()
     names = session.scalars(select(DomainEvent.name).where(DomainEvent.name == "incident.changed")).all()
@@ -78,3 +83,37 @@ def test_journal_counters_count_overdue_and_last_event_of_own_organizations_only
     assert journal_counters(session, [org_a.id], T0 + timedelta(hours=3)) == (1, last_a)
     assert journal_counters(session, [org_a.id], T0 + timedelta(hours=1)) == (0, last_a)
     assert journal_counters(session, [org_a.id, org_b.id], T0 + timedelta(hours=3))[0] == 2
+
+
+def test_liquidation_registers_the_follow_up_inspection_due_in_a_day(session, world) -> None:
+    from models.rules.catalog import FOLLOW_UP_INSPECTION
+    from models.ticket import Category
+
+    org = session.merge(world.org_a)
+    dispatcher = session.merge(world.dispatcher_a)
+    inc = incidents.create_incident(session, org=org, house_id=world.house_a.id, title="Прорыв ХВС в подвале",
+                                    utility="cold_water", started_at=T0, by=None, now=T0)
+    incidents.liquidate_incident(session, org=org, incident_id=inc.id, at=T0 + timedelta(hours=4),
+                                 now=T0 + timedelta(hours=5), by=dispatcher)
+    (ticket,) = session.scalars(select(Ticket).where(Ticket.incident_id == inc.id)).all()
+    assert ticket.category.code == FOLLOW_UP_INSPECTION and not ticket.is_emergency
+    assert (ticket.house_id, ticket.registered_by_id, ticket.registered_at) == (
+        world.house_a.id, dispatcher.id, T0 + timedelta(hours=5))
+    assert ticket.due_at == T0 + timedelta(hours=5, days=1)
+    # 13:00 UTC is 16:00 in Moscow: the organization's local time, and the resource named.
+    assert ticket.description == ("Провести внеочередной осмотр общего имущества после аварии «Прорыв ХВС в подвале» "
+                                  "(ХВС), ликвидирована 02.03.2026 16:00; результаты оформить актом осмотра.")
+    created = session.scalars(select(DomainEvent).where(DomainEvent.name == "ticket.created")).all()
+    assert [e.payload["ticket_id"] for e in created] == [ticket.id]
+    # Liquidated once: a second liquidation is refused and registers nothing more.
+    with pytest.raises(ValidationFailed):
+        incidents.liquidate_incident(session, org=org, incident_id=inc.id, now=T0 + timedelta(hours=6))
+    assert session.scalar(select(func.count()).select_from(Ticket).where(Ticket.incident_id == inc.id)) == 1
+    # An organization that turned the category off gets none.
+    category = session.scalar(select(Category).where(Category.organization_id == org.id,
+                                                     Category.code == FOLLOW_UP_INSPECTION))
+    category.active = False
+    other = incidents.create_incident(session, org=org, house_id=world.house_a.id, title="Течь ГВС",
+                                      utility="hot_water", started_at=T0, by=None, now=T0)
+    incidents.liquidate_incident(session, org=org, incident_id=other.id, now=T0 + timedelta(hours=2))
+    assert session.scalar(select(func.count()).select_from(Ticket).where(Ticket.incident_id == other.id)) == 0

@@ -17,6 +17,7 @@ from models.db import Database
 from models.housing import House
 from models.organization import ApiToken, Organization, User
 from models.outbox import MessageStatus, OutboxMessage
+from models.rules.catalog import DEFAULT_CATEGORIES
 from models.ticket import Category, Ticket
 from tests import factories as f
 from tests.conftest import until
@@ -88,7 +89,7 @@ def test_org_add_creates_the_organization_with_default_categories(migrated: dict
     db.dispose()
     assert ("hotlines", "cli", "+78462007080, +78462007081") in logged and ("name", "cli", "ООО «УК Жилкомфорт»") in logged
     assert {"emergency_cold_water", "sewer_blockage", "garbage_chute_blockage", "other"} <= codes
-    assert len(codes) == 15
+    assert len(codes) == len(DEFAULT_CATEGORIES)
 
     bare = openads(migrated, "org", "add", "--name", "ТСЖ «Берёзка»", "--short-name", "Берёзка", "--kind", "ТСЖ",
                    "--no-default-categories")

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from models.audit import AuditEntry
 from models.organization import Organization
+from models.rules.catalog import DEFAULT_CATEGORIES
 from models.ticket import Category
 from tests import factories as f
 from tests.web.helpers import (
@@ -129,7 +130,7 @@ def test_categories_list_create_edit_deactivate(client, db, world, h) -> None:
     created = resp.get_json()
     check_schema(client, created, "AdminCategory")
     assert (created["organization_id"], created["code"], created["window"], created["active"]) == (
-        world.org_a.id, "custom_16", {"start": "08:00", "end": "20:00"}, True)
+        world.org_a.id, f"custom_{len(DEFAULT_CATEGORIES) + 1}", {"start": "08:00", "end": "20:00"}, True)
     url = f"{API}/admin/categories/{created['id']}"
     resp = call(client, "patch", url, h, json={"resolve_minutes": 720, "is_emergency": True, "window": None})
     assert resp.status_code == 200 and resp.get_json()["resolve_minutes"] == 720 and resp.get_json()["window"] is None
@@ -148,7 +149,7 @@ def test_categories_list_create_edit_deactivate(client, db, world, h) -> None:
     check_not_found(client, "patch", f"{API}/admin/categories/{theirs}", h, json={"active": False})
     with db.read() as s:
         assert s.get(Category, theirs).active
-        assert s.scalar(select(func.count()).select_from(Category).where(Category.organization_id == world.org_b.id)) == 15
+        assert s.scalar(select(func.count()).select_from(Category).where(Category.organization_id == world.org_b.id)) == len(DEFAULT_CATEGORIES)
 
 
 def test_registered_tickets_keep_their_deadline_when_the_api_edits_it(client, db, world, h) -> None:

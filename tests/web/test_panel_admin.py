@@ -13,6 +13,7 @@ from models.audit import AuditEntry
 from models.call import TelephonySettings
 from models.notification import RobotSettings
 from models.organization import Organization, Role
+from models.rules.catalog import DEFAULT_CATEGORIES
 from models.rules.interruptions import DEFAULT_LIMITS
 from models.services import audit
 from models.services import calls as calls_svc
@@ -227,7 +228,7 @@ def test_a_refused_category_form_comes_back_as_typed(db, world, login_as, admin_
     assert resp.status_code == 400 and "укажите название категории" in resp.get_data(as_text=True)
     with db.read() as s:
         assert s.get(Category, cat.id).resolve_minutes == 24 * 60
-        assert s.scalar(select(func.count()).select_from(Category).where(Category.organization_id == world.org_a.id)) == 15
+        assert s.scalar(select(func.count()).select_from(Category).where(Category.organization_id == world.org_a.id)) == len(DEFAULT_CATEGORIES)
 
 
 def test_audit_log_filters_and_local_time(db, world, login_as, admin_a) -> None:

@@ -1,6 +1,6 @@
 from sqlalchemy import func, select
 
-from models.ticket import Incident
+from models.ticket import Incident, Ticket
 
 
 def _count(db) -> int:
@@ -24,10 +24,16 @@ def test_dispatcher_registers_localises_and_liquidates_an_incident(db, world, lo
     assert "Прорыв ХВС в подвале" in page and "Авария ХВС, подъезд 2, устранение до 18:00" in page
     assert "02.03.2026 10:15" in page
     assert client.post(f"/incidents/{inc_id}/localize").status_code == 302
-    assert client.post(f"/incidents/{inc_id}/liquidate").status_code == 302
+    resp = client.post(f"/incidents/{inc_id}/liquidate", follow_redirects=True)
     with db.read() as s:
         inc = s.get(Incident, inc_id)
         assert inc.localized_at is not None and inc.liquidated_at is not None
+        # The follow-up inspection (regulations D7), registered by the dispatcher who liquidated it.
+        follow_up = s.scalars(select(Ticket).where(Ticket.incident_id == inc_id)).one()
+        assert follow_up.registered_by_id == world.dispatcher_a.id and follow_up.house_id == world.house_a.id
+        number = follow_up.number
+    assert (f"Авария ликвидирована; зарегистрирована заявка № {number} на внеочередной осмотр общего "
+            "имущества (срок — сутки)") in resp.get_data(as_text=True)
 
 
 def test_incidents_are_tenant_scoped(db, world, login_as) -> None:

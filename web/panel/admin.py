@@ -20,6 +20,7 @@ from models.organization import Organization, Role
 from models.rules import audit as audit_rules
 from models.rules import field as field_rules
 from models.rules import interruptions as interruption_rules
+from models.rules.catalog import FOLLOW_UP_INSPECTION
 from models.rules.org_settings import format_interval, format_minutes
 from models.rules.telephony import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
 from models.rules.utilities import utility_title
@@ -161,7 +162,7 @@ def admin_categories(org_id: int) -> Any:
     return render_template("admin/categories.html", org=org, orgs=my_orgs(),
                            categories=cat_svc.catalogue(db_session(), org_id=org.id),
                            default_minutes=org.default_deadline_minutes, format_interval=format_interval,
-                           format_minutes=format_minutes)
+                           format_minutes=format_minutes, follow_up_code=FOLLOW_UP_INSPECTION)
 
 
 def _draft(form: MultiDict[str, str], code: str | None) -> cat_svc.CategoryDraft:
