@@ -14,7 +14,7 @@ from werkzeug.datastructures import MultiDict
 
 from models import interruption_report as report_model
 from models.base import utcnow
-from models.errors import NotFound, ValidationFailed
+from models.errors import ValidationFailed
 from models.export import MIMETYPE, iter_tables_xlsx
 from models.interruption_report import stretch_text
 from models.organization import Organization
@@ -29,21 +29,17 @@ from models.rules.interruptions import (
 from models.rules.utilities import utility_title
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
-from web.inputs import month_arg, optional_int
+from web.inputs import month_arg
 from web.panel import bp
 from web.panel.common import my_orgs
+from web.panel.ratings import chosen_org_ids
 
 
 def interruptions_scope(args: MultiDict[str, str], ids: list[int]) -> tuple[list[int], date]:
     """(organizations, the month's first day): `organization_id` narrows to one of the caller's
     organizations (another one is "not found"); `month` is ГГГГ-ММ, by default the current month of
     that organization (else of the first one)."""
-    raw = (args.get("organization_id") or "").strip()
-    if raw:
-        oid = optional_int(raw, "organization_id")
-        if oid not in ids:
-            raise NotFound("организация не найдена", organization_id=oid)
-        ids = [oid]
+    ids = chosen_org_ids(args, ids)
     month = month_arg(args.get("month"), "month")
     if month is None:
         org = db_session().get(Organization, ids[0]) if ids else None

@@ -53,6 +53,18 @@ CALL_STATUS_TITLES_RU = {
 # --- shared with the API -------------------------------------------------------------------------
 
 
+def chosen_org_ids(args: MultiDict[str, str], ids: list[int]) -> list[int]:
+    """A report's organizations: `organization_id` narrows to one of the caller's `ids` (another
+    one is "not found"); without it, all of them."""
+    raw = (args.get("organization_id") or "").strip()
+    if not raw:
+        return ids
+    oid = optional_int(raw, "organization_id")
+    if oid not in ids:
+        raise NotFound("организация не найдена", organization_id=oid)
+    return [oid]
+
+
 def rating_scope(
     args: MultiDict[str, str], ids: list[int], now: datetime
 ) -> tuple[list[int], date, date, tuple[datetime, datetime]]:
@@ -61,12 +73,7 @@ def rating_scope(
     `organization_id` narrows to one of the caller's organizations (another one is "not found");
     `from`/`to` are local days of that organization (else of the first one), inclusive; by
     default the last 30 days."""
-    raw = (args.get("organization_id") or "").strip()
-    if raw:
-        oid = optional_int(raw, "organization_id")
-        if oid not in ids:
-            raise NotFound("организация не найдена", organization_id=oid)
-        ids = [oid]
+    ids = chosen_org_ids(args, ids)
     org = db_session().get(Organization, ids[0])
     tz = ZoneInfo(org.timezone if org is not None else "Europe/Moscow")
     today = now.astimezone(tz).date() if now.tzinfo else now.replace(tzinfo=UTC).astimezone(tz).date()
