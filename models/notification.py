@@ -56,6 +56,8 @@ class RobotSettings(Base):
     template_en_route: Mapped[str] = mapped_column(Text, default=rules.DEFAULT_TEMPLATES["en_route"])
     template_done: Mapped[str] = mapped_column(Text, default=rules.DEFAULT_TEMPLATES["done"])
     template_closed: Mapped[str] = mapped_column(Text, default=rules.DEFAULT_TEMPLATES["closed"])
+    template_incident: Mapped[str] = mapped_column(Text, default=rules.DEFAULT_TEMPLATES["incident"])
+    template_restored: Mapped[str] = mapped_column(Text, default=rules.DEFAULT_TEMPLATES["restored"])
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
@@ -68,7 +70,8 @@ class RobotSettings(Base):
         return rules.LocalWindow(self.quiet_start, self.quiet_end)
 
     def template_for(self, event: str) -> str:
-        """The template of a notification event (`registered`, `assigned`, `en_route`, `done`, `closed`)."""
+        """The template of a notification event (`registered`, `assigned`, `en_route`, `done`, `closed`;
+        `incident`, `restored` for a house's residents)."""
         value: str = getattr(self, f"template_{event}")
         return value
 
@@ -85,6 +88,7 @@ def default_robot_settings(organization_id: int) -> RobotSettings:
         template_assigned=rules.DEFAULT_TEMPLATES["assigned"],
         template_en_route=rules.DEFAULT_TEMPLATES["en_route"],
         template_done=rules.DEFAULT_TEMPLATES["done"], template_closed=rules.DEFAULT_TEMPLATES["closed"],
+        template_incident=rules.DEFAULT_TEMPLATES["incident"], template_restored=rules.DEFAULT_TEMPLATES["restored"],
     )
 
 

@@ -153,6 +153,8 @@ def seed_call_week(db: Database, rng: random.Random, org_ids: Sequence[int], dis
                 if rng.random() > 0.6:
                     continue
                 value = rng.choices((5, 4, 3, 2, 1), weights=(55, 22, 10, 7, 6))[0]
+                if week.ratings % 6 == 2:  # every sixth a low one, whatever the draw: the manager has some to see
+                    value = rng.choice((1, 2))
                 assert t.resolved_at is not None
                 rated = min(t.resolved_at + timedelta(hours=rng.randrange(1, 20)), now - SETTLED_BEFORE)
                 rating_services.record_rating(

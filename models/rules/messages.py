@@ -16,6 +16,8 @@ PURPOSE_TITLES_RU: dict[str, str] = {
     "resident_done": "Жителю: выполнена, приглашение оценить",
     "resident_closed": "Жителю: заявка закрыта",
     "resident_en_route": "Жителю: исполнитель выехал",
+    "resident_incident": "Жителям дома: авария",
+    "resident_restored": "Жителям дома: авария устранена",
     "executor_alert": "Исполнителю: аварийная заявка, требуется подтверждение",
     "executor_push": "Исполнителю: назначение (push)",
 }

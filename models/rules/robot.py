@@ -46,14 +46,25 @@ DEFAULT_TEMPLATES: dict[str, str] = {
         "мы позвоним вам, или сообщите оценку по телефону {hotline}."
     ),
     "closed": "{company}: заявка № {number} закрыта. Спасибо за обращение!",
+    # To every resident of a house with an accident (regulations Q4: cause and expected duration
+    # within 24 h), and when the supply is back (models/services/incidents.py `notify_house`).
+    "incident": (
+        "{company}: авария в доме {address} ({resource}). {announcement} Ориентировочное окончание: "
+        "{expected_end}. Аварийно-диспетчерская служба: {hotline}."
+    ),
+    "restored": "{company}: авария в доме {address} ({resource}) устранена {restored_at}. Спасибо за терпение!",
 }
 NOTIFICATION_EVENTS = tuple(DEFAULT_TEMPLATES)
+# The events about a house's accident, not about one ticket: their templates take other placeholders.
+HOUSE_EVENTS = ("incident", "restored")
 TEMPLATE_TITLES_RU = {
     "registered": "Заявка зарегистрирована",
     "assigned": "Назначен исполнитель",
     "en_route": "Исполнитель выехал",
     "done": "Заявка выполнена (приглашение оценить)",
     "closed": "Заявка закрыта",
+    "incident": "Авария в доме (всем жителям дома)",
+    "restored": "Авария устранена (всем жителям дома)",
 }
 TEMPLATE_PLACEHOLDERS = ("company", "number", "deadline", "executor", "registered_at", "hotline")
 # Placeholders only one event's template may use: the executor's estimated arrival (local HH:MM).
@@ -78,8 +89,14 @@ def validate_call_window(window: LocalWindow) -> None:
         )
 
 
+HOUSE_PLACEHOLDERS = ("company", "address", "resource", "announcement", "started_at", "expected_end", "restored_at",
+                      "hotline")
+
+
 def template_placeholders(event: str) -> tuple[str, ...]:
     """The placeholders the template of a notification event may use."""
+    if event in HOUSE_EVENTS:
+        return HOUSE_PLACEHOLDERS
     return TEMPLATE_PLACEHOLDERS + EVENT_PLACEHOLDERS.get(event, ())
 
 

@@ -24,7 +24,7 @@ from models.organization import Organization, User
 from models.rules.catalog import FOLLOW_UP_INSPECTION
 from models.rules.text_limits import limited
 from models.rules.utilities import UTILITY_TITLES_RU, utility_title
-from models.services import municipality
+from models.services import municipality, notifications
 from models.services.housing import owned_house
 from models.services.tickets import TicketDraft, create_ticket, tz_of, update_ticket
 from models.ticket import Category, Channel, Incident, Ticket
@@ -147,3 +147,18 @@ def link_ticket(
 ) -> None:
     get_incident(session, org_ids=[org.id], incident_id=incident_id)
     update_ticket(session, org=org, ticket_id=ticket_id, changes={"incident_id": incident_id}, by=by, now=now)
+
+
+def notify_residents(
+    session: Session, *, org: Organization, incident_id: int, event: str, now: datetime | None = None,
+) -> notifications.HouseNotice:
+    """Tell every resident of the incident's house (regulations Q4, `notifications.notify_house`):
+    `event` "incident" while it is going on, "restored" once it is liquidated."""
+    incident = get_incident(session, org_ids=[org.id], incident_id=incident_id)
+    if event == "incident" and not incident.active:
+        raise ValidationFailed("авария уже ликвидирована: сообщите жителям об устранении", field="event")
+    if event == "restored" and incident.active:
+        raise ValidationFailed("авария ещё не ликвидирована", field="event")
+    if event not in notifications.HOUSE_PURPOSES:
+        raise ValidationFailed("неизвестное оповещение", field="event", value=event[:40])
+    return notifications.notify_house(session, org=org, incident=incident, event=event, now=now or utcnow())

@@ -68,10 +68,15 @@ BATCH = 2000  # rows per read session
 VOLUME_ROWS = 5000  # journal rows per PDF volume (about 750 pages)
 MAX_DAYS = 366
 ROLES = access.RECORDING_LOGS  # who may request and download a pack: admins, managers, inspectors
-MUNICIPALITY_PURPOSES = {"municipality_emergency": "о начале аварии", "municipality_emergency_done": "о ликвидации"}
+MUNICIPALITY_PURPOSES = {"municipality_emergency": "о начале аварии", "municipality_emergency_done": "о ликвидации",
+                         "municipality_incident": "авария в доме: начало",
+                         "municipality_incident_localized": "авария в доме: локализована",
+                         "municipality_incident_liquidated": "авария в доме: ликвидирована"}
 RESIDENT_PREFIX = "resident_"
 RESIDENT_EVENTS_RU = {"resident_registered": "регистрация", "resident_assigned": "назначен исполнитель",
-                      "resident_done": "выполнена", "resident_closed": "закрыта"}
+                      "resident_done": "выполнена", "resident_closed": "закрыта",
+                      "resident_en_route": "исполнитель выехал", "resident_incident": "авария в доме (всем жителям)",
+                      "resident_restored": "авария устранена (всем жителям)"}
 MESSAGE_STATUS_RU = {MessageStatus.PENDING: "ожидает отправки", MessageStatus.SENT: "отправлено",
                      MessageStatus.FAILED: "не отправлено"}
 DELIVERY_RU = {"queued": "принято шлюзом", "sent": "передано оператору", "delivered": "доставлено",

@@ -24,6 +24,7 @@ from models.rules.utilities import MUNICIPALITY_UTILITIES, UTILITY_TITLES_RU
 from models.services.outbox import enqueue_message
 from models.ticket import Incident
 
+PURPOSE_PREFIX = "municipality_"  # every notice to the municipality
 TICKET_EMERGENCY = "municipality_emergency"
 TICKET_DONE = "municipality_emergency_done"
 INCIDENT_STARTED = "municipality_incident"

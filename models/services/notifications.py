@@ -19,23 +19,26 @@ organization), the reason is written to the ticket's history (`notice_impossible
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from models import events
-from models.housing import Resident
+from models.errors import ValidationFailed
+from models.housing import Premise, Resident
 from models.notification import ContactChannel, ResidentContactPreference, RobotSettings
 from models.organization import Organization
 from models.outbox import MessageChannel, MessageStatus, OutboxMessage
 from models.rules import robot as rules
 from models.rules.phones import display
+from models.rules.utilities import utility_title
 from models.services import ratings
 from models.services.outbox import enqueue_message
-from models.ticket import Ticket, TicketHistory, TicketStatus
+from models.ticket import Incident, Ticket, TicketHistory, TicketStatus
 
 
 class NotificationEvent(enum.StrEnum):
@@ -240,3 +243,80 @@ def on_ticket_event(session: Session, *, ticket: Ticket, action: str, now: datet
             if why is not None:
                 record_impossible(session, ticket=ticket, action=RATING_CALL_IMPOSSIBLE, now=now,
                                   reason=f"звонок для оценки невозможен: {why}")
+
+
+# --- a house's residents told of an accident (regulations Q4) ---------------------------------------------
+
+HOUSE_PURPOSES = {"incident": "resident_incident", "restored": "resident_restored"}
+HOUSE_SUBJECTS_RU = {"incident": "авария в доме {address}", "restored": "авария в доме {address} устранена"}
+
+
+@dataclass(frozen=True)
+class HouseNotice:
+    """What one press of «Оповестить жителей» did."""
+
+    queued: int  # messages written now
+    already: int  # residents told of this before (not again)
+    unreachable: int  # no mobile or e-mail, or refused notifications
+
+
+def house_values(org: Organization, incident: Incident) -> dict[str, str]:
+    tz = ZoneInfo(org.timezone)
+    return {
+        "company": org.name,
+        "address": incident.house.address,
+        "resource": utility_title(incident.utility) or "общедомовые сети",
+        "announcement": incident.announcement or incident.title,
+        "started_at": _fmt_local(tz, incident.started_at),
+        "expected_end": _fmt_local(tz, incident.expected_end_at) if incident.expected_end_at else "уточняется",
+        "restored_at": _fmt_local(tz, incident.liquidated_at),
+        "hotline": display(org.hotlines[0]) if org.hotlines else "—",
+    }
+
+
+def notify_house(session: Session, *, org: Organization, incident: Incident, event: str,
+                 now: datetime) -> HouseNotice:
+    """Queue the `event` notice ("incident": the accident, its cause and expected end; "restored":
+    the supply is back) to every resident of the incident's house, by SMS to a mobile or by e-mail
+    (a resident who prefers robot calls gets an SMS: a house's notice is not a robot call), each
+    address once: residents told of this incident's `event` before, or sharing an address with one
+    told now, are not told again. Refused when notifications are off for the organization."""
+    settings = ratings.robot_settings(session, org.id)
+    if not settings.notifications_enabled:
+        raise ValidationFailed("уведомления жителям отключены в настройках организации", field="notifications")
+    purpose = HOUSE_PURPOSES[event]
+    values = house_values(org, incident)
+    body = rules.render_template(settings.template_for(event), values)
+    subject = f"{org.name}: " + HOUSE_SUBJECTS_RU[event].format(**values)
+    told = set(session.scalars(select(OutboxMessage.recipient).where(
+        OutboxMessage.incident_id == incident.id, OutboxMessage.purpose == purpose)))
+    residents = session.scalars(
+        select(Resident).join(Premise, Premise.id == Resident.premise_id)
+        .where(Premise.house_id == incident.house_id, Resident.organization_id == org.id)
+        .options(selectinload(Resident.phones)).order_by(Resident.id)).all()
+    preferences = {p.resident_id: p for p in session.scalars(select(ResidentContactPreference).where(
+        ResidentContactPreference.resident_id.in_([r.id for r in residents] or [-1])))}
+    tz = ZoneInfo(org.timezone)
+    queued = already = unreachable = 0
+    for resident in residents:
+        preference = preferences.get(resident.id)
+        phones = [p.phone for p in resident.phones]
+        mobile = next((p for p in phones if is_mobile(p)), None)
+        email = (preference.email if preference is not None and preference.email else None) or resident.email
+        choice = choose_channel(phone=mobile, email=email, preference=preference)
+        if choice is not None and choice[0] == MessageChannel.VOICE:
+            choice = (MessageChannel.SMS, mobile) if mobile else (MessageChannel.EMAIL, email) if email else None
+        if choice is None:
+            unreachable += 1
+            continue
+        channel, recipient = choice
+        if recipient in told:
+            already += 1
+            continue
+        told.add(recipient)
+        not_before = rules.after_quiet_hours(now, settings.quiet_hours, tz) if channel in _QUIET_CHANNELS else None
+        enqueue_message(session, organization_id=org.id, channel=channel, purpose=purpose, recipient=recipient,
+                        subject=subject if channel == MessageChannel.EMAIL else "", body=body, now=now,
+                        not_before=not_before, incident_id=incident.id)
+        queued += 1
+    return HouseNotice(queued=queued, already=already, unreachable=unreachable)

@@ -32,6 +32,7 @@ def enqueue_message(
     ticket_id: int | None = None,
     now: datetime | None = None,
     not_before: datetime | None = None,
+    incident_id: int | None = None,
 ) -> OutboxMessage:
     """Queue one message; the worker sends it at `not_before` (quiet hours) or at once."""
     now = now or utcnow()
@@ -43,6 +44,7 @@ def enqueue_message(
         subject=subject,
         body=body,
         ticket_id=ticket_id,
+        incident_id=incident_id,
         next_attempt_at=max(not_before, now) if not_before is not None else now,
         created_at=now,
     )

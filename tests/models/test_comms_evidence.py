@@ -23,6 +23,7 @@ from models.rules.ticket_history import ACTION_TITLES_RU, FIELD_TITLES_RU
 from models.services import incidents as inc_svc
 from models.services import municipality
 from models.services.notifications import (
+    HOUSE_PURPOSES,
     NOTICE_IMPOSSIBLE,
     PURPOSES,
     RATING_CALL_IMPOSSIBLE,
@@ -379,5 +380,5 @@ def test_every_history_row_written_by_a_lifecycle_has_titled_action_and_fields(d
 def test_every_message_purpose_has_a_russian_title() -> None:
     purposes = {MUNICIPALITY_PURPOSE, MUNICIPALITY_DONE_PURPOSE, EXECUTOR_PURPOSE, *PURPOSES.values(),
                 municipality.INCIDENT_STARTED, municipality.INCIDENT_LOCALIZED, municipality.INCIDENT_LIQUIDATED,
-                alert_rules.ALERT_PURPOSE, alert_rules.ASSIGNED_PUSH_PURPOSE}
+                alert_rules.ALERT_PURPOSE, alert_rules.ASSIGNED_PUSH_PURPOSE, *HOUSE_PURPOSES.values()}
     assert purposes == set(PURPOSE_TITLES_RU)

@@ -449,3 +449,16 @@ def test_the_pack_holds_the_interruptions_of_each_month_the_period_touches(db, w
     text = " ".join(pdf_text(zf, "12-перерывы-в-подаче-услуг.pdf").split())
     assert "Перерывы в подаче коммунальных услуг" in text and "8 ч в месяц, 4 ч единовременно" in text
     assert "6,00" in text and "Газ" not in text
+
+
+def test_the_municipality_register_holds_the_incidents_notices_too(db, world, settings, tmp_path) -> None:
+    from models.services import incidents as incident_svc
+
+    with db.write() as s:
+        org = s.get(Organization, world.org_a.id)
+        inc = incident_svc.create_incident(s, org=org, house_id=world.house_a.id, title="Прорыв стояка ГВС",
+                                           utility="hot_water", started_at=at(8), by=None, now=at(8))
+        incident_svc.liquidate_incident(s, org=org, incident_id=inc.id, at=at(13), now=at(13))
+    rows = xlsx_rows(open_pack(build(db, settings, world.org_a.id, tmp_path)[0]), "03-уведомления-омсу.xlsx")
+    kinds = [r[2] for r in rows[1:] if "Прорыв стояка ГВС" in (r[5] or "")]
+    assert kinds == ["авария в доме: начало", "авария в доме: ликвидирована"]

@@ -1,6 +1,7 @@
 from sqlalchemy import func, select
 
 from models.ticket import Incident, Ticket
+from tests import factories as f
 
 
 def _count(db) -> int:
@@ -59,3 +60,31 @@ def test_executor_cannot_register_incidents(db, world, login_as) -> None:
     assert client.post("/incidents", data={"organization_id": world.org_a.id, "house_id": world.house_a.id,
                                            "title": "x"}).status_code == 403
     assert _count(db) == 0
+
+
+def test_dispatcher_tells_the_houses_residents_of_the_accident_and_of_its_end(db, world, login_as) -> None:
+    from models.outbox import OutboxMessage
+
+    with db.write() as s:
+        inc_id = f.make_incident(s, s.merge(world.house_a), title="Прорыв ХВС", announcement="Перекрыт стояк.").id
+    client = login_as(world.dispatcher_a)
+    page = client.get("/incidents").get_data(as_text=True)
+    assert "Жителям дома: не сообщалось" in page and f'id="notify-{inc_id}"' in page
+    page = client.post(f"/incidents/{inc_id}/notify/incident", follow_redirects=True).get_data(as_text=True)
+    assert "Жителям дома об аварии: сообщений в очереди — 1." in page  # the world's resident of ул. Ленина
+    assert "Жителям дома: об аварии — 1" in page
+    # The municipality's column lists only the municipality's notices.
+    assert "Жителям дома: авария" not in page.split(f'id="notices-{inc_id}"')[1].split("</td>")[0]
+    page = client.post(f"/incidents/{inc_id}/notify/incident", follow_redirects=True).get_data(as_text=True)
+    assert "сообщений в очереди — 0; уже оповещены раньше — 1" in page
+    assert client.post(f"/incidents/{inc_id}/notify/restored").status_code == 400
+    client.post(f"/incidents/{inc_id}/liquidate")
+    page = client.post(f"/incidents/{inc_id}/notify/restored", follow_redirects=True).get_data(as_text=True)
+    assert "Жителям дома об устранении аварии: сообщений в очереди — 1." in page
+    with db.read() as s:
+        purposes = sorted(s.scalars(select(OutboxMessage.purpose).where(
+            OutboxMessage.incident_id == inc_id, OutboxMessage.purpose.startswith("resident_"))))
+    assert purposes == ["resident_incident", "resident_restored"]
+    # Another organization's dispatcher, an executor and an inspector cannot.
+    assert login_as(world.dispatcher_b).post(f"/incidents/{inc_id}/notify/restored").status_code == 404
+    assert login_as(world.executor_a).post(f"/incidents/{inc_id}/notify/restored").status_code == 403

@@ -216,3 +216,25 @@ def test_resident_contact_preference_from_the_ticket_card(db, world, login_as) -
     bad = client.post(f"/residents/{world.resident_a.id}/contact", data={"preferred_channel": "email",
                                                                          "email": "not-an-address"})
     assert bad.status_code == 400 and "неверный адрес эл. почты" in bad.get_data(as_text=True)
+
+
+def test_a_robot_settings_form_without_a_newer_template_keeps_its_text(db, world, login_as) -> None:
+    """A page opened before the house notice templates existed: saving it does not empty them."""
+    from models.rules.robot import DEFAULT_TEMPLATES
+
+    client = login_as(world.manager_a)
+    form = {
+        "organization_id": str(world.org_a.id), "rating_calls_enabled": "1", "call_window_start": "09:00",
+        "call_window_end": "19:00", "max_attempts": "2", "retry_interval_minutes": "45",
+        "rating_prompt": "Здравствуйте, это {company}. Оцените заявку {number}.", "voice": "",
+        "quiet_start": "22:00", "quiet_end": "08:00", "template_registered": "{company}: заявка {number} принята",
+        "template_assigned": "назначен {executor}", "template_done": "выполнена {number}",
+        "template_closed": "закрыта {number}", "template_en_route": "выехал {executor}, будет в {eta}",
+    }
+    assert client.post("/settings/robot", data=form).status_code == 302
+    with db.read() as s:
+        saved = s.get(RobotSettings, world.org_a.id)
+        assert (saved.template_closed, saved.template_incident) == ("закрыта {number}", DEFAULT_TEMPLATES["incident"])
+    # Typed wrong, it is refused: a ticket's placeholder is not a house notice's.
+    resp = client.post("/settings/robot", data={**form, "template_incident": "авария по заявке {number}"})
+    assert resp.status_code == 400 and "{number}" in resp.get_data(as_text=True)

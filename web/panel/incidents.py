@@ -16,6 +16,8 @@ from models.rules import messages as message_rules
 from models.rules.catalog import FOLLOW_UP_INSPECTION
 from models.rules.utilities import UTILITY_TITLES_RU
 from models.services import incidents as svc
+from models.services import municipality
+from models.services.notifications import HOUSE_PURPOSES
 from models.ticket import Category, Incident, Ticket
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
@@ -45,17 +47,27 @@ def incidents() -> Any:
         )
     notices: dict[int, list[OutboxMessage]] = {}
     show_notices = not is_executor()
+    told: dict[tuple[int, str], int] = {}
     if rows and show_notices:  # the municipality's notices: for the office and the inspector
         for m in s.scalars(select(OutboxMessage).where(OutboxMessage.incident_id.in_([i.id for i in rows]),
-                                                       OutboxMessage.organization_id.in_(ids))
+                                                       OutboxMessage.organization_id.in_(ids),
+                                                       OutboxMessage.purpose.startswith(municipality.PURPOSE_PREFIX))
                            .order_by(OutboxMessage.created_at, OutboxMessage.id)):
             if m.incident_id is not None:
                 notices.setdefault(m.incident_id, []).append(m)
+        # The residents told (one message each): counted, not listed.
+        for incident_id, purpose, count in s.execute(
+                select(OutboxMessage.incident_id, OutboxMessage.purpose, func.count())
+                .where(OutboxMessage.incident_id.in_([i.id for i in rows]), OutboxMessage.organization_id.in_(ids),
+                       OutboxMessage.purpose.in_(tuple(HOUSE_PURPOSES.values())))
+                .group_by(OutboxMessage.incident_id, OutboxMessage.purpose)):
+            told[(incident_id, purpose)] = count
     orgs = my_orgs()
     return render_template(
         "incidents/list.html", incidents=rows, orgs=orgs, org_map={o.id: o for o in orgs},
         houses=queries.houses(s, ids, limit=1000), linked=linked, utility_titles=UTILITY_TITLES_RU,
-        notices=notices, show_notices=show_notices, message_titles=message_rules,
+        notices=notices, show_notices=show_notices, message_titles=message_rules, told=told,
+        house_purposes=HOUSE_PURPOSES,
     )
 
 
@@ -93,4 +105,22 @@ def incident_progress(incident_id: int, action: str) -> Any:
             Ticket.incident_id == incident.id, Category.code == FOLLOW_UP_INSPECTION))
         flash("Авария ликвидирована" + (f"; зарегистрирована заявка № {follow_up.number} на внеочередной осмотр "
                                         "общего имущества (срок — сутки)" if follow_up else ""), "ok")
+    return redirect(url_for("panel.incidents"))
+
+
+@bp.post("/incidents/<int:incident_id>/notify/<any(incident, restored):event>")
+@form_page("panel.incidents")
+@login_required(STAFF)
+def incident_notify(incident_id: int, event: str) -> Any:
+    """«Оповестить жителей дома»: the accident's notice, or the supply restored (regulations Q4)."""
+    s = db_session()
+    incident = svc.get_incident(s, org_ids=org_ids(), incident_id=incident_id)
+    result = svc.notify_residents(s, org=org_by_id(incident.organization_id), incident_id=incident.id, event=event)
+    what = "об аварии" if event == "incident" else "об устранении аварии"
+    parts = [f"Жителям дома {what}: сообщений в очереди — {result.queued}"]
+    if result.already:
+        parts.append(f"уже оповещены раньше — {result.already}")
+    if result.unreachable:
+        parts.append(f"без мобильного телефона и эл. почты или отказались от уведомлений — {result.unreachable}")
+    flash("; ".join(parts) + ". SMS в тихие часы уйдут после их окончания.", "ok")
     return redirect(url_for("panel.incidents"))

@@ -10,7 +10,7 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from models.errors import DomainError, ValidationFailed
-from models.notification import ContactChannel
+from models.notification import ContactChannel, RobotSettings
 from models.organization import Organization, Role
 from models.rules import robot as rules
 from models.services import ratings as ratings_svc
@@ -49,7 +49,9 @@ def _int(form: MultiDict[str, str], name: str) -> int:
     return value
 
 
-def draft_from_form(form: MultiDict[str, str]) -> svc.RobotSettingsDraft:
+def draft_from_form(form: MultiDict[str, str], current: RobotSettings) -> svc.RobotSettingsDraft:
+    """The settings as typed; a template the form does not hold (a page opened before the template
+    existed) keeps its current text."""
     return svc.RobotSettingsDraft(
         rating_calls_enabled=bool(form.get("rating_calls_enabled")),
         call_window_start=_time(form, "call_window_start"), call_window_end=_time(form, "call_window_end"),
@@ -57,7 +59,7 @@ def draft_from_form(form: MultiDict[str, str]) -> svc.RobotSettingsDraft:
         rating_prompt=form.get("rating_prompt", ""), voice=form.get("voice") or None,
         notifications_enabled=bool(form.get("notifications_enabled")),
         quiet_start=_time(form, "quiet_start"), quiet_end=_time(form, "quiet_end"),
-        templates={e: form.get(f"template_{e}", "") for e in rules.NOTIFICATION_EVENTS},
+        templates={e: form.get(f"template_{e}", current.template_for(e)) for e in rules.NOTIFICATION_EVENTS},
     )
 
 
@@ -68,6 +70,7 @@ def _settings_page(org: Organization, *, error: str | None = None, field: str | 
         "settings_robot.html", org=org, orgs=[o for o in my_orgs()], s=current, form=form, error=error,
         error_field=field, template_titles=TEMPLATE_TITLES_RU, events=rules.NOTIFICATION_EVENTS,
         placeholders=rules.TEMPLATE_PLACEHOLDERS, event_placeholders=rules.EVENT_PLACEHOLDERS,
+        house_events=rules.HOUSE_EVENTS, house_placeholders=rules.HOUSE_PLACEHOLDERS,
         prompt_placeholders=rules.PROMPT_PLACEHOLDERS,
     ), status
 
@@ -85,7 +88,8 @@ def robot_settings() -> Any:
 def robot_settings_save() -> Any:
     org = org_by_id(request.form.get("organization_id"))
     try:
-        svc.update_robot_settings(db_session(), org=org, draft=draft_from_form(request.form), by=Actor.of(user(), "panel"))
+        draft = draft_from_form(request.form, ratings_svc.robot_settings(db_session(), org.id))
+        svc.update_robot_settings(db_session(), org=org, draft=draft, by=Actor.of(user(), "panel"))
     except DomainError as exc:
         db_session().rollback()
         return _settings_page(org, error=exc.message, field=str(exc.details.get("field") or ""),
