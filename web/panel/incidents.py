@@ -11,6 +11,7 @@ from sqlalchemy.orm import joinedload
 
 from models import queries
 from models.base import utcnow
+from models.organization import Organization
 from models.outbox import OutboxMessage
 from models.rules import messages as message_rules
 from models.rules.catalog import FOLLOW_UP_INSPECTION
@@ -88,13 +89,18 @@ def incident_create() -> Any:
     return redirect(url_for("panel.incidents"))
 
 
+def _incident(incident_id: int) -> tuple[Incident, Organization]:
+    """One of the user's organizations' incidents (another's is "not found"), with its organization."""
+    incident = svc.get_incident(db_session(), org_ids=org_ids(), incident_id=incident_id)
+    return incident, org_by_id(incident.organization_id)
+
+
 @bp.post("/incidents/<int:incident_id>/<any(localize, liquidate):action>")
 @form_page("panel.incidents")
 @login_required(STAFF)
 def incident_progress(incident_id: int, action: str) -> Any:
     s = db_session()
-    incident = svc.get_incident(s, org_ids=org_ids(), incident_id=incident_id)
-    org = org_by_id(incident.organization_id)
+    incident, org = _incident(incident_id)
     at = parse_local_datetime(request.form.get("at"), ZoneInfo(org.timezone), "at") or utcnow()
     if action == "localize":
         svc.localize_incident(s, org=org, incident_id=incident.id, at=at)
@@ -113,9 +119,8 @@ def incident_progress(incident_id: int, action: str) -> Any:
 @login_required(STAFF)
 def incident_notify(incident_id: int, event: str) -> Any:
     """«Оповестить жителей дома»: the accident's notice, or the supply restored (regulations Q4)."""
-    s = db_session()
-    incident = svc.get_incident(s, org_ids=org_ids(), incident_id=incident_id)
-    result = svc.notify_residents(s, org=org_by_id(incident.organization_id), incident_id=incident.id, event=event)
+    incident, org = _incident(incident_id)
+    result = svc.notify_residents(db_session(), org=org, incident_id=incident.id, event=event)
     what = "об аварии" if event == "incident" else "об устранении аварии"
     parts = [f"Жителям дома {what}: сообщений в очереди — {result.queued}"]
     if result.already:
