@@ -73,6 +73,7 @@ from web.api.v1 import (  # noqa: E402,F401
     dispatch,
     executor,
     houses,
+    incidents,
     inspection,
     openapi,
     organizations,

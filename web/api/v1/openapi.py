@@ -30,6 +30,7 @@ from web.api.v1 import bp
 from web.api.v1 import calls as calls_api
 from web.api.v1 import dispatch as dispatch_api
 from web.api.v1 import executor as executor_api
+from web.api.v1 import incidents as incidents_api
 from web.api.v1 import inspection as inspection_api
 from web.api.v1 import ratings as ratings_api
 from web.api.v1 import recordings as recordings_api
@@ -142,6 +143,7 @@ RECORDING_LOG_FILTERS = [_q("organization_id", "Только эта органи
                          _q("to", "Последний день включительно (по умолчанию сегодня)", LOCAL_DAY)]
 ORGANIZATION_ID = {"name": "organization_id", "in": "path", "required": True, "schema": ID}
 PACK_ID = {"name": "pack_id", "in": "path", "required": True, "schema": ID}
+INCIDENT_ID = {"name": "incident_id", "in": "path", "required": True, "schema": ID}
 PHONE_ID = {"name": "phone_id", "in": "path", "required": True, "schema": ID}
 RECORDING_ID = {"name": "recording_id", "in": "path", "required": True, "schema": ID}
 CATEGORY_ID = {"name": "category_id", "in": "path", "required": True, "schema": ID}
@@ -157,6 +159,29 @@ OPERATIONS: tuple[Op, ...] = (
     Op("post", "/tickets", "Зарегистрировать заявку", "tickets", sc.Ticket, 201, sc.TicketCreate,
        errors=(400, 401, 403, 422), description=STAFF_ONLY + " Номер и нормативные сроки назначаются автоматически."
        " Заявка аварийной категории с is_emergency=false требует not_emergency_reason."),
+    Op("get", "/incidents", "Аварии: идущие и прошедшие, новые сверху", "incidents", incidents_api.IncidentList,
+       params=[_q("organization_id", "Только эта организация", ID), _q("active", "true — идущие, false — ликвидированные",
+               {"type": "string", "enum": ["true", "false"]}), _q("limit", "Сколько (1–200, по умолчанию 100)",
+                                                                  {"type": "integer", "minimum": 1, "maximum": 200})],
+       errors=(400, 401, 403, 404), description=READERS_TOO),
+    Op("post", "/incidents", "Зарегистрировать аварию в доме", "incidents", incidents_api.IncidentOut, 201,
+       incidents_api.IncidentCreate, errors=(400, 401, 403, 404),
+       description=STAFF_ONLY + " Как на странице «Аварии»: звонящим из дома показывается объявление, ОМСУ/ЕДДС "
+       "получает сообщение (для ХВС, ГВС, отопления, канализации, электро- и газоснабжения)."),
+    Op("get", "/incidents/{incident_id}", "Авария", "incidents", incidents_api.IncidentOut, params=[INCIDENT_ID],
+       errors=(401, 403, 404), description=READERS_TOO),
+    Op("post", "/incidents/{incident_id}/localize", "Отметить аварию локализованной", "incidents",
+       incidents_api.IncidentOut, body=incidents_api.IncidentMark, body_optional=True, params=[INCIDENT_ID],
+       errors=(400, 401, 403, 404), description=STAFF_ONLY + " ОМСУ/ЕДДС получает сообщение."),
+    Op("post", "/incidents/{incident_id}/liquidate", "Отметить аварию ликвидированной", "incidents",
+       incidents_api.IncidentOut, body=incidents_api.IncidentMark, body_optional=True, params=[INCIDENT_ID],
+       errors=(400, 401, 403, 404), description=STAFF_ONLY + " ОМСУ/ЕДДС получает сообщение; регистрируется "
+       "заявка «Внеочередной осмотр общего имущества после аварии» со сроком сутки (follow_up_ticket_id), если "
+       "эта категория организации включена."),
+    Op("post", "/incidents/{incident_id}/notify-residents", "Оповестить жителей дома об аварии или её устранении",
+       "incidents", incidents_api.ResidentsNoticeOut, body=incidents_api.ResidentsNotice, params=[INCIDENT_ID],
+       errors=(400, 401, 403, 404), description=STAFF_ONLY + " SMS на мобильный или письмо каждому жителю дома по "
+       "шаблону incident или restored; отказ жителя и тихие часы соблюдаются; оповещённым раньше — не повторно."),
     Op("get", "/tickets/{ticket_id}/messages", "Сообщения по заявке: ОМСУ/ЕДДС, жителю, исполнителю", "tickets",
        sc.TicketMessages, params=[TICKET_ID], errors=(401, 403, 404),
        description=READERS_TOO + " Текст, канал, получатель, номер у оператора и отчёт о доставке каждого "
@@ -473,7 +498,7 @@ def document() -> dict[str, Any]:
                                     *users_api.REQUEST_MODELS, *tel_api.REQUEST_MODELS, *robot_api.REQUEST_MODELS,
                                     *inspection_api.REQUEST_MODELS, *executor_api.REQUEST_MODELS,
                                     *executor_api.ALERT_REQUEST_MODELS,
-                                    *dispatch_api.REQUEST_MODELS)]
+                                    *dispatch_api.REQUEST_MODELS, *incidents_api.REQUEST_MODELS)]
     models += [(m, "serialization") for m in (*sc.RESPONSE_MODELS, *calls_api.RESPONSE_MODELS,
                                               *ratings_api.RESPONSE_MODELS, *recordings_api.RESPONSE_MODELS,
                                               *analytics_api.RESPONSE_MODELS,
@@ -481,7 +506,7 @@ def document() -> dict[str, Any]:
                                               *users_api.RESPONSE_MODELS, *tel_api.RESPONSE_MODELS, *robot_api.RESPONSE_MODELS,
                                               *inspection_api.RESPONSE_MODELS, *executor_api.RESPONSE_MODELS,
                                               *executor_api.ALERT_RESPONSE_MODELS,
-                                              *dispatch_api.RESPONSE_MODELS)]
+                                              *dispatch_api.RESPONSE_MODELS, *incidents_api.RESPONSE_MODELS)]
     _, defs = models_json_schema(models, ref_template=REF)
     scopes = route_scopes()
     paths: dict[str, dict[str, Any]] = {}
@@ -544,6 +569,7 @@ def document() -> dict[str, Any]:
                  {"name": "residents", "description": "Жители"}, {"name": "calls", "description": "Звонки"},
                  {"name": "ratings", "description": "Оценки жителей"},
                  {"name": "analytics", "description": "Аналитика для руководителей"},
+                 {"name": "incidents", "description": "Аварии в домах"},
                  {"name": "audit", "description": "Проверка неизменности журнала"},
                  {"name": "recordings", "description": "Журналы доступа к записям разговоров и их удаления"},
                  {"name": "reports", "description": "Пакет документов для проверки ГЖИ"},
