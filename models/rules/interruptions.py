@@ -155,6 +155,16 @@ def recent_months(current: date, count: int = 24) -> list[date]:
     return months
 
 
+def percent_text(value: Decimal) -> str:
+    """"0,90 %": a percentage as the reports print it (a decimal comma)."""
+    return f"{value} %".replace(".", ",")
+
+
+def local_month(now: datetime, tz: ZoneInfo) -> date:
+    """The first day of the month it is now in `tz`."""
+    return now.astimezone(tz).date().replace(day=1)
+
+
 def hours_text(value: float) -> str:
     """"6,00 ч": hours as the reports print them (two decimals, a decimal comma)."""
     return f"{value:.2f}".replace(".", ",") + " ч"
@@ -265,4 +275,5 @@ def ledger(utility: str, limit: Limit, outages: Iterable[Outage], *, month: tupl
 
 __all__ = ["DEFAULT_LIMITS", "FEE_PERCENT_PER_HOUR", "LIMITED_UTILITIES", "MONTHS_RU", "InvalidLimits", "Ledger",
            "Limit", "Outage", "Stretch", "format_limit", "format_limits", "hours_text", "ledger", "merge",
-           "month_bounds", "month_title", "parse_limits", "recent_months", "stored_limits"]
+           "local_month", "month_bounds", "month_title", "parse_limits", "percent_text", "recent_months",
+           "stored_limits"]

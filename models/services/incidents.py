@@ -134,6 +134,13 @@ def follow_up_inspection(
         incident_id=incident.id))
 
 
+def follow_up_tickets(session: Session, incident_ids: list[int]) -> dict[int, Ticket]:
+    """The follow-up inspection ticket of each of these incidents that has one."""
+    tickets = session.scalars(select(Ticket).join(Category, Category.id == Ticket.category_id).where(
+        Ticket.incident_id.in_(incident_ids or [-1]), Category.code == FOLLOW_UP_INSPECTION))
+    return {t.incident_id: t for t in tickets if t.incident_id is not None}
+
+
 def follow_up_description(title: str, utility: str, liquidated_at: datetime, tz: ZoneInfo) -> str:
     when = liquidated_at.astimezone(tz).strftime("%d.%m.%Y %H:%M")
     what = f" ({utility_title(utility)})" if utility else ""

@@ -113,7 +113,7 @@ def run_interruptions(args: argparse.Namespace) -> int:
     from models.export import iter_tables_xlsx
     from models.interruption_report import month_report, stretch_text, verdict, xlsx_table
     from models.organization import Organization
-    from models.rules.interruptions import format_limit, hours_text, month_title
+    from models.rules.interruptions import format_limit, hours_text, local_month, month_title, percent_text
     from models.rules.utilities import utility_title
 
     db = database(settings().database_url)
@@ -123,7 +123,7 @@ def run_interruptions(args: argparse.Namespace) -> int:
             if org is None:
                 raise UsageError(f"нет организации с id {args.org}")
             tz, now = ZoneInfo(org.timezone), utcnow()
-            month = args.month or now.astimezone(tz).date().replace(day=1)
+            month = args.month or local_month(now, tz)
             report = month_report(s, org_ids=[org.id], month=month, now=now)
             name = org.short_name
     finally:
@@ -143,6 +143,5 @@ def run_interruptions(args: argparse.Namespace) -> int:
         print(f"  перерывы: {'; '.join(stretch_text(st, tz) for st in led.stretches)}")
         print(f"  всего за месяц {hours_text(led.total_hours)}, самый долгий {hours_text(led.longest_hours)} "
               f"(допустимо: {format_limit(led.limit)})")
-        fee = str(led.fee_reduction_percent).replace(".", ",")
-        print(f"  сверх нормы {hours_text(led.hours_over)}, снижение платы {fee} %")
+        print(f"  сверх нормы {hours_text(led.hours_over)}, снижение платы {percent_text(led.fee_reduction_percent)}")
     return 0

@@ -14,12 +14,11 @@ from models.base import utcnow
 from models.organization import Organization
 from models.outbox import OutboxMessage
 from models.rules import messages as message_rules
-from models.rules.catalog import FOLLOW_UP_INSPECTION
 from models.rules.utilities import UTILITY_TITLES_RU
 from models.services import incidents as svc
 from models.services import municipality
 from models.services.notifications import HOUSE_PURPOSES
-from models.ticket import Category, Incident, Ticket
+from models.ticket import Incident, Ticket
 from web.auth import login_required, org_ids
 from web.dbsession import session as db_session
 from web.inputs import optional_int
@@ -107,8 +106,7 @@ def incident_progress(incident_id: int, action: str) -> Any:
         flash("Авария локализована", "ok")
     else:
         svc.liquidate_incident(s, org=org, incident_id=incident.id, at=at, by=user())
-        follow_up = s.scalar(select(Ticket).join(Category, Category.id == Ticket.category_id).where(
-            Ticket.incident_id == incident.id, Category.code == FOLLOW_UP_INSPECTION))
+        follow_up = svc.follow_up_tickets(s, [incident.id]).get(incident.id)
         flash("Авария ликвидирована" + (f"; зарегистрирована заявка № {follow_up.number} на внеочередной осмотр "
                                         "общего имущества (срок — сутки)" if follow_up else ""), "ok")
     return redirect(url_for("panel.incidents"))

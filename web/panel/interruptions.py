@@ -23,7 +23,9 @@ from models.rules.interruptions import (
     FEE_PERCENT_PER_HOUR,
     format_limit,
     hours_text,
+    local_month,
     month_title,
+    percent_text,
     recent_months,
 )
 from models.rules.utilities import utility_title
@@ -42,9 +44,14 @@ def interruptions_scope(args: MultiDict[str, str], ids: list[int]) -> tuple[list
     ids = chosen_org_ids(args, ids)
     month = month_arg(args.get("month"), "month")
     if month is None:
-        org = db_session().get(Organization, ids[0]) if ids else None
-        month = utcnow().astimezone(ZoneInfo(org.timezone if org else "Europe/Moscow")).date().replace(day=1)
+        month = local_month(utcnow(), _zone(ids))
     return ids, month
+
+
+def _zone(ids: list[int]) -> ZoneInfo:
+    """The time zone of the first of the organizations (Moscow for none)."""
+    org = db_session().get(Organization, ids[0]) if ids else None
+    return ZoneInfo(org.timezone if org else "Europe/Moscow")
 
 
 def _scope() -> tuple[list[int], date, str | None]:
@@ -62,16 +69,15 @@ def interruptions_report() -> Any:
     report = report_model.month_report(db_session(), org_ids=ids, month=month, now=utcnow())
     query = {"organization_id": request.args.get("organization_id", ""), "month": f"{month:%Y-%m}"}
     zones = {o.id: ZoneInfo(o.timezone) for o in orgs}
-    first = next((o for o in orgs if o.id == ids[0]), None) if ids else None
-    current = utcnow().astimezone(ZoneInfo(first.timezone if first else "Europe/Moscow")).date()
-    months = recent_months(current)
+    months = recent_months(local_month(utcnow(), _zone(ids)))
     if month not in months:  # a month typed into the address: offered as chosen
         months.append(month)
     return render_template(
         "reports/interruptions.html", orgs=orgs, chosen_org=query["organization_id"], month=month, query=query,
         report=report, zones=zones, utility_title=utility_title, stretch_text=stretch_text, format_limit=format_limit,
-        fee_per_hour=str(FEE_PERCENT_PER_HOUR).replace(".", ","), error=error, several=len(orgs) > 1,
+        fee_per_hour=percent_text(FEE_PERCENT_PER_HOUR), error=error, several=len(orgs) > 1,
         months=sorted(months, reverse=True), month_title=month_title, hours_text=hours_text,
+        percent_text=percent_text,
     ), 400 if error else 200
 
 

@@ -15,12 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from models.errors import ValidationFailed
-from models.rules.catalog import FOLLOW_UP_INSPECTION
 from models.rules.text_limits import max_length
 from models.rules.utilities import UTILITY_TITLES_RU, utility_title
 from models.services import incidents as svc
 from models.services.tickets import tz_of
-from models.ticket import Category, Incident, Ticket
+from models.ticket import Incident
 from web.api.v1 import bp
 from web.api.v1 import common as c
 from web.api.v1.schemas import Body, Out
@@ -85,10 +84,7 @@ RESPONSE_MODELS = (IncidentOut, IncidentList, ResidentsNoticeOut)
 
 
 def _follow_ups(incident_ids: list[int]) -> dict[int, int]:
-    rows = db_session().execute(
-        select(Ticket.incident_id, Ticket.id).join(Category, Category.id == Ticket.category_id)
-        .where(Ticket.incident_id.in_(incident_ids or [-1]), Category.code == FOLLOW_UP_INSPECTION))
-    return {incident_id: ticket_id for incident_id, ticket_id in rows}
+    return {i: t.id for i, t in svc.follow_up_tickets(db_session(), incident_ids).items()}
 
 
 def incident_json(i: Incident, follow_ups: dict[int, int]) -> dict[str, Any]:
